@@ -1,0 +1,32 @@
+//! Domain nouns and values of sluice.
+//!
+//! Everything here is pure data: validated names ([`name`]), column data types ([`DataType`]), values
+//! ([`Value`]), bounded row batches ([`RowBatch`]), job and event identities and states ([`job`],
+//! [`event`]), and the validated definitions of hubs, locations and channels ([`definition`]).
+//! No I/O, no async, no wire shapes: the HVR and Fivetran JSON live in the API crate, the definitions
+//! file in the service crate.
+#![deny(missing_docs)]
+
+pub mod batch;
+pub mod data_type;
+pub mod decimal;
+pub mod definition;
+pub mod event;
+pub mod job;
+pub mod name;
+pub mod position;
+pub mod schema;
+pub mod value;
+
+pub use batch::{BatchLimits, RowBatch};
+pub use data_type::DataType;
+pub use decimal::Decimal;
+pub use event::{EventId, EventState, EventType, ResultName};
+pub use job::{JobName, JobState, JobType};
+pub use name::{
+    BaseName, ChannelName, ColumnName, HubName, LocGroupName, LocationName, NameError, NameKind,
+    SchemaName, TableName,
+};
+pub use position::Position;
+pub use schema::{ColumnDef, TableRef, TableSchema};
+pub use value::Value;
