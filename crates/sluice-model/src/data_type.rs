@@ -29,6 +29,8 @@ pub enum DataType {
     Float32,
     /// IEEE 754 double precision.
     Float64,
+    /// Exact decimal of unconstrained precision and scale (PostgreSQL `numeric`, SQLite `NUMERIC`).
+    Numeric,
     /// Exact decimal with `precision` significant digits, `scale` of them after the point.
     Decimal {
         /// Total significant digits (1..=1000).
@@ -98,16 +100,9 @@ const TYPE_NAMES: &[(&str, Args, DataType)] = &[
     ("float64", Args::None, DataType::Float64),
     ("double", Args::None, DataType::Float64),
     ("float", Args::None, DataType::Float64),
+    ("numeric", Args::PrecisionScale, DataType::Numeric),
     (
         "decimal",
-        Args::PrecisionScale,
-        DataType::Decimal {
-            precision: 0,
-            scale: 0,
-        },
-    ),
-    (
-        "numeric",
         Args::PrecisionScale,
         DataType::Decimal {
             precision: 0,
@@ -166,6 +161,7 @@ impl DataType {
             DataType::Int64,
             DataType::Float32,
             DataType::Float64,
+            DataType::Numeric,
             DataType::Decimal {
                 precision: 12,
                 scale: 2,
@@ -252,9 +248,7 @@ impl FromStr for DataType {
             (Args::None, Some(_)) => Err(DataTypeError::new(format!(
                 "data type {head:?} takes no arguments, got {text:?}"
             ))),
-            (Args::PrecisionScale, None) => Err(DataTypeError::new(format!(
-                "data type {text:?} needs a precision, e.g. {head}(12,2)"
-            ))),
+            (Args::PrecisionScale, None) => Ok(DataType::Numeric),
             (Args::PrecisionScale, Some(inner)) => {
                 let nums = numbers(inner)?;
                 let to_u16 = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
@@ -327,7 +321,8 @@ mod tests {
     fn errors_say_what_is_wrong() {
         let err = "inte".parse::<DataType>().unwrap_err();
         assert_eq!(err.to_string(), "unknown data type \"inte\"");
-        assert!("decimal".parse::<DataType>().is_err());
+        assert_eq!("decimal".parse::<DataType>().unwrap(), DataType::Numeric);
+        assert_eq!(DataType::Numeric.to_string(), "numeric");
         assert!("decimal(3,4)".parse::<DataType>().is_err());
         assert!("decimal(1001)".parse::<DataType>().is_err());
         assert!("varchar(0)".parse::<DataType>().is_err());

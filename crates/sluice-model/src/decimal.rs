@@ -51,7 +51,11 @@ impl Decimal {
         if int_part.is_empty() && frac_part.is_empty() {
             return Err(err());
         }
-        if !int_part.bytes().chain(frac_part.bytes()).all(|b| b.is_ascii_digit()) {
+        if !int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .all(|b| b.is_ascii_digit())
+        {
             return Err(err());
         }
         // Digits with the point after `point` of them; the exponent moves the point.
@@ -273,7 +277,10 @@ mod tests {
     fn from_f64_is_shortest_round_trip() {
         assert_eq!(Decimal::from_f64(12.5).unwrap().as_str(), "12.5");
         assert_eq!(Decimal::from_f64(0.1).unwrap().as_str(), "0.1");
-        assert_eq!(Decimal::from_f64(-1e21).unwrap().as_str(), "-1000000000000000000000");
+        assert_eq!(
+            Decimal::from_f64(-1e21).unwrap().as_str(),
+            "-1000000000000000000000"
+        );
         assert!(Decimal::from_f64(f64::NAN).is_none());
     }
 

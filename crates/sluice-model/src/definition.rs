@@ -293,7 +293,9 @@ impl FromStr for LocScope {
             return Ok(LocScope::All);
         }
         if NameKind::LocGroup.check(s).is_ok() {
-            return Ok(LocScope::Group(LocGroupName::new(s).map_err(|e| e.to_string())?));
+            return Ok(LocScope::Group(
+                LocGroupName::new(s).map_err(|e| e.to_string())?,
+            ));
         }
         LocationName::new(s).map(LocScope::Location).map_err(|_| {
             format!("location scope {s:?} is neither *, a location group (UPPERCASE) nor a location (lowercase)")
@@ -309,10 +311,14 @@ impl FromStr for TableScope {
             return Ok(TableScope::All);
         }
         if NameKind::LocGroup.check(s).is_ok() {
-            return Ok(TableScope::Group(LocGroupName::new(s).map_err(|e| e.to_string())?));
+            return Ok(TableScope::Group(
+                LocGroupName::new(s).map_err(|e| e.to_string())?,
+            ));
         }
         TableName::new(s).map(TableScope::Table).map_err(|_| {
-            format!("table scope {s:?} is neither *, a table group (UPPERCASE) nor a table (lowercase)")
+            format!(
+                "table scope {s:?} is neither *, a table group (UPPERCASE) nor a table (lowercase)"
+            )
         })
     }
 }
@@ -626,7 +632,10 @@ mod tests {
         assert!(env_refs("${1A}").is_err());
         assert!(env_refs("${A").is_err());
         let env = |n: &str| (n == "HOST").then(|| "db1".to_owned());
-        assert_eq!(resolve_env_refs("${HOST}:5432 $$5 $x", env).unwrap(), "db1:5432 $5 $x");
+        assert_eq!(
+            resolve_env_refs("${HOST}:5432 $$5 $x", env).unwrap(),
+            "db1:5432 $5 $x"
+        );
         assert_eq!(
             resolve_env_refs("${NOPE}", env).unwrap_err().to_string(),
             "environment variable NOPE is not set"
@@ -643,16 +652,31 @@ mod tests {
     #[test]
     fn scopes_parse_by_case() {
         assert_eq!("*".parse::<LocScope>().unwrap(), LocScope::All);
-        assert!(matches!("SOURCE".parse::<LocScope>().unwrap(), LocScope::Group(_)));
-        assert!(matches!("src".parse::<LocScope>().unwrap(), LocScope::Location(_)));
+        assert!(matches!(
+            "SOURCE".parse::<LocScope>().unwrap(),
+            LocScope::Group(_)
+        ));
+        assert!(matches!(
+            "src".parse::<LocScope>().unwrap(),
+            LocScope::Location(_)
+        ));
         assert!("Src".parse::<LocScope>().is_err());
-        assert!(matches!("orders".parse::<TableScope>().unwrap(), TableScope::Table(_)));
+        assert!(matches!(
+            "orders".parse::<TableScope>().unwrap(),
+            TableScope::Table(_)
+        ));
     }
 
     #[test]
     fn classes_accept_mysql_alias() {
-        assert_eq!("mysql".parse::<LocationClass>().unwrap(), LocationClass::Mariadb);
-        assert_eq!("SQLite".parse::<LocationClass>().unwrap(), LocationClass::Sqlite);
+        assert_eq!(
+            "mysql".parse::<LocationClass>().unwrap(),
+            LocationClass::Mariadb
+        );
+        assert_eq!(
+            "SQLite".parse::<LocationClass>().unwrap(),
+            LocationClass::Sqlite
+        );
         assert!("oracle".parse::<LocationClass>().is_err());
     }
 }

@@ -156,7 +156,9 @@ impl FromStr for JobName {
         let job_type = JobType::ALL
             .into_iter()
             .find(|t| t.infix() == parts[1])
-            .ok_or_else(|| fail("unknown job type; expected refr, cmp, cap, integ, activate or deactivate"))?;
+            .ok_or_else(|| {
+                fail("unknown job type; expected refr, cmp, cap, integ, activate or deactivate")
+            })?;
         let locations = parts[2..]
             .iter()
             .map(|p| LocationName::new(*p).map_err(|e| fail(&e.to_string())))

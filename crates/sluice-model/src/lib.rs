@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod condition;
 pub mod data_type;
 pub mod decimal;
 pub mod definition;
@@ -19,6 +20,7 @@ pub mod schema;
 pub mod value;
 
 pub use batch::{BatchLimits, RowBatch};
+pub use condition::Condition;
 pub use data_type::DataType;
 pub use decimal::Decimal;
 pub use event::{EventId, EventState, EventType, ResultName};

@@ -113,7 +113,10 @@ impl NameKind {
                     let class = if upper { "A-Z" } else { "a-z" };
                     return Err(fail(format!("must start with {class} or _")));
                 }
-                if let Some(bad) = text.chars().find(|&c| !(letter_ok(c) || c.is_ascii_digit())) {
+                if let Some(bad) = text
+                    .chars()
+                    .find(|&c| !(letter_ok(c) || c.is_ascii_digit()))
+                {
                     let class = if upper { "A-Z" } else { "a-z" };
                     return Err(fail(format!(
                         "contains {bad:?}; only {class}, 0-9 and _ are allowed"

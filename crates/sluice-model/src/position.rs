@@ -43,9 +43,6 @@ mod tests {
 
     #[test]
     fn lsn_displays_like_postgres() {
-        assert_eq!(
-            Position::Lsn { lsn: 0x1_0000_00A0 }.to_string(),
-            "1/A0"
-        );
+        assert_eq!(Position::Lsn { lsn: 0x1_0000_00A0 }.to_string(), "1/A0");
     }
 }

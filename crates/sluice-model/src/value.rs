@@ -234,7 +234,10 @@ impl Value {
                 | (Value::Int64(_), DataType::Int64)
                 | (Value::Float32(_), DataType::Float32)
                 | (Value::Float64(_), DataType::Float64)
-                | (Value::Decimal(_), DataType::Decimal { .. })
+                | (
+                    Value::Decimal(_),
+                    DataType::Decimal { .. } | DataType::Numeric
+                )
                 | (Value::Text(_), DataType::Text | DataType::Varchar(_))
                 | (Value::Bytes(_), DataType::Bytes)
                 | (Value::Date(_), DataType::Date)

@@ -1,0 +1,282 @@
+//! Connector capability traits: what sluice needs from a database, one trait per capability.
+//!
+//! A connector is found by its location class and offers a subset of the capabilities below;
+//! [`Connector`] says which through [`Capabilities`] and hands out each capability as a trait object.
+//! The engine sees only these traits, never a driver.
+//!
+//! | trait | capability |
+//! |---|---|
+//! | [`Connector`] | class, capabilities, a cheap side-effect-free `test()` |
+//! | [`Introspector`] | tables, columns, primary keys, native type → [`DataType`](sluice_model::DataType) |
+//! | [`SnapshotReader`] | a consistent stream of [`RowBatch`]es of one table |
+//! | [`BatchWriter`] | load batches into a table by a [`WriteStrategy`], atomically |
+//!
+//! Every statement a reader or writer runs is also available as a plan ([`PlannedStatement`]) built
+//! by the same code, so a dry run shows exactly what a real run executes.
+//!
+//! With the `test-kit` feature the crate also provides [`kit`], the conformance suite every
+//! connector crate runs against a real database, and [`kit::memory`], an in-memory connector.
+#![deny(missing_docs)]
+
+pub mod error;
+#[cfg(feature = "test-kit")]
+pub mod kit;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::Serialize;
+use sluice_model::definition::LocationClass;
+use sluice_model::{
+    BatchLimits, ColumnDef, Condition, Position, RowBatch, SchemaName, TableRef, TableSchema,
+};
+
+pub use error::{ConnectorError, ErrorKind, Result};
+
+/// A location property a connector understands, e.g. `Database_Name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PropertySpec {
+    /// The property name, as HVR spells it.
+    pub name: &'static str,
+    /// Whether a location of the class must set it.
+    pub required: bool,
+    /// What it means.
+    pub description: &'static str,
+}
+
+/// What a connector can do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// Lists tables and describes their columns ([`Introspector`]).
+    pub introspect: bool,
+    /// Streams table contents ([`SnapshotReader`]).
+    pub snapshot: bool,
+    /// Loads batches into tables ([`BatchWriter`]).
+    pub batch_write: bool,
+    /// Supports [`WriteStrategy::StagingSwap`].
+    pub staging_swap: bool,
+}
+
+/// What `Connector::test` found out about the database.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TestReport {
+    /// Discovered properties, e.g. `Class_Version` → `3.46.0`.
+    pub discovered_props: BTreeMap<String, String>,
+}
+
+/// A database connection of one location class, and the entry point to its capabilities.
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// The class this connector serves.
+    fn class(&self) -> LocationClass;
+
+    /// What this connector can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Checks that the database can be reached and used, changing nothing. Cheap: one connection
+    /// and one trivial query.
+    async fn test(&self) -> Result<TestReport>;
+
+    /// Table and column discovery, when supported.
+    fn introspector(&self) -> Option<&dyn Introspector> {
+        None
+    }
+
+    /// Snapshot reads, when supported.
+    fn snapshot_reader(&self) -> Option<&dyn SnapshotReader> {
+        None
+    }
+
+    /// Batch writes, when supported.
+    fn batch_writer(&self) -> Option<&dyn BatchWriter> {
+        None
+    }
+}
+
+/// Discovers tables and their columns.
+///
+/// Contract: native types map to [`DataType`](sluice_model::DataType) through the connector's type
+/// table (`types.rs`); a column of a type with no mapping is reported as an error naming table,
+/// column and native type, never silently coerced. Primary key columns come in key order.
+#[async_trait]
+pub trait Introspector: Send + Sync {
+    /// Tables in `schema` (or the default schema), sorted by name.
+    async fn list_tables(&self, schema: Option<&SchemaName>) -> Result<Vec<TableRef>>;
+
+    /// The columns and primary key of `table`; `Ok(None)` when it does not exist.
+    async fn table_schema(&self, table: &TableRef) -> Result<Option<TableSchema>>;
+}
+
+/// What to read from one table.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    /// The table.
+    pub table: TableRef,
+    /// Columns to read, in output order, with the type each value must have.
+    pub columns: Vec<ColumnDef>,
+    /// Indexes into `columns` of the key columns (for error messages and ordering).
+    pub key: Vec<usize>,
+    /// Deliver rows ordered by `key` ascending in [`Value::cmp_key`](sluice_model::Value::cmp_key)
+    /// order (bytewise for text).
+    pub ordered: bool,
+    /// Only rows matching this condition.
+    pub filter: Option<Condition>,
+    /// Size of the batches to deliver.
+    pub limits: BatchLimits,
+}
+
+/// A snapshot being read.
+pub struct Snapshot {
+    /// The rows, in batches of at most `limits` each. No empty batches are sent.
+    pub batches: BoxStream<'static, Result<RowBatch>>,
+    /// Where the snapshot sits in the change history, when the connector knows.
+    pub position: Option<Position>,
+}
+
+/// Reads the contents of tables.
+///
+/// Contract: the stream is one consistent snapshot of the table (one read transaction); every value
+/// conforms to its requested column type or the stream ends with a `Data` error naming table,
+/// column and key; batches respect the requested limits; dropping the stream stops the read and
+/// releases the transaction.
+#[async_trait]
+pub trait SnapshotReader: Send + Sync {
+    /// The statements `read` runs for `request`.
+    fn plan_read(&self, request: &ReadRequest) -> Vec<PlannedStatement>;
+
+    /// Starts reading.
+    async fn read(&self, request: ReadRequest) -> Result<Snapshot>;
+
+    /// Rows in `table` matching `filter`.
+    async fn count_rows(&self, table: &TableRef, filter: Option<&Condition>) -> Result<u64>;
+}
+
+/// How a write replaces what the target table holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteStrategy {
+    /// Empty the table (or the rows matching the target filter) and load, in one transaction.
+    TruncateLoad,
+    /// Load a staging table, then swap it for the target atomically.
+    StagingSwap,
+    /// Add rows to what is there.
+    Append,
+}
+
+impl WriteStrategy {
+    /// The spelling used in definitions, the CLI and plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteStrategy::TruncateLoad => "truncate_load",
+            WriteStrategy::StagingSwap => "staging_swap",
+            WriteStrategy::Append => "append",
+        }
+    }
+}
+
+impl std::str::FromStr for WriteStrategy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "truncate_load" => Ok(WriteStrategy::TruncateLoad),
+            "staging_swap" => Ok(WriteStrategy::StagingSwap),
+            "append" => Ok(WriteStrategy::Append),
+            _ => Err(format!(
+                "unknown strategy {s:?}; expected truncate_load, staging_swap or append"
+            )),
+        }
+    }
+}
+
+/// What to write into one table.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    /// The target table.
+    pub table: TableRef,
+    /// Columns written, in the order values arrive, with their target types.
+    pub columns: Vec<ColumnDef>,
+    /// Indexes into `columns` of the key columns (primary key of a created table; error messages).
+    pub key: Vec<usize>,
+    /// How existing contents are replaced.
+    pub strategy: WriteStrategy,
+    /// Create the table from `columns` when it does not exist.
+    pub create_if_missing: bool,
+    /// Replace only the target rows matching this condition; others are kept.
+    pub filter: Option<Condition>,
+}
+
+/// How often a planned statement runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Repeat {
+    /// Once.
+    Once,
+    /// Once for every row, with the row's values bound to its parameters.
+    PerRow,
+}
+
+/// One statement of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedStatement {
+    /// The SQL, with parameters as placeholders and no secrets.
+    pub sql: String,
+    /// How often it runs.
+    pub repeat: Repeat,
+}
+
+impl PlannedStatement {
+    /// A statement run once.
+    pub fn once(sql: impl Into<String>) -> Self {
+        PlannedStatement {
+            sql: sql.into(),
+            repeat: Repeat::Once,
+        }
+    }
+
+    /// A statement run once per row.
+    pub fn per_row(sql: impl Into<String>) -> Self {
+        PlannedStatement {
+            sql: sql.into(),
+            repeat: Repeat::PerRow,
+        }
+    }
+}
+
+/// What a finished write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WriteSummary {
+    /// Rows written.
+    pub rows: u64,
+    /// Whether the table was created.
+    pub created: bool,
+}
+
+/// Loads rows into tables.
+///
+/// Contract: a write is atomic. Until [`TableWriter::commit`] returns, readers of the target see
+/// its old contents; if anything fails, or the writer is rolled back or dropped, the target is left
+/// exactly as it was. Running the same request again produces the same result (idempotent on
+/// retry). Values arrive in `columns` order and conform to their types.
+#[async_trait]
+pub trait BatchWriter: Send + Sync {
+    /// The statements `open`, `write_batch` and `commit` run for `request`, given the target as it
+    /// is now. Changes nothing.
+    async fn plan_write(&self, request: &WriteRequest) -> Result<Vec<PlannedStatement>>;
+
+    /// Starts a write; checks the target against `request` before changing anything.
+    async fn open(&self, request: WriteRequest) -> Result<Box<dyn TableWriter>>;
+}
+
+/// A write in progress. Dropping it without `commit` rolls it back.
+#[async_trait]
+pub trait TableWriter: Send {
+    /// Writes one batch.
+    async fn write_batch(&mut self, batch: RowBatch) -> Result<()>;
+
+    /// Makes everything written visible, atomically.
+    async fn commit(self: Box<Self>) -> Result<WriteSummary>;
+
+    /// Abandons the write; the target stays as it was.
+    async fn rollback(self: Box<Self>) -> Result<()>;
+}
