@@ -1,5 +1,7 @@
 //! The conformance kit run against the in-memory connector (which cannot evaluate SQL filters).
 
+#![allow(clippy::unwrap_used)]
+
 use sluice_connector::kit::{self, memory::MemoryConnector};
 
 #[tokio::test]

@@ -1,1 +1,177 @@
-//! placeholder
+//! The SQLite connector (Class `sqlite`): introspection, snapshot reads and atomic batch writes on a
+//! database file, through rusqlite with SQLite bundled.
+//!
+//! SQLite connections are synchronous; every operation runs on a blocking thread of its own with its
+//! own connection, and rows cross to the async side in bounded batches. See [`types`] for how values
+//! are stored exactly and `write.rs` for how each strategy stays atomic.
+#![deny(missing_docs)]
+
+pub mod config;
+mod connect;
+mod error;
+mod introspect;
+mod snapshot;
+pub mod types;
+mod write;
+
+use async_trait::async_trait;
+use sluice_connector::{
+    BatchWriter, Capabilities, Connector, ConnectorError, Introspector, PlannedStatement,
+    ReadRequest, Result, Snapshot, SnapshotReader, TableWriter, TestReport, WriteRequest,
+};
+use sluice_model::definition::LocationClass;
+use sluice_model::{Condition, SchemaName, TableRef, TableSchema};
+
+pub use config::{PROPERTIES, SqliteConfig};
+
+/// A connector to one SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteConnector {
+    config: SqliteConfig,
+}
+
+impl SqliteConnector {
+    /// A connector for `config`. Opens nothing until used.
+    pub fn new(config: SqliteConfig) -> Self {
+        SqliteConnector { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SqliteConfig {
+        &self.config
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&SqliteConfig) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || work(&config))
+            .await
+            .map_err(|e| ConnectorError::internal(format!("a SQLite worker thread failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Connector for SqliteConnector {
+    fn class(&self) -> LocationClass {
+        LocationClass::Sqlite
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            introspect: true,
+            snapshot: true,
+            batch_write: true,
+            staging_swap: true,
+        }
+    }
+
+    /// Opens the file read-only and asks for the SQLite version. A file that does not exist yet is
+    /// fine when its directory is writable (the first write creates it).
+    async fn test(&self) -> Result<TestReport> {
+        self.blocking(|config| {
+            let mut report = TestReport::default();
+            let props = &mut report.discovered_props;
+            if !config.exists() {
+                let dir = match config.path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => std::path::PathBuf::from("."),
+                };
+                let writable = std::fs::metadata(&dir)
+                    .map(|m| m.is_dir() && !m.permissions().readonly())
+                    .unwrap_or(false);
+                if !writable {
+                    return Err(ConnectorError::not_found(format!(
+                        "database file {} does not exist and its directory {} is not a writable directory",
+                        config.path.display(),
+                        dir.display()
+                    )));
+                }
+                props.insert("Database_Exists".into(), "false".into());
+                props.insert("Class_Version".into(), rusqlite::version().to_owned());
+                return Ok(report);
+            }
+            let conn = connect::open_read(config)?;
+            let (version, tables): (String, i64) = conn
+                .query_row(
+                    "SELECT sqlite_version(), (SELECT count(*) FROM sqlite_master WHERE type = 'table')",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .map_err(|e| error::sqlite_error(e, format_args!("query {}", config.path.display())))?;
+            let journal: String = conn
+                .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+                .map_err(|e| error::sqlite_error(e, "read the journal mode"))?;
+            props.insert("Database_Exists".into(), "true".into());
+            props.insert("Class_Version".into(), version);
+            props.insert("Table_Count".into(), tables.to_string());
+            props.insert("Journal_Mode".into(), journal);
+            Ok(report)
+        })
+        .await
+    }
+
+    fn introspector(&self) -> Option<&dyn Introspector> {
+        Some(self)
+    }
+
+    fn snapshot_reader(&self) -> Option<&dyn SnapshotReader> {
+        Some(self)
+    }
+
+    fn batch_writer(&self) -> Option<&dyn BatchWriter> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Introspector for SqliteConnector {
+    async fn list_tables(&self, schema: Option<&SchemaName>) -> Result<Vec<TableRef>> {
+        let schema = schema.cloned();
+        self.blocking(move |config| {
+            if !config.exists() {
+                return Ok(Vec::new());
+            }
+            introspect::list_tables(&connect::open_read(config)?, schema.as_ref())
+        })
+        .await
+    }
+
+    async fn table_schema(&self, table: &TableRef) -> Result<Option<TableSchema>> {
+        let table = table.clone();
+        self.blocking(move |config| {
+            if !config.exists() {
+                return Ok(None);
+            }
+            introspect::table_schema(&connect::open_read(config)?, &table)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SnapshotReader for SqliteConnector {
+    fn plan_read(&self, request: &ReadRequest) -> Vec<PlannedStatement> {
+        snapshot::plan(request)
+    }
+
+    async fn read(&self, request: ReadRequest) -> Result<Snapshot> {
+        snapshot::read(self.config.clone(), request).await
+    }
+
+    async fn count_rows(&self, table: &TableRef, filter: Option<&Condition>) -> Result<u64> {
+        snapshot::count_rows(self.config.clone(), table.clone(), filter.cloned()).await
+    }
+}
+
+#[async_trait]
+impl BatchWriter for SqliteConnector {
+    async fn plan_write(&self, request: &WriteRequest) -> Result<Vec<PlannedStatement>> {
+        write::plan(self.config.clone(), request.clone()).await
+    }
+
+    async fn open(&self, request: WriteRequest) -> Result<Box<dyn TableWriter>> {
+        write::open(self.config.clone(), request).await
+    }
+}

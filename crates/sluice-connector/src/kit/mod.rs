@@ -474,6 +474,15 @@ pub async fn filters(c: &dyn Connector) {
 
 /// A missing table is `Ok(None)` to introspection and a `NotFound` error to reads and counts.
 pub async fn missing_table(c: &dyn Connector) {
+    // Another table exists, so the database does and only the table is missing.
+    let present = vec![col("id", DataType::Int64, false)];
+    write_rows(
+        c,
+        write_request(table("kit_present"), present, WriteStrategy::TruncateLoad),
+        &[],
+        BatchLimits::DEFAULT,
+    )
+    .await;
     let t = table("kit_no_such_table");
     let found = c
         .introspector()

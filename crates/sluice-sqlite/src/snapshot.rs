@@ -1,0 +1,219 @@
+//! Snapshot reads: one read transaction per table, rows decoded into batches on a blocking thread
+//! and handed over a channel of two batches (so memory is bounded by the batch size).
+
+use rusqlite::Connection;
+use sluice_connector::{ConnectorError, PlannedStatement, ReadRequest, Result, Snapshot};
+use sluice_model::{ColumnDef, Condition, RowBatch, TableRef, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::config::SqliteConfig;
+use crate::connect::open_read;
+use crate::error::sqlite_error;
+use crate::introspect::table_schema;
+use crate::types::{decode, quote_ident, quote_table};
+
+/// Batches in flight between the reading thread and the consumer.
+const CHANNEL_BATCHES: usize = 2;
+
+/// The `SELECT` a read runs.
+pub(crate) fn select_sql(request: &ReadRequest) -> String {
+    let columns: Vec<String> = request
+        .columns
+        .iter()
+        .map(|c| quote_ident(c.name.as_str()))
+        .collect();
+    let mut sql = format!(
+        "SELECT {} FROM {}",
+        columns.join(", "),
+        quote_table(&request.table)
+    );
+    if let Some(filter) = &request.filter {
+        sql.push_str(&format!(" WHERE ({filter})"));
+    }
+    if request.ordered && !request.key.is_empty() {
+        let order: Vec<String> = request
+            .key
+            .iter()
+            .map(|&k| {
+                let column = &request.columns[k];
+                // Text keys sort bytewise whatever collation the column declares, which is the
+                // order the engine merges in.
+                if column.data_type.is_text() {
+                    format!("{} COLLATE BINARY", quote_ident(column.name.as_str()))
+                } else {
+                    quote_ident(column.name.as_str())
+                }
+            })
+            .collect();
+        sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
+    }
+    sql
+}
+
+/// The statements of a read, in order.
+pub(crate) fn plan(request: &ReadRequest) -> Vec<PlannedStatement> {
+    vec![
+        PlannedStatement::once("BEGIN"),
+        PlannedStatement::once(select_sql(request)),
+        PlannedStatement::once("COMMIT"),
+    ]
+}
+
+/// Checks that the table and every requested column exist.
+pub(crate) fn check_source(
+    conn: &Connection,
+    table: &TableRef,
+    columns: &[ColumnDef],
+) -> Result<()> {
+    let schema = table_schema(conn, table)?
+        .ok_or_else(|| ConnectorError::not_found(format!("table {table} does not exist")))?;
+    for column in columns {
+        let found = schema
+            .columns
+            .iter()
+            .any(|c| c.name.as_str().eq_ignore_ascii_case(column.name.as_str()));
+        if !found {
+            return Err(ConnectorError::schema(format!(
+                "table {table} has no column {}",
+                column.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Describes a row's key for error messages: `(id=5)`.
+pub(crate) fn describe_key(columns: &[ColumnDef], key: &[usize], values: &[Value]) -> String {
+    let parts: Vec<String> = key
+        .iter()
+        .map(|&k| {
+            format!(
+                "{}={}",
+                columns[k].name,
+                values.get(k).unwrap_or(&Value::Null)
+            )
+        })
+        .collect();
+    format!("({})", parts.join(", "))
+}
+
+/// Starts a read on a blocking thread; setup errors (missing table or column) are returned here,
+/// errors while reading end the stream.
+pub(crate) async fn read(config: SqliteConfig, request: ReadRequest) -> Result<Snapshot> {
+    let (batches_tx, batches_rx) = mpsc::channel::<Result<RowBatch>>(CHANNEL_BATCHES);
+    let (ready_tx, ready_rx) = oneshot::channel::<Result<()>>();
+    tokio::task::spawn_blocking(move || {
+        let mut ready = Some(ready_tx);
+        let outcome = read_on_thread(&config, &request, &batches_tx, &mut ready);
+        if let Err(error) = outcome {
+            match ready.take() {
+                Some(ready) => {
+                    let _ = ready.send(Err(error));
+                }
+                None => {
+                    let _ = batches_tx.blocking_send(Err(error));
+                }
+            }
+        }
+    });
+    ready_rx.await.map_err(|_| {
+        ConnectorError::internal("the SQLite reader thread ended before starting")
+    })??;
+    Ok(Snapshot {
+        batches: Box::pin(ReceiverStream::new(batches_rx)),
+        position: None,
+    })
+}
+
+fn read_on_thread(
+    config: &SqliteConfig,
+    request: &ReadRequest,
+    out: &mpsc::Sender<Result<RowBatch>>,
+    ready: &mut Option<oneshot::Sender<Result<()>>>,
+) -> Result<()> {
+    let table = &request.table;
+    let conn = open_read(config)?;
+    conn.execute_batch("BEGIN")
+        .map_err(|e| sqlite_error(e, "begin the read transaction"))?;
+    check_source(&conn, table, &request.columns)?;
+    let sql = select_sql(request);
+    let mut stmt = conn
+        .prepare(&sql)
+        .map_err(|e| sqlite_error(e, format_args!("prepare the read of {table}")))?;
+    let mut rows = stmt
+        .query([])
+        .map_err(|e| sqlite_error(e, format_args!("read {table}")))?;
+    if let Some(ready) = ready.take() {
+        let _ = ready.send(Ok(()));
+    }
+    let width = request.columns.len();
+    let types: Vec<_> = request.columns.iter().map(|c| c.data_type).collect();
+    let mut batch = RowBatch::new(width, request.limits);
+    let mut row_values: Vec<Value> = Vec::with_capacity(width);
+    while let Some(row) = rows
+        .next()
+        .map_err(|e| sqlite_error(e, format_args!("read {table}")))?
+    {
+        row_values.clear();
+        for (i, ty) in types.iter().enumerate() {
+            let raw = row
+                .get_ref(i)
+                .map_err(|e| sqlite_error(e, format_args!("read {table}")))?;
+            match decode(raw, *ty) {
+                Ok(v) => row_values.push(v),
+                Err(reason) => {
+                    // Decode the key columns on their own to name the row.
+                    let key_values: Vec<Value> = (0..width)
+                        .map(|k| {
+                            row.get_ref(k)
+                                .ok()
+                                .and_then(|r| decode(r, types[k]).ok())
+                                .unwrap_or(Value::Null)
+                        })
+                        .collect();
+                    return Err(ConnectorError::data(format!(
+                        "table {table} row {} column {}: {reason}",
+                        describe_key(&request.columns, &request.key, &key_values),
+                        request.columns[i].name
+                    )));
+                }
+            }
+        }
+        if batch.is_full() && out.blocking_send(Ok(batch.take())).is_err() {
+            return Ok(()); // the consumer stopped reading
+        }
+        batch
+            .push_row(row_values.drain(..))
+            .map_err(|e| ConnectorError::internal(e.to_string()))?;
+    }
+    if !batch.is_empty() {
+        let _ = out.blocking_send(Ok(batch));
+    }
+    drop(rows);
+    drop(stmt);
+    conn.execute_batch("COMMIT")
+        .map_err(|e| sqlite_error(e, "end the read transaction"))?;
+    Ok(())
+}
+
+/// `SELECT count(*)` with the filter.
+pub(crate) async fn count_rows(
+    config: SqliteConfig,
+    table: TableRef,
+    filter: Option<Condition>,
+) -> Result<u64> {
+    tokio::task::spawn_blocking(move || {
+        let conn = open_read(&config)?;
+        check_source(&conn, &table, &[])?;
+        let mut sql = format!("SELECT count(*) FROM {}", quote_table(&table));
+        if let Some(filter) = &filter {
+            sql.push_str(&format!(" WHERE ({filter})"));
+        }
+        conn.query_row(&sql, [], |row| row.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| sqlite_error(e, format_args!("count rows of {table}")))
+    })
+    .await
+    .map_err(|e| ConnectorError::internal(format!("the SQLite count thread failed: {e}")))?
+}
