@@ -282,6 +282,45 @@ fn write_canonical_json(doc: &serde_json::Value, out: &mut String) {
     }
 }
 
+/// Values serialize to plain JSON: numbers as numbers (decimals as strings, so no digit is lost),
+/// bytes as `\\x`-prefixed hex, dates and times as ISO-8601 text, JSON documents embedded.
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_none(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int16(v) => s.serialize_i16(*v),
+            Value::Int32(v) => s.serialize_i32(*v),
+            Value::Int64(v) => s.serialize_i64(*v),
+            Value::Float32(v) if v.is_finite() => s.serialize_f32(*v),
+            Value::Float64(v) if v.is_finite() => s.serialize_f64(*v),
+            Value::Float32(v) => s.collect_str(v),
+            Value::Float64(v) => s.collect_str(v),
+            Value::Decimal(d) => s.serialize_str(d.as_str()),
+            Value::Text(t) => s.serialize_str(t),
+            Value::Bytes(b) => {
+                let mut hex = String::with_capacity(2 + b.len() * 2);
+                hex.push_str("\\x");
+                for byte in b {
+                    hex.push_str(&format!("{byte:02x}"));
+                }
+                s.serialize_str(&hex)
+            }
+            Value::Date(d) => s.collect_str(d),
+            Value::Time(t) => s.collect_str(t),
+            Value::Timestamp(ts) => s.collect_str(&ts.format("%Y-%m-%dT%H:%M:%S%.f")),
+            Value::TimestampTz(ts) => {
+                s.serialize_str(&ts.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            }
+            Value::Json(text) => match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(doc) => doc.serialize(s),
+                Err(_) => s.serialize_str(text),
+            },
+            Value::Uuid(u) => s.collect_str(u),
+        }
+    }
+}
+
 /// Shows a value the way a person reads it in a key list or an error message; text is quoted.
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -383,6 +422,22 @@ mod tests {
                 Value::Text("b".into()),
                 Value::Text("é".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn serializes_to_plain_json() {
+        let values = vec![
+            Value::Null,
+            Value::Int32(5),
+            Value::Decimal(Decimal::parse("12.50").unwrap()),
+            Value::Bytes(vec![1, 255]),
+            Value::Json(r#"{"a":[1]}"#.into()),
+            Value::Text("é".into()),
+        ];
+        assert_eq!(
+            serde_json::to_string(&values).unwrap(),
+            r#"[null,5,"12.5","\\x01ff",{"a":[1]},"é"]"#
         );
     }
 

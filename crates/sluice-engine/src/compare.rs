@@ -1,0 +1,467 @@
+//! Running a compare.
+//!
+//! * **Bulk**: both tables are read in any order; each side's rows are counted and each row hashed
+//!   (xxh3-128 of its engine-independent encoding, [`Value::encode_canonical`]) and the hashes summed.
+//!   A sum does not depend on row order and, unlike XOR, does not let duplicate rows cancel out.
+//! * **Row-wise**: both tables are read ordered by key and merged; every key is only on the source,
+//!   only on the target, or on both with equal or differing values. Counts are exact; the keys listed
+//!   are capped. Each side must arrive in strictly increasing key order; anything else (a collation
+//!   that sorts differently, a duplicate key) fails the compare rather than reporting wrong rows.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use serde::Serialize;
+use sluice_connector::{Connector, ConnectorError, ErrorKind, ReadRequest, Result};
+use sluice_model::{RowBatch, TableName, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::plan::{CompareTablePlan, Granularity, reader};
+use crate::progress::{Progress, ProgressSink};
+use crate::{EngineError, describe_key};
+
+/// How a table's compare ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CompareState {
+    /// Both sides hold the same rows.
+    Identical,
+    /// The sides differ.
+    Different,
+    /// The compare failed.
+    Failed,
+    /// The compare was cancelled.
+    Canceled,
+}
+
+/// Rows found on one side only or differing, with counts and the first keys.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RowDiff {
+    /// Rows only in the source.
+    pub only_on_source: u64,
+    /// Rows only in the target.
+    pub only_on_target: u64,
+    /// Rows in both with different values.
+    pub differ: u64,
+    /// The first keys only in the source.
+    pub only_on_source_keys: Vec<Vec<Value>>,
+    /// The first keys only in the target.
+    pub only_on_target_keys: Vec<Vec<Value>>,
+    /// The first keys that differ.
+    pub differ_keys: Vec<Vec<Value>>,
+}
+
+impl RowDiff {
+    /// Whether no difference was found.
+    pub fn is_empty(&self) -> bool {
+        self.only_on_source == 0 && self.only_on_target == 0 && self.differ == 0
+    }
+}
+
+/// What a table's compare found.
+#[derive(Debug)]
+pub struct CompareReport {
+    /// The channel's name for the table.
+    pub name: TableName,
+    /// How it ended.
+    pub state: CompareState,
+    /// Rows read at the source.
+    pub source_rows: u64,
+    /// Rows read at the target.
+    pub target_rows: u64,
+    /// Bytes of row data compared.
+    pub bytes: u64,
+    /// Time spent.
+    pub duration: Duration,
+    /// Bulk checksums (source, target) as hex, when bulk.
+    pub checksums: Option<(String, String)>,
+    /// Row-wise differences, when row-wise.
+    pub diff: Option<RowDiff>,
+    /// Why it failed.
+    pub error: Option<EngineError>,
+}
+
+/// Options of a compare run.
+#[derive(Debug, Clone, Copy)]
+pub struct CompareOptions {
+    /// Bulk or row-wise.
+    pub granularity: Granularity,
+    /// How many keys of each kind a row-wise diff lists.
+    pub max_listed: usize,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions {
+            granularity: Granularity::Bulk,
+            max_listed: 100,
+        }
+    }
+}
+
+/// Compares the planned tables one after another.
+pub async fn run_compare(
+    source: Arc<dyn Connector>,
+    target: Arc<dyn Connector>,
+    plans: Vec<CompareTablePlan>,
+    options: CompareOptions,
+    progress: ProgressSink,
+    cancel: CancellationToken,
+) -> Vec<CompareReport> {
+    let mut reports = Vec::with_capacity(plans.len());
+    for plan in plans {
+        progress.send(Progress::Started {
+            table: plan.name.clone(),
+            total_rows: None,
+        });
+        let started = Instant::now();
+        let mut report = CompareReport {
+            name: plan.name.clone(),
+            state: CompareState::Failed,
+            source_rows: 0,
+            target_rows: 0,
+            bytes: 0,
+            duration: Duration::ZERO,
+            checksums: None,
+            diff: None,
+            error: None,
+        };
+        let outcome = match options.granularity {
+            Granularity::Bulk => {
+                bulk(
+                    source.as_ref(),
+                    target.as_ref(),
+                    &plan,
+                    &progress,
+                    &cancel,
+                    &mut report,
+                )
+                .await
+            }
+            Granularity::Rowwise => {
+                rowwise(
+                    source.as_ref(),
+                    target.as_ref(),
+                    &plan,
+                    &options,
+                    &progress,
+                    &cancel,
+                    &mut report,
+                )
+                .await
+            }
+        };
+        match outcome {
+            Ok(identical) => {
+                report.state = if identical {
+                    CompareState::Identical
+                } else {
+                    CompareState::Different
+                };
+            }
+            Err(error) => {
+                report.state = if error.kind() == ErrorKind::Cancelled {
+                    CompareState::Canceled
+                } else {
+                    CompareState::Failed
+                };
+                report.error = Some(EngineError::table(&plan.name, error));
+            }
+        }
+        report.duration = started.elapsed();
+        progress.send(Progress::Finished {
+            table: plan.name.clone(),
+            ok: report.error.is_none(),
+            rows: report.source_rows,
+            seconds: report.duration.as_secs_f64(),
+        });
+        reports.push(report);
+    }
+    reports
+}
+
+async fn open(
+    c: &dyn Connector,
+    request: &ReadRequest,
+    side: &str,
+) -> Result<BoxStream<'static, Result<RowBatch>>> {
+    let snapshot = reader(c)?
+        .read(request.clone())
+        .await
+        .map_err(|e| e.context(side))?;
+    Ok(snapshot.batches)
+}
+
+/// Count, hash sum and bytes of one side.
+struct Digest {
+    rows: u64,
+    sum: u128,
+    bytes: u64,
+}
+
+async fn digest(
+    mut batches: BoxStream<'static, Result<RowBatch>>,
+    side: &str,
+    report_progress: Option<(&ProgressSink, &TableName)>,
+    cancel: &CancellationToken,
+) -> Result<Digest> {
+    let mut d = Digest {
+        rows: 0,
+        sum: 0,
+        bytes: 0,
+    };
+    let mut buffer = Vec::with_capacity(256);
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(ConnectorError::cancelled()),
+            next = batches.next() => next,
+        };
+        let Some(batch) = next else { break };
+        let batch = batch.map_err(|e| e.context(side))?;
+        for row in batch.rows() {
+            buffer.clear();
+            for value in row {
+                value.encode_canonical(&mut buffer);
+            }
+            d.sum = d.sum.wrapping_add(xxhash_rust::xxh3::xxh3_128(&buffer));
+        }
+        d.rows += batch.len() as u64;
+        d.bytes += batch.byte_size() as u64;
+        if let Some((progress, table)) = report_progress {
+            progress.send(Progress::Advanced {
+                table: table.clone(),
+                rows: d.rows,
+                bytes: d.bytes,
+            });
+        }
+    }
+    Ok(d)
+}
+
+async fn bulk(
+    source: &dyn Connector,
+    target: &dyn Connector,
+    plan: &CompareTablePlan,
+    progress: &ProgressSink,
+    cancel: &CancellationToken,
+    report: &mut CompareReport,
+) -> Result<bool> {
+    let s = open(source, &plan.source_read, "source").await?;
+    let t = open(target, &plan.target_read, "target").await?;
+    let (s, t) = tokio::try_join!(
+        digest(s, "source", Some((progress, &plan.name)), cancel),
+        digest(t, "target", None, cancel)
+    )?;
+    report.source_rows = s.rows;
+    report.target_rows = t.rows;
+    report.bytes = s.bytes + t.bytes;
+    report.checksums = Some((format!("{:032x}", s.sum), format!("{:032x}", t.sum)));
+    Ok(s.rows == t.rows && s.sum == t.sum)
+}
+
+/// Rows of a key-ordered stream, one at a time, checking the order.
+struct RowCursor {
+    batches: BoxStream<'static, Result<RowBatch>>,
+    batch: Option<RowBatch>,
+    index: usize,
+    key: Vec<usize>,
+    side: &'static str,
+    previous_key: Option<Vec<Value>>,
+    rows: u64,
+    bytes: u64,
+}
+
+impl RowCursor {
+    fn new(
+        batches: BoxStream<'static, Result<RowBatch>>,
+        key: Vec<usize>,
+        side: &'static str,
+    ) -> Self {
+        RowCursor {
+            batches,
+            batch: None,
+            index: 0,
+            key,
+            side,
+            previous_key: None,
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Moves to the next row; `false` at the end.
+    async fn advance(
+        &mut self,
+        cancel: &CancellationToken,
+        plan: &CompareTablePlan,
+    ) -> Result<bool> {
+        self.index += 1;
+        loop {
+            if let Some(batch) = &self.batch
+                && self.index < batch.len()
+            {
+                let key: Vec<Value> = self
+                    .key
+                    .iter()
+                    .map(|&k| batch.row(self.index)[k].clone())
+                    .collect();
+                if let Some(previous) = &self.previous_key
+                    && compare_keys(previous, &key) != Ordering::Less
+                {
+                    let columns = if self.side == "source" {
+                        &plan.source_read.columns
+                    } else {
+                        &plan.target_read.columns
+                    };
+                    let row = batch.row(self.index);
+                    return Err(ConnectorError::new(
+                        ErrorKind::Data,
+                        format!(
+                            "{} rows are not in strictly increasing key order at key {} (a duplicate key, \
+                             or a collation that sorts differently from bytewise order)",
+                            self.side,
+                            describe_key(columns, &self.key, row)
+                        ),
+                    ));
+                }
+                self.previous_key = Some(key);
+                self.rows += 1;
+                return Ok(true);
+            }
+            let next = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(ConnectorError::cancelled()),
+                next = self.batches.next() => next,
+            };
+            match next {
+                None => {
+                    self.batch = None;
+                    return Ok(false);
+                }
+                Some(batch) => {
+                    let batch = batch.map_err(|e| e.context(self.side))?;
+                    self.bytes += batch.byte_size() as u64;
+                    self.batch = Some(batch);
+                    self.index = 0;
+                }
+            }
+        }
+    }
+
+    fn row(&self) -> Option<&[Value]> {
+        self.batch.as_ref().map(|b| b.row(self.index))
+    }
+
+    fn key_of(&self) -> Option<&[Value]> {
+        self.previous_key
+            .as_deref()
+            .filter(|_| self.batch.is_some())
+    }
+}
+
+fn compare_keys(a: &[Value], b: &[Value]) -> Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.cmp_key(y))
+        .find(|o| o.is_ne())
+        .unwrap_or(Ordering::Equal)
+}
+
+fn rows_equal(a: &[Value], b: &[Value], scratch: &mut (Vec<u8>, Vec<u8>)) -> bool {
+    a.iter().zip(b).all(|(x, y)| {
+        scratch.0.clear();
+        scratch.1.clear();
+        x.encode_canonical(&mut scratch.0);
+        y.encode_canonical(&mut scratch.1);
+        scratch.0 == scratch.1
+    })
+}
+
+async fn rowwise(
+    source: &dyn Connector,
+    target: &dyn Connector,
+    plan: &CompareTablePlan,
+    options: &CompareOptions,
+    progress: &ProgressSink,
+    cancel: &CancellationToken,
+    report: &mut CompareReport,
+) -> Result<bool> {
+    let key = plan.source_read.key.clone();
+    let mut s = RowCursor::new(
+        open(source, &plan.source_read, "source").await?,
+        key.clone(),
+        "source",
+    );
+    let mut t = RowCursor::new(
+        open(target, &plan.target_read, "target").await?,
+        key,
+        "target",
+    );
+    let mut diff = RowDiff::default();
+    let mut scratch = (Vec::new(), Vec::new());
+    let (mut has_s, mut has_t) = (
+        s.advance(cancel, plan).await?,
+        t.advance(cancel, plan).await?,
+    );
+    let mut since_progress = 0u64;
+    while has_s || has_t {
+        let order = match (s.key_of(), t.key_of()) {
+            (Some(a), Some(b)) => compare_keys(a, b),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => break,
+        };
+        match order {
+            Ordering::Less => {
+                diff.only_on_source += 1;
+                if diff.only_on_source_keys.len() < options.max_listed {
+                    diff.only_on_source_keys
+                        .push(s.key_of().map(<[Value]>::to_vec).unwrap_or_default());
+                }
+                has_s = s.advance(cancel, plan).await?;
+            }
+            Ordering::Greater => {
+                diff.only_on_target += 1;
+                if diff.only_on_target_keys.len() < options.max_listed {
+                    diff.only_on_target_keys
+                        .push(t.key_of().map(<[Value]>::to_vec).unwrap_or_default());
+                }
+                has_t = t.advance(cancel, plan).await?;
+            }
+            Ordering::Equal => {
+                let same = match (s.row(), t.row()) {
+                    (Some(a), Some(b)) => rows_equal(a, b, &mut scratch),
+                    _ => false,
+                };
+                if !same {
+                    diff.differ += 1;
+                    if diff.differ_keys.len() < options.max_listed {
+                        diff.differ_keys
+                            .push(s.key_of().map(<[Value]>::to_vec).unwrap_or_default());
+                    }
+                }
+                has_s = s.advance(cancel, plan).await?;
+                has_t = t.advance(cancel, plan).await?;
+            }
+        }
+        since_progress += 1;
+        if since_progress >= 10_000 {
+            since_progress = 0;
+            progress.send(Progress::Advanced {
+                table: plan.name.clone(),
+                rows: s.rows,
+                bytes: s.bytes,
+            });
+        }
+    }
+    report.source_rows = s.rows;
+    report.target_rows = t.rows;
+    report.bytes = s.bytes + t.bytes;
+    let identical = diff.is_empty();
+    report.diff = Some(diff);
+    Ok(identical)
+}

@@ -1,0 +1,64 @@
+//! The engine: refresh and compare runners over connector traits.
+//!
+//! It sees the model and the connector traits only (never the repository, HTTP or the event hub)
+//! and reports progress on a channel it is handed. A job goes through two steps:
+//!
+//! 1. **plan** ([`plan::plan_refresh`], [`plan::plan_compare`]): resolve every table against both
+//!    locations as they are now: columns, key, type mapping, and the exact statements each side will
+//!    run. Any problem stops the job here, before anything changed. A dry run stops here too and shows
+//!    the statements.
+//! 2. **run** ([`refresh::run_refresh`], [`compare::run_compare`]): rows travel source connector →
+//!    engine ([`map`]) → target connector in bounded batches; each table's write is atomic.
+#![deny(missing_docs)]
+
+pub mod compare;
+pub mod map;
+pub mod plan;
+pub mod progress;
+pub mod refresh;
+
+use sluice_connector::{ConnectorError, ErrorKind};
+use sluice_model::{ColumnDef, TableName, Value};
+
+pub use compare::{CompareOptions, CompareReport, CompareState, RowDiff, run_compare};
+pub use plan::{
+    CompareTablePlan, Granularity, RefreshOptions, RefreshTablePlan, TableSpec, plan_compare,
+    plan_refresh,
+};
+pub use progress::{Progress, ProgressSink};
+pub use refresh::{RefreshReport, RefreshState, run_refresh};
+
+/// An error in the work on one table.
+#[derive(Debug, thiserror::Error)]
+#[error("table {table}")]
+pub struct EngineError {
+    /// The channel's name for the table.
+    pub table: TableName,
+    /// What went wrong.
+    #[source]
+    pub source: ConnectorError,
+}
+
+impl EngineError {
+    /// Wraps a connector error for `table`.
+    pub fn table(table: &TableName, source: ConnectorError) -> Self {
+        EngineError {
+            table: table.clone(),
+            source,
+        }
+    }
+
+    /// The kind of the underlying error.
+    pub fn kind(&self) -> ErrorKind {
+        self.source.kind()
+    }
+}
+
+/// Describes a row's key for messages: `(id=5, line=2)`.
+pub fn describe_key(columns: &[ColumnDef], key: &[usize], row: &[Value]) -> String {
+    let parts: Vec<String> = key
+        .iter()
+        .map(|&k| format!("{}={}", columns[k].name, row.get(k).unwrap_or(&Value::Null)))
+        .collect();
+    format!("({})", parts.join(", "))
+}

@@ -1,0 +1,478 @@
+//! Pre-flight: turning a channel table ([`TableSpec`]) into concrete read and write requests against
+//! the two locations as they are now. Every table is resolved before any runs, so a missing source
+//! table, an unknown column or a type the target cannot take stops the whole job while nothing has
+//! changed.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use sluice_connector::{
+    BatchWriter, Connector, ConnectorError, ErrorKind, Introspector, PlannedStatement, ReadRequest,
+    SnapshotReader, WriteRequest, WriteStrategy,
+};
+use sluice_model::definition::ChannelColumn;
+use sluice_model::{
+    BatchLimits, ColumnDef, ColumnName, Condition, DataType, TableName, TableRef, TableSchema,
+};
+
+use crate::EngineError;
+use crate::map::{RowMapping, Source};
+
+/// One channel table as the service resolved it from the definitions.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    /// The channel's name for the table.
+    pub name: TableName,
+    /// Where it lives at the source.
+    pub source: TableRef,
+    /// Where it lives at the target.
+    pub target: TableRef,
+    /// Declared columns, or `None` to take every column of the source table.
+    pub declared: Option<Vec<ChannelColumn>>,
+    /// Columns absent everywhere (`ColumnProperties Absent` on both locations or `*`).
+    pub excluded: BTreeSet<ColumnName>,
+    /// Columns absent at the source: the target receives NULL.
+    pub source_absent: BTreeSet<ColumnName>,
+    /// Columns absent at the target: not written.
+    pub target_absent: BTreeSet<ColumnName>,
+    /// Key columns from `ColumnProperties Key`; empty to use declared keys or the primary key.
+    pub key: Vec<ColumnName>,
+    /// Rows to read (`Restrict RefreshCondition`/`CompareCondition` at the source).
+    pub source_filter: Option<Condition>,
+    /// Rows to replace or compare at the target.
+    pub target_filter: Option<Condition>,
+}
+
+impl TableSpec {
+    /// A spec copying every column of `source` to `target` with no filters.
+    pub fn new(name: TableName, source: TableRef, target: TableRef) -> Self {
+        TableSpec {
+            name,
+            source,
+            target,
+            declared: None,
+            excluded: BTreeSet::new(),
+            source_absent: BTreeSet::new(),
+            target_absent: BTreeSet::new(),
+            key: Vec::new(),
+            source_filter: None,
+            target_filter: None,
+        }
+    }
+}
+
+/// The columns and key of a table as both sides will see them.
+#[derive(Debug, Clone)]
+struct Resolved {
+    /// Channel columns with their source types.
+    columns: Vec<ColumnDef>,
+    /// Indexes of key columns in `columns`.
+    key: Vec<usize>,
+    source_schema: TableSchema,
+    target_schema: Option<TableSchema>,
+}
+
+fn introspector<'a>(
+    c: &'a dyn Connector,
+    side: &str,
+) -> Result<&'a dyn Introspector, ConnectorError> {
+    c.introspector().ok_or_else(|| {
+        ConnectorError::unsupported(format!("the {side} location cannot describe tables"))
+    })
+}
+
+pub(crate) fn reader(c: &dyn Connector) -> Result<&dyn SnapshotReader, ConnectorError> {
+    c.snapshot_reader().ok_or_else(|| {
+        ConnectorError::unsupported(format!("{} locations cannot be read", c.class()))
+    })
+}
+
+pub(crate) fn writer(c: &dyn Connector) -> Result<&dyn BatchWriter, ConnectorError> {
+    c.batch_writer().ok_or_else(|| {
+        ConnectorError::unsupported(format!("{} locations cannot be written", c.class()))
+    })
+}
+
+/// Finds a column by name: exactly, or else ignoring ASCII case when that is unambiguous.
+fn find_column<'a>(schema: &'a TableSchema, name: &ColumnName) -> Option<&'a ColumnDef> {
+    schema.column(name).or_else(|| {
+        let mut matches = schema
+            .columns
+            .iter()
+            .filter(|c| c.name.as_str().eq_ignore_ascii_case(name.as_str()));
+        match (matches.next(), matches.next()) {
+            (Some(c), None) => Some(c),
+            _ => None,
+        }
+    })
+}
+
+async fn resolve(
+    spec: &TableSpec,
+    source: &dyn Connector,
+    target: &dyn Connector,
+) -> Result<Resolved, EngineError> {
+    let err = |error: ConnectorError| EngineError::table(&spec.name, error);
+    let source_schema = introspector(source, "source")
+        .map_err(err)?
+        .table_schema(&spec.source)
+        .await
+        .map_err(err)?
+        .ok_or_else(|| {
+            err(ConnectorError::not_found(format!(
+                "source table {} does not exist",
+                spec.source
+            )))
+        })?;
+    let mut columns = Vec::new();
+    let mut declared_keys: Vec<(u32, usize)> = Vec::new();
+    match &spec.declared {
+        Some(declared) => {
+            for col in declared {
+                if spec.excluded.contains(&col.name) {
+                    continue;
+                }
+                if !spec.source_absent.contains(&col.name)
+                    && find_column(&source_schema, &col.name).is_none()
+                {
+                    return Err(err(ConnectorError::schema(format!(
+                        "source table {} has no column {}",
+                        spec.source, col.name
+                    ))));
+                }
+                if col.key > 0 {
+                    declared_keys.push((col.key, columns.len()));
+                }
+                columns.push(ColumnDef::new(
+                    col.name.clone(),
+                    col.data_type,
+                    col.nullable,
+                ));
+            }
+        }
+        None => {
+            for col in &source_schema.columns {
+                if !spec.excluded.contains(&col.name) {
+                    columns.push(col.clone());
+                }
+            }
+        }
+    }
+    if columns.is_empty() {
+        return Err(err(ConnectorError::schema(
+            "no columns are left to replicate",
+        )));
+    }
+    let position = |name: &ColumnName| {
+        columns
+            .iter()
+            .position(|c| &c.name == name || c.name.as_str().eq_ignore_ascii_case(name.as_str()))
+    };
+    let key_names: Vec<ColumnName> = if !spec.key.is_empty() {
+        spec.key.clone()
+    } else if !declared_keys.is_empty() {
+        declared_keys.sort();
+        declared_keys
+            .iter()
+            .map(|&(_, i)| columns[i].name.clone())
+            .collect()
+    } else {
+        source_schema.primary_key.clone()
+    };
+    let mut key = Vec::with_capacity(key_names.len());
+    for name in &key_names {
+        key.push(position(name).ok_or_else(|| {
+            err(ConnectorError::schema(format!(
+                "key column {name} is not among the replicated columns"
+            )))
+        })?);
+    }
+    let target_schema = introspector(target, "target")
+        .map_err(err)?
+        .table_schema(&spec.target)
+        .await
+        .map_err(err)?;
+    Ok(Resolved {
+        columns,
+        key,
+        source_schema,
+        target_schema,
+    })
+}
+
+/// The source columns actually read (channel columns not absent at the source), with their
+/// names as the source spells them.
+fn read_columns(spec: &TableSpec, resolved: &Resolved) -> Vec<(usize, ColumnDef)> {
+    resolved
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !spec.source_absent.contains(&c.name))
+        .map(|(i, c)| {
+            let mut c = c.clone();
+            if let Some(found) = find_column(&resolved.source_schema, &c.name) {
+                c.name = found.name.clone();
+            }
+            (i, c)
+        })
+        .collect()
+}
+
+/// One table of a refresh, ready to run.
+#[derive(Debug, Clone)]
+pub struct RefreshTablePlan {
+    /// The channel's name for the table.
+    pub name: TableName,
+    /// What to read.
+    pub read: ReadRequest,
+    /// What to write.
+    pub write: WriteRequest,
+    /// How read rows become written rows.
+    pub mapping: RowMapping,
+    /// The statements the source runs.
+    pub source_statements: Vec<PlannedStatement>,
+    /// The statements the target runs.
+    pub target_statements: Vec<PlannedStatement>,
+}
+
+/// Options of a refresh.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshOptions {
+    /// How the target's contents are replaced.
+    pub strategy: WriteStrategy,
+    /// Rows per batch.
+    pub limits: BatchLimits,
+    /// Count source rows first, to report progress as a fraction.
+    pub count_first: bool,
+}
+
+impl Default for RefreshOptions {
+    fn default() -> Self {
+        RefreshOptions {
+            strategy: WriteStrategy::TruncateLoad,
+            limits: BatchLimits::DEFAULT,
+            count_first: false,
+        }
+    }
+}
+
+/// Resolves one table of a refresh.
+pub async fn plan_refresh_table(
+    spec: &TableSpec,
+    source: &dyn Connector,
+    target: &dyn Connector,
+    options: &RefreshOptions,
+) -> Result<RefreshTablePlan, EngineError> {
+    let err = |error: ConnectorError| EngineError::table(&spec.name, error);
+    if options.strategy == WriteStrategy::StagingSwap && !target.capabilities().staging_swap {
+        return Err(err(ConnectorError::unsupported(format!(
+            "{} targets cannot do staging_swap",
+            target.class()
+        ))));
+    }
+    let resolved = resolve(spec, source, target).await?;
+    let read_cols = read_columns(spec, &resolved);
+    let read = ReadRequest {
+        table: spec.source.clone(),
+        columns: read_cols.iter().map(|(_, c)| c.clone()).collect(),
+        key: resolved
+            .key
+            .iter()
+            .filter_map(|k| read_cols.iter().position(|(i, _)| i == k))
+            .collect(),
+        ordered: false,
+        filter: spec.source_filter.clone(),
+        limits: options.limits,
+    };
+    // Written columns: channel columns not absent at the target, typed as the target has them.
+    let mut write_columns = Vec::new();
+    let mut sources = Vec::new();
+    for (i, column) in resolved.columns.iter().enumerate() {
+        if spec.target_absent.contains(&column.name) {
+            continue;
+        }
+        let mut written = match &resolved.target_schema {
+            Some(schema) => find_column(schema, &column.name).cloned().ok_or_else(|| {
+                err(ConnectorError::schema(format!(
+                    "target table {} has no column {}",
+                    spec.target, column.name
+                )))
+            })?,
+            None => ColumnDef {
+                native_type: None,
+                ..column.clone()
+            },
+        };
+        if spec.source_absent.contains(&column.name) {
+            written.nullable = true;
+        }
+        write_columns.push(written);
+        sources.push(match read_cols.iter().position(|(j, _)| *j == i) {
+            Some(r) => Source::Column(r),
+            None => Source::Null,
+        });
+    }
+    let write_key: Vec<usize> = resolved
+        .key
+        .iter()
+        .filter_map(|&k| {
+            let name = &resolved.columns[k].name;
+            write_columns
+                .iter()
+                .position(|c| c.name.as_str().eq_ignore_ascii_case(name.as_str()))
+        })
+        .collect();
+    let source_types: Vec<DataType> = read.columns.iter().map(|c| c.data_type).collect();
+    let target_types: Vec<DataType> = write_columns.iter().map(|c| c.data_type).collect();
+    let mapping = RowMapping::new(sources, &source_types, &target_types);
+    let write = WriteRequest {
+        table: spec.target.clone(),
+        columns: write_columns,
+        key: write_key,
+        strategy: options.strategy,
+        create_if_missing: true,
+        filter: spec.target_filter.clone(),
+    };
+    let source_statements = reader(source).map_err(err)?.plan_read(&read);
+    let target_statements = writer(target)
+        .map_err(err)?
+        .plan_write(&write)
+        .await
+        .map_err(err)?;
+    Ok(RefreshTablePlan {
+        name: spec.name.clone(),
+        read,
+        write,
+        mapping,
+        source_statements,
+        target_statements,
+    })
+}
+
+/// Resolves every table of a refresh; the first failure is returned and nothing runs.
+pub async fn plan_refresh(
+    specs: &[TableSpec],
+    source: &dyn Connector,
+    target: &dyn Connector,
+    options: &RefreshOptions,
+) -> Result<Vec<RefreshTablePlan>, EngineError> {
+    let mut plans = Vec::with_capacity(specs.len());
+    for spec in specs {
+        plans.push(plan_refresh_table(spec, source, target, options).await?);
+    }
+    Ok(plans)
+}
+
+/// How a compare looks at the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    /// Row counts and an order-independent checksum per table.
+    Bulk,
+    /// Every row, matched by key.
+    Rowwise,
+}
+
+/// One table of a compare, ready to run.
+#[derive(Debug, Clone)]
+pub struct CompareTablePlan {
+    /// The channel's name for the table.
+    pub name: TableName,
+    /// What to read at the source.
+    pub source_read: ReadRequest,
+    /// What to read at the target.
+    pub target_read: ReadRequest,
+    /// The statements the source runs.
+    pub source_statements: Vec<PlannedStatement>,
+    /// The statements the target runs.
+    pub target_statements: Vec<PlannedStatement>,
+}
+
+/// Resolves one table of a compare: the channel columns present on both sides.
+pub async fn plan_compare_table(
+    spec: &TableSpec,
+    source: &dyn Connector,
+    target: &dyn Connector,
+    granularity: Granularity,
+    limits: BatchLimits,
+) -> Result<CompareTablePlan, EngineError> {
+    let err = |error: ConnectorError| EngineError::table(&spec.name, error);
+    let resolved = resolve(spec, source, target).await?;
+    let target_schema = resolved.target_schema.clone().ok_or_else(|| {
+        err(ConnectorError::not_found(format!(
+            "target table {} does not exist",
+            spec.target
+        )))
+    })?;
+    let mut source_columns = Vec::new();
+    let mut target_columns = Vec::new();
+    let mut kept = Vec::new();
+    for (i, column) in resolved.columns.iter().enumerate() {
+        if spec.source_absent.contains(&column.name) || spec.target_absent.contains(&column.name) {
+            continue;
+        }
+        let on_target = find_column(&target_schema, &column.name).ok_or_else(|| {
+            err(ConnectorError::schema(format!(
+                "target table {} has no column {}",
+                spec.target, column.name
+            )))
+        })?;
+        let mut on_source = column.clone();
+        if let Some(found) = find_column(&resolved.source_schema, &column.name) {
+            on_source.name = found.name.clone();
+        }
+        source_columns.push(on_source);
+        target_columns.push(on_target.clone());
+        kept.push(i);
+    }
+    let key: Vec<usize> = resolved
+        .key
+        .iter()
+        .filter_map(|k| kept.iter().position(|i| i == k))
+        .collect();
+    if granularity == Granularity::Rowwise && (key.is_empty() || key.len() != resolved.key.len()) {
+        return Err(err(ConnectorError::new(
+            ErrorKind::Schema,
+            "a row-wise compare needs a key: the table has no primary key and no key columns are declared",
+        )));
+    }
+    let ordered = granularity == Granularity::Rowwise;
+    let source_read = ReadRequest {
+        table: spec.source.clone(),
+        columns: source_columns,
+        key: key.clone(),
+        ordered,
+        filter: spec.source_filter.clone(),
+        limits,
+    };
+    let target_read = ReadRequest {
+        table: spec.target.clone(),
+        columns: target_columns,
+        key,
+        ordered,
+        filter: spec.target_filter.clone(),
+        limits,
+    };
+    Ok(CompareTablePlan {
+        name: spec.name.clone(),
+        source_statements: reader(source).map_err(err)?.plan_read(&source_read),
+        target_statements: reader(target).map_err(err)?.plan_read(&target_read),
+        source_read,
+        target_read,
+    })
+}
+
+/// Resolves every table of a compare; the first failure is returned and nothing runs.
+pub async fn plan_compare(
+    specs: &[TableSpec],
+    source: &dyn Connector,
+    target: &dyn Connector,
+    granularity: Granularity,
+    limits: BatchLimits,
+) -> Result<Vec<CompareTablePlan>, EngineError> {
+    let mut plans = Vec::with_capacity(specs.len());
+    for spec in specs {
+        plans.push(plan_compare_table(spec, source, target, granularity, limits).await?);
+    }
+    Ok(plans)
+}

@@ -1,0 +1,450 @@
+//! Engine behaviour on the in-memory connector: copies, failures that leave the target as it was,
+//! cancellation, pre-flight errors, and both kinds of compare.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use sluice_connector::kit::memory::MemoryConnector;
+use sluice_connector::kit::{col, table};
+use sluice_connector::{ErrorKind, WriteStrategy};
+use sluice_engine::{
+    CompareOptions, CompareState, Granularity, ProgressSink, RefreshOptions, RefreshState,
+    TableSpec, plan_compare, plan_refresh, run_compare, run_refresh,
+};
+use sluice_model::{BatchLimits, ColumnName, DataType, TableName, TableSchema, Value};
+use tokio_util::sync::CancellationToken;
+
+fn orders_schema(name: &str, id_type: DataType) -> TableSchema {
+    TableSchema {
+        table: table(name),
+        columns: vec![col("id", id_type, false), col("note", DataType::Text, true)],
+        primary_key: vec![ColumnName::new("id").unwrap()],
+    }
+}
+
+fn rows(n: i64, note: &str) -> Vec<Vec<Value>> {
+    (0..n)
+        .map(|i| vec![Value::Int64(i), Value::Text(format!("{note} {i}"))])
+        .collect()
+}
+
+fn spec(name: &str) -> TableSpec {
+    TableSpec::new(TableName::new(name).unwrap(), table(name), table(name))
+}
+
+fn options(strategy: WriteStrategy, batch_rows: usize) -> RefreshOptions {
+    RefreshOptions {
+        strategy,
+        limits: BatchLimits::rows(batch_rows),
+        count_first: true,
+    }
+}
+
+async fn refresh(
+    source: &MemoryConnector,
+    target: &MemoryConnector,
+    specs: &[TableSpec],
+    options: RefreshOptions,
+    cancel: CancellationToken,
+) -> Vec<sluice_engine::RefreshReport> {
+    let plans = plan_refresh(specs, source, target, &options).await.unwrap();
+    run_refresh(
+        Arc::new(source.clone()),
+        Arc::new(target.clone()),
+        plans,
+        options,
+        ProgressSink::none(),
+        cancel,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn refresh_copies_every_row_and_creates_the_target() {
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    source.put_table(orders_schema("orders", DataType::Int64), rows(2500, "n"));
+    for strategy in [WriteStrategy::TruncateLoad, WriteStrategy::StagingSwap] {
+        let reports = refresh(
+            &source,
+            &target,
+            &[spec("orders")],
+            options(strategy, 1000),
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(
+            reports[0].state,
+            RefreshState::Done,
+            "{:?}",
+            reports[0].error
+        );
+        assert_eq!(
+            (reports[0].source_rows, reports[0].target_rows),
+            (2500, 2500)
+        );
+        assert_eq!(target.rows(&table("orders")).unwrap(), rows(2500, "n"));
+    }
+}
+
+#[tokio::test]
+async fn progress_reports_start_rows_and_finish() {
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    source.put_table(orders_schema("orders", DataType::Int64), rows(25, "n"));
+    let options = options(WriteStrategy::TruncateLoad, 10);
+    let plans = plan_refresh(&[spec("orders")], &source, &target, &options)
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    run_refresh(
+        Arc::new(source),
+        Arc::new(target),
+        plans,
+        options,
+        ProgressSink::new(tx),
+        CancellationToken::new(),
+    )
+    .await;
+    let mut seen = Vec::new();
+    while let Ok(p) = rx.try_recv() {
+        seen.push(p);
+    }
+    use sluice_engine::Progress::*;
+    assert!(
+        matches!(
+            &seen[0],
+            Started {
+                total_rows: Some(25),
+                ..
+            }
+        ),
+        "{seen:?}"
+    );
+    let advanced: Vec<u64> = seen
+        .iter()
+        .filter_map(|p| match p {
+            Advanced { rows, .. } => Some(*rows),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(advanced, vec![10, 20, 25]);
+    assert!(
+        matches!(
+            seen.last(),
+            Some(Finished {
+                ok: true,
+                rows: 25,
+                ..
+            })
+        ),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_write_leaves_the_target_as_it_was() {
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    source.put_table(orders_schema("orders", DataType::Int64), rows(100, "new"));
+    target.put_table(orders_schema("orders", DataType::Int64), rows(3, "old"));
+    target.fail_writes_after(50);
+    let reports = refresh(
+        &source,
+        &target,
+        &[spec("orders")],
+        options(WriteStrategy::TruncateLoad, 20),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(reports[0].state, RefreshState::Failed);
+    let error = reports[0].error.as_ref().unwrap();
+    assert_eq!(error.table.as_str(), "orders");
+    assert!(
+        error.source.to_string().contains("injected failure"),
+        "{error:?}"
+    );
+    assert_eq!(target.rows(&table("orders")).unwrap(), rows(3, "old"));
+}
+
+#[tokio::test]
+async fn a_cancelled_refresh_leaves_the_target_as_it_was() {
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    source.put_table(orders_schema("orders", DataType::Int64), rows(100, "new"));
+    target.put_table(orders_schema("orders", DataType::Int64), rows(3, "old"));
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let reports = refresh(
+        &source,
+        &target,
+        &[spec("orders")],
+        options(WriteStrategy::TruncateLoad, 20),
+        cancel,
+    )
+    .await;
+    assert_eq!(reports[0].state, RefreshState::Canceled);
+    assert_eq!(
+        reports[0].error.as_ref().unwrap().kind(),
+        ErrorKind::Cancelled
+    );
+    assert_eq!(target.rows(&table("orders")).unwrap(), rows(3, "old"));
+}
+
+#[tokio::test]
+async fn a_value_the_target_cannot_hold_fails_naming_table_column_and_key() {
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    let mut source_rows = rows(5, "n");
+    source_rows[3][0] = Value::Int64(1 << 40);
+    source.put_table(orders_schema("orders", DataType::Int64), source_rows);
+    target.put_table(
+        orders_schema("orders", DataType::Int32),
+        vec![vec![Value::Int32(9), Value::Null]],
+    );
+    let reports = refresh(
+        &source,
+        &target,
+        &[spec("orders")],
+        options(WriteStrategy::TruncateLoad, 2),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(reports[0].state, RefreshState::Failed);
+    let message = reports[0].error.as_ref().unwrap().source.to_string();
+    assert!(
+        message.contains("orders")
+            && message.contains("(id=1099511627776)")
+            && message.contains("column id"),
+        "{message}"
+    );
+    assert!(message.contains("outside the range of int32"), "{message}");
+    assert_eq!(
+        target.rows(&table("orders")).unwrap(),
+        vec![vec![Value::Int32(9), Value::Null]]
+    );
+}
+
+#[tokio::test]
+async fn pre_flight_stops_before_anything_changes() {
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    source.put_table(orders_schema("orders", DataType::Int64), rows(10, "n"));
+    target.put_table(orders_schema("orders", DataType::Int64), rows(2, "old"));
+    let options = options(WriteStrategy::TruncateLoad, 100);
+
+    // A second table whose source vanished: the plan fails, orders is not touched either.
+    let error = plan_refresh(&[spec("orders"), spec("gone")], &source, &target, &options)
+        .await
+        .unwrap_err();
+    assert_eq!(error.table.as_str(), "gone");
+    assert_eq!(error.kind(), ErrorKind::NotFound);
+    assert!(
+        error
+            .source
+            .to_string()
+            .contains("source table gone does not exist"),
+        "{}",
+        error.source
+    );
+
+    // A target without a column the channel writes.
+    target.put_table(
+        TableSchema {
+            table: table("narrow"),
+            columns: vec![col("id", DataType::Int64, false)],
+            primary_key: vec![],
+        },
+        vec![],
+    );
+    source.put_table(orders_schema("narrow", DataType::Int64), rows(1, "n"));
+    let error = plan_refresh(&[spec("narrow")], &source, &target, &options)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Schema);
+    assert!(
+        error.source.to_string().contains("has no column note"),
+        "{}",
+        error.source
+    );
+    assert_eq!(target.rows(&table("orders")).unwrap(), rows(2, "old"));
+}
+
+#[tokio::test]
+async fn absent_columns_are_skipped_or_filled_with_null() {
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    source.put_table(orders_schema("orders", DataType::Int64), rows(3, "n"));
+    let mut s = spec("orders");
+    s.target_absent.insert(ColumnName::new("note").unwrap());
+    let reports = refresh(
+        &source,
+        &target,
+        &[s],
+        options(WriteStrategy::TruncateLoad, 10),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(reports[0].state, RefreshState::Done);
+    assert_eq!(
+        target.rows(&table("orders")).unwrap(),
+        (0..3).map(|i| vec![Value::Int64(i)]).collect::<Vec<_>>()
+    );
+}
+
+async fn compare(
+    source: &MemoryConnector,
+    target: &MemoryConnector,
+    granularity: Granularity,
+    max_listed: usize,
+) -> sluice_engine::CompareReport {
+    let plans = plan_compare(
+        &[spec("t")],
+        source,
+        target,
+        granularity,
+        BatchLimits::rows(7),
+    )
+    .await
+    .unwrap();
+    run_compare(
+        Arc::new(source.clone()),
+        Arc::new(target.clone()),
+        plans,
+        CompareOptions {
+            granularity,
+            max_listed,
+        },
+        ProgressSink::none(),
+        CancellationToken::new(),
+    )
+    .await
+    .remove(0)
+}
+
+#[tokio::test]
+async fn compare_finds_identical_and_different_tables() {
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    source.put_table(orders_schema("t", DataType::Int64), rows(50, "n"));
+    // Same rows in another order, and the target's id is int32: still identical.
+    let mut shuffled: Vec<Vec<Value>> = rows(50, "n")
+        .into_iter()
+        .rev()
+        .map(|mut r| {
+            if let Value::Int64(i) = r[0] {
+                r[0] = Value::Int32(i as i32);
+            }
+            r
+        })
+        .collect();
+    target.put_table(orders_schema("t", DataType::Int32), shuffled.clone());
+    for granularity in [Granularity::Bulk, Granularity::Rowwise] {
+        let report = compare(&source, &target, granularity, 10).await;
+        assert_eq!(
+            report.state,
+            CompareState::Identical,
+            "{granularity:?} {:?}",
+            report.error
+        );
+    }
+
+    // Delete 3, add 2, change 4.
+    shuffled.retain(|r| !matches!(r[0], Value::Int32(10..=12)));
+    shuffled.push(vec![Value::Int32(100), Value::Null]);
+    shuffled.push(vec![Value::Int32(101), Value::Null]);
+    for r in shuffled
+        .iter_mut()
+        .filter(|r| matches!(r[0], Value::Int32(20..=23)))
+    {
+        r[1] = Value::Text("changed".into());
+    }
+    target.put_table(orders_schema("t", DataType::Int32), shuffled);
+    let bulk = compare(&source, &target, Granularity::Bulk, 10).await;
+    assert_eq!(bulk.state, CompareState::Different);
+    assert_eq!((bulk.source_rows, bulk.target_rows), (50, 49));
+    let report = compare(&source, &target, Granularity::Rowwise, 2).await;
+    assert_eq!(report.state, CompareState::Different);
+    let diff = report.diff.unwrap();
+    assert_eq!(
+        (diff.only_on_source, diff.only_on_target, diff.differ),
+        (3, 2, 4)
+    );
+    assert_eq!(
+        diff.only_on_source_keys,
+        vec![vec![Value::Int64(10)], vec![Value::Int64(11)]],
+        "listing is capped"
+    );
+    assert_eq!(
+        diff.only_on_target_keys,
+        vec![vec![Value::Int32(100)], vec![Value::Int32(101)]]
+    );
+    assert_eq!(diff.differ_keys.len(), 2);
+}
+
+#[tokio::test]
+async fn duplicate_keys_fail_a_rowwise_compare_instead_of_miscounting() {
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    let mut dup = rows(5, "n");
+    dup.push(vec![Value::Int64(2), Value::Text("again".into())]);
+    source.put_table(orders_schema("t", DataType::Int64), dup);
+    target.put_table(orders_schema("t", DataType::Int64), rows(5, "n"));
+    let report = compare(&source, &target, Granularity::Rowwise, 10).await;
+    assert_eq!(report.state, CompareState::Failed);
+    let message = report.error.unwrap().source.to_string();
+    assert!(
+        message.contains("strictly increasing key order at key (id=2)"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_rowwise_compare_needs_a_key() {
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    let mut keyless = orders_schema("t", DataType::Int64);
+    keyless.primary_key.clear();
+    source.put_table(keyless.clone(), rows(2, "n"));
+    target.put_table(keyless, rows(2, "n"));
+    let error = plan_compare(
+        &[spec("t")],
+        &source,
+        &target,
+        Granularity::Rowwise,
+        BatchLimits::DEFAULT,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error.source.to_string().contains("needs a key"),
+        "{}",
+        error.source
+    );
+    // Bulk works without a key.
+    assert_eq!(
+        compare(&source, &target, Granularity::Bulk, 1).await.state,
+        CompareState::Identical
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Row-wise counts equal a naive set computation; bulk says identical exactly when the
+    /// multisets of rows are equal.
+    #[test]
+    fn compare_agrees_with_a_naive_reference(
+        source_map in proptest::collection::btree_map(0i64..60, 0u8..3, 0..40),
+        target_map in proptest::collection::btree_map(0i64..60, 0u8..3, 0..40),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let to_rows = |m: &BTreeMap<i64, u8>| -> Vec<Vec<Value>> {
+            m.iter().map(|(k, v)| vec![Value::Int64(*k), Value::Text(v.to_string())]).collect()
+        };
+        let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+        source.put_table(orders_schema("t", DataType::Int64), to_rows(&source_map));
+        target.put_table(orders_schema("t", DataType::Int64), to_rows(&target_map));
+        let only_s = source_map.keys().filter(|k| !target_map.contains_key(k)).count() as u64;
+        let only_t = target_map.keys().filter(|k| !source_map.contains_key(k)).count() as u64;
+        let differ = source_map.iter().filter(|(k, v)| target_map.get(k).is_some_and(|w| w != *v)).count() as u64;
+        let report = runtime.block_on(compare(&source, &target, Granularity::Rowwise, 1000));
+        let diff = report.diff.unwrap();
+        prop_assert_eq!((diff.only_on_source, diff.only_on_target, diff.differ), (only_s, only_t, differ));
+        let bulk = runtime.block_on(compare(&source, &target, Granularity::Bulk, 0));
+        prop_assert_eq!(bulk.state == CompareState::Identical, source_map == target_map);
+    }
+}
