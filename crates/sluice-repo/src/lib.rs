@@ -1,0 +1,337 @@
+//! The hub repository: definitions (hubs, locations, channels), jobs, events with per-table results
+//! and log lines.
+//!
+//! [`Repository`] is the interface the service uses; [`SqliteRepository`] keeps it in one SQLite
+//! file (`$SLUICE_HOME/hub.db`), migrated by version on open. Definitions are stored as HVR's
+//! repository stores them, one row per location property, channel table, column and action, so they
+//! can later be changed piece by piece.
+//!
+//! Two operations are atomic because correctness depends on it:
+//! * [`Repository::apply_definitions`] replaces every object of a definitions file, and posts the
+//!   audit event, in one transaction; a failure changes nothing.
+//! * [`Repository::start_job`] posts the job's event and claims the job in one transaction: at most
+//!   one run per job at a time. A run whose process stopped sending heartbeats is failed and taken
+//!   over, so a crash never blocks a job forever.
+#![deny(missing_docs)]
+
+mod migrations;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sluice_model::definition::{Channel, Definitions, Hub, Location};
+use sluice_model::{
+    ChannelName, EventId, EventState, EventType, HubName, JobName, JobState, LocationName,
+    ResultName, TableName,
+};
+
+pub use sqlite::SqliteRepository;
+
+/// What went wrong in the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RepoErrorKind {
+    /// The object does not exist.
+    NotFound,
+    /// The operation conflicts with the current state (e.g. the job is already running).
+    Conflict,
+    /// The repository was written by a newer sluice.
+    Version,
+    /// The repository could not be opened, read or written.
+    Storage,
+}
+
+/// An error from the repository.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RepoError {
+    kind: RepoErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl RepoError {
+    /// An error of `kind`.
+    pub fn new(kind: RepoErrorKind, message: impl Into<String>) -> Self {
+        RepoError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying error.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> RepoErrorKind {
+        self.kind
+    }
+}
+
+/// Results of repository calls.
+pub type Result<T> = std::result::Result<T, RepoError>;
+
+/// A stored hub.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HubRecord {
+    /// The hub.
+    #[serde(flatten)]
+    pub hub: Hub,
+    /// `LIVE` or `FROZEN`.
+    pub state: String,
+    /// When it was created.
+    pub created: DateTime<Utc>,
+    /// Who created it.
+    pub creator: String,
+}
+
+/// What applying a definitions document changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApplySummary {
+    /// Whether the hub was created.
+    pub hub_created: bool,
+    /// Locations added.
+    pub locations_added: Vec<LocationName>,
+    /// Locations replaced.
+    pub locations_replaced: Vec<LocationName>,
+    /// Channels added.
+    pub channels_added: Vec<ChannelName>,
+    /// Channels replaced.
+    pub channels_replaced: Vec<ChannelName>,
+    /// The audit event posted.
+    pub event: Option<EventId>,
+}
+
+/// A new event to post.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The hub.
+    pub hub: HubName,
+    /// What it records.
+    pub event_type: EventType,
+    /// Who caused it.
+    pub user: String,
+    /// One line for people.
+    pub description: String,
+    /// The channel, if any.
+    pub channel: Option<ChannelName>,
+    /// The (source) location, if any.
+    pub loc: Option<LocationName>,
+    /// The target location, if any.
+    pub loc2: Option<LocationName>,
+    /// The job, if any.
+    pub job: Option<JobName>,
+    /// The initial state (`ACTIVE` for work, `DONE` for audit events).
+    pub state: EventState,
+    /// The request that caused it, as JSON (never with secrets).
+    pub body: serde_json::Value,
+}
+
+/// One result of an event: table (or none for event-level results), name, value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventResult {
+    /// The table, or `None` for a result about the whole event.
+    pub table: Option<TableName>,
+    /// What is measured.
+    pub name: ResultName,
+    /// The value, as text (HVR keeps results as strings).
+    pub value: String,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    /// Its id.
+    pub id: EventId,
+    /// The hub.
+    pub hub: HubName,
+    /// What it records.
+    pub event_type: EventType,
+    /// Who caused it.
+    pub user: String,
+    /// One line for people.
+    pub description: String,
+    /// The channel.
+    pub channel: Option<ChannelName>,
+    /// The (source) location.
+    pub loc: Option<LocationName>,
+    /// The target location.
+    pub loc2: Option<LocationName>,
+    /// The job.
+    pub job: Option<JobName>,
+    /// Its state.
+    pub state: EventState,
+    /// Retries so far.
+    pub num_retries: u32,
+    /// The final response line, once finished.
+    pub response: Option<String>,
+    /// When it started.
+    pub start: DateTime<Utc>,
+    /// When it finished.
+    pub finish: Option<DateTime<Utc>>,
+    /// The request as JSON.
+    pub body: serde_json::Value,
+    /// Per-table results (filled when asked for).
+    pub results: Vec<EventResult>,
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// The hub (required).
+    pub hub: Option<HubName>,
+    /// Only these channels.
+    pub channels: Vec<ChannelName>,
+    /// Only these types.
+    pub types: Vec<EventType>,
+    /// Only these states.
+    pub states: Vec<EventState>,
+    /// Only these jobs.
+    pub jobs: Vec<JobName>,
+    /// Only these ids.
+    pub ids: Vec<EventId>,
+    /// Include results.
+    pub fetch_results: bool,
+    /// At most this many, newest first.
+    pub max_events: Option<usize>,
+}
+
+/// A stored job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRecord {
+    /// Its name.
+    pub name: JobName,
+    /// Its state.
+    pub state: JobState,
+    /// The event of its current or last run.
+    pub last_event: Option<EventId>,
+    /// When its last run began.
+    pub run_begin: Option<DateTime<Utc>>,
+    /// When its last run ended.
+    pub run_end: Option<DateTime<Utc>>,
+    /// How many runs it has had.
+    pub num_runs: u64,
+}
+
+/// Who runs a job: one per process, with a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// A unique id for this process's run.
+    pub id: String,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+}
+
+impl Owner {
+    /// An owner for the current process.
+    pub fn current() -> Self {
+        Owner {
+            id: uuid::Uuid::new_v4().to_string(),
+            host: std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "localhost".into()),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// A job claimed for a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedJob {
+    /// The run's event.
+    pub event: EventId,
+    /// Earlier runs that were failed because their process had stopped.
+    pub taken_over: Vec<EventId>,
+}
+
+/// The hub repository.
+#[async_trait]
+pub trait Repository: Send + Sync {
+    /// Every hub, by name.
+    async fn hubs(&self) -> Result<Vec<HubRecord>>;
+
+    /// One hub.
+    async fn hub(&self, hub: &HubName) -> Result<Option<HubRecord>>;
+
+    /// Adds or replaces the hub, locations and channels of `definitions` in one transaction and
+    /// posts a `Definition_Change_Import` event naming `user` and `source`.
+    async fn apply_definitions(
+        &self,
+        definitions: &Definitions,
+        user: &str,
+        source: &str,
+    ) -> Result<ApplySummary>;
+
+    /// One location.
+    async fn location(&self, hub: &HubName, name: &LocationName) -> Result<Option<Location>>;
+
+    /// Every location of a hub, by name.
+    async fn locations(&self, hub: &HubName) -> Result<Vec<Location>>;
+
+    /// One channel.
+    async fn channel(&self, hub: &HubName, name: &ChannelName) -> Result<Option<Channel>>;
+
+    /// Every channel of a hub, by name.
+    async fn channels(&self, hub: &HubName) -> Result<Vec<Channel>>;
+
+    /// Posts an event (its id is unique: a colliding instant is moved a microsecond on).
+    async fn post_event(&self, event: NewEvent) -> Result<EventId>;
+
+    /// Posts the event of a job run and claims the job, atomically. Fails with `Conflict`, naming
+    /// the running event, when another live process runs the job; a run whose owner has not sent a
+    /// heartbeat for `stale_after` is failed and taken over.
+    async fn start_job(
+        &self,
+        event: NewEvent,
+        owner: &Owner,
+        stale_after: Duration,
+    ) -> Result<StartedJob>;
+
+    /// Records that `owner` is still running `job`.
+    async fn heartbeat(&self, hub: &HubName, job: &JobName, owner: &Owner) -> Result<()>;
+
+    /// Ends a job run: the event gets its final state and response, the job its state.
+    async fn finish_job(
+        &self,
+        hub: &HubName,
+        job: &JobName,
+        event: EventId,
+        state: EventState,
+        response: &str,
+    ) -> Result<()>;
+
+    /// Sets (adds or replaces) results of an event.
+    async fn put_results(&self, event: EventId, results: &[EventResult]) -> Result<()>;
+
+    /// Appends lines to an event's log.
+    async fn append_log(&self, event: EventId, lines: &[String]) -> Result<()>;
+
+    /// Events matching `filter`, newest first.
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>>;
+
+    /// An event's log lines, oldest first, each with its time.
+    async fn event_log(&self, event: EventId) -> Result<Vec<(DateTime<Utc>, String)>>;
+
+    /// Jobs of a hub, by name.
+    async fn jobs(&self, hub: &HubName) -> Result<Vec<JobRecord>>;
+
+    /// For each table of `channel`, the newest finished event of `event_type` that has results for
+    /// it, with those results.
+    async fn latest_table_results(
+        &self,
+        hub: &HubName,
+        channel: &ChannelName,
+        event_type: EventType,
+    ) -> Result<BTreeMap<TableName, (EventRecord, Vec<EventResult>)>>;
+}

@@ -1,0 +1,1065 @@
+//! The repository in one SQLite file, in WAL mode so readers never wait for the writer. Every call
+//! runs on a blocking thread; write transactions are `BEGIN IMMEDIATE` so concurrent sluice
+//! processes serialize on the file lock instead of failing half-way.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use sluice_model::definition::{
+    Action, Channel, ChannelColumn, ChannelTable, Definitions, Hub, Location, PropValue,
+};
+use sluice_model::{
+    ChannelName, EventId, EventState, EventType, HubName, JobName, JobState, LocGroupName,
+    LocationName, TableName,
+};
+
+use crate::migrations::MIGRATIONS;
+use crate::{
+    ApplySummary, EventFilter, EventRecord, EventResult, HubRecord, JobRecord, NewEvent, Owner,
+    RepoError, RepoErrorKind, Repository, Result, StartedJob,
+};
+
+/// The repository in a SQLite file.
+#[derive(Clone)]
+pub struct SqliteRepository {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteRepository")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn storage(error: rusqlite::Error, what: &str) -> RepoError {
+    RepoError::new(RepoErrorKind::Storage, format!("repository: {what}")).with_source(error)
+}
+
+fn corrupt(what: impl std::fmt::Display) -> RepoError {
+    RepoError::new(
+        RepoErrorKind::Storage,
+        format!("repository holds an invalid {what}"),
+    )
+}
+
+const TS_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.format(TS_FORMAT).to_string()
+}
+
+fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(s.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.f")
+        .map(|n| n.and_utc())
+        .map_err(|_| corrupt(format_args!("timestamp {s:?}")))
+}
+
+fn name<T: std::str::FromStr>(s: &str, what: &str) -> Result<T> {
+    s.parse().map_err(|_| corrupt(format_args!("{what} {s:?}")))
+}
+
+fn opt_name<T: std::str::FromStr>(s: Option<String>, what: &str) -> Result<Option<T>> {
+    s.map(|s| name(&s, what)).transpose()
+}
+
+impl SqliteRepository {
+    /// Opens (creating when needed) the repository at `path` and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                RepoError::new(
+                    RepoErrorKind::Storage,
+                    format!("cannot create the repository directory {}", dir.display()),
+                )
+                .with_source(e)
+            })?;
+        }
+        let mut conn = Connection::open(&path).map_err(|e| storage(e, "open"))?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(|e| storage(e, "set busy timeout"))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(|e| storage(e, "configure"))?;
+        migrate(&mut conn)?;
+        Ok(SqliteRepository {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The newest schema version applied.
+    pub fn schema_version(&self) -> Result<u32> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row("SELECT max(version) FROM schema_migration", [], |r| {
+            r.get(0)
+        })
+        .map_err(|e| storage(e, "read the schema version"))
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| {
+            RepoError::new(
+                RepoErrorKind::Storage,
+                format!("repository worker failed: {e}"),
+            )
+        })?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migration (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    )
+    .map_err(|e| storage(e, "create the migration table"))?;
+    let current: u32 = conn
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migration",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| storage(e, "read the schema version"))?;
+    let known = MIGRATIONS.last().map_or(0, |(v, _, _)| *v);
+    if current > known {
+        return Err(RepoError::new(
+            RepoErrorKind::Version,
+            format!(
+                "the repository has schema version {current}, newer than this sluice knows ({known}); upgrade sluice"
+            ),
+        ));
+    }
+    for (version, label, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| storage(e, "begin a migration"))?;
+        // Another process may have migrated while we waited for the lock.
+        let done: bool = tx
+            .query_row(
+                "SELECT count(*) > 0 FROM schema_migration WHERE version = ?1",
+                [version],
+                |r| r.get(0),
+            )
+            .map_err(|e| storage(e, "read the schema version"))?;
+        if !done {
+            tx.execute_batch(sql)
+                .map_err(|e| storage(e, &format!("apply migration {version} ({label})")))?;
+            tx.execute(
+                "INSERT INTO schema_migration (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                params![version, label, ts(Utc::now())],
+            )
+            .map_err(|e| storage(e, "record a migration"))?;
+        }
+        tx.commit().map_err(|e| storage(e, "commit a migration"))?;
+    }
+    Ok(())
+}
+
+/// Inserts an event with a unique id (at least one microsecond after the newest).
+fn insert_event(tx: &Transaction<'_>, event: &NewEvent) -> Result<EventId> {
+    let newest: Option<String> = tx
+        .query_row("SELECT max(ev_id) FROM event", [], |r| r.get(0))
+        .map_err(|e| storage(e, "read event ids"))?;
+    let mut id = EventId::now();
+    if let Some(newest) = newest {
+        let newest: EventId = name(&newest, "event id")?;
+        if newest >= id {
+            id = newest.next();
+        }
+    }
+    let now = ts(id.instant());
+    let finish = event.state.is_final().then(|| now.clone());
+    tx.execute(
+        "INSERT INTO event (ev_id, hub_name, ev_type, user_name, description, chn_name, loc_name, loc_name_2, \
+         job_name, ev_state, start_tstamp, finish_tstamp, body, last_updated) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?11)",
+        params![
+            id.to_string(),
+            event.hub.as_str(),
+            event.event_type.as_str(),
+            event.user,
+            event.description,
+            event.channel.as_ref().map(|c| c.as_str()),
+            event.loc.as_ref().map(|l| l.as_str()),
+            event.loc2.as_ref().map(|l| l.as_str()),
+            event.job.as_ref().map(|j| j.as_str()),
+            event.state.as_str(),
+            now,
+            finish,
+            event.body.to_string(),
+        ],
+    )
+    .map_err(|e| storage(e, "post an event"))?;
+    Ok(id)
+}
+
+fn prop_json(value: &PropValue) -> String {
+    serde_json::to_string(value).expect("property values serialize")
+}
+
+fn parse_prop(text: &str) -> Result<PropValue> {
+    serde_json::from_str(text).map_err(|_| corrupt(format_args!("property value {text:?}")))
+}
+
+fn write_location(tx: &Transaction<'_>, hub: &HubName, loc: &Location, exists: bool) -> Result<()> {
+    let what = "store a location";
+    if exists {
+        tx.execute(
+            "UPDATE location SET loc_class = ?3, description = ?4 WHERE hub_name = ?1 AND loc_name = ?2",
+            params![hub.as_str(), loc.name.as_str(), loc.class.as_str(), loc.description],
+        )
+        .map_err(|e| storage(e, what))?;
+        tx.execute(
+            "DELETE FROM location_property WHERE hub_name = ?1 AND loc_name = ?2",
+            params![hub.as_str(), loc.name.as_str()],
+        )
+        .map_err(|e| storage(e, what))?;
+    } else {
+        tx.execute(
+            "INSERT INTO location (hub_name, loc_name, loc_class, description) VALUES (?1, ?2, ?3, ?4)",
+            params![hub.as_str(), loc.name.as_str(), loc.class.as_str(), loc.description],
+        )
+        .map_err(|e| storage(e, what))?;
+    }
+    for (prop, value) in &loc.props {
+        tx.execute(
+            "INSERT INTO location_property (hub_name, loc_name, prop_name, prop_value) VALUES (?1, ?2, ?3, ?4)",
+            params![hub.as_str(), loc.name.as_str(), prop, prop_json(value)],
+        )
+        .map_err(|e| storage(e, what))?;
+    }
+    Ok(())
+}
+
+fn write_channel(tx: &Transaction<'_>, hub: &HubName, ch: &Channel) -> Result<()> {
+    let what = "store a channel";
+    let (h, c) = (hub.as_str(), ch.name.as_str());
+    tx.execute(
+        "DELETE FROM channel WHERE hub_name = ?1 AND chn_name = ?2",
+        params![h, c],
+    )
+    .map_err(|e| storage(e, what))?;
+    tx.execute(
+        "INSERT INTO channel (hub_name, chn_name, description) VALUES (?1, ?2, ?3)",
+        params![h, c, ch.description],
+    )
+    .map_err(|e| storage(e, what))?;
+    for (group, members) in &ch.loc_groups {
+        tx.execute(
+            "INSERT INTO loc_group (hub_name, chn_name, grp_name) VALUES (?1, ?2, ?3)",
+            params![h, c, group.as_str()],
+        )
+        .map_err(|e| storage(e, what))?;
+        for (seq, loc) in members.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO loc_group_member (hub_name, chn_name, grp_name, loc_name, member_seq) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![h, c, group.as_str(), loc.as_str(), seq as i64],
+            )
+            .map_err(|e| storage(e, &format!("store location group {group} (is location {loc} defined?)")))?;
+        }
+    }
+    for table in ch.tables.values() {
+        tx.execute(
+            "INSERT INTO channel_table (hub_name, chn_name, tbl_name, tbl_base_name, tbl_group, discover_cols) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                h,
+                c,
+                table.name.as_str(),
+                table.base_name.as_ref().map(|b| b.as_str()),
+                table.table_group.as_ref().map(|g| g.as_str()),
+                table.columns.is_none(),
+            ],
+        )
+        .map_err(|e| storage(e, what))?;
+        for (seq, col) in table.columns.iter().flatten().enumerate() {
+            tx.execute(
+                "INSERT INTO channel_column (hub_name, chn_name, tbl_name, col_name, col_sequence, col_key, col_datatype, col_nullable) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![h, c, table.name.as_str(), col.name.as_str(), seq as i64 + 1, col.key, col.data_type.to_string(), col.nullable],
+            )
+            .map_err(|e| storage(e, what))?;
+        }
+    }
+    for (seq, action) in ch.actions.iter().enumerate() {
+        let params_json =
+            serde_json::to_string(&action.params).expect("action parameters serialize");
+        tx.execute(
+            "INSERT INTO action (hub_name, chn_name, action_seq, act_name, loc_scope, tbl_scope, act_params) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![h, c, seq as i64, action.action_type, action.loc_scope.to_string(), action.table_scope.to_string(), params_json],
+        )
+        .map_err(|e| storage(e, what))?;
+    }
+    Ok(())
+}
+
+fn read_hub(conn: &Connection, hub: &str) -> Result<Option<HubRecord>> {
+    conn.query_row(
+        "SELECT hub_name, description, hub_state, created, creator FROM hub WHERE hub_name = ?1",
+        [hub],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        },
+    )
+    .optional()
+    .map_err(|e| storage(e, "read a hub"))?
+    .map(|(n, description, state, created, creator)| {
+        Ok(HubRecord {
+            hub: Hub {
+                name: name(&n, "hub name")?,
+                description,
+            },
+            state,
+            created: parse_ts(&created)?,
+            creator,
+        })
+    })
+    .transpose()
+}
+
+fn read_locations(
+    conn: &Connection,
+    hub: &HubName,
+    only: Option<&LocationName>,
+) -> Result<Vec<Location>> {
+    let what = "read locations";
+    let mut stmt = conn
+        .prepare(
+            "SELECT loc_name, loc_class, description FROM location WHERE hub_name = ?1 AND (?2 IS NULL OR loc_name = ?2) ORDER BY loc_name",
+        )
+        .map_err(|e| storage(e, what))?;
+    let rows: Vec<(String, String, String)> = stmt
+        .query_map(params![hub.as_str(), only.map(|l| l.as_str())], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(|e| storage(e, what))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| storage(e, what))?;
+    let mut props_stmt = conn
+        .prepare("SELECT prop_name, prop_value FROM location_property WHERE hub_name = ?1 AND loc_name = ?2 ORDER BY prop_name")
+        .map_err(|e| storage(e, what))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (loc, class, description) in rows {
+        let props: Vec<(String, String)> = props_stmt
+            .query_map(params![hub.as_str(), loc], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| storage(e, what))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| storage(e, what))?;
+        let mut map = BTreeMap::new();
+        for (k, v) in props {
+            map.insert(k, parse_prop(&v)?);
+        }
+        out.push(Location {
+            name: name(&loc, "location name")?,
+            class: name(&class, "location class")?,
+            description,
+            props: map,
+        });
+    }
+    Ok(out)
+}
+
+fn read_channels(
+    conn: &Connection,
+    hub: &HubName,
+    only: Option<&ChannelName>,
+) -> Result<Vec<Channel>> {
+    let what = "read channels";
+    let h = hub.as_str();
+    let mut stmt = conn
+        .prepare("SELECT chn_name, description FROM channel WHERE hub_name = ?1 AND (?2 IS NULL OR chn_name = ?2) ORDER BY chn_name")
+        .map_err(|e| storage(e, what))?;
+    let channels: Vec<(String, String)> = stmt
+        .query_map(params![h, only.map(|c| c.as_str())], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(|e| storage(e, what))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| storage(e, what))?;
+    let mut out = Vec::new();
+    for (c, description) in channels {
+        let mut loc_groups: BTreeMap<LocGroupName, Vec<LocationName>> = BTreeMap::new();
+        let mut groups = conn
+            .prepare("SELECT grp_name FROM loc_group WHERE hub_name = ?1 AND chn_name = ?2 ORDER BY grp_name")
+            .map_err(|e| storage(e, what))?;
+        for g in groups
+            .query_map(params![h, c], |r| r.get::<_, String>(0))
+            .map_err(|e| storage(e, what))?
+        {
+            let g = g.map_err(|e| storage(e, what))?;
+            loc_groups.insert(name(&g, "location group")?, Vec::new());
+        }
+        let mut members = conn
+            .prepare("SELECT grp_name, loc_name FROM loc_group_member WHERE hub_name = ?1 AND chn_name = ?2 ORDER BY grp_name, member_seq")
+            .map_err(|e| storage(e, what))?;
+        for m in members
+            .query_map(params![h, c], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(|e| storage(e, what))?
+        {
+            let (g, l) = m.map_err(|e| storage(e, what))?;
+            loc_groups
+                .entry(name(&g, "location group")?)
+                .or_default()
+                .push(name(&l, "location name")?);
+        }
+        let mut tables = BTreeMap::new();
+        let mut table_stmt = conn
+            .prepare("SELECT tbl_name, tbl_base_name, tbl_group, discover_cols FROM channel_table WHERE hub_name = ?1 AND chn_name = ?2 ORDER BY tbl_name")
+            .map_err(|e| storage(e, what))?;
+        let table_rows: Vec<(String, Option<String>, Option<String>, bool)> = table_stmt
+            .query_map(params![h, c], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(|e| storage(e, what))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| storage(e, what))?;
+        let mut col_stmt = conn
+            .prepare(
+                "SELECT col_name, col_key, col_datatype, col_nullable FROM channel_column \
+                 WHERE hub_name = ?1 AND chn_name = ?2 AND tbl_name = ?3 ORDER BY col_sequence",
+            )
+            .map_err(|e| storage(e, what))?;
+        for (t, base, group, discover) in table_rows {
+            let columns = if discover {
+                None
+            } else {
+                let rows: Vec<(String, u32, String, bool)> = col_stmt
+                    .query_map(params![h, c, t], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .map_err(|e| storage(e, what))?
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| storage(e, what))?;
+                Some(
+                    rows.into_iter()
+                        .map(|(n, key, ty, nullable)| {
+                            Ok(ChannelColumn {
+                                name: name(&n, "column name")?,
+                                data_type: name(&ty, "data type")?,
+                                nullable,
+                                key,
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                )
+            };
+            let table_name: TableName = name(&t, "table name")?;
+            tables.insert(
+                table_name.clone(),
+                ChannelTable {
+                    name: table_name,
+                    base_name: opt_name(base, "base name")?,
+                    table_group: opt_name(group, "table group")?,
+                    columns,
+                },
+            );
+        }
+        let mut action_stmt = conn
+            .prepare("SELECT act_name, loc_scope, tbl_scope, act_params FROM action WHERE hub_name = ?1 AND chn_name = ?2 ORDER BY action_seq")
+            .map_err(|e| storage(e, what))?;
+        let action_rows: Vec<(String, String, String, String)> = action_stmt
+            .query_map(params![h, c], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(|e| storage(e, what))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| storage(e, what))?;
+        let mut actions = Vec::new();
+        for (act, loc_scope, tbl_scope, params_json) in action_rows {
+            actions.push(Action {
+                action_type: act,
+                loc_scope: name(&loc_scope, "location scope")?,
+                table_scope: name(&tbl_scope, "table scope")?,
+                params: serde_json::from_str(&params_json)
+                    .map_err(|_| corrupt("action parameters"))?,
+            });
+        }
+        out.push(Channel {
+            name: name(&c, "channel name")?,
+            description,
+            loc_groups,
+            tables,
+            actions,
+        });
+    }
+    Ok(out)
+}
+
+const EVENT_COLUMNS: &str = "ev_id, hub_name, ev_type, user_name, description, chn_name, loc_name, loc_name_2, \
+     job_name, ev_state, num_retries, response, start_tstamp, finish_tstamp, body";
+
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Vec<Option<String>>> {
+    (0..15)
+        .map(|i| match r.get_ref(i)? {
+            rusqlite::types::ValueRef::Null => Ok(None),
+            rusqlite::types::ValueRef::Integer(n) => Ok(Some(n.to_string())),
+            _ => r.get::<_, String>(i).map(Some),
+        })
+        .collect()
+}
+
+fn event_record(cols: Vec<Option<String>>) -> Result<EventRecord> {
+    let get = |i: usize| cols[i].clone().unwrap_or_default();
+    Ok(EventRecord {
+        id: name(&get(0), "event id")?,
+        hub: name(&get(1), "hub name")?,
+        event_type: name(&get(2), "event type")?,
+        user: get(3),
+        description: get(4),
+        channel: opt_name(cols[5].clone(), "channel name")?,
+        loc: opt_name(cols[6].clone(), "location name")?,
+        loc2: opt_name(cols[7].clone(), "location name")?,
+        job: opt_name(cols[8].clone(), "job name")?,
+        state: name(&get(9), "event state")?,
+        num_retries: get(10).parse().unwrap_or(0),
+        response: cols[11].clone(),
+        start: parse_ts(&get(12))?,
+        finish: cols[13].as_deref().map(parse_ts).transpose()?,
+        body: serde_json::from_str(&get(14)).unwrap_or(serde_json::Value::Null),
+        results: Vec::new(),
+    })
+}
+
+fn read_results(conn: &Connection, ev_id: &str, table: Option<&str>) -> Result<Vec<EventResult>> {
+    let what = "read event results";
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT tbl_name, res_name, res_value FROM event_result WHERE ev_id = ?1 AND (?2 IS NULL OR tbl_name = ?2) ORDER BY tbl_name, rowid",
+        )
+        .map_err(|e| storage(e, what))?;
+    let rows: Vec<(String, String, String)> = stmt
+        .query_map(params![ev_id, table], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(|e| storage(e, what))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| storage(e, what))?;
+    rows.into_iter()
+        .map(|(t, n, v)| {
+            Ok(EventResult {
+                table: if t.is_empty() {
+                    None
+                } else {
+                    Some(name(&t, "table name")?)
+                },
+                name: name(&n, "result name")?,
+                value: v,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Repository for SqliteRepository {
+    async fn hubs(&self) -> Result<Vec<HubRecord>> {
+        self.with(|conn| {
+            let names: Vec<String> = conn
+                .prepare("SELECT hub_name FROM hub ORDER BY hub_name")
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .map_err(|e| storage(e, "list hubs"))?;
+            names
+                .iter()
+                .filter_map(|n| read_hub(conn, n).transpose())
+                .collect()
+        })
+        .await
+    }
+
+    async fn hub(&self, hub: &HubName) -> Result<Option<HubRecord>> {
+        let hub = hub.clone();
+        self.with(move |conn| read_hub(conn, hub.as_str())).await
+    }
+
+    async fn apply_definitions(
+        &self,
+        definitions: &Definitions,
+        user: &str,
+        source: &str,
+    ) -> Result<ApplySummary> {
+        let defs = definitions.clone();
+        let (user, source) = (user.to_owned(), source.to_owned());
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| storage(e, "begin"))?;
+            let hub = &defs.hub.name;
+            let mut summary = ApplySummary::default();
+            if read_hub(&tx, hub.as_str())?.is_none() {
+                tx.execute(
+                    "INSERT INTO hub (hub_name, description, created, creator) VALUES (?1, ?2, ?3, ?4)",
+                    params![hub.as_str(), defs.hub.description, ts(Utc::now()), user],
+                )
+                .map_err(|e| storage(e, "create the hub"))?;
+                summary.hub_created = true;
+                insert_event(
+                    &tx,
+                    &NewEvent {
+                        hub: hub.clone(),
+                        event_type: EventType::HubCreate,
+                        user: user.clone(),
+                        description: format!("hub {hub} created"),
+                        channel: None,
+                        loc: None,
+                        loc2: None,
+                        job: None,
+                        state: EventState::Done,
+                        body: serde_json::json!({ "source": source }),
+                    },
+                )?;
+            } else {
+                tx.execute(
+                    "UPDATE hub SET description = ?2 WHERE hub_name = ?1",
+                    params![hub.as_str(), defs.hub.description],
+                )
+                .map_err(|e| storage(e, "update the hub"))?;
+            }
+            let existing: Vec<String> = read_locations(&tx, hub, None)?
+                .into_iter()
+                .map(|l| l.name.to_string())
+                .collect();
+            for loc in defs.locations.values() {
+                let exists = existing.iter().any(|e| e == loc.name.as_str());
+                write_location(&tx, hub, loc, exists)?;
+                if exists {
+                    summary.locations_replaced.push(loc.name.clone());
+                } else {
+                    summary.locations_added.push(loc.name.clone());
+                }
+            }
+            for ch in defs.channels.values() {
+                let exists = !read_channels(&tx, hub, Some(&ch.name))?.is_empty();
+                write_channel(&tx, hub, ch)?;
+                if exists {
+                    summary.channels_replaced.push(ch.name.clone());
+                } else {
+                    summary.channels_added.push(ch.name.clone());
+                }
+            }
+            let body = serde_json::json!({
+                "source": source,
+                "locations_added": summary.locations_added,
+                "locations_replaced": summary.locations_replaced,
+                "channels_added": summary.channels_added,
+                "channels_replaced": summary.channels_replaced,
+            });
+            let event = insert_event(
+                &tx,
+                &NewEvent {
+                    hub: hub.clone(),
+                    event_type: EventType::DefinitionChangeImport,
+                    user,
+                    description: format!(
+                        "applied {source}: {} location(s), {} channel(s)",
+                        defs.locations.len(),
+                        defs.channels.len()
+                    ),
+                    channel: None,
+                    loc: None,
+                    loc2: None,
+                    job: None,
+                    state: EventState::Done,
+                    body,
+                },
+            )?;
+            summary.event = Some(event);
+            tx.commit().map_err(|e| storage(e, "commit the definitions"))?;
+            Ok(summary)
+        })
+        .await
+    }
+
+    async fn location(&self, hub: &HubName, loc: &LocationName) -> Result<Option<Location>> {
+        let (hub, loc) = (hub.clone(), loc.clone());
+        self.with(move |conn| Ok(read_locations(conn, &hub, Some(&loc))?.pop()))
+            .await
+    }
+
+    async fn locations(&self, hub: &HubName) -> Result<Vec<Location>> {
+        let hub = hub.clone();
+        self.with(move |conn| read_locations(conn, &hub, None))
+            .await
+    }
+
+    async fn channel(&self, hub: &HubName, ch: &ChannelName) -> Result<Option<Channel>> {
+        let (hub, ch) = (hub.clone(), ch.clone());
+        self.with(move |conn| Ok(read_channels(conn, &hub, Some(&ch))?.pop()))
+            .await
+    }
+
+    async fn channels(&self, hub: &HubName) -> Result<Vec<Channel>> {
+        let hub = hub.clone();
+        self.with(move |conn| read_channels(conn, &hub, None)).await
+    }
+
+    async fn post_event(&self, event: NewEvent) -> Result<EventId> {
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| storage(e, "begin"))?;
+            let id = insert_event(&tx, &event)?;
+            tx.commit().map_err(|e| storage(e, "commit an event"))?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn start_job(
+        &self,
+        event: NewEvent,
+        owner: &Owner,
+        stale_after: Duration,
+    ) -> Result<StartedJob> {
+        let owner = owner.clone();
+        self.with(move |conn| {
+            let job = event
+                .job
+                .clone()
+                .ok_or_else(|| RepoError::new(RepoErrorKind::Conflict, "a job run needs a job name"))?;
+            let (hub, j) = (event.hub.as_str().to_owned(), job.as_str().to_owned());
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| storage(e, "begin"))?;
+            let running: Option<(String, Option<String>, Option<String>, Option<String>, Option<i64>)> = tx
+                .query_row(
+                    "SELECT job_state, last_ev_id, heartbeat, owner_host, owner_pid FROM job WHERE hub_name = ?1 AND job_name = ?2",
+                    params![hub, j],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()
+                .map_err(|e| storage(e, "read a job"))?;
+            let now = Utc::now();
+            let mut taken_over = Vec::new();
+            if let Some((state, last_ev, heartbeat, host, pid)) = running
+                && state == JobState::Running.as_str()
+            {
+                let beat = heartbeat.as_deref().map(parse_ts).transpose()?;
+                let alive = beat.is_some_and(|b| (now - b).to_std().unwrap_or_default() < stale_after);
+                let last_ev = last_ev.unwrap_or_default();
+                if alive {
+                    return Err(RepoError::new(
+                        RepoErrorKind::Conflict,
+                        format!(
+                            "job {j} is already running as event {last_ev} (process {} on {})",
+                            pid.unwrap_or_default(),
+                            host.unwrap_or_default()
+                        ),
+                    ));
+                }
+                let since = beat.map_or_else(|| "ever".to_owned(), ts);
+                tx.execute(
+                    "UPDATE event SET ev_state = 'FAILED', response = ?2, finish_tstamp = ?3, last_updated = ?3 \
+                     WHERE ev_id = ?1 AND ev_state = 'ACTIVE'",
+                    params![last_ev, format!("abandoned: the process running it stopped (no heartbeat since {since})"), ts(now)],
+                )
+                .map_err(|e| storage(e, "fail an abandoned event"))?;
+                if let Ok(id) = last_ev.parse::<EventId>() {
+                    taken_over.push(id);
+                }
+            }
+            let id = insert_event(&tx, &event)?;
+            tx.execute(
+                "INSERT INTO job (hub_name, job_name, job_state, last_ev_id, run_begin, run_end, num_runs, owner_id, owner_host, owner_pid, heartbeat) \
+                 VALUES (?1, ?2, 'RUNNING', ?3, ?4, NULL, 1, ?5, ?6, ?7, ?4) \
+                 ON CONFLICT (hub_name, job_name) DO UPDATE SET job_state = 'RUNNING', last_ev_id = ?3, run_begin = ?4, \
+                 run_end = NULL, num_runs = num_runs + 1, owner_id = ?5, owner_host = ?6, owner_pid = ?7, heartbeat = ?4",
+                params![hub, j, id.to_string(), ts(now), owner.id, owner.host, owner.pid],
+            )
+            .map_err(|e| storage(e, "claim a job"))?;
+            tx.commit().map_err(|e| storage(e, "commit a job start"))?;
+            Ok(StartedJob { event: id, taken_over })
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, hub: &HubName, job: &JobName, owner: &Owner) -> Result<()> {
+        let (hub, job, owner) = (hub.clone(), job.clone(), owner.clone());
+        self.with(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE job SET heartbeat = ?4 WHERE hub_name = ?1 AND job_name = ?2 AND owner_id = ?3",
+                    params![hub.as_str(), job.as_str(), owner.id, ts(Utc::now())],
+                )
+                .map_err(|e| storage(e, "record a heartbeat"))?;
+            if n == 0 {
+                return Err(RepoError::new(
+                    RepoErrorKind::Conflict,
+                    format!("job {job} is no longer held by this process"),
+                ));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn finish_job(
+        &self,
+        hub: &HubName,
+        job: &JobName,
+        event: EventId,
+        state: EventState,
+        response: &str,
+    ) -> Result<()> {
+        let (hub, job, response) = (hub.clone(), job.clone(), response.to_owned());
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| storage(e, "begin"))?;
+            let now = ts(Utc::now());
+            tx.execute(
+                "UPDATE event SET ev_state = ?2, response = ?3, finish_tstamp = ?4, last_updated = ?4 WHERE ev_id = ?1 AND ev_state = 'ACTIVE'",
+                params![event.to_string(), state.as_str(), response, now],
+            )
+            .map_err(|e| storage(e, "finish an event"))?;
+            let job_state = match state {
+                EventState::Done => JobState::Done,
+                EventState::Failed => JobState::Failed,
+                EventState::Canceled => JobState::Suspend,
+                EventState::Active => JobState::Running,
+            };
+            tx.execute(
+                "UPDATE job SET job_state = ?3, run_end = ?4, owner_id = NULL, heartbeat = NULL \
+                 WHERE hub_name = ?1 AND job_name = ?2 AND last_ev_id = ?5",
+                params![hub.as_str(), job.as_str(), job_state.as_str(), now, event.to_string()],
+            )
+            .map_err(|e| storage(e, "finish a job"))?;
+            tx.commit().map_err(|e| storage(e, "commit a job end"))
+        })
+        .await
+    }
+
+    async fn put_results(&self, event: EventId, results: &[EventResult]) -> Result<()> {
+        let results = results.to_vec();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| storage(e, "begin"))?;
+            for r in &results {
+                tx.execute(
+                    "INSERT INTO event_result (ev_id, tbl_name, res_name, res_value) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (ev_id, tbl_name, res_name) DO UPDATE SET res_value = excluded.res_value",
+                    params![event.to_string(), r.table.as_ref().map_or("", |t| t.as_str()), r.name.as_str(), r.value],
+                )
+                .map_err(|e| storage(e, "store a result"))?;
+            }
+            tx.execute(
+                "UPDATE event SET last_updated = ?2 WHERE ev_id = ?1",
+                params![event.to_string(), ts(Utc::now())],
+            )
+            .map_err(|e| storage(e, "touch an event"))?;
+            tx.commit().map_err(|e| storage(e, "commit results"))
+        })
+        .await
+    }
+
+    async fn append_log(&self, event: EventId, lines: &[String]) -> Result<()> {
+        let lines = lines.to_vec();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| storage(e, "begin"))?;
+            let next: i64 = tx
+                .query_row("SELECT coalesce(max(line_no), 0) + 1 FROM event_log WHERE ev_id = ?1", [event.to_string()], |r| r.get(0))
+                .map_err(|e| storage(e, "read the event log"))?;
+            let now = ts(Utc::now());
+            for (i, line) in lines.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO event_log (ev_id, line_no, tstamp, message) VALUES (?1, ?2, ?3, ?4)",
+                    params![event.to_string(), next + i as i64, now, line],
+                )
+                .map_err(|e| storage(e, "append to the event log"))?;
+            }
+            tx.commit().map_err(|e| storage(e, "commit the event log"))
+        })
+        .await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {
+        let filter = filter.clone();
+        self.with(move |conn| {
+            let mut sql = format!("SELECT {EVENT_COLUMNS} FROM event WHERE 1 = 1");
+            let mut args: Vec<String> = Vec::new();
+            let mut any_of = |column: &str, values: Vec<String>, sql: &mut String| {
+                if values.is_empty() {
+                    return;
+                }
+                let marks: Vec<String> = values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, _)| format!("?{}", args.len() + i + 1))
+                    .collect();
+                sql.push_str(&format!(" AND {column} IN ({})", marks.join(", ")));
+                args.extend(values);
+            };
+            any_of(
+                "hub_name",
+                filter.hub.iter().map(|h| h.to_string()).collect(),
+                &mut sql,
+            );
+            any_of(
+                "chn_name",
+                filter.channels.iter().map(|c| c.to_string()).collect(),
+                &mut sql,
+            );
+            any_of(
+                "ev_type",
+                filter.types.iter().map(|t| t.to_string()).collect(),
+                &mut sql,
+            );
+            any_of(
+                "ev_state",
+                filter.states.iter().map(|s| s.to_string()).collect(),
+                &mut sql,
+            );
+            any_of(
+                "job_name",
+                filter.jobs.iter().map(|j| j.to_string()).collect(),
+                &mut sql,
+            );
+            any_of(
+                "ev_id",
+                filter.ids.iter().map(|i| i.to_string()).collect(),
+                &mut sql,
+            );
+            sql.push_str(" ORDER BY ev_id DESC");
+            if let Some(max) = filter.max_events {
+                sql.push_str(&format!(" LIMIT {max}"));
+            }
+            let mut stmt = conn.prepare(&sql).map_err(|e| storage(e, "list events"))?;
+            let rows: Vec<Vec<Option<String>>> = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), event_from_row)
+                .map_err(|e| storage(e, "list events"))?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| storage(e, "list events"))?;
+            let mut events = Vec::with_capacity(rows.len());
+            for row in rows {
+                let mut record = event_record(row)?;
+                if filter.fetch_results {
+                    record.results = read_results(conn, &record.id.to_string(), None)?;
+                }
+                events.push(record);
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn event_log(&self, event: EventId) -> Result<Vec<(DateTime<Utc>, String)>> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT tstamp, message FROM event_log WHERE ev_id = ?1 ORDER BY line_no")
+                .map_err(|e| storage(e, "read the event log"))?;
+            let rows: Vec<(String, String)> = stmt
+                .query_map([event.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(|e| storage(e, "read the event log"))?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| storage(e, "read the event log"))?;
+            rows.into_iter()
+                .map(|(t, m)| Ok((parse_ts(&t)?, m)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn jobs(&self, hub: &HubName) -> Result<Vec<JobRecord>> {
+        let hub = hub.clone();
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare("SELECT job_name, job_state, last_ev_id, run_begin, run_end, num_runs FROM job WHERE hub_name = ?1 ORDER BY job_name")
+                .map_err(|e| storage(e, "list jobs"))?;
+            type Row = (String, String, Option<String>, Option<String>, Option<String>, i64);
+            let rows: Vec<Row> = stmt
+                .query_map([hub.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+                .map_err(|e| storage(e, "list jobs"))?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| storage(e, "list jobs"))?;
+            rows.into_iter()
+                .map(|(n, s, ev, begin, end, runs)| {
+                    Ok(JobRecord {
+                        name: name(&n, "job name")?,
+                        state: name(&s, "job state")?,
+                        last_event: opt_name(ev, "event id")?,
+                        run_begin: begin.as_deref().map(parse_ts).transpose()?,
+                        run_end: end.as_deref().map(parse_ts).transpose()?,
+                        num_runs: runs as u64,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn latest_table_results(
+        &self,
+        hub: &HubName,
+        channel: &ChannelName,
+        event_type: EventType,
+    ) -> Result<BTreeMap<TableName, (EventRecord, Vec<EventResult>)>> {
+        let (hub, channel) = (hub.clone(), channel.clone());
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT r.tbl_name, max(e.ev_id) FROM event e JOIN event_result r ON r.ev_id = e.ev_id \
+                     WHERE e.hub_name = ?1 AND e.chn_name = ?2 AND e.ev_type = ?3 AND e.ev_state <> 'ACTIVE' AND r.tbl_name <> '' \
+                     GROUP BY r.tbl_name",
+                )
+                .map_err(|e| storage(e, "read latest results"))?;
+            let latest: Vec<(String, String)> = stmt
+                .query_map(params![hub.as_str(), channel.as_str(), event_type.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(|e| storage(e, "read latest results"))?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| storage(e, "read latest results"))?;
+            let mut out = BTreeMap::new();
+            for (table, ev_id) in latest {
+                let row = conn
+                    .query_row(&format!("SELECT {EVENT_COLUMNS} FROM event WHERE ev_id = ?1"), [&ev_id], event_from_row)
+                    .map_err(|e| storage(e, "read an event"))?;
+                let record = event_record(row)?;
+                let results = read_results(conn, &ev_id, Some(&table))?;
+                out.insert(name(&table, "table name")?, (record, results));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        for (i, (version, _, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*version as usize, i + 1);
+        }
+    }
+}
