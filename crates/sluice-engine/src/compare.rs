@@ -37,6 +37,18 @@ pub enum CompareState {
     Canceled,
 }
 
+impl CompareState {
+    /// The spelling in output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompareState::Identical => "IDENTICAL",
+            CompareState::Different => "DIFFERENT",
+            CompareState::Failed => "FAILED",
+            CompareState::Canceled => "CANCELED",
+        }
+    }
+}
+
 /// Rows found on one side only or differing, with counts and the first keys.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RowDiff {

@@ -29,6 +29,17 @@ pub enum RefreshState {
     Canceled,
 }
 
+impl RefreshState {
+    /// The spelling in results and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshState::Done => "DONE",
+            RefreshState::Failed => "FAILED",
+            RefreshState::Canceled => "CANCELED",
+        }
+    }
+}
+
 /// What a table's refresh did.
 #[derive(Debug)]
 pub struct RefreshReport {

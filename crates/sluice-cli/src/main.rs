@@ -1,0 +1,172 @@
+//! `sluice`: the command line of the sluice replication hub.
+//!
+//! Exit codes: 0 success; 1 the work failed (a database refused, a value did not fit, the
+//! repository could not be used); 2 invalid input (bad definitions, unknown names, bad usage);
+//! 3 a compare found differences; 4 the job is already running; 130 interrupted (Ctrl-C), with every
+//! table not yet committed left as it was.
+
+mod commands;
+mod output;
+mod progress;
+mod quickstart;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use sluice_model::HubName;
+
+/// sluice: replicate tables between databases.
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Directory of the hub repository (hub.db).
+    #[arg(long, global = true, env = "SLUICE_HOME", default_value = ".sluice")]
+    home: PathBuf,
+    /// The hub to work on; needed only when the repository holds several.
+    #[arg(long, global = true, env = "SLUICE_HUB_NAME")]
+    hub_name: Option<HubName>,
+    /// Print data as JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build a sample shop database, replicate it into a warehouse, compare, change, repeat.
+    Quickstart(quickstart::QuickstartArgs),
+    /// Check a definitions file (YAML or JSON) and report every problem.
+    Validate {
+        /// The definitions file.
+        file: PathBuf,
+    },
+    /// Store the hub, locations and channels of a definitions file in the repository.
+    Apply {
+        /// The definitions file.
+        file: PathBuf,
+    },
+    /// Locations: database connections.
+    #[command(subcommand)]
+    Location(LocationCommand),
+    /// Channels: tables replicated between location groups.
+    #[command(subcommand)]
+    Channel(ChannelCommand),
+    /// Copy a channel's tables from its source to its target.
+    Refresh(commands::RefreshArgs),
+    /// Compare a channel's tables at its source and target.
+    Compare(commands::CompareArgs),
+    /// Per table: rows at source and target, last refresh and compare.
+    Status {
+        /// Only this channel.
+        channel: Option<sluice_model::ChannelName>,
+    },
+    /// Events: what every operation did.
+    #[command(subcommand)]
+    Event(EventCommand),
+    /// Jobs and their states.
+    #[command(subcommand)]
+    Job(JobCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum LocationCommand {
+    /// List locations.
+    List,
+    /// Test the connection to a location (changes nothing).
+    Test {
+        /// The location.
+        location: sluice_model::LocationName,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ChannelCommand {
+    /// List channels.
+    List,
+    /// Show a channel's groups, tables and actions.
+    Show {
+        /// The channel.
+        channel: sluice_model::ChannelName,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EventCommand {
+    /// List events, newest first.
+    List(commands::EventListArgs),
+    /// Show one event with its results.
+    Show {
+        /// The event id (e.g. 2024-05-01T10:11:12.123456Z).
+        event: sluice_model::EventId,
+    },
+    /// Print an event's log.
+    Log {
+        /// The event id.
+        event: sluice_model::EventId,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum JobCommand {
+    /// List jobs.
+    List,
+}
+
+/// Why the command stopped, mapped to an exit code.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Success.
+    Ok,
+    /// A compare found differences.
+    Different,
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("sluice={level},{level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Different) => ExitCode::from(3),
+        Err(error) => {
+            let code = output::report_error(&error);
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,1027 @@
+//! Refresh and compare jobs: resolve the channel into table specs, claim the job (one run per
+//! channel/source/target), plan against both databases, run, and record per-table results and log
+//! lines as each table finishes.
+//!
+//! Bad input (an unknown channel, table or location) is refused before anything is recorded. Once the
+//! job is claimed, every outcome, including a pre-flight failure such as a vanished source table,
+//! ends its event as DONE, FAILED or CANCELED.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use sluice_connector::{Connector, PlannedStatement, WriteStrategy};
+use sluice_engine::{
+    CompareOptions, CompareState, CompareTablePlan, Granularity, Progress, ProgressSink,
+    RefreshOptions, RefreshState, RefreshTablePlan, RowDiff, TableSpec, plan_compare, plan_refresh,
+    run_compare, run_refresh,
+};
+use sluice_model::definition::{Channel, Location, PropValue, physical_table};
+use sluice_model::event::table_state;
+use sluice_model::{
+    BatchLimits, ChannelName, ColumnName, Condition, EventId, EventState, EventType, HubName,
+    JobName, LocationName, ResultName, SchemaName, TableName,
+};
+use sluice_repo::{EventResult, NewEvent};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{HEARTBEAT, HubService, Result, STALE_AFTER, ServiceError, registry};
+
+/// A refresh request.
+#[derive(Debug, Clone)]
+pub struct RefreshCommand {
+    /// The hub.
+    pub hub: HubName,
+    /// The channel.
+    pub channel: ChannelName,
+    /// The source location; default: the channel's one Capture location.
+    pub source: Option<LocationName>,
+    /// The target location; default: the channel's one Integrate location.
+    pub target: Option<LocationName>,
+    /// Tables to refresh; empty means all.
+    pub tables: Vec<TableName>,
+    /// How the target is replaced; default `truncate_load`.
+    pub strategy: Option<WriteStrategy>,
+    /// Rows per batch; default 10,000.
+    pub batch_rows: Option<usize>,
+    /// Count source rows first, for progress fractions.
+    pub count_first: bool,
+}
+
+/// A compare request.
+#[derive(Debug, Clone)]
+pub struct CompareCommand {
+    /// The hub.
+    pub hub: HubName,
+    /// The channel.
+    pub channel: ChannelName,
+    /// The source location; default: the channel's one Capture location.
+    pub source: Option<LocationName>,
+    /// The target location; default: the channel's one Integrate location.
+    pub target: Option<LocationName>,
+    /// Tables to compare; empty means all.
+    pub tables: Vec<TableName>,
+    /// Bulk (counts + checksums) or row-wise.
+    pub granularity: Granularity,
+    /// Keys listed per kind of difference.
+    pub max_listed: usize,
+}
+
+/// One table of a plan (what a dry run shows).
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedTable {
+    /// The channel's name for the table.
+    pub table: TableName,
+    /// The table at the source.
+    pub source_table: String,
+    /// The table at the target.
+    pub target_table: String,
+    /// The statements the source runs.
+    pub source_statements: Vec<PlannedStatement>,
+    /// The statements the target runs.
+    pub target_statements: Vec<PlannedStatement>,
+}
+
+/// What a job would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobPlan {
+    /// The job.
+    pub job: JobName,
+    /// The source location.
+    pub source: LocationName,
+    /// The target location.
+    pub target: LocationName,
+    /// Per table.
+    pub tables: Vec<PlannedTable>,
+}
+
+/// A job that is running.
+pub struct RunningJob<R> {
+    /// The job's event.
+    pub event: EventId,
+    /// The job.
+    pub job: JobName,
+    /// Progress reports.
+    pub progress: UnboundedReceiver<Progress>,
+    /// Cancels the job; the tables not yet committed are left as they were.
+    pub cancel: CancellationToken,
+    /// The outcome.
+    pub done: JoinHandle<Result<R>>,
+}
+
+/// The outcome of one table of a refresh.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefreshTableResult {
+    /// The table.
+    pub table: TableName,
+    /// `DONE`, `FAILED` or `CANCELED`.
+    pub state: RefreshState,
+    /// Rows read.
+    pub rows: u64,
+    /// Bytes moved.
+    pub bytes: u64,
+    /// Seconds spent.
+    pub seconds: f64,
+    /// Whether the target table was created.
+    pub created: bool,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The outcome of a refresh.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefreshSummary {
+    /// The event.
+    pub event: EventId,
+    /// The job.
+    pub job: JobName,
+    /// The event's final state.
+    pub state: EventState,
+    /// The event's response line.
+    pub response: String,
+    /// Per table.
+    pub tables: Vec<RefreshTableResult>,
+}
+
+/// The outcome of one table of a compare.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareTableResult {
+    /// The table.
+    pub table: TableName,
+    /// `IDENTICAL`, `DIFFERENT`, `FAILED` or `CANCELED`.
+    pub state: CompareState,
+    /// Rows read at the source.
+    pub source_rows: u64,
+    /// Rows read at the target.
+    pub target_rows: u64,
+    /// Seconds spent.
+    pub seconds: f64,
+    /// Bulk checksums (source, target).
+    pub checksums: Option<(String, String)>,
+    /// Row-wise differences.
+    pub diff: Option<RowDiff>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The outcome of a compare.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareSummary {
+    /// The event.
+    pub event: EventId,
+    /// The job.
+    pub job: JobName,
+    /// The event's final state.
+    pub state: EventState,
+    /// The event's response line.
+    pub response: String,
+    /// Whether every table compared identical.
+    pub identical: bool,
+    /// Per table.
+    pub tables: Vec<CompareTableResult>,
+}
+
+/// A channel resolved for one source and target.
+pub(crate) struct Resolved {
+    pub(crate) hub: HubName,
+    pub(crate) channel: Channel,
+    pub(crate) source: Location,
+    pub(crate) target: Location,
+    pub(crate) specs: Vec<TableSpec>,
+}
+
+/// Formats an error with its whole source chain, the way it is stored in results and logs.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn pick(
+    channel: &Channel,
+    explicit: Option<&LocationName>,
+    action: &str,
+    role: &str,
+    flag: &str,
+) -> Result<LocationName> {
+    if let Some(loc) = explicit {
+        return match channel.group_of(loc) {
+            Some(_) => Ok(loc.clone()),
+            None => Err(ServiceError::invalid(format!(
+                "location {loc} is not a member of channel {}",
+                channel.name
+            ))),
+        };
+    }
+    match channel.locations_with_action(action).as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(ServiceError::invalid(format!(
+            "channel {} has no {action} action to choose its {role}; pass {flag}",
+            channel.name
+        ))),
+        many => Err(ServiceError::invalid(format!(
+            "channel {} has several {role} locations ({}); pass {flag}",
+            channel.name,
+            many.iter()
+                .map(|l| l.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+fn default_schema(location: &Location) -> Option<SchemaName> {
+    location
+        .prop("Database_Schema")
+        .and_then(|v| SchemaName::new(v.to_text()).ok())
+}
+
+/// `(a) AND (b)` of the conditions of `param` on `loc` for `table`.
+fn conditions(
+    channel: &Channel,
+    loc: &LocationName,
+    table: &TableName,
+    params: &[&str],
+) -> Result<Option<Condition>> {
+    let mut parts = Vec::new();
+    for action in channel.actions_for("Restrict", loc, table) {
+        if let Some(value) = params.iter().find_map(|p| action.param(p)) {
+            parts.push(value.to_text());
+        }
+    }
+    match parts.len() {
+        0 => Ok(None),
+        1 => Ok(Some(
+            Condition::new(parts.remove(0)).map_err(|e| ServiceError::invalid(e.to_string()))?,
+        )),
+        _ => {
+            let joined = parts
+                .iter()
+                .map(|p| format!("({p})"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            Ok(Some(
+                Condition::new(joined).map_err(|e| ServiceError::invalid(e.to_string()))?,
+            ))
+        }
+    }
+}
+
+impl HubService {
+    pub(crate) async fn resolve(
+        &self,
+        hub: &HubName,
+        channel: &ChannelName,
+        source: Option<&LocationName>,
+        target: Option<&LocationName>,
+        tables: &[TableName],
+        compare: bool,
+    ) -> Result<Resolved> {
+        let channel = self.channel(hub, channel).await?;
+        let source = pick(&channel, source, "Capture", "source", "--source")?;
+        let target = pick(&channel, target, "Integrate", "target", "--target")?;
+        if source == target {
+            return Err(ServiceError::invalid(format!(
+                "source and target are both location {source}"
+            )));
+        }
+        let source = self.location(hub, &source).await?;
+        let target = self.location(hub, &target).await?;
+        let mut selected = Vec::new();
+        for name in tables {
+            if !channel.tables.contains_key(name) {
+                return Err(ServiceError::not_found(format!(
+                    "table {name} is not in channel {}",
+                    channel.name
+                )));
+            }
+        }
+        let wanted: BTreeSet<&TableName> = tables.iter().collect();
+        for table in channel.tables.values() {
+            if !wanted.is_empty() && !wanted.contains(&table.name) {
+                continue;
+            }
+            let (s, t) = (&source.name, &target.name);
+            let mut spec = TableSpec::new(
+                table.name.clone(),
+                physical_table(&channel, table, s, default_schema(&source).as_ref()),
+                physical_table(&channel, table, t, default_schema(&target).as_ref()),
+            );
+            spec.declared = table.columns.clone();
+            for action in channel.actions.iter().filter(|a| {
+                a.action_type == "ColumnProperties"
+                    && channel.table_in_scope(&a.table_scope, &table.name)
+            }) {
+                let Some(column) = action
+                    .param("Name")
+                    .and_then(|n| ColumnName::new(n.to_text()).ok())
+                else {
+                    continue;
+                };
+                let (at_source, at_target) = (
+                    channel.loc_in_scope(&action.loc_scope, s),
+                    channel.loc_in_scope(&action.loc_scope, t),
+                );
+                if action.param("Absent").is_some_and(PropValue::is_set) {
+                    match (at_source, at_target) {
+                        (true, true) => {
+                            spec.excluded.insert(column.clone());
+                        }
+                        (true, false) => {
+                            spec.source_absent.insert(column.clone());
+                        }
+                        (false, true) => {
+                            spec.target_absent.insert(column.clone());
+                        }
+                        (false, false) => {}
+                    }
+                }
+                if action.param("Key").is_some_and(PropValue::is_set)
+                    && (at_source || at_target)
+                    && !spec.key.contains(&column)
+                {
+                    spec.key.push(column);
+                }
+            }
+            let params: &[&str] = if compare {
+                &["CompareCondition", "RefreshCondition"]
+            } else {
+                &["RefreshCondition"]
+            };
+            spec.source_filter = conditions(&channel, s, &table.name, params)?;
+            spec.target_filter = conditions(&channel, t, &table.name, params)?;
+            selected.push(spec);
+        }
+        if selected.is_empty() {
+            return Err(ServiceError::invalid(format!(
+                "channel {} has no tables",
+                channel.name
+            )));
+        }
+        Ok(Resolved {
+            hub: hub.clone(),
+            channel,
+            source,
+            target,
+            specs: selected,
+        })
+    }
+
+    pub(crate) fn connectors(
+        &self,
+        r: &Resolved,
+    ) -> Result<(Arc<dyn Connector>, Arc<dyn Connector>)> {
+        let source = registry::connect(&r.source, &self.inner.env)
+            .map_err(|e| ServiceError::connector(format!("location {}", r.source.name), e))?;
+        let target = registry::connect(&r.target, &self.inner.env)
+            .map_err(|e| ServiceError::connector(format!("location {}", r.target.name), e))?;
+        Ok((source, target))
+    }
+
+    fn planned_tables<'a>(
+        &self,
+        specs: &[TableSpec],
+        statements: impl Iterator<
+            Item = (
+                &'a TableName,
+                &'a Vec<PlannedStatement>,
+                &'a Vec<PlannedStatement>,
+            ),
+        >,
+    ) -> Vec<PlannedTable> {
+        statements
+            .zip(specs)
+            .map(|((table, s, t), spec)| PlannedTable {
+                table: table.clone(),
+                source_table: spec.source.to_string(),
+                target_table: spec.target.to_string(),
+                source_statements: s.clone(),
+                target_statements: t.clone(),
+            })
+            .collect()
+    }
+
+    /// What a refresh would run, per table; runs and records nothing.
+    pub async fn plan_refresh(&self, cmd: &RefreshCommand) -> Result<JobPlan> {
+        let r = self
+            .resolve(
+                &cmd.hub,
+                &cmd.channel,
+                cmd.source.as_ref(),
+                cmd.target.as_ref(),
+                &cmd.tables,
+                false,
+            )
+            .await?;
+        let (source, target) = self.connectors(&r)?;
+        let plans = plan_refresh(
+            &r.specs,
+            source.as_ref(),
+            target.as_ref(),
+            &refresh_options(cmd),
+        )
+        .await
+        .map_err(|e| ServiceError::connector(chain(&e), e.source))?;
+        Ok(JobPlan {
+            job: JobName::refresh(&r.channel.name, &r.source.name, &r.target.name),
+            source: r.source.name.clone(),
+            target: r.target.name.clone(),
+            tables: self.planned_tables(
+                &r.specs,
+                plans
+                    .iter()
+                    .map(|p| (&p.name, &p.source_statements, &p.target_statements)),
+            ),
+        })
+    }
+
+    /// What a compare would run, per table; runs and records nothing.
+    pub async fn plan_compare(&self, cmd: &CompareCommand) -> Result<JobPlan> {
+        let r = self
+            .resolve(
+                &cmd.hub,
+                &cmd.channel,
+                cmd.source.as_ref(),
+                cmd.target.as_ref(),
+                &cmd.tables,
+                true,
+            )
+            .await?;
+        let (source, target) = self.connectors(&r)?;
+        let plans = plan_compare(
+            &r.specs,
+            source.as_ref(),
+            target.as_ref(),
+            cmd.granularity,
+            BatchLimits::DEFAULT,
+        )
+        .await
+        .map_err(|e| ServiceError::connector(chain(&e), e.source))?;
+        Ok(JobPlan {
+            job: JobName::compare(&r.channel.name, &r.source.name, &r.target.name),
+            source: r.source.name.clone(),
+            target: r.target.name.clone(),
+            tables: self.planned_tables(
+                &r.specs,
+                plans
+                    .iter()
+                    .map(|p| (&p.name, &p.source_statements, &p.target_statements)),
+            ),
+        })
+    }
+
+    /// Posts the job's event and claims the job; a heartbeat keeps the claim until `stop` fires.
+    async fn start(
+        &self,
+        r: &Resolved,
+        event_type: EventType,
+        job: &JobName,
+        body: serde_json::Value,
+    ) -> Result<(EventId, CancellationToken)> {
+        let description = format!(
+            "{} of channel {} from {} to {} ({} table(s))",
+            event_type,
+            r.channel.name,
+            r.source.name,
+            r.target.name,
+            r.specs.len()
+        );
+        let started = self
+            .repo()
+            .start_job(
+                NewEvent {
+                    hub: r.hub.clone(),
+                    event_type,
+                    user: self.inner.user.clone(),
+                    description,
+                    channel: Some(r.channel.name.clone()),
+                    loc: Some(r.source.name.clone()),
+                    loc2: Some(r.target.name.clone()),
+                    job: Some(job.clone()),
+                    state: EventState::Active,
+                    body,
+                },
+                &self.inner.owner,
+                STALE_AFTER,
+            )
+            .await?;
+        for abandoned in &started.taken_over {
+            tracing::warn!(job = %job, event = %abandoned, "took over a job whose process had stopped");
+        }
+        let stop = CancellationToken::new();
+        let (service, hub, job, token) = (self.clone(), r.hub.clone(), job.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(error) = service.repo().heartbeat(&hub, &job, &service.inner.owner).await {
+                            tracing::error!(job = %job, error = %error, "lost the job");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Ok((started.event, stop))
+    }
+
+    async fn fail_start(
+        &self,
+        hub: &HubName,
+        job: &JobName,
+        event: EventId,
+        error: ServiceError,
+    ) -> ServiceError {
+        let response = chain(&error);
+        if let Err(repo_error) = self
+            .repo()
+            .append_log(event, &[format!("failed before any table ran: {response}")])
+            .await
+        {
+            tracing::error!(error = %repo_error, "could not log to the event");
+        }
+        if let Err(repo_error) = self
+            .repo()
+            .finish_job(hub, job, event, EventState::Failed, &response)
+            .await
+        {
+            tracing::error!(error = %repo_error, "could not finish the event");
+        }
+        error
+    }
+
+    /// Starts a refresh: returns once the job is claimed and planned; the tables run in the
+    /// background and report progress.
+    pub async fn refresh(&self, cmd: RefreshCommand) -> Result<RunningJob<RefreshSummary>> {
+        let r = self
+            .resolve(
+                &cmd.hub,
+                &cmd.channel,
+                cmd.source.as_ref(),
+                cmd.target.as_ref(),
+                &cmd.tables,
+                false,
+            )
+            .await?;
+        let job = JobName::refresh(&r.channel.name, &r.source.name, &r.target.name);
+        let options = refresh_options(&cmd);
+        let body = serde_json::json!({
+            "source_loc": r.source.name,
+            "target_loc": r.target.name,
+            "tables": r.specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            "strategy": options.strategy,
+            "batch_rows": options.limits.max_rows,
+        });
+        let (event, stop) = self.start(&r, EventType::Refresh, &job, body).await?;
+        let planned = async {
+            let (source, target) = self.connectors(&r)?;
+            let plans = plan_refresh(&r.specs, source.as_ref(), target.as_ref(), &options)
+                .await
+                .map_err(|e| ServiceError::connector(chain(&e), e.source))?;
+            Ok::<_, ServiceError>((source, target, plans))
+        }
+        .await;
+        let (source, target, plans) = match planned {
+            Ok(ok) => ok,
+            Err(error) => {
+                stop.cancel();
+                return Err(self.fail_start(&r.hub, &job, event, error).await);
+            }
+        };
+        let (tx, rx) = unbounded_channel();
+        let cancel = CancellationToken::new();
+        let service = self.clone();
+        let (job2, cancel2, hub) = (job.clone(), cancel.clone(), r.hub.clone());
+        let done = tokio::spawn(async move {
+            let result = service
+                .run_refresh_tables(
+                    &hub,
+                    &job2,
+                    event,
+                    source,
+                    target,
+                    plans,
+                    options,
+                    ProgressSink::new(tx),
+                    cancel2,
+                )
+                .await;
+            stop.cancel();
+            result
+        });
+        Ok(RunningJob {
+            event,
+            job,
+            progress: rx,
+            cancel,
+            done,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_refresh_tables(
+        &self,
+        hub: &HubName,
+        job: &JobName,
+        event: EventId,
+        source: Arc<dyn Connector>,
+        target: Arc<dyn Connector>,
+        plans: Vec<RefreshTablePlan>,
+        options: RefreshOptions,
+        progress: ProgressSink,
+        cancel: CancellationToken,
+    ) -> Result<RefreshSummary> {
+        let started = Instant::now();
+        let repo = self.repo();
+        let mut tables = Vec::new();
+        for plan in plans {
+            let name = plan.name.clone();
+            repo.put_results(
+                event,
+                &[
+                    result(&name, ResultName::TableState, table_state::BUSY),
+                    result(
+                        &name,
+                        ResultName::TableStartTime,
+                        &chrono::Utc::now().to_rfc3339(),
+                    ),
+                ],
+            )
+            .await?;
+            repo.append_log(
+                event,
+                &[format!(
+                    "table {name}: refresh of {} into {} started",
+                    plan.read.table, plan.write.table
+                )],
+            )
+            .await?;
+            let report = run_refresh(
+                source.clone(),
+                target.clone(),
+                vec![plan],
+                options,
+                progress.clone(),
+                cancel.clone(),
+            )
+            .await
+            .remove(0);
+            let seconds = report.duration.as_secs_f64();
+            let error = report.error.as_ref().map(|e| chain(e));
+            let state_text = match report.state {
+                RefreshState::Done => table_state::DONE,
+                RefreshState::Failed => table_state::FAILED,
+                RefreshState::Canceled => table_state::CANCELED,
+            };
+            let mut results = vec![
+                result(&name, ResultName::TableState, state_text),
+                result(
+                    &name,
+                    ResultName::SourceRowsUsed,
+                    &report.source_rows.to_string(),
+                ),
+                result(&name, ResultName::TableDuration, &format!("{seconds:.3}")),
+                result(&name, ResultName::BytesUsed, &report.bytes.to_string()),
+            ];
+            if report.state == RefreshState::Done {
+                results.push(result(
+                    &name,
+                    ResultName::TargetRowsUsed,
+                    &report.target_rows.to_string(),
+                ));
+            }
+            if let Some(error) = &error {
+                results.push(result(&name, ResultName::TableError, error));
+            }
+            repo.put_results(event, &results).await?;
+            let line = match &error {
+                None => format!(
+                    "table {name}: {} rows in {seconds:.2} s ({:.0} rows/s){}",
+                    report.source_rows,
+                    report.source_rows as f64 / seconds.max(1e-9),
+                    if report.created {
+                        ", target table created"
+                    } else {
+                        ""
+                    }
+                ),
+                Some(e) => format!(
+                    "table {name}: {} (target left as it was): {e}",
+                    state_text.to_lowercase()
+                ),
+            };
+            repo.append_log(event, &[line]).await?;
+            tables.push(RefreshTableResult {
+                table: name,
+                state: report.state,
+                rows: report.source_rows,
+                bytes: report.bytes,
+                seconds,
+                created: report.created,
+                error,
+            });
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let rows: u64 = tables.iter().map(|t| t.rows).sum();
+        let failed = tables
+            .iter()
+            .filter(|t| t.state == RefreshState::Failed)
+            .count();
+        let (state, response) = if tables.iter().any(|t| t.state == RefreshState::Canceled) {
+            (
+                EventState::Canceled,
+                format!("Refresh canceled. (elapsed={elapsed:.2}s)"),
+            )
+        } else if failed > 0 {
+            (
+                EventState::Failed,
+                format!(
+                    "Refresh failed for {failed} of {} table(s). (elapsed={elapsed:.2}s)",
+                    tables.len()
+                ),
+            )
+        } else {
+            (
+                EventState::Done,
+                format!(
+                    "Refresh completed: {} table(s), {rows} rows. (elapsed={elapsed:.2}s)",
+                    tables.len()
+                ),
+            )
+        };
+        repo.append_log(event, std::slice::from_ref(&response))
+            .await?;
+        repo.finish_job(hub, job, event, state, &response).await?;
+        Ok(RefreshSummary {
+            event,
+            job: job.clone(),
+            state,
+            response,
+            tables,
+        })
+    }
+
+    /// Starts a compare: returns once the job is claimed and planned; the tables run in the
+    /// background.
+    pub async fn compare(&self, cmd: CompareCommand) -> Result<RunningJob<CompareSummary>> {
+        let r = self
+            .resolve(
+                &cmd.hub,
+                &cmd.channel,
+                cmd.source.as_ref(),
+                cmd.target.as_ref(),
+                &cmd.tables,
+                true,
+            )
+            .await?;
+        let job = JobName::compare(&r.channel.name, &r.source.name, &r.target.name);
+        let body = serde_json::json!({
+            "source_loc": r.source.name,
+            "target_loc": r.target.name,
+            "tables": r.specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            "granularity": cmd.granularity,
+        });
+        let (event, stop) = self.start(&r, EventType::Compare, &job, body).await?;
+        let planned = async {
+            let (source, target) = self.connectors(&r)?;
+            let plans = plan_compare(
+                &r.specs,
+                source.as_ref(),
+                target.as_ref(),
+                cmd.granularity,
+                BatchLimits::DEFAULT,
+            )
+            .await
+            .map_err(|e| ServiceError::connector(chain(&e), e.source))?;
+            Ok::<_, ServiceError>((source, target, plans))
+        }
+        .await;
+        let (source, target, plans) = match planned {
+            Ok(ok) => ok,
+            Err(error) => {
+                stop.cancel();
+                return Err(self.fail_start(&r.hub, &job, event, error).await);
+            }
+        };
+        let (tx, rx) = unbounded_channel();
+        let cancel = CancellationToken::new();
+        let service = self.clone();
+        let options = CompareOptions {
+            granularity: cmd.granularity,
+            max_listed: cmd.max_listed,
+        };
+        let (job2, cancel2, hub) = (job.clone(), cancel.clone(), r.hub.clone());
+        let done = tokio::spawn(async move {
+            let result = service
+                .run_compare_tables(
+                    &hub,
+                    &job2,
+                    event,
+                    source,
+                    target,
+                    plans,
+                    options,
+                    ProgressSink::new(tx),
+                    cancel2,
+                )
+                .await;
+            stop.cancel();
+            result
+        });
+        Ok(RunningJob {
+            event,
+            job,
+            progress: rx,
+            cancel,
+            done,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_compare_tables(
+        &self,
+        hub: &HubName,
+        job: &JobName,
+        event: EventId,
+        source: Arc<dyn Connector>,
+        target: Arc<dyn Connector>,
+        plans: Vec<CompareTablePlan>,
+        options: CompareOptions,
+        progress: ProgressSink,
+        cancel: CancellationToken,
+    ) -> Result<CompareSummary> {
+        let started = Instant::now();
+        let repo = self.repo();
+        let mut tables = Vec::new();
+        for plan in plans {
+            let name = plan.name.clone();
+            repo.put_results(
+                event,
+                &[result(&name, ResultName::TableState, table_state::BUSY)],
+            )
+            .await?;
+            let report = run_compare(
+                source.clone(),
+                target.clone(),
+                vec![plan],
+                options,
+                progress.clone(),
+                cancel.clone(),
+            )
+            .await
+            .remove(0);
+            let seconds = report.duration.as_secs_f64();
+            let error = report.error.as_ref().map(|e| chain(e));
+            let state_text = match report.state {
+                CompareState::Identical => table_state::DONE_IDENTICAL,
+                CompareState::Different => table_state::DONE_DIFFERENT,
+                CompareState::Failed => table_state::FAILED,
+                CompareState::Canceled => table_state::CANCELED,
+            };
+            let mut results = vec![
+                result(&name, ResultName::TableState, state_text),
+                result(
+                    &name,
+                    ResultName::SourceRowsUsed,
+                    &report.source_rows.to_string(),
+                ),
+                result(
+                    &name,
+                    ResultName::TargetRowsUsed,
+                    &report.target_rows.to_string(),
+                ),
+                result(&name, ResultName::TableDuration, &format!("{seconds:.3}")),
+            ];
+            if let Some(diff) = &report.diff {
+                results.push(result(
+                    &name,
+                    ResultName::RowsOnlyOnSource,
+                    &diff.only_on_source.to_string(),
+                ));
+                results.push(result(
+                    &name,
+                    ResultName::RowsOnlyOnTarget,
+                    &diff.only_on_target.to_string(),
+                ));
+                results.push(result(
+                    &name,
+                    ResultName::RowsWhichDiffer,
+                    &diff.differ.to_string(),
+                ));
+            }
+            if let Some(error) = &error {
+                results.push(result(&name, ResultName::TableError, error));
+            }
+            repo.put_results(event, &results).await?;
+            let line = match (&error, &report.diff) {
+                (Some(e), _) => format!("table {name}: {}: {e}", state_text.to_lowercase()),
+                (None, Some(d)) => format!(
+                    "table {name}: {} ({} source rows, {} target rows; only on source {}, only on target {}, differ {})",
+                    state_text,
+                    report.source_rows,
+                    report.target_rows,
+                    d.only_on_source,
+                    d.only_on_target,
+                    d.differ
+                ),
+                (None, None) => format!(
+                    "table {name}: {} ({} source rows, {} target rows)",
+                    state_text, report.source_rows, report.target_rows
+                ),
+            };
+            repo.append_log(event, &[line]).await?;
+            tables.push(CompareTableResult {
+                table: name,
+                state: report.state,
+                source_rows: report.source_rows,
+                target_rows: report.target_rows,
+                seconds,
+                checksums: report.checksums,
+                diff: report.diff,
+                error,
+            });
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let different = tables
+            .iter()
+            .filter(|t| t.state == CompareState::Different)
+            .count();
+        let failed = tables
+            .iter()
+            .filter(|t| t.state == CompareState::Failed)
+            .count();
+        let (state, response) = if tables.iter().any(|t| t.state == CompareState::Canceled) {
+            (
+                EventState::Canceled,
+                format!("Compare canceled. (elapsed={elapsed:.2}s)"),
+            )
+        } else if failed > 0 {
+            (
+                EventState::Failed,
+                format!(
+                    "Compare failed for {failed} of {} table(s). (elapsed={elapsed:.2}s)",
+                    tables.len()
+                ),
+            )
+        } else if different > 0 {
+            (
+                EventState::Done,
+                format!(
+                    "Compare completed: {different} of {} table(s) differ. (elapsed={elapsed:.2}s)",
+                    tables.len()
+                ),
+            )
+        } else {
+            (
+                EventState::Done,
+                format!(
+                    "Compare completed: {} table(s) identical. (elapsed={elapsed:.2}s)",
+                    tables.len()
+                ),
+            )
+        };
+        repo.append_log(event, std::slice::from_ref(&response))
+            .await?;
+        repo.finish_job(hub, job, event, state, &response).await?;
+        Ok(CompareSummary {
+            event,
+            job: job.clone(),
+            state,
+            response,
+            identical: state == EventState::Done && different == 0,
+            tables,
+        })
+    }
+}
+
+fn refresh_options(cmd: &RefreshCommand) -> RefreshOptions {
+    RefreshOptions {
+        strategy: cmd.strategy.unwrap_or(WriteStrategy::TruncateLoad),
+        limits: cmd
+            .batch_rows
+            .map_or(BatchLimits::DEFAULT, BatchLimits::rows),
+        count_first: cmd.count_first,
+    }
+}
+
+fn result(table: &TableName, name: ResultName, value: &str) -> EventResult {
+    EventResult {
+        table: Some(table.clone()),
+        name,
+        value: value.to_owned(),
+    }
+}

@@ -1,0 +1,293 @@
+//! The use cases of sluice and the one place that wires the engine, the repository and the
+//! connectors together.
+//!
+//! [`HubService`] is a cheap `Clone` handle with one async method per use case: define (validate,
+//! apply), test a location, refresh, compare, status, events. The CLI calls it directly; the HTTP
+//! API (a later issue) will call the same methods.
+#![deny(missing_docs)]
+
+pub mod definition;
+mod jobs;
+pub mod registry;
+mod status;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_connector::{ConnectorError, ErrorKind, TestReport};
+use sluice_model::definition::{Channel, Definitions, Location};
+use sluice_model::{ChannelName, EventId, HubName, LocationName};
+pub use sluice_repo::{ApplySummary, EventFilter, EventRecord, EventResult, JobRecord};
+use sluice_repo::{Owner, RepoError, RepoErrorKind, Repository, SqliteRepository};
+
+pub use definition::{CompileContext, Compiled, Diagnostic, Severity};
+pub use jobs::{
+    CompareCommand, CompareSummary, CompareTableResult, JobPlan, PlannedTable, RefreshCommand,
+    RefreshSummary, RefreshTableResult, RunningJob,
+};
+pub use registry::EnvLookup;
+pub use sluice_engine::{Granularity, Progress};
+pub use status::{LastRun, TableStatus};
+
+/// What kind of failure a use case met; decides exit codes and (later) HTTP statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServiceErrorKind {
+    /// The request or the definitions are invalid; nothing was done.
+    Invalid,
+    /// A named object does not exist.
+    NotFound,
+    /// The request conflicts with the current state (e.g. the job is already running).
+    Conflict,
+    /// The work was attempted and failed (a database refused, a value did not fit).
+    Failed,
+    /// The repository could not be used.
+    Repository,
+}
+
+/// An error of a use case.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceError {
+    kind: ServiceErrorKind,
+    message: String,
+    diagnostics: Vec<Diagnostic>,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ServiceError {
+    /// An error of `kind`.
+    pub fn new(kind: ServiceErrorKind, message: impl Into<String>) -> Self {
+        ServiceError {
+            kind,
+            message: message.into(),
+            diagnostics: Vec::new(),
+            source: None,
+        }
+    }
+
+    fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ServiceErrorKind {
+        self.kind
+    }
+
+    /// The definition errors, when the definitions were invalid.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.diagnostics
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ServiceErrorKind::Invalid, message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ServiceErrorKind::NotFound, message)
+    }
+
+    /// Wraps a connector error with what was being done.
+    pub(crate) fn connector(context: impl Into<String>, error: ConnectorError) -> Self {
+        let kind = match error.kind() {
+            ErrorKind::NotFound => ServiceErrorKind::NotFound,
+            _ => ServiceErrorKind::Failed,
+        };
+        Self::new(kind, context).with_source(error)
+    }
+}
+
+impl From<RepoError> for ServiceError {
+    fn from(error: RepoError) -> Self {
+        let kind = match error.kind() {
+            RepoErrorKind::NotFound => ServiceErrorKind::NotFound,
+            RepoErrorKind::Conflict => ServiceErrorKind::Conflict,
+            _ => ServiceErrorKind::Repository,
+        };
+        ServiceError::new(kind, error.to_string()).with_source(error)
+    }
+}
+
+/// Results of use cases.
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// How long a running job may go without a heartbeat before another process may take it over.
+const STALE_AFTER: Duration = Duration::from_secs(30);
+/// How often a running job sends its heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+struct Inner {
+    repo: Arc<dyn Repository>,
+    env: EnvLookup,
+    user: String,
+    owner: Owner,
+}
+
+/// The use cases of one hub repository, as one user.
+#[derive(Clone)]
+pub struct HubService {
+    inner: Arc<Inner>,
+}
+
+impl HubService {
+    /// A service over `repo`, acting as `user`, resolving secrets through `env`.
+    pub fn new(repo: Arc<dyn Repository>, env: EnvLookup, user: impl Into<String>) -> Self {
+        HubService {
+            inner: Arc::new(Inner {
+                repo,
+                env,
+                user: user.into(),
+                owner: Owner::current(),
+            }),
+        }
+    }
+
+    /// A service over the SQLite repository in `home` (`home/hub.db`), with the process environment.
+    pub fn open_local(home: &Path, user: impl Into<String>) -> Result<Self> {
+        let repo = SqliteRepository::open(home.join("hub.db"))?;
+        Ok(Self::new(Arc::new(repo), registry::process_env(), user))
+    }
+
+    pub(crate) fn repo(&self) -> &dyn Repository {
+        self.inner.repo.as_ref()
+    }
+
+    /// The hub to work on: `name` if given (it must exist), else the only hub in the repository.
+    pub async fn resolve_hub(&self, name: Option<&HubName>) -> Result<HubName> {
+        let hubs = self.repo().hubs().await?;
+        match name {
+            Some(name) if hubs.iter().any(|h| &h.hub.name == name) => Ok(name.clone()),
+            Some(name) => Err(ServiceError::not_found(format!(
+                "hub {name} does not exist"
+            ))),
+            None => match hubs.as_slice() {
+                [] => Err(ServiceError::not_found(
+                    "the repository has no hub yet: define one with `sluice apply FILE`",
+                )),
+                [only] => Ok(only.hub.name.clone()),
+                many => Err(ServiceError::invalid(format!(
+                    "the repository has several hubs ({}); choose one with --hub-name",
+                    many.iter()
+                        .map(|h| h.hub.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))),
+            },
+        }
+    }
+
+    /// Compiles a definitions file against the repository's locations, without storing anything.
+    pub async fn validate_file(&self, path: &Path, hub: Option<&HubName>) -> Result<Compiled> {
+        let known = match definition::parse_file(path)
+            .ok()
+            .and_then(|doc| definition::hub_of(&doc))
+            .or_else(|| hub.cloned())
+        {
+            Some(h) => self
+                .repo()
+                .locations(&h)
+                .await?
+                .into_iter()
+                .map(|l| l.name)
+                .collect(),
+            None => BTreeSet::new(),
+        };
+        Ok(definition::compile_file(path, known, hub))
+    }
+
+    /// Validates a definitions file and stores it: every object it defines is added or replaced,
+    /// in one transaction. Returns what changed and the warnings.
+    pub async fn apply_file(
+        &self,
+        path: &Path,
+        hub: Option<&HubName>,
+    ) -> Result<(ApplySummary, Vec<Diagnostic>)> {
+        let compiled = self.validate_file(path, hub).await?;
+        let Some(definitions) = compiled.definitions else {
+            let errors: Vec<Diagnostic> = compiled.errors().cloned().collect();
+            let mut error = ServiceError::invalid(format!(
+                "{} has {} error(s); nothing was applied",
+                path.display(),
+                errors.len()
+            ));
+            error.diagnostics = errors;
+            return Err(error);
+        };
+        let source = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let summary = self.apply_definitions(&definitions, &source).await?;
+        Ok((summary, compiled.diagnostics))
+    }
+
+    /// Stores compiled definitions.
+    pub async fn apply_definitions(
+        &self,
+        definitions: &Definitions,
+        source: &str,
+    ) -> Result<ApplySummary> {
+        Ok(self
+            .repo()
+            .apply_definitions(definitions, &self.inner.user, source)
+            .await?)
+    }
+
+    /// A location of `hub`.
+    pub async fn location(&self, hub: &HubName, name: &LocationName) -> Result<Location> {
+        self.repo().location(hub, name).await?.ok_or_else(|| {
+            ServiceError::not_found(format!("location {name} does not exist in hub {hub}"))
+        })
+    }
+
+    /// The locations of `hub`.
+    pub async fn locations(&self, hub: &HubName) -> Result<Vec<Location>> {
+        Ok(self.repo().locations(hub).await?)
+    }
+
+    /// A channel of `hub`.
+    pub async fn channel(&self, hub: &HubName, name: &ChannelName) -> Result<Channel> {
+        self.repo().channel(hub, name).await?.ok_or_else(|| {
+            ServiceError::not_found(format!("channel {name} does not exist in hub {hub}"))
+        })
+    }
+
+    /// The channels of `hub`.
+    pub async fn channels(&self, hub: &HubName) -> Result<Vec<Channel>> {
+        Ok(self.repo().channels(hub).await?)
+    }
+
+    /// Tests the connection to a location; changes nothing.
+    pub async fn test_location(&self, hub: &HubName, name: &LocationName) -> Result<TestReport> {
+        let location = self.location(hub, name).await?;
+        let connector = registry::connect(&location, &self.inner.env)
+            .map_err(|e| ServiceError::connector(format!("location {name}"), e))?;
+        connector
+            .test()
+            .await
+            .map_err(|e| ServiceError::connector(format!("location {name} failed its test"), e))
+    }
+
+    /// The jobs of `hub`.
+    pub async fn jobs(&self, hub: &HubName) -> Result<Vec<JobRecord>> {
+        Ok(self.repo().jobs(hub).await?)
+    }
+
+    /// Events matching `filter`, newest first.
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {
+        Ok(self.repo().events(filter).await?)
+    }
+
+    /// An event's log lines.
+    pub async fn event_log(
+        &self,
+        event: EventId,
+    ) -> Result<Vec<(chrono::DateTime<chrono::Utc>, String)>> {
+        Ok(self.repo().event_log(event).await?)
+    }
+}

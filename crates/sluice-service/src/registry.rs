@@ -1,0 +1,82 @@
+//! The connector registry: which classes this build supports, their properties, and connecting to a
+//! location. Secrets are resolved here, at the moment of use, from `${ENV_VAR}` references; the
+//! resolved values live only in the connector's configuration.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sluice_connector::{Connector, ConnectorError, ErrorKind, PropertySpec};
+use sluice_model::definition::{Location, LocationClass, resolve_env_refs};
+use sluice_sqlite::{SqliteConfig, SqliteConnector};
+
+/// Looks up environment variables; the process environment in production, a map in tests.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The process environment.
+pub fn process_env() -> EnvLookup {
+    Arc::new(|name| std::env::var(name).ok())
+}
+
+/// The properties of `class`, when this build has a connector for it.
+pub fn property_specs(class: LocationClass) -> Option<&'static [PropertySpec]> {
+    match class {
+        LocationClass::Sqlite => Some(sluice_sqlite::PROPERTIES),
+        LocationClass::Postgresql | LocationClass::Mariadb => None,
+    }
+}
+
+/// The classes this build supports, for messages.
+pub fn supported_classes() -> String {
+    [
+        LocationClass::Postgresql,
+        LocationClass::Mariadb,
+        LocationClass::Sqlite,
+    ]
+    .into_iter()
+    .filter(|c| property_specs(*c).is_some())
+    .map(|c| c.as_str())
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// Whether a property holds a file path (made absolute against the definitions file's directory).
+pub fn is_path_prop(class: LocationClass, prop: &str) -> bool {
+    class == LocationClass::Sqlite && prop == "Database_Name"
+}
+
+/// Resolves a location's properties, substituting `${ENV_VAR}` references.
+fn resolve_props(
+    location: &Location,
+    env: &EnvLookup,
+) -> Result<BTreeMap<String, String>, ConnectorError> {
+    location
+        .props
+        .iter()
+        .map(|(name, value)| {
+            let text = resolve_env_refs(&value.to_text(), |var| env(var)).map_err(|e| {
+                ConnectorError::new(
+                    ErrorKind::Auth,
+                    format!("location {} property {name}: {e}", location.name),
+                )
+            })?;
+            Ok((name.clone(), text))
+        })
+        .collect()
+}
+
+/// A connector to `location`.
+pub fn connect(location: &Location, env: &EnvLookup) -> Result<Arc<dyn Connector>, ConnectorError> {
+    let props = resolve_props(location, env)?;
+    match location.class {
+        LocationClass::Sqlite => {
+            let config = SqliteConfig::from_props(&props)
+                .map_err(|e| e.context(format!("location {}", location.name)))?;
+            Ok(Arc::new(SqliteConnector::new(config)))
+        }
+        other => Err(ConnectorError::unsupported(format!(
+            "location {}: class {other} is not supported by this build of sluice yet (supported: {})",
+            location.name,
+            supported_classes()
+        ))),
+    }
+}
