@@ -124,6 +124,11 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Event(EventCommand::Show { event }) => show_event(&g, event).await,
         Command::Event(EventCommand::Log { event }) => event_log(&g, event).await,
         Command::Job(JobCommand::List) => jobs(&g).await,
+        Command::Bench(args) => crate::bench::run(args, &g).await,
+        Command::BenchReference { source, target } => {
+            crate::bench::reference_copy(&source, &target)?;
+            Ok(Outcome::Ok)
+        }
     }
 }
 

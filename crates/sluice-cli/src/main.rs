@@ -5,6 +5,7 @@
 //! 3 a compare found differences; 4 the job is already running; 130 interrupted (Ctrl-C), with every
 //! table not yet committed left as it was.
 
+mod bench;
 mod commands;
 mod output;
 mod progress;
@@ -78,6 +79,16 @@ enum Command {
     /// Jobs and their states.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Time the data path against the database's own copy, with peak memory.
+    Bench(bench::BenchArgs),
+    /// The benchmark's reference copy (run by `sluice bench`).
+    #[command(hide = true)]
+    BenchReference {
+        /// Source database.
+        source: PathBuf,
+        /// Target database (replaced).
+        target: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -161,12 +172,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let code = match runtime.block_on(commands::run(cli)) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Different) => ExitCode::from(3),
-        Err(error) => {
-            let code = output::report_error(&error);
-            ExitCode::from(code)
-        }
-    }
+        Err(error) => ExitCode::from(output::report_error(&error)),
+    };
+    bench::report_peak_rss();
+    code
 }

@@ -188,64 +188,100 @@ pub enum Source {
     Null,
 }
 
+/// What happens to one written column's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Written as read.
+    Keep,
+    /// Same type, but the value must be checked against the column (varchar length, decimal
+    /// precision): engines that do not enforce a declared size may hold values that do not fit.
+    Check(DataType),
+    /// Converted to this type.
+    Convert(DataType),
+}
+
 /// How rows read from the source become rows written to the target.
 #[derive(Debug, Clone)]
 pub struct RowMapping {
     sources: Vec<Source>,
-    /// Target type per written column; `None` where no conversion is needed.
-    conversions: Vec<Option<DataType>>,
-    identity: bool,
+    steps: Vec<Step>,
+    /// The written columns are the read columns in order: batches are changed where they are.
+    in_place: bool,
 }
 
 impl RowMapping {
     /// A mapping writing `sources` with `target_types`, converting where `source_types` differ.
     pub fn new(sources: Vec<Source>, source_types: &[DataType], target_types: &[DataType]) -> Self {
-        let conversions: Vec<Option<DataType>> = sources
+        let steps: Vec<Step> = sources
             .iter()
             .zip(target_types)
             .map(|(src, &to)| match src {
-                Source::Column(i) if source_types[*i] == to && !needs_fit(to) => None,
-                _ => Some(to),
+                Source::Column(i) if source_types[*i] == to && needs_fit(to) => Step::Check(to),
+                Source::Column(i) if source_types[*i] == to => Step::Keep,
+                _ => Step::Convert(to),
             })
             .collect();
-        let identity = sources.len() == source_types.len()
+        let in_place = sources.len() == source_types.len()
             && sources
                 .iter()
                 .enumerate()
-                .all(|(i, s)| *s == Source::Column(i))
-            && conversions.iter().all(Option::is_none);
+                .all(|(i, s)| *s == Source::Column(i));
         RowMapping {
             sources,
-            conversions,
-            identity,
+            steps,
+            in_place,
         }
     }
 
-    /// Whether rows pass through unchanged.
+    /// Whether rows pass through unchanged and unchecked.
     pub fn is_identity(&self) -> bool {
-        self.identity
+        self.in_place && self.steps.iter().all(|s| *s == Step::Keep)
     }
 
     /// Maps a batch; fails on the first value the target cannot hold.
-    pub fn apply(&self, batch: RowBatch) -> Result<RowBatch, MapError> {
-        if self.identity {
+    pub fn apply(&self, mut batch: RowBatch) -> Result<RowBatch, MapError> {
+        if self.is_identity() {
+            return Ok(batch);
+        }
+        if self.in_place {
+            for row in batch.rows_mut() {
+                for (c, step) in self.steps.iter().enumerate() {
+                    let result = match *step {
+                        Step::Keep => Ok(()),
+                        Step::Check(to) => check(&row[c], to),
+                        Step::Convert(to) => convert(row[c].clone(), to).map(|v| row[c] = v),
+                    };
+                    if let Err(reason) = result {
+                        return Err(MapError {
+                            row: row.to_vec(),
+                            column: c,
+                            reason,
+                        });
+                    }
+                }
+            }
             return Ok(batch);
         }
         let mut out = RowBatch::new(self.sources.len(), batch.limits());
         for row in batch.rows() {
             let mut mapped = Vec::with_capacity(self.sources.len());
-            for (c, (src, conversion)) in self.sources.iter().zip(&self.conversions).enumerate() {
+            for (c, (src, step)) in self.sources.iter().zip(&self.steps).enumerate() {
                 let value = match src {
                     Source::Column(i) => row[*i].clone(),
                     Source::Null => Value::Null,
                 };
-                let value = match conversion {
-                    Some(to) => convert(value, *to).map_err(|reason| MapError {
-                        row: row.to_vec(),
-                        column: c,
-                        reason,
-                    })?,
-                    None => value,
+                let fail = |reason| MapError {
+                    row: row.to_vec(),
+                    column: c,
+                    reason,
+                };
+                let value = match *step {
+                    Step::Keep => value,
+                    Step::Check(to) => {
+                        check(&value, to).map_err(fail)?;
+                        value
+                    }
+                    Step::Convert(to) => convert(value, to).map_err(fail)?,
                 };
                 mapped.push(value);
             }
@@ -256,6 +292,31 @@ impl RowMapping {
             })?;
         }
         Ok(out)
+    }
+}
+
+/// Checks a value of the column's own type against the column's declared size.
+fn check(value: &Value, to: DataType) -> Result<(), String> {
+    match (value, to) {
+        // Bytes bound characters from above: most texts pass without counting.
+        (Value::Text(s), DataType::Varchar(n)) if s.len() <= n as usize => Ok(()),
+        (Value::Text(s), DataType::Varchar(n)) => {
+            let chars = s.chars().count();
+            if chars > n as usize {
+                return Err(format!(
+                    "the text is {chars} characters long, more than varchar({n}) holds"
+                ));
+            }
+            Ok(())
+        }
+        (Value::Decimal(d), DataType::Decimal { precision, scale })
+            if !d.fits(precision, scale) =>
+        {
+            Err(format!(
+                "{d} does not fit decimal({precision},{scale}) without rounding"
+            ))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -367,6 +428,34 @@ mod tests {
         assert_eq!(row[0], Value::Int64(1 << 20));
         assert_eq!(column, 2);
         assert!(reason.contains("outside the range of int16"));
+    }
+
+    #[test]
+    fn checks_happen_in_place() {
+        let mapping = RowMapping::new(
+            vec![Source::Column(0), Source::Column(1)],
+            &[DataType::Int64, DataType::Varchar(3)],
+            &[DataType::Int32, DataType::Varchar(3)],
+        );
+        assert!(!mapping.is_identity());
+        let mut batch = RowBatch::new(2, sluice_model::BatchLimits::DEFAULT);
+        batch
+            .push_row([Value::Int64(1), Value::Text("ééé".into())])
+            .unwrap();
+        batch
+            .push_row([Value::Int64(2), Value::Text("abcd".into())])
+            .unwrap();
+        let MapError {
+            row,
+            column,
+            reason,
+        } = mapping.apply(batch).unwrap_err();
+        assert_eq!(
+            (row[0].clone(), column),
+            (Value::Int32(2), 1),
+            "the key was converted before the check failed"
+        );
+        assert!(reason.contains("4 characters"), "{reason}");
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct DecimalError {
 impl Decimal {
     /// Parses `[+-]digits[.digits][e[+-]digits]`, with surrounding blanks allowed.
     pub fn parse(input: &str) -> Result<Self, DecimalError> {
+        if is_canonical(input) {
+            return Ok(Decimal { text: input.into() });
+        }
         let err = || DecimalError {
             input: input.to_owned(),
         };
@@ -150,6 +153,16 @@ impl Decimal {
         if int == "0" { 0 } else { int.len() as u32 }
     }
 
+    /// Significant digits: all digits but leading zeros (`0.0120` → 2, `120` → 3, `0` → 0).
+    pub fn significant_digits(&self) -> u32 {
+        let (int, frac) = self.parts();
+        if int == "0" {
+            frac.trim_start_matches('0').len() as u32
+        } else {
+            (int.len() + frac.len()) as u32
+        }
+    }
+
     /// Whether the value fits a `decimal(precision, scale)` column without rounding.
     pub fn fits(&self, precision: u16, scale: u16) -> bool {
         self.scale() <= u32::from(scale)
@@ -185,6 +198,26 @@ impl Decimal {
     pub fn to_f64(&self) -> f64 {
         self.text.parse().unwrap_or(f64::NAN)
     }
+}
+
+/// Whether `s` is already in canonical form (the common case for text from databases), so that
+/// parsing can copy it as it is.
+fn is_canonical(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    let (int, frac) = match digits.iter().position(|&c| c == b'.') {
+        Some(p) => (&digits[..p], Some(&digits[p + 1..])),
+        None => (digits, None),
+    };
+    let int_ok =
+        !int.is_empty() && int.iter().all(u8::is_ascii_digit) && (int.len() == 1 || int[0] != b'0');
+    let frac_ok = match frac {
+        None => true,
+        Some(f) => !f.is_empty() && f.iter().all(u8::is_ascii_digit) && f.last() != Some(&b'0'),
+    };
+    // "-0" and "-0.0…" are not canonical: zero has no sign.
+    let negative_zero = b.first() == Some(&b'-') && int == b"0" && frac.is_none();
+    int_ok && frac_ok && !negative_zero
 }
 
 impl Ord for Decimal {
@@ -262,9 +295,26 @@ mod tests {
     }
 
     #[test]
+    fn canonical_input_is_recognised() {
+        for canon in ["0", "12.5", "-12.5", "0.001", "100", "-1"] {
+            assert!(is_canonical(canon), "{canon}");
+            assert_eq!(d(canon).as_str(), canon);
+        }
+        for not in [
+            "012", "12.50", "-0", "1.", ".5", "+1", "1e3", "", "-", "1.2.3", "12 ",
+        ] {
+            assert!(!is_canonical(not), "{not}");
+        }
+    }
+
+    #[test]
     fn fits_and_scaling() {
         assert!(d("9999999999.99").fits(12, 2));
         assert!(!d("99999999999.99").fits(12, 2));
+        assert_eq!(d("0.0120").significant_digits(), 2);
+        assert_eq!(d("-120").significant_digits(), 3);
+        assert_eq!(d("10.5").significant_digits(), 3);
+        assert_eq!(d("0").significant_digits(), 0);
         assert!(!d("1.234").fits(12, 2));
         assert!(d("0.5").fits(1, 1));
         assert_eq!(d("12.5").to_string_scaled(2).unwrap(), "12.50");

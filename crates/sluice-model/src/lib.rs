@@ -14,6 +14,7 @@ pub mod decimal;
 pub mod definition;
 pub mod event;
 pub mod job;
+mod json;
 pub mod name;
 pub mod position;
 pub mod schema;

@@ -208,14 +208,22 @@ impl Value {
                 out.extend_from_slice(&ts.timestamp().to_le_bytes());
                 out.extend_from_slice(&ts.timestamp_subsec_nanos().to_le_bytes());
             }
-            Value::Json(text) => match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(doc) => {
-                    let mut canon = String::with_capacity(text.len());
-                    write_canonical_json(&doc, &mut canon);
-                    bytes_with_len(out, b'j', canon.as_bytes());
+            Value::Json(text) => {
+                // Tag, then a placeholder length patched once the canonical text is written.
+                out.push(b'j');
+                let len_at = out.len();
+                out.extend_from_slice(&[0u8; 8]);
+                match crate::json::canonicalize(text, out) {
+                    Ok(()) => {
+                        let len = (out.len() - len_at - 8) as u64;
+                        out[len_at..len_at + 8].copy_from_slice(&len.to_le_bytes());
+                    }
+                    Err(()) => {
+                        out.truncate(len_at - 1);
+                        bytes_with_len(out, b'J', text.as_bytes());
+                    }
                 }
-                Err(_) => bytes_with_len(out, b'J', text.as_bytes()),
-            },
+            }
             Value::Uuid(u) => {
                 out.push(b'u');
                 out.extend_from_slice(u.as_bytes());
@@ -247,38 +255,6 @@ impl Value {
                 | (Value::Json(_), DataType::Json)
                 | (Value::Uuid(_), DataType::Uuid)
         )
-    }
-}
-
-/// Writes JSON with object keys sorted and no blanks; numbers keep serde_json's text.
-fn write_canonical_json(doc: &serde_json::Value, out: &mut String) {
-    use serde_json::Value as J;
-    match doc {
-        J::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&serde_json::Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical_json(&map[key], out);
-            }
-            out.push('}');
-        }
-        J::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical_json(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
     }
 }
 

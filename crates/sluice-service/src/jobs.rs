@@ -432,7 +432,7 @@ impl HubService {
             &refresh_options(cmd),
         )
         .await
-        .map_err(|e| ServiceError::connector(chain(&e), e.source))?;
+        .map_err(|e| ServiceError::connector(format!("table {}", e.table), e.source))?;
         Ok(JobPlan {
             job: JobName::refresh(&r.channel.name, &r.source.name, &r.target.name),
             source: r.source.name.clone(),
@@ -467,7 +467,7 @@ impl HubService {
             BatchLimits::DEFAULT,
         )
         .await
-        .map_err(|e| ServiceError::connector(chain(&e), e.source))?;
+        .map_err(|e| ServiceError::connector(format!("table {}", e.table), e.source))?;
         Ok(JobPlan {
             job: JobName::compare(&r.channel.name, &r.source.name, &r.target.name),
             source: r.source.name.clone(),
@@ -591,7 +591,7 @@ impl HubService {
             let (source, target) = self.connectors(&r)?;
             let plans = plan_refresh(&r.specs, source.as_ref(), target.as_ref(), &options)
                 .await
-                .map_err(|e| ServiceError::connector(chain(&e), e.source))?;
+                .map_err(|e| ServiceError::connector(format!("table {}", e.table), e.source))?;
             Ok::<_, ServiceError>((source, target, plans))
         }
         .await;
@@ -806,7 +806,7 @@ impl HubService {
                 BatchLimits::DEFAULT,
             )
             .await
-            .map_err(|e| ServiceError::connector(chain(&e), e.source))?;
+            .map_err(|e| ServiceError::connector(format!("table {}", e.table), e.source))?;
             Ok::<_, ServiceError>((source, target, plans))
         }
         .await;

@@ -16,7 +16,7 @@
 //! * dates and times are ISO-8601 text (`2024-02-29 12:34:56.123456`, `+00:00` for instants), which
 //!   sorts chronologically and is what SQLite's date functions read.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use sluice_model::{DataType, Decimal, TableRef, Value};
 
@@ -348,12 +348,68 @@ fn not_iso(v: &ValueRef<'_>, ty: DataType) -> String {
     }
 }
 
+/// Reads `n` ASCII digits at `at`.
+fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
+    let part = b.get(at..at + n)?;
+    part.iter().try_fold(0u32, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+    })
+}
+
+/// `YYYY-MM-DD` at the start of `b`.
+fn date_prefix(b: &[u8]) -> Option<NaiveDate> {
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(digits(b, 0, 4)? as i32, digits(b, 5, 2)?, digits(b, 8, 2)?)
+}
+
+/// `HH:MM:SS[.f{1,9}]` at the start of `b`; returns the time and the bytes used.
+fn time_prefix(b: &[u8]) -> Option<(NaiveTime, usize)> {
+    if b.get(2) != Some(&b':') || b.get(5) != Some(&b':') {
+        return None;
+    }
+    let (h, m, sec) = (digits(b, 0, 2)?, digits(b, 3, 2)?, digits(b, 6, 2)?);
+    let mut used = 8;
+    let mut nanos = 0u32;
+    if b.get(8) == Some(&b'.') {
+        let n = b[9..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 || n > 9 {
+            return None;
+        }
+        nanos = digits(b, 9, n)? * 10u32.pow(9 - n as u32);
+        used = 9 + n;
+    }
+    Some((NaiveTime::from_hms_nano_opt(h, m, sec, nanos)?, used))
+}
+
+/// The common spelling `YYYY-MM-DD[ T]HH:MM:SS[.f]`; returns the value and the bytes used.
+fn timestamp_prefix(b: &[u8]) -> Option<(NaiveDateTime, usize)> {
+    let date = date_prefix(b)?;
+    if !matches!(b.get(10), Some(b' ' | b'T')) {
+        return None;
+    }
+    let (time, used) = time_prefix(&b[11..])?;
+    Some((date.and_time(time), 11 + used))
+}
+
 fn parse_date(t: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(t.trim(), "%Y-%m-%d").ok()
+    let t = t.trim();
+    if t.len() == 10
+        && let Some(d) = date_prefix(t.as_bytes())
+    {
+        return Some(d);
+    }
+    NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()
 }
 
 fn parse_time(t: &str) -> Option<NaiveTime> {
     let t = t.trim();
+    if let Some((time, used)) = time_prefix(t.as_bytes())
+        && used == t.len()
+    {
+        return Some(time);
+    }
     NaiveTime::parse_from_str(t, "%H:%M:%S%.f")
         .or_else(|_| NaiveTime::parse_from_str(t, "%H:%M"))
         .ok()
@@ -361,6 +417,11 @@ fn parse_time(t: &str) -> Option<NaiveTime> {
 
 fn parse_timestamp(t: &str) -> Option<NaiveDateTime> {
     let t = t.trim();
+    if let Some((ts, used)) = timestamp_prefix(t.as_bytes())
+        && used == t.len()
+    {
+        return Some(ts);
+    }
     [
         "%Y-%m-%d %H:%M:%S%.f",
         "%Y-%m-%dT%H:%M:%S%.f",
@@ -374,6 +435,21 @@ fn parse_timestamp(t: &str) -> Option<NaiveDateTime> {
 
 fn parse_timestamptz(t: &str) -> Option<DateTime<Utc>> {
     let t = t.trim();
+    // The fast path: a timestamp then `Z`, `+HH:MM` or `-HH:MM`.
+    if let Some((ts, used)) = timestamp_prefix(t.as_bytes()) {
+        let zone = &t.as_bytes()[used..];
+        let offset_secs = match zone {
+            [] | [b'Z'] => Some(0i64),
+            [sign @ (b'+' | b'-'), ..] if zone.len() == 6 && zone[3] == b':' => {
+                let secs = i64::from(digits(zone, 1, 2)? * 3600 + digits(zone, 4, 2)? * 60);
+                Some(if *sign == b'+' { secs } else { -secs })
+            }
+            _ => None,
+        };
+        if let Some(offset) = offset_secs {
+            return Some((ts - chrono::TimeDelta::seconds(offset)).and_utc());
+        }
+    }
     // With a zone: `Z`, `+02:00`, `+0200`; without one, the text is taken as UTC.
     let with_zone = t.replace(' ', "T");
     DateTime::parse_from_rfc3339(&with_zone)
@@ -383,34 +459,78 @@ fn parse_timestamptz(t: &str) -> Option<DateTime<Utc>> {
         .or_else(|| parse_timestamp(t).map(|n| n.and_utc()))
 }
 
-/// The fraction of a second as `.ffffff` (or `.fffffffff` when needed); empty when zero.
-fn fraction(nanos: u32) -> String {
-    if nanos == 0 {
-        String::new()
-    } else if nanos.is_multiple_of(1000) {
-        format!(".{:06}", nanos / 1000)
-    } else {
-        format!(".{nanos:09}")
+fn push_digits(out: &mut String, value: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut v = value;
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
     }
+    out.push_str(std::str::from_utf8(&buf[..width]).expect("ASCII digits"));
+}
+
+/// The fraction of a second as `.ffffff` (or `.fffffffff` when needed); nothing when zero.
+fn push_fraction(out: &mut String, nanos: u32) {
+    if nanos == 0 {
+        return;
+    }
+    out.push('.');
+    if nanos.is_multiple_of(1000) {
+        push_digits(out, nanos / 1000, 6);
+    } else {
+        push_digits(out, nanos, 9);
+    }
+}
+
+fn push_time(out: &mut String, t: &NaiveTime) {
+    push_digits(out, t.hour(), 2);
+    out.push(':');
+    push_digits(out, t.minute(), 2);
+    out.push(':');
+    push_digits(out, t.second(), 2);
+    push_fraction(out, t.nanosecond());
+}
+
+fn push_date(out: &mut String, d: &NaiveDate) {
+    match u32::try_from(d.year()) {
+        Ok(year) if year <= 9999 => push_digits(out, year, 4),
+        // Years outside 0–9999 keep chrono's spelling (a sign, more digits).
+        _ => out.push_str(&d.format("%Y").to_string()),
+    }
+    out.push('-');
+    push_digits(out, d.month(), 2);
+    out.push('-');
+    push_digits(out, d.day(), 2);
+}
+
+/// `YYYY-MM-DD`.
+pub fn format_date(d: &NaiveDate) -> String {
+    let mut out = String::with_capacity(10);
+    push_date(&mut out, d);
+    out
 }
 
 /// `HH:MM:SS[.ffffff]`.
 pub fn format_time(t: &NaiveTime) -> String {
-    format!("{}{}", t.format("%H:%M:%S"), fraction(t.nanosecond()))
+    let mut out = String::with_capacity(15);
+    push_time(&mut out, t);
+    out
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]`.
 pub fn format_timestamp(ts: &NaiveDateTime) -> String {
-    format!(
-        "{}{}",
-        ts.format("%Y-%m-%d %H:%M:%S"),
-        fraction(ts.nanosecond())
-    )
+    let mut out = String::with_capacity(32);
+    push_date(&mut out, &ts.date());
+    out.push(' ');
+    push_time(&mut out, &ts.time());
+    out
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff]+00:00`.
 pub fn format_timestamptz(ts: &DateTime<Utc>) -> String {
-    format!("{}+00:00", format_timestamp(&ts.naive_utc()))
+    let mut out = format_timestamp(&ts.naive_utc());
+    out.push_str("+00:00");
+    out
 }
 
 /// Whether the decimal `d` survives SQLite's INTEGER or REAL storage exactly, and how to bind it.
@@ -419,7 +539,10 @@ fn decimal_as_number(d: &Decimal) -> Option<SqlValue> {
         return Some(SqlValue::Integer(i));
     }
     let f = d.to_f64();
-    (Decimal::from_f64(f).as_ref() == Some(d)).then_some(SqlValue::Real(f))
+    // Up to 15 significant digits always survive a double and its shortest printing; beyond that,
+    // check.
+    (d.significant_digits() <= 15 || Decimal::from_f64(f).as_ref() == Some(d))
+        .then_some(SqlValue::Real(f))
 }
 
 /// The SQLite value to bind for `value` in a column stored as `storage`. Fails when the column
@@ -440,13 +563,13 @@ pub fn encode(value: &Value, storage: Storage) -> Result<ToSqlOutput<'_>, String
                 format!(
                     "the decimal has {} digits, more than SQLite keeps in a number column; declare the \
                      column DECIMAL_TEXT(p,s) (or decimal(p,s) with p > 15) to store it exactly",
-                    d.as_str().trim_start_matches('-').replace('.', "").trim_start_matches('0').len()
+                    d.significant_digits()
                 )
             })?),
         },
         Value::Text(s) | Value::Json(s) => Borrowed(ValueRef::Text(s.as_bytes())),
         Value::Bytes(b) => Borrowed(ValueRef::Blob(b)),
-        Value::Date(d) => Owned(SqlValue::Text(d.format("%Y-%m-%d").to_string())),
+        Value::Date(d) => Owned(SqlValue::Text(format_date(d))),
         Value::Time(t) => Owned(SqlValue::Text(format_time(t))),
         Value::Timestamp(ts) => Owned(SqlValue::Text(format_timestamp(ts))),
         Value::TimestampTz(ts) => Owned(SqlValue::Text(format_timestamptz(ts))),
@@ -532,6 +655,41 @@ mod tests {
             want
         );
         assert_eq!(format_timestamptz(&tz), "2024-02-29 12:34:56.500000+00:00");
+        assert_eq!(
+            parse_timestamptz("2024-02-29 14:34:56.5-02:00")
+                .unwrap()
+                .naive_utc(),
+            want + chrono::TimeDelta::hours(4)
+        );
+        assert_eq!(
+            parse_timestamptz("2024-02-29T12:34:56+0000")
+                .unwrap()
+                .naive_utc(),
+            want.with_nanosecond(0).unwrap()
+        );
+        assert_eq!(parse_time("07:08:09.000000123").unwrap().nanosecond(), 123);
+        assert_eq!(
+            format_time(&NaiveTime::from_hms_nano_opt(7, 8, 9, 123).unwrap()),
+            "07:08:09.000000123"
+        );
+        assert_eq!(
+            format_date(&NaiveDate::from_ymd_opt(999, 1, 2).unwrap()),
+            "0999-01-02"
+        );
+        assert!(parse_date("2024-02-30").is_none());
+        assert!(parse_timestamp("2024-02-29 25:00:00").is_none());
+        // Hand-written and chrono's readings agree on what both accept.
+        for text in [
+            "2024-02-29 12:34:56",
+            "1000-01-01T00:00:00.000001",
+            "9999-12-31 23:59:59.999999999",
+        ] {
+            let fast = timestamp_prefix(text.as_bytes()).unwrap().0;
+            let slow =
+                NaiveDateTime::parse_from_str(&text.replace('T', " "), "%Y-%m-%d %H:%M:%S%.f")
+                    .unwrap();
+            assert_eq!(fast, slow, "{text}");
+        }
     }
 
     #[test]

@@ -1,0 +1,327 @@
+//! `sluice bench`: timed runs of the data path against the database's own fastest copy, in one run.
+//!
+//! It builds a table of `--rows` rows (bigint key, int, varchar(64), numeric(12,2), timestamptz, date,
+//! bool, a ~100-byte JSON document, ~60 bytes of text with some NULLs) in a SQLite file, then runs
+//! each case as a child process (`sluice refresh` / `sluice compare` on a bench hub) and reports rows/s,
+//! MB/s and the child's peak RSS (read from `/proc/self/status` by the child itself, see
+//! [`report_peak_rss`]). The reference is SQLite copying the table itself, `INSERT … SELECT` across
+//! `ATTACH` in one transaction, with the same bundled SQLite, also in a child process.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use rusqlite::{Connection, params};
+
+use crate::output::{json, table, thousands};
+use crate::{Global, Outcome};
+
+/// Environment variable that makes `sluice` print its peak RSS to stderr when it exits.
+pub const REPORT_RSS_ENV: &str = "SLUICE_REPORT_PEAK_RSS";
+
+/// Options of `sluice bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Working directory (databases and the bench hub's repository).
+    #[arg(long, default_value = "sluice-bench")]
+    pub dir: PathBuf,
+    /// Rows in the bench table.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: i64,
+    /// Runs of each case; the median time is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub runs: u32,
+    /// Print the results as a Markdown table (for docs/benchmarks.md).
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+/// Prints `peak_rss_kb=N` to stderr when [`REPORT_RSS_ENV`] is set.
+pub fn report_peak_rss() {
+    if std::env::var_os(REPORT_RSS_ENV).is_none() {
+        return;
+    }
+    if let Some(kb) = peak_rss_kb() {
+        eprintln!("peak_rss_kb={kb}");
+    }
+}
+
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+const BENCH_TABLE: &str = "CREATE TABLE bench_rows (
+    id INTEGER PRIMARY KEY,
+    n INT NOT NULL,
+    name VARCHAR(64) NOT NULL,
+    amount DECIMAL(12,2) NOT NULL,
+    created TIMESTAMPTZ NOT NULL,
+    day DATE NOT NULL,
+    flag BOOLEAN NOT NULL,
+    doc JSON_TEXT NOT NULL,
+    note TEXT
+)";
+
+fn build_source(path: &Path, rows: i64) -> Result<u64> {
+    let _ = std::fs::remove_file(path);
+    let mut conn = Connection::open(path)?;
+    conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA journal_mode = MEMORY;")?;
+    conn.execute_batch(BENCH_TABLE)?;
+    let tx = conn.transaction()?;
+    {
+        let mut insert =
+            tx.prepare("INSERT INTO bench_rows VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?;
+        for id in 1..=rows {
+            let x = id.wrapping_mul(2_654_435_761) & 0xFFFF_FFFF;
+            let doc = format!(
+                r#"{{"id":{id},"kind":"bench","tags":["a","b","c"],"score":{},"ok":{},"label":"row {id:>10}"}}"#,
+                x % 1000,
+                x % 2 == 0
+            );
+            let note = (x % 10 != 0)
+                .then(|| format!("note for row {id:>10}: some text to make sixty bytes…"));
+            insert.execute(params![
+                id,
+                x % 1_000_000,
+                format!("name-{:08x}", x),
+                format!("{}.{:02}", x % 10_000_000, x % 100),
+                format!(
+                    "2024-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00:00",
+                    1 + x % 12,
+                    1 + x % 28,
+                    x % 24,
+                    x % 60,
+                    (x / 7) % 60,
+                    x % 1_000_000
+                ),
+                format!("2023-{:02}-{:02}", 1 + x % 12, 1 + (x / 3) % 28),
+                x % 3 == 0,
+                doc,
+                note
+            ])?;
+        }
+    }
+    tx.commit()?;
+    let bytes = std::fs::metadata(path)?.len();
+    Ok(bytes)
+}
+
+fn definitions(dir: &Path) -> String {
+    format!(
+        r#"hub: bench
+locations:
+  src: {{class: sqlite, props: {{Database_Name: "{src}"}}}}
+  tgt: {{class: sqlite, props: {{Database_Name: "{tgt}"}}}}
+channels:
+  bench:
+    loc_groups: {{SOURCE: [src], TARGET: [tgt]}}
+    tables: {{bench_rows: {{}}}}
+    actions: [{{type: Capture, loc_scope: SOURCE}}, {{type: Integrate, loc_scope: TARGET}}]
+"#,
+        src = dir.join("source.db").display(),
+        tgt = dir.join("target.db").display()
+    )
+}
+
+/// One measured child run.
+#[derive(Debug, serde::Serialize)]
+struct Measured {
+    case: String,
+    rows: i64,
+    seconds: f64,
+    rows_per_second: f64,
+    mb_per_second: f64,
+    peak_rss_mb: f64,
+    vs_reference: Option<f64>,
+}
+
+fn run_child(args: &[&str], home: &Path) -> Result<(f64, u64)> {
+    let exe = std::env::current_exe()?;
+    let started = Instant::now();
+    let out = Command::new(exe)
+        .args(args)
+        .env("SLUICE_HOME", home)
+        .env(REPORT_RSS_ENV, "1")
+        .output()
+        .context("run a bench child")?;
+    let seconds = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A compare that finds differences exits 3; anything else but 0 is a failure.
+    if !matches!(out.status.code(), Some(0)) {
+        bail!("`sluice {}` failed: {}", args.join(" "), stderr.trim());
+    }
+    let rss = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_rss_kb="))
+        .and_then(|v| v.trim().parse().ok())
+        .context("the child did not report its peak RSS")?;
+    Ok((seconds, rss))
+}
+
+/// The reference copy, run as `sluice bench-reference SOURCE TARGET`: what SQLite does on its own.
+pub fn reference_copy(source: &Path, target: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(target);
+    let conn = Connection::open(target)?;
+    conn.execute_batch(BENCH_TABLE)?;
+    conn.execute("ATTACH DATABASE ?1 AS src", [source.display().to_string()])?;
+    conn.execute_batch(
+        "BEGIN IMMEDIATE; INSERT INTO main.bench_rows SELECT * FROM src.bench_rows; COMMIT;",
+    )?;
+    report_peak_rss();
+    Ok(())
+}
+
+/// Runs the benchmark.
+pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
+    std::fs::create_dir_all(&args.dir)?;
+    let dir = args.dir.canonicalize()?;
+    let home = dir.join(".sluice");
+    let source = dir.join("source.db");
+    if !g.json {
+        eprintln!(
+            "building {} rows in {} …",
+            thousands(args.rows as u64),
+            source.display()
+        );
+    }
+    let bytes = tokio::task::spawn_blocking({
+        let (source, rows) = (source.clone(), args.rows);
+        move || build_source(&source, rows)
+    })
+    .await??;
+    let mb = bytes as f64 / 1e6;
+    std::fs::write(dir.join("bench.yaml"), definitions(&dir))?;
+    let exe_args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    run_child(
+        &[
+            "apply",
+            dir.join("bench.yaml").to_str().context("a UTF-8 path")?,
+        ],
+        &home,
+    )?;
+
+    let reference_target = dir.join("reference.db");
+    let target = dir.join("target.db");
+    // (name, arguments, whether the target is removed before each run)
+    let cases: Vec<(String, Vec<String>, bool)> = vec![
+        (
+            "reference: SQLite INSERT … SELECT across ATTACH".into(),
+            exe_args(&[
+                "bench-reference",
+                source.to_str().unwrap_or_default(),
+                reference_target.to_str().unwrap_or_default(),
+            ]),
+            false,
+        ),
+        (
+            "sluice refresh SQLite→SQLite (truncate_load, target created)".into(),
+            exe_args(&["refresh", "bench"]),
+            true,
+        ),
+        (
+            "sluice refresh SQLite→SQLite (truncate_load)".into(),
+            exe_args(&["refresh", "bench"]),
+            false,
+        ),
+        (
+            "sluice refresh SQLite→SQLite (staging_swap)".into(),
+            exe_args(&["refresh", "bench", "--strategy", "staging_swap"]),
+            false,
+        ),
+        (
+            "sluice compare (counts and checksums)".into(),
+            exe_args(&["compare", "bench"]),
+            false,
+        ),
+        (
+            "sluice compare --rowwise".into(),
+            exe_args(&["compare", "bench", "--rowwise"]),
+            false,
+        ),
+    ];
+    let mut results: Vec<Measured> = Vec::new();
+    let mut reference_rate = None;
+    for (name, child_args, fresh_target) in cases {
+        if !g.json {
+            eprintln!("{name} ({} runs) …", args.runs);
+        }
+        let refs: Vec<&str> = child_args.iter().map(String::as_str).collect();
+        let mut times = Vec::new();
+        let mut rss_kb = 0;
+        for _ in 0..args.runs {
+            if fresh_target {
+                let _ = std::fs::remove_file(&target);
+            }
+            let (seconds, rss) = run_child(&refs, &home)?;
+            times.push(seconds);
+            rss_kb = rss_kb.max(rss);
+        }
+        times.sort_by(f64::total_cmp);
+        let seconds = times[times.len() / 2];
+        let rate = args.rows as f64 / seconds;
+        if reference_rate.is_none() {
+            reference_rate = Some(rate);
+        }
+        results.push(Measured {
+            case: name,
+            rows: args.rows,
+            seconds,
+            rows_per_second: rate,
+            mb_per_second: mb / seconds,
+            peak_rss_mb: rss_kb as f64 / 1024.0,
+            vs_reference: reference_rate.map(|r| rate / r),
+        });
+    }
+    if g.json {
+        json(&serde_json::json!({ "rows": args.rows, "source_mb": mb, "results": results }))?;
+        return Ok(Outcome::Ok);
+    }
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|m| {
+            vec![
+                m.case.clone(),
+                format!("{:.2}", m.seconds),
+                thousands(m.rows_per_second.round() as u64),
+                format!("{:.1}", m.mb_per_second),
+                format!("{:.0}", m.peak_rss_mb),
+                m.vs_reference
+                    .map(|r| format!("{r:.2}"))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    println!(
+        "{} rows, source file {:.0} MB; seconds: median wall time of {} runs of the whole child process\n",
+        thousands(args.rows as u64),
+        mb,
+        args.runs
+    );
+    if args.markdown {
+        println!("| case | seconds | rows/s | MB/s | peak RSS (MB) | × reference |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for r in &rows {
+            println!("| {} |", r.join(" | "));
+        }
+    } else {
+        println!(
+            "{}",
+            table(
+                &[
+                    "case",
+                    "seconds",
+                    "rows/s",
+                    "MB/s",
+                    "peak RSS MB",
+                    "× reference"
+                ],
+                rows
+            )
+        );
+    }
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,624 @@
+//! The `sluice` binary end to end on real SQLite files: the happy path, dry runs, and bad input that
+//! must give a one-line error naming the object, a non-zero exit code, and leave the target as it was.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use rusqlite::Connection;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn sluice(&self) -> Command {
+        let mut cmd = Command::cargo_bin("sluice").unwrap();
+        cmd.current_dir(self.dir.path())
+            .env("SLUICE_HOME", self.path(".sluice"))
+            .env_remove("SLUICE_HUB_NAME")
+            .env("SLUICE_USER", "tester");
+        cmd
+    }
+
+    fn sql(&self, db: &str, script: &str) {
+        Connection::open(self.path(db))
+            .unwrap()
+            .execute_batch(script)
+            .unwrap();
+    }
+
+    fn rows(&self, db: &str, query: &str) -> Vec<String> {
+        let conn = Connection::open(self.path(db)).unwrap();
+        let mut stmt = conn.prepare(query).unwrap();
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// A source with two tables, definitions naming `target_db`, applied.
+    fn setup(&self, target_db: &str) {
+        self.sql(
+            "src.db",
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT, price DECIMAL(10,2), placed DATETIME);
+             INSERT INTO orders VALUES (1, 'tea', '3.50', '2024-01-02 10:00:00'), (2, 'café ☕', '4.25', '2024-01-03 11:30:00.25'),
+                                       (3, NULL, NULL, NULL);
+             CREATE TABLE lines (order_id INTEGER, line INT, qty INT, PRIMARY KEY (order_id, line));
+             INSERT INTO lines VALUES (1, 1, 2), (1, 2, 1), (2, 1, 5);",
+        );
+        self.write("defs.yaml", &definitions(target_db));
+        self.sluice()
+            .args(["apply", "defs.yaml"])
+            .assert()
+            .success();
+    }
+}
+
+fn definitions(target_db: &str) -> String {
+    format!(
+        r#"hub: test
+locations:
+  src: {{class: sqlite, props: {{Database_Name: src.db}}}}
+  tgt: {{class: sqlite, props: {{Database_Name: "{target_db}"}}}}
+channels:
+  shop:
+    loc_groups: {{SOURCE: [src], TARGET: [tgt]}}
+    tables:
+      orders: {{}}
+      lines: {{}}
+    actions:
+      - {{type: Capture, loc_scope: SOURCE}}
+      - {{type: Integrate, loc_scope: TARGET}}
+"#
+    )
+}
+
+fn json(output: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(output)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(output)))
+}
+
+fn stderr_lines(output: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn refresh_compare_status_and_events_work_end_to_end() {
+    let env = Env::new();
+    env.setup("tgt.db");
+    env.sluice()
+        .args(["location", "test", "src"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Class_Version"));
+
+    let out = env
+        .sluice()
+        .args(["refresh", "shop", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = json(&out.stdout);
+    assert_eq!(summary["state"], "DONE");
+    assert_eq!(
+        env.rows("tgt.db", "SELECT item FROM orders WHERE id = 2"),
+        vec!["café ☕"]
+    );
+
+    // Identical: exit 0, both granularities.
+    env.sluice()
+        .args(["compare", "shop"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("IDENTICAL"));
+    env.sluice()
+        .args(["compare", "shop", "--rowwise"])
+        .assert()
+        .success();
+
+    // A change at the target: compare exits 3 and names the key.
+    env.sql("tgt.db", "UPDATE lines SET qty = 99 WHERE order_id = 1 AND line = 2; DELETE FROM orders WHERE id = 3;");
+    env.sluice()
+        .args(["compare", "shop", "--rowwise"])
+        .assert()
+        .code(3)
+        .stdout(
+            predicate::str::contains("lines differ: (1, 2)")
+                .and(predicate::str::contains("orders only on source: (3)")),
+        );
+
+    // A staging swap puts it right.
+    env.sluice()
+        .args([
+            "refresh",
+            "shop",
+            "--strategy",
+            "staging_swap",
+            "--tables",
+            "lines,orders",
+        ])
+        .assert()
+        .success();
+    env.sluice()
+        .args(["compare", "shop", "--rowwise"])
+        .assert()
+        .success();
+
+    let status = json(
+        &env.sluice()
+            .args(["status", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let tables = status[0]["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 2);
+    for t in tables {
+        assert_eq!(t["source_rows"], t["target_rows"]);
+        assert_eq!(t["last_refresh"]["table_state"], "DONE");
+        assert_eq!(t["last_compare"]["table_state"], "DONE/IDENTICAL");
+    }
+
+    let events = json(
+        &env.sluice()
+            .args(["event", "list", "--json", "--type", "Refresh"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert_eq!(events.as_array().unwrap().len(), 2);
+    assert_eq!(events[0]["user"], "tester");
+    let results = events[0]["results"].as_array().unwrap();
+    assert!(
+        results.iter().any(|r| r["name"] == "Source_Rows_Used"
+            && r["table"] == "orders"
+            && r["value"] == "3")
+    );
+    let id = events[0]["id"].as_str().unwrap();
+    env.sluice()
+        .args(["event", "log", id])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Refresh completed"));
+    env.sluice()
+        .args(["event", "show", id])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Table_Duration"));
+    for args in [
+        ["location", "list", "--json"],
+        ["channel", "list", "--json"],
+        ["job", "list", "--json"],
+    ] {
+        json(&env.sluice().args(args).output().unwrap().stdout);
+    }
+}
+
+#[test]
+fn a_dry_run_prints_every_statement_and_runs_none() {
+    let env = Env::new();
+    env.setup("tgt.db");
+    let out = env
+        .sluice()
+        .args(["refresh", "shop", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "dry run: nothing was executed",
+        r#"SELECT "id", "item", "price", "placed" FROM "orders""#,
+        "BEGIN IMMEDIATE",
+        r#"CREATE TABLE "orders" ("id" INTEGER NOT NULL"#,
+        r#"INSERT INTO "orders" ("id", "item", "price", "placed") VALUES (?1, ?2, ?3, ?4);   -- once per row"#,
+        "COMMIT",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(
+        !env.path("tgt.db").exists(),
+        "a dry run created the target database"
+    );
+    // With an existing target, the plan empties it instead of creating it.
+    env.sluice().args(["refresh", "shop"]).assert().success();
+    let plan = json(
+        &env.sluice()
+            .args([
+                "refresh",
+                "shop",
+                "--dry-run",
+                "--json",
+                "--strategy",
+                "staging_swap",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let target_sql: Vec<&str> = plan["tables"][0]["target_statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["sql"].as_str().unwrap())
+        .collect();
+    assert!(
+        target_sql
+            .iter()
+            .any(|s| s.starts_with(r#"ALTER TABLE "lines__sluice_stage" RENAME TO "lines""#)),
+        "{target_sql:?}"
+    );
+    let events = json(
+        &env.sluice()
+            .args(["event", "list", "--json", "--type", "Refresh"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert_eq!(
+        events.as_array().unwrap().len(),
+        1,
+        "dry runs post no events"
+    );
+}
+
+#[test]
+fn validate_reports_every_error_with_its_path() {
+    let env = Env::new();
+    env.write(
+        "bad.yaml",
+        r#"hub: test
+locations:
+  src: {class: sqlite, props: {Database_Name: a.db, Database_Password: hunter2}}
+channels:
+  sales:
+    loc_groups: {SOURCE: [src], TARGET: [nowhere]}
+    tables:
+      orders:
+        cols:
+          id: {data_type: inte}
+"#,
+    );
+    let out = env
+        .sluice()
+        .args(["validate", "bad.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            r#"error: channels.sales.tables.orders.cols.id.data_type: unknown data type "inte""#
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("error: channels.sales.loc_groups.TARGET[0]: unknown location nowhere"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("error: locations.src.props.Database_Password: a secret must be given as an ${ENV_VAR} reference"), "{stdout}");
+    assert!(
+        !stdout.contains("hunter2") && !String::from_utf8_lossy(&out.stderr).contains("hunter2"),
+        "the secret was echoed"
+    );
+    assert!(
+        !env.path(".sluice").exists(),
+        "validate created a repository"
+    );
+
+    // apply refuses it and stores nothing.
+    let out = env.sluice().args(["apply", "bad.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_lines(&out)
+            .last()
+            .unwrap()
+            .starts_with("error: bad.yaml has 3 error(s); nothing was applied"),
+        "{:?}",
+        stderr_lines(&out)
+    );
+    env.sluice()
+        .args(["channel", "list"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no hub yet"));
+}
+
+#[test]
+fn invalid_yaml_is_one_clear_error() {
+    let env = Env::new();
+    env.write("broken.yaml", "hub: test\nlocations: [a,\n");
+    let out = env
+        .sluice()
+        .args(["validate", "broken.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("error: invalid YAML: line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    env.sluice()
+        .args(["validate", "missing.yaml"])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("cannot read missing.yaml"));
+}
+
+#[test]
+fn unknown_names_are_one_line_errors_that_change_nothing() {
+    let env = Env::new();
+    env.setup("tgt.db");
+    env.sluice().args(["refresh", "shop"]).assert().success();
+    let before = env.rows("tgt.db", "SELECT group_concat(id) FROM orders");
+    for (args, message) in [
+        (
+            vec!["refresh", "nope"],
+            "error: channel nope does not exist in hub test",
+        ),
+        (
+            vec!["refresh", "shop", "--tables", "orders,ghosts"],
+            "error: table ghosts is not in channel shop",
+        ),
+        (
+            vec!["refresh", "shop", "--target", "other"],
+            "error: location other is not a member of channel shop",
+        ),
+        (
+            vec!["location", "test", "other"],
+            "error: location other does not exist in hub test",
+        ),
+        (
+            vec!["compare", "nope"],
+            "error: channel nope does not exist in hub test",
+        ),
+        (vec!["refresh", "Shop"], "invalid channel name \"Shop\""),
+    ] {
+        let out = env.sluice().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let lines = stderr_lines(&out);
+        assert!(
+            lines.iter().any(|l| l.contains(message)),
+            "{args:?}: {lines:?}"
+        );
+    }
+    assert_eq!(
+        env.rows("tgt.db", "SELECT group_concat(id) FROM orders"),
+        before
+    );
+    let events = json(
+        &env.sluice()
+            .args(["event", "list", "--json", "--type", "Refresh"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert_eq!(
+        events.as_array().unwrap().len(),
+        1,
+        "refused requests post no events"
+    );
+}
+
+#[test]
+fn a_source_table_that_vanished_fails_before_anything_changes() {
+    let env = Env::new();
+    env.setup("tgt.db");
+    env.sluice().args(["refresh", "shop"]).assert().success();
+    env.sql(
+        "src.db",
+        "INSERT INTO orders VALUES (4, 'new', '1.00', NULL); DROP TABLE lines;",
+    );
+    let out = env.sluice().args(["refresh", "shop"]).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let lines = stderr_lines(&out);
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("error: table lines: source table lines does not exist"),
+        "{lines:?}"
+    );
+    // orders was not refreshed either: pre-flight stops the whole job.
+    assert_eq!(
+        env.rows("tgt.db", "SELECT count(*) || '' FROM orders"),
+        vec!["3"]
+    );
+    assert_eq!(
+        env.rows("tgt.db", "SELECT count(*) || '' FROM lines"),
+        vec!["3"]
+    );
+    let events = json(
+        &env.sluice()
+            .args([
+                "event", "list", "--json", "--type", "Refresh", "--state", "FAILED",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(
+        events[0]["response"]
+            .as_str()
+            .unwrap()
+            .contains("source table lines does not exist")
+    );
+}
+
+#[test]
+fn a_target_that_cannot_be_written_is_an_error_and_stays_unchanged() {
+    let env = Env::new();
+    env.setup("tgt.db");
+    env.sluice().args(["refresh", "shop"]).assert().success();
+    env.sql("src.db", "UPDATE orders SET item = 'changed';");
+    // Point the target at the same file, read-only.
+    let readonly = format!("file:{}?mode=ro", env.path("tgt.db").display());
+    env.write("defs.yaml", &definitions(&readonly));
+    env.sluice().args(["apply", "defs.yaml"]).assert().success();
+    let out = env.sluice().args(["refresh", "shop"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("the database is read-only"), "{stdout}");
+    assert!(
+        stderr_lines(&out)
+            .last()
+            .unwrap()
+            .starts_with("error: Refresh failed for 2 of 2 table(s)")
+    );
+    assert_eq!(
+        env.rows("tgt.db", "SELECT item FROM orders WHERE id = 1"),
+        vec!["tea"]
+    );
+
+    // A target whose file is not a database at all.
+    env.write(
+        "junk.db",
+        "this is not a database file, it is just text that is long enough to have a header",
+    );
+    env.write("defs.yaml", &definitions("junk.db"));
+    env.sluice().args(["apply", "defs.yaml"]).assert().success();
+    let out = env.sluice().args(["refresh", "shop"]).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("not a usable SQLite database"), "{text}");
+}
+
+#[test]
+fn interrupting_a_refresh_rolls_the_table_back() {
+    let env = Env::new();
+    env.setup("tgt.db");
+    env.sluice().args(["refresh", "shop"]).assert().success();
+    // Make orders big enough that the refresh is still running when interrupted.
+    env.sql(
+        "src.db",
+        "WITH RECURSIVE n(x) AS (SELECT 10 UNION ALL SELECT x + 1 FROM n LIMIT 3000000)
+         INSERT INTO orders SELECT x, 'bulk ' || x, '1.00', '2024-01-01 00:00:00' FROM n;",
+    );
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sluice"))
+        .current_dir(env.dir.path())
+        .env("SLUICE_HOME", env.path(".sluice"))
+        .args(["refresh", "shop", "--tables", "orders"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the table to start, then interrupt.
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    loop {
+        let line = reader
+            .next()
+            .expect("the refresh reports its start")
+            .unwrap();
+        if line.starts_with("orders: refresh started") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = reader.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
+    assert_eq!(
+        env.rows("tgt.db", "SELECT count(*) || '' FROM orders"),
+        vec!["3"],
+        "the target kept its rows"
+    );
+    let events = json(
+        &env.sluice()
+            .args(["event", "list", "--json", "--type", "Refresh"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert_eq!(events[0]["state"], "CANCELED");
+    // The job is free again.
+    env.sluice()
+        .args(["refresh", "shop", "--tables", "lines"])
+        .assert()
+        .success();
+}
+
+fn quickstart(dir: &Path) -> std::process::Output {
+    let mut cmd = Command::cargo_bin("sluice").unwrap();
+    cmd.current_dir(dir)
+        .env_remove("SLUICE_HOME")
+        .args(["quickstart", "--rows", "20000"])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn quickstart_runs_and_can_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    for run in 1..=2 {
+        let out = quickstart(dir.path());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "run {run}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for expected in [
+            "[7/7]",
+            "compare (row by row) reports exactly the changes made",
+            "order_items",
+            "rows/s",
+            "sluice status",
+        ] {
+            assert!(
+                stdout.contains(expected),
+                "run {run}: missing {expected:?} in {stdout}"
+            );
+        }
+    }
+    let qs = dir.path().join("sluice-quickstart");
+    assert!(
+        qs.join("shop.db").exists()
+            && qs.join("warehouse.db").exists()
+            && qs.join("sluice.yaml").exists()
+    );
+    // The suggested next commands work from there.
+    let mut cmd = Command::cargo_bin("sluice").unwrap();
+    cmd.current_dir(&qs)
+        .env_remove("SLUICE_HOME")
+        .args(["status"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("DONE/IDENTICAL"));
+}

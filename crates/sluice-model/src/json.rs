@@ -1,0 +1,310 @@
+//! Canonical JSON text, for comparing documents across engines: PostgreSQL's jsonb reorders keys and
+//! drops blanks, MariaDB and SQLite keep the text as written. Canonical form sorts object keys (by
+//! their UTF-8 bytes), removes blanks, writes strings with the fewest escapes and numbers as
+//! canonical decimals (so `1.0`, `1` and `1e0` are the same number). One pass, no maps.
+
+use crate::decimal::Decimal;
+
+/// Appends the canonical form of `text` to `out`; `Err(())` (and `out` unchanged) when `text` is not
+/// one JSON document.
+pub(crate) fn canonicalize(text: &str, out: &mut Vec<u8>) -> Result<(), ()> {
+    let start = out.len();
+    let mut p = Parser {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let ok = p.value(out).is_ok() && {
+        p.ws();
+        p.i == p.b.len()
+    };
+    if ok {
+        Ok(())
+    } else {
+        out.truncate(start);
+        Err(())
+    }
+}
+
+struct Parser<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+/// Nesting deeper than this is refused rather than risking the stack.
+const MAX_DEPTH: usize = 512;
+
+impl Parser<'_> {
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    fn value(&mut self, out: &mut Vec<u8>) -> Result<(), ()> {
+        self.value_at(out, 0)
+    }
+
+    fn value_at(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), ()> {
+        if depth > MAX_DEPTH {
+            return Err(());
+        }
+        self.ws();
+        match self.b.get(self.i).copied().ok_or(())? {
+            b'{' => self.object(out, depth),
+            b'[' => self.array(out, depth),
+            b'"' => {
+                let s = self.string()?;
+                write_string(&s, out);
+                Ok(())
+            }
+            b't' => self.literal(b"true", out),
+            b'f' => self.literal(b"false", out),
+            b'n' => self.literal(b"null", out),
+            b'-' | b'0'..=b'9' => self.number(out),
+            _ => Err(()),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            out.extend_from_slice(word);
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    fn number(&mut self, out: &mut Vec<u8>) -> Result<(), ()> {
+        let start = self.i;
+        while self.i < self.b.len()
+            && matches!(
+                self.b[self.i],
+                b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+            )
+        {
+            self.i += 1;
+        }
+        let token = std::str::from_utf8(&self.b[start..self.i]).map_err(|_| ())?;
+        let d = Decimal::parse(token).map_err(|_| ())?;
+        out.extend_from_slice(d.as_str().as_bytes());
+        Ok(())
+    }
+
+    /// Parses a string literal at the cursor and returns its decoded contents.
+    fn string(&mut self) -> Result<String, ()> {
+        self.i += 1; // opening quote
+        let mut s = String::new();
+        loop {
+            let start = self.i;
+            while self.i < self.b.len()
+                && self.b[self.i] != b'"'
+                && self.b[self.i] != b'\\'
+                && self.b[self.i] >= 0x20
+            {
+                self.i += 1;
+            }
+            s.push_str(std::str::from_utf8(&self.b[start..self.i]).map_err(|_| ())?);
+            match self.b.get(self.i).copied().ok_or(())? {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(s);
+                }
+                b'\\' => {
+                    let escape = *self.b.get(self.i + 1).ok_or(())?;
+                    self.i += 2;
+                    match escape {
+                        b'"' => s.push('"'),
+                        b'\\' => s.push('\\'),
+                        b'/' => s.push('/'),
+                        b'b' => s.push('\u{8}'),
+                        b'f' => s.push('\u{c}'),
+                        b'n' => s.push('\n'),
+                        b'r' => s.push('\r'),
+                        b't' => s.push('\t'),
+                        b'u' => {
+                            let first = self.hex4()?;
+                            let code = if (0xD800..0xDC00).contains(&first) {
+                                if self.b.get(self.i..self.i + 2) != Some(b"\\u") {
+                                    return Err(());
+                                }
+                                self.i += 2;
+                                let second = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&second) {
+                                    return Err(());
+                                }
+                                0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+                            } else {
+                                first
+                            };
+                            s.push(char::from_u32(code).ok_or(())?);
+                        }
+                        _ => return Err(()),
+                    }
+                }
+                _ => return Err(()), // a raw control character
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, ()> {
+        let digits = self.b.get(self.i..self.i + 4).ok_or(())?;
+        let text = std::str::from_utf8(digits).map_err(|_| ())?;
+        let v = u32::from_str_radix(text, 16).map_err(|_| ())?;
+        self.i += 4;
+        Ok(v)
+    }
+
+    fn array(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), ()> {
+        self.i += 1;
+        out.push(b'[');
+        self.ws();
+        if self.b.get(self.i) == Some(&b']') {
+            self.i += 1;
+            out.push(b']');
+            return Ok(());
+        }
+        loop {
+            self.value_at(out, depth + 1)?;
+            self.ws();
+            match self.b.get(self.i).copied().ok_or(())? {
+                b',' => {
+                    self.i += 1;
+                    out.push(b',');
+                }
+                b']' => {
+                    self.i += 1;
+                    out.push(b']');
+                    return Ok(());
+                }
+                _ => return Err(()),
+            }
+        }
+    }
+
+    fn object(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), ()> {
+        self.i += 1;
+        let mut members: Vec<(String, Vec<u8>)> = Vec::new();
+        self.ws();
+        if self.b.get(self.i) == Some(&b'}') {
+            self.i += 1;
+        } else {
+            loop {
+                self.ws();
+                if self.b.get(self.i) != Some(&b'"') {
+                    return Err(());
+                }
+                let key = self.string()?;
+                self.ws();
+                if self.b.get(self.i) != Some(&b':') {
+                    return Err(());
+                }
+                self.i += 1;
+                let mut value = Vec::new();
+                self.value_at(&mut value, depth + 1)?;
+                members.push((key, value));
+                self.ws();
+                match self.b.get(self.i).copied().ok_or(())? {
+                    b',' => self.i += 1,
+                    b'}' => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return Err(()),
+                }
+            }
+        }
+        members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        out.push(b'{');
+        for (n, (key, value)) in members.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            write_string(key, out);
+            out.push(b':');
+            out.extend_from_slice(value);
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// Writes a JSON string with only the escapes JSON requires.
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn canon(text: &str) -> Option<String> {
+        let mut out = Vec::new();
+        canonicalize(text, &mut out)
+            .ok()
+            .map(|()| String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn canonical_forms() {
+        assert_eq!(
+            canon(r#" { "b" : [1.0, 2e1, -0.50], "a" : {"y": null, "x": "\u00e9\n"} } "#).unwrap(),
+            r#"{"a":{"x":"é\n","y":null},"b":[1,20,-0.5]}"#
+        );
+        assert_eq!(canon(r#""\ud83d\ude00""#).unwrap(), "\"😀\"");
+        assert_eq!(canon("[]").unwrap(), "[]");
+        assert_eq!(canon("{}").unwrap(), "{}");
+        assert_eq!(canon("true").unwrap(), "true");
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "{\"a\" 1}",
+            "tru",
+            "\"\\x\"",
+            "1 2",
+            "\"a\nb\"",
+            "{1:2}",
+            "[1]]",
+        ] {
+            assert!(canon(bad).is_none(), "{bad:?}");
+        }
+        let deep = "[".repeat(600) + &"]".repeat(600);
+        assert!(canon(&deep).is_none(), "deep nesting is refused");
+    }
+
+    proptest! {
+        /// Equal documents (as serde_json sees them, numbers aside) have equal canonical forms,
+        /// whatever their key order and spacing.
+        #[test]
+        fn key_order_and_spacing_do_not_matter(entries in proptest::collection::btree_map("[a-zé]{0,6}", "[a-z0-9 ]{0,8}", 0..8)) {
+            let forward: Vec<String> = entries.iter().map(|(k, v)| format!("{:?} : {:?}", k, v)).collect();
+            let backward: Vec<String> = entries.iter().rev().map(|(k, v)| format!("{:?}:{:?}", k, v)).collect();
+            let a = canon(&format!("{{ {} }}", forward.join(" , "))).unwrap();
+            let b = canon(&format!("{{{}}}", backward.join(","))).unwrap();
+            prop_assert_eq!(&a, &b);
+            let reparsed: serde_json::Value = serde_json::from_str(&a).unwrap();
+            prop_assert_eq!(reparsed.as_object().unwrap().len(), entries.len());
+        }
+    }
+}
