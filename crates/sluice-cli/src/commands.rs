@@ -209,6 +209,16 @@ async fn apply(g: &Global, file: &Path) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
+/// `k1=v1 k2=v2` of properties or parameters (unresolved: a secret shows as its reference).
+fn key_values(
+    map: &std::collections::BTreeMap<String, sluice_model::definition::PropValue>,
+) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{k}={}", v.to_text()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `a, b, c`, or `-` for none.
 fn name_list(names: &[impl ToString]) -> String {
     if names.is_empty() {
@@ -237,12 +247,7 @@ async fn locations(g: &Global) -> Result<Outcome> {
         .iter()
         .map(|l| {
             // Secrets are references; showing them names the variable, never a value.
-            let props = l
-                .props
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.to_text()))
-                .collect::<Vec<_>>()
-                .join(" ");
+            let props = key_values(&l.props);
             vec![
                 l.name.to_string(),
                 l.class.to_string(),
@@ -395,12 +400,7 @@ async fn show_channel(g: &Global, channel: &ChannelName) -> Result<Outcome> {
         .actions
         .iter()
         .map(|a| {
-            let params = a
-                .params
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.to_text()))
-                .collect::<Vec<_>>()
-                .join(" ");
+            let params = key_values(&a.params);
             vec![
                 a.action_type.clone(),
                 a.loc_scope.to_string(),

@@ -13,9 +13,9 @@ use std::time::Instant;
 use serde::Serialize;
 use sluice_connector::{Connector, PlannedStatement, WriteStrategy};
 use sluice_engine::{
-    CompareOptions, CompareState, CompareTablePlan, Granularity, Progress, ProgressSink,
-    RefreshOptions, RefreshState, RefreshTablePlan, RowDiff, TableSpec, plan_compare, plan_refresh,
-    run_compare, run_refresh,
+    CompareOptions, CompareState, CompareTablePlan, EngineError, Granularity, Progress,
+    ProgressSink, RefreshOptions, RefreshState, RefreshTablePlan, RowDiff, TableSpec, plan_compare,
+    plan_refresh, run_compare, run_refresh,
 };
 use sluice_model::definition::{Channel, Location, PropValue, physical_table};
 use sluice_model::event::table_state;
@@ -182,6 +182,26 @@ pub struct CompareSummary {
     pub identical: bool,
     /// Per table.
     pub tables: Vec<CompareTableResult>,
+}
+
+/// A claimed job with its connectors, before it runs.
+struct Claimed {
+    event: EventId,
+    /// Stops the heartbeat.
+    stop: CancellationToken,
+    source: Arc<dyn Connector>,
+    target: Arc<dyn Connector>,
+}
+
+/// What a running job works with.
+struct JobRun {
+    hub: HubName,
+    job: JobName,
+    event: EventId,
+    source: Arc<dyn Connector>,
+    target: Arc<dyn Connector>,
+    progress: ProgressSink,
+    cancel: CancellationToken,
 }
 
 /// A channel resolved for one source and target.
@@ -481,14 +501,15 @@ impl HubService {
         })
     }
 
-    /// Posts the job's event and claims the job; a heartbeat keeps the claim until `stop` fires.
-    async fn start(
+    /// Posts the job's event, claims the job and opens both connectors. A heartbeat keeps the claim
+    /// until the returned run's `stop` fires. A failure after the claim ends the event as FAILED.
+    async fn claim(
         &self,
         r: &Resolved,
         event_type: EventType,
         job: &JobName,
         body: serde_json::Value,
-    ) -> Result<(EventId, CancellationToken)> {
+    ) -> Result<Claimed> {
         let description = format!(
             "{} of channel {} from {} to {} ({} table(s))",
             event_type,
@@ -520,7 +541,8 @@ impl HubService {
             tracing::warn!(job = %job, event = %abandoned, "took over a job whose process had stopped");
         }
         let stop = CancellationToken::new();
-        let (service, hub, job, token) = (self.clone(), r.hub.clone(), job.clone(), stop.clone());
+        let (service, hub, heartbeat_job, token) =
+            (self.clone(), r.hub.clone(), job.clone(), stop.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT);
             tick.tick().await;
@@ -528,15 +550,89 @@ impl HubService {
                 tokio::select! {
                     _ = token.cancelled() => break,
                     _ = tick.tick() => {
-                        if let Err(error) = service.repo().heartbeat(&hub, &job, &service.inner.owner).await {
-                            tracing::error!(job = %job, error = %error, "lost the job");
+                        if let Err(error) = service.repo().heartbeat(&hub, &heartbeat_job, &service.inner.owner).await {
+                            tracing::error!(job = %heartbeat_job, error = %error, "lost the job");
                             break;
                         }
                     }
                 }
             }
         });
-        Ok((started.event, stop))
+        let event = started.event;
+        match self.connectors(r) {
+            Ok((source, target)) => Ok(Claimed {
+                event,
+                stop,
+                source,
+                target,
+            }),
+            Err(error) => {
+                stop.cancel();
+                Err(self.fail_start(&r.hub, job, event, error).await)
+            }
+        }
+    }
+
+    /// Passes on a plan, or ends the claimed job's event as FAILED with the plan's error.
+    async fn planned<P>(
+        &self,
+        r: &Resolved,
+        job: &JobName,
+        claimed: &Claimed,
+        plan: Result<P, EngineError>,
+    ) -> Result<P> {
+        match plan {
+            Ok(plan) => Ok(plan),
+            Err(e) => {
+                claimed.stop.cancel();
+                let error = ServiceError::connector(format!("table {}", e.table), e.source);
+                Err(self.fail_start(&r.hub, job, claimed.event, error).await)
+            }
+        }
+    }
+
+    /// Runs a claimed, planned job in the background; its heartbeat stops when it ends.
+    fn spawn<R, F>(
+        &self,
+        r: &Resolved,
+        job: JobName,
+        claimed: Claimed,
+        work: impl FnOnce(HubService, JobRun) -> F,
+    ) -> RunningJob<R>
+    where
+        R: Send + 'static,
+        F: std::future::Future<Output = Result<R>> + Send + 'static,
+    {
+        let (tx, rx) = unbounded_channel();
+        let cancel = CancellationToken::new();
+        let Claimed {
+            event,
+            stop,
+            source,
+            target,
+        } = claimed;
+        let run = JobRun {
+            hub: r.hub.clone(),
+            job: job.clone(),
+            event,
+            source,
+            target,
+            progress: ProgressSink::new(tx),
+            cancel: cancel.clone(),
+        };
+        let work = work(self.clone(), run);
+        let done = tokio::spawn(async move {
+            let result = work.await;
+            stop.cancel();
+            result
+        });
+        RunningJob {
+            event,
+            job,
+            progress: rx,
+            cancel,
+            done,
+        }
     }
 
     async fn fail_start(
@@ -586,65 +682,38 @@ impl HubService {
             "strategy": options.strategy,
             "batch_rows": options.limits.max_rows,
         });
-        let (event, stop) = self.start(&r, EventType::Refresh, &job, body).await?;
-        let planned = async {
-            let (source, target) = self.connectors(&r)?;
-            let plans = plan_refresh(&r.specs, source.as_ref(), target.as_ref(), &options)
-                .await
-                .map_err(|e| ServiceError::connector(format!("table {}", e.table), e.source))?;
-            Ok::<_, ServiceError>((source, target, plans))
-        }
+        let claimed = self.claim(&r, EventType::Refresh, &job, body).await?;
+        let plans = plan_refresh(
+            &r.specs,
+            claimed.source.as_ref(),
+            claimed.target.as_ref(),
+            &options,
+        )
         .await;
-        let (source, target, plans) = match planned {
-            Ok(ok) => ok,
-            Err(error) => {
-                stop.cancel();
-                return Err(self.fail_start(&r.hub, &job, event, error).await);
-            }
-        };
-        let (tx, rx) = unbounded_channel();
-        let cancel = CancellationToken::new();
-        let service = self.clone();
-        let (job2, cancel2, hub) = (job.clone(), cancel.clone(), r.hub.clone());
-        let done = tokio::spawn(async move {
-            let result = service
-                .run_refresh_tables(
-                    &hub,
-                    &job2,
-                    event,
-                    source,
-                    target,
-                    plans,
-                    options,
-                    ProgressSink::new(tx),
-                    cancel2,
-                )
-                .await;
-            stop.cancel();
-            result
-        });
-        Ok(RunningJob {
-            event,
-            job,
-            progress: rx,
-            cancel,
-            done,
-        })
+        let plans = self.planned(&r, &job, &claimed, plans).await?;
+        Ok(
+            self.spawn(&r, job, claimed, move |service, run| async move {
+                service.run_refresh_tables(&run, plans, options).await
+            }),
+        )
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run_refresh_tables(
         &self,
-        hub: &HubName,
-        job: &JobName,
-        event: EventId,
-        source: Arc<dyn Connector>,
-        target: Arc<dyn Connector>,
+        run: &JobRun,
         plans: Vec<RefreshTablePlan>,
         options: RefreshOptions,
-        progress: ProgressSink,
-        cancel: CancellationToken,
     ) -> Result<RefreshSummary> {
+        let JobRun {
+            hub,
+            job,
+            event,
+            source,
+            target,
+            progress,
+            cancel,
+        } = run;
+        let event = *event;
         let started = Instant::now();
         let repo = self.repo();
         let mut tables = Vec::new();
@@ -795,75 +864,43 @@ impl HubService {
             "tables": r.specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
             "granularity": cmd.granularity,
         });
-        let (event, stop) = self.start(&r, EventType::Compare, &job, body).await?;
-        let planned = async {
-            let (source, target) = self.connectors(&r)?;
-            let plans = plan_compare(
-                &r.specs,
-                source.as_ref(),
-                target.as_ref(),
-                cmd.granularity,
-                BatchLimits::DEFAULT,
-            )
-            .await
-            .map_err(|e| ServiceError::connector(format!("table {}", e.table), e.source))?;
-            Ok::<_, ServiceError>((source, target, plans))
-        }
+        let claimed = self.claim(&r, EventType::Compare, &job, body).await?;
+        let plans = plan_compare(
+            &r.specs,
+            claimed.source.as_ref(),
+            claimed.target.as_ref(),
+            cmd.granularity,
+            BatchLimits::DEFAULT,
+        )
         .await;
-        let (source, target, plans) = match planned {
-            Ok(ok) => ok,
-            Err(error) => {
-                stop.cancel();
-                return Err(self.fail_start(&r.hub, &job, event, error).await);
-            }
-        };
-        let (tx, rx) = unbounded_channel();
-        let cancel = CancellationToken::new();
-        let service = self.clone();
+        let plans = self.planned(&r, &job, &claimed, plans).await?;
         let options = CompareOptions {
             granularity: cmd.granularity,
             max_listed: cmd.max_listed,
         };
-        let (job2, cancel2, hub) = (job.clone(), cancel.clone(), r.hub.clone());
-        let done = tokio::spawn(async move {
-            let result = service
-                .run_compare_tables(
-                    &hub,
-                    &job2,
-                    event,
-                    source,
-                    target,
-                    plans,
-                    options,
-                    ProgressSink::new(tx),
-                    cancel2,
-                )
-                .await;
-            stop.cancel();
-            result
-        });
-        Ok(RunningJob {
-            event,
-            job,
-            progress: rx,
-            cancel,
-            done,
-        })
+        Ok(
+            self.spawn(&r, job, claimed, move |service, run| async move {
+                service.run_compare_tables(&run, plans, options).await
+            }),
+        )
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run_compare_tables(
         &self,
-        hub: &HubName,
-        job: &JobName,
-        event: EventId,
-        source: Arc<dyn Connector>,
-        target: Arc<dyn Connector>,
+        run: &JobRun,
         plans: Vec<CompareTablePlan>,
         options: CompareOptions,
-        progress: ProgressSink,
-        cancel: CancellationToken,
     ) -> Result<CompareSummary> {
+        let JobRun {
+            hub,
+            job,
+            event,
+            source,
+            target,
+            progress,
+            cancel,
+        } = run;
+        let event = *event;
         let started = Instant::now();
         let repo = self.repo();
         let mut tables = Vec::new();
