@@ -35,6 +35,11 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(headers.iter().map(Cell::new));
+    // Fit a real terminal; a terminal of unknown or tiny width (a pty without a size) would squeeze
+    // every column to one character, so use the natural widths there.
+    if t.width().is_none_or(|w| w < 60) {
+        t.set_content_arrangement(ContentArrangement::Disabled);
+    }
     for row in rows {
         t.add_row(row.into_iter().map(|v| {
             let numeric =

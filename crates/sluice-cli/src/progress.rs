@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use sluice_service::Progress;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -41,15 +41,22 @@ const LINE_EVERY: Duration = Duration::from_secs(2);
 /// (`refresh`, `compare`).
 pub async fn follow(mut progress: UnboundedReceiver<Progress>, display: Display, verb: &str) {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    // Rows per second since the table started, as a whole number.
+    let rate_key = |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let seconds = state.elapsed().as_secs_f64();
+        let _ = write!(w, "{} rows/s", rate(state.pos(), seconds));
+    };
     let style_known = ProgressStyle::with_template(
-        "{prefix:>20.bold} [{bar:30.cyan/blue}] {human_pos:>11}/{human_len:11} rows {per_sec:>14} {elapsed:>4}",
+        "{prefix:>20.bold} [{bar:30.cyan/blue}] {human_pos:>11}/{human_len:11} {rate:>16} {elapsed:>4}",
     )
     .expect("the template is valid")
+    .with_key("rate", rate_key)
     .progress_chars("=> ");
     let style_unknown = ProgressStyle::with_template(
-        "{prefix:>20.bold} {spinner} {human_pos:>11} rows {per_sec:>14} {elapsed:>4}",
+        "{prefix:>20.bold} {spinner} {human_pos:>11} {rate:>16} {elapsed:>4}",
     )
-    .expect("the template is valid");
+    .expect("the template is valid")
+    .with_key("rate", rate_key);
     let mut bars: HashMap<String, ProgressBar> = HashMap::new();
     let mut last_line: HashMap<String, (Instant, Instant)> = HashMap::new();
     while let Some(p) = progress.recv().await {
