@@ -44,7 +44,7 @@ pub fn report_peak_rss() {
         return;
     }
     if let Some(kb) = peak_rss_kb() {
-        eprintln!("peak_rss_kb={kb}");
+        note!("peak_rss_kb={kb}");
     }
 }
 
@@ -182,7 +182,7 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
     let home = dir.join(".sluice");
     let source = dir.join("source.db");
     if !g.json {
-        eprintln!(
+        note!(
             "building {} rows in {} …",
             thousands(args.rows as u64),
             source.display()
@@ -247,7 +247,7 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
     let mut reference_rate = None;
     for (name, child_args, fresh_target) in cases {
         if !g.json {
-            eprintln!("{name} ({} runs) …", args.runs);
+            note!("{name} ({} runs) …", args.runs);
         }
         let refs: Vec<&str> = child_args.iter().map(String::as_str).collect();
         let mut times = Vec::new();
@@ -295,20 +295,20 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
             ]
         })
         .collect();
-    println!(
+    say!(
         "{} rows, source file {:.0} MB; seconds: median wall time of {} runs of the whole child process\n",
         thousands(args.rows as u64),
         mb,
         args.runs
     );
     if args.markdown {
-        println!("| case | seconds | rows/s | MB/s | peak RSS (MB) | × reference |");
-        println!("|---|---:|---:|---:|---:|---:|");
+        say!("| case | seconds | rows/s | MB/s | peak RSS (MB) | × reference |");
+        say!("|---|---:|---:|---:|---:|---:|");
         for r in &rows {
-            println!("| {} |", r.join(" | "));
+            say!("| {} |", r.join(" | "));
         }
     } else {
-        println!(
+        say!(
             "{}",
             table(
                 &[

@@ -149,7 +149,7 @@ async fn validate(g: &Global, file: &Path) -> Result<Outcome> {
             } else {
                 "warning"
             };
-            println!("{label}: {d}");
+            say!("{label}: {d}");
         }
     }
     if errors > 0 {
@@ -160,7 +160,7 @@ async fn validate(g: &Global, file: &Path) -> Result<Outcome> {
     }
     if !g.json {
         let defs = compiled.definitions.expect("no errors means definitions");
-        println!(
+        say!(
             "{} is valid: hub {}, {} location(s), {} channel(s)",
             file.display(),
             defs.hub.name,
@@ -179,9 +179,9 @@ async fn apply(g: &Global, file: &Path) -> Result<Outcome> {
         return Ok(Outcome::Ok);
     }
     for w in &warnings {
-        println!("warning: {w}");
+        say!("warning: {w}");
     }
-    println!(
+    say!(
         "applied {}{}",
         file.display(),
         if summary.hub_created {
@@ -190,19 +190,19 @@ async fn apply(g: &Global, file: &Path) -> Result<Outcome> {
             ""
         }
     );
-    println!(
+    say!(
         "  locations added:    {}",
         name_list(&summary.locations_added)
     );
-    println!(
+    say!(
         "  locations replaced: {}",
         name_list(&summary.locations_replaced)
     );
-    println!(
+    say!(
         "  channels added:     {}",
         name_list(&summary.channels_added)
     );
-    println!(
+    say!(
         "  channels replaced:  {}",
         name_list(&summary.channels_replaced)
     );
@@ -256,7 +256,7 @@ async fn locations(g: &Global) -> Result<Outcome> {
             ]
         })
         .collect();
-    println!(
+    say!(
         "{}",
         table(&["location", "class", "description", "properties"], rows)
     );
@@ -270,9 +270,9 @@ async fn test_location(g: &Global, location: &LocationName) -> Result<Outcome> {
     if g.json {
         json(&report)?;
     } else {
-        println!("location {location}: ok");
+        say!("location {location}: ok");
         for (k, v) in &report.discovered_props {
-            println!("  {k}: {v}");
+            say!("  {k}: {v}");
         }
     }
     Ok(Outcome::Ok)
@@ -319,7 +319,7 @@ async fn channels(g: &Global) -> Result<Outcome> {
             ]
         })
         .collect();
-    println!(
+    say!(
         "{}",
         table(
             &["channel", "tables", "location groups", "description"],
@@ -355,9 +355,9 @@ async fn show_channel(g: &Global, channel: &ChannelName) -> Result<Outcome> {
         }))?;
         return Ok(Outcome::Ok);
     }
-    println!("channel {} {}", c.name, c.description);
+    say!("channel {} {}", c.name, c.description);
     for (group, members) in &c.loc_groups {
-        println!(
+        say!(
             "  group {group}: {}",
             members
                 .iter()
@@ -395,7 +395,7 @@ async fn show_channel(g: &Global, channel: &ChannelName) -> Result<Outcome> {
             ]
         })
         .collect();
-    println!("{}", table(&["table", "base name", "columns"], rows));
+    say!("{}", table(&["table", "base name", "columns"], rows));
     let rows = c
         .actions
         .iter()
@@ -409,7 +409,7 @@ async fn show_channel(g: &Global, channel: &ChannelName) -> Result<Outcome> {
             ]
         })
         .collect();
-    println!(
+    say!(
         "{}",
         table(
             &["action", "location scope", "table scope", "parameters"],
@@ -423,25 +423,27 @@ fn print_plan(plan: &JobPlan, g: &Global) -> Result<()> {
     if g.json {
         return json(plan);
     }
-    println!(
+    say!(
         "plan of job {} ({} → {}); dry run: nothing was executed\n",
-        plan.job, plan.source, plan.target
+        plan.job,
+        plan.source,
+        plan.target
     );
     let statement = |s: &PlannedStatement| match s.repeat {
         Repeat::Once => format!("    {};", s.sql),
         Repeat::PerRow => format!("    {};   -- once per row", s.sql),
     };
     for t in &plan.tables {
-        println!("table {}: {} → {}", t.table, t.source_table, t.target_table);
-        println!("  at {}:", plan.source);
+        say!("table {}: {} → {}", t.table, t.source_table, t.target_table);
+        say!("  at {}:", plan.source);
         for s in &t.source_statements {
-            println!("{}", statement(s));
+            say!("{}", statement(s));
         }
-        println!("  at {}:", plan.target);
+        say!("  at {}:", plan.target);
         for s in &t.target_statements {
-            println!("{}", statement(s));
+            say!("{}", statement(s));
         }
-        println!();
+        say!();
     }
     Ok(())
 }
@@ -449,9 +451,10 @@ fn print_plan(plan: &JobPlan, g: &Global) -> Result<()> {
 /// Follows a running job: progress, Ctrl-C to cancel, then its outcome.
 async fn wait<R: Send + 'static>(mut running: RunningJob<R>, g: &Global, verb: &str) -> Result<R> {
     if !g.json {
-        eprintln!(
+        note!(
             "{verb} started: event {}, job {}",
-            running.event, running.job
+            running.event,
+            running.job
         );
     }
     let display = Display::choose(g.json);
@@ -469,7 +472,7 @@ async fn wait<R: Send + 'static>(mut running: RunningJob<R>, g: &Global, verb: &
         outcome = &mut running.done => outcome,
         _ = tokio::signal::ctrl_c() => {
             interrupted = true;
-            eprintln!("\ninterrupted: cancelling, uncommitted tables are rolled back…");
+            note!("\ninterrupted: cancelling, uncommitted tables are rolled back…");
             cancel.cancel();
             (&mut running.done).await
         }
@@ -546,14 +549,14 @@ pub fn print_refresh(summary: &RefreshSummary, g: &Global) -> Result<()> {
             ]
         })
         .collect();
-    println!(
+    say!(
         "{}",
         table(
             &["table", "state", "rows", "seconds", "rows/s", "error"],
             rows
         )
     );
-    println!("{} (event {})", summary.response, summary.event);
+    say!("{} (event {})", summary.response, summary.event);
     Ok(())
 }
 
@@ -644,7 +647,7 @@ pub fn print_compare(summary: &CompareSummary, g: &Global) -> Result<()> {
             "error",
         ]
     };
-    println!("{}", table(&headers, rows));
+    say!("{}", table(&headers, rows));
     for t in &summary.tables {
         let Some(d) = &t.diff else { continue };
         for (label, count, keys) in [
@@ -666,10 +669,10 @@ pub fn print_compare(summary: &CompareSummary, g: &Global) -> Result<()> {
             } else {
                 String::new()
             };
-            println!("{} {label}: {list}{suffix}", t.table);
+            say!("{} {label}: {list}{suffix}", t.table);
         }
     }
-    println!("{} (event {})", summary.response, summary.event);
+    say!("{} (event {})", summary.response, summary.event);
     Ok(())
 }
 
@@ -712,7 +715,7 @@ async fn status(g: &Global, channel: Option<&ChannelName>) -> Result<Outcome> {
             .first()
             .map(|t| (t.source.to_string(), t.target.to_string()))
             .unwrap_or_default();
-        println!("channel {c} ({src} → {tgt})");
+        say!("channel {c} ({src} → {tgt})");
         let count = |n: Option<u64>, e: &Option<String>| match (n, e) {
             (Some(n), _) => thousands(n),
             (None, Some(e)) => format!("error: {e}"),
@@ -745,7 +748,7 @@ async fn status(g: &Global, channel: Option<&ChannelName>) -> Result<Outcome> {
                 ]
             })
             .collect();
-        println!(
+        say!(
             "{}",
             table(
                 &[
@@ -795,7 +798,7 @@ async fn events(g: &Global, args: EventListArgs) -> Result<Outcome> {
             ]
         })
         .collect();
-    println!(
+    say!(
         "{}",
         table(
             &["event", "type", "state", "channel", "user", "response"],
@@ -833,19 +836,19 @@ async fn show_event(g: &Global, event: sluice_model::EventId) -> Result<Outcome>
         json(&e)?;
         return Ok(Outcome::Ok);
     }
-    println!("event {} ({}, {})", e.id, e.event_type, e.state);
-    println!("  user: {}", e.user);
-    println!("  description: {}", e.description);
+    say!("event {} ({}, {})", e.id, e.event_type, e.state);
+    say!("  user: {}", e.user);
+    say!("  description: {}", e.description);
     if let Some(job) = &e.job {
-        println!("  job: {job}");
+        say!("  job: {job}");
     }
-    println!(
+    say!(
         "  started: {}  finished: {}",
         when(Some(e.start)),
         when(e.finish)
     );
     if let Some(r) = &e.response {
-        println!("  response: {r}");
+        say!("  response: {r}");
     }
     if !e.results.is_empty() {
         let rows = e
@@ -862,7 +865,7 @@ async fn show_event(g: &Global, event: sluice_model::EventId) -> Result<Outcome>
                 ]
             })
             .collect();
-        println!("{}", table(&["table", "result", "value"], rows));
+        say!("{}", table(&["table", "result", "value"], rows));
     }
     Ok(Outcome::Ok)
 }
@@ -880,7 +883,7 @@ async fn event_log(g: &Global, event: sluice_model::EventId) -> Result<Outcome> 
         json(&value)?;
     } else {
         for (t, m) in lines {
-            println!("{} {m}", t.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+            say!("{} {m}", t.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
         }
     }
     Ok(Outcome::Ok)
@@ -907,7 +910,7 @@ async fn jobs(g: &Global) -> Result<Outcome> {
             ]
         })
         .collect();
-    println!(
+    say!(
         "{}",
         table(
             &[

@@ -5,6 +5,23 @@
 //! 3 a compare found differences; 4 the job is already running; 130 interrupted (Ctrl-C), with every
 //! table not yet committed left as it was.
 
+/// Writes a line to stderr. A closed stderr (a reader that went away) never stops the work or
+/// its bookkeeping, so write errors are ignored.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// Writes a line to stdout, ignoring a closed pipe (`sluice event list | head -1`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod commands;
 mod output;
@@ -168,7 +185,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            note!("error: cannot start the runtime: {e}");
             return ExitCode::from(1);
         }
     };

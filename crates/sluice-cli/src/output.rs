@@ -57,7 +57,7 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 
 /// Prints `value` as pretty JSON.
 pub fn json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    say!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -86,16 +86,16 @@ pub fn rate(rows: u64, seconds: f64) -> String {
 /// code.
 pub fn report_error(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<Interrupted>().is_some() {
-        eprintln!("error: {error}");
+        note!("error: {error}");
         return 130;
     }
     let service = error.chain().find_map(|e| e.downcast_ref::<ServiceError>());
     if let Some(service) = service {
         for d in service.diagnostics() {
-            eprintln!("{d}");
+            note!("{d}");
         }
     }
-    eprintln!("error: {error:#}");
+    note!("error: {error:#}");
     match service.map(ServiceError::kind) {
         Some(ServiceErrorKind::Invalid | ServiceErrorKind::NotFound) => 2,
         Some(ServiceErrorKind::Conflict) => 4,

@@ -98,8 +98,8 @@ pub async fn follow(mut progress: UnboundedReceiver<Progress>, display: Display,
                 let now = Instant::now();
                 last_line.insert(table.to_string(), (now, now));
                 match total_rows {
-                    Some(n) => eprintln!("{table}: {verb} started ({} rows)", thousands(n)),
-                    None => eprintln!("{table}: {verb} started"),
+                    Some(n) => note!("{table}: {verb} started ({} rows)", thousands(n)),
+                    None => note!("{table}: {verb} started"),
                 }
             }
             (Display::Lines, Progress::Advanced { table, rows, .. }) => {
@@ -107,7 +107,7 @@ pub async fn follow(mut progress: UnboundedReceiver<Progress>, display: Display,
                     && last.elapsed() >= LINE_EVERY
                 {
                     *last = Instant::now();
-                    eprintln!(
+                    note!(
                         "{table}: {} rows ({} rows/s)",
                         thousands(rows),
                         rate(rows, started.elapsed().as_secs_f64())
@@ -124,7 +124,7 @@ pub async fn follow(mut progress: UnboundedReceiver<Progress>, display: Display,
                 },
             ) => {
                 let how = if ok { "finished" } else { "stopped" };
-                eprintln!(
+                note!(
                     "{table}: {verb} {how}, {} rows in {seconds:.2} s ({} rows/s)",
                     thousands(rows),
                     rate(rows, seconds)

@@ -365,7 +365,7 @@ channels:
 
 fn step(g: &Global, n: usize, text: impl std::fmt::Display) {
     if !g.json {
-        println!("[{n}/7] {text}");
+        say!("[{n}/7] {text}");
     }
 }
 
@@ -407,7 +407,7 @@ pub async fn run(args: QuickstartArgs, g: &Global) -> Result<Outcome> {
     std::fs::create_dir_all(&args.dir).with_context(|| format!("create {}", args.dir.display()))?;
     let dir = args.dir.canonicalize()?;
     if !g.json {
-        println!("sluice quickstart in {}\n", dir.display());
+        say!("sluice quickstart in {}\n", dir.display());
     }
     let t = Instant::now();
     let shop = dir.join("shop.db");
@@ -515,7 +515,7 @@ pub async fn run(args: QuickstartArgs, g: &Global) -> Result<Outcome> {
         }))?;
         return Ok(Outcome::Ok);
     }
-    println!("\nfirst refresh, shop → warehouse:");
+    say!("\nfirst refresh, shop → warehouse:");
     let rows = first
         .tables
         .iter()
@@ -528,23 +528,21 @@ pub async fn run(args: QuickstartArgs, g: &Global) -> Result<Outcome> {
             ]
         })
         .collect();
-    println!("{}", table(&["table", "rows", "seconds", "rows/s"], rows));
-    println!(
+    say!("{}", table(&["table", "rows", "seconds", "rows/s"], rows));
+    say!(
         "\nquickstart finished in {:.1} s. Next, try:",
         started.elapsed().as_secs_f64()
     );
     let cd = std::env::current_dir()
         .ok()
         .and_then(|cwd| dir.strip_prefix(&cwd).ok().map(Path::to_path_buf));
-    println!("  cd {}", cd.unwrap_or(dir).display());
-    println!(
-        "  sluice status                          # rows at both ends, last refresh and compare"
-    );
-    println!("  sluice compare sales --rowwise         # row by row, listing differing keys");
-    println!("  sluice refresh sales --dry-run         # every statement a refresh would run");
-    println!("  sluice refresh sales --tables orders --strategy staging_swap");
-    println!("  sluice event list                      # what each operation did");
-    println!("  sluice channel show sales");
+    say!("  cd {}", cd.unwrap_or(dir).display());
+    say!("  sluice status                          # rows at both ends, last refresh and compare");
+    say!("  sluice compare sales --rowwise         # row by row, listing differing keys");
+    say!("  sluice refresh sales --dry-run         # every statement a refresh would run");
+    say!("  sluice refresh sales --tables orders --strategy staging_swap");
+    say!("  sluice event list                      # what each operation did");
+    say!("  sluice channel show sales");
     Ok(Outcome::Ok)
 }
 

@@ -513,17 +513,22 @@ fn a_target_that_cannot_be_written_is_an_error_and_stays_unchanged() {
     assert!(text.contains("not a usable SQLite database"), "{text}");
 }
 
-#[test]
-fn interrupting_a_refresh_rolls_the_table_back() {
-    let env = Env::new();
-    env.setup("tgt.db");
-    env.sluice().args(["refresh", "shop"]).assert().success();
-    // Make orders big enough that the refresh is still running when interrupted.
+/// Makes `orders` big enough that a refresh of it is still running a second later.
+fn grow_orders(env: &Env) {
     env.sql(
         "src.db",
         "WITH RECURSIVE n(x) AS (SELECT 10 UNION ALL SELECT x + 1 FROM n LIMIT 3000000)
          INSERT INTO orders SELECT x, 'bulk ' || x, '1.00', '2024-01-01 00:00:00' FROM n;",
     );
+}
+
+/// Starts `sluice refresh shop --tables orders` and returns once its table has started.
+fn start_long_refresh(
+    env: &Env,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sluice"))
         .current_dir(env.dir.path())
         .env("SLUICE_HOME", env.path(".sluice"))
@@ -532,7 +537,6 @@ fn interrupting_a_refresh_rolls_the_table_back() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait for the table to start, then interrupt.
     let stderr = child.stderr.take().unwrap();
     let mut reader = std::io::BufRead::lines(std::io::BufReader::new(stderr));
     loop {
@@ -544,12 +548,26 @@ fn interrupting_a_refresh_rolls_the_table_back() {
             break;
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
+    (child, reader)
+}
+
+fn interrupt(child: &std::process::Child) {
     let killed = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
+}
+
+#[test]
+fn interrupting_a_refresh_rolls_the_table_back() {
+    let env = Env::new();
+    env.setup("tgt.db");
+    env.sluice().args(["refresh", "shop"]).assert().success();
+    grow_orders(&env);
+    let (mut child, reader) = start_long_refresh(&env);
+    std::thread::sleep(Duration::from_millis(300));
+    interrupt(&child);
     let rest: Vec<String> = reader.map(Result::unwrap).collect();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{rest:?}");
@@ -568,6 +586,58 @@ fn interrupting_a_refresh_rolls_the_table_back() {
     );
     assert_eq!(events[0]["state"], "CANCELED");
     // The job is free again.
+    env.sluice()
+        .args(["refresh", "shop", "--tables", "lines"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn a_job_runs_once_at_a_time() {
+    let env = Env::new();
+    env.setup("tgt.db");
+    env.sluice()
+        .args(["refresh", "shop", "--tables", "lines"])
+        .assert()
+        .success();
+    grow_orders(&env);
+    let (mut child, reader) = start_long_refresh(&env);
+    let events = json(
+        &env.sluice()
+            .args([
+                "event", "list", "--json", "--type", "Refresh", "--state", "ACTIVE",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let running = events[0]["id"].as_str().unwrap().to_owned();
+    let out = env
+        .sluice()
+        .args(["refresh", "shop", "--tables", "lines"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let last = stderr_lines(&out).pop().unwrap();
+    assert!(
+        last.contains("job shop-refr-src-tgt is already running as event")
+            && last.contains(&running),
+        "{last}"
+    );
+    assert_eq!(
+        last.matches("already running").count(),
+        1,
+        "the message is not repeated: {last}"
+    );
+    // A compare of the same channel is another job and may run meanwhile.
+    env.sluice()
+        .args(["compare", "shop", "--tables", "lines"])
+        .assert()
+        .success();
+    // Close the child's stderr before it ends: its notices must not stop it from ending the job.
+    drop(reader);
+    interrupt(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(130));
     env.sluice()
         .args(["refresh", "shop", "--tables", "lines"])
         .assert()

@@ -75,6 +75,17 @@ impl RepoError {
     pub fn kind(&self) -> RepoErrorKind {
         self.kind
     }
+
+    /// The message and the underlying error, for wrapping this error without repeating it.
+    pub fn into_parts(
+        self,
+    ) -> (
+        RepoErrorKind,
+        String,
+        Option<Box<dyn std::error::Error + Send + Sync>>,
+    ) {
+        (self.kind, self.message, self.source)
+    }
 }
 
 /// Results of repository calls.

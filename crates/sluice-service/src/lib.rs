@@ -104,12 +104,18 @@ impl ServiceError {
 
 impl From<RepoError> for ServiceError {
     fn from(error: RepoError) -> Self {
-        let kind = match error.kind() {
+        let (kind, message, source) = error.into_parts();
+        let kind = match kind {
             RepoErrorKind::NotFound => ServiceErrorKind::NotFound,
             RepoErrorKind::Conflict => ServiceErrorKind::Conflict,
             _ => ServiceErrorKind::Repository,
         };
-        ServiceError::new(kind, error.to_string()).with_source(error)
+        ServiceError {
+            kind,
+            message,
+            diagnostics: Vec::new(),
+            source,
+        }
     }
 }
 
