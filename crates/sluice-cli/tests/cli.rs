@@ -644,6 +644,63 @@ fn a_job_runs_once_at_a_time() {
         .success();
 }
 
+/// The values SQLite would change on the way (or cannot hold), each in its own table of one refresh:
+/// every such table fails naming column and key and keeps its target; the rest go through.
+#[test]
+fn values_sqlite_would_change_fail_their_table_and_change_nothing() {
+    let env = Env::new();
+    env.sql(
+        "src.db",
+        "CREATE TABLE zips (id INTEGER PRIMARY KEY, zip TEXT); INSERT INTO zips VALUES (1, '007'), (2, '1e3');
+         CREATE TABLE loose (id INTEGER PRIMARY KEY, v); INSERT INTO loose VALUES (1, 'text'), (2, 5);
+         CREATE TABLE floats (id INTEGER PRIMARY KEY, f REAL); INSERT INTO floats VALUES (1, 1.5), (2, 'NaN');
+         CREATE TABLE stamps (id INTEGER PRIMARY KEY, at DATETIME); INSERT INTO stamps VALUES (1, '2024-01-01 00:00:00.12345678999');
+         CREATE TABLE dkeys (id DECIMAL(20,0) PRIMARY KEY, v TEXT); INSERT INTO dkeys VALUES (9, 'nine'), (10, 'ten'), (-3, 'minus');",
+    );
+    env.sql("tgt.db", "CREATE TABLE zips (id INTEGER PRIMARY KEY, zip STRING); INSERT INTO zips VALUES (9, 'kept');");
+    env.write(
+        "defs.yaml",
+        &definitions("tgt.db").replace("      orders: {}\n      lines: {}\n", "      zips: {}\n      loose: {}\n      floats: {}\n      stamps: {}\n      dkeys: {}\n"),
+    );
+    env.sluice().args(["apply", "defs.yaml"]).assert().success();
+    let out = env
+        .sluice()
+        .args(["refresh", "shop", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let summary = json(&out.stdout);
+    let table = |name: &str| {
+        summary["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == name)
+            .unwrap()
+            .clone()
+    };
+    for (name, needles) in [
+        ("zips", vec!["(id=1)", "column zip", "numeric affinity"]),
+        ("loose", vec!["(id=2)", "column v", "no declared type"]),
+        ("floats", vec!["(id=2)", "column f", "NaN"]),
+        ("stamps", vec!["(id=1)", "column at", "ISO-8601"]),
+    ] {
+        let t = table(name);
+        assert_eq!(t["state"], "FAILED", "{name}: {t}");
+        let error = t["error"].as_str().unwrap();
+        for needle in needles {
+            assert!(error.contains(needle), "{name}: {needle:?} not in {error}");
+        }
+    }
+    assert_eq!(table("dkeys")["state"], "DONE");
+    assert_eq!(env.rows("tgt.db", "SELECT zip FROM zips"), vec!["kept"]);
+    // Decimal keys kept as digits in the target still merge in numeric order.
+    env.sluice()
+        .args(["compare", "shop", "--rowwise", "--tables", "dkeys"])
+        .assert()
+        .success();
+}
+
 fn quickstart(dir: &Path) -> std::process::Output {
     let mut cmd = Command::cargo_bin("sluice").unwrap();
     cmd.current_dir(dir)

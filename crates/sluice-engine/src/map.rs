@@ -113,6 +113,11 @@ pub fn convert(value: Value, to: DataType) -> Result<Value, String> {
             ),
             DataType::Bytes => Value::Bytes(s.into_bytes()),
             DataType::Numeric | DataType::Decimal { .. } => {
+                // Only a plain literal is the same number as text: `007`, `1e3` or ` 5` would be
+                // reinterpreted, not carried.
+                if !is_plain_number(&s) {
+                    return Err("the text is not a plain decimal number".to_owned());
+                }
                 let d = Decimal::parse(&s).map_err(|_| "the text is not a number".to_owned())?;
                 convert(Value::Decimal(d), to)?
             }
@@ -137,6 +142,17 @@ pub fn convert(value: Value, to: DataType) -> Result<Value, String> {
         (Value::TimestampTz(ts), DataType::Timestamp) => Value::Timestamp(ts.naive_utc()),
         (v, _) => return Err(cannot(&v)),
     })
+}
+
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?`: a number written the one way it reads back.
+fn is_plain_number(s: &str) -> bool {
+    let body = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = body.split_once('.').unwrap_or((body, "0"));
+    !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && (int == "0" || !int.starts_with('0'))
+        && !frac.is_empty()
+        && frac.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn fit_varchar(s: String, n: u32) -> Result<Value, String> {
@@ -395,6 +411,16 @@ mod tests {
                 .contains("4 characters")
         );
         assert!(convert(Value::Text("{".into()), DataType::Json).is_err());
+        for reinterpreted in ["007", "1e3", " 5", "+5", "5.", ".5", "0x10"] {
+            assert!(
+                convert(Value::Text(reinterpreted.into()), DataType::Numeric).is_err(),
+                "{reinterpreted}"
+            );
+        }
+        assert_eq!(
+            convert(Value::Text("-12.50".into()), DataType::Numeric).unwrap(),
+            dec("-12.5")
+        );
         assert!(convert(Value::Date(chrono::NaiveDate::MIN), DataType::Int64).is_err());
     }
 

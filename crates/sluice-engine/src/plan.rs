@@ -212,6 +212,7 @@ fn read_columns(spec: &TableSpec, resolved: &Resolved) -> Vec<(usize, ColumnDef)
             let mut c = c.clone();
             if let Some(found) = find_column(&resolved.source_schema, &c.name) {
                 c.name = found.name.clone();
+                c.native_type = found.native_type.clone();
             }
             (i, c)
         })
@@ -420,6 +421,7 @@ pub async fn plan_compare_table(
         let mut on_source = column.clone();
         if let Some(found) = find_column(&resolved.source_schema, &column.name) {
             on_source.name = found.name.clone();
+            on_source.native_type = found.native_type.clone();
         }
         source_columns.push(on_source);
         target_columns.push(on_target.clone());

@@ -86,6 +86,9 @@ impl Parser<'_> {
             self.i += 1;
         }
         let token = std::str::from_utf8(&self.b[start..self.i]).map_err(|_| ())?;
+        if !is_json_number(token) {
+            return Err(());
+        }
         let d = Decimal::parse(token).map_err(|_| ())?;
         out.extend_from_slice(d.as_str().as_bytes());
         Ok(())
@@ -229,6 +232,37 @@ impl Parser<'_> {
     }
 }
 
+/// JSON's number grammar, `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, with the exponent kept
+/// within ±400 so that a canonical number stays short (a larger one is hashed as written).
+fn is_json_number(token: &str) -> bool {
+    let b = token.strip_prefix('-').unwrap_or(token).as_bytes();
+    let int_len = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if int_len == 0 || (int_len > 1 && b[0] == b'0') {
+        return false;
+    }
+    let mut rest = &b[int_len..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &frac[n..];
+    }
+    if let Some(exp) = rest.strip_prefix(b"e").or_else(|| rest.strip_prefix(b"E")) {
+        let digits = exp
+            .strip_prefix(b"+")
+            .or_else(|| exp.strip_prefix(b"-"))
+            .unwrap_or(exp);
+        let n = digits.iter().take_while(|c| c.is_ascii_digit()).count();
+        let small = std::str::from_utf8(&digits[..n])
+            .ok()
+            .and_then(|d| d.parse::<u32>().ok())
+            .is_some_and(|e| e <= 400);
+        return n > 0 && n == digits.len() && small;
+    }
+    rest.is_empty()
+}
+
 /// Writes a JSON string with only the escapes JSON requires.
 fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
@@ -289,6 +323,16 @@ mod tests {
         ] {
             assert!(canon(bad).is_none(), "{bad:?}");
         }
+        for bad in ["01", "1.", ".5", "+1", "1e", "1e4000", "-", "[01]"] {
+            assert!(
+                canon(bad).is_none(),
+                "{bad:?} is not JSON (or too large to canonicalise)"
+            );
+        }
+        assert_eq!(
+            canon("[1e400, -0.0, 1E+2]").unwrap(),
+            "[1e400,0,100]".replace("1e400", &format!("1{}", "0".repeat(400)))
+        );
         let deep = "[".repeat(600) + &"]".repeat(600);
         assert!(canon(&deep).is_none(), "deep nesting is refused");
     }

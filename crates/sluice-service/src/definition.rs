@@ -97,7 +97,7 @@ pub fn parse_file(path: &Path) -> Result<Json, Vec<Diagnostic>> {
 /// Parses definitions text as JSON or YAML.
 pub fn parse_text(text: &str, json: bool) -> Result<Json, Vec<Diagnostic>> {
     let parsed: Result<Json, String> = if json {
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
+        strict_json(text).map_err(|e| format!("invalid JSON: {e}"))
     } else {
         serde_saphyr::from_str(text).map_err(|e| {
             let first = e.to_string();
@@ -117,6 +117,69 @@ pub fn parse_text(text: &str, json: bool) -> Result<Json, Vec<Diagnostic>> {
             message,
         }]
     })
+}
+
+/// Parses JSON like `serde_json::from_str`, but a key repeated in one object is an error (serde_json
+/// keeps the last one silently; YAML files already refuse duplicates).
+fn strict_json(text: &str) -> Result<Json, serde_json::Error> {
+    use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+
+    struct Strict;
+
+    impl<'de> DeserializeSeed<'de> for Strict {
+        type Value = Json;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Strict {
+        type Value = Json;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+            Ok(Json::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+            Ok(Json::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+            Ok(Json::from(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
+            Ok(Json::from(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+            Ok(Json::String(v.to_owned()))
+        }
+        fn visit_unit<E>(self) -> Result<Json, E> {
+            Ok(Json::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element_seed(Strict)? {
+                items.push(item);
+            }
+            Ok(Json::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+            let mut object = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if object.contains_key(&key) {
+                    return Err(A::Error::custom(format!("duplicate key {key:?}")));
+                }
+                let value = map.next_value_seed(Strict)?;
+                object.insert(key, value);
+            }
+            Ok(Json::Object(object))
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = Strict.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
 }
 
 /// What compile may consult besides the document.
@@ -1090,6 +1153,12 @@ channels:
         let errors = parse_text("hub: x\nlocations: [a,\n", false).unwrap_err();
         assert!(
             errors[0].message.starts_with("invalid YAML: line 2"),
+            "{}",
+            errors[0]
+        );
+        let errors = parse_text(r#"{"hub": "a", "locations": {}, "hub": "b"}"#, true).unwrap_err();
+        assert!(
+            errors[0].message.contains("duplicate key \"hub\""),
             "{}",
             errors[0]
         );

@@ -23,7 +23,7 @@ use sluice_model::{
     BatchLimits, ChannelName, ColumnName, Condition, EventId, EventState, EventType, HubName,
     JobName, LocationName, ResultName, SchemaName, TableName,
 };
-use sluice_repo::{EventResult, NewEvent};
+use sluice_repo::{EventResult, NewEvent, RepoErrorKind};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -189,6 +189,8 @@ struct Claimed {
     event: EventId,
     /// Stops the heartbeat.
     stop: CancellationToken,
+    /// Cancels the job (the heartbeat fires it when the claim is lost).
+    cancel: CancellationToken,
     source: Arc<dyn Connector>,
     target: Arc<dyn Connector>,
 }
@@ -541,20 +543,32 @@ impl HubService {
             tracing::warn!(job = %job, event = %abandoned, "took over a job whose process had stopped");
         }
         let stop = CancellationToken::new();
-        let (service, hub, heartbeat_job, token) =
-            (self.clone(), r.hub.clone(), job.clone(), stop.clone());
+        let cancel = CancellationToken::new();
+        let (service, hub, heartbeat_job, token, job_cancel) = (
+            self.clone(),
+            r.hub.clone(),
+            job.clone(),
+            stop.clone(),
+            cancel.clone(),
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT);
             tick.tick().await;
             loop {
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = tick.tick() => {
-                        if let Err(error) = service.repo().heartbeat(&hub, &heartbeat_job, &service.inner.owner).await {
-                            tracing::error!(job = %heartbeat_job, error = %error, "lost the job");
+                    _ = tick.tick() => match service.repo().heartbeat(&hub, &heartbeat_job, &service.inner.owner).await {
+                        Ok(()) => {}
+                        Err(error) if error.kind() == RepoErrorKind::Conflict => {
+                            // Another process took the job over: stop writing at once.
+                            tracing::error!(job = %heartbeat_job, error = %error, "lost the job; cancelling");
+                            job_cancel.cancel();
                             break;
                         }
-                    }
+                        Err(error) => {
+                            tracing::warn!(job = %heartbeat_job, error = %error, "heartbeat failed; retrying");
+                        }
+                    },
                 }
             }
         });
@@ -563,6 +577,7 @@ impl HubService {
             Ok((source, target)) => Ok(Claimed {
                 event,
                 stop,
+                cancel,
                 source,
                 target,
             }),
@@ -604,10 +619,10 @@ impl HubService {
         F: std::future::Future<Output = Result<R>> + Send + 'static,
     {
         let (tx, rx) = unbounded_channel();
-        let cancel = CancellationToken::new();
         let Claimed {
             event,
             stop,
+            cancel,
             source,
             target,
         } = claimed;
@@ -621,9 +636,23 @@ impl HubService {
             cancel: cancel.clone(),
         };
         let work = work(self.clone(), run);
+        let (service, hub) = (self.clone(), r.hub.clone());
+        let job_name = job.clone();
         let done = tokio::spawn(async move {
             let result = work.await;
             stop.cancel();
+            if let Err(error) = &result {
+                // The run stopped on an error of its own bookkeeping (the repository, a lost claim):
+                // end its event if it is still ours and still ACTIVE.
+                let response = chain(error);
+                if let Err(repo_error) = service
+                    .repo()
+                    .finish_job(&hub, &job_name, event, EventState::Failed, &response)
+                    .await
+                {
+                    tracing::error!(job = %job_name, error = %repo_error, "could not end the event");
+                }
+            }
             result
         });
         RunningJob {
@@ -632,6 +661,23 @@ impl HubService {
             progress: rx,
             cancel,
             done,
+        }
+    }
+
+    /// Confirms this process still holds the job before it writes another table.
+    async fn check_claim(
+        &self,
+        hub: &HubName,
+        job: &JobName,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        match self.repo().heartbeat(hub, job, &self.inner.owner).await {
+            Err(error) if error.kind() == RepoErrorKind::Conflict => {
+                cancel.cancel();
+                Err(error.into())
+            }
+            // A passing repository error: the next heartbeat retries.
+            _ => Ok(()),
         }
     }
 
@@ -718,6 +764,7 @@ impl HubService {
         let repo = self.repo();
         let mut tables = Vec::new();
         for plan in plans {
+            self.check_claim(hub, job, cancel).await?;
             let name = plan.name.clone();
             repo.put_results(
                 event,
@@ -905,6 +952,7 @@ impl HubService {
         let repo = self.repo();
         let mut tables = Vec::new();
         for plan in plans {
+            self.check_claim(hub, job, cancel).await?;
             let name = plan.name.clone();
             repo.put_results(
                 event,

@@ -123,7 +123,8 @@ impl From<RepoError> for ServiceError {
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 /// How long a running job may go without a heartbeat before another process may take it over.
-const STALE_AFTER: Duration = Duration::from_secs(30);
+/// Longer than the repository's lock wait (30 s), so a busy repository never looks like a dead job.
+const STALE_AFTER: Duration = Duration::from_secs(60);
 /// How often a running job sends its heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 

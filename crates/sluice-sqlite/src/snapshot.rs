@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 use sluice_connector::{ConnectorError, PlannedStatement, ReadRequest, Result, Snapshot};
-use sluice_model::{ColumnDef, Condition, RowBatch, TableRef, Value};
+use sluice_model::{ColumnDef, Condition, DataType, RowBatch, TableRef, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -11,7 +11,10 @@ use crate::config::SqliteConfig;
 use crate::connect::open_read;
 use crate::error::sqlite_error;
 use crate::introspect::table_schema;
-use crate::types::{decode, quote_ident, quote_table};
+use crate::types::{Storage, decode, decode_untyped, quote_ident, quote_table, storage_of};
+
+/// Reads one stored value as a data type.
+type Decoder = for<'a> fn(rusqlite::types::ValueRef<'a>, DataType) -> Result<Value, String>;
 
 /// Batches in flight between the reading thread and the consumer.
 const CHANNEL_BATCHES: usize = 2;
@@ -35,20 +38,35 @@ pub(crate) fn select_sql(request: &ReadRequest) -> String {
         let order: Vec<String> = request
             .key
             .iter()
-            .map(|&k| {
-                let column = &request.columns[k];
-                // Text keys sort bytewise whatever collation the column declares, which is the
-                // order the engine merges in.
-                if column.data_type.is_text() {
-                    format!("{} COLLATE BINARY", quote_ident(column.name.as_str()))
-                } else {
-                    quote_ident(column.name.as_str())
-                }
-            })
+            .map(|&k| order_term(&request.columns[k]))
             .collect();
         sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
     }
     sql
+}
+
+/// How a key column sorts in the order the engine merges in.
+fn order_term(column: &ColumnDef) -> String {
+    let c = quote_ident(column.name.as_str());
+    let stored_as_text = column.native_type.as_deref().map(storage_of) == Some(Storage::Text);
+    match column.data_type {
+        // Text sorts bytewise whatever collation the column declares.
+        ty if ty.is_text() => format!("{c} COLLATE BINARY"),
+        // Decimals kept as their digits (DECIMAL_TEXT) sort by number: sign, then the length of the
+        // integer part, then the digits (negatives in reverse), which is numeric order for
+        // canonical text.
+        DataType::Numeric | DataType::Decimal { .. } if stored_as_text => {
+            let negative = format!("substr({c}, 1, 1) = '-'");
+            let int_len = format!(
+                "length(CASE WHEN instr({c}, '.') > 0 THEN substr({c}, 1, instr({c}, '.') - 1) ELSE {c} END)"
+            );
+            format!(
+                "CASE WHEN {negative} THEN 0 ELSE 1 END, CASE WHEN {negative} THEN -{int_len} ELSE {int_len} END, \
+                 CASE WHEN {negative} THEN NULL ELSE {c} END COLLATE BINARY, CASE WHEN {negative} THEN {c} END COLLATE BINARY DESC"
+            )
+        }
+        _ => c,
+    }
 }
 
 /// The statements of a read, in order.
@@ -149,6 +167,15 @@ fn read_on_thread(
     }
     let width = request.columns.len();
     let types: Vec<_> = request.columns.iter().map(|c| c.data_type).collect();
+    // Columns declared without a type can hold any kind of value: read them strictly.
+    let readers: Vec<Decoder> = request
+        .columns
+        .iter()
+        .map(|c| match c.native_type.as_deref() {
+            Some(t) if t.trim().is_empty() => decode_untyped as Decoder,
+            _ => decode as Decoder,
+        })
+        .collect();
     let mut batch = RowBatch::new(width, request.limits);
     let mut row_values: Vec<Value> = Vec::with_capacity(width);
     while let Some(row) = rows
@@ -160,7 +187,7 @@ fn read_on_thread(
             let raw = row
                 .get_ref(i)
                 .map_err(|e| sqlite_error(e, format_args!("read {table}")))?;
-            match decode(raw, *ty) {
+            match readers[i](raw, *ty) {
                 Ok(v) => row_values.push(v),
                 Err(reason) => {
                     // Decode the key columns on their own to name the row.

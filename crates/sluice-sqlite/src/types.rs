@@ -34,6 +34,11 @@ pub fn quote_ident(name: &str) -> String {
     out
 }
 
+/// Quotes a string literal: `'text'`, with embedded quotes doubled.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// Quotes a table reference: `"schema"."name"` or `"name"`.
 pub fn quote_table(table: &TableRef) -> String {
     match &table.schema {
@@ -223,6 +228,21 @@ fn text_of<'a>(v: &ValueRef<'a>) -> Option<&'a str> {
 /// Integers a double holds exactly: |i| ≤ 2^53.
 const F64_EXACT_INT: i64 = 1 << 53;
 
+/// Reads a value of a column with no declared type, which SQLite lets hold any kind of value: it is
+/// read as text, so only text may be in it; anything else would change kind on the way (an integer
+/// would arrive as text), so it is refused with advice.
+pub fn decode_untyped(v: ValueRef<'_>, ty: DataType) -> Result<Value, String> {
+    match v {
+        ValueRef::Null | ValueRef::Text(_) => decode(v, ty),
+        _ if ty != DataType::Text => decode(v, ty),
+        other => Err(format!(
+            "the column has no declared type and holds a {} value; declare the column's type in the \
+             channel (cols) so it is carried as that type",
+            storage_class(&other)
+        )),
+    }
+}
+
 /// Reads a stored value as `ty`. The error explains why it cannot be read (without the value).
 pub fn decode(v: ValueRef<'_>, ty: DataType) -> Result<Value, String> {
     let wrong = || format!("a {} value cannot be read as {ty}", storage_class(&v));
@@ -292,10 +312,11 @@ pub fn decode(v: ValueRef<'_>, ty: DataType) -> Result<Value, String> {
             _ => return Err(wrong()),
         }),
         DataType::Text | DataType::Varchar(_) => Value::Text(match v {
-            ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8(t.to_vec())
-                .map_err(|_| format!("a {} value is not valid UTF-8", storage_class(&v)))?,
+            ValueRef::Text(t) => String::from_utf8(t.to_vec())
+                .map_err(|_| "a TEXT value is not valid UTF-8".to_owned())?,
             ValueRef::Integer(i) => i.to_string(),
             ValueRef::Real(r) => r.to_string(),
+            ValueRef::Blob(_) => return Err(wrong()),
             ValueRef::Null => unreachable!("NULL returned above"),
         }),
         DataType::Bytes => Value::Bytes(match v {
@@ -393,6 +414,13 @@ fn timestamp_prefix(b: &[u8]) -> Option<(NaiveDateTime, usize)> {
     Some((date.and_time(time), 11 + used))
 }
 
+/// Whether a fraction of a second has more than 9 digits (nanoseconds), which chrono would drop.
+fn fraction_too_long(t: &str) -> bool {
+    t.split('.')
+        .skip(1)
+        .any(|after| after.bytes().take_while(u8::is_ascii_digit).count() > 9)
+}
+
 fn parse_date(t: &str) -> Option<NaiveDate> {
     let t = t.trim();
     if t.len() == 10
@@ -405,6 +433,9 @@ fn parse_date(t: &str) -> Option<NaiveDate> {
 
 fn parse_time(t: &str) -> Option<NaiveTime> {
     let t = t.trim();
+    if fraction_too_long(t) {
+        return None;
+    }
     if let Some((time, used)) = time_prefix(t.as_bytes())
         && used == t.len()
     {
@@ -417,6 +448,9 @@ fn parse_time(t: &str) -> Option<NaiveTime> {
 
 fn parse_timestamp(t: &str) -> Option<NaiveDateTime> {
     let t = t.trim();
+    if fraction_too_long(t) {
+        return None;
+    }
     if let Some((ts, used)) = timestamp_prefix(t.as_bytes())
         && used == t.len()
     {
@@ -435,6 +469,9 @@ fn parse_timestamp(t: &str) -> Option<NaiveDateTime> {
 
 fn parse_timestamptz(t: &str) -> Option<DateTime<Utc>> {
     let t = t.trim();
+    if fraction_too_long(t) {
+        return None;
+    }
     // The fast path: a timestamp then `Z`, `+HH:MM` or `-HH:MM`.
     if let Some((ts, used)) = timestamp_prefix(t.as_bytes()) {
         let zone = &t.as_bytes()[used..];
@@ -539,10 +576,56 @@ fn decimal_as_number(d: &Decimal) -> Option<SqlValue> {
         return Some(SqlValue::Integer(i));
     }
     let f = d.to_f64();
-    // Up to 15 significant digits always survive a double and its shortest printing; beyond that,
-    // check.
-    (d.significant_digits() <= 15 || Decimal::from_f64(f).as_ref() == Some(d))
-        .then_some(SqlValue::Real(f))
+    // Up to 15 significant digits survive a double and its shortest printing, as long as the value
+    // is within the normal range (tiny values lose digits or underflow); otherwise, check.
+    let normal = if f == 0.0 {
+        d.significant_digits() == 0
+    } else {
+        f.abs() >= f64::MIN_POSITIVE * 1e16
+    };
+    let exact = if d.significant_digits() <= 15 && normal && f.is_finite() {
+        true
+    } else {
+        Decimal::from_f64(f).as_ref() == Some(d)
+    };
+    exact.then_some(SqlValue::Real(f))
+}
+
+/// SQLite stores NaN as NULL.
+const NAN_REFUSED: &str = "SQLite cannot store NaN (it would become NULL)";
+
+/// Whether SQLite's NUMERIC affinity would turn `text` into a number that reads back as different
+/// text. SQLite converts text that is a well-formed integer or real literal, surrounding blanks
+/// allowed (manual, "Datatypes In SQLite" §3); an integer reads back without leading zeros or sign,
+/// a real as its shortest form.
+fn numeric_affinity_changes(text: &str) -> bool {
+    let t = text.trim_matches(|c: char| c.is_ascii_whitespace());
+    let body = t.strip_prefix(['+', '-']).unwrap_or(t);
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(at) => (&body[..at], Some(&body[at + 1..])),
+        None => (body, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let well_formed = !(int.is_empty() && frac.is_empty())
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && exponent.is_none_or(|e| {
+            let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+            !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())
+        });
+    if !well_formed {
+        return false;
+    }
+    let reads_back = match t.parse::<i64>() {
+        Ok(i) if !mantissa.contains('.') && exponent.is_none() => i.to_string(),
+        _ => match t.parse::<f64>() {
+            // An integral real is stored as an integer when it fits.
+            Ok(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => (f as i64).to_string(),
+            Ok(f) => f.to_string(),
+            Err(_) => return true,
+        },
+    };
+    reads_back != text
 }
 
 /// The SQLite value to bind for `value` in a column stored as `storage`. Fails when the column
@@ -555,6 +638,8 @@ pub fn encode(value: &Value, storage: Storage) -> Result<ToSqlOutput<'_>, String
         Value::Int16(i) => Owned(SqlValue::Integer(i64::from(*i))),
         Value::Int32(i) => Owned(SqlValue::Integer(i64::from(*i))),
         Value::Int64(i) => Owned(SqlValue::Integer(*i)),
+        Value::Float32(f) if f.is_nan() => return Err(NAN_REFUSED.into()),
+        Value::Float64(f) if f.is_nan() => return Err(NAN_REFUSED.into()),
         Value::Float32(f) => Owned(SqlValue::Real(f64::from(*f))),
         Value::Float64(f) => Owned(SqlValue::Real(*f)),
         Value::Decimal(d) => match storage {
@@ -567,6 +652,11 @@ pub fn encode(value: &Value, storage: Storage) -> Result<ToSqlOutput<'_>, String
                 )
             })?),
         },
+        Value::Text(s) | Value::Json(s) if storage == Storage::Number && numeric_affinity_changes(s) => {
+            return Err("the column has numeric affinity, so SQLite would store this text as a number and \
+                        change it; declare the column TEXT"
+                .into());
+        }
         Value::Text(s) | Value::Json(s) => Borrowed(ValueRef::Text(s.as_bytes())),
         Value::Bytes(b) => Borrowed(ValueRef::Blob(b)),
         Value::Date(d) => Owned(SqlValue::Text(format_date(d))),
@@ -690,6 +780,83 @@ mod tests {
                     .unwrap();
             assert_eq!(fast, slow, "{text}");
         }
+    }
+
+    #[test]
+    fn text_that_numeric_affinity_would_change_is_refused() {
+        for changed in [
+            "007",
+            "1e3",
+            "12345678901234567890",
+            "1.50",
+            " 5",
+            "+5",
+            "-0",
+            "0.10",
+            "5.0",
+        ] {
+            assert!(numeric_affinity_changes(changed), "{changed:?}");
+            assert!(
+                encode(&Value::Text(changed.into()), Storage::Number).is_err(),
+                "{changed:?}"
+            );
+            assert!(encode(&Value::Text(changed.into()), Storage::Text).is_ok());
+        }
+        for kept in [
+            "7", "-12", "1.5", "0.1", "abc", "12a", "", "1e", "0x10", "1.5.1", "- 1",
+        ] {
+            assert!(!numeric_affinity_changes(kept), "{kept:?}");
+        }
+        assert!(encode(&Value::Json("1.0".into()), Storage::Number).is_err());
+        assert!(encode(&Value::Json(r#"{"a":1}"#.into()), Storage::Number).is_ok());
+    }
+
+    #[test]
+    fn nan_tiny_decimals_and_long_fractions_are_refused() {
+        assert!(
+            encode(&Value::Float64(f64::NAN), Storage::Number)
+                .unwrap_err()
+                .contains("NaN")
+        );
+        assert!(encode(&Value::Float32(f32::NAN), Storage::Number).is_err());
+        assert!(encode(&Value::Float64(f64::INFINITY), Storage::Number).is_ok());
+        for tiny in ["1e-400", "1.23456789012345e-318"] {
+            let d = Value::Decimal(Decimal::parse(tiny).unwrap());
+            assert!(encode(&d, Storage::Number).is_err(), "{tiny}");
+        }
+        assert!(
+            encode(
+                &Value::Decimal(Decimal::parse("1.5e-300").unwrap()),
+                Storage::Number
+            )
+            .is_ok()
+        );
+        assert!(parse_timestamp("2024-01-01 00:00:00.12345678999").is_none());
+        assert!(parse_timestamptz("2024-01-01T00:00:00.1234567890Z").is_none());
+        assert!(parse_time("00:00:00.1234567891").is_none());
+        assert!(parse_timestamp("2024-01-01 00:00:00.123456789").is_some());
+    }
+
+    #[test]
+    fn untyped_columns_are_read_strictly() {
+        assert_eq!(
+            decode_untyped(ValueRef::Text(b"x"), DataType::Text).unwrap(),
+            Value::Text("x".into())
+        );
+        assert!(
+            decode_untyped(ValueRef::Integer(5), DataType::Text)
+                .unwrap_err()
+                .contains("declare")
+        );
+        assert!(decode_untyped(ValueRef::Blob(b"ABC"), DataType::Text).is_err());
+        assert_eq!(
+            decode_untyped(ValueRef::Integer(5), DataType::Int64).unwrap(),
+            Value::Int64(5)
+        );
+        assert!(
+            decode(ValueRef::Blob(b"ABC"), DataType::Text).is_err(),
+            "a blob is never read as text"
+        );
     }
 
     #[test]

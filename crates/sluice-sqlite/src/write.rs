@@ -26,7 +26,10 @@ use crate::connect::{open_read, open_write};
 use crate::error::sqlite_error;
 use crate::introspect::{create_sql, dependent_sql, table_schema};
 use crate::snapshot::describe_key;
-use crate::types::{Storage, declared_type, encode, quote_ident, quote_table, storage_of};
+use crate::types::{
+    Storage, declared_type, encode, quote_ident, quote_literal, quote_schema, quote_table,
+    storage_of,
+};
 
 /// Suffix of the staging table's name.
 const STAGE_SUFFIX: &str = "__sluice_stage";
@@ -194,7 +197,15 @@ pub(crate) fn build_script(
                     .map_err(|e| ConnectorError::schema(e.to_string()))?,
             };
             let stage = quote_table(&stage_ref);
-            setup.push(format!("DROP TABLE IF EXISTS {stage}"));
+            // A staging table lives only inside its transaction, so a table of that name is the
+            // user's: refuse rather than drop it.
+            if let Some(conn) = conn
+                && create_sql(conn, &stage_ref)?.is_some()
+            {
+                return Err(ConnectorError::schema(format!(
+                    "a table named {stage_ref} exists; staging_swap needs that name for its staging table"
+                )));
+            }
             let conn_and_sql = match conn {
                 Some(conn) if !creates => Some((conn, create_sql(conn, table)?)),
                 _ => None,
@@ -210,6 +221,22 @@ pub(crate) fn build_script(
                     if let Some(filter) = &request.filter {
                         setup.push(format!(
                             "INSERT INTO {stage} SELECT * FROM {target} WHERE ({filter}) IS NOT TRUE"
+                        ));
+                    }
+                    if sql.to_ascii_uppercase().contains("AUTOINCREMENT") {
+                        // Keep the AUTOINCREMENT counter: ids of deleted rows are never reused.
+                        let sequence = format!("{}.sqlite_sequence", quote_schema(table));
+                        let (old, new) = (
+                            quote_literal(table.name.as_str()),
+                            quote_literal(&stage_base),
+                        );
+                        finish.push(format!(
+                            "INSERT INTO {sequence} (name, seq) SELECT {new}, seq FROM {sequence} WHERE name = {old} COLLATE NOCASE \
+                             AND NOT EXISTS (SELECT 1 FROM {sequence} WHERE name = {new})"
+                        ));
+                        finish.push(format!(
+                            "UPDATE {sequence} SET seq = (SELECT max(seq) FROM {sequence} WHERE name = {new} OR name = {old} COLLATE NOCASE) \
+                             WHERE name = {new}"
                         ));
                     }
                     finish.push(format!("DROP TABLE {target}"));

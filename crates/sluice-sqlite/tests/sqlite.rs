@@ -94,6 +94,64 @@ async fn staging_swap_keeps_indexes_triggers_constraints_and_views() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_swap_keeps_the_autoincrement_counter_and_never_drops_a_user_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    sql(
+        &path,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT);
+         INSERT INTO t (v) VALUES ('a'), ('b'), ('c'); DELETE FROM t WHERE id = 3;",
+    );
+    let connector = SqliteConnector::new(SqliteConfig::new(&path));
+    let columns = vec![
+        col("id", DataType::Int64, false),
+        col("v", DataType::Text, true),
+    ];
+    let rows = vec![vec![Value::Int64(1), Value::Text("a".into())]];
+    kit::write_rows(
+        &connector,
+        write_request(table("t"), columns.clone(), WriteStrategy::StagingSwap),
+        &rows,
+        BatchLimits::DEFAULT,
+    )
+    .await;
+    sql(&path, "INSERT INTO t (v) VALUES ('next');");
+    assert_eq!(
+        query_strings(&path, "SELECT CAST(max(id) AS TEXT) FROM t"),
+        vec!["4"],
+        "id 3 was used once and is not reused"
+    );
+
+    // A user's table that happens to have the staging name is refused, not dropped.
+    sql(
+        &path,
+        "CREATE TABLE t__sluice_stage (keep TEXT); INSERT INTO t__sluice_stage VALUES ('mine');",
+    );
+    let error = match connector
+        .batch_writer()
+        .unwrap()
+        .open(write_request(
+            table("t"),
+            columns,
+            WriteStrategy::StagingSwap,
+        ))
+        .await
+    {
+        Ok(_) => panic!("staging_swap ran over a user's table"),
+        Err(e) => e,
+    };
+    assert_eq!(error.kind(), ErrorKind::Schema);
+    assert!(
+        error.to_string().contains("t__sluice_stage exists"),
+        "{error}"
+    );
+    assert_eq!(
+        query_strings(&path, "SELECT keep FROM t__sluice_stage"),
+        vec!["mine"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_target_is_an_auth_error_and_stays_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ro.db");
