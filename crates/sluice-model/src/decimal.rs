@@ -202,7 +202,7 @@ impl Decimal {
 
 /// Whether `s` is already in canonical form (the common case for text from databases), so that
 /// parsing can copy it as it is.
-fn is_canonical(s: &str) -> bool {
+pub(crate) fn is_canonical(s: &str) -> bool {
     let b = s.as_bytes();
     let digits = b.strip_prefix(b"-").unwrap_or(b);
     let (int, frac) = match digits.iter().position(|&c| c == b'.') {

@@ -3,6 +3,8 @@
 //! their UTF-8 bytes), removes blanks, writes strings with the fewest escapes and numbers as
 //! canonical decimals (so `1.0`, `1` and `1e0` are the same number). One pass, no maps.
 
+use std::borrow::Cow;
+
 use crate::decimal::Decimal;
 
 /// Appends the canonical form of `text` to `out`; `Err(())` (and `out` unchanged) when `text` is not
@@ -33,7 +35,7 @@ struct Parser<'a> {
 /// Nesting deeper than this is refused rather than risking the stack.
 const MAX_DEPTH: usize = 512;
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn ws(&mut self) {
         while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
             self.i += 1;
@@ -89,29 +91,38 @@ impl Parser<'_> {
         if !is_json_number(token) {
             return Err(());
         }
-        let d = Decimal::parse(token).map_err(|_| ())?;
-        out.extend_from_slice(d.as_str().as_bytes());
+        if crate::decimal::is_canonical(token) {
+            out.extend_from_slice(token.as_bytes());
+        } else {
+            let d = Decimal::parse(token).map_err(|_| ())?;
+            out.extend_from_slice(d.as_str().as_bytes());
+        }
         Ok(())
     }
 
-    /// Parses a string literal at the cursor and returns its decoded contents.
-    fn string(&mut self) -> Result<String, ()> {
+    /// Parses a string literal at the cursor and returns its decoded contents (borrowed when the
+    /// literal has no escapes, the common case).
+    fn string(&mut self) -> Result<Cow<'a, str>, ()> {
         self.i += 1; // opening quote
-        let mut s = String::new();
+        let start = self.i;
+        while self.i < self.b.len()
+            && self.b[self.i] != b'"'
+            && self.b[self.i] != b'\\'
+            && self.b[self.i] >= 0x20
+        {
+            self.i += 1;
+        }
+        if self.b.get(self.i) == Some(&b'"') {
+            let text = std::str::from_utf8(&self.b[start..self.i]).map_err(|_| ())?;
+            self.i += 1;
+            return Ok(Cow::Borrowed(text));
+        }
+        let mut s = String::from(std::str::from_utf8(&self.b[start..self.i]).map_err(|_| ())?);
         loop {
-            let start = self.i;
-            while self.i < self.b.len()
-                && self.b[self.i] != b'"'
-                && self.b[self.i] != b'\\'
-                && self.b[self.i] >= 0x20
-            {
-                self.i += 1;
-            }
-            s.push_str(std::str::from_utf8(&self.b[start..self.i]).map_err(|_| ())?);
             match self.b.get(self.i).copied().ok_or(())? {
                 b'"' => {
                     self.i += 1;
-                    return Ok(s);
+                    return Ok(Cow::Owned(s));
                 }
                 b'\\' => {
                     let escape = *self.b.get(self.i + 1).ok_or(())?;
@@ -145,7 +156,18 @@ impl Parser<'_> {
                         _ => return Err(()),
                     }
                 }
-                _ => return Err(()), // a raw control character
+                c if c < 0x20 => return Err(()), // a raw control character
+                _ => {
+                    let run = self.i;
+                    while self.i < self.b.len()
+                        && self.b[self.i] != b'"'
+                        && self.b[self.i] != b'\\'
+                        && self.b[self.i] >= 0x20
+                    {
+                        self.i += 1;
+                    }
+                    s.push_str(std::str::from_utf8(&self.b[run..self.i]).map_err(|_| ())?);
+                }
             }
         }
     }
@@ -185,9 +207,14 @@ impl Parser<'_> {
         }
     }
 
+    /// Writes the members in place as they come; only when their keys are out of order are they
+    /// rearranged (most documents from one writer keep one order).
     fn object(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), ()> {
         self.i += 1;
-        let mut members: Vec<(String, Vec<u8>)> = Vec::new();
+        out.push(b'{');
+        let body = out.len();
+        // (key, start, end) of each member's `"key":value` in `out`.
+        let mut members: Vec<(Cow<'a, str>, usize, usize)> = Vec::new();
         self.ws();
         if self.b.get(self.i) == Some(&b'}') {
             self.i += 1;
@@ -203,9 +230,14 @@ impl Parser<'_> {
                     return Err(());
                 }
                 self.i += 1;
-                let mut value = Vec::new();
-                self.value_at(&mut value, depth + 1)?;
-                members.push((key, value));
+                if !members.is_empty() {
+                    out.push(b',');
+                }
+                let start = out.len();
+                write_string(&key, out);
+                out.push(b':');
+                self.value_at(out, depth + 1)?;
+                members.push((key, start, out.len()));
                 self.ws();
                 match self.b.get(self.i).copied().ok_or(())? {
                     b',' => self.i += 1,
@@ -217,15 +249,19 @@ impl Parser<'_> {
                 }
             }
         }
-        members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        out.push(b'{');
-        for (n, (key, value)) in members.iter().enumerate() {
-            if n > 0 {
-                out.push(b',');
+        let sorted = members
+            .windows(2)
+            .all(|w| w[0].0.as_bytes() <= w[1].0.as_bytes());
+        if !sorted {
+            let written = out[body..].to_vec();
+            members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.truncate(body);
+            for (n, (_, start, end)) in members.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&written[start - body..end - body]);
             }
-            write_string(key, out);
-            out.push(b':');
-            out.extend_from_slice(value);
         }
         out.push(b'}');
         Ok(())
@@ -263,27 +299,33 @@ fn is_json_number(token: &str) -> bool {
     rest.is_empty()
 }
 
-/// Writes a JSON string with only the escapes JSON requires.
+/// Writes a JSON string with only the escapes JSON requires, copying runs that need none.
 fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\u{8}' => out.extend_from_slice(b"\\b"),
-            '\u{c}' => out.extend_from_slice(b"\\f"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..0x20 => {
+                out.extend_from_slice(&bytes[run..i]);
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                run = i + 1;
+                continue;
             }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-        }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        out.extend_from_slice(escape);
+        run = i + 1;
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 
@@ -338,6 +380,17 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever the strings hold (controls, quotes, backslashes, unicode, in keys and values),
+        /// the canonical form is valid JSON that reads back as the same document.
+        #[test]
+        fn strings_survive_canonicalisation(entries in proptest::collection::btree_map("\\PC{0,6}|[\\x00-\\x1f\"\\\\]{0,3}", "\\PC{0,8}|[\\x00-\\x1f\"\\\\é]{0,4}", 0..6)) {
+            let doc = serde_json::to_value(&entries).unwrap();
+            let text = serde_json::to_string(&doc).unwrap();
+            let c = canon(&text).unwrap();
+            let back: serde_json::Value = serde_json::from_str(&c).unwrap();
+            prop_assert_eq!(back, doc);
+        }
+
         /// Equal documents (as serde_json sees them, numbers aside) have equal canonical forms,
         /// whatever their key order and spacing.
         #[test]
