@@ -16,12 +16,12 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::Serialize;
 use sluice_connector::{Connector, ConnectorError, ErrorKind, ReadRequest, Result};
-use sluice_model::{RowBatch, TableName, Value};
+use sluice_model::{RowBatch, TableName, Value, describe_key};
 use tokio_util::sync::CancellationToken;
 
+use crate::EngineError;
 use crate::plan::{CompareTablePlan, Granularity, reader};
 use crate::progress::{Progress, ProgressSink};
-use crate::{EngineError, describe_key};
 
 /// How a table's compare ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -18,7 +18,7 @@ pub mod progress;
 pub mod refresh;
 
 use sluice_connector::{ConnectorError, ErrorKind};
-use sluice_model::{ColumnDef, TableName, Value};
+use sluice_model::TableName;
 
 pub use compare::{CompareOptions, CompareReport, CompareState, RowDiff, run_compare};
 pub use plan::{
@@ -52,13 +52,4 @@ impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         self.source.kind()
     }
-}
-
-/// Describes a row's key for messages: `(id=5, line=2)`.
-pub fn describe_key(columns: &[ColumnDef], key: &[usize], row: &[Value]) -> String {
-    let parts: Vec<String> = key
-        .iter()
-        .map(|&k| format!("{}={}", columns[k].name, row.get(k).unwrap_or(&Value::Null)))
-        .collect();
-    format!("({})", parts.join(", "))
 }

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde::Serialize;
 use sluice_connector::{Connector, ConnectorError, ErrorKind, TableWriter};
-use sluice_model::{RowBatch, TableName};
+use sluice_model::{RowBatch, TableName, describe_key};
 use tokio_util::sync::CancellationToken;
 
+use crate::EngineError;
 use crate::map::MapError;
 use crate::plan::{RefreshOptions, RefreshTablePlan, reader, writer};
 use crate::progress::{Progress, ProgressSink};
-use crate::{EngineError, describe_key};
 
 /// How a table's refresh ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -31,5 +31,5 @@ pub use name::{
     SchemaName, TableName,
 };
 pub use position::Position;
-pub use schema::{ColumnDef, TableRef, TableSchema};
+pub use schema::{ColumnDef, TableRef, TableSchema, describe_key};
 pub use value::Value;

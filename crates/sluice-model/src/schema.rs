@@ -57,6 +57,21 @@ impl ColumnDef {
     }
 }
 
+/// Names a row by its key for messages: `(id=5, line=2)`. `key` indexes `columns` and `row`.
+pub fn describe_key(columns: &[ColumnDef], key: &[usize], row: &[crate::Value]) -> String {
+    let parts: Vec<String> = key
+        .iter()
+        .map(|&k| {
+            format!(
+                "{}={}",
+                columns[k].name,
+                row.get(k).unwrap_or(&crate::Value::Null)
+            )
+        })
+        .collect();
+    format!("({})", parts.join(", "))
+}
+
 /// A table's columns (in order) and primary key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableSchema {

@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 use sluice_connector::{ConnectorError, PlannedStatement, ReadRequest, Result, Snapshot};
-use sluice_model::{ColumnDef, Condition, DataType, RowBatch, TableRef, Value};
+use sluice_model::{ColumnDef, Condition, DataType, RowBatch, TableRef, Value, describe_key};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -99,21 +99,6 @@ pub(crate) fn check_source(
         }
     }
     Ok(())
-}
-
-/// Describes a row's key for error messages: `(id=5)`.
-pub(crate) fn describe_key(columns: &[ColumnDef], key: &[usize], values: &[Value]) -> String {
-    let parts: Vec<String> = key
-        .iter()
-        .map(|&k| {
-            format!(
-                "{}={}",
-                columns[k].name,
-                values.get(k).unwrap_or(&Value::Null)
-            )
-        })
-        .collect();
-    format!("({})", parts.join(", "))
 }
 
 /// Starts a read on a blocking thread; setup errors (missing table or column) are returned here,

@@ -18,14 +18,13 @@ use sluice_connector::{
     ConnectorError, ErrorKind, PlannedStatement, Result, TableWriter, WriteRequest, WriteStrategy,
     WriteSummary,
 };
-use sluice_model::{ColumnDef, RowBatch, TableRef};
+use sluice_model::{ColumnDef, RowBatch, TableRef, describe_key};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::SqliteConfig;
 use crate::connect::{open_read, open_write};
 use crate::error::sqlite_error;
 use crate::introspect::{create_sql, dependent_sql, table_schema};
-use crate::snapshot::describe_key;
 use crate::types::{
     Storage, declared_type, encode, quote_ident, quote_literal, quote_schema, quote_table,
     storage_of,
