@@ -161,14 +161,18 @@ impl SnapshotReader for SqliteConnector {
     }
 
     async fn count_rows(&self, table: &TableRef, filter: Option<&Condition>) -> Result<u64> {
-        snapshot::count_rows(self.config.clone(), table.clone(), filter.cloned()).await
+        let (table, filter) = (table.clone(), filter.cloned());
+        self.blocking(move |config| snapshot::count_rows(config, &table, filter.as_ref()))
+            .await
     }
 }
 
 #[async_trait]
 impl BatchWriter for SqliteConnector {
     async fn plan_write(&self, request: &WriteRequest) -> Result<Vec<PlannedStatement>> {
-        write::plan(self.config.clone(), request.clone()).await
+        let request = request.clone();
+        self.blocking(move |config| write::plan(config, &request))
+            .await
     }
 
     async fn open(&self, request: WriteRequest) -> Result<Box<dyn TableWriter>> {

@@ -210,22 +210,18 @@ fn read_on_thread(
 }
 
 /// `SELECT count(*)` with the filter.
-pub(crate) async fn count_rows(
-    config: SqliteConfig,
-    table: TableRef,
-    filter: Option<Condition>,
+pub(crate) fn count_rows(
+    config: &SqliteConfig,
+    table: &TableRef,
+    filter: Option<&Condition>,
 ) -> Result<u64> {
-    tokio::task::spawn_blocking(move || {
-        let conn = open_read(&config)?;
-        check_source(&conn, &table, &[])?;
-        let mut sql = format!("SELECT count(*) FROM {}", quote_table(&table));
-        if let Some(filter) = &filter {
-            sql.push_str(&format!(" WHERE ({filter})"));
-        }
-        conn.query_row(&sql, [], |row| row.get::<_, i64>(0))
-            .map(|n| n as u64)
-            .map_err(|e| sqlite_error(e, format_args!("count rows of {table}")))
-    })
-    .await
-    .map_err(|e| ConnectorError::internal(format!("the SQLite count thread failed: {e}")))?
+    let conn = open_read(config)?;
+    check_source(&conn, table, &[])?;
+    let mut sql = format!("SELECT count(*) FROM {}", quote_table(table));
+    if let Some(filter) = filter {
+        sql.push_str(&format!(" WHERE ({filter})"));
+    }
+    conn.query_row(&sql, [], |row| row.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(|e| sqlite_error(e, format_args!("count rows of {table}")))
 }

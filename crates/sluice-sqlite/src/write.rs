@@ -266,20 +266,13 @@ pub(crate) fn build_script(
 }
 
 /// The plan of a write: what `open`, the batches and `commit` will run.
-pub(crate) async fn plan(
-    config: SqliteConfig,
-    request: WriteRequest,
-) -> Result<Vec<PlannedStatement>> {
-    tokio::task::spawn_blocking(move || {
-        let conn = if config.exists() {
-            Some(open_read(&config)?)
-        } else {
-            None
-        };
-        Ok(build_script(conn.as_ref(), &request)?.planned())
-    })
-    .await
-    .map_err(|e| ConnectorError::internal(format!("the SQLite planning thread failed: {e}")))?
+pub(crate) fn plan(config: &SqliteConfig, request: &WriteRequest) -> Result<Vec<PlannedStatement>> {
+    let conn = if config.exists() {
+        Some(open_read(config)?)
+    } else {
+        None
+    };
+    Ok(build_script(conn.as_ref(), request)?.planned())
 }
 
 enum Command {
