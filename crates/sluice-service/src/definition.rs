@@ -973,7 +973,17 @@ pub fn compile_file(
     known_locations: BTreeSet<LocationName>,
     default_hub: Option<&HubName>,
 ) -> Compiled {
-    let doc = match parse_file(path) {
+    compile_parsed(path, parse_file(path), known_locations, default_hub)
+}
+
+/// Compiles what [`parse_file`] read from `path`, as [`compile_file`] does.
+pub fn compile_parsed(
+    path: &Path,
+    parsed: Result<Json, Vec<Diagnostic>>,
+    known_locations: BTreeSet<LocationName>,
+    default_hub: Option<&HubName>,
+) -> Compiled {
+    let doc = match parsed {
         Ok(doc) => doc,
         Err(diagnostics) => {
             return Compiled {

@@ -190,9 +190,11 @@ impl HubService {
 
     /// Compiles a definitions file against the repository's locations, without storing anything.
     pub async fn validate_file(&self, path: &Path, hub: Option<&HubName>) -> Result<Compiled> {
-        let known = match definition::parse_file(path)
+        let parsed = definition::parse_file(path);
+        let known = match parsed
+            .as_ref()
             .ok()
-            .and_then(|doc| definition::hub_of(&doc))
+            .and_then(definition::hub_of)
             .or_else(|| hub.cloned())
         {
             Some(h) => self
@@ -204,7 +206,7 @@ impl HubService {
                 .collect(),
             None => BTreeSet::new(),
         };
-        Ok(definition::compile_file(path, known, hub))
+        Ok(definition::compile_parsed(path, parsed, known, hub))
     }
 
     /// Validates a definitions file and stores it: every object it defines is added or replaced,
