@@ -186,11 +186,6 @@ impl DataType {
     pub fn is_text(self) -> bool {
         matches!(self, DataType::Text | DataType::Varchar(_))
     }
-
-    /// Whether values of this type are integers.
-    pub fn is_integer(self) -> bool {
-        matches!(self, DataType::Int16 | DataType::Int32 | DataType::Int64)
-    }
 }
 
 impl fmt::Display for DataType {

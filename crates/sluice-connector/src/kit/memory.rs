@@ -51,11 +51,6 @@ impl MemoryConnector {
         self.lock().get(table).map(|t| t.rows.clone())
     }
 
-    /// Removes a table.
-    pub fn drop_table(&self, table: &TableRef) {
-        self.lock().remove(table);
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<TableRef, MemTable>> {
         self.tables
             .lock()
