@@ -25,11 +25,12 @@ pub mod kit;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::Serialize;
 use sluice_model::definition::LocationClass;
 use sluice_model::{
-    BatchLimits, ColumnDef, Condition, Position, RowBatch, SchemaName, TableRef, TableSchema,
+    BatchLimits, ColumnDef, Condition, Position, RowBatch, SchemaName, TableRef, TableSchema, Value,
 };
 
 pub use error::{ConnectorError, ErrorKind, Result};
@@ -56,6 +57,8 @@ pub struct Capabilities {
     pub batch_write: bool,
     /// Supports [`WriteStrategy::StagingSwap`].
     pub staging_swap: bool,
+    /// Supports [`WriteStrategy::Upsert`] and [`TableWriter::delete_batch`].
+    pub upsert: bool,
 }
 
 /// What `Connector::test` found out about the database.
@@ -122,8 +125,30 @@ pub struct ReadRequest {
     pub ordered: bool,
     /// Only rows matching this condition.
     pub filter: Option<Condition>,
+    /// Only rows whose column is beyond a value (incremental refresh), in addition to `filter`.
+    pub lower_bound: Option<LowerBound>,
     /// Size of the batches to deliver.
     pub limits: BatchLimits,
+}
+
+/// Restricts a read to rows whose `column` is greater than (or equal to) `value`.
+///
+/// The connector binds the value as a parameter or renders it as a typed literal with its own
+/// quoting (PostgreSQL's COPY takes no parameters); it never comes from user SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LowerBound {
+    /// Index into [`ReadRequest::columns`].
+    pub column: usize,
+    /// The bound, of the column's requested type.
+    pub value: Value,
+    /// `>=` when true, `>` when false.
+    pub inclusive: bool,
+}
+
+/// A raw encoded row stream, for copying between two databases of the same family without decoding.
+pub struct RawSnapshot {
+    /// Chunks of the encoding named by [`SnapshotReader::raw_format`].
+    pub chunks: BoxStream<'static, Result<Bytes>>,
 }
 
 /// A snapshot being read.
@@ -150,6 +175,37 @@ pub trait SnapshotReader: Send + Sync {
 
     /// Rows in `table` matching `filter`.
     async fn count_rows(&self, table: &TableRef, filter: Option<&Condition>) -> Result<u64>;
+
+    /// The greatest non-NULL value of `column` among the rows of `table` matching `filter`, as a
+    /// value of `column.data_type`; `None` when there is none.
+    async fn max_value(
+        &self,
+        table: &TableRef,
+        column: &ColumnDef,
+        filter: Option<&Condition>,
+    ) -> Result<Option<Value>> {
+        let _ = (table, column, filter);
+        Err(ConnectorError::unsupported(
+            "this location cannot report a column's greatest value",
+        ))
+    }
+
+    /// The raw encoding `read_raw` would produce for `request`, when this reader can produce one.
+    ///
+    /// The string names the encoding and everything a writer must match to take the bytes as they
+    /// are (for PostgreSQL binary COPY: the wire type of every column, in order). The engine pipes
+    /// raw bytes only when reader and writer name exactly the same format and no value needs
+    /// converting.
+    fn raw_format(&self, request: &ReadRequest) -> Option<String> {
+        let _ = request;
+        None
+    }
+
+    /// Starts a raw read of `request` (same rows as `read`, undecoded).
+    async fn read_raw(&self, request: ReadRequest) -> Result<RawSnapshot> {
+        let _ = request;
+        Err(ConnectorError::unsupported("this location has no raw read"))
+    }
 }
 
 /// How a write replaces what the target table holds.
@@ -162,6 +218,10 @@ pub enum WriteStrategy {
     StagingSwap,
     /// Add rows to what is there.
     Append,
+    /// Insert rows, replacing target rows that have the same key; [`TableWriter::delete_batch`]
+    /// removes rows by key. Everything becomes visible at commit, atomically. A key occurs at most
+    /// once among the rows and deletes of one write, so their order does not matter.
+    Upsert,
 }
 
 impl WriteStrategy {
@@ -171,6 +231,7 @@ impl WriteStrategy {
             WriteStrategy::TruncateLoad => "truncate_load",
             WriteStrategy::StagingSwap => "staging_swap",
             WriteStrategy::Append => "append",
+            WriteStrategy::Upsert => "upsert",
         }
     }
 }
@@ -182,8 +243,9 @@ impl std::str::FromStr for WriteStrategy {
             "truncate_load" => Ok(WriteStrategy::TruncateLoad),
             "staging_swap" => Ok(WriteStrategy::StagingSwap),
             "append" => Ok(WriteStrategy::Append),
+            "upsert" => Ok(WriteStrategy::Upsert),
             _ => Err(format!(
-                "unknown strategy {s:?}; expected truncate_load, staging_swap or append"
+                "unknown strategy {s:?}; expected truncate_load, staging_swap, append or upsert"
             )),
         }
     }
@@ -273,6 +335,28 @@ pub trait BatchWriter: Send + Sync {
 pub trait TableWriter: Send {
     /// Writes one batch.
     async fn write_batch(&mut self, batch: RowBatch) -> Result<()>;
+
+    /// Deletes the target rows whose key equals a row of `keys` (one column per key column of the
+    /// request, in key order). Only for [`WriteStrategy::Upsert`]; keys that match nothing are fine.
+    async fn delete_batch(&mut self, keys: RowBatch) -> Result<()> {
+        let _ = keys;
+        Err(ConnectorError::unsupported(
+            "deleting rows needs the upsert strategy",
+        ))
+    }
+
+    /// The raw encoding this writer accepts through `write_raw`, in the same spelling as
+    /// [`SnapshotReader::raw_format`]; `None` when it takes none.
+    fn raw_format(&self) -> Option<String> {
+        None
+    }
+
+    /// Writes a chunk of raw encoded rows (see [`SnapshotReader::raw_format`]). Chunks arrive in
+    /// order and may split rows anywhere; a writer given raw chunks gets no `write_batch` calls.
+    async fn write_raw(&mut self, chunk: Bytes) -> Result<()> {
+        let _ = chunk;
+        Err(ConnectorError::unsupported("this writer takes no raw rows"))
+    }
 
     /// Makes everything written visible, atomically.
     async fn commit(self: Box<Self>) -> Result<WriteSummary>;

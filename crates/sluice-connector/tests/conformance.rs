@@ -48,3 +48,8 @@ async fn missing_table() {
 async fn target_mismatch_changes_nothing() {
     kit::target_mismatch_changes_nothing(&MemoryConnector::new()).await;
 }
+
+#[tokio::test]
+async fn upsert_and_delete() {
+    kit::upsert_and_delete(&MemoryConnector::new()).await;
+}

@@ -283,6 +283,7 @@ pub async fn plan_refresh_table(
             .collect(),
         ordered: false,
         filter: spec.source_filter.clone(),
+        lower_bound: None,
         limits: options.limits,
     };
     // Written columns: channel columns not absent at the target, typed as the target has them.
@@ -445,6 +446,7 @@ pub async fn plan_compare_table(
         key: key.clone(),
         ordered,
         filter: spec.source_filter.clone(),
+        lower_bound: None,
         limits,
     };
     let target_read = ReadRequest {
@@ -453,6 +455,7 @@ pub async fn plan_compare_table(
         key,
         ordered,
         filter: spec.target_filter.clone(),
+        lower_bound: None,
         limits,
     };
     Ok(CompareTablePlan {

@@ -186,6 +186,11 @@ impl DataType {
     pub fn is_text(self) -> bool {
         matches!(self, DataType::Text | DataType::Varchar(_))
     }
+
+    /// Whether values of this type are decimals (`Numeric` or `Decimal`).
+    pub fn is_decimal(self) -> bool {
+        matches!(self, DataType::Numeric | DataType::Decimal { .. })
+    }
 }
 
 impl fmt::Display for DataType {

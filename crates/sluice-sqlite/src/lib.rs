@@ -20,7 +20,7 @@ use sluice_connector::{
     ReadRequest, Result, Snapshot, SnapshotReader, TableWriter, TestReport, WriteRequest,
 };
 use sluice_model::definition::LocationClass;
-use sluice_model::{Condition, SchemaName, TableRef, TableSchema};
+use sluice_model::{ColumnDef, Condition, SchemaName, TableRef, TableSchema, Value};
 
 pub use config::{PROPERTIES, SqliteConfig};
 
@@ -64,6 +64,7 @@ impl Connector for SqliteConnector {
             snapshot: true,
             batch_write: true,
             staging_swap: true,
+            upsert: true,
         }
     }
 
@@ -163,6 +164,17 @@ impl SnapshotReader for SqliteConnector {
     async fn count_rows(&self, table: &TableRef, filter: Option<&Condition>) -> Result<u64> {
         let (table, filter) = (table.clone(), filter.cloned());
         self.blocking(move |config| snapshot::count_rows(config, &table, filter.as_ref()))
+            .await
+    }
+
+    async fn max_value(
+        &self,
+        table: &TableRef,
+        column: &ColumnDef,
+        filter: Option<&Condition>,
+    ) -> Result<Option<Value>> {
+        let (table, column, filter) = (table.clone(), column.clone(), filter.cloned());
+        self.blocking(move |config| snapshot::max_value(config, &table, &column, filter.as_ref()))
             .await
     }
 }

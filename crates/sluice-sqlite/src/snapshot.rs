@@ -11,7 +11,7 @@ use crate::config::SqliteConfig;
 use crate::connect::open_read;
 use crate::error::sqlite_error;
 use crate::introspect::table_schema;
-use crate::types::{Storage, decode, decode_untyped, quote_ident, quote_table, storage_of};
+use crate::types::{Storage, decode, decode_untyped, encode, quote_ident, quote_table, storage_of};
 
 /// Reads one stored value as a data type.
 type Decoder = for<'a> fn(rusqlite::types::ValueRef<'a>, DataType) -> Result<Value, String>;
@@ -31,8 +31,19 @@ pub(crate) fn select_sql(request: &ReadRequest) -> String {
         columns.join(", "),
         quote_table(&request.table)
     );
+    let mut conditions = Vec::new();
     if let Some(filter) = &request.filter {
-        sql.push_str(&format!(" WHERE ({filter})"));
+        conditions.push(format!("({filter})"));
+    }
+    if let Some(bound) = &request.lower_bound {
+        let op = if bound.inclusive { ">=" } else { ">" };
+        conditions.push(format!(
+            "{} {op} ?1",
+            quote_ident(request.columns[bound.column].name.as_str())
+        ));
+    }
+    if !conditions.is_empty() {
+        sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
     }
     if request.ordered && !request.key.is_empty() {
         let order: Vec<String> = request
@@ -144,9 +155,19 @@ fn read_on_thread(
     let mut stmt = conn
         .prepare(&sql)
         .map_err(|e| sqlite_error(e, format_args!("prepare the read of {table}")))?;
-    let mut rows = stmt
-        .query([])
-        .map_err(|e| sqlite_error(e, format_args!("read {table}")))?;
+    if let Some(bound) = &request.lower_bound {
+        let column = &request.columns[bound.column];
+        let storage = storage_of(column.native_type.as_deref().unwrap_or_default());
+        let value = encode(&bound.value, storage).map_err(|reason| {
+            ConnectorError::data(format!(
+                "table {table} column {}: lower bound: {reason}",
+                column.name
+            ))
+        })?;
+        stmt.raw_bind_parameter(1, value)
+            .map_err(|e| sqlite_error(e, format_args!("bind the lower bound of {table}")))?;
+    }
+    let mut rows = stmt.raw_query();
     if let Some(ready) = ready.take() {
         let _ = ready.send(Ok(()));
     }
@@ -224,4 +245,59 @@ pub(crate) fn count_rows(
     conn.query_row(&sql, [], |row| row.get::<_, i64>(0))
         .map(|n| n as u64)
         .map_err(|e| sqlite_error(e, format_args!("count rows of {table}")))
+}
+
+/// The greatest non-NULL value of a column, decoded as its requested type.
+pub(crate) fn max_value(
+    config: &SqliteConfig,
+    table: &TableRef,
+    column: &ColumnDef,
+    filter: Option<&Condition>,
+) -> Result<Option<Value>> {
+    let conn = open_read(config)?;
+    let schema = table_schema(&conn, table)?
+        .ok_or_else(|| ConnectorError::not_found(format!("table {table} does not exist")))?;
+    let native = schema
+        .columns
+        .iter()
+        .find(|c| c.name.as_str().eq_ignore_ascii_case(column.name.as_str()))
+        .ok_or_else(|| {
+            ConnectorError::schema(format!("table {table} has no column {}", column.name))
+        })?
+        .native_type
+        .clone()
+        .unwrap_or_default();
+    if column.data_type.is_decimal() && storage_of(&native) == Storage::Text {
+        return Err(ConnectorError::unsupported(format!(
+            "table {table} column {}: decimals kept as text have no usable maximum",
+            column.name
+        )));
+    }
+    let mut sql = format!(
+        "SELECT max({}) FROM {}",
+        quote_ident(column.name.as_str()),
+        quote_table(table)
+    );
+    if let Some(filter) = filter {
+        sql.push_str(&format!(" WHERE ({filter})"));
+    }
+    let mut stmt = conn
+        .prepare(&sql)
+        .map_err(|e| sqlite_error(e, format_args!("find the maximum of {table}")))?;
+    let mut rows = stmt.raw_query();
+    let row = rows
+        .next()
+        .map_err(|e| sqlite_error(e, format_args!("find the maximum of {table}")))?
+        .ok_or_else(|| ConnectorError::internal("max() returned no row"))?;
+    let raw = row
+        .get_ref(0)
+        .map_err(|e| sqlite_error(e, format_args!("find the maximum of {table}")))?;
+    match decode(raw, column.data_type) {
+        Ok(Value::Null) => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(reason) => Err(ConnectorError::data(format!(
+            "table {table} column {}: greatest value: {reason}",
+            column.name
+        ))),
+    }
 }

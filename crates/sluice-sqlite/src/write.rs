@@ -40,6 +40,8 @@ pub(crate) struct WriteScript {
     setup: Vec<String>,
     /// Run once per row.
     insert: String,
+    /// For upserts: run once per row before the insert, and once per deleted key.
+    delete: Option<String>,
     /// Run once before `COMMIT`.
     finish: Vec<String>,
     /// How each written column stores its values.
@@ -52,6 +54,9 @@ impl WriteScript {
     pub(crate) fn planned(&self) -> Vec<PlannedStatement> {
         let mut out = vec![PlannedStatement::once("BEGIN IMMEDIATE")];
         out.extend(self.setup.iter().map(PlannedStatement::once));
+        if let Some(delete) = &self.delete {
+            out.push(PlannedStatement::per_row(delete.clone()));
+        }
         out.push(PlannedStatement::per_row(self.insert.clone()));
         out.extend(self.finish.iter().map(PlannedStatement::once));
         out.push(PlannedStatement::once("COMMIT"));
@@ -176,7 +181,36 @@ pub(crate) fn build_script(
     let create_target = || create_table_sql(&target, &request.columns, &request.key);
     let mut setup = Vec::new();
     let mut finish = Vec::new();
+    let mut delete = None;
     let insert = match request.strategy {
+        WriteStrategy::Upsert => {
+            if request.key.is_empty() {
+                return Err(ConnectorError::schema(format!(
+                    "an upsert into {table} needs key columns"
+                )));
+            }
+            if creates {
+                setup.push(create_target());
+            }
+            // Delete by key, then insert: works whether or not the key is declared unique.
+            let matches: Vec<String> = request
+                .key
+                .iter()
+                .enumerate()
+                .map(|(n, &k)| {
+                    format!(
+                        "{} = ?{}",
+                        quote_ident(request.columns[k].name.as_str()),
+                        n + 1
+                    )
+                })
+                .collect();
+            delete = Some(format!(
+                "DELETE FROM {target} WHERE {}",
+                matches.join(" AND ")
+            ));
+            insert_sql(&target, &request.columns)
+        }
         WriteStrategy::TruncateLoad | WriteStrategy::Append => {
             if creates {
                 setup.push(create_target());
@@ -259,6 +293,7 @@ pub(crate) fn build_script(
     Ok(WriteScript {
         setup,
         insert,
+        delete,
         finish,
         storage,
         creates,
@@ -277,6 +312,7 @@ pub(crate) fn plan(config: &SqliteConfig, request: &WriteRequest) -> Result<Vec<
 
 enum Command {
     Batch(RowBatch),
+    Delete(RowBatch),
     Commit,
 }
 
@@ -348,10 +384,46 @@ fn write_on_thread(
         let mut insert = conn
             .prepare_cached(&script.insert)
             .map_err(|e| sqlite_error(e, format_args!("prepare the insert into {table}")))?;
+        let mut delete =
+            match &script.delete {
+                Some(sql) => Some(conn.prepare_cached(sql).map_err(|e| {
+                    sqlite_error(e, format_args!("prepare the delete from {table}"))
+                })?),
+                None => None,
+            };
+        let key_storage: Vec<Storage> = request.key.iter().map(|&k| script.storage[k]).collect();
+        let mut delete_key = |key: &mut dyn Iterator<Item = &sluice_model::Value>| -> Result<()> {
+            let Some(delete) = delete.as_mut() else {
+                return Err(ConnectorError::unsupported(
+                    "deleting rows needs the upsert strategy",
+                ));
+            };
+            for (n, value) in key.enumerate() {
+                let bound = encode(value, key_storage[n]).map_err(|reason| {
+                    ConnectorError::data(format!("target table {table} key: {reason}"))
+                })?;
+                delete
+                    .raw_bind_parameter(n + 1, bound)
+                    .map_err(|e| sqlite_error(e, format_args!("bind a key of {table}")))?;
+            }
+            delete
+                .raw_execute()
+                .map_err(|e| sqlite_error(e, format_args!("delete a row of {table}")))?;
+            Ok(())
+        };
+        let upsert = script.delete.is_some();
         while let Some(command) = commands.blocking_recv() {
             match command {
+                Command::Delete(keys) => {
+                    for key in keys.rows() {
+                        delete_key(&mut key.iter())?;
+                    }
+                }
                 Command::Batch(batch) => {
                     for row in batch.rows() {
+                        if upsert {
+                            delete_key(&mut request.key.iter().map(|&k| &row[k]))?;
+                        }
                         for (i, value) in row.iter().enumerate() {
                             let bound = encode(value, script.storage[i]).map_err(|reason| {
                                 ConnectorError::data(format!(
@@ -443,6 +515,20 @@ impl TableWriter for SqliteTableWriter {
             return Ok(());
         }
         // The writer thread stopped: report why.
+        Err(match self.finish_worker().await {
+            Err(error) => error,
+            Ok(_) => ConnectorError::internal("the write has already finished"),
+        })
+    }
+
+    async fn delete_batch(&mut self, keys: RowBatch) -> Result<()> {
+        let sent = match &self.commands {
+            Some(commands) => commands.send(Command::Delete(keys)).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
         Err(match self.finish_worker().await {
             Err(error) => error,
             Ok(_) => ConnectorError::internal("the write has already finished"),

@@ -34,4 +34,6 @@ conformance!(
     filters,
     missing_table,
     target_mismatch_changes_nothing,
+    upsert_and_delete,
+    incremental_reads,
 );

@@ -84,6 +84,7 @@ impl Connector for MemoryConnector {
             snapshot: true,
             batch_write: true,
             staging_swap: true,
+            upsert: true,
         }
     }
 
@@ -163,6 +164,17 @@ impl SnapshotReader for MemoryConnector {
                 }
             }
         }
+        if let Some(bound) = &request.lower_bound {
+            projected.retain(|row| {
+                let value = &row[bound.column];
+                !value.is_null()
+                    && match value.cmp_key(&bound.value) {
+                        std::cmp::Ordering::Greater => true,
+                        std::cmp::Ordering::Equal => bound.inclusive,
+                        std::cmp::Ordering::Less => false,
+                    }
+            });
+        }
         if request.ordered {
             let key = request.key.clone();
             projected.sort_by(|a, b| {
@@ -199,6 +211,26 @@ impl SnapshotReader for MemoryConnector {
         let t = tables.get(table).ok_or_else(|| missing(table))?;
         Ok(t.rows.len() as u64)
     }
+
+    async fn max_value(
+        &self,
+        table: &TableRef,
+        column: &ColumnDef,
+        filter: Option<&Condition>,
+    ) -> Result<Option<Value>> {
+        no_filters(filter)?;
+        let tables = self.lock();
+        let t = tables.get(table).ok_or_else(|| missing(table))?;
+        let i = t.schema.column_index(&column.name).ok_or_else(|| {
+            ConnectorError::schema(format!("table {table} has no column {}", column.name))
+        })?;
+        Ok(t.rows
+            .iter()
+            .map(|row| &row[i])
+            .filter(|v| !v.is_null())
+            .max_by(|a, b| a.cmp_key(b))
+            .cloned())
+    }
 }
 
 fn check_columns(existing: &TableSchema, wanted: &[ColumnDef]) -> Result<()> {
@@ -221,6 +253,7 @@ impl BatchWriter for MemoryConnector {
             WriteStrategy::TruncateLoad => "replace",
             WriteStrategy::StagingSwap => "load staging and swap",
             WriteStrategy::Append => "append to",
+            WriteStrategy::Upsert => "upsert into",
         };
         Ok(vec![PlannedStatement::once(format!(
             "{verb} {}",
@@ -238,23 +271,32 @@ impl BatchWriter for MemoryConnector {
         Ok(Box::new(MemoryWrite {
             db: self.clone(),
             request,
-            rows: Vec::new(),
+            ops: Vec::new(),
+            rows: 0,
         }))
     }
+}
+
+enum Op {
+    Put(Vec<Value>),
+    Delete(Vec<Value>),
 }
 
 struct MemoryWrite {
     db: MemoryConnector,
     request: WriteRequest,
-    rows: Vec<Vec<Value>>,
+    ops: Vec<Op>,
+    rows: u64,
 }
 
 #[async_trait]
 impl TableWriter for MemoryWrite {
     async fn write_batch(&mut self, batch: RowBatch) -> Result<()> {
-        self.rows.extend(batch.rows().map(<[Value]>::to_vec));
+        self.rows += batch.len() as u64;
+        self.ops
+            .extend(batch.rows().map(|row| Op::Put(row.to_vec())));
         let limit = self.db.fail_after_rows.load(Ordering::SeqCst);
-        if limit > 0 && self.rows.len() as u64 > limit {
+        if limit > 0 && self.rows > limit {
             return Err(ConnectorError::new(
                 ErrorKind::Connection,
                 format!("injected failure writing {}", self.request.table),
@@ -263,8 +305,24 @@ impl TableWriter for MemoryWrite {
         Ok(())
     }
 
+    async fn delete_batch(&mut self, keys: RowBatch) -> Result<()> {
+        if self.request.strategy != WriteStrategy::Upsert {
+            return Err(ConnectorError::unsupported(
+                "deleting rows needs the upsert strategy",
+            ));
+        }
+        self.ops
+            .extend(keys.rows().map(|row| Op::Delete(row.to_vec())));
+        Ok(())
+    }
+
     async fn commit(self: Box<Self>) -> Result<WriteSummary> {
-        let MemoryWrite { db, request, rows } = *self;
+        let MemoryWrite {
+            db,
+            request,
+            ops,
+            rows: n,
+        } = *self;
         let mut tables = db.lock();
         let created = !tables.contains_key(&request.table);
         let table = tables
@@ -288,18 +346,41 @@ impl TableWriter for MemoryWrite {
             .iter()
             .map(|c| request.columns.iter().position(|w| w.name == c.name))
             .collect();
-        let n = rows.len() as u64;
-        let stored = rows.into_iter().map(|row| {
+        let store = |row: &[Value]| {
             positions
                 .iter()
                 .map(|p| p.map_or(Value::Null, |i| row[i].clone()))
                 .collect::<Vec<_>>()
-        });
-        match request.strategy {
-            WriteStrategy::TruncateLoad | WriteStrategy::StagingSwap => {
-                table.rows = stored.collect();
+        };
+        // Key columns as positions in the stored row.
+        let key: Vec<usize> = request
+            .key
+            .iter()
+            .filter_map(|&k| positions.iter().position(|p| *p == Some(k)))
+            .collect();
+        let same_key = |stored: &[Value], key_values: &[Value]| {
+            key.iter()
+                .zip(key_values)
+                .all(|(&i, v)| stored[i].cmp_key(v).is_eq())
+        };
+        if matches!(
+            request.strategy,
+            WriteStrategy::TruncateLoad | WriteStrategy::StagingSwap
+        ) {
+            table.rows.clear();
+        }
+        for op in ops {
+            match op {
+                Op::Put(row) => {
+                    let row = store(&row);
+                    if request.strategy == WriteStrategy::Upsert {
+                        let key_values: Vec<Value> = key.iter().map(|&i| row[i].clone()).collect();
+                        table.rows.retain(|r| !same_key(r, &key_values));
+                    }
+                    table.rows.push(row);
+                }
+                Op::Delete(key_values) => table.rows.retain(|r| !same_key(r, &key_values)),
             }
-            WriteStrategy::Append => table.rows.extend(stored),
         }
         Ok(WriteSummary { rows: n, created })
     }

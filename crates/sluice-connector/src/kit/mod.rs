@@ -65,6 +65,7 @@ pub fn read_request(table: TableRef, columns: Vec<ColumnDef>, limits: BatchLimit
         key: vec![0],
         ordered: true,
         filter: None,
+        lower_bound: None,
         limits,
     }
 }
@@ -567,4 +568,218 @@ fn quote_identifier(c: &dyn Connector, name: &str) -> String {
         sluice_model::definition::LocationClass::Mariadb => format!("`{name}`"),
         _ => format!("\"{name}\""),
     }
+}
+
+/// `upsert` inserts new keys, replaces rows of existing keys, deletes by key, and shows nothing
+/// before commit; a rolled-back upsert changes nothing. Skipped when the connector has no upsert.
+pub async fn upsert_and_delete(c: &dyn Connector) {
+    if !c.capabilities().upsert {
+        return;
+    }
+    let columns = vec![
+        col("id", DataType::Int64, false),
+        col("v", DataType::Text, true),
+        col(
+            "d",
+            DataType::Decimal {
+                precision: 12,
+                scale: 2,
+            },
+            true,
+        ),
+    ];
+    let t = table("kit_upsert");
+    let row = |i: i64, v: &str| {
+        vec![
+            Value::Int64(i),
+            Value::Text(v.to_string()),
+            Value::Decimal(sluice_model::Decimal::parse(&format!("{i}.25")).expect("decimal")),
+        ]
+    };
+    let before: Vec<Vec<Value>> = (0..100).map(|i| row(i, "old")).collect();
+    write_rows(
+        c,
+        write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad),
+        &before,
+        BatchLimits::DEFAULT,
+    )
+    .await;
+
+    // A rolled-back upsert changes nothing.
+    let mut w = writer(c)
+        .open(write_request(
+            t.clone(),
+            columns.clone(),
+            WriteStrategy::Upsert,
+        ))
+        .await
+        .expect("open upsert");
+    let mut b = RowBatch::new(3, BatchLimits::DEFAULT);
+    b.push_row(row(5, "new")).expect("width 3");
+    w.write_batch(b).await.expect("write upsert batch");
+    w.rollback().await.expect("rollback");
+    let read = || read_request(t.clone(), columns.clone(), BatchLimits::DEFAULT);
+    let (got, _) = read_rows(c, read()).await;
+    assert_rows_equal(
+        &format!("{t} after rolled-back upsert"),
+        &columns,
+        &got,
+        &before,
+    );
+
+    // Update 90..100, insert 100..150, delete 0..10 (and a key that does not exist).
+    let mut w = writer(c)
+        .open(write_request(
+            t.clone(),
+            columns.clone(),
+            WriteStrategy::Upsert,
+        ))
+        .await
+        .expect("open upsert");
+    let mut puts = RowBatch::new(3, BatchLimits::DEFAULT);
+    for i in 90..150 {
+        puts.push_row(row(i, "new")).expect("width 3");
+    }
+    w.write_batch(puts).await.expect("write upsert batch");
+    let mut deletes = RowBatch::new(1, BatchLimits::DEFAULT);
+    for i in (0..10).chain([1_000_000]) {
+        deletes.push_row([Value::Int64(i)]).expect("width 1");
+    }
+    w.delete_batch(deletes).await.expect("delete batch");
+    let (during, _) = read_rows(c, read()).await;
+    assert_rows_equal(&format!("{t} before commit"), &columns, &during, &before);
+    w.commit().await.expect("commit upsert");
+
+    let want: Vec<Vec<Value>> = (10..90)
+        .map(|i| row(i, "old"))
+        .chain((90..150).map(|i| row(i, "new")))
+        .collect();
+    let (got, _) = read_rows(c, read()).await;
+    assert_rows_equal(&format!("{t} after upsert"), &columns, &got, &want);
+}
+
+/// `max_value` reports a column's greatest value (honouring a filter), and a read with a
+/// `lower_bound` returns only the rows beyond it, for integer, date and timestamp columns.
+pub async fn incremental_reads(c: &dyn Connector) {
+    use chrono::{NaiveDate, TimeZone};
+    let columns = vec![
+        col("id", DataType::Int64, false),
+        col("day", DataType::Date, true),
+        col("at", DataType::TimestampTz, true),
+    ];
+    let t = table("kit_incremental");
+    let day = |i: i64| {
+        NaiveDate::from_ymd_opt(2024, 1, 1).expect("date") + chrono::Duration::days(i / 10)
+    };
+    let at = |i: i64| {
+        chrono::Utc
+            .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+            .single()
+            .expect("instant")
+            + chrono::Duration::microseconds(i * 1_000_001)
+    };
+    let rows: Vec<Vec<Value>> = (1..=200)
+        .map(|i| {
+            if i % 50 == 0 {
+                // NULLs never count as the greatest value nor pass a bound.
+                vec![Value::Int64(i), Value::Null, Value::Null]
+            } else {
+                vec![
+                    Value::Int64(i),
+                    Value::Date(day(i)),
+                    Value::TimestampTz(at(i)),
+                ]
+            }
+        })
+        .collect();
+    write_rows(
+        c,
+        write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad),
+        &rows,
+        BatchLimits::DEFAULT,
+    )
+    .await;
+    let r = reader(c);
+    let max = |i: usize| {
+        let column = columns[i].clone();
+        let t = t.clone();
+        async move { r.max_value(&t, &column, None).await.expect("max_value") }
+    };
+    assert_eq!(max(0).await, Some(Value::Int64(200)), "{t}: max of id");
+    assert_eq!(max(1).await, Some(Value::Date(day(199))), "{t}: max of day");
+    assert_eq!(
+        max(2).await,
+        Some(Value::TimestampTz(at(199))),
+        "{t}: max of at"
+    );
+    let filter = Condition::new("id < 100").expect("condition");
+    assert_eq!(
+        r.max_value(&t, &columns[0], Some(&filter))
+            .await
+            .expect("max_value"),
+        Some(Value::Int64(99)),
+        "{t}: max of id where id < 100"
+    );
+    let empty = table("kit_incremental_empty");
+    write_rows(
+        c,
+        write_request(empty.clone(), columns.clone(), WriteStrategy::TruncateLoad),
+        &[],
+        BatchLimits::DEFAULT,
+    )
+    .await;
+    assert_eq!(
+        r.max_value(&empty, &columns[0], None)
+            .await
+            .expect("max_value"),
+        None,
+        "{empty}: max of an empty table"
+    );
+
+    let bounded = |column: usize, value: Value, inclusive: bool| {
+        let mut request = read_request(t.clone(), columns.clone(), BatchLimits::rows(7));
+        request.lower_bound = Some(crate::LowerBound {
+            column,
+            value,
+            inclusive,
+        });
+        request
+    };
+    let expect = |pred: &dyn Fn(i64) -> bool| -> Vec<Vec<Value>> {
+        rows.iter()
+            .filter(|r| matches!(r[0], Value::Int64(i) if pred(i)))
+            .cloned()
+            .collect()
+    };
+    let (got, _) = read_rows(c, bounded(0, Value::Int64(150), false)).await;
+    assert_rows_equal(
+        &format!("{t} id > 150"),
+        &columns,
+        &got,
+        &expect(&|i| i > 150),
+    );
+    let (got, _) = read_rows(c, bounded(1, Value::Date(day(150)), true)).await;
+    assert_rows_equal(
+        &format!("{t} day >= {}", day(150)),
+        &columns,
+        &got,
+        &expect(&|i| i >= 150 && i % 50 != 0),
+    );
+    let (got, _) = read_rows(c, bounded(2, Value::TimestampTz(at(120)), false)).await;
+    assert_rows_equal(
+        &format!("{t} at > {}", at(120)),
+        &columns,
+        &got,
+        &expect(&|i| i > 120 && i % 50 != 0),
+    );
+    // A bound and a filter together.
+    let mut both = bounded(0, Value::Int64(150), true);
+    both.filter = Some(Condition::new("id <= 160").expect("condition"));
+    let (got, _) = read_rows(c, both).await;
+    assert_rows_equal(
+        &format!("{t} 150 <= id <= 160"),
+        &columns,
+        &got,
+        &expect(&|i| (150..=160).contains(&i)),
+    );
 }
