@@ -6,10 +6,12 @@ use anyhow::{Context, Result};
 use clap::Args;
 use sluice_connector::{PlannedStatement, Repeat, WriteStrategy};
 use sluice_model::event::table_state;
-use sluice_model::{ChannelName, EventState, EventType, HubName, LocationName, TableName};
+use sluice_model::{
+    ChannelName, ColumnName, EventState, EventType, HubName, LocationName, TableName,
+};
 use sluice_service::{
     CompareCommand, CompareSummary, EventFilter, EventRecord, Granularity, HubService, JobPlan,
-    RefreshCommand, RefreshSummary, RunningJob, Severity, TableStatus,
+    ModeOverride, RefreshCommand, RefreshSummary, RowwiseApply, RunningJob, Severity, TableStatus,
 };
 
 use crate::output::{Interrupted, JobFailed, json, rate, table, thousands};
@@ -36,8 +38,27 @@ pub struct RefreshArgs {
     #[arg(long, value_parser = parse_strategy)]
     pub strategy: Option<WriteStrategy>,
     /// Rows per batch.
-    #[arg(long)]
+    #[arg(long, alias = "batch-size")]
     pub batch_rows: Option<usize>,
+    /// full_replace, incremental, smart_sync or rowwise (default: each table's Refresh action,
+    /// else full_replace).
+    #[arg(long, value_parser = ["full_replace", "incremental", "smart_sync", "rowwise"])]
+    pub mode: Option<String>,
+    /// The identity, date or date-time column of incremental and smart_sync refreshes.
+    #[arg(long)]
+    pub incremental_column: Option<ColumnName>,
+    /// Days an incremental refresh by a date column reaches back (rows inside are upserted).
+    #[arg(long)]
+    pub date_buffer_days: Option<u32>,
+    /// Rowwise: apply inserts and updates only.
+    #[arg(long, conflicts_with = "only_deletes")]
+    pub no_deletes: bool,
+    /// Rowwise: apply deletes only.
+    #[arg(long)]
+    pub only_deletes: bool,
+    /// Tables refreshed at the same time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
     /// Print every statement that would run, per table, and run none.
     #[arg(long)]
     pub dry_run: bool,
@@ -45,7 +66,7 @@ pub struct RefreshArgs {
 
 fn parse_strategy(s: &str) -> Result<WriteStrategy, String> {
     match s.parse()? {
-        WriteStrategy::Append => {
+        WriteStrategy::Append | WriteStrategy::Upsert => {
             Err("refresh replaces the target: use truncate_load or staging_swap".into())
         }
         strategy => Ok(strategy),
@@ -435,6 +456,9 @@ fn print_plan(plan: &JobPlan, g: &Global) -> Result<()> {
     };
     for t in &plan.tables {
         say!("table {}: {} → {}", t.table, t.source_table, t.target_table);
+        if let Some(action) = &t.action {
+            say!("  {action}");
+        }
         say!("  at {}:", plan.source);
         for s in &t.source_statements {
             say!("{}", statement(s));
@@ -517,6 +541,17 @@ async fn refresh(g: &Global, args: RefreshArgs) -> Result<Outcome> {
         strategy: args.strategy,
         batch_rows: args.batch_rows,
         count_first: !g.json,
+        mode: ModeOverride {
+            mode: args.mode,
+            incremental_column: args.incremental_column,
+            date_buffer_days: args.date_buffer_days,
+            apply: match (args.no_deletes, args.only_deletes) {
+                (true, _) => Some(RowwiseApply::NoDeletes),
+                (_, true) => Some(RowwiseApply::OnlyDeletes),
+                _ => None,
+            },
+        },
+        parallel: Some(usize::from(args.parallel)),
     };
     if args.dry_run {
         print_plan(&svc.plan_refresh(&cmd).await?, g)?;

@@ -450,6 +450,8 @@ pub async fn run(args: QuickstartArgs, g: &Global) -> Result<Outcome> {
         strategy: Some(strategy),
         batch_rows: None,
         count_first: true,
+        mode: Default::default(),
+        parallel: None,
     };
     let compare_cmd = |granularity| CompareCommand {
         hub: hub.clone(),

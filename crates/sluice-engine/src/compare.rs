@@ -207,6 +207,32 @@ async fn open(
     Ok(snapshot.batches)
 }
 
+/// The target's rows with values converted to the source's column types where the two differ.
+async fn open_target(
+    c: &dyn Connector,
+    plan: &CompareTablePlan,
+) -> Result<BoxStream<'static, Result<RowBatch>>> {
+    let batches = open(c, &plan.target_read, "target").await?;
+    if plan.target_as_source.iter().all(Option::is_none) {
+        return Ok(batches);
+    }
+    let conversions = plan.target_as_source.clone();
+    Ok(Box::pin(batches.map(move |batch| {
+        batch.map(|mut batch| {
+            for row in batch.rows_mut() {
+                for (value, to) in row.iter_mut().zip(&conversions) {
+                    if let Some(to) = to
+                        && let Ok(converted) = crate::map::convert(value.clone(), *to)
+                    {
+                        *value = converted;
+                    }
+                }
+            }
+            batch
+        })
+    })))
+}
+
 /// Count, hash sum and bytes of one side.
 struct Digest {
     rows: u64,
@@ -263,7 +289,7 @@ async fn bulk(
     report: &mut CompareReport,
 ) -> Result<bool> {
     let s = open(source, &plan.source_read, "source").await?;
-    let t = open(target, &plan.target_read, "target").await?;
+    let t = open_target(target, plan).await?;
     let (s, t) = tokio::try_join!(
         digest(s, "source", Some((progress, &plan.name)), cancel),
         digest(t, "target", None, cancel)
@@ -408,11 +434,7 @@ async fn rowwise(
         key.clone(),
         "source",
     );
-    let mut t = RowCursor::new(
-        open(target, &plan.target_read, "target").await?,
-        key,
-        "target",
-    );
+    let mut t = RowCursor::new(open_target(target, plan).await?, key, "target");
     let mut diff = RowDiff::default();
     let mut scratch = (Vec::new(), Vec::new());
     let (mut has_s, mut has_t) = (

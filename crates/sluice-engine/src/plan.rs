@@ -7,12 +7,13 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 use sluice_connector::{
-    BatchWriter, Connector, ConnectorError, ErrorKind, Introspector, PlannedStatement, ReadRequest,
-    SnapshotReader, WriteRequest, WriteStrategy,
+    BatchWriter, Connector, ConnectorError, ErrorKind, Introspector, LowerBound, PlannedStatement,
+    ReadRequest, SnapshotReader, WriteRequest, WriteStrategy,
 };
 use sluice_model::definition::ChannelColumn;
 use sluice_model::{
     BatchLimits, ColumnDef, ColumnName, Condition, DataType, TableName, TableRef, TableSchema,
+    Value,
 };
 
 use crate::EngineError;
@@ -41,6 +42,76 @@ pub struct TableSpec {
     pub source_filter: Option<Condition>,
     /// Rows to replace or compare at the target.
     pub target_filter: Option<Condition>,
+    /// How the table is refreshed.
+    pub mode: RefreshMode,
+    /// The full-replace strategy of this table, overriding [`RefreshOptions::strategy`].
+    pub strategy: Option<WriteStrategy>,
+}
+
+/// How a table is refreshed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum RefreshMode {
+    /// Replace the target's contents by the source's (by a [`WriteStrategy`]).
+    #[default]
+    FullReplace,
+    /// Copy the source rows beyond the target's greatest `column` value and upsert them. For date
+    /// and time columns the bound moves back `date_buffer_days` and rows inside it are upserted too.
+    Incremental {
+        /// An identity, date or date-time column.
+        column: ColumnName,
+        /// Days of overlap for date and date-time columns.
+        date_buffer_days: u32,
+    },
+    /// `full_replace` when the target is missing or empty, otherwise `incremental`.
+    SmartSync {
+        /// An identity, date or date-time column.
+        column: ColumnName,
+        /// Days of overlap for date and date-time columns.
+        date_buffer_days: u32,
+    },
+    /// Compare by key and apply only the needed inserts, updates and deletes.
+    Rowwise {
+        /// Which changes are applied.
+        apply: RowwiseApply,
+    },
+}
+
+impl RefreshMode {
+    /// The spelling in definitions, the CLI and results.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RefreshMode::FullReplace => "full_replace",
+            RefreshMode::Incremental { .. } => "incremental",
+            RefreshMode::SmartSync { .. } => "smart_sync",
+            RefreshMode::Rowwise { .. } => "rowwise",
+        }
+    }
+}
+
+/// Which row-wise changes a `rowwise` refresh applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RowwiseApply {
+    /// Inserts, updates and deletes: the target ends equal to the source.
+    #[default]
+    All,
+    /// Inserts and updates only (the delta).
+    NoDeletes,
+    /// Deletes only.
+    OnlyDeletes,
+}
+
+impl RowwiseApply {
+    /// Whether rows only on the source and differing rows are written.
+    pub fn puts(self) -> bool {
+        self != RowwiseApply::OnlyDeletes
+    }
+
+    /// Whether rows only on the target are deleted.
+    pub fn deletes(self) -> bool {
+        self != RowwiseApply::NoDeletes
+    }
 }
 
 impl TableSpec {
@@ -57,6 +128,8 @@ impl TableSpec {
             key: Vec::new(),
             source_filter: None,
             target_filter: None,
+            mode: RefreshMode::FullReplace,
+            strategy: None,
         }
     }
 }
@@ -230,10 +303,28 @@ pub struct RefreshTablePlan {
     pub write: WriteRequest,
     /// How read rows become written rows.
     pub mapping: RowMapping,
+    /// How the rows are applied.
+    pub apply: PlannedApply,
+    /// What the table's refresh does, in words (e.g. `incremental: id > 1200`).
+    pub description: String,
     /// The statements the source runs.
     pub source_statements: Vec<PlannedStatement>,
     /// The statements the target runs.
     pub target_statements: Vec<PlannedStatement>,
+}
+
+/// How a refresh applies what it reads.
+#[derive(Debug, Clone)]
+pub enum PlannedApply {
+    /// Every row read is written.
+    Load,
+    /// The target is read too, ordered by key, and only differences are written.
+    Rowwise {
+        /// The target read, with the written columns and key.
+        target_read: ReadRequest,
+        /// Which changes are applied.
+        apply: RowwiseApply,
+    },
 }
 
 /// Options of a refresh.
@@ -245,6 +336,8 @@ pub struct RefreshOptions {
     pub limits: BatchLimits,
     /// Count source rows first, to report progress as a fraction.
     pub count_first: bool,
+    /// Tables refreshed at the same time (at least 1).
+    pub parallel: usize,
 }
 
 impl Default for RefreshOptions {
@@ -253,6 +346,7 @@ impl Default for RefreshOptions {
             strategy: WriteStrategy::TruncateLoad,
             limits: BatchLimits::DEFAULT,
             count_first: false,
+            parallel: 1,
         }
     }
 }
@@ -265,10 +359,18 @@ pub async fn plan_refresh_table(
     options: &RefreshOptions,
 ) -> Result<RefreshTablePlan, EngineError> {
     let err = |error: ConnectorError| EngineError::table(&spec.name, error);
-    if options.strategy == WriteStrategy::StagingSwap && !target.capabilities().staging_swap {
+    let strategy = spec.strategy.unwrap_or(options.strategy);
+    if strategy == WriteStrategy::StagingSwap && !target.capabilities().staging_swap {
         return Err(err(ConnectorError::unsupported(format!(
             "{} targets cannot do staging_swap",
             target.class()
+        ))));
+    }
+    if spec.mode != RefreshMode::FullReplace && !target.capabilities().upsert {
+        return Err(err(ConnectorError::unsupported(format!(
+            "{} targets cannot do {} refreshes (they need upserts)",
+            target.class(),
+            spec.mode.name()
         ))));
     }
     let resolved = resolve(spec, source, target).await?;
@@ -327,28 +429,218 @@ pub async fn plan_refresh_table(
     let source_types: Vec<DataType> = read.columns.iter().map(|c| c.data_type).collect();
     let target_types: Vec<DataType> = write_columns.iter().map(|c| c.data_type).collect();
     let mapping = RowMapping::new(sources, &source_types, &target_types);
-    let write = WriteRequest {
+    let mut read = read;
+    let mut write = WriteRequest {
         table: spec.target.clone(),
         columns: write_columns,
         key: write_key,
-        strategy: options.strategy,
+        strategy,
         create_if_missing: true,
         filter: spec.target_filter.clone(),
     };
-    let source_statements = reader(source).map_err(err)?.plan_read(&read);
-    let target_statements = writer(target)
-        .map_err(err)?
-        .plan_write(&write)
+    let mut apply = PlannedApply::Load;
+    let mut description = format!("full_replace ({})", strategy.as_str());
+    let target_exists = resolved.target_schema.is_some();
+    let incremental = match &spec.mode {
+        RefreshMode::FullReplace => None,
+        RefreshMode::Incremental {
+            column,
+            date_buffer_days,
+        } => Some((column, *date_buffer_days)),
+        RefreshMode::SmartSync {
+            column,
+            date_buffer_days,
+        } => {
+            let empty = !target_exists
+                || reader(target)
+                    .map_err(err)?
+                    .count_rows(&spec.target, spec.target_filter.as_ref())
+                    .await
+                    .map_err(err)?
+                    == 0;
+            if empty {
+                description = format!(
+                    "smart_sync: the target is empty, full_replace ({})",
+                    strategy.as_str()
+                );
+                None
+            } else {
+                Some((column, *date_buffer_days))
+            }
+        }
+        RefreshMode::Rowwise { apply: changes } => {
+            if write.key.is_empty() || write.key.len() != resolved.key.len() {
+                return Err(err(ConnectorError::schema(
+                    "a rowwise refresh needs a key: the table has no primary key and no key columns are declared",
+                )));
+            }
+            if target_exists {
+                write.strategy = WriteStrategy::Upsert;
+                read.ordered = true;
+                let target_read = ReadRequest {
+                    table: spec.target.clone(),
+                    columns: write.columns.clone(),
+                    key: write.key.clone(),
+                    ordered: true,
+                    filter: spec.target_filter.clone(),
+                    lower_bound: None,
+                    limits: options.limits,
+                };
+                description = format!(
+                    "rowwise ({})",
+                    match changes {
+                        RowwiseApply::All => "inserts, updates and deletes",
+                        RowwiseApply::NoDeletes => "inserts and updates",
+                        RowwiseApply::OnlyDeletes => "deletes",
+                    }
+                );
+                apply = PlannedApply::Rowwise {
+                    target_read,
+                    apply: *changes,
+                };
+            } else {
+                description = format!(
+                    "rowwise: the target does not exist, full_replace ({})",
+                    strategy.as_str()
+                );
+            }
+            None
+        }
+    };
+    if let Some((column, buffer_days)) = incremental {
+        if write.key.is_empty() {
+            return Err(err(ConnectorError::schema(
+                "an incremental refresh upserts by key: the table has no primary key and no key columns are declared",
+            )));
+        }
+        let bound = incremental_bound(
+            spec,
+            target,
+            target_exists,
+            &read,
+            &write,
+            column,
+            buffer_days,
+        )
         .await
         .map_err(err)?;
+        description = match &bound {
+            Some(b) => format!(
+                "incremental: {} {} {}",
+                read.columns[b.column].name,
+                if b.inclusive { ">=" } else { ">" },
+                b.value
+            ),
+            None => format!("incremental: the target holds no {column} yet, every row"),
+        };
+        read.lower_bound = bound;
+        write.strategy = WriteStrategy::Upsert;
+    }
+    let source_statements = reader(source).map_err(err)?.plan_read(&read);
+    let mut target_statements = Vec::new();
+    if let PlannedApply::Rowwise { target_read, .. } = &apply {
+        target_statements.extend(reader(target).map_err(err)?.plan_read(target_read));
+    }
+    target_statements.extend(
+        writer(target)
+            .map_err(err)?
+            .plan_write(&write)
+            .await
+            .map_err(err)?,
+    );
     Ok(RefreshTablePlan {
         name: spec.name.clone(),
         read,
         write,
         mapping,
+        apply,
+        description,
         source_statements,
         target_statements,
     })
+}
+
+/// Whether values of `ty` are dates or times, whose incremental bound moves back by buffer days.
+fn is_dated(ty: DataType) -> bool {
+    matches!(
+        ty,
+        DataType::Date | DataType::Timestamp | DataType::TimestampTz
+    )
+}
+
+/// The read bound of an incremental refresh: the target's greatest value of `column` (minus the
+/// buffer for dates), or `None` when the target holds none.
+async fn incremental_bound(
+    spec: &TableSpec,
+    target: &dyn Connector,
+    target_exists: bool,
+    read: &ReadRequest,
+    write: &WriteRequest,
+    column: &ColumnName,
+    buffer_days: u32,
+) -> Result<Option<LowerBound>, ConnectorError> {
+    let same = |c: &ColumnDef| c.name.as_str().eq_ignore_ascii_case(column.as_str());
+    let read_index = read.columns.iter().position(same).ok_or_else(|| {
+        ConnectorError::schema(format!(
+            "incremental column {column} is not among the columns read from the source"
+        ))
+    })?;
+    let source_type = read.columns[read_index].data_type;
+    if !(matches!(
+        source_type,
+        DataType::Int16 | DataType::Int32 | DataType::Int64
+    ) || is_dated(source_type))
+    {
+        return Err(ConnectorError::schema(format!(
+            "incremental column {column} is a {source_type}; it must be an integer identity, a date or a date-time"
+        )));
+    }
+    let Some(target_column) = write.columns.iter().find(|c| same(c)) else {
+        return Err(ConnectorError::schema(format!(
+            "incremental column {column} is not written to the target"
+        )));
+    };
+    let max = if target_exists {
+        reader(target)?
+            .max_value(&spec.target, target_column, spec.target_filter.as_ref())
+            .await?
+    } else {
+        None
+    };
+    let Some(max) = max else { return Ok(None) };
+    let value = crate::map::convert(max, source_type).map_err(|reason| {
+        ConnectorError::data(format!(
+            "the target's greatest {column} cannot be compared with the source: {reason}"
+        ))
+    })?;
+    if !is_dated(source_type) {
+        return Ok(Some(LowerBound {
+            column: read_index,
+            value,
+            inclusive: false,
+        }));
+    }
+    let days = chrono::Duration::days(i64::from(buffer_days));
+    let overflow = || {
+        ConnectorError::data(format!(
+            "{column}: the date buffer reaches before the calendar"
+        ))
+    };
+    let value = match value {
+        Value::Date(d) => Value::Date(d.checked_sub_signed(days).ok_or_else(overflow)?),
+        Value::Timestamp(t) => Value::Timestamp(t.checked_sub_signed(days).ok_or_else(overflow)?),
+        Value::TimestampTz(t) => {
+            Value::TimestampTz(t.checked_sub_signed(days).ok_or_else(overflow)?)
+        }
+        other => other,
+    };
+    // Rows stamped with the greatest value itself may have been added after the last refresh:
+    // take them again; the upsert keeps them single.
+    Ok(Some(LowerBound {
+        column: read_index,
+        value,
+        inclusive: true,
+    }))
 }
 
 /// Resolves every table of a refresh; the first failure is returned and nothing runs.
@@ -384,6 +676,10 @@ pub struct CompareTablePlan {
     pub source_read: ReadRequest,
     /// What to read at the target.
     pub target_read: ReadRequest,
+    /// Per compared column, the source type target values are converted to before comparing, when
+    /// the two sides keep the column in different types (e.g. a PostgreSQL `timestamptz` and a
+    /// MariaDB `DATETIME(6)` holding UTC). A value that does not convert exactly compares unequal.
+    pub target_as_source: Vec<Option<DataType>>,
     /// The statements the source runs.
     pub source_statements: Vec<PlannedStatement>,
     /// The statements the target runs.
@@ -458,8 +754,15 @@ pub async fn plan_compare_table(
         lower_bound: None,
         limits,
     };
+    let target_as_source = source_read
+        .columns
+        .iter()
+        .zip(&target_read.columns)
+        .map(|(s, t)| (s.data_type != t.data_type).then_some(s.data_type))
+        .collect();
     Ok(CompareTablePlan {
         name: spec.name.clone(),
+        target_as_source,
         source_statements: reader(source).map_err(err)?.plan_read(&source_read),
         target_statements: reader(target).map_err(err)?.plan_read(&target_read),
         source_read,

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::EngineError;
 use crate::map::MapError;
-use crate::plan::{RefreshOptions, RefreshTablePlan, reader, writer};
+use crate::plan::{PlannedApply, RefreshOptions, RefreshTablePlan, RowwiseApply, reader, writer};
 use crate::progress::{Progress, ProgressSink};
 
 /// How a table's refresh ended.
@@ -71,26 +71,33 @@ pub async fn run_refresh(
     progress: ProgressSink,
     cancel: CancellationToken,
 ) -> Vec<RefreshReport> {
-    let mut reports = Vec::with_capacity(plans.len());
-    for plan in plans {
-        let report = refresh_table(
-            source.as_ref(),
-            target.as_ref(),
-            &plan,
-            &options,
-            &progress,
-            &cancel,
-        )
-        .await;
-        progress.send(Progress::Finished {
-            table: plan.name.clone(),
-            ok: report.state == RefreshState::Done,
-            rows: report.source_rows,
-            seconds: report.duration.as_secs_f64(),
-        });
-        reports.push(report);
-    }
-    reports
+    let parallel = options.parallel.max(1);
+    let tables = plans.into_iter().map(|plan| {
+        let (source, target) = (Arc::clone(&source), Arc::clone(&target));
+        let (progress, cancel) = (progress.clone(), cancel.clone());
+        async move {
+            let report = refresh_table(
+                source.as_ref(),
+                target.as_ref(),
+                &plan,
+                &options,
+                &progress,
+                &cancel,
+            )
+            .await;
+            progress.send(Progress::Finished {
+                table: plan.name.clone(),
+                ok: report.state == RefreshState::Done,
+                rows: report.source_rows,
+                seconds: report.duration.as_secs_f64(),
+            });
+            report
+        }
+    });
+    futures::stream::iter(tables)
+        .buffered(parallel)
+        .collect()
+        .await
 }
 
 struct Moved {
@@ -130,7 +137,22 @@ async fn refresh_table(
         written: 0,
         created: false,
     };
-    let outcome = copy(source, target, plan, progress, cancel, &mut moved).await;
+    let outcome = match &plan.apply {
+        PlannedApply::Load => copy(source, target, plan, progress, cancel, &mut moved).await,
+        PlannedApply::Rowwise { target_read, apply } => {
+            rowwise(
+                source,
+                target,
+                plan,
+                target_read,
+                *apply,
+                progress,
+                cancel,
+                &mut moved,
+            )
+            .await
+        }
+    };
     let (state, error) = match outcome {
         Ok(()) => (RefreshState::Done, None),
         Err(error) if error.kind() == ErrorKind::Cancelled => (
@@ -165,8 +187,18 @@ async fn copy(
     if cancel.is_cancelled() {
         return Err(ConnectorError::cancelled());
     }
-    let snapshot = reader(source)?.read(plan.read.clone()).await?;
     let mut write = writer(target)?.open(plan.write.clone()).await?;
+    let source_reader = reader(source)?;
+    if plan.mapping.is_identity()
+        && let Some(format) = write.raw_format()
+        && source_reader.raw_format(&plan.read).as_ref() == Some(&format)
+    {
+        return copy_raw(source_reader, write, plan, progress, cancel, moved).await;
+    }
+    let snapshot = match source_reader.read(plan.read.clone()).await {
+        Ok(snapshot) => snapshot,
+        Err(error) => return abandon(write, error).await,
+    };
     let mut batches = snapshot.batches;
     loop {
         let next = tokio::select! {
@@ -181,21 +213,9 @@ async fn copy(
         };
         moved.rows += batch.len() as u64;
         moved.bytes += batch.byte_size() as u64;
-        let mapped = match plan.mapping.apply(batch) {
+        let mapped = match map_batch(plan, batch) {
             Ok(mapped) => mapped,
-            Err(MapError {
-                row,
-                column,
-                reason,
-            }) => {
-                let message = format!(
-                    "target table {} row {} column {}: {reason}",
-                    plan.write.table,
-                    describe_key(&plan.read.columns, &plan.read.key, &row),
-                    plan.write.columns[column].name
-                );
-                return abandon(write, ConnectorError::data(message)).await;
-            }
+            Err(error) => return abandon(write, error).await,
         };
         if let Err(error) = write.write_batch(mapped).await {
             return abandon(write, error).await;
@@ -213,6 +233,339 @@ async fn copy(
     moved.written = summary.rows;
     moved.created = summary.created;
     Ok(())
+}
+
+/// Pipes the source's raw encoding into the target untouched: both ends speak the same format
+/// and no value needs converting, so nothing is decoded.
+async fn copy_raw(
+    source: &dyn sluice_connector::SnapshotReader,
+    mut write: Box<dyn TableWriter>,
+    plan: &RefreshTablePlan,
+    progress: &ProgressSink,
+    cancel: &CancellationToken,
+    moved: &mut Moved,
+) -> Result<(), ConnectorError> {
+    let raw = match source.read_raw(plan.read.clone()).await {
+        Ok(raw) => raw,
+        Err(error) => return abandon(write, error).await,
+    };
+    let mut chunks = raw.chunks;
+    let mut last_report = Instant::now();
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return abandon(write, ConnectorError::cancelled()).await,
+            next = chunks.next() => next,
+        };
+        let chunk = match next {
+            None => break,
+            Some(Ok(chunk)) => chunk,
+            Some(Err(error)) => return abandon(write, error.context("reading the source")).await,
+        };
+        moved.bytes += chunk.len() as u64;
+        if let Err(error) = write.write_raw(chunk).await {
+            return abandon(write, error).await;
+        }
+        if last_report.elapsed() >= Duration::from_millis(200) {
+            last_report = Instant::now();
+            progress.send(Progress::Advanced {
+                table: plan.name.clone(),
+                rows: moved.rows,
+                bytes: moved.bytes,
+            });
+        }
+    }
+    if cancel.is_cancelled() {
+        return abandon(write, ConnectorError::cancelled()).await;
+    }
+    let summary = write.commit().await?;
+    moved.rows = summary.rows;
+    moved.written = summary.rows;
+    moved.created = summary.created;
+    Ok(())
+}
+
+/// Maps a source batch to target columns, naming the row and column of a value that does not fit.
+fn map_batch(plan: &RefreshTablePlan, batch: RowBatch) -> Result<RowBatch, ConnectorError> {
+    plan.mapping.apply(batch).map_err(
+        |MapError {
+             row,
+             column,
+             reason,
+         }| {
+            ConnectorError::data(format!(
+                "target table {} row {} column {}: {reason}",
+                plan.write.table,
+                describe_key(&plan.read.columns, &plan.read.key, &row),
+                plan.write.columns[column].name
+            ))
+        },
+    )
+}
+
+/// A row-wise refresh: merge the source (mapped to target types) and the target by key, both
+/// ordered, and write only what differs: rows only on the source and differing rows as upserts,
+/// rows only on the target as deletes, all in one atomic write.
+#[allow(clippy::too_many_arguments)]
+async fn rowwise(
+    source: &dyn Connector,
+    target: &dyn Connector,
+    plan: &RefreshTablePlan,
+    target_read: &sluice_connector::ReadRequest,
+    apply: RowwiseApply,
+    progress: &ProgressSink,
+    cancel: &CancellationToken,
+    moved: &mut Moved,
+) -> Result<(), ConnectorError> {
+    if cancel.is_cancelled() {
+        return Err(ConnectorError::cancelled());
+    }
+    let source_rows = reader(source)?.read(plan.read.clone()).await?.batches;
+    let target_rows = reader(target)?.read(target_read.clone()).await?.batches;
+    let mut write = writer(target)?.open(plan.write.clone()).await?;
+    let outcome = rowwise_merge(
+        plan,
+        target_read,
+        apply,
+        source_rows,
+        target_rows,
+        write.as_mut(),
+        progress,
+        cancel,
+        moved,
+    )
+    .await;
+    if let Err(error) = outcome {
+        return abandon(write, error).await;
+    }
+    if cancel.is_cancelled() {
+        return abandon(write, ConnectorError::cancelled()).await;
+    }
+    let summary = write.commit().await?;
+    moved.created = summary.created;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn rowwise_merge(
+    plan: &RefreshTablePlan,
+    target_read: &sluice_connector::ReadRequest,
+    apply: RowwiseApply,
+    source_rows: futures::stream::BoxStream<'static, Result<RowBatch, ConnectorError>>,
+    target_rows: futures::stream::BoxStream<'static, Result<RowBatch, ConnectorError>>,
+    write: &mut dyn TableWriter,
+    progress: &ProgressSink,
+    cancel: &CancellationToken,
+    moved: &mut Moved,
+) -> Result<(), ConnectorError> {
+    use std::cmp::Ordering;
+    let key = plan.write.key.clone();
+    let width = plan.write.columns.len();
+    let limits = plan.read.limits;
+    // Source rows arrive in source batches; map each to target columns before merging.
+    let mapped = source_rows.map(|batch| batch.and_then(|b| map_batch(plan, b)));
+    let mut s = KeyedRows::new(Box::pin(mapped), key.clone(), "source");
+    let mut t = KeyedRows::new(target_rows, key.clone(), "target");
+    let mut puts = RowBatch::new(width, limits);
+    let mut deletes = RowBatch::new(key.len(), limits);
+    let mut scratch = (Vec::new(), Vec::new());
+    s.advance(cancel, &plan.write.columns).await?;
+    t.advance(cancel, &target_read.columns).await?;
+    let mut since_progress = 0u64;
+    loop {
+        let order = match (s.row(), t.row()) {
+            (Some(a), Some(b)) => compare_keys(&key, a, b),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => break,
+        };
+        match order {
+            Ordering::Less => {
+                if apply.puts() {
+                    put(&mut puts, s.row(), write, moved).await?;
+                }
+                s.advance(cancel, &plan.write.columns).await?;
+            }
+            Ordering::Greater => {
+                if apply.deletes()
+                    && let Some(row) = t.row()
+                {
+                    if deletes.is_full() {
+                        write.delete_batch(deletes.take()).await?;
+                    }
+                    deletes
+                        .push_row(key.iter().map(|&k| row[k].clone()))
+                        .map_err(|e| ConnectorError::internal(e.to_string()))?;
+                }
+                t.advance(cancel, &target_read.columns).await?;
+            }
+            Ordering::Equal => {
+                let same = match (s.row(), t.row()) {
+                    (Some(a), Some(b)) => rows_equal(a, b, &mut scratch),
+                    _ => false,
+                };
+                if !same && apply.puts() {
+                    put(&mut puts, s.row(), write, moved).await?;
+                }
+                s.advance(cancel, &plan.write.columns).await?;
+                t.advance(cancel, &target_read.columns).await?;
+            }
+        }
+        since_progress += 1;
+        if since_progress >= 10_000 {
+            since_progress = 0;
+            moved.rows = s.rows;
+            moved.bytes = s.bytes + t.bytes;
+            progress.send(Progress::Advanced {
+                table: plan.name.clone(),
+                rows: moved.rows,
+                bytes: moved.bytes,
+            });
+        }
+    }
+    if !puts.is_empty() {
+        write.write_batch(puts).await?;
+    }
+    if !deletes.is_empty() {
+        write.delete_batch(deletes).await?;
+    }
+    moved.rows = s.rows;
+    moved.bytes = s.bytes + t.bytes;
+    Ok(())
+}
+
+async fn put(
+    puts: &mut RowBatch,
+    row: Option<&[sluice_model::Value]>,
+    write: &mut dyn TableWriter,
+    moved: &mut Moved,
+) -> Result<(), ConnectorError> {
+    let Some(row) = row else { return Ok(()) };
+    if puts.is_full() {
+        write.write_batch(puts.take()).await?;
+    }
+    puts.push_row(row.iter().cloned())
+        .map_err(|e| ConnectorError::internal(e.to_string()))?;
+    moved.written += 1;
+    Ok(())
+}
+
+fn compare_keys(
+    key: &[usize],
+    a: &[sluice_model::Value],
+    b: &[sluice_model::Value],
+) -> std::cmp::Ordering {
+    key.iter()
+        .map(|&k| a[k].cmp_key(&b[k]))
+        .find(|o| o.is_ne())
+        .unwrap_or(std::cmp::Ordering::Equal)
+}
+
+fn rows_equal(
+    a: &[sluice_model::Value],
+    b: &[sluice_model::Value],
+    scratch: &mut (Vec<u8>, Vec<u8>),
+) -> bool {
+    a.iter().zip(b).all(|(x, y)| {
+        scratch.0.clear();
+        scratch.1.clear();
+        x.encode_canonical(&mut scratch.0);
+        y.encode_canonical(&mut scratch.1);
+        scratch.0 == scratch.1
+    })
+}
+
+/// Rows of a key-ordered stream, one at a time, checking that keys strictly increase.
+struct KeyedRows<'a> {
+    batches: futures::stream::BoxStream<'a, Result<RowBatch, ConnectorError>>,
+    batch: Option<RowBatch>,
+    index: usize,
+    started: bool,
+    key: Vec<usize>,
+    side: &'static str,
+    rows: u64,
+    bytes: u64,
+}
+
+impl<'a> KeyedRows<'a> {
+    fn new(
+        batches: futures::stream::BoxStream<'a, Result<RowBatch, ConnectorError>>,
+        key: Vec<usize>,
+        side: &'static str,
+    ) -> Self {
+        KeyedRows {
+            batches,
+            batch: None,
+            index: 0,
+            started: false,
+            key,
+            side,
+            rows: 0,
+            bytes: 0,
+        }
+    }
+
+    fn row(&self) -> Option<&[sluice_model::Value]> {
+        self.batch.as_ref().map(|b| b.row(self.index))
+    }
+
+    async fn advance(
+        &mut self,
+        cancel: &CancellationToken,
+        columns: &[sluice_model::ColumnDef],
+    ) -> Result<(), ConnectorError> {
+        let previous: Option<Vec<sluice_model::Value>> = self
+            .row()
+            .map(|r| self.key.iter().map(|&k| r[k].clone()).collect());
+        if self.started {
+            self.index += 1;
+        }
+        self.started = true;
+        loop {
+            if let Some(batch) = &self.batch
+                && self.index < batch.len()
+            {
+                let row = batch.row(self.index);
+                if let Some(previous) = &previous {
+                    let ordered = self
+                        .key
+                        .iter()
+                        .zip(previous)
+                        .map(|(&k, p)| p.cmp_key(&row[k]))
+                        .find(|o| o.is_ne())
+                        == Some(std::cmp::Ordering::Less);
+                    if !ordered {
+                        return Err(ConnectorError::data(format!(
+                            "{} rows are not in strictly increasing key order at key {} (a duplicate key, \
+                             or a collation that sorts differently from bytewise order)",
+                            self.side,
+                            describe_key(columns, &self.key, row)
+                        )));
+                    }
+                }
+                self.rows += 1;
+                return Ok(());
+            }
+            let next = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(ConnectorError::cancelled()),
+                next = self.batches.next() => next,
+            };
+            match next {
+                None => {
+                    self.batch = None;
+                    return Ok(());
+                }
+                Some(batch) => {
+                    let batch =
+                        batch.map_err(|e| e.context(format!("reading the {}", self.side)))?;
+                    self.bytes += batch.byte_size() as u64;
+                    self.batch = Some(batch);
+                    self.index = 0;
+                }
+            }
+        }
+    }
 }
 
 /// Rolls the write back, then returns `error`.

@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use sluice_connector::kit::memory::MemoryConnector;
 use sluice_connector::kit::{col, table};
 use sluice_connector::{ErrorKind, WriteStrategy};
+use sluice_engine::plan::{RefreshMode, RowwiseApply};
 use sluice_engine::{
     CompareOptions, CompareState, Granularity, ProgressSink, RefreshOptions, RefreshState,
     TableSpec, plan_compare, plan_refresh, run_compare, run_refresh,
@@ -40,6 +41,7 @@ fn options(strategy: WriteStrategy, batch_rows: usize) -> RefreshOptions {
         strategy,
         limits: BatchLimits::rows(batch_rows),
         count_first: true,
+        parallel: 2,
     }
 }
 
@@ -372,7 +374,8 @@ async fn compare_finds_identical_and_different_tables() {
     );
     assert_eq!(
         diff.only_on_target_keys,
-        vec![vec![Value::Int32(100)], vec![Value::Int32(101)]]
+        vec![vec![Value::Int64(100)], vec![Value::Int64(101)]],
+        "target values are compared (and listed) as the source's types"
     );
     assert_eq!(diff.differ_keys.len(), 2);
 }
@@ -447,4 +450,272 @@ proptest! {
         let bulk = runtime.block_on(compare(&source, &target, Granularity::Bulk, 0));
         prop_assert_eq!(bulk.state == CompareState::Identical, source_map == target_map);
     }
+}
+
+fn sorted(mut rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
+    rows.sort_by(|a, b| a[0].cmp_key(&b[0]));
+    rows
+}
+
+#[tokio::test]
+async fn incremental_copies_only_rows_beyond_the_targets_greatest_key() {
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    source.put_table(orders_schema("orders", DataType::Int64), rows(1000, "n"));
+    let mut s = spec("orders");
+    s.mode = RefreshMode::Incremental {
+        column: ColumnName::new("id").unwrap(),
+        date_buffer_days: 0,
+    };
+    // First run: the target is missing, so every row is copied.
+    let reports = refresh(
+        &source,
+        &target,
+        std::slice::from_ref(&s),
+        options(WriteStrategy::TruncateLoad, 100),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(
+        reports[0].state,
+        RefreshState::Done,
+        "{:?}",
+        reports[0].error
+    );
+    assert_eq!(reports[0].source_rows, 1000);
+    // 10 new rows and one changed old row: only the new ones travel; the old change stays behind.
+    let mut more = rows(1010, "n");
+    more[5][1] = Value::Text("changed".into());
+    source.put_table(orders_schema("orders", DataType::Int64), more.clone());
+    let plans = plan_refresh(
+        std::slice::from_ref(&s),
+        &source,
+        &target,
+        &options(WriteStrategy::TruncateLoad, 100),
+    )
+    .await
+    .unwrap();
+    assert_eq!(plans[0].description, "incremental: id > 999");
+    let reports = refresh(
+        &source,
+        &target,
+        std::slice::from_ref(&s),
+        options(WriteStrategy::TruncateLoad, 100),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(
+        reports[0].state,
+        RefreshState::Done,
+        "{:?}",
+        reports[0].error
+    );
+    assert_eq!(reports[0].source_rows, 10);
+    let got = sorted(target.rows(&table("orders")).unwrap());
+    assert_eq!(got.len(), 1010);
+    assert_eq!(got[1009], more[1009]);
+    assert_eq!(
+        got[5],
+        rows(6, "n")[5],
+        "rows below the bound are not re-read"
+    );
+}
+
+#[tokio::test]
+async fn incremental_by_date_upserts_the_buffer_without_duplicates() {
+    use chrono::NaiveDate;
+    let schema = TableSchema {
+        table: table("events"),
+        columns: vec![
+            col("id", DataType::Int64, false),
+            col("day", DataType::Date, false),
+        ],
+        primary_key: vec![ColumnName::new("id").unwrap()],
+    };
+    let day = |d: u32| Value::Date(NaiveDate::from_ymd_opt(2024, 3, d).unwrap());
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    let first: Vec<Vec<Value>> = (1..=10)
+        .map(|i| vec![Value::Int64(i), day(i as u32)])
+        .collect();
+    source.put_table(schema.clone(), first.clone());
+    target.put_table(schema.clone(), first.clone());
+    let mut all = first.clone();
+    all.push(vec![Value::Int64(11), day(9)]); // late arrival inside the buffer
+    all.push(vec![Value::Int64(12), day(12)]);
+    source.put_table(schema, all.clone());
+    let mut s = spec("events");
+    s.mode = RefreshMode::Incremental {
+        column: ColumnName::new("day").unwrap(),
+        date_buffer_days: 2,
+    };
+    let plans = plan_refresh(
+        std::slice::from_ref(&s),
+        &source,
+        &target,
+        &options(WriteStrategy::TruncateLoad, 100),
+    )
+    .await
+    .unwrap();
+    assert_eq!(plans[0].description, "incremental: day >= 2024-03-08");
+    let reports = refresh(
+        &source,
+        &target,
+        &[s],
+        options(WriteStrategy::TruncateLoad, 100),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(
+        reports[0].state,
+        RefreshState::Done,
+        "{:?}",
+        reports[0].error
+    );
+    assert_eq!(reports[0].source_rows, 5, "days 8, 9, 9, 10 and 12");
+    assert_eq!(sorted(target.rows(&table("events")).unwrap()), sorted(all));
+}
+
+#[tokio::test]
+async fn smart_sync_loads_an_empty_target_fully_then_goes_incremental() {
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    source.put_table(orders_schema("orders", DataType::Int64), rows(300, "n"));
+    target.put_table(orders_schema("orders", DataType::Int64), Vec::new());
+    let mut s = spec("orders");
+    s.mode = RefreshMode::SmartSync {
+        column: ColumnName::new("id").unwrap(),
+        date_buffer_days: 0,
+    };
+    let opts = options(WriteStrategy::StagingSwap, 100);
+    let plans = plan_refresh(std::slice::from_ref(&s), &source, &target, &opts)
+        .await
+        .unwrap();
+    assert_eq!(
+        plans[0].description,
+        "smart_sync: the target is empty, full_replace (staging_swap)"
+    );
+    refresh(
+        &source,
+        &target,
+        std::slice::from_ref(&s),
+        opts,
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(target.rows(&table("orders")).unwrap().len(), 300);
+    source.put_table(orders_schema("orders", DataType::Int64), rows(310, "n"));
+    let plans = plan_refresh(std::slice::from_ref(&s), &source, &target, &opts)
+        .await
+        .unwrap();
+    assert_eq!(plans[0].description, "incremental: id > 299");
+    let reports = refresh(&source, &target, &[s], opts, CancellationToken::new()).await;
+    assert_eq!(reports[0].source_rows, 10);
+    assert_eq!(target.rows(&table("orders")).unwrap().len(), 310);
+}
+
+#[tokio::test]
+async fn rowwise_applies_only_the_differences() {
+    for apply in [
+        RowwiseApply::All,
+        RowwiseApply::NoDeletes,
+        RowwiseApply::OnlyDeletes,
+    ] {
+        let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+        let src = rows(1000, "n");
+        // The target misses 100..110, has 5 changed rows and 3 extra rows.
+        let mut tgt: Vec<Vec<Value>> = src
+            .iter()
+            .filter(|r| !matches!(r[0], Value::Int64(i) if (100..110).contains(&i)))
+            .cloned()
+            .collect();
+        for row in tgt.iter_mut().take(5) {
+            row[1] = Value::Text("stale".into());
+        }
+        for i in 2000..2003 {
+            tgt.push(vec![Value::Int64(i), Value::Text("extra".into())]);
+        }
+        source.put_table(orders_schema("orders", DataType::Int64), src.clone());
+        target.put_table(
+            orders_schema("orders", DataType::Int32),
+            tgt.iter()
+                .map(|r| {
+                    vec![
+                        match r[0] {
+                            Value::Int64(i) => Value::Int32(i as i32),
+                            ref v => v.clone(),
+                        },
+                        r[1].clone(),
+                    ]
+                })
+                .collect(),
+        );
+        let mut s = spec("orders");
+        s.mode = RefreshMode::Rowwise { apply };
+        let reports = refresh(
+            &source,
+            &target,
+            &[s],
+            options(WriteStrategy::TruncateLoad, 64),
+            CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(
+            reports[0].state,
+            RefreshState::Done,
+            "{apply:?}: {:?}",
+            reports[0].error
+        );
+        let got = sorted(target.rows(&table("orders")).unwrap());
+        let as_i64 = |rows: Vec<Vec<Value>>| -> Vec<Vec<Value>> {
+            rows.into_iter()
+                .map(|r| {
+                    vec![
+                        match r[0] {
+                            Value::Int32(i) => Value::Int64(i64::from(i)),
+                            ref v => v.clone(),
+                        },
+                        r[1].clone(),
+                    ]
+                })
+                .collect()
+        };
+        let got = as_i64(got);
+        match apply {
+            RowwiseApply::All => {
+                assert_eq!(got, src);
+                assert_eq!(
+                    reports[0].target_rows, 15,
+                    "10 inserts and 5 updates written"
+                );
+            }
+            RowwiseApply::NoDeletes => {
+                assert_eq!(got.len(), 1003);
+                assert_eq!(&got[..1000], &src[..]);
+            }
+            RowwiseApply::OnlyDeletes => {
+                assert_eq!(got.len(), 990);
+                assert_eq!(got[0][1], Value::Text("stale".into()));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_rowwise_refresh_leaves_the_target_as_it_was() {
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    source.put_table(orders_schema("orders", DataType::Int64), rows(1000, "new"));
+    target.put_table(orders_schema("orders", DataType::Int64), rows(500, "old"));
+    target.fail_writes_after(100);
+    let mut s = spec("orders");
+    s.mode = RefreshMode::Rowwise {
+        apply: RowwiseApply::All,
+    };
+    let reports = refresh(
+        &source,
+        &target,
+        &[s],
+        options(WriteStrategy::TruncateLoad, 64),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(reports[0].state, RefreshState::Failed);
+    assert_eq!(target.rows(&table("orders")).unwrap(), rows(500, "old"));
 }

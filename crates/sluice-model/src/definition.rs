@@ -451,6 +451,17 @@ pub const ACTION_SPECS: &[ActionSpec] = &[
         name: "Environment",
         params: &["Name", "Value"],
     },
+    // A sluice extension: how refresh treats the tables in scope.
+    ActionSpec {
+        name: "Refresh",
+        params: &[
+            "Mode",
+            "Strategy",
+            "IncrementalColumn",
+            "DateBufferDays",
+            "Apply",
+        ],
+    },
 ];
 
 /// The spec of the action type `name`.

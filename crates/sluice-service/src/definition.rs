@@ -743,6 +743,51 @@ impl Compiler<'_> {
                         }
                     }
                 }
+                ("Refresh", "Mode") => {
+                    let modes = ["full_replace", "incremental", "smart_sync", "rowwise"];
+                    if !modes.contains(&v.to_text().as_str()) {
+                        self.error(
+                            &p,
+                            format!(
+                                "unknown mode {:?}; expected {}",
+                                v.to_text(),
+                                modes.join(", ")
+                            ),
+                        );
+                    }
+                }
+                ("Refresh", "Strategy") => {
+                    let strategies = ["truncate_load", "staging_swap"];
+                    if !strategies.contains(&v.to_text().as_str()) {
+                        self.error(
+                            &p,
+                            format!(
+                                "unknown strategy {:?}; expected {}",
+                                v.to_text(),
+                                strategies.join(", ")
+                            ),
+                        );
+                    }
+                }
+                ("Refresh", "Apply") => {
+                    let applies = ["all", "no_deletes", "only_deletes"];
+                    if !applies.contains(&v.to_text().as_str()) {
+                        self.error(
+                            &p,
+                            format!(
+                                "unknown apply {:?}; expected {}",
+                                v.to_text(),
+                                applies.join(", ")
+                            ),
+                        );
+                    }
+                }
+                ("Refresh", "IncrementalColumn") => {
+                    let _ = self.name(&p, &v.to_text(), ColumnName::new);
+                }
+                ("Refresh", "DateBufferDays") if v.to_text().parse::<u32>().is_err() => {
+                    self.error(&p, "expected a whole number of days");
+                }
                 ("ColumnProperties", "Absent" | "Key" | "Nullable")
                 | ("TableProperties", "Absent") => {
                     let ok = matches!(v, PropValue::Bool(_))
@@ -754,6 +799,17 @@ impl Compiler<'_> {
                 }
                 _ => {}
             }
+        }
+        if action == "Refresh"
+            && params
+                .get("Mode")
+                .is_some_and(|m| ["incremental", "smart_sync"].contains(&m.to_text().as_str()))
+            && !params.contains_key("IncrementalColumn")
+        {
+            self.error(
+                &params_path,
+                "Mode incremental and smart_sync need IncrementalColumn",
+            );
         }
         if action == "ColumnProperties"
             && !params.contains_key("Name")

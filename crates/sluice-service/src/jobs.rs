@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use sluice_connector::{Connector, PlannedStatement, WriteStrategy};
+use sluice_engine::plan::{RefreshMode, RowwiseApply};
 use sluice_engine::{
     CompareOptions, CompareState, CompareTablePlan, EngineError, Granularity, Progress,
     ProgressSink, RefreshOptions, RefreshState, RefreshTablePlan, RowDiff, TableSpec, plan_compare,
@@ -49,6 +50,110 @@ pub struct RefreshCommand {
     pub batch_rows: Option<usize>,
     /// Count source rows first, for progress fractions.
     pub count_first: bool,
+    /// Overrides of the tables' refresh modes (`Refresh` actions).
+    pub mode: ModeOverride,
+    /// Tables refreshed at the same time; default 1.
+    pub parallel: Option<usize>,
+}
+
+/// A run's overrides of what `Refresh` actions say; unset fields keep each table's own.
+#[derive(Debug, Clone, Default)]
+pub struct ModeOverride {
+    /// `full_replace`, `incremental`, `smart_sync` or `rowwise`.
+    pub mode: Option<String>,
+    /// The incremental column.
+    pub incremental_column: Option<ColumnName>,
+    /// Days of overlap for date incremental columns.
+    pub date_buffer_days: Option<u32>,
+    /// Which row-wise changes to apply.
+    pub apply: Option<RowwiseApply>,
+}
+
+/// The refresh mode and strategy of one table: its `Refresh` actions on the target, then the run's
+/// overrides.
+fn table_mode(
+    channel: &Channel,
+    target: &LocationName,
+    table: &TableName,
+    cmd: &RefreshCommand,
+) -> Result<(RefreshMode, Option<WriteStrategy>)> {
+    let mut mode = None;
+    let mut strategy = None;
+    let mut column = None;
+    let mut buffer = None;
+    let mut apply = None;
+    for action in channel.actions_for("Refresh", target, table) {
+        let text = |name: &str| action.param(name).map(PropValue::to_text);
+        mode = text("Mode").or(mode);
+        strategy = text("Strategy").or(strategy);
+        column = text("IncrementalColumn").or(column);
+        buffer = text("DateBufferDays").or(buffer);
+        apply = text("Apply").or(apply);
+    }
+    let mode = cmd
+        .mode
+        .mode
+        .clone()
+        .or(mode)
+        .unwrap_or_else(|| "full_replace".into());
+    let column = match &cmd.mode.incremental_column {
+        Some(c) => Some(c.clone()),
+        None => column
+            .map(|c| ColumnName::new(c).map_err(|e| ServiceError::invalid(e.to_string())))
+            .transpose()?,
+    };
+    let buffer = match cmd.mode.date_buffer_days {
+        Some(days) => days,
+        None => buffer
+            .map(|b| {
+                b.parse::<u32>().map_err(|_| {
+                    ServiceError::invalid(format!("DateBufferDays {b:?} is not a number of days"))
+                })
+            })
+            .transpose()?
+            .unwrap_or(0),
+    };
+    let apply = match cmd.mode.apply {
+        Some(a) => a,
+        None => match apply.as_deref() {
+            None | Some("all") => RowwiseApply::All,
+            Some("no_deletes") => RowwiseApply::NoDeletes,
+            Some("only_deletes") => RowwiseApply::OnlyDeletes,
+            Some(other) => {
+                return Err(ServiceError::invalid(format!("unknown Apply {other:?}")));
+            }
+        },
+    };
+    let need_column = |name: &str| {
+        column.clone().ok_or_else(|| {
+            ServiceError::invalid(format!(
+                "table {table}: a {name} refresh needs an incremental column (Refresh IncrementalColumn, or --incremental-column)"
+            ))
+        })
+    };
+    let mode = match mode.as_str() {
+        "full_replace" => RefreshMode::FullReplace,
+        "incremental" => RefreshMode::Incremental {
+            column: need_column("incremental")?,
+            date_buffer_days: buffer,
+        },
+        "smart_sync" => RefreshMode::SmartSync {
+            column: need_column("smart_sync")?,
+            date_buffer_days: buffer,
+        },
+        "rowwise" => RefreshMode::Rowwise { apply },
+        other => {
+            return Err(ServiceError::invalid(format!(
+                "unknown refresh mode {other:?}; expected full_replace, incremental, smart_sync or rowwise"
+            )));
+        }
+    };
+    let strategy = match (cmd.strategy, strategy) {
+        (Some(s), _) => Some(s),
+        (None, Some(s)) => Some(s.parse().map_err(ServiceError::invalid)?),
+        (None, None) => None,
+    };
+    Ok((mode, strategy))
 }
 
 /// A compare request.
@@ -79,6 +184,9 @@ pub struct PlannedTable {
     pub source_table: String,
     /// The table at the target.
     pub target_table: String,
+    /// What the job does with the table, in words (refresh mode and bounds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
     /// The statements the source runs.
     pub source_statements: Vec<PlannedStatement>,
     /// The statements the target runs.
@@ -428,6 +536,7 @@ impl HubService {
                 table: table.clone(),
                 source_table: spec.source.to_string(),
                 target_table: spec.target.to_string(),
+                action: None,
                 source_statements: s.clone(),
                 target_statements: t.clone(),
             })
@@ -446,6 +555,8 @@ impl HubService {
                 false,
             )
             .await?;
+        let mut r = r;
+        set_modes(&mut r, cmd)?;
         let (source, target) = self.connectors(&r)?;
         let plans = plan_refresh(
             &r.specs,
@@ -455,16 +566,20 @@ impl HubService {
         )
         .await
         .map_err(|e| ServiceError::connector(format!("table {}", e.table), e.source))?;
+        let mut tables = self.planned_tables(
+            &r.specs,
+            plans
+                .iter()
+                .map(|p| (&p.name, &p.source_statements, &p.target_statements)),
+        );
+        for (table, plan) in tables.iter_mut().zip(&plans) {
+            table.action = Some(plan.description.clone());
+        }
         Ok(JobPlan {
             job: JobName::refresh(&r.channel.name, &r.source.name, &r.target.name),
             source: r.source.name.clone(),
             target: r.target.name.clone(),
-            tables: self.planned_tables(
-                &r.specs,
-                plans
-                    .iter()
-                    .map(|p| (&p.name, &p.source_statements, &p.target_statements)),
-            ),
+            tables,
         })
     }
 
@@ -719,6 +834,8 @@ impl HubService {
                 false,
             )
             .await?;
+        let mut r = r;
+        set_modes(&mut r, &cmd)?;
         let job = JobName::refresh(&r.channel.name, &r.source.name, &r.target.name);
         let options = refresh_options(&cmd);
         let body = serde_json::json!({
@@ -1093,6 +1210,16 @@ impl HubService {
     }
 }
 
+/// Sets every table's refresh mode and strategy.
+fn set_modes(r: &mut Resolved, cmd: &RefreshCommand) -> Result<()> {
+    for spec in &mut r.specs {
+        let (mode, strategy) = table_mode(&r.channel, &r.target.name, &spec.name, cmd)?;
+        spec.mode = mode;
+        spec.strategy = strategy;
+    }
+    Ok(())
+}
+
 fn refresh_options(cmd: &RefreshCommand) -> RefreshOptions {
     RefreshOptions {
         strategy: cmd.strategy.unwrap_or(WriteStrategy::TruncateLoad),
@@ -1100,6 +1227,7 @@ fn refresh_options(cmd: &RefreshCommand) -> RefreshOptions {
             .batch_rows
             .map_or(BatchLimits::DEFAULT, BatchLimits::rows),
         count_first: cmd.count_first,
+        parallel: cmd.parallel.unwrap_or(1).max(1),
     }
 }
 

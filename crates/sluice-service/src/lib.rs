@@ -24,10 +24,11 @@ use sluice_repo::{Owner, RepoError, RepoErrorKind, Repository, SqliteRepository}
 
 pub use definition::{CompileContext, Compiled, Diagnostic, Severity};
 pub use jobs::{
-    CompareCommand, CompareSummary, CompareTableResult, JobPlan, PlannedTable, RefreshCommand,
-    RefreshSummary, RefreshTableResult, RunningJob,
+    CompareCommand, CompareSummary, CompareTableResult, JobPlan, ModeOverride, PlannedTable,
+    RefreshCommand, RefreshSummary, RefreshTableResult, RunningJob,
 };
 pub use registry::EnvLookup;
+pub use sluice_engine::plan::{RefreshMode, RowwiseApply};
 pub use sluice_engine::{Granularity, Progress};
 pub use status::{LastRun, TableStatus};
 

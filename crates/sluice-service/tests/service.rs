@@ -48,6 +48,8 @@ async fn a_run_that_loses_its_claim_stops_before_the_next_table() {
             strategy: None,
             batch_rows: None,
             count_first: false,
+            mode: Default::default(),
+            parallel: None,
         })
         .await
         .unwrap();
