@@ -1,0 +1,399 @@
+//! Snapshot reads: one connection, one `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`,
+//! one streaming binary-protocol `SELECT`, rows decoded into batches handed over a channel of two
+//! batches, so memory is bounded by the batch size whatever the table's.
+
+use futures::StreamExt;
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use sluice_connector::{
+    ConnectorError, LowerBound, PlannedStatement, ReadRequest, Result, Snapshot,
+};
+use sluice_model::{ColumnDef, Condition, DataType, RowBatch, TableRef, Value, describe_key};
+use tokio::sync::mpsc;
+
+use crate::config::MariadbConfig;
+use crate::connect::connect;
+use crate::error::mysql_error;
+use crate::introspect::table_info;
+use crate::types::{MAX_DECIMAL, decode, quote_ident, quote_table};
+
+/// Batches in flight between the reading task and the consumer.
+const CHANNEL_BATCHES: usize = 2;
+
+/// The statements that open a read transaction.
+pub(crate) const BEGIN_READ: [&str; 2] = [
+    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+];
+
+/// Whether a column of this request keeps decimals as text (`LONGTEXT COMMENT 'sluice:numeric'`),
+/// judged by its native type when known and else by how sluice creates the type.
+fn stored_as_text(column: &ColumnDef) -> bool {
+    match column.native_type.as_deref() {
+        Some(native) => native.contains("text") || native.contains("char"),
+        None => match column.data_type {
+            DataType::Numeric => true,
+            DataType::Decimal { precision, scale } => {
+                precision > MAX_DECIMAL.0 || scale > MAX_DECIMAL.1
+            }
+            _ => false,
+        },
+    }
+}
+
+/// Terms (expression, descending) that sort a column in [`Value::cmp_key`] order: text bytewise
+/// whatever the column's collation, UUIDs by their bytes, decimals kept as text by number.
+pub(crate) fn order_terms(column: &ColumnDef) -> Vec<(String, bool)> {
+    let c = quote_ident(column.name.as_str());
+    match column.data_type {
+        ty if ty.is_text() || ty == DataType::Json => {
+            vec![(format!("CAST(CONVERT({c} USING utf8mb4) AS BINARY)"), false)]
+        }
+        DataType::Uuid => vec![(format!("CAST({c} AS BINARY)"), false)],
+        DataType::Numeric | DataType::Decimal { .. } if stored_as_text(column) => {
+            // Canonical decimal text sorts by number as: NULL first, negatives before the rest,
+            // then by the length of the integer part, then bytewise (negatives all reversed).
+            let negative = format!("LEFT({c}, 1) = '-'");
+            let int_len = format!("CHAR_LENGTH(SUBSTRING_INDEX({c}, '.', 1))");
+            vec![
+                (format!("{c} IS NOT NULL"), false),
+                (format!("CASE WHEN {negative} THEN 0 ELSE 1 END"), false),
+                (
+                    format!("CASE WHEN {negative} THEN -{int_len} ELSE {int_len} END"),
+                    false,
+                ),
+                (
+                    format!("CASE WHEN {negative} THEN NULL ELSE CAST({c} AS BINARY) END"),
+                    false,
+                ),
+                (
+                    format!("CASE WHEN {negative} THEN CAST({c} AS BINARY) END"),
+                    true,
+                ),
+            ]
+        }
+        _ => vec![(c, false)],
+    }
+}
+
+fn render_terms(terms: &[(String, bool)], reverse: bool) -> String {
+    terms
+        .iter()
+        .map(|(t, desc)| {
+            if *desc != reverse {
+                format!("{t} DESC")
+            } else {
+                t.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `WHERE` clause of a read: the filter and the lower bound (as a `?` parameter).
+fn where_clause(request: &ReadRequest) -> String {
+    let mut parts = Vec::new();
+    if let Some(filter) = &request.filter {
+        parts.push(format!("({filter})"));
+    }
+    if let Some(bound) = &request.lower_bound
+        && let Some(column) = request.columns.get(bound.column)
+    {
+        let op = if bound.inclusive { ">=" } else { ">" };
+        let terms = order_terms(column);
+        let expr = if terms.len() == 1 {
+            terms[0].0.clone()
+        } else {
+            quote_ident(column.name.as_str())
+        };
+        parts.push(format!("{expr} {op} ?"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", parts.join(" AND "))
+    }
+}
+
+/// The `SELECT` a read runs.
+pub(crate) fn select_sql(request: &ReadRequest, default_db: &str) -> String {
+    let columns: Vec<String> = request
+        .columns
+        .iter()
+        .map(|c| quote_ident(c.name.as_str()))
+        .collect();
+    let mut sql = format!(
+        "SELECT {} FROM {}{}",
+        columns.join(", "),
+        quote_table(&request.table, default_db),
+        where_clause(request)
+    );
+    if request.ordered && !request.key.is_empty() {
+        let terms: Vec<(String, bool)> = request
+            .key
+            .iter()
+            .flat_map(|&k| order_terms(&request.columns[k]))
+            .collect();
+        sql.push_str(&format!(" ORDER BY {}", render_terms(&terms, false)));
+    }
+    sql
+}
+
+/// The statements of a read, in order.
+pub(crate) fn plan(request: &ReadRequest, default_db: &str) -> Vec<PlannedStatement> {
+    let mut out: Vec<PlannedStatement> = BEGIN_READ.iter().map(|s| PlannedStatement::once(*s)).collect();
+    out.push(PlannedStatement::once(select_sql(request, default_db)));
+    out.push(PlannedStatement::once("COMMIT"));
+    out
+}
+
+/// The lower bound as a statement parameter.
+fn bound_param(bound: &LowerBound, column: &ColumnDef, table: &TableRef) -> Result<mysql_async::Value> {
+    use mysql_async::Value as M;
+    let unsupported = || {
+        ConnectorError::unsupported(format!(
+            "table {table} column {}: a lower bound on a {} column is not supported",
+            column.name, column.data_type
+        ))
+    };
+    if matches!(column.data_type, DataType::Numeric | DataType::Decimal { .. }) && stored_as_text(column) {
+        return Err(unsupported());
+    }
+    let date = |d: chrono::NaiveDateTime| {
+        crate::types::to_param(crate::types::Field::DateTime(d))
+    };
+    Ok(match &bound.value {
+        Value::Null => return Err(ConnectorError::data(format!(
+            "table {table} column {}: a lower bound cannot be NULL",
+            column.name
+        ))),
+        Value::Bool(b) => M::Int(i64::from(*b)),
+        Value::Int16(v) => M::Int(i64::from(*v)),
+        Value::Int32(v) => M::Int(i64::from(*v)),
+        Value::Int64(v) => M::Int(*v),
+        Value::Float32(v) => M::Double(f64::from(*v)),
+        Value::Float64(v) => M::Double(*v),
+        Value::Decimal(d) => M::Bytes(d.as_str().as_bytes().to_vec()),
+        Value::Text(s) | Value::Json(s) => M::Bytes(s.as_bytes().to_vec()),
+        Value::Bytes(b) => M::Bytes(b.clone()),
+        Value::Date(d) => crate::types::to_param(crate::types::Field::Date(*d)),
+        Value::Time(t) => crate::types::to_param(crate::types::Field::Time(*t)),
+        Value::Timestamp(ts) => date(*ts),
+        Value::TimestampTz(ts) => date(ts.naive_utc()),
+        Value::Uuid(u) => M::Bytes(u.hyphenated().to_string().into_bytes()),
+    })
+}
+
+/// Checks that the table and every requested column exist.
+async fn check_source(
+    conn: &mut Conn,
+    default_db: &str,
+    table: &TableRef,
+    columns: &[ColumnDef],
+) -> Result<()> {
+    let info = table_info(conn, default_db, table)
+        .await?
+        .ok_or_else(|| ConnectorError::not_found(format!("table {table} does not exist")))?;
+    for column in columns {
+        if info.column(column.name.as_str()).is_none() {
+            return Err(ConnectorError::schema(format!(
+                "table {table} has no column {}",
+                column.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn run(conn: &mut Conn, sql: &str, what: impl std::fmt::Display) -> Result<()> {
+    conn.query_drop(sql).await.map_err(|e| mysql_error(e, what))
+}
+
+/// Starts a read. Setup errors (missing table or column, a refused connection) are returned here;
+/// errors while reading end the stream.
+pub(crate) async fn read(config: MariadbConfig, request: ReadRequest) -> Result<Snapshot> {
+    let table = request.table.clone();
+    let mut conn = connect(&config).await?;
+    for sql in BEGIN_READ {
+        run(&mut conn, sql, format!("begin the read of {table}")).await?;
+    }
+    check_source(&mut conn, &config.database, &table, &request.columns).await?;
+    let params = match &request.lower_bound {
+        Some(bound) => {
+            let column = request.columns.get(bound.column).ok_or_else(|| {
+                ConnectorError::internal(format!(
+                    "the lower bound names column {} of {}",
+                    bound.column,
+                    request.columns.len()
+                ))
+            })?;
+            vec![bound_param(bound, column, &table)?]
+        }
+        None => Vec::new(),
+    };
+    let sql = select_sql(&request, &config.database);
+    let (tx, mut rx) = mpsc::channel::<Result<RowBatch>>(CHANNEL_BATCHES);
+    tokio::spawn(async move {
+        let id = conn.id();
+        match stream_rows(&mut conn, &sql, params, &request, &tx).await {
+            Ok(true) => {
+                let _ = conn.query_drop("COMMIT").await;
+                let _ = conn.disconnect().await;
+            }
+            Ok(false) => {
+                // The consumer stopped reading: stop the server sending the rest.
+                if let Ok(mut side) = connect(&config).await {
+                    let _ = side.query_drop(format!("KILL QUERY {id}")).await;
+                    let _ = side.disconnect().await;
+                }
+                drop(conn);
+            }
+            Err(error) => {
+                let _ = tx.send(Err(error)).await;
+            }
+        }
+    });
+    let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed();
+    Ok(Snapshot {
+        batches,
+        position: None,
+    })
+}
+
+/// Streams the rows into batches; `Ok(false)` when the consumer went away first.
+async fn stream_rows(
+    conn: &mut Conn,
+    sql: &str,
+    params: Vec<mysql_async::Value>,
+    request: &ReadRequest,
+    out: &mpsc::Sender<Result<RowBatch>>,
+) -> Result<bool> {
+    let table = &request.table;
+    let params = if params.is_empty() {
+        mysql_async::Params::Empty
+    } else {
+        mysql_async::Params::Positional(params)
+    };
+    let mut result = conn
+        .exec_iter(sql, params)
+        .await
+        .map_err(|e| mysql_error(e, format!("read {table}")))?;
+    let width = request.columns.len();
+    let types: Vec<DataType> = request.columns.iter().map(|c| c.data_type).collect();
+    let mut batch = RowBatch::new(width, request.limits);
+    let mut values: Vec<Value> = Vec::with_capacity(width);
+    while let Some(row) = result
+        .next()
+        .await
+        .map_err(|e| mysql_error(e, format!("read {table}")))?
+    {
+        let mut raw = row.unwrap_raw();
+        values.clear();
+        for (i, ty) in types.iter().enumerate() {
+            let cell = raw.get_mut(i).and_then(Option::take).unwrap_or(mysql_async::Value::NULL);
+            match decode(cell, *ty) {
+                Ok(v) => values.push(v),
+                Err(reason) => {
+                    let key_values: Vec<Value> = (0..width)
+                        .map(|k| {
+                            if k < values.len() {
+                                values[k].clone()
+                            } else {
+                                raw.get(k)
+                                    .cloned()
+                                    .flatten()
+                                    .and_then(|r| decode(r, types[k]).ok())
+                                    .unwrap_or(Value::Null)
+                            }
+                        })
+                        .collect();
+                    return Err(ConnectorError::data(format!(
+                        "table {table} row {} column {}: value {reason}",
+                        describe_key(&request.columns, &request.key, &key_values),
+                        request.columns[i].name
+                    )));
+                }
+            }
+        }
+        if batch.is_full() && out.send(Ok(batch.take())).await.is_err() {
+            return Ok(false);
+        }
+        batch
+            .push_row(values.drain(..))
+            .map_err(|e| ConnectorError::internal(e.to_string()))?;
+    }
+    if !batch.is_empty() && out.send(Ok(batch)).await.is_err() {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// `SELECT count(*)` with the filter.
+pub(crate) async fn count_rows(
+    conn: &mut Conn,
+    default_db: &str,
+    table: &TableRef,
+    filter: Option<&Condition>,
+) -> Result<u64> {
+    let mut sql = format!("SELECT count(*) FROM {}", quote_table(table, default_db));
+    if let Some(filter) = filter {
+        sql.push_str(&format!(" WHERE ({filter})"));
+    }
+    let n: Option<u64> = conn
+        .query_first(sql)
+        .await
+        .map_err(|e| mysql_error(e, format!("count rows of {table}")))?;
+    Ok(n.unwrap_or(0))
+}
+
+/// The `SELECT` of [`max_value`]: the first non-NULL value in descending key order.
+pub(crate) fn max_sql(
+    table: &TableRef,
+    default_db: &str,
+    column: &ColumnDef,
+    filter: Option<&Condition>,
+) -> String {
+    let c = quote_ident(column.name.as_str());
+    let mut sql = format!(
+        "SELECT {c} FROM {} WHERE {c} IS NOT NULL",
+        quote_table(table, default_db)
+    );
+    if let Some(filter) = filter {
+        sql.push_str(&format!(" AND ({filter})"));
+    }
+    sql.push_str(&format!(
+        " ORDER BY {} LIMIT 1",
+        render_terms(&order_terms(column), true)
+    ));
+    sql
+}
+
+/// The greatest non-NULL value of `column`, as a value of its requested type.
+pub(crate) async fn max_value(
+    conn: &mut Conn,
+    default_db: &str,
+    table: &TableRef,
+    column: &ColumnDef,
+    filter: Option<&Condition>,
+) -> Result<Option<Value>> {
+    let sql = max_sql(table, default_db, column, filter);
+    let row: Option<mysql_async::Row> = conn
+        .exec_first(sql, ())
+        .await
+        .map_err(|e| mysql_error(e, format!("find the greatest {} of {table}", column.name)))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let raw = row
+        .unwrap_raw()
+        .into_iter()
+        .next()
+        .flatten()
+        .unwrap_or(mysql_async::Value::NULL);
+    decode(raw, column.data_type).map(Some).map_err(|reason| {
+        ConnectorError::data(format!(
+            "table {table} column {}: greatest value {reason}",
+            column.name
+        ))
+    })
+}
