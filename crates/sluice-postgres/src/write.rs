@@ -9,10 +9,12 @@
 //!   (`FREEZE` after a truncate or create: the rows are written already frozen, as pgcopydb does).
 //!   The truncate locks the table until commit, so readers wait rather than see it empty.
 //! * `staging_swap`: `CREATE TABLE t__sluice_stage (LIKE t INCLUDING ALL EXCLUDING INDEXES)`, the
-//!   rows a target filter keeps copied over, the COPY (`FREEZE`), then at commit the target's
-//!   indexes and constraints built on the loaded table (faster than maintaining them row by row),
-//!   its foreign keys, grants, owner and sequences carried over, `t` renamed away, the stage renamed
-//!   to `t`, the old table dropped and the indexes renamed to their old names. PostgreSQL's DDL is
+//!   identity counters carried on, the rows a target filter keeps copied over, the COPY (`FREEZE`),
+//!   then at commit the target's indexes and constraints built on the loaded table (faster than
+//!   maintaining them row by row), its foreign keys, grants, owner and serial sequences carried
+//!   over, `t` renamed away, the stage renamed to `t`, the old table dropped and the indexes renamed
+//!   to their old names. Not carried over: column-level grants, replica identity, comments on
+//!   indexes; an identity column's sequence keeps the staging table's name. PostgreSQL's DDL is
 //!   transactional, so readers see the old table until the commit. Tables other objects depend on
 //!   (referencing foreign keys, views, triggers, inheritance, policies, publications) are refused.
 //! * `append`: the COPY.
@@ -295,13 +297,6 @@ fn swap_statements(
             quote_ident(column)
         ));
     }
-    for (column, sequence) in &swap.identity_columns {
-        finish.push(format!(
-            "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence({}, {})::regclass, last_value, is_called) FROM {sequence}",
-            quote_literal(stage),
-            quote_literal(column)
-        ));
-    }
     for (privileges, grantee, grantable) in &swap.grants {
         finish.push(format!(
             "GRANT {privileges} ON {stage} TO {grantee}{}",
@@ -417,6 +412,15 @@ pub(crate) fn build_script(
                 setup.push(format!(
                     "CREATE TABLE {stage} (LIKE {qualified} INCLUDING ALL EXCLUDING INDEXES)"
                 ));
+                // Identity columns of the stage count on from where the target's stopped, before
+                // any row takes a value.
+                for (column, sequence) in &target.swap.identity_columns {
+                    setup.push(format!(
+                        "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence({}, {})::regclass, last_value, is_called) FROM {sequence}",
+                        quote_literal(&stage),
+                        quote_literal(column)
+                    ));
+                }
                 if let Some(filter) = &request.filter {
                     let all = column_list(
                         target
