@@ -65,10 +65,7 @@ impl fmt::Debug for MariadbConfig {
             .field("port", &self.port)
             .field("database", &self.database)
             .field("user", &self.user)
-            .field(
-                "password",
-                &self.password.as_ref().map(|_| "<redacted>"),
-            )
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("local_infile", &self.local_infile)
             .finish()
     }
@@ -94,12 +91,7 @@ impl MariadbConfig {
 
     /// Reads resolved location properties.
     pub fn from_props(props: &BTreeMap<String, String>) -> Result<Self, ConnectorError> {
-        let get = |name: &str| {
-            props
-                .get(name)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| props.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
         let database = get("Database_Name")
             .ok_or_else(|| ConnectorError::schema("property Database_Name is required"))?;
         let mut config = MariadbConfig::new(database);

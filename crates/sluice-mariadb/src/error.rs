@@ -7,6 +7,8 @@ use sluice_connector::{ConnectorError, ErrorKind};
 /// MariaDB server error codes sluice branches on.
 pub(crate) mod code {
     pub const ACCESS_DENIED: u16 = 1045;
+    pub const ACCESS_DENIED_NO_PASSWORD: u16 = 1698;
+    pub const SPECIFIC_ACCESS_DENIED: u16 = 1227;
     pub const DB_ACCESS_DENIED: u16 = 1044;
     pub const UNKNOWN_DATABASE: u16 = 1049;
     pub const NO_SUCH_TABLE: u16 = 1146;
@@ -28,12 +30,12 @@ pub(crate) mod code {
 pub(crate) fn mysql_error(error: mysql_async::Error, what: impl fmt::Display) -> ConnectorError {
     let (kind, reason) = match &error {
         mysql_async::Error::Server(server) => match server.code {
-            code::ACCESS_DENIED | code::DB_ACCESS_DENIED => {
+            code::ACCESS_DENIED | code::ACCESS_DENIED_NO_PASSWORD | code::DB_ACCESS_DENIED => {
                 (ErrorKind::Auth, "access denied".to_owned())
             }
-            code::TABLE_ACCESS_DENIED | code::COLUMN_ACCESS_DENIED => {
-                (ErrorKind::Auth, "permission denied".to_owned())
-            }
+            code::TABLE_ACCESS_DENIED
+            | code::COLUMN_ACCESS_DENIED
+            | code::SPECIFIC_ACCESS_DENIED => (ErrorKind::Auth, "permission denied".to_owned()),
             code::UNKNOWN_DATABASE => (ErrorKind::NotFound, "the database does not exist".into()),
             code::NO_SUCH_TABLE => (ErrorKind::NotFound, "the table does not exist".into()),
             code::TABLE_EXISTS => (ErrorKind::Schema, "the table already exists".into()),
@@ -55,8 +57,8 @@ pub(crate) fn mysql_error(error: mysql_async::Error, what: impl fmt::Display) ->
             code::QUERY_INTERRUPTED => (ErrorKind::Cancelled, "the query was interrupted".into()),
             code::CONNECTION_KILLED => (ErrorKind::Connection, "the connection was killed".into()),
             // Data conversion, range and constraint errors.
-            1048 | 1101 | 1136 | 1264 | 1265 | 1292 | 1366 | 1367 | 1406 | 1411 | 1441
-            | 1690 | 3819 | 4025 | 4078 => (
+            1048 | 1101 | 1136 | 1264 | 1265 | 1292 | 1366 | 1367 | 1406 | 1411 | 1441 | 1690
+            | 3819 | 4025 | 4078 => (
                 ErrorKind::Data,
                 format!("MariaDB refused a value (error {})", server.code),
             ),

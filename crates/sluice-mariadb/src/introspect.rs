@@ -113,8 +113,7 @@ pub(crate) async fn table_info(
         let has_default = text(take(11)).is_some();
         let extra = text(take(12)).unwrap_or_default().to_ascii_lowercase();
         column.generated = generated;
-        column.optional =
-            nullable || has_default || generated || extra.contains("auto_increment");
+        column.optional = nullable || has_default || generated || extra.contains("auto_increment");
         column.key_position = number(take(13)).map(|p| p as u32);
         column.is_json = number(take(14)) == Some(1);
         columns.push(column);

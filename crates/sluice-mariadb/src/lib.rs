@@ -80,9 +80,7 @@ impl Connector for MariadbConnector {
         let found: Option<(String, i64)> = conn
             .query_first("SELECT VERSION(), @@GLOBAL.local_infile")
             .await
-            .map_err(|e| {
-                error::mysql_error(e, format_args!("query {}", self.config.describe()))
-            })?;
+            .map_err(|e| error::mysql_error(e, format_args!("query {}", self.config.describe())))?;
         let (version, local_infile) = found.unwrap_or_default();
         let mut report = TestReport::default();
         let props = &mut report.discovered_props;

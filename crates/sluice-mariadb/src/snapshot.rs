@@ -141,14 +141,21 @@ pub(crate) fn select_sql(request: &ReadRequest, default_db: &str) -> String {
 
 /// The statements of a read, in order.
 pub(crate) fn plan(request: &ReadRequest, default_db: &str) -> Vec<PlannedStatement> {
-    let mut out: Vec<PlannedStatement> = BEGIN_READ.iter().map(|s| PlannedStatement::once(*s)).collect();
+    let mut out: Vec<PlannedStatement> = BEGIN_READ
+        .iter()
+        .map(|s| PlannedStatement::once(*s))
+        .collect();
     out.push(PlannedStatement::once(select_sql(request, default_db)));
     out.push(PlannedStatement::once("COMMIT"));
     out
 }
 
 /// The lower bound as a statement parameter.
-fn bound_param(bound: &LowerBound, column: &ColumnDef, table: &TableRef) -> Result<mysql_async::Value> {
+fn bound_param(
+    bound: &LowerBound,
+    column: &ColumnDef,
+    table: &TableRef,
+) -> Result<mysql_async::Value> {
     use mysql_async::Value as M;
     let unsupported = || {
         ConnectorError::unsupported(format!(
@@ -156,17 +163,21 @@ fn bound_param(bound: &LowerBound, column: &ColumnDef, table: &TableRef) -> Resu
             column.name, column.data_type
         ))
     };
-    if matches!(column.data_type, DataType::Numeric | DataType::Decimal { .. }) && stored_as_text(column) {
+    if matches!(
+        column.data_type,
+        DataType::Numeric | DataType::Decimal { .. }
+    ) && stored_as_text(column)
+    {
         return Err(unsupported());
     }
-    let date = |d: chrono::NaiveDateTime| {
-        crate::types::to_param(crate::types::Field::DateTime(d))
-    };
+    let date = |d: chrono::NaiveDateTime| crate::types::to_param(crate::types::Field::DateTime(d));
     Ok(match &bound.value {
-        Value::Null => return Err(ConnectorError::data(format!(
-            "table {table} column {}: a lower bound cannot be NULL",
-            column.name
-        ))),
+        Value::Null => {
+            return Err(ConnectorError::data(format!(
+                "table {table} column {}: a lower bound cannot be NULL",
+                column.name
+            )));
+        }
         Value::Bool(b) => M::Int(i64::from(*b)),
         Value::Int16(v) => M::Int(i64::from(*v)),
         Value::Int32(v) => M::Int(i64::from(*v)),
@@ -290,7 +301,10 @@ async fn stream_rows(
         let mut raw = row.unwrap_raw();
         values.clear();
         for (i, ty) in types.iter().enumerate() {
-            let cell = raw.get_mut(i).and_then(Option::take).unwrap_or(mysql_async::Value::NULL);
+            let cell = raw
+                .get_mut(i)
+                .and_then(Option::take)
+                .unwrap_or(mysql_async::Value::NULL);
             match decode(cell, *ty) {
                 Ok(v) => values.push(v),
                 Err(reason) => {

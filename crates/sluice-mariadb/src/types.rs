@@ -190,10 +190,26 @@ const NATIVE_TYPES: &[(&str, Storage, Rule)] = &[
     ("decimal", Storage::Decimal, Rule::Decimal),
     ("char", Storage::Text { fixed: true }, Rule::Varchar),
     ("varchar", Storage::Text { fixed: false }, Rule::Varchar),
-    ("tinytext", Storage::Text { fixed: false }, Rule::Fixed(DataType::Text)),
-    ("text", Storage::Text { fixed: false }, Rule::Fixed(DataType::Text)),
-    ("mediumtext", Storage::Text { fixed: false }, Rule::Fixed(DataType::Text)),
-    ("longtext", Storage::Text { fixed: false }, Rule::Fixed(DataType::Text)),
+    (
+        "tinytext",
+        Storage::Text { fixed: false },
+        Rule::Fixed(DataType::Text),
+    ),
+    (
+        "text",
+        Storage::Text { fixed: false },
+        Rule::Fixed(DataType::Text),
+    ),
+    (
+        "mediumtext",
+        Storage::Text { fixed: false },
+        Rule::Fixed(DataType::Text),
+    ),
+    (
+        "longtext",
+        Storage::Text { fixed: false },
+        Rule::Fixed(DataType::Text),
+    ),
     ("varbinary", Storage::Bytes, Rule::Fixed(DataType::Bytes)),
     ("tinyblob", Storage::Bytes, Rule::Fixed(DataType::Bytes)),
     ("blob", Storage::Bytes, Rule::Fixed(DataType::Bytes)),
@@ -201,13 +217,28 @@ const NATIVE_TYPES: &[(&str, Storage, Rule)] = &[
     ("longblob", Storage::Bytes, Rule::Fixed(DataType::Bytes)),
     ("date", Storage::Date, Rule::Fixed(DataType::Date)),
     ("time", Storage::Time, Rule::Fixed(DataType::Time)),
-    ("datetime", Storage::DateTime, Rule::Fixed(DataType::Timestamp)),
-    ("timestamp", Storage::Timestamp, Rule::Fixed(DataType::TimestampTz)),
-    ("uuid", Storage::Uuid { binary: false }, Rule::Fixed(DataType::Uuid)),
+    (
+        "datetime",
+        Storage::DateTime,
+        Rule::Fixed(DataType::Timestamp),
+    ),
+    (
+        "timestamp",
+        Storage::Timestamp,
+        Rule::Fixed(DataType::TimestampTz),
+    ),
+    (
+        "uuid",
+        Storage::Uuid { binary: false },
+        Rule::Fixed(DataType::Uuid),
+    ),
 ];
 
+/// Whether a marker comment may declare a type.
+type MarkerCheck = fn(DataType) -> bool;
+
 /// Which sluice types a marker comment may declare on which storage.
-const MARKED_TYPES: &[(Storage, fn(DataType) -> bool)] = &[
+const MARKED_TYPES: &[(Storage, MarkerCheck)] = &[
     (Storage::DateTime, |t| t == DataType::TimestampTz),
     (Storage::Text { fixed: false }, |t| {
         matches!(
@@ -292,7 +323,10 @@ impl NativeColumn {
         };
         let mut data_type = match rule {
             Rule::Fixed(t) => t,
-            Rule::Signed { signed, unsigned: u } => {
+            Rule::Signed {
+                signed,
+                unsigned: u,
+            } => {
                 if unsigned {
                     u
                 } else {
@@ -350,7 +384,8 @@ impl NativeColumn {
                 _ => None,
             },
             max_bytes: match storage {
-                Storage::Text { .. } | Storage::Bytes => self.max_bytes.or(self.max_chars),
+                Storage::Text { .. } => self.max_bytes.or(self.max_chars.map(|n| n * 4)),
+                Storage::Bytes => self.max_bytes.or(self.max_chars),
                 _ => None,
             },
         })
@@ -497,7 +532,7 @@ const MIN_YEAR: i32 = 1000;
 const MAX_YEAR: i32 = 9999;
 
 fn check_micros(nanos: u32) -> Result<(), String> {
-    if nanos % 1000 != 0 || nanos >= 1_000_000_000 {
+    if !nanos.is_multiple_of(1000) || nanos >= 1_000_000_000 {
         Err("has a fraction of a second finer than a microsecond (MariaDB keeps 6 digits)".into())
     } else {
         Ok(())
@@ -656,7 +691,9 @@ fn float<'a>(f: f64, ty: DataType) -> Option<Result<Field<'a>, String>> {
         return None;
     }
     if !f.is_finite() {
-        return Some(Err(format!("{f} cannot be stored: MariaDB has no NaN or infinity")));
+        return Some(Err(format!(
+            "{f} cannot be stored: MariaDB has no NaN or infinity"
+        )));
     }
     Some(Ok(Field::Double(f)))
 }
@@ -841,10 +878,9 @@ pub fn decode(raw: mysql_async::Value, ty: DataType) -> Result<Value, String> {
                 T::Date if time == NaiveTime::MIN => Ok(Value::Date(date)),
                 T::Date => Err("has a time of day, so it is not a date".into()),
                 T::Timestamp => Ok(Value::Timestamp(date.and_time(time))),
-                T::TimestampTz => Ok(Value::TimestampTz(DateTime::<Utc>::from_naive_utc_and_offset(
-                    date.and_time(time),
-                    Utc,
-                ))),
+                T::TimestampTz => Ok(Value::TimestampTz(
+                    DateTime::<Utc>::from_naive_utc_and_offset(date.and_time(time), Utc),
+                )),
                 _ => Err(mismatch("date")),
             }
         }
@@ -871,9 +907,15 @@ fn from_int(i: i128, ty: DataType) -> Option<Result<Value, String>> {
             1 => Ok(Value::Bool(true)),
             _ => Err(format!("{i} is not a boolean (0 or 1)")),
         },
-        T::Int16 => i16::try_from(i).map(Value::Int16).or_else(|_| out_of_range()),
-        T::Int32 => i32::try_from(i).map(Value::Int32).or_else(|_| out_of_range()),
-        T::Int64 => i64::try_from(i).map(Value::Int64).or_else(|_| out_of_range()),
+        T::Int16 => i16::try_from(i)
+            .map(Value::Int16)
+            .or_else(|_| out_of_range()),
+        T::Int32 => i32::try_from(i)
+            .map(Value::Int32)
+            .or_else(|_| out_of_range()),
+        T::Int64 => i64::try_from(i)
+            .map(Value::Int64)
+            .or_else(|_| out_of_range()),
         T::Numeric | T::Decimal { .. } => {
             let d = Decimal::parse(&i.to_string()).expect("integers are decimals");
             check_decimal(d, ty)
@@ -927,7 +969,9 @@ fn from_bytes(bytes: Vec<u8>, ty: DataType) -> Result<Value, String> {
                 .map(Value::Uuid)
                 .map_err(|_| "is not a UUID".into())
         }
-        _ => Err(format!("MariaDB text or binary data cannot be read as {ty}")),
+        _ => Err(format!(
+            "MariaDB text or binary data cannot be read as {ty}"
+        )),
     }
 }
 
@@ -975,7 +1019,11 @@ mod tests {
         assert_eq!(ty(lt), Ok(DataType::Json));
         let mut dt = native("date", "date");
         dt.comment = "sluice:timestamptz".into();
-        assert_eq!(ty(dt), Ok(DataType::Date), "a marker on the wrong storage is ignored");
+        assert_eq!(
+            ty(dt),
+            Ok(DataType::Date),
+            "a marker on the wrong storage is ignored"
+        );
         let err = native("enum", "enum('a','b')").codec().unwrap_err();
         assert!(err.contains("enum('a','b')"), "{err}");
         let mut latin = native("varchar", "varchar(5)");
@@ -1013,10 +1061,18 @@ mod tests {
             .decl,
             "DECIMAL(65,30)"
         );
-        assert!(ddl(DataType::Text, true, &mut budget).decl.starts_with("VARCHAR(768)"));
+        assert!(
+            ddl(DataType::Text, true, &mut budget)
+                .decl
+                .starts_with("VARCHAR(768)")
+        );
         assert!(column_ddl(DataType::Numeric, true, &mut budget).is_err());
         let mut small = 100;
-        assert!(ddl(DataType::Varchar(64), false, &mut small).decl.starts_with("LONGTEXT"));
+        assert!(
+            ddl(DataType::Varchar(64), false, &mut small)
+                .decl
+                .starts_with("LONGTEXT")
+        );
         let mut uuid = native("binary", "binary(16)");
         uuid.comment = "sluice:uuid".into();
         assert_eq!(uuid.codec().map(|c| c.data_type), Ok(DataType::Uuid));

@@ -303,13 +303,14 @@ fn created_codecs(request: &WriteRequest) -> Result<Vec<Codec>> {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let ddl = column_ddl(c.data_type, request.key.contains(&i), &mut budget)
-                .map_err(|reason| {
+            let ddl = column_ddl(c.data_type, request.key.contains(&i), &mut budget).map_err(
+                |reason| {
                     ConnectorError::schema(format!(
                         "cannot create table {} column {}: {reason}",
                         request.table, c.name
                     ))
-                })?;
+                },
+            )?;
             // Read the definition back the way introspection would.
             let (data_type, column_type) = split_decl(&ddl.decl);
             let native = crate::types::NativeColumn {
@@ -358,11 +359,7 @@ fn split_decl(decl: &str) -> (String, String) {
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let data_type = column_type
-        .split('(')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let data_type = column_type.split('(').next().unwrap_or_default().to_owned();
     let column_type = match column_type.as_str() {
         "json" => "longtext".to_owned(),
         "tinyint(1)" | "smallint" | "int" | "bigint" | "float" | "double" => column_type,
@@ -388,7 +385,12 @@ async fn exec_first_string(
         .map_err(|e| mysql_error(e, what))
 }
 
-async fn count(conn: &mut Conn, sql: &str, params: Vec<mysql_async::Value>, what: &str) -> Result<u64> {
+async fn count(
+    conn: &mut Conn,
+    sql: &str,
+    params: Vec<mysql_async::Value>,
+    what: &str,
+) -> Result<u64> {
     conn.exec_first::<u64, _, _>(sql, params)
         .await
         .map(Option::unwrap_or_default)
@@ -597,8 +599,16 @@ pub(crate) async fn build_script(
                     "an upsert into {table} needs key columns"
                 )));
             }
-            let up = quote_sibling(table, default_db, &sibling_name(table.name.as_str(), UPSERT_SUFFIX));
-            let del = quote_sibling(table, default_db, &sibling_name(table.name.as_str(), DELETE_SUFFIX));
+            let up = quote_sibling(
+                table,
+                default_db,
+                &sibling_name(table.name.as_str(), UPSERT_SUFFIX),
+            );
+            let del = quote_sibling(
+                table,
+                default_db,
+                &sibling_name(table.name.as_str(), DELETE_SUFFIX),
+            );
             let keys: Vec<String> = request
                 .key
                 .iter()
@@ -674,10 +684,7 @@ pub(crate) async fn build_script(
                 table: del,
                 columns: keys,
             });
-            LoadTarget {
-                table: up,
-                columns,
-            }
+            LoadTarget { table: up, columns }
         }
     };
     Ok(WriteScript {
@@ -706,7 +713,10 @@ pub(crate) async fn method_for(conn: &mut Conn, config: &MariadbConfig) -> Resul
 }
 
 /// The plan of a write: what `open`, the batches and `commit` will run.
-pub(crate) async fn plan(config: &MariadbConfig, request: &WriteRequest) -> Result<Vec<PlannedStatement>> {
+pub(crate) async fn plan(
+    config: &MariadbConfig,
+    request: &WriteRequest,
+) -> Result<Vec<PlannedStatement>> {
     let mut conn = connect(config).await?;
     let method = method_for(&mut conn, config).await?;
     let script = build_script(&mut conn, config, request, method).await;
@@ -721,7 +731,10 @@ async fn run(conn: &mut Conn, sql: &str, table: &TableRef) -> Result<()> {
 }
 
 /// Opens a write: connects, takes the lock, checks the target and runs the setup statements.
-pub(crate) async fn open(config: MariadbConfig, request: WriteRequest) -> Result<Box<dyn TableWriter>> {
+pub(crate) async fn open(
+    config: MariadbConfig,
+    request: WriteRequest,
+) -> Result<Box<dyn TableWriter>> {
     let table = request.table.clone();
     let mut conn = connect(&config).await?;
     let method = method_for(&mut conn, &config).await?;
@@ -784,11 +797,14 @@ enum Feed {
     Deletes,
 }
 
+/// What a finished load hands back: the connection and (affected rows, warnings).
+type LoadOutcome = (Conn, std::result::Result<(u64, u16), mysql_async::Error>);
+
 /// A `LOAD DATA` running on its own task, reading chunks from a channel.
 struct ActiveLoad {
     feed: Feed,
     chunks: mpsc::Sender<Bytes>,
-    task: JoinHandle<(Conn, std::result::Result<(u64, u16), mysql_async::Error>)>,
+    task: JoinHandle<LoadOutcome>,
     lines: u64,
 }
 
@@ -872,7 +888,11 @@ impl MariadbTableWriter {
                     .deletes
                     .as_ref()
                     .expect("deletes feed only for upserts"),
-                self.request.key.iter().map(|&k| self.script.codecs[k]).collect(),
+                self.request
+                    .key
+                    .iter()
+                    .map(|&k| self.script.codecs[k])
+                    .collect(),
             ),
         }
     }
@@ -923,7 +943,10 @@ impl MariadbTableWriter {
         };
         drop(load.chunks);
         let (mut conn, outcome) = load.task.await.map_err(|e| {
-            ConnectorError::internal(format!("the load task of {} failed: {e}", self.request.table))
+            ConnectorError::internal(format!(
+                "the load task of {} failed: {e}",
+                self.request.table
+            ))
         })?;
         let table = self.request.table.clone();
         let target = self.feed_target(load.feed).0.table.clone();
@@ -956,7 +979,10 @@ impl MariadbTableWriter {
         self.param_rows = 0;
         self.param_bytes = 0;
         let table = self.request.table.clone();
-        let conn = self.conn.as_mut().expect("the insert path keeps its connection");
+        let conn = self
+            .conn
+            .as_mut()
+            .expect("the insert path keeps its connection");
         conn.exec_drop(sql, params)
             .await
             .map_err(|e| mysql_error(e, format!("insert rows into {table}")))?;

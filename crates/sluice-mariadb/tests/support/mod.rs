@@ -23,7 +23,9 @@ pub fn config(database: &str) -> MariadbConfig {
         config.host = host;
     }
     if let Some(port) = env("PORT") {
-        config.port = port.parse().expect("SLUICE_TEST_MARIADB_PORT is a port number");
+        config.port = port
+            .parse()
+            .expect("SLUICE_TEST_MARIADB_PORT is a port number");
     }
     if let Some(user) = env("USER") {
         config.user = user;

@@ -1,0 +1,806 @@
+#![allow(clippy::unwrap_used)]
+//! MariaDB-specific behaviour against the real test server: exact edge values on both write paths,
+//! refused values, killed writers, leftover staging tables, native types, plans and speed.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use futures::StreamExt;
+use mysql_async::prelude::Queryable;
+use sluice_connector::kit::{self, col, read_request, read_rows, table, write_request, write_rows};
+use sluice_connector::{Connector, ErrorKind, PlannedStatement, WriteStrategy};
+use sluice_mariadb::{MariadbConfig, MariadbConnector, PROPERTIES};
+use sluice_model::{BatchLimits, DataType, Decimal, RowBatch, Value};
+
+fn dec(s: &str) -> Value {
+    Value::Decimal(Decimal::parse(s).unwrap())
+}
+
+async fn db_conn(database: &str) -> mysql_async::Conn {
+    let c = support::config(database);
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(c.host)
+        .tcp_port(c.port)
+        .user(Some(c.user))
+        .pass(c.password)
+        .db_name(Some(database))
+        .prefer_socket(false)
+        .init(vec!["SET time_zone = '+00:00'"]);
+    mysql_async::Conn::new(opts).await.unwrap()
+}
+
+fn edge_columns() -> Vec<sluice_model::ColumnDef> {
+    vec![
+        col("id", DataType::Int64, false),
+        col(
+            "d65",
+            DataType::Decimal {
+                precision: 65,
+                scale: 30,
+            },
+            true,
+        ),
+        col("num", DataType::Numeric, true),
+        col(
+            "big",
+            DataType::Decimal {
+                precision: 80,
+                scale: 20,
+            },
+            true,
+        ),
+        col("ts", DataType::Timestamp, true),
+        col("tz", DataType::TimestampTz, true),
+        col("j", DataType::Json, true),
+        col("b", DataType::Bytes, true),
+        col("t", DataType::Text, true),
+        col("u", DataType::Uuid, true),
+        col("f", DataType::Float32, true),
+    ]
+}
+
+fn edge_rows() -> Vec<Vec<Value>> {
+    let ts = NaiveDate::from_ymd_opt(2024, 2, 29)
+        .unwrap()
+        .and_hms_micro_opt(23, 59, 59, 999_999)
+        .unwrap();
+    vec![
+        vec![
+            Value::Int64(1),
+            dec(&format!("{}.{}", "9".repeat(35), "9".repeat(30))),
+            dec("1234567890123456789012345678901234567890"),
+            dec(&format!("-{}.{}", "1".repeat(60), "5".repeat(20))),
+            Value::Timestamp(ts),
+            Value::TimestampTz(Utc.with_ymd_and_hms(2100, 12, 31, 23, 59, 58).unwrap()),
+            Value::Json(r#"{"ключ":"値 😀","tab":"a\tb","n":[1,2.5,null]}"#.into()),
+            Value::Bytes(b"\0\t\n\r\\N\\\x00\xff".to_vec()),
+            Value::Text(String::new()),
+            Value::Uuid(uuid::Uuid::from_u128(
+                0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
+            )),
+            Value::Float32(f32::MAX),
+        ],
+        vec![
+            Value::Int64(2),
+            dec(&format!("-0.{}1", "0".repeat(29))),
+            dec("-0.0000000000000000000000000000000000000001"),
+            dec("0"),
+            Value::Timestamp(
+                NaiveDate::from_ymd_opt(1000, 1, 1)
+                    .unwrap()
+                    .and_hms_micro_opt(0, 0, 0, 1)
+                    .unwrap(),
+            ),
+            Value::TimestampTz(Utc.timestamp_opt(-1, 1000).unwrap()),
+            Value::Json("[]".into()),
+            Value::Bytes(Vec::new()),
+            Value::Text("\\N".into()),
+            Value::Uuid(uuid::Uuid::max()),
+            Value::Float32(-f32::MIN_POSITIVE),
+        ],
+        {
+            let mut row = vec![Value::Int64(3)];
+            row.extend(std::iter::repeat_n(Value::Null, 10));
+            row
+        },
+    ]
+}
+
+async fn round_trip_edges(local_infile: bool) {
+    support::with_database(|_, name| async move {
+        let mut config = support::config(&name);
+        config.local_infile = local_infile;
+        let connector = MariadbConnector::new(config);
+        let columns = edge_columns();
+        let rows = edge_rows();
+        let t = table("edges");
+        write_rows(
+            &connector,
+            write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad),
+            &rows,
+            BatchLimits::rows(2),
+        )
+        .await;
+        let (got, _) = read_rows(
+            &connector,
+            read_request(t.clone(), columns.clone(), BatchLimits::DEFAULT),
+        )
+        .await;
+        kit::assert_rows_equal("edges", &columns, &got, &rows);
+        // Empty text and NULL stay apart; the instant is stored as UTC.
+        let mut conn = db_conn(&name).await;
+        let (empty, null, tz): (i64, i64, String) = conn
+            .query_first(
+                "SELECT (SELECT count(*) FROM edges WHERE t = ''), \
+                 (SELECT count(*) FROM edges WHERE t IS NULL), \
+                 (SELECT CAST(tz AS CHAR) FROM edges WHERE id = 1)",
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((empty, null), (1, 1));
+        assert_eq!(tz, "2100-12-31 23:59:58.000000");
+        let schema = connector
+            .introspector()
+            .unwrap()
+            .table_schema(&t)
+            .await
+            .unwrap()
+            .unwrap();
+        let types: Vec<DataType> = schema.columns.iter().map(|c| c.data_type).collect();
+        let want: Vec<DataType> = columns.iter().map(|c| c.data_type).collect();
+        assert_eq!(types, want);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_values_round_trip_through_load_data() {
+    round_trip_edges(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_values_round_trip_through_the_insert_fallback() {
+    round_trip_edges(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_fallback_passes_the_write_checks() {
+    support::with_database(|_, name| async move {
+        let mut config = support::config(&name);
+        config.local_infile = false;
+        let connector = MariadbConnector::new(config);
+        kit::idempotent_rerun(&connector).await;
+        kit::upsert_and_delete(&connector).await;
+        kit::filters(&connector).await;
+        let plan = connector
+            .batch_writer()
+            .unwrap()
+            .plan_write(&write_request(
+                table("kit_filter"),
+                vec![col("id", DataType::Int64, false)],
+                WriteStrategy::Append,
+            ))
+            .await
+            .unwrap();
+        assert!(
+            plan.iter().any(|s| s.sql.starts_with("INSERT INTO")),
+            "{plan:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_values_name_column_and_key_and_change_nothing() {
+    support::with_database(|connector, _| async move {
+        let columns = vec![
+            col("id", DataType::Int64, false),
+            col("day", DataType::Date, true),
+            col("code", DataType::Varchar(3), true),
+            col(
+                "amount",
+                DataType::Decimal {
+                    precision: 5,
+                    scale: 2,
+                },
+                true,
+            ),
+        ];
+        let t = table("refused");
+        let before = vec![vec![
+            Value::Int64(1),
+            Value::Date(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()),
+            Value::Text("abc".into()),
+            dec("1.5"),
+        ]];
+        write_rows(
+            &connector,
+            write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad),
+            &before,
+            BatchLimits::DEFAULT,
+        )
+        .await;
+        let bad_rows: Vec<(Value, &str, &str)> = vec![
+            (
+                Value::Date(NaiveDate::from_ymd_opt(999, 12, 31).unwrap()),
+                "day",
+                "year 999",
+            ),
+            (Value::Text("abcd".into()), "code", "longer than 3"),
+            (dec("1.234"), "amount", "does not fit"),
+        ];
+        for strategy in [WriteStrategy::TruncateLoad, WriteStrategy::StagingSwap] {
+            for (value, column, reason) in &bad_rows {
+                let mut w = connector
+                    .batch_writer()
+                    .unwrap()
+                    .open(write_request(t.clone(), columns.clone(), strategy))
+                    .await
+                    .unwrap();
+                let mut batch = RowBatch::new(4, BatchLimits::DEFAULT);
+                batch
+                    .push_row([Value::Int64(7), Value::Null, Value::Null, Value::Null])
+                    .unwrap();
+                let mut row = vec![Value::Int64(42), Value::Null, Value::Null, Value::Null];
+                let i = columns
+                    .iter()
+                    .position(|c| c.name.as_str() == *column)
+                    .unwrap();
+                row[i] = value.clone();
+                batch.push_row(row).unwrap();
+                let err = w.write_batch(batch).await.unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::Data, "{err}");
+                let text = err.to_string();
+                assert!(
+                    text.contains(column) && text.contains("id=42") && text.contains(reason),
+                    "{text}"
+                );
+                assert!(w.commit().await.is_err());
+                let (got, _) = read_rows(
+                    &connector,
+                    read_request(t.clone(), columns.clone(), BatchLimits::DEFAULT),
+                )
+                .await;
+                kit::assert_rows_equal("refused", &columns, &got, &before);
+            }
+        }
+        let tables = connector
+            .introspector()
+            .unwrap()
+            .list_tables(None)
+            .await
+            .unwrap();
+        assert_eq!(tables, vec![t], "no staging table is left");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_text_keys_are_exact_or_refused() {
+    support::with_database(|connector, _| async move {
+        let columns = vec![
+            col("k", DataType::Text, false),
+            col("v", DataType::Int32, true),
+        ];
+        let t = table("text_keys");
+        // Keys that a case-insensitive or pad-space collation would take for duplicates.
+        let rows: Vec<Vec<Value>> = ["a", "A", "a ", "ä", &"x".repeat(768)]
+            .iter()
+            .enumerate()
+            .map(|(i, k)| vec![Value::Text((*k).into()), Value::Int32(i as i32)])
+            .collect();
+        write_rows(
+            &connector,
+            write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad),
+            &rows,
+            BatchLimits::DEFAULT,
+        )
+        .await;
+        let (got, _) = read_rows(
+            &connector,
+            read_request(t.clone(), columns.clone(), BatchLimits::DEFAULT),
+        )
+        .await;
+        let mut want = rows.clone();
+        want.sort_by(|a, b| a[0].cmp_key(&b[0]));
+        kit::assert_rows_equal("text_keys", &columns, &got, &want);
+        let mut w = connector
+            .batch_writer()
+            .unwrap()
+            .open(write_request(
+                t.clone(),
+                columns.clone(),
+                WriteStrategy::Append,
+            ))
+            .await
+            .unwrap();
+        let mut batch = RowBatch::new(2, BatchLimits::DEFAULT);
+        batch
+            .push_row([Value::Text("y".repeat(769)), Value::Null])
+            .unwrap();
+        let err = w.write_batch(batch).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Data, "{err}");
+        assert!(err.to_string().contains("768"), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_types_introspect_and_read_exactly() {
+    support::with_database(|connector, name| async move {
+        let mut conn = db_conn(&name).await;
+        conn.query_drop(
+            "CREATE TABLE native (id INT UNSIGNED PRIMARY KEY, flag BOOLEAN, small TINYINT, \
+             big BIGINT UNSIGNED, at TIMESTAMP(3) NULL, doc JSON, uid UUID, \
+             name VARCHAR(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci)",
+        )
+        .await
+        .unwrap();
+        conn.query_drop(
+            "INSERT INTO native VALUES (4294967295, TRUE, -128, 18446744073709551615, \
+             '2024-05-06 07:08:09.123', '{\"a\": \"é\"}', 'ffffffff-ffff-ffff-ffff-ffffffffffff', 'Zoë'), \
+             (1, FALSE, 127, 0, NULL, NULL, NULL, 'b')",
+        )
+        .await
+        .unwrap();
+        let schema = connector
+            .introspector()
+            .unwrap()
+            .table_schema(&table("native"))
+            .await
+            .unwrap()
+            .unwrap();
+        let types: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| c.data_type.to_string())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "int64",
+                "bool",
+                "int16",
+                "decimal(20,0)",
+                "timestamptz",
+                "json",
+                "uuid",
+                "varchar(10)"
+            ]
+        );
+        assert_eq!(schema.primary_key[0].as_str(), "id");
+        assert_eq!(schema.columns[0].native_type.as_deref(), Some("int(10) unsigned"));
+        let (got, _) = read_rows(
+            &connector,
+            read_request(table("native"), schema.columns.clone(), BatchLimits::DEFAULT),
+        )
+        .await;
+        assert_eq!(got[1][0], Value::Int64(4_294_967_295));
+        assert_eq!(got[1][3], dec("18446744073709551615"));
+        assert_eq!(
+            got[1][4],
+            Value::TimestampTz(
+                Utc.with_ymd_and_hms(2024, 5, 6, 7, 8, 9).unwrap()
+                    + chrono::Duration::milliseconds(123)
+            )
+        );
+        assert_eq!(got[1][6], Value::Uuid(uuid::Uuid::max()));
+        assert_eq!(got[1][7], Value::Text("Zoë".into()));
+
+        // Unmapped native types are named in the error.
+        conn.query_drop("CREATE TABLE odd (id INT PRIMARY KEY, mood ENUM('sad','ok'))")
+            .await
+            .unwrap();
+        let err = connector
+            .introspector()
+            .unwrap()
+            .table_schema(&table("odd"))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("odd") && text.contains("mood") && text.contains("enum('sad','ok')"),
+            "{text}"
+        );
+
+        // A zero date is refused on read, naming table, column and key.
+        conn.query_drop("SET SESSION sql_mode = ''").await.unwrap();
+        conn.query_drop("CREATE TABLE zero (id INT PRIMARY KEY, d DATE)")
+            .await
+            .unwrap();
+        conn.query_drop("INSERT INTO zero VALUES (5, '0000-00-00')")
+            .await
+            .unwrap();
+        let columns = vec![col("id", DataType::Int32, false), col("d", DataType::Date, true)];
+        let snapshot = connector
+            .snapshot_reader()
+            .unwrap()
+            .read(read_request(table("zero"), columns, BatchLimits::DEFAULT))
+            .await
+            .unwrap();
+        let mut batches = snapshot.batches;
+        let err = batches.next().await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Data);
+        let text = err.to_string();
+        assert!(
+            text.contains("zero") && text.contains("id=5") && text.contains("column d"),
+            "{text}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftover_staging_tables_are_recognised() {
+    support::with_database(|connector, name| async move {
+        let columns = vec![col("id", DataType::Int64, false)];
+        let t = table("swap");
+        let rows = vec![vec![Value::Int64(1)]];
+        write_rows(
+            &connector,
+            write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad),
+            &rows,
+            BatchLimits::DEFAULT,
+        )
+        .await;
+        let mut conn = db_conn(&name).await;
+        // A leftover of a killed run carries the marker and is replaced.
+        conn.query_drop("CREATE TABLE swap__sluice_stage (x INT) COMMENT 'sluice:stage'")
+            .await
+            .unwrap();
+        write_rows(
+            &connector,
+            write_request(t.clone(), columns.clone(), WriteStrategy::StagingSwap),
+            &rows,
+            BatchLimits::DEFAULT,
+        )
+        .await;
+        // A table of the same name without the marker is never touched.
+        conn.query_drop("CREATE TABLE swap__sluice_stage (x INT) COMMENT 'mine'")
+            .await
+            .unwrap();
+        let err = match connector
+            .batch_writer()
+            .unwrap()
+            .open(write_request(t.clone(), columns.clone(), WriteStrategy::StagingSwap))
+            .await
+        {
+            Ok(_) => panic!("a staging swap used a table it does not own"),
+            Err(e) => e,
+        };
+        assert_eq!(err.kind(), ErrorKind::Schema, "{err}");
+        let still: Option<String> = conn
+            .query_first("SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'swap__sluice_stage'")
+            .await
+            .unwrap();
+        assert_eq!(still.as_deref(), Some("mine"));
+    })
+    .await;
+}
+
+/// The connection id of the session running a `LOAD DATA` into `db`.
+async fn find_loader(admin: &mut mysql_async::Conn, db: &str) -> u64 {
+    for _ in 0..100 {
+        let id: Option<u64> = admin
+            .exec_first(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND INFO LIKE 'LOAD DATA%'",
+                (db,),
+            )
+            .await
+            .unwrap();
+        if let Some(id) = id {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no LOAD DATA session found in {db}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_writers_leave_the_target_unchanged() {
+    support::with_database(|connector, name| async move {
+        let columns = vec![
+            col("id", DataType::Int64, false),
+            col("v", DataType::Text, true),
+        ];
+        let before: Vec<Vec<Value>> = (0..1000)
+            .map(|i| vec![Value::Int64(i), Value::Text("old".into())])
+            .collect();
+        let mut admin = support::admin().await;
+        for strategy in [WriteStrategy::TruncateLoad, WriteStrategy::StagingSwap] {
+            let t = table(&format!("killed_{}", strategy.as_str()));
+            write_rows(
+                &connector,
+                write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad),
+                &before,
+                BatchLimits::DEFAULT,
+            )
+            .await;
+            let mut w = connector
+                .batch_writer()
+                .unwrap()
+                .open(write_request(t.clone(), columns.clone(), strategy))
+                .await
+                .unwrap();
+            let batch = |from: i64| {
+                let mut b = RowBatch::new(2, BatchLimits::DEFAULT);
+                for i in from..from + 10_000 {
+                    b.push_row([Value::Int64(i), Value::Text("new ".repeat(30))])
+                        .unwrap();
+                }
+                b
+            };
+            for n in 0..5 {
+                w.write_batch(batch(n * 10_000)).await.unwrap();
+            }
+            let id = find_loader(&mut admin, &name).await;
+            admin
+                .query_drop(format!("KILL CONNECTION {id}"))
+                .await
+                .unwrap();
+            // Writing on may or may not notice the kill; committing must.
+            let mut failed = false;
+            for n in 5..8 {
+                if w.write_batch(batch(n * 10_000)).await.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            if !failed {
+                let err = w.commit().await.unwrap_err();
+                assert!(
+                    matches!(err.kind(), ErrorKind::Connection | ErrorKind::Cancelled),
+                    "{err}"
+                );
+            }
+            let (got, _) = read_rows(
+                &connector,
+                read_request(t.clone(), columns.clone(), BatchLimits::DEFAULT),
+            )
+            .await;
+            kit::assert_rows_equal(&t.to_string(), &columns, &got, &before);
+            // The next write of the same table works (a leftover stage is cleared).
+            write_rows(
+                &connector,
+                write_request(t.clone(), columns.clone(), strategy),
+                &before[..10],
+                BatchLimits::DEFAULT,
+            )
+            .await;
+            let (got, _) = read_rows(
+                &connector,
+                read_request(t.clone(), columns.clone(), BatchLimits::DEFAULT),
+            )
+            .await;
+            kit::assert_rows_equal(&t.to_string(), &columns, &got, &before[..10]);
+        }
+        let tables: Vec<String> = connector
+            .introspector()
+            .unwrap()
+            .list_tables(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(tables, ["killed_staging_swap", "killed_truncate_load"]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_show_exactly_the_statements_run() {
+    support::with_database(|connector, name| async move {
+        let columns = vec![
+            col("id", DataType::Int64, false),
+            col("at", DataType::TimestampTz, true),
+        ];
+        let t = table("planned");
+        let writer = connector.batch_writer().unwrap();
+        let create = writer
+            .plan_write(&write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad))
+            .await
+            .unwrap();
+        let q = format!("`{name}`.`planned`");
+        let load = format!(
+            "LOAD DATA LOCAL INFILE 'sluice' INTO TABLE {q} CHARACTER SET binary \
+             FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' (`id`, `at`)"
+        );
+        assert_eq!(
+            create,
+            vec![
+                PlannedStatement::once(format!(
+                    "CREATE TABLE {q} (`id` BIGINT NOT NULL, `at` DATETIME(6) NULL COMMENT \
+                     'sluice:timestamptz', PRIMARY KEY (`id`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 \
+                     COLLATE=utf8mb4_nopad_bin"
+                )),
+                PlannedStatement::once("START TRANSACTION"),
+                PlannedStatement::once(load.clone()),
+                PlannedStatement::once("COMMIT"),
+            ]
+        );
+        write_rows(
+            &connector,
+            write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad),
+            &[],
+            BatchLimits::DEFAULT,
+        )
+        .await;
+        let mut request = write_request(t.clone(), columns.clone(), WriteStrategy::StagingSwap);
+        request.filter = Some(sluice_model::Condition::new("`id` > 10").unwrap());
+        let swap = writer.plan_write(&request).await.unwrap();
+        let sql: Vec<&str> = swap.iter().map(|s| s.sql.as_str()).collect();
+        let stage = format!("`{name}`.`planned__sluice_stage`");
+        let old = format!("`{name}`.`planned__sluice_old`");
+        let stage_load = load.replace(&q, &stage);
+        assert_eq!(sql[1..], [
+            format!("CREATE TABLE {stage} LIKE {q}").as_str(),
+            &format!("ALTER TABLE {stage} COMMENT = 'sluice:stage'"),
+            "START TRANSACTION",
+            &format!("INSERT INTO {stage} (`id`, `at`) SELECT `id`, `at` FROM {q} WHERE (`id` > 10) IS NOT TRUE"),
+            &stage_load,
+            "COMMIT",
+            &format!("ALTER TABLE {stage} COMMENT = ''"),
+            &format!("RENAME TABLE {q} TO {old}, {stage} TO {q}"),
+            &format!("DROP TABLE {old}"),
+            sql[sql.len() - 1],
+        ]);
+        assert!(sql[0].starts_with("SELECT GET_LOCK('sluice:"), "{}", sql[0]);
+        assert!(sql[sql.len() - 1].starts_with("SELECT RELEASE_LOCK('sluice:"));
+
+        let mut read = read_request(t.clone(), columns.clone(), BatchLimits::DEFAULT);
+        read.lower_bound = Some(sluice_connector::LowerBound {
+            column: 1,
+            value: Value::TimestampTz(Utc::now()),
+            inclusive: false,
+        });
+        read.filter = Some(sluice_model::Condition::new("`id` > 10").unwrap());
+        let plan = connector.snapshot_reader().unwrap().plan_read(&read);
+        let sql: Vec<&str> = plan.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(
+            sql,
+            [
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+                &format!("SELECT `id`, `at` FROM {q} WHERE (`id` > 10) AND `at` > ? ORDER BY `id`"),
+                "COMMIT",
+            ]
+        );
+        // Planning changed nothing.
+        let tables = connector.introspector().unwrap().list_tables(None).await.unwrap();
+        assert_eq!(tables, vec![t]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_reports_version_and_local_infile() {
+    support::with_database(|connector, _| async move {
+        let report = connector.test().await.unwrap();
+        let props = report.discovered_props;
+        assert!(props["Class_Version"].contains("MariaDB"), "{props:?}");
+        assert_eq!(props["Local_Infile"], "ON");
+    })
+    .await;
+    let bad = MariadbConnector::new(support::config("no_such_database_for_sluice"));
+    let err = bad.test().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(
+        err.to_string().contains("/no_such_database_for_sluice"),
+        "{err}"
+    );
+    let mut secret = support::config("mysql");
+    secret.password = Some("not-the-password".into());
+    secret.user = "sluice_no_such_user".into();
+    let err = MariadbConnector::new(secret.clone())
+        .test()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert!(!format!("{err} {err:?} {secret:?}").contains("not-the-password"));
+    assert!(
+        PROPERTIES
+            .iter()
+            .any(|p| p.name == "Database_Name" && p.required)
+    );
+    let props = [("Database_Name".to_owned(), "x".to_owned())].into();
+    assert_eq!(MariadbConfig::from_props(&props).unwrap().port, 3306);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_read_stops_early() {
+    support::with_database(|connector, _| async move {
+        let columns = vec![col("id", DataType::Int64, false)];
+        let rows: Vec<Vec<Value>> = (0..50_000).map(|i| vec![Value::Int64(i)]).collect();
+        let t = table("abandoned");
+        write_rows(
+            &connector,
+            write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad),
+            &rows,
+            BatchLimits::DEFAULT,
+        )
+        .await;
+        let snapshot = connector
+            .snapshot_reader()
+            .unwrap()
+            .read(read_request(
+                t.clone(),
+                columns.clone(),
+                BatchLimits::rows(100),
+            ))
+            .await
+            .unwrap();
+        let mut batches = snapshot.batches;
+        assert_eq!(batches.next().await.unwrap().unwrap().len(), 100);
+        drop(batches);
+        // The table can be replaced right away: the read holds no lock that blocks it.
+        write_rows(
+            &connector,
+            write_request(t.clone(), columns.clone(), WriteStrategy::StagingSwap),
+            &rows[..5],
+            BatchLimits::DEFAULT,
+        )
+        .await;
+        assert_eq!(
+            connector
+                .snapshot_reader()
+                .unwrap()
+                .count_rows(&t, None)
+                .await
+                .unwrap(),
+            5
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speed() {
+    support::with_database(|connector, _| async move {
+        let columns = vec![
+            col("id", DataType::Int64, false),
+            col("n", DataType::Int32, true),
+            col("name", DataType::Varchar(40), true),
+            col("amount", DataType::Decimal { precision: 12, scale: 2 }, true),
+            col("at", DataType::Timestamp, true),
+        ];
+        let n = 300_000i64;
+        let at = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap();
+        let rows: Vec<Vec<Value>> = (0..n)
+            .map(|i| {
+                vec![
+                    Value::Int64(i),
+                    Value::Int32((i % 1000) as i32),
+                    Value::Text(format!("customer number {i}")),
+                    dec(&format!("{}.{}", i % 100_000, i % 100)),
+                    Value::Timestamp(at + chrono::Duration::seconds(i)),
+                ]
+            })
+            .collect();
+        let t = table("speed");
+        let started = Instant::now();
+        write_rows(
+            &connector,
+            write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad),
+            &rows,
+            BatchLimits::DEFAULT,
+        )
+        .await;
+        let write = started.elapsed();
+        let started = Instant::now();
+        let mut request = read_request(t.clone(), columns.clone(), BatchLimits::DEFAULT);
+        request.ordered = false;
+        let (got, _) = read_rows(&connector, request).await;
+        let read = started.elapsed();
+        assert_eq!(got.len(), n as usize);
+        println!(
+            "mariadb speed: wrote {n} rows in {write:?} ({:.0} rows/s), read in {read:?} ({:.0} rows/s)",
+            n as f64 / write.as_secs_f64(),
+            n as f64 / read.as_secs_f64()
+        );
+    })
+    .await;
+}
