@@ -151,7 +151,8 @@ pub fn decode_timestamp(micros: i64) -> Result<DateTime<chrono::Utc>, String> {
 }
 
 /// Reads the binary numeric format as canonical decimal text; NaN and infinities are errors.
-pub fn decode_numeric(b: &[u8]) -> Result<Decimal, String> {
+/// `text` is scratch space, so that the decimal's own text is the only allocation.
+pub fn decode_numeric(b: &[u8], text: &mut String) -> Result<Decimal, String> {
     if b.len() < 8 {
         return Err("a numeric field is too short".into());
     }
@@ -184,35 +185,37 @@ pub fn decode_numeric(b: &[u8]) -> Result<Decimal, String> {
             0
         } else {
             let at = 8 + 2 * i as usize;
-            u16::from_be_bytes([b[at], b[at + 1]])
+            u16::from_be_bytes([b[at], b[at + 1]]).min(9999)
         }
     };
-    let mut text = String::with_capacity(4 * (ndigits + weight.unsigned_abs() as usize) + 3);
+    text.clear();
     if sign == NUMERIC_NEG {
         text.push('-');
     }
-    let push4 = |text: &mut String, d: u16| {
-        let d = d.min(9999);
-        text.push(char::from(b'0' + (d / 1000) as u8));
-        text.push(char::from(b'0' + (d / 100 % 10) as u8));
-        text.push(char::from(b'0' + (d / 10 % 10) as u8));
-        text.push(char::from(b'0' + (d % 10) as u8));
+    let push4 = |text: &mut String, d: u16, skip_leading: bool| {
+        let digits = [d / 1000, d / 100 % 10, d / 10 % 10, d % 10];
+        let mut started = !skip_leading;
+        for (k, x) in digits.into_iter().enumerate() {
+            if started || x != 0 || k == 3 {
+                started = true;
+                text.push(char::from(b'0' + x as u8));
+            }
+        }
     };
     if weight < 0 {
         text.push('0');
     } else {
         // The first group without leading zeros, the others padded to four digits.
-        let first = digit(0);
-        text.push_str(&first.to_string());
+        push4(text, digit(0), true);
         for i in 1..=weight {
-            push4(&mut text, digit(i));
+            push4(text, digit(i), false);
         }
     }
     let last = ndigits as i32 - 1;
     if last > weight {
         text.push('.');
         for i in weight + 1..=last {
-            push4(&mut text, digit(i));
+            push4(text, digit(i), false);
         }
         while text.ends_with('0') {
             text.pop();
@@ -222,7 +225,7 @@ pub fn decode_numeric(b: &[u8]) -> Result<Decimal, String> {
         }
     }
     // Canonical already unless the server sent an unnormalised value; parse copes either way.
-    Decimal::parse(&text).map_err(|e| e.to_string())
+    Decimal::parse(text).map_err(|e| e.to_string())
 }
 
 /// Appends the binary numeric format of `d`; `groups` is scratch space.
@@ -282,7 +285,8 @@ pub fn encode_numeric(d: &Decimal, out: &mut BytesMut, groups: &mut Vec<u16>) {
 }
 
 /// Reads one non-NULL field of wire type `wire` as the value it natively is.
-pub fn decode_native(wire: Wire, b: &[u8]) -> Result<Value, String> {
+/// `scratch` is reused text space for numerics.
+pub fn decode_native(wire: Wire, b: &[u8], scratch: &mut String) -> Result<Value, String> {
     Ok(match wire {
         Wire::Bool => Value::Bool(fixed::<1>(b)?[0] != 0),
         Wire::Int2 => Value::Int16(i16::from_be_bytes(fixed(b)?)),
@@ -290,7 +294,7 @@ pub fn decode_native(wire: Wire, b: &[u8]) -> Result<Value, String> {
         Wire::Int8 => Value::Int64(i64::from_be_bytes(fixed(b)?)),
         Wire::Float4 => Value::Float32(f32::from_be_bytes(fixed(b)?)),
         Wire::Float8 => Value::Float64(f64::from_be_bytes(fixed(b)?)),
-        Wire::Numeric => Value::Decimal(decode_numeric(b)?),
+        Wire::Numeric => Value::Decimal(decode_numeric(b, scratch)?),
         Wire::Text => Value::Text(utf8(b)?),
         Wire::Bytea => Value::Bytes(b.to_vec()),
         Wire::Date => Value::Date(decode_date(i32::from_be_bytes(fixed(b)?))?),
@@ -436,13 +440,13 @@ pub struct ReadColumn {
 }
 
 impl ReadColumn {
-    /// Reads one field (`None` is NULL).
+    /// Reads one field (`None` is NULL); `scratch` is reused text space.
     #[inline]
-    pub fn decode(&self, field: Option<&[u8]>) -> Result<Value, String> {
+    pub fn decode(&self, field: Option<&[u8]>, scratch: &mut String) -> Result<Value, String> {
         let Some(b) = field else {
             return Ok(Value::Null);
         };
-        let v = decode_native(self.wire, b)?;
+        let v = decode_native(self.wire, b, scratch)?;
         if self.convert {
             convert(v, self.data_type)
         } else {
@@ -686,7 +690,10 @@ mod tests {
         encode_numeric(&d, &mut out, &mut Vec::new());
         let len = i32::from_be_bytes(out[..4].try_into().unwrap()) as usize;
         assert_eq!(len, out.len() - 4, "{text}");
-        decode_numeric(&out[4..]).unwrap().as_str().to_owned()
+        decode_numeric(&out[4..], &mut String::new())
+            .unwrap()
+            .as_str()
+            .to_owned()
     }
 
     #[test]
@@ -735,7 +742,7 @@ mod tests {
             let mut b = vec![0, 0, 0, 0];
             b.extend_from_slice(&sign.to_be_bytes());
             b.extend_from_slice(&[0, 0]);
-            assert!(decode_numeric(&b).is_err());
+            assert!(decode_numeric(&b, &mut String::new()).is_err());
         }
     }
 
@@ -815,7 +822,7 @@ mod tests {
         };
         let (s, e) = fields[1].unwrap();
         assert_eq!(
-            read.decode(Some(&body[s..e])).unwrap(),
+            read.decode(Some(&body[s..e]), &mut String::new()).unwrap(),
             Value::Text("hé".into())
         );
         let Frame::Row(m) = parse_row(&body[n..], 2, &mut fields).unwrap() else {

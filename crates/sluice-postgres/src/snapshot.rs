@@ -235,7 +235,7 @@ fn row_error(
                 return Value::Null;
             }
             decoders[i]
-                .decode(fields[i].map(|(s, e)| &row[s..e]))
+                .decode(fields[i].map(|(s, e)| &row[s..e]), &mut String::new())
                 .unwrap_or(Value::Null)
         })
         .collect();
@@ -262,6 +262,7 @@ async fn decode_stream(
     let mut batch = RowBatch::new(width, request.limits);
     let mut fields = Vec::with_capacity(width);
     let mut row: Vec<Value> = Vec::with_capacity(width);
+    let mut scratch = String::new();
     let mut pending = BytesMut::new();
     let mut header_done = false;
     let mut ended = false;
@@ -294,7 +295,7 @@ async fn decode_stream(
                 Frame::Row(n) => {
                     for (i, decoder) in decoders.iter().enumerate() {
                         let field = fields[i].map(|(s, e)| &rest[s..e]);
-                        match decoder.decode(field) {
+                        match decoder.decode(field, &mut scratch) {
                             Ok(v) => row.push(v),
                             Err(reason) => {
                                 return Err(row_error(

@@ -55,6 +55,9 @@ const OLD_SUFFIX: &str = "__sluice_old";
 const MAX_IDENT_BYTES: usize = 63;
 /// Encoded bytes handed to the copy sink at a time.
 const CHUNK_BYTES: usize = 1 << 20;
+/// The transaction a write runs in: READ COMMITTED whatever the server's default, because COPY
+/// FREEZE refuses to run in a transaction that holds a snapshot from an earlier statement.
+const BEGIN_WRITE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 /// Temporary tables of an upsert.
 const UPSERT_ROWS: &str = "pg_temp.sluice_upsert_rows";
 const UPSERT_KEYS: &str = "pg_temp.sluice_upsert_keys";
@@ -141,7 +144,7 @@ pub(crate) struct WriteScript {
 
 impl WriteScript {
     pub(crate) fn planned(&self) -> Vec<PlannedStatement> {
-        let mut out = vec![PlannedStatement::once("BEGIN")];
+        let mut out = vec![PlannedStatement::once(BEGIN_WRITE)];
         out.extend(self.setup.iter().map(PlannedStatement::once));
         out.push(PlannedStatement::once(self.copy.clone()));
         if let Some(delete) = &self.delete_copy {
@@ -542,7 +545,7 @@ pub(crate) async fn open(
     let table = request.table.clone();
     let client = connect(&config).await?;
     client
-        .batch_execute("BEGIN")
+        .batch_execute(BEGIN_WRITE)
         .await
         .map_err(|e| pg_error(e, format_args!("begin the write of {table}")))?;
     let target = inspect(&client, &request, &config.schema).await?;

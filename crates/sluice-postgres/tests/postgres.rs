@@ -702,7 +702,7 @@ async fn plans_show_the_exact_statements() {
     assert_eq!(
         sqls(&plan),
         vec![
-            "BEGIN".to_owned(),
+            "BEGIN ISOLATION LEVEL READ COMMITTED".to_owned(),
             format!(
                 "CREATE TABLE {s}.\"planned\" (\"id\" bigint NOT NULL, \"name\" character varying(20), \"day\" date, PRIMARY KEY (\"id\"))"
             ),
@@ -730,7 +730,7 @@ async fn plans_show_the_exact_statements() {
     assert_eq!(
         sqls(&plan_of(WriteStrategy::TruncateLoad).await),
         vec![
-            "BEGIN".to_owned(),
+            "BEGIN ISOLATION LEVEL READ COMMITTED".to_owned(),
             format!("TRUNCATE {s}.\"planned\""),
             format!(
                 "COPY {s}.\"planned\" (\"id\", \"name\", \"day\") FROM STDIN (FORMAT binary, FREEZE)"
@@ -741,7 +741,7 @@ async fn plans_show_the_exact_statements() {
     assert_eq!(
         sqls(&plan_of(WriteStrategy::Append).await),
         vec![
-            "BEGIN".to_owned(),
+            "BEGIN ISOLATION LEVEL READ COMMITTED".to_owned(),
             format!("COPY {s}.\"planned\" (\"id\", \"name\", \"day\") FROM STDIN (FORMAT binary)"),
             "COMMIT".to_owned(),
         ]
@@ -758,7 +758,7 @@ async fn plans_show_the_exact_statements() {
     assert_eq!(
         sqls(&plan_of(WriteStrategy::StagingSwap).await),
         vec![
-            "BEGIN".to_owned(),
+            "BEGIN ISOLATION LEVEL READ COMMITTED".to_owned(),
             format!(
                 "CREATE TABLE {s}.\"planned__sluice_stage\" (LIKE {s}.\"planned\" INCLUDING ALL EXCLUDING INDEXES)"
             ),
@@ -778,7 +778,7 @@ async fn plans_show_the_exact_statements() {
     assert_eq!(
         sqls(&plan_of(WriteStrategy::Upsert).await),
         vec![
-            "BEGIN".to_owned(),
+            "BEGIN ISOLATION LEVEL READ COMMITTED".to_owned(),
             format!("CREATE TEMP TABLE pg_temp.sluice_upsert_rows ON COMMIT DROP AS SELECT \"id\", \"name\", \"day\" FROM {s}.\"planned\" WITH NO DATA"),
             format!("CREATE TEMP TABLE pg_temp.sluice_upsert_keys ON COMMIT DROP AS SELECT \"id\" FROM {s}.\"planned\" WITH NO DATA"),
             "COPY pg_temp.sluice_upsert_rows (\"id\", \"name\", \"day\") FROM STDIN (FORMAT binary)".to_owned(),
@@ -1069,5 +1069,227 @@ async fn upsert_without_a_unique_index_deletes_then_inserts() {
     assert_eq!(
         got,
         vec![(1, "old".into()), (2, "new".into()), (4, "new".into())]
+    );
+}
+
+/// Speeds of the raw pipe against `psql | psql`, and of decoding and encoding. Not a check: run by
+/// hand with `cargo test --release -p sluice-postgres --test postgres speed -- --ignored --nocapture`
+/// (`SLUICE_SPEED_ROWS` sets the table size, default 2,000,000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measures speed; run by hand"]
+async fn speed() {
+    use std::time::Instant;
+    let n: i64 = std::env::var("SLUICE_SPEED_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let fresh = common::fresh().await;
+    let c = &fresh.connector;
+    let admin = common::admin().await;
+    let src = fresh.qualified("src");
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {src} (id bigint PRIMARY KEY, qty integer, amount numeric(12,2), name text, at timestamptz);
+             INSERT INTO {src} SELECT g, g % 1000, (g % 100000) / 100.0, 'customer name ' || g, '2024-01-01'::timestamptz + g * interval '1 second'
+             FROM generate_series(1, {n}) g"
+        ))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("VACUUM ANALYZE {src}"))
+        .await
+        .unwrap();
+    let like = |name: &str| {
+        format!(
+            "CREATE TABLE {} (LIKE {src} INCLUDING ALL)",
+            fresh.qualified(name)
+        )
+    };
+    admin.batch_execute(&like("psql_dst")).await.unwrap();
+    let props = common::props("public");
+    let conn = format!(
+        "host={} port={} user={} dbname={}",
+        props["Database_Host"],
+        props["Database_Port"],
+        props["Database_User"],
+        props["Database_Name"]
+    );
+    let rate = |rows: i64, secs: f64| format!("{:.0} rows/s ({secs:.2} s)", rows as f64 / secs);
+
+    let start = Instant::now();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "psql \"{conn}\" -Xqc 'COPY {src} TO STDOUT (FORMAT binary)' | psql \"{conn}\" -Xqc 'COPY {} FROM STDIN (FORMAT binary)'",
+            fresh.qualified("psql_dst")
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let psql = start.elapsed().as_secs_f64();
+    println!("psql | psql:              {}", rate(n, psql));
+
+    let schema = c
+        .introspector()
+        .unwrap()
+        .table_schema(&table("src"))
+        .await
+        .unwrap()
+        .unwrap();
+    let request = read_request(table("src"), schema.columns.clone(), BatchLimits::DEFAULT);
+    let reader = c.snapshot_reader().unwrap();
+    for strategy in [WriteStrategy::Append, WriteStrategy::TruncateLoad] {
+        let name = format!("raw_{}", strategy.as_str());
+        admin.batch_execute(&like(&name)).await.unwrap();
+        let start = Instant::now();
+        let mut w = c
+            .batch_writer()
+            .unwrap()
+            .open(write_request(
+                table(&name),
+                schema.columns.clone(),
+                strategy,
+            ))
+            .await
+            .unwrap();
+        let mut chunks = reader.read_raw(request.clone()).await.unwrap().chunks;
+        while let Some(chunk) = chunks.next().await {
+            w.write_raw(chunk.unwrap()).await.unwrap();
+        }
+        let rows = w.commit().await.unwrap().rows;
+        assert_eq!(rows, n as u64);
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "raw pipe ({:13}): {} = {:.2}x psql",
+            strategy.as_str(),
+            rate(n, secs),
+            psql / secs
+        );
+    }
+
+    let start = Instant::now();
+    let mut batches = reader.read(request.clone()).await.unwrap().batches;
+    let mut rows = 0;
+    while let Some(b) = batches.next().await {
+        rows += b.unwrap().len();
+    }
+    assert_eq!(rows as i64, n);
+    println!(
+        "decoded read:             {}",
+        rate(n, start.elapsed().as_secs_f64())
+    );
+
+    admin.batch_execute(&like("decoded")).await.unwrap();
+    let start = Instant::now();
+    let mut w = c
+        .batch_writer()
+        .unwrap()
+        .open(write_request(
+            table("decoded"),
+            schema.columns.clone(),
+            WriteStrategy::Append,
+        ))
+        .await
+        .unwrap();
+    let mut batches = reader.read(request.clone()).await.unwrap().batches;
+    while let Some(b) = batches.next().await {
+        w.write_batch(b.unwrap()).await.unwrap();
+    }
+    w.commit().await.unwrap();
+    println!(
+        "decoded read + write:     {}",
+        rate(n, start.elapsed().as_secs_f64())
+    );
+}
+
+/// Speed of the binary COPY codec alone (no server): encode and decode rows of five columns.
+#[test]
+#[ignore = "measures speed; run by hand"]
+fn codec_speed() {
+    use bytes::BytesMut;
+    use sluice_postgres::copy::{
+        Frame, ReadColumn, WriteColumn, encode_row, parse_header, parse_row, write_header,
+        write_trailer,
+    };
+    use sluice_postgres::types::pg_type;
+    use std::time::Instant;
+    let natives = [
+        "bigint",
+        "integer",
+        "numeric(12,2)",
+        "text",
+        "timestamp with time zone",
+    ];
+    let types: Vec<_> = natives.iter().map(|n| pg_type(n).unwrap()).collect();
+    let write: Vec<WriteColumn> = types
+        .iter()
+        .map(|t| WriteColumn {
+            wire: t.wire,
+            data_type: t.data_type,
+            fraction_digits: t.fraction_digits,
+        })
+        .collect();
+    let read: Vec<ReadColumn> = types
+        .iter()
+        .map(|t| ReadColumn {
+            wire: t.wire,
+            data_type: t.data_type,
+            convert: false,
+        })
+        .collect();
+    let n = 1_000_000i64;
+    let rows: Vec<Vec<Value>> = (0..n)
+        .map(|g| {
+            vec![
+                Value::Int64(g),
+                Value::Int32((g % 1000) as i32),
+                dec(&format!("{}.{:02}", g % 1000, g % 100)),
+                Value::Text(format!("customer name {g}")),
+                Value::TimestampTz(Utc.timestamp_opt(1_700_000_000 + g, 0).single().unwrap()),
+            ]
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let mut groups = Vec::new();
+    let start = Instant::now();
+    write_header(&mut buf);
+    for row in &rows {
+        encode_row(row, &write, &mut buf, &mut groups).unwrap();
+    }
+    write_trailer(&mut buf);
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "encode: {:.0} rows/s, {:.0} MiB/s",
+        n as f64 / secs,
+        buf.len() as f64 / secs / 1048576.0
+    );
+    let start = Instant::now();
+    let mut pos = parse_header(&buf).unwrap().unwrap();
+    let mut fields = Vec::new();
+    let mut batch = RowBatch::new(5, BatchLimits::DEFAULT);
+    let mut decoded = 0usize;
+    let mut row = Vec::with_capacity(5);
+    let mut scratch = String::new();
+    while let Frame::Row(len) = parse_row(&buf[pos..], 5, &mut fields).unwrap() {
+        let rest = &buf[pos..];
+        for (i, c) in read.iter().enumerate() {
+            row.push(
+                c.decode(fields[i].map(|(s, e)| &rest[s..e]), &mut scratch)
+                    .unwrap(),
+            );
+        }
+        batch.push_row(row.drain(..)).unwrap();
+        if batch.is_full() {
+            decoded += batch.take().len();
+        }
+        pos += len;
+    }
+    decoded += batch.len();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(decoded as i64, n);
+    println!(
+        "decode: {:.0} rows/s, {:.0} MiB/s",
+        n as f64 / secs,
+        buf.len() as f64 / secs / 1048576.0
     );
 }
