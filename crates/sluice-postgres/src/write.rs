@@ -571,6 +571,7 @@ pub(crate) async fn open(
         groups: Vec::new(),
         rows: 0,
         raw: false,
+        rows_started: false,
         broken: false,
     }))
 }
@@ -597,6 +598,8 @@ struct PgTableWriter {
     rows: u64,
     /// Whether rows arrive as raw COPY bytes.
     raw: bool,
+    /// Whether a COPY of rows has started.
+    rows_started: bool,
     /// Whether an earlier call failed (the transaction is lost).
     broken: bool,
 }
@@ -631,12 +634,17 @@ impl PgTableWriter {
         Ok(())
     }
 
+    /// Whether sluice writes the header and trailer of a COPY of `kind` (raw rows bring their own).
+    fn framed(&self, kind: CopyKind) -> bool {
+        !(self.raw && kind == CopyKind::Rows)
+    }
+
     /// Ends the running COPY, if any.
     async fn end_copy(&mut self) -> Result<()> {
         let Some(kind) = self.copy.as_ref().map(|c| c.kind) else {
             return Ok(());
         };
-        if !self.raw {
+        if self.framed(kind) {
             write_trailer(&mut self.buf);
         }
         self.flush().await?;
@@ -678,8 +686,11 @@ impl PgTableWriter {
             kind,
             sink: Box::pin(sink),
         });
-        if !self.raw {
+        if self.framed(kind) {
             write_header(&mut self.buf);
+        }
+        if kind == CopyKind::Rows {
+            self.rows_started = true;
         }
         Ok(())
     }
@@ -763,23 +774,23 @@ impl TableWriter for PgTableWriter {
                 self.key_defs.len()
             )));
         }
+        if self.raw {
+            // Raw rows are one COPY stream that may not be cut to let the keys through.
+            return Err(ConnectorError::unsupported(
+                "deleted keys cannot be mixed with raw rows in one write",
+            ));
+        }
         let outcome = self.write_rows(&keys, CopyKind::Keys).await;
         self.guarded(outcome)
     }
 
     fn raw_format(&self) -> Option<String> {
-        match self.request.strategy {
-            WriteStrategy::Upsert => None,
-            _ => Some(self.script.raw_format.clone()),
-        }
+        Some(self.script.raw_format.clone())
     }
 
     async fn write_raw(&mut self, chunk: Bytes) -> Result<()> {
         self.check_usable()?;
-        if self.request.strategy == WriteStrategy::Upsert {
-            return Err(ConnectorError::unsupported("an upsert takes no raw rows"));
-        }
-        if self.copy.is_none() && !self.raw {
+        if !self.rows_started {
             self.raw = true;
         }
         if !self.raw {
