@@ -64,6 +64,10 @@ const INSERT_ROWS: usize = 1000;
 const INSERT_BYTES: usize = 4 << 20;
 /// Seconds to wait for another staging swap of the same table to finish.
 const LOCK_WAIT_SECS: u32 = 60;
+/// How long a load may make no progress before sluice checks that its session still exists. A
+/// killed session can leave the socket half-closed, and a writer waiting for the server to read
+/// would otherwise wait for TCP to give up (minutes).
+const STALL_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 /// MariaDB's identifier length limit, in characters.
 const MAX_IDENT_CHARS: usize = 64;
 
@@ -766,6 +770,7 @@ pub(crate) async fn open(
         }
     };
     let mut writer = MariadbTableWriter {
+        conn_id: conn.id(),
         config,
         request,
         script,
@@ -836,9 +841,46 @@ fn start_load(mut conn: Conn, sql: String, feed: Feed) -> ActiveLoad {
     }
 }
 
+/// Whether the session `id` still exists on the server (`true` when that cannot be told).
+async fn session_alive(config: &MariadbConfig, id: u32) -> bool {
+    let Ok(mut conn) = connect(config).await else {
+        return true;
+    };
+    let found: std::result::Result<Option<u64>, _> = conn
+        .exec_first(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = ?",
+            (id,),
+        )
+        .await;
+    let _ = conn.disconnect().await;
+    !matches!(found, Ok(None))
+}
+
+/// Waits for `work`, checking whenever it stalls that the session `id` is alive; `None` when the
+/// session is gone (killed, or the server restarted).
+async fn watch<F: std::future::Future>(
+    config: &MariadbConfig,
+    id: u32,
+    work: F,
+) -> Option<F::Output> {
+    tokio::pin!(work);
+    loop {
+        match tokio::time::timeout(STALL_CHECK, &mut work).await {
+            Ok(out) => return Some(out),
+            Err(_) => {
+                if !session_alive(config, id).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 /// A write in progress.
 struct MariadbTableWriter {
     config: MariadbConfig,
+    /// The server's id of the write's session.
+    conn_id: u32,
     request: WriteRequest,
     script: WriteScript,
     /// The connection, when no load holds it.
@@ -861,6 +903,20 @@ struct MariadbTableWriter {
 impl MariadbTableWriter {
     fn table(&self) -> &TableRef {
         &self.request.table
+    }
+
+    /// The load's session is gone: stop waiting for it.
+    fn lost_session(&mut self) -> ConnectorError {
+        if let Some(load) = self.load.take() {
+            load.task.abort();
+        }
+        ConnectorError::new(
+            ErrorKind::Connection,
+            format!(
+                "write {}: the session loading the rows (id {}) was killed or lost",
+                self.request.table, self.conn_id
+            ),
+        )
     }
 
     fn fail(&mut self, error: ConnectorError) -> ConnectorError {
@@ -916,10 +972,13 @@ impl MariadbTableWriter {
         }
         let chunk = self.buf.split().freeze();
         let sent = match &self.load {
-            Some(load) => load.chunks.send(chunk).await.is_ok(),
-            None => false,
+            Some(load) => watch(&self.config, self.conn_id, load.chunks.send(chunk)).await,
+            None => Some(Err(mpsc::error::SendError(chunk))),
         };
-        if sent {
+        let Some(sent) = sent else {
+            return Err(self.lost_session());
+        };
+        if sent.is_ok() {
             Ok(())
         } else {
             // The load stopped early: its outcome says why.
@@ -934,15 +993,23 @@ impl MariadbTableWriter {
     async fn end_load(&mut self) -> Result<()> {
         if self.load.is_some() && !self.buf.is_empty() {
             let chunk = self.buf.split().freeze();
-            if let Some(load) = &self.load {
-                let _ = load.chunks.send(chunk).await;
+            if let Some(load) = &self.load
+                && watch(&self.config, self.conn_id, load.chunks.send(chunk))
+                    .await
+                    .is_none()
+            {
+                return Err(self.lost_session());
             }
         }
-        let Some(load) = self.load.take() else {
+        let Some(mut load) = self.load.take() else {
             return Ok(());
         };
         drop(load.chunks);
-        let (mut conn, outcome) = load.task.await.map_err(|e| {
+        let Some(joined) = watch(&self.config, self.conn_id, &mut load.task).await else {
+            load.task.abort();
+            return Err(self.lost_session());
+        };
+        let (mut conn, outcome) = joined.map_err(|e| {
             ConnectorError::internal(format!(
                 "the load task of {} failed: {e}",
                 self.request.table
@@ -1128,10 +1195,12 @@ impl MariadbTableWriter {
     /// Undoes everything the write did, best effort.
     async fn abandon(&mut self) {
         self.done = true;
-        if let Some(load) = self.load.take() {
+        if let Some(mut load) = self.load.take() {
             drop(load.chunks);
-            if let Ok((conn, _)) = load.task.await {
-                self.conn = Some(conn);
+            match watch(&self.config, self.conn_id, &mut load.task).await {
+                Some(Ok((conn, _))) => self.conn = Some(conn),
+                Some(Err(_)) => {}
+                None => load.task.abort(),
             }
         }
         let mut clean = false;
@@ -1268,6 +1337,7 @@ impl Drop for MariadbTableWriter {
             return;
         };
         let mut orphan = MariadbTableWriter {
+            conn_id: self.conn_id,
             config: self.config.clone(),
             request: self.request.clone(),
             script: self.script.clone(),
