@@ -741,7 +741,8 @@ mod tests {
             let int = digits(45).trim_start_matches('0').to_owned();
             let frac = digits(30).trim_end_matches('0').to_owned();
             let int = if int.is_empty() { "0".to_owned() } else { int };
-            let negative = xorshift(&mut state) % 2 == 0 && !(int == "0" && frac.is_empty());
+            let negative =
+                xorshift(&mut state).is_multiple_of(2) && !(int == "0" && frac.is_empty());
             let text = format!(
                 "{}{int}{}{frac}",
                 if negative { "-" } else { "" },
