@@ -1284,3 +1284,77 @@ fn codec_speed() {
         buf.len() as f64 / secs / 1048576.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_tables_load_and_read() {
+    let fresh = common::fresh().await;
+    let admin = common::admin().await;
+    let t = fresh.qualified("parts");
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {t} (id bigint NOT NULL, day date NOT NULL, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+             CREATE TABLE {} PARTITION OF {t} FOR VALUES FROM ('2024-01-01') TO ('2024-07-01');
+             CREATE TABLE {} PARTITION OF {t} FOR VALUES FROM ('2024-07-01') TO ('2025-01-01');
+             INSERT INTO {t} VALUES (0, '2024-03-03')",
+            fresh.qualified("parts_h1"),
+            fresh.qualified("parts_h2")
+        ))
+        .await
+        .unwrap();
+    let columns = vec![
+        col("id", DataType::Int64, false),
+        col("day", DataType::Date, false),
+    ];
+    let rows: Vec<Vec<Value>> = (1..=300)
+        .map(|i| {
+            vec![
+                Value::Int64(i),
+                Value::Date(
+                    NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Duration::days(i),
+                ),
+            ]
+        })
+        .collect();
+    let c = &fresh.connector;
+    let plan = c
+        .batch_writer()
+        .unwrap()
+        .plan_write(&write_request(
+            table("parts"),
+            columns.clone(),
+            WriteStrategy::TruncateLoad,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        plan.iter().all(|s| !s.sql.contains("FREEZE")),
+        "no FREEZE on a partitioned table: {plan:?}"
+    );
+    write_rows(
+        c,
+        write_request(table("parts"), columns.clone(), WriteStrategy::TruncateLoad),
+        &rows,
+        BatchLimits::rows(64),
+    )
+    .await;
+    let (got, _) = read_rows(
+        c,
+        read_request(table("parts"), columns.clone(), BatchLimits::DEFAULT),
+    )
+    .await;
+    kit::assert_rows_equal("parts", &columns, &got, &rows);
+    let err = match c
+        .batch_writer()
+        .unwrap()
+        .open(write_request(
+            table("parts"),
+            columns,
+            WriteStrategy::StagingSwap,
+        ))
+        .await
+    {
+        Ok(_) => panic!("staging_swap of a partitioned table opened"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+}
