@@ -24,12 +24,22 @@ pub const REPORT_RSS_ENV: &str = "SLUICE_REPORT_PEAK_RSS";
 /// Options of `sluice bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Working directory (databases and the bench hub's repository).
+    /// `engines`: every pair of PostgreSQL, MariaDB and SQLite against PostgreSQL's own COPY pipe;
+    /// `sqlite`: the SQLite data path against SQLite's own copy.
+    #[arg(long, default_value = "engines", value_parser = ["engines", "sqlite"])]
+    pub suite: String,
+    /// Working directory (SQLite files and the bench hub's repository).
     #[arg(long, default_value = "sluice-bench")]
     pub dir: PathBuf,
-    /// Rows in the bench table.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub rows: i64,
+    /// Rows in the bench table (default: 2,000,000 for engines, 1,000,000 for sqlite).
+    #[arg(long)]
+    pub rows: Option<i64>,
+    /// PostgreSQL server of the engines suite (user postgres; database sluice_bench is replaced).
+    #[arg(long, default_value = "127.0.0.1:5432")]
+    pub postgres: String,
+    /// MariaDB server of the engines suite (user root; databases sluice_bench_* are replaced).
+    #[arg(long, default_value = "127.0.0.1:3306")]
+    pub mariadb: String,
     /// Runs of each case; the median time is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub runs: u32,
@@ -127,19 +137,19 @@ channels:
     )
 }
 
-/// One measured child run.
+/// One measured case.
 #[derive(Debug, serde::Serialize)]
-struct Measured {
-    case: String,
-    rows: i64,
-    seconds: f64,
-    rows_per_second: f64,
-    mb_per_second: f64,
-    peak_rss_mb: f64,
-    vs_reference: Option<f64>,
+pub(crate) struct Measured {
+    pub(crate) case: String,
+    pub(crate) rows: i64,
+    pub(crate) seconds: f64,
+    pub(crate) rows_per_second: f64,
+    pub(crate) mb_per_second: f64,
+    pub(crate) peak_rss_mb: Option<f64>,
+    pub(crate) vs_reference: Option<f64>,
 }
 
-fn run_child(args: &[&str], home: &Path) -> Result<(f64, u64)> {
+pub(crate) fn run_child(args: &[&str], home: &Path) -> Result<(f64, u64)> {
     let exe = std::env::current_exe()?;
     let started = Instant::now();
     let out = Command::new(exe)
@@ -177,6 +187,10 @@ pub fn reference_copy(source: &Path, target: &Path) -> Result<()> {
 
 /// Runs the benchmark.
 pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
+    if args.suite == "engines" {
+        return crate::bench_engines::run(args, g).await;
+    }
+    let rows = args.rows.unwrap_or(1_000_000);
     std::fs::create_dir_all(&args.dir)?;
     let dir = args.dir.canonicalize()?;
     let home = dir.join(".sluice");
@@ -184,12 +198,12 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
     if !g.json {
         note!(
             "building {} rows in {} …",
-            thousands(args.rows as u64),
+            thousands(rows as u64),
             source.display()
         );
     }
     let bytes = tokio::task::spawn_blocking({
-        let (source, rows) = (source.clone(), args.rows);
+        let source = source.clone();
         move || build_source(&source, rows)
     })
     .await??;
@@ -262,24 +276,39 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
         }
         times.sort_by(f64::total_cmp);
         let seconds = times[times.len() / 2];
-        let rate = args.rows as f64 / seconds;
+        let rate = rows as f64 / seconds;
         if reference_rate.is_none() {
             reference_rate = Some(rate);
         }
         results.push(Measured {
             case: name,
-            rows: args.rows,
+            rows,
             seconds,
             rows_per_second: rate,
             mb_per_second: mb / seconds,
-            peak_rss_mb: rss_kb as f64 / 1024.0,
+            peak_rss_mb: Some(rss_kb as f64 / 1024.0),
             vs_reference: reference_rate.map(|r| rate / r),
         });
     }
     if g.json {
-        json(&serde_json::json!({ "rows": args.rows, "source_mb": mb, "results": results }))?;
+        json(&serde_json::json!({ "rows": rows, "source_mb": mb, "results": results }))?;
         return Ok(Outcome::Ok);
     }
+    print_results(
+        &results,
+        &format!(
+            "{} rows, source file {:.0} MB; seconds: median wall time of {} runs of the whole child process\n",
+            thousands(rows as u64),
+            mb,
+            args.runs
+        ),
+        args.markdown,
+    );
+    Ok(Outcome::Ok)
+}
+
+/// Prints measured cases as a table (or Markdown) under a heading line.
+pub(crate) fn print_results(results: &[Measured], heading: &str, markdown: bool) {
     let rows: Vec<Vec<String>> = results
         .iter()
         .map(|m| {
@@ -288,20 +317,16 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
                 format!("{:.2}", m.seconds),
                 thousands(m.rows_per_second.round() as u64),
                 format!("{:.1}", m.mb_per_second),
-                format!("{:.0}", m.peak_rss_mb),
+                m.peak_rss_mb
+                    .map_or_else(|| "-".to_owned(), |mb| format!("{mb:.0}")),
                 m.vs_reference
                     .map(|r| format!("{r:.2}"))
                     .unwrap_or_default(),
             ]
         })
         .collect();
-    say!(
-        "{} rows, source file {:.0} MB; seconds: median wall time of {} runs of the whole child process\n",
-        thousands(args.rows as u64),
-        mb,
-        args.runs
-    );
-    if args.markdown {
+    say!("{heading}");
+    if markdown {
         say!("| case | seconds | rows/s | MB/s | peak RSS (MB) | × reference |");
         say!("|---|---:|---:|---:|---:|---:|");
         for r in &rows {
@@ -323,5 +348,4 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
             )
         );
     }
-    Ok(Outcome::Ok)
 }

@@ -23,6 +23,7 @@ macro_rules! say {
 }
 
 mod bench;
+mod bench_engines;
 mod commands;
 mod output;
 mod progress;

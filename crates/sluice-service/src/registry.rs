@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_connector::{Connector, ConnectorError, ErrorKind, PropertySpec};
+use sluice_mariadb::{MariadbConfig, MariadbConnector};
 use sluice_model::definition::{Location, LocationClass, resolve_env_refs};
+use sluice_postgres::{PostgresConfig, PostgresConnector};
 use sluice_sqlite::{SqliteConfig, SqliteConnector};
 
 /// Looks up environment variables; the process environment in production, a map in tests.
@@ -21,7 +23,8 @@ pub fn process_env() -> EnvLookup {
 pub fn property_specs(class: LocationClass) -> Option<&'static [PropertySpec]> {
     match class {
         LocationClass::Sqlite => Some(sluice_sqlite::PROPERTIES),
-        LocationClass::Postgresql | LocationClass::Mariadb => None,
+        LocationClass::Postgresql => Some(sluice_postgres::PROPERTIES),
+        LocationClass::Mariadb => Some(sluice_mariadb::PROPERTIES),
     }
 }
 
@@ -67,16 +70,16 @@ fn resolve_props(
 /// A connector to `location`.
 pub fn connect(location: &Location, env: &EnvLookup) -> Result<Arc<dyn Connector>, ConnectorError> {
     let props = resolve_props(location, env)?;
-    match location.class {
-        LocationClass::Sqlite => {
-            let config = SqliteConfig::from_props(&props)
-                .map_err(|e| e.context(format!("location {}", location.name)))?;
-            Ok(Arc::new(SqliteConnector::new(config)))
-        }
-        other => Err(ConnectorError::unsupported(format!(
-            "location {}: class {other} is not supported by this build of sluice yet (supported: {})",
-            location.name,
-            supported_classes()
-        ))),
-    }
+    let context = |e: ConnectorError| e.context(format!("location {}", location.name));
+    Ok(match location.class {
+        LocationClass::Sqlite => Arc::new(SqliteConnector::new(
+            SqliteConfig::from_props(&props).map_err(context)?,
+        )),
+        LocationClass::Postgresql => Arc::new(PostgresConnector::new(
+            PostgresConfig::from_props(&props).map_err(context)?,
+        )),
+        LocationClass::Mariadb => Arc::new(MariadbConnector::new(
+            MariadbConfig::from_props(&props).map_err(context)?,
+        )),
+    })
 }

@@ -170,7 +170,7 @@ pub fn data_type_of(declared: &str) -> Option<DataType> {
         (Shape::Plain(ty), _) => Some(*ty),
         (Shape::Chars, None) => Some(DataType::Text),
         (Shape::Chars, Some([n])) => DataType::varchar(*n).ok(),
-        (Shape::Decimal, None) => Some(DataType::Numeric),
+        (Shape::Decimal | Shape::DecimalText, None) => Some(DataType::Numeric),
         (Shape::Decimal | Shape::DecimalText, Some([p])) => DataType::decimal(to_u16(*p)?, 0).ok(),
         (Shape::Decimal | Shape::DecimalText, Some([p, s])) => {
             DataType::decimal(to_u16(*p)?, to_u16(*s)?).ok()
@@ -191,7 +191,8 @@ pub fn declared_type(ty: DataType) -> String {
         DataType::Int64 => "INTEGER".into(),
         DataType::Float32 => "FLOAT4".into(),
         DataType::Float64 => "REAL".into(),
-        DataType::Numeric => "NUMERIC".into(),
+        // An unconstrained decimal may have any number of digits: keep them as text.
+        DataType::Numeric => "DECIMAL_TEXT".into(),
         DataType::Decimal { precision, scale } if precision <= MAX_NUMERIC_AFFINITY_PRECISION => {
             format!("DECIMAL({precision},{scale})")
         }
