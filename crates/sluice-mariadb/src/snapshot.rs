@@ -1,6 +1,10 @@
 //! Snapshot reads: one connection, one `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`,
 //! one streaming binary-protocol `SELECT`, rows decoded into batches handed over a channel of two
 //! batches, so memory is bounded by the batch size whatever the table's.
+//!
+//! Ordered reads sort text keys by `CAST(CONVERT(col USING utf8mb4) AS BINARY)` so that the order
+//! is bytewise whatever the column's collation; MariaDB sorts such keys with a filesort rather
+//! than walking the index (numeric, temporal and binary keys use the index order).
 
 use futures::StreamExt;
 use mysql_async::Conn;
