@@ -232,7 +232,7 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
         p = s.pg.1
     );
     measure(
-        "reference: psql COPY binary | psql COPY binary (PG→PG)",
+        "reference: psql COPY TO STDOUT piped into psql COPY FROM STDIN (binary, PG→PG)",
         args.runs,
         &|| s.pg(PG_DB, "TRUNCATE reference.bench_rows").map(drop),
         &|| {
