@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use sluice_connector::{Connector, PlannedStatement, WriteStrategy};
 use sluice_engine::plan::{RefreshMode, RowwiseApply};
@@ -861,12 +862,13 @@ impl HubService {
         )
     }
 
-    async fn run_refresh_tables(
+    /// Refreshes one table of a job, recording its results and log lines.
+    async fn refresh_table(
         &self,
         run: &JobRun,
-        plans: Vec<RefreshTablePlan>,
+        plan: RefreshTablePlan,
         options: RefreshOptions,
-    ) -> Result<RefreshSummary> {
+    ) -> Result<RefreshTableResult> {
         let JobRun {
             hub,
             job,
@@ -877,97 +879,110 @@ impl HubService {
             cancel,
         } = run;
         let event = *event;
-        let started = Instant::now();
         let repo = self.repo();
-        let mut tables = Vec::new();
-        for plan in plans {
-            self.check_claim(hub, job, cancel).await?;
-            let name = plan.name.clone();
-            repo.put_results(
-                event,
-                &[
-                    result(&name, ResultName::TableState, table_state::BUSY),
-                    result(
-                        &name,
-                        ResultName::TableStartTime,
-                        &chrono::Utc::now().to_rfc3339(),
-                    ),
-                ],
-            )
-            .await?;
-            repo.append_log(
-                event,
-                &[format!(
-                    "table {name}: refresh of {} into {} started",
-                    plan.read.table, plan.write.table
-                )],
-            )
-            .await?;
-            let report = run_refresh(
-                source.clone(),
-                target.clone(),
-                vec![plan],
-                options,
-                progress.clone(),
-                cancel.clone(),
-            )
-            .await
-            .remove(0);
-            let seconds = report.duration.as_secs_f64();
-            let error = report.error.as_ref().map(|e| chain(e));
-            let state_text = match report.state {
-                RefreshState::Done => table_state::DONE,
-                RefreshState::Failed => table_state::FAILED,
-                RefreshState::Canceled => table_state::CANCELED,
-            };
-            let mut results = vec![
-                result(&name, ResultName::TableState, state_text),
+        self.check_claim(hub, job, cancel).await?;
+        let name = plan.name.clone();
+        repo.put_results(
+            event,
+            &[
+                result(&name, ResultName::TableState, table_state::BUSY),
                 result(
                     &name,
-                    ResultName::SourceRowsUsed,
-                    &report.source_rows.to_string(),
+                    ResultName::TableStartTime,
+                    &chrono::Utc::now().to_rfc3339(),
                 ),
-                result(&name, ResultName::TableDuration, &format!("{seconds:.3}")),
-                result(&name, ResultName::BytesUsed, &report.bytes.to_string()),
-            ];
-            if report.state == RefreshState::Done {
-                results.push(result(
-                    &name,
-                    ResultName::TargetRowsUsed,
-                    &report.target_rows.to_string(),
-                ));
-            }
-            if let Some(error) = &error {
-                results.push(result(&name, ResultName::TableError, error));
-            }
-            repo.put_results(event, &results).await?;
-            let line = match &error {
-                None => format!(
-                    "table {name}: {} rows in {seconds:.2} s ({:.0} rows/s){}",
-                    report.source_rows,
-                    report.source_rows as f64 / seconds.max(1e-9),
-                    if report.created {
-                        ", target table created"
-                    } else {
-                        ""
-                    }
-                ),
-                Some(e) => format!(
-                    "table {name}: {} (target left as it was): {e}",
-                    state_text.to_lowercase()
-                ),
-            };
-            repo.append_log(event, &[line]).await?;
-            tables.push(RefreshTableResult {
-                table: name,
-                state: report.state,
-                rows: report.source_rows,
-                bytes: report.bytes,
-                seconds,
-                created: report.created,
-                error,
-            });
+            ],
+        )
+        .await?;
+        repo.append_log(
+            event,
+            &[format!(
+                "table {name}: refresh of {} into {} started",
+                plan.read.table, plan.write.table
+            )],
+        )
+        .await?;
+        let report = run_refresh(
+            source.clone(),
+            target.clone(),
+            vec![plan],
+            options,
+            progress.clone(),
+            cancel.clone(),
+        )
+        .await
+        .remove(0);
+        let seconds = report.duration.as_secs_f64();
+        let error = report.error.as_ref().map(|e| chain(e));
+        let state_text = match report.state {
+            RefreshState::Done => table_state::DONE,
+            RefreshState::Failed => table_state::FAILED,
+            RefreshState::Canceled => table_state::CANCELED,
+        };
+        let mut results = vec![
+            result(&name, ResultName::TableState, state_text),
+            result(
+                &name,
+                ResultName::SourceRowsUsed,
+                &report.source_rows.to_string(),
+            ),
+            result(&name, ResultName::TableDuration, &format!("{seconds:.3}")),
+            result(&name, ResultName::BytesUsed, &report.bytes.to_string()),
+        ];
+        if report.state == RefreshState::Done {
+            results.push(result(
+                &name,
+                ResultName::TargetRowsUsed,
+                &report.target_rows.to_string(),
+            ));
         }
+        if let Some(error) = &error {
+            results.push(result(&name, ResultName::TableError, error));
+        }
+        repo.put_results(event, &results).await?;
+        let line = match &error {
+            None => format!(
+                "table {name}: {} rows in {seconds:.2} s ({:.0} rows/s){}",
+                report.source_rows,
+                report.source_rows as f64 / seconds.max(1e-9),
+                if report.created {
+                    ", target table created"
+                } else {
+                    ""
+                }
+            ),
+            Some(e) => format!(
+                "table {name}: {} (target left as it was): {e}",
+                state_text.to_lowercase()
+            ),
+        };
+        repo.append_log(event, &[line]).await?;
+        Ok(RefreshTableResult {
+            table: name,
+            state: report.state,
+            rows: report.source_rows,
+            bytes: report.bytes,
+            seconds,
+            created: report.created,
+            error,
+        })
+    }
+
+    async fn run_refresh_tables(
+        &self,
+        run: &JobRun,
+        plans: Vec<RefreshTablePlan>,
+        options: RefreshOptions,
+    ) -> Result<RefreshSummary> {
+        let (hub, job, event) = (&run.hub, &run.job, run.event);
+        let started = Instant::now();
+        let repo = self.repo();
+        // Up to `parallel` tables at once, each atomic on its own; results keep the plan order.
+        let tables: Vec<RefreshTableResult> = futures::stream::iter(plans)
+            .map(|plan| self.refresh_table(run, plan, options))
+            .buffered(options.parallel.max(1))
+            .try_collect()
+            .await?;
         let elapsed = started.elapsed().as_secs_f64();
         let rows: u64 = tables.iter().map(|t| t.rows).sum();
         let failed = tables

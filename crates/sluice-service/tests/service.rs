@@ -93,3 +93,51 @@ async fn a_run_that_loses_its_claim_stops_before_the_next_table() {
         .unwrap();
     assert_eq!(events[0].state, EventState::Active);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_refreshes_start_the_next_table_before_the_first_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = setup(dir.path());
+    svc.apply_file(&dir.path().join("defs.yaml"), None)
+        .await
+        .unwrap();
+    let log_of = |parallel| {
+        let svc = svc.clone();
+        async move {
+            let running = svc
+                .refresh(RefreshCommand {
+                    hub: HubName::new("h").unwrap(),
+                    channel: ChannelName::new("c").unwrap(),
+                    source: None,
+                    target: None,
+                    tables: vec![],
+                    strategy: None,
+                    batch_rows: None,
+                    count_first: false,
+                    mode: Default::default(),
+                    parallel: Some(parallel),
+                })
+                .await
+                .unwrap();
+            let summary = running.done.await.unwrap().unwrap();
+            assert_eq!(summary.state, EventState::Done);
+            let lines: Vec<String> = svc
+                .event_log(summary.event)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(_, line)| line)
+                .collect();
+            let at = |prefix: &str| {
+                lines
+                    .iter()
+                    .position(|l| l.starts_with(prefix))
+                    .unwrap_or_else(|| panic!("no line {prefix:?} in {lines:#?}"))
+            };
+            // Did b_small start before a_big (400,000 rows, listed first) finished?
+            at("table b_small: refresh") < at("table a_big: 400000 rows")
+        }
+    };
+    assert!(!log_of(1).await, "one at a time: b_small waits for a_big");
+    assert!(log_of(2).await, "two at a time: b_small starts while a_big runs");
+}
