@@ -16,10 +16,11 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::Serialize;
 use sluice_connector::{Connector, ConnectorError, ErrorKind, ReadRequest, Result};
-use sluice_model::{RowBatch, TableName, Value, describe_key};
+use sluice_model::{RowBatch, TableName, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::EngineError;
+use crate::merge::{KeyedRows, compare_keys, rows_equal};
 use crate::plan::{CompareTablePlan, Granularity, reader};
 use crate::progress::{Progress, ProgressSink};
 
@@ -301,124 +302,6 @@ async fn bulk(
     Ok(s.rows == t.rows && s.sum == t.sum)
 }
 
-/// Rows of a key-ordered stream, one at a time, checking the order.
-struct RowCursor {
-    batches: BoxStream<'static, Result<RowBatch>>,
-    batch: Option<RowBatch>,
-    index: usize,
-    key: Vec<usize>,
-    side: &'static str,
-    previous_key: Option<Vec<Value>>,
-    rows: u64,
-    bytes: u64,
-}
-
-impl RowCursor {
-    fn new(
-        batches: BoxStream<'static, Result<RowBatch>>,
-        key: Vec<usize>,
-        side: &'static str,
-    ) -> Self {
-        RowCursor {
-            batches,
-            batch: None,
-            index: 0,
-            key,
-            side,
-            previous_key: None,
-            rows: 0,
-            bytes: 0,
-        }
-    }
-
-    /// Moves to the next row; `false` at the end.
-    async fn advance(
-        &mut self,
-        cancel: &CancellationToken,
-        plan: &CompareTablePlan,
-    ) -> Result<bool> {
-        self.index += 1;
-        loop {
-            if let Some(batch) = &self.batch
-                && self.index < batch.len()
-            {
-                let key: Vec<Value> = self
-                    .key
-                    .iter()
-                    .map(|&k| batch.row(self.index)[k].clone())
-                    .collect();
-                if let Some(previous) = &self.previous_key
-                    && compare_keys(previous, &key) != Ordering::Less
-                {
-                    let columns = if self.side == "source" {
-                        &plan.source_read.columns
-                    } else {
-                        &plan.target_read.columns
-                    };
-                    let row = batch.row(self.index);
-                    return Err(ConnectorError::new(
-                        ErrorKind::Data,
-                        format!(
-                            "{} rows are not in strictly increasing key order at key {} (a duplicate key, \
-                             or a collation that sorts differently from bytewise order)",
-                            self.side,
-                            describe_key(columns, &self.key, row)
-                        ),
-                    ));
-                }
-                self.previous_key = Some(key);
-                self.rows += 1;
-                return Ok(true);
-            }
-            let next = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(ConnectorError::cancelled()),
-                next = self.batches.next() => next,
-            };
-            match next {
-                None => {
-                    self.batch = None;
-                    return Ok(false);
-                }
-                Some(batch) => {
-                    let batch = batch.map_err(|e| e.context(self.side))?;
-                    self.bytes += batch.byte_size() as u64;
-                    self.batch = Some(batch);
-                    self.index = 0;
-                }
-            }
-        }
-    }
-
-    fn row(&self) -> Option<&[Value]> {
-        self.batch.as_ref().map(|b| b.row(self.index))
-    }
-
-    fn key_of(&self) -> Option<&[Value]> {
-        self.previous_key
-            .as_deref()
-            .filter(|_| self.batch.is_some())
-    }
-}
-
-fn compare_keys(a: &[Value], b: &[Value]) -> Ordering {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| x.cmp_key(y))
-        .find(|o| o.is_ne())
-        .unwrap_or(Ordering::Equal)
-}
-
-fn rows_equal(a: &[Value], b: &[Value], scratch: &mut (Vec<u8>, Vec<u8>)) -> bool {
-    a.iter().zip(b).all(|(x, y)| {
-        scratch.0.clear();
-        scratch.1.clear();
-        x.encode_canonical(&mut scratch.0);
-        y.encode_canonical(&mut scratch.1);
-        scratch.0 == scratch.1
-    })
-}
-
 async fn rowwise(
     source: &dyn Connector,
     target: &dyn Connector,
@@ -429,22 +312,21 @@ async fn rowwise(
     report: &mut CompareReport,
 ) -> Result<bool> {
     let key = plan.source_read.key.clone();
-    let mut s = RowCursor::new(
+    let mut s = KeyedRows::new(
         open(source, &plan.source_read, "source").await?,
         key.clone(),
         "source",
     );
-    let mut t = RowCursor::new(open_target(target, plan).await?, key, "target");
+    let mut t = KeyedRows::new(open_target(target, plan).await?, key.clone(), "target");
+    let key_of = |row: &[Value]| key.iter().map(|&k| row[k].clone()).collect::<Vec<_>>();
     let mut diff = RowDiff::default();
     let mut scratch = (Vec::new(), Vec::new());
-    let (mut has_s, mut has_t) = (
-        s.advance(cancel, plan).await?,
-        t.advance(cancel, plan).await?,
-    );
+    s.advance(cancel, &plan.source_read.columns).await?;
+    t.advance(cancel, &plan.target_read.columns).await?;
     let mut since_progress = 0u64;
-    while has_s || has_t {
-        let order = match (s.key_of(), t.key_of()) {
-            (Some(a), Some(b)) => compare_keys(a, b),
+    loop {
+        let order = match (s.row(), t.row()) {
+            (Some(a), Some(b)) => compare_keys(&key, a, b),
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
             (None, None) => break,
@@ -452,34 +334,33 @@ async fn rowwise(
         match order {
             Ordering::Less => {
                 diff.only_on_source += 1;
-                if diff.only_on_source_keys.len() < options.max_listed {
-                    diff.only_on_source_keys
-                        .push(s.key_of().map(<[Value]>::to_vec).unwrap_or_default());
+                if diff.only_on_source_keys.len() < options.max_listed
+                    && let Some(row) = s.row()
+                {
+                    diff.only_on_source_keys.push(key_of(row));
                 }
-                has_s = s.advance(cancel, plan).await?;
+                s.advance(cancel, &plan.source_read.columns).await?;
             }
             Ordering::Greater => {
                 diff.only_on_target += 1;
-                if diff.only_on_target_keys.len() < options.max_listed {
-                    diff.only_on_target_keys
-                        .push(t.key_of().map(<[Value]>::to_vec).unwrap_or_default());
+                if diff.only_on_target_keys.len() < options.max_listed
+                    && let Some(row) = t.row()
+                {
+                    diff.only_on_target_keys.push(key_of(row));
                 }
-                has_t = t.advance(cancel, plan).await?;
+                t.advance(cancel, &plan.target_read.columns).await?;
             }
             Ordering::Equal => {
-                let same = match (s.row(), t.row()) {
-                    (Some(a), Some(b)) => rows_equal(a, b, &mut scratch),
-                    _ => false,
-                };
-                if !same {
+                if let (Some(a), Some(b)) = (s.row(), t.row())
+                    && !rows_equal(a, b, &mut scratch)
+                {
                     diff.differ += 1;
                     if diff.differ_keys.len() < options.max_listed {
-                        diff.differ_keys
-                            .push(s.key_of().map(<[Value]>::to_vec).unwrap_or_default());
+                        diff.differ_keys.push(key_of(a));
                     }
                 }
-                has_s = s.advance(cancel, plan).await?;
-                has_t = t.advance(cancel, plan).await?;
+                s.advance(cancel, &plan.source_read.columns).await?;
+                t.advance(cancel, &plan.target_read.columns).await?;
             }
         }
         since_progress += 1;

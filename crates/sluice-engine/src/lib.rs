@@ -13,6 +13,7 @@
 
 pub mod compare;
 pub mod map;
+mod merge;
 pub mod plan;
 pub mod progress;
 pub mod refresh;

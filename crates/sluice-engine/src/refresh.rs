@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::EngineError;
 use crate::map::MapError;
+use crate::merge::{KeyedRows, compare_keys, rows_equal};
 use crate::plan::{PlannedApply, RefreshOptions, RefreshTablePlan, RowwiseApply, reader, writer};
 use crate::progress::{Progress, ProgressSink};
 
@@ -448,124 +449,6 @@ async fn put(
         .map_err(|e| ConnectorError::internal(e.to_string()))?;
     moved.written += 1;
     Ok(())
-}
-
-fn compare_keys(
-    key: &[usize],
-    a: &[sluice_model::Value],
-    b: &[sluice_model::Value],
-) -> std::cmp::Ordering {
-    key.iter()
-        .map(|&k| a[k].cmp_key(&b[k]))
-        .find(|o| o.is_ne())
-        .unwrap_or(std::cmp::Ordering::Equal)
-}
-
-fn rows_equal(
-    a: &[sluice_model::Value],
-    b: &[sluice_model::Value],
-    scratch: &mut (Vec<u8>, Vec<u8>),
-) -> bool {
-    a.iter().zip(b).all(|(x, y)| {
-        scratch.0.clear();
-        scratch.1.clear();
-        x.encode_canonical(&mut scratch.0);
-        y.encode_canonical(&mut scratch.1);
-        scratch.0 == scratch.1
-    })
-}
-
-/// Rows of a key-ordered stream, one at a time, checking that keys strictly increase.
-struct KeyedRows<'a> {
-    batches: futures::stream::BoxStream<'a, Result<RowBatch, ConnectorError>>,
-    batch: Option<RowBatch>,
-    index: usize,
-    started: bool,
-    key: Vec<usize>,
-    side: &'static str,
-    rows: u64,
-    bytes: u64,
-}
-
-impl<'a> KeyedRows<'a> {
-    fn new(
-        batches: futures::stream::BoxStream<'a, Result<RowBatch, ConnectorError>>,
-        key: Vec<usize>,
-        side: &'static str,
-    ) -> Self {
-        KeyedRows {
-            batches,
-            batch: None,
-            index: 0,
-            started: false,
-            key,
-            side,
-            rows: 0,
-            bytes: 0,
-        }
-    }
-
-    fn row(&self) -> Option<&[sluice_model::Value]> {
-        self.batch.as_ref().map(|b| b.row(self.index))
-    }
-
-    async fn advance(
-        &mut self,
-        cancel: &CancellationToken,
-        columns: &[sluice_model::ColumnDef],
-    ) -> Result<(), ConnectorError> {
-        let previous: Option<Vec<sluice_model::Value>> = self
-            .row()
-            .map(|r| self.key.iter().map(|&k| r[k].clone()).collect());
-        if self.started {
-            self.index += 1;
-        }
-        self.started = true;
-        loop {
-            if let Some(batch) = &self.batch
-                && self.index < batch.len()
-            {
-                let row = batch.row(self.index);
-                if let Some(previous) = &previous {
-                    let ordered = self
-                        .key
-                        .iter()
-                        .zip(previous)
-                        .map(|(&k, p)| p.cmp_key(&row[k]))
-                        .find(|o| o.is_ne())
-                        == Some(std::cmp::Ordering::Less);
-                    if !ordered {
-                        return Err(ConnectorError::data(format!(
-                            "{} rows are not in strictly increasing key order at key {} (a duplicate key, \
-                             or a collation that sorts differently from bytewise order)",
-                            self.side,
-                            describe_key(columns, &self.key, row)
-                        )));
-                    }
-                }
-                self.rows += 1;
-                return Ok(());
-            }
-            let next = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(ConnectorError::cancelled()),
-                next = self.batches.next() => next,
-            };
-            match next {
-                None => {
-                    self.batch = None;
-                    return Ok(());
-                }
-                Some(batch) => {
-                    let batch =
-                        batch.map_err(|e| e.context(format!("reading the {}", self.side)))?;
-                    self.bytes += batch.byte_size() as u64;
-                    self.batch = Some(batch);
-                    self.index = 0;
-                }
-            }
-        }
-    }
 }
 
 /// Rolls the write back, then returns `error`.
