@@ -139,5 +139,8 @@ async fn parallel_refreshes_start_the_next_table_before_the_first_ends() {
         }
     };
     assert!(!log_of(1).await, "one at a time: b_small waits for a_big");
-    assert!(log_of(2).await, "two at a time: b_small starts while a_big runs");
+    assert!(
+        log_of(2).await,
+        "two at a time: b_small starts while a_big runs"
+    );
 }
