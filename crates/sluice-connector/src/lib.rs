@@ -209,7 +209,7 @@ pub trait SnapshotReader: Send + Sync {
 }
 
 /// How a write replaces what the target table holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WriteStrategy {
     /// Empty the table (or the rows matching the target filter) and load, in one transaction.

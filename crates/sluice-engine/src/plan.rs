@@ -90,7 +90,7 @@ impl RefreshMode {
 }
 
 /// Which row-wise changes a `rowwise` refresh applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum RowwiseApply {
     /// Inserts, updates and deletes: the target ends equal to the source.
@@ -658,7 +658,7 @@ pub async fn plan_refresh(
 }
 
 /// How a compare looks at the data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Granularity {
     /// Row counts and an order-independent checksum per table.

@@ -172,6 +172,26 @@ wire_enum!(
         HubUnfreeze => "Hub_Unfreeze",
         /// A location connection test.
         LocationTest => "Location_Test",
+        /// A hub deleted.
+        HubDelete => "Hub_Delete",
+        /// Hub properties changed.
+        HubPropertyChange => "Hub_Property_Change",
+        /// Jobs started by a user.
+        JobStart => "Job_Start",
+        /// Jobs suspended by a user.
+        JobSuspend => "Job_Suspend",
+        /// Jobs unsuspended by a user.
+        JobUnsuspend => "Job_Unsuspend",
+        /// Jobs deleted by a user.
+        JobDelete => "Job_Delete",
+        /// Events cancelled by a user.
+        EventCancel => "Event_Cancel",
+        /// A user created.
+        UserCreate => "User_Create",
+        /// A user changed.
+        UserChange => "User_Change",
+        /// A user deleted.
+        UserDelete => "User_Delete",
     }
 );
 

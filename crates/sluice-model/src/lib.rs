@@ -7,6 +7,7 @@
 //! file in the service crate.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod batch;
 pub mod condition;
 pub mod data_type;
@@ -20,6 +21,7 @@ pub mod position;
 pub mod schema;
 pub mod value;
 
+pub use access::AccessLevel;
 pub use batch::{BatchLimits, RowBatch};
 pub use condition::Condition;
 pub use data_type::DataType;

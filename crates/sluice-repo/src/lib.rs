@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sluice_model::definition::{Channel, Definitions, Hub, Location};
 use sluice_model::{
-    ChannelName, EventId, EventState, EventType, HubName, JobName, JobState, LocationName,
+    AccessLevel, ChannelName, EventId, EventState, EventType, HubName, JobName, JobState, LocationName,
     ResultName, TableName,
 };
 
@@ -103,6 +103,54 @@ pub struct HubRecord {
     pub created: DateTime<Utc>,
     /// Who created it.
     pub creator: String,
+    /// When it was last frozen, while it is frozen.
+    pub freeze_time: Option<DateTime<Utc>>,
+    /// Other properties set through the API (`Description` is `hub.description`).
+    pub props: BTreeMap<String, serde_json::Value>,
+    /// The definitions version: bumped by every definition change, for optimistic concurrency.
+    pub version: i64,
+}
+
+/// A user of the hub server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserRecord {
+    /// Login name.
+    pub name: String,
+    /// What the user may do.
+    pub level: AccessLevel,
+    /// Argon2id PHC string (never the password).
+    #[serde(skip)]
+    pub password_hash: String,
+    /// When the user was created.
+    pub created: DateTime<Utc>,
+    /// Who created the user.
+    pub creator: String,
+}
+
+/// A stored token (a refresh token or an API key), kept only as its SHA-256 hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Hex SHA-256 of the token.
+    pub hash: String,
+    /// Whose token it is.
+    pub user: String,
+    /// `refresh` or `apikey`.
+    pub kind: String,
+    /// When it was issued.
+    pub created: DateTime<Utc>,
+    /// When it stops being valid.
+    pub expires: DateTime<Utc>,
+}
+
+/// What submitting a job run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmittedJob {
+    /// The run's event.
+    pub event: EventId,
+    /// Pending (not yet started) events of the same job that the new one replaced, now `CANCELED`.
+    pub canceled: Vec<EventId>,
+    /// Earlier runs that were failed because their process had stopped.
+    pub taken_over: Vec<EventId>,
 }
 
 /// What applying a definitions document changed.
@@ -214,6 +262,16 @@ pub struct EventFilter {
     pub fetch_results: bool,
     /// At most this many, newest first.
     pub max_events: Option<usize>,
+    /// Only events naming this location (as `loc` or `loc2`).
+    pub loc: Option<LocationName>,
+    /// Only events created at or after this instant.
+    pub begin: Option<DateTime<Utc>>,
+    /// Only events created at or before this instant.
+    pub end: Option<DateTime<Utc>>,
+    /// With `fetch_results`: only results with these names (empty: all).
+    pub result_names: Vec<ResultName>,
+    /// With `fetch_results`: only results of these tables (empty: all).
+    pub result_tables: Vec<TableName>,
 }
 
 /// A stored job.
@@ -309,10 +367,12 @@ pub trait Repository: Send + Sync {
         stale_after: Duration,
     ) -> Result<StartedJob>;
 
-    /// Records that `owner` is still running `job`.
-    async fn heartbeat(&self, hub: &HubName, job: &JobName, owner: &Owner) -> Result<()>;
+    /// Records that `owner` is still running `job`. Answers `false` when the run's event has been
+    /// cancelled (by any process): the runner must stop. `Conflict` when `owner` no longer holds it.
+    async fn heartbeat(&self, hub: &HubName, job: &JobName, owner: &Owner) -> Result<bool>;
 
-    /// Ends a job run: the event gets its final state and response, the job its state.
+    /// Ends a job run: the event gets its final state and response (unless it was already
+    /// cancelled), the job its state (`DONE`, `FAILED`, or `SUSPEND` after a cancel).
     async fn finish_job(
         &self,
         hub: &HubName,
@@ -345,4 +405,110 @@ pub trait Repository: Send + Sync {
         channel: &ChannelName,
         event_type: EventType,
     ) -> Result<BTreeMap<TableName, (EventRecord, Vec<EventResult>)>>;
+    /// Creates an empty hub and posts `Hub_Create`. `Conflict` when it exists.
+    async fn create_hub(&self, hub: &Hub, user: &str) -> Result<EventId>;
+
+    /// Deletes a hub with its definitions, jobs and events. `NotFound` when it does not exist.
+    async fn delete_hub(&self, hub: &HubName) -> Result<()>;
+
+    /// Freezes (`true`) or unfreezes a hub and posts `Hub_Freeze` / `Hub_Unfreeze` naming `user`.
+    /// Freezing a frozen hub (or unfreezing a live one) changes nothing but still answers the event.
+    async fn set_hub_frozen(&self, hub: &HubName, frozen: bool, user: &str) -> Result<EventId>;
+
+    /// Sets hub properties (`None` deletes one; `Description` is the hub's description) and posts
+    /// `Hub_Property_Change` naming `user`, in one transaction.
+    async fn set_hub_props(
+        &self,
+        hub: &HubName,
+        changes: &BTreeMap<String, Option<serde_json::Value>>,
+        user: &str,
+    ) -> Result<EventId>;
+
+    /// Makes the hub's stored definitions exactly `definitions` (locations and channels not in it
+    /// are deleted), bumps the hub's version and posts `event`, in one transaction. `Conflict`
+    /// when the hub's version is not `expected_version` (someone else changed it meanwhile);
+    /// `NotFound` when the hub does not exist.
+    async fn replace_hub_definitions(
+        &self,
+        definitions: &Definitions,
+        expected_version: i64,
+        event: NewEvent,
+    ) -> Result<EventId>;
+
+    /// Every user, by name.
+    async fn users(&self) -> Result<Vec<UserRecord>>;
+
+    /// One user.
+    async fn user(&self, name: &str) -> Result<Option<UserRecord>>;
+
+    /// Adds a user. `Conflict` when the name is taken.
+    async fn create_user(&self, user: &UserRecord) -> Result<()>;
+
+    /// Changes a user's level and/or password hash. `NotFound` when there is no such user.
+    async fn update_user(
+        &self,
+        name: &str,
+        level: Option<AccessLevel>,
+        password_hash: Option<&str>,
+    ) -> Result<()>;
+
+    /// Deletes a user and their tokens. `NotFound` when there is no such user.
+    async fn delete_user(&self, name: &str) -> Result<()>;
+
+    /// Stores a token.
+    async fn put_token(&self, token: &TokenRecord) -> Result<()>;
+
+    /// Removes and returns the token with this hash (at most one caller gets it: rotation).
+    async fn take_token(&self, hash: &str) -> Result<Option<TokenRecord>>;
+
+    /// The token with this hash, if stored (expired or not).
+    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>>;
+
+    /// Tokens of a kind (every user when `user` is `None`).
+    async fn tokens(&self, kind: &str, user: Option<&str>) -> Result<Vec<TokenRecord>>;
+
+    /// Deletes a token; deleting an unknown token is not an error.
+    async fn delete_token(&self, hash: &str) -> Result<()>;
+
+    /// A repository-wide setting (e.g. the token signing key), inserting `value` first when
+    /// absent: every process sharing the repository gets the same stored value.
+    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String>;
+
+    /// Posts a job run's event and, when `start` is given, claims the job for that owner, in one
+    /// transaction. Pending (unstarted) `ACTIVE` events of the same job are cancelled and listed.
+    /// `Conflict`, naming the running event, when a live process runs the job. Without `start`
+    /// the job is left `SUSPEND` with the event pending until [`Repository::claim_job`].
+    async fn submit_job(
+        &self,
+        event: NewEvent,
+        start: Option<(&Owner, Duration)>,
+    ) -> Result<SubmittedJob>;
+
+    /// Claims a job for its pending event `event` (an `ACTIVE` event that is the job's latest).
+    /// `Conflict` when a live process runs the job or the event is not pending; `NotFound` when
+    /// the job does not exist. Returns the runs taken over from dead processes.
+    async fn claim_job(
+        &self,
+        hub: &HubName,
+        job: &JobName,
+        owner: &Owner,
+        stale_after: Duration,
+    ) -> Result<(EventId, Vec<EventId>)>;
+
+    /// One job.
+    async fn job(&self, hub: &HubName, job: &JobName) -> Result<Option<JobRecord>>;
+
+    /// Sets the state of a job that is not running (suspend / unsuspend). `NotFound` when there is
+    /// no such job, `Conflict` when it is running.
+    async fn set_job_state(&self, hub: &HubName, job: &JobName, state: JobState) -> Result<()>;
+
+    /// Deletes a job: its `ACTIVE` events become `CANCELED` (returned). `NotFound` when there is
+    /// no such job.
+    async fn delete_job(&self, hub: &HubName, job: &JobName) -> Result<Vec<EventId>>;
+
+    /// Cancels `ACTIVE` events: they become `CANCELED` at once and their jobs `SUSPEND` (a running
+    /// job stops at its next heartbeat). `Conflict` (naming the event) when one is not `ACTIVE`,
+    /// `NotFound` when one does not exist; then nothing changes.
+    async fn cancel_events(&self, hub: &HubName, ids: &[EventId]) -> Result<Vec<EventRecord>>;
 }
+

@@ -3,7 +3,8 @@
 //! is unknown to this build (written by a newer sluice) is refused rather than misread.
 
 /// `(version, name, SQL)`, in order. Never edit a released migration; add the next one.
-pub(crate) const MIGRATIONS: &[(u32, &str, &str)] = &[(
+pub(crate) const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
     1,
     "definitions, jobs and events",
     r#"
@@ -151,4 +152,45 @@ CREATE TABLE job (
     PRIMARY KEY (hub_name, job_name)
 );
 "#,
-)];
+),
+    (
+        2,
+        "hub server: hub state and properties, users, tokens, settings",
+        r#"
+ALTER TABLE hub ADD COLUMN freeze_time TEXT;
+ALTER TABLE hub ADD COLUMN def_version INTEGER NOT NULL DEFAULT 0;
+
+-- Values are JSON.
+CREATE TABLE hub_property (
+    hub_name     TEXT NOT NULL REFERENCES hub (hub_name) ON DELETE CASCADE,
+    prop_name    TEXT NOT NULL,
+    prop_value   TEXT NOT NULL,
+    PRIMARY KEY (hub_name, prop_name)
+);
+
+-- Passwords only as Argon2id PHC strings.
+CREATE TABLE app_user (
+    user_name     TEXT PRIMARY KEY,
+    access_level  TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created       TEXT NOT NULL,
+    creator       TEXT NOT NULL
+);
+
+-- Refresh tokens and API keys, only as SHA-256 hashes.
+CREATE TABLE token (
+    token_hash    TEXT PRIMARY KEY,
+    user_name     TEXT NOT NULL REFERENCES app_user (user_name) ON DELETE CASCADE,
+    kind          TEXT NOT NULL,
+    created       TEXT NOT NULL,
+    expires       TEXT NOT NULL
+);
+CREATE INDEX token_by_user ON token (user_name, kind);
+
+CREATE TABLE setting (
+    name          TEXT PRIMARY KEY,
+    value         TEXT NOT NULL
+);
+"#,
+    ),
+];

@@ -14,14 +14,14 @@ use sluice_model::definition::{
     Action, Channel, ChannelColumn, ChannelTable, Definitions, Hub, Location, PropValue,
 };
 use sluice_model::{
-    ChannelName, EventId, EventState, EventType, HubName, JobName, JobState, LocGroupName,
+    AccessLevel, ChannelName, EventId, EventState, EventType, HubName, JobName, JobState, LocGroupName,
     LocationName, TableName,
 };
 
 use crate::migrations::MIGRATIONS;
 use crate::{
     ApplySummary, EventFilter, EventRecord, EventResult, HubRecord, JobRecord, NewEvent, Owner,
-    RepoError, RepoErrorKind, Repository, Result, StartedJob,
+    RepoError, RepoErrorKind, Repository, Result, StartedJob, SubmittedJob, TokenRecord, UserRecord,
 };
 
 /// The repository in a SQLite file.
@@ -315,33 +315,46 @@ fn write_channel(tx: &Transaction<'_>, hub: &HubName, ch: &Channel) -> Result<()
 }
 
 fn read_hub(conn: &Connection, hub: &str) -> Result<Option<HubRecord>> {
-    conn.query_row(
-        "SELECT hub_name, description, hub_state, created, creator FROM hub WHERE hub_name = ?1",
-        [hub],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        },
-    )
-    .optional()
-    .map_err(|e| storage(e, "read a hub"))?
-    .map(|(n, description, state, created, creator)| {
-        Ok(HubRecord {
-            hub: Hub {
-                name: name(&n, "hub name")?,
-                description,
-            },
-            state,
-            created: parse_ts(&created)?,
-            creator,
+    type Row = (String, String, String, String, String, Option<String>, i64);
+    let row: Option<Row> = conn
+        .query_row(
+            "SELECT hub_name, description, hub_state, created, creator, freeze_time, def_version FROM hub WHERE hub_name = ?1",
+            [hub],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+        )
+        .optional()
+        .map_err(|e| storage(e, "read a hub"))?;
+    let Some((n, description, state, created, creator, freeze, version)) = row else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare_cached("SELECT prop_name, prop_value FROM hub_property WHERE hub_name = ?1 ORDER BY prop_name")
+        .map_err(|e| storage(e, "read hub properties"))?;
+    let props: Vec<(String, String)> = stmt
+        .query_map([hub], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(|e| storage(e, "read hub properties"))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| storage(e, "read hub properties"))?;
+    let props = props
+        .into_iter()
+        .map(|(k, v)| {
+            serde_json::from_str(&v)
+                .map(|v| (k, v))
+                .map_err(|_| corrupt("hub property"))
         })
-    })
-    .transpose()
+        .collect::<Result<_>>()?;
+    Ok(Some(HubRecord {
+        hub: Hub {
+            name: name(&n, "hub name")?,
+            description,
+        },
+        state,
+        created: parse_ts(&created)?,
+        creator,
+        freeze_time: freeze.as_deref().map(parse_ts).transpose()?,
+        props,
+        version,
+    }))
 }
 
 fn read_locations(
@@ -514,6 +527,165 @@ fn read_channels(
     Ok(out)
 }
 
+/// The running state of a job: `Some(event)` when a live process runs it. A run whose owner stopped
+/// sending heartbeats is failed (its event id pushed to `taken_over`) and counts as not running.
+fn running_event(
+    tx: &Transaction<'_>,
+    hub: &str,
+    job: &str,
+    stale_after: Duration,
+    taken_over: &mut Vec<EventId>,
+) -> Result<Option<RepoError>> {
+    type Row = (String, Option<String>, Option<String>, Option<String>, Option<i64>);
+    let row: Option<Row> = tx
+        .query_row(
+            "SELECT job_state, last_ev_id, heartbeat, owner_host, owner_pid FROM job WHERE hub_name = ?1 AND job_name = ?2",
+            params![hub, job],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()
+        .map_err(|e| storage(e, "read a job"))?;
+    let now = Utc::now();
+    let Some((state, last_ev, heartbeat, host, pid)) = row else {
+        return Ok(None);
+    };
+    if state != JobState::Running.as_str() {
+        return Ok(None);
+    }
+    let beat = heartbeat.as_deref().map(parse_ts).transpose()?;
+    let alive = beat.is_some_and(|b| (now - b).to_std().unwrap_or_default() < stale_after);
+    let last_ev = last_ev.unwrap_or_default();
+    if alive {
+        return Ok(Some(RepoError::new(
+            RepoErrorKind::Conflict,
+            format!(
+                "job {job} is already running as event {last_ev} (process {} on {})",
+                pid.unwrap_or_default(),
+                host.unwrap_or_default()
+            ),
+        )));
+    }
+    let since = beat.map_or_else(|| "ever".to_owned(), ts);
+    tx.execute(
+        "UPDATE event SET ev_state = 'FAILED', response = ?2, finish_tstamp = ?3, last_updated = ?3 \
+         WHERE ev_id = ?1 AND ev_state = 'ACTIVE'",
+        params![last_ev, format!("abandoned: the process running it stopped (no heartbeat since {since})"), ts(now)],
+    )
+    .map_err(|e| storage(e, "fail an abandoned event"))?;
+    tx.execute(
+        "UPDATE job SET job_state = 'FAILED', owner_id = NULL, heartbeat = NULL WHERE hub_name = ?1 AND job_name = ?2",
+        params![hub, job],
+    )
+    .map_err(|e| storage(e, "fail an abandoned job"))?;
+    if let Ok(id) = last_ev.parse::<EventId>() {
+        taken_over.push(id);
+    }
+    Ok(None)
+}
+
+/// Marks `ACTIVE` events of a job `CANCELED`; returns their ids.
+fn cancel_job_events(tx: &Transaction<'_>, hub: &str, job: &str, response: &str) -> Result<Vec<EventId>> {
+    let ids: Vec<String> = tx
+        .prepare("SELECT ev_id FROM event WHERE hub_name = ?1 AND job_name = ?2 AND ev_state = 'ACTIVE' ORDER BY ev_id")
+        .and_then(|mut st| st.query_map(params![hub, job], |r| r.get(0))?.collect())
+        .map_err(|e| storage(e, "read pending events"))?;
+    let now = ts(Utc::now());
+    for id in &ids {
+        tx.execute(
+            "UPDATE event SET ev_state = 'CANCELED', response = ?2, finish_tstamp = ?3, last_updated = ?3 WHERE ev_id = ?1",
+            params![id, response, now],
+        )
+        .map_err(|e| storage(e, "cancel an event"))?;
+    }
+    ids.iter().map(|i| name(i, "event id")).collect()
+}
+
+fn claim(tx: &Transaction<'_>, hub: &str, job: &str, event: &str, owner: &Owner) -> Result<()> {
+    let now = ts(Utc::now());
+    tx.execute(
+        "INSERT INTO job (hub_name, job_name, job_state, last_ev_id, run_begin, run_end, num_runs, owner_id, owner_host, owner_pid, heartbeat) \
+         VALUES (?1, ?2, 'RUNNING', ?3, ?4, NULL, 1, ?5, ?6, ?7, ?4) \
+         ON CONFLICT (hub_name, job_name) DO UPDATE SET job_state = 'RUNNING', last_ev_id = ?3, run_begin = ?4, \
+         run_end = NULL, num_runs = num_runs + 1, owner_id = ?5, owner_host = ?6, owner_pid = ?7, heartbeat = ?4",
+        params![hub, job, event, now, owner.id, owner.host, owner.pid],
+    )
+    .map_err(|e| storage(e, "claim a job"))?;
+    Ok(())
+}
+
+fn submit(tx: &Transaction<'_>, event: &NewEvent, start: Option<(&Owner, Duration)>) -> Result<SubmittedJob> {
+    let job = event
+        .job
+        .clone()
+        .ok_or_else(|| RepoError::new(RepoErrorKind::Conflict, "a job run needs a job name"))?;
+    let (hub, j) = (event.hub.as_str(), job.as_str());
+    let mut taken_over = Vec::new();
+    let stale_after = start.map_or(Duration::from_secs(60), |(_, s)| s);
+    if let Some(conflict) = running_event(tx, hub, j, stale_after, &mut taken_over)? {
+        return Err(conflict);
+    }
+    let canceled = cancel_job_events(tx, hub, j, "replaced by a newer request for the same job")?;
+    let id = insert_event(tx, event)?;
+    match start {
+        Some((owner, _)) => claim(tx, hub, j, &id.to_string(), owner)?,
+        None => {
+            tx.execute(
+                "INSERT INTO job (hub_name, job_name, job_state, last_ev_id, num_runs) VALUES (?1, ?2, 'SUSPEND', ?3, 0) \
+                 ON CONFLICT (hub_name, job_name) DO UPDATE SET job_state = 'SUSPEND', last_ev_id = ?3, owner_id = NULL, heartbeat = NULL",
+                params![hub, j, id.to_string()],
+            )
+            .map_err(|e| storage(e, "queue a job"))?;
+        }
+    }
+    Ok(SubmittedJob { event: id, canceled, taken_over })
+}
+
+fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn user_record((n, level, hash, created, creator): (String, String, String, String, String)) -> Result<UserRecord> {
+    Ok(UserRecord {
+        name: n,
+        level: name(&level, "access level")?,
+        password_hash: hash,
+        created: parse_ts(&created)?,
+        creator,
+    })
+}
+
+fn token_record((hash, user, kind, created, expires): (String, String, String, String, String)) -> Result<TokenRecord> {
+    Ok(TokenRecord { hash, user, kind, created: parse_ts(&created)?, expires: parse_ts(&expires)? })
+}
+
+const JOB_COLUMNS: &str = "job_name, job_state, last_ev_id, run_begin, run_end, num_runs";
+
+type JobRow = (String, String, Option<String>, Option<String>, Option<String>, i64);
+
+fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
+fn job_record((n, s, ev, begin, end, runs): JobRow) -> Result<JobRecord> {
+    Ok(JobRecord {
+        name: name(&n, "job name")?,
+        state: name(&s, "job state")?,
+        last_event: opt_name(ev, "event id")?,
+        run_begin: begin.as_deref().map(parse_ts).transpose()?,
+        run_end: end.as_deref().map(parse_ts).transpose()?,
+        num_runs: runs as u64,
+    })
+}
+
+fn begin(conn: &mut Connection) -> Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| storage(e, "begin"))
+}
+
+fn hub_missing(hub: &HubName) -> RepoError {
+    RepoError::new(RepoErrorKind::NotFound, format!("hub {hub} does not exist"))
+}
+
 const EVENT_COLUMNS: &str = "ev_id, hub_name, ev_type, user_name, description, chn_name, loc_name, loc_name_2, \
      job_name, ev_state, num_retries, response, start_tstamp, finish_tstamp, body";
 
@@ -637,7 +809,7 @@ impl Repository for SqliteRepository {
                 )?;
             } else {
                 tx.execute(
-                    "UPDATE hub SET description = ?2 WHERE hub_name = ?1",
+                    "UPDATE hub SET description = ?2, def_version = def_version + 1 WHERE hub_name = ?1",
                     params![hub.as_str(), defs.hub.description],
                 )
                 .map_err(|e| storage(e, "update the hub"))?;
@@ -740,67 +912,18 @@ impl Repository for SqliteRepository {
     ) -> Result<StartedJob> {
         let owner = owner.clone();
         self.with(move |conn| {
-            let job = event
-                .job
-                .clone()
-                .ok_or_else(|| RepoError::new(RepoErrorKind::Conflict, "a job run needs a job name"))?;
-            let (hub, j) = (event.hub.as_str().to_owned(), job.as_str().to_owned());
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| storage(e, "begin"))?;
-            let running: Option<(String, Option<String>, Option<String>, Option<String>, Option<i64>)> = tx
-                .query_row(
-                    "SELECT job_state, last_ev_id, heartbeat, owner_host, owner_pid FROM job WHERE hub_name = ?1 AND job_name = ?2",
-                    params![hub, j],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )
-                .optional()
-                .map_err(|e| storage(e, "read a job"))?;
-            let now = Utc::now();
-            let mut taken_over = Vec::new();
-            if let Some((state, last_ev, heartbeat, host, pid)) = running
-                && state == JobState::Running.as_str()
-            {
-                let beat = heartbeat.as_deref().map(parse_ts).transpose()?;
-                let alive = beat.is_some_and(|b| (now - b).to_std().unwrap_or_default() < stale_after);
-                let last_ev = last_ev.unwrap_or_default();
-                if alive {
-                    return Err(RepoError::new(
-                        RepoErrorKind::Conflict,
-                        format!(
-                            "job {j} is already running as event {last_ev} (process {} on {})",
-                            pid.unwrap_or_default(),
-                            host.unwrap_or_default()
-                        ),
-                    ));
-                }
-                let since = beat.map_or_else(|| "ever".to_owned(), ts);
-                tx.execute(
-                    "UPDATE event SET ev_state = 'FAILED', response = ?2, finish_tstamp = ?3, last_updated = ?3 \
-                     WHERE ev_id = ?1 AND ev_state = 'ACTIVE'",
-                    params![last_ev, format!("abandoned: the process running it stopped (no heartbeat since {since})"), ts(now)],
-                )
-                .map_err(|e| storage(e, "fail an abandoned event"))?;
-                if let Ok(id) = last_ev.parse::<EventId>() {
-                    taken_over.push(id);
-                }
-            }
-            let id = insert_event(&tx, &event)?;
-            tx.execute(
-                "INSERT INTO job (hub_name, job_name, job_state, last_ev_id, run_begin, run_end, num_runs, owner_id, owner_host, owner_pid, heartbeat) \
-                 VALUES (?1, ?2, 'RUNNING', ?3, ?4, NULL, 1, ?5, ?6, ?7, ?4) \
-                 ON CONFLICT (hub_name, job_name) DO UPDATE SET job_state = 'RUNNING', last_ev_id = ?3, run_begin = ?4, \
-                 run_end = NULL, num_runs = num_runs + 1, owner_id = ?5, owner_host = ?6, owner_pid = ?7, heartbeat = ?4",
-                params![hub, j, id.to_string(), ts(now), owner.id, owner.host, owner.pid],
-            )
-            .map_err(|e| storage(e, "claim a job"))?;
+            let tx = begin(conn)?;
+            let submitted = submit(&tx, &event, Some((&owner, stale_after)))?;
             tx.commit().map_err(|e| storage(e, "commit a job start"))?;
-            Ok(StartedJob { event: id, taken_over })
+            Ok(StartedJob {
+                event: submitted.event,
+                taken_over: submitted.taken_over,
+            })
         })
         .await
     }
 
-    async fn heartbeat(&self, hub: &HubName, job: &JobName, owner: &Owner) -> Result<()> {
+    async fn heartbeat(&self, hub: &HubName, job: &JobName, owner: &Owner) -> Result<bool> {
         let (hub, job, owner) = (hub.clone(), job.clone(), owner.clone());
         self.with(move |conn| {
             let n = conn
@@ -815,7 +938,15 @@ impl Repository for SqliteRepository {
                     format!("job {job} is no longer held by this process"),
                 ));
             }
-            Ok(())
+            let state: Option<String> = conn
+                .query_row(
+                    "SELECT e.ev_state FROM job j JOIN event e ON e.ev_id = j.last_ev_id WHERE j.hub_name = ?1 AND j.job_name = ?2",
+                    params![hub.as_str(), job.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| storage(e, "read a job's event"))?;
+            Ok(state.as_deref() == Some(EventState::Active.as_str()))
         })
         .await
     }
@@ -949,6 +1080,19 @@ impl Repository for SqliteRepository {
                 filter.ids.iter().map(|i| i.to_string()).collect(),
                 &mut sql,
             );
+            if let Some(loc) = &filter.loc {
+                args.push(loc.to_string());
+                let n = args.len();
+                sql.push_str(&format!(" AND (loc_name = ?{n} OR loc_name_2 = ?{n})"));
+            }
+            if let Some(t) = filter.begin {
+                args.push(ts(t));
+                sql.push_str(&format!(" AND ev_id >= ?{}", args.len()));
+            }
+            if let Some(t) = filter.end {
+                args.push(ts(t));
+                sql.push_str(&format!(" AND ev_id <= ?{}", args.len()));
+            }
             sql.push_str(" ORDER BY ev_id DESC");
             if let Some(max) = filter.max_events {
                 sql.push_str(&format!(" LIMIT {max}"));
@@ -963,7 +1107,14 @@ impl Repository for SqliteRepository {
             for row in rows {
                 let mut record = event_record(row)?;
                 if filter.fetch_results {
-                    record.results = read_results(conn, &record.id.to_string(), None)?;
+                    record.results = read_results(conn, &record.id.to_string(), None)?
+                        .into_iter()
+                        .filter(|r| filter.result_names.is_empty() || filter.result_names.contains(&r.name))
+                        .filter(|r| {
+                            filter.result_tables.is_empty()
+                                || r.table.as_ref().is_some_and(|t| filter.result_tables.contains(t))
+                        })
+                        .collect();
                 }
                 events.push(record);
             }
@@ -993,26 +1144,14 @@ impl Repository for SqliteRepository {
         let hub = hub.clone();
         self.with(move |conn| {
             let mut stmt = conn
-                .prepare("SELECT job_name, job_state, last_ev_id, run_begin, run_end, num_runs FROM job WHERE hub_name = ?1 ORDER BY job_name")
+                .prepare(&format!("SELECT {JOB_COLUMNS} FROM job WHERE hub_name = ?1 ORDER BY job_name"))
                 .map_err(|e| storage(e, "list jobs"))?;
-            type Row = (String, String, Option<String>, Option<String>, Option<String>, i64);
-            let rows: Vec<Row> = stmt
-                .query_map([hub.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+            let rows: Vec<JobRow> = stmt
+                .query_map([hub.as_str()], job_from_row)
                 .map_err(|e| storage(e, "list jobs"))?
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|e| storage(e, "list jobs"))?;
-            rows.into_iter()
-                .map(|(n, s, ev, begin, end, runs)| {
-                    Ok(JobRecord {
-                        name: name(&n, "job name")?,
-                        state: name(&s, "job state")?,
-                        last_event: opt_name(ev, "event id")?,
-                        run_begin: begin.as_deref().map(parse_ts).transpose()?,
-                        run_end: end.as_deref().map(parse_ts).transpose()?,
-                        num_runs: runs as u64,
-                    })
-                })
-                .collect()
+            rows.into_iter().map(job_record).collect()
         })
         .await
     }
@@ -1049,6 +1188,492 @@ impl Repository for SqliteRepository {
             Ok(out)
         })
         .await
+    }
+
+    async fn create_hub(&self, hub: &Hub, user: &str) -> Result<EventId> {
+        let (hub, user) = (hub.clone(), user.to_owned());
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            if read_hub(&tx, hub.name.as_str())?.is_some() {
+                return Err(RepoError::new(RepoErrorKind::Conflict, format!("hub {} already exists", hub.name)));
+            }
+            tx.execute(
+                "INSERT INTO hub (hub_name, description, created, creator) VALUES (?1, ?2, ?3, ?4)",
+                params![hub.name.as_str(), hub.description, ts(Utc::now()), user],
+            )
+            .map_err(|e| storage(e, "create a hub"))?;
+            let id = insert_event(&tx, &audit(&hub.name, EventType::HubCreate, &user, format!("hub {} created", hub.name)))?;
+            tx.commit().map_err(|e| storage(e, "commit a hub"))?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn delete_hub(&self, hub: &HubName) -> Result<()> {
+        let hub = hub.clone();
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            let h = hub.as_str();
+            // Members reference locations without cascade; channels go first.
+            for sql in [
+                "DELETE FROM channel WHERE hub_name = ?1",
+                "DELETE FROM location WHERE hub_name = ?1",
+                "DELETE FROM job WHERE hub_name = ?1",
+            ] {
+                tx.execute(sql, [h]).map_err(|e| storage(e, "delete a hub"))?;
+            }
+            let n = tx
+                .execute("DELETE FROM hub WHERE hub_name = ?1", [h])
+                .map_err(|e| storage(e, "delete a hub"))?;
+            if n == 0 {
+                return Err(hub_missing(&hub));
+            }
+            tx.commit().map_err(|e| storage(e, "commit a hub deletion"))
+        })
+        .await
+    }
+
+    async fn set_hub_frozen(&self, hub: &HubName, frozen: bool, user: &str) -> Result<EventId> {
+        let (hub, user) = (hub.clone(), user.to_owned());
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            let n = if frozen {
+                tx.execute(
+                    "UPDATE hub SET hub_state = 'FROZEN', freeze_time = CASE WHEN hub_state = 'FROZEN' THEN freeze_time ELSE ?2 END WHERE hub_name = ?1",
+                    params![hub.as_str(), ts(Utc::now())],
+                )
+            } else {
+                tx.execute(
+                    "UPDATE hub SET hub_state = 'LIVE', freeze_time = NULL WHERE hub_name = ?1",
+                    params![hub.as_str()],
+                )
+            }
+            .map_err(|e| storage(e, "change the hub state"))?;
+            if n == 0 {
+                return Err(hub_missing(&hub));
+            }
+            let (kind, word) = if frozen {
+                (EventType::HubFreeze, "frozen")
+            } else {
+                (EventType::HubUnfreeze, "unfrozen")
+            };
+            let id = insert_event(&tx, &audit(&hub, kind, &user, format!("hub {hub} {word} by {user}")))?;
+            tx.commit().map_err(|e| storage(e, "commit the hub state"))?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn set_hub_props(
+        &self,
+        hub: &HubName,
+        changes: &BTreeMap<String, Option<serde_json::Value>>,
+        user: &str,
+    ) -> Result<EventId> {
+        let (hub, changes, user) = (hub.clone(), changes.clone(), user.to_owned());
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            if read_hub(&tx, hub.as_str())?.is_none() {
+                return Err(hub_missing(&hub));
+            }
+            for (prop, value) in &changes {
+                let result = match (prop.as_str(), value) {
+                    ("Description", v) => tx.execute(
+                        "UPDATE hub SET description = ?2 WHERE hub_name = ?1",
+                        params![hub.as_str(), v.as_ref().map_or(String::new(), |v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))],
+                    ),
+                    (_, None) => tx.execute(
+                        "DELETE FROM hub_property WHERE hub_name = ?1 AND prop_name = ?2",
+                        params![hub.as_str(), prop],
+                    ),
+                    (_, Some(v)) => tx.execute(
+                        "INSERT INTO hub_property (hub_name, prop_name, prop_value) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (hub_name, prop_name) DO UPDATE SET prop_value = excluded.prop_value",
+                        params![hub.as_str(), prop, v.to_string()],
+                    ),
+                };
+                result.map_err(|e| storage(e, "set a hub property"))?;
+            }
+            let mut event = audit(
+                &hub,
+                EventType::HubPropertyChange,
+                &user,
+                format!("hub properties changed by {user}: {}", changes.keys().cloned().collect::<Vec<_>>().join(", ")),
+            );
+            event.body = serde_json::json!({ "props": changes });
+            let id = insert_event(&tx, &event)?;
+            tx.commit().map_err(|e| storage(e, "commit hub properties"))?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn replace_hub_definitions(
+        &self,
+        definitions: &Definitions,
+        expected_version: i64,
+        event: NewEvent,
+    ) -> Result<EventId> {
+        let defs = definitions.clone();
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            let hub = &defs.hub.name;
+            let h = hub.as_str();
+            let current = read_hub(&tx, h)?.ok_or_else(|| hub_missing(hub))?;
+            if current.version != expected_version {
+                return Err(RepoError::new(
+                    RepoErrorKind::Conflict,
+                    format!("the definitions of hub {hub} changed meanwhile (version {} is now {})", expected_version, current.version),
+                ));
+            }
+            tx.execute(
+                "UPDATE hub SET description = ?2, def_version = def_version + 1 WHERE hub_name = ?1",
+                params![h, defs.hub.description],
+            )
+            .map_err(|e| storage(e, "update the hub"))?;
+            tx.execute("DELETE FROM channel WHERE hub_name = ?1", [h])
+                .map_err(|e| storage(e, "replace channels"))?;
+            let existing: Vec<String> = read_locations(&tx, hub, None)?
+                .into_iter()
+                .map(|l| l.name.to_string())
+                .collect();
+            for old in &existing {
+                if !defs.locations.keys().any(|l| l.as_str() == old) {
+                    tx.execute("DELETE FROM location WHERE hub_name = ?1 AND loc_name = ?2", params![h, old])
+                        .map_err(|e| storage(e, "delete a location"))?;
+                }
+            }
+            for loc in defs.locations.values() {
+                write_location(&tx, hub, loc, existing.iter().any(|e| e == loc.name.as_str()))?;
+            }
+            for ch in defs.channels.values() {
+                write_channel(&tx, hub, ch)?;
+            }
+            let id = insert_event(&tx, &event)?;
+            tx.commit().map_err(|e| storage(e, "commit the definitions"))?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>> {
+        self.with(|conn| {
+            let rows: Vec<_> = conn
+                .prepare("SELECT user_name, access_level, password_hash, created, creator FROM app_user ORDER BY user_name")
+                .and_then(|mut st| st.query_map([], user_from_row)?.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| storage(e, "list users"))?;
+            rows.into_iter().map(user_record).collect()
+        })
+        .await
+    }
+
+    async fn user(&self, user: &str) -> Result<Option<UserRecord>> {
+        let user = user.to_owned();
+        self.with(move |conn| {
+            conn.prepare_cached("SELECT user_name, access_level, password_hash, created, creator FROM app_user WHERE user_name = ?1")
+                .and_then(|mut st| st.query_row([&user], user_from_row).optional())
+                .map_err(|e| storage(e, "read a user"))?
+                .map(user_record)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn create_user(&self, user: &UserRecord) -> Result<()> {
+        let user = user.clone();
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            let exists: bool = tx
+                .query_row("SELECT count(*) > 0 FROM app_user WHERE user_name = ?1", [&user.name], |r| r.get(0))
+                .map_err(|e| storage(e, "read a user"))?;
+            if exists {
+                return Err(RepoError::new(RepoErrorKind::Conflict, format!("user {} already exists", user.name)));
+            }
+            tx.execute(
+                "INSERT INTO app_user (user_name, access_level, password_hash, created, creator) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![user.name, user.level.as_str(), user.password_hash, ts(user.created), user.creator],
+            )
+            .map_err(|e| storage(e, "create a user"))?;
+            tx.commit().map_err(|e| storage(e, "commit a user"))
+        })
+        .await
+    }
+
+    async fn update_user(&self, user: &str, level: Option<AccessLevel>, password_hash: Option<&str>) -> Result<()> {
+        let (user, hash) = (user.to_owned(), password_hash.map(str::to_owned));
+        self.with(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE app_user SET access_level = coalesce(?2, access_level), password_hash = coalesce(?3, password_hash) WHERE user_name = ?1",
+                    params![user, level.map(|l| l.as_str()), hash],
+                )
+                .map_err(|e| storage(e, "change a user"))?;
+            if n == 0 {
+                return Err(RepoError::new(RepoErrorKind::NotFound, format!("user {user} does not exist")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<()> {
+        let user = user.to_owned();
+        self.with(move |conn| {
+            let n = conn
+                .execute("DELETE FROM app_user WHERE user_name = ?1", [&user])
+                .map_err(|e| storage(e, "delete a user"))?;
+            if n == 0 {
+                return Err(RepoError::new(RepoErrorKind::NotFound, format!("user {user} does not exist")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_token(&self, token: &TokenRecord) -> Result<()> {
+        let t = token.clone();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO token (token_hash, user_name, kind, created, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![t.hash, t.user, t.kind, ts(t.created), ts(t.expires)],
+            )
+            .map_err(|e| storage(e, "store a token"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_token(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let hash = hash.to_owned();
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            let row = tx
+                .query_row(
+                    "SELECT token_hash, user_name, kind, created, expires FROM token WHERE token_hash = ?1",
+                    [&hash],
+                    user_from_row,
+                )
+                .optional()
+                .map_err(|e| storage(e, "read a token"))?;
+            tx.execute("DELETE FROM token WHERE token_hash = ?1", [&hash])
+                .map_err(|e| storage(e, "delete a token"))?;
+            tx.commit().map_err(|e| storage(e, "commit a token"))?;
+            row.map(token_record).transpose()
+        })
+        .await
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        let hash = hash.to_owned();
+        self.with(move |conn| {
+            conn.prepare_cached("SELECT token_hash, user_name, kind, created, expires FROM token WHERE token_hash = ?1")
+                .and_then(|mut st| st.query_row([&hash], user_from_row).optional())
+                .map_err(|e| storage(e, "read a token"))?
+                .map(token_record)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn tokens(&self, kind: &str, user: Option<&str>) -> Result<Vec<TokenRecord>> {
+        let (kind, user) = (kind.to_owned(), user.map(str::to_owned));
+        self.with(move |conn| {
+            let rows: Vec<_> = conn
+                .prepare("SELECT token_hash, user_name, kind, created, expires FROM token WHERE kind = ?1 AND (?2 IS NULL OR user_name = ?2) ORDER BY created")
+                .and_then(|mut st| st.query_map(params![kind, user], user_from_row)?.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| storage(e, "list tokens"))?;
+            rows.into_iter().map(token_record).collect()
+        })
+        .await
+    }
+
+    async fn delete_token(&self, hash: &str) -> Result<()> {
+        let hash = hash.to_owned();
+        self.with(move |conn| {
+            conn.execute("DELETE FROM token WHERE token_hash = ?1", [&hash])
+                .map_err(|e| storage(e, "delete a token"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn setting_or_insert(&self, setting: &str, value: &str) -> Result<String> {
+        let (setting, value) = (setting.to_owned(), value.to_owned());
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            tx.execute("INSERT INTO setting (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING", params![setting, value])
+                .map_err(|e| storage(e, "store a setting"))?;
+            let stored: String = tx
+                .query_row("SELECT value FROM setting WHERE name = ?1", [&setting], |r| r.get(0))
+                .map_err(|e| storage(e, "read a setting"))?;
+            tx.commit().map_err(|e| storage(e, "commit a setting"))?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn submit_job(&self, event: NewEvent, start: Option<(&Owner, Duration)>) -> Result<SubmittedJob> {
+        let start = start.map(|(o, d)| (o.clone(), d));
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            let submitted = submit(&tx, &event, start.as_ref().map(|(o, d)| (o, *d)))?;
+            tx.commit().map_err(|e| storage(e, "commit a job"))?;
+            Ok(submitted)
+        })
+        .await
+    }
+
+    async fn claim_job(
+        &self,
+        hub: &HubName,
+        job: &JobName,
+        owner: &Owner,
+        stale_after: Duration,
+    ) -> Result<(EventId, Vec<EventId>)> {
+        let (hub, job, owner) = (hub.clone(), job.clone(), owner.clone());
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            let (h, j) = (hub.as_str(), job.as_str());
+            let last: Option<Option<String>> = tx
+                .query_row("SELECT last_ev_id FROM job WHERE hub_name = ?1 AND job_name = ?2", params![h, j], |r| r.get(0))
+                .optional()
+                .map_err(|e| storage(e, "read a job"))?;
+            let Some(last) = last else {
+                return Err(RepoError::new(RepoErrorKind::NotFound, format!("job {job} does not exist")));
+            };
+            let mut taken_over = Vec::new();
+            if let Some(conflict) = running_event(&tx, h, j, stale_after, &mut taken_over)? {
+                return Err(conflict);
+            }
+            let pending = match last {
+                Some(ev) => tx
+                    .query_row("SELECT ev_state FROM event WHERE ev_id = ?1", [&ev], |r| r.get::<_, String>(0))
+                    .optional()
+                    .map_err(|e| storage(e, "read an event"))?
+                    .filter(|s| s == EventState::Active.as_str())
+                    .map(|_| ev),
+                None => None,
+            };
+            let Some(ev) = pending else {
+                return Err(RepoError::new(RepoErrorKind::Conflict, format!("job {job} has no pending event to run")));
+            };
+            claim(&tx, h, j, &ev, &owner)?;
+            tx.commit().map_err(|e| storage(e, "commit a job start"))?;
+            Ok((name(&ev, "event id")?, taken_over))
+        })
+        .await
+    }
+
+    async fn job(&self, hub: &HubName, job: &JobName) -> Result<Option<JobRecord>> {
+        let (hub, job) = (hub.clone(), job.clone());
+        self.with(move |conn| {
+            conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM job WHERE hub_name = ?1 AND job_name = ?2"))
+                .and_then(|mut st| st.query_row(params![hub.as_str(), job.as_str()], job_from_row).optional())
+                .map_err(|e| storage(e, "read a job"))?
+                .map(job_record)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn set_job_state(&self, hub: &HubName, job: &JobName, state: JobState) -> Result<()> {
+        let (hub, job) = (hub.clone(), job.clone());
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            let current: Option<String> = tx
+                .query_row("SELECT job_state FROM job WHERE hub_name = ?1 AND job_name = ?2", params![hub.as_str(), job.as_str()], |r| r.get(0))
+                .optional()
+                .map_err(|e| storage(e, "read a job"))?;
+            match current.as_deref() {
+                None => return Err(RepoError::new(RepoErrorKind::NotFound, format!("job {job} does not exist"))),
+                Some("RUNNING") => {
+                    return Err(RepoError::new(RepoErrorKind::Conflict, format!("job {job} is running; cancel its event to stop it")));
+                }
+                Some(_) => {}
+            }
+            tx.execute(
+                "UPDATE job SET job_state = ?3 WHERE hub_name = ?1 AND job_name = ?2",
+                params![hub.as_str(), job.as_str(), state.as_str()],
+            )
+            .map_err(|e| storage(e, "change a job"))?;
+            tx.commit().map_err(|e| storage(e, "commit a job"))
+        })
+        .await
+    }
+
+    async fn delete_job(&self, hub: &HubName, job: &JobName) -> Result<Vec<EventId>> {
+        let (hub, job) = (hub.clone(), job.clone());
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            let canceled = cancel_job_events(&tx, hub.as_str(), job.as_str(), "canceled: its job was deleted")?;
+            let n = tx
+                .execute("DELETE FROM job WHERE hub_name = ?1 AND job_name = ?2", params![hub.as_str(), job.as_str()])
+                .map_err(|e| storage(e, "delete a job"))?;
+            if n == 0 {
+                return Err(RepoError::new(RepoErrorKind::NotFound, format!("job {job} does not exist")));
+            }
+            tx.commit().map_err(|e| storage(e, "commit a job deletion"))?;
+            Ok(canceled)
+        })
+        .await
+    }
+
+    async fn cancel_events(&self, hub: &HubName, ids: &[EventId]) -> Result<Vec<EventRecord>> {
+        let (hub, ids) = (hub.clone(), ids.to_vec());
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            let now = ts(Utc::now());
+            let mut out = Vec::new();
+            for id in &ids {
+                let row = tx
+                    .query_row(&format!("SELECT {EVENT_COLUMNS} FROM event WHERE ev_id = ?1 AND hub_name = ?2"), params![id.to_string(), hub.as_str()], event_from_row)
+                    .optional()
+                    .map_err(|e| storage(e, "read an event"))?;
+                let Some(row) = row else {
+                    return Err(RepoError::new(RepoErrorKind::NotFound, format!("event {id} does not exist in hub {hub}")));
+                };
+                let mut record = event_record(row)?;
+                if record.state != EventState::Active {
+                    return Err(RepoError::new(
+                        RepoErrorKind::Conflict,
+                        format!("event {id} is {}: only events in 'ACTIVE' state can be canceled", record.state),
+                    ));
+                }
+                tx.execute(
+                    "UPDATE event SET ev_state = 'CANCELED', response = 'canceled by a user', finish_tstamp = ?2, last_updated = ?2 WHERE ev_id = ?1",
+                    params![id.to_string(), now],
+                )
+                .map_err(|e| storage(e, "cancel an event"))?;
+                if let Some(job) = &record.job {
+                    tx.execute(
+                        "UPDATE job SET job_state = 'SUSPEND' WHERE hub_name = ?1 AND job_name = ?2 AND last_ev_id = ?3 AND job_state <> 'RUNNING'",
+                        params![hub.as_str(), job.as_str(), id.to_string()],
+                    )
+                    .map_err(|e| storage(e, "suspend a job"))?;
+                }
+                record.state = EventState::Canceled;
+                out.push(record);
+            }
+            tx.commit().map_err(|e| storage(e, "commit a cancel"))?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// An audit event (created `DONE`) of a hub.
+fn audit(hub: &HubName, event_type: EventType, user: &str, description: String) -> NewEvent {
+    NewEvent {
+        hub: hub.clone(),
+        event_type,
+        user: user.to_owned(),
+        description,
+        channel: None,
+        loc: None,
+        loc2: None,
+        job: None,
+        state: EventState::Done,
+        body: serde_json::json!({}),
     }
 }
 

@@ -121,7 +121,7 @@ fn open() -> (tempfile::TempDir, SqliteRepository) {
 #[tokio::test]
 async fn definitions_round_trip_and_replace() {
     let (_dir, repo) = open();
-    assert_eq!(repo.schema_version().unwrap(), 1);
+    assert_eq!(repo.schema_version().unwrap(), 2);
     let defs = definitions("first");
     let summary = repo
         .apply_definitions(&defs, "alice", "sales.yaml")

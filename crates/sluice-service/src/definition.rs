@@ -193,6 +193,9 @@ pub struct CompileContext {
     pub default_hub: Option<HubName>,
     /// Environment variables, to warn about references that are not set here.
     pub env: BTreeMap<String, String>,
+    /// Whether secrets may be given as values (the hub server stores them encrypted); files
+    /// must use `${ENV_VAR}` references.
+    pub allow_secret_values: bool,
 }
 
 /// A path into the document.
@@ -430,7 +433,7 @@ impl Compiler<'_> {
             let prop_path = props_path.key(prop);
             let text = value.to_text();
             // Checked first: a secret written out is the most important thing to report.
-            if is_secret_prop(prop) && !is_single_env_ref(&text) {
+            if is_secret_prop(prop) && !is_single_env_ref(&text) && !self.cx.allow_secret_values {
                 self.error(
                     &prop_path,
                     "a secret must be given as an ${ENV_VAR} reference, never as its value",
@@ -446,6 +449,10 @@ impl Compiler<'_> {
                         known.join(", ")
                     ),
                 );
+                continue;
+            }
+            if is_secret_prop(prop) && !is_single_env_ref(&text) {
+                // A secret value (allowed here): no reference to check.
                 continue;
             }
             if let Err(e) = sluice_model::definition::env_refs(&text) {
@@ -1014,6 +1021,107 @@ impl Compiler<'_> {
     }
 }
 
+/// The document form of definitions: what [`compile`] turns back into the same definitions.
+/// Property values are written as stored (sealed secrets stay sealed); callers that show the
+/// document to people redact it first.
+pub fn to_document(defs: &Definitions) -> Json {
+    let locations: Map<String, Json> = defs
+        .locations
+        .values()
+        .map(|l| (l.name.to_string(), location_document(l)))
+        .collect();
+    let channels: Map<String, Json> = defs
+        .channels
+        .values()
+        .map(|c| (c.name.to_string(), channel_document(c)))
+        .collect();
+    serde_json::json!({
+        "hub": {"name": defs.hub.name, "description": defs.hub.description},
+        "locations": locations,
+        "channels": channels,
+    })
+}
+
+/// The document form of one location.
+pub fn location_document(l: &Location) -> Json {
+    let props: Map<String, Json> = l
+        .props
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Json::Null)))
+        .collect();
+    let mut out = Map::new();
+    out.insert("class".into(), Json::from(l.class.as_str()));
+    if !l.description.is_empty() {
+        out.insert("description".into(), Json::from(l.description.clone()));
+    }
+    out.insert("props".into(), Json::Object(props));
+    Json::Object(out)
+}
+
+/// The document form of one table.
+pub fn table_document(t: &ChannelTable) -> Json {
+    let mut out = Map::new();
+    if let Some(b) = &t.base_name {
+        out.insert("base_name".into(), Json::from(b.as_str()));
+    }
+    if let Some(g) = &t.table_group {
+        out.insert("table_group".into(), Json::from(g.as_str()));
+    }
+    if let Some(cols) = &t.columns {
+        let cols: Map<String, Json> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut col = Map::new();
+                col.insert("sequence".into(), Json::from(i as i64 + 1));
+                col.insert("data_type".into(), Json::from(c.data_type.to_string()));
+                if c.key > 0 {
+                    col.insert("key".into(), Json::from(c.key));
+                }
+                col.insert("nullable".into(), Json::from(c.nullable));
+                (c.name.to_string(), Json::Object(col))
+            })
+            .collect();
+        out.insert("cols".into(), Json::Object(cols));
+    }
+    Json::Object(out)
+}
+
+/// The document form of one action.
+pub fn action_document(a: &Action) -> Json {
+    let mut out = Map::new();
+    out.insert("type".into(), Json::from(a.action_type.clone()));
+    out.insert("loc_scope".into(), Json::from(a.loc_scope.to_string()));
+    out.insert("table_scope".into(), Json::from(a.table_scope.to_string()));
+    if !a.params.is_empty() {
+        out.insert(
+            "params".into(),
+            serde_json::to_value(&a.params).unwrap_or(Json::Null),
+        );
+    }
+    Json::Object(out)
+}
+
+/// The document form of one channel.
+pub fn channel_document(c: &Channel) -> Json {
+    let loc_groups: Map<String, Json> = c
+        .loc_groups
+        .iter()
+        .map(|(g, members)| (g.to_string(), serde_json::json!({ "members": members })))
+        .collect();
+    let tables: Map<String, Json> = c
+        .tables
+        .values()
+        .map(|t| (t.name.to_string(), table_document(t)))
+        .collect();
+    serde_json::json!({
+        "description": c.description,
+        "loc_groups": loc_groups,
+        "tables": tables,
+        "actions": c.actions.iter().map(action_document).collect::<Vec<_>>(),
+    })
+}
+
 /// The hub a parsed document names, if it names a valid one.
 pub fn hub_of(doc: &Json) -> Option<HubName> {
     doc.get("hub")
@@ -1056,6 +1164,7 @@ pub fn compile_parsed(
         known_locations,
         default_hub: default_hub.cloned(),
         env: std::env::vars().collect(),
+        allow_secret_values: false,
     };
     compile(&doc, &cx)
 }

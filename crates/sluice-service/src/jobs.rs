@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sluice_connector::{Connector, PlannedStatement, WriteStrategy};
 use sluice_engine::plan::{RefreshMode, RowwiseApply};
 use sluice_engine::{
@@ -30,10 +30,10 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{HEARTBEAT, HubService, Result, STALE_AFTER, ServiceError, registry};
+use crate::{HEARTBEAT, HubService, Result, STALE_AFTER, ServiceError};
 
 /// A refresh request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefreshCommand {
     /// The hub.
     pub hub: HubName,
@@ -58,7 +58,7 @@ pub struct RefreshCommand {
 }
 
 /// A run's overrides of what `Refresh` actions say; unset fields keep each table's own.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ModeOverride {
     /// `full_replace`, `incremental`, `smart_sync` or `rowwise`.
     pub mode: Option<String>,
@@ -158,7 +158,7 @@ fn table_mode(
 }
 
 /// A compare request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompareCommand {
     /// The hub.
     pub hub: HubName,
@@ -213,6 +213,8 @@ pub struct RunningJob<R> {
     pub event: EventId,
     /// The job.
     pub job: JobName,
+    /// Pending events of the same job this run replaced (now `CANCELED`).
+    pub canceled: Vec<EventId>,
     /// Progress reports.
     pub progress: UnboundedReceiver<Progress>,
     /// Cancels the job; the tables not yet committed are left as they were.
@@ -293,9 +295,66 @@ pub struct CompareSummary {
     pub tables: Vec<CompareTableResult>,
 }
 
+/// When a submitted job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Post its event and run it now.
+    Now,
+    /// Post its event and leave the job suspended until it is started.
+    Pending,
+    /// Run the event the job has pending (posted earlier with [`Start::Pending`]).
+    Claim,
+}
+
+/// A job run posted but not started.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    /// Its event.
+    pub event: EventId,
+    /// The job.
+    pub job: JobName,
+    /// Pending events of the same job it replaced (now `CANCELED`).
+    pub canceled: Vec<EventId>,
+}
+
+/// What submitting a job did.
+pub enum Submitted<R> {
+    /// The job runs.
+    Running(RunningJob<R>),
+    /// The job waits to be started.
+    Pending(Posted),
+}
+
+impl<R> Submitted<R> {
+    /// The running job; an error when it was only posted.
+    pub fn running(self) -> Result<RunningJob<R>> {
+        match self {
+            Submitted::Running(job) => Ok(job),
+            Submitted::Pending(p) => Err(ServiceError::new(
+                crate::ServiceErrorKind::Conflict,
+                format!("job {} was posted as event {} but not started", p.job, p.event),
+            )),
+        }
+    }
+
+    /// The event, job and replaced events, whether it runs or waits.
+    pub fn posted(&self) -> Posted {
+        match self {
+            Submitted::Running(job) => Posted {
+                event: job.event,
+                job: job.job.clone(),
+                canceled: job.canceled.clone(),
+            },
+            Submitted::Pending(p) => p.clone(),
+        }
+    }
+}
+
 /// A claimed job with its connectors, before it runs.
 struct Claimed {
     event: EventId,
+    /// Pending events of the job this run replaced.
+    canceled: Vec<EventId>,
     /// Stops the heartbeat.
     stop: CancellationToken,
     /// Cancels the job (the heartbeat fires it when the claim is lost).
@@ -513,9 +572,11 @@ impl HubService {
         &self,
         r: &Resolved,
     ) -> Result<(Arc<dyn Connector>, Arc<dyn Connector>)> {
-        let source = registry::connect(&r.source, &self.inner.env)
+        let source = self
+            .connect(&r.source)
             .map_err(|e| ServiceError::connector(format!("location {}", r.source.name), e))?;
-        let target = registry::connect(&r.target, &self.inner.env)
+        let target = self
+            .connect(&r.target)
             .map_err(|e| ServiceError::connector(format!("location {}", r.target.name), e))?;
         Ok((source, target))
     }
@@ -619,15 +680,18 @@ impl HubService {
         })
     }
 
-    /// Posts the job's event, claims the job and opens both connectors. A heartbeat keeps the claim
-    /// until the returned run's `stop` fires. A failure after the claim ends the event as FAILED.
+    /// Posts the job's event and claims the job (or, for [`Start::Claim`], claims the job's pending
+    /// event), then opens both connectors. A heartbeat keeps the claim until the returned run's
+    /// `stop` fires. A failure after the claim ends the event as FAILED. For [`Start::Pending`] the
+    /// event is only posted, and `Ok(Err(submitted))` comes back.
     async fn claim(
         &self,
         r: &Resolved,
         event_type: EventType,
         job: &JobName,
         body: serde_json::Value,
-    ) -> Result<Claimed> {
+        start: Start,
+    ) -> Result<std::result::Result<Claimed, Posted>> {
         let description = format!(
             "{} of channel {} from {} to {} ({} table(s))",
             event_type,
@@ -636,26 +700,47 @@ impl HubService {
             r.target.name,
             r.specs.len()
         );
-        let started = self
-            .repo()
-            .start_job(
-                NewEvent {
-                    hub: r.hub.clone(),
-                    event_type,
-                    user: self.inner.user.clone(),
-                    description,
-                    channel: Some(r.channel.name.clone()),
-                    loc: Some(r.source.name.clone()),
-                    loc2: Some(r.target.name.clone()),
-                    job: Some(job.clone()),
-                    state: EventState::Active,
-                    body,
-                },
-                &self.inner.owner,
-                STALE_AFTER,
-            )
-            .await?;
-        for abandoned in &started.taken_over {
+        if start != Start::Pending {
+            self.ensure_live(&r.hub).await?;
+        }
+        let new_event = NewEvent {
+            hub: r.hub.clone(),
+            event_type,
+            user: self.user().to_owned(),
+            description,
+            channel: Some(r.channel.name.clone()),
+            loc: Some(r.source.name.clone()),
+            loc2: Some(r.target.name.clone()),
+            job: Some(job.clone()),
+            state: EventState::Active,
+            body,
+        };
+        let owner = &self.inner.owner;
+        let (event, canceled, taken_over) = match start {
+            Start::Now => {
+                let s = self
+                    .repo()
+                    .submit_job(new_event, Some((owner, STALE_AFTER)))
+                    .await?;
+                (s.event, s.canceled, s.taken_over)
+            }
+            Start::Pending => {
+                let s = self.repo().submit_job(new_event, None).await?;
+                return Ok(Err(Posted {
+                    event: s.event,
+                    job: job.clone(),
+                    canceled: s.canceled,
+                }));
+            }
+            Start::Claim => {
+                let (event, taken_over) = self
+                    .repo()
+                    .claim_job(&r.hub, job, owner, STALE_AFTER)
+                    .await?;
+                (event, Vec::new(), taken_over)
+            }
+        };
+        for abandoned in &taken_over {
             tracing::warn!(job = %job, event = %abandoned, "took over a job whose process had stopped");
         }
         let stop = CancellationToken::new();
@@ -674,7 +759,12 @@ impl HubService {
                 tokio::select! {
                     _ = token.cancelled() => break,
                     _ = tick.tick() => match service.repo().heartbeat(&hub, &heartbeat_job, &service.inner.owner).await {
-                        Ok(()) => {}
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::info!(job = %heartbeat_job, "the event was cancelled; stopping");
+                            job_cancel.cancel();
+                            break;
+                        }
                         Err(error) if error.kind() == RepoErrorKind::Conflict => {
                             // Another process took the job over: stop writing at once.
                             tracing::error!(job = %heartbeat_job, error = %error, "lost the job; cancelling");
@@ -688,15 +778,15 @@ impl HubService {
                 }
             }
         });
-        let event = started.event;
         match self.connectors(r) {
-            Ok((source, target)) => Ok(Claimed {
+            Ok((source, target)) => Ok(Ok(Claimed {
                 event,
+                canceled,
                 stop,
                 cancel,
                 source,
                 target,
-            }),
+            })),
             Err(error) => {
                 stop.cancel();
                 Err(self.fail_start(&r.hub, job, event, error).await)
@@ -737,11 +827,13 @@ impl HubService {
         let (tx, rx) = unbounded_channel();
         let Claimed {
             event,
+            canceled,
             stop,
             cancel,
             source,
             target,
         } = claimed;
+        self.inner.track(event, cancel.clone());
         let run = JobRun {
             hub: r.hub.clone(),
             job: job.clone(),
@@ -757,6 +849,7 @@ impl HubService {
         let done = tokio::spawn(async move {
             let result = work.await;
             stop.cancel();
+            service.inner.untrack(event);
             if let Err(error) = &result {
                 // The run stopped on an error of its own bookkeeping (the repository, a lost claim):
                 // end its event if it is still ours and still ACTIVE.
@@ -774,6 +867,7 @@ impl HubService {
         RunningJob {
             event,
             job,
+            canceled,
             progress: rx,
             cancel,
             done,
@@ -791,6 +885,11 @@ impl HubService {
             Err(error) if error.kind() == RepoErrorKind::Conflict => {
                 cancel.cancel();
                 Err(error.into())
+            }
+            Ok(false) => {
+                // Cancelled by a user: the engine sees the token and leaves the table as it was.
+                cancel.cancel();
+                Ok(())
             }
             // A passing repository error: the next heartbeat retries.
             _ => Ok(()),
@@ -825,6 +924,15 @@ impl HubService {
     /// Starts a refresh: returns once the job is claimed and planned; the tables run in the
     /// background and report progress.
     pub async fn refresh(&self, cmd: RefreshCommand) -> Result<RunningJob<RefreshSummary>> {
+        self.submit_refresh(cmd, Start::Now).await?.running()
+    }
+
+    /// Submits a refresh: starts it now, leaves it pending, or runs the job's pending event.
+    pub async fn submit_refresh(
+        &self,
+        cmd: RefreshCommand,
+        start: Start,
+    ) -> Result<Submitted<RefreshSummary>> {
         let r = self
             .resolve(
                 &cmd.hub,
@@ -846,7 +954,11 @@ impl HubService {
             "strategy": options.strategy,
             "batch_rows": options.limits.max_rows,
         });
-        let claimed = self.claim(&r, EventType::Refresh, &job, body).await?;
+        let body = serde_json::json!({ "request": body, "command": cmd });
+        let claimed = match self.claim(&r, EventType::Refresh, &job, body, start).await? {
+            Ok(claimed) => claimed,
+            Err(posted) => return Ok(Submitted::Pending(posted)),
+        };
         let plans = plan_refresh(
             &r.specs,
             claimed.source.as_ref(),
@@ -855,11 +967,12 @@ impl HubService {
         )
         .await;
         let plans = self.planned(&r, &job, &claimed, plans).await?;
-        Ok(
-            self.spawn(&r, job, claimed, move |service, run| async move {
-                service.run_refresh_tables(&run, plans, options).await
-            }),
-        )
+        Ok(Submitted::Running(self.spawn(
+            &r,
+            job,
+            claimed,
+            move |service, run| async move { service.run_refresh_tables(&run, plans, options).await },
+        )))
     }
 
     /// Refreshes one table of a job, recording its results and log lines.
@@ -1026,6 +1139,15 @@ impl HubService {
     /// Starts a compare: returns once the job is claimed and planned; the tables run in the
     /// background.
     pub async fn compare(&self, cmd: CompareCommand) -> Result<RunningJob<CompareSummary>> {
+        self.submit_compare(cmd, Start::Now).await?.running()
+    }
+
+    /// Submits a compare: starts it now, leaves it pending, or runs the job's pending event.
+    pub async fn submit_compare(
+        &self,
+        cmd: CompareCommand,
+        start: Start,
+    ) -> Result<Submitted<CompareSummary>> {
         let r = self
             .resolve(
                 &cmd.hub,
@@ -1043,7 +1165,11 @@ impl HubService {
             "tables": r.specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
             "granularity": cmd.granularity,
         });
-        let claimed = self.claim(&r, EventType::Compare, &job, body).await?;
+        let body = serde_json::json!({ "request": body, "command": cmd });
+        let claimed = match self.claim(&r, EventType::Compare, &job, body, start).await? {
+            Ok(claimed) => claimed,
+            Err(posted) => return Ok(Submitted::Pending(posted)),
+        };
         let plans = plan_compare(
             &r.specs,
             claimed.source.as_ref(),
@@ -1057,11 +1183,12 @@ impl HubService {
             granularity: cmd.granularity,
             max_listed: cmd.max_listed,
         };
-        Ok(
-            self.spawn(&r, job, claimed, move |service, run| async move {
-                service.run_compare_tables(&run, plans, options).await
-            }),
-        )
+        Ok(Submitted::Running(self.spawn(
+            &r,
+            job,
+            claimed,
+            move |service, run| async move { service.run_compare_tables(&run, plans, options).await },
+        )))
     }
 
     async fn run_compare_tables(

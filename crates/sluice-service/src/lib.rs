@@ -6,9 +6,12 @@
 //! API (a later issue) will call the same methods.
 #![deny(missing_docs)]
 
+pub mod admin;
+pub mod auth;
 pub mod definition;
 mod jobs;
 pub mod registry;
+pub mod secrets;
 mod status;
 
 use std::collections::BTreeSet;
@@ -21,11 +24,12 @@ use sluice_model::definition::{Channel, Definitions, Location};
 use sluice_model::{ChannelName, EventId, HubName, LocationName};
 pub use sluice_repo::{ApplySummary, EventFilter, EventRecord, EventResult, JobRecord};
 use sluice_repo::{Owner, RepoError, RepoErrorKind, Repository, SqliteRepository};
+use tokio_util::sync::CancellationToken;
 
 pub use definition::{CompileContext, Compiled, Diagnostic, Severity};
 pub use jobs::{
     CompareCommand, CompareSummary, CompareTableResult, JobPlan, ModeOverride, PlannedTable,
-    RefreshCommand, RefreshSummary, RefreshTableResult, RunningJob,
+    Posted, RefreshCommand, RefreshSummary, RefreshTableResult, RunningJob, Start, Submitted,
 };
 pub use registry::EnvLookup;
 pub use sluice_engine::plan::{RefreshMode, RowwiseApply};
@@ -46,6 +50,10 @@ pub enum ServiceErrorKind {
     Failed,
     /// The repository could not be used.
     Repository,
+    /// The caller is not (or no longer) authenticated.
+    Unauthenticated,
+    /// The caller may not do this.
+    Forbidden,
 }
 
 /// An error of a use case.
@@ -85,11 +93,13 @@ impl ServiceError {
         &self.diagnostics
     }
 
-    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+    /// An invalid request.
+    pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ServiceErrorKind::Invalid, message)
     }
 
-    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+    /// A missing object.
+    pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ServiceErrorKind::NotFound, message)
     }
 
@@ -132,27 +142,116 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 struct Inner {
     repo: Arc<dyn Repository>,
     env: EnvLookup,
-    user: String,
+    secrets: Option<secrets::SecretKey>,
     owner: Owner,
+    /// Jobs this process runs, by event: cancelling an event fires its token at once.
+    running: std::sync::Mutex<std::collections::HashMap<EventId, CancellationToken>>,
 }
 
-/// The use cases of one hub repository, as one user.
+impl Inner {
+    fn track(&self, event: EventId, cancel: CancellationToken) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(event, cancel);
+    }
+
+    fn untrack(&self, event: EventId) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&event);
+    }
+
+    fn cancel_local(&self, event: EventId) -> bool {
+        match self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&event)
+        {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The use cases of one hub repository, as one user. Cloning is cheap; [`HubService::as_user`]
+/// gives the same service acting as another user (the hub server makes one per request).
 #[derive(Clone)]
 pub struct HubService {
     inner: Arc<Inner>,
+    user: Arc<str>,
 }
 
 impl HubService {
     /// A service over `repo`, acting as `user`, resolving secrets through `env`.
     pub fn new(repo: Arc<dyn Repository>, env: EnvLookup, user: impl Into<String>) -> Self {
+        Self::with_secrets(repo, env, None, user)
+    }
+
+    /// A service that also stores location passwords encrypted with `key` (the hub server's way)
+    /// and decrypts them at the moment of use.
+    pub fn with_secrets(
+        repo: Arc<dyn Repository>,
+        env: EnvLookup,
+        key: Option<secrets::SecretKey>,
+        user: impl Into<String>,
+    ) -> Self {
         HubService {
             inner: Arc::new(Inner {
                 repo,
                 env,
-                user: user.into(),
+                secrets: key,
                 owner: Owner::current(),
+                running: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
+            user: Arc::from(user.into()),
         }
+    }
+
+    /// The same service acting as `user`.
+    pub fn as_user(&self, user: &str) -> HubService {
+        HubService {
+            inner: self.inner.clone(),
+            user: Arc::from(user),
+        }
+    }
+
+    /// Who this service acts as.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The repository (for the hub server's own bookkeeping, e.g. health checks).
+    pub fn repository(&self) -> Arc<dyn Repository> {
+        self.inner.repo.clone()
+    }
+
+    /// Refuses when `hub` is frozen: no job starts on a frozen hub.
+    pub(crate) async fn ensure_live(&self, hub: &HubName) -> Result<()> {
+        let record = self
+            .repo()
+            .hub(hub)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(format!("hub {hub} does not exist")))?;
+        if record.state == "FROZEN" {
+            return Err(ServiceError::invalid(format!(
+                "hub {hub} is FROZEN: no job starts until it is unfrozen"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Connects to a location, resolving `${ENV}` references and decrypting stored secrets.
+    pub(crate) fn connect(
+        &self,
+        location: &Location,
+    ) -> std::result::Result<Arc<dyn sluice_connector::Connector>, ConnectorError> {
+        registry::connect(location, &self.inner.env, self.inner.secrets.as_ref())
     }
 
     /// A service over the SQLite repository in `home` (`home/hub.db`), with the process environment.
@@ -244,7 +343,7 @@ impl HubService {
     ) -> Result<ApplySummary> {
         Ok(self
             .repo()
-            .apply_definitions(definitions, &self.inner.user, source)
+            .apply_definitions(definitions, &self.user, source)
             .await?)
     }
 
@@ -275,7 +374,8 @@ impl HubService {
     /// Tests the connection to a location; changes nothing.
     pub async fn test_location(&self, hub: &HubName, name: &LocationName) -> Result<TestReport> {
         let location = self.location(hub, name).await?;
-        let connector = registry::connect(&location, &self.inner.env)
+        let connector = self
+            .connect(&location)
             .map_err(|e| ServiceError::connector(format!("location {name}"), e))?;
         connector
             .test()

@@ -11,6 +11,8 @@ use sluice_model::definition::{Location, LocationClass, resolve_env_refs};
 use sluice_postgres::{PostgresConfig, PostgresConnector};
 use sluice_sqlite::{SqliteConfig, SqliteConnector};
 
+use crate::secrets::SecretKey;
+
 /// Looks up environment variables; the process environment in production, a map in tests.
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -47,16 +49,39 @@ pub fn is_path_prop(class: LocationClass, prop: &str) -> bool {
     class == LocationClass::Sqlite && prop == "Database_Name"
 }
 
-/// Resolves a location's properties, substituting `${ENV_VAR}` references.
+/// Resolves a location's properties: stored secrets are decrypted, `${ENV_VAR}` references
+/// substituted.
 fn resolve_props(
     location: &Location,
     env: &EnvLookup,
+    key: Option<&SecretKey>,
 ) -> Result<BTreeMap<String, String>, ConnectorError> {
     location
         .props
         .iter()
         .map(|(name, value)| {
-            let text = resolve_env_refs(&value.to_text(), |var| env(var)).map_err(|e| {
+            let raw = value.to_text();
+            if crate::secrets::is_sealed(&raw) {
+                let plain = key
+                    .ok_or_else(|| {
+                        ConnectorError::new(
+                            ErrorKind::Auth,
+                            format!(
+                                "location {} property {name} is stored encrypted, and this process has no secret key (SLUICE_SECRET_KEY or the key file)",
+                                location.name
+                            ),
+                        )
+                    })?
+                    .open(&raw)
+                    .map_err(|e| {
+                        ConnectorError::new(
+                            ErrorKind::Auth,
+                            format!("location {} property {name}: {e}", location.name),
+                        )
+                    })?;
+                return Ok((name.clone(), plain));
+            }
+            let text = resolve_env_refs(&raw, |var| env(var)).map_err(|e| {
                 ConnectorError::new(
                     ErrorKind::Auth,
                     format!("location {} property {name}: {e}", location.name),
@@ -67,9 +92,13 @@ fn resolve_props(
         .collect()
 }
 
-/// A connector to `location`.
-pub fn connect(location: &Location, env: &EnvLookup) -> Result<Arc<dyn Connector>, ConnectorError> {
-    let props = resolve_props(location, env)?;
+/// A connector to `location`; `key` decrypts secrets stored encrypted.
+pub fn connect(
+    location: &Location,
+    env: &EnvLookup,
+    key: Option<&SecretKey>,
+) -> Result<Arc<dyn Connector>, ConnectorError> {
+    let props = resolve_props(location, env, key)?;
     let context = |e: ConnectorError| e.context(format!("location {}", location.name));
     Ok(match location.class {
         LocationClass::Sqlite => Arc::new(SqliteConnector::new(

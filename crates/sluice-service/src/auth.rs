@@ -1,0 +1,1 @@
+//! Users, passwords and tokens of the hub server.
