@@ -1,1 +1,486 @@
-//! Hub administration: hubs, definition edits, jobs and events, as the hub server uses them.
+//! Hub administration as the hub server uses it: hubs and their state, definition edits, jobs
+//! and events.
+//!
+//! Every definition edit takes the hub's definitions as a document, changes the document, and
+//! runs it through the same [`compile`](crate::definition::compile) as a definitions file; only a
+//! document without errors is stored, in one transaction, guarded by the hub's version (a
+//! concurrent edit is retried on the new version). A failed edit changes nothing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use sluice_model::definition::{Definitions, Hub, Location, PropValue, is_secret_prop};
+use sluice_model::{EventId, EventState, EventType, HubName, JobName, JobState, JobType};
+use sluice_repo::{EventFilter, HubRecord, NewEvent, RepoErrorKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::definition::{self, CompileContext};
+use crate::jobs::{CompareCommand, RefreshCommand, Start, Submitted};
+use crate::{HubService, Posted, Result, RunningJob, ServiceError, secrets};
+
+/// Hub properties a client may not set.
+const READ_ONLY_HUB_PROPS: &[&str] = &["Hub_State", "Created", "Creator", "Freeze_Time", "Hub_ID"];
+
+impl HubService {
+    /// Every hub.
+    pub async fn hubs(&self) -> Result<Vec<HubRecord>> {
+        Ok(self.repo().hubs().await?)
+    }
+
+    /// One hub.
+    pub async fn hub(&self, hub: &HubName) -> Result<HubRecord> {
+        self.repo()
+            .hub(hub)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(format!("hub {hub} does not exist")))
+    }
+
+    /// Creates an empty hub.
+    pub async fn create_hub(&self, name: &str, description: &str) -> Result<EventId> {
+        let name = HubName::new(name).map_err(|e| ServiceError::invalid(e.to_string()))?;
+        let hub = Hub {
+            name,
+            description: description.to_owned(),
+        };
+        Ok(self.repo().create_hub(&hub, self.user()).await?)
+    }
+
+    /// Deletes a hub with everything in it; its jobs running in this process are cancelled.
+    pub async fn delete_hub(&self, hub: &HubName) -> Result<()> {
+        let active = self
+            .repo()
+            .events(&EventFilter {
+                hub: Some(hub.clone()),
+                states: vec![EventState::Active],
+                ..Default::default()
+            })
+            .await?;
+        for e in active {
+            self.inner.cancel_local(e.id);
+        }
+        Ok(self.repo().delete_hub(hub).await?)
+    }
+
+    /// Freezes a hub: no job starts until it is unfrozen; running jobs finish.
+    pub async fn freeze_hub(&self, hub: &HubName) -> Result<EventId> {
+        Ok(self.repo().set_hub_frozen(hub, true, self.user()).await?)
+    }
+
+    /// Unfreezes a hub: jobs may start again and the scheduler resumes.
+    pub async fn unfreeze_hub(&self, hub: &HubName) -> Result<EventId> {
+        Ok(self.repo().set_hub_frozen(hub, false, self.user()).await?)
+    }
+
+    /// Sets hub properties (`None` deletes one).
+    pub async fn set_hub_props(
+        &self,
+        hub: &HubName,
+        changes: &BTreeMap<String, Option<Json>>,
+    ) -> Result<EventId> {
+        for (name, value) in changes {
+            if READ_ONLY_HUB_PROPS.contains(&name.as_str()) {
+                return Err(ServiceError::invalid(format!(
+                    "hub property {name} is read-only"
+                )));
+            }
+            if name.is_empty()
+                || name.len() > 64
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(ServiceError::invalid(format!(
+                    "invalid hub property name {name:?}"
+                )));
+            }
+            if name == "Description" && !matches!(value, None | Some(Json::String(_))) {
+                return Err(ServiceError::invalid(
+                    "hub property Description must be text",
+                ));
+            }
+        }
+        Ok(self.repo().set_hub_props(hub, changes, self.user()).await?)
+    }
+
+    /// The hub's definitions and their version.
+    pub async fn definitions(&self, hub: &HubName) -> Result<(Definitions, i64)> {
+        let record = self.hub(hub).await?;
+        let locations = self.repo().locations(hub).await?;
+        let channels = self.repo().channels(hub).await?;
+        Ok((
+            Definitions {
+                hub: record.hub,
+                locations: locations.into_iter().map(|l| (l.name.clone(), l)).collect(),
+                channels: channels.into_iter().map(|c| (c.name.clone(), c)).collect(),
+            },
+            record.version,
+        ))
+    }
+
+    /// The hub's definitions as a document people may see: sealed secrets are left out.
+    pub async fn export_document(&self, hub: &HubName) -> Result<Json> {
+        let (mut defs, _) = self.definitions(hub).await?;
+        for loc in defs.locations.values_mut() {
+            *loc = redact_location(loc);
+        }
+        Ok(definition::to_document(&defs))
+    }
+
+    /// Changes the hub's definitions: `edit` changes the document form, the result is compiled
+    /// like a definitions file and stored atomically with an audit event of `event_type`
+    /// describing the change. Literal secrets are sealed before they are stored. Invalid results
+    /// fail with every finding and change nothing.
+    pub async fn edit_definitions(
+        &self,
+        hub: &HubName,
+        event_type: EventType,
+        description: &str,
+        edit: impl Fn(&mut Json) -> Result<()>,
+    ) -> Result<EventId> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (defs, version) = self.definitions(hub).await?;
+            let mut doc = definition::to_document(&defs);
+            edit(&mut doc)?;
+            let cx = CompileContext {
+                default_hub: Some(hub.clone()),
+                allow_secret_values: true,
+                env: std::env::vars().collect(),
+                ..Default::default()
+            };
+            let compiled = definition::compile(&doc, &cx);
+            let Some(mut new_defs) = compiled.definitions else {
+                let errors: Vec<_> = compiled.errors().cloned().collect();
+                let first = errors
+                    .first()
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "invalid definitions".into());
+                let mut error = ServiceError::invalid(if errors.len() > 1 {
+                    format!(
+                        "{first} (and {} more error(s); nothing was changed)",
+                        errors.len() - 1
+                    )
+                } else {
+                    format!("{first}; nothing was changed")
+                });
+                error.diagnostics = errors;
+                return Err(error);
+            };
+            if new_defs.hub.name != *hub {
+                return Err(ServiceError::invalid(format!(
+                    "the document names hub {}, not {hub}",
+                    new_defs.hub.name
+                )));
+            }
+            self.seal_secrets(&mut new_defs)?;
+            let event = NewEvent {
+                hub: hub.clone(),
+                event_type,
+                user: self.user().to_owned(),
+                description: format!("{description} (by {})", self.user()),
+                channel: None,
+                loc: None,
+                loc2: None,
+                job: None,
+                state: EventState::Done,
+                body: serde_json::json!({ "change": description }),
+            };
+            match self
+                .repo()
+                .replace_hub_definitions(&new_defs, version, event)
+                .await
+            {
+                Err(e) if e.kind() == RepoErrorKind::Conflict && attempts < 5 => continue,
+                other => return Ok(other?),
+            }
+        }
+    }
+
+    fn seal_secrets(&self, defs: &mut Definitions) -> Result<()> {
+        for loc in defs.locations.values_mut() {
+            for (name, value) in loc.props.iter_mut() {
+                let text = value.to_text();
+                if !is_secret_prop(name)
+                    || secrets::is_sealed(&text)
+                    || sluice_model::definition::is_single_env_ref(&text)
+                {
+                    continue;
+                }
+                let key = self.inner.secrets.as_ref().ok_or_else(|| {
+                    ServiceError::invalid(format!(
+                        "location {}: {name} must be an ${{ENV_VAR}} reference here (no secret key to store it encrypted)",
+                        loc.name
+                    ))
+                })?;
+                *value = PropValue::Text(key.seal(&text));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts jobs that wait with a pending event; they run in the background.
+    pub async fn start_jobs(&self, hub: &HubName, jobs: &[JobName]) -> Result<Vec<EventId>> {
+        self.ensure_live(hub).await?;
+        let mut started = Vec::new();
+        for job in jobs {
+            let record = self
+                .repo()
+                .job(hub, job)
+                .await?
+                .ok_or_else(|| ServiceError::not_found(format!("job {job} does not exist")))?;
+            let event = record.last_event.ok_or_else(|| {
+                ServiceError::invalid(format!("job {job} has no pending event to run"))
+            })?;
+            started.push(self.start_pending(hub, job, event).await?);
+        }
+        Ok(started)
+    }
+
+    /// Runs the pending `event` of `job` in the background.
+    async fn start_pending(&self, hub: &HubName, job: &JobName, event: EventId) -> Result<EventId> {
+        let record = self
+            .repo()
+            .events(&EventFilter {
+                hub: Some(hub.clone()),
+                ids: vec![event],
+                ..Default::default()
+            })
+            .await?
+            .pop()
+            .ok_or_else(|| ServiceError::not_found(format!("event {event} does not exist")))?;
+        if record.state != EventState::Active {
+            return Err(ServiceError::invalid(format!(
+                "job {job} has no pending event to run (its last event {event} is {})",
+                record.state
+            )));
+        }
+        let command = record.body.get("command").cloned().unwrap_or(Json::Null);
+        let bad = |e: serde_json::Error| {
+            ServiceError::invalid(format!(
+                "event {event} does not hold a runnable request: {e}"
+            ))
+        };
+        let runner = self.as_user(&record.user);
+        match job.job_type() {
+            JobType::Refresh => {
+                let cmd: RefreshCommand = serde_json::from_value(command).map_err(bad)?;
+                detach(runner.submit_refresh(cmd, Start::Claim).await?);
+            }
+            JobType::Compare => {
+                let cmd: CompareCommand = serde_json::from_value(command).map_err(bad)?;
+                detach(runner.submit_compare(cmd, Start::Claim).await?);
+            }
+            other => {
+                return Err(ServiceError::invalid(format!(
+                    "job {job}: {other:?} jobs are not supported yet"
+                )));
+            }
+        }
+        Ok(event)
+    }
+
+    /// Suspends jobs that are not running.
+    pub async fn suspend_jobs(&self, hub: &HubName, jobs: &[JobName]) -> Result<()> {
+        for job in jobs {
+            self.repo()
+                .set_job_state(hub, job, JobState::Suspend)
+                .await?;
+        }
+        self.audit_jobs(hub, EventType::JobSuspend, "suspended", jobs)
+            .await
+    }
+
+    /// Unsuspends jobs: a job with a pending event becomes `PENDING` and the scheduler starts it.
+    pub async fn unsuspend_jobs(&self, hub: &HubName, jobs: &[JobName]) -> Result<()> {
+        for job in jobs {
+            let record = self
+                .repo()
+                .job(hub, job)
+                .await?
+                .ok_or_else(|| ServiceError::not_found(format!("job {job} does not exist")))?;
+            let pending = match record.last_event {
+                Some(ev) => self
+                    .repo()
+                    .events(&EventFilter {
+                        hub: Some(hub.clone()),
+                        ids: vec![ev],
+                        ..Default::default()
+                    })
+                    .await?
+                    .first()
+                    .is_some_and(|e| e.state == EventState::Active),
+                None => false,
+            };
+            let state = if pending {
+                JobState::Pending
+            } else {
+                JobState::Done
+            };
+            self.repo().set_job_state(hub, job, state).await?;
+        }
+        self.audit_jobs(hub, EventType::JobUnsuspend, "unsuspended", jobs)
+            .await
+    }
+
+    /// Deletes jobs; their active events are cancelled (a running one stops).
+    pub async fn delete_jobs(&self, hub: &HubName, jobs: &[JobName]) -> Result<Vec<EventId>> {
+        let mut canceled = Vec::new();
+        for job in jobs {
+            let ids = self.repo().delete_job(hub, job).await?;
+            for id in &ids {
+                self.inner.cancel_local(*id);
+            }
+            canceled.extend(ids);
+        }
+        self.audit_jobs(hub, EventType::JobDelete, "deleted", jobs)
+            .await?;
+        Ok(canceled)
+    }
+
+    async fn audit_jobs(
+        &self,
+        hub: &HubName,
+        kind: EventType,
+        verb: &str,
+        jobs: &[JobName],
+    ) -> Result<()> {
+        let names: Vec<&str> = jobs.iter().map(|j| j.as_str()).collect();
+        self.repo()
+            .post_event(NewEvent {
+                hub: hub.clone(),
+                event_type: kind,
+                user: self.user().to_owned(),
+                description: format!("jobs {verb} by {}: {}", self.user(), names.join(", ")),
+                channel: None,
+                loc: None,
+                loc2: None,
+                job: None,
+                state: EventState::Done,
+                body: serde_json::json!({ "jobs": names }),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Cancels active events: a pending one never runs, a running one stops before its next
+    /// table commits (the table it is writing is left as it was).
+    pub async fn cancel_events(&self, hub: &HubName, ids: &[EventId]) -> Result<()> {
+        let canceled = self.repo().cancel_events(hub, ids).await?;
+        for e in &canceled {
+            self.inner.cancel_local(e.id);
+        }
+        let names: Vec<String> = canceled.iter().map(|e| e.id.to_string()).collect();
+        self.repo()
+            .post_event(NewEvent {
+                hub: hub.clone(),
+                event_type: EventType::EventCancel,
+                user: self.user().to_owned(),
+                description: format!("events canceled by {}: {}", self.user(), names.join(", ")),
+                channel: None,
+                loc: None,
+                loc2: None,
+                job: None,
+                state: EventState::Done,
+                body: serde_json::json!({ "ev_ids": names }),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Submits a refresh that runs (or waits) in the background.
+    pub async fn submit_refresh_detached(
+        &self,
+        cmd: RefreshCommand,
+        start: bool,
+    ) -> Result<Posted> {
+        let submitted = self
+            .submit_refresh(cmd, if start { Start::Now } else { Start::Pending })
+            .await?;
+        let posted = submitted.posted();
+        detach(submitted);
+        Ok(posted)
+    }
+
+    /// Submits a compare that runs (or waits) in the background.
+    pub async fn submit_compare_detached(
+        &self,
+        cmd: CompareCommand,
+        start: bool,
+    ) -> Result<Posted> {
+        let submitted = self
+            .submit_compare(cmd, if start { Start::Now } else { Start::Pending })
+            .await?;
+        let posted = submitted.posted();
+        detach(submitted);
+        Ok(posted)
+    }
+
+    /// The scheduler: every `tick`, on every live hub, starts the jobs that are `PENDING` with a
+    /// pending event. Stops when `shutdown` fires. Frozen hubs are skipped.
+    pub async fn run_scheduler(self, tick: Duration, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(tick);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            if let Err(e) = self.schedule_once().await {
+                tracing::warn!(error = %e, "scheduler pass failed");
+            }
+        }
+    }
+
+    async fn schedule_once(&self) -> Result<()> {
+        for hub in self.repo().hubs().await? {
+            if hub.state != "LIVE" {
+                continue;
+            }
+            for job in self.repo().jobs(&hub.hub.name).await? {
+                if job.state != JobState::Pending {
+                    continue;
+                }
+                let Some(event) = job.last_event else {
+                    continue;
+                };
+                match self.start_pending(&hub.hub.name, &job.name, event).await {
+                    Ok(_) => {
+                        tracing::info!(job = %job.name, event = %event, "scheduler started a job")
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = %job.name, error = %e, "scheduler could not start a job")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A location with its sealed secrets left out: what may be shown.
+pub fn redact_location(loc: &Location) -> Location {
+    let mut loc = loc.clone();
+    loc.props
+        .retain(|name, value| !(is_secret_prop(name) && secrets::is_sealed(&value.to_text())));
+    loc
+}
+
+/// Lets a submitted job run to its end in the background, draining its progress.
+fn detach<R: Send + 'static>(submitted: Submitted<R>) {
+    if let Submitted::Running(RunningJob {
+        mut progress,
+        done,
+        job,
+        ..
+    }) = submitted
+    {
+        tokio::spawn(async move {
+            let drain = async { while progress.recv().await.is_some() {} };
+            let (_, result) = tokio::join!(drain, done);
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(job = %job, error = %e, "job ended with an error"),
+                Err(e) => tracing::error!(job = %job, error = %e, "job task failed"),
+            }
+        });
+    }
+}

@@ -332,7 +332,10 @@ impl<R> Submitted<R> {
             Submitted::Running(job) => Ok(job),
             Submitted::Pending(p) => Err(ServiceError::new(
                 crate::ServiceErrorKind::Conflict,
-                format!("job {} was posted as event {} but not started", p.job, p.event),
+                format!(
+                    "job {} was posted as event {} but not started",
+                    p.job, p.event
+                ),
             )),
         }
     }
@@ -955,7 +958,10 @@ impl HubService {
             "batch_rows": options.limits.max_rows,
         });
         let body = serde_json::json!({ "request": body, "command": cmd });
-        let claimed = match self.claim(&r, EventType::Refresh, &job, body, start).await? {
+        let claimed = match self
+            .claim(&r, EventType::Refresh, &job, body, start)
+            .await?
+        {
             Ok(claimed) => claimed,
             Err(posted) => return Ok(Submitted::Pending(posted)),
         };
@@ -967,12 +973,11 @@ impl HubService {
         )
         .await;
         let plans = self.planned(&r, &job, &claimed, plans).await?;
-        Ok(Submitted::Running(self.spawn(
-            &r,
-            job,
-            claimed,
-            move |service, run| async move { service.run_refresh_tables(&run, plans, options).await },
-        )))
+        Ok(Submitted::Running(
+            self.spawn(&r, job, claimed, move |service, run| async move {
+                service.run_refresh_tables(&run, plans, options).await
+            }),
+        ))
     }
 
     /// Refreshes one table of a job, recording its results and log lines.
@@ -1166,7 +1171,10 @@ impl HubService {
             "granularity": cmd.granularity,
         });
         let body = serde_json::json!({ "request": body, "command": cmd });
-        let claimed = match self.claim(&r, EventType::Compare, &job, body, start).await? {
+        let claimed = match self
+            .claim(&r, EventType::Compare, &job, body, start)
+            .await?
+        {
             Ok(claimed) => claimed,
             Err(posted) => return Ok(Submitted::Pending(posted)),
         };
@@ -1183,12 +1191,11 @@ impl HubService {
             granularity: cmd.granularity,
             max_listed: cmd.max_listed,
         };
-        Ok(Submitted::Running(self.spawn(
-            &r,
-            job,
-            claimed,
-            move |service, run| async move { service.run_compare_tables(&run, plans, options).await },
-        )))
+        Ok(Submitted::Running(
+            self.spawn(&r, job, claimed, move |service, run| async move {
+                service.run_compare_tables(&run, plans, options).await
+            }),
+        ))
     }
 
     async fn run_compare_tables(

@@ -54,6 +54,8 @@ pub enum ServiceErrorKind {
     Unauthenticated,
     /// The caller may not do this.
     Forbidden,
+    /// Too many attempts; try again later.
+    RateLimited,
 }
 
 /// An error of a use case.
@@ -146,6 +148,9 @@ struct Inner {
     owner: Owner,
     /// Jobs this process runs, by event: cancelling an event fires its token at once.
     running: std::sync::Mutex<std::collections::HashMap<EventId, CancellationToken>>,
+    /// The token signing key, read from (or first stored in) the repository.
+    jwt_key: tokio::sync::OnceCell<Vec<u8>>,
+    limiter: auth::LoginLimiter,
 }
 
 impl Inner {
@@ -208,6 +213,8 @@ impl HubService {
                 secrets: key,
                 owner: Owner::current(),
                 running: std::sync::Mutex::new(std::collections::HashMap::new()),
+                jwt_key: tokio::sync::OnceCell::new(),
+                limiter: auth::LoginLimiter::default(),
             }),
             user: Arc::from(user.into()),
         }

@@ -78,9 +78,7 @@ impl SecretKey {
         let cipher = XChaCha20Poly1305::new((&self.key).into());
         let nonce_bytes = rand::random::<[u8; 24]>();
         let nonce = XNonce::from_slice(&nonce_bytes);
-        let sealed = cipher
-            .encrypt(nonce, plain.as_bytes())
-            .unwrap_or_default();
+        let sealed = cipher.encrypt(nonce, plain.as_bytes()).unwrap_or_default();
         let mut bytes = nonce_bytes.to_vec();
         bytes.extend_from_slice(&sealed);
         format!("{PREFIX}{}", B64.encode(bytes))
