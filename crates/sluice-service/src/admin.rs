@@ -484,3 +484,44 @@ fn detach<R: Send + 'static>(submitted: Submitted<R>) {
         });
     }
 }
+
+impl HubService {
+    /// Tests a location given as a document (`{"class"?, "props": {…}}`) without storing it.
+    pub async fn test_location_document(
+        &self,
+        hub: &HubName,
+        doc: &Json,
+    ) -> Result<sluice_connector::TestReport> {
+        let whole = serde_json::json!({
+            "hub": hub.as_str(),
+            "locations": { "new_loc": doc },
+        });
+        let cx = CompileContext {
+            default_hub: Some(hub.clone()),
+            allow_secret_values: true,
+            env: std::env::vars().collect(),
+            ..Default::default()
+        };
+        let compiled = definition::compile(&whole, &cx);
+        let Some(defs) = compiled.definitions else {
+            let first = compiled
+                .errors()
+                .next()
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "invalid location".into());
+            return Err(ServiceError::invalid(first));
+        };
+        let location = defs
+            .locations
+            .into_values()
+            .next()
+            .ok_or_else(|| ServiceError::invalid("no location given"))?;
+        let connector = self
+            .connect(&location)
+            .map_err(|e| ServiceError::connector("the new location", e))?;
+        connector
+            .test()
+            .await
+            .map_err(|e| ServiceError::connector("the new location failed its test", e))
+    }
+}

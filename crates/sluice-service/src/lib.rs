@@ -63,6 +63,7 @@ pub enum ServiceErrorKind {
 #[error("{message}")]
 pub struct ServiceError {
     kind: ServiceErrorKind,
+    code: Option<&'static str>,
     message: String,
     diagnostics: Vec<Diagnostic>,
     #[source]
@@ -74,10 +75,22 @@ impl ServiceError {
     pub fn new(kind: ServiceErrorKind, message: impl Into<String>) -> Self {
         ServiceError {
             kind,
+            code: None,
             message: message.into(),
             diagnostics: Vec::new(),
             source: None,
         }
+    }
+
+    /// Gives the error a wire code (HVR's `F_XXXXXX`), for errors clients look for by code.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// The wire code, when the error has a specific one.
+    pub fn code(&self) -> Option<&'static str> {
+        self.code
     }
 
     fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -125,6 +138,7 @@ impl From<RepoError> for ServiceError {
         };
         ServiceError {
             kind,
+            code: None,
             message,
             diagnostics: Vec::new(),
             source,

@@ -1,0 +1,140 @@
+//! The one place service errors become HTTP: HVR's `text/plain` body `F_XXXXXX: message` with the
+//! statuses of the HVR API (400 for invalid requests and conflicts, 401 without a valid token, 403
+//! for a failed login or missing access, 404 for missing objects).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sluice_service::{ServiceError, ServiceErrorKind};
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+/// Codes by kind (an error may carry a more specific one, e.g. `F_JR171C`).
+pub mod codes {
+    /// The request is invalid.
+    pub const INVALID: &str = "F_JA0400";
+    /// Authentication required or the token is invalid/expired.
+    pub const UNAUTHENTICATED: &str = "F_JW054F";
+    /// Access denied or a failed login.
+    pub const FORBIDDEN: &str = "F_JA0403";
+    /// No such object or route.
+    pub const NOT_FOUND: &str = "F_JA0404";
+    /// The request conflicts with the current state.
+    pub const CONFLICT: &str = "F_JA0409";
+    /// Too many attempts.
+    pub const RATE_LIMITED: &str = "F_JA0429";
+    /// The hub's own failure.
+    pub const INTERNAL: &str = "F_JA0500";
+    /// A channel that already exists.
+    pub const CHANNEL_EXISTS: &str = "F_JR171C";
+    /// A location test naming an unknown channel.
+    pub const UNKNOWN_CHANNEL: &str = "F_JR071E";
+}
+
+impl ApiError {
+    /// An error with an explicit status and code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 400 with the generic code.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, codes::INVALID, message)
+    }
+
+    /// 404 with the generic code.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, message)
+    }
+
+    /// 401.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, codes::UNAUTHENTICATED, message)
+    }
+
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, message)
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let (status, code) = match e.kind() {
+            ServiceErrorKind::Invalid => (StatusCode::BAD_REQUEST, codes::INVALID),
+            ServiceErrorKind::NotFound => (StatusCode::NOT_FOUND, codes::NOT_FOUND),
+            ServiceErrorKind::Conflict => (StatusCode::BAD_REQUEST, codes::CONFLICT),
+            ServiceErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, codes::UNAUTHENTICATED),
+            ServiceErrorKind::Forbidden => (StatusCode::FORBIDDEN, codes::FORBIDDEN),
+            ServiceErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, codes::RATE_LIMITED),
+            ServiceErrorKind::Failed => (StatusCode::BAD_REQUEST, codes::INVALID),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL),
+        };
+        let retry_after = (e.kind() == ServiceErrorKind::RateLimited).then_some(60);
+        let mut message = full_message(&e);
+        if !e.diagnostics().is_empty() && e.diagnostics().len() > 1 {
+            let all: Vec<String> = e.diagnostics().iter().map(|d| d.to_string()).collect();
+            message = format!("{message}\n{}", all.join("\n"));
+        }
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %message, "internal error");
+        }
+        ApiError {
+            status,
+            code: e.code().unwrap_or(code),
+            message,
+            retry_after,
+        }
+    }
+}
+
+/// The error with its causes, as one line.
+fn full_message(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = format!("{}: {}", self.code, self.message.replace('\n', "\n  "));
+        let mut response = (self.status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// Results of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

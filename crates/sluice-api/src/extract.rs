@@ -1,0 +1,186 @@
+//! Extractors: the authenticated caller, JSON bodies parsed strictly with clear errors, query
+//! strings with repeated keys, and HVR's lenient booleans.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use sluice_model::AccessLevel;
+use sluice_service::HubService;
+use sluice_service::auth::Identity;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The authenticated caller, with the service acting as them.
+pub struct Caller {
+    /// The service, acting as the caller.
+    pub service: HubService,
+    /// Who it is.
+    pub identity: Identity,
+}
+
+impl Caller {
+    /// Refuses (403) unless the caller has at least `level`.
+    pub fn require(&self, level: AccessLevel) -> Result<(), ApiError> {
+        if self.identity.level.allows(level) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "user {} has {} access; this needs {level}",
+                self.identity.user, self.identity.level
+            )))
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header (scheme in any case).
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::unauthenticated(
+                "Authentication required: send 'Authorization: Bearer <access_token>' (log in with POST /auth/v1/password)",
+            )
+        })?;
+        let identity = state.service.authenticate(token).await?;
+        Ok(Caller {
+            service: state.service.as_user(&identity.user),
+            identity,
+        })
+    }
+}
+
+/// A JSON body. Empty bodies and `null` count as `{}`; anything else must parse, and errors say
+/// where and why. Unknown fields are refused by the target types (`deny_unknown_fields`).
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::invalid(format!("cannot read the request body: {e}")))?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses a body as [`JsonBody`] does.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| ApiError::invalid("the request body is not UTF-8"))?;
+    let trimmed = text.trim();
+    let text = if trimmed.is_empty() || trimmed == "null" {
+        "{}"
+    } else {
+        trimmed
+    };
+    serde_json::from_str(text).map_err(|e| {
+        let what = if e.is_syntax() || e.is_eof() {
+            "malformed JSON"
+        } else {
+            "invalid request body"
+        };
+        ApiError::invalid(format!("{what}: {e}"))
+    })
+}
+
+/// A query string as `(key, value)` pairs, keeping repeated keys.
+pub struct QueryList(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryList {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let pairs = parts
+            .uri
+            .query()
+            .map(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(QueryList(pairs))
+    }
+}
+
+impl QueryList {
+    /// Every value of `key` (repeated keys, and comma-separated values).
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key || k.strip_suffix("[]") == Some(key))
+            .flat_map(|(_, v)| v.split(',').map(str::trim).map(str::to_owned))
+            .filter(|v| !v.is_empty())
+            .collect()
+    }
+
+    /// The last value of `key`.
+    pub fn one(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A boolean (`true|false|1|0`); absent → `default`.
+    pub fn flag(&self, key: &str, default: bool) -> Result<bool, ApiError> {
+        match self.one(key) {
+            None => Ok(default),
+            Some(v) => parse_bool(v).ok_or_else(|| {
+                ApiError::invalid(format!("query parameter {key}: expected true or false, got {v:?}"))
+            }),
+        }
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// HVR's booleans: `true`, `false`, `0`, `1`, `"true"`, `"false"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let b = match &v {
+            serde_json::Value::Bool(b) => Some(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(0) => Some(false),
+                Some(1) => Some(true),
+                _ => None,
+            },
+            serde_json::Value::String(s) => parse_bool(s),
+            _ => None,
+        };
+        b.map(Flag).ok_or_else(|| {
+            serde::de::Error::custom(format!("expected a boolean (true, false, 0 or 1), found {v}"))
+        })
+    }
+}
+
+/// Whether the caller is a level that may see everything of a hub.
+pub fn read_level() -> AccessLevel {
+    AccessLevel::ReadOnly
+}

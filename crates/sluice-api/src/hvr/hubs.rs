@@ -1,0 +1,154 @@
+//! Hubs: list, get, create, delete, properties, freeze and unfreeze, status.
+
+use std::collections::BTreeMap;
+
+use axum::Json as Out;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Map, Value as Json, json};
+use sluice_model::AccessLevel;
+use sluice_repo::HubRecord;
+
+use super::hub_name;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Caller, JsonBody, QueryList};
+
+fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Every property of a hub, flat.
+fn all_props(h: &HubRecord) -> Map<String, Json> {
+    let mut m = Map::new();
+    m.insert("Description".into(), json!(h.hub.description));
+    m.insert("Created".into(), json!(ts(h.created)));
+    m.insert("Creator".into(), json!(h.creator));
+    m.insert("Hub_State".into(), json!(h.state));
+    m.insert("Hub_ID".into(), json!(h.hub.name));
+    m.insert("Hub_Server_HVR_Version".into(), json!(concat!("sluice ", env!("CARGO_PKG_VERSION"))));
+    if let Some(f) = h.freeze_time {
+        m.insert("Freeze_Time".into(), json!(ts(f)));
+    }
+    for (k, v) in &h.props {
+        m.insert(k.clone(), v.clone());
+    }
+    m
+}
+
+fn hub_json(h: &HubRecord, caller: &Caller) -> Json {
+    json!({
+        "props": all_props(h),
+        "current_user_access": {"level": caller.identity.level},
+    })
+}
+
+pub(crate) async fn clock(_caller: Caller) -> Out<Json> {
+    Out(json!({ "tstamp": ts(chrono::Utc::now()) }))
+}
+
+pub(crate) async fn list(caller: Caller) -> ApiResult<Out<Json>> {
+    let hubs = caller.service.hubs().await?;
+    let map: Map<String, Json> = hubs
+        .iter()
+        .map(|h| (h.hub.name.to_string(), hub_json(h, &caller)))
+        .collect();
+    Ok(Out(Json::Object(map)))
+}
+
+pub(crate) async fn get_one(caller: Caller, Path(hub): Path<String>) -> ApiResult<Out<Json>> {
+    caller.require(AccessLevel::ReadOnly)?;
+    let h = caller.service.hub(&hub_name(&hub)?).await?;
+    Ok(Out(hub_json(&h, &caller)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewHub {
+    hub: String,
+    #[serde(default)]
+    props: BTreeMap<String, Json>,
+}
+
+pub(crate) async fn create(caller: Caller, JsonBody(body): JsonBody<NewHub>) -> ApiResult<StatusCode> {
+    caller.require(AccessLevel::SysAdmin)?;
+    let mut description = String::new();
+    for (k, v) in &body.props {
+        match (k.as_str(), v) {
+            ("Description", Json::String(d)) => description = d.clone(),
+            ("Access_List", _) => {
+                return Err(ApiError::invalid(
+                    "Access_List is not supported: sluice grants access per user (PATCH /api/latest/users/{user})",
+                ));
+            }
+            _ => return Err(ApiError::invalid(format!("hub property {k} cannot be set at creation"))),
+        }
+    }
+    caller.service.create_hub(&body.hub, &description).await?;
+    // HVR answers 204 here (not 201).
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn delete_one(caller: Caller, Path(hub): Path<String>) -> ApiResult<StatusCode> {
+    caller.require(AccessLevel::HubOwner)?;
+    caller.service.delete_hub(&hub_name(&hub)?).await?;
+    Ok(StatusCode::OK)
+}
+
+pub(crate) async fn freeze(caller: Caller, Path(hub): Path<String>) -> ApiResult<StatusCode> {
+    caller.require(AccessLevel::HubOwner)?;
+    caller.service.freeze_hub(&hub_name(&hub)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn unfreeze(caller: Caller, Path(hub): Path<String>) -> ApiResult<StatusCode> {
+    caller.require(AccessLevel::HubOwner)?;
+    caller.service.unfreeze_hub(&hub_name(&hub)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn props_get(caller: &Caller, hub: &str, q: &QueryList) -> ApiResult<Out<Json>> {
+    caller.require(AccessLevel::ReadOnly)?;
+    let h = caller.service.hub(&hub_name(hub)?).await?;
+    let mut all = all_props(&h);
+    let wanted = q.all("fetch");
+    if !wanted.is_empty() {
+        all.retain(|k, _| wanted.contains(k));
+    }
+    Ok(Out(Json::Object(all)))
+}
+
+pub(crate) async fn props(caller: Caller, Path(hub): Path<String>, q: QueryList) -> ApiResult<Out<Json>> {
+    props_get(&caller, &hub, &q).await
+}
+
+pub(crate) async fn patch_props(
+    caller: Caller,
+    Path(hub): Path<String>,
+    JsonBody(body): JsonBody<BTreeMap<String, Json>>,
+) -> ApiResult<StatusCode> {
+    caller.require(AccessLevel::HubOwner)?;
+    let changes: BTreeMap<String, Option<Json>> = body
+        .into_iter()
+        .map(|(k, v)| (k, (!v.is_null()).then_some(v)))
+        .collect();
+    if changes.is_empty() {
+        return Err(ApiError::invalid("no properties given"));
+    }
+    caller.service.set_hub_props(&hub_name(&hub)?, &changes).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn status(caller: Caller, Path(hub): Path<String>) -> ApiResult<Out<Json>> {
+    caller.require(AccessLevel::ReadOnly)?;
+    let h = caller.service.hub(&hub_name(&hub)?).await?;
+    let mut out = json!({
+        "hub_state": h.state,
+        "jobs_over_latency_sla": [],
+        "license": "VALID",
+    });
+    if let Some(f) = h.freeze_time {
+        out["freeze_time"] = json!(ts(f));
+    }
+    Ok(Out(out))
+}

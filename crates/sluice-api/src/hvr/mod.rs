@@ -1,0 +1,64 @@
+//! The HVR 6 REST API (reference: `hvr6-api.md`), under `/auth/v1/…` and `/api/latest/…`.
+
+mod auth;
+mod definition;
+mod hubs;
+mod ops;
+pub(crate) mod wire;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+use sluice_model::HubName;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A hub name from a path.
+pub(crate) fn hub_name(s: &str) -> Result<HubName, ApiError> {
+    HubName::new(s).map_err(|e| ApiError::not_found(format!("hub {s:?} does not exist ({e})")))
+}
+
+pub(crate) fn routes() -> Router<AppState> {
+    const H: &str = "/api/latest/hubs/{hub}";
+    Router::new()
+        .route("/auth/v1/password", post(auth::password))
+        .route("/auth/v1/refresh", post(auth::refresh))
+        .route("/auth/v1/revoke", post(auth::revoke))
+        .route("/api", get(auth::versions))
+        .route("/api/latest/hubserver/clock", get(hubs::clock))
+        .route("/api/latest/users", get(auth::users).post(auth::create_user))
+        .route(
+            "/api/latest/users/{user}",
+            get(auth::user).patch(auth::update_user).delete(auth::delete_user),
+        )
+        .route("/api/latest/hubs", get(hubs::list).post(hubs::create))
+        .route(H, get(hubs::get_one).delete(hubs::delete_one))
+        .route(&format!("{H}/freeze"), post(hubs::freeze))
+        .route(&format!("{H}/unfreeze"), post(hubs::unfreeze))
+        .route(&format!("{H}/props"), get(hubs::props).patch(hubs::patch_props))
+        .route(&format!("{H}/query/status"), get(hubs::status))
+        .merge(definition::routes())
+        .route(&format!("{H}/channels/{{channel}}/refresh"), post(ops::refresh))
+        .route(&format!("{H}/channels/{{channel}}/compare"), post(ops::compare))
+        .route(&format!("{H}/channels/{{channel}}/activate"), post(ops::activate))
+        .route(&format!("{H}/channels/{{channel}}/deactivate"), post(ops::deactivate))
+        .route(
+            &format!("{H}/channels/{{channel}}/refresh/tables_results_ids"),
+            get(ops::refresh_results_ids),
+        )
+        .route(
+            &format!("{H}/channels/{{channel}}/compare/tables_results_ids"),
+            get(ops::compare_results_ids),
+        )
+        .route(&format!("{H}/jobs"), get(ops::jobs))
+        .route(&format!("{H}/jobs/{{job}}"), delete(ops::delete_job))
+        .route(&format!("{H}/jobs_start"), post(ops::jobs_start))
+        .route(&format!("{H}/jobs_suspend"), post(ops::jobs_suspend))
+        .route(&format!("{H}/jobs_unsuspend"), post(ops::jobs_unsuspend))
+        .route(&format!("{H}/jobs_delete"), post(ops::jobs_delete))
+        .route(&format!("{H}/events"), get(ops::events))
+        .route(&format!("{H}/events_cancel"), post(ops::events_cancel))
+        .route(&format!("{H}/events/{{ev_id}}/log"), get(ops::event_log))
+        .route(&format!("{H}/locs/{{loc}}/test"), post(ops::test_location))
+        .route(&format!("{H}/new_loc/test"), post(ops::test_new_location))
+}

@@ -1,0 +1,110 @@
+//! Request counters and the Prometheus text of `GET /metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+
+/// Counters kept by the server.
+#[derive(Default)]
+pub struct Metrics {
+    requests: [AtomicU64; 6],
+    micros: AtomicU64,
+    logins_failed: AtomicU64,
+}
+
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+impl Metrics {
+    fn record(&self, status: u16, micros: u64) {
+        let i = match status {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            500..=599 => 4,
+            _ => 5,
+        };
+        self.requests[i].fetch_add(1, Ordering::Relaxed);
+        self.micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Counts a failed login.
+    pub fn login_failed(&self) {
+        self.logins_failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let response = next.run(req).await;
+    state.metrics.record(
+        response.status().as_u16(),
+        start.elapsed().as_micros() as u64,
+    );
+    response
+}
+
+pub(crate) async fn render(State(state): State<AppState>) -> Response {
+    use std::fmt::Write as _;
+    let m = &state.metrics;
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP sluice_http_requests_total HTTP requests answered, by status class.");
+    let _ = writeln!(out, "# TYPE sluice_http_requests_total counter");
+    let mut total = 0;
+    for (i, class) in CLASSES.iter().enumerate() {
+        let n = m.requests[i].load(Ordering::Relaxed);
+        total += n;
+        let _ = writeln!(out, "sluice_http_requests_total{{status=\"{class}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP sluice_http_request_seconds Time spent answering HTTP requests.");
+    let _ = writeln!(out, "# TYPE sluice_http_request_seconds summary");
+    let _ = writeln!(
+        out,
+        "sluice_http_request_seconds_sum {}",
+        m.micros.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(out, "sluice_http_request_seconds_count {total}");
+    let _ = writeln!(out, "# HELP sluice_logins_failed_total Failed logins.");
+    let _ = writeln!(out, "# TYPE sluice_logins_failed_total counter");
+    let _ = writeln!(out, "sluice_logins_failed_total {}", m.logins_failed.load(Ordering::Relaxed));
+    let _ = writeln!(out, "# HELP sluice_uptime_seconds Seconds since the server started.");
+    let _ = writeln!(out, "# TYPE sluice_uptime_seconds gauge");
+    let _ = writeln!(out, "sluice_uptime_seconds {}", state.started.elapsed().as_secs());
+    let repo = state.service.repository();
+    if let Ok(hubs) = repo.hubs().await {
+        let _ = writeln!(out, "# HELP sluice_hub_frozen Whether a hub is frozen (1) or live (0).");
+        let _ = writeln!(out, "# TYPE sluice_hub_frozen gauge");
+        for h in &hubs {
+            let _ = writeln!(
+                out,
+                "sluice_hub_frozen{{hub=\"{}\"}} {}",
+                h.hub.name,
+                u8::from(h.state == "FROZEN")
+            );
+        }
+        let _ = writeln!(out, "# HELP sluice_jobs Jobs by hub and state.");
+        let _ = writeln!(out, "# TYPE sluice_jobs gauge");
+        for h in &hubs {
+            if let Ok(jobs) = repo.jobs(&h.hub.name).await {
+                let mut counts = std::collections::BTreeMap::new();
+                for j in jobs {
+                    *counts.entry(j.state.as_str()).or_insert(0u64) += 1;
+                }
+                for (state, n) in counts {
+                    let _ = writeln!(
+                        out,
+                        "sluice_jobs{{hub=\"{}\",state=\"{state}\"}} {n}",
+                        h.hub.name
+                    );
+                }
+            }
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
