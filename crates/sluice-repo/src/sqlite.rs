@@ -14,14 +14,15 @@ use sluice_model::definition::{
     Action, Channel, ChannelColumn, ChannelTable, Definitions, Hub, Location, PropValue,
 };
 use sluice_model::{
-    AccessLevel, ChannelName, EventId, EventState, EventType, HubName, JobName, JobState, LocGroupName,
-    LocationName, TableName,
+    AccessLevel, ChannelName, EventId, EventState, EventType, HubName, JobName, JobState,
+    LocGroupName, LocationName, TableName,
 };
 
 use crate::migrations::MIGRATIONS;
 use crate::{
     ApplySummary, EventFilter, EventRecord, EventResult, HubRecord, JobRecord, NewEvent, Owner,
-    RepoError, RepoErrorKind, Repository, Result, StartedJob, SubmittedJob, TokenRecord, UserRecord,
+    RepoError, RepoErrorKind, Repository, Result, StartedJob, SubmittedJob, TokenRecord,
+    UserRecord,
 };
 
 /// The repository in a SQLite file.
@@ -328,7 +329,9 @@ fn read_hub(conn: &Connection, hub: &str) -> Result<Option<HubRecord>> {
         return Ok(None);
     };
     let mut stmt = conn
-        .prepare_cached("SELECT prop_name, prop_value FROM hub_property WHERE hub_name = ?1 ORDER BY prop_name")
+        .prepare_cached(
+            "SELECT prop_name, prop_value FROM hub_property WHERE hub_name = ?1 ORDER BY prop_name",
+        )
         .map_err(|e| storage(e, "read hub properties"))?;
     let props: Vec<(String, String)> = stmt
         .query_map([hub], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -536,7 +539,13 @@ fn running_event(
     stale_after: Duration,
     taken_over: &mut Vec<EventId>,
 ) -> Result<Option<RepoError>> {
-    type Row = (String, Option<String>, Option<String>, Option<String>, Option<i64>);
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
     let row: Option<Row> = tx
         .query_row(
             "SELECT job_state, last_ev_id, heartbeat, owner_host, owner_pid FROM job WHERE hub_name = ?1 AND job_name = ?2",
@@ -584,7 +593,12 @@ fn running_event(
 }
 
 /// Marks `ACTIVE` events of a job `CANCELED`; returns their ids.
-fn cancel_job_events(tx: &Transaction<'_>, hub: &str, job: &str, response: &str) -> Result<Vec<EventId>> {
+fn cancel_job_events(
+    tx: &Transaction<'_>,
+    hub: &str,
+    job: &str,
+    response: &str,
+) -> Result<Vec<EventId>> {
     let ids: Vec<String> = tx
         .prepare("SELECT ev_id FROM event WHERE hub_name = ?1 AND job_name = ?2 AND ev_state = 'ACTIVE' ORDER BY ev_id")
         .and_then(|mut st| st.query_map(params![hub, job], |r| r.get(0))?.collect())
@@ -613,7 +627,11 @@ fn claim(tx: &Transaction<'_>, hub: &str, job: &str, event: &str, owner: &Owner)
     Ok(())
 }
 
-fn submit(tx: &Transaction<'_>, event: &NewEvent, start: Option<(&Owner, Duration)>) -> Result<SubmittedJob> {
+fn submit(
+    tx: &Transaction<'_>,
+    event: &NewEvent,
+    start: Option<(&Owner, Duration)>,
+) -> Result<SubmittedJob> {
     let job = event
         .job
         .clone()
@@ -637,14 +655,22 @@ fn submit(tx: &Transaction<'_>, event: &NewEvent, start: Option<(&Owner, Duratio
             .map_err(|e| storage(e, "queue a job"))?;
         }
     }
-    Ok(SubmittedJob { event: id, canceled, taken_over })
+    Ok(SubmittedJob {
+        event: id,
+        canceled,
+        taken_over,
+    })
 }
 
-fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, String, String)> {
+fn user_from_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(String, String, String, String, String)> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
-fn user_record((n, level, hash, created, creator): (String, String, String, String, String)) -> Result<UserRecord> {
+fn user_record(
+    (n, level, hash, created, creator): (String, String, String, String, String),
+) -> Result<UserRecord> {
     Ok(UserRecord {
         name: n,
         level: name(&level, "access level")?,
@@ -654,16 +680,38 @@ fn user_record((n, level, hash, created, creator): (String, String, String, Stri
     })
 }
 
-fn token_record((hash, user, kind, created, expires): (String, String, String, String, String)) -> Result<TokenRecord> {
-    Ok(TokenRecord { hash, user, kind, created: parse_ts(&created)?, expires: parse_ts(&expires)? })
+fn token_record(
+    (hash, user, kind, created, expires): (String, String, String, String, String),
+) -> Result<TokenRecord> {
+    Ok(TokenRecord {
+        hash,
+        user,
+        kind,
+        created: parse_ts(&created)?,
+        expires: parse_ts(&expires)?,
+    })
 }
 
 const JOB_COLUMNS: &str = "job_name, job_state, last_ev_id, run_begin, run_end, num_runs";
 
-type JobRow = (String, String, Option<String>, Option<String>, Option<String>, i64);
+type JobRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+);
 
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
 fn job_record((n, s, ev, begin, end, runs): JobRow) -> Result<JobRecord> {
@@ -1109,10 +1157,14 @@ impl Repository for SqliteRepository {
                 if filter.fetch_results {
                     record.results = read_results(conn, &record.id.to_string(), None)?
                         .into_iter()
-                        .filter(|r| filter.result_names.is_empty() || filter.result_names.contains(&r.name))
+                        .filter(|r| {
+                            filter.result_names.is_empty() || filter.result_names.contains(&r.name)
+                        })
                         .filter(|r| {
                             filter.result_tables.is_empty()
-                                || r.table.as_ref().is_some_and(|t| filter.result_tables.contains(t))
+                                || r.table
+                                    .as_ref()
+                                    .is_some_and(|t| filter.result_tables.contains(t))
                         })
                         .collect();
                 }
@@ -1144,7 +1196,9 @@ impl Repository for SqliteRepository {
         let hub = hub.clone();
         self.with(move |conn| {
             let mut stmt = conn
-                .prepare(&format!("SELECT {JOB_COLUMNS} FROM job WHERE hub_name = ?1 ORDER BY job_name"))
+                .prepare(&format!(
+                    "SELECT {JOB_COLUMNS} FROM job WHERE hub_name = ?1 ORDER BY job_name"
+                ))
                 .map_err(|e| storage(e, "list jobs"))?;
             let rows: Vec<JobRow> = stmt
                 .query_map([hub.as_str()], job_from_row)
@@ -1195,14 +1249,25 @@ impl Repository for SqliteRepository {
         self.with(move |conn| {
             let tx = begin(conn)?;
             if read_hub(&tx, hub.name.as_str())?.is_some() {
-                return Err(RepoError::new(RepoErrorKind::Conflict, format!("hub {} already exists", hub.name)));
+                return Err(RepoError::new(
+                    RepoErrorKind::Conflict,
+                    format!("hub {} already exists", hub.name),
+                ));
             }
             tx.execute(
                 "INSERT INTO hub (hub_name, description, created, creator) VALUES (?1, ?2, ?3, ?4)",
                 params![hub.name.as_str(), hub.description, ts(Utc::now()), user],
             )
             .map_err(|e| storage(e, "create a hub"))?;
-            let id = insert_event(&tx, &audit(&hub.name, EventType::HubCreate, &user, format!("hub {} created", hub.name)))?;
+            let id = insert_event(
+                &tx,
+                &audit(
+                    &hub.name,
+                    EventType::HubCreate,
+                    &user,
+                    format!("hub {} created", hub.name),
+                ),
+            )?;
             tx.commit().map_err(|e| storage(e, "commit a hub"))?;
             Ok(id)
         })
@@ -1220,7 +1285,8 @@ impl Repository for SqliteRepository {
                 "DELETE FROM location WHERE hub_name = ?1",
                 "DELETE FROM job WHERE hub_name = ?1",
             ] {
-                tx.execute(sql, [h]).map_err(|e| storage(e, "delete a hub"))?;
+                tx.execute(sql, [h])
+                    .map_err(|e| storage(e, "delete a hub"))?;
             }
             let n = tx
                 .execute("DELETE FROM hub WHERE hub_name = ?1", [h])
@@ -1399,7 +1465,12 @@ impl Repository for SqliteRepository {
         .await
     }
 
-    async fn update_user(&self, user: &str, level: Option<AccessLevel>, password_hash: Option<&str>) -> Result<()> {
+    async fn update_user(
+        &self,
+        user: &str,
+        level: Option<AccessLevel>,
+        password_hash: Option<&str>,
+    ) -> Result<()> {
         let (user, hash) = (user.to_owned(), password_hash.map(str::to_owned));
         self.with(move |conn| {
             let n = conn
@@ -1423,7 +1494,10 @@ impl Repository for SqliteRepository {
                 .execute("DELETE FROM app_user WHERE user_name = ?1", [&user])
                 .map_err(|e| storage(e, "delete a user"))?;
             if n == 0 {
-                return Err(RepoError::new(RepoErrorKind::NotFound, format!("user {user} does not exist")));
+                return Err(RepoError::new(
+                    RepoErrorKind::NotFound,
+                    format!("user {user} does not exist"),
+                ));
             }
             Ok(())
         })
@@ -1501,10 +1575,17 @@ impl Repository for SqliteRepository {
         let (setting, value) = (setting.to_owned(), value.to_owned());
         self.with(move |conn| {
             let tx = begin(conn)?;
-            tx.execute("INSERT INTO setting (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING", params![setting, value])
-                .map_err(|e| storage(e, "store a setting"))?;
+            tx.execute(
+                "INSERT INTO setting (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![setting, value],
+            )
+            .map_err(|e| storage(e, "store a setting"))?;
             let stored: String = tx
-                .query_row("SELECT value FROM setting WHERE name = ?1", [&setting], |r| r.get(0))
+                .query_row(
+                    "SELECT value FROM setting WHERE name = ?1",
+                    [&setting],
+                    |r| r.get(0),
+                )
                 .map_err(|e| storage(e, "read a setting"))?;
             tx.commit().map_err(|e| storage(e, "commit a setting"))?;
             Ok(stored)
@@ -1512,7 +1593,11 @@ impl Repository for SqliteRepository {
         .await
     }
 
-    async fn submit_job(&self, event: NewEvent, start: Option<(&Owner, Duration)>) -> Result<SubmittedJob> {
+    async fn submit_job(
+        &self,
+        event: NewEvent,
+        start: Option<(&Owner, Duration)>,
+    ) -> Result<SubmittedJob> {
         let start = start.map(|(o, d)| (o.clone(), d));
         self.with(move |conn| {
             let tx = begin(conn)?;
@@ -1535,11 +1620,18 @@ impl Repository for SqliteRepository {
             let tx = begin(conn)?;
             let (h, j) = (hub.as_str(), job.as_str());
             let last: Option<Option<String>> = tx
-                .query_row("SELECT last_ev_id FROM job WHERE hub_name = ?1 AND job_name = ?2", params![h, j], |r| r.get(0))
+                .query_row(
+                    "SELECT last_ev_id FROM job WHERE hub_name = ?1 AND job_name = ?2",
+                    params![h, j],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(|e| storage(e, "read a job"))?;
             let Some(last) = last else {
-                return Err(RepoError::new(RepoErrorKind::NotFound, format!("job {job} does not exist")));
+                return Err(RepoError::new(
+                    RepoErrorKind::NotFound,
+                    format!("job {job} does not exist"),
+                ));
             };
             let mut taken_over = Vec::new();
             if let Some(conflict) = running_event(&tx, h, j, stale_after, &mut taken_over)? {
@@ -1547,7 +1639,9 @@ impl Repository for SqliteRepository {
             }
             let pending = match last {
                 Some(ev) => tx
-                    .query_row("SELECT ev_state FROM event WHERE ev_id = ?1", [&ev], |r| r.get::<_, String>(0))
+                    .query_row("SELECT ev_state FROM event WHERE ev_id = ?1", [&ev], |r| {
+                        r.get::<_, String>(0)
+                    })
                     .optional()
                     .map_err(|e| storage(e, "read an event"))?
                     .filter(|s| s == EventState::Active.as_str())
@@ -1555,7 +1649,10 @@ impl Repository for SqliteRepository {
                 None => None,
             };
             let Some(ev) = pending else {
-                return Err(RepoError::new(RepoErrorKind::Conflict, format!("job {job} has no pending event to run")));
+                return Err(RepoError::new(
+                    RepoErrorKind::Conflict,
+                    format!("job {job} has no pending event to run"),
+                ));
             };
             claim(&tx, h, j, &ev, &owner)?;
             tx.commit().map_err(|e| storage(e, "commit a job start"))?;
@@ -1567,11 +1664,16 @@ impl Repository for SqliteRepository {
     async fn job(&self, hub: &HubName, job: &JobName) -> Result<Option<JobRecord>> {
         let (hub, job) = (hub.clone(), job.clone());
         self.with(move |conn| {
-            conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM job WHERE hub_name = ?1 AND job_name = ?2"))
-                .and_then(|mut st| st.query_row(params![hub.as_str(), job.as_str()], job_from_row).optional())
-                .map_err(|e| storage(e, "read a job"))?
-                .map(job_record)
-                .transpose()
+            conn.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM job WHERE hub_name = ?1 AND job_name = ?2"
+            ))
+            .and_then(|mut st| {
+                st.query_row(params![hub.as_str(), job.as_str()], job_from_row)
+                    .optional()
+            })
+            .map_err(|e| storage(e, "read a job"))?
+            .map(job_record)
+            .transpose()
         })
         .await
     }
@@ -1581,13 +1683,25 @@ impl Repository for SqliteRepository {
         self.with(move |conn| {
             let tx = begin(conn)?;
             let current: Option<String> = tx
-                .query_row("SELECT job_state FROM job WHERE hub_name = ?1 AND job_name = ?2", params![hub.as_str(), job.as_str()], |r| r.get(0))
+                .query_row(
+                    "SELECT job_state FROM job WHERE hub_name = ?1 AND job_name = ?2",
+                    params![hub.as_str(), job.as_str()],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(|e| storage(e, "read a job"))?;
             match current.as_deref() {
-                None => return Err(RepoError::new(RepoErrorKind::NotFound, format!("job {job} does not exist"))),
+                None => {
+                    return Err(RepoError::new(
+                        RepoErrorKind::NotFound,
+                        format!("job {job} does not exist"),
+                    ));
+                }
                 Some("RUNNING") => {
-                    return Err(RepoError::new(RepoErrorKind::Conflict, format!("job {job} is running; cancel its event to stop it")));
+                    return Err(RepoError::new(
+                        RepoErrorKind::Conflict,
+                        format!("job {job} is running; cancel its event to stop it"),
+                    ));
                 }
                 Some(_) => {}
             }
@@ -1605,14 +1719,26 @@ impl Repository for SqliteRepository {
         let (hub, job) = (hub.clone(), job.clone());
         self.with(move |conn| {
             let tx = begin(conn)?;
-            let canceled = cancel_job_events(&tx, hub.as_str(), job.as_str(), "canceled: its job was deleted")?;
+            let canceled = cancel_job_events(
+                &tx,
+                hub.as_str(),
+                job.as_str(),
+                "canceled: its job was deleted",
+            )?;
             let n = tx
-                .execute("DELETE FROM job WHERE hub_name = ?1 AND job_name = ?2", params![hub.as_str(), job.as_str()])
+                .execute(
+                    "DELETE FROM job WHERE hub_name = ?1 AND job_name = ?2",
+                    params![hub.as_str(), job.as_str()],
+                )
                 .map_err(|e| storage(e, "delete a job"))?;
             if n == 0 {
-                return Err(RepoError::new(RepoErrorKind::NotFound, format!("job {job} does not exist")));
+                return Err(RepoError::new(
+                    RepoErrorKind::NotFound,
+                    format!("job {job} does not exist"),
+                ));
             }
-            tx.commit().map_err(|e| storage(e, "commit a job deletion"))?;
+            tx.commit()
+                .map_err(|e| storage(e, "commit a job deletion"))?;
             Ok(canceled)
         })
         .await
