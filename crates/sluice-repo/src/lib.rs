@@ -1,23 +1,29 @@
 //! The hub repository: definitions (hubs, locations, channels), jobs, events with per-table results
 //! and log lines.
 //!
-//! [`Repository`] is the interface the service uses; [`SqliteRepository`] keeps it in one SQLite
-//! file (`$SLUICE_HOME/hub.db`), migrated by version on open. Definitions are stored as HVR's
-//! repository stores them, one row per location property, channel table, column and action, so they
-//! can later be changed piece by piece.
+//! [`Repository`] is the interface the service uses. [`SqliteRepository`] keeps it in one SQLite
+//! file (`$SLUICE_HOME/hub.db`); [`PostgresRepository`] in a PostgreSQL database that several hub
+//! server processes may share. [`open_repository`] opens either from a spec (`sqlite:PATH`, a path,
+//! or `postgres://…`). Both are migrated by version on open, with the same tables and columns.
+//! Definitions are stored as HVR's repository stores them, one row per location property, channel
+//! table, column and action, so they can later be changed piece by piece.
 //!
-//! Two operations are atomic because correctness depends on it:
+//! Operations are atomic across processes sharing the repository where correctness depends on it:
 //! * [`Repository::apply_definitions`] replaces every object of a definitions file, and posts the
 //!   audit event, in one transaction; a failure changes nothing.
 //! * [`Repository::start_job`] posts the job's event and claims the job in one transaction: at most
 //!   one run per job at a time. A run whose process stopped sending heartbeats is failed and taken
-//!   over, so a crash never blocks a job forever.
+//!   over, so a crash never blocks a job forever. [`Repository::submit_job`] and
+//!   [`Repository::claim_job`] likewise: of racing submitters exactly one wins.
+//! * Event ids are unique and increasing, whichever process posts them.
 #![deny(missing_docs)]
 
 mod migrations;
+mod postgres;
 mod sqlite;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,11 +31,49 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sluice_model::definition::{Channel, Definitions, Hub, Location};
 use sluice_model::{
-    AccessLevel, ChannelName, EventId, EventState, EventType, HubName, JobName, JobState, LocationName,
-    ResultName, TableName,
+    AccessLevel, ChannelName, EventId, EventState, EventType, HubName, JobName, JobState,
+    LocationName, ResultName, TableName,
 };
 
+pub use postgres::PostgresRepository;
 pub use sqlite::SqliteRepository;
+
+/// Opens the repository named by `spec`: `postgres://…` or `postgresql://…` (a PostgreSQL
+/// database, see [`PostgresRepository::connect`]), `sqlite:PATH` or a plain file path (see
+/// [`SqliteRepository::open`]). Any other `scheme://` is refused.
+pub async fn open_repository(spec: &str) -> Result<Arc<dyn Repository>> {
+    let spec = spec.trim();
+    let lower = spec.to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        return Ok(Arc::new(PostgresRepository::connect(spec).await?));
+    }
+    let path = if lower.starts_with("sqlite:") {
+        let rest = &spec["sqlite:".len()..];
+        rest.strip_prefix("//").unwrap_or(rest)
+    } else if let Some((scheme, _)) = spec.split_once("://") {
+        return Err(RepoError::new(
+            RepoErrorKind::Storage,
+            format!(
+                "unsupported repository scheme {scheme:?}: expected sqlite:PATH, a file path, or postgres://USER@HOST:PORT/DATABASE"
+            ),
+        ));
+    } else {
+        spec
+    };
+    if path.is_empty() {
+        return Err(RepoError::new(
+            RepoErrorKind::Storage,
+            "no repository given: expected sqlite:PATH, a file path, or postgres://USER@HOST:PORT/DATABASE",
+        ));
+    }
+    let path = path.to_owned();
+    let repo = tokio::task::spawn_blocking(move || SqliteRepository::open(path))
+        .await
+        .map_err(|e| {
+            RepoError::new(RepoErrorKind::Storage, "opening the repository failed").with_source(e)
+        })??;
+    Ok(Arc::new(repo))
+}
 
 /// What went wrong in the repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -511,4 +555,3 @@ pub trait Repository: Send + Sync {
     /// `NotFound` when one does not exist; then nothing changes.
     async fn cancel_events(&self, hub: &HubName, ids: &[EventId]) -> Result<Vec<EventRecord>>;
 }
-
