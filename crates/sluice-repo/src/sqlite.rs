@@ -178,8 +178,19 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-/// Inserts an event with a unique id (at least one microsecond after the newest).
+/// Inserts an event with a unique id (at least one microsecond after the newest). `NotFound` when
+/// the hub does not exist.
 fn insert_event(tx: &Transaction<'_>, event: &NewEvent) -> Result<EventId> {
+    let hub_exists: bool = tx
+        .query_row(
+            "SELECT count(*) > 0 FROM hub WHERE hub_name = ?1",
+            [event.hub.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(|e| storage(e, "read a hub"))?;
+    if !hub_exists {
+        return Err(hub_missing(&event.hub));
+    }
     let newest: Option<String> = tx
         .query_row("SELECT max(ev_id) FROM event", [], |r| r.get(0))
         .map_err(|e| storage(e, "read event ids"))?;
