@@ -1,21 +1,287 @@
-//! The SQLite repository: migrations, definitions round trip, atomic apply, events, and job claims.
+//! The repository contract, run against both backends: every test in `on_both_backends!` runs once
+//! on a fresh SQLite file and once on a fresh PostgreSQL database (`sluice_repo_test_<random>`,
+//! dropped afterwards). PostgreSQL is `$SLUICE_TEST_PG` (default `postgres://postgres@127.0.0.1:5432`);
+//! when it is unreachable the PostgreSQL tests fail, they are never skipped.
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DurationRound, SubsecRound, TimeDelta, Utc};
 use sluice_model::definition::{
     Action, Channel, ChannelColumn, ChannelTable, Definitions, Hub, LocScope, Location,
     LocationClass, PropValue, TableScope,
 };
 use sluice_model::{
-    ChannelName, DataType, EventState, EventType, HubName, JobName, JobState, LocGroupName,
-    LocationName, ResultName, TableName,
+    AccessLevel, ChannelName, DataType, EventId, EventState, EventType, HubName, JobName, JobState,
+    LocGroupName, LocationName, ResultName, TableName,
 };
 use sluice_repo::{
-    EventFilter, EventResult, NewEvent, Owner, RepoErrorKind, Repository, SqliteRepository,
+    EventFilter, EventResult, NewEvent, Owner, PostgresRepository, RepoError, RepoErrorKind,
+    Repository, SqliteRepository, TokenRecord, UserRecord, open_repository,
 };
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures: one repository per test, on either backend.
+
+/// The PostgreSQL server of the tests, without a database.
+fn pg_server() -> String {
+    std::env::var("SLUICE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// `server` with its database (path) set to `database`, keeping any query string.
+fn pg_url(server: &str, database: &str) -> String {
+    let (base, query) = match server.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (server, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{database}?{q}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+async fn pg_admin() -> tokio_postgres::Client {
+    let url = pg_url(&pg_server(), "postgres");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL for the repository tests is unreachable at {url} ({e}); start it or \
+                 point SLUICE_TEST_PG at one (these tests never skip)"
+            )
+        });
+    tokio::spawn(connection);
+    client
+}
+
+/// A fresh PostgreSQL database, dropped (with its connections) when this is dropped.
+struct TestDatabase {
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    async fn create() -> Self {
+        let name = format!(
+            "sluice_repo_test_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..16]
+        );
+        pg_admin()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        let url = pg_url(&pg_server(), &name);
+        TestDatabase { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop runs outside async; drop the database from a thread with its own runtime.
+        let name = self.name.clone();
+        let outcome = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let url = pg_url(&pg_server(), "postgres");
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("cannot drop test database {}: {e}", self.name),
+            Err(_) => eprintln!("cannot drop test database {}", self.name),
+        }
+    }
+}
+
+enum Store {
+    Sqlite {
+        path: PathBuf,
+        _dir: tempfile::TempDir,
+    },
+    Postgres(TestDatabase),
+}
+
+/// A repository on a fresh store. Derefs to the repository.
+struct Fixture {
+    // Before `store`: the pool closes before the database is dropped.
+    repo: Arc<dyn Repository>,
+    store: Store,
+}
+
+impl Deref for Fixture {
+    type Target = dyn Repository;
+    fn deref(&self) -> &Self::Target {
+        &*self.repo
+    }
+}
+
+impl Fixture {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("home/hub.db");
+        let repo = Arc::new(SqliteRepository::open(&path).unwrap());
+        Fixture {
+            repo,
+            store: Store::Sqlite { path, _dir: dir },
+        }
+    }
+
+    async fn postgres() -> Self {
+        let db = TestDatabase::create().await;
+        let repo = Arc::new(PostgresRepository::connect(&db.url).await.unwrap());
+        Fixture {
+            repo,
+            store: Store::Postgres(db),
+        }
+    }
+
+    /// Another repository on the same store, as a second process would open it.
+    async fn reopen(&self) -> Result<Arc<dyn Repository>, RepoError> {
+        Ok(match &self.store {
+            Store::Sqlite { path, .. } => Arc::new(SqliteRepository::open(path)?),
+            Store::Postgres(db) => Arc::new(PostgresRepository::connect(&db.url).await?),
+        })
+    }
+
+    async fn schema_version(&self) -> u32 {
+        match &self.store {
+            Store::Sqlite { path, .. } => SqliteRepository::open(path)
+                .unwrap()
+                .schema_version()
+                .unwrap(),
+            Store::Postgres(db) => PostgresRepository::connect(&db.url)
+                .await
+                .unwrap()
+                .schema_version()
+                .await
+                .unwrap(),
+        }
+    }
+
+    /// Stores an event of hub1 with id `id` directly, as a process whose clock runs ahead would.
+    async fn insert_event_at(&self, id: EventId) {
+        let sql = format!(
+            "INSERT INTO event (ev_id, hub_name, ev_type, user_name, description, ev_state, start_tstamp, last_updated) \
+             VALUES ('{id}', 'hub1', 'Refresh', 'skewed', 'from the future', 'DONE', '{id}', '{id}')"
+        );
+        match &self.store {
+            Store::Sqlite { path, .. } => {
+                rusqlite::Connection::open(path)
+                    .unwrap()
+                    .execute(&sql, [])
+                    .unwrap();
+            }
+            Store::Postgres(db) => {
+                let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                client.batch_execute(&sql).await.unwrap();
+            }
+        }
+    }
+
+    /// Records a migration this build does not know, as a newer sluice would.
+    async fn record_future_migration(&self) {
+        match &self.store {
+            Store::Sqlite { path, .. } => {
+                rusqlite::Connection::open(path)
+                    .unwrap()
+                    .execute(
+                        "INSERT INTO schema_migration VALUES (99, 'future', '2030-01-01T00:00:00Z')",
+                        [],
+                    )
+                    .unwrap();
+            }
+            Store::Postgres(db) => {
+                let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                client
+                    .batch_execute(
+                        "INSERT INTO schema_migration VALUES (99, 'future', '2030-01-01T00:00:00Z')",
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// For each named `async fn NAME(fx: Fixture)`, a module `NAME` with the tests `sqlite` and
+/// `postgres`.
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$test(super::Fixture::sqlite().await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$test(super::Fixture::postgres().await).await
+            }
+        }
+    )+};
+}
+
+on_both_backends!(
+    definitions_round_trip_and_replace,
+    a_failed_apply_changes_nothing,
+    one_run_per_job_and_abandoned_runs_are_taken_over,
+    concurrent_starts_through_two_instances_admit_exactly_one,
+    concurrent_submits_through_two_instances_admit_exactly_one,
+    concurrent_pending_submits_leave_exactly_one_pending,
+    event_ids_are_unique_and_logs_keep_order,
+    event_ids_stay_unique_and_increasing_across_instances,
+    a_repository_from_a_newer_sluice_is_refused,
+    hubs_are_created_frozen_changed_and_deleted,
+    replacing_definitions_checks_the_version_and_deletes_what_is_absent,
+    a_failed_replace_changes_nothing,
+    users_and_tokens,
+    a_token_is_taken_once,
+    a_setting_keeps_its_first_value,
+    submit_queues_claim_runs_and_a_newer_submit_replaces_a_pending_one,
+    heartbeat_answers_false_after_a_cancel,
+    cancel_events_refuses_an_inactive_event_and_changes_nothing,
+    delete_job_cancels_its_active_events,
+    job_states_are_set_only_when_not_running,
+    events_are_filtered_and_results_kept_in_order,
+    an_unknown_hub_is_not_found,
+    racing_replacements_admit_exactly_one,
+    mixed_writers_through_two_instances_never_fail,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Definitions and events used by the tests.
+
+fn hub1() -> HubName {
+    HubName::new("hub1").unwrap()
+}
 
 fn loc(name: &str) -> Location {
     Location {
@@ -36,7 +302,7 @@ fn loc(name: &str) -> Location {
     }
 }
 
-fn definitions(note: &str) -> Definitions {
+fn channel(name: &str, note: &str, source: &str, target: &str) -> Channel {
     let table = |n: &str, cols: Option<Vec<ChannelColumn>>| {
         (
             TableName::new(n).unwrap(),
@@ -48,17 +314,17 @@ fn definitions(note: &str) -> Definitions {
             },
         )
     };
-    let channel = Channel {
-        name: ChannelName::new("sales").unwrap(),
+    Channel {
+        name: ChannelName::new(name).unwrap(),
         description: note.to_owned(),
         loc_groups: BTreeMap::from([
             (
                 LocGroupName::new("SOURCE").unwrap(),
-                vec![LocationName::new("src").unwrap()],
+                vec![LocationName::new(source).unwrap()],
             ),
             (
                 LocGroupName::new("TARGET").unwrap(),
-                vec![LocationName::new("tgt").unwrap()],
+                vec![LocationName::new(target).unwrap()],
             ),
         ]),
         tables: BTreeMap::from([
@@ -90,7 +356,7 @@ fn definitions(note: &str) -> Definitions {
             },
             Action {
                 action_type: "Restrict".into(),
-                loc_scope: LocScope::Location(LocationName::new("src").unwrap()),
+                loc_scope: LocScope::Location(LocationName::new(source).unwrap()),
                 table_scope: TableScope::Table(TableName::new("orders").unwrap()),
                 params: BTreeMap::from([(
                     "RefreshCondition".to_owned(),
@@ -98,10 +364,14 @@ fn definitions(note: &str) -> Definitions {
                 )]),
             },
         ],
-    };
+    }
+}
+
+fn definitions(note: &str) -> Definitions {
+    let channel = channel("sales", note, "src", "tgt");
     Definitions {
         hub: Hub {
-            name: HubName::new("hub1").unwrap(),
+            name: hub1(),
             description: "test hub".into(),
         },
         locations: BTreeMap::from([
@@ -112,18 +382,52 @@ fn definitions(note: &str) -> Definitions {
     }
 }
 
-fn open() -> (tempfile::TempDir, SqliteRepository) {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = SqliteRepository::open(dir.path().join("home/hub.db")).unwrap();
-    (dir, repo)
+fn refresh_event(job: &JobName) -> NewEvent {
+    NewEvent {
+        hub: hub1(),
+        event_type: EventType::Refresh,
+        user: "alice".into(),
+        description: "refresh".into(),
+        channel: Some(ChannelName::new("sales").unwrap()),
+        loc: Some(LocationName::new("src").unwrap()),
+        loc2: Some(LocationName::new("tgt").unwrap()),
+        job: Some(job.clone()),
+        state: EventState::Active,
+        body: serde_json::json!({"tables": ["orders"], "zeta": 1, "alpha": 2}),
+    }
 }
 
-#[tokio::test]
-async fn definitions_round_trip_and_replace() {
-    let (_dir, repo) = open();
-    assert_eq!(repo.schema_version().unwrap(), 2);
+fn refresh_job() -> JobName {
+    "sales-refr-src-tgt".parse().unwrap()
+}
+
+async fn with_definitions(fx: &Fixture) {
+    fx.apply_definitions(&definitions("x"), "alice", "f")
+        .await
+        .unwrap();
+}
+
+async fn event(fx: &Fixture, id: EventId) -> sluice_repo::EventRecord {
+    let mut found = fx
+        .events(&EventFilter {
+            ids: vec![id],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "event {id}");
+    found.remove(0)
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------------
+// Definitions.
+
+async fn definitions_round_trip_and_replace(fx: Fixture) {
+    assert_eq!(fx.schema_version().await, 2);
     let defs = definitions("first");
-    let summary = repo
+    let summary = fx
         .apply_definitions(&defs, "alice", "sales.yaml")
         .await
         .unwrap();
@@ -134,28 +438,37 @@ async fn definitions_round_trip_and_replace() {
         vec![ChannelName::new("sales").unwrap()]
     );
 
-    let hub = HubName::new("hub1").unwrap();
+    let hub = hub1();
     assert_eq!(
-        repo.locations(&hub).await.unwrap(),
+        fx.locations(&hub).await.unwrap(),
         defs.locations.values().cloned().collect::<Vec<_>>()
     );
-    let stored = repo
+    assert_eq!(
+        fx.location(&hub, &LocationName::new("tgt").unwrap())
+            .await
+            .unwrap()
+            .unwrap(),
+        loc("tgt")
+    );
+    let stored = fx
         .channel(&hub, &ChannelName::new("sales").unwrap())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(&stored, defs.channels.values().next().unwrap());
 
-    let summary = repo
+    let summary = fx
         .apply_definitions(&definitions("second"), "bob", "sales.yaml")
         .await
         .unwrap();
     assert!(!summary.hub_created);
     assert_eq!(summary.channels_replaced.len(), 1);
-    assert_eq!(repo.channels(&hub).await.unwrap()[0].description, "second");
+    assert_eq!(summary.locations_replaced.len(), 2);
+    assert_eq!(fx.channels(&hub).await.unwrap()[0].description, "second");
+    assert_eq!(fx.hub(&hub).await.unwrap().unwrap().version, 1);
 
     // Audit events name the user.
-    let events = repo
+    let events = fx
         .events(&EventFilter {
             hub: Some(hub.clone()),
             types: vec![EventType::DefinitionChangeImport],
@@ -168,64 +481,612 @@ async fn definitions_round_trip_and_replace() {
         vec!["bob", "alice"]
     );
     assert_eq!(events[0].state, EventState::Done);
+    assert_eq!(events[0].body["source"], "sales.yaml");
 }
 
-#[tokio::test]
-async fn a_failed_apply_changes_nothing() {
-    let (_dir, repo) = open();
+async fn a_failed_apply_changes_nothing(fx: Fixture) {
     let mut defs = definitions("x");
     // The channel names a location that is in no definition.
     defs.locations.remove(&LocationName::new("tgt").unwrap());
-    let error = repo
+    let error = fx
         .apply_definitions(&defs, "alice", "bad.yaml")
         .await
         .unwrap_err();
     assert_eq!(error.kind(), RepoErrorKind::Storage);
+    assert!(error.to_string().contains("tgt"), "{error}");
     assert!(
-        repo.hubs().await.unwrap().is_empty(),
+        fx.hubs().await.unwrap().is_empty(),
         "the hub was not created"
     );
     assert!(
-        repo.events(&EventFilter::default())
-            .await
-            .unwrap()
-            .is_empty(),
+        fx.events(&EventFilter::default()).await.unwrap().is_empty(),
         "no event was posted"
     );
 }
 
-fn refresh_event(job: &JobName) -> NewEvent {
-    NewEvent {
-        hub: HubName::new("hub1").unwrap(),
-        event_type: EventType::Refresh,
-        user: "alice".into(),
-        description: "refresh".into(),
-        channel: Some(ChannelName::new("sales").unwrap()),
-        loc: Some(LocationName::new("src").unwrap()),
-        loc2: Some(LocationName::new("tgt").unwrap()),
-        job: Some(job.clone()),
-        state: EventState::Active,
-        body: serde_json::json!({"tables": ["orders"]}),
+async fn replacing_definitions_checks_the_version_and_deletes_what_is_absent(fx: Fixture) {
+    with_definitions(&fx).await;
+    let hub = hub1();
+    assert_eq!(fx.hub(&hub).await.unwrap().unwrap().version, 0);
+
+    // `tgt` and channel `sales` go; `other` and channel `marketing` come; `src` stays, changed.
+    let mut defs = definitions("x");
+    defs.hub.description = "replaced".into();
+    defs.locations.remove(&LocationName::new("tgt").unwrap());
+    defs.locations
+        .insert(LocationName::new("other").unwrap(), loc("other"));
+    let mut src = loc("src");
+    src.props.remove("Database_Busy_Timeout");
+    src.description = "changed".into();
+    defs.locations.insert(src.name.clone(), src.clone());
+    let marketing = channel("marketing", "m", "src", "other");
+    defs.channels = BTreeMap::from([(marketing.name.clone(), marketing.clone())]);
+    let mut change = NewEvent {
+        event_type: EventType::DefinitionChange,
+        state: EventState::Done,
+        body: serde_json::json!({}),
+        job: None,
+        ..refresh_event(&refresh_job())
+    };
+    let id = fx
+        .replace_hub_definitions(&defs, 0, change.clone())
+        .await
+        .unwrap();
+    assert_eq!(event(&fx, id).await.event_type, EventType::DefinitionChange);
+    let record = fx.hub(&hub).await.unwrap().unwrap();
+    assert_eq!(
+        (record.version, record.hub.description.as_str()),
+        (1, "replaced")
+    );
+    assert_eq!(fx.locations(&hub).await.unwrap(), vec![loc("other"), src]);
+    assert_eq!(fx.channels(&hub).await.unwrap(), vec![marketing]);
+
+    // A writer that read version 0 has lost the race: nothing changes.
+    let error = fx
+        .replace_hub_definitions(&definitions("late"), 0, change.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+    assert_eq!(fx.hub(&hub).await.unwrap().unwrap().version, 1);
+    assert_eq!(fx.locations(&hub).await.unwrap().len(), 2);
+    assert_eq!(
+        fx.events(&EventFilter {
+            types: vec![EventType::DefinitionChange],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        1
+    );
+
+    let mut other_hub = definitions("x");
+    other_hub.hub.name = HubName::new("nohub").unwrap();
+    change.hub = other_hub.hub.name.clone();
+    let error = fx
+        .replace_hub_definitions(&other_hub, 0, change)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::NotFound, "{error}");
+}
+
+async fn a_failed_replace_changes_nothing(fx: Fixture) {
+    with_definitions(&fx).await;
+    let hub = hub1();
+    let before = (
+        fx.hub(&hub).await.unwrap().unwrap(),
+        fx.locations(&hub).await.unwrap(),
+        fx.channels(&hub).await.unwrap(),
+        fx.events(&EventFilter::default()).await.unwrap().len(),
+    );
+    // `src` is dropped but the channel still names it.
+    let mut defs = definitions("y");
+    defs.locations.remove(&LocationName::new("src").unwrap());
+    let change = NewEvent {
+        event_type: EventType::DefinitionChange,
+        state: EventState::Done,
+        job: None,
+        ..refresh_event(&refresh_job())
+    };
+    let error = fx
+        .replace_hub_definitions(&defs, 0, change)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Storage, "{error}");
+    let after = (
+        fx.hub(&hub).await.unwrap().unwrap(),
+        fx.locations(&hub).await.unwrap(),
+        fx.channels(&hub).await.unwrap(),
+        fx.events(&EventFilter::default()).await.unwrap().len(),
+    );
+    assert_eq!(before, after);
+}
+
+async fn racing_replacements_admit_exactly_one(fx: Fixture) {
+    with_definitions(&fx).await;
+    let other = fx.reopen().await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let repo = if i % 2 == 0 {
+            fx.repo.clone()
+        } else {
+            other.clone()
+        };
+        handles.push(tokio::spawn(async move {
+            let change = NewEvent {
+                event_type: EventType::DefinitionChange,
+                state: EventState::Done,
+                job: None,
+                ..refresh_event(&refresh_job())
+            };
+            // Every writer read version 0.
+            repo.replace_hub_definitions(&definitions(&format!("writer {i}")), 0, change)
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert_eq!(e.kind(), RepoErrorKind::Conflict, "{e}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(fx.hub(&hub1()).await.unwrap().unwrap().version, 1);
+}
+
+/// Every kind of writer at once, through two instances: some lose races (`Conflict`, `NotFound`)
+/// but none fails (a deadlock or a duplicate key would be `Storage`).
+async fn mixed_writers_through_two_instances_never_fail(fx: Fixture) {
+    with_definitions(&fx).await;
+    let other = fx.reopen().await.unwrap();
+    let hub = hub1();
+    let expected = |r: Result<(), RepoError>| match r {
+        Ok(()) => {}
+        Err(e) => assert!(
+            matches!(e.kind(), RepoErrorKind::Conflict | RepoErrorKind::NotFound),
+            "{e}"
+        ),
+    };
+    let mut handles = Vec::new();
+    for i in 0..2 {
+        let repo = if i == 0 {
+            fx.repo.clone()
+        } else {
+            other.clone()
+        };
+        let hub = hub.clone();
+        // Definitions, against the version just read.
+        handles.push(tokio::spawn({
+            let (repo, hub) = (repo.clone(), hub.clone());
+            async move {
+                for round in 0..20 {
+                    let version = repo.hub(&hub).await.unwrap().unwrap().version;
+                    let change = NewEvent {
+                        event_type: EventType::DefinitionChange,
+                        state: EventState::Done,
+                        job: None,
+                        ..refresh_event(&refresh_job())
+                    };
+                    let defs = definitions(&format!("{i}.{round}"));
+                    expected(
+                        repo.replace_hub_definitions(&defs, version, change)
+                            .await
+                            .map(|_| ()),
+                    );
+                    let props = BTreeMap::from([(format!("p{i}"), Some(serde_json::json!(round)))]);
+                    expected(repo.set_hub_props(&hub, &props, "x").await.map(|_| ()));
+                    expected(
+                        repo.set_hub_frozen(&hub, round % 2 == 0, "x")
+                            .await
+                            .map(|_| ()),
+                    );
+                }
+            }
+        }));
+        // Pending runs, claimed, cancelled or deleted.
+        handles.push(tokio::spawn({
+            let (repo, hub) = (repo.clone(), hub.clone());
+            async move {
+                let job: JobName = "sales-cmp-src-tgt".parse().unwrap();
+                let owner = Owner::current();
+                for round in 0..20 {
+                    let submitted = repo.submit_job(refresh_event(&job), None).await;
+                    let Ok(submitted) = submitted else {
+                        expected(submitted.map(|_| ()));
+                        continue;
+                    };
+                    match round % 3 {
+                        0 => expected(
+                            repo.cancel_events(&hub, &[submitted.event])
+                                .await
+                                .map(|_| ()),
+                        ),
+                        1 => expected(repo.delete_job(&hub, &job).await.map(|_| ())),
+                        _ => match repo.claim_job(&hub, &job, &owner, MINUTE).await {
+                            Ok((event, _)) => {
+                                // The other task may have deleted the job meanwhile.
+                                expected(repo.heartbeat(&hub, &job, &owner).await.map(|_| ()));
+                                repo.finish_job(&hub, &job, event, EventState::Done, "ok")
+                                    .await
+                                    .unwrap();
+                            }
+                            Err(e) => expected(Err(e)),
+                        },
+                    }
+                }
+            }
+        }));
+        // Runs started at once, taking over each other, with results and logs.
+        handles.push(tokio::spawn({
+            let (repo, hub) = (repo.clone(), hub.clone());
+            async move {
+                let job = refresh_job();
+                let owner = Owner::current();
+                for _ in 0..20 {
+                    match repo
+                        .start_job(refresh_event(&job), &owner, Duration::ZERO)
+                        .await
+                    {
+                        Ok(started) => {
+                            let result = EventResult {
+                                table: Some("orders".parse().unwrap()),
+                                name: ResultName::TableState,
+                                value: "DONE".into(),
+                            };
+                            repo.put_results(started.event, &[result]).await.unwrap();
+                            repo.append_log(started.event, &["line".into()])
+                                .await
+                                .unwrap();
+                            repo.finish_job(&hub, &job, started.event, EventState::Done, "ok")
+                                .await
+                                .unwrap();
+                        }
+                        Err(e) => expected(Err(e)),
+                    }
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let events = fx.events(&EventFilter::default()).await.unwrap();
+    let unique: BTreeSet<_> = events.iter().map(|e| e.id).collect();
+    assert_eq!(unique.len(), events.len());
+    // No pending run was orphaned: each active event is its job's latest.
+    for e in events.iter().filter(|e| e.state == EventState::Active) {
+        let job = fx.job(&hub, e.job.as_ref().unwrap()).await.unwrap();
+        assert_eq!(job.and_then(|j| j.last_event), Some(e.id), "{e:?}");
     }
 }
 
-#[tokio::test]
-async fn one_run_per_job_and_abandoned_runs_are_taken_over() {
-    let (_dir, repo) = open();
-    repo.apply_definitions(&definitions("x"), "alice", "f")
+// ---------------------------------------------------------------------------------------------
+// Hubs.
+
+async fn hubs_are_created_frozen_changed_and_deleted(fx: Fixture) {
+    let hub = Hub {
+        name: HubName::new("hub2").unwrap(),
+        description: "second".into(),
+    };
+    let before = Utc::now().trunc_subsecs(6);
+    let created = fx.create_hub(&hub, "alice").await.unwrap();
+    let record = fx.hub(&hub.name).await.unwrap().unwrap();
+    assert_eq!(record.hub, hub);
+    assert_eq!(
+        (
+            record.state.as_str(),
+            record.creator.as_str(),
+            record.version
+        ),
+        ("LIVE", "alice", 0)
+    );
+    assert!(record.created >= before && record.freeze_time.is_none() && record.props.is_empty());
+    assert_eq!(event(&fx, created).await.event_type, EventType::HubCreate);
+    let error = fx.create_hub(&hub, "bob").await.unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+
+    // Freezing twice keeps the first freeze time, and answers an event each time.
+    let first = fx.set_hub_frozen(&hub.name, true, "bob").await.unwrap();
+    let frozen = fx.hub(&hub.name).await.unwrap().unwrap();
+    assert_eq!(frozen.state, "FROZEN");
+    let since = frozen.freeze_time.unwrap();
+    let second = fx.set_hub_frozen(&hub.name, true, "bob").await.unwrap();
+    assert!(second > first);
+    assert_eq!(
+        fx.hub(&hub.name).await.unwrap().unwrap().freeze_time,
+        Some(since)
+    );
+    let unfrozen = fx.set_hub_frozen(&hub.name, false, "carol").await.unwrap();
+    let live = fx.hub(&hub.name).await.unwrap().unwrap();
+    assert_eq!((live.state.as_str(), live.freeze_time), ("LIVE", None));
+    let audit = event(&fx, unfrozen).await;
+    assert_eq!(
+        (audit.event_type, audit.user.as_str(), audit.state),
+        (EventType::HubUnfreeze, "carol", EventState::Done)
+    );
+    assert_eq!(event(&fx, first).await.event_type, EventType::HubFreeze);
+
+    // Properties: `Description` is the hub's description, `None` deletes.
+    let changes = BTreeMap::from([
+        ("Description".to_owned(), Some(serde_json::json!("renamed"))),
+        ("Owner".to_owned(), Some(serde_json::json!("ops"))),
+        ("Limit".to_owned(), Some(serde_json::json!(5))),
+    ]);
+    let id = fx.set_hub_props(&hub.name, &changes, "dave").await.unwrap();
+    let record = fx.hub(&hub.name).await.unwrap().unwrap();
+    assert_eq!(record.hub.description, "renamed");
+    assert_eq!(
+        record.props,
+        BTreeMap::from([
+            ("Limit".to_owned(), serde_json::json!(5)),
+            ("Owner".to_owned(), serde_json::json!("ops")),
+        ])
+    );
+    let audit = event(&fx, id).await;
+    assert_eq!(audit.event_type, EventType::HubPropertyChange);
+    assert_eq!(audit.body["props"]["Owner"], "ops");
+    fx.set_hub_props(
+        &hub.name,
+        &BTreeMap::from([("Owner".to_owned(), None)]),
+        "dave",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        fx.hub(&hub.name)
+            .await
+            .unwrap()
+            .unwrap()
+            .props
+            .keys()
+            .collect::<Vec<_>>(),
+        vec!["Limit"]
+    );
+
+    // Deleting takes definitions, jobs and events along; the other hub stays.
+    with_definitions(&fx).await;
+    fx.submit_job(refresh_event(&refresh_job()), None)
         .await
         .unwrap();
-    let hub = HubName::new("hub1").unwrap();
-    let job: JobName = "sales-refr-src-tgt".parse().unwrap();
+    assert_eq!(
+        fx.hubs()
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| h.hub.name.to_string())
+            .collect::<Vec<_>>(),
+        vec!["hub1", "hub2"]
+    );
+    fx.delete_hub(&hub1()).await.unwrap();
+    assert!(fx.hub(&hub1()).await.unwrap().is_none());
+    assert!(fx.locations(&hub1()).await.unwrap().is_empty());
+    assert!(fx.channels(&hub1()).await.unwrap().is_empty());
+    assert!(fx.jobs(&hub1()).await.unwrap().is_empty());
+    assert!(
+        fx.events(&EventFilter {
+            hub: Some(hub1()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty()
+    );
+    assert_eq!(fx.hubs().await.unwrap().len(), 1);
+    assert!(
+        !fx.events(&EventFilter {
+            hub: Some(hub.name.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty()
+    );
+}
+
+async fn an_unknown_hub_is_not_found(fx: Fixture) {
+    let nohub = HubName::new("nohub").unwrap();
+    let kinds = [
+        fx.delete_hub(&nohub).await.unwrap_err().kind(),
+        fx.set_hub_frozen(&nohub, true, "a")
+            .await
+            .unwrap_err()
+            .kind(),
+        fx.set_hub_props(&nohub, &BTreeMap::new(), "a")
+            .await
+            .unwrap_err()
+            .kind(),
+        fx.post_event(NewEvent {
+            hub: nohub.clone(),
+            ..refresh_event(&refresh_job())
+        })
+        .await
+        .unwrap_err()
+        .kind(),
+        fx.submit_job(
+            NewEvent {
+                hub: nohub.clone(),
+                ..refresh_event(&refresh_job())
+            },
+            None,
+        )
+        .await
+        .unwrap_err()
+        .kind(),
+    ];
+    assert_eq!(kinds, [RepoErrorKind::NotFound; 5]);
+    assert!(fx.hub(&nohub).await.unwrap().is_none());
+    assert!(fx.events(&EventFilter::default()).await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users, tokens, settings.
+
+fn user(name: &str) -> UserRecord {
+    UserRecord {
+        name: name.into(),
+        level: AccessLevel::ReadWrite,
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$salt${name}"),
+        // Stored to the microsecond.
+        created: Utc::now().trunc_subsecs(6),
+        creator: "admin".into(),
+    }
+}
+
+fn token(hash: &str, user: &str, kind: &str, age_seconds: i64) -> TokenRecord {
+    let created =
+        Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap() - TimeDelta::seconds(age_seconds);
+    TokenRecord {
+        hash: hash.into(),
+        user: user.into(),
+        kind: kind.into(),
+        created,
+        expires: created + TimeDelta::days(30),
+    }
+}
+
+async fn users_and_tokens(fx: Fixture) {
+    let (bob, alice) = (user("bob"), user("alice"));
+    fx.create_user(&bob).await.unwrap();
+    fx.create_user(&alice).await.unwrap();
+    assert_eq!(fx.users().await.unwrap(), vec![alice.clone(), bob.clone()]);
+    assert_eq!(fx.user("alice").await.unwrap(), Some(alice.clone()));
+    assert_eq!(fx.user("nobody").await.unwrap(), None);
+    let error = fx.create_user(&user("alice")).await.unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+
+    fx.update_user("alice", Some(AccessLevel::ReadOnly), None)
+        .await
+        .unwrap();
+    let changed = fx.user("alice").await.unwrap().unwrap();
+    assert_eq!(
+        (changed.level, changed.password_hash.as_str()),
+        (AccessLevel::ReadOnly, alice.password_hash.as_str())
+    );
+    fx.update_user("alice", None, Some("new-hash"))
+        .await
+        .unwrap();
+    let changed = fx.user("alice").await.unwrap().unwrap();
+    assert_eq!(
+        (changed.level, changed.password_hash.as_str()),
+        (AccessLevel::ReadOnly, "new-hash")
+    );
+    let error = fx
+        .update_user("nobody", Some(AccessLevel::HubOwner), None)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::NotFound, "{error}");
+
+    let (r1, r2, key) = (
+        token("r1", "alice", "refresh", 20),
+        token("r2", "bob", "refresh", 10),
+        token("k1", "alice", "apikey", 5),
+    );
+    for t in [&r2, &key, &r1] {
+        fx.put_token(t).await.unwrap();
+    }
+    assert_eq!(
+        fx.tokens("refresh", None).await.unwrap(),
+        vec![r1.clone(), r2.clone()],
+        "oldest first"
+    );
+    assert_eq!(
+        fx.tokens("refresh", Some("bob")).await.unwrap(),
+        vec![r2.clone()]
+    );
+    assert_eq!(
+        fx.tokens("apikey", Some("alice")).await.unwrap(),
+        vec![key.clone()]
+    );
+    assert_eq!(fx.token("k1").await.unwrap(), Some(key.clone()));
+    fx.delete_token("k1").await.unwrap();
+    fx.delete_token("never-issued").await.unwrap();
+    assert_eq!(fx.token("k1").await.unwrap(), None);
+
+    // Deleting a user deletes their tokens.
+    fx.delete_user("alice").await.unwrap();
+    assert_eq!(fx.token("r1").await.unwrap(), None);
+    assert_eq!(fx.tokens("refresh", None).await.unwrap(), vec![r2]);
+    let error = fx.delete_user("alice").await.unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::NotFound, "{error}");
+    assert_eq!(fx.users().await.unwrap(), vec![bob]);
+}
+
+async fn a_token_is_taken_once(fx: Fixture) {
+    fx.create_user(&user("alice")).await.unwrap();
+    let t = token("rotate-me", "alice", "refresh", 0);
+    fx.put_token(&t).await.unwrap();
+    assert_eq!(fx.take_token("rotate-me").await.unwrap(), Some(t.clone()));
+    assert_eq!(fx.take_token("rotate-me").await.unwrap(), None);
+    assert_eq!(fx.token("rotate-me").await.unwrap(), None);
+
+    // Racing takers through two instances: exactly one gets it.
+    fx.put_token(&t).await.unwrap();
+    let other = fx.reopen().await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let repo = if i % 2 == 0 {
+            fx.repo.clone()
+        } else {
+            other.clone()
+        };
+        handles.push(tokio::spawn(
+            async move { repo.take_token("rotate-me").await },
+        ));
+    }
+    let mut got = 0;
+    for h in handles {
+        if let Some(taken) = h.await.unwrap().unwrap() {
+            assert_eq!(taken, t);
+            got += 1;
+        }
+    }
+    assert_eq!(got, 1);
+}
+
+async fn a_setting_keeps_its_first_value(fx: Fixture) {
+    assert_eq!(fx.setting_or_insert("color", "red").await.unwrap(), "red");
+    assert_eq!(fx.setting_or_insert("color", "blue").await.unwrap(), "red");
+
+    // Racing processes all get the same stored value.
+    let other = fx.reopen().await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..12 {
+        let repo = if i % 2 == 0 {
+            fx.repo.clone()
+        } else {
+            other.clone()
+        };
+        handles.push(tokio::spawn(async move {
+            repo.setting_or_insert("signing_key", &format!("key-{i}"))
+                .await
+        }));
+    }
+    let mut values = BTreeSet::new();
+    for h in handles {
+        values.insert(h.await.unwrap().unwrap());
+    }
+    assert_eq!(values.len(), 1, "{values:?}");
+    let stored = fx.setting_or_insert("signing_key", "late").await.unwrap();
+    assert!(values.contains(&stored));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs and events.
+
+async fn one_run_per_job_and_abandoned_runs_are_taken_over(fx: Fixture) {
+    with_definitions(&fx).await;
+    let hub = hub1();
+    let job = refresh_job();
     let first_owner = Owner::current();
-    let first = repo
+    let first = fx
         .start_job(refresh_event(&job), &first_owner, Duration::from_secs(30))
         .await
         .unwrap();
     assert!(first.taken_over.is_empty());
 
     let second_owner = Owner::current();
-    let error = repo
+    let error = fx
         .start_job(refresh_event(&job), &second_owner, Duration::from_secs(30))
         .await
         .unwrap_err();
@@ -236,25 +1097,21 @@ async fn one_run_per_job_and_abandoned_runs_are_taken_over() {
     );
 
     // The first process stops sending heartbeats: with a zero staleness bound it is taken over.
-    let second = repo
+    let second = fx
         .start_job(refresh_event(&job), &second_owner, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(second.taken_over, vec![first.event]);
-    let old = repo
-        .events(&EventFilter {
-            ids: vec![first.event],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(old[0].state, EventState::Failed);
-    assert!(old[0].response.as_deref().unwrap().starts_with("abandoned"));
+    let old = event(&fx, first.event).await;
+    assert_eq!(old.state, EventState::Failed);
+    assert!(old.response.as_deref().unwrap().starts_with("abandoned"));
+    assert!(old.finish.is_some());
     // The first owner has lost the job.
-    assert!(repo.heartbeat(&hub, &job, &first_owner).await.is_err());
-    repo.heartbeat(&hub, &job, &second_owner).await.unwrap();
+    let error = fx.heartbeat(&hub, &job, &first_owner).await.unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict);
+    assert!(fx.heartbeat(&hub, &job, &second_owner).await.unwrap());
 
-    repo.put_results(
+    fx.put_results(
         second.event,
         &[EventResult {
             table: Some("orders".parse().unwrap()),
@@ -264,7 +1121,7 @@ async fn one_run_per_job_and_abandoned_runs_are_taken_over() {
     )
     .await
     .unwrap();
-    repo.finish_job(
+    fx.finish_job(
         &hub,
         &job,
         second.event,
@@ -273,9 +1130,15 @@ async fn one_run_per_job_and_abandoned_runs_are_taken_over() {
     )
     .await
     .unwrap();
-    let jobs = repo.jobs(&hub).await.unwrap();
+    let jobs = fx.jobs(&hub).await.unwrap();
     assert_eq!((jobs[0].state, jobs[0].num_runs), (JobState::Done, 2));
-    let latest = repo
+    assert!(jobs[0].run_end.is_some());
+    let finished = event(&fx, second.event).await;
+    assert_eq!(
+        (finished.state, finished.response.as_deref()),
+        (EventState::Done, Some("Refresh completed"))
+    );
+    let latest = fx
         .latest_table_results(
             &hub,
             &ChannelName::new("sales").unwrap(),
@@ -283,38 +1146,30 @@ async fn one_run_per_job_and_abandoned_runs_are_taken_over() {
         )
         .await
         .unwrap();
-    let (event, results) = &latest[&TableName::new("orders").unwrap()];
-    assert_eq!(event.id, second.event);
+    let (latest_event, results) = &latest[&TableName::new("orders").unwrap()];
+    assert_eq!(latest_event.id, second.event);
     assert_eq!(results[0].value, "DONE");
     // And the job can run again.
-    repo.start_job(refresh_event(&job), &first_owner, Duration::from_secs(30))
+    fx.start_job(refresh_event(&job), &first_owner, Duration::from_secs(30))
         .await
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_claims_through_two_connections_admit_exactly_one() {
-    let (dir, repo) = open();
-    repo.apply_definitions(&definitions("x"), "alice", "f")
-        .await
-        .unwrap();
-    let other = SqliteRepository::open(dir.path().join("home/hub.db")).unwrap();
-    let job: JobName = "sales-refr-src-tgt".parse().unwrap();
+async fn concurrent_starts_through_two_instances_admit_exactly_one(fx: Fixture) {
+    with_definitions(&fx).await;
+    let other = fx.reopen().await.unwrap();
+    let job = refresh_job();
     let mut handles = Vec::new();
     for i in 0..8 {
-        let r = if i % 2 == 0 {
-            repo.clone()
+        let repo = if i % 2 == 0 {
+            fx.repo.clone()
         } else {
             other.clone()
         };
         let job = job.clone();
         handles.push(tokio::spawn(async move {
-            r.start_job(
-                refresh_event(&job),
-                &Owner::current(),
-                Duration::from_secs(60),
-            )
-            .await
+            repo.start_job(refresh_event(&job), &Owner::current(), MINUTE)
+                .await
         }));
     }
     let mut ok = 0;
@@ -327,27 +1182,147 @@ async fn concurrent_claims_through_two_connections_admit_exactly_one() {
     assert_eq!(ok, 1);
 }
 
-#[tokio::test]
-async fn event_ids_are_unique_and_logs_keep_order() {
-    let (_dir, repo) = open();
-    repo.apply_definitions(&definitions("x"), "alice", "f")
+async fn concurrent_submits_through_two_instances_admit_exactly_one(fx: Fixture) {
+    with_definitions(&fx).await;
+    let other = fx.reopen().await.unwrap();
+    let job = refresh_job();
+    // A new job (no row yet), then the same job again once its run has finished.
+    let first = race_submits(&fx, &other, &job).await;
+    fx.finish_job(&hub1(), &job, first, EventState::Done, "ok")
         .await
         .unwrap();
+    let second = race_submits(&fx, &other, &job).await;
+    let record = fx.job(&hub1(), &job).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.num_runs, record.last_event),
+        (JobState::Running, 2, Some(second))
+    );
+}
+
+/// Submits-and-starts `job` from 16 tasks through two instances; exactly one may win. Returns the
+/// winner's event.
+async fn race_submits(fx: &Fixture, other: &Arc<dyn Repository>, job: &JobName) -> EventId {
+    let before: BTreeSet<EventId> = fx
+        .events(&EventFilter {
+            jobs: vec![job.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let mut handles = Vec::new();
+    for i in 0..16 {
+        let repo = if i % 2 == 0 {
+            fx.repo.clone()
+        } else {
+            other.clone()
+        };
+        let job = job.clone();
+        handles.push(tokio::spawn(async move {
+            let owner = Owner::current();
+            repo.submit_job(refresh_event(&job), Some((&owner, MINUTE)))
+                .await
+        }));
+    }
+    let (mut winners, mut conflicts) = (Vec::new(), Vec::new());
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(submitted) => winners.push(submitted),
+            Err(e) => {
+                assert_eq!(e.kind(), RepoErrorKind::Conflict, "{e}");
+                conflicts.push(e.to_string());
+            }
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one submit wins");
+    let winner = winners.remove(0);
+    assert!(winner.canceled.is_empty() && winner.taken_over.is_empty());
+    for message in &conflicts {
+        assert!(
+            message.contains(&winner.event.to_string()),
+            "a loser names the running event: {message}"
+        );
+    }
+    // The losers left no trace.
+    let events: Vec<EventId> = fx
+        .events(&EventFilter {
+            jobs: vec![job.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .filter(|id| !before.contains(id))
+        .collect();
+    assert_eq!(events, vec![winner.event]);
+    winner.event
+}
+
+async fn concurrent_pending_submits_leave_exactly_one_pending(fx: Fixture) {
+    with_definitions(&fx).await;
+    let other = fx.reopen().await.unwrap();
+    let job = refresh_job();
+    let mut handles = Vec::new();
+    for i in 0..10 {
+        let repo = if i % 2 == 0 {
+            fx.repo.clone()
+        } else {
+            other.clone()
+        };
+        let job = job.clone();
+        handles.push(tokio::spawn(async move {
+            repo.submit_job(refresh_event(&job), None).await
+        }));
+    }
+    let mut canceled = Vec::new();
+    for h in handles {
+        canceled.extend(h.await.unwrap().unwrap().canceled);
+    }
+    let events = fx
+        .events(&EventFilter {
+            jobs: vec![job.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 10);
+    let active: Vec<_> = events
+        .iter()
+        .filter(|e| e.state == EventState::Active)
+        .collect();
+    assert_eq!(active.len(), 1, "one pending run remains");
+    assert_eq!(active[0].id, events[0].id, "the newest");
+    canceled.sort();
+    let mut expected: Vec<_> = events[1..].iter().map(|e| e.id).collect();
+    expected.sort();
+    assert_eq!(canceled, expected, "each replaced run is listed once");
+    let record = fx.job(&hub1(), &job).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.last_event),
+        (JobState::Suspend, Some(events[0].id))
+    );
+}
+
+async fn event_ids_are_unique_and_logs_keep_order(fx: Fixture) {
+    with_definitions(&fx).await;
     let mut ids = Vec::new();
     for _ in 0..50 {
         let mut e = refresh_event(&"sales-cmp-src-tgt".parse().unwrap());
         e.state = EventState::Done;
-        ids.push(repo.post_event(e).await.unwrap());
+        ids.push(fx.post_event(e).await.unwrap());
     }
     let mut sorted = ids.clone();
     sorted.sort();
     sorted.dedup();
     assert_eq!(sorted, ids, "ids are strictly increasing");
-    repo.append_log(ids[0], &["one".into(), "two".into()])
+    fx.append_log(ids[0], &["one".into(), "two".into()])
         .await
         .unwrap();
-    repo.append_log(ids[0], &["three".into()]).await.unwrap();
-    let log: Vec<String> = repo
+    fx.append_log(ids[0], &["three".into()]).await.unwrap();
+    let log: Vec<String> = fx
         .event_log(ids[0])
         .await
         .unwrap()
@@ -355,7 +1330,7 @@ async fn event_ids_are_unique_and_logs_keep_order() {
         .map(|(_, m)| m)
         .collect();
     assert_eq!(log, vec!["one", "two", "three"]);
-    let limited = repo
+    let limited = fx
         .events(&EventFilter {
             max_events: Some(3),
             ..Default::default()
@@ -366,21 +1341,687 @@ async fn event_ids_are_unique_and_logs_keep_order() {
         limited.iter().map(|e| e.id).collect::<Vec<_>>(),
         vec![ids[49], ids[48], ids[47]]
     );
+    // Posted `DONE`: finished at once; the body comes back as written.
+    assert_eq!(limited[0].finish, Some(limited[0].start));
+    assert_eq!(
+        limited[0].body.to_string(),
+        r#"{"tables":["orders"],"zeta":1,"alpha":2}"#
+    );
+}
+
+async fn event_ids_stay_unique_and_increasing_across_instances(fx: Fixture) {
+    with_definitions(&fx).await;
+    // A process whose clock runs an hour ahead posted an event: every id from now on is the
+    // newest plus a microsecond, so writers that did not serialize would take the same ids.
+    let ahead = EventId::at(Utc::now() + TimeDelta::hours(1));
+    fx.insert_event_at(ahead).await;
+    let other = fx.reopen().await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..6 {
+        let repo = if i % 2 == 0 {
+            fx.repo.clone()
+        } else {
+            other.clone()
+        };
+        handles.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..20 {
+                let mut e = refresh_event(&"sales-cmp-src-tgt".parse().unwrap());
+                e.state = EventState::Done;
+                ids.push(repo.post_event(e).await.unwrap());
+            }
+            ids
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        let ids = h.await.unwrap();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "increasing per writer");
+        all.extend(ids);
+    }
+    let unique: BTreeSet<_> = all.iter().copied().collect();
+    assert_eq!(unique.len(), 120, "no id was taken twice");
+    assert!(unique.iter().all(|id| *id > ahead), "ids never go back");
+
+    // Concurrent log writers never collide on line numbers.
+    let target = all[0];
+    let mut handles = Vec::new();
+    for i in 0..6 {
+        let repo = if i % 2 == 0 {
+            fx.repo.clone()
+        } else {
+            other.clone()
+        };
+        handles.push(tokio::spawn(async move {
+            for j in 0..5 {
+                repo.append_log(target, &[format!("{i}.{j}a"), format!("{i}.{j}b")])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let log = fx.event_log(target).await.unwrap();
+    assert_eq!(log.len(), 60);
+    // Each append's lines stay together and in order.
+    for pair in log.chunks(2) {
+        assert_eq!(
+            pair[0].1.trim_end_matches('a'),
+            pair[1].1.trim_end_matches('b')
+        );
+    }
+}
+
+async fn a_repository_from_a_newer_sluice_is_refused(fx: Fixture) {
+    fx.record_future_migration().await;
+    let error = fx.reopen().await.err().expect("a newer schema is refused");
+    assert_eq!(error.kind(), RepoErrorKind::Version);
+    assert!(error.to_string().contains("schema version 99"), "{error}");
+}
+
+async fn submit_queues_claim_runs_and_a_newer_submit_replaces_a_pending_one(fx: Fixture) {
+    with_definitions(&fx).await;
+    let (hub, job) = (hub1(), refresh_job());
+    let first = fx.submit_job(refresh_event(&job), None).await.unwrap();
+    assert!(first.canceled.is_empty() && first.taken_over.is_empty());
+    let record = fx.job(&hub, &job).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.last_event, record.num_runs),
+        (JobState::Suspend, Some(first.event), 0)
+    );
+    assert_eq!(event(&fx, first.event).await.state, EventState::Active);
+
+    // A newer pending request replaces the older one.
+    let second = fx.submit_job(refresh_event(&job), None).await.unwrap();
+    assert_eq!(second.canceled, vec![first.event]);
+    let replaced = event(&fx, first.event).await;
+    assert_eq!(replaced.state, EventState::Canceled);
+    assert!(replaced.response.as_deref().unwrap().contains("replaced"));
+
+    // Claiming runs the pending event.
+    let owner = Owner::current();
+    let (claimed, taken_over) = fx.claim_job(&hub, &job, &owner, MINUTE).await.unwrap();
+    assert_eq!((claimed, taken_over), (second.event, vec![]));
+    let record = fx.job(&hub, &job).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.last_event, record.num_runs),
+        (JobState::Running, Some(second.event), 1)
+    );
+    assert!(record.run_begin.is_some());
+    assert!(fx.heartbeat(&hub, &job, &owner).await.unwrap());
+
+    // While it runs, neither another claim nor another submit gets in, and nothing changes.
+    let other = Owner::current();
+    let error = fx.claim_job(&hub, &job, &other, MINUTE).await.unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+    for start in [Some((&other, MINUTE)), None] {
+        let error = fx.submit_job(refresh_event(&job), start).await.unwrap_err();
+        assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+        assert!(
+            error.to_string().contains(&second.event.to_string()),
+            "{error}"
+        );
+    }
+    assert_eq!(event(&fx, second.event).await.state, EventState::Active);
+    assert_eq!(
+        fx.events(&EventFilter {
+            jobs: vec![job.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        2
+    );
+
+    // Finished: nothing is pending any more.
+    fx.finish_job(&hub, &job, second.event, EventState::Failed, "boom")
+        .await
+        .unwrap();
+    assert_eq!(
+        fx.job(&hub, &job).await.unwrap().unwrap().state,
+        JobState::Failed
+    );
+    let error = fx.claim_job(&hub, &job, &owner, MINUTE).await.unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+    let error = fx
+        .claim_job(&hub, &"sales-cmp-src-tgt".parse().unwrap(), &owner, MINUTE)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::NotFound, "{error}");
+
+    // Submitting and starting at once.
+    let third = fx
+        .submit_job(refresh_event(&job), Some((&owner, MINUTE)))
+        .await
+        .unwrap();
+    let record = fx.job(&hub, &job).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.last_event, record.num_runs),
+        (JobState::Running, Some(third.event), 2)
+    );
+
+    // A run needs a job.
+    let error = fx
+        .submit_job(
+            NewEvent {
+                job: None,
+                ..refresh_event(&job)
+            },
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+}
+
+async fn heartbeat_answers_false_after_a_cancel(fx: Fixture) {
+    with_definitions(&fx).await;
+    let (hub, job) = (hub1(), refresh_job());
+    let owner = Owner::current();
+    let started = fx
+        .start_job(refresh_event(&job), &owner, MINUTE)
+        .await
+        .unwrap();
+    assert!(fx.heartbeat(&hub, &job, &owner).await.unwrap());
+
+    // Cancelled through the other instance, as another process would.
+    let other = fx.reopen().await.unwrap();
+    let canceled = other.cancel_events(&hub, &[started.event]).await.unwrap();
+    assert_eq!(canceled.len(), 1);
+    assert_eq!(
+        (canceled[0].id, canceled[0].state),
+        (started.event, EventState::Canceled)
+    );
+    assert!(!fx.heartbeat(&hub, &job, &owner).await.unwrap(), "stop");
+    // The run still holds the job until it stops; then the job is suspended.
+    assert_eq!(
+        fx.job(&hub, &job).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    fx.finish_job(&hub, &job, started.event, EventState::Canceled, "stopped")
+        .await
+        .unwrap();
+    assert_eq!(
+        fx.job(&hub, &job).await.unwrap().unwrap().state,
+        JobState::Suspend
+    );
+    let record = event(&fx, started.event).await;
+    assert_eq!(
+        (record.state, record.response.as_deref()),
+        (EventState::Canceled, Some("canceled by a user")),
+        "finishing does not overwrite the cancel"
+    );
+    let error = fx.heartbeat(&hub, &job, &owner).await.unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+}
+
+async fn cancel_events_refuses_an_inactive_event_and_changes_nothing(fx: Fixture) {
+    with_definitions(&fx).await;
+    let (hub, job) = (hub1(), refresh_job());
+    let pending = fx
+        .submit_job(refresh_event(&job), None)
+        .await
+        .unwrap()
+        .event;
+    let done = fx
+        .post_event(NewEvent {
+            state: EventState::Done,
+            job: None,
+            ..refresh_event(&job)
+        })
+        .await
+        .unwrap();
+
+    let error = fx.cancel_events(&hub, &[pending, done]).await.unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+    assert!(error.to_string().contains(&done.to_string()), "{error}");
+    let unknown = EventId::at(Utc::now() - TimeDelta::days(1));
+    let error = fx
+        .cancel_events(&hub, &[pending, unknown])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::NotFound, "{error}");
+    // An event of another hub is not found in this one.
+    fx.create_hub(
+        &Hub {
+            name: HubName::new("hub2").unwrap(),
+            description: String::new(),
+        },
+        "alice",
+    )
+    .await
+    .unwrap();
+    let error = fx
+        .cancel_events(&HubName::new("hub2").unwrap(), &[pending])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::NotFound, "{error}");
+    // Cancelling the same event twice in one call fails as a whole.
+    let error = fx
+        .cancel_events(&hub, &[pending, pending])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+
+    let record = event(&fx, pending).await;
+    assert_eq!((record.state, record.response), (EventState::Active, None));
+    let job_record = fx.job(&hub, &job).await.unwrap().unwrap();
+    assert_eq!(
+        (job_record.state, job_record.last_event),
+        (JobState::Suspend, Some(pending))
+    );
+
+    // Now for real: the pending run is cancelled and can no longer be claimed.
+    let canceled = fx.cancel_events(&hub, &[pending]).await.unwrap();
+    assert_eq!(canceled[0].state, EventState::Canceled);
+    let record = event(&fx, pending).await;
+    assert_eq!(record.state, EventState::Canceled);
+    assert!(record.finish.is_some());
+    let error = fx
+        .claim_job(&hub, &job, &Owner::current(), MINUTE)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+}
+
+async fn delete_job_cancels_its_active_events(fx: Fixture) {
+    with_definitions(&fx).await;
+    let (hub, job) = (hub1(), refresh_job());
+    let pending = fx
+        .submit_job(refresh_event(&job), None)
+        .await
+        .unwrap()
+        .event;
+    assert_eq!(fx.delete_job(&hub, &job).await.unwrap(), vec![pending]);
+    assert!(fx.job(&hub, &job).await.unwrap().is_none());
+    assert!(fx.jobs(&hub).await.unwrap().is_empty());
+    let record = event(&fx, pending).await;
+    assert_eq!(record.state, EventState::Canceled);
+    assert!(record.response.as_deref().unwrap().contains("deleted"));
+    let error = fx.delete_job(&hub, &job).await.unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::NotFound, "{error}");
+
+    // A finished job has nothing to cancel.
+    let owner = Owner::current();
+    let run = fx
+        .start_job(refresh_event(&job), &owner, MINUTE)
+        .await
+        .unwrap();
+    fx.finish_job(&hub, &job, run.event, EventState::Done, "ok")
+        .await
+        .unwrap();
+    assert!(fx.delete_job(&hub, &job).await.unwrap().is_empty());
+    assert_eq!(event(&fx, run.event).await.state, EventState::Done);
+}
+
+async fn job_states_are_set_only_when_not_running(fx: Fixture) {
+    with_definitions(&fx).await;
+    let (hub, job) = (hub1(), refresh_job());
+    let error = fx
+        .set_job_state(&hub, &job, JobState::Suspend)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::NotFound, "{error}");
+    let owner = Owner::current();
+    let run = fx
+        .start_job(refresh_event(&job), &owner, MINUTE)
+        .await
+        .unwrap();
+    let error = fx
+        .set_job_state(&hub, &job, JobState::Suspend)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+    fx.finish_job(&hub, &job, run.event, EventState::Done, "ok")
+        .await
+        .unwrap();
+    fx.set_job_state(&hub, &job, JobState::Suspend)
+        .await
+        .unwrap();
+    assert_eq!(
+        fx.job(&hub, &job).await.unwrap().unwrap().state,
+        JobState::Suspend
+    );
+    fx.set_job_state(&hub, &job, JobState::Pending)
+        .await
+        .unwrap();
+    assert_eq!(
+        fx.job(&hub, &job).await.unwrap().unwrap().state,
+        JobState::Pending
+    );
+}
+
+async fn events_are_filtered_and_results_kept_in_order(fx: Fixture) {
+    with_definitions(&fx).await;
+    let hub = hub1();
+    let compare: JobName = "sales-cmp-src-tgt".parse().unwrap();
+    let mut refresh = refresh_event(&refresh_job());
+    refresh.state = EventState::Done;
+    let r1 = fx.post_event(refresh.clone()).await.unwrap();
+    let c1 = fx
+        .post_event(NewEvent {
+            event_type: EventType::Compare,
+            job: Some(compare.clone()),
+            loc: Some(LocationName::new("tgt").unwrap()),
+            loc2: Some(LocationName::new("src").unwrap()),
+            ..refresh.clone()
+        })
+        .await
+        .unwrap();
+    let audit = fx
+        .post_event(NewEvent {
+            event_type: EventType::HubPropertyChange,
+            channel: None,
+            loc: None,
+            loc2: None,
+            job: None,
+            ..refresh.clone()
+        })
+        .await
+        .unwrap();
+    let active = fx
+        .post_event(NewEvent {
+            state: EventState::Active,
+            ..refresh.clone()
+        })
+        .await
+        .unwrap();
+
+    let ids = |filter: EventFilter| {
+        let fx = &fx;
+        async move {
+            fx.events(&filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // The hub's creation and the import came first.
+    let all = ids(EventFilter::default()).await;
+    assert_eq!(all.len(), 6);
+    assert_eq!(all[..4], [active, audit, c1, r1]);
+    assert_eq!(
+        ids(EventFilter {
+            types: vec![EventType::Refresh, EventType::Compare],
+            ..Default::default()
+        })
+        .await,
+        vec![active, c1, r1]
+    );
+    assert_eq!(
+        ids(EventFilter {
+            states: vec![EventState::Active],
+            ..Default::default()
+        })
+        .await,
+        vec![active]
+    );
+    assert_eq!(
+        ids(EventFilter {
+            jobs: vec![compare.clone()],
+            ..Default::default()
+        })
+        .await,
+        vec![c1]
+    );
+    assert_eq!(
+        ids(EventFilter {
+            channels: vec![ChannelName::new("sales").unwrap()],
+            loc: Some(LocationName::new("tgt").unwrap()),
+            ..Default::default()
+        })
+        .await,
+        vec![active, c1, r1],
+        "as loc or loc2"
+    );
+    assert_eq!(
+        ids(EventFilter {
+            begin: Some(c1.instant()),
+            end: Some(audit.instant()),
+            ..Default::default()
+        })
+        .await,
+        vec![audit, c1],
+        "begin and end are inclusive"
+    );
+    assert!(
+        ids(EventFilter {
+            end: Some(Utc::now() - TimeDelta::days(1)),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert!(
+        ids(EventFilter {
+            hub: Some(HubName::new("hub2").unwrap()),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+
+    // Results: set again replaces the value and keeps the first position.
+    let result = |table: Option<&str>, name: ResultName, value: &str| EventResult {
+        table: table.map(|t| t.parse().unwrap()),
+        name,
+        value: value.into(),
+    };
+    fx.put_results(
+        r1,
+        &[
+            result(Some("orders"), ResultName::TableState, "BUSY"),
+            result(Some("orders"), ResultName::SourceRowsUsed, "10"),
+            result(Some("customers"), ResultName::TableState, "DONE"),
+            result(None, ResultName::BytesUsed, "4096"),
+        ],
+    )
+    .await
+    .unwrap();
+    fx.put_results(
+        r1,
+        &[result(Some("orders"), ResultName::TableState, "DONE")],
+    )
+    .await
+    .unwrap();
+    let with_results = fx
+        .events(&EventFilter {
+            ids: vec![r1],
+            fetch_results: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        with_results[0].results,
+        vec![
+            result(None, ResultName::BytesUsed, "4096"),
+            result(Some("customers"), ResultName::TableState, "DONE"),
+            result(Some("orders"), ResultName::TableState, "DONE"),
+            result(Some("orders"), ResultName::SourceRowsUsed, "10"),
+        ]
+    );
+    let only = fx
+        .events(&EventFilter {
+            ids: vec![r1, c1],
+            fetch_results: true,
+            result_names: vec![ResultName::TableState],
+            result_tables: vec!["orders".parse().unwrap()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(only[0].id, c1);
+    assert!(only[0].results.is_empty());
+    assert_eq!(
+        only[1].results,
+        vec![result(Some("orders"), ResultName::TableState, "DONE")]
+    );
+    let without = fx
+        .events(&EventFilter {
+            ids: vec![r1],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(without[0].results.is_empty(), "results only when asked");
+
+    // The newest finished refresh per table; an active one does not count.
+    let r2 = fx.post_event(refresh.clone()).await.unwrap();
+    fx.put_results(
+        r2,
+        &[result(Some("orders"), ResultName::TableState, "FAILED")],
+    )
+    .await
+    .unwrap();
+    fx.put_results(
+        active,
+        &[result(Some("customers"), ResultName::TableState, "BUSY")],
+    )
+    .await
+    .unwrap();
+    let latest = fx
+        .latest_table_results(
+            &hub,
+            &ChannelName::new("sales").unwrap(),
+            EventType::Refresh,
+        )
+        .await
+        .unwrap();
+    let summary: Vec<(String, EventId, Vec<String>)> = latest
+        .iter()
+        .map(|(t, (e, rs))| {
+            (
+                t.to_string(),
+                e.id,
+                rs.iter().map(|r| r.value.clone()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("customers".to_owned(), r1, vec!["DONE".to_owned()]),
+            ("orders".to_owned(), r2, vec!["FAILED".to_owned()]),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL only: connecting, migrating, and `open_repository`.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_processes_starting_together_migrate_once() {
+    let db = TestDatabase::create().await;
+    let mut handles = Vec::new();
+    for _ in 0..6 {
+        let url = db.url.clone();
+        handles.push(tokio::spawn(async move {
+            PostgresRepository::connect(&url).await
+        }));
+    }
+    let mut repos = Vec::new();
+    for h in handles {
+        repos.push(h.await.unwrap().unwrap());
+    }
+    assert_eq!(repos[0].schema_version().await.unwrap(), 2);
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let rows = client
+        .query("SELECT version FROM schema_migration ORDER BY version", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    drop(repos);
 }
 
 #[tokio::test]
-async fn a_repository_from_a_newer_sluice_is_refused() {
+async fn postgres_unreachable_or_tls_is_a_clear_error() {
+    // Port 1 on loopback: nothing listens there.
+    let error = PostgresRepository::connect("postgres://alice:secret@127.0.0.1:1/hub")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Storage);
+    let message = error.to_string();
+    assert!(
+        message.contains("cannot connect") && message.contains("alice@127.0.0.1:1/hub"),
+        "{message}"
+    );
+    assert!(!message.contains("secret"), "{message}");
+
+    let error = PostgresRepository::connect("postgres://postgres@127.0.0.1/hub?sslmode=require")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("TLS"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_repository_by_spec() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
-    drop(SqliteRepository::open(&path).unwrap());
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute(
-            "INSERT INTO schema_migration VALUES (99, 'future', '2030-01-01T00:00:00Z')",
-            [],
+    let plain = dir.path().join("plain/hub.db");
+    let prefixed = dir.path().join("prefixed.db");
+    for spec in [
+        plain.display().to_string(),
+        format!("sqlite:{}", prefixed.display()),
+        format!("sqlite://{}", prefixed.display()),
+    ] {
+        let repo = open_repository(&spec).await.unwrap();
+        assert!(repo.hubs().await.unwrap().is_empty(), "{spec}");
+    }
+    assert!(plain.exists() && prefixed.exists());
+
+    let db = TestDatabase::create().await;
+    for spec in [
+        db.url.clone(),
+        db.url.replacen("postgres://", "postgresql://", 1),
+    ] {
+        let repo = open_repository(&spec).await.unwrap();
+        repo.create_hub(
+            &Hub {
+                name: hub1(),
+                description: String::new(),
+            },
+            "alice",
         )
+        .await
+        .map(|_| ())
+        .or_else(|e| match e.kind() {
+            RepoErrorKind::Conflict => Ok(()),
+            _ => Err(e),
+        })
         .unwrap();
-    let error = SqliteRepository::open(&path).unwrap_err();
-    assert_eq!(error.kind(), RepoErrorKind::Version);
-    assert!(error.to_string().contains("schema version 99"), "{error}");
+    }
+    assert_eq!(
+        PostgresRepository::connect(&db.url)
+            .await
+            .unwrap()
+            .hubs()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    for (spec, expected) in [
+        (
+            "mysql://root@localhost/hub",
+            "unsupported repository scheme",
+        ),
+        ("", "no repository given"),
+        ("sqlite:", "no repository given"),
+        ("postgres://u@127.0.0.1/hub?sslmode=require", "TLS"),
+    ] {
+        let error = open_repository(spec).await.err().expect(spec);
+        assert!(error.to_string().contains(expected), "{spec}: {error}");
+    }
 }
