@@ -17,7 +17,8 @@ use sluice_service::{
 use crate::output::{Interrupted, JobFailed, json, rate, table, thousands};
 use crate::progress::{Display, follow};
 use crate::{
-    ChannelCommand, Cli, Command, EventCommand, Global, JobCommand, LocationCommand, Outcome,
+    ChannelCommand, Cli, Command, EventCommand, Global, HubCommand, JobCommand, LocationCommand,
+    Outcome,
 };
 
 /// Options of `sluice refresh`.
@@ -62,6 +63,10 @@ pub struct RefreshArgs {
     /// Print every statement that would run, per table, and run none.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --hub: wait for the refresh to end, showing each table's progress (without --hub a
+    /// refresh always runs to its end).
+    #[arg(long)]
+    pub wait: bool,
 }
 
 fn parse_strategy(s: &str) -> Result<WriteStrategy, String> {
@@ -96,6 +101,10 @@ pub struct CompareArgs {
     /// Print every statement that would run, per table, and run none.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --hub: wait for the compare to end, showing each table's progress (without --hub a
+    /// compare always runs to its end).
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// Options of `sluice event list`.
@@ -111,7 +120,7 @@ pub struct EventListArgs {
     #[arg(long)]
     pub state: Option<EventState>,
     /// At most this many.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, visible_alias = "max", default_value_t = 50)]
     pub limit: usize,
 }
 
@@ -127,17 +136,34 @@ pub fn service(global: &Global) -> Result<HubService> {
         .with_context(|| format!("cannot open the repository in {}", global.home.display()))
 }
 
-/// Runs the command.
+/// Runs the command: against the hub server with `--hub`, else on the local repository.
 pub async fn run(cli: Cli) -> Result<Outcome> {
     let g = cli.global;
     match cli.command {
+        Command::Login(args) => crate::remote::login(&g, args).await,
+        Command::Logout => crate::remote::logout(&g).await,
+        command if g.hub.is_some() && crate::remote::serves(&command) => {
+            crate::remote::run(&g, command).await
+        }
+        command => run_local(g, command).await,
+    }
+}
+
+async fn run_local(g: Global, command: Command) -> Result<Outcome> {
+    match command {
+        Command::Login(_) | Command::Logout => unreachable!("handled by `run`"),
         Command::Quickstart(args) => crate::quickstart::run(args, &g).await,
         Command::Validate { file } => validate(&g, &file).await,
         Command::Apply { file } => apply(&g, &file).await,
+        Command::Hub(HubCommand::Status) => hub_status(&g).await,
+        Command::Hub(HubCommand::Freeze) => freeze(&g, true).await,
+        Command::Hub(HubCommand::Unfreeze) => freeze(&g, false).await,
         Command::Location(LocationCommand::List) => locations(&g).await,
         Command::Location(LocationCommand::Test { location }) => test_location(&g, &location).await,
         Command::Channel(ChannelCommand::List) => channels(&g).await,
         Command::Channel(ChannelCommand::Show { channel }) => show_channel(&g, &channel).await,
+        Command::Channel(ChannelCommand::Export) => export(&g).await,
+        Command::Channel(ChannelCommand::Delete { channel }) => delete_channel(&g, &channel).await,
         Command::Refresh(args) => refresh(&g, args).await,
         Command::Compare(args) => compare(&g, args).await,
         Command::Status { channel } => status(&g, channel.as_ref()).await,
@@ -145,6 +171,9 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Event(EventCommand::Show { event }) => show_event(&g, event).await,
         Command::Event(EventCommand::Log { event }) => event_log(&g, event).await,
         Command::Job(JobCommand::List) => jobs(&g).await,
+        Command::Job(JobCommand::Suspend { job }) => suspend_job(&g, &job, true).await,
+        Command::Job(JobCommand::Resume { job }) => suspend_job(&g, &job, false).await,
+        Command::Job(JobCommand::Cancel { job }) => cancel_job(&g, &job).await,
         Command::Bench(args) => crate::bench::run(args, &g).await,
         Command::BenchReference { source, target } => {
             crate::bench::reference_copy(&source, &target)?;
@@ -711,7 +740,7 @@ pub fn print_compare(summary: &CompareSummary, g: &Global) -> Result<()> {
     Ok(())
 }
 
-fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+pub(crate) fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.map(|t| {
         t.with_timezone(&chrono::Local)
             .format("%Y-%m-%d %H:%M:%S")
@@ -960,4 +989,47 @@ async fn jobs(g: &Global) -> Result<Outcome> {
         )
     );
     Ok(Outcome::Ok)
+}
+
+// ---- local variants of the hub server's administration commands ----
+
+/// The error of a command whose local variant needs a service capability that does not exist yet.
+fn not_local(command: &str, capability: &str) -> anyhow::Error {
+    anyhow::Error::new(sluice_service::ServiceError::new(
+        sluice_service::ServiceErrorKind::Invalid,
+        format!(
+            "`sluice {command}` is not available on a local repository yet (the hub service \
+             cannot {capability}); run it against a hub server with --hub URL"
+        ),
+    ))
+}
+
+async fn hub_status(_g: &Global) -> Result<Outcome> {
+    Err(not_local("hub status", "report a hub's state"))
+}
+
+async fn freeze(_g: &Global, freeze: bool) -> Result<Outcome> {
+    match freeze {
+        true => Err(not_local("hub freeze", "freeze a hub")),
+        false => Err(not_local("hub unfreeze", "unfreeze a hub")),
+    }
+}
+
+async fn export(_g: &Global) -> Result<Outcome> {
+    Err(not_local("channel export", "export a hub's definitions"))
+}
+
+async fn delete_channel(_g: &Global, _channel: &ChannelName) -> Result<Outcome> {
+    Err(not_local("channel delete", "delete a channel"))
+}
+
+async fn suspend_job(_g: &Global, _job: &sluice_model::JobName, suspend: bool) -> Result<Outcome> {
+    match suspend {
+        true => Err(not_local("job suspend", "suspend a job")),
+        false => Err(not_local("job resume", "resume a job")),
+    }
+}
+
+async fn cancel_job(_g: &Global, _job: &sluice_model::JobName) -> Result<Outcome> {
+    Err(not_local("job cancel", "cancel a job's events"))
 }

@@ -1,9 +1,13 @@
 //! `sluice`: the command line of the sluice replication hub.
 //!
+//! Without `--hub` the commands work on the local repository (`--home`); with `--hub URL` (or
+//! `SLUICE_HUB`) they are requests to that hub server, with the session `sluice login` stored.
+//!
 //! Exit codes: 0 success; 1 the work failed (a database refused, a value did not fit, the
-//! repository could not be used); 2 invalid input (bad definitions, unknown names, bad usage);
-//! 3 a compare found differences; 4 the job is already running; 130 interrupted (Ctrl-C), with every
-//! table not yet committed left as it was.
+//! repository could not be used, the hub server could not be reached or refused the session);
+//! 2 invalid input (bad definitions, unknown names, bad usage); 3 a compare found differences;
+//! 4 the job is already running; 130 interrupted (Ctrl-C), with every table not yet committed left
+//! as it was (with `--hub`: stopped waiting, the job goes on on the server).
 
 /// Writes a line to stderr. A closed stderr (a reader that went away) never stops the work or
 /// its bookkeeping, so write errors are ignored.
@@ -25,9 +29,11 @@ macro_rules! say {
 mod bench;
 mod bench_engines;
 mod commands;
+mod credentials;
 mod output;
 mod progress;
 mod quickstart;
+mod remote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,9 +57,13 @@ pub struct Global {
     /// Directory of the hub repository (hub.db).
     #[arg(long, global = true, env = "SLUICE_HOME", default_value = ".sluice")]
     home: PathBuf,
-    /// The hub to work on; needed only when the repository holds several.
+    /// The hub to work on; needed only when the repository (or hub server) holds several.
     #[arg(long, global = true, env = "SLUICE_HUB_NAME")]
     hub_name: Option<HubName>,
+    /// Work on the hub server at this URL (e.g. http://127.0.0.1:4341) instead of the local
+    /// repository; log in first with `sluice login --hub URL`.
+    #[arg(long, global = true, env = "SLUICE_HUB", value_name = "URL")]
+    hub: Option<String>,
     /// Print data as JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -76,6 +86,13 @@ enum Command {
         /// The definitions file.
         file: PathBuf,
     },
+    /// Log in to a hub server and remember the session (for `--hub`).
+    Login(remote::LoginArgs),
+    /// Log out of a hub server and forget the session.
+    Logout,
+    /// The hub: state, freeze, unfreeze.
+    #[command(subcommand)]
+    Hub(HubCommand),
     /// Locations: database connections.
     #[command(subcommand)]
     Location(LocationCommand),
@@ -110,6 +127,16 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum HubCommand {
+    /// The hub's state (LIVE or FROZEN) and license.
+    Status,
+    /// Freeze the hub: no job runs until it is unfrozen.
+    Freeze,
+    /// Unfreeze the hub: jobs run again.
+    Unfreeze,
+}
+
+#[derive(Subcommand, Debug)]
 enum LocationCommand {
     /// List locations.
     List,
@@ -126,6 +153,13 @@ enum ChannelCommand {
     List,
     /// Show a channel's groups, tables and actions.
     Show {
+        /// The channel.
+        channel: sluice_model::ChannelName,
+    },
+    /// Print the hub's definitions (locations, channels, actions) as JSON.
+    Export,
+    /// Delete a channel's definition (its tables' data stays where it is).
+    Delete {
         /// The channel.
         channel: sluice_model::ChannelName,
     },
@@ -151,6 +185,21 @@ enum EventCommand {
 enum JobCommand {
     /// List jobs.
     List,
+    /// Suspend a job: it does not run until resumed.
+    Suspend {
+        /// The job (e.g. shop-refr-src-wh).
+        job: sluice_model::JobName,
+    },
+    /// Resume a suspended job.
+    Resume {
+        /// The job.
+        job: sluice_model::JobName,
+    },
+    /// Cancel the job's active events (a running refresh or compare stops).
+    Cancel {
+        /// The job.
+        job: sluice_model::JobName,
+    },
 }
 
 /// Why the command stopped, mapped to an exit code.

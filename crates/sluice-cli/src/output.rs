@@ -13,6 +13,18 @@ pub struct Interrupted;
 #[derive(Debug)]
 pub struct JobFailed(pub String);
 
+/// The user stopped waiting for a job that goes on on the hub server.
+#[derive(Debug)]
+pub struct StoppedWaiting(pub String);
+
+impl std::fmt::Display for StoppedWaiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoppedWaiting {}
+
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("interrupted; tables not yet committed were left as they were")
@@ -85,7 +97,9 @@ pub fn rate(rows: u64, seconds: f64) -> String {
 /// Prints the error chain on one line (and definition errors one per line) and returns the exit
 /// code.
 pub fn report_error(error: &anyhow::Error) -> u8 {
-    if error.downcast_ref::<Interrupted>().is_some() {
+    if error.downcast_ref::<Interrupted>().is_some()
+        || error.downcast_ref::<StoppedWaiting>().is_some()
+    {
         note!("error: {error}");
         return 130;
     }
@@ -96,6 +110,16 @@ pub fn report_error(error: &anyhow::Error) -> u8 {
         }
     }
     note!("error: {error:#}");
+    let client = error
+        .chain()
+        .find_map(|e| e.downcast_ref::<sluice_client::Error>());
+    if let Some(client) = client {
+        use sluice_client::ErrorKind;
+        return match client.kind() {
+            ErrorKind::Invalid | ErrorKind::NotFound | ErrorKind::Usage => 2,
+            _ => 1,
+        };
+    }
     match service.map(ServiceError::kind) {
         Some(ServiceErrorKind::Invalid | ServiceErrorKind::NotFound) => 2,
         Some(ServiceErrorKind::Conflict) => 4,

@@ -31,6 +31,9 @@ impl Env {
         cmd.current_dir(self.dir.path())
             .env("SLUICE_HOME", self.path(".sluice"))
             .env_remove("SLUICE_HUB_NAME")
+            .env_remove("SLUICE_HUB")
+            .env_remove("SLUICE_PASSWORD")
+            .env("SLUICE_CONFIG_DIR", self.path("config"))
             .env("SLUICE_USER", "tester");
         cmd
     }
@@ -748,4 +751,196 @@ fn quickstart_runs_and_can_run_again() {
         .assert()
         .success()
         .stdout(predicate::str::contains("DONE/IDENTICAL"));
+}
+
+// ---- remote mode (--hub) without a server ----
+
+/// A loopback URL nothing listens on.
+fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port())
+}
+
+/// Stores a session for `url` as `sluice login` would.
+fn store_session(env: &Env, url: &str) {
+    let creds = serde_json::json!({"hubs": {url: {
+        "url": url, "user": "admin", "access_token": "a1", "refresh_token": "r1",
+        "expires_at": "2999-01-01T00:00:00Z"}}});
+    std::fs::create_dir_all(env.path("config")).unwrap();
+    env.write("config/credentials.json", &creds.to_string());
+}
+
+#[test]
+fn a_remote_command_without_a_session_says_how_to_log_in() {
+    let env = Env::new();
+    let url = dead_url();
+    let out = env
+        .sluice()
+        .args(["refresh", "shop", "--hub", &url])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    assert_eq!(
+        stderr_lines(&out),
+        [format!(
+            "error: not logged in to {url}: run `sluice login --hub {url}`"
+        )]
+    );
+    // SLUICE_HUB selects remote mode as --hub does; the local repository is never created.
+    env.sluice()
+        .env("SLUICE_HUB", &url)
+        .args(["event", "list"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not logged in"));
+    assert!(!env.path(".sluice").exists());
+}
+
+#[test]
+fn a_remote_refresh_of_an_unreachable_server_is_a_connection_error() {
+    let env = Env::new();
+    let url = dead_url();
+    store_session(&env, &url);
+    for args in [
+        // With both locations given the refresh is posted at once …
+        &[
+            "refresh",
+            "shop",
+            "--source",
+            "src",
+            "--target",
+            "wh",
+            "--hub-name",
+            "hub1",
+        ][..],
+        // … without, the channel is asked for them first; without --hub-name, the hubs.
+        &["refresh", "shop", "--wait"][..],
+        &["job", "cancel", "shop-refr-src-wh", "--hub-name", "hub1"][..],
+    ] {
+        let out = env
+            .sluice()
+            .args(args)
+            .args(["--hub", &url])
+            .assert()
+            .code(1)
+            .get_output()
+            .clone();
+        let lines = stderr_lines(&out);
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        assert!(
+            lines[0].starts_with(&format!("error: cannot reach the hub server at {url}/")),
+            "{args:?}: {lines:?}"
+        );
+        assert!(lines[0].contains("Connection refused"), "{lines:?}");
+    }
+}
+
+#[test]
+fn login_to_an_unreachable_server_stores_nothing() {
+    let env = Env::new();
+    let url = dead_url();
+    env.sluice()
+        .args(["login", "--hub", &url, "--user", "admin", "--password-stdin"])
+        .write_stdin("secret\n")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with(format!(
+            "error: cannot log in to {url} as admin: cannot reach the hub server at {url}/auth/v1/password"
+        )));
+    assert!(!env.path("config").join("credentials.json").exists());
+    // Without a URL, or a password and a terminal, login explains what it needs.
+    env.sluice()
+        .args(["login", "--password", "x"])
+        .assert()
+        .code(1)
+        .stderr("error: `sluice login` needs the hub server's URL: pass --hub URL (or set SLUICE_HUB)\n");
+    env.sluice()
+        .args(["login", "--hub", &url])
+        .write_stdin("")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "no password: pass --password-stdin",
+        ));
+    env.sluice()
+        .args(["login", "--hub", "localhost:4341", "--password", "x"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("the scheme must be http or https"));
+}
+
+#[test]
+fn logout_forgets_the_session_even_when_the_server_is_gone() {
+    let env = Env::new();
+    let url = dead_url();
+    // $XDG_CONFIG_HOME/sluice is used when SLUICE_CONFIG_DIR is not set.
+    let xdg = env.path("xdg");
+    std::fs::create_dir_all(xdg.join("sluice")).unwrap();
+    let creds = serde_json::json!({"hubs": {
+        url.clone(): {"url": url, "user": "admin", "access_token": "a1", "refresh_token": "r1",
+               "expires_at": "2999-01-01T00:00:00Z"},
+        "http://other:1": {"url": "http://other:1", "user": "bob", "access_token": "a2",
+               "expires_at": "2999-01-01T00:00:00Z"}}});
+    std::fs::write(xdg.join("sluice/credentials.json"), creds.to_string()).unwrap();
+    let logout = || {
+        let mut cmd = env.sluice();
+        cmd.env_remove("SLUICE_CONFIG_DIR")
+            .env("XDG_CONFIG_HOME", &xdg);
+        cmd
+    };
+    // Two sessions: which one must be said.
+    logout()
+        .arg("logout")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("logged in to several hub servers"));
+    logout()
+        .args(["logout", "--hub", &format!("{url}/")])
+        .assert()
+        .success()
+        .stdout(format!("logged out of {url}\n"))
+        .stderr(predicate::str::contains(
+            "warning: the server did not revoke the session",
+        ));
+    let left: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(xdg.join("sluice/credentials.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        left["hubs"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["http://other:1"]
+    );
+    // One session left: logout needs no URL.
+    logout()
+        .arg("logout")
+        .assert()
+        .success()
+        .stdout("logged out of http://other:1\n");
+    logout()
+        .arg("logout")
+        .assert()
+        .success()
+        .stdout("not logged in to any hub server\n");
+}
+
+#[test]
+fn commands_without_a_remote_variant_say_so() {
+    let env = Env::new();
+    let url = dead_url();
+    store_session(&env, &url);
+    env.sluice()
+        .args(["status", "--hub", &url])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "`sluice status` has no --hub variant yet",
+        ));
+    // validate needs no hub: it checks the file here even with --hub.
+    env.write("defs.yaml", &definitions("wh.db"));
+    env.sluice()
+        .args(["validate", "defs.yaml", "--hub", &url])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("defs.yaml is valid"));
 }

@@ -1,0 +1,1183 @@
+//! Remote mode: with `--hub URL` the commands are requests to a hub server, made with the session
+//! `sluice login` stored (see [`crate::credentials`]).
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, IsTerminal as _};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use serde_json::{Map, Value, json as value};
+use sluice_client::{
+    Client, CompareRequest, DifferenceFilter, ErrorKind, EventInfo, EventQuery, Granularity,
+    JobQuery, PostedJob, RefreshRequest, Strategy, event_state,
+};
+use sluice_connector::WriteStrategy;
+use sluice_model::event::table_state;
+use sluice_model::{ChannelName, EventId, JobName, LocationName};
+
+use crate::commands::{CompareArgs, EventListArgs, RefreshArgs, when};
+use crate::credentials::{self, Credentials, Session};
+use crate::output::{JobFailed, StoppedWaiting, json, table, thousands};
+use crate::{
+    ChannelCommand, Command, EventCommand, Global, HubCommand, JobCommand, LocationCommand, Outcome,
+};
+
+/// How often `--wait` asks for the event's state.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Failed polls in a row `--wait` rides out (a server restarting, a network hiccup).
+const POLL_RETRIES: u32 = 10;
+
+/// Options of `sluice login`.
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The user (default: $SLUICE_USER, else $USER).
+    #[arg(long)]
+    user: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// The password (other users of this machine may see it: prefer --password-stdin).
+    #[arg(
+        long,
+        env = "SLUICE_PASSWORD",
+        hide_env_values = true,
+        conflicts_with = "password_stdin"
+    )]
+    password: Option<String>,
+}
+
+/// Whether the command has a remote variant (or a remote refusal); the others (validate,
+/// quickstart, bench, the server's own commands) always work locally.
+pub fn serves(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Hub(_)
+            | Command::Channel(_)
+            | Command::Location(_)
+            | Command::Refresh(_)
+            | Command::Compare(_)
+            | Command::Job(_)
+            | Command::Event(_)
+            | Command::Status { .. }
+            | Command::Apply { .. }
+    )
+}
+
+/// The server URL of `--hub`, normalised as the sessions are keyed.
+fn server(g: &Global, command: &str) -> Result<(Client, String)> {
+    let url = g.hub.as_deref().ok_or_else(|| {
+        anyhow!("`sluice {command}` needs the hub server's URL: pass --hub URL (or set SLUICE_HUB)")
+    })?;
+    let client = Client::new(url)?;
+    let key = credentials::key(client.base_url().as_str());
+    Ok((client, key))
+}
+
+/// `sluice login`.
+pub async fn login(g: &Global, args: LoginArgs) -> Result<Outcome> {
+    let (client, url) = server(g, "login")?;
+    let user = match args.user {
+        Some(user) => user,
+        None => std::env::var("SLUICE_USER")
+            .or_else(|_| std::env::var("USER"))
+            .context("no user name: pass --user")?,
+    };
+    let password = match (args.password_stdin, args.password) {
+        (true, _) => read_password_line()?,
+        (false, Some(password)) => password,
+        (false, None) => prompt_password(&user, &url)?,
+    };
+    let tokens = client
+        .login(&user, &password)
+        .await
+        .with_context(|| format!("cannot log in to {url} as {user}"))?;
+    let path = credentials::path()?;
+    credentials::store(&path, Session::new(&url, &user, &tokens))?;
+    // Show what the session reaches; the login itself already succeeded.
+    let hubs = client.hubs().await.ok();
+    if g.json {
+        let hubs = hubs.map(|h| h.into_iter().map(|h| h.name).collect::<Vec<_>>());
+        json(&value!({ "url": url, "user": user, "expires_at": tokens.expires_at, "hubs": hubs }))?;
+    } else {
+        say!("logged in to {url} as {user}");
+        if let Some(hubs) = hubs {
+            let names: Vec<_> = hubs.iter().map(|h| h.name.as_str()).collect();
+            say!("  hubs: {}", list_or_dash(&names));
+        }
+        say!("  session stored in {}", path.display());
+    }
+    Ok(Outcome::Ok)
+}
+
+fn read_password_line() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        bail!("no password on standard input");
+    }
+    Ok(password)
+}
+
+/// Asks for the password on the terminal without echoing it.
+fn prompt_password(user: &str, url: &str) -> Result<String> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "no password: pass --password-stdin (with the password on standard input) or --password"
+        );
+    }
+    let stty = |arg: &str| {
+        std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !stty("-echo") {
+        bail!("cannot hide the password as it is typed: pass --password-stdin");
+    }
+    {
+        use std::io::Write as _;
+        let mut err = std::io::stderr();
+        let _ = write!(err, "password of {user} at {url}: ");
+        let _ = err.flush();
+    }
+    let password = read_password_line();
+    stty("echo");
+    note!();
+    password
+}
+
+/// `sluice logout`.
+pub async fn logout(g: &Global) -> Result<Outcome> {
+    let path = credentials::path()?;
+    let mut creds = Credentials::load(&path)?;
+    let url = match &g.hub {
+        Some(_) => server(g, "logout")?.1,
+        None => match creds.hubs.keys().collect::<Vec<_>>().as_slice() {
+            [one] => (*one).clone(),
+            [] => {
+                say!("not logged in to any hub server");
+                return Ok(Outcome::Ok);
+            }
+            many => bail!(
+                "logged in to several hub servers ({}): pass --hub URL",
+                many.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
+    };
+    let Some(session) = creds.hubs.remove(&url) else {
+        say!("not logged in to {url}");
+        return Ok(Outcome::Ok);
+    };
+    // Forget the session first: a server that cannot be reached must not keep it stored.
+    creds.save(&path)?;
+    let revoked = Client::new(&url)?
+        .with_token(session.tokens())
+        .revoke()
+        .await;
+    if let Err(e) = revoked {
+        note!("warning: the server did not revoke the session: {e:#}");
+    }
+    say!("logged out of {url}");
+    Ok(Outcome::Ok)
+}
+
+/// A logged-in client and the hub it works on.
+struct Remote {
+    client: Client,
+    url: String,
+    hub: String,
+}
+
+impl Remote {
+    async fn connect(g: &Global) -> Result<Remote> {
+        let (client, url) = server(g, "--hub")?;
+        let path = credentials::path()?;
+        let creds = Credentials::load(&path)?;
+        let session = creds
+            .hubs
+            .get(&url)
+            .cloned()
+            .ok_or_else(|| anyhow!("not logged in to {url}: run `sluice login --hub {url}`"))?;
+        let client = client.with_token(session.tokens()).on_new_tokens({
+            let (url, user) = (url.clone(), session.user.clone());
+            move |tokens| {
+                // The server expired the old refresh token: the new pair must be kept.
+                if let Err(e) = credentials::store(&path, Session::new(&url, &user, tokens)) {
+                    note!("warning: cannot store the renewed session: {e:#}");
+                }
+            }
+        });
+        let hub = match &g.hub_name {
+            Some(name) => name.to_string(),
+            None => {
+                let hubs = client.hubs().await?;
+                match hubs.as_slice() {
+                    [one] => one.name.clone(),
+                    [] => bail!("the hub server at {url} has no hub"),
+                    many => bail!(
+                        "the hub server at {url} has several hubs ({}): pass --hub-name",
+                        many.iter()
+                            .map(|h| h.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            }
+        };
+        Ok(Remote { client, url, hub })
+    }
+}
+
+/// Runs `command` against the hub server of `--hub`.
+pub async fn run(g: &Global, command: Command) -> Result<Outcome> {
+    let url = g.hub.clone().unwrap_or_default();
+    dispatch(g, command).await.map_err(|e| login_hint(e, &url))
+}
+
+/// Adds "log in again" to an error that says the session is missing or expired.
+fn login_hint(error: anyhow::Error, url: &str) -> anyhow::Error {
+    let unauthorized = error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<sluice_client::Error>())
+        .any(sluice_client::Error::is_unauthorized);
+    match unauthorized {
+        true => error.context(format!(
+            "the session with {url} is no longer valid: run `sluice login --hub {url}`"
+        )),
+        false => error,
+    }
+}
+
+async fn dispatch(g: &Global, command: Command) -> Result<Outcome> {
+    // Refuse what has no remote variant before asking the server anything.
+    match &command {
+        Command::Status { .. } => bail!(
+            "`sluice status` has no --hub variant yet: use `sluice hub status` and \
+             `sluice event list`, or run it on the hub's machine without --hub"
+        ),
+        Command::Apply { .. } => bail!(
+            "`sluice apply` has no --hub variant yet: run it on the hub's machine without --hub"
+        ),
+        _ => {}
+    }
+    let r = Remote::connect(g).await?;
+    match command {
+        Command::Hub(HubCommand::Status) => hub_status(&r, g).await,
+        Command::Hub(HubCommand::Freeze) => {
+            r.client.freeze_hub(&r.hub).await?;
+            say!(
+                "hub {} frozen: no job runs until `sluice hub unfreeze`",
+                r.hub
+            );
+            Ok(Outcome::Ok)
+        }
+        Command::Hub(HubCommand::Unfreeze) => {
+            r.client.unfreeze_hub(&r.hub).await?;
+            say!("hub {} unfrozen", r.hub);
+            Ok(Outcome::Ok)
+        }
+        Command::Channel(ChannelCommand::List) => channels(&r, g).await,
+        Command::Channel(ChannelCommand::Show { channel }) => show_channel(&r, g, &channel).await,
+        Command::Channel(ChannelCommand::Export) => {
+            json(&r.client.export_definition(&r.hub).await?)?;
+            Ok(Outcome::Ok)
+        }
+        Command::Channel(ChannelCommand::Delete { channel }) => {
+            r.client.delete_channel(&r.hub, channel.as_str()).await?;
+            say!("channel {channel} deleted from hub {}", r.hub);
+            Ok(Outcome::Ok)
+        }
+        Command::Location(LocationCommand::List) => locations(&r, g).await,
+        Command::Location(LocationCommand::Test { location }) => {
+            test_location(&r, g, &location).await
+        }
+        Command::Refresh(args) => refresh(&r, g, args).await,
+        Command::Compare(args) => compare(&r, g, args).await,
+        Command::Job(JobCommand::List) => jobs(&r, g).await,
+        Command::Job(JobCommand::Suspend { job }) => {
+            r.client
+                .suspend_jobs(&r.hub, &[job.as_str().to_owned()])
+                .await?;
+            say!("job {job} suspended");
+            Ok(Outcome::Ok)
+        }
+        Command::Job(JobCommand::Resume { job }) => {
+            r.client
+                .unsuspend_jobs(&r.hub, &[job.as_str().to_owned()])
+                .await?;
+            say!("job {job} resumed");
+            Ok(Outcome::Ok)
+        }
+        Command::Job(JobCommand::Cancel { job }) => cancel_job(&r, g, &job).await,
+        Command::Event(EventCommand::List(args)) => events(&r, g, args).await,
+        Command::Event(EventCommand::Show { event }) => show_event(&r, g, event).await,
+        Command::Event(EventCommand::Log { event }) => event_log(&r, g, event).await,
+        _ => unreachable!("`serves` admits only the commands above"),
+    }
+}
+
+async fn hub_status(r: &Remote, g: &Global) -> Result<Outcome> {
+    let status = r.client.hub_status(&r.hub).await?;
+    if g.json {
+        let mut v = serde_json::to_value(&status)?;
+        if let Value::Object(map) = &mut v {
+            map.insert("hub".into(), Value::String(r.hub.clone()));
+        }
+        json(&v)?;
+        return Ok(Outcome::Ok);
+    }
+    say!("hub {} at {}: {}", r.hub, r.url, status.hub_state);
+    if let Some(t) = status.freeze_time {
+        say!("  frozen since {}", when(Some(t)));
+    }
+    if let Some(license) = &status.license {
+        say!("  license: {license}");
+    }
+    if !status.jobs_over_latency_sla.is_empty() {
+        let jobs: Vec<String> = status
+            .jobs_over_latency_sla
+            .iter()
+            .map(|j| j.as_str().map_or_else(|| j.to_string(), str::to_owned))
+            .collect();
+        say!("  jobs over their latency SLA: {}", jobs.join(", "));
+    }
+    Ok(Outcome::Ok)
+}
+
+// ---- definitions ----
+
+/// `G:a,b  H:c` of a channel object's location groups.
+fn groups_text(channel: &Value) -> String {
+    object(channel, "loc_groups")
+        .map(|groups| {
+            groups
+                .iter()
+                .map(|(g, v)| format!("{g}:{}", members(v).join(",")))
+                .collect::<Vec<_>>()
+                .join("  ")
+        })
+        .unwrap_or_default()
+}
+
+fn object<'a>(v: &'a Value, key: &str) -> Option<&'a Map<String, Value>> {
+    v.get(key).and_then(Value::as_object)
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn members(group: &Value) -> Vec<&str> {
+    group
+        .get("members")
+        .and_then(Value::as_array)
+        .map(|m| m.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// A property or parameter value as text (`5432`, `true`, `secret`).
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn list_or_dash(names: &[&str]) -> String {
+    match names.is_empty() {
+        true => "-".into(),
+        false => names.join(", "),
+    }
+}
+
+async fn channels(r: &Remote, g: &Global) -> Result<Outcome> {
+    let channels = r.client.channels(&r.hub).await?;
+    if g.json {
+        json(&channels)?;
+        return Ok(Outcome::Ok);
+    }
+    let rows = channels
+        .iter()
+        .map(|(name, c)| {
+            vec![
+                name.clone(),
+                object(c, "tables").map_or(0, Map::len).to_string(),
+                groups_text(c),
+                text(c, "description").to_owned(),
+            ]
+        })
+        .collect();
+    say!(
+        "{}",
+        table(
+            &["channel", "tables", "location groups", "description"],
+            rows
+        )
+    );
+    Ok(Outcome::Ok)
+}
+
+async fn show_channel(r: &Remote, g: &Global, channel: &ChannelName) -> Result<Outcome> {
+    let c = r.client.channel(&r.hub, channel.as_str()).await?;
+    if g.json {
+        json(&c)?;
+        return Ok(Outcome::Ok);
+    }
+    say!("channel {channel} {}", text(&c, "description"));
+    for (group, v) in object(&c, "loc_groups").into_iter().flatten() {
+        say!("  group {group}: {}", members(v).join(", "));
+    }
+    let rows = object(&c, "tables")
+        .into_iter()
+        .flatten()
+        .map(|(name, t)| {
+            let cols = match object(t, "cols") {
+                None => "discovered from the source".to_owned(),
+                Some(cols) => cols
+                    .iter()
+                    .map(|(col, v)| {
+                        let key = v.get("key").and_then(Value::as_u64).unwrap_or(0) > 0;
+                        format!(
+                            "{col} {}{}",
+                            text(v, "data_type"),
+                            if key { " key" } else { "" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            vec![name.clone(), text(t, "base_name").to_owned(), cols]
+        })
+        .collect();
+    say!("{}", table(&["table", "base name", "columns"], rows));
+    let rows = c
+        .get("actions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let params = object(a, "params")
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", scalar(v)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let scope = |key| match text(a, key) {
+                "" => "*".to_owned(),
+                s => s.to_owned(),
+            };
+            vec![
+                text(a, "type").to_owned(),
+                scope("loc_scope"),
+                scope("table_scope"),
+                params,
+            ]
+        })
+        .collect();
+    say!(
+        "{}",
+        table(
+            &["action", "location scope", "table scope", "parameters"],
+            rows
+        )
+    );
+    Ok(Outcome::Ok)
+}
+
+async fn locations(r: &Remote, g: &Global) -> Result<Outcome> {
+    let locations = r.client.locations(&r.hub).await?;
+    if g.json {
+        json(&locations)?;
+        return Ok(Outcome::Ok);
+    }
+    let rows = locations
+        .iter()
+        .map(|(name, l)| {
+            let props = object(l, "props");
+            let class = props
+                .and_then(|p| p.get("Class"))
+                .map(scalar)
+                .unwrap_or_default();
+            let rest = props
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k.as_str() != "Class")
+                .map(|(k, v)| format!("{k}={}", scalar(v)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            vec![name.clone(), class, rest]
+        })
+        .collect();
+    say!("{}", table(&["location", "class", "properties"], rows));
+    Ok(Outcome::Ok)
+}
+
+async fn test_location(r: &Remote, g: &Global, location: &LocationName) -> Result<Outcome> {
+    let report = r.client.test_location(&r.hub, location.as_str()).await?;
+    if g.json {
+        json(&report)?;
+        return Ok(Outcome::Ok);
+    }
+    say!("location {location}: ok");
+    for (k, v) in object(&report, "discovered_props").into_iter().flatten() {
+        say!("  {k}: {}", scalar(v));
+    }
+    Ok(Outcome::Ok)
+}
+
+// ---- refresh and compare ----
+
+/// The one location of `channel` covered by an action of `action` (the local rule: `Capture` →
+/// the source, `Integrate` → the target), unless one was given.
+fn pick_location(
+    channel: &Value,
+    name: &ChannelName,
+    explicit: Option<&LocationName>,
+    action: &str,
+    role: &str,
+    flag: &str,
+) -> Result<String> {
+    if let Some(loc) = explicit {
+        return Ok(loc.to_string());
+    }
+    let groups = object(channel, "loc_groups");
+    let mut all: Vec<&str> = Vec::new();
+    for group in groups.into_iter().flatten().map(|(_, v)| v) {
+        for m in members(group) {
+            if !all.contains(&m) {
+                all.push(m);
+            }
+        }
+    }
+    let actions = channel.get("actions").and_then(Value::as_array);
+    let covered = |loc: &str| {
+        actions.into_iter().flatten().any(|a| {
+            text(a, "type") == action
+                && match text(a, "loc_scope") {
+                    "" | "*" => true,
+                    scope => {
+                        scope == loc
+                            || groups
+                                .and_then(|g| g.get(scope))
+                                .is_some_and(|g| members(g).contains(&loc))
+                    }
+                }
+        })
+    };
+    match all
+        .into_iter()
+        .filter(|l| covered(l))
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [one] => Ok((*one).to_owned()),
+        [] => bail!("channel {name} has no {action} action to choose its {role}; pass {flag}"),
+        many => bail!(
+            "channel {name} has several {role} locations ({}); pass {flag}",
+            many.join(", ")
+        ),
+    }
+}
+
+/// The source and target: as given, else from the channel's actions.
+async fn endpoints(
+    r: &Remote,
+    channel: &ChannelName,
+    source: Option<&LocationName>,
+    target: Option<&LocationName>,
+) -> Result<(String, String)> {
+    if let (Some(s), Some(t)) = (source, target) {
+        return Ok((s.to_string(), t.to_string()));
+    }
+    let c = r.client.channel(&r.hub, channel.as_str()).await?;
+    Ok((
+        pick_location(&c, channel, source, "Capture", "source", "--source")?,
+        pick_location(&c, channel, target, "Integrate", "target", "--target")?,
+    ))
+}
+
+async fn refresh(r: &Remote, g: &Global, args: RefreshArgs) -> Result<Outcome> {
+    let (source_loc, target_loc) =
+        endpoints(r, &args.channel, args.source.as_ref(), args.target.as_ref()).await?;
+    let request = RefreshRequest {
+        source_loc,
+        target_loc,
+        tables: args.tables.iter().map(ToString::to_string).collect(),
+        granularity: (args.mode.as_deref() == Some("rowwise")).then_some(Granularity::Rowwise),
+        start_immediate: Some(true),
+        difference_filter: match (args.no_deletes, args.only_deletes) {
+            (true, _) => Some(DifferenceFilter {
+                inserts: true,
+                updates: true,
+                deletes: false,
+            }),
+            (_, true) => Some(DifferenceFilter {
+                inserts: false,
+                updates: false,
+                deletes: true,
+            }),
+            _ => None,
+        },
+        parallel_sessions: (args.parallel > 1).then_some(args.parallel),
+        mode: args.mode,
+        incremental_column: args.incremental_column.map(|c| c.to_string()),
+        date_buffer_days: args.date_buffer_days,
+        strategy: args
+            .strategy
+            .map(|s| match s {
+                WriteStrategy::StagingSwap => Ok(Strategy::StagingSwap),
+                WriteStrategy::TruncateLoad => Ok(Strategy::TruncateLoad),
+                other => Err(anyhow!("a refresh cannot use strategy {}", other.as_str())),
+            })
+            .transpose()?,
+        batch_rows: args.batch_rows,
+        dry_run: false,
+    };
+    let channel = args.channel.as_str();
+    if args.dry_run {
+        let plan = r.client.plan_refresh(&r.hub, channel, &request).await?;
+        print_plan(&plan, g)?;
+        return Ok(Outcome::Ok);
+    }
+    let posted = r.client.refresh(&r.hub, channel, &request).await?;
+    finish(r, g, posted, Verb::Refresh, args.wait).await
+}
+
+async fn compare(r: &Remote, g: &Global, args: CompareArgs) -> Result<Outcome> {
+    let (source_loc, target_loc) =
+        endpoints(r, &args.channel, args.source.as_ref(), args.target.as_ref()).await?;
+    let request = CompareRequest {
+        source_loc,
+        target_loc,
+        tables: args.tables.iter().map(ToString::to_string).collect(),
+        granularity: Some(match args.rowwise {
+            true => Granularity::Rowwise,
+            false => Granularity::Bulk,
+        }),
+        start_immediate: Some(true),
+        dry_run: false,
+    };
+    let channel = args.channel.as_str();
+    if args.dry_run {
+        let plan = r.client.plan_compare(&r.hub, channel, &request).await?;
+        print_plan(&plan, g)?;
+        return Ok(Outcome::Ok);
+    }
+    let posted = r.client.compare(&r.hub, channel, &request).await?;
+    finish(r, g, posted, Verb::Compare, args.wait).await
+}
+
+/// Prints a plan the server made (the shape of the local `--dry-run`).
+fn print_plan(plan: &Value, g: &Global) -> Result<()> {
+    if g.json {
+        return json(plan);
+    }
+    say!(
+        "plan of job {} ({} → {}); dry run: nothing was executed\n",
+        text(plan, "job"),
+        text(plan, "source"),
+        text(plan, "target")
+    );
+    let statements = |t: &Value, key: &str| {
+        for s in t.get(key).and_then(Value::as_array).into_iter().flatten() {
+            match text(s, "repeat") {
+                "per_row" => say!("    {};   -- once per row", text(s, "sql")),
+                _ => say!("    {};", text(s, "sql")),
+            }
+        }
+    };
+    for t in plan
+        .get("tables")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        say!(
+            "table {}: {} → {}",
+            text(t, "table"),
+            text(t, "source_table"),
+            text(t, "target_table")
+        );
+        if let Some(action) = t.get("action").filter(|a| !a.is_null()) {
+            say!("  {}", scalar(action));
+        }
+        say!("  at {}:", text(plan, "source"));
+        statements(t, "source_statements");
+        say!("  at {}:", text(plan, "target"));
+        statements(t, "target_statements");
+        say!();
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Refresh,
+    Compare,
+}
+
+impl Verb {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verb::Refresh => "refresh",
+            Verb::Compare => "compare",
+        }
+    }
+}
+
+/// Reports a posted job, and with `wait` follows it to its end.
+async fn finish(
+    r: &Remote,
+    g: &Global,
+    posted: PostedJob,
+    verb: Verb,
+    wait: bool,
+) -> Result<Outcome> {
+    if !wait {
+        if g.json {
+            json(&posted)?;
+        } else {
+            say!(
+                "{} posted: event {}, job {}",
+                verb.as_str(),
+                posted.posted_ev_id,
+                posted.job
+            );
+            for canceled in &posted.canceled_ev_ids {
+                say!("  replaced the waiting event {canceled}");
+            }
+            say!(
+                "  follow it with `sluice event show {} --hub {}`",
+                posted.posted_ev_id,
+                r.url
+            );
+        }
+        return Ok(Outcome::Ok);
+    }
+    if !g.json {
+        note!(
+            "{} started: event {}, job {}",
+            verb.as_str(),
+            posted.posted_ev_id,
+            posted.job
+        );
+    }
+    let event = tokio::select! {
+        event = follow(r, g, &posted, verb) => event?,
+        _ = tokio::signal::ctrl_c() => {
+            return Err(StoppedWaiting(format!(
+                "stopped waiting; the {} goes on on the server (`sluice job cancel {}` cancels it)",
+                verb.as_str(),
+                posted.job
+            ))
+            .into());
+        }
+    };
+    print_outcome(&event, g, verb)?;
+    match event.state.as_str() {
+        event_state::DONE if verb == Verb::Compare && differs(&event) => Ok(Outcome::Different),
+        event_state::DONE => Ok(Outcome::Ok),
+        state => Err(JobFailed(
+            event
+                .response
+                .clone()
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| format!("the {} ended {state}", verb.as_str())),
+        )
+        .into()),
+    }
+}
+
+/// Polls the event until it ends, printing each table's progress to stderr.
+async fn follow(r: &Remote, g: &Global, posted: &PostedJob, verb: Verb) -> Result<EventInfo> {
+    let query = EventQuery {
+        ev_ids: vec![posted.posted_ev_id.clone()],
+        fetch_results: true,
+        ..Default::default()
+    };
+    // Per table: the state and line shown last, and when.
+    let mut shown: HashMap<String, (String, String, Instant)> = HashMap::new();
+    let mut failures = 0;
+    loop {
+        let event = match r.client.events(&r.hub, &query).await {
+            Ok(events) => events.into_iter().find(|e| e.ev_id == posted.posted_ev_id),
+            // A blip: the job goes on on the server; ask again, a few times.
+            Err(e) if e.kind() == ErrorKind::Connect && failures < POLL_RETRIES => {
+                failures += 1;
+                note!("warning: {e:#}; retrying");
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        failures = 0;
+        let event = event.ok_or_else(|| {
+            anyhow!(
+                "event {} of the {} is gone from the server",
+                posted.posted_ev_id,
+                verb.as_str()
+            )
+        })?;
+        if !g.json {
+            for table in event.tables() {
+                let line = progress_line(&event, table);
+                let state = event
+                    .result(Some(table), "Table_State")
+                    .unwrap_or(table_state::PENDING)
+                    .to_owned();
+                // A new state at once; growing row counts every few seconds.
+                let show = match shown.get(table) {
+                    None => true,
+                    Some((last_state, last_line, at)) => {
+                        *last_state != state
+                            || (*last_line != line && at.elapsed() >= Duration::from_secs(2))
+                    }
+                };
+                if show {
+                    note!("  {} {line}", verb.as_str());
+                    shown.insert(table.to_owned(), (state, line, Instant::now()));
+                }
+            }
+        }
+        if event.is_finished() {
+            return Ok(event);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `orders: BUSY, 12,000 rows`.
+fn progress_line(event: &EventInfo, table: &str) -> String {
+    let state = event
+        .result(Some(table), "Table_State")
+        .unwrap_or(table_state::PENDING);
+    match count(event, table, "Source_Rows_Used") {
+        Some(n) => format!("{table}: {state}, {} rows", thousands(n)),
+        None => format!("{table}: {state}"),
+    }
+}
+
+fn count(event: &EventInfo, table: &str, result: &str) -> Option<u64> {
+    event.result(Some(table), result)?.trim().parse().ok()
+}
+
+/// Whether a compare found a table different.
+fn differs(event: &EventInfo) -> bool {
+    event.tables().into_iter().any(|t| {
+        event.result(Some(t), "Table_State") == Some(table_state::DONE_DIFFERENT)
+            || [
+                "Rows_Only_On_Source",
+                "Rows_Only_On_Target",
+                "Rows_Which_Differ",
+            ]
+            .iter()
+            .any(|r| count(event, t, r).is_some_and(|n| n > 0))
+    })
+}
+
+fn print_outcome(event: &EventInfo, g: &Global, verb: Verb) -> Result<()> {
+    if g.json {
+        return json(event);
+    }
+    let number = |t: &str, r: &str| count(event, t, r).map(thousands).unwrap_or_default();
+    let value = |t: &str, r: &str| event.result(Some(t), r).unwrap_or_default().to_owned();
+    let rows: Vec<Vec<String>> = event
+        .tables()
+        .into_iter()
+        .map(|t| {
+            let mut row = vec![t.to_owned(), value(t, "Table_State")];
+            match verb {
+                Verb::Refresh => {
+                    let rows = match number(t, "Target_Rows_Used") {
+                        n if n.is_empty() => number(t, "Source_Rows_Used"),
+                        n => n,
+                    };
+                    row.push(rows);
+                }
+                Verb::Compare => row.extend([
+                    number(t, "Source_Rows_Used"),
+                    number(t, "Target_Rows_Used"),
+                    number(t, "Rows_Only_On_Source"),
+                    number(t, "Rows_Only_On_Target"),
+                    number(t, "Rows_Which_Differ"),
+                ]),
+            }
+            row.push(value(t, "Table_Duration"));
+            row.push(value(t, "Table_Error"));
+            row
+        })
+        .collect();
+    let headers: &[&str] = match verb {
+        Verb::Refresh => &["table", "state", "rows", "seconds", "error"],
+        Verb::Compare => &[
+            "table",
+            "state",
+            "source rows",
+            "target rows",
+            "only on source",
+            "only on target",
+            "differ",
+            "seconds",
+            "error",
+        ],
+    };
+    say!("{}", table(headers, rows));
+    say!(
+        "{} (event {})",
+        event
+            .response
+            .clone()
+            .unwrap_or_else(|| event.state.clone()),
+        event.ev_id
+    );
+    Ok(())
+}
+
+// ---- jobs and events ----
+
+async fn jobs(r: &Remote, g: &Global) -> Result<Outcome> {
+    let jobs = r.client.jobs(&r.hub, &JobQuery::default()).await?;
+    if g.json {
+        json(&jobs)?;
+        return Ok(Outcome::Ok);
+    }
+    let rows = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.name.clone(),
+                j.state.clone(),
+                j.last_ev_id.clone().unwrap_or_default(),
+                j.num_runs.map(|n| n.to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    say!("{}", table(&["job", "state", "last event", "runs"], rows));
+    Ok(Outcome::Ok)
+}
+
+/// Cancels the job's `ACTIVE` events.
+async fn cancel_job(r: &Remote, g: &Global, job: &JobName) -> Result<Outcome> {
+    let query = EventQuery {
+        jobs: vec![job.to_string()],
+        states: vec![event_state::ACTIVE.to_owned()],
+        ..Default::default()
+    };
+    let ids: Vec<String> = r
+        .client
+        .events(&r.hub, &query)
+        .await?
+        .into_iter()
+        // The filter is the server's; never cancel what it should not have listed.
+        .filter(|e| !e.is_finished() && e.job.as_deref().is_none_or(|j| j == job.as_str()))
+        .map(|e| e.ev_id)
+        .collect();
+    if ids.is_empty() {
+        bail!("job {job} has no active event to cancel");
+    }
+    r.client.cancel_events(&r.hub, &ids).await?;
+    if g.json {
+        json(&value!({ "job": job.as_str(), "canceled_ev_ids": ids }))?;
+    } else {
+        say!("job {job}: cancelled {}", ids.join(", "));
+    }
+    Ok(Outcome::Ok)
+}
+
+async fn events(r: &Remote, g: &Global, args: EventListArgs) -> Result<Outcome> {
+    let query = EventQuery {
+        channels: args.channel.iter().map(ToString::to_string).collect(),
+        types: args.event_type.iter().map(ToString::to_string).collect(),
+        states: args.state.iter().map(ToString::to_string).collect(),
+        max_events: Some(args.limit),
+        fetch_results: g.json,
+        ..Default::default()
+    };
+    let events = r.client.events(&r.hub, &query).await?;
+    if g.json {
+        json(&events)?;
+        return Ok(Outcome::Ok);
+    }
+    let rows = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.ev_id.clone(),
+                e.event_type.clone(),
+                e.state.clone(),
+                e.channel.clone().unwrap_or_default(),
+                e.user.clone().unwrap_or_default(),
+                e.response
+                    .clone()
+                    .or_else(|| e.description.clone())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    say!(
+        "{}",
+        table(
+            &["event", "type", "state", "channel", "user", "response"],
+            rows
+        )
+    );
+    Ok(Outcome::Ok)
+}
+
+async fn one_event(r: &Remote, event: EventId) -> Result<EventInfo> {
+    r.client
+        .event(&r.hub, &event.to_string())
+        .await?
+        .ok_or_else(|| {
+            sluice_service::ServiceError::new(
+                sluice_service::ServiceErrorKind::NotFound,
+                format!("event {event} does not exist on hub {}", r.hub),
+            )
+            .into()
+        })
+}
+
+async fn show_event(r: &Remote, g: &Global, event: EventId) -> Result<Outcome> {
+    let e = one_event(r, event).await?;
+    if g.json {
+        json(&e)?;
+        return Ok(Outcome::Ok);
+    }
+    say!("event {} ({}, {})", e.ev_id, e.event_type, e.state);
+    if let Some(user) = &e.user {
+        say!("  user: {user}");
+    }
+    if let Some(d) = &e.description {
+        say!("  description: {d}");
+    }
+    if let Some(job) = &e.job {
+        say!("  job: {job}");
+    }
+    say!(
+        "  started: {}  finished: {}",
+        when(e.start_tstamp),
+        when(e.finish_tstamp)
+    );
+    if let Some(response) = &e.response {
+        say!("  response: {response}");
+    }
+    if !e.results.is_empty() {
+        let rows = e
+            .results
+            .iter()
+            .map(|r| {
+                vec![
+                    r.table.clone().unwrap_or_default(),
+                    r.result.clone(),
+                    r.value.clone(),
+                ]
+            })
+            .collect();
+        say!("{}", table(&["table", "result", "value"], rows));
+    }
+    Ok(Outcome::Ok)
+}
+
+async fn event_log(r: &Remote, g: &Global, event: EventId) -> Result<Outcome> {
+    let log = r.client.event_log(&r.hub, &event.to_string()).await?;
+    if g.json {
+        json(&value!({ "ev_id": event.to_string(), "log": log }))?;
+    } else {
+        say!("{}", log.trim_end_matches('\n'));
+    }
+    Ok(Outcome::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn channel() -> Value {
+        value!({
+            "loc_groups": {"SRC": {"members": ["a"]}, "TGT": {"members": ["b", "c"]}},
+            "actions": [
+                {"type": "Capture", "loc_scope": "SRC", "table_scope": "*"},
+                {"type": "Integrate", "loc_scope": "TGT"},
+                {"type": "Integrate", "loc_scope": "c", "params": {"Method": "BURST"}}
+            ]
+        })
+    }
+
+    #[test]
+    fn the_source_and_target_follow_the_channels_actions() {
+        let name: ChannelName = "ch".parse().unwrap();
+        let c = channel();
+        assert_eq!(
+            pick_location(&c, &name, None, "Capture", "source", "--source").unwrap(),
+            "a"
+        );
+        let e = pick_location(&c, &name, None, "Integrate", "target", "--target").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "channel ch has several target locations (b, c); pass --target"
+        );
+        let b: LocationName = "b".parse().unwrap();
+        assert_eq!(
+            pick_location(&c, &name, Some(&b), "Integrate", "target", "--target").unwrap(),
+            "b"
+        );
+        let e = pick_location(&c, &name, None, "Refresh", "x", "--x").unwrap_err();
+        assert!(e.to_string().contains("has no Refresh action"), "{e}");
+        // `*` (or no scope) covers every member.
+        let all = value!({"loc_groups": {"G": {"members": ["only"]}},
+                          "actions": [{"type": "Capture"}]});
+        assert_eq!(
+            pick_location(&all, &name, None, "Capture", "source", "--source").unwrap(),
+            "only"
+        );
+    }
+
+    fn event(results: Value, state: &str) -> EventInfo {
+        serde_json::from_value(value!({"type": "Compare", "state": state, "results": results}))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_compare_differs_by_state_or_counts() {
+        let same = event(
+            value!([{"table": "t", "result": "Table_State", "value": "DONE/IDENTICAL"},
+                    {"table": "t", "result": "Rows_Which_Differ", "value": "0"}]),
+            "DONE",
+        );
+        assert!(!differs(&same));
+        let by_state = event(
+            value!([{"table": "t", "result": "Table_State", "value": "DONE/DIFFERENT"}]),
+            "DONE",
+        );
+        assert!(differs(&by_state));
+        let by_count = event(
+            value!([{"table": "t", "result": "Table_State", "value": "DONE"},
+                    {"table": "u", "result": "Rows_Only_On_Target", "value": "3"}]),
+            "DONE",
+        );
+        assert!(differs(&by_count));
+    }
+
+    #[test]
+    fn progress_lines_name_state_table_and_rows() {
+        let e = event(
+            value!([{"table": "orders", "result": "Table_State", "value": "BUSY"},
+                    {"table": "orders", "result": "Source_Rows_Used", "value": "12000"},
+                    {"table": "lines", "result": "Table_Start_Time", "value": "x"}]),
+            "ACTIVE",
+        );
+        assert_eq!(progress_line(&e, "orders"), "orders: BUSY, 12,000 rows");
+        assert_eq!(progress_line(&e, "lines"), "lines: PENDING");
+    }
+}
