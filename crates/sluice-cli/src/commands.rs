@@ -993,43 +993,110 @@ async fn jobs(g: &Global) -> Result<Outcome> {
 
 // ---- local variants of the hub server's administration commands ----
 
-/// The error of a command whose local variant needs a service capability that does not exist yet.
-fn not_local(command: &str, capability: &str) -> anyhow::Error {
-    anyhow::Error::new(sluice_service::ServiceError::new(
-        sluice_service::ServiceErrorKind::Invalid,
-        format!(
-            "`sluice {command}` is not available on a local repository yet (the hub service \
-             cannot {capability}); run it against a hub server with --hub URL"
-        ),
-    ))
-}
-
-async fn hub_status(_g: &Global) -> Result<Outcome> {
-    Err(not_local("hub status", "report a hub's state"))
-}
-
-async fn freeze(_g: &Global, freeze: bool) -> Result<Outcome> {
-    match freeze {
-        true => Err(not_local("hub freeze", "freeze a hub")),
-        false => Err(not_local("hub unfreeze", "unfreeze a hub")),
+async fn hub_status(g: &Global) -> Result<Outcome> {
+    let svc = service(g)?;
+    let hub = hub(&svc, g).await?;
+    let record = svc.hub(&hub).await?;
+    if g.json {
+        json(&serde_json::json!({
+            "hub": hub,
+            "hub_state": record.state,
+            "freeze_time": record.freeze_time,
+        }))?;
+        return Ok(Outcome::Ok);
     }
-}
-
-async fn export(_g: &Global) -> Result<Outcome> {
-    Err(not_local("channel export", "export a hub's definitions"))
-}
-
-async fn delete_channel(_g: &Global, _channel: &ChannelName) -> Result<Outcome> {
-    Err(not_local("channel delete", "delete a channel"))
-}
-
-async fn suspend_job(_g: &Global, _job: &sluice_model::JobName, suspend: bool) -> Result<Outcome> {
-    match suspend {
-        true => Err(not_local("job suspend", "suspend a job")),
-        false => Err(not_local("job resume", "resume a job")),
+    say!("hub {hub} in {}: {}", g.home.display(), record.state);
+    if let Some(t) = record.freeze_time {
+        say!("  frozen since {}", when(Some(t)));
     }
+    Ok(Outcome::Ok)
 }
 
-async fn cancel_job(_g: &Global, _job: &sluice_model::JobName) -> Result<Outcome> {
-    Err(not_local("job cancel", "cancel a job's events"))
+async fn freeze(g: &Global, freeze: bool) -> Result<Outcome> {
+    let svc = service(g)?;
+    let hub = hub(&svc, g).await?;
+    if freeze {
+        svc.freeze_hub(&hub).await?;
+        say!("hub {hub} frozen: no job starts until `sluice hub unfreeze`");
+    } else {
+        svc.unfreeze_hub(&hub).await?;
+        say!("hub {hub} unfrozen");
+    }
+    Ok(Outcome::Ok)
+}
+
+async fn export(g: &Global) -> Result<Outcome> {
+    let svc = service(g)?;
+    let hub = hub(&svc, g).await?;
+    json(&svc.export_document(&hub).await?)?;
+    Ok(Outcome::Ok)
+}
+
+async fn delete_channel(g: &Global, channel: &ChannelName) -> Result<Outcome> {
+    let svc = service(g)?;
+    let hub = hub(&svc, g).await?;
+    // The same edit the hub server makes for DELETE …/definition/channels/{ch}.
+    svc.edit_definitions(
+        &hub,
+        EventType::DefinitionChange,
+        &format!("delete_channel {channel}"),
+        |doc| {
+            doc.get_mut("channels")
+                .and_then(serde_json::Value::as_object_mut)
+                .and_then(|channels| channels.remove(channel.as_str()))
+                .map(|_| ())
+                .ok_or_else(|| {
+                    sluice_service::ServiceError::not_found(format!(
+                        "channel {channel} does not exist"
+                    ))
+                })
+        },
+    )
+    .await?;
+    say!("channel {channel} deleted from hub {hub}");
+    Ok(Outcome::Ok)
+}
+
+async fn suspend_job(g: &Global, job: &sluice_model::JobName, suspend: bool) -> Result<Outcome> {
+    let svc = service(g)?;
+    let hub = hub(&svc, g).await?;
+    let jobs = std::slice::from_ref(job);
+    if suspend {
+        svc.suspend_jobs(&hub, jobs).await?;
+        say!("job {job} suspended");
+    } else {
+        svc.unsuspend_jobs(&hub, jobs).await?;
+        say!("job {job} resumed");
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Cancels the job's active events. A job running in another process stops when that process
+/// sees the cancel.
+async fn cancel_job(g: &Global, job: &sluice_model::JobName) -> Result<Outcome> {
+    let svc = service(g)?;
+    let hub = hub(&svc, g).await?;
+    let filter = EventFilter {
+        hub: Some(hub.clone()),
+        jobs: vec![job.clone()],
+        states: vec![EventState::Active],
+        ..Default::default()
+    };
+    let ids: Vec<sluice_model::EventId> = svc.events(&filter).await?.iter().map(|e| e.id).collect();
+    if ids.is_empty() {
+        return Err(anyhow::Error::new(sluice_service::ServiceError::invalid(
+            format!("job {job} has no active event to cancel"),
+        )));
+    }
+    svc.cancel_events(&hub, &ids).await?;
+    let names: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    if g.json {
+        json(&serde_json::json!({ "job": job.as_str(), "canceled_ev_ids": names }))?;
+    } else {
+        say!("job {job}: cancelled {}", names.join(", "));
+        note!(
+            "a job running in another sluice process sees the cancel at its next heartbeat (every few seconds)"
+        );
+    }
+    Ok(Outcome::Ok)
 }

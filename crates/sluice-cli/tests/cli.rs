@@ -944,3 +944,102 @@ fn commands_without_a_remote_variant_say_so() {
         .success()
         .stdout(predicate::str::contains("defs.yaml is valid"));
 }
+
+#[test]
+fn hub_channel_and_job_administration_work_on_the_local_repository() {
+    let env = Env::new();
+    env.setup("wh.db");
+    let status = env
+        .sluice()
+        .args(["hub", "status", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(json(&status)["hub_state"], "LIVE");
+
+    // Frozen, nothing starts; unfrozen, it does.
+    env.sluice()
+        .args(["hub", "freeze"])
+        .assert()
+        .success()
+        .stdout("hub test frozen: no job starts until `sluice hub unfreeze`\n");
+    let status = env
+        .sluice()
+        .args(["hub", "status", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(json(&status.stdout)["hub_state"], "FROZEN");
+    assert!(json(&status.stdout)["freeze_time"].is_string());
+    env.sluice()
+        .args(["refresh", "shop"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("FROZEN"));
+    // The refresh never started: the target was not even created.
+    assert!(!env.path("wh.db").exists());
+    env.sluice().args(["hub", "unfreeze"]).assert().success();
+    env.sluice().args(["refresh", "shop"]).assert().success();
+
+    // Suspend and resume the refresh job.
+    env.sluice()
+        .args(["job", "suspend", "shop-refr-src-tgt"])
+        .assert()
+        .success();
+    let jobs = env
+        .sluice()
+        .args(["job", "list", "--json"])
+        .output()
+        .unwrap();
+    let jobs = json(&jobs.stdout);
+    let refr = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "shop-refr-src-tgt")
+        .unwrap()
+        .clone();
+    assert_eq!(refr["state"], "SUSPEND", "{jobs}");
+    env.sluice()
+        .args(["job", "resume", "shop-refr-src-tgt"])
+        .assert()
+        .success()
+        .stdout("job shop-refr-src-tgt resumed\n");
+    // Nothing runs, so nothing to cancel.
+    env.sluice()
+        .args(["job", "cancel", "shop-refr-src-tgt"])
+        .assert()
+        .code(2)
+        .stderr("error: job shop-refr-src-tgt has no active event to cancel\n");
+
+    // Export, then delete the channel.
+    let export = env
+        .sluice()
+        .args(["channel", "export"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let export = json(&export);
+    assert!(
+        export["channels"]["shop"]["tables"]["orders"].is_object(),
+        "{export}"
+    );
+    assert_eq!(export["locations"]["src"]["class"], "sqlite", "{export}");
+    env.sluice()
+        .args(["channel", "delete", "shop"])
+        .assert()
+        .success()
+        .stdout("channel shop deleted from hub test\n");
+    env.sluice()
+        .args(["channel", "show", "shop"])
+        .assert()
+        .code(2);
+    env.sluice()
+        .args(["channel", "delete", "shop"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("channel shop does not exist"));
+}
