@@ -143,7 +143,9 @@ impl QueryList {
         match self.one(key) {
             None => Ok(default),
             Some(v) => parse_bool(v).ok_or_else(|| {
-                ApiError::invalid(format!("query parameter {key}: expected true or false, got {v:?}"))
+                ApiError::invalid(format!(
+                    "query parameter {key}: expected true or false, got {v:?}"
+                ))
             }),
         }
     }
@@ -175,7 +177,9 @@ impl<'de> Deserialize<'de> for Flag {
             _ => None,
         };
         b.map(Flag).ok_or_else(|| {
-            serde::de::Error::custom(format!("expected a boolean (true, false, 0 or 1), found {v}"))
+            serde::de::Error::custom(format!(
+                "expected a boolean (true, false, 0 or 1), found {v}"
+            ))
         })
     }
 }

@@ -128,9 +128,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = app(state);
-    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -166,10 +169,16 @@ mod tests {
     #[test]
     fn versions_route_to_latest() {
         let n = |p: &str| normalize(&p.parse().unwrap()).map(|u| u.to_string());
-        assert_eq!(n("/api/v6.1.0.3/hubs?x=1").as_deref(), Some("/api/latest/hubs?x=1"));
+        assert_eq!(
+            n("/api/v6.1.0.3/hubs?x=1").as_deref(),
+            Some("/api/latest/hubs?x=1")
+        );
         assert_eq!(n("/api/v0/hubs").as_deref(), Some("/api/latest/hubs"));
         assert_eq!(n("/api/latest/hubs"), None);
-        assert_eq!(n("/api/vx/hubs").as_deref(), Some("/api/_unknown_version_/hubs"));
+        assert_eq!(
+            n("/api/vx/hubs").as_deref(),
+            Some("/api/_unknown_version_/hubs")
+        );
         assert_eq!(n("/auth/v1/password"), None);
     }
 }

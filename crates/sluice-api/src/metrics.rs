@@ -54,7 +54,10 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     use std::fmt::Write as _;
     let m = &state.metrics;
     let mut out = String::new();
-    let _ = writeln!(out, "# HELP sluice_http_requests_total HTTP requests answered, by status class.");
+    let _ = writeln!(
+        out,
+        "# HELP sluice_http_requests_total HTTP requests answered, by status class."
+    );
     let _ = writeln!(out, "# TYPE sluice_http_requests_total counter");
     let mut total = 0;
     for (i, class) in CLASSES.iter().enumerate() {
@@ -62,7 +65,10 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         total += n;
         let _ = writeln!(out, "sluice_http_requests_total{{status=\"{class}\"}} {n}");
     }
-    let _ = writeln!(out, "# HELP sluice_http_request_seconds Time spent answering HTTP requests.");
+    let _ = writeln!(
+        out,
+        "# HELP sluice_http_request_seconds Time spent answering HTTP requests."
+    );
     let _ = writeln!(out, "# TYPE sluice_http_request_seconds summary");
     let _ = writeln!(
         out,
@@ -72,13 +78,27 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let _ = writeln!(out, "sluice_http_request_seconds_count {total}");
     let _ = writeln!(out, "# HELP sluice_logins_failed_total Failed logins.");
     let _ = writeln!(out, "# TYPE sluice_logins_failed_total counter");
-    let _ = writeln!(out, "sluice_logins_failed_total {}", m.logins_failed.load(Ordering::Relaxed));
-    let _ = writeln!(out, "# HELP sluice_uptime_seconds Seconds since the server started.");
+    let _ = writeln!(
+        out,
+        "sluice_logins_failed_total {}",
+        m.logins_failed.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sluice_uptime_seconds Seconds since the server started."
+    );
     let _ = writeln!(out, "# TYPE sluice_uptime_seconds gauge");
-    let _ = writeln!(out, "sluice_uptime_seconds {}", state.started.elapsed().as_secs());
+    let _ = writeln!(
+        out,
+        "sluice_uptime_seconds {}",
+        state.started.elapsed().as_secs()
+    );
     let repo = state.service.repository();
     if let Ok(hubs) = repo.hubs().await {
-        let _ = writeln!(out, "# HELP sluice_hub_frozen Whether a hub is frozen (1) or live (0).");
+        let _ = writeln!(
+            out,
+            "# HELP sluice_hub_frozen Whether a hub is frozen (1) or live (0)."
+        );
         let _ = writeln!(out, "# TYPE sluice_hub_frozen gauge");
         for h in &hubs {
             let _ = writeln!(

@@ -25,7 +25,9 @@ async fn pg_admin() -> tokio_postgres::Client {
     let url = format!("{}/postgres", pg_server());
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is unreachable at {url} ({e}); these tests never skip"));
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL is unreachable at {url} ({e}); these tests never skip")
+        });
     tokio::spawn(conn);
     client
 }
@@ -42,7 +44,11 @@ impl Backend {
         let dir = tempfile::tempdir().unwrap();
         if pg {
             let name = format!("sluice_api_test_{}", uuid::Uuid::new_v4().simple());
-            pg_admin().await.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+            pg_admin()
+                .await
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
             Backend {
                 spec: format!("{}/{name}", pg_server()),
                 _dir: dir,
@@ -98,8 +104,16 @@ async fn start(backend: &Backend) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
-    tokio::spawn(service.clone().run_scheduler(Duration::from_millis(200), shutdown.clone()));
-    tokio::spawn(sluice_api::serve(listener, sluice_api::AppState::new(service), shutdown.clone()));
+    tokio::spawn(
+        service
+            .clone()
+            .run_scheduler(Duration::from_millis(200), shutdown.clone()),
+    );
+    tokio::spawn(sluice_api::serve(
+        listener,
+        sluice_api::AppState::new(service),
+        shutdown.clone(),
+    ));
     Server {
         base,
         repo,
@@ -125,14 +139,22 @@ impl Answer {
 }
 
 impl Server {
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method.parse().unwrap(), &url);
         if let Some(t) = token {
             req = req.header("Authorization", format!("Bearer {t}"));
         }
         if let Some(b) = body {
-            req = req.header("Content-Type", "application/json").body(b.to_string());
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
         }
         let resp = req.send().await.unwrap();
         let status = resp.status();
@@ -197,7 +219,10 @@ impl Server {
             if e["state"] != "ACTIVE" {
                 return e;
             }
-            assert!(Instant::now() < deadline, "event {ev_id} still ACTIVE after 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "event {ev_id} still ACTIVE after 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -221,10 +246,16 @@ fn make_sqlite_source(dir: &Path, rows: usize) -> (String, String) {
     )
     .unwrap();
     {
-        let mut stmt = conn.prepare("INSERT INTO orders VALUES (?1, ?2, ?3)").unwrap();
+        let mut stmt = conn
+            .prepare("INSERT INTO orders VALUES (?1, ?2, ?3)")
+            .unwrap();
         for i in 0..rows {
-            stmt.execute(rusqlite::params![i as i64, format!("customer {i}"), format!("{}.{:02}", i % 1000, i % 100)])
-                .unwrap();
+            stmt.execute(rusqlite::params![
+                i as i64,
+                format!("customer {i}"),
+                format!("{}.{:02}", i % 1000, i % 100)
+            ])
+            .unwrap();
         }
     }
     conn.execute_batch("COMMIT;").unwrap();
@@ -237,9 +268,14 @@ fn make_sqlite_source(dir: &Path, rows: usize) -> (String, String) {
 /// Hub `hub1` with locations src/tgt and channel `ch1` (table orders).
 async fn define(s: &Server, token: &str, dir: &Path, rows: usize) {
     let (src, tgt) = make_sqlite_source(dir, rows);
-    s.call("POST", "/api/v6.1.0.3/hubs", Some(token), Some(json!({"hub": "hub1", "props": {"Description": "test hub"}})))
-        .await
-        .expect(StatusCode::NO_CONTENT);
+    s.call(
+        "POST",
+        "/api/v6.1.0.3/hubs",
+        Some(token),
+        Some(json!({"hub": "hub1", "props": {"Description": "test hub"}})),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
     for (loc, path) in [("src", &src), ("tgt", &tgt)] {
         s.call(
             "POST",
@@ -273,14 +309,26 @@ async fn flow(pg: bool) {
     let backend = Backend::new(pg).await;
     let s = start(&backend).await;
     // Without a token: 401 with an HVR error body.
-    let a = s.call("GET", "/api/latest/hubs", None, None).await.expect(StatusCode::UNAUTHORIZED);
+    let a = s
+        .call("GET", "/api/latest/hubs", None, None)
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
     assert!(a.text.starts_with("F_JW054F: "), "{}", a.text);
     // Bad login: 403.
-    s.call("POST", "/auth/v1/password", None, Some(json!({"username": "admin", "password": "nope"})))
-        .await
-        .expect(StatusCode::FORBIDDEN);
+    s.call(
+        "POST",
+        "/auth/v1/password",
+        None,
+        Some(json!({"username": "admin", "password": "nope"})),
+    )
+    .await
+    .expect(StatusCode::FORBIDDEN);
     let (token, _) = s.login("admin", ADMIN_PASSWORD).await;
-    let versions = s.call("GET", "/api", None, None).await.expect(StatusCode::OK).json();
+    let versions = s
+        .call("GET", "/api", None, None)
+        .await
+        .expect(StatusCode::OK)
+        .json();
     assert!(versions.as_array().unwrap().contains(&json!("v6.1.0.3")));
     define(&s, &token, backend.dir(), 500).await;
 
@@ -303,12 +351,20 @@ async fn flow(pg: bool) {
     assert_eq!(ch["loc_groups"]["SOURCE"]["members"], json!(["src"]));
     assert!(ch["tables"]["orders"].is_object());
     let actions = s
-        .call("GET", "/api/latest/hubs/hub1/definition/channels/ch1/actions", Some(&token), None)
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/definition/channels/ch1/actions",
+            Some(&token),
+            None,
+        )
         .await
         .expect(StatusCode::OK)
         .json();
     assert_eq!(actions.as_array().unwrap().len(), 2);
-    assert!(actions[1].get("params").is_none(), "empty params are dropped: {actions}");
+    assert!(
+        actions[1].get("params").is_none(),
+        "empty params are dropped: {actions}"
+    );
 
     // Dry run: the plan, nothing posted.
     let plan = s
@@ -322,7 +378,13 @@ async fn flow(pg: bool) {
         .expect(StatusCode::OK)
         .json();
     assert_eq!(plan["job"], "ch1-refr-src-tgt");
-    assert!(!plan["tables"][0]["target_statements"].as_array().unwrap().is_empty(), "{plan}");
+    assert!(
+        !plan["tables"][0]["target_statements"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{plan}"
+    );
 
     // Refresh → 201 → poll until DONE with results.
     let posted = s
@@ -340,14 +402,27 @@ async fn flow(pg: bool) {
     let done = s.wait_event(&token, &ev).await;
     assert_eq!(done["state"], "DONE", "{done}");
     assert_eq!(table_result(&done, "orders", "Table_State"), Some("DONE"));
-    assert_eq!(table_result(&done, "orders", "Source_Rows_Used"), Some("500"));
+    assert_eq!(
+        table_result(&done, "orders", "Source_Rows_Used"),
+        Some("500")
+    );
     let log = s
-        .call("GET", &format!("/api/latest/hubs/hub1/events/{ev}/log"), Some(&token), None)
+        .call(
+            "GET",
+            &format!("/api/latest/hubs/hub1/events/{ev}/log"),
+            Some(&token),
+            None,
+        )
         .await
         .expect(StatusCode::OK);
     assert!(log.text.contains("completed"), "{}", log.text);
     let ids = s
-        .call("GET", "/api/latest/hubs/hub1/channels/ch1/refresh/tables_results_ids", Some(&token), None)
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/channels/ch1/refresh/tables_results_ids",
+            Some(&token),
+            None,
+        )
         .await
         .expect(StatusCode::OK)
         .json();
@@ -365,56 +440,124 @@ async fn flow(pg: bool) {
         .expect(StatusCode::CREATED)
         .json();
     assert_eq!(posted["job"], "ch1-cmp-src-tgt");
-    let done = s.wait_event(&token, posted["posted_ev_id"].as_str().unwrap()).await;
-    assert_eq!(table_result(&done, "orders", "Table_State"), Some("DONE/IDENTICAL"), "{done}");
+    let done = s
+        .wait_event(&token, posted["posted_ev_id"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        table_result(&done, "orders", "Table_State"),
+        Some("DONE/IDENTICAL"),
+        "{done}"
+    );
 
     // Freeze: refresh refused; unfreeze: accepted again.
-    s.call("POST", "/api/latest/hubs/hub1/freeze", Some(&token), None).await.expect(StatusCode::NO_CONTENT);
-    let status = s.call("GET", "/api/latest/hubs/hub1/query/status", Some(&token), None).await.json();
+    s.call("POST", "/api/latest/hubs/hub1/freeze", Some(&token), None)
+        .await
+        .expect(StatusCode::NO_CONTENT);
+    let status = s
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/query/status",
+            Some(&token),
+            None,
+        )
+        .await
+        .json();
     assert_eq!(status["hub_state"], "FROZEN");
     assert!(status["freeze_time"].is_string());
     let a = s
-        .call("POST", "/api/latest/hubs/hub1/channels/ch1/refresh", Some(&token), Some(json!({"source_loc": "src", "target_loc": "tgt"})))
+        .call(
+            "POST",
+            "/api/latest/hubs/hub1/channels/ch1/refresh",
+            Some(&token),
+            Some(json!({"source_loc": "src", "target_loc": "tgt"})),
+        )
         .await
         .expect(StatusCode::BAD_REQUEST);
     assert!(a.text.contains("FROZEN"), "{}", a.text);
-    s.call("POST", "/api/latest/hubs/hub1/unfreeze", Some(&token), None).await.expect(StatusCode::NO_CONTENT);
+    s.call("POST", "/api/latest/hubs/hub1/unfreeze", Some(&token), None)
+        .await
+        .expect(StatusCode::NO_CONTENT);
     let posted = s
-        .call("POST", "/api/latest/hubs/hub1/channels/ch1/refresh", Some(&token), Some(json!({"source_loc": "src", "target_loc": "tgt"})))
+        .call(
+            "POST",
+            "/api/latest/hubs/hub1/channels/ch1/refresh",
+            Some(&token),
+            Some(json!({"source_loc": "src", "target_loc": "tgt"})),
+        )
         .await
         .expect(StatusCode::CREATED)
         .json();
-    let done = s.wait_event(&token, posted["posted_ev_id"].as_str().unwrap()).await;
+    let done = s
+        .wait_event(&token, posted["posted_ev_id"].as_str().unwrap())
+        .await;
     assert_eq!(done["state"], "DONE");
 
     // Audit: freeze and definition changes name the user.
     let audit = s
-        .call("GET", "/api/latest/hubs/hub1/events?type=Hub_Freeze&type=Definition_Change", Some(&token), None)
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/events?type=Hub_Freeze&type=Definition_Change",
+            Some(&token),
+            None,
+        )
         .await
         .expect(StatusCode::OK)
         .json();
     let audit = audit.as_object().unwrap();
-    assert!(audit.values().any(|e| e["type"] == "Hub_Freeze" && e["user"] == "admin"));
-    assert!(audit.values().any(|e| e["type"] == "Definition_Change" && e["user"] == "admin"));
+    assert!(
+        audit
+            .values()
+            .any(|e| e["type"] == "Hub_Freeze" && e["user"] == "admin")
+    );
+    assert!(
+        audit
+            .values()
+            .any(|e| e["type"] == "Definition_Change" && e["user"] == "admin")
+    );
 
     // Pending runs: a second pending request of the same job cancels the first.
     let first = s
-        .call("POST", "/api/latest/hubs/hub1/channels/ch1/refresh", Some(&token), Some(json!({"source_loc": "src", "target_loc": "tgt", "start_immediate": false})))
+        .call(
+            "POST",
+            "/api/latest/hubs/hub1/channels/ch1/refresh",
+            Some(&token),
+            Some(json!({"source_loc": "src", "target_loc": "tgt", "start_immediate": false})),
+        )
         .await
         .expect(StatusCode::CREATED)
         .json();
     let second = s
-        .call("POST", "/api/latest/hubs/hub1/channels/ch1/refresh", Some(&token), Some(json!({"source_loc": "src", "target_loc": "tgt", "start_immediate": 0})))
+        .call(
+            "POST",
+            "/api/latest/hubs/hub1/channels/ch1/refresh",
+            Some(&token),
+            Some(json!({"source_loc": "src", "target_loc": "tgt", "start_immediate": 0})),
+        )
         .await
         .expect(StatusCode::CREATED)
         .json();
     assert_eq!(second["canceled_ev_ids"], json!([first["posted_ev_id"]]));
-    let jobs = s.call("GET", "/api/latest/hubs/hub1/jobs?channel=ch1", Some(&token), None).await.json();
-    assert_eq!(jobs["ch1-refr-src-tgt"]["state"], "SUSPEND", "{jobs}");
-    s.call("POST", "/api/latest/hubs/hub1/jobs_start", Some(&token), Some(json!({"jobs": ["ch1-refr-src-tgt"]})))
+    let jobs = s
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/jobs?channel=ch1",
+            Some(&token),
+            None,
+        )
         .await
-        .expect(StatusCode::NO_CONTENT);
-    let done = s.wait_event(&token, second["posted_ev_id"].as_str().unwrap()).await;
+        .json();
+    assert_eq!(jobs["ch1-refr-src-tgt"]["state"], "SUSPEND", "{jobs}");
+    s.call(
+        "POST",
+        "/api/latest/hubs/hub1/jobs_start",
+        Some(&token),
+        Some(json!({"jobs": ["ch1-refr-src-tgt"]})),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    let done = s
+        .wait_event(&token, second["posted_ev_id"].as_str().unwrap())
+        .await;
     assert_eq!(done["state"], "DONE", "{done}");
 
     backend.drop_db().await;

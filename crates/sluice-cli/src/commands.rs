@@ -124,7 +124,7 @@ pub struct EventListArgs {
     pub limit: usize,
 }
 
-fn user() -> String {
+pub fn user() -> String {
     std::env::var("SLUICE_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "local".into())
@@ -174,6 +174,8 @@ async fn run_local(g: Global, command: Command) -> Result<Outcome> {
         Command::Job(JobCommand::Suspend { job }) => suspend_job(&g, &job, true).await,
         Command::Job(JobCommand::Resume { job }) => suspend_job(&g, &job, false).await,
         Command::Job(JobCommand::Cancel { job }) => cancel_job(&g, &job).await,
+        Command::Serve(args) => crate::server::serve(args, &g).await,
+        Command::User(cmd) => crate::server::user(cmd, &g).await,
         Command::Bench(args) => crate::bench::run(args, &g).await,
         Command::BenchReference { source, target } => {
             crate::bench::reference_copy(&source, &target)?;

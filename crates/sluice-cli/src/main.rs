@@ -34,6 +34,7 @@ mod output;
 mod progress;
 mod quickstart;
 mod remote;
+mod server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -114,6 +115,11 @@ enum Command {
     /// Jobs and their states.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Run the hub server: the REST API, the scheduler and the job runners.
+    Serve(server::ServeArgs),
+    /// Users of the hub server.
+    #[command(subcommand)]
+    User(server::UserCommand),
     /// Time the data path against the database's own copy, with peak memory.
     Bench(bench::BenchArgs),
     /// The benchmark's reference copy (run by `sluice bench`).

@@ -96,7 +96,10 @@ fn user_json(u: &sluice_repo::UserRecord) -> Json {
 pub(crate) async fn users(caller: Caller) -> ApiResult<Out<Json>> {
     caller.require(AccessLevel::SysAdmin)?;
     let users = caller.service.users().await?;
-    let map: Map<String, Json> = users.iter().map(|u| (u.name.clone(), user_json(u))).collect();
+    let map: Map<String, Json> = users
+        .iter()
+        .map(|u| (u.name.clone(), user_json(u)))
+        .collect();
     Ok(Out(Json::Object(map)))
 }
 

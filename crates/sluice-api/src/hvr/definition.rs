@@ -4,10 +4,10 @@
 //! atomically with an audit event naming the user, and a failure changes nothing.
 
 use axum::Json as Out;
+use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::Router;
 use serde_json::{Map, Value as Json, json};
 use sluice_model::{AccessLevel, EventType};
 use sluice_service::{ServiceError, ServiceErrorKind};
@@ -26,16 +26,28 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(&format!("{D}/channels"), get(channels).post(add_channel))
         .route(
             &format!("{D}/channels/{{channel}}"),
-            get(channel).put(put_channel).patch(patch_channel).delete(delete_channel),
+            get(channel)
+                .put(put_channel)
+                .patch(patch_channel)
+                .delete(delete_channel),
         )
         .route(
             &format!("{D}/channels/{{channel}}/tables"),
-            get(tables).post(add_table).patch(patch_tables).put(put_tables),
+            get(tables)
+                .post(add_table)
+                .patch(patch_tables)
+                .put(put_tables),
         )
-        .route(&format!("{D}/channels/{{channel}}/tables_delete"), post(tables_delete))
+        .route(
+            &format!("{D}/channels/{{channel}}/tables_delete"),
+            post(tables_delete),
+        )
         .route(
             &format!("{D}/channels/{{channel}}/tables/{{table}}"),
-            get(table).put(put_table).patch(patch_table).delete(delete_table),
+            get(table)
+                .put(put_table)
+                .patch(patch_table)
+                .delete(delete_table),
         )
         .route(
             &format!("{D}/channels/{{channel}}/tables/{{table}}/cols"),
@@ -57,13 +69,19 @@ pub(crate) fn routes() -> Router<AppState> {
             &format!("{D}/channels/{{channel}}/actions"),
             get(actions).patch(append_actions).put(put_actions),
         )
-        .route(&format!("{D}/channels/{{channel}}/actions_delete"), post(actions_delete))
+        .route(
+            &format!("{D}/channels/{{channel}}/actions_delete"),
+            post(actions_delete),
+        )
         .route(&format!("{D}/locs"), get(locs).post(add_loc))
         .route(
             &format!("{D}/locs/{{loc}}"),
             get(loc).put(put_loc).delete(delete_loc),
         )
-        .route(&format!("{D}/locs/{{loc}}/props"), get(loc_props).patch(patch_loc_props))
+        .route(
+            &format!("{D}/locs/{{loc}}/props"),
+            get(loc_props).patch(patch_loc_props),
+        )
 }
 
 fn invalid(message: impl Into<String>) -> ServiceError {
@@ -93,14 +111,18 @@ fn sub_mut<'a>(ch: &'a mut Map<String, Json>, key: &str) -> &'a mut Map<String, 
     if !ch.get(key).is_some_and(Json::is_object) {
         ch.insert(key.into(), json!({}));
     }
-    ch.get_mut(key).and_then(Json::as_object_mut).expect("just made an object")
+    ch.get_mut(key)
+        .and_then(Json::as_object_mut)
+        .expect("just made an object")
 }
 
 fn actions_mut(ch: &mut Map<String, Json>) -> &mut Vec<Json> {
     if !ch.get("actions").is_some_and(Json::is_array) {
         ch.insert("actions".into(), json!([]));
     }
-    ch.get_mut("actions").and_then(Json::as_array_mut).expect("just made an array")
+    ch.get_mut("actions")
+        .and_then(Json::as_array_mut)
+        .expect("just made an array")
 }
 
 /// Runs one definition change as `caller`.
@@ -113,7 +135,12 @@ async fn edit(
     caller.require(AccessLevel::ReadWrite)?;
     caller
         .service
-        .edit_definitions(&hub_name(hub)?, EventType::DefinitionChange, &description, change)
+        .edit_definitions(
+            &hub_name(hub)?,
+            EventType::DefinitionChange,
+            &description,
+            change,
+        )
         .await?;
     Ok(())
 }
@@ -150,12 +177,21 @@ async fn export(caller: Caller, Path(hub): Path<String>, q: QueryList) -> ApiRes
             .into_iter()
             .flatten()
             .filter(|(n, _)| loc_filter.is_empty() || loc_filter.contains(n))
-            .map(|(n, l)| (n.clone(), wire::location_out(l, want("loc_props") || fetch.is_empty())))
+            .map(|(n, l)| {
+                (
+                    n.clone(),
+                    wire::location_out(l, want("loc_props") || fetch.is_empty()),
+                )
+            })
             .collect();
         out.insert("locs".into(), Json::Object(locs));
     }
     if want("channels") || want("tables") || want("cols") {
-        let f = if fetch.is_empty() { Fetch::ALL } else { Fetch::from_list(&fetch) };
+        let f = if fetch.is_empty() {
+            Fetch::ALL
+        } else {
+            Fetch::from_list(&fetch)
+        };
         let channels: Map<String, Json> = doc["channels"]
             .as_object()
             .into_iter()
@@ -174,7 +210,11 @@ async fn export(caller: Caller, Path(hub): Path<String>, q: QueryList) -> ApiRes
 async fn channels(caller: Caller, Path(hub): Path<String>, q: QueryList) -> ApiResult<Out<Json>> {
     let doc = document(&caller, &hub).await?;
     let fetch = q.all("fetch");
-    let f = if fetch.is_empty() { Fetch::default() } else { Fetch::from_list(&fetch) };
+    let f = if fetch.is_empty() {
+        Fetch::default()
+    } else {
+        Fetch::from_list(&fetch)
+    };
     let wanted = q.all("channel");
     let out: Map<String, Json> = doc["channels"]
         .as_object()
@@ -193,13 +233,20 @@ async fn channel(
 ) -> ApiResult<Out<Json>> {
     let doc = document(&caller, &hub).await?;
     let fetch = q.all("fetch");
-    let f = if fetch.is_empty() { Fetch::ALL } else { Fetch::from_list(&fetch) };
+    let f = if fetch.is_empty() {
+        Fetch::ALL
+    } else {
+        Fetch::from_list(&fetch)
+    };
     Ok(Out(wire::channel_out(get_channel(&doc, &ch)?, f)))
 }
 
 fn channel_exists(ch: &str) -> ServiceError {
-    ServiceError::new(ServiceErrorKind::Conflict, format!("Channel '{ch}' already exists"))
-        .with_code(codes::CHANNEL_EXISTS)
+    ServiceError::new(
+        ServiceErrorKind::Conflict,
+        format!("Channel '{ch}' already exists"),
+    )
+    .with_code(codes::CHANNEL_EXISTS)
 }
 
 async fn add_channel(
@@ -254,7 +301,10 @@ async fn patch_channel(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn delete_channel(caller: Caller, Path((hub, ch)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn delete_channel(
+    caller: Caller,
+    Path((hub, ch)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     edit(&caller, &hub, format!("delete_channel {ch}"), |doc| {
         section(doc, "channels")
             .remove(&ch)
@@ -360,17 +410,26 @@ async fn tables_delete(
         .and_then(Json::as_array)
         .ok_or_else(|| ApiError::invalid("tables: expected an array of table names"))?
         .iter()
-        .map(|t| t.as_str().map(str::to_owned).ok_or_else(|| ApiError::invalid("tables: expected names")))
+        .map(|t| {
+            t.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| ApiError::invalid("tables: expected names"))
+        })
         .collect::<ApiResult<_>>()?;
-    edit(&caller, &hub, format!("delete_tables {ch}: {}", names.join(", ")), |doc| {
-        let tables = sub_mut(channel_mut(doc, &ch)?, "tables");
-        for n in &names {
-            tables
-                .remove(n)
-                .ok_or_else(|| missing(format!("table {n} does not exist in channel {ch}")))?;
-        }
-        Ok(())
-    })
+    edit(
+        &caller,
+        &hub,
+        format!("delete_tables {ch}: {}", names.join(", ")),
+        |doc| {
+            let tables = sub_mut(channel_mut(doc, &ch)?, "tables");
+            for n in &names {
+                tables
+                    .remove(n)
+                    .ok_or_else(|| missing(format!("table {n} does not exist in channel {ch}")))?;
+            }
+            Ok(())
+        },
+    )
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -450,10 +509,21 @@ async fn cols(
     }))
 }
 
-async fn change_cols(caller: Caller, hub: String, ch: String, t: String, body: Json, replace: bool) -> ApiResult<StatusCode> {
+async fn change_cols(
+    caller: Caller,
+    hub: String,
+    ch: String,
+    t: String,
+    body: Json,
+    replace: bool,
+) -> ApiResult<StatusCode> {
     let new = wire::cols_in(&body, &format!("table {t}.cols"))?;
     let new = new.as_object().cloned().unwrap_or_default();
-    let verb = if replace { "replace_col_list" } else { "modify_col_list" };
+    let verb = if replace {
+        "replace_col_list"
+    } else {
+        "modify_col_list"
+    };
     edit(&caller, &hub, format!("{verb} {ch}.{t}"), |doc| {
         let table = sub_mut(channel_mut(doc, &ch)?, "tables")
             .get_mut(&t)
@@ -500,7 +570,9 @@ async fn loc_groups(
         members: fetch.is_empty() || fetch.iter().any(|x| x == "members"),
         ..Default::default()
     };
-    Ok(Out(wire::channel_out(get_channel(&doc, &ch)?, f)["loc_groups"].clone()))
+    Ok(Out(
+        wire::channel_out(get_channel(&doc, &ch)?, f)["loc_groups"].clone(),
+    ))
 }
 
 async fn loc_group(
@@ -511,18 +583,19 @@ async fn loc_group(
     let group = get_channel(&doc, &ch)?["loc_groups"]
         .get(&g)
         .cloned()
-        .ok_or_else(|| ApiError::not_found(format!("location group {g} does not exist in channel {ch}")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!("location group {g} does not exist in channel {ch}"))
+        })?;
     Ok(Out(group))
 }
 
 fn members_in(body: &Json) -> ApiResult<Vec<Json>> {
     let map = wire::object(body, "body", &["members", "loc_group"])?;
-    map.get("members")
-        .map_or(Ok(Vec::new()), |m| {
-            m.as_array()
-                .cloned()
-                .ok_or_else(|| ApiError::invalid("members: expected an array of location names"))
-        })
+    map.get("members").map_or(Ok(Vec::new()), |m| {
+        m.as_array()
+            .cloned()
+            .ok_or_else(|| ApiError::invalid("members: expected an array of location names"))
+    })
 }
 
 /// Removes `members` from every other group of the channel (a location is in one group).
@@ -570,12 +643,17 @@ async fn put_loc_group(
     JsonBody(body): JsonBody<Json>,
 ) -> ApiResult<StatusCode> {
     let members = members_in(&body)?;
-    edit(&caller, &hub, format!("replace_loc_group {ch}.{g}"), |doc| {
-        let groups = sub_mut(channel_mut(doc, &ch)?, "loc_groups");
-        take_from_other_groups(groups, &g, &members);
-        groups.insert(g.clone(), json!({ "members": members }));
-        Ok(())
-    })
+    edit(
+        &caller,
+        &hub,
+        format!("replace_loc_group {ch}.{g}"),
+        |doc| {
+            let groups = sub_mut(channel_mut(doc, &ch)?, "loc_groups");
+            take_from_other_groups(groups, &g, &members);
+            groups.insert(g.clone(), json!({ "members": members }));
+            Ok(())
+        },
+    )
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -601,22 +679,44 @@ async fn members(
     let doc = document(&caller, &hub).await?;
     let group = get_channel(&doc, &ch)?["loc_groups"]
         .get(&g)
-        .ok_or_else(|| ApiError::not_found(format!("location group {g} does not exist in channel {ch}")))?;
-    Ok(Out(json!({ "members": group.get("members").cloned().unwrap_or(json!([])) })))
+        .ok_or_else(|| {
+            ApiError::not_found(format!("location group {g} does not exist in channel {ch}"))
+        })?;
+    Ok(Out(
+        json!({ "members": group.get("members").cloned().unwrap_or(json!([])) }),
+    ))
 }
 
-async fn change_members(caller: Caller, hub: String, ch: String, g: String, body: Json, replace: bool) -> ApiResult<StatusCode> {
+async fn change_members(
+    caller: Caller,
+    hub: String,
+    ch: String,
+    g: String,
+    body: Json,
+    replace: bool,
+) -> ApiResult<StatusCode> {
     let new = members_in(&body)?;
-    let verb = if replace { "replace_loc_group_member_list" } else { "add_loc_group_members" };
+    let verb = if replace {
+        "replace_loc_group_member_list"
+    } else {
+        "add_loc_group_members"
+    };
     edit(&caller, &hub, format!("{verb} {ch}.{g}"), |doc| {
         let groups = sub_mut(channel_mut(doc, &ch)?, "loc_groups");
         if !groups.contains_key(&g) {
-            return Err(missing(format!("location group {g} does not exist in channel {ch}")));
+            return Err(missing(format!(
+                "location group {g} does not exist in channel {ch}"
+            )));
         }
         take_from_other_groups(groups, &g, &new);
-        let group = groups.get_mut(&g).and_then(Json::as_object_mut).expect("checked above");
+        let group = groups
+            .get_mut(&g)
+            .and_then(Json::as_object_mut)
+            .expect("checked above");
         let list = group.entry("members").or_insert_with(|| json!([]));
-        let list = list.as_array_mut().ok_or_else(|| invalid("members: not a list"))?;
+        let list = list
+            .as_array_mut()
+            .ok_or_else(|| invalid("members: not a list"))?;
         if replace {
             list.clear();
         }
@@ -658,7 +758,12 @@ async fn actions(
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|a| types.is_empty() || a["type"].as_str().is_some_and(|t| types.iter().any(|x| x == t)))
+        .filter(|a| {
+            types.is_empty()
+                || a["type"]
+                    .as_str()
+                    .is_some_and(|t| types.iter().any(|x| x == t))
+        })
         .cloned()
         .collect();
     Ok(Out(Json::Array(list)))
@@ -669,7 +774,10 @@ fn action_list(body: &Json) -> ApiResult<Vec<Json>> {
     let list = map
         .get("actions")
         .ok_or_else(|| ApiError::invalid("actions: missing"))?;
-    Ok(wire::actions_in(list, "actions")?.as_array().cloned().unwrap_or_default())
+    Ok(wire::actions_in(list, "actions")?
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
 }
 
 async fn append_actions(
@@ -692,10 +800,15 @@ async fn put_actions(
     JsonBody(body): JsonBody<Json>,
 ) -> ApiResult<StatusCode> {
     let new = action_list(&body)?;
-    edit(&caller, &hub, format!("replace_channel_action_list {ch}"), |doc| {
-        *actions_mut(channel_mut(doc, &ch)?) = new.clone();
-        Ok(())
-    })
+    edit(
+        &caller,
+        &hub,
+        format!("replace_channel_action_list {ch}"),
+        |doc| {
+            *actions_mut(channel_mut(doc, &ch)?) = new.clone();
+            Ok(())
+        },
+    )
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -703,7 +816,11 @@ async fn put_actions(
 /// Compares actions as HVR does: same type, scopes (`*` when absent) and params.
 fn same_action(a: &Json, b: &Json) -> bool {
     let scope = |x: &Json, k: &str| x.get(k).and_then(Json::as_str).unwrap_or("*").to_owned();
-    let params = |x: &Json| x.get("params").cloned().filter(|p| p.as_object().is_some_and(|o| !o.is_empty()));
+    let params = |x: &Json| {
+        x.get("params")
+            .cloned()
+            .filter(|p| p.as_object().is_some_and(|o| !o.is_empty()))
+    };
     a.get("type") == b.get("type")
         && scope(a, "loc_scope") == scope(b, "loc_scope")
         && scope(a, "table_scope") == scope(b, "table_scope")
@@ -716,17 +833,22 @@ async fn actions_delete(
     JsonBody(body): JsonBody<Json>,
 ) -> ApiResult<StatusCode> {
     let gone = action_list(&body)?;
-    edit(&caller, &hub, format!("delete_channel_actions {ch}"), |doc| {
-        let list = actions_mut(channel_mut(doc, &ch)?);
-        for g in &gone {
-            let at = list
-                .iter()
-                .position(|a| same_action(a, g))
-                .ok_or_else(|| missing(format!("Action does not exist: {g}")))?;
-            list.remove(at);
-        }
-        Ok(())
-    })
+    edit(
+        &caller,
+        &hub,
+        format!("delete_channel_actions {ch}"),
+        |doc| {
+            let list = actions_mut(channel_mut(doc, &ch)?);
+            for g in &gone {
+                let at = list
+                    .iter()
+                    .position(|a| same_action(a, g))
+                    .ok_or_else(|| missing(format!("Action does not exist: {g}")))?;
+                list.remove(at);
+            }
+            Ok(())
+        },
+    )
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -794,7 +916,8 @@ fn keep_sealed(old: Option<&Json>, new: &mut Json) {
     let new_props = new["props"].as_object_mut();
     let Some(new_props) = new_props else { return };
     for (k, v) in old_props {
-        if v.as_str().is_some_and(sluice_service::secrets::is_sealed) && !new_props.contains_key(k) {
+        if v.as_str().is_some_and(sluice_service::secrets::is_sealed) && !new_props.contains_key(k)
+        {
             new_props.insert(k.clone(), v.clone());
         }
     }
@@ -817,7 +940,10 @@ async fn put_loc(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn delete_loc(caller: Caller, Path((hub, l)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn delete_loc(
+    caller: Caller,
+    Path((hub, l)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     edit(&caller, &hub, format!("delete_loc {l}"), |doc| {
         section(doc, "locations")
             .remove(&l)
@@ -879,7 +1005,8 @@ fn apply_change(doc: &mut Json, kind: &str, arg: &Json) -> Result<(), ServiceErr
     match kind {
         "add_channel" | "replace_channel" => {
             let name = name_of("channel")?;
-            let new = wire::channel_in(&without("channel"), &format!("channel {name}")).map_err(api)?;
+            let new =
+                wire::channel_in(&without("channel"), &format!("channel {name}")).map_err(api)?;
             let channels = section(doc, "channels");
             if kind == "add_channel" && channels.contains_key(&name) {
                 return Err(channel_exists(&name));
@@ -894,7 +1021,8 @@ fn apply_change(doc: &mut Json, kind: &str, arg: &Json) -> Result<(), ServiceErr
         }
         "add_loc" | "replace_loc" => {
             let name = name_of("loc")?;
-            let mut new = wire::location_in(&without("loc"), &format!("location {name}")).map_err(api)?;
+            let mut new =
+                wire::location_in(&without("loc"), &format!("location {name}")).map_err(api)?;
             let locs = section(doc, "locations");
             if kind == "add_loc" && locs.contains_key(&name) {
                 return Err(ServiceError::new(
@@ -963,9 +1091,14 @@ async fn import(
     JsonBody(body): JsonBody<Json>,
 ) -> ApiResult<Out<Json>> {
     let map = wire::object(&body, "body", &["changes", "on_add_exists"])?;
-    let on_exists = map.get("on_add_exists").and_then(Json::as_str).unwrap_or("abort");
+    let on_exists = map
+        .get("on_add_exists")
+        .and_then(Json::as_str)
+        .unwrap_or("abort");
     if !matches!(on_exists, "abort" | "replace") {
-        return Err(ApiError::invalid("on_add_exists: sluice supports \"abort\" and \"replace\""));
+        return Err(ApiError::invalid(
+            "on_add_exists: sluice supports \"abort\" and \"replace\"",
+        ));
     }
     let changes: Vec<(String, Json)> = map
         .get("changes")
@@ -974,10 +1107,9 @@ async fn import(
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let o = c
-                .as_object()
-                .filter(|o| o.len() == 1)
-                .ok_or_else(|| ApiError::invalid(format!("changes[{i}]: expected one {{\"kind\": {{…}}}}")))?;
+            let o = c.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
+                ApiError::invalid(format!("changes[{i}]: expected one {{\"kind\": {{…}}}}"))
+            })?;
             let (k, v) = o.iter().next().expect("one entry");
             let k = if on_exists == "replace" {
                 k.replacen("add_", "replace_", 1)
@@ -995,7 +1127,11 @@ async fn import(
         .edit_definitions(
             &hub_name(&hub)?,
             EventType::DefinitionChangeImport,
-            &format!("import of {} change(s): {}", changes.len(), summary.join(", ")),
+            &format!(
+                "import of {} change(s): {}",
+                changes.len(),
+                summary.join(", ")
+            ),
             |doc| {
                 for (i, (k, v)) in changes.iter().enumerate() {
                     apply_change(doc, k, v).map_err(|e| {

@@ -26,7 +26,10 @@ fn all_props(h: &HubRecord) -> Map<String, Json> {
     m.insert("Creator".into(), json!(h.creator));
     m.insert("Hub_State".into(), json!(h.state));
     m.insert("Hub_ID".into(), json!(h.hub.name));
-    m.insert("Hub_Server_HVR_Version".into(), json!(concat!("sluice ", env!("CARGO_PKG_VERSION"))));
+    m.insert(
+        "Hub_Server_HVR_Version".into(),
+        json!(concat!("sluice ", env!("CARGO_PKG_VERSION"))),
+    );
     if let Some(f) = h.freeze_time {
         m.insert("Freeze_Time".into(), json!(ts(f)));
     }
@@ -70,7 +73,10 @@ pub(crate) struct NewHub {
     props: BTreeMap<String, Json>,
 }
 
-pub(crate) async fn create(caller: Caller, JsonBody(body): JsonBody<NewHub>) -> ApiResult<StatusCode> {
+pub(crate) async fn create(
+    caller: Caller,
+    JsonBody(body): JsonBody<NewHub>,
+) -> ApiResult<StatusCode> {
     caller.require(AccessLevel::SysAdmin)?;
     let mut description = String::new();
     for (k, v) in &body.props {
@@ -81,7 +87,11 @@ pub(crate) async fn create(caller: Caller, JsonBody(body): JsonBody<NewHub>) -> 
                     "Access_List is not supported: sluice grants access per user (PATCH /api/latest/users/{user})",
                 ));
             }
-            _ => return Err(ApiError::invalid(format!("hub property {k} cannot be set at creation"))),
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "hub property {k} cannot be set at creation"
+                )));
+            }
         }
     }
     caller.service.create_hub(&body.hub, &description).await?;
@@ -118,7 +128,11 @@ pub(crate) async fn props_get(caller: &Caller, hub: &str, q: &QueryList) -> ApiR
     Ok(Out(Json::Object(all)))
 }
 
-pub(crate) async fn props(caller: Caller, Path(hub): Path<String>, q: QueryList) -> ApiResult<Out<Json>> {
+pub(crate) async fn props(
+    caller: Caller,
+    Path(hub): Path<String>,
+    q: QueryList,
+) -> ApiResult<Out<Json>> {
     props_get(&caller, &hub, &q).await
 }
 
@@ -135,7 +149,10 @@ pub(crate) async fn patch_props(
     if changes.is_empty() {
         return Err(ApiError::invalid("no properties given"));
     }
-    caller.service.set_hub_props(&hub_name(&hub)?, &changes).await?;
+    caller
+        .service
+        .set_hub_props(&hub_name(&hub)?, &changes)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -26,22 +26,42 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/auth/v1/revoke", post(auth::revoke))
         .route("/api", get(auth::versions))
         .route("/api/latest/hubserver/clock", get(hubs::clock))
-        .route("/api/latest/users", get(auth::users).post(auth::create_user))
+        .route(
+            "/api/latest/users",
+            get(auth::users).post(auth::create_user),
+        )
         .route(
             "/api/latest/users/{user}",
-            get(auth::user).patch(auth::update_user).delete(auth::delete_user),
+            get(auth::user)
+                .patch(auth::update_user)
+                .delete(auth::delete_user),
         )
         .route("/api/latest/hubs", get(hubs::list).post(hubs::create))
         .route(H, get(hubs::get_one).delete(hubs::delete_one))
         .route(&format!("{H}/freeze"), post(hubs::freeze))
         .route(&format!("{H}/unfreeze"), post(hubs::unfreeze))
-        .route(&format!("{H}/props"), get(hubs::props).patch(hubs::patch_props))
+        .route(
+            &format!("{H}/props"),
+            get(hubs::props).patch(hubs::patch_props),
+        )
         .route(&format!("{H}/query/status"), get(hubs::status))
         .merge(definition::routes())
-        .route(&format!("{H}/channels/{{channel}}/refresh"), post(ops::refresh))
-        .route(&format!("{H}/channels/{{channel}}/compare"), post(ops::compare))
-        .route(&format!("{H}/channels/{{channel}}/activate"), post(ops::activate))
-        .route(&format!("{H}/channels/{{channel}}/deactivate"), post(ops::deactivate))
+        .route(
+            &format!("{H}/channels/{{channel}}/refresh"),
+            post(ops::refresh),
+        )
+        .route(
+            &format!("{H}/channels/{{channel}}/compare"),
+            post(ops::compare),
+        )
+        .route(
+            &format!("{H}/channels/{{channel}}/activate"),
+            post(ops::activate),
+        )
+        .route(
+            &format!("{H}/channels/{{channel}}/deactivate"),
+            post(ops::deactivate),
+        )
         .route(
             &format!("{H}/channels/{{channel}}/refresh/tables_results_ids"),
             get(ops::refresh_results_ids),

@@ -28,7 +28,8 @@ fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 fn channel_name(s: &str) -> ApiResult<ChannelName> {
-    ChannelName::new(s).map_err(|e| ApiError::not_found(format!("channel {s:?} does not exist ({e})")))
+    ChannelName::new(s)
+        .map_err(|e| ApiError::not_found(format!("channel {s:?} does not exist ({e})")))
 }
 
 fn loc_name(field: &str, s: &str) -> ApiResult<LocationName> {
@@ -93,7 +94,9 @@ fn unsupported(field: &str, value: &Option<Json>) -> ApiResult<()> {
         None | Some(Json::Null) => Ok(()),
         Some(Json::Array(a)) if a.is_empty() => Ok(()),
         Some(Json::Object(o)) if o.is_empty() => Ok(()),
-        Some(_) => Err(ApiError::invalid(format!("{field} is not supported by sluice yet"))),
+        Some(_) => Err(ApiError::invalid(format!(
+            "{field} is not supported by sluice yet"
+        ))),
     }
 }
 
@@ -136,7 +139,10 @@ pub(crate) async fn refresh(
         incremental_column: body
             .incremental_column
             .as_deref()
-            .map(|c| ColumnName::new(c).map_err(|e| ApiError::invalid(format!("incremental_column: {e}"))))
+            .map(|c| {
+                ColumnName::new(c)
+                    .map_err(|e| ApiError::invalid(format!("incremental_column: {e}")))
+            })
             .transpose()?,
         date_buffer_days: body.date_buffer_days,
         apply: None,
@@ -144,12 +150,16 @@ pub(crate) async fn refresh(
     match body.granularity.as_deref() {
         None | Some("bulk") => {
             if body.difference_filter.is_some() {
-                return Err(ApiError::invalid("difference_filter needs granularity \"rowwise\""));
+                return Err(ApiError::invalid(
+                    "difference_filter needs granularity \"rowwise\"",
+                ));
             }
         }
         Some("rowwise") => {
             if mode.mode.as_deref().is_some_and(|m| m != "rowwise") {
-                return Err(ApiError::invalid("granularity \"rowwise\" contradicts mode"));
+                return Err(ApiError::invalid(
+                    "granularity \"rowwise\" contradicts mode",
+                ));
             }
             mode.mode = Some("rowwise".into());
             let f = body.difference_filter.unwrap_or_default();
@@ -174,7 +184,10 @@ pub(crate) async fn refresh(
     let strategy = body
         .strategy
         .as_deref()
-        .map(|s| s.parse::<WriteStrategy>().map_err(|e| ApiError::invalid(format!("strategy: {e}"))))
+        .map(|s| {
+            s.parse::<WriteStrategy>()
+                .map_err(|e| ApiError::invalid(format!("strategy: {e}")))
+        })
         .transpose()?;
     let cmd = RefreshCommand {
         hub: hub_name(&hub)?,
@@ -250,9 +263,13 @@ pub(crate) async fn compare(
     };
     if body.online_compare.is_some() {
         if granularity != Granularity::Rowwise {
-            return Err(ApiError::invalid("online_compare requires granularity \"rowwise\""));
+            return Err(ApiError::invalid(
+                "online_compare requires granularity \"rowwise\"",
+            ));
         }
-        return Err(ApiError::invalid("online_compare is not supported by sluice yet"));
+        return Err(ApiError::invalid(
+            "online_compare is not supported by sluice yet",
+        ));
     }
     let cmd = CompareCommand {
         hub: hub_name(&hub)?,
@@ -313,8 +330,12 @@ async fn results_ids(
         .await?;
     let mut out = Map::new();
     for e in events {
-        if source.as_deref().is_some_and(|s| e.loc.as_ref().is_none_or(|l| l.as_str() != s))
-            || target.as_deref().is_some_and(|t| e.loc2.as_ref().is_none_or(|l| l.as_str() != t))
+        if source
+            .as_deref()
+            .is_some_and(|s| e.loc.as_ref().is_none_or(|l| l.as_str() != s))
+            || target
+                .as_deref()
+                .is_some_and(|t| e.loc2.as_ref().is_none_or(|l| l.as_str() != t))
         {
             continue;
         }
@@ -352,11 +373,18 @@ fn job_names(jobs: Vec<String>) -> ApiResult<Vec<JobName>> {
         return Err(ApiError::invalid("jobs: name at least one job"));
     }
     jobs.iter()
-        .map(|j| j.parse::<JobName>().map_err(|e| ApiError::invalid(format!("jobs: {e}"))))
+        .map(|j| {
+            j.parse::<JobName>()
+                .map_err(|e| ApiError::invalid(format!("jobs: {e}")))
+        })
         .collect()
 }
 
-pub(crate) async fn jobs(caller: Caller, Path(hub): Path<String>, q: QueryList) -> ApiResult<Out<Json>> {
+pub(crate) async fn jobs(
+    caller: Caller,
+    Path(hub): Path<String>,
+    q: QueryList,
+) -> ApiResult<Out<Json>> {
     caller.require(AccessLevel::ReadOnly)?;
     let channels = q.all("channel");
     let wanted = q.all("job");
@@ -429,7 +457,10 @@ pub(crate) async fn jobs_unsuspend(
 ) -> ApiResult<StatusCode> {
     caller.require(AccessLevel::ReadExec)?;
     let jobs = job_names(body.jobs)?;
-    caller.service.unsuspend_jobs(&hub_name(&hub)?, &jobs).await?;
+    caller
+        .service
+        .unsuspend_jobs(&hub_name(&hub)?, &jobs)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -441,7 +472,9 @@ pub(crate) async fn jobs_delete(
     caller.require(AccessLevel::ReadExec)?;
     let jobs = job_names(body.jobs)?;
     let canceled = caller.service.delete_jobs(&hub_name(&hub)?, &jobs).await?;
-    Ok(Out(json!({"canceled_ev_ids": canceled.iter().map(|e| e.to_string()).collect::<Vec<_>>()})))
+    Ok(Out(
+        json!({"canceled_ev_ids": canceled.iter().map(|e| e.to_string()).collect::<Vec<_>>()}),
+    ))
 }
 
 pub(crate) async fn delete_job(
@@ -453,7 +486,9 @@ pub(crate) async fn delete_job(
         .parse()
         .map_err(|e| ApiError::not_found(format!("job {job:?} does not exist ({e})")))?;
     let canceled = caller.service.delete_jobs(&hub_name(&hub)?, &[job]).await?;
-    Ok(Out(json!({"canceled_ev_ids": canceled.iter().map(|e| e.to_string()).collect::<Vec<_>>()})))
+    Ok(Out(
+        json!({"canceled_ev_ids": canceled.iter().map(|e| e.to_string()).collect::<Vec<_>>()}),
+    ))
 }
 
 /// An instant from a query: ISO-8601 or epoch seconds.
@@ -468,7 +503,11 @@ fn parse_time(s: &str) -> ApiResult<chrono::DateTime<chrono::Utc>> {
             chrono::NaiveDateTime::parse_from_str(s.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.f")
                 .map(|n| n.and_utc())
         })
-        .map_err(|_| ApiError::invalid(format!("time {s:?}: expected ISO-8601 (…Z) or epoch seconds")))
+        .map_err(|_| {
+            ApiError::invalid(format!(
+                "time {s:?}: expected ISO-8601 (…Z) or epoch seconds"
+            ))
+        })
 }
 
 fn parse_list<T: std::str::FromStr>(q: &QueryList, key: &str) -> ApiResult<Vec<T>>
@@ -477,7 +516,10 @@ where
 {
     q.all(key)
         .iter()
-        .map(|v| v.parse::<T>().map_err(|e| ApiError::invalid(format!("{key}: {e}"))))
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|e| ApiError::invalid(format!("{key}: {e}")))
+        })
         .collect()
 }
 
@@ -529,18 +571,28 @@ fn event_json(e: &EventRecord, with_results: bool) -> Json {
     Json::Object(o)
 }
 
-pub(crate) async fn events(caller: Caller, Path(hub): Path<String>, q: QueryList) -> ApiResult<Out<Json>> {
+pub(crate) async fn events(
+    caller: Caller,
+    Path(hub): Path<String>,
+    q: QueryList,
+) -> ApiResult<Out<Json>> {
     caller.require(AccessLevel::ReadOnly)?;
     let fetch_results = q.flag("fetch_results", false)?;
     let result_names: Vec<ResultName> = q
         .all("result_pattern")
         .iter()
         .flat_map(|p| p.split('|').map(str::to_owned).collect::<Vec<_>>())
-        .map(|n| n.parse::<ResultName>().map_err(|e| ApiError::invalid(format!("result_pattern: {e}"))))
+        .map(|n| {
+            n.parse::<ResultName>()
+                .map_err(|e| ApiError::invalid(format!("result_pattern: {e}")))
+        })
         .collect::<ApiResult<_>>()?;
     let max_events = q
         .one("max_events")
-        .map(|m| m.parse::<usize>().map_err(|_| ApiError::invalid(format!("max_events: expected a number, got {m:?}"))))
+        .map(|m| {
+            m.parse::<usize>()
+                .map_err(|_| ApiError::invalid(format!("max_events: expected a number, got {m:?}")))
+        })
         .transpose()?;
     let filter = EventFilter {
         hub: Some(hub_name(&hub)?),
@@ -551,7 +603,11 @@ pub(crate) async fn events(caller: Caller, Path(hub): Path<String>, q: QueryList
         ids: q
             .all("ev_id")
             .iter()
-            .map(|i| i.replace('%', ":").parse::<EventId>().map_err(|e| ApiError::invalid(format!("ev_id: {e}"))))
+            .map(|i| {
+                i.replace('%', ":")
+                    .parse::<EventId>()
+                    .map_err(|e| ApiError::invalid(format!("ev_id: {e}")))
+            })
             .collect::<ApiResult<_>>()?,
         fetch_results,
         max_events,
@@ -598,7 +654,11 @@ pub(crate) async fn events_cancel(
     let ids: Vec<EventId> = body
         .ev_ids
         .iter()
-        .map(|i| i.replace('%', ":").parse::<EventId>().map_err(|e| ApiError::invalid(format!("ev_ids: {e}"))))
+        .map(|i| {
+            i.replace('%', ":")
+                .parse::<EventId>()
+                .map_err(|e| ApiError::invalid(format!("ev_ids: {e}")))
+        })
         .collect::<ApiResult<_>>()?;
     caller.service.cancel_events(&hub_name(&hub)?, &ids).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -627,7 +687,10 @@ pub(crate) async fn event_log(
     }
     let max_lines = q
         .one("max_lines")
-        .map(|m| m.parse::<usize>().map_err(|_| ApiError::invalid("max_lines: expected a number")))
+        .map(|m| {
+            m.parse::<usize>()
+                .map_err(|_| ApiError::invalid("max_lines: expected a number"))
+        })
         .transpose()?;
     let lines = caller.service.event_log(id).await?;
     let skip = max_lines.map_or(0, |m| lines.len().saturating_sub(m));
@@ -683,6 +746,9 @@ pub(crate) async fn test_new_location(
 ) -> ApiResult<Out<Json>> {
     caller.require(AccessLevel::ReadWrite)?;
     let doc = super::wire::location_in(&json!({ "props": body.props }), "props")?;
-    let report = caller.service.test_location_document(&hub_name(&hub)?, &doc).await?;
+    let report = caller
+        .service
+        .test_location_document(&hub_name(&hub)?, &doc)
+        .await?;
     Ok(Out(json!({ "discovered_props": report.discovered_props })))
 }

@@ -13,7 +13,14 @@ use crate::error::ApiError;
 /// Fields a wire channel object may have.
 const CHANNEL_FIELDS: &[&str] = &["description", "loc_groups", "tables", "actions"];
 const TABLE_FIELDS: &[&str] = &["base_name", "table_group", "cols"];
-const COL_FIELDS: &[&str] = &["sequence", "key", "distrib_key", "data_type", "attributes", "nullable"];
+const COL_FIELDS: &[&str] = &[
+    "sequence",
+    "key",
+    "distrib_key",
+    "data_type",
+    "attributes",
+    "nullable",
+];
 const ATTRIBUTE_FIELDS: &[&str] = &[
     "encoding", "nullable", "charlen", "bytelen", "prec", "scale", "timeprec", "dayprec",
     "yearprec", "bitlen",
@@ -22,7 +29,11 @@ const ACTION_FIELDS: &[&str] = &["type", "loc_scope", "table_scope", "params"];
 const LOC_FIELDS: &[&str] = &["props", "actions", "description"];
 
 /// The object at `v`, refusing unknown fields (`what` names it in errors).
-pub fn object<'a>(v: &'a Json, what: &str, allowed: &[&str]) -> Result<&'a Map<String, Json>, ApiError> {
+pub fn object<'a>(
+    v: &'a Json,
+    what: &str,
+    allowed: &[&str],
+) -> Result<&'a Map<String, Json>, ApiError> {
     let map = v
         .as_object()
         .ok_or_else(|| ApiError::invalid(format!("{what}: expected a JSON object")))?;
@@ -43,12 +54,15 @@ pub fn channel_in(v: &Json, what: &str) -> Result<Json, ApiError> {
         out.insert("description".into(), d.clone());
     }
     if let Some(groups) = map.get("loc_groups") {
-        out.insert("loc_groups".into(), loc_groups_in(groups, &format!("{what}.loc_groups"))?);
+        out.insert(
+            "loc_groups".into(),
+            loc_groups_in(groups, &format!("{what}.loc_groups"))?,
+        );
     }
     if let Some(tables) = map.get("tables") {
-        let tables_map = tables
-            .as_object()
-            .ok_or_else(|| ApiError::invalid(format!("{what}.tables: expected an object of tables")))?;
+        let tables_map = tables.as_object().ok_or_else(|| {
+            ApiError::invalid(format!("{what}.tables: expected an object of tables"))
+        })?;
         let mut t_out = Map::new();
         for (name, t) in tables_map {
             t_out.insert(name.clone(), table_in(t, &format!("{what}.tables.{name}"))?);
@@ -56,16 +70,19 @@ pub fn channel_in(v: &Json, what: &str) -> Result<Json, ApiError> {
         out.insert("tables".into(), Json::Object(t_out));
     }
     if let Some(actions) = map.get("actions") {
-        out.insert("actions".into(), actions_in(actions, &format!("{what}.actions"))?);
+        out.insert(
+            "actions".into(),
+            actions_in(actions, &format!("{what}.actions"))?,
+        );
     }
     Ok(Json::Object(out))
 }
 
 /// Wire location groups (`{"G":{"members":[…]}}`) → the document's.
 pub fn loc_groups_in(v: &Json, what: &str) -> Result<Json, ApiError> {
-    let map = v
-        .as_object()
-        .ok_or_else(|| ApiError::invalid(format!("{what}: expected an object of location groups")))?;
+    let map = v.as_object().ok_or_else(|| {
+        ApiError::invalid(format!("{what}: expected an object of location groups"))
+    })?;
     let mut out = Map::new();
     for (g, body) in map {
         let members = match body {
@@ -90,7 +107,9 @@ pub fn actions_in(v: &Json, what: &str) -> Result<Json, ApiError> {
         let map = object(a, &format!("{what}[{i}]"), ACTION_FIELDS)?;
         let mut a = map.clone();
         // An empty params object is the same as none.
-        if a.get("params").is_some_and(|p| p.as_object().is_some_and(Map::is_empty)) {
+        if a.get("params")
+            .is_some_and(|p| p.as_object().is_some_and(Map::is_empty))
+        {
             a.remove("params");
         }
         out.push(Json::Object(a));
@@ -158,7 +177,9 @@ fn col_in(v: &Json, what: &str) -> Result<Json, ApiError> {
     let data_type = match map.get("data_type") {
         Some(Json::String(t)) => data_type_in(t, &attrs, what)?,
         Some(other) => {
-            return Err(ApiError::invalid(format!("{what}.data_type: expected text, found {other}")));
+            return Err(ApiError::invalid(format!(
+                "{what}.data_type: expected text, found {other}"
+            )));
         }
         None => return Err(ApiError::invalid(format!("{what}.data_type: missing"))),
     };
@@ -169,14 +190,14 @@ fn col_in(v: &Json, what: &str) -> Result<Json, ApiError> {
 fn int_attr(attrs: &Map<String, Json>, key: &str, what: &str) -> Result<Option<u64>, ApiError> {
     match attrs.get(key) {
         None | Some(Json::Null) => Ok(None),
-        Some(Json::Number(n)) => n
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| ApiError::invalid(format!("{what}.attributes.{key}: expected a whole number"))),
-        Some(Json::String(s)) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::invalid(format!("{what}.attributes.{key}: expected digits, got {s:?}"))),
+        Some(Json::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+            ApiError::invalid(format!("{what}.attributes.{key}: expected a whole number"))
+        }),
+        Some(Json::String(s)) => s.parse().map(Some).map_err(|_| {
+            ApiError::invalid(format!(
+                "{what}.attributes.{key}: expected digits, got {s:?}"
+            ))
+        }),
         Some(other) => Err(ApiError::invalid(format!(
             "{what}.attributes.{key}: expected a number, found {other}"
         ))),
@@ -201,12 +222,11 @@ fn data_type_in(t: &str, attrs: &Map<String, Json>, what: &str) -> Result<String
             (Some(p), s) => format!("decimal({p},{})", s.unwrap_or(0)),
             (None, _) => "numeric".into(),
         },
-        "varchar" | "varchar2" | "nvarchar" | "nvarchar2" | "char" | "nchar" | "character varying" => {
-            match len {
-                Some(n) => format!("varchar({n})"),
-                None => "text".into(),
-            }
-        }
+        "varchar" | "varchar2" | "nvarchar" | "nvarchar2" | "char" | "nchar"
+        | "character varying" => match len {
+            Some(n) => format!("varchar({n})"),
+            None => "text".into(),
+        },
         "clob" | "nclob" | "longtext" | "mediumtext" => "text".into(),
         "raw" | "varbinary" | "longblob" => "bytes".into(),
         "integer" | "int" => match int_attr(attrs, "bytelen", what)? {
@@ -255,7 +275,10 @@ pub fn location_out(doc: &Json, fetch_props: bool) -> Json {
     if let Some(class) = doc.get("class") {
         props.insert("Class".into(), class.clone());
     }
-    if let Some(d) = doc.get("description").filter(|d| d.as_str().is_some_and(|s| !s.is_empty())) {
+    if let Some(d) = doc
+        .get("description")
+        .filter(|d| d.as_str().is_some_and(|s| !s.is_empty()))
+    {
         props.insert("Description".into(), d.clone());
     }
     if fetch_props {
@@ -315,7 +338,12 @@ pub fn channel_out(doc: &Json, fetch: Fetch) -> Json {
     );
     if fetch.loc_groups {
         let mut groups = Map::new();
-        for (g, body) in doc.get("loc_groups").and_then(Json::as_object).into_iter().flatten() {
+        for (g, body) in doc
+            .get("loc_groups")
+            .and_then(Json::as_object)
+            .into_iter()
+            .flatten()
+        {
             groups.insert(
                 g.clone(),
                 if fetch.members {
@@ -329,7 +357,12 @@ pub fn channel_out(doc: &Json, fetch: Fetch) -> Json {
     }
     if fetch.tables {
         let mut tables = Map::new();
-        for (t, body) in doc.get("tables").and_then(Json::as_object).into_iter().flatten() {
+        for (t, body) in doc
+            .get("tables")
+            .and_then(Json::as_object)
+            .into_iter()
+            .flatten()
+        {
             tables.insert(t.clone(), table_out(body, fetch.cols));
         }
         out.insert("tables".into(), Json::Object(tables));
@@ -362,11 +395,17 @@ pub fn cols_out(cols: &Map<String, Json>) -> Json {
     let mut out = Map::new();
     for (name, c) in cols {
         let mut col = Map::new();
-        col.insert("sequence".into(), c.get("sequence").cloned().unwrap_or(json!(0)));
+        col.insert(
+            "sequence".into(),
+            c.get("sequence").cloned().unwrap_or(json!(0)),
+        );
         if let Some(k) = c.get("key") {
             col.insert("key".into(), k.clone());
         }
-        col.insert("data_type".into(), c.get("data_type").cloned().unwrap_or(Json::Null));
+        col.insert(
+            "data_type".into(),
+            c.get("data_type").cloned().unwrap_or(Json::Null),
+        );
         col.insert(
             "attributes".into(),
             json!({ "nullable": c.get("nullable").cloned().unwrap_or(json!(true)) }),
@@ -393,7 +432,11 @@ mod tests {
         assert_eq!(t["cols"]["id"]["data_type"], "decimal(10,0)");
         assert_eq!(t["cols"]["id"]["nullable"], false);
         assert_eq!(t["cols"]["name"]["data_type"], "varchar(100)");
-        let err = table_in(&json!({"cols": {"x": {"data_type": "int", "colour": 1}}}), "t").unwrap_err();
+        let err = table_in(
+            &json!({"cols": {"x": {"data_type": "int", "colour": 1}}}),
+            "t",
+        )
+        .unwrap_err();
         assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST);
     }
 }

@@ -1,0 +1,278 @@
+//! `sluice serve` (the hub server: REST API, scheduler and job runners in one process) and
+//! `sluice user …` (users of the hub server, managed directly in the repository).
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use sluice_model::AccessLevel;
+use sluice_repo::Repository;
+use sluice_service::HubService;
+use sluice_service::secrets::SecretKey;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Global, Outcome};
+
+/// Where the repository is.
+#[derive(Args, Debug, Clone)]
+pub struct RepoArg {
+    /// The hub repository: `sqlite:PATH` (default: `$SLUICE_HOME/hub.db`) or
+    /// `postgres://USER@HOST:PORT/DATABASE`.
+    #[arg(long, env = "SLUICE_REPO")]
+    repo: Option<String>,
+}
+
+impl RepoArg {
+    fn spec(&self, g: &Global) -> String {
+        self.repo
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", g.home.join("hub.db").display()))
+    }
+}
+
+/// `sluice serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4341", env = "SLUICE_LISTEN")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    repo: RepoArg,
+}
+
+/// `sluice user …`.
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user; the password comes from --password or, by default, stdin.
+    Add {
+        /// Login name.
+        name: String,
+        /// SysAdmin, HubOwner, ReadWrite, ReadExecRefresh, ReadExec, ReadOnly or None.
+        #[arg(long)]
+        level: AccessLevel,
+        /// The password (prefer stdin: flags show in process lists).
+        #[arg(long)]
+        password: Option<String>,
+        #[command(flatten)]
+        repo: RepoArg,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        repo: RepoArg,
+    },
+    /// Change a user's level and/or password (password from stdin with --password-stdin).
+    Set {
+        /// Login name.
+        name: String,
+        /// New level.
+        #[arg(long)]
+        level: Option<AccessLevel>,
+        /// Read a new password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        repo: RepoArg,
+    },
+    /// Delete a user.
+    Delete {
+        /// Login name.
+        name: String,
+        #[command(flatten)]
+        repo: RepoArg,
+    },
+}
+
+async fn open(spec: &str) -> Result<Arc<dyn Repository>> {
+    sluice_repo::open_repository(spec)
+        .await
+        .with_context(|| format!("cannot open the repository {}", redact(spec)))
+}
+
+/// A repository spec without its password.
+fn redact(spec: &str) -> String {
+    match (spec.find("://"), spec.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &spec[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &spec[..s + 3], &spec[at..]),
+                None => spec.to_owned(),
+            }
+        }
+        _ => spec.to_owned(),
+    }
+}
+
+fn key(home: &Path) -> Result<SecretKey> {
+    SecretKey::load(&home.join("secret.key")).context("cannot load the secret key")
+}
+
+/// Runs the hub server until Ctrl-C or SIGTERM.
+pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
+    let spec = args.repo.spec(g);
+    let repo = open(&spec).await?;
+    let service = HubService::with_secrets(
+        repo,
+        sluice_service::registry::process_env(),
+        Some(key(&g.home)?),
+        "hub-server",
+    );
+    let admin_password = std::env::var("SLUICE_ADMIN_PASSWORD").ok();
+    if let Some(generated) = service.ensure_admin(admin_password.as_deref()).await? {
+        eprintln!(
+            "created user admin (SysAdmin) with password {generated}\n  (shown once; set SLUICE_ADMIN_PASSWORD to choose it, change it with `sluice user set admin --password-stdin`)"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "sluice hub server listening on http://{addr} (repository {})",
+        redact(&spec)
+    );
+    let shutdown = CancellationToken::new();
+    let scheduler = tokio::spawn(
+        service
+            .clone()
+            .run_scheduler(Duration::from_secs(1), shutdown.clone()),
+    );
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("shutting down: no new requests; running jobs stop at their next table");
+        signal.cancel();
+    });
+    sluice_api::serve(
+        listener,
+        sluice_api::AppState::new(service),
+        shutdown.clone(),
+    )
+    .await
+    .context("the server stopped")?;
+    shutdown.cancel();
+    let _ = scheduler.await;
+    Ok(Outcome::Ok)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn read_password_stdin() -> Result<String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read the password from stdin")?;
+    let password = text.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        bail!("no password on stdin");
+    }
+    Ok(password)
+}
+
+/// `sluice user …`.
+pub async fn user(cmd: UserCommand, g: &Global) -> Result<Outcome> {
+    let who = crate::commands::user();
+    match cmd {
+        UserCommand::Add {
+            name,
+            level,
+            password,
+            repo,
+        } => {
+            let password = match password {
+                Some(p) => p,
+                None => read_password_stdin()?,
+            };
+            let service = HubService::new(
+                open(&repo.spec(g)).await?,
+                sluice_service::registry::process_env(),
+                who,
+            );
+            service.create_user(&name, level, &password).await?;
+            eprintln!("user {name} added with level {level}");
+        }
+        UserCommand::List { repo } => {
+            let service = HubService::new(
+                open(&repo.spec(g)).await?,
+                sluice_service::registry::process_env(),
+                who,
+            );
+            let users = service.users().await?;
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                for u in users {
+                    println!(
+                        "{:<24} {:<16} created {} by {}",
+                        u.name,
+                        u.level,
+                        u.created.format("%Y-%m-%d %H:%M"),
+                        u.creator
+                    );
+                }
+            }
+        }
+        UserCommand::Set {
+            name,
+            level,
+            password_stdin,
+            repo,
+        } => {
+            if level.is_none() && !password_stdin {
+                bail!("nothing to change: give --level and/or --password-stdin");
+            }
+            let password = password_stdin.then(read_password_stdin).transpose()?;
+            let service = HubService::new(
+                open(&repo.spec(g)).await?,
+                sluice_service::registry::process_env(),
+                who,
+            );
+            service
+                .update_user(&name, level, password.as_deref())
+                .await?;
+            eprintln!("user {name} changed");
+        }
+        UserCommand::Delete { name, repo } => {
+            let service = HubService::new(
+                open(&repo.spec(g)).await?,
+                sluice_service::registry::process_env(),
+                who,
+            );
+            service.delete_user(&name).await?;
+            eprintln!("user {name} deleted");
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_specs_are_shown_without_passwords() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite:/x/hub.db"), "sqlite:/x/hub.db");
+    }
+}
