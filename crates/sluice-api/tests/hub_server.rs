@@ -572,3 +572,623 @@ async fn login_define_refresh_compare_freeze_on_sqlite() {
 async fn login_define_refresh_compare_freeze_on_postgres() {
     flow(true).await;
 }
+
+/// Every access level is refused where it must be (and allowed where it may).
+async fn access_levels(pg: bool) {
+    let backend = Backend::new(pg).await;
+    let s = start(&backend).await;
+    let (admin, _) = s.login("admin", ADMIN_PASSWORD).await;
+    define(&s, &admin, backend.dir(), 50).await;
+    let posted = s
+        .call(
+            "POST",
+            "/api/latest/hubs/hub1/channels/ch1/refresh",
+            Some(&admin),
+            Some(json!({"source_loc": "src", "target_loc": "tgt"})),
+        )
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    s.wait_event(&admin, posted["posted_ev_id"].as_str().unwrap())
+        .await;
+    for (user, level) in [
+        ("ro", "ReadOnly"),
+        ("rx", "ReadExec"),
+        ("rxr", "ReadExecRefresh"),
+        ("rw", "ReadWrite"),
+        ("owner", "HubOwner"),
+    ] {
+        s.call(
+            "POST",
+            "/api/latest/users",
+            Some(&admin),
+            Some(json!({"user": user, "level": level, "password": "password-123"})),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    }
+    let refresh = json!({"source_loc": "src", "target_loc": "tgt"});
+    let compare = json!({"source_loc": "src", "target_loc": "tgt"});
+    let new_channel = |name: &str| json!({"channel": name, "loc_groups": {"SOURCE": {"members": ["src"]}}, "tables": {"orders": {}}});
+    // (user, method, path, body, allowed?)
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Option<Value>,
+        bool,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "ro",
+            "GET",
+            "/api/latest/hubs/hub1/definition/channels/ch1",
+            None,
+            true,
+        ),
+        ("ro", "GET", "/api/latest/hubs/hub1/events", None, true),
+        (
+            "ro",
+            "POST",
+            "/api/latest/hubs/hub1/channels/ch1/compare",
+            Some(compare.clone()),
+            false,
+        ),
+        (
+            "ro",
+            "POST",
+            "/api/latest/hubs/hub1/channels/ch1/refresh",
+            Some(refresh.clone()),
+            false,
+        ),
+        (
+            "ro",
+            "POST",
+            "/api/latest/hubs/hub1/definition/channels",
+            Some(new_channel("c_ro")),
+            false,
+        ),
+        (
+            "ro",
+            "POST",
+            "/api/latest/hubs/hub1/locs/src/test",
+            None,
+            false,
+        ),
+        (
+            "rx",
+            "POST",
+            "/api/latest/hubs/hub1/locs/src/test",
+            None,
+            true,
+        ),
+        (
+            "rx",
+            "POST",
+            "/api/latest/hubs/hub1/channels/ch1/refresh",
+            Some(refresh.clone()),
+            false,
+        ),
+        (
+            "rx",
+            "POST",
+            "/api/latest/hubs/hub1/channels/ch1/compare",
+            Some(compare.clone()),
+            true,
+        ),
+        (
+            "rxr",
+            "POST",
+            "/api/latest/hubs/hub1/definition/channels",
+            Some(new_channel("c_rxr")),
+            false,
+        ),
+        (
+            "rw",
+            "POST",
+            "/api/latest/hubs/hub1/definition/channels",
+            Some(new_channel("c_rw")),
+            true,
+        ),
+        ("rw", "POST", "/api/latest/hubs/hub1/freeze", None, false),
+        ("rw", "GET", "/api/latest/users", None, false),
+        (
+            "owner",
+            "PATCH",
+            "/api/latest/hubs/hub1/props",
+            Some(json!({"Description": "owned"})),
+            true,
+        ),
+        (
+            "owner",
+            "POST",
+            "/api/latest/hubs",
+            Some(json!({"hub": "hub2"})),
+            false,
+        ),
+        (
+            "owner",
+            "POST",
+            "/api/latest/users",
+            Some(json!({"user": "x", "level": "SysAdmin", "password": "password-123"})),
+            false,
+        ),
+        (
+            "rxr",
+            "POST",
+            "/api/latest/hubs/hub1/channels/ch1/refresh",
+            Some(refresh.clone()),
+            true,
+        ),
+    ];
+    for (user, method, path, body, allowed) in cases {
+        let (token, _) = s.login(user, "password-123").await;
+        let a = s.call(method, path, Some(&token), body).await;
+        if allowed {
+            assert!(
+                a.status.is_success()
+                    || a.status == StatusCode::BAD_REQUEST && a.text.contains("already running"),
+                "{user} {method} {path}: expected success, got {} {}",
+                a.status,
+                a.text
+            );
+        } else {
+            assert_eq!(
+                a.status,
+                StatusCode::FORBIDDEN,
+                "{user} {method} {path}: {}",
+                a.text
+            );
+            assert!(
+                a.text.starts_with("F_JA0403: ") && a.text.contains(user),
+                "{}",
+                a.text
+            );
+        }
+    }
+    // Nothing the refused calls tried exists.
+    let channels = s
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/definition/channels",
+            Some(&admin),
+            None,
+        )
+        .await
+        .json();
+    let names: Vec<&String> = channels.as_object().unwrap().keys().collect();
+    assert_eq!(names, vec!["c_rw", "ch1"]);
+    let hub = s
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/query/status",
+            Some(&admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(hub["hub_state"], "LIVE");
+    backend.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_levels_on_sqlite() {
+    access_levels(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_levels_on_postgres() {
+    access_levels(true).await;
+}
+
+/// Expired and forged tokens get 401; a refresh token works once and yields a new pair.
+async fn tokens(pg: bool) {
+    let backend = Backend::new(pg).await;
+    let s = start(&backend).await;
+    let (token, refresh) = s.login("admin", ADMIN_PASSWORD).await;
+    // Lowercase scheme accepted.
+    s.raw("GET", "/api/latest/hubs", &token, "")
+        .await
+        .expect(StatusCode::OK);
+    // An expired token signed with the hub's real key.
+    let key = s
+        .repo
+        .setting_or_insert("jwt_signing_key", "unused")
+        .await
+        .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "admin", "lvl": "SysAdmin", "iat": now - 1000, "exp": now - 100, "jti": "x"}),
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap();
+    let a = s
+        .call("GET", "/api/latest/hubs", Some(&expired), None)
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
+    assert!(a.text.contains("expired"), "{}", a.text);
+    // A token signed with another key.
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "admin", "lvl": "SysAdmin", "iat": now, "exp": now + 100, "jti": "x"}),
+        &jsonwebtoken::EncodingKey::from_secret(b"not the key"),
+    )
+    .unwrap();
+    s.call("GET", "/api/latest/hubs", Some(&forged), None)
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
+    // Refresh: a new pair; the old refresh token is spent.
+    let fresh = s
+        .call(
+            "POST",
+            "/auth/v1/refresh",
+            None,
+            Some(json!({"refresh_token": refresh, "refresh": "token"})),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    let new_access = fresh["access_token"].as_str().unwrap();
+    s.call("GET", "/api/latest/hubs", Some(new_access), None)
+        .await
+        .expect(StatusCode::OK);
+    s.call(
+        "POST",
+        "/auth/v1/refresh",
+        None,
+        Some(json!({"refresh_token": refresh})),
+    )
+    .await
+    .expect(StatusCode::FORBIDDEN);
+    // Revoke ends the new refresh token.
+    let new_refresh = fresh["refresh_token"].as_str().unwrap();
+    s.call(
+        "POST",
+        "/auth/v1/revoke",
+        None,
+        Some(json!({"refresh_token": new_refresh})),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    s.call(
+        "POST",
+        "/auth/v1/refresh",
+        None,
+        Some(json!({"refresh_token": new_refresh})),
+    )
+    .await
+    .expect(StatusCode::FORBIDDEN);
+    // Failed logins are limited per user.
+    for _ in 0..5 {
+        s.call(
+            "POST",
+            "/auth/v1/password",
+            None,
+            Some(json!({"username": "admin", "password": "wrong"})),
+        )
+        .await
+        .expect(StatusCode::FORBIDDEN);
+    }
+    let a = s
+        .call(
+            "POST",
+            "/auth/v1/password",
+            None,
+            Some(json!({"username": "admin", "password": ADMIN_PASSWORD})),
+        )
+        .await
+        .expect(StatusCode::TOO_MANY_REQUESTS);
+    assert!(a.text.contains("too many failed logins"), "{}", a.text);
+    backend.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_on_sqlite() {
+    tokens(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_on_postgres() {
+    tokens(true).await;
+}
+
+/// Bad input gets a clear 400 and changes nothing.
+async fn bad_input(pg: bool) {
+    let backend = Backend::new(pg).await;
+    let s = start(&backend).await;
+    let (token, _) = s.login("admin", ADMIN_PASSWORD).await;
+    define(&s, &token, backend.dir(), 10).await;
+    let before = s
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/definition",
+            Some(&token),
+            None,
+        )
+        .await
+        .expect(StatusCode::OK)
+        .text;
+    let events_before = s
+        .call("GET", "/api/latest/hubs/hub1/events", Some(&token), None)
+        .await
+        .json();
+    let chans = "/api/latest/hubs/hub1/definition/channels";
+    let cases: Vec<(&str, &str, String, &str)> = vec![
+        ("POST", chans, "{\"channel\": \"c2\", ".into(), "malformed JSON"),
+        ("POST", chans, json!({"channel": "c2", "colour": "red"}).to_string(), "unknown field"),
+        ("POST", chans, json!({"channel": "c2", "tables": []}).to_string(), "expected an object"),
+        ("POST", chans, json!({"channel": "averyveryverylongname"}).to_string(), "averyveryverylongname"),
+        ("POST", chans, json!({"channel": "x'; drop table channel; --"}).to_string(), "drop table"),
+        ("POST", chans, json!({"channel": "c2", "tables": {"t; delete from x": {}}}).to_string(), "t; delete from x"),
+        ("POST", chans, json!({"channel": "c2", "tables": {"t": {"cols": {"a": {"data_type": "inte"}}}}}).to_string(), "unknown data type"),
+        ("POST", chans, json!({"channel": "c2", "loc_groups": {"SOURCE": {"members": ["nosuch"]}}}).to_string(), "nosuch"),
+        ("POST", "/api/latest/hubs/hub1/channels/ch1/refresh", json!({"source_loc": 5, "target_loc": "tgt"}).to_string(), "invalid type"),
+        ("POST", "/api/latest/hubs/hub1/channels/ch1/refresh", json!({"source_loc": "src", "target_loc": "tgt", "bogus": 1}).to_string(), "unknown field"),
+        ("POST", "/api/latest/hubs/hub1/channels/ch1/refresh", json!({"source_loc": "src", "target_loc": "tgt", "start_immediate": "maybe"}).to_string(), "boolean"),
+        ("POST", "/api/latest/hubs/hub1/channels/ch1/compare", json!({"source_loc": "src", "target_loc": "tgt", "online_compare": "diff_cap"}).to_string(), "rowwise"),
+        ("POST", "/api/latest/hubs/hub1/channels/ch1/activate", "{}".into(), "not available yet"),
+        ("POST", "/api/latest/hubs/hub1/definition/locs", json!({"loc": "l2", "props": {"Class": "oracle"}}).to_string(), "oracle"),
+        ("POST", "/api/latest/hubs/hub1/definition/locs", json!({"loc": "l2", "props": {"Class": "sqlite"}}).to_string(), "Database_Name"),
+        ("POST", "/api/latest/hubs/hub1/definition/import", json!({"changes": [{"add_loc": {"loc": "l3", "props": {"Class": "sqlite", "Database_Name": "/tmp/x.db"}}}, {"add_channel": {"channel": "ch1"}}]}).to_string(), "F_JR171C"),
+    ];
+    for (method, path, body, needle) in cases {
+        let a = s.raw(method, path, &token, &body).await;
+        assert_eq!(
+            a.status,
+            StatusCode::BAD_REQUEST,
+            "{path} {body}: {}",
+            a.text
+        );
+        assert!(a.text.starts_with("F_"), "{}", a.text);
+        assert!(
+            a.text.contains(needle),
+            "{path} {body}: expected {needle:?} in {}",
+            a.text
+        );
+    }
+    let after = s
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/definition",
+            Some(&token),
+            None,
+        )
+        .await
+        .text;
+    assert_eq!(before, after, "a refused change changed the definitions");
+    let events_after = s
+        .call("GET", "/api/latest/hubs/hub1/events", Some(&token), None)
+        .await
+        .json();
+    assert_eq!(
+        events_before, events_after,
+        "a refused request posted an event"
+    );
+    // Unknown objects → 404; unknown API version → 404.
+    s.call(
+        "GET",
+        "/api/latest/hubs/hub1/definition/channels/nosuch",
+        Some(&token),
+        None,
+    )
+    .await
+    .expect(StatusCode::NOT_FOUND);
+    s.call(
+        "GET",
+        "/api/latest/hubs/nohub/definition/channels",
+        Some(&token),
+        None,
+    )
+    .await
+    .expect(StatusCode::NOT_FOUND);
+    s.call("GET", "/api/vbogus/hubs", Some(&token), None)
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    backend.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_changes_nothing_on_sqlite() {
+    bad_input(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_changes_nothing_on_postgres() {
+    bad_input(true).await;
+}
+
+/// Passwords given as values are stored sealed and never shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn location_passwords_are_sealed_and_never_shown() {
+    let backend = Backend::new(false).await;
+    let s = start(&backend).await;
+    let (token, _) = s.login("admin", ADMIN_PASSWORD).await;
+    define(&s, &token, backend.dir(), 10).await;
+    let secret = "s3cret-Pa55word";
+    s.call(
+        "POST",
+        "/api/latest/hubs/hub1/definition/locs",
+        Some(&token),
+        Some(json!({"loc": "pg1", "props": {"Class": "postgresql", "Database_Host": "127.0.0.1", "Database_Port": 5432,
+            "Database_Name": "postgres", "Database_User": "postgres", "Database_Password": secret}})),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let stored = s
+        .repo
+        .location(&"hub1".parse().unwrap(), &"pg1".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let raw = stored.props["Database_Password"].to_text();
+    assert!(raw.starts_with("enc:v1:") && !raw.contains(secret), "{raw}");
+    for path in [
+        "/api/latest/hubs/hub1/definition/locs/pg1",
+        "/api/latest/hubs/hub1/definition/locs/pg1/props",
+        "/api/latest/hubs/hub1/definition/locs?fetch=loc_props",
+        "/api/latest/hubs/hub1/definition",
+        "/api/latest/hubs/hub1/events?fetch_results=true",
+    ] {
+        let a = s
+            .call("GET", path, Some(&token), None)
+            .await
+            .expect(StatusCode::OK);
+        assert!(
+            !a.text.contains(secret) && !a.text.contains("enc:v1:"),
+            "{path}: {}",
+            a.text
+        );
+    }
+    // The sealed password is used: the test connects (trust auth ignores it, but it must decrypt).
+    s.call(
+        "POST",
+        "/api/latest/hubs/hub1/locs/pg1/test",
+        Some(&token),
+        None,
+    )
+    .await
+    .expect(StatusCode::OK);
+    // A GET-modify-PUT keeps the stored password.
+    let mut loc = s
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/definition/locs/pg1",
+            Some(&token),
+            None,
+        )
+        .await
+        .json();
+    loc["props"]["Database_Port"] = json!(5432);
+    s.call(
+        "PUT",
+        "/api/latest/hubs/hub1/definition/locs/pg1",
+        Some(&token),
+        Some(loc),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    let stored = s
+        .repo
+        .location(&"hub1".parse().unwrap(), &"pg1".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored.props["Database_Password"]
+            .to_text()
+            .starts_with("enc:v1:")
+    );
+}
+
+/// Two hub processes on one PostgreSQL repository: the same job can run only once at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hub_processes_run_a_job_once() {
+    let backend = Backend::new(true).await;
+    let a = start(&backend).await;
+    let b = start(&backend).await;
+    let (ta, _) = a.login("admin", ADMIN_PASSWORD).await;
+    // Tokens of one process are accepted by the other (shared signing key).
+    b.call("GET", "/api/latest/hubs", Some(&ta), None)
+        .await
+        .expect(StatusCode::OK);
+    define(&a, &ta, backend.dir(), 200_000).await;
+    let body = json!({"source_loc": "src", "target_loc": "tgt"});
+    let path = "/api/latest/hubs/hub1/channels/ch1/refresh";
+    let (ra, rb) = tokio::join!(
+        a.call("POST", path, Some(&ta), Some(body.clone())),
+        b.call("POST", path, Some(&ta), Some(body.clone())),
+    );
+    let (won, lost) = match (ra.status, rb.status) {
+        (StatusCode::CREATED, StatusCode::BAD_REQUEST) => (ra, rb),
+        (StatusCode::BAD_REQUEST, StatusCode::CREATED) => (rb, ra),
+        other => panic!(
+            "expected one 201 and one 400, got {other:?}: {} / {}",
+            ra.text, rb.text
+        ),
+    };
+    let ev = won.json()["posted_ev_id"].as_str().unwrap().to_owned();
+    assert!(
+        lost.text.contains("already running") && lost.text.contains(&ev),
+        "{}",
+        lost.text
+    );
+    let done = a.wait_event(&ta, &ev).await;
+    assert_eq!(done["state"], "DONE", "{done}");
+    // Cancel from the other process: the running job stops and the event is CANCELED.
+    let posted = a
+        .call("POST", path, Some(&ta), Some(body.clone()))
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    let ev = posted["posted_ev_id"].as_str().unwrap().to_owned();
+    b.call(
+        "POST",
+        "/api/latest/hubs/hub1/events_cancel",
+        Some(&ta),
+        Some(json!({"ev_ids": [ev]})),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    let done = a.wait_event(&ta, &ev).await;
+    assert_eq!(done["state"], "CANCELED", "{done}");
+    let again = b
+        .call(
+            "POST",
+            "/api/latest/hubs/hub1/events_cancel",
+            Some(&ta),
+            Some(json!({"ev_ids": [ev]})),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    assert!(again.text.contains("ACTIVE"), "{}", again.text);
+    backend.drop_db().await;
+}
+
+/// Every route of the OpenAPI description reaches a handler; /health and /metrics answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_lists_routes_that_exist() {
+    let backend = Backend::new(false).await;
+    let s = start(&backend).await;
+    let (token, _) = s.login("admin", ADMIN_PASSWORD).await;
+    let spec = s
+        .call("GET", "/openapi.json", None, None)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert!(spec["paths"].as_object().unwrap().len() > 40);
+    for (method, path, _, _) in sluice_api::routes::ROUTES {
+        let concrete = path
+            .replace("{v}", "v6.1.0.3")
+            .replace("{hub}", "nohub")
+            .replace("{channel}", "noch")
+            .replace("{table}", "not")
+            .replace("{group}", "NOG")
+            .replace("{loc}", "noloc")
+            .replace("{job}", "noch-refr-a-b")
+            .replace("{ev_id}", "2024-01-01T00:00:00.000000Z")
+            .replace("{user}", "nouser");
+        let a = s.call(method, &concrete, Some(&token), None).await;
+        assert_ne!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(
+            !a.text.contains("no such route"),
+            "{method} {path}: {}",
+            a.text
+        );
+    }
+    let health = s
+        .call("GET", "/health", None, None)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(health["status"], "ok");
+    let metrics = s
+        .call("GET", "/metrics", None, None)
+        .await
+        .expect(StatusCode::OK)
+        .text;
+    assert!(
+        metrics.contains("sluice_http_requests_total{status=\"2xx\"}"),
+        "{metrics}"
+    );
+}
