@@ -1132,6 +1132,17 @@ async fn two_hub_processes_run_a_job_once() {
     .expect(StatusCode::NO_CONTENT);
     let done = a.wait_event(&ta, &ev).await;
     assert_eq!(done["state"], "CANCELED", "{done}");
+    // The table's result says what happened to it, never a stale BUSY.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let done = a.wait_event(&ta, &ev).await;
+    let state = table_result(&done, "orders", "Table_State");
+    assert_eq!(state, Some("CANCELED"), "{done}");
+    // The cancelled refresh left the target as it was: the first refresh's rows.
+    let rows: i64 = rusqlite::Connection::open(backend.dir().join("tgt.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM orders", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 200_000);
     let again = b
         .call(
             "POST",

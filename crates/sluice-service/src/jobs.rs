@@ -30,7 +30,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{HEARTBEAT, HubService, Result, STALE_AFTER, ServiceError};
+use crate::{CANCEL_WATCH, HEARTBEAT, HubService, Result, STALE_AFTER, ServiceError};
 
 /// A refresh request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -756,28 +756,54 @@ impl HubService {
             cancel.clone(),
         );
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(HEARTBEAT);
+            // Watch for a cancel (from any process) often; send the heartbeat less often.
+            let mut tick = tokio::time::interval(CANCEL_WATCH);
             tick.tick().await;
+            let beats_every = (HEARTBEAT.as_millis() / CANCEL_WATCH.as_millis()).max(1) as u32;
+            let mut n: u32 = 0;
             loop {
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = tick.tick() => match service.repo().heartbeat(&hub, &heartbeat_job, &service.inner.owner).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::info!(job = %heartbeat_job, "the event was cancelled; stopping");
-                            job_cancel.cancel();
-                            break;
-                        }
-                        Err(error) if error.kind() == RepoErrorKind::Conflict => {
-                            // Another process took the job over: stop writing at once.
-                            tracing::error!(job = %heartbeat_job, error = %error, "lost the job; cancelling");
-                            job_cancel.cancel();
-                            break;
-                        }
-                        Err(error) => {
-                            tracing::warn!(job = %heartbeat_job, error = %error, "heartbeat failed; retrying");
-                        }
-                    },
+                    _ = tick.tick() => {}
+                }
+                n = n.wrapping_add(1);
+                if n % beats_every != 0 {
+                    let filter = sluice_repo::EventFilter {
+                        hub: Some(hub.clone()),
+                        ids: vec![event],
+                        ..Default::default()
+                    };
+                    if let Ok(found) = service.repo().events(&filter).await
+                        && found
+                            .first()
+                            .is_some_and(|e| e.state == EventState::Canceled)
+                    {
+                        tracing::info!(job = %heartbeat_job, "the event was cancelled; stopping");
+                        job_cancel.cancel();
+                        break;
+                    }
+                    continue;
+                }
+                match service
+                    .repo()
+                    .heartbeat(&hub, &heartbeat_job, &service.inner.owner)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!(job = %heartbeat_job, "the event was cancelled; stopping");
+                        job_cancel.cancel();
+                        break;
+                    }
+                    Err(error) if error.kind() == RepoErrorKind::Conflict => {
+                        // Another process took the job over: stop writing at once.
+                        tracing::error!(job = %heartbeat_job, error = %error, "lost the job; cancelling");
+                        job_cancel.cancel();
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(job = %heartbeat_job, error = %error, "heartbeat failed; retrying");
+                    }
                 }
             }
         });

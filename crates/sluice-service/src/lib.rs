@@ -152,6 +152,8 @@ pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 /// How long a running job may go without a heartbeat before another process may take it over.
 /// Longer than the repository's lock wait (30 s), so a busy repository never looks like a dead job.
 const STALE_AFTER: Duration = Duration::from_secs(60);
+/// How often a running job looks whether its event was cancelled by another process.
+const CANCEL_WATCH: Duration = Duration::from_millis(250);
 /// How often a running job sends its heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
