@@ -767,7 +767,7 @@ impl HubService {
                     _ = tick.tick() => {}
                 }
                 n = n.wrapping_add(1);
-                if n % beats_every != 0 {
+                if !n.is_multiple_of(beats_every) {
                     let filter = sluice_repo::EventFilter {
                         hub: Some(hub.clone()),
                         ids: vec![event],
