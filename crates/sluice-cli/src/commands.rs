@@ -1030,7 +1030,7 @@ async fn freeze(g: &Global, freeze: bool) -> Result<Outcome> {
 async fn export(g: &Global) -> Result<Outcome> {
     let svc = service(g)?;
     let hub = hub(&svc, g).await?;
-    json(&svc.export_document(&hub).await?)?;
+    json(svc.export_document(&hub).await?.as_ref())?;
     Ok(Outcome::Ok)
 }
 

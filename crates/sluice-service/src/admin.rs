@@ -116,13 +116,36 @@ impl HubService {
         ))
     }
 
-    /// The hub's definitions as a document people may see: sealed secrets are left out.
-    pub async fn export_document(&self, hub: &HubName) -> Result<Json> {
-        let (mut defs, _) = self.definitions(hub).await?;
+    /// The hub's definitions as a document people may see: sealed secrets are left out. Kept in
+    /// memory per hub and rebuilt when the hub's definitions version (or creation time) changes,
+    /// so reads cost one small query while nothing changes.
+    pub async fn export_document(&self, hub: &HubName) -> Result<std::sync::Arc<Json>> {
+        let record = self.hub(hub).await?;
+        let key = (record.created, record.version);
+        if let Some((k, doc)) = self
+            .inner
+            .doc_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hub)
+            && *k == key
+        {
+            return Ok(doc.clone());
+        }
+        let (mut defs, version) = self.definitions(hub).await?;
         for loc in defs.locations.values_mut() {
             *loc = redact_location(loc);
         }
-        Ok(definition::to_document(&defs))
+        let doc = std::sync::Arc::new(definition::to_document(&defs));
+        // Only cache what was read at the version checked (a change in between is read next time).
+        if version == record.version {
+            self.inner
+                .doc_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(hub.clone(), (key, doc.clone()));
+        }
+        Ok(doc)
     }
 
     /// Changes the hub's definitions: `edit` changes the document form, the result is compiled

@@ -167,6 +167,14 @@ struct Inner {
     /// The token signing key, read from (or first stored in) the repository.
     jwt_key: tokio::sync::OnceCell<Vec<u8>>,
     limiter: auth::LoginLimiter,
+    /// Redacted definition documents by hub, with the (creation time, version) they show.
+    #[allow(clippy::type_complexity)]
+    doc_cache: std::sync::Mutex<
+        std::collections::HashMap<
+            HubName,
+            ((chrono::DateTime<chrono::Utc>, i64), Arc<serde_json::Value>),
+        >,
+    >,
 }
 
 impl Inner {
@@ -231,6 +239,7 @@ impl HubService {
                 running: std::sync::Mutex::new(std::collections::HashMap::new()),
                 jwt_key: tokio::sync::OnceCell::new(),
                 limiter: auth::LoginLimiter::default(),
+                doc_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
             user: Arc::from(user.into()),
         }

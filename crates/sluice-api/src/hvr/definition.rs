@@ -146,7 +146,7 @@ async fn edit(
 }
 
 /// The hub's document, redacted (sealed secrets left out).
-async fn document(caller: &Caller, hub: &str) -> ApiResult<Json> {
+async fn document(caller: &Caller, hub: &str) -> ApiResult<std::sync::Arc<Json>> {
     caller.require(AccessLevel::ReadOnly)?;
     Ok(caller.service.export_document(&hub_name(hub)?).await?)
 }
