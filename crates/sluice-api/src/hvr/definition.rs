@@ -1082,7 +1082,7 @@ fn apply_change(doc: &mut Json, kind: &str, arg: &Json) -> Result<(), ServiceErr
 }
 
 fn e_message(e: &ApiError) -> String {
-    format!("{e:?}")
+    e.message().to_owned()
 }
 
 async fn import(
