@@ -25,13 +25,15 @@ pub const REPORT_RSS_ENV: &str = "SLUICE_REPORT_PEAK_RSS";
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// `engines`: every pair of PostgreSQL, MariaDB and SQLite against PostgreSQL's own COPY pipe;
-    /// `sqlite`: the SQLite data path against SQLite's own copy.
-    #[arg(long, default_value = "engines", value_parser = ["engines", "sqlite"])]
+    /// `sqlite`: the SQLite data path against SQLite's own copy;
+    /// `api`: a loopback load check of the hub server while a refresh runs.
+    #[arg(long, default_value = "engines", value_parser = ["engines", "sqlite", "api"])]
     pub suite: String,
     /// Working directory (SQLite files and the bench hub's repository).
     #[arg(long, default_value = "sluice-bench")]
     pub dir: PathBuf,
-    /// Rows in the bench table (default: 2,000,000 for engines, 1,000,000 for sqlite).
+    /// Rows in the bench table (default: 2,000,000 for engines, 1,000,000 for sqlite,
+    /// 3,000,000 for api).
     #[arg(long)]
     pub rows: Option<i64>,
     /// PostgreSQL server of the engines suite (user postgres; database sluice_bench is replaced).
@@ -46,6 +48,19 @@ pub struct BenchArgs {
     /// Print the results as a Markdown table (for docs/benchmarks.md).
     #[arg(long)]
     pub markdown: bool,
+    /// Suite api: concurrent connections of the load generator.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+    /// Suite api: seconds measured (after a 2 s warm-up).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub seconds: u32,
+    /// Suite api: the hub server's repository, `postgres://USER@HOST:PORT` to use a fresh database
+    /// on that PostgreSQL server (dropped afterwards); default a fresh SQLite file in a temp dir.
+    #[arg(long, value_name = "URL")]
+    pub repo: Option<String>,
+    /// Suite api: no refresh during the measurement (the request path alone, for comparison).
+    #[arg(long)]
+    pub no_refresh: bool,
 }
 
 /// Prints `peak_rss_kb=N` to stderr when [`REPORT_RSS_ENV`] is set.
@@ -76,7 +91,7 @@ const BENCH_TABLE: &str = "CREATE TABLE bench_rows (
     note TEXT
 )";
 
-fn build_source(path: &Path, rows: i64) -> Result<u64> {
+pub(crate) fn build_source(path: &Path, rows: i64) -> Result<u64> {
     let _ = std::fs::remove_file(path);
     let mut conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA journal_mode = MEMORY;")?;
@@ -189,6 +204,9 @@ pub fn reference_copy(source: &Path, target: &Path) -> Result<()> {
 pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
     if args.suite == "engines" {
         return crate::bench_engines::run(args, g).await;
+    }
+    if args.suite == "api" {
+        return crate::bench_api::run(args, g).await;
     }
     let rows = args.rows.unwrap_or(1_000_000);
     std::fs::create_dir_all(&args.dir)?;

@@ -27,6 +27,7 @@ macro_rules! say {
 }
 
 mod bench;
+mod bench_api;
 mod bench_engines;
 mod commands;
 mod credentials;
