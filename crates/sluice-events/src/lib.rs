@@ -19,7 +19,7 @@ pub mod routing;
 pub mod store;
 pub mod topic;
 
-pub use broker::{Broker, InProcessBroker};
+pub use broker::{Broker, InProcessBroker, NatsBroker, NatsOptions, NatsStorage};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{NewEvent, Published, StoredEvent};
 pub use hub::{Actor, Delivery, EventHub, HubConfig, Subscription};

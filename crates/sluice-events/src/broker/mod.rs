@@ -5,6 +5,11 @@
 //! broker as a hint: a gap in sequence numbers is filled from the store, a duplicate is skipped,
 //! and with a remote broker they also look at the store when idle, so a lost announcement delays
 //! an event but never loses it.
+//!
+//! * [`InProcessBroker`]: one hub process (the default).
+//! * [`NatsBroker`]: several hub nodes over a NATS JetStream stream.
+
+pub mod nats;
 
 use std::sync::Arc;
 
@@ -13,6 +18,8 @@ use futures::stream::BoxStream;
 
 use crate::error::Result;
 use crate::event::StoredEvent;
+
+pub use nats::{NatsBroker, NatsOptions, NatsStorage};
 
 /// Events announced by other nodes, as they arrive.
 pub type RemoteEvents = BoxStream<'static, Vec<StoredEvent>>;
