@@ -29,6 +29,8 @@ pub mod codes {
     pub const CONFLICT: &str = "F_JA0409";
     /// Too many attempts.
     pub const RATE_LIMITED: &str = "F_JA0429";
+    /// The server cannot take the request now (retry after `Retry-After`).
+    pub const UNAVAILABLE: &str = "F_JA0503";
     /// The hub's own failure.
     pub const INTERNAL: &str = "F_JA0500";
     /// A channel that already exists.
@@ -66,6 +68,12 @@ impl ApiError {
     /// 403.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, codes::FORBIDDEN, message)
+    }
+
+    /// Adds a `Retry-After` header (seconds).
+    pub fn with_retry_after(mut self, seconds: Option<u64>) -> Self {
+        self.retry_after = seconds;
+        self
     }
 
     /// The status.

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod events;
 pub mod extract;
 mod hvr;
 mod metrics;
@@ -92,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(routes::openapi))
         .merge(hvr::routes())
+        .merge(events::routes())
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -186,6 +186,8 @@ struct Inner {
     topics: RwLock<HashMap<TopicName, Arc<CachedTopic>>>,
     live: Mutex<HashMap<TopicName, Arc<Live>>>,
     writer: mpsc::Sender<WriteJob>,
+    /// Stored events on their way to the broker (off the write path).
+    announcer: mpsc::Sender<Vec<Arc<StoredEvent>>>,
     permits: Arc<Semaphore>,
     shutdown: CancellationToken,
     counters: HubCounters,
@@ -294,7 +296,9 @@ impl EventHub {
             }
         }
         let (writer, rx) = mpsc::channel(4096);
+        let (announcer, announce_rx) = mpsc::channel(1024);
         let inner = Arc::new(Inner {
+            announcer,
             store,
             broker,
             permits: Arc::new(Semaphore::new(config.write_buffer)),
@@ -306,6 +310,7 @@ impl EventHub {
             counters: HubCounters::default(),
         });
         tokio::spawn(write_loop(inner.clone(), rx));
+        tokio::spawn(announce_loop(inner.broker.clone(), announce_rx));
         tokio::spawn(retention_loop(Arc::downgrade(&inner)));
         let remote = inner.broker.remote_events().await?;
         tokio::spawn(remote_loop(Arc::downgrade(&inner), remote));
@@ -865,12 +870,24 @@ async fn store_group(inner: &Arc<Inner>, jobs: &mut Vec<WriteJob>) -> Result<()>
     for (job, published) in answers {
         let _ = job.reply.send(Ok(published));
     }
-    if !fresh.is_empty()
-        && let Err(e) = inner.broker.announce(&fresh).await
-    {
-        tracing::warn!(error = %e, broker = inner.broker.name(), "announcing events to other nodes failed; their subscribers will read them from the store");
+    if inner.broker.is_remote() && !fresh.is_empty() && inner.announcer.try_send(fresh).is_err() {
+        tracing::warn!(
+            broker = inner.broker.name(),
+            "the broker is not keeping up; other nodes' subscribers will read these events from the store"
+        );
     }
     Ok(())
+}
+
+/// Hands stored events to the broker, in order, without holding up the writer.
+async fn announce_loop(broker: Arc<dyn Broker>, mut rx: mpsc::Receiver<Vec<Arc<StoredEvent>>>) {
+    let mut batches = Vec::new();
+    while rx.recv_many(&mut batches, 64).await > 0 {
+        let events: Vec<Arc<StoredEvent>> = batches.drain(..).flatten().collect();
+        if let Err(e) = broker.announce(&events).await {
+            tracing::warn!(error = %e, broker = broker.name(), "announcing events to other nodes failed; their subscribers will read them from the store");
+        }
+    }
 }
 
 async fn retention_loop(inner: std::sync::Weak<Inner>) {

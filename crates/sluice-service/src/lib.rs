@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod definition;
 mod jobs;
+pub mod publish;
 pub mod registry;
 pub mod secrets;
 mod status;
@@ -169,6 +170,7 @@ struct Inner {
     limiter: auth::LoginLimiter,
     /// Redacted definition documents by hub, with the (creation time, version) they show.
     #[allow(clippy::type_complexity)]
+    events: Option<sluice_events::EventHub>,
     doc_cache: std::sync::Mutex<
         std::collections::HashMap<
             HubName,
@@ -230,8 +232,33 @@ impl HubService {
         key: Option<secrets::SecretKey>,
         user: impl Into<String>,
     ) -> Self {
+        Self::build(repo, env, key, None, user)
+    }
+
+    /// The hub server's service: location passwords encrypted with `key`, and every job, event
+    /// and definition change also published on `events` (see [`publish`]).
+    pub fn with_event_hub(
+        repo: Arc<dyn Repository>,
+        env: EnvLookup,
+        key: Option<secrets::SecretKey>,
+        events: sluice_events::EventHub,
+        user: impl Into<String>,
+    ) -> Self {
+        let repo: Arc<dyn Repository> =
+            Arc::new(publish::PublishingRepository::new(repo, events.clone()));
+        Self::build(repo, env, key, Some(events), user)
+    }
+
+    fn build(
+        repo: Arc<dyn Repository>,
+        env: EnvLookup,
+        key: Option<secrets::SecretKey>,
+        events: Option<sluice_events::EventHub>,
+        user: impl Into<String>,
+    ) -> Self {
         HubService {
             inner: Arc::new(Inner {
+                events,
                 repo,
                 env,
                 secrets: key,
@@ -251,6 +278,11 @@ impl HubService {
             inner: self.inner.clone(),
             user: Arc::from(user),
         }
+    }
+
+    /// The event hub, when this service runs in a hub server.
+    pub fn event_hub(&self) -> Option<&sluice_events::EventHub> {
+        self.inner.events.as_ref()
     }
 
     /// Who this service acts as.
