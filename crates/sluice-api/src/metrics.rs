@@ -126,5 +126,57 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
             }
         }
     }
+    if let Some(hub) = state.service.event_hub() {
+        let c = hub.counters();
+        let rows: [(&str, &str, &str, &std::sync::atomic::AtomicU64); 7] = [
+            (
+                "sluice_events_stored_total",
+                "counter",
+                "Events stored by the event hub.",
+                &c.stored,
+            ),
+            (
+                "sluice_events_commits_total",
+                "counter",
+                "Event store transactions (group commits).",
+                &c.commits,
+            ),
+            (
+                "sluice_events_busy_total",
+                "counter",
+                "Publishes refused because the write buffer was full.",
+                &c.busy,
+            ),
+            (
+                "sluice_events_lag_notices_total",
+                "counter",
+                "Lag notices sent to slow subscribers.",
+                &c.lag_notices,
+            ),
+            (
+                "sluice_events_cutoffs_total",
+                "counter",
+                "Subscriptions cut off.",
+                &c.cutoffs,
+            ),
+            (
+                "sluice_events_expired_total",
+                "counter",
+                "Events removed by retention.",
+                &c.expired,
+            ),
+            (
+                "sluice_events_subscriptions",
+                "gauge",
+                "Open live subscriptions.",
+                &c.subscriptions,
+            ),
+        ];
+        for (name, kind, help, value) in rows {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -1178,7 +1178,8 @@ async fn openapi_lists_routes_that_exist() {
             .replace("{loc}", "noloc")
             .replace("{job}", "noch-refr-a-b")
             .replace("{ev_id}", "2024-01-01T00:00:00.000000Z")
-            .replace("{user}", "nouser");
+            .replace("{user}", "nouser")
+            .replace("{topic}", "notopic");
         let a = s.call(method, &concrete, Some(&token), None).await;
         assert_ne!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         assert!(

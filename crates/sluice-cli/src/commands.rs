@@ -170,6 +170,9 @@ async fn run_local(g: Global, command: Command) -> Result<Outcome> {
         Command::Event(EventCommand::List(args)) => events(&g, args).await,
         Command::Event(EventCommand::Show { event }) => show_event(&g, event).await,
         Command::Event(EventCommand::Log { event }) => event_log(&g, event).await,
+        Command::Event(EventCommand::Tail { .. }) => anyhow::bail!(
+            "`sluice event tail` follows the event hub of a running hub server: pass --hub URL (or set SLUICE_HUB) after `sluice login`"
+        ),
         Command::Job(JobCommand::List) => jobs(&g).await,
         Command::Job(JobCommand::Suspend { job }) => suspend_job(&g, &job, true).await,
         Command::Job(JobCommand::Resume { job }) => suspend_job(&g, &job, false).await,

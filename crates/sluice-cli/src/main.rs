@@ -186,6 +186,20 @@ enum EventCommand {
         /// The event id.
         event: sluice_model::EventId,
     },
+    /// Follow a topic of the event hub live (needs --hub): e.g. `sluice event tail sluice.job`.
+    /// Resumes by itself after a dropped connection, with no gap and no duplicate.
+    Tail {
+        /// The topic (built in: sluice.job, sluice.event, sluice.definition).
+        topic: String,
+        /// Routing pattern: words separated by dots, `*` one word, `#` any words (default `#`).
+        pattern: Option<String>,
+        /// Start after this sequence number (default: only new events).
+        #[arg(long)]
+        after: Option<u64>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -199,7 +199,8 @@ struct Remote {
 }
 
 impl Remote {
-    async fn connect(g: &Global) -> Result<Remote> {
+    /// A client with the stored session of `--hub`.
+    fn session(g: &Global) -> Result<(Client, String)> {
         let (client, url) = server(g, "--hub")?;
         let path = credentials::path()?;
         let creds = Credentials::load(&path)?;
@@ -217,6 +218,11 @@ impl Remote {
                 }
             }
         });
+        Ok((client, url))
+    }
+
+    async fn connect(g: &Global) -> Result<Remote> {
+        let (client, url) = Self::session(g)?;
         let hub = match &g.hub_name {
             Some(name) => name.to_string(),
             None => {
@@ -269,6 +275,16 @@ async fn dispatch(g: &Global, command: Command) -> Result<Outcome> {
             "`sluice apply` has no --hub variant yet: run it on the hub's machine without --hub"
         ),
         _ => {}
+    }
+    if let Command::Event(EventCommand::Tail {
+        topic,
+        pattern,
+        after,
+        count,
+    }) = command
+    {
+        let (client, _) = Remote::session(g)?;
+        return tail(&client, g, &topic, pattern.as_deref(), after, count).await;
     }
     let r = Remote::connect(g).await?;
     match command {
@@ -1094,6 +1110,60 @@ async fn event_log(r: &Remote, g: &Global, event: EventId) -> Result<Outcome> {
         json(&value!({ "ev_id": event.to_string(), "log": log }))?;
     } else {
         say!("{}", log.trim_end_matches('\n'));
+    }
+    Ok(Outcome::Ok)
+}
+
+/// `sluice event tail`: one line per event (`--json`: the event as JSON Lines); notices on stderr.
+async fn tail(
+    client: &Client,
+    g: &Global,
+    topic: &str,
+    pattern: Option<&str>,
+    after: Option<u64>,
+    count: Option<u64>,
+) -> Result<Outcome> {
+    use futures::StreamExt as _;
+    use sluice_client::TailItem;
+    let mut stream = std::pin::pin!(client.tail(topic, pattern, after));
+    let mut seen = 0u64;
+    if !g.json {
+        note!(
+            "following {topic} {} (Ctrl-C to stop)",
+            pattern.unwrap_or("#")
+        );
+    }
+    while let Some(item) = stream.next().await {
+        match item.with_context(|| format!("cannot follow topic {topic}"))? {
+            TailItem::Event(e) => {
+                if g.json {
+                    println!("{e}");
+                } else {
+                    println!(
+                        "{:>8}  {}  {}  {}",
+                        e["seq"],
+                        e["timestamp"].as_str().unwrap_or(""),
+                        e["routing_key"].as_str().unwrap_or(""),
+                        e["payload"]
+                    );
+                }
+                seen += 1;
+                if count.is_some_and(|c| seen >= c) {
+                    break;
+                }
+            }
+            TailItem::Lag(behind) => note!("note: this stream is {behind} events behind"),
+            TailItem::Cutoff {
+                reason,
+                resume_after,
+            } => note!(
+                "note: the server cut the stream off ({reason}); resuming after {resume_after}"
+            ),
+            TailItem::Reconnecting { after, reason } => note!(
+                "note: {reason}; reconnecting{}",
+                after.map(|a| format!(" after {a}")).unwrap_or_default()
+            ),
+        }
     }
     Ok(Outcome::Ok)
 }

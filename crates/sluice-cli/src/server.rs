@@ -42,6 +42,10 @@ pub struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     repo: RepoArg,
+    /// How hub nodes sharing a PostgreSQL repository tell each other about new events:
+    /// `in-process` (one node, the default) or a NATS JetStream URL (`nats://127.0.0.1:4222`).
+    #[arg(long, env = "SLUICE_BROKER", default_value = "in-process")]
+    broker: String,
 }
 
 /// `sluice user …`.
@@ -115,10 +119,12 @@ fn key(home: &Path) -> Result<SecretKey> {
 pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
     let spec = args.repo.spec(g);
     let repo = open(&spec).await?;
-    let service = HubService::with_secrets(
+    let events = event_hub(&spec, &args.broker, repo.as_ref()).await?;
+    let service = HubService::with_event_hub(
         repo,
         sluice_service::registry::process_env(),
         Some(key(&g.home)?),
+        events.clone(),
         "hub-server",
     );
     let admin_password = std::env::var("SLUICE_ADMIN_PASSWORD").ok();
@@ -132,8 +138,9 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     eprintln!(
-        "sluice hub server listening on http://{addr} (repository {})",
-        redact(&spec)
+        "sluice hub server listening on http://{addr} (repository {}, event broker {})",
+        redact(&spec),
+        events.broker_name()
     );
     let shutdown = CancellationToken::new();
     let scheduler = tokio::spawn(
@@ -142,10 +149,13 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
             .run_scheduler(Duration::from_secs(1), shutdown.clone()),
     );
     let signal = shutdown.clone();
+    let stream_end = events.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         eprintln!("shutting down: no new requests; running jobs stop at their next table");
         signal.cancel();
+        // Live streams end (with a cut-off notice) so the server can stop.
+        stream_end.close();
     });
     sluice_api::serve(
         listener,
@@ -157,6 +167,45 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
     shutdown.cancel();
     let _ = scheduler.await;
     Ok(Outcome::Ok)
+}
+
+/// The event hub over the repository's database, with the broker `broker` names.
+/// Nodes share a NATS stream and subjects only with nodes of the same repository: the names carry
+/// an id stored in the repository, so several hubs can use one NATS server without mixing events.
+async fn event_hub(
+    spec: &str,
+    broker: &str,
+    repo: &dyn Repository,
+) -> Result<sluice_events::EventHub> {
+    use sluice_events::{Broker, EventHub, HubConfig, InProcessBroker, NatsBroker, NatsOptions};
+    let store = sluice_events::store::open_event_store(spec)
+        .await
+        .with_context(|| format!("cannot open the event store in {}", redact(spec)))?;
+    let broker: Arc<dyn Broker> = match broker.trim() {
+        "" | "in-process" => Arc::new(InProcessBroker),
+        url if url.starts_with("nats://") => {
+            let fresh = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+            let id = repo
+                .setting_or_insert("event_cluster_id", &fresh)
+                .await
+                .context("cannot read the repository's event cluster id")?;
+            let options = NatsOptions {
+                stream: format!("SLUICE_EVENTS_{id}"),
+                subject_prefix: format!("sluice.events.{id}"),
+                ..NatsOptions::default()
+            };
+            Arc::new(
+                NatsBroker::connect(url, options)
+                    .await
+                    .with_context(|| format!("cannot use the NATS broker at {url}"))?,
+            )
+        }
+        other => bail!("unknown event broker {other:?}: expected in-process or nats://HOST:PORT"),
+    };
+    let config = HubConfig::from_env().context("invalid event hub settings")?;
+    EventHub::start(store, broker, config)
+        .await
+        .context("cannot start the event hub")
 }
 
 async fn wait_for_signal() {

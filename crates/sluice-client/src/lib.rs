@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod events;
 mod types;
 
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 pub use error::{ApiError, Error, ErrorKind, Result};
+pub use events::TailItem;
 pub use types::{
     Access, CompareRequest, DifferenceFilter, EventInfo, EventQuery, EventResult, Granularity,
     HubInfo, HubProps, HubStatus, JobInfo, JobQuery, PostedJob, RefreshRequest, Strategy, Tokens,
@@ -61,6 +63,9 @@ struct Session {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// For long-lived streams: no total timeout, only a read timeout (the server sends
+    /// keep-alives every 15 s).
+    stream_http: reqwest::Client,
     base: Url,
     session: Arc<Session>,
 }
@@ -79,6 +84,7 @@ struct Call {
     method: Method,
     url: Url,
     body: Option<Vec<u8>>,
+    streaming: bool,
 }
 
 impl Call {
@@ -87,7 +93,13 @@ impl Call {
             method,
             url,
             body: None,
+            streaming: false,
         }
+    }
+
+    fn streaming(mut self) -> Call {
+        self.streaming = true;
+        self
     }
 
     fn json(mut self, body: &impl Serialize) -> Call {
@@ -125,8 +137,18 @@ impl Client {
                 url: base.to_string(),
                 source,
             })?;
+        let stream_http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("sluice-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| Error::Connect {
+                url: base.to_string(),
+                source,
+            })?;
         Ok(Client {
             http,
+            stream_http,
             base,
             session: Arc::default(),
         })
@@ -579,7 +601,12 @@ impl Client {
     }
 
     async fn send(&self, call: &Call, token: Option<&str>) -> Result<reqwest::Response> {
-        let mut request = self.http.request(call.method.clone(), call.url.clone());
+        let http = if call.streaming {
+            &self.stream_http
+        } else {
+            &self.http
+        };
+        let mut request = http.request(call.method.clone(), call.url.clone());
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }

@@ -92,6 +92,46 @@ impl Default for HubConfig {
     }
 }
 
+impl HubConfig {
+    /// The defaults, with any of these environment variables applied: `SLUICE_EVENTS_WRITE_BUFFER`,
+    /// `SLUICE_EVENTS_SUBSCRIBER_QUEUE`, `SLUICE_EVENTS_MAX_LAG`, `SLUICE_EVENTS_STALL_TIMEOUT_MS`,
+    /// `SLUICE_EVENTS_RETENTION_INTERVAL_MS`, `SLUICE_EVENTS_IDLE_POLL_MS`. A value that is not
+    /// a positive whole number is an error naming the variable.
+    pub fn from_env() -> Result<Self> {
+        fn var(name: &str) -> Result<Option<u64>> {
+            match std::env::var(name) {
+                Err(_) => Ok(None),
+                Ok(text) => match text.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(Error::invalid(format!(
+                        "{name}={text:?}: expected a positive whole number"
+                    ))),
+                },
+            }
+        }
+        let mut c = HubConfig::default();
+        if let Some(n) = var("SLUICE_EVENTS_WRITE_BUFFER")? {
+            c.write_buffer = n as usize;
+        }
+        if let Some(n) = var("SLUICE_EVENTS_SUBSCRIBER_QUEUE")? {
+            c.subscriber_queue = n as usize;
+        }
+        if let Some(n) = var("SLUICE_EVENTS_MAX_LAG")? {
+            c.max_lag = n;
+        }
+        if let Some(n) = var("SLUICE_EVENTS_STALL_TIMEOUT_MS")? {
+            c.stall_timeout = Duration::from_millis(n);
+        }
+        if let Some(n) = var("SLUICE_EVENTS_RETENTION_INTERVAL_MS")? {
+            c.retention_interval = Duration::from_millis(n);
+        }
+        if let Some(n) = var("SLUICE_EVENTS_IDLE_POLL_MS")? {
+            c.idle_poll = Duration::from_millis(n);
+        }
+        Ok(c)
+    }
+}
+
 /// Who is acting: a user with a level, or the hub itself.
 #[derive(Debug, Clone)]
 pub struct Actor {

@@ -168,9 +168,10 @@ struct Inner {
     /// The token signing key, read from (or first stored in) the repository.
     jwt_key: tokio::sync::OnceCell<Vec<u8>>,
     limiter: auth::LoginLimiter,
+    /// The event hub, in a hub server.
+    events: Option<sluice_events::EventHub>,
     /// Redacted definition documents by hub, with the (creation time, version) they show.
     #[allow(clippy::type_complexity)]
-    events: Option<sluice_events::EventHub>,
     doc_cache: std::sync::Mutex<
         std::collections::HashMap<
             HubName,
