@@ -18,6 +18,10 @@ use rusqlite::{Connection, params};
 use crate::output::{json, table, thousands};
 use crate::{Global, Outcome};
 
+/// `sluice bench --suite events`.
+#[path = "bench_events.rs"]
+mod events;
+
 /// Environment variable that makes `sluice` print its peak RSS to stderr when it exits.
 pub const REPORT_RSS_ENV: &str = "SLUICE_REPORT_PEAK_RSS";
 
@@ -26,8 +30,11 @@ pub const REPORT_RSS_ENV: &str = "SLUICE_REPORT_PEAK_RSS";
 pub struct BenchArgs {
     /// `engines`: every pair of PostgreSQL, MariaDB and SQLite against PostgreSQL's own COPY pipe;
     /// `sqlite`: the SQLite data path against SQLite's own copy;
-    /// `api`: a loopback load check of the hub server while a refresh runs.
-    #[arg(long, default_value = "engines", value_parser = ["engines", "sqlite", "api"])]
+    /// `api`: a loopback load check of the hub server while a refresh runs;
+    /// `events`: the event hub's publish throughput and publish→delivery latency over HTTP, on a
+    /// SQLite and a PostgreSQL repository ($SLUICE_TEST_PG), against NATS JetStream
+    /// ($SLUICE_TEST_NATS) as the reference.
+    #[arg(long, default_value = "engines", value_parser = ["engines", "sqlite", "api", "events"])]
     pub suite: String,
     /// Working directory (SQLite files and the bench hub's repository).
     #[arg(long, default_value = "sluice-bench")]
@@ -45,7 +52,7 @@ pub struct BenchArgs {
     /// Runs of each case; the median time is reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub runs: u32,
-    /// Print the results as a Markdown table (for docs/benchmarks.md).
+    /// Print the results as Markdown tables (for docs/benchmarks.md).
     #[arg(long)]
     pub markdown: bool,
     /// Suite api: concurrent connections of the load generator.
@@ -207,6 +214,9 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
     }
     if args.suite == "api" {
         return crate::bench_api::run(args, g).await;
+    }
+    if args.suite == "events" {
+        return events::run(args, g).await;
     }
     let rows = args.rows.unwrap_or(1_000_000);
     std::fs::create_dir_all(&args.dir)?;
