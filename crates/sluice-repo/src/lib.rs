@@ -186,6 +186,72 @@ pub struct TokenRecord {
     pub expires: DateTime<Utc>,
 }
 
+/// The Fivetran-face settings of a connector: a channel with one source and one target location.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectorRecord {
+    /// The hub.
+    pub hub: HubName,
+    /// The channel.
+    pub channel: ChannelName,
+    /// When the connector was first seen (its `created_at`).
+    pub created: DateTime<Utc>,
+    /// Whether the scheduler leaves it alone and syncs are refused.
+    pub paused: bool,
+    /// `auto` (the scheduler starts syncs) or `manual` (only explicit syncs).
+    pub schedule_type: String,
+    /// Minutes between scheduled syncs.
+    pub sync_frequency: u32,
+    /// `HH:MM` (UTC) of the daily sync when `sync_frequency` is 1440.
+    pub daily_sync_time: String,
+    /// `ALLOW_ALL`, `ALLOW_COLUMNS` or `BLOCK_ALL`.
+    pub schema_change_handling: String,
+    /// What was enabled or disabled on top of the channel's tables (JSON, owned by the service).
+    pub schema_overlay: serde_json::Value,
+    /// `connected`, `broken` or `incomplete`.
+    pub setup_state: String,
+    /// The last setup tests (JSON array, owned by the service).
+    pub setup_tests: serde_json::Value,
+}
+
+impl ConnectorRecord {
+    /// The settings a connector has before anyone changes them: not paused, manual schedule
+    /// (so defining a channel never makes the scheduler start syncs on its own), every 360
+    /// minutes once set to `auto`, new tables and columns allowed.
+    pub fn new(hub: HubName, channel: ChannelName, created: DateTime<Utc>) -> Self {
+        ConnectorRecord {
+            hub,
+            channel,
+            created,
+            paused: false,
+            schedule_type: "manual".into(),
+            sync_frequency: 360,
+            daily_sync_time: "00:00".into(),
+            schema_change_handling: "ALLOW_ALL".into(),
+            schema_overlay: serde_json::json!({}),
+            setup_state: "connected".into(),
+            setup_tests: serde_json::json!([]),
+        }
+    }
+}
+
+/// An API key of the Fivetran face, kept with only the SHA-256 of its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyRecord {
+    /// The public key (the Basic auth user name).
+    pub key: String,
+    /// Hex SHA-256 of the secret.
+    #[serde(skip)]
+    pub secret_hash: String,
+    /// What requests with this key may do.
+    pub level: AccessLevel,
+    /// When it was created.
+    pub created: DateTime<Utc>,
+    /// Who created it.
+    pub creator: String,
+    /// What it is for.
+    pub description: String,
+}
+
 /// What submitting a job run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubmittedJob {
@@ -554,4 +620,27 @@ pub trait Repository: Send + Sync {
     /// job stops at its next heartbeat). `Conflict` (naming the event) when one is not `ACTIVE`,
     /// `NotFound` when one does not exist; then nothing changes.
     async fn cancel_events(&self, hub: &HubName, ids: &[EventId]) -> Result<Vec<EventRecord>>;
+
+    /// The connector settings of a channel, storing `record` first when there are none: every
+    /// process gets the same stored settings (and `created`). `NotFound` when the hub does not
+    /// exist.
+    async fn connector_or_insert(&self, record: &ConnectorRecord) -> Result<ConnectorRecord>;
+
+    /// Stored connector settings, of one hub or of every hub, by hub and channel.
+    async fn connector_records(&self, hub: Option<&HubName>) -> Result<Vec<ConnectorRecord>>;
+
+    /// Adds or replaces the settings of a connector. `NotFound` when the hub does not exist.
+    async fn put_connector(&self, record: &ConnectorRecord) -> Result<()>;
+
+    /// Stores a new API key. `Conflict` when the key exists.
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+
+    /// Every API key, oldest first.
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
+
+    /// One API key.
+    async fn api_key(&self, key: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// Deletes an API key. `NotFound` when there is no such key.
+    async fn delete_api_key(&self, key: &str) -> Result<()>;
 }

@@ -195,6 +195,38 @@ CREATE TABLE setting (
 );
 "#,
     ),
+    (
+        3,
+        "fivetran face: connector settings and API keys",
+        r#"
+-- Settings of a connector (a channel with one source and one target location). A row is created
+-- the first time the connector is read; channels without a row have the defaults below.
+CREATE TABLE connector (
+    hub_name               TEXT NOT NULL REFERENCES hub (hub_name) ON DELETE CASCADE,
+    chn_name               TEXT NOT NULL,
+    created                TEXT NOT NULL,
+    paused                 INTEGER NOT NULL DEFAULT 0,
+    schedule_type          TEXT NOT NULL DEFAULT 'manual' CHECK (schedule_type IN ('auto', 'manual')),
+    sync_frequency         INTEGER NOT NULL DEFAULT 360,
+    daily_sync_time        TEXT NOT NULL DEFAULT '00:00',
+    schema_change_handling TEXT NOT NULL DEFAULT 'ALLOW_ALL',
+    schema_overlay         TEXT NOT NULL DEFAULT '{}',
+    setup_state            TEXT NOT NULL DEFAULT 'connected',
+    setup_tests            TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (hub_name, chn_name)
+);
+
+-- API keys of the Fivetran face (HTTP Basic key:secret); the secret only as its SHA-256.
+CREATE TABLE api_key (
+    key_id        TEXT PRIMARY KEY,
+    secret_hash   TEXT NOT NULL,
+    access_level  TEXT NOT NULL,
+    created       TEXT NOT NULL,
+    creator       TEXT NOT NULL,
+    description   TEXT NOT NULL DEFAULT ''
+);
+"#,
+    ),
 ];
 
 /// PostgreSQL: `(version, name, SQL)`, in order, the same tables and columns as [`MIGRATIONS`] with
@@ -391,6 +423,38 @@ CREATE INDEX token_by_user ON token (user_name, kind);
 CREATE TABLE setting (
     name          text COLLATE "C" PRIMARY KEY,
     value         text NOT NULL
+);
+"#,
+    ),
+    (
+        3,
+        "fivetran face: connector settings and API keys",
+        r#"
+-- Settings of a connector (a channel with one source and one target location). A row is created
+-- the first time the connector is read; channels without a row have the defaults below.
+CREATE TABLE connector (
+    hub_name               text COLLATE "C" NOT NULL REFERENCES hub (hub_name) ON DELETE CASCADE,
+    chn_name               text COLLATE "C" NOT NULL,
+    created                timestamptz NOT NULL,
+    paused                 boolean NOT NULL DEFAULT false,
+    schedule_type          text NOT NULL DEFAULT 'manual' CHECK (schedule_type IN ('auto', 'manual')),
+    sync_frequency         integer NOT NULL DEFAULT 360,
+    daily_sync_time        text NOT NULL DEFAULT '00:00',
+    schema_change_handling text NOT NULL DEFAULT 'ALLOW_ALL',
+    schema_overlay         text NOT NULL DEFAULT '{}',
+    setup_state            text NOT NULL DEFAULT 'connected',
+    setup_tests            text NOT NULL DEFAULT '[]',
+    PRIMARY KEY (hub_name, chn_name)
+);
+
+-- API keys of the Fivetran face (HTTP Basic key:secret); the secret only as its SHA-256.
+CREATE TABLE api_key (
+    key_id        text COLLATE "C" PRIMARY KEY,
+    secret_hash   text NOT NULL,
+    access_level  text NOT NULL,
+    created       timestamptz NOT NULL,
+    creator       text NOT NULL,
+    description   text NOT NULL DEFAULT ''
 );
 "#,
     ),

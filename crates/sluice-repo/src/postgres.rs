@@ -35,7 +35,7 @@ use tokio_postgres::{GenericClient, IsolationLevel, NoTls, Row, Transaction};
 
 use crate::migrations::PG_MIGRATIONS;
 use crate::{
-    ApplySummary, EventFilter, EventRecord, EventResult, HubRecord, JobRecord, NewEvent, Owner,
+    ApiKeyRecord, ApplySummary, ConnectorRecord, EventFilter, EventRecord, EventResult, HubRecord, JobRecord, NewEvent, Owner,
     RepoError, RepoErrorKind, Repository, Result, StartedJob, SubmittedJob, TokenRecord,
     UserRecord,
 };
@@ -841,6 +841,85 @@ fn user_record(r: &Row) -> Result<UserRecord> {
         password_hash: col(r, 2)?,
         created: col(r, 3)?,
         creator: col(r, 4)?,
+    })
+}
+
+const CONNECTOR_COLUMNS: &str = "hub_name, chn_name, created, paused, schedule_type, sync_frequency, \
+     daily_sync_time, schema_change_handling, schema_overlay, setup_state, setup_tests";
+
+fn connector_record(r: &Row) -> Result<ConnectorRecord> {
+    let json = |i: usize, what: &str| -> Result<serde_json::Value> {
+        let text: String = col(r, i)?;
+        serde_json::from_str(&text).map_err(|_| corrupt(format_args!("connector {what} {text:?}")))
+    };
+    let frequency: i32 = col(r, 5)?;
+    Ok(ConnectorRecord {
+        hub: name(&col::<String>(r, 0)?, "hub name")?,
+        channel: name(&col::<String>(r, 1)?, "channel name")?,
+        created: col(r, 2)?,
+        paused: col(r, 3)?,
+        schedule_type: col(r, 4)?,
+        sync_frequency: u32::try_from(frequency)
+            .map_err(|_| corrupt(format_args!("sync frequency {frequency}")))?,
+        daily_sync_time: col(r, 6)?,
+        schema_change_handling: col(r, 7)?,
+        schema_overlay: json(8, "schema overlay")?,
+        setup_state: col(r, 9)?,
+        setup_tests: json(10, "setup tests")?,
+    })
+}
+
+async fn write_connector(tx: &Transaction<'_>, c: &ConnectorRecord, replace: bool) -> Result<()> {
+    let conflict = if replace {
+        "DO UPDATE SET paused = excluded.paused, schedule_type = excluded.schedule_type, \
+         sync_frequency = excluded.sync_frequency, daily_sync_time = excluded.daily_sync_time, \
+         schema_change_handling = excluded.schema_change_handling, \
+         schema_overlay = excluded.schema_overlay, setup_state = excluded.setup_state, \
+         setup_tests = excluded.setup_tests"
+    } else {
+        "DO NOTHING"
+    };
+    let frequency = i32::try_from(c.sync_frequency).map_err(|_| {
+        RepoError::new(
+            RepoErrorKind::Storage,
+            format!("sync frequency {} is too large", c.sync_frequency),
+        )
+    })?;
+    tx.execute(
+        &format!(
+            "INSERT INTO connector ({CONNECTOR_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (hub_name, chn_name) {conflict}"
+        ),
+        &[
+            &c.hub.as_str(),
+            &c.channel.as_str(),
+            &c.created,
+            &c.paused,
+            &c.schedule_type,
+            &frequency,
+            &c.daily_sync_time,
+            &c.schema_change_handling,
+            &c.schema_overlay.to_string(),
+            &c.setup_state,
+            &c.setup_tests.to_string(),
+        ],
+    )
+    .await
+    .map_err(|e| storage(e, "store a connector"))?;
+    Ok(())
+}
+
+const API_KEY_COLUMNS: &str = "key_id, secret_hash, access_level, created, creator, description";
+
+fn api_key_record(r: &Row) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        key: col(r, 0)?,
+        secret_hash: col(r, 1)?,
+        level: name(&col::<String>(r, 2)?, "access level")?,
+        created: col(r, 3)?,
+        creator: col(r, 4)?,
+        description: col(r, 5)?,
     })
 }
 
@@ -1984,6 +2063,122 @@ impl Repository for PostgresRepository {
         }
         commit(tx, "commit a cancel").await?;
         Ok(out)
+    }
+
+    async fn connector_or_insert(&self, record: &ConnectorRecord) -> Result<ConnectorRecord> {
+        let mut client = self.client().await?;
+        let tx = begin(&mut client).await?;
+        lock_hub(&tx, &record.hub, "FOR KEY SHARE").await?;
+        write_connector(&tx, record, false).await?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT {CONNECTOR_COLUMNS} FROM connector WHERE hub_name = $1 AND chn_name = $2"
+                ),
+                &[&record.hub.as_str(), &record.channel.as_str()],
+            )
+            .await
+            .map_err(|e| storage(e, "read a connector"))?;
+        let stored = connector_record(&row)?;
+        commit(tx, "commit a connector").await?;
+        Ok(stored)
+    }
+
+    async fn connector_records(&self, hub: Option<&HubName>) -> Result<Vec<ConnectorRecord>> {
+        let client = self.client().await?;
+        let hub = hub.map(|h| h.as_str());
+        client
+            .query(
+                &format!(
+                    "SELECT {CONNECTOR_COLUMNS} FROM connector WHERE $1::text IS NULL OR hub_name = $1 \
+                     ORDER BY hub_name, chn_name"
+                ),
+                &[&hub],
+            )
+            .await
+            .map_err(|e| storage(e, "list connectors"))?
+            .iter()
+            .map(connector_record)
+            .collect()
+    }
+
+    async fn put_connector(&self, record: &ConnectorRecord) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = begin(&mut client).await?;
+        lock_hub(&tx, &record.hub, "FOR KEY SHARE").await?;
+        write_connector(&tx, record, true).await?;
+        commit(tx, "commit a connector").await
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                &format!(
+                    "INSERT INTO api_key ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (key_id) DO NOTHING"
+                ),
+                &[
+                    &key.key,
+                    &key.secret_hash,
+                    &key.level.as_str(),
+                    &key.created,
+                    &key.creator,
+                    &key.description,
+                ],
+            )
+            .await
+            .map_err(|e| storage(e, "store an API key"))?;
+        if n == 0 {
+            return Err(RepoError::new(
+                RepoErrorKind::Conflict,
+                format!("API key {} already exists", key.key),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        let client = self.client().await?;
+        client
+            .query(
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_key ORDER BY created, key_id"),
+                &[],
+            )
+            .await
+            .map_err(|e| storage(e, "list API keys"))?
+            .iter()
+            .map(api_key_record)
+            .collect()
+    }
+
+    async fn api_key(&self, key: &str) -> Result<Option<ApiKeyRecord>> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_key WHERE key_id = $1"),
+                &[&key],
+            )
+            .await
+            .map_err(|e| storage(e, "read an API key"))?
+            .as_ref()
+            .map(api_key_record)
+            .transpose()
+    }
+
+    async fn delete_api_key(&self, key: &str) -> Result<()> {
+        let client = self.client().await?;
+        let n = client
+            .execute("DELETE FROM api_key WHERE key_id = $1", &[&key])
+            .await
+            .map_err(|e| storage(e, "delete an API key"))?;
+        if n == 0 {
+            return Err(RepoError::new(
+                RepoErrorKind::NotFound,
+                format!("API key {key} does not exist"),
+            ));
+        }
+        Ok(())
     }
 }
 

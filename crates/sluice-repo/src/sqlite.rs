@@ -20,7 +20,7 @@ use sluice_model::{
 
 use crate::migrations::MIGRATIONS;
 use crate::{
-    ApplySummary, EventFilter, EventRecord, EventResult, HubRecord, JobRecord, NewEvent, Owner,
+    ApiKeyRecord, ApplySummary, ConnectorRecord, EventFilter, EventRecord, EventResult, HubRecord, JobRecord, NewEvent, Owner,
     RepoError, RepoErrorKind, Repository, Result, StartedJob, SubmittedJob, TokenRecord,
     UserRecord,
 };
@@ -807,6 +807,119 @@ fn read_results(conn: &Connection, ev_id: &str, table: Option<&str>) -> Result<V
             })
         })
         .collect()
+}
+
+const CONNECTOR_COLUMNS: &str = "hub_name, chn_name, created, paused, schedule_type, sync_frequency, \
+     daily_sync_time, schema_change_handling, schema_overlay, setup_state, setup_tests";
+
+type ConnectorRow = (
+    String,
+    String,
+    String,
+    bool,
+    String,
+    u32,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
+fn connector_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectorRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+    ))
+}
+
+fn connector_record(row: ConnectorRow) -> Result<ConnectorRecord> {
+    let (hub, channel, created, paused, schedule_type, sync_frequency, daily, handling, overlay, state, tests) =
+        row;
+    let json = |text: &str, what: &str| {
+        serde_json::from_str(text).map_err(|_| corrupt(format_args!("connector {what} {text:?}")))
+    };
+    Ok(ConnectorRecord {
+        hub: name(&hub, "hub name")?,
+        channel: name(&channel, "channel name")?,
+        created: parse_ts(&created)?,
+        paused,
+        schedule_type,
+        sync_frequency,
+        daily_sync_time: daily,
+        schema_change_handling: handling,
+        schema_overlay: json(&overlay, "schema overlay")?,
+        setup_state: state,
+        setup_tests: json(&tests, "setup tests")?,
+    })
+}
+
+fn write_connector(conn: &Connection, c: &ConnectorRecord, replace: bool) -> rusqlite::Result<usize> {
+    let conflict = if replace {
+        "DO UPDATE SET paused = excluded.paused, schedule_type = excluded.schedule_type, \
+         sync_frequency = excluded.sync_frequency, daily_sync_time = excluded.daily_sync_time, \
+         schema_change_handling = excluded.schema_change_handling, \
+         schema_overlay = excluded.schema_overlay, setup_state = excluded.setup_state, \
+         setup_tests = excluded.setup_tests"
+    } else {
+        "DO NOTHING"
+    };
+    conn.execute(
+        &format!(
+            "INSERT INTO connector ({CONNECTOR_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+             ON CONFLICT (hub_name, chn_name) {conflict}"
+        ),
+        params![
+            c.hub.as_str(),
+            c.channel.as_str(),
+            ts(c.created),
+            c.paused,
+            c.schedule_type,
+            c.sync_frequency,
+            c.daily_sync_time,
+            c.schema_change_handling,
+            c.schema_overlay.to_string(),
+            c.setup_state,
+            c.setup_tests.to_string(),
+        ],
+    )
+}
+
+fn hub_exists(conn: &Connection, hub: &HubName) -> Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM hub WHERE hub_name = ?1",
+        [hub.as_str()],
+        |r| r.get(0),
+    )
+    .map_err(|e| storage(e, "read a hub"))
+}
+
+const API_KEY_COLUMNS: &str = "key_id, secret_hash, access_level, created, creator, description";
+
+type ApiKeyRow = (String, String, String, String, String, String);
+
+fn api_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
+fn api_key_record((key, secret_hash, level, created, creator, description): ApiKeyRow) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        key,
+        secret_hash,
+        level: name(&level, "access level")?,
+        created: parse_ts(&created)?,
+        creator,
+        description,
+    })
 }
 
 #[async_trait]
@@ -1793,6 +1906,108 @@ impl Repository for SqliteRepository {
             }
             tx.commit().map_err(|e| storage(e, "commit a cancel"))?;
             Ok(out)
+        })
+        .await
+    }
+
+    async fn connector_or_insert(&self, record: &ConnectorRecord) -> Result<ConnectorRecord> {
+        let record = record.clone();
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            if !hub_exists(&tx, &record.hub)? {
+                return Err(hub_missing(&record.hub));
+            }
+            write_connector(&tx, &record, false).map_err(|e| storage(e, "store a connector"))?;
+            let row = tx
+                .query_row(
+                    &format!("SELECT {CONNECTOR_COLUMNS} FROM connector WHERE hub_name = ?1 AND chn_name = ?2"),
+                    params![record.hub.as_str(), record.channel.as_str()],
+                    connector_from_row,
+                )
+                .map_err(|e| storage(e, "read a connector"))?;
+            tx.commit().map_err(|e| storage(e, "commit a connector"))?;
+            connector_record(row)
+        })
+        .await
+    }
+
+    async fn connector_records(&self, hub: Option<&HubName>) -> Result<Vec<ConnectorRecord>> {
+        let hub = hub.map(|h| h.as_str().to_owned());
+        self.with(move |conn| {
+            let rows: Vec<_> = conn
+                .prepare(&format!(
+                    "SELECT {CONNECTOR_COLUMNS} FROM connector WHERE ?1 IS NULL OR hub_name = ?1 ORDER BY hub_name, chn_name"
+                ))
+                .and_then(|mut st| st.query_map([&hub], connector_from_row)?.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| storage(e, "list connectors"))?;
+            rows.into_iter().map(connector_record).collect()
+        })
+        .await
+    }
+
+    async fn put_connector(&self, record: &ConnectorRecord) -> Result<()> {
+        let record = record.clone();
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            if !hub_exists(&tx, &record.hub)? {
+                return Err(hub_missing(&record.hub));
+            }
+            write_connector(&tx, &record, true).map_err(|e| storage(e, "store a connector"))?;
+            tx.commit().map_err(|e| storage(e, "commit a connector"))
+        })
+        .await
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        let k = key.clone();
+        self.with(move |conn| {
+            let n = conn
+                .execute(
+                    &format!("INSERT INTO api_key ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key_id) DO NOTHING"),
+                    params![k.key, k.secret_hash, k.level.as_str(), ts(k.created), k.creator, k.description],
+                )
+                .map_err(|e| storage(e, "store an API key"))?;
+            if n == 0 {
+                return Err(RepoError::new(RepoErrorKind::Conflict, format!("API key {} already exists", k.key)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        self.with(|conn| {
+            let rows: Vec<_> = conn
+                .prepare(&format!("SELECT {API_KEY_COLUMNS} FROM api_key ORDER BY created, key_id"))
+                .and_then(|mut st| st.query_map([], api_key_from_row)?.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| storage(e, "list API keys"))?;
+            rows.into_iter().map(api_key_record).collect()
+        })
+        .await
+    }
+
+    async fn api_key(&self, key: &str) -> Result<Option<ApiKeyRecord>> {
+        let key = key.to_owned();
+        self.with(move |conn| {
+            conn.prepare_cached(&format!("SELECT {API_KEY_COLUMNS} FROM api_key WHERE key_id = ?1"))
+                .and_then(|mut st| st.query_row([&key], api_key_from_row).optional())
+                .map_err(|e| storage(e, "read an API key"))?
+                .map(api_key_record)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn delete_api_key(&self, key: &str) -> Result<()> {
+        let key = key.to_owned();
+        self.with(move |conn| {
+            let n = conn
+                .execute("DELETE FROM api_key WHERE key_id = ?1", [&key])
+                .map_err(|e| storage(e, "delete an API key"))?;
+            if n == 0 {
+                return Err(RepoError::new(RepoErrorKind::NotFound, format!("API key {key} does not exist")));
+            }
+            Ok(())
         })
         .await
     }

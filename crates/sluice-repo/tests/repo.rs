@@ -21,7 +21,7 @@ use sluice_model::{
     LocGroupName, LocationName, ResultName, TableName,
 };
 use sluice_repo::{
-    EventFilter, EventResult, NewEvent, Owner, PostgresRepository, RepoError, RepoErrorKind,
+    ApiKeyRecord, ConnectorRecord, EventFilter, EventResult, NewEvent, Owner, PostgresRepository, RepoError, RepoErrorKind,
     Repository, SqliteRepository, TokenRecord, UserRecord, open_repository,
 };
 
@@ -274,6 +274,8 @@ on_both_backends!(
     an_unknown_hub_is_not_found,
     racing_replacements_admit_exactly_one,
     mixed_writers_through_two_instances_never_fail,
+    connector_settings_are_inserted_once_and_replaced,
+    api_keys_are_created_listed_and_deleted,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -425,7 +427,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 // Definitions.
 
 async fn definitions_round_trip_and_replace(fx: Fixture) {
-    assert_eq!(fx.schema_version().await, 2);
+    assert_eq!(fx.schema_version().await, 3);
     let defs = definitions("first");
     let summary = fx
         .apply_definitions(&defs, "alice", "sales.yaml")
@@ -1929,7 +1931,7 @@ async fn postgres_processes_starting_together_migrate_once() {
     for h in handles {
         repos.push(h.await.unwrap().unwrap());
     }
-    assert_eq!(repos[0].schema_version().await.unwrap(), 2);
+    assert_eq!(repos[0].schema_version().await.unwrap(), 3);
     let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -1940,7 +1942,7 @@ async fn postgres_processes_starting_together_migrate_once() {
         .unwrap();
     assert_eq!(
         rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>(),
-        vec![1, 2]
+        vec![1, 2, 3]
     );
     drop(repos);
 }
@@ -2024,4 +2026,77 @@ async fn open_repository_by_spec() {
         let error = open_repository(spec).await.err().expect(spec);
         assert!(error.to_string().contains(expected), "{spec}: {error}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connector settings and API keys (the Fivetran face).
+
+async fn connector_settings_are_inserted_once_and_replaced(fx: Fixture) {
+    with_definitions(&fx).await;
+    let sales: ChannelName = "sales".parse().unwrap();
+    let created = Utc::now().trunc_subsecs(6);
+    let first = ConnectorRecord::new(hub1(), sales.clone(), created);
+    assert_eq!(fx.connector_or_insert(&first).await.unwrap(), first);
+    // A second insert keeps what is stored (its own `created` is ignored).
+    let later = ConnectorRecord::new(hub1(), sales.clone(), created + TimeDelta::seconds(5));
+    assert_eq!(fx.connector_or_insert(&later).await.unwrap(), first);
+
+    let mut changed = first.clone();
+    changed.paused = true;
+    changed.schedule_type = "auto".into();
+    changed.sync_frequency = 1440;
+    changed.daily_sync_time = "03:30".into();
+    changed.schema_change_handling = "BLOCK_ALL".into();
+    changed.schema_overlay = serde_json::json!({"tables": {"orders": {"enabled": false}}});
+    changed.setup_state = "broken".into();
+    changed.setup_tests = serde_json::json!([{"title": "source", "status": "FAILED"}]);
+    fx.put_connector(&changed).await.unwrap();
+    assert_eq!(fx.connector_records(Some(&hub1())).await.unwrap(), vec![changed.clone()]);
+    assert_eq!(fx.connector_records(None).await.unwrap(), vec![changed.clone()]);
+    assert_eq!(fx.connector_or_insert(&first).await.unwrap(), changed);
+    let other: HubName = "other".parse().unwrap();
+    assert_eq!(fx.connector_records(Some(&other)).await.unwrap(), vec![]);
+
+    // Settings of an unknown hub are refused; deleting the hub deletes its settings.
+    let error = fx
+        .put_connector(&ConnectorRecord::new(other.clone(), sales.clone(), created))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::NotFound, "{error}");
+    let error = fx
+        .connector_or_insert(&ConnectorRecord::new(other, sales, created))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::NotFound, "{error}");
+    fx.delete_hub(&hub1()).await.unwrap();
+    assert_eq!(fx.connector_records(None).await.unwrap(), vec![]);
+}
+
+async fn api_keys_are_created_listed_and_deleted(fx: Fixture) {
+    let key = |id: &str, age: i64, level: AccessLevel| ApiKeyRecord {
+        key: id.into(),
+        secret_hash: format!("hash-of-{id}"),
+        level,
+        created: Utc::now().trunc_subsecs(6) - TimeDelta::seconds(age),
+        creator: "admin".into(),
+        description: format!("key {id}"),
+    };
+    let (old, new) = (
+        key("k_old", 20, AccessLevel::ReadOnly),
+        key("k_new", 10, AccessLevel::ReadExecRefresh),
+    );
+    fx.create_api_key(&new).await.unwrap();
+    fx.create_api_key(&old).await.unwrap();
+    let error = fx
+        .create_api_key(&key("k_old", 0, AccessLevel::SysAdmin))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+    assert_eq!(fx.api_keys().await.unwrap(), vec![old.clone(), new.clone()]);
+    assert_eq!(fx.api_key("k_new").await.unwrap(), Some(new.clone()));
+    assert_eq!(fx.api_key("nope").await.unwrap(), None);
+    fx.delete_api_key("k_old").await.unwrap();
+    let error = fx.delete_api_key("k_old").await.unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::NotFound, "{error}");
+    assert_eq!(fx.api_keys().await.unwrap(), vec![new]);
 }

@@ -27,7 +27,7 @@ use sluice_model::{
     AccessLevel, ChannelName, EventId, EventState, HubName, JobName, JobState, LocationName,
 };
 use sluice_repo::{
-    ApplySummary, EventFilter, EventRecord, EventResult, HubRecord, JobRecord, NewEvent, Owner,
+    ApiKeyRecord, ApplySummary, ConnectorRecord, EventFilter, EventRecord, EventResult, HubRecord, JobRecord, NewEvent, Owner,
     Repository, Result, StartedJob, SubmittedJob, TokenRecord, UserRecord,
 };
 use tokio::sync::mpsc;
@@ -488,5 +488,33 @@ impl Repository for PublishingRepository {
             }
         }
         Ok(records)
+    }
+
+    async fn connector_or_insert(&self, record: &ConnectorRecord) -> Result<ConnectorRecord> {
+        self.inner.connector_or_insert(record).await
+    }
+
+    async fn connector_records(&self, hub: Option<&HubName>) -> Result<Vec<ConnectorRecord>> {
+        self.inner.connector_records(hub).await
+    }
+
+    async fn put_connector(&self, record: &ConnectorRecord) -> Result<()> {
+        self.inner.put_connector(record).await
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        self.inner.create_api_key(key).await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        self.inner.api_keys().await
+    }
+
+    async fn api_key(&self, key: &str) -> Result<Option<ApiKeyRecord>> {
+        self.inner.api_key(key).await
+    }
+
+    async fn delete_api_key(&self, key: &str) -> Result<()> {
+        self.inner.delete_api_key(key).await
     }
 }
