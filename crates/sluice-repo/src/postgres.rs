@@ -35,9 +35,9 @@ use tokio_postgres::{GenericClient, IsolationLevel, NoTls, Row, Transaction};
 
 use crate::migrations::PG_MIGRATIONS;
 use crate::{
-    ApiKeyRecord, ApplySummary, ConnectorRecord, EventFilter, EventRecord, EventResult, HubRecord, JobRecord, NewEvent, Owner,
-    RepoError, RepoErrorKind, Repository, Result, StartedJob, SubmittedJob, TokenRecord,
-    UserRecord,
+    ApiKeyRecord, ApplySummary, ConnectorRecord, EventFilter, EventRecord, EventResult, HubRecord,
+    JobRecord, NewEvent, Owner, RepoError, RepoErrorKind, Repository, Result, StartedJob,
+    SubmittedJob, TokenRecord, UserRecord,
 };
 
 /// Advisory lock key held (per transaction) while migrating: "sluice" and 1.

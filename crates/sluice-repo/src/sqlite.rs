@@ -20,9 +20,9 @@ use sluice_model::{
 
 use crate::migrations::MIGRATIONS;
 use crate::{
-    ApiKeyRecord, ApplySummary, ConnectorRecord, EventFilter, EventRecord, EventResult, HubRecord, JobRecord, NewEvent, Owner,
-    RepoError, RepoErrorKind, Repository, Result, StartedJob, SubmittedJob, TokenRecord,
-    UserRecord,
+    ApiKeyRecord, ApplySummary, ConnectorRecord, EventFilter, EventRecord, EventResult, HubRecord,
+    JobRecord, NewEvent, Owner, RepoError, RepoErrorKind, Repository, Result, StartedJob,
+    SubmittedJob, TokenRecord, UserRecord,
 };
 
 /// The repository in a SQLite file.
@@ -843,8 +843,19 @@ fn connector_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectorRow> {
 }
 
 fn connector_record(row: ConnectorRow) -> Result<ConnectorRecord> {
-    let (hub, channel, created, paused, schedule_type, sync_frequency, daily, handling, overlay, state, tests) =
-        row;
+    let (
+        hub,
+        channel,
+        created,
+        paused,
+        schedule_type,
+        sync_frequency,
+        daily,
+        handling,
+        overlay,
+        state,
+        tests,
+    ) = row;
     let json = |text: &str, what: &str| {
         serde_json::from_str(text).map_err(|_| corrupt(format_args!("connector {what} {text:?}")))
     };
@@ -863,7 +874,11 @@ fn connector_record(row: ConnectorRow) -> Result<ConnectorRecord> {
     })
 }
 
-fn write_connector(conn: &Connection, c: &ConnectorRecord, replace: bool) -> rusqlite::Result<usize> {
+fn write_connector(
+    conn: &Connection,
+    c: &ConnectorRecord,
+    replace: bool,
+) -> rusqlite::Result<usize> {
     let conflict = if replace {
         "DO UPDATE SET paused = excluded.paused, schedule_type = excluded.schedule_type, \
          sync_frequency = excluded.sync_frequency, daily_sync_time = excluded.daily_sync_time, \
@@ -908,10 +923,19 @@ const API_KEY_COLUMNS: &str = "key_id, secret_hash, access_level, created, creat
 type ApiKeyRow = (String, String, String, String, String, String);
 
 fn api_key_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
-fn api_key_record((key, secret_hash, level, created, creator, description): ApiKeyRow) -> Result<ApiKeyRecord> {
+fn api_key_record(
+    (key, secret_hash, level, created, creator, description): ApiKeyRow,
+) -> Result<ApiKeyRecord> {
     Ok(ApiKeyRecord {
         key,
         secret_hash,
@@ -1978,8 +2002,13 @@ impl Repository for SqliteRepository {
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
         self.with(|conn| {
             let rows: Vec<_> = conn
-                .prepare(&format!("SELECT {API_KEY_COLUMNS} FROM api_key ORDER BY created, key_id"))
-                .and_then(|mut st| st.query_map([], api_key_from_row)?.collect::<rusqlite::Result<Vec<_>>>())
+                .prepare(&format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_key ORDER BY created, key_id"
+                ))
+                .and_then(|mut st| {
+                    st.query_map([], api_key_from_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
                 .map_err(|e| storage(e, "list API keys"))?;
             rows.into_iter().map(api_key_record).collect()
         })
@@ -1989,11 +2018,13 @@ impl Repository for SqliteRepository {
     async fn api_key(&self, key: &str) -> Result<Option<ApiKeyRecord>> {
         let key = key.to_owned();
         self.with(move |conn| {
-            conn.prepare_cached(&format!("SELECT {API_KEY_COLUMNS} FROM api_key WHERE key_id = ?1"))
-                .and_then(|mut st| st.query_row([&key], api_key_from_row).optional())
-                .map_err(|e| storage(e, "read an API key"))?
-                .map(api_key_record)
-                .transpose()
+            conn.prepare_cached(&format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_key WHERE key_id = ?1"
+            ))
+            .and_then(|mut st| st.query_row([&key], api_key_from_row).optional())
+            .map_err(|e| storage(e, "read an API key"))?
+            .map(api_key_record)
+            .transpose()
         })
         .await
     }
@@ -2005,7 +2036,10 @@ impl Repository for SqliteRepository {
                 .execute("DELETE FROM api_key WHERE key_id = ?1", [&key])
                 .map_err(|e| storage(e, "delete an API key"))?;
             if n == 0 {
-                return Err(RepoError::new(RepoErrorKind::NotFound, format!("API key {key} does not exist")));
+                return Err(RepoError::new(
+                    RepoErrorKind::NotFound,
+                    format!("API key {key} does not exist"),
+                ));
             }
             Ok(())
         })

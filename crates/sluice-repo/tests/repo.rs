@@ -21,8 +21,9 @@ use sluice_model::{
     LocGroupName, LocationName, ResultName, TableName,
 };
 use sluice_repo::{
-    ApiKeyRecord, ConnectorRecord, EventFilter, EventResult, NewEvent, Owner, PostgresRepository, RepoError, RepoErrorKind,
-    Repository, SqliteRepository, TokenRecord, UserRecord, open_repository,
+    ApiKeyRecord, ConnectorRecord, EventFilter, EventResult, NewEvent, Owner, PostgresRepository,
+    RepoError, RepoErrorKind, Repository, SqliteRepository, TokenRecord, UserRecord,
+    open_repository,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -2051,8 +2052,14 @@ async fn connector_settings_are_inserted_once_and_replaced(fx: Fixture) {
     changed.setup_state = "broken".into();
     changed.setup_tests = serde_json::json!([{"title": "source", "status": "FAILED"}]);
     fx.put_connector(&changed).await.unwrap();
-    assert_eq!(fx.connector_records(Some(&hub1())).await.unwrap(), vec![changed.clone()]);
-    assert_eq!(fx.connector_records(None).await.unwrap(), vec![changed.clone()]);
+    assert_eq!(
+        fx.connector_records(Some(&hub1())).await.unwrap(),
+        vec![changed.clone()]
+    );
+    assert_eq!(
+        fx.connector_records(None).await.unwrap(),
+        vec![changed.clone()]
+    );
     assert_eq!(fx.connector_or_insert(&first).await.unwrap(), changed);
     let other: HubName = "other".parse().unwrap();
     assert_eq!(fx.connector_records(Some(&other)).await.unwrap(), vec![]);

@@ -424,6 +424,21 @@ impl HubService {
         Ok(posted)
     }
 
+    /// Submits a refresh that runs at once in the background, with `connector` recorded in its
+    /// event's body.
+    pub(crate) async fn submit_refresh_tagged(
+        &self,
+        cmd: RefreshCommand,
+        connector: Json,
+    ) -> Result<Posted> {
+        let submitted = self
+            .submit_refresh_with(cmd, Start::Now, Some(connector))
+            .await?;
+        let posted = submitted.posted();
+        detach(submitted);
+        Ok(posted)
+    }
+
     /// Submits a compare that runs (or waits) in the background.
     pub async fn submit_compare_detached(
         &self,
@@ -439,7 +454,8 @@ impl HubService {
     }
 
     /// The scheduler: every `tick`, on every live hub, starts the jobs that are `PENDING` with a
-    /// pending event. Stops when `shutdown` fires. Frozen hubs are skipped.
+    /// pending event and the due syncs of `auto`, unpaused connectors (see
+    /// [`HubService::schedule_connectors`]). Stops when `shutdown` fires. Frozen hubs are skipped.
     pub async fn run_scheduler(self, tick: Duration, shutdown: CancellationToken) {
         let mut interval = tokio::time::interval(tick);
         loop {
@@ -454,6 +470,9 @@ impl HubService {
     }
 
     async fn schedule_once(&self) -> Result<()> {
+        if let Err(e) = self.schedule_connectors(chrono::Utc::now()).await {
+            tracing::warn!(error = %e, "scheduler could not look at the connectors");
+        }
         for hub in self.repo().hubs().await? {
             if hub.state != "LIVE" {
                 continue;

@@ -962,6 +962,17 @@ impl HubService {
         cmd: RefreshCommand,
         start: Start,
     ) -> Result<Submitted<RefreshSummary>> {
+        self.submit_refresh_with(cmd, start, None).await
+    }
+
+    /// [`HubService::submit_refresh`], recording `connector` (what the connector use cases want
+    /// to know about the run later) in the event's body.
+    pub(crate) async fn submit_refresh_with(
+        &self,
+        cmd: RefreshCommand,
+        start: Start,
+        connector: Option<serde_json::Value>,
+    ) -> Result<Submitted<RefreshSummary>> {
         let r = self
             .resolve(
                 &cmd.hub,
@@ -983,7 +994,10 @@ impl HubService {
             "strategy": options.strategy,
             "batch_rows": options.limits.max_rows,
         });
-        let body = serde_json::json!({ "request": body, "command": cmd });
+        let mut body = serde_json::json!({ "request": body, "command": cmd });
+        if let Some(connector) = connector {
+            body["connector"] = connector;
+        }
         let claimed = match self
             .claim(&r, EventType::Refresh, &job, body, start)
             .await?

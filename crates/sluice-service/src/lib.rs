@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod connectors;
 pub mod definition;
 mod jobs;
 pub mod publish;

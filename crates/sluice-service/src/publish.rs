@@ -27,8 +27,9 @@ use sluice_model::{
     AccessLevel, ChannelName, EventId, EventState, HubName, JobName, JobState, LocationName,
 };
 use sluice_repo::{
-    ApiKeyRecord, ApplySummary, ConnectorRecord, EventFilter, EventRecord, EventResult, HubRecord, JobRecord, NewEvent, Owner,
-    Repository, Result, StartedJob, SubmittedJob, TokenRecord, UserRecord,
+    ApiKeyRecord, ApplySummary, ConnectorRecord, EventFilter, EventRecord, EventResult, HubRecord,
+    JobRecord, NewEvent, Owner, Repository, Result, StartedJob, SubmittedJob, TokenRecord,
+    UserRecord,
 };
 use tokio::sync::mpsc;
 

@@ -144,3 +144,193 @@ async fn parallel_refreshes_start_the_next_table_before_the_first_ends() {
         "two at a time: b_small starts while a_big runs"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Connectors (the use cases behind the Fivetran face).
+
+mod connectors {
+    use super::*;
+    use sluice_service::connectors::{ConnectorId, ExcludeMode, SyncState};
+
+    fn setup(dir: &std::path::Path) -> HubService {
+        let src = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+        src.execute_batch(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT, secret TEXT);
+             INSERT INTO orders VALUES (1, 'apple', 's1'), (2, 'pear', 's2');
+             CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);
+             INSERT INTO customers VALUES (1, 'ann');",
+        )
+        .unwrap();
+        rusqlite::Connection::open(dir.join("tgt.db")).unwrap();
+        std::fs::write(
+            dir.join("defs.yaml"),
+            "hub: h\nlocations:\n  src: {class: sqlite, props: {Database_Name: src.db}}\n  tgt: {class: sqlite, props: {Database_Name: tgt.db}}\n\
+             channels:\n  c:\n    loc_groups: {SOURCE: [src], TARGET: [tgt]}\n    tables: {orders: {}}\n\
+             \x20 multi:\n    loc_groups: {SOURCE: [src], TARGET: [tgt], MORE: [x]}\n    tables: {orders: {}}\n",
+        )
+        .unwrap();
+        HubService::open_local(&dir.join(".sluice"), "tester").unwrap()
+    }
+
+    async fn settled(svc: &HubService, id: &ConnectorId) -> sluice_service::connectors::Connector {
+        for _ in 0..200 {
+            let c = svc.get_connector(id).await.unwrap();
+            if c.sync_state != SyncState::Syncing {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("connector {id} is still syncing");
+    }
+
+    fn target_rows(dir: &std::path::Path, table: &str) -> i64 {
+        rusqlite::Connection::open(dir.join("tgt.db"))
+            .unwrap()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn syncs_schema_settings_and_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = setup(dir.path());
+        std::fs::write(dir.path().join("x.db"), b"").unwrap();
+        let defs = std::fs::read_to_string(dir.path().join("defs.yaml")).unwrap();
+        std::fs::write(
+            dir.path().join("defs.yaml"),
+            defs.replace(
+                "locations:\n",
+                "locations:\n  x: {class: sqlite, props: {Database_Name: x.db}}\n",
+            ),
+        )
+        .unwrap();
+        svc.apply_file(&dir.path().join("defs.yaml"), None)
+            .await
+            .unwrap();
+        let list = svc.list_connectors(None).await.unwrap();
+        assert_eq!(list.len(), 1, "the three-group channel is not a connector");
+        let id: ConnectorId = "h.c".parse().unwrap();
+        assert_eq!(list[0].id, id);
+        assert_eq!(list[0].sync_state, SyncState::Scheduled);
+        assert_eq!(list[0].settings.schedule_type, "manual");
+        let e = svc
+            .get_connector(&"h.multi".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ServiceErrorKind::NotFound, "{e}");
+
+        let config = svc.connector_schema(&id).await.unwrap();
+        let main = &config.schemas["main"];
+        assert!(main.tables["orders"].enabled);
+        assert!(!main.tables["customers"].enabled, "not in the channel");
+        assert!(main.tables["orders"].columns["id"].is_primary_key);
+
+        // A disabled column is not copied.
+        svc.set_connector_column_enabled(&id, "main", "orders", "secret", false)
+            .await
+            .unwrap();
+        let e = svc
+            .set_connector_column_enabled(&id, "main", "orders", "id", false)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ServiceErrorKind::Invalid, "{e}");
+        let e = svc
+            .set_connector_table_enabled(&id, "main", "nope", true)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ServiceErrorKind::NotFound, "{e}");
+
+        let outcome = svc.sync_connector(&id, false).await.unwrap();
+        assert!(outcome.started);
+        assert_eq!(
+            svc.get_connector(&id).await.unwrap().sync_state,
+            SyncState::Syncing
+        );
+        let first = settled(&svc, &id).await;
+        assert!(first.succeeded_at.is_some(), "{first:?}");
+        assert_eq!(target_rows(dir.path(), "orders"), 2);
+        let tgt = rusqlite::Connection::open(dir.path().join("tgt.db")).unwrap();
+        let secret_cols: i64 = tgt
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('orders') WHERE name = 'secret'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(secret_cols, 0, "the disabled column was not copied");
+
+        // Enabling a discovered table adds it to the channel; the next sync copies it.
+        svc.set_connector_table_enabled(&id, "main", "customers", true)
+            .await
+            .unwrap();
+        assert!(
+            svc.channel(&HubName::new("h").unwrap(), &ChannelName::new("c").unwrap())
+                .await
+                .unwrap()
+                .tables
+                .contains_key(&"customers".parse().unwrap())
+        );
+        svc.resync_connector(&id, None).await.unwrap();
+        let second = settled(&svc, &id).await;
+        assert!(second.succeeded_at > first.succeeded_at);
+        assert_eq!(target_rows(dir.path(), "customers"), 1);
+
+        // A disabled table is not synced.
+        svc.set_connector_table_enabled(&id, "main", "customers", false)
+            .await
+            .unwrap();
+        let src = rusqlite::Connection::open(dir.path().join("src.db")).unwrap();
+        src.execute("INSERT INTO customers VALUES (2, 'bob')", [])
+            .unwrap();
+        svc.sync_connector(&id, true).await.unwrap();
+        let third = settled(&svc, &id).await;
+        assert!(third.succeeded_at > second.succeeded_at);
+        assert_eq!(target_rows(dir.path(), "customers"), 1);
+
+        // Reload: a new source table stays disabled under EXCLUDE, is added under INCLUDE.
+        src.execute_batch(
+            "CREATE TABLE extra (id INTEGER PRIMARY KEY); INSERT INTO extra VALUES (7);",
+        )
+        .unwrap();
+        let config = svc
+            .reload_connector_schema(&id, ExcludeMode::Exclude)
+            .await
+            .unwrap();
+        assert!(!config.schemas["main"].tables["extra"].enabled);
+        src.execute_batch("CREATE TABLE extra2 (id INTEGER PRIMARY KEY);")
+            .unwrap();
+        let config = svc
+            .reload_connector_schema(&id, ExcludeMode::Include)
+            .await
+            .unwrap();
+        assert!(config.schemas["main"].tables["extra2"].enabled);
+        assert!(
+            !config.schemas["main"].tables["extra"].enabled,
+            "known, kept"
+        );
+
+        // Pause refuses syncs; tests fill setup_tests.
+        let paused = svc.set_connector_paused(&id, true).await.unwrap();
+        assert_eq!(paused.sync_state, SyncState::Paused);
+        let e = svc.sync_connector(&id, true).await.unwrap_err();
+        assert_eq!(e.kind(), ServiceErrorKind::Conflict, "{e}");
+        let tested = svc.test_connector(&id).await.unwrap();
+        assert_eq!(tested.settings.setup_state, "connected");
+        assert_eq!(tested.settings.setup_tests.as_array().unwrap().len(), 2);
+
+        // API keys.
+        let (key, secret) = svc
+            .create_api_key(sluice_model::AccessLevel::ReadOnly, "ci")
+            .await
+            .unwrap();
+        let who = svc.authenticate_api_key(&key.key, &secret).await.unwrap();
+        assert_eq!(who.level, sluice_model::AccessLevel::ReadOnly);
+        let e = svc
+            .authenticate_api_key(&key.key, "wrong")
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ServiceErrorKind::Unauthenticated);
+        svc.delete_api_key(&key.key).await.unwrap();
+        assert!(svc.authenticate_api_key(&key.key, &secret).await.is_err());
+    }
+}
