@@ -2,6 +2,7 @@
 //!
 //! * `hvr/`: the HVR 6 REST API (auth, hubs, definitions, operations, jobs, events) so existing HVR
 //!   client scripts work unchanged, plus sluice's users API and dry runs.
+//! * `ui/`: the web dashboard under `/ui` (server-rendered pages, cookie session, live updates).
 //! * `/health`, `/metrics` (Prometheus text), `/openapi.json` (every route, from [`routes::ROUTES`]).
 //!
 //! Handlers are thin: they check the caller's level, turn wire JSON into service calls and service
@@ -15,6 +16,7 @@ pub mod extract;
 mod hvr;
 mod metrics;
 pub mod routes;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -94,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(routes::openapi))
         .merge(hvr::routes())
         .merge(events::routes())
+        .merge(ui::routes(state.clone()))
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

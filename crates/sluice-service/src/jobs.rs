@@ -72,7 +72,7 @@ pub struct ModeOverride {
 
 /// The refresh mode and strategy of one table: its `Refresh` actions on the target, then the run's
 /// overrides.
-fn table_mode(
+pub(crate) fn table_mode(
     channel: &Channel,
     target: &LocationName,
     table: &TableName,

@@ -36,7 +36,7 @@ pub use jobs::{
 pub use registry::EnvLookup;
 pub use sluice_engine::plan::{RefreshMode, RowwiseApply};
 pub use sluice_engine::{Granularity, Progress};
-pub use status::{LastRun, TableStatus};
+pub use status::{ChannelDetail, ChannelOverview, HubOverview, LastRun, RefreshRun, TableStatus};
 
 /// What kind of failure a use case met; decides exit codes and (later) HTTP statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,8 @@ use sluice_model::{
 };
 use sluice_repo::EventResult;
 
+use sluice_engine::plan::RefreshMode;
+
 use crate::jobs::chain;
 use crate::{HubService, Result};
 
@@ -51,6 +53,13 @@ pub struct TableStatus {
     pub target_rows: Option<u64>,
     /// Why the target could not be counted.
     pub target_error: Option<String>,
+    /// The column incremental refreshes of this table go by, when its refresh mode has one.
+    pub incremental_column: Option<sluice_model::ColumnName>,
+    /// The target's greatest value of the incremental column (where the next incremental
+    /// refresh starts); `None` when there is no column, no target table or no row.
+    pub max_incremental: Option<String>,
+    /// Why the greatest incremental value could not be read.
+    pub max_incremental_error: Option<String>,
     /// The last refresh that reached this table.
     pub last_refresh: Option<LastRun>,
     /// The last compare that reached this table.
@@ -85,6 +94,32 @@ fn last_run(record: &sluice_repo::EventRecord, results: &[EventResult]) -> LastR
     }
 }
 
+/// The target's greatest value of `column` in the table of `spec`, as text.
+async fn max_incremental_value(
+    target: &dyn sluice_connector::Connector,
+    spec: &sluice_engine::plan::TableSpec,
+    column: &sluice_model::ColumnName,
+) -> std::result::Result<Option<String>, sluice_connector::ConnectorError> {
+    let (Some(introspector), Some(reader)) = (target.introspector(), target.snapshot_reader())
+    else {
+        return Err(sluice_connector::ConnectorError::unsupported(
+            "the target cannot report a column's greatest value",
+        ));
+    };
+    let Some(schema) = introspector.table_schema(&spec.target).await? else {
+        return Ok(None);
+    };
+    let Some(def) = schema.column(column) else {
+        return Err(sluice_connector::ConnectorError::schema(format!(
+            "incremental column {column} is not in the target table"
+        )));
+    };
+    let max = reader
+        .max_value(&spec.target, def, spec.target_filter.as_ref())
+        .await?;
+    Ok(max.map(|v| v.to_string()))
+}
+
 impl HubService {
     /// Per-table status of `channel` between `source` and `target` (defaults as for a refresh).
     pub async fn status(
@@ -110,6 +145,29 @@ impl HubService {
         for spec in &r.specs {
             let (mut source_rows, mut source_error, mut target_rows, mut target_error) =
                 (None, None, None, None);
+            // The mode a refresh started now would use (the table's `Refresh` actions).
+            let plain = crate::RefreshCommand {
+                hub: hub.clone(),
+                channel: channel.clone(),
+                source: None,
+                target: None,
+                tables: Vec::new(),
+                strategy: None,
+                batch_rows: None,
+                count_first: false,
+                mode: crate::ModeOverride::default(),
+                parallel: None,
+            };
+            let mode = crate::jobs::table_mode(&r.channel, &r.target.name, &spec.name, &plain)
+                .map(|(m, _)| m)
+                .unwrap_or(RefreshMode::FullReplace);
+            let incremental_column = match &mode {
+                RefreshMode::Incremental { column, .. } | RefreshMode::SmartSync { column, .. } => {
+                    Some(column.clone())
+                }
+                _ => None,
+            };
+            let (mut max_incremental, mut max_incremental_error) = (None, None);
             match &connectors {
                 Ok((s, t)) => {
                     match s.snapshot_reader() {
@@ -133,6 +191,14 @@ impl HubService {
                         },
                         None => target_error = Some("the target cannot be read".into()),
                     }
+                    if let Some(column) = &incremental_column
+                        && target_rows.is_some()
+                    {
+                        match max_incremental_value(t.as_ref(), spec, column).await {
+                            Ok(v) => max_incremental = v,
+                            Err(e) => max_incremental_error = Some(chain(&e)),
+                        }
+                    }
                 }
                 Err(e) => {
                     source_error = Some(chain(e));
@@ -147,10 +213,280 @@ impl HubService {
                 source_error,
                 target_rows,
                 target_error,
+                incremental_column,
+                max_incremental,
+                max_incremental_error,
                 last_refresh: refreshes.get(&spec.name).map(|(e, res)| last_run(e, res)),
                 last_compare: compares.get(&spec.name).map(|(e, res)| last_run(e, res)),
             });
         }
         Ok(out)
+    }
+}
+
+/// One refresh of a channel, as the dashboard charts it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefreshRun {
+    /// Its event.
+    pub event: EventId,
+    /// The event's state.
+    pub state: EventState,
+    /// When it started.
+    pub start: DateTime<Utc>,
+    /// Seconds from start to finish, once finished.
+    pub seconds: Option<f64>,
+    /// Rows read at the source, over every table.
+    pub rows: u64,
+}
+
+impl RefreshRun {
+    /// Rows per second, once finished (a run under a millisecond counts as one).
+    pub fn rows_per_second(&self) -> Option<f64> {
+        self.seconds.map(|s| self.rows as f64 / s.max(0.001))
+    }
+}
+
+/// A channel with what happened to it lately: the dashboard's channel list.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelOverview {
+    /// The hub.
+    pub hub: HubName,
+    /// The channel's name.
+    pub channel: ChannelName,
+    /// Its description.
+    pub description: String,
+    /// The members of its `SOURCE` group.
+    pub sources: Vec<LocationName>,
+    /// The members of its `TARGET` group.
+    pub targets: Vec<LocationName>,
+    /// How many tables it has.
+    pub table_count: usize,
+    /// The state of its refresh job, when it has one.
+    pub job_state: Option<String>,
+    /// Its newest refresh.
+    pub last_refresh: Option<RefreshRun>,
+    /// When its newest successful refresh finished.
+    pub last_success: Option<DateTime<Utc>>,
+    /// When its newest failed refresh finished, and why.
+    pub last_failure: Option<(DateTime<Utc>, String)>,
+    /// Rows its newest successful refresh moved.
+    pub rows_moved: Option<u64>,
+}
+
+/// A channel's tables now and its recent refreshes: the dashboard's channel page.
+#[derive(Debug, Clone)]
+pub struct ChannelDetail {
+    /// The hub.
+    pub hub: HubName,
+    /// The channel.
+    pub channel: sluice_model::definition::Channel,
+    /// Per-table status (counted now).
+    pub tables: Vec<TableStatus>,
+    /// Why the tables could not be looked at (e.g. the channel has no source yet).
+    pub tables_error: Option<String>,
+    /// Recent refreshes, oldest first.
+    pub runs: Vec<RefreshRun>,
+}
+
+/// How many recent refresh events the overview and the charts look at.
+const RECENT_REFRESHES: usize = 500;
+
+fn refresh_run(record: &sluice_repo::EventRecord) -> RefreshRun {
+    let rows = record
+        .results
+        .iter()
+        .filter(|r| r.name == ResultName::SourceRowsUsed)
+        .filter_map(|r| r.value.parse::<u64>().ok())
+        .sum();
+    RefreshRun {
+        event: record.id,
+        state: record.state,
+        start: record.start,
+        seconds: record
+            .finish
+            .map(|f| (f - record.start).num_microseconds().unwrap_or(0) as f64 / 1e6),
+        rows,
+    }
+}
+
+fn failure_text(record: &sluice_repo::EventRecord) -> String {
+    record
+        .results
+        .iter()
+        .find(|r| r.name == ResultName::TableError)
+        .map(|r| r.value.clone())
+        .or_else(|| record.response.clone())
+        .unwrap_or_else(|| "failed".to_owned())
+}
+
+impl HubService {
+    async fn recent_refreshes(
+        &self,
+        hub: &HubName,
+        channels: Vec<ChannelName>,
+    ) -> Result<Vec<sluice_repo::EventRecord>> {
+        Ok(self
+            .repo()
+            .events(&sluice_repo::EventFilter {
+                hub: Some(hub.clone()),
+                channels,
+                types: vec![EventType::Refresh],
+                fetch_results: true,
+                max_events: Some(RECENT_REFRESHES),
+                ..Default::default()
+            })
+            .await?)
+    }
+
+    /// Every channel of `hub` (or of every hub) with its latest refreshes and job state.
+    pub async fn channel_overview(&self, hub: Option<&HubName>) -> Result<Vec<ChannelOverview>> {
+        let hubs = match hub {
+            Some(h) => vec![self.hub(h).await?.hub.name],
+            None => self.hubs().await?.into_iter().map(|h| h.hub.name).collect(),
+        };
+        let mut out = Vec::new();
+        for hub in hubs {
+            let channels = self.channels(&hub).await?;
+            let jobs = self.jobs(&hub).await?;
+            let events = self.recent_refreshes(&hub, Vec::new()).await?;
+            for c in channels {
+                let mine: Vec<_> = events
+                    .iter()
+                    .filter(|e| e.channel.as_ref() == Some(&c.name))
+                    .collect();
+                let success = mine.iter().find(|e| e.state == EventState::Done);
+                let failure = mine.iter().find(|e| e.state == EventState::Failed);
+                let group = |name: &str| {
+                    c.loc_groups
+                        .iter()
+                        .find(|(g, _)| g.as_str().eq_ignore_ascii_case(name))
+                        .map(|(_, m)| m.clone())
+                        .unwrap_or_default()
+                };
+                out.push(ChannelOverview {
+                    hub: hub.clone(),
+                    channel: c.name.clone(),
+                    description: c.description.clone(),
+                    sources: group("SOURCE"),
+                    targets: group("TARGET"),
+                    table_count: c.tables.len(),
+                    job_state: jobs
+                        .iter()
+                        .filter(|j| j.name.channel() == &c.name)
+                        .max_by_key(|j| j.run_begin)
+                        .map(|j| j.state.to_string()),
+                    last_refresh: mine.first().map(|e| refresh_run(e)),
+                    last_success: success.and_then(|e| e.finish),
+                    last_failure: failure.map(|e| (e.finish.unwrap_or(e.start), failure_text(e))),
+                    rows_moved: success.map(|e| refresh_run(e).rows),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A channel's per-table status and its recent refreshes.
+    pub async fn channel_detail(
+        &self,
+        hub: &HubName,
+        channel: &ChannelName,
+    ) -> Result<ChannelDetail> {
+        let definition = self.channel(hub, channel).await?;
+        let (tables, tables_error) = match self.status(hub, channel, None, None).await {
+            Ok(t) => (t, None),
+            Err(e) => (Vec::new(), Some(chain(&e))),
+        };
+        let mut runs: Vec<RefreshRun> = self
+            .recent_refreshes(hub, vec![channel.clone()])
+            .await?
+            .iter()
+            .map(refresh_run)
+            .collect();
+        runs.reverse();
+        Ok(ChannelDetail {
+            hub: hub.clone(),
+            channel: definition,
+            tables,
+            tables_error,
+            runs,
+        })
+    }
+}
+
+/// A hub with its locations, and the names of every hub: the dashboard's hub page.
+#[derive(Debug, Clone)]
+pub struct HubOverview {
+    /// The hub.
+    pub hub: sluice_repo::HubRecord,
+    /// Its locations.
+    pub locations: Vec<sluice_model::definition::Location>,
+    /// Every hub's name.
+    pub hubs: Vec<HubName>,
+}
+
+impl HubService {
+    /// A hub, its locations and the names of every hub.
+    pub async fn hub_overview(&self, hub: &HubName) -> Result<HubOverview> {
+        let record = self.hub(hub).await?;
+        let locations = self.locations(hub).await?;
+        let hubs = self.hubs().await?.into_iter().map(|h| h.hub.name).collect();
+        Ok(HubOverview {
+            hub: record,
+            locations,
+            hubs,
+        })
+    }
+
+    /// The jobs of `hub` and its newest `max_events` events (newest first).
+    pub async fn jobs_and_events(
+        &self,
+        hub: &HubName,
+        max_events: usize,
+    ) -> Result<(Vec<sluice_repo::JobRecord>, Vec<sluice_repo::EventRecord>)> {
+        let jobs = self.jobs(hub).await?;
+        let events = self
+            .events(&sluice_repo::EventFilter {
+                hub: Some(hub.clone()),
+                max_events: Some(max_events),
+                ..Default::default()
+            })
+            .await?;
+        Ok((jobs, events))
+    }
+
+    /// One event of `hub` with its per-table results, and its log lines.
+    pub async fn event_with_log(
+        &self,
+        hub: &HubName,
+        event: EventId,
+    ) -> Result<(sluice_repo::EventRecord, Vec<(DateTime<Utc>, String)>)> {
+        let record = self
+            .events(&sluice_repo::EventFilter {
+                hub: Some(hub.clone()),
+                ids: vec![event],
+                fetch_results: true,
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                crate::ServiceError::not_found(format!("event {event} does not exist in hub {hub}"))
+            })?;
+        let log = self.event_log(event).await?;
+        Ok((record, log))
+    }
+}
+
+impl HubService {
+    /// Tests the connection to every location of a channel; the names of those tested.
+    pub async fn test_channel(&self, hub: &HubName, channel: &ChannelName) -> Result<Vec<String>> {
+        let definition = self.channel(hub, channel).await?;
+        let mut tested = Vec::new();
+        for loc in definition.locations() {
+            self.test_location(hub, loc).await?;
+            tested.push(loc.to_string());
+        }
+        Ok(tested)
     }
 }

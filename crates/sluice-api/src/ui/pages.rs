@@ -1,0 +1,327 @@
+//! The dashboard's pages (GET): extract, one service call, template.
+
+use axum::Extension;
+use axum::extract::Path;
+use axum::response::{IntoResponse, Redirect, Response};
+use sluice_model::{AccessLevel, EventId};
+use sluice_repo::EventRecord;
+use sluice_service::{ChannelOverview, RefreshRun, TableStatus};
+
+use super::chart::{self, Bar};
+use super::session::Viewer;
+use super::view::{
+    ChannelPage, ChannelRow, ChannelsPage, Chrome, EventPage, EventRow, HubPage, JobRow, JobsPage,
+    LocationRow, LoginPage, Refusal, ResultRow, RunRow, TableRow, count, seconds, when,
+};
+use crate::extract::QueryList;
+use crate::hvr::hub_name;
+
+type Page<T> = Result<T, Refusal>;
+
+/// How many events the jobs page lists.
+const EVENT_PAGE: usize = 200;
+
+/// The login form; `next` is where to go after (a dashboard path only).
+pub(crate) fn login_form(error: Option<String>, next: String, user: String) -> Response {
+    let next = if next.starts_with("/ui/") && !next.starts_with("//") {
+        next
+    } else {
+        "/ui/channels".to_owned()
+    };
+    let status = if error.is_some() {
+        axum::http::StatusCode::FORBIDDEN
+    } else {
+        axum::http::StatusCode::OK
+    };
+    (status, LoginPage { error, next, user }).into_response()
+}
+
+pub(crate) async fn home() -> Redirect {
+    Redirect::to("/ui/channels")
+}
+
+fn channel_row(c: ChannelOverview) -> ChannelRow {
+    let (last_failure, failure_text) = c
+        .last_failure
+        .map(|(t, why)| (when(Some(t)), why))
+        .unwrap_or_default();
+    ChannelRow {
+        hub: c.hub.to_string(),
+        channel: c.channel.to_string(),
+        description: c.description,
+        route: format!("{} → {}", names(&c.sources), names(&c.targets)),
+        tables: c.table_count,
+        job_state: c.job_state.unwrap_or_default(),
+        last_state: c
+            .last_refresh
+            .as_ref()
+            .map(|r| r.state.to_string())
+            .unwrap_or_default(),
+        last_start: when(c.last_refresh.as_ref().map(|r| r.start)),
+        last_success: when(c.last_success),
+        last_failure,
+        failure_text,
+        rows_moved: count(c.rows_moved),
+    }
+}
+
+fn names<T: std::fmt::Display>(list: &[T]) -> String {
+    if list.is_empty() {
+        return "–".to_owned();
+    }
+    list.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `GET /ui/channels?hub=&q=`: every channel (connector), filtered by hub (group) and search.
+pub(crate) async fn channels(
+    Extension(viewer): Extension<Viewer>,
+    query: QueryList,
+) -> Page<ChannelsPage> {
+    viewer.require(AccessLevel::ReadOnly, "the channel list")?;
+    let hub = query.one("hub").unwrap_or("").to_owned();
+    let q = query.one("q").unwrap_or("").trim().to_owned();
+    let all = viewer.service.channel_overview(None).await?;
+    let mut hubs: Vec<String> = all.iter().map(|c| c.hub.to_string()).collect();
+    hubs.dedup();
+    let needle = q.to_lowercase();
+    let rows = all
+        .into_iter()
+        .filter(|c| hub.is_empty() || c.hub.as_str() == hub)
+        .filter(|c| {
+            needle.is_empty()
+                || c.channel.as_str().to_lowercase().contains(&needle)
+                || c.description.to_lowercase().contains(&needle)
+        })
+        .map(channel_row)
+        .collect();
+    Ok(ChannelsPage {
+        chrome: Chrome::new(&viewer, "Channels"),
+        hubs,
+        hub,
+        q,
+        rows,
+    })
+}
+
+fn table_row(t: TableStatus) -> TableRow {
+    let errors: Vec<String> = [
+        t.source_error.map(|e| format!("source: {e}")),
+        t.target_error.map(|e| format!("target: {e}")),
+        t.max_incremental_error
+            .map(|e| format!("incremental value: {e}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    TableRow {
+        table: t.table.to_string(),
+        source_rows: count(t.source_rows),
+        target_rows: count(t.target_rows),
+        incremental_column: t
+            .incremental_column
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        max_incremental: t.max_incremental.unwrap_or_default(),
+        refresh_state: t
+            .last_refresh
+            .as_ref()
+            .map(|r| r.table_state.clone())
+            .unwrap_or_default(),
+        refresh_finished: when(t.last_refresh.as_ref().and_then(|r| r.finished)),
+        refresh_error: t
+            .last_refresh
+            .as_ref()
+            .and_then(|r| r.error.clone())
+            .unwrap_or_default(),
+        compare_state: t
+            .last_compare
+            .as_ref()
+            .map(|r| match r.differences {
+                Some((a, b, c)) => format!(
+                    "{} ({a} only on source, {b} only on target, {c} differ)",
+                    r.table_state
+                ),
+                None => r.table_state.clone(),
+            })
+            .unwrap_or_default(),
+        compare_finished: when(t.last_compare.as_ref().and_then(|r| r.finished)),
+        errors: errors.join("; "),
+    }
+}
+
+fn run_row(r: &RefreshRun) -> RunRow {
+    RunRow {
+        event: r.event.to_string(),
+        state: r.state.to_string(),
+        start: when(Some(r.start)),
+        duration: seconds(r.seconds),
+        rows: r.rows.to_string(),
+        rate: r
+            .rows_per_second()
+            .map(|v| format!("{v:.0}"))
+            .unwrap_or_default(),
+    }
+}
+
+/// `GET /ui/hubs/{hub}/channels/{channel}`: tables, their counts and last runs, and charts.
+pub(crate) async fn channel(
+    Extension(viewer): Extension<Viewer>,
+    Path((hub, channel)): Path<(String, String)>,
+) -> Page<ChannelPage> {
+    viewer.require(AccessLevel::ReadOnly, "a channel")?;
+    let hub = hub_name(&hub)?;
+    let name = super::channel_name(&channel)?;
+    let detail = viewer.service.channel_detail(&hub, &name).await?;
+    let finished: Vec<&RefreshRun> = detail.runs.iter().filter(|r| r.seconds.is_some()).collect();
+    let bar = |r: &&RefreshRun, value: f64| Bar {
+        value,
+        label: when(Some(r.start)),
+        failed: r.state != sluice_model::EventState::Done,
+    };
+    let rate: Vec<Bar> = finished
+        .iter()
+        .map(|r| bar(r, r.rows_per_second().unwrap_or(0.0)))
+        .collect();
+    let duration: Vec<Bar> = finished
+        .iter()
+        .map(|r| bar(r, r.seconds.unwrap_or(0.0)))
+        .collect();
+    Ok(ChannelPage {
+        chrome: Chrome::new(&viewer, format!("Channel {name}")),
+        hub: hub.to_string(),
+        channel: name.to_string(),
+        description: detail.channel.description.clone(),
+        tables: detail.tables.into_iter().map(table_row).collect(),
+        tables_error: detail.tables_error.unwrap_or_default(),
+        runs: detail.runs.iter().rev().take(20).map(run_row).collect(),
+        rate_chart: chart::bars("rows per second of each refresh", "rows/s", &rate),
+        duration_chart: chart::bars("duration of each refresh", "s", &duration),
+    })
+}
+
+fn event_row(e: &EventRecord) -> EventRow {
+    EventRow {
+        id: e.id.to_string(),
+        kind: e.event_type.to_string(),
+        state: e.state.to_string(),
+        channel: e
+            .channel
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        user: e.user.clone(),
+        start: when(Some(e.start)),
+        duration: seconds(
+            e.finish
+                .map(|f| (f - e.start).num_milliseconds() as f64 / 1000.0),
+        ),
+        description: e.description.clone(),
+        response: e.response.clone().unwrap_or_default(),
+        active: e.state == sluice_model::EventState::Active,
+    }
+}
+
+/// `GET /ui/hubs/{hub}/jobs`: the hub's jobs and its newest events.
+pub(crate) async fn jobs(
+    Extension(viewer): Extension<Viewer>,
+    Path(hub): Path<String>,
+) -> Page<JobsPage> {
+    viewer.require(AccessLevel::ReadOnly, "jobs and events")?;
+    let hub = hub_name(&hub)?;
+    let (jobs, events) = viewer.service.jobs_and_events(&hub, EVENT_PAGE).await?;
+    Ok(JobsPage {
+        chrome: Chrome::new(&viewer, format!("Jobs and events of {hub}")),
+        hub: hub.to_string(),
+        jobs: jobs
+            .iter()
+            .map(|j| JobRow {
+                name: j.name.to_string(),
+                state: j.state.to_string(),
+                runs: j.num_runs,
+                begin: when(j.run_begin),
+                end: when(j.run_end),
+                event: j.last_event.map(|e| e.to_string()).unwrap_or_default(),
+            })
+            .collect(),
+        events: events.iter().map(event_row).collect(),
+    })
+}
+
+/// `GET /ui/hubs/{hub}/events/{ev}`: one event, its per-table results and its log.
+pub(crate) async fn event(
+    Extension(viewer): Extension<Viewer>,
+    Path((hub, ev)): Path<(String, String)>,
+) -> Page<EventPage> {
+    viewer.require(AccessLevel::ReadOnly, "an event")?;
+    let hub = hub_name(&hub)?;
+    let id: EventId = ev.parse().map_err(|_| {
+        Refusal::new(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("event {ev:?} does not exist"),
+        )
+    })?;
+    let (record, log) = viewer.service.event_with_log(&hub, id).await?;
+    Ok(EventPage {
+        chrome: Chrome::new(&viewer, format!("Event {id}")),
+        hub: hub.to_string(),
+        event: event_row(&record),
+        results: record
+            .results
+            .iter()
+            .map(|r| ResultRow {
+                table: r.table.as_ref().map(|t| t.to_string()).unwrap_or_default(),
+                name: r.name.to_string(),
+                value: r.value.clone(),
+            })
+            .collect(),
+        log: log
+            .iter()
+            .map(|(t, line)| format!("{} {line}", t.format("%Y-%m-%d %H:%M:%S%.3f")))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    })
+}
+
+/// `GET /ui/hubs`: the first hub's page (or the list when there is none).
+pub(crate) async fn hubs(Extension(viewer): Extension<Viewer>) -> Result<Response, Refusal> {
+    let hubs = viewer.service.hubs().await?;
+    match hubs.first() {
+        Some(h) => Ok(Redirect::to(&format!("/ui/hubs/{}", h.hub.name)).into_response()),
+        None => Err(Refusal::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "the repository has no hub yet",
+        )),
+    }
+}
+
+/// `GET /ui/hubs/{hub}`: state, freeze and unfreeze, locations with their test.
+pub(crate) async fn hub(
+    Extension(viewer): Extension<Viewer>,
+    Path(hub): Path<String>,
+) -> Page<HubPage> {
+    viewer.require(AccessLevel::ReadOnly, "a hub")?;
+    let hub = hub_name(&hub)?;
+    let overview = viewer.service.hub_overview(&hub).await?;
+    let record = overview.hub;
+    Ok(HubPage {
+        chrome: Chrome::new(&viewer, format!("Hub {hub}")),
+        hubs: overview.hubs.iter().map(|h| h.to_string()).collect(),
+        hub: hub.to_string(),
+        description: record.hub.description.clone(),
+        frozen: record.state == "FROZEN",
+        state: record.state.clone(),
+        freeze_time: when(record.freeze_time),
+        created: when(Some(record.created)),
+        locations: overview
+            .locations
+            .iter()
+            .map(|l| LocationRow {
+                name: l.name.to_string(),
+                class: l.class.to_string(),
+            })
+            .collect(),
+    })
+}

@@ -1,0 +1,269 @@
+//! What the templates show: page structs with their values already turned into text, so the
+//! templates only lay them out.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+
+use super::session::{Flash, Viewer};
+use crate::error::ApiError;
+
+/// A point in time as the dashboard shows it (UTC, to the second); empty for none.
+pub(crate) fn when(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// A count; empty for none.
+pub(crate) fn count(n: Option<u64>) -> String {
+    n.map(|n| n.to_string()).unwrap_or_default()
+}
+
+/// Seconds with a sensible precision; empty for none.
+pub(crate) fn seconds(s: Option<f64>) -> String {
+    match s {
+        None => String::new(),
+        Some(s) if s < 10.0 => format!("{s:.2} s"),
+        Some(s) => format!("{s:.0} s"),
+    }
+}
+
+/// What every page shows around its content.
+pub(crate) struct Chrome {
+    /// The page title.
+    pub title: String,
+    /// The logged-in user.
+    pub user: String,
+    /// Their access level.
+    pub level: String,
+    /// The notice of the previous action.
+    pub flash: Option<Flash>,
+}
+
+impl Chrome {
+    pub(crate) fn new(viewer: &Viewer, title: impl Into<String>) -> Self {
+        Chrome {
+            title: title.into(),
+            user: viewer.identity.user.clone(),
+            level: viewer.identity.level.to_string(),
+            flash: viewer.flash.clone(),
+        }
+    }
+}
+
+/// A refused or failed request, shown as a page with its reason.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::new(e.status(), e.message())
+    }
+}
+
+impl From<sluice_events::Error> for Refusal {
+    fn from(e: sluice_events::Error) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl From<sluice_service::ServiceError> for Refusal {
+    fn from(e: sluice_service::ServiceError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "refusal.html")]
+struct RefusalPage<'a> {
+    status: u16,
+    reason: &'a str,
+    message: &'a str,
+}
+
+/// The message of a refusal, kept on its response for scripts that want it as JSON.
+#[derive(Clone, Debug)]
+pub(crate) struct RefusalText(pub String);
+
+/// A page stating why the request was refused.
+pub(crate) fn refusal_page(status: StatusCode, message: &str) -> Response {
+    let page = RefusalPage {
+        status: status.as_u16(),
+        reason: status.canonical_reason().unwrap_or("Error"),
+        message,
+    };
+    let mut response = (status, page).into_response();
+    response
+        .extensions_mut()
+        .insert(RefusalText(message.to_owned()));
+    response
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        refusal_page(self.status, &self.message)
+    }
+}
+
+/// The login form.
+#[derive(Template, WebTemplate)]
+#[template(path = "login.html")]
+pub(crate) struct LoginPage {
+    pub error: Option<String>,
+    pub next: String,
+    pub user: String,
+}
+
+/// One row of the channel list.
+pub(crate) struct ChannelRow {
+    pub hub: String,
+    pub channel: String,
+    pub description: String,
+    pub route: String,
+    pub tables: usize,
+    pub job_state: String,
+    pub last_state: String,
+    pub last_start: String,
+    pub last_success: String,
+    pub last_failure: String,
+    pub failure_text: String,
+    pub rows_moved: String,
+}
+
+/// The channel (connector) list.
+#[derive(Template, WebTemplate)]
+#[template(path = "channels.html")]
+pub(crate) struct ChannelsPage {
+    pub chrome: Chrome,
+    pub hubs: Vec<String>,
+    pub hub: String,
+    pub q: String,
+    pub rows: Vec<ChannelRow>,
+}
+
+/// One table of a channel.
+pub(crate) struct TableRow {
+    pub table: String,
+    pub source_rows: String,
+    pub target_rows: String,
+    pub incremental_column: String,
+    pub max_incremental: String,
+    pub refresh_state: String,
+    pub refresh_finished: String,
+    pub refresh_error: String,
+    pub compare_state: String,
+    pub compare_finished: String,
+    pub errors: String,
+}
+
+/// One refresh of a channel.
+pub(crate) struct RunRow {
+    pub event: String,
+    pub state: String,
+    pub start: String,
+    pub duration: String,
+    pub rows: String,
+    pub rate: String,
+}
+
+/// A channel (connector) with its tables and charts.
+#[derive(Template, WebTemplate)]
+#[template(path = "channel.html")]
+pub(crate) struct ChannelPage {
+    pub chrome: Chrome,
+    pub hub: String,
+    pub channel: String,
+    pub description: String,
+    pub tables: Vec<TableRow>,
+    pub tables_error: String,
+    pub runs: Vec<RunRow>,
+    pub rate_chart: String,
+    pub duration_chart: String,
+}
+
+/// One job.
+pub(crate) struct JobRow {
+    pub name: String,
+    pub state: String,
+    pub runs: u64,
+    pub begin: String,
+    pub end: String,
+    pub event: String,
+}
+
+/// One event.
+pub(crate) struct EventRow {
+    pub id: String,
+    pub kind: String,
+    pub state: String,
+    pub channel: String,
+    pub user: String,
+    pub start: String,
+    pub duration: String,
+    pub description: String,
+    pub response: String,
+    pub active: bool,
+}
+
+/// Jobs and events of a hub.
+#[derive(Template, WebTemplate)]
+#[template(path = "jobs.html")]
+pub(crate) struct JobsPage {
+    pub chrome: Chrome,
+    pub hub: String,
+    pub jobs: Vec<JobRow>,
+    pub events: Vec<EventRow>,
+}
+
+/// One per-table result of an event.
+pub(crate) struct ResultRow {
+    pub table: String,
+    pub name: String,
+    pub value: String,
+}
+
+/// One event with its results and log.
+#[derive(Template, WebTemplate)]
+#[template(path = "event.html")]
+pub(crate) struct EventPage {
+    pub chrome: Chrome,
+    pub hub: String,
+    pub event: EventRow,
+    pub results: Vec<ResultRow>,
+    pub log: String,
+}
+
+/// One location.
+pub(crate) struct LocationRow {
+    pub name: String,
+    pub class: String,
+}
+
+/// A hub: state, freeze, locations.
+#[derive(Template, WebTemplate)]
+#[template(path = "hub.html")]
+pub(crate) struct HubPage {
+    pub chrome: Chrome,
+    pub hubs: Vec<String>,
+    pub hub: String,
+    pub description: String,
+    pub state: String,
+    pub frozen: bool,
+    pub freeze_time: String,
+    pub created: String,
+    pub locations: Vec<LocationRow>,
+}

@@ -1,0 +1,123 @@
+// sluice dashboard: plain JavaScript, no library. Posts actions without leaving the page,
+// keeps the bulk action bar in step with the checkboxes, and applies live updates from
+// /ui/live (SSE, authenticated by the session cookie) to the channel rows.
+"use strict";
+
+function notice(text, error) {
+  const n = document.getElementById("notice");
+  if (!n) return;
+  n.textContent = text;
+  n.className = "notice " + (error ? "error" : "ok");
+}
+
+// Forms marked js-action post with fetch; the server answers {error, text}.
+document.addEventListener("submit", async (ev) => {
+  const form = ev.target;
+  if (!form.classList || !form.classList.contains("js-action")) return;
+  ev.preventDefault();
+  const body = new URLSearchParams(new FormData(form));
+  if (ev.submitter && ev.submitter.name) body.append(ev.submitter.name, ev.submitter.value);
+  const buttons = form.querySelectorAll("button");
+  buttons.forEach((b) => (b.disabled = true));
+  try {
+    // getAttribute: a control named "action" would shadow form.action.
+    const response = await fetch(form.getAttribute("action"), {
+      method: "POST",
+      body,
+      credentials: "same-origin",
+      headers: { "X-Sluice-Fetch": "1" },
+    });
+    const type = response.headers.get("content-type") || "";
+    if (!type.startsWith("application/json")) {
+      // Not an answer for a script (the session ended): show what the server shows.
+      window.location.reload();
+      return;
+    }
+    const answer = await response.json();
+    notice(answer.text, answer.error);
+  } catch (e) {
+    notice("the server could not be reached: " + e, true);
+  } finally {
+    buttons.forEach((b) => (b.disabled = false));
+    updateBulkBar();
+  }
+});
+
+function updateBulkBar() {
+  const table = document.getElementById("channels");
+  if (!table) return;
+  const n = table.querySelectorAll("input.sel:checked").length;
+  const count = document.getElementById("selected-count");
+  if (count) count.textContent = n + " selected";
+  document.querySelectorAll("button[data-bulk]").forEach((b) => (b.disabled = n === 0));
+}
+
+document.addEventListener("change", (ev) => {
+  if (ev.target.id === "select-all") {
+    document.querySelectorAll("#channels input.sel").forEach((c) => (c.checked = ev.target.checked));
+  }
+  updateBulkBar();
+});
+
+function setField(row, field, text, state) {
+  const cell = row.querySelector('[data-field="' + field + '"]');
+  if (!cell) return;
+  if (state) {
+    cell.innerHTML = "";
+    const span = document.createElement("span");
+    span.className = "state s-" + text;
+    span.textContent = text;
+    cell.appendChild(span);
+  } else {
+    cell.textContent = text;
+  }
+}
+
+function rowOf(data) {
+  return document.querySelector('#channels tr[data-key="' + CSS.escape(data.hub + "/" + data.channel) + '"]');
+}
+
+function changed(row) {
+  row.classList.remove("changed");
+  void row.offsetWidth;
+  row.classList.add("changed");
+}
+
+function startLive() {
+  const table = document.getElementById("channels");
+  if (!table || !window.EventSource) return;
+  const hub = table.dataset.hub;
+  const source = new EventSource("/ui/live" + (hub ? "?hub=" + encodeURIComponent(hub) : ""));
+  const dot = document.getElementById("live-state");
+  source.onopen = () => dot && dot.classList.add("on");
+  source.onerror = () => dot && dot.classList.remove("on");
+  source.addEventListener("job", (ev) => {
+    const data = JSON.parse(ev.data);
+    const row = rowOf(data);
+    if (!row) return;
+    setField(row, "job_state", data.state, true);
+    changed(row);
+  });
+  source.addEventListener("refresh", (ev) => {
+    const data = JSON.parse(ev.data);
+    const row = rowOf(data);
+    if (!row) return;
+    setField(row, "last_state", data.state, true);
+    setField(row, "last_start", data.start);
+    if (data.state === "DONE") {
+      setField(row, "last_success", data.finish);
+      setField(row, "rows_moved", String(data.rows));
+    } else if (data.state === "FAILED") {
+      setField(row, "last_failure", data.finish);
+      const cell = row.querySelector('[data-field="last_failure"]');
+      if (cell) cell.title = data.response || "";
+    }
+    changed(row);
+  });
+  source.addEventListener("cutoff", () => dot && dot.classList.remove("on"));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  updateBulkBar();
+  startLive();
+});

@@ -1,0 +1,782 @@
+//! The web dashboard (`/ui`) of a real hub server on a random loopback port, with SQLite
+//! locations and a channel: plain HTTP tests of its routes (login redirect, session cookies,
+//! CSRF refusal, access level refusal, token renewal, logout, live SSE), and browser tests in
+//! headless Chromium driven over WebDriver (they fail, never skip, without Chromium).
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "dashboard/webdriver.rs"]
+mod webdriver;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
+use sluice_events::{EventHub, HubConfig, InProcessBroker};
+use sluice_model::AccessLevel;
+use sluice_service::HubService;
+use sluice_service::secrets::SecretKey;
+use tokio_util::sync::CancellationToken;
+
+const ADMIN_PASSWORD: &str = "admin-password-1";
+const VIEWER_PASSWORD: &str = "viewer-password-1";
+const ROWS: usize = 2500;
+
+/// A hub server with the event hub, hub `hub1`, locations `src`/`tgt` and channel `ch1`.
+struct Server {
+    base: String,
+    origin: String,
+    events: EventHub,
+    shutdown: CancellationToken,
+    http: reqwest::Client,
+    admin_token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.events.close();
+        self.shutdown.cancel();
+    }
+}
+
+async fn start() -> Server {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("sqlite:{}", dir.path().join("hub.db").display());
+    let repo = sluice_repo::open_repository(&spec).await.unwrap();
+    let store = sluice_events::store::open_event_store(&spec).await.unwrap();
+    let events = EventHub::start(store, Arc::new(InProcessBroker), HubConfig::default())
+        .await
+        .unwrap();
+    let service = HubService::with_event_hub(
+        repo,
+        sluice_service::registry::process_env(),
+        Some(SecretKey::from_text("test key")),
+        events.clone(),
+        "hub-server",
+    );
+    service.ensure_admin(Some(ADMIN_PASSWORD)).await.unwrap();
+    service
+        .create_user("viewer", AccessLevel::ReadOnly, VIEWER_PASSWORD)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(
+        service
+            .clone()
+            .run_scheduler(Duration::from_millis(200), shutdown.clone()),
+    );
+    tokio::spawn(sluice_api::serve(
+        listener,
+        sluice_api::AppState::new(service),
+        shutdown.clone(),
+    ));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut s = Server {
+        base: origin.clone(),
+        origin,
+        events,
+        shutdown,
+        http,
+        admin_token: String::new(),
+        _dir: dir,
+    };
+    let login: Value = s
+        .http
+        .post(format!("{}/auth/v1/password", s.base))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    s.admin_token = login["access_token"].as_str().unwrap().to_owned();
+    define(&s).await;
+    s
+}
+
+/// A SQLite source with `ROWS` orders; hub1 with src/tgt and channel ch1 (table orders).
+async fn define(s: &Server) {
+    let dir = s._dir.path();
+    let src = dir.join("src.db");
+    let conn = rusqlite::Connection::open(&src).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT NOT NULL, total NUMERIC(12,2));
+         CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+         BEGIN;",
+    )
+    .unwrap();
+    for i in 0..ROWS {
+        conn.execute(
+            "INSERT INTO orders VALUES (?1, ?2, ?3)",
+            rusqlite::params![
+                i as i64,
+                format!("customer {i}"),
+                format!("{}.50", i % 1000)
+            ],
+        )
+        .unwrap();
+    }
+    conn.execute_batch("INSERT INTO customers VALUES (1, 'a'), (2, 'b'); COMMIT;")
+        .unwrap();
+    let tgt = dir.join("tgt.db");
+    api(
+        s,
+        "POST",
+        "/api/latest/hubs",
+        json!({"hub": "hub1", "props": {"Description": "test hub"}}),
+    )
+    .await;
+    for (loc, path) in [("src", &src), ("tgt", &tgt)] {
+        api(
+            s,
+            "POST",
+            "/api/latest/hubs/hub1/definition/locs",
+            json!({"loc": loc, "props": {"Class": "sqlite", "Database_Name": path.display().to_string()}}),
+        )
+        .await;
+    }
+    api(
+        s,
+        "POST",
+        "/api/latest/hubs/hub1/definition/channels",
+        json!({
+            "channel": "ch1",
+            "description": "orders and customers",
+            "loc_groups": {"SOURCE": {"members": ["src"]}, "TARGET": {"members": ["tgt"]}},
+            "tables": {"orders": {}, "customers": {}},
+            "actions": [
+                {"loc_scope": "SOURCE", "table_scope": "*", "type": "Capture"},
+                {"loc_scope": "TARGET", "table_scope": "*", "type": "Integrate", "params": {}},
+                {"loc_scope": "TARGET", "table_scope": "orders", "type": "Refresh",
+                 "params": {"Mode": "smart_sync", "IncrementalColumn": "id"}}
+            ]
+        }),
+    )
+    .await;
+}
+
+async fn api(s: &Server, method: &str, path: &str, body: Value) -> Value {
+    let resp = s
+        .http
+        .request(method.parse().unwrap(), format!("{}{path}", s.base))
+        .bearer_auth(&s.admin_token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert!(status.is_success(), "{method} {path}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// The `name=value` of every cookie a response sets (`value` empty for a deletion).
+fn set_cookies(headers: &HeaderMap) -> Vec<(String, String, String)> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| {
+            let text = v.to_str().unwrap().to_owned();
+            let first = text.split(';').next().unwrap();
+            let (k, val) = first.split_once('=').unwrap();
+            (k.to_owned(), val.to_owned(), text.clone())
+        })
+        .collect()
+}
+
+/// A browser-like session over plain HTTP: cookies kept by hand, Origin sent on POSTs.
+struct Session<'a> {
+    s: &'a Server,
+    cookies: Vec<(String, String)>,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    text: String,
+}
+
+impl<'a> Session<'a> {
+    fn new(s: &'a Server) -> Self {
+        Session {
+            s,
+            cookies: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, headers: &HeaderMap) {
+        for (k, v, _) in set_cookies(headers) {
+            self.cookies.retain(|(name, _)| name != &k);
+            if !v.is_empty() {
+                self.cookies.push((k, v));
+            }
+        }
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Answer {
+        let req = if self.cookies.is_empty() {
+            req
+        } else {
+            req.header("Cookie", self.cookie_header())
+        };
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        self.keep(&headers);
+        Answer {
+            status,
+            headers,
+            text: resp.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Answer {
+        let req = self.s.http.get(format!("{}{path}", self.s.base));
+        self.send(req).await
+    }
+
+    /// A form POST from the dashboard's own origin (`origin` None: no Origin at all).
+    async fn post(&mut self, path: &str, form: &[(&str, &str)], origin: Option<&str>) -> Answer {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut req = self
+            .s
+            .http
+            .post(format!("{}{path}", self.s.base))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(o) = origin {
+            req = req.header("Origin", o);
+        }
+        self.send(req).await
+    }
+
+    /// What the dashboard's script posts: the answer is JSON `{error, text}`.
+    async fn action(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let req = self
+            .s
+            .http
+            .post(format!("{}{path}", self.s.base))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Origin", &self.s.origin)
+            .header("X-Sluice-Fetch", "1")
+            .body(body);
+        let a = self.send(req).await;
+        let v = serde_json::from_str(&a.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", a.status, a.text));
+        (a.status, v)
+    }
+
+    async fn login(s: &'a Server, user: &str, password: &str) -> Session<'a> {
+        let mut session = Session::new(s);
+        let a = session
+            .post(
+                "/ui/login",
+                &[
+                    ("username", user),
+                    ("password", password),
+                    ("next", "/ui/channels"),
+                ],
+                Some(&s.origin),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.text);
+        assert_eq!(a.headers[LOCATION], "/ui/channels");
+        session
+    }
+}
+
+async fn wait_job_done(session: &mut Session<'_>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = session.get("/ui/hubs/hub1/jobs").await;
+        if page.text.contains("s-DONE") && !page.text.contains(">ACTIVE<") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no refresh finished: {}",
+            page.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_need_a_session_and_login_sets_strict_http_only_cookies() {
+    let s = start().await;
+    let mut anon = Session::new(&s);
+    for path in [
+        "/ui/channels",
+        "/ui/hubs/hub1",
+        "/ui/live",
+        "/ui/hubs/hub1/jobs",
+    ] {
+        let a = anon.get(path).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{path}");
+        let to = a.headers[LOCATION].to_str().unwrap();
+        assert!(to.starts_with("/ui/login?next=%2Fui%2F"), "{path} → {to}");
+    }
+    assert_eq!(anon.get("/ui").await.status, StatusCode::SEE_OTHER);
+    let login = anon.get("/ui/login?next=/ui/hubs/hub1").await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(login.text.contains(r#"value="/ui/hubs/hub1""#));
+    let css = anon.get("/ui/static/ui.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(
+        css.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    assert!(
+        anon.get("/ui/static/ui.js")
+            .await
+            .text
+            .contains("EventSource")
+    );
+
+    // A wrong password shows the form again with the reason; no cookie.
+    let bad = anon
+        .post(
+            "/ui/login",
+            &[("username", "admin"), ("password", "nope")],
+            Some(&s.origin),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::FORBIDDEN);
+    assert!(
+        bad.text.contains("invalid user name or password"),
+        "{}",
+        bad.text
+    );
+    assert!(set_cookies(&bad.headers).is_empty());
+
+    // A login posted from another site is refused.
+    let cross = anon
+        .post(
+            "/ui/login",
+            &[("username", "admin"), ("password", ADMIN_PASSWORD)],
+            Some("http://evil.example"),
+        )
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    assert!(set_cookies(&cross.headers).is_empty());
+
+    let ok = anon
+        .post(
+            "/ui/login",
+            &[
+                ("username", "admin"),
+                ("password", ADMIN_PASSWORD),
+                ("next", "/ui/hubs/hub1"),
+            ],
+            Some(&s.origin),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    assert_eq!(ok.headers[LOCATION], "/ui/hubs/hub1");
+    let cookies = set_cookies(&ok.headers);
+    let names: Vec<&str> = cookies.iter().map(|(k, _, _)| k.as_str()).collect();
+    assert_eq!(names, ["sluice_access", "sluice_refresh"]);
+    for (_, _, full) in &cookies {
+        assert!(full.contains("HttpOnly"), "{full}");
+        assert!(full.contains("SameSite=Strict"), "{full}");
+        assert!(full.contains("Path=/ui"), "{full}");
+    }
+    let page = anon.get("/ui/channels").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text.contains(r#"data-key="hub1/ch1""#),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("orders and customers"));
+    assert!(page.text.contains("src → tgt"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_and_under_privileged_actions_are_refused() {
+    let s = start().await;
+    let mut admin = Session::login(&s, "admin", ADMIN_PASSWORD).await;
+    // No Origin and no Referer: refused. Another origin: refused. Nothing changed.
+    for origin in [None, Some("http://evil.example"), Some("null")] {
+        let a = admin.post("/ui/hubs/hub1/freeze", &[], origin).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{origin:?}");
+        assert!(
+            a.text.contains("did not come from this dashboard"),
+            "{}",
+            a.text
+        );
+    }
+    assert!(admin.get("/ui/hubs/hub1").await.text.contains(">LIVE<"));
+    // A Referer of this server is enough when there is no Origin.
+    let req = s
+        .http
+        .post(format!("{}/ui/hubs/hub1/freeze", s.base))
+        .header("Referer", format!("{}/ui/hubs/hub1", s.origin));
+    let a = admin.send(req).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    let page = admin.get("/ui/hubs/hub1").await;
+    assert!(page.text.contains(">FROZEN<"), "{}", page.text);
+    assert!(
+        page.text.contains("hub hub1 is frozen"),
+        "the notice is shown once"
+    );
+    assert!(
+        !admin
+            .get("/ui/hubs/hub1")
+            .await
+            .text
+            .contains("hub hub1 is frozen")
+    );
+
+    // A frozen hub refuses a sync, with the reason.
+    let (status, v) = admin
+        .action(
+            "/ui/channels/action",
+            &[("action", "sync"), ("sel", "hub1/ch1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["error"], true, "{v}");
+    assert!(v["text"].as_str().unwrap().contains("FROZEN"), "{v}");
+    let (_, v) = admin.action("/ui/hubs/hub1/unfreeze", &[]).await;
+    assert_eq!(v["error"], false, "{v}");
+
+    // A ReadOnly user sees the pages but every action is refused with the level it needs.
+    let mut viewer = Session::login(&s, "viewer", VIEWER_PASSWORD).await;
+    assert_eq!(viewer.get("/ui/hubs/hub1").await.status, StatusCode::OK);
+    let a = viewer
+        .post("/ui/hubs/hub1/freeze", &[], Some(&s.origin))
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(
+        a.text
+            .contains("freezing a hub needs HubOwner access; user viewer has ReadOnly"),
+        "{}",
+        a.text
+    );
+    for (path, form, needs) in [
+        (
+            "/ui/channels/action",
+            vec![("action", "sync"), ("sel", "hub1/ch1")],
+            "ReadExecRefresh",
+        ),
+        (
+            "/ui/channels/action",
+            vec![("action", "test"), ("sel", "hub1/ch1")],
+            "ReadExec",
+        ),
+        ("/ui/hubs/hub1/locs/src/test", vec![], "ReadExec"),
+        (
+            "/ui/hubs/hub1/channels/ch1/tables/orders/resync",
+            vec![],
+            "ReadExecRefresh",
+        ),
+    ] {
+        let (status, v) = viewer.action(path, &form).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(v["error"], true);
+        assert!(v["text"].as_str().unwrap().contains(needs), "{path}: {v}");
+    }
+    assert!(viewer.get("/ui/hubs/hub1").await.text.contains(">LIVE<"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_access_is_renewed_and_logout_revokes() {
+    let s = start().await;
+    let mut session = Session::login(&s, "admin", ADMIN_PASSWORD).await;
+    // Without a valid access token the refresh token renews the session.
+    session.cookies.retain(|(k, _)| k != "sluice_access");
+    session
+        .cookies
+        .push(("sluice_access".into(), "expired.or.forged".into()));
+    let old_refresh = session
+        .cookies
+        .iter()
+        .find(|(k, _)| k == "sluice_refresh")
+        .unwrap()
+        .1
+        .clone();
+    let page = session.get("/ui/channels").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let renewed = set_cookies(&page.headers);
+    assert!(
+        renewed
+            .iter()
+            .any(|(k, v, _)| k == "sluice_access" && !v.is_empty())
+    );
+    let new_refresh = renewed
+        .iter()
+        .find(|(k, _, _)| k == "sluice_refresh")
+        .map(|(_, v, _)| v.clone())
+        .unwrap();
+    assert_ne!(
+        new_refresh, old_refresh,
+        "a renewal rotates the refresh token"
+    );
+    assert_eq!(session.get("/ui/channels").await.status, StatusCode::OK);
+
+    // Logout revokes the refresh token: it no longer opens a session.
+    let out = session.post("/ui/logout", &[], Some(&s.origin)).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(session.cookies.is_empty(), "logout clears the cookies");
+    let mut stale = Session::new(&s);
+    stale.cookies.push(("sluice_refresh".into(), new_refresh));
+    let a = stale.get("/ui/channels").await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert!(
+        a.headers[LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("/ui/login")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_streams_live_and_pages_show_tables_jobs_events_and_charts() {
+    let s = start().await;
+    let mut session = Session::login(&s, "admin", ADMIN_PASSWORD).await;
+    // The live stream, with the session cookie only.
+    let live = s
+        .http
+        .get(format!("{}/ui/live?hub=hub1", s.base))
+        .header("Cookie", session.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    assert!(
+        live.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut body = live.bytes_stream();
+    // Give the subscription a moment to be in place before the sync posts its events.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, v) = session
+        .action(
+            "/ui/channels/action",
+            &[("action", "sync"), ("sel", "hub1/ch1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["error"], false, "{v}");
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("hub1/ch1: sync started"),
+        "{v}"
+    );
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(seen.contains("event: refresh") && seen.contains(r#""state":"DONE""#)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, body.next())
+            .await
+            .unwrap_or_else(|_| panic!("no finished refresh on the live stream: {seen}"))
+            .expect("the stream stays open")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: job"), "{seen}");
+    assert!(seen.contains(&format!(r#""rows":{}"#, ROWS + 2)), "{seen}");
+
+    wait_job_done(&mut session).await;
+    let list = session.get("/ui/channels?hub=hub1&q=orders").await;
+    assert!(
+        list.text.contains(&format!(">{}<", ROWS + 2)),
+        "rows moved: {}",
+        list.text
+    );
+    assert!(
+        !session
+            .get("/ui/channels?q=nomatch")
+            .await
+            .text
+            .contains("data-key=")
+    );
+
+    let detail = session.get("/ui/hubs/hub1/channels/ch1").await;
+    assert_eq!(detail.status, StatusCode::OK, "{}", detail.text);
+    let t = &detail.text;
+    assert!(t.contains(r#"data-table="orders""#) && t.contains(r#"data-table="customers""#));
+    assert!(
+        t.contains(&format!(r#"data-field="source_rows">{ROWS}<"#)),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!(r#"data-field="target_rows">{ROWS}<"#)),
+        "{t}"
+    );
+    // The greatest incremental value of orders (by id) at the target.
+    assert!(
+        t.contains(&format!(r#"data-field="max_incremental">{}<"#, ROWS - 1)),
+        "{t}"
+    );
+    assert_eq!(t.matches("<svg class=\"chart\"").count(), 2);
+    assert!(t.contains("<rect class=\"bar\""), "{t}");
+
+    let jobs = session.get("/ui/hubs/hub1/jobs").await;
+    assert!(
+        jobs.text.contains("ch1-refr-src-tgt") || jobs.text.contains("ch1"),
+        "{}",
+        jobs.text
+    );
+    let ev = jobs
+        .text
+        .split("data-event=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let event = session.get(&format!("/ui/hubs/hub1/events/{ev}")).await;
+    assert_eq!(event.status, StatusCode::OK);
+    assert!(event.text.contains("id=\"event-log\""));
+
+    // Location test: the result comes back as the notice.
+    let (_, v) = session.action("/ui/hubs/hub1/locs/src/test", &[]).await;
+    assert_eq!(v["error"], false, "{v}");
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("location src: test passed"),
+        "{v}"
+    );
+    let (_, v) = session
+        .action(
+            "/ui/channels/action",
+            &[("action", "test"), ("sel", "hub1/ch1")],
+        )
+        .await;
+    assert!(v["text"].as_str().unwrap().contains("src, tgt"), "{v}");
+}
+
+/// Logs in through the form and returns on the channel list.
+async fn browser_login(b: &webdriver::Browser, s: &Server) {
+    b.goto(&format!("{}/ui/channels", s.base)).await;
+    assert!(
+        b.url().await.contains("/ui/login"),
+        "redirected to the login page"
+    );
+    b.screenshot("01-login").await;
+    b.send_keys(&b.find("#username").await, "admin").await;
+    b.send_keys(&b.find("#password").await, ADMIN_PASSWORD)
+        .await;
+    b.click(&b.find("#login").await).await;
+    b.find(r#"tr[data-key="hub1/ch1"]"#).await;
+    assert!(b.url().await.ends_with("/ui/channels"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_login_sync_live_freeze_and_refusal() {
+    let driver = webdriver::Driver::start().await;
+    let s = start().await;
+    let b = driver.session().await;
+    browser_login(&b, &s).await;
+    let row = r#"tr[data-key="hub1/ch1"]"#;
+    // The live stream is connected before anything happens.
+    b.find("#live-state.on").await;
+    b.execute("window.sluiceMarker = 'no reload'; return null;")
+        .await;
+
+    // Sync from the bulk action bar; the row turns DONE over SSE, without a reload.
+    b.click(&b.find(&format!("{row} input.sel")).await).await;
+    b.wait_text("#selected-count", 5, |t| t == "1 selected")
+        .await;
+    b.click(&b.find(r#"button[value="sync"]"#).await).await;
+    b.wait_text("#notice", 10, |t| t.contains("sync started"))
+        .await;
+    b.wait_text(&format!(r#"{row} [data-field="last_state"]"#), 60, |t| {
+        t == "DONE"
+    })
+    .await;
+    b.wait_text(&format!(r#"{row} [data-field="rows_moved"]"#), 10, |t| {
+        t == (ROWS + 2).to_string()
+    })
+    .await;
+    assert_eq!(
+        b.execute("return window.sluiceMarker;").await,
+        json!("no reload"),
+        "the row was updated in place"
+    );
+    b.screenshot("02-channels-after-live-sync").await;
+
+    // The channel page: table counts, max incremental value and the SVG charts.
+    b.goto(&format!("{}/ui/hubs/hub1/channels/ch1", s.base))
+        .await;
+    b.wait_text(
+        r#"tr[data-table="orders"] [data-field="target_rows"]"#,
+        10,
+        |t| t == ROWS.to_string(),
+    )
+    .await;
+    assert_eq!(
+        b.text_of(r#"tr[data-table="orders"] [data-field="max_incremental"]"#)
+            .await,
+        (ROWS - 1).to_string()
+    );
+    b.find("svg.chart rect.bar").await;
+    b.screenshot("03-channel-detail").await;
+
+    // Freeze the hub; a sync is then refused with the reason.
+    b.goto(&format!("{}/ui/hubs/hub1", s.base)).await;
+    b.click(&b.find("#freeze").await).await;
+    b.wait_text("#hub-state", 10, |t| t == "FROZEN").await;
+    b.screenshot("04-hub-frozen").await;
+    b.goto(&format!("{}/ui/channels", s.base)).await;
+    b.click(&b.find(&format!("{row} input.sel")).await).await;
+    b.click(&b.find(r#"button[value="sync"]"#).await).await;
+    let refused = b
+        .wait_text("#notice.error", 10, |t| t.contains("FROZEN"))
+        .await;
+    assert!(refused.contains("hub1/ch1"), "{refused}");
+    b.screenshot("05-sync-refused-frozen").await;
+    b.goto(&format!("{}/ui/hubs/hub1", s.base)).await;
+    b.click(&b.find("#unfreeze").await).await;
+    b.wait_text("#hub-state", 10, |t| t == "LIVE").await;
+
+    // Jobs and events, with the event log.
+    b.goto(&format!("{}/ui/hubs/hub1/jobs", s.base)).await;
+    b.click(&b.find("#events tbody tr a").await).await;
+    b.find("#event-log").await;
+    b.screenshot("06-event").await;
+
+    // Log out: the pages ask for a login again.
+    b.click(&b.find("#logout").await).await;
+    b.find("#login-form").await;
+    b.goto(&format!("{}/ui/channels", s.base)).await;
+    assert!(b.url().await.contains("/ui/login"));
+    b.quit().await;
+    println!(
+        "dashboard screenshots in {}",
+        webdriver::screenshot_dir().display()
+    );
+}
