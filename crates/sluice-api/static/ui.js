@@ -35,6 +35,7 @@ document.addEventListener("submit", async (ev) => {
     }
     const answer = await response.json();
     notice(answer.text, answer.error);
+    await refreshParts();
   } catch (e) {
     notice("the server could not be reached: " + e, true);
   } finally {
@@ -42,6 +43,22 @@ document.addEventListener("submit", async (ev) => {
     updateBulkBar();
   }
 });
+
+// Re-reads the page and swaps in its parts marked data-refresh (the rows a change touched),
+// keeping the selected checkboxes; the page itself (and its live stream) stays.
+async function refreshParts() {
+  const parts = document.querySelectorAll("[data-refresh][id]");
+  if (parts.length === 0) return;
+  const response = await fetch(window.location.href, { credentials: "same-origin" });
+  if (!response.ok) return;
+  const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+  const checked = new Set(Array.from(document.querySelectorAll("input.sel:checked")).map((c) => c.value));
+  parts.forEach((part) => {
+    const next = fresh.getElementById(part.id);
+    if (next) part.innerHTML = next.innerHTML;
+  });
+  document.querySelectorAll("input.sel").forEach((c) => (c.checked = checked.has(c.value)));
+}
 
 function updateBulkBar() {
   const table = document.getElementById("channels");
@@ -96,6 +113,7 @@ function startLive() {
     const row = rowOf(data);
     if (!row) return;
     setField(row, "job_state", data.state, true);
+    if (data.state === "RUNNING") setField(row, "sync_state", "syncing", true);
     changed(row);
   });
   source.addEventListener("refresh", (ev) => {
@@ -104,6 +122,11 @@ function startLive() {
     if (!row) return;
     setField(row, "last_state", data.state, true);
     setField(row, "last_start", data.start);
+    if (data.state === "ACTIVE") {
+      setField(row, "sync_state", "syncing", true);
+    } else if (row.querySelector('[data-field="sync_state"]').textContent !== "") {
+      setField(row, "sync_state", row.dataset.paused === "true" ? "paused" : "scheduled", true);
+    }
     if (data.state === "DONE") {
       setField(row, "last_success", data.finish);
       setField(row, "rows_moved", String(data.rows));

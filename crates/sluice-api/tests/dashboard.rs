@@ -591,7 +591,7 @@ async fn sync_streams_live_and_pages_show_tables_jobs_events_and_charts() {
         v["text"]
             .as_str()
             .unwrap()
-            .contains("hub1/ch1: sync started"),
+            .contains("hub1.ch1: sync started"),
         "{v}"
     );
     let mut seen = String::new();
@@ -676,7 +676,117 @@ async fn sync_streams_live_and_pages_show_tables_jobs_events_and_charts() {
             &[("action", "test"), ("sel", "hub1/ch1")],
         )
         .await;
-    assert!(v["text"].as_str().unwrap().contains("src, tgt"), "{v}");
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("hub1.ch1: setup connected"),
+        "{v}"
+    );
+}
+
+/// The source schema the connector shows for the SQLite tables.
+fn schema_of(page: &str) -> String {
+    page.split(r#"name="schema" value=""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the channel page names a schema")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connector_pause_resume_resync_and_table_toggles() {
+    let s = start().await;
+    let mut session = Session::login(&s, "admin", ADMIN_PASSWORD).await;
+    let list = session.get("/ui/channels").await.text;
+    assert!(list.contains(r#"data-paused="false""#), "{list}");
+    assert!(
+        list.contains(">scheduled<") && list.contains(">connected<"),
+        "{list}"
+    );
+
+    let (_, v) = session
+        .action(
+            "/ui/channels/action",
+            &[("action", "pause"), ("sel", "hub1/ch1")],
+        )
+        .await;
+    assert_eq!(v["text"], "hub1.ch1: paused", "{v}");
+    assert!(session.get("/ui/channels").await.text.contains(">paused<"));
+    // A paused connector refuses a sync, and says why.
+    let (_, v) = session
+        .action(
+            "/ui/channels/action",
+            &[("action", "sync"), ("sel", "hub1/ch1")],
+        )
+        .await;
+    assert_eq!(v["error"], true);
+    assert!(v["text"].as_str().unwrap().contains("is paused"), "{v}");
+    let (_, v) = session
+        .action(
+            "/ui/channels/action",
+            &[("action", "resume"), ("sel", "hub1/ch1")],
+        )
+        .await;
+    assert_eq!(v["text"], "hub1.ch1: resumed", "{v}");
+
+    // Disable a table: the page shows it disabled, and the next sync leaves it out.
+    let page = session.get("/ui/hubs/hub1/channels/ch1").await.text;
+    assert!(page.contains("Connector hub1.ch1"), "{page}");
+    let schema = schema_of(&page);
+    let (_, v) = session
+        .action(
+            "/ui/hubs/hub1/channels/ch1/tables/customers/enabled",
+            &[("schema", &schema), ("enabled", "false")],
+        )
+        .await;
+    assert_eq!(v["error"], false, "{v}");
+    let page = session.get("/ui/hubs/hub1/channels/ch1").await.text;
+    assert!(
+        page.contains(r#"data-table="customers" data-enabled="false""#),
+        "{page}"
+    );
+    let (_, v) = session
+        .action(
+            "/ui/channels/action",
+            &[("action", "resync"), ("sel", "hub1/ch1")],
+        )
+        .await;
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("historical resync started"),
+        "{v}"
+    );
+    wait_job_done(&mut session).await;
+    let list = session.get("/ui/channels").await.text;
+    assert!(
+        list.contains(&format!(">{ROWS}<")),
+        "only orders moved: {list}"
+    );
+    // Per-table resync of the enabled table.
+    let (_, v) = session
+        .action(
+            "/ui/hubs/hub1/channels/ch1/tables/orders/resync",
+            &[("schema", &schema)],
+        )
+        .await;
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("table orders: resync started"),
+        "{v}"
+    );
+    // A disabled table cannot be resynced; the reason is shown.
+    let (_, v) = session
+        .action(
+            "/ui/hubs/hub1/channels/ch1/tables/customers/resync",
+            &[("schema", &schema)],
+        )
+        .await;
+    assert_eq!(v["error"], true, "{v}");
 }
 
 /// Logs in through the form and returns on the channel list.
@@ -727,7 +837,7 @@ async fn browser_login_sync_live_freeze_and_refusal() {
         json!("no reload"),
         "the row was updated in place"
     );
-    b.screenshot("02-channels-after-live-sync").await;
+    b.screenshot("03-channels-after-live-sync").await;
 
     // The channel page: table counts, max incremental value and the SVG charts.
     b.goto(&format!("{}/ui/hubs/hub1/channels/ch1", s.base))
@@ -744,21 +854,35 @@ async fn browser_login_sync_live_freeze_and_refusal() {
         (ROWS - 1).to_string()
     );
     b.find("svg.chart rect.bar").await;
-    b.screenshot("03-channel-detail").await;
+    b.screenshot("04-channel-detail").await;
+
+    // Disable a table with its toggle; the row shows it disabled.
+    let customers = r#"tr[data-table="customers"]"#;
+    b.click(&b.find(&format!("{customers} button.toggle")).await)
+        .await;
+    b.wait_text("#notice", 10, |t| t.contains("customers is disabled"))
+        .await;
+    b.wait_text(
+        &format!(r#"{customers} [data-field="enabled"] .state"#),
+        10,
+        |t| t == "disabled",
+    )
+    .await;
+    b.screenshot("05-table-disabled").await;
 
     // Freeze the hub; a sync is then refused with the reason.
     b.goto(&format!("{}/ui/hubs/hub1", s.base)).await;
     b.click(&b.find("#freeze").await).await;
     b.wait_text("#hub-state", 10, |t| t == "FROZEN").await;
-    b.screenshot("04-hub-frozen").await;
+    b.screenshot("06-hub-frozen").await;
     b.goto(&format!("{}/ui/channels", s.base)).await;
     b.click(&b.find(&format!("{row} input.sel")).await).await;
     b.click(&b.find(r#"button[value="sync"]"#).await).await;
     let refused = b
         .wait_text("#notice.error", 10, |t| t.contains("FROZEN"))
         .await;
-    assert!(refused.contains("hub1/ch1"), "{refused}");
-    b.screenshot("05-sync-refused-frozen").await;
+    assert!(refused.contains("hub1.ch1"), "{refused}");
+    b.screenshot("07-sync-refused-frozen").await;
     b.goto(&format!("{}/ui/hubs/hub1", s.base)).await;
     b.click(&b.find("#unfreeze").await).await;
     b.wait_text("#hub-state", 10, |t| t == "LIVE").await;
@@ -767,7 +891,7 @@ async fn browser_login_sync_live_freeze_and_refusal() {
     b.goto(&format!("{}/ui/hubs/hub1/jobs", s.base)).await;
     b.click(&b.find("#events tbody tr a").await).await;
     b.find("#event-log").await;
-    b.screenshot("06-event").await;
+    b.screenshot("08-event").await;
 
     // Log out: the pages ask for a login again.
     b.click(&b.find("#logout").await).await;

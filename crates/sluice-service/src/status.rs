@@ -271,6 +271,8 @@ pub struct ChannelOverview {
     pub last_failure: Option<(DateTime<Utc>, String)>,
     /// Rows its newest successful refresh moved.
     pub rows_moved: Option<u64>,
+    /// The channel as a connector (paused, schedule, setup and sync state), when it is one.
+    pub connector: Option<crate::connectors::Connector>,
 }
 
 /// A channel's tables now and its recent refreshes: the dashboard's channel page.
@@ -286,6 +288,12 @@ pub struct ChannelDetail {
     pub tables_error: Option<String>,
     /// Recent refreshes, oldest first.
     pub runs: Vec<RefreshRun>,
+    /// The channel as a connector, when it is one.
+    pub connector: Option<crate::connectors::Connector>,
+    /// The connector's schemas and tables with their enable flags (read from the source).
+    pub schema: Option<crate::connectors::SchemaConfig>,
+    /// Why the schemas could not be read.
+    pub schema_error: Option<String>,
 }
 
 /// How many recent refresh events the overview and the charts look at.
@@ -349,6 +357,7 @@ impl HubService {
             let channels = self.channels(&hub).await?;
             let jobs = self.jobs(&hub).await?;
             let events = self.recent_refreshes(&hub, Vec::new()).await?;
+            let mut connectors = self.list_connectors(Some(&hub)).await?;
             for c in channels {
                 let mine: Vec<_> = events
                     .iter()
@@ -379,6 +388,10 @@ impl HubService {
                     last_success: success.and_then(|e| e.finish),
                     last_failure: failure.map(|e| (e.finish.unwrap_or(e.start), failure_text(e))),
                     rows_moved: success.map(|e| refresh_run(e).rows),
+                    connector: connectors
+                        .iter()
+                        .position(|k| k.id.channel == c.name)
+                        .map(|i| connectors.swap_remove(i)),
                 });
             }
         }
@@ -403,12 +416,28 @@ impl HubService {
             .map(refresh_run)
             .collect();
         runs.reverse();
+        let id = crate::connectors::ConnectorId::new(hub.clone(), channel.clone());
+        let connector = match self.get_connector(&id).await {
+            Ok(c) => Some(c),
+            Err(e) if e.kind() == crate::ServiceErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let (schema, schema_error) = match &connector {
+            Some(_) => match self.connector_schema(&id).await {
+                Ok(s) => (Some(s), None),
+                Err(e) => (None, Some(chain(&e))),
+            },
+            None => (None, None),
+        };
         Ok(ChannelDetail {
             hub: hub.clone(),
             channel: definition,
             tables,
             tables_error,
             runs,
+            connector,
+            schema,
+            schema_error,
         })
     }
 }
@@ -475,18 +504,5 @@ impl HubService {
             })?;
         let log = self.event_log(event).await?;
         Ok((record, log))
-    }
-}
-
-impl HubService {
-    /// Tests the connection to every location of a channel; the names of those tested.
-    pub async fn test_channel(&self, hub: &HubName, channel: &ChannelName) -> Result<Vec<String>> {
-        let definition = self.channel(hub, channel).await?;
-        let mut tested = Vec::new();
-        for loc in definition.locations() {
-            self.test_location(hub, loc).await?;
-            tested.push(loc.to_string());
-        }
-        Ok(tested)
     }
 }

@@ -6,12 +6,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use sluice_model::{AccessLevel, ChannelName, EventId, HubName, TableName};
-use sluice_service::{ModeOverride, RefreshCommand};
+use std::collections::BTreeMap;
+
+use sluice_model::{AccessLevel, EventId};
+use sluice_service::ServiceError;
+use sluice_service::connectors::{ConnectorId, SetupTest};
 
 use super::UiState;
 use super::session::{self, Flash, Viewer, error_flash, redirect_with};
 use super::view::Refusal;
+use crate::error::ApiError;
 use crate::hvr::hub_name;
 
 type Done = Result<Response, Refusal>;
@@ -183,24 +187,8 @@ pub(crate) async fn cancel_event(
     })
 }
 
-/// A refresh of `tables` (all when empty) of `channel`, as the API's refresh posts it.
-fn refresh_command(hub: &HubName, channel: &ChannelName, tables: Vec<TableName>) -> RefreshCommand {
-    RefreshCommand {
-        hub: hub.clone(),
-        channel: channel.clone(),
-        source: None,
-        target: None,
-        tables,
-        strategy: None,
-        batch_rows: None,
-        count_first: false,
-        mode: ModeOverride::default(),
-        parallel: None,
-    }
-}
-
-/// `hub/channel` keys of the selected rows.
-fn selected(form: &Form) -> Result<Vec<(HubName, ChannelName)>, Refusal> {
+/// `hub/channel` keys of the selected rows, as connector ids.
+fn selected(form: &Form) -> Result<Vec<ConnectorId>, Refusal> {
     form.all("sel")
         .map(|key| {
             let (hub, channel) = key.split_once('/').ok_or_else(|| {
@@ -209,17 +197,72 @@ fn selected(form: &Form) -> Result<Vec<(HubName, ChannelName)>, Refusal> {
                     format!("{key:?} does not name a channel as hub/channel"),
                 )
             })?;
-            Ok((hub_name(hub)?, super::channel_name(channel)?))
+            Ok(ConnectorId::new(
+                hub_name(hub)?,
+                super::channel_name(channel)?,
+            ))
         })
         .collect()
 }
 
-/// What one bulk action needs, and says in a refusal.
+/// The level each connector action needs (those of the API for the same change), and its name
+/// in a refusal: settings are definitions (ReadWrite), syncs are refreshes (ReadExecRefresh), a
+/// test runs nothing (ReadExec).
 fn action_level(action: &str) -> Option<(AccessLevel, &'static str)> {
     Some(match action {
+        "pause" => (AccessLevel::ReadWrite, "pausing a connector"),
+        "resume" => (AccessLevel::ReadWrite, "resuming a connector"),
         "sync" => (AccessLevel::ReadExecRefresh, "a sync (refresh)"),
+        "resync" => (AccessLevel::ReadExecRefresh, "a forced resync (refresh)"),
         "test" => (AccessLevel::ReadExec, "a connection test"),
         _ => return None,
+    })
+}
+
+/// One action on one connector; the notice line.
+async fn act(viewer: &Viewer, action: &str, id: &ConnectorId) -> Result<String, ServiceError> {
+    let s = &viewer.service;
+    Ok(match action {
+        "pause" => {
+            s.set_connector_paused(id, true).await?;
+            format!("{id}: paused")
+        }
+        "resume" => {
+            s.set_connector_paused(id, false).await?;
+            format!("{id}: resumed")
+        }
+        "sync" => {
+            let o = s.sync_connector(id, false).await?;
+            if o.started {
+                format!("{id}: sync started (event {})", o.event)
+            } else {
+                format!("{id}: a sync is already running (event {})", o.event)
+            }
+        }
+        "resync" => {
+            let o = s.resync_connector(id, None).await?;
+            format!("{id}: historical resync started (event {})", o.event)
+        }
+        _ => {
+            let c = s.test_connector(id).await?;
+            let tests: Vec<String> =
+                serde_json::from_value::<Vec<SetupTest>>(c.settings.setup_tests)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| {
+                        if t.message.is_empty() {
+                            format!("{} {}", t.title, t.status)
+                        } else {
+                            format!("{} {}: {}", t.title, t.status, t.message)
+                        }
+                    })
+                    .collect();
+            format!(
+                "{id}: setup {} ({})",
+                c.settings.setup_state,
+                tests.join("; ")
+            )
+        }
     })
 }
 
@@ -247,27 +290,12 @@ pub(crate) async fn channel_action(Extension(viewer): Extension<Viewer>, body: B
     }
     let mut lines = Vec::new();
     let mut failed = false;
-    for (hub, channel) in &channels {
-        let outcome = match action {
-            "sync" => viewer
-                .service
-                .submit_refresh_detached(refresh_command(hub, channel, Vec::new()), true)
-                .await
-                .map(|p| format!("{hub}/{channel}: sync started (event {})", p.event)),
-            _ => viewer
-                .service
-                .test_channel(hub, channel)
-                .await
-                .map(|locs| format!("{hub}/{channel}: test passed ({})", locs.join(", "))),
-        };
-        match outcome {
+    for id in &channels {
+        match act(&viewer, action, id).await {
             Ok(line) => lines.push(line),
             Err(e) => {
                 failed = true;
-                lines.push(format!(
-                    "{hub}/{channel}: {}",
-                    crate::error::ApiError::from(e).message()
-                ));
+                lines.push(format!("{id}: {}", ApiError::from(e).message()));
             }
         }
     }
@@ -280,24 +308,111 @@ pub(crate) async fn channel_action(Extension(viewer): Extension<Viewer>, body: B
     ))
 }
 
-/// `POST /ui/hubs/{hub}/channels/{channel}/tables/{table}/resync` (ReadExecRefresh): a refresh of
-/// that one table.
+/// The connector of a channel page and the `schema` of its form.
+fn table_target(
+    hub: &str,
+    channel: &str,
+    form: &Form,
+) -> Result<(ConnectorId, String, String), Refusal> {
+    let id = ConnectorId::new(hub_name(hub)?, super::channel_name(channel)?);
+    let to = format!("/ui/hubs/{}/channels/{}", id.hub, id.channel);
+    let schema = form
+        .one("schema")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            Refusal::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "the form names no schema: only connectors have per-table actions",
+            )
+        })?
+        .to_owned();
+    Ok((id, to, schema))
+}
+
+fn enabled_flag(form: &Form) -> Result<bool, Refusal> {
+    match form.one("enabled") {
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        other => Err(Refusal::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("enabled: expected true or false, got {other:?}"),
+        )),
+    }
+}
+
+/// `POST /ui/hubs/{hub}/channels/{channel}/tables/{table}/resync` (ReadExecRefresh, form
+/// `schema`): a full refresh of that one table of the connector.
 pub(crate) async fn resync_table(
     Extension(viewer): Extension<Viewer>,
     Path((hub, channel, table)): Path<(String, String, String)>,
+    body: Bytes,
 ) -> Done {
     viewer.require(AccessLevel::ReadExecRefresh, "a table resync (refresh)")?;
-    let hub = hub_name(&hub)?;
-    let channel = super::channel_name(&channel)?;
-    let table = TableName::new(&table)
-        .map_err(|e| Refusal::new(axum::http::StatusCode::NOT_FOUND, e.to_string()))?;
-    let to = format!("/ui/hubs/{hub}/channels/{channel}");
-    let cmd = refresh_command(&hub, &channel, vec![table.clone()]);
+    let (id, to, schema) = table_target(&hub, &channel, &Form::parse(&body))?;
+    let tables = BTreeMap::from([(schema, vec![table.clone()])]);
     Ok(
-        match viewer.service.submit_refresh_detached(cmd, true).await {
-            Ok(p) => redirect_with(
+        match viewer.service.resync_connector_tables(&id, &tables).await {
+            Ok(o) => redirect_with(
                 &to,
-                ok(format!("table {table}: resync started (event {})", p.event)),
+                ok(format!("table {table}: resync started (event {})", o.event)),
+            ),
+            Err(e) => redirect_with(&to, error_flash(e)),
+        },
+    )
+}
+
+/// `POST /ui/hubs/{hub}/channels/{channel}/tables/{table}/enabled` (ReadWrite, form `schema`,
+/// `enabled`): enables or disables a table of the connector.
+pub(crate) async fn table_enabled(
+    Extension(viewer): Extension<Viewer>,
+    Path((hub, channel, table)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Done {
+    viewer.require(AccessLevel::ReadWrite, "enabling or disabling a table")?;
+    let form = Form::parse(&body);
+    let (id, to, schema) = table_target(&hub, &channel, &form)?;
+    let enabled = enabled_flag(&form)?;
+    Ok(
+        match viewer
+            .service
+            .set_connector_table_enabled(&id, &schema, &table, enabled)
+            .await
+        {
+            Ok(_) => redirect_with(
+                &to,
+                ok(format!(
+                    "table {schema}.{table} is {}",
+                    if enabled { "enabled" } else { "disabled" }
+                )),
+            ),
+            Err(e) => redirect_with(&to, error_flash(e)),
+        },
+    )
+}
+
+/// `POST /ui/hubs/{hub}/channels/{channel}/schema` (ReadWrite, form `schema`, `enabled`):
+/// enables or disables a whole schema of the connector.
+pub(crate) async fn schema_enabled(
+    Extension(viewer): Extension<Viewer>,
+    Path((hub, channel)): Path<(String, String)>,
+    body: Bytes,
+) -> Done {
+    viewer.require(AccessLevel::ReadWrite, "enabling or disabling a schema")?;
+    let form = Form::parse(&body);
+    let (id, to, schema) = table_target(&hub, &channel, &form)?;
+    let enabled = enabled_flag(&form)?;
+    Ok(
+        match viewer
+            .service
+            .set_connector_schema_enabled(&id, &schema, enabled)
+            .await
+        {
+            Ok(_) => redirect_with(
+                &to,
+                ok(format!(
+                    "schema {schema} is {}",
+                    if enabled { "enabled" } else { "disabled" }
+                )),
             ),
             Err(e) => redirect_with(&to, error_flash(e)),
         },

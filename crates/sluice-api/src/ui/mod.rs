@@ -109,6 +109,14 @@ pub(crate) fn routes(app: AppState) -> Router<AppState> {
             "/ui/hubs/{hub}/channels/{channel}/tables/{table}/resync",
             post(actions::resync_table),
         )
+        .route(
+            "/ui/hubs/{hub}/channels/{channel}/tables/{table}/enabled",
+            post(actions::table_enabled),
+        )
+        .route(
+            "/ui/hubs/{hub}/channels/{channel}/schema",
+            post(actions::schema_enabled),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             session::require_viewer,

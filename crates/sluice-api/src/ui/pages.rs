@@ -1,17 +1,21 @@
 //! The dashboard's pages (GET): extract, one service call, template.
 
+use std::collections::BTreeMap;
+
 use axum::Extension;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Redirect, Response};
 use sluice_model::{AccessLevel, EventId};
 use sluice_repo::EventRecord;
+use sluice_service::connectors::{Connector, SetupTest};
 use sluice_service::{ChannelOverview, RefreshRun, TableStatus};
 
 use super::chart::{self, Bar};
 use super::session::Viewer;
 use super::view::{
-    ChannelPage, ChannelRow, ChannelsPage, Chrome, EventPage, EventRow, HubPage, JobRow, JobsPage,
-    LocationRow, LoginPage, Refusal, ResultRow, RunRow, TableRow, count, seconds, when,
+    ChannelPage, ChannelRow, ChannelsPage, Chrome, ConnectorBox, EventPage, EventRow, HubPage,
+    JobRow, JobsPage, LocationRow, LoginPage, Refusal, ResultRow, RunRow, SchemaRow, TableRow,
+    count, seconds, when,
 };
 use crate::extract::QueryList;
 use crate::hvr::hub_name;
@@ -62,6 +66,47 @@ fn channel_row(c: ChannelOverview) -> ChannelRow {
         last_failure,
         failure_text,
         rows_moved: count(c.rows_moved),
+        connector: c.connector.is_some(),
+        paused: c.connector.as_ref().is_some_and(|k| k.settings.paused),
+        setup_state: c
+            .connector
+            .as_ref()
+            .map(|k| k.settings.setup_state.clone())
+            .unwrap_or_default(),
+        sync_state: c
+            .connector
+            .as_ref()
+            .map(|k| k.sync_state.as_str().to_owned())
+            .unwrap_or_default(),
+        schedule: c.connector.as_ref().map(schedule).unwrap_or_default(),
+    }
+}
+
+fn schedule(c: &Connector) -> String {
+    let s = &c.settings;
+    if s.schedule_type == "auto" {
+        format!("every {} min", s.sync_frequency)
+    } else {
+        s.schedule_type.clone()
+    }
+}
+
+fn connector_box(c: &Connector) -> ConnectorBox {
+    let tests: Vec<String> =
+        serde_json::from_value::<Vec<SetupTest>>(c.settings.setup_tests.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| format!("{}: {} {}", t.title, t.status, t.message))
+            .collect();
+    ConnectorBox {
+        id: c.id.to_string(),
+        paused: c.settings.paused,
+        setup_state: c.settings.setup_state.clone(),
+        setup_tests: tests.join("\n"),
+        sync_state: c.sync_state.as_str().to_owned(),
+        schedule: schedule(c),
+        succeeded: when(c.succeeded_at),
+        failed: when(c.failed_at),
     }
 }
 
@@ -106,7 +151,32 @@ pub(crate) async fn channels(
     })
 }
 
-fn table_row(t: TableStatus) -> TableRow {
+fn table_row(schema: &str, table: &str, enabled: bool, t: Option<TableStatus>) -> TableRow {
+    match t {
+        Some(t) => TableRow {
+            schema: schema.to_owned(),
+            enabled,
+            ..status_row(t)
+        },
+        None => TableRow {
+            schema: schema.to_owned(),
+            table: table.to_owned(),
+            enabled,
+            source_rows: String::new(),
+            target_rows: String::new(),
+            incremental_column: String::new(),
+            max_incremental: String::new(),
+            refresh_state: String::new(),
+            refresh_finished: String::new(),
+            refresh_error: String::new(),
+            compare_state: String::new(),
+            compare_finished: String::new(),
+            errors: String::new(),
+        },
+    }
+}
+
+fn status_row(t: TableStatus) -> TableRow {
     let errors: Vec<String> = [
         t.source_error.map(|e| format!("source: {e}")),
         t.target_error.map(|e| format!("target: {e}")),
@@ -117,7 +187,9 @@ fn table_row(t: TableStatus) -> TableRow {
     .flatten()
     .collect();
     TableRow {
+        schema: String::new(),
         table: t.table.to_string(),
+        enabled: true,
         source_rows: count(t.source_rows),
         target_rows: count(t.target_rows),
         incremental_column: t
@@ -189,13 +261,56 @@ pub(crate) async fn channel(
         .iter()
         .map(|r| bar(r, r.seconds.unwrap_or(0.0)))
         .collect();
+    // A connector's tables come from its schemas (the source's names, with their enable flags);
+    // a plain channel's from its definition.
+    let mut status: BTreeMap<String, TableStatus> = detail
+        .tables
+        .into_iter()
+        .map(|t| (t.table.to_string(), t))
+        .collect();
+    let (tables, schemas): (Vec<TableRow>, Vec<SchemaRow>) = match &detail.schema {
+        Some(config) => (
+            config
+                .schemas
+                .iter()
+                .flat_map(|(schema, info)| {
+                    info.tables
+                        .iter()
+                        .map(|(table, t)| (schema.clone(), table.clone(), t.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .map(|(schema, table, t)| {
+                    let st = t
+                        .channel_table
+                        .as_ref()
+                        .and_then(|c| status.remove(c.as_str()));
+                    table_row(&schema, &table, t.enabled, st)
+                })
+                .collect(),
+            config
+                .schemas
+                .iter()
+                .map(|(name, info)| SchemaRow {
+                    name: name.clone(),
+                    enabled: info.enabled,
+                })
+                .collect(),
+        ),
+        None => (status.into_values().map(status_row).collect(), Vec::new()),
+    };
     Ok(ChannelPage {
         chrome: Chrome::new(&viewer, format!("Channel {name}")),
         hub: hub.to_string(),
         channel: name.to_string(),
         description: detail.channel.description.clone(),
-        tables: detail.tables.into_iter().map(table_row).collect(),
-        tables_error: detail.tables_error.unwrap_or_default(),
+        tables,
+        tables_error: [detail.tables_error, detail.schema_error]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; "),
+        connector: detail.connector.as_ref().map(connector_box),
+        schemas,
         runs: detail.runs.iter().rev().take(20).map(run_row).collect(),
         rate_chart: chart::bars("rows per second of each refresh", "rows/s", &rate),
         duration_chart: chart::bars("duration of each refresh", "s", &duration),

@@ -142,6 +142,12 @@ pub(crate) struct ChannelRow {
     pub last_failure: String,
     pub failure_text: String,
     pub rows_moved: String,
+    /// Whether the channel is a connector (pause, sync, resync and test apply).
+    pub connector: bool,
+    pub paused: bool,
+    pub setup_state: String,
+    pub sync_state: String,
+    pub schedule: String,
 }
 
 /// The channel (connector) list.
@@ -155,9 +161,13 @@ pub(crate) struct ChannelsPage {
     pub rows: Vec<ChannelRow>,
 }
 
-/// One table of a channel.
+/// One table of a channel (of a connector's schema, when the channel is a connector).
 pub(crate) struct TableRow {
+    /// The schema at the source; empty when the channel is not a connector.
+    pub schema: String,
     pub table: String,
+    /// Whether the connector syncs it (always for a plain channel).
+    pub enabled: bool,
     pub source_rows: String,
     pub target_rows: String,
     pub incremental_column: String,
@@ -168,6 +178,24 @@ pub(crate) struct TableRow {
     pub compare_state: String,
     pub compare_finished: String,
     pub errors: String,
+}
+
+/// What a channel page shows of its connector.
+pub(crate) struct ConnectorBox {
+    pub id: String,
+    pub paused: bool,
+    pub setup_state: String,
+    pub setup_tests: String,
+    pub sync_state: String,
+    pub schedule: String,
+    pub succeeded: String,
+    pub failed: String,
+}
+
+/// One schema of a connector.
+pub(crate) struct SchemaRow {
+    pub name: String,
+    pub enabled: bool,
 }
 
 /// One refresh of a channel.
@@ -190,6 +218,8 @@ pub(crate) struct ChannelPage {
     pub description: String,
     pub tables: Vec<TableRow>,
     pub tables_error: String,
+    pub connector: Option<ConnectorBox>,
+    pub schemas: Vec<SchemaRow>,
     pub runs: Vec<RunRow>,
     pub rate_chart: String,
     pub duration_chart: String,
