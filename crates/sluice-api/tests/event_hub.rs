@@ -867,7 +867,7 @@ async fn a_slow_consumer_is_told_and_cut_off_never_thinned() {
         live_capacity: 64,
         lag_notice: 100,
         max_lag: 100_000,
-        stall_timeout: Duration::from_secs(1),
+        stall_timeout: Duration::from_secs(3),
         ..HubConfig::default()
     };
     let s = start(&backend, config).await;
@@ -883,7 +883,9 @@ async fn a_slow_consumer_is_told_and_cut_off_never_thinned() {
     // Subscribe, then do not read while 3,000 events of 4 KiB go by (far beyond socket buffers).
     let mut slow = s.sse(&admin, "fast", "after=0", None).await;
     publish_n(&s, &admin, "fast", 0, 3000, 4096).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Longer than the stall timeout (3 s: generous, so that the consumers that do read are never
+    // cut off on a loaded machine).
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let mut buf = String::new();
     let got = frames(&mut slow, &mut buf, Duration::from_secs(30), |f| {
         f.iter().any(|x| x.0 == "cutoff")
@@ -909,10 +911,15 @@ async fn a_slow_consumer_is_told_and_cut_off_never_thinned() {
     // Resuming from the notice gets the rest, exactly.
     let mut again = s.sse(&admin, "fast", "", Some(resume)).await;
     let mut buf = String::new();
-    let got = frames(&mut again, &mut buf, Duration::from_secs(30), |f| {
-        seqs(f).last() == Some(&3000)
+    let got = frames(&mut again, &mut buf, Duration::from_secs(60), |f| {
+        seqs(f).last() == Some(&3000) || f.iter().any(|x| x.0 == "cutoff")
     })
     .await;
+    assert!(
+        !got.iter().any(|x| x.0 == "cutoff"),
+        "a consumer that reads was cut off: {:?}",
+        got.iter().find(|x| x.0 == "cutoff")
+    );
     assert_eq!(seqs(&got), ((resume + 1)..=3000).collect::<Vec<_>>());
     // A consumer far behind gets a lag notice before its events.
     let mut behind = s.sse(&admin, "fast", "after=0", None).await;
