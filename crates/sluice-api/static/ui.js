@@ -106,8 +106,19 @@ function startLive() {
   const hub = table.dataset.hub;
   const source = new EventSource("/ui/live" + (hub ? "?hub=" + encodeURIComponent(hub) : ""));
   const dot = document.getElementById("live-state");
-  source.onopen = () => dot && dot.classList.add("on");
-  source.onerror = () => dot && dot.classList.remove("on");
+  let missed = false;
+  source.onopen = () => {
+    if (dot) dot.classList.add("on");
+    // Back after a break: re-read the rows for what happened meanwhile.
+    if (missed) refreshParts();
+    missed = false;
+  };
+  source.onerror = () => {
+    if (dot) dot.classList.remove("on");
+    missed = true;
+  };
+  // The event hub skipped events for this slow stream: re-read the rows.
+  source.addEventListener("lag", () => refreshParts());
   source.addEventListener("job", (ev) => {
     const data = JSON.parse(ev.data);
     const row = rowOf(data);
@@ -137,7 +148,10 @@ function startLive() {
     }
     changed(row);
   });
-  source.addEventListener("cutoff", () => dot && dot.classList.remove("on"));
+  source.addEventListener("cutoff", () => {
+    if (dot) dot.classList.remove("on");
+    missed = true;
+  });
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -800,7 +800,7 @@ async fn browser_login(b: &webdriver::Browser, s: &Server) {
     b.send_keys(&b.find("#username").await, "admin").await;
     b.send_keys(&b.find("#password").await, ADMIN_PASSWORD)
         .await;
-    b.click(&b.find("#login").await).await;
+    b.click_on("#login").await;
     b.find(r#"tr[data-key="hub1/ch1"]"#).await;
     assert!(b.url().await.ends_with("/ui/channels"));
 }
@@ -817,11 +817,33 @@ async fn browser_login_sync_live_freeze_and_refusal() {
     b.execute("window.sluiceMarker = 'no reload'; return null;")
         .await;
 
+    // Pause and resume from the bulk action bar; the row shows the new sync state in place.
+    b.click_on(&format!("{row} input.sel")).await;
+    b.click_on(r#"button[value="pause"]"#).await;
+    b.wait_text("#notice", 10, |t| t.contains("hub1.ch1: paused"))
+        .await;
+    b.wait_text(&format!(r#"{row} [data-field="sync_state"]"#), 10, |t| {
+        t == "paused"
+    })
+    .await;
+    b.screenshot("02-connector-paused").await;
+    b.click_on(r#"button[value="resume"]"#).await;
+    b.wait_text("#notice", 10, |t| t.contains("hub1.ch1: resumed"))
+        .await;
+    b.wait_text(&format!(r#"{row} [data-field="sync_state"]"#), 10, |t| {
+        t == "scheduled"
+    })
+    .await;
+    // The selection survived the rows being re-read; clear it for the sync below.
+    b.click_on(&format!("{row} input.sel")).await;
+    b.wait_text("#selected-count", 5, |t| t == "0 selected")
+        .await;
+
     // Sync from the bulk action bar; the row turns DONE over SSE, without a reload.
-    b.click(&b.find(&format!("{row} input.sel")).await).await;
+    b.click_on(&format!("{row} input.sel")).await;
     b.wait_text("#selected-count", 5, |t| t == "1 selected")
         .await;
-    b.click(&b.find(r#"button[value="sync"]"#).await).await;
+    b.click_on(r#"button[value="sync"]"#).await;
     b.wait_text("#notice", 10, |t| t.contains("sync started"))
         .await;
     b.wait_text(&format!(r#"{row} [data-field="last_state"]"#), 60, |t| {
@@ -858,8 +880,7 @@ async fn browser_login_sync_live_freeze_and_refusal() {
 
     // Disable a table with its toggle; the row shows it disabled.
     let customers = r#"tr[data-table="customers"]"#;
-    b.click(&b.find(&format!("{customers} button.toggle")).await)
-        .await;
+    b.click_on(&format!("{customers} button.toggle")).await;
     b.wait_text("#notice", 10, |t| t.contains("customers is disabled"))
         .await;
     b.wait_text(
@@ -872,29 +893,29 @@ async fn browser_login_sync_live_freeze_and_refusal() {
 
     // Freeze the hub; a sync is then refused with the reason.
     b.goto(&format!("{}/ui/hubs/hub1", s.base)).await;
-    b.click(&b.find("#freeze").await).await;
+    b.click_on("#freeze").await;
     b.wait_text("#hub-state", 10, |t| t == "FROZEN").await;
     b.screenshot("06-hub-frozen").await;
     b.goto(&format!("{}/ui/channels", s.base)).await;
-    b.click(&b.find(&format!("{row} input.sel")).await).await;
-    b.click(&b.find(r#"button[value="sync"]"#).await).await;
+    b.click_on(&format!("{row} input.sel")).await;
+    b.click_on(r#"button[value="sync"]"#).await;
     let refused = b
         .wait_text("#notice.error", 10, |t| t.contains("FROZEN"))
         .await;
     assert!(refused.contains("hub1.ch1"), "{refused}");
     b.screenshot("07-sync-refused-frozen").await;
     b.goto(&format!("{}/ui/hubs/hub1", s.base)).await;
-    b.click(&b.find("#unfreeze").await).await;
+    b.click_on("#unfreeze").await;
     b.wait_text("#hub-state", 10, |t| t == "LIVE").await;
 
     // Jobs and events, with the event log.
     b.goto(&format!("{}/ui/hubs/hub1/jobs", s.base)).await;
-    b.click(&b.find("#events tbody tr a").await).await;
+    b.click_on("#events tbody tr a").await;
     b.find("#event-log").await;
     b.screenshot("08-event").await;
 
     // Log out: the pages ask for a login again.
-    b.click(&b.find("#logout").await).await;
+    b.click_on("#logout").await;
     b.find("#login-form").await;
     b.goto(&format!("{}/ui/channels", s.base)).await;
     assert!(b.url().await.contains("/ui/login"));

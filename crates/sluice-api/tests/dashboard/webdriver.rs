@@ -191,16 +191,6 @@ impl Browser {
         }
     }
 
-    /// Clicks an element.
-    pub async fn click(&self, e: &Element) {
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{}/click", e.0),
-            Some(json!({})),
-        )
-        .await;
-    }
-
     /// Types `text` into an element.
     pub async fn send_keys(&self, e: &Element, text: &str) {
         self.call(
@@ -211,24 +201,48 @@ impl Browser {
         .await;
     }
 
-    /// An element's visible text.
-    pub async fn text(&self, e: &Element) -> String {
-        self.call(
-            reqwest::Method::GET,
-            &format!("/element/{}/text", e.0),
-            None,
-        )
-        .await
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    /// The visible text of the first element matching `css` (empty when none, or when the page
+    /// replaced the element between finding and reading it).
+    pub async fn text_of(&self, css: &str) -> String {
+        let Some(e) = self.find_now(css).await else {
+            return String::new();
+        };
+        let Ok(resp) = self
+            .http
+            .get(format!("{}/element/{}/text", self.session, e.0))
+            .send()
+            .await
+        else {
+            return String::new();
+        };
+        if !resp.status().is_success() {
+            return String::new();
+        }
+        resp.json::<Value>()
+            .await
+            .ok()
+            .and_then(|v| v["value"].as_str().map(str::to_owned))
+            .unwrap_or_default()
     }
 
-    /// The visible text of the first element matching `css` (empty when none).
-    pub async fn text_of(&self, css: &str) -> String {
-        match self.find_now(css).await {
-            Some(e) => self.text(&e).await,
-            None => String::new(),
+    /// Clicks the first element matching `css`, finding it again when the page replaced it
+    /// (a row re-read after an action) before the click landed; up to 10 s.
+    pub async fn click_on(&self, css: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self.find(css).await;
+            if self
+                .try_call(&format!("/element/{}/click", e.0), json!({}))
+                .await
+                .is_some()
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                let shot = self.screenshot("click-failed").await;
+                panic!("cannot click {css:?} (screenshot {})", shot.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
