@@ -1,6 +1,7 @@
 //! The one place service errors become HTTP: HVR's `text/plain` body `F_XXXXXX: message` with the
 //! statuses of the HVR API (400 for invalid requests and conflicts, 401 without a valid token, 403
-//! for a failed login or missing access, 404 for missing objects).
+//! for a failed login or missing access, 404 for missing objects), and the Fivetran face's JSON
+//! envelope `{"code": "NotFound_Connector", "message": …}` ([`FivetranError`]).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -151,3 +152,112 @@ impl IntoResponse for ApiError {
 
 /// Results of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// An error answer of the Fivetran-compatible `/v1` face: `application/json`
+/// `{"code": …, "message": …}` with Fivetran's statuses (400 bad input, 401 bad or missing API
+/// key, 403 level too low, 404 with `NotFound_<Resource>`, 405, 409 conflict).
+#[derive(Debug)]
+pub struct FivetranError {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+impl FivetranError {
+    /// An error with an explicit status and code.
+    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+        FivetranError {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// 400 `InvalidInput`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidInput", message)
+    }
+
+    /// 404 `NotFound_<resource>`.
+    pub fn not_found(resource: &str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            format!("NotFound_{resource}"),
+            message,
+        )
+    }
+
+    /// 401 `AuthFailed`.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "AuthFailed", message)
+    }
+
+    /// 403 `Forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+    }
+
+    /// A service error about a `resource` (`Connector`, `Group`, …: names the 404 code).
+    pub fn from_service(e: ServiceError, resource: &str) -> Self {
+        let message = full_message(&e);
+        let (status, code) = match e.kind() {
+            ServiceErrorKind::Invalid => (StatusCode::BAD_REQUEST, "InvalidInput".to_owned()),
+            ServiceErrorKind::NotFound => (StatusCode::NOT_FOUND, format!("NotFound_{resource}")),
+            ServiceErrorKind::Conflict => (StatusCode::CONFLICT, "Conflict".to_owned()),
+            ServiceErrorKind::Failed => (StatusCode::BAD_REQUEST, "Failed".to_owned()),
+            ServiceErrorKind::Unauthenticated => {
+                (StatusCode::UNAUTHORIZED, "AuthFailed".to_owned())
+            }
+            ServiceErrorKind::Forbidden => (StatusCode::FORBIDDEN, "Forbidden".to_owned()),
+            ServiceErrorKind::RateLimited => {
+                (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests".to_owned())
+            }
+            _ => {
+                tracing::error!(error = %message, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "InternalError".to_owned())
+            }
+        };
+        FivetranError {
+            status,
+            code,
+            message,
+        }
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<ApiError> for FivetranError {
+    /// The Fivetran form of an error raised by the shared extractors (bad JSON and the like).
+    fn from(e: ApiError) -> Self {
+        let code = match e.status {
+            StatusCode::BAD_REQUEST => "InvalidInput".to_owned(),
+            StatusCode::UNAUTHORIZED => "AuthFailed".to_owned(),
+            StatusCode::FORBIDDEN => "Forbidden".to_owned(),
+            StatusCode::NOT_FOUND => "NotFound".to_owned(),
+            other => format!("Http{}", other.as_u16()),
+        };
+        FivetranError {
+            status: e.status,
+            code,
+            message: e.message,
+        }
+    }
+}
+
+impl IntoResponse for FivetranError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"code": self.code, "message": self.message});
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"sluice\""),
+            );
+        }
+        response
+    }
+}

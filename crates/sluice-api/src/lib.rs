@@ -3,6 +3,7 @@
 //! * `hvr/`: the HVR 6 REST API (auth, hubs, definitions, operations, jobs, events) so existing HVR
 //!   client scripts work unchanged, plus sluice's users API and dry runs.
 //! * `ui/`: the web dashboard under `/ui` (server-rendered pages, cookie session, live updates).
+//! * `fivetran/`: the Fivetran-compatible `/v1/…` face over connectors (HTTP Basic API keys).
 //! * `/health`, `/metrics` (Prometheus text), `/openapi.json` (every route, from [`routes::ROUTES`]).
 //!
 //! Handlers are thin: they check the caller's level, turn wire JSON into service calls and service
@@ -13,6 +14,7 @@
 pub mod error;
 pub mod events;
 pub mod extract;
+mod fivetran;
 mod hvr;
 mod metrics;
 pub mod routes;
@@ -97,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .merge(hvr::routes())
         .merge(events::routes())
         .merge(ui::routes(state.clone()))
+        .merge(fivetran::routes())
         .fallback(fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -491,6 +491,138 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "ReadWrite",
         "Test properties of a location not yet defined",
     ),
+    (
+        "GET",
+        "/v1/connectors",
+        "ReadOnly",
+        "Fivetran: list connectors (group_id, schema, cursor, limit; also /v1/connections)",
+    ),
+    (
+        "GET",
+        "/v1/connectors/{id}",
+        "ReadOnly",
+        "Fivetran: connector details (id = HUB.CHANNEL)",
+    ),
+    (
+        "PATCH",
+        "/v1/connectors/{id}",
+        "ReadWrite",
+        "Fivetran: change paused, schedule_type, sync_frequency, daily_sync_time",
+    ),
+    (
+        "POST",
+        "/v1/connectors/{id}/force",
+        "ReadExecRefresh",
+        "Fivetran: start a sync, replacing a running one",
+    ),
+    (
+        "POST",
+        "/v1/connectors/{id}/sync",
+        "ReadExecRefresh",
+        "Fivetran: start a sync {force}",
+    ),
+    (
+        "POST",
+        "/v1/connectors/{id}/resync",
+        "ReadExecRefresh",
+        "Fivetran: historical resync, or {scope: {schema: [table]}}",
+    ),
+    (
+        "POST",
+        "/v1/connectors/{id}/schemas/tables/resync",
+        "ReadExecRefresh",
+        "Fivetran: resync tables {schema: [table]}",
+    ),
+    (
+        "POST",
+        "/v1/connectors/{id}/schemas/{schema}/tables/{table}/resync",
+        "ReadExecRefresh",
+        "Fivetran: resync one table",
+    ),
+    (
+        "POST",
+        "/v1/connectors/{id}/test",
+        "ReadExec",
+        "Fivetran: run the setup tests (both locations)",
+    ),
+    (
+        "GET",
+        "/v1/connectors/{id}/schemas",
+        "ReadOnly",
+        "Fivetran: schema config (source tables merged with the channel)",
+    ),
+    (
+        "PATCH",
+        "/v1/connectors/{id}/schemas",
+        "ReadWrite",
+        "Fivetran: change the schema config",
+    ),
+    (
+        "POST",
+        "/v1/connectors/{id}/schemas/reload",
+        "ReadWrite",
+        "Fivetran: reload the schema config {exclude_mode}",
+    ),
+    (
+        "PATCH",
+        "/v1/connectors/{id}/schemas/{schema}",
+        "ReadWrite",
+        "Fivetran: enable or disable a schema and its tables",
+    ),
+    (
+        "PATCH",
+        "/v1/connectors/{id}/schemas/{schema}/tables/{table}",
+        "ReadWrite",
+        "Fivetran: enable or disable a table and its columns",
+    ),
+    (
+        "GET",
+        "/v1/connectors/{id}/schemas/{schema}/tables/{table}/columns",
+        "ReadOnly",
+        "Fivetran: columns of a table",
+    ),
+    (
+        "GET",
+        "/v1/connections",
+        "ReadOnly",
+        "Fivetran: list connectors (every /v1/connectors/… path also exists as /v1/connections/…)",
+    ),
+    (
+        "GET",
+        "/v1/groups",
+        "ReadOnly",
+        "Fivetran: groups (hubs)",
+    ),
+    (
+        "GET",
+        "/v1/groups/{id}",
+        "ReadOnly",
+        "Fivetran: one group",
+    ),
+    (
+        "GET",
+        "/v1/groups/{id}/connectors",
+        "ReadOnly",
+        "Fivetran: connectors of a group (also /connections)",
+    ),
+    (
+        "GET",
+        "/v1/groups/{id}/connections",
+        "ReadOnly",
+        "Fivetran: connectors of a group",
+    ),
+    (
+        "GET",
+        "/v1/destinations/{id}",
+        "ReadOnly",
+        "Fivetran: a group's destination (the target location)",
+    ),
+    (
+        "GET",
+        "/v1/users",
+        "ReadOnly",
+        "Fivetran: users (all for a SysAdmin key)",
+    ),
 ];
 
 /// `GET /openapi.json`.
@@ -515,7 +647,8 @@ pub async fn openapi() -> Json<Value> {
             },
         });
         if !level.is_empty() {
-            op["security"] = json!([{"bearer": []}]);
+            let scheme = if path.starts_with("/v1/") { "basic" } else { "bearer" };
+            op["security"] = json!([{ scheme: [] }]);
             op["x-sluice-access-level"] = json!(level);
         }
         let entry = paths
@@ -532,7 +665,10 @@ pub async fn openapi() -> Json<Value> {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Any /api/{version}/… path (vX.Y.Z…, v0 or latest) reaches the same handlers. Errors are text/plain 'F_XXXXXX: message'.",
         },
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+        "components": {"securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            "basic": {"type": "http", "scheme": "basic", "description": "Fivetran face: API_KEY:API_SECRET from `sluice apikey create`"},
+        }},
         "paths": paths,
     }))
 }

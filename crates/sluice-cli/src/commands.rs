@@ -179,6 +179,7 @@ async fn run_local(g: Global, command: Command) -> Result<Outcome> {
         Command::Job(JobCommand::Cancel { job }) => cancel_job(&g, &job).await,
         Command::Serve(args) => crate::server::serve(args, &g).await,
         Command::User(cmd) => crate::server::user(cmd, &g).await,
+        Command::Apikey(cmd) => crate::server::apikey(cmd, &g).await,
         Command::Bench(args) => crate::bench::run(args, &g).await,
         Command::BenchReference { source, target } => {
             crate::bench::reference_copy(&source, &target)?;

@@ -121,6 +121,9 @@ enum Command {
     /// Users of the hub server.
     #[command(subcommand)]
     User(server::UserCommand),
+    /// API keys of the Fivetran-compatible `/v1` API (HTTP Basic KEY:SECRET).
+    #[command(subcommand)]
+    Apikey(server::ApikeyCommand),
     /// Time the data path against the database's own copy, with peak memory.
     Bench(bench::BenchArgs),
     /// The benchmark's reference copy (run by `sluice bench`).

@@ -1,5 +1,6 @@
 //! `sluice serve` (the hub server: REST API, scheduler and job runners in one process) and
-//! `sluice user …` (users of the hub server, managed directly in the repository).
+//! `sluice user …` (users of the hub server, managed directly in the repository) and
+//! `sluice apikey …` (API keys of the Fivetran-compatible `/v1` API, likewise).
 
 use std::io::Read as _;
 use std::net::SocketAddr;
@@ -46,6 +47,34 @@ pub struct ServeArgs {
     /// `in-process` (one node, the default) or a NATS JetStream URL (`nats://127.0.0.1:4222`).
     #[arg(long, env = "SLUICE_BROKER", default_value = "in-process")]
     broker: String,
+}
+
+/// `sluice apikey …`.
+#[derive(Subcommand, Debug)]
+pub enum ApikeyCommand {
+    /// Create an API key; its key and secret are printed once (only a hash of the secret is kept).
+    Create {
+        /// SysAdmin, HubOwner, ReadWrite, ReadExecRefresh, ReadExec or ReadOnly.
+        #[arg(long)]
+        level: AccessLevel,
+        /// What the key is for.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        repo: RepoArg,
+    },
+    /// List API keys (never their secrets).
+    List {
+        #[command(flatten)]
+        repo: RepoArg,
+    },
+    /// Delete an API key.
+    Delete {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        repo: RepoArg,
+    },
 }
 
 /// `sluice user …`.
@@ -306,6 +335,64 @@ pub async fn user(cmd: UserCommand, g: &Global) -> Result<Outcome> {
             );
             service.delete_user(&name).await?;
             eprintln!("user {name} deleted");
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+pub async fn apikey(cmd: ApikeyCommand, g: &Global) -> Result<Outcome> {
+    let who = crate::commands::user();
+    let repo = match &cmd {
+        ApikeyCommand::Create { repo, .. }
+        | ApikeyCommand::List { repo }
+        | ApikeyCommand::Delete { repo, .. } => repo.spec(g),
+    };
+    let service = HubService::new(
+        open(&repo).await?,
+        sluice_service::registry::process_env(),
+        who,
+    );
+    match cmd {
+        ApikeyCommand::Create {
+            level,
+            description,
+            ..
+        } => {
+            let (key, secret) = service.create_api_key(level, &description).await?;
+            if g.json {
+                let out = serde_json::json!({
+                    "key": key.key, "secret": secret, "level": key.level, "description": key.description,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("key:    {}", key.key);
+                println!("secret: {secret}");
+            }
+            eprintln!(
+                "API key {} created with level {}; the secret is shown only now",
+                key.key, key.level
+            );
+        }
+        ApikeyCommand::List { .. } => {
+            let keys = service.api_keys().await?;
+            if g.json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                for k in keys {
+                    println!(
+                        "{:<20} {:<16} created {} by {:<12} {}",
+                        k.key,
+                        k.level,
+                        k.created.format("%Y-%m-%d %H:%M"),
+                        k.creator,
+                        k.description
+                    );
+                }
+            }
+        }
+        ApikeyCommand::Delete { key, .. } => {
+            service.delete_api_key(&key).await?;
+            eprintln!("API key {key} deleted");
         }
     }
     Ok(Outcome::Ok)
