@@ -214,7 +214,10 @@ impl FivetranError {
             }
             _ => {
                 tracing::error!(error = %message, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "InternalError".to_owned())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError".to_owned(),
+                )
             }
         };
         FivetranError {

@@ -587,18 +587,8 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "ReadOnly",
         "Fivetran: list connectors (every /v1/connectors/… path also exists as /v1/connections/…)",
     ),
-    (
-        "GET",
-        "/v1/groups",
-        "ReadOnly",
-        "Fivetran: groups (hubs)",
-    ),
-    (
-        "GET",
-        "/v1/groups/{id}",
-        "ReadOnly",
-        "Fivetran: one group",
-    ),
+    ("GET", "/v1/groups", "ReadOnly", "Fivetran: groups (hubs)"),
+    ("GET", "/v1/groups/{id}", "ReadOnly", "Fivetran: one group"),
     (
         "GET",
         "/v1/groups/{id}/connectors",
@@ -647,7 +637,11 @@ pub async fn openapi() -> Json<Value> {
             },
         });
         if !level.is_empty() {
-            let scheme = if path.starts_with("/v1/") { "basic" } else { "bearer" };
+            let scheme = if path.starts_with("/v1/") {
+                "basic"
+            } else {
+                "bearer"
+            };
             op["security"] = json!([{ scheme: [] }]);
             op["x-sluice-access-level"] = json!(level);
         }

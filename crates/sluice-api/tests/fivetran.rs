@@ -245,7 +245,10 @@ impl Server {
                 );
                 return c;
             }
-            assert!(Instant::now() < deadline, "connector {id} never synced: {c}");
+            assert!(
+                Instant::now() < deadline,
+                "connector {id} never synced: {c}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -289,7 +292,9 @@ fn is_timestamp(v: &Value) -> bool {
 async fn scheduler_client_flow(pg: bool) {
     let s = start(pg).await;
     let c = s.connector("h.c").await;
-    for key in ["id", "schema", "service", "group_id", "paused", "status", "config"] {
+    for key in [
+        "id", "schema", "service", "group_id", "paused", "status", "config",
+    ] {
         assert!(!c[key].is_null(), "{key} in {c}");
     }
     assert_eq!(c["id"], "h.c");
@@ -300,7 +305,10 @@ async fn scheduler_client_flow(pg: bool) {
     assert!(is_timestamp(&c["created_at"]), "{c}");
     assert_eq!(c["status"]["sync_state"], "scheduled");
     assert_eq!(c["status"]["setup_state"], "connected");
-    assert_eq!(c["config"]["database"], s.dir.join("tgt.db").display().to_string());
+    assert_eq!(
+        c["config"]["database"],
+        s.dir.join("tgt.db").display().to_string()
+    );
 
     let patched = s
         .call(
@@ -355,14 +363,22 @@ async fn scheduler_client_flow(pg: bool) {
         "SELECT sum(id) + sum(length(item)) + sum(length(secret)) FROM orders",
         "SELECT count(*) FROM items",
     ] {
-        assert_eq!(s.query_i64("src.db", sql), s.query_i64("tgt.db", sql), "{sql}");
+        assert_eq!(
+            s.query_i64("src.db", sql),
+            s.query_i64("tgt.db", sql),
+            "{sql}"
+        );
     }
 
     // A second sync moves succeeded_at strictly.
     let before = Server::last_end(&done);
-    s.call("POST", "/v1/connections/h.c/sync", Some(json!({"force": false})))
-        .await
-        .expect(StatusCode::OK);
+    s.call(
+        "POST",
+        "/v1/connections/h.c/sync",
+        Some(json!({"force": false})),
+    )
+    .await
+    .expect(StatusCode::OK);
     let again = s.wait_synced("h.c", &before).await;
     assert!(again["succeeded_at"].as_str() > before.as_str());
     s.drop_db().await;
@@ -424,17 +440,30 @@ async fn basic_auth_and_levels() {
     }
     // Refresh rights may sync but not change settings.
     let rer = s.auth(AccessLevel::ReadExecRefresh);
-    s.raw("PATCH", "/v1/connectors/h.c", Some(rer), Some(json!({"paused": true})))
-        .await
-        .expect(StatusCode::FORBIDDEN);
+    s.raw(
+        "PATCH",
+        "/v1/connectors/h.c",
+        Some(rer),
+        Some(json!({"paused": true})),
+    )
+    .await
+    .expect(StatusCode::FORBIDDEN);
     assert_eq!(s.connector("h.c").await["paused"], false);
     // E21: airflow's connection test.
     let users = s
-        .raw("GET", "/v1/users", Some(s.auth(AccessLevel::ReadOnly)), None)
+        .raw(
+            "GET",
+            "/v1/users",
+            Some(s.auth(AccessLevel::ReadOnly)),
+            None,
+        )
         .await
         .expect(StatusCode::OK);
     assert_eq!(users.json["code"], "Success");
-    let users = s.call("GET", "/v1/users", None).await.expect(StatusCode::OK);
+    let users = s
+        .call("GET", "/v1/users", None)
+        .await
+        .expect(StatusCode::OK);
     assert!(users.data()["items"].is_array());
 }
 
@@ -451,7 +480,11 @@ async fn lists_paginate_with_both_cursor_names_and_trailing_slashes() {
     let cursor = first.data()["next_cursor"].as_str().unwrap().to_owned();
     assert_eq!(first.data()["nextCursor"], first.data()["next_cursor"]);
     let second = s
-        .call("GET", &format!("/v1/connections?limit=2&cursor={cursor}"), None)
+        .call(
+            "GET",
+            &format!("/v1/connections?limit=2&cursor={cursor}"),
+            None,
+        )
         .await
         .expect(StatusCode::OK);
     let ids: Vec<&str> = second.data()["items"]
@@ -465,10 +498,16 @@ async fn lists_paginate_with_both_cursor_names_and_trailing_slashes() {
     assert!(second.data()["nextCursor"].is_null());
 
     // airflow: trailing slashes; dagster: limit=1000 and nextCursor.
-    let groups = s.call("GET", "/v1/groups/", None).await.expect(StatusCode::OK);
+    let groups = s
+        .call("GET", "/v1/groups/", None)
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(groups.data()["items"][0]["id"], "h");
     assert!(is_timestamp(&groups.data()["items"][0]["created_at"]));
-    let group = s.call("GET", "/v1/groups/h/", None).await.expect(StatusCode::OK);
+    let group = s
+        .call("GET", "/v1/groups/h/", None)
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(group.data()["name"], "h");
     let in_group = s
         .call("GET", "/v1/groups/h/connectors/?limit=1000", None)
@@ -516,10 +555,16 @@ async fn not_found_and_bad_input_envelopes_change_nothing() {
         ("/v1/groups/nohub", "NotFound_Group"),
         ("/v1/groups/nohub/connectors", "NotFound_Group"),
         ("/v1/destinations/nohub", "NotFound_Destination"),
-        ("/v1/connectors/h.c/schemas/main/tables/nope/columns", "NotFound_Table"),
+        (
+            "/v1/connectors/h.c/schemas/main/tables/nope/columns",
+            "NotFound_Table",
+        ),
         ("/v1/no/such/route", "NotFound_Route"),
     ] {
-        let a = s.call("GET", path, None).await.expect(StatusCode::NOT_FOUND);
+        let a = s
+            .call("GET", path, None)
+            .await
+            .expect(StatusCode::NOT_FOUND);
         assert_eq!(a.json["code"], code, "{path}");
         assert!(a.json["message"].is_string(), "{path}");
     }
@@ -581,13 +626,27 @@ async fn not_found_and_bad_input_envelopes_change_nothing() {
         )
         .await;
     assert_eq!(a.status, StatusCode::OK);
-    s.call("PATCH", "/v1/connectors/h.c/schemas", Some(json!({"schema_change_handling": "SOMETIMES"})))
-        .await
-        .expect(StatusCode::BAD_REQUEST);
-    s.call("POST", "/v1/connectors/h.c/schemas/reload", Some(json!({"exclude_mode": "ALL"})))
-        .await
-        .expect(StatusCode::BAD_REQUEST);
-    let a = s.call("POST", "/v1/connectors/h.c/sync", Some(json!("not an object"))).await;
+    s.call(
+        "PATCH",
+        "/v1/connectors/h.c/schemas",
+        Some(json!({"schema_change_handling": "SOMETIMES"})),
+    )
+    .await
+    .expect(StatusCode::BAD_REQUEST);
+    s.call(
+        "POST",
+        "/v1/connectors/h.c/schemas/reload",
+        Some(json!({"exclude_mode": "ALL"})),
+    )
+    .await
+    .expect(StatusCode::BAD_REQUEST);
+    let a = s
+        .call(
+            "POST",
+            "/v1/connectors/h.c/sync",
+            Some(json!("not an object")),
+        )
+        .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     let a = s.call("DELETE", "/v1/connectors/h.c", None).await;
     assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
@@ -597,7 +656,11 @@ async fn not_found_and_bad_input_envelopes_change_nothing() {
 async fn pause_schedule_and_the_scheduler() {
     let s = start(false).await;
     let paused = s
-        .call("PATCH", "/v1/connectors/h.c2", Some(json!({"paused": true})))
+        .call(
+            "PATCH",
+            "/v1/connectors/h.c2",
+            Some(json!({"paused": true})),
+        )
         .await
         .expect(StatusCode::OK);
     assert_eq!(paused.data()["paused"], true);
@@ -608,7 +671,11 @@ async fn pause_schedule_and_the_scheduler() {
         .expect(StatusCode::CONFLICT);
     assert!(refused.json["message"].as_str().unwrap().contains("paused"));
     let resumed = s
-        .call("PATCH", "/v1/connectors/h.c2", Some(json!({"paused": false})))
+        .call(
+            "PATCH",
+            "/v1/connectors/h.c2",
+            Some(json!({"paused": false})),
+        )
         .await
         .expect(StatusCode::OK);
     assert_eq!(resumed.data()["status"]["sync_state"], "scheduled");
@@ -630,7 +697,10 @@ async fn pause_schedule_and_the_scheduler() {
     assert_eq!(s.query_i64("tgt2.db", "SELECT count(*) FROM items"), 2);
     // Synced today after 00:00: not due again.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(s.connector("h.c2").await["succeeded_at"], synced["succeeded_at"]);
+    assert_eq!(
+        s.connector("h.c2").await["succeeded_at"],
+        synced["succeeded_at"]
+    );
     // Manual connectors never start on their own.
     assert!(s.connector("h.c3").await["succeeded_at"].is_null());
     // A paused auto connector is not started either.
@@ -643,22 +713,34 @@ async fn pause_schedule_and_the_scheduler() {
     .expect(StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(s.connector("h.c3").await["succeeded_at"].is_null());
-    s.call("PATCH", "/v1/connectors/h.c3", Some(json!({"paused": false})))
-        .await
-        .expect(StatusCode::OK);
+    s.call(
+        "PATCH",
+        "/v1/connectors/h.c3",
+        Some(json!({"paused": false})),
+    )
+    .await
+    .expect(StatusCode::OK);
     s.wait_synced("h.c3", &Value::Null).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_force_replaces_a_running_sync_and_plain_sync_keeps_it() {
     let s = start(false).await;
-    s.call("POST", "/v1/connectors/h.c/sync", Some(json!({"force": true})))
-        .await
-        .expect(StatusCode::OK);
+    s.call(
+        "POST",
+        "/v1/connectors/h.c/sync",
+        Some(json!({"force": true})),
+    )
+    .await
+    .expect(StatusCode::OK);
     let running = s.connector("h.c").await;
     if running["status"]["sync_state"] == "syncing" {
         let kept = s
-            .call("POST", "/v1/connectors/h.c/sync", Some(json!({"force": false})))
+            .call(
+                "POST",
+                "/v1/connectors/h.c/sync",
+                Some(json!({"force": false})),
+            )
             .await
             .expect(StatusCode::OK);
         let message = kept.json["message"].as_str().unwrap();
@@ -667,9 +749,13 @@ async fn sync_force_replaces_a_running_sync_and_plain_sync_keeps_it() {
             "{message}"
         );
     }
-    s.call("POST", "/v1/connectors/h.c/sync", Some(json!({"force": true})))
-        .await
-        .expect(StatusCode::OK);
+    s.call(
+        "POST",
+        "/v1/connectors/h.c/sync",
+        Some(json!({"force": true})),
+    )
+    .await
+    .expect(StatusCode::OK);
     let done = s.wait_synced("h.c", &Value::Null).await;
     assert!(done["succeeded_at"].is_string(), "{done}");
     assert_eq!(
@@ -699,7 +785,11 @@ async fn schema_config_resyncs_and_reload() {
         .expect(StatusCode::OK);
     let first = s.wait_synced("h.c", &Value::Null).await;
     let exists = "SELECT count(*) FROM sqlite_master WHERE name = 'orders'";
-    assert_eq!(s.query_i64("tgt.db", exists), 0, "disabled table not synced");
+    assert_eq!(
+        s.query_i64("tgt.db", exists),
+        0,
+        "disabled table not synced"
+    );
     assert_eq!(s.query_i64("tgt.db", "SELECT count(*) FROM items"), 2);
 
     s.call(
@@ -710,7 +800,11 @@ async fn schema_config_resyncs_and_reload() {
     .await
     .expect(StatusCode::OK);
     let cols = s
-        .call("GET", "/v1/connections/h.c/schemas/main/tables/orders/columns", None)
+        .call(
+            "GET",
+            "/v1/connections/h.c/schemas/main/tables/orders/columns",
+            None,
+        )
         .await
         .expect(StatusCode::OK);
     assert_eq!(cols.data()["columns"]["secret"]["enabled"], false);
@@ -827,7 +921,10 @@ async fn schema_config_resyncs_and_reload() {
         .call("POST", "/v1/connectors/h.c/schemas/reload", None)
         .await
         .expect(StatusCode::OK);
-    assert_eq!(r.data()["schemas"]["main"]["tables"]["new3"]["enabled"], false);
+    assert_eq!(
+        r.data()["schemas"]["main"]["tables"]["new3"]["enabled"],
+        false
+    );
     assert_eq!(r.data()["schema_change_handling"], "BLOCK_ALL");
     // The channel now has new2 (added through the definition edit path).
     let hvr_tables = s.connector("h.c").await;
@@ -838,7 +935,11 @@ async fn schema_config_resyncs_and_reload() {
 async fn setup_tests_fill_setup_tests_and_state() {
     let s = start(false).await;
     let ok = s
-        .call("POST", "/v1/connectors/h.c/test", Some(json!({"trust_certificates": true})))
+        .call(
+            "POST",
+            "/v1/connectors/h.c/test",
+            Some(json!({"trust_certificates": true})),
+        )
         .await
         .expect(StatusCode::OK);
     let tests = ok.data()["setup_tests"].as_array().unwrap();

@@ -354,9 +354,7 @@ pub async fn apikey(cmd: ApikeyCommand, g: &Global) -> Result<Outcome> {
     );
     match cmd {
         ApikeyCommand::Create {
-            level,
-            description,
-            ..
+            level, description, ..
         } => {
             let (key, secret) = service.create_api_key(level, &description).await?;
             if g.json {

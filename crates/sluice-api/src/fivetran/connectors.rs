@@ -37,10 +37,9 @@ fn triggered(id: &ConnectorId, outcome: &SyncOutcome) -> Response {
 pub(crate) async fn list(caller: KeyCaller, query: QueryList) -> FtResult<Response> {
     caller.require(AccessLevel::ReadOnly)?;
     let hub = match query.one("group_id").filter(|g| !g.is_empty()) {
-        Some(g) => Some(
-            HubName::new(g)
-                .map_err(|_| FivetranError::not_found("Group", format!("group '{g}' does not exist")))?,
-        ),
+        Some(g) => Some(HubName::new(g).map_err(|_| {
+            FivetranError::not_found("Group", format!("group '{g}' does not exist"))
+        })?),
         None => None,
     };
     let all = caller
@@ -50,7 +49,11 @@ pub(crate) async fn list(caller: KeyCaller, query: QueryList) -> FtResult<Respon
         .map_err(|e| FivetranError::from_service(e, "Group"))?;
     let all = all
         .into_iter()
-        .filter(|c| query.one("schema").is_none_or(|s| c.id.channel.as_str() == s))
+        .filter(|c| {
+            query
+                .one("schema")
+                .is_none_or(|s| c.id.channel.as_str() == s)
+        })
         .collect();
     let data = page(all, |c| c.id.to_string(), |c| wire::connector(&c), &query)?;
     Ok(success(None, Some(data)))
@@ -59,7 +62,11 @@ pub(crate) async fn list(caller: KeyCaller, query: QueryList) -> FtResult<Respon
 /// `GET /v1/connectors/{id}`.
 pub(crate) async fn get_one(caller: KeyCaller, Path(cid): Path<String>) -> FtResult<Response> {
     caller.require(AccessLevel::ReadOnly)?;
-    let c = caller.service.get_connector(&id(&cid)?).await.map_err(fail)?;
+    let c = caller
+        .service
+        .get_connector(&id(&cid)?)
+        .await
+        .map_err(fail)?;
     Ok(success(None, Some(wire::connector(&c))))
 }
 
@@ -101,7 +108,11 @@ pub(crate) async fn update(
 pub(crate) async fn force(caller: KeyCaller, Path(cid): Path<String>) -> FtResult<Response> {
     caller.require(AccessLevel::ReadExecRefresh)?;
     let id = id(&cid)?;
-    let outcome = caller.service.sync_connector(&id, true).await.map_err(fail)?;
+    let outcome = caller
+        .service
+        .sync_connector(&id, true)
+        .await
+        .map_err(fail)?;
     Ok(triggered(&id, &outcome))
 }
 
@@ -200,7 +211,11 @@ pub(crate) async fn resync_table(
 /// `POST /v1/connectors/{id}/test`.
 pub(crate) async fn test(caller: KeyCaller, Path(cid): Path<String>) -> FtResult<Response> {
     caller.require(AccessLevel::ReadExec)?;
-    let c = caller.service.test_connector(&id(&cid)?).await.map_err(fail)?;
+    let c = caller
+        .service
+        .test_connector(&id(&cid)?)
+        .await
+        .map_err(fail)?;
     Ok(success(
         Some("Setup tests were completed".into()),
         Some(wire::connector(&c)),

@@ -26,7 +26,12 @@ pub(crate) async fn list(caller: KeyCaller, query: QueryList) -> FtResult<Respon
         .hubs()
         .await
         .map_err(|e| FivetranError::from_service(e, "Group"))?;
-    let data = page(hubs, |h| h.hub.name.to_string(), |h| wire::group(&h), &query)?;
+    let data = page(
+        hubs,
+        |h| h.hub.name.to_string(),
+        |h| wire::group(&h),
+        &query,
+    )?;
     Ok(success(None, Some(data)))
 }
 
@@ -55,7 +60,11 @@ pub(crate) async fn group_connectors(
         .map_err(|e| FivetranError::from_service(e, "Group"))?;
     let all = all
         .into_iter()
-        .filter(|c| query.one("schema").is_none_or(|s| c.id.channel.as_str() == s))
+        .filter(|c| {
+            query
+                .one("schema")
+                .is_none_or(|s| c.id.channel.as_str() == s)
+        })
         .collect();
     let data = page(all, |c| c.id.to_string(), |c| wire::connector(&c), &query)?;
     Ok(success(None, Some(data)))
