@@ -31,7 +31,7 @@ async fn pg_admin() -> tokio_postgres::Client {
     client
 }
 
-const ORDERS: usize = 60_000;
+const ORDERS: usize = 100_000;
 
 /// A hub server over a repository, with SQLite locations in `dir`:
 /// * `h.c`: src → tgt, channel tables `orders` (ORDERS rows) and `items`; the source also has
@@ -40,6 +40,7 @@ const ORDERS: usize = 60_000;
 ///   `h.broken`: a source that cannot be opened.
 struct Server {
     base: String,
+    service: HubService,
     dir: PathBuf,
     shutdown: CancellationToken,
     http: reqwest::Client,
@@ -135,11 +136,12 @@ async fn start(pg: bool) -> Server {
     );
     tokio::spawn(sluice_api::serve(
         listener,
-        sluice_api::AppState::new(service),
+        sluice_api::AppState::new(service.clone()),
         shutdown.clone(),
     ));
     Server {
         base,
+        service,
         dir,
         shutdown,
         http: reqwest::Client::new(),
@@ -332,26 +334,41 @@ async fn scheduler_client_flow(pg: bool) {
     assert_eq!(main["tables"]["orders"]["name_in_destination"], "orders");
     assert_eq!(main["tables"]["customers"]["enabled"], false);
 
-    // Body-less POST with a versioned JSON content type.
-    let forced = s
-        .raw(
-            "POST",
-            "/v1/connectors/h.c/force",
-            Some(s.auth(AccessLevel::ReadExecRefresh)),
-            None,
-        )
+    // Body-less POST with a versioned JSON content type and no Content-Length (an empty chunked
+    // body, as `requests` sends it for data=None through some proxies).
+    let resp = s
+        .http
+        .post(format!("{}/v1/connectors/h.c/force", s.base))
+        .header("Content-Type", "application/json;version=2")
+        .header("Authorization", s.auth(AccessLevel::ReadExecRefresh))
+        .body(reqwest::Body::wrap_stream(futures::stream::empty::<
+            Result<Vec<u8>, std::io::Error>,
+        >()))
+        .send()
         .await
-        .expect(StatusCode::OK);
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let forced = Answer {
+        status: StatusCode::OK,
+        content_type: "application/json".into(),
+        json: resp.json().await.unwrap(),
+    };
     assert_eq!(
         forced.json,
         json!({"code": "Success", "message": "Sync has been successfully triggered for connector with id 'h.c'"})
     );
     assert!(forced.json.get("data").is_none());
     let during = s.connector("h.c").await;
-    assert!(
-        during["status"]["sync_state"] == "syncing" || during["succeeded_at"].is_string(),
-        "{during}"
-    );
+    assert_eq!(during["status"]["sync_state"], "syncing", "{during}");
+    assert!(during["succeeded_at"].is_null(), "{during}");
     let done = s.wait_synced("h.c", &Value::Null).await;
     assert!(is_timestamp(&done["succeeded_at"]), "{done}");
     assert_eq!(done["status"]["sync_state"], "scheduled");
@@ -726,6 +743,16 @@ async fn pause_schedule_and_the_scheduler() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_force_replaces_a_running_sync_and_plain_sync_keeps_it() {
     let s = start(false).await;
+    let refresh_events = || async {
+        s.service
+            .events(&sluice_repo::EventFilter {
+                hub: Some("h".parse().unwrap()),
+                types: vec![sluice_model::EventType::Refresh],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    };
     s.call(
         "POST",
         "/v1/connectors/h.c/sync",
@@ -734,21 +761,20 @@ async fn sync_force_replaces_a_running_sync_and_plain_sync_keeps_it() {
     .await
     .expect(StatusCode::OK);
     let running = s.connector("h.c").await;
-    if running["status"]["sync_state"] == "syncing" {
-        let kept = s
-            .call(
-                "POST",
-                "/v1/connectors/h.c/sync",
-                Some(json!({"force": false})),
-            )
-            .await
-            .expect(StatusCode::OK);
-        let message = kept.json["message"].as_str().unwrap();
-        assert!(
-            message.contains("already running") || message.contains("triggered"),
-            "{message}"
-        );
-    }
+    assert_eq!(running["status"]["sync_state"], "syncing", "{running}");
+    let kept = s
+        .call(
+            "POST",
+            "/v1/connectors/h.c/sync",
+            Some(json!({"force": false})),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        kept.json["message"],
+        "Sync is already running for connector with id 'h.c'"
+    );
+    assert_eq!(refresh_events().await.len(), 1, "nothing new was started");
     s.call(
         "POST",
         "/v1/connectors/h.c/sync",
@@ -758,6 +784,19 @@ async fn sync_force_replaces_a_running_sync_and_plain_sync_keeps_it() {
     .expect(StatusCode::OK);
     let done = s.wait_synced("h.c", &Value::Null).await;
     assert!(done["succeeded_at"].is_string(), "{done}");
+    let states: Vec<_> = refresh_events().await.iter().map(|e| e.state).collect();
+    assert_eq!(
+        states,
+        [
+            sluice_model::EventState::Done,
+            sluice_model::EventState::Canceled
+        ],
+        "the forced sync replaced the running one (newest first)"
+    );
+    assert!(
+        done["failed_at"].is_null(),
+        "a cancelled sync is not a failure"
+    );
     assert_eq!(
         s.query_i64("tgt.db", "SELECT count(*) FROM orders"),
         ORDERS as i64
@@ -819,9 +858,8 @@ async fn schema_config_resyncs_and_reload() {
         .await
         .expect(StatusCode::OK);
     let during = s.connector("h.c").await;
-    if during["status"]["sync_state"] == "syncing" {
-        assert_eq!(during["status"]["is_historical_sync"], true);
-    }
+    assert_eq!(during["status"]["sync_state"], "syncing", "{during}");
+    assert_eq!(during["status"]["is_historical_sync"], true, "{during}");
     let second = s.wait_synced("h.c", &Server::last_end(&first)).await;
     assert_eq!(
         s.query_i64("tgt.db", "SELECT count(*) FROM orders"),
