@@ -696,6 +696,19 @@ async fn pause_schedule_and_the_scheduler() {
         .await
         .expect(StatusCode::OK);
     assert_eq!(resumed.data()["status"]["sync_state"], "scheduled");
+    // Every change is audited, naming the key.
+    let audit = s
+        .service
+        .events(&sluice_repo::EventFilter {
+            hub: Some("h".parse().unwrap()),
+            types: vec![sluice_model::EventType::ConnectorChange],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert!(audit[0].user.starts_with("apikey:sk"), "{}", audit[0].user);
+    assert_eq!(audit[0].channel.as_ref().unwrap().as_str(), "c2");
 
     // The scheduler starts a due auto connector (never synced: due at once) and leaves manual
     // ones alone.

@@ -192,6 +192,9 @@ wire_enum!(
         UserChange => "User_Change",
         /// A user deleted.
         UserDelete => "User_Delete",
+        /// A connector's settings changed (pause, schedule, schema config) through the
+        /// Fivetran face or the dashboard.
+        ConnectorChange => "Connector_Change",
     }
 );
 

@@ -535,6 +535,32 @@ impl HubService {
         })
     }
 
+    /// Stores changed settings and posts a `Connector_Change` audit event naming the caller.
+    async fn store_settings(
+        &self,
+        settings: &ConnectorRecord,
+        what: &str,
+        body: Json,
+    ) -> Result<()> {
+        self.repo().put_connector(settings).await?;
+        let id = ConnectorId::new(settings.hub.clone(), settings.channel.clone());
+        self.repo()
+            .post_event(sluice_repo::NewEvent {
+                hub: settings.hub.clone(),
+                event_type: EventType::ConnectorChange,
+                user: self.user().to_owned(),
+                description: format!("connector {id}: {what} (by {})", self.user()),
+                channel: Some(settings.channel.clone()),
+                loc: None,
+                loc2: None,
+                job: None,
+                state: EventState::Done,
+                body,
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Every connector of `hub` (or of every hub), by hub and channel. Channels that are not
     /// connectors are left out.
     pub async fn list_connectors(&self, hub: Option<&HubName>) -> Result<Vec<Connector>> {
@@ -607,7 +633,12 @@ impl HubService {
         if let Some(p) = change.paused {
             settings.paused = p;
         }
-        self.repo().put_connector(&settings).await?;
+        let body = serde_json::json!({
+            "paused": change.paused, "schedule_type": change.schedule_type,
+            "sync_frequency": change.sync_frequency, "daily_sync_time": change.daily_sync_time,
+        });
+        self.store_settings(&settings, "settings changed", body)
+            .await?;
         self.view(r, settings).await
     }
 
@@ -1101,7 +1132,10 @@ impl HubService {
         }
         settings.schema_overlay = serde_json::to_value(&overlay)
             .map_err(|e| ServiceError::invalid(format!("schema settings: {e}")))?;
-        self.repo().put_connector(&settings).await?;
+        let body = serde_json::json!({"schema_overlay": settings.schema_overlay,
+            "schema_change_handling": settings.schema_change_handling});
+        self.store_settings(&settings, "schema config changed", body)
+            .await?;
         let r = self.resolve_connector(id).await?;
         self.schema_config_of(&r, &settings).await
     }
@@ -1206,7 +1240,10 @@ impl HubService {
         }
         settings.schema_overlay = serde_json::to_value(&overlay)
             .map_err(|e| ServiceError::invalid(format!("schema settings: {e}")))?;
-        self.repo().put_connector(&settings).await?;
+        let body = serde_json::json!({"reload": format!("{mode:?}"),
+            "schema_overlay": settings.schema_overlay});
+        self.store_settings(&settings, "schema reloaded", body)
+            .await?;
         let r = self.resolve_connector(id).await?;
         self.schema_config_of(&r, &settings).await
     }

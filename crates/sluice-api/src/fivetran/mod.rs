@@ -112,7 +112,7 @@ pub(crate) fn success(message: Option<String>, data: Option<Json>) -> Response {
     axum::Json(out).into_response()
 }
 
-/// One page of `items` (sorted by `key`) after `cursor`, at most `limit` (1..1000, default 100):
+/// One page of `items` (ordered by `key`) after `cursor`, at most `limit` (1..1000, default 100):
 /// `{"items": […], "next_cursor", "nextCursor"}`. Cursors are the key of the next page's first
 /// item, base64url-encoded.
 pub(crate) fn page<T>(
@@ -142,6 +142,8 @@ pub(crate) fn page<T>(
                 .ok_or_else(|| FivetranError::invalid(format!("cursor {c:?} is not valid")))?,
         ),
     };
+    let mut items = items;
+    items.sort_by_key(|i| key(i));
     let mut rest: Vec<T> = items
         .into_iter()
         .filter(|i| after.as_ref().is_none_or(|a| key(i) >= *a))
