@@ -1043,3 +1043,53 @@ fn hub_channel_and_job_administration_work_on_the_local_repository() {
         .code(2)
         .stderr(predicate::str::contains("channel shop does not exist"));
 }
+
+#[test]
+fn apikeys_are_created_listed_and_deleted() {
+    let env = Env::new();
+    let out = env
+        .sluice()
+        .args([
+            "--json",
+            "apikey",
+            "create",
+            "--level",
+            "ReadExecRefresh",
+            "--description",
+            "dagster",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let created: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap();
+    assert!(key.starts_with("sk") && secret.len() >= 40, "{created}");
+    assert_eq!(created["level"], "ReadExecRefresh");
+    let list = env
+        .sluice()
+        .args(["apikey", "list"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let list = String::from_utf8(list).unwrap();
+    assert!(list.contains(&key) && list.contains("dagster"), "{list}");
+    assert!(!list.contains(secret), "the secret is never shown again");
+    env.sluice()
+        .args(["apikey", "create", "--level", "Nope"])
+        .assert()
+        .failure();
+    env.sluice()
+        .args(["apikey", "delete", &key])
+        .assert()
+        .success();
+    env.sluice()
+        .args(["apikey", "delete", &key])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("does not exist"));
+}
