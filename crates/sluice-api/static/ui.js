@@ -46,12 +46,24 @@ document.addEventListener("submit", async (ev) => {
 
 // Re-reads the page and swaps in its parts marked data-refresh (the rows a change touched),
 // keeping the selected checkboxes; the page itself (and its live stream) stays.
+// Live updates applied so far: a page read while one arrives may predate it, so it is read again.
+let liveSeq = 0;
+
 async function refreshParts() {
   const parts = document.querySelectorAll("[data-refresh][id]");
   if (parts.length === 0) return;
-  const response = await fetch(window.location.href, { credentials: "same-origin" });
-  if (!response.ok) return;
-  const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+  let fresh = null;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const before = liveSeq;
+    const response = await fetch(window.location.href, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const text = await response.text();
+    if (liveSeq === before) {
+      fresh = new DOMParser().parseFromString(text, "text/html");
+      break;
+    }
+  }
+  if (!fresh) return;
   const checked = new Set(Array.from(document.querySelectorAll("input.sel:checked")).map((c) => c.value));
   parts.forEach((part) => {
     const next = fresh.getElementById(part.id);
@@ -95,6 +107,7 @@ function rowOf(data) {
 }
 
 function changed(row) {
+  liveSeq++;
   row.classList.remove("changed");
   void row.offsetWidth;
   row.classList.add("changed");
@@ -131,6 +144,7 @@ function startLive() {
     const data = JSON.parse(ev.data);
     const row = rowOf(data);
     if (!row) return;
+    row.dataset.lastEvent = data.ev_id;
     setField(row, "last_state", data.state, true);
     setField(row, "last_start", data.start);
     if (data.state === "ACTIVE") {

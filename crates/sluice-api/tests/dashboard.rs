@@ -839,13 +839,15 @@ async fn browser_login_sync_live_freeze_and_refusal() {
     b.wait_text("#selected-count", 5, |t| t == "0 selected")
         .await;
 
-    // Sync from the bulk action bar; the row turns DONE over SSE, without a reload.
-    b.click_on(&format!("{row} input.sel")).await;
-    b.wait_text("#selected-count", 5, |t| t == "1 selected")
-        .await;
-    b.click_on(r#"button[value="sync"]"#).await;
-    b.wait_text("#notice", 10, |t| t.contains("sync started"))
-        .await;
+    // A refresh started elsewhere (the REST API): only the live stream can tell the page, and
+    // the row turns DONE in place.
+    api(
+        &s,
+        "POST",
+        "/api/latest/hubs/hub1/channels/ch1/refresh",
+        json!({"source_loc": "src", "target_loc": "tgt"}),
+    )
+    .await;
     b.wait_text(&format!(r#"{row} [data-field="last_state"]"#), 60, |t| {
         t == "DONE"
     })
@@ -854,6 +856,42 @@ async fn browser_login_sync_live_freeze_and_refusal() {
         t == (ROWS + 2).to_string()
     })
     .await;
+    assert!(
+        !b.text_of(&format!(r#"{row} [data-field="last_success"]"#))
+            .await
+            .is_empty()
+    );
+
+    // Sync from the bulk action bar; the row turns DONE again, without a reload.
+    b.click_on(&format!("{row} input.sel")).await;
+    b.wait_text("#selected-count", 5, |t| t == "1 selected")
+        .await;
+    b.click_on(r#"button[value="sync"]"#).await;
+    let notice = b
+        .wait_text("#notice", 10, |t| t.contains("sync started"))
+        .await;
+    let ev = notice
+        .split("(event ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("the notice names the sync's event")
+        .to_owned();
+    // The row follows that event to DONE.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let probe = format!(
+        r#"const r = document.querySelector('{row}'); return [r.dataset.lastEvent, r.querySelector('[data-field="last_state"]').textContent];"#
+    );
+    loop {
+        let v = b.execute(&probe).await;
+        if v[0] == ev.as_str() && v[1] == "DONE" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the row did not follow event {ev}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         b.execute("return window.sluiceMarker;").await,
         json!("no reload"),

@@ -61,6 +61,11 @@ fn channel_row(c: ChannelOverview) -> ChannelRow {
             .as_ref()
             .map(|r| r.state.to_string())
             .unwrap_or_default(),
+        last_event: c
+            .last_refresh
+            .as_ref()
+            .map(|r| r.event.to_string())
+            .unwrap_or_default(),
         last_start: when(c.last_refresh.as_ref().map(|r| r.start)),
         last_success: when(c.last_success),
         last_failure,

@@ -137,6 +137,8 @@ pub(crate) struct ChannelRow {
     pub tables: usize,
     pub job_state: String,
     pub last_state: String,
+    /// The event of the newest refresh.
+    pub last_event: String,
     pub last_start: String,
     pub last_success: String,
     pub last_failure: String,
