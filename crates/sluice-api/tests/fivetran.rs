@@ -1010,4 +1010,12 @@ async fn setup_tests_fill_setup_tests_and_state() {
         s.connector("h.broken").await["status"]["setup_state"],
         "broken"
     );
+    // A sync of a connector whose source is down starts, fails, and moves failed_at.
+    s.call("POST", "/v1/connectors/h.broken/force", None)
+        .await
+        .expect(StatusCode::OK);
+    let failed = s.wait_synced("h.broken", &Value::Null).await;
+    assert!(is_timestamp(&failed["failed_at"]), "{failed}");
+    assert!(failed["succeeded_at"].is_null(), "{failed}");
+    assert_eq!(failed["status"]["sync_state"], "scheduled");
 }

@@ -726,14 +726,21 @@ impl HubService {
             ));
         }
         self.ensure_live(&id.hub).await?;
-        let config = self.schema_config_of(&r, &settings).await?;
-        let enabled: Vec<TableName> = config
-            .schemas
-            .values()
-            .filter(|s| s.enabled)
-            .flat_map(|s| s.tables.values())
-            .filter(|t| t.enabled)
-            .filter_map(|t| t.channel_table.clone())
+        // Which tables to copy follows from the channel and the settings alone: a sync never
+        // waits for (or fails on) introspecting the whole source; a source that is down fails
+        // the sync's job, which moves `failed_at`.
+        let overlay: Overlay =
+            serde_json::from_value(settings.schema_overlay.clone()).unwrap_or_default();
+        let in_channel = channel_tables(&r);
+        let enabled_in = |schema: &str, table: &str| {
+            let so = overlay.schemas.get(schema);
+            so.and_then(|s| s.enabled) != Some(false)
+                && so.and_then(|s| s.tables.get(table)).and_then(|t| t.enabled) != Some(false)
+        };
+        let enabled: Vec<TableName> = in_channel
+            .iter()
+            .filter(|((s, t), _)| enabled_in(s, t))
+            .map(|(_, (name, _))| name.clone())
             .collect();
         let (tables, mode, historical) = match &scope {
             SyncScope::Normal => (enabled, None, false),
@@ -741,18 +748,23 @@ impl HubService {
             SyncScope::Tables(wanted) => {
                 let mut tables = Vec::new();
                 for (schema, names) in wanted {
-                    let s = config.schemas.get(schema).ok_or_else(|| {
-                        ServiceError::not_found(format!("connector {id} has no schema {schema:?}"))
-                    })?;
                     for name in names {
-                        let t = s.tables.get(name).ok_or_else(|| {
-                            ServiceError::not_found(format!(
-                                "connector {id} has no table {name:?} in schema {schema:?}"
-                            ))
-                        })?;
-                        match (&t.channel_table, t.enabled && s.enabled) {
-                            (Some(ct), true) => tables.push(ct.clone()),
-                            _ => {
+                        match in_channel.get(&(schema.clone(), name.clone())) {
+                            Some((ct, _)) if enabled_in(schema, name) => tables.push(ct.clone()),
+                            found => {
+                                // Not synced: disabled, or not a table of the source at all.
+                                let exists = found.is_some()
+                                    || self
+                                        .schema_config_of(&r, &settings)
+                                        .await?
+                                        .schemas
+                                        .get(schema)
+                                        .is_some_and(|s| s.tables.contains_key(name));
+                                if !exists {
+                                    return Err(ServiceError::not_found(format!(
+                                        "connector {id} has no table {name:?} in schema {schema:?}"
+                                    )));
+                                }
                                 return Err(ServiceError::invalid(format!(
                                     "table {schema}.{name} of connector {id} is disabled; enable it first"
                                 )));
@@ -806,6 +818,11 @@ impl HubService {
             },
             parallel: None,
         };
+        let posted_before = self
+            .repo()
+            .job(&id.hub, &job)
+            .await?
+            .and_then(|j| j.last_event);
         // A cancelled run lets go of its job at its next cancel check; wait for that.
         let mut attempts = 0;
         loop {
@@ -835,7 +852,28 @@ impl HubService {
                 Err(e) if e.kind() == ServiceErrorKind::Conflict && attempts < 40 => {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == ServiceErrorKind::Conflict => return Err(e),
+                Err(e) => {
+                    // The sync was posted and failed while it was being planned (a database
+                    // down, a table missing): it ran, its event is FAILED and moved `failed_at`.
+                    let posted = self
+                        .repo()
+                        .job(&id.hub, &job)
+                        .await?
+                        .and_then(|j| j.last_event)
+                        .filter(|ev| Some(*ev) != posted_before);
+                    match posted {
+                        Some(event) => {
+                            tracing::info!(connector = %id, event = %event, error = %e, "sync failed at its start");
+                            return Ok(SyncOutcome {
+                                started: true,
+                                event,
+                                canceled,
+                            });
+                        }
+                        None => return Err(e),
+                    }
+                }
             }
         }
     }
@@ -944,20 +982,7 @@ impl HubService {
             serde_json::from_value(settings.schema_overlay.clone()).unwrap_or_default();
         let src_default = default_schema_name(&r.source);
         let tgt_default = default_schema_name(&r.target);
-        // Channel tables by (source schema, source table).
-        let mut in_channel: BTreeMap<(String, String), (TableName, String)> = BTreeMap::new();
-        for table in r.channel.tables.values() {
-            let s = physical_table(&r.channel, table, &r.source.name, None);
-            let t = physical_table(&r.channel, table, &r.target.name, None);
-            let schema = s
-                .schema
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_else(|| src_default.clone());
-            in_channel.insert(
-                (schema, s.name.as_str().to_owned()),
-                (table.name.clone(), t.name.as_str().to_owned()),
-            );
-        }
+        let in_channel = channel_tables(r);
         let mut schemas: BTreeSet<String> = in_channel.keys().map(|(s, _)| s.clone()).collect();
         schemas.insert(src_default.clone());
         schemas.extend(overlay.schemas.keys().cloned());
@@ -1443,6 +1468,25 @@ impl HubService {
             level: record.level,
         })
     }
+}
+
+/// The channel's tables by (source schema, source table), with their target table names.
+fn channel_tables(r: &Resolved) -> BTreeMap<(String, String), (TableName, String)> {
+    let src_default = default_schema_name(&r.source);
+    let mut out = BTreeMap::new();
+    for table in r.channel.tables.values() {
+        let s = physical_table(&r.channel, table, &r.source.name, None);
+        let t = physical_table(&r.channel, table, &r.target.name, None);
+        let schema = s
+            .schema
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_else(|| src_default.clone());
+        out.insert(
+            (schema, s.name.as_str().to_owned()),
+            (table.name.clone(), t.name.as_str().to_owned()),
+        );
+    }
+    out
 }
 
 fn push_action(channel: &mut Json, action: Json) {
