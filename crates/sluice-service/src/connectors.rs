@@ -1373,7 +1373,12 @@ impl HubService {
                 continue;
             }
             let id = ConnectorId::new(record.hub.clone(), record.channel.clone());
-            let connector = match self.get_connector(&id).await {
+            // The stored record is at hand: no settings write per tick.
+            let viewed = match self.resolve_connector(&id).await {
+                Ok(r) => self.view(r, record.clone()).await,
+                Err(e) => Err(e),
+            };
+            let connector = match viewed {
                 Ok(c) => c,
                 Err(e) if e.kind() == ServiceErrorKind::NotFound => continue,
                 Err(e) => {
