@@ -113,9 +113,41 @@ function changed(row) {
   row.classList.add("changed");
 }
 
+// Pages other than the channel list re-read their live parts when their hub (and channel) has
+// news, at most every half second.
+let pending = null;
+function refreshSoon() {
+  if (pending) return;
+  pending = setTimeout(async () => {
+    pending = null;
+    await refreshParts();
+  }, 500);
+}
+
+function startPageLive(marker) {
+  const hub = marker.dataset.hub;
+  const channel = marker.dataset.channel;
+  const source = new EventSource("/ui/live?hub=" + encodeURIComponent(hub));
+  const dot = document.getElementById("live-state");
+  source.onopen = () => dot && dot.classList.add("on");
+  source.onerror = () => dot && dot.classList.remove("on");
+  const news = (ev) => {
+    const data = JSON.parse(ev.data);
+    if (!channel || data.channel === channel) refreshSoon();
+  };
+  source.addEventListener("job", news);
+  source.addEventListener("refresh", news);
+  source.addEventListener("lag", refreshSoon);
+}
+
 function startLive() {
+  if (!window.EventSource) return;
   const table = document.getElementById("channels");
-  if (!table || !window.EventSource) return;
+  const marker = document.getElementById("live-hub");
+  if (!table) {
+    if (marker) startPageLive(marker);
+    return;
+  }
   const hub = table.dataset.hub;
   const source = new EventSource("/ui/live" + (hub ? "?hub=" + encodeURIComponent(hub) : ""));
   const dot = document.getElementById("live-state");

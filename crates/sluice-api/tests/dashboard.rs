@@ -946,8 +946,31 @@ async fn browser_login_sync_live_freeze_and_refusal() {
     b.click_on("#unfreeze").await;
     b.wait_text("#hub-state", 10, |t| t == "LIVE").await;
 
-    // Jobs and events, with the event log.
+    // Jobs and events: a refresh started elsewhere appears and finishes in place.
     b.goto(&format!("{}/ui/hubs/hub1/jobs", s.base)).await;
+    b.find("#live-state.on").await;
+    let count = "return document.querySelectorAll('#event-rows tr').length;";
+    let before = b.execute(count).await.as_u64().unwrap();
+    b.execute("window.sluiceMarker = 'jobs page'; return null;")
+        .await;
+    api(
+        &s,
+        "POST",
+        "/api/latest/hubs/hub1/channels/ch1/refresh",
+        json!({"source_loc": "src", "target_loc": "tgt"}),
+    )
+    .await;
+    b.wait_script(
+        "const r = document.querySelector('#event-rows tr'); \
+         return [document.querySelectorAll('#event-rows tr').length, r.querySelector('.state').textContent];",
+        60,
+        |v| v[0].as_u64() > Some(before) && v[1] == "DONE",
+    )
+    .await;
+    assert_eq!(
+        b.execute("return window.sluiceMarker;").await,
+        json!("jobs page")
+    );
     b.click_on("#events tbody tr a").await;
     b.find("#event-log").await;
     b.screenshot("08-event").await;

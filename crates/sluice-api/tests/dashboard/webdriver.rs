@@ -256,6 +256,30 @@ impl Browser {
         .await
     }
 
+    /// Waits up to `seconds` until the value of `script` satisfies `ok`; returns it.
+    pub async fn wait_script(
+        &self,
+        script: &str,
+        seconds: u64,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let v = self.execute(script).await;
+            if ok(&v) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let shot = self.screenshot("wait-failed").await;
+                panic!(
+                    "{script:?} still gives {v} after {seconds} s (screenshot {})",
+                    shot.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits up to `seconds` until the text of `css` satisfies `ok`; returns it.
     pub async fn wait_text(&self, css: &str, seconds: u64, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(seconds);
