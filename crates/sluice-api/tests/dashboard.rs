@@ -980,6 +980,21 @@ async fn browser_login_sync_live_freeze_and_refusal() {
     b.find("#login-form").await;
     b.goto(&format!("{}/ui/channels", s.base)).await;
     assert!(b.url().await.contains("/ui/login"));
+
+    // A ReadOnly user sees the hub but its freeze is refused, with the level it needs.
+    b.send_keys(&b.find("#username").await, "viewer").await;
+    b.send_keys(&b.find("#password").await, VIEWER_PASSWORD)
+        .await;
+    b.click_on("#login").await;
+    b.find(row).await;
+    b.goto(&format!("{}/ui/hubs/hub1", s.base)).await;
+    b.click_on("#freeze").await;
+    let refusal = b.wait_text("#refusal", 10, |t| !t.is_empty()).await;
+    assert_eq!(
+        refusal,
+        "refused: freezing a hub needs HubOwner access; user viewer has ReadOnly"
+    );
+    b.screenshot("09-refused-read-only").await;
     b.quit().await;
     println!(
         "dashboard screenshots in {}",
