@@ -27,7 +27,7 @@ pub use plan::{
     plan_refresh,
 };
 pub use progress::{Progress, ProgressSink};
-pub use refresh::{RefreshReport, RefreshState, run_refresh};
+pub use refresh::{CommitGate, RefreshReport, RefreshState, run_refresh, run_refresh_gated};
 
 /// An error in the work on one table.
 #[derive(Debug, thiserror::Error)]

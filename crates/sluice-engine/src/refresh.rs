@@ -62,6 +62,12 @@ pub struct RefreshReport {
     pub error: Option<EngineError>,
 }
 
+/// Asked right before a table's write commits, after every row is written: `false` abandons the
+/// table as cancelled (and fires the run's cancel token). The caller uses it to see a cancel that
+/// was recorded elsewhere (by another process) and has not reached the cancel token yet, so that a
+/// refresh cancelled before its commit never commits.
+pub type CommitGate = Arc<dyn Fn() -> futures::future::BoxFuture<'static, bool> + Send + Sync>;
+
 /// Refreshes the planned tables one after another. A table that fails does not stop the others; each
 /// is atomic on its own.
 pub async fn run_refresh(
@@ -72,18 +78,36 @@ pub async fn run_refresh(
     progress: ProgressSink,
     cancel: CancellationToken,
 ) -> Vec<RefreshReport> {
+    run_refresh_gated(source, target, plans, options, progress, cancel, None).await
+}
+
+/// [`run_refresh`] asking `gate` before each table commits.
+pub async fn run_refresh_gated(
+    source: Arc<dyn Connector>,
+    target: Arc<dyn Connector>,
+    plans: Vec<RefreshTablePlan>,
+    options: RefreshOptions,
+    progress: ProgressSink,
+    cancel: CancellationToken,
+    gate: Option<CommitGate>,
+) -> Vec<RefreshReport> {
     let parallel = options.parallel.max(1);
     let tables = plans.into_iter().map(|plan| {
         let (source, target) = (Arc::clone(&source), Arc::clone(&target));
         let (progress, cancel) = (progress.clone(), cancel.clone());
+        let gate = gate.clone();
         async move {
+            let stop = Stop {
+                cancel: &cancel,
+                gate: gate.as_ref(),
+            };
             let report = refresh_table(
                 source.as_ref(),
                 target.as_ref(),
                 &plan,
                 &options,
                 &progress,
-                &cancel,
+                &stop,
             )
             .await;
             progress.send(Progress::Finished {
@@ -101,6 +125,30 @@ pub async fn run_refresh(
         .await
 }
 
+/// When a table must stop: its run's cancel token, and the gate asked before it commits.
+struct Stop<'a> {
+    cancel: &'a CancellationToken,
+    gate: Option<&'a CommitGate>,
+}
+
+impl Stop<'_> {
+    /// Whether the table may commit now.
+    async fn may_commit(&self) -> bool {
+        if self.cancel.is_cancelled() {
+            return false;
+        }
+        let Some(gate) = self.gate else {
+            return true;
+        };
+        if gate().await {
+            true
+        } else {
+            self.cancel.cancel();
+            false
+        }
+    }
+}
+
 struct Moved {
     rows: u64,
     bytes: u64,
@@ -114,7 +162,7 @@ async fn refresh_table(
     plan: &RefreshTablePlan,
     options: &RefreshOptions,
     progress: &ProgressSink,
-    cancel: &CancellationToken,
+    stop: &Stop<'_>,
 ) -> RefreshReport {
     let started = Instant::now();
     let total_rows = if options.count_first {
@@ -139,7 +187,7 @@ async fn refresh_table(
         created: false,
     };
     let outcome = match &plan.apply {
-        PlannedApply::Load => copy(source, target, plan, progress, cancel, &mut moved).await,
+        PlannedApply::Load => copy(source, target, plan, progress, stop, &mut moved).await,
         PlannedApply::Rowwise { target_read, apply } => {
             rowwise(
                 source,
@@ -148,7 +196,7 @@ async fn refresh_table(
                 target_read,
                 *apply,
                 progress,
-                cancel,
+                stop,
                 &mut moved,
             )
             .await
@@ -182,9 +230,10 @@ async fn copy(
     target: &dyn Connector,
     plan: &RefreshTablePlan,
     progress: &ProgressSink,
-    cancel: &CancellationToken,
+    stop: &Stop<'_>,
     moved: &mut Moved,
 ) -> Result<(), ConnectorError> {
+    let cancel = stop.cancel;
     if cancel.is_cancelled() {
         return Err(ConnectorError::cancelled());
     }
@@ -194,7 +243,7 @@ async fn copy(
         && let Some(format) = write.raw_format()
         && source_reader.raw_format(&plan.read).as_ref() == Some(&format)
     {
-        return copy_raw(source_reader, write, plan, progress, cancel, moved).await;
+        return copy_raw(source_reader, write, plan, progress, stop, moved).await;
     }
     let snapshot = match source_reader.read(plan.read.clone()).await {
         Ok(snapshot) => snapshot,
@@ -227,7 +276,7 @@ async fn copy(
             bytes: moved.bytes,
         });
     }
-    if cancel.is_cancelled() {
+    if !stop.may_commit().await {
         return abandon(write, ConnectorError::cancelled()).await;
     }
     let summary = write.commit().await?;
@@ -243,9 +292,10 @@ async fn copy_raw(
     mut write: Box<dyn TableWriter>,
     plan: &RefreshTablePlan,
     progress: &ProgressSink,
-    cancel: &CancellationToken,
+    stop: &Stop<'_>,
     moved: &mut Moved,
 ) -> Result<(), ConnectorError> {
+    let cancel = stop.cancel;
     let raw = match source.read_raw(plan.read.clone()).await {
         Ok(raw) => raw,
         Err(error) => return abandon(write, error).await,
@@ -276,7 +326,7 @@ async fn copy_raw(
             });
         }
     }
-    if cancel.is_cancelled() {
+    if !stop.may_commit().await {
         return abandon(write, ConnectorError::cancelled()).await;
     }
     let summary = write.commit().await?;
@@ -315,9 +365,10 @@ async fn rowwise(
     target_read: &sluice_connector::ReadRequest,
     apply: RowwiseApply,
     progress: &ProgressSink,
-    cancel: &CancellationToken,
+    stop: &Stop<'_>,
     moved: &mut Moved,
 ) -> Result<(), ConnectorError> {
+    let cancel = stop.cancel;
     if cancel.is_cancelled() {
         return Err(ConnectorError::cancelled());
     }
@@ -339,7 +390,7 @@ async fn rowwise(
     if let Err(error) = outcome {
         return abandon(write, error).await;
     }
-    if cancel.is_cancelled() {
+    if !stop.may_commit().await {
         return abandon(write, ConnectorError::cancelled()).await;
     }
     let summary = write.commit().await?;

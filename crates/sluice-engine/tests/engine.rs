@@ -13,7 +13,7 @@ use sluice_connector::{ErrorKind, WriteStrategy};
 use sluice_engine::plan::{RefreshMode, RowwiseApply};
 use sluice_engine::{
     CompareOptions, CompareState, Granularity, ProgressSink, RefreshOptions, RefreshState,
-    TableSpec, plan_compare, plan_refresh, run_compare, run_refresh,
+    TableSpec, plan_compare, plan_refresh, run_compare, run_refresh, run_refresh_gated,
 };
 use sluice_model::{BatchLimits, ColumnName, DataType, TableName, TableSchema, Value};
 use tokio_util::sync::CancellationToken;
@@ -190,6 +190,62 @@ async fn a_cancelled_refresh_leaves_the_target_as_it_was() {
         ErrorKind::Cancelled
     );
     assert_eq!(target.rows(&table("orders")).unwrap(), rows(3, "old"));
+}
+
+#[tokio::test]
+async fn a_closed_commit_gate_leaves_the_target_as_it_was() {
+    // A cancel recorded elsewhere, seen only by the gate asked right before the commit: every row
+    // is written, nothing is committed, and the run's cancel token fires for the other tables.
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    source.put_table(orders_schema("orders", DataType::Int64), rows(100, "new"));
+    target.put_table(orders_schema("orders", DataType::Int64), rows(3, "old"));
+    let asked = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = Arc::clone(&asked);
+    let gate: sluice_engine::CommitGate = Arc::new(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async { false })
+    });
+    let opts = options(WriteStrategy::TruncateLoad, 20);
+    let plans = plan_refresh(&[spec("orders")], &source, &target, &opts)
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let reports = run_refresh_gated(
+        Arc::new(source.clone()),
+        Arc::new(target.clone()),
+        plans,
+        opts,
+        ProgressSink::none(),
+        cancel.clone(),
+        Some(gate),
+    )
+    .await;
+    assert_eq!(reports[0].state, RefreshState::Canceled);
+    assert_eq!(
+        reports[0].source_rows, 100,
+        "every row was read before the gate"
+    );
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(cancel.is_cancelled());
+    assert_eq!(target.rows(&table("orders")).unwrap(), rows(3, "old"));
+
+    // An open gate commits.
+    let gate: sluice_engine::CommitGate = Arc::new(|| Box::pin(async { true }));
+    let plans = plan_refresh(&[spec("orders")], &source, &target, &opts)
+        .await
+        .unwrap();
+    let reports = run_refresh_gated(
+        Arc::new(source.clone()),
+        Arc::new(target.clone()),
+        plans,
+        opts,
+        ProgressSink::none(),
+        CancellationToken::new(),
+        Some(gate),
+    )
+    .await;
+    assert_eq!(reports[0].state, RefreshState::Done);
+    assert_eq!(target.rows(&table("orders")).unwrap(), rows(100, "new"));
 }
 
 #[tokio::test]

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use sluice_connector::{Connector, PlannedStatement, WriteStrategy};
 use sluice_engine::plan::{RefreshMode, RowwiseApply};
 use sluice_engine::{
-    CompareOptions, CompareState, CompareTablePlan, EngineError, Granularity, Progress,
+    CommitGate, CompareOptions, CompareState, CompareTablePlan, EngineError, Granularity, Progress,
     ProgressSink, RefreshOptions, RefreshState, RefreshTablePlan, RowDiff, TableSpec, plan_compare,
-    plan_refresh, run_compare, run_refresh,
+    plan_refresh, run_compare, run_refresh_gated,
 };
 use sluice_model::definition::{Channel, Location, PropValue, physical_table};
 use sluice_model::event::table_state;
@@ -1060,13 +1060,46 @@ impl HubService {
             )],
         )
         .await?;
-        let report = run_refresh(
+        // Right before the table commits, look at the event once more: a cancel from another
+        // process reaches the cancel token only at the watcher's next look, and a refresh
+        // cancelled before its commit must leave the target as it was.
+        let gate: CommitGate = {
+            let (repo, hub) = (self.repository(), hub.clone());
+            Arc::new(move || {
+                let (repo, hub) = (repo.clone(), hub.clone());
+                Box::pin(async move {
+                    let filter = sluice_repo::EventFilter {
+                        hub: Some(hub),
+                        ids: vec![event],
+                        ..Default::default()
+                    };
+                    // A passing repository error is retried; if the state stays unknown, the
+                    // table does not commit what may have been cancelled.
+                    for _ in 0..3 {
+                        match repo.events(&filter).await {
+                            Ok(found) => {
+                                return found
+                                    .first()
+                                    .is_some_and(|e| e.state == EventState::Active);
+                            }
+                            Err(error) => {
+                                tracing::warn!(event = %event, error = %error, "cannot read the event before a commit; retrying");
+                                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                            }
+                        }
+                    }
+                    false
+                })
+            })
+        };
+        let report = run_refresh_gated(
             source.clone(),
             target.clone(),
             vec![plan],
             options,
             progress.clone(),
             cancel.clone(),
+            Some(gate),
         )
         .await
         .remove(0);
