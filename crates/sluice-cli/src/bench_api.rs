@@ -124,15 +124,17 @@ fn source_has(path: &Path, rows: i64) -> bool {
 }
 
 /// A fresh database on a PostgreSQL server, dropped by [`PgDatabase::drop_db`].
-struct PgDatabase {
+pub(crate) struct PgDatabase {
     admin_url: String,
-    name: String,
-    spec: String,
+    /// The database's name.
+    pub(crate) name: String,
+    /// Its URL, for `--repo`-style specs.
+    pub(crate) spec: String,
 }
 
 impl PgDatabase {
-    /// `postgres://USER@HOST:PORT[/DB][?…]` → a new database `sluice_bench_api_…` on that server.
-    async fn create(url: &str) -> Result<PgDatabase> {
+    /// `postgres://USER@HOST:PORT[/DB][?…]` → a new database `<prefix>_<pid>_<ms>` there.
+    pub(crate) async fn create(url: &str, prefix: &str) -> Result<PgDatabase> {
         let (base, query) = match url.split_once('?') {
             Some((b, q)) => (b, format!("?{q}")),
             None => (url, String::new()),
@@ -149,7 +151,7 @@ impl PgDatabase {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or_default();
-        let name = format!("sluice_bench_api_{}_{stamp}", std::process::id());
+        let name = format!("{prefix}_{}_{stamp}", std::process::id());
         let db = PgDatabase {
             admin_url: format!("{server}/postgres{query}"),
             spec: format!("{server}/{name}{query}"),
@@ -160,9 +162,17 @@ impl PgDatabase {
     }
 
     async fn admin(&self, sql: &str) -> Result<()> {
-        let (client, conn) = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls)
+        let connect = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls);
+        let (client, conn) = tokio::time::timeout(Duration::from_secs(10), connect)
             .await
-            .context("cannot connect to the PostgreSQL server of --repo")?;
+            .map_err(|_| anyhow!("no answer within 10 s"))
+            .and_then(|c| c.map_err(anyhow::Error::from))
+            .with_context(|| {
+                format!(
+                    "PostgreSQL is unreachable at {} (start it with scripts/services)",
+                    self.admin_url
+                )
+            })?;
         let conn = tokio::spawn(conn);
         let done = client.batch_execute(sql).await;
         drop(client);
@@ -170,7 +180,7 @@ impl PgDatabase {
         done.with_context(|| format!("PostgreSQL refused {sql:?}"))
     }
 
-    async fn drop_db(&self) -> Result<()> {
+    pub(crate) async fn drop_db(&self) -> Result<()> {
         self.admin(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             self.name
@@ -616,7 +626,7 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
     let target = work.path().join("target.db");
     let pg = match &args.repo {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Some(PgDatabase::create(url).await?)
+            Some(PgDatabase::create(url, "sluice_bench_api").await?)
         }
         Some(other) => bail!("--repo: expected postgres://USER@HOST:PORT, got {other:?}"),
         None => None,

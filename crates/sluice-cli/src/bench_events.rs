@@ -51,6 +51,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::bench::BenchArgs;
+use crate::bench_api::PgDatabase;
 use crate::output::{table, thousands};
 use crate::{Global, Outcome};
 
@@ -161,70 +162,6 @@ fn pg_server() -> String {
 /// The NATS server of the reference (`$SLUICE_TEST_NATS`, as the tests).
 fn nats_server() -> String {
     std::env::var("SLUICE_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
-
-/// A fresh database on a PostgreSQL server, dropped by [`PgDatabase::drop_db`].
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-    spec: String,
-}
-
-impl PgDatabase {
-    /// `postgres://USER@HOST:PORT[/DB][?…]` → a new database `sluice_bench_events_…` there.
-    async fn create(url: &str) -> Result<PgDatabase> {
-        let (base, query) = match url.split_once('?') {
-            Some((b, q)) => (b, format!("?{q}")),
-            None => (url, String::new()),
-        };
-        let scheme_end = base
-            .find("://")
-            .map(|i| i + 3)
-            .with_context(|| format!("SLUICE_TEST_PG={url:?} is not a postgres:// URL"))?;
-        let server = match base[scheme_end..].find('/') {
-            Some(i) => &base[..scheme_end + i],
-            None => base,
-        };
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default();
-        let name = format!("sluice_bench_events_{}_{stamp}", std::process::id());
-        let db = PgDatabase {
-            admin_url: format!("{server}/postgres{query}"),
-            spec: format!("{server}/{name}{query}"),
-            name,
-        };
-        db.admin(&format!("CREATE DATABASE {}", db.name)).await?;
-        Ok(db)
-    }
-
-    async fn admin(&self, sql: &str) -> Result<()> {
-        let connect = tokio_postgres::connect(&self.admin_url, tokio_postgres::NoTls);
-        let (client, conn) = tokio::time::timeout(Duration::from_secs(10), connect)
-            .await
-            .map_err(|_| anyhow!("no answer within 10 s"))
-            .and_then(|c| c.map_err(anyhow::Error::from))
-            .with_context(|| {
-                format!(
-                    "PostgreSQL is unreachable at {} (start it with scripts/services, or set SLUICE_TEST_PG)",
-                    self.admin_url
-                )
-            })?;
-        let conn = tokio::spawn(conn);
-        let done = client.batch_execute(sql).await;
-        drop(client);
-        let _ = conn.await;
-        done.with_context(|| format!("PostgreSQL refused {sql:?}"))
-    }
-
-    async fn drop_db(&self) -> Result<()> {
-        self.admin(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .await
-    }
 }
 
 /// The hub server with its event hub, on its own runtime.
@@ -1320,7 +1257,7 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
     // reqwest is built without a crypto provider of its own (plain HTTP needs none to run).
     let _ = rustls::crypto::ring::default_provider().install_default();
     // Both servers are needed: find out before measuring anything.
-    let pg = PgDatabase::create(&pg_server()).await?;
+    let pg = PgDatabase::create(&pg_server(), "sluice_bench_events").await?;
     let nats = match Nats::connect(&nats_server()).await {
         Ok(n) => n,
         Err(e) => {
