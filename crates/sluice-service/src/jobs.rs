@@ -768,15 +768,8 @@ impl HubService {
                 }
                 n = n.wrapping_add(1);
                 if !n.is_multiple_of(beats_every) {
-                    let filter = sluice_repo::EventFilter {
-                        hub: Some(hub.clone()),
-                        ids: vec![event],
-                        ..Default::default()
-                    };
-                    if let Ok(found) = service.repo().events(&filter).await
-                        && found
-                            .first()
-                            .is_some_and(|e| e.state == EventState::Canceled)
+                    if let Ok(Some(EventState::Canceled)) =
+                        event_state(service.repo(), &hub, event).await
                     {
                         tracing::info!(job = %heartbeat_job, "the event was cancelled; stopping");
                         job_cancel.cancel();
@@ -1068,20 +1061,11 @@ impl HubService {
             Arc::new(move || {
                 let (repo, hub) = (repo.clone(), hub.clone());
                 Box::pin(async move {
-                    let filter = sluice_repo::EventFilter {
-                        hub: Some(hub),
-                        ids: vec![event],
-                        ..Default::default()
-                    };
                     // A passing repository error is retried; if the state stays unknown, the
                     // table does not commit what may have been cancelled.
                     for _ in 0..3 {
-                        match repo.events(&filter).await {
-                            Ok(found) => {
-                                return found
-                                    .first()
-                                    .is_some_and(|e| e.state == EventState::Active);
-                            }
+                        match event_state(repo.as_ref(), &hub, event).await {
+                            Ok(state) => return state == Some(EventState::Active),
                             Err(error) => {
                                 tracing::warn!(event = %event, error = %error, "cannot read the event before a commit; retrying");
                                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -1459,4 +1443,18 @@ fn result(table: &TableName, name: ResultName, value: &str) -> EventResult {
         name,
         value: value.to_owned(),
     }
+}
+
+/// The state of `event` as the repository has it now (`None`: no such event in `hub`).
+async fn event_state(
+    repo: &dyn sluice_repo::Repository,
+    hub: &HubName,
+    event: EventId,
+) -> sluice_repo::Result<Option<EventState>> {
+    let filter = sluice_repo::EventFilter {
+        hub: Some(hub.clone()),
+        ids: vec![event],
+        ..Default::default()
+    };
+    Ok(repo.events(&filter).await?.first().map(|e| e.state))
 }
