@@ -188,3 +188,25 @@ impl<'de> Deserialize<'de> for Flag {
 pub fn read_level() -> AccessLevel {
     AccessLevel::ReadOnly
 }
+
+impl utoipa::PartialSchema for Flag {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .enum_values(Some([0, 1])),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["true", "false", "1", "0"])),
+            )
+            .description(Some("a boolean: true, false, 0, 1, \"true\" or \"false\""))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Flag {}

@@ -4,7 +4,8 @@
 //!   client scripts work unchanged, plus sluice's users API and dry runs.
 //! * `ui/`: the web dashboard under `/ui` (server-rendered pages, cookie session, live updates).
 //! * `fivetran/`: the Fivetran-compatible `/v1/…` face over connectors (HTTP Basic API keys).
-//! * `/health`, `/metrics` (Prometheus text), `/openapi.json` (every route, from [`routes::ROUTES`]).
+//! * `/health`, `/metrics` (Prometheus text), `/openapi.json` (every route with its access level,
+//!   request body and answers: [`routes::document`]).
 //!
 //! Handlers are thin: they check the caller's level, turn wire JSON into service calls and service
 //! results into wire JSON. Only [`error`] maps errors to HTTP. Any `/api/{version}/…` path (a
@@ -18,6 +19,7 @@ mod fivetran;
 mod hvr;
 mod metrics;
 pub mod routes;
+mod shapes;
 mod ui;
 
 use std::sync::Arc;

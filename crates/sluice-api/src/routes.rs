@@ -1,668 +1,1304 @@
-//! Every route the server answers, with the access level it needs: the source of
-//! `GET /openapi.json` (a test checks each entry reaches a handler).
+//! Every route of the API with the access level it needs, its request body and its answers: the
+//! OpenAPI 3.1 document `GET /openapi.json` serves, built with utoipa from the wire types.
+//!
+//! Each operation names the Rust type of its body and of each answer; their schemas come from
+//! `#[derive(ToSchema)]` on the request structs the handlers parse and on the shape types of
+//! [`crate::shapes`], `hvr::shapes` and `fivetran::shapes` that describe the JSON handlers build.
+//! `tests/openapi.rs` checks that every operation reaches a handler, that every route of the
+//! router is documented, and that real answers validate against these schemas.
+//!
+//! HVR paths are documented as `/api/latest/…`; any `/api/{version}/…` reaches the same handlers.
+//! Every `/v1/connectors/…` route also exists as `/v1/connections/…` (both are documented) and
+//! every `/v1` route also with a trailing `/` (not documented).
 
-use axum::Json;
-use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
-/// `(method, path, level needed, summary)`; `{v}` stands for any API version.
-pub const ROUTES: &[(&str, &str, &str, &str)] = &[
-    (
-        "POST",
-        "/auth/v1/password",
-        "",
-        "Log in: a JWT access token (900 s) and, with refresh=token, a refresh token",
-    ),
-    (
-        "POST",
-        "/auth/v1/refresh",
-        "",
-        "Trade a refresh token for new tokens (the old one stops working)",
-    ),
-    ("POST", "/auth/v1/revoke", "", "End a refresh token"),
-    ("GET", "/api", "", "Supported API versions"),
-    ("GET", "/health", "", "Liveness and repository reachability"),
-    ("GET", "/metrics", "", "Prometheus metrics"),
-    ("GET", "/openapi.json", "", "This description"),
-    (
-        "GET",
-        "/topics",
-        "any",
-        "Event hub topics the caller may read",
-    ),
-    (
-        "POST",
-        "/topics",
-        "ReadWrite",
-        "Create a topic {name, description, schema, retention, grants}",
-    ),
-    ("GET", "/topics/{topic}", "read grant", "One topic"),
-    (
-        "PUT",
-        "/topics/{topic}",
-        "ReadWrite",
-        "Replace a topic's spec (a changed schema is a new version)",
-    ),
-    (
-        "DELETE",
-        "/topics/{topic}",
-        "ReadWrite",
-        "Delete a topic (?force=true when it holds events)",
-    ),
-    (
-        "GET",
-        "/topics/{topic}/schemas",
-        "read grant",
-        "Every schema version of a topic",
-    ),
-    (
-        "POST",
-        "/events",
-        "publish grant",
-        "Publish one event or a batch {topic, routing_key, payload, id?}",
-    ),
-    (
-        "GET",
-        "/events/{topic}/stream",
-        "read grant",
-        "Live SSE stream (?routing_key=, ?after=, Last-Event-ID)",
-    ),
-    (
-        "GET",
-        "/events/{topic}/ws",
-        "read grant",
-        "Live WebSocket stream (same semantics as SSE)",
-    ),
-    (
-        "GET",
-        "/events/{topic}/history",
-        "read grant",
-        "History by pattern and time with cursors",
-    ),
-    (
-        "GET",
-        "/events/{topic}/export",
-        "read grant",
-        "Export as JSON Lines or CSV",
-    ),
-    (
-        "GET",
-        "/events/{topic}/last",
-        "read grant",
-        "The newest event per matching routing key",
-    ),
-    ("GET", "/api/{v}/hubserver/clock", "any", "Server time"),
-    ("GET", "/api/{v}/users", "SysAdmin", "List users"),
-    (
-        "POST",
-        "/api/{v}/users",
-        "SysAdmin",
-        "Create a user {user, level, password}",
-    ),
-    (
-        "GET",
-        "/api/{v}/users/{user}",
-        "SysAdmin or self",
-        "One user",
-    ),
-    (
-        "PATCH",
-        "/api/{v}/users/{user}",
-        "SysAdmin (self: password only)",
-        "Change a user's level or password",
-    ),
-    (
-        "DELETE",
-        "/api/{v}/users/{user}",
-        "SysAdmin",
-        "Delete a user",
-    ),
-    ("GET", "/api/{v}/hubs", "any", "List hubs"),
-    ("POST", "/api/{v}/hubs", "SysAdmin", "Create a hub"),
-    ("GET", "/api/{v}/hubs/{hub}", "ReadOnly", "One hub"),
-    (
-        "DELETE",
-        "/api/{v}/hubs/{hub}",
-        "HubOwner",
-        "Delete a hub and everything in it",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/freeze",
-        "HubOwner",
-        "Freeze: no job starts, the scheduler stops",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/unfreeze",
-        "HubOwner",
-        "Unfreeze",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/props",
-        "ReadOnly",
-        "Hub properties (?fetch=…)",
-    ),
-    (
-        "PATCH",
-        "/api/{v}/hubs/{hub}/props",
-        "HubOwner",
-        "Set hub properties (null deletes)",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/query/status",
-        "ReadOnly",
-        "Hub state",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/definition",
-        "ReadOnly",
-        "Export definitions (secrets left out)",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/definition/import",
-        "ReadWrite",
-        "Apply a list of changes atomically",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/definition/channels",
-        "ReadOnly",
-        "List channels (?fetch=…)",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/definition/channels",
-        "ReadWrite",
-        "Create a channel",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}",
-        "ReadOnly",
-        "One channel",
-    ),
-    (
-        "PUT",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}",
-        "ReadWrite",
-        "Add or replace a channel",
-    ),
-    (
-        "PATCH",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}",
-        "ReadWrite",
-        "Change a channel's description",
-    ),
-    (
-        "DELETE",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}",
-        "ReadWrite",
-        "Delete a channel",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/tables",
-        "ReadOnly",
-        "List tables",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/tables",
-        "ReadWrite",
-        "Add a table",
-    ),
-    (
-        "PATCH",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/tables",
-        "ReadWrite",
-        "Add or replace several tables",
-    ),
-    (
-        "PUT",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/tables",
-        "ReadWrite",
-        "Replace the table list",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/tables_delete",
-        "ReadWrite",
-        "Delete tables",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/tables/{table}",
-        "ReadOnly",
-        "One table",
-    ),
-    (
-        "PUT",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/tables/{table}",
-        "ReadWrite",
-        "Add or replace a table",
-    ),
-    (
-        "PATCH",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/tables/{table}",
-        "ReadWrite",
-        "Change base_name / table_group",
-    ),
-    (
-        "DELETE",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/tables/{table}",
-        "ReadWrite",
-        "Delete a table",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/tables/{table}/cols",
-        "ReadOnly",
-        "A table's columns",
-    ),
-    (
-        "PATCH",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/tables/{table}/cols",
-        "ReadWrite",
-        "Add or replace columns",
-    ),
-    (
-        "PUT",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/tables/{table}/cols",
-        "ReadWrite",
-        "Replace the columns",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/loc_groups",
-        "ReadOnly",
-        "Location groups",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/loc_groups",
-        "ReadWrite",
-        "Add a location group",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/loc_groups/{group}",
-        "ReadOnly",
-        "One location group",
-    ),
-    (
-        "PUT",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/loc_groups/{group}",
-        "ReadWrite",
-        "Add or replace a location group",
-    ),
-    (
-        "DELETE",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/loc_groups/{group}",
-        "ReadWrite",
-        "Delete a location group",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/loc_groups/{group}/members",
-        "ReadOnly",
-        "Members",
-    ),
-    (
-        "PATCH",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/loc_groups/{group}/members",
-        "ReadWrite",
-        "Add members (moved from other groups)",
-    ),
-    (
-        "PUT",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/loc_groups/{group}/members",
-        "ReadWrite",
-        "Replace members",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/actions",
-        "ReadOnly",
-        "Actions (an array; ?action_type=…)",
-    ),
-    (
-        "PATCH",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/actions",
-        "ReadWrite",
-        "Append actions",
-    ),
-    (
-        "PUT",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/actions",
-        "ReadWrite",
-        "Replace the action list",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/definition/channels/{channel}/actions_delete",
-        "ReadWrite",
-        "Delete actions by exact match",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/definition/locs",
-        "ReadOnly",
-        "List locations (?fetch=loc_props)",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/definition/locs",
-        "ReadWrite",
-        "Create a location (passwords stored encrypted)",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/definition/locs/{loc}",
-        "ReadOnly",
-        "One location (secrets left out)",
-    ),
-    (
-        "PUT",
-        "/api/{v}/hubs/{hub}/definition/locs/{loc}",
-        "ReadWrite",
-        "Add or replace a location",
-    ),
-    (
-        "DELETE",
-        "/api/{v}/hubs/{hub}/definition/locs/{loc}",
-        "ReadWrite",
-        "Delete a location",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/definition/locs/{loc}/props",
-        "ReadOnly",
-        "A location's properties",
-    ),
-    (
-        "PATCH",
-        "/api/{v}/hubs/{hub}/definition/locs/{loc}/props",
-        "ReadWrite",
-        "Set location properties (null deletes)",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/channels/{channel}/refresh",
-        "ReadExecRefresh",
-        "Refresh: 201 {posted_ev_id, job, canceled_ev_ids}; dry_run: the plan",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/channels/{channel}/compare",
-        "ReadExec",
-        "Compare: 201 {posted_ev_id, job}; dry_run: the plan",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/channels/{channel}/activate",
-        "ReadWrite",
-        "Not available until change capture exists (400)",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/channels/{channel}/deactivate",
-        "ReadWrite",
-        "Not available until change capture exists (400)",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/channels/{channel}/refresh/tables_results_ids",
-        "ReadOnly",
-        "Refresh events with results, by table",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/channels/{channel}/compare/tables_results_ids",
-        "ReadOnly",
-        "Compare events with results, by table",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/jobs",
-        "ReadOnly",
-        "Jobs (?channel, ?job)",
-    ),
-    (
-        "DELETE",
-        "/api/{v}/hubs/{hub}/jobs/{job}",
-        "ReadExec",
-        "Delete a job (its active events are cancelled)",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/jobs_start",
-        "ReadExec",
-        "Start jobs' pending events",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/jobs_suspend",
-        "ReadExec",
-        "Suspend jobs",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/jobs_unsuspend",
-        "ReadExec",
-        "Unsuspend jobs",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/jobs_delete",
-        "ReadExec",
-        "Delete jobs",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/events",
-        "ReadOnly",
-        "Events, newest first (filters of HVR §5.6)",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/events_cancel",
-        "ReadExec",
-        "Cancel ACTIVE events",
-    ),
-    (
-        "GET",
-        "/api/{v}/hubs/{hub}/events/{ev_id}/log",
-        "ReadOnly",
-        "An event's log (text/plain)",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/locs/{loc}/test",
-        "ReadExec",
-        "Test a location's connection",
-    ),
-    (
-        "POST",
-        "/api/{v}/hubs/{hub}/new_loc/test",
-        "ReadWrite",
-        "Test properties of a location not yet defined",
-    ),
-    (
-        "GET",
-        "/v1/connectors",
-        "ReadOnly",
-        "Fivetran: list connectors (group_id, schema, cursor, limit; also /v1/connections)",
-    ),
-    (
-        "GET",
-        "/v1/connectors/{id}",
-        "ReadOnly",
-        "Fivetran: connector details (id = HUB.CHANNEL)",
-    ),
-    (
-        "PATCH",
-        "/v1/connectors/{id}",
-        "ReadWrite",
-        "Fivetran: change paused, schedule_type, sync_frequency, daily_sync_time",
-    ),
-    (
-        "POST",
-        "/v1/connectors/{id}/force",
-        "ReadExecRefresh",
-        "Fivetran: start a sync, replacing a running one",
-    ),
-    (
-        "POST",
-        "/v1/connectors/{id}/sync",
-        "ReadExecRefresh",
-        "Fivetran: start a sync {force}",
-    ),
-    (
-        "POST",
-        "/v1/connectors/{id}/resync",
-        "ReadExecRefresh",
-        "Fivetran: historical resync, or {scope: {schema: [table]}}",
-    ),
-    (
-        "POST",
-        "/v1/connectors/{id}/schemas/tables/resync",
-        "ReadExecRefresh",
-        "Fivetran: resync tables {schema: [table]}",
-    ),
-    (
-        "POST",
-        "/v1/connectors/{id}/schemas/{schema}/tables/{table}/resync",
-        "ReadExecRefresh",
-        "Fivetran: resync one table",
-    ),
-    (
-        "POST",
-        "/v1/connectors/{id}/test",
-        "ReadExec",
-        "Fivetran: run the setup tests (both locations)",
-    ),
-    (
-        "GET",
-        "/v1/connectors/{id}/schemas",
-        "ReadOnly",
-        "Fivetran: schema config (source tables merged with the channel)",
-    ),
-    (
-        "PATCH",
-        "/v1/connectors/{id}/schemas",
-        "ReadWrite",
-        "Fivetran: change the schema config",
-    ),
-    (
-        "POST",
-        "/v1/connectors/{id}/schemas/reload",
-        "ReadWrite",
-        "Fivetran: reload the schema config {exclude_mode}",
-    ),
-    (
-        "PATCH",
-        "/v1/connectors/{id}/schemas/{schema}",
-        "ReadWrite",
-        "Fivetran: enable or disable a schema and its tables",
-    ),
-    (
-        "PATCH",
-        "/v1/connectors/{id}/schemas/{schema}/tables/{table}",
-        "ReadWrite",
-        "Fivetran: enable or disable a table and its columns",
-    ),
-    (
-        "GET",
-        "/v1/connectors/{id}/schemas/{schema}/tables/{table}/columns",
-        "ReadOnly",
-        "Fivetran: columns of a table",
-    ),
-    (
-        "GET",
-        "/v1/connections",
-        "ReadOnly",
-        "Fivetran: list connectors (every /v1/connectors/… path also exists as /v1/connections/…)",
-    ),
-    ("GET", "/v1/groups", "ReadOnly", "Fivetran: groups (hubs)"),
-    ("GET", "/v1/groups/{id}", "ReadOnly", "Fivetran: one group"),
-    (
-        "GET",
-        "/v1/groups/{id}/connectors",
-        "ReadOnly",
-        "Fivetran: connectors of a group (also /connections)",
-    ),
-    (
-        "GET",
-        "/v1/groups/{id}/connections",
-        "ReadOnly",
-        "Fivetran: connectors of a group",
-    ),
-    (
-        "GET",
-        "/v1/destinations/{id}",
-        "ReadOnly",
-        "Fivetran: a group's destination (the target location)",
-    ),
-    (
-        "GET",
-        "/v1/users",
-        "ReadOnly",
-        "Fivetran: users (all for a SysAdmin key)",
-    ),
-];
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use utoipa::openapi::extensions::ExtensionsBuilder;
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, ParameterStyle, PathItem,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ComponentsBuilder, KnownFormat, ObjectBuilder, OneOfBuilder,
+    Ref, Schema, SchemaFormat, Type,
+};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::tag::TagBuilder;
+use utoipa::openapi::{
+    Content, InfoBuilder, OpenApi, OpenApiBuilder, Paths, RefOr, Required, ResponseBuilder,
+    ResponsesBuilder,
+};
+use utoipa::ToSchema;
+
+use crate::fivetran::connectors as ft_body;
+use crate::fivetran::shapes as ft;
+use crate::hvr::shapes as hvr;
+use crate::hvr::{hubs as hvr_hubs, ops as hvr_ops};
+use crate::shapes;
+
+/// The extension naming the access level an operation needs.
+pub const ACCESS_LEVEL: &str = "x-sluice-access-level";
 
 /// `GET /openapi.json`.
-pub async fn openapi() -> Json<Value> {
-    let mut paths = Map::new();
-    for (method, path, level, summary) in ROUTES {
-        let path = path.replace("{v}", "latest");
-        let params: Vec<Value> = path
+pub async fn openapi() -> Response {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    let text = TEXT.get_or_init(|| {
+        document()
+            .to_json()
+            .expect("an OpenAPI document always serializes")
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        text.as_str(),
+    )
+        .into_response()
+}
+
+/// Who may call an operation.
+#[derive(Clone, Copy)]
+enum Auth {
+    /// Anyone.
+    Anonymous,
+    /// A bearer token (HVR API, event hub) of a user with the level named.
+    Bearer(&'static str),
+    /// An API key (HTTP Basic, the `/v1` face) with the level named.
+    Basic(&'static str),
+}
+
+/// How errors look on a path: HVR's text or the Fivetran envelope.
+#[derive(Clone, Copy, PartialEq)]
+enum Face {
+    Hvr,
+    Fivetran,
+}
+
+/// The document being built.
+struct Doc {
+    paths: BTreeMap<String, PathItem>,
+    schemas: BTreeMap<String, RefOr<Schema>>,
+    /// Names given to two different schemas (a mistake a unit test catches).
+    clashes: Vec<String>,
+}
+
+impl Doc {
+    /// A `$ref` to `T`'s schema, recording it (and what it refers to) among the components.
+    fn schema<T: ToSchema>(&mut self) -> RefOr<Schema> {
+        let mut found = vec![(T::name().into_owned(), T::schema())];
+        T::schemas(&mut found);
+        for (name, schema) in found {
+            if let Some(old) = self.schemas.insert(name.clone(), schema.clone())
+                && old != schema
+            {
+                self.clashes.push(name);
+            }
+        }
+        Ref::from_schema_name(T::name()).into()
+    }
+
+    fn add(&mut self, op: Op) {
+        let Op {
+            method,
+            path,
+            builder,
+            responses,
+        } = op;
+        let operation = builder.responses(responses.build()).build();
+        match self.paths.get_mut(&path) {
+            Some(item) => item.merge_operations(PathItem::new(method, operation)),
+            None => {
+                self.paths
+                    .insert(path.clone(), PathItem::new(method, operation));
+            }
+        }
+    }
+}
+
+/// One operation being described.
+struct Op {
+    method: HttpMethod,
+    path: String,
+    builder: OperationBuilder,
+    responses: ResponsesBuilder,
+}
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn json_content(schema: RefOr<Schema>) -> Content {
+    Content::new(Some(schema))
+}
+
+impl Op {
+    fn new(method: HttpMethod, path: &str, tag: &str, auth: Auth, summary: &str) -> Op {
+        let mut builder = OperationBuilder::new()
+            .tag(tag)
+            .summary(Some(summary))
+            .operation_id(Some(operation_id(&method, path)));
+        for name in path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        let mut op = json!({
-            "summary": summary,
-            "parameters": params,
-            "responses": {
-                "200": {"description": "OK"},
-                "400": {"description": "F_XXXXXX: message (text/plain)"},
-                "401": {"description": "missing or expired token"},
-                "403": {"description": "insufficient access"},
-                "404": {"description": "not found"},
-            },
-        });
-        if !level.is_empty() {
-            let scheme = if path.starts_with("/v1/") {
-                "basic"
-            } else {
-                "bearer"
-            };
-            op["security"] = json!([{ scheme: [] }]);
-            op["x-sluice-access-level"] = json!(level);
+        {
+            builder = builder.parameter(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(string())),
+            );
         }
-        let entry = paths
-            .entry(path)
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .map(|o| o.insert(method.to_ascii_lowercase(), op));
-        let _ = entry;
+        let (scheme, level) = match auth {
+            Auth::Anonymous => (None, "anonymous"),
+            Auth::Bearer(level) => (Some("bearer"), level),
+            Auth::Basic(level) => (Some("basic"), level),
+        };
+        builder = builder.extensions(Some(
+            ExtensionsBuilder::new()
+                .add(ACCESS_LEVEL, json!(level))
+                .build(),
+        ));
+        builder = match scheme {
+            Some(s) => builder.security(SecurityRequirement::new(s, Vec::<String>::new())),
+            // An empty requirement: no authentication.
+            None => builder.securities(Some(Vec::<SecurityRequirement>::new())),
+        };
+        Op {
+            method,
+            path: path.to_owned(),
+            builder,
+            responses: ResponsesBuilder::new(),
+        }
     }
-    Json(json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "sluice hub server (HVR 6 compatible)",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Any /api/{version}/… path (vX.Y.Z…, v0 or latest) reaches the same handlers. Errors are text/plain 'F_XXXXXX: message'.",
-        },
-        "components": {"securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-            "basic": {"type": "http", "scheme": "basic", "description": "Fivetran face: API_KEY:API_SECRET from `sluice apikey create`"},
-        }},
-        "paths": paths,
-    }))
+
+    fn description(mut self, text: &str) -> Op {
+        self.builder = self.builder.description(Some(text));
+        self
+    }
+
+    /// A JSON body; `optional` when an empty body is read as `{}` and that is a valid request.
+    fn body(mut self, schema: RefOr<Schema>, optional: bool) -> Op {
+        self.builder = self.builder.request_body(Some(
+            RequestBodyBuilder::new()
+                .content("application/json", json_content(schema))
+                .required(Some(if optional {
+                    Required::False
+                } else {
+                    Required::True
+                }))
+                .build(),
+        ));
+        self
+    }
+
+    /// A query parameter.
+    fn query(mut self, name: &str, schema: impl Into<RefOr<Schema>>, description: &str) -> Op {
+        self.builder = self.builder.parameter(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(schema)),
+        );
+        self
+    }
+
+    /// A query parameter that may repeat (`?x=a&x=b`; `?x=a,b` works too).
+    fn query_list(mut self, name: &str, description: &str) -> Op {
+        self.builder = self.builder.parameter(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+                .style(Some(ParameterStyle::Form))
+                .explode(Some(true))
+                .schema(Some(ArrayBuilder::new().items(string()))),
+        );
+        self
+    }
+
+    fn header(mut self, name: &str, description: &str) -> Op {
+        self.builder = self.builder.parameter(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(string())),
+        );
+        self
+    }
+
+    /// An answer with a body of `content_type`.
+    fn reply(mut self, status: u16, description: &str, content_type: &str, schema: RefOr<Schema>) -> Op {
+        self.responses = self.responses.response(
+            status.to_string(),
+            ResponseBuilder::new()
+                .description(description)
+                .content(content_type, Content::new(Some(schema))),
+        );
+        self
+    }
+
+    /// `GET /events/{topic}/export`: JSON Lines or CSV.
+    fn export_reply(mut self) -> Op {
+        let text = || Content::new(Some(string().build()));
+        self.responses = self.responses.response(
+            "200",
+            ResponseBuilder::new()
+                .description("one stored event per line (CSV: seq,timestamp,topic,routing_key,id,posted_by,payload)")
+                .content("application/x-ndjson", text())
+                .content("text/csv; charset=utf-8; header=present", text()),
+        );
+        self
+    }
+
+    /// A JSON answer.
+    fn json(self, status: u16, description: &str, schema: RefOr<Schema>) -> Op {
+        self.reply(status, description, "application/json", schema)
+    }
+
+    /// An answer without a body.
+    fn empty(mut self, status: u16, description: &str) -> Op {
+        self.responses = self
+            .responses
+            .response(status.to_string(), ResponseBuilder::new().description(description));
+        self
+    }
+
+    /// Error answers: HVR's `text/plain` `F_XXXXXX: message` or the Fivetran JSON envelope.
+    fn errors(mut self, face: Face, statuses: &[u16]) -> Op {
+        for status in statuses {
+            let description = match status {
+                400 => "invalid request",
+                401 => "authentication required, or the token or key is invalid or expired",
+                403 => "the caller's access level or grants do not allow this",
+                404 => "no such object",
+                405 => "method not allowed on this path",
+                409 => "conflicts with the current state",
+                413 => "request body too large",
+                429 => "too many attempts (see Retry-After)",
+                503 => "unavailable now (see Retry-After)",
+                _ => "error",
+            };
+            let response = match face {
+                Face::Hvr => ResponseBuilder::new().description(description).content(
+                    "text/plain; charset=utf-8",
+                    Content::new(Some(Ref::from_schema_name("HvrError"))),
+                ),
+                Face::Fivetran => ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        json_content(Ref::from_schema_name("FivetranError").into()),
+                    ),
+            };
+            self.responses = self.responses.response(status.to_string(), response);
+        }
+        self
+    }
+}
+
+/// `getApiLatestHubsHubChannels`-style ids: unique and stable.
+fn operation_id(method: &HttpMethod, path: &str) -> String {
+    let mut id = match method {
+        HttpMethod::Get => "get",
+        HttpMethod::Post => "post",
+        HttpMethod::Put => "put",
+        HttpMethod::Patch => "patch",
+        HttpMethod::Delete => "delete",
+        _ => "other",
+    }
+    .to_owned();
+    for part in path.split(['/', '_', '.', '{', '}']).filter(|p| !p.is_empty()) {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            id.push(first.to_ascii_uppercase());
+            id.push_str(chars.as_str());
+        }
+    }
+    id
+}
+
+/// The HVR error body.
+fn hvr_error_schema() -> Schema {
+    string()
+        .pattern(Some("^F_[A-Z0-9]{6}: "))
+        .description(Some(
+            "F_XXXXXX: message (a code, then what went wrong; further lines indented)",
+        ))
+        .build()
+        .into()
+}
+
+/// `{"code": "Success", "message"?, "data"}` around `data`.
+fn envelope(data: Option<RefOr<Schema>>) -> RefOr<Schema> {
+    let mut o = ObjectBuilder::new()
+        .property("code", string().pattern(Some("^Success$")))
+        .required("code")
+        .property("message", string());
+    o = match data {
+        Some(d) => o.property("data", d).required("data"),
+        None => o.required("message"),
+    };
+    o.additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false))).build().into()
+}
+
+/// A page: `{"items": […], "next_cursor", "nextCursor"}` (`null` on the last page).
+fn page(item: RefOr<Schema>) -> RefOr<Schema> {
+    let cursor = || {
+        ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                Type::String,
+                Type::Null,
+            ]))
+            .build()
+    };
+    ObjectBuilder::new()
+        .property("items", ArrayBuilder::new().items(item))
+        .required("items")
+        .property("next_cursor", cursor())
+        .required("next_cursor")
+        .property("nextCursor", cursor())
+        .required("nextCursor")
+        .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
+        .build()
+        .into()
+}
+
+fn boolean() -> Schema {
+    ObjectBuilder::new().schema_type(Type::Boolean).build().into()
+}
+
+fn count() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(0))
+        .build()
+        .into()
+}
+
+/// The whole document.
+pub fn document() -> OpenApi {
+    build().0
+}
+
+/// The document, and the names of schemas that clash.
+fn build() -> (OpenApi, Vec<String>) {
+    let mut doc = Doc {
+        paths: BTreeMap::new(),
+        schemas: BTreeMap::new(),
+        clashes: Vec::new(),
+    };
+    doc.schema::<shapes::FivetranError>();
+    server(&mut doc);
+    auth(&mut doc);
+    hubs(&mut doc);
+    definition(&mut doc);
+    operations(&mut doc);
+    event_hub(&mut doc);
+    fivetran(&mut doc);
+
+    let mut components = ComponentsBuilder::new()
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from POST /auth/v1/password (valid 900 s)",
+                    ))
+                    .build(),
+            ),
+        )
+        .security_scheme(
+            "basic",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "API_KEY:API_SECRET of a key from `sluice apikey create` (the /v1 face)",
+                    ))
+                    .build(),
+            ),
+        )
+        .schema("HvrError", hvr_error_schema());
+    let clashes = doc.clashes;
+    for (name, schema) in doc.schemas {
+        components = components.schema(name, schema);
+    }
+    let mut paths = Paths::new();
+    for (path, item) in doc.paths {
+        paths.paths.insert(path, item);
+    }
+    let document = OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("sluice hub server")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "The HVR 6-compatible REST API (/auth/v1, /api/latest; any /api/{version}/… \
+                     path reaches the same handlers), the Fivetran-compatible /v1 face and the \
+                     event hub (/topics, /events). Each operation names the access level it needs \
+                     in x-sluice-access-level. HVR and event hub errors are text/plain \
+                     'F_XXXXXX: message'; /v1 errors are JSON {code, message}.",
+                ))
+                .build(),
+        )
+        .paths(paths)
+        .components(Some(components.build()))
+        .tags(Some(
+            [
+                ("server", "Health, metrics and this document"),
+                ("auth", "HVR logins and tokens"),
+                ("users", "HVR users"),
+                ("hubs", "HVR hubs"),
+                ("definition", "HVR Definition Interface: channels, tables, locations"),
+                ("jobs", "HVR refresh, compare, jobs, events and location tests"),
+                ("event hub", "Topics and events"),
+                ("fivetran", "The Fivetran-compatible /v1 face"),
+            ]
+            .map(|(name, text)| TagBuilder::new().name(name).description(Some(text)).build()),
+        ))
+        .build();
+    (document, clashes)
+}
+
+const HVR_ERRORS: &[u16] = &[400, 401, 403, 404];
+
+fn server(doc: &mut Doc) {
+    let health = doc.schema::<shapes::Health>();
+    let unavailable = doc.schema::<shapes::HealthUnavailable>();
+    doc.add(
+        Op::new(HttpMethod::Get, "/health", "server", Auth::Anonymous, "Liveness and repository reachability")
+            .json(200, "the server and its repository answer", health)
+            .json(503, "the repository does not answer", unavailable),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, "/metrics", "server", Auth::Anonymous, "Prometheus metrics")
+            .reply(200, "Prometheus text format 0.0.4", "text/plain; version=0.0.4", string().build().into()),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, "/openapi.json", "server", Auth::Anonymous, "This document")
+            .json(200, "the OpenAPI 3.1 document", ObjectBuilder::new().build().into()),
+    );
+}
+
+fn auth(doc: &mut Doc) {
+    let tokens = doc.schema::<hvr::Tokens>();
+    let login = doc.schema::<hvr::Login>();
+    let refresh = doc.schema::<hvr::RefreshRequest>();
+    doc.add(
+        Op::new(HttpMethod::Post, "/auth/v1/password", "auth", Auth::Anonymous, "Log in")
+            .description("A JWT access token (900 s) and, with refresh=token, a refresh token. A wrong user name or password answers 403.")
+            .body(login, false)
+            .json(200, "logged in", tokens.clone())
+            .errors(Face::Hvr, &[400, 403, 429]),
+    );
+    doc.add(
+        Op::new(HttpMethod::Post, "/auth/v1/refresh", "auth", Auth::Anonymous, "Trade a refresh token for new tokens (the old one stops working)")
+            .body(refresh.clone(), false)
+            .json(200, "new tokens", tokens)
+            .errors(Face::Hvr, &[400, 401, 403]),
+    );
+    doc.add(
+        Op::new(HttpMethod::Post, "/auth/v1/revoke", "auth", Auth::Anonymous, "End a refresh token")
+            .body(refresh, true)
+            .empty(204, "the token (if any) no longer works")
+            .errors(Face::Hvr, &[400]),
+    );
+    let versions = doc.schema::<hvr::ApiVersions>();
+    doc.add(
+        Op::new(HttpMethod::Get, "/api", "auth", Auth::Anonymous, "Supported API versions")
+            .json(200, "versions", versions),
+    );
+    let clock = doc.schema::<hvr::Clock>();
+    doc.add(
+        Op::new(HttpMethod::Get, "/api/latest/hubserver/clock", "hubs", Auth::Bearer("any"), "Server time")
+            .json(200, "the time", clock)
+            .errors(Face::Hvr, &[401]),
+    );
+
+    let users = doc.schema::<hvr::Users>();
+    let user = doc.schema::<hvr::User>();
+    let new_user = doc.schema::<hvr::NewUser>();
+    let change = doc.schema::<hvr::UserChange>();
+    const U: &str = "/api/latest/users";
+    doc.add(
+        Op::new(HttpMethod::Get, U, "users", Auth::Bearer("SysAdmin"), "List users")
+            .json(200, "users by name", users)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Post, U, "users", Auth::Bearer("SysAdmin"), "Create a user")
+            .body(new_user, false)
+            .empty(201, "created")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    const ONE: &str = "/api/latest/users/{user}";
+    doc.add(
+        Op::new(HttpMethod::Get, ONE, "users", Auth::Bearer("SysAdmin or self"), "One user")
+            .json(200, "the user", user)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Patch, ONE, "users", Auth::Bearer("SysAdmin (self: password only)"), "Change a user's level or password")
+            .body(change, false)
+            .empty(204, "changed")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Delete, ONE, "users", Auth::Bearer("SysAdmin"), "Delete a user")
+            .empty(204, "deleted")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+}
+
+const H: &str = "/api/latest/hubs/{hub}";
+
+fn hubs(doc: &mut Doc) {
+    let hubs = doc.schema::<hvr::Hubs>();
+    let hub = doc.schema::<hvr::Hub>();
+    let new_hub = doc.schema::<hvr_hubs::NewHub>();
+    let props = doc.schema::<hvr::HubProps>();
+    let props_change = doc.schema::<hvr::HubPropsChange>();
+    let status = doc.schema::<hvr::HubStatus>();
+    doc.add(
+        Op::new(HttpMethod::Get, "/api/latest/hubs", "hubs", Auth::Bearer("any"), "List hubs")
+            .json(200, "hubs by name", hubs)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Post, "/api/latest/hubs", "hubs", Auth::Bearer("SysAdmin"), "Create a hub")
+            .description("Only the Description property may be set at creation.")
+            .body(new_hub, false)
+            .empty(204, "created (HVR answers 204)")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, H, "hubs", Auth::Bearer("ReadOnly"), "One hub")
+            .json(200, "the hub", hub)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Delete, H, "hubs", Auth::Bearer("HubOwner"), "Delete a hub and everything in it")
+            .empty(200, "deleted")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    for (verb, summary) in [
+        ("freeze", "Freeze: no job starts, the scheduler stops"),
+        ("unfreeze", "Unfreeze"),
+    ] {
+        doc.add(
+            Op::new(HttpMethod::Post, &format!("{H}/{verb}"), "hubs", Auth::Bearer("HubOwner"), summary)
+                .empty(204, "done")
+                .errors(Face::Hvr, HVR_ERRORS),
+        );
+    }
+    doc.add(
+        Op::new(HttpMethod::Get, &format!("{H}/props"), "hubs", Auth::Bearer("ReadOnly"), "Hub properties")
+            .query_list("fetch", "only these properties")
+            .json(200, "properties by name", props)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Patch, &format!("{H}/props"), "hubs", Auth::Bearer("HubOwner"), "Set hub properties (null deletes)")
+            .body(props_change, false)
+            .empty(204, "set")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, &format!("{H}/query/status"), "hubs", Auth::Bearer("ReadOnly"), "Hub state")
+            .json(200, "the state", status)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+}
+
+fn definition(doc: &mut Doc) {
+    const D: &str = "/api/latest/hubs/{hub}/definition";
+    const C: &str = "/api/latest/hubs/{hub}/definition/channels/{channel}";
+    const T: &str = "/api/latest/hubs/{hub}/definition/channels/{channel}/tables/{table}";
+    const G: &str = "/api/latest/hubs/{hub}/definition/channels/{channel}/loc_groups/{group}";
+    const L: &str = "/api/latest/hubs/{hub}/definition/locs/{loc}";
+    let read = Auth::Bearer("ReadOnly");
+    let write = Auth::Bearer("ReadWrite");
+    let tag = "definition";
+    let definition = doc.schema::<hvr::Definition>();
+    let import = doc.schema::<hvr::Import>();
+    let imported = doc.schema::<hvr::Imported>();
+    doc.add(
+        Op::new(HttpMethod::Get, D, tag, read, "Export definitions (secrets left out)")
+            .query_list("fetch", "parts: locs, loc_props, channels, tables, cols, hub_actions (default: all)")
+            .query_list("channel", "only these channels")
+            .query_list("loc", "only these locations")
+            .json(200, "the definitions", definition)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Post, &format!("{D}/import"), tag, write, "Apply a list of changes atomically")
+            .body(import, false)
+            .json(200, "applied", imported)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+
+    let channels = doc.schema::<hvr::Channels>();
+    let channel = doc.schema::<hvr::Channel>();
+    let new_channel = doc.schema::<hvr::NewChannel>();
+    let channel_in = doc.schema::<hvr::ChannelIn>();
+    let channel_change = doc.schema::<hvr::ChannelChange>();
+    let fetch = "parts: tables, cols, loc_groups, members, actions (or channel_actions)";
+    doc.add(
+        Op::new(HttpMethod::Get, &format!("{D}/channels"), tag, read, "List channels")
+            .query_list("fetch", fetch)
+            .query_list("channel", "only these channels")
+            .json(200, "channels by name (only descriptions unless fetched)", channels)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Post, &format!("{D}/channels"), tag, write, "Create a channel")
+            .body(new_channel, false)
+            .empty(201, "created")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, C, tag, read, "One channel")
+            .query_list("fetch", fetch)
+            .json(200, "the channel (everything unless fetch narrows it)", channel)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Put, C, tag, write, "Add or replace a channel")
+            .body(channel_in, true)
+            .empty(204, "replaced")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Patch, C, tag, write, "Change a channel's description")
+            .body(channel_change, true)
+            .empty(204, "changed")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Delete, C, tag, write, "Delete a channel")
+            .empty(204, "deleted")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+
+    let tables = doc.schema::<hvr::Tables>();
+    let table = doc.schema::<hvr::Table>();
+    let new_table = doc.schema::<hvr::NewTable>();
+    let tables_in = doc.schema::<hvr::TablesIn>();
+    let table_in = doc.schema::<hvr::TableIn>();
+    let table_change = doc.schema::<hvr::TableChange>();
+    let names = doc.schema::<hvr::TableNames>();
+    doc.add(
+        Op::new(HttpMethod::Get, &format!("{C}/tables"), tag, read, "List tables")
+            .query_list("fetch", "cols: with columns")
+            .query_list("table", "only these tables")
+            .json(200, "tables by name", tables)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Post, &format!("{C}/tables"), tag, write, "Add a table")
+            .body(new_table, false)
+            .empty(201, "added")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Patch, &format!("{C}/tables"), tag, write, "Add or replace several tables")
+            .body(tables_in.clone(), true)
+            .empty(204, "set")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Put, &format!("{C}/tables"), tag, write, "Replace the table list")
+            .body(tables_in, true)
+            .empty(204, "replaced")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Post, &format!("{C}/tables_delete"), tag, write, "Delete tables")
+            .body(names, false)
+            .empty(204, "deleted")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, T, tag, read, "One table")
+            .query_list("fetch", "cols: with columns (the default)")
+            .json(200, "the table", table)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Put, T, tag, write, "Add or replace a table")
+            .body(table_in, true)
+            .empty(204, "replaced")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Patch, T, tag, write, "Change base_name / table_group")
+            .body(table_change, true)
+            .empty(204, "changed")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Delete, T, tag, write, "Delete a table")
+            .empty(204, "deleted")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    let cols = doc.schema::<hvr::Columns>();
+    let cols_in = doc.schema::<hvr::ColumnsIn>();
+    doc.add(
+        Op::new(HttpMethod::Get, &format!("{T}/cols"), tag, read, "A table's columns")
+            .json(200, "columns by name", cols)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Patch, &format!("{T}/cols"), tag, write, "Add or replace columns")
+            .body(cols_in.clone(), true)
+            .empty(204, "set")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Put, &format!("{T}/cols"), tag, write, "Replace the columns")
+            .body(cols_in, true)
+            .empty(204, "replaced")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+
+    let groups = doc.schema::<hvr::LocGroups>();
+    let group = doc.schema::<hvr::LocGroup>();
+    let new_group = doc.schema::<hvr::NewLocGroup>();
+    let members_in = doc.schema::<hvr::MembersIn>();
+    let members = doc.schema::<hvr::Members>();
+    doc.add(
+        Op::new(HttpMethod::Get, &format!("{C}/loc_groups"), tag, read, "Location groups")
+            .query_list("fetch", "members: with members (the default)")
+            .json(200, "groups by name", groups)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Post, &format!("{C}/loc_groups"), tag, write, "Add a location group")
+            .body(new_group, false)
+            .empty(201, "added")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, G, tag, read, "One location group")
+            .json(200, "the group", group)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Put, G, tag, write, "Add or replace a location group")
+            .body(members_in.clone(), true)
+            .empty(204, "replaced")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Delete, G, tag, write, "Delete a location group")
+            .empty(204, "deleted")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, &format!("{G}/members"), tag, read, "Members")
+            .json(200, "the members", members)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Patch, &format!("{G}/members"), tag, write, "Add members (moved from other groups)")
+            .body(members_in.clone(), true)
+            .empty(204, "added")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Put, &format!("{G}/members"), tag, write, "Replace members")
+            .body(members_in, true)
+            .empty(204, "replaced")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+
+    let action = doc.schema::<hvr::Action>();
+    let actions_out: RefOr<Schema> = ArrayBuilder::new().items(action).build().into();
+    let actions = doc.schema::<hvr::ActionList>();
+    doc.add(
+        Op::new(HttpMethod::Get, &format!("{C}/actions"), tag, read, "Actions")
+            .query_list("action_type", "only actions of these types")
+            .json(200, "the actions", actions_out)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Patch, &format!("{C}/actions"), tag, write, "Append actions")
+            .body(actions.clone(), false)
+            .empty(204, "appended")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Put, &format!("{C}/actions"), tag, write, "Replace the action list")
+            .body(actions.clone(), false)
+            .empty(204, "replaced")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Post, &format!("{C}/actions_delete"), tag, write, "Delete actions by exact match")
+            .body(actions, false)
+            .empty(204, "deleted")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+
+    let locs = doc.schema::<hvr::Locations>();
+    let loc = doc.schema::<hvr::Location>();
+    let new_loc = doc.schema::<hvr::NewLocation>();
+    let loc_in = doc.schema::<hvr::LocationIn>();
+    let loc_props = doc.schema::<hvr::LocProps>();
+    let loc_props_change = doc.schema::<hvr::LocPropsChange>();
+    doc.add(
+        Op::new(HttpMethod::Get, &format!("{D}/locs"), tag, read, "List locations")
+            .query_list("fetch", "loc_props: with properties")
+            .query_list("loc", "only these locations")
+            .json(200, "locations by name", locs)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Post, &format!("{D}/locs"), tag, write, "Create a location (passwords stored encrypted)")
+            .body(new_loc, false)
+            .empty(201, "created")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, L, tag, read, "One location (secrets left out)")
+            .json(200, "the location", loc)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Put, L, tag, write, "Add or replace a location")
+            .description("Sealed secrets the new properties leave out are kept.")
+            .body(loc_in, true)
+            .empty(204, "replaced")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Delete, L, tag, write, "Delete a location")
+            .empty(204, "deleted")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, &format!("{L}/props"), tag, read, "A location's properties")
+            .json(200, "properties by name (secrets left out)", loc_props)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Patch, &format!("{L}/props"), tag, write, "Set location properties (null deletes)")
+            .body(loc_props_change, true)
+            .empty(204, "set")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+}
+
+fn operations(doc: &mut Doc) {
+    const C: &str = "/api/latest/hubs/{hub}/channels/{channel}";
+    let tag = "jobs";
+    let refresh = doc.schema::<hvr_ops::RefreshBody>();
+    let compare = doc.schema::<hvr_ops::CompareBody>();
+    let posted = doc.schema::<hvr::Posted>();
+    let plan = doc.schema::<hvr::JobPlan>();
+    doc.add(
+        Op::new(HttpMethod::Post, &format!("{C}/refresh"), tag, Auth::Bearer("ReadExecRefresh"), "Refresh")
+            .body(refresh, false)
+            .json(201, "the job was posted", posted.clone())
+            .json(200, "dry_run: what the refresh would do", plan.clone())
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Post, &format!("{C}/compare"), tag, Auth::Bearer("ReadExec"), "Compare")
+            .body(compare, false)
+            .json(201, "the job was posted", posted)
+            .json(200, "dry_run: what the compare would do", plan)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    for verb in ["activate", "deactivate"] {
+        doc.add(
+            Op::new(HttpMethod::Post, &format!("{C}/{verb}"), tag, Auth::Bearer("ReadWrite"), "Not available until change capture exists")
+                .errors(Face::Hvr, &[400, 401, 403]),
+        );
+    }
+    let ids = doc.schema::<hvr::ResultsIds>();
+    for kind in ["refresh", "compare"] {
+        doc.add(
+            Op::new(HttpMethod::Get, &format!("{C}/{kind}/tables_results_ids"), tag, Auth::Bearer("ReadOnly"), &format!("{kind} events with results, by table"))
+                .query_list("table", "only these tables")
+                .query("source_loc", string(), "only events from this location")
+                .query("target_loc", string(), "only events into this location")
+                .query("ev_tstamp_begin", string(), "only events since (ISO-8601 or epoch seconds)")
+                .json(200, "tables by event id", ids.clone())
+                .errors(Face::Hvr, HVR_ERRORS),
+        );
+    }
+    let jobs = doc.schema::<hvr::Jobs>();
+    let jobs_body = doc.schema::<hvr_ops::JobsBody>();
+    let canceled = doc.schema::<hvr::Canceled>();
+    doc.add(
+        Op::new(HttpMethod::Get, &format!("{H}/jobs"), tag, Auth::Bearer("ReadOnly"), "Jobs")
+            .query_list("channel", "only jobs of these channels")
+            .query_list("job", "only these jobs")
+            .json(200, "jobs by name", jobs)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Delete, &format!("{H}/jobs/{{job}}"), tag, Auth::Bearer("ReadExec"), "Delete a job (its active events are cancelled)")
+            .json(200, "deleted", canceled.clone())
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    for (verb, summary) in [
+        ("jobs_start", "Start jobs' pending events"),
+        ("jobs_suspend", "Suspend jobs"),
+        ("jobs_unsuspend", "Unsuspend jobs"),
+    ] {
+        doc.add(
+            Op::new(HttpMethod::Post, &format!("{H}/{verb}"), tag, Auth::Bearer("ReadExec"), summary)
+                .body(jobs_body.clone(), false)
+                .empty(204, "done")
+                .errors(Face::Hvr, HVR_ERRORS),
+        );
+    }
+    doc.add(
+        Op::new(HttpMethod::Post, &format!("{H}/jobs_delete"), tag, Auth::Bearer("ReadExec"), "Delete jobs")
+            .body(jobs_body, false)
+            .json(200, "deleted", canceled)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    let events = doc.schema::<hvr::Events>();
+    doc.add(
+        Op::new(HttpMethod::Get, &format!("{H}/events"), tag, Auth::Bearer("ReadOnly"), "Events, newest first")
+            .query_list("channel", "only these channels")
+            .query_list("type", "only these event types (Refresh, Compare, …)")
+            .query_list("state", "only these states (ACTIVE, DONE, FAILED, CANCELED)")
+            .query_list("job", "only these jobs")
+            .query_list("ev_id", "only these events")
+            .query("loc", string(), "only events of this location")
+            .query("ev_tstamp_begin", string(), "only events since (ISO-8601 or epoch seconds)")
+            .query("ev_tstamp_end", string(), "only events until (ISO-8601 or epoch seconds)")
+            .query("max_events", count(), "at most this many")
+            .query("fetch_results", boolean(), "with results")
+            .query_list("result_pattern", "only these results (names joined by |)")
+            .query_list("result_table", "only results of these tables")
+            .query("current_only", boolean(), "only ACTIVE events")
+            .query("body_pattern", string(), "only events whose request contains this text")
+            .json(200, "events by id", events)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    let cancel = doc.schema::<hvr_ops::CancelBody>();
+    doc.add(
+        Op::new(HttpMethod::Post, &format!("{H}/events_cancel"), tag, Auth::Bearer("ReadExec"), "Cancel ACTIVE events")
+            .body(cancel, false)
+            .empty(204, "cancelled")
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, &format!("{H}/events/{{ev_id}}/log"), tag, Auth::Bearer("ReadOnly"), "An event's log")
+            .query("max_lines", count(), "only the last lines")
+            .reply(200, "one line per message: TIMESTAMP: text", "text/plain; charset=utf-8", string().build().into())
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    let test = doc.schema::<hvr::LocationTest>();
+    let loc_test = doc.schema::<hvr_ops::LocTestBody>();
+    let new_loc_test = doc.schema::<hvr_ops::NewLocTestBody>();
+    doc.add(
+        Op::new(HttpMethod::Post, &format!("{H}/locs/{{loc}}/test"), tag, Auth::Bearer("ReadExec"), "Test a location's connection")
+            .body(loc_test, true)
+            .json(200, "the connection works", test.clone())
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(HttpMethod::Post, &format!("{H}/new_loc/test"), tag, Auth::Bearer("ReadWrite"), "Test properties of a location not yet defined")
+            .body(new_loc_test, false)
+            .json(200, "the connection works", test)
+            .errors(Face::Hvr, HVR_ERRORS),
+    );
+}
+
+fn event_hub(doc: &mut Doc) {
+    let tag = "event hub";
+    let any = Auth::Bearer("any");
+    let read = Auth::Bearer("read grant");
+    const E: &[u16] = &[400, 401, 403, 404, 503];
+    let topics = doc.schema::<shapes::TopicList>();
+    let topic = doc.schema::<shapes::Topic>();
+    let new_topic = doc.schema::<shapes::NewTopic>();
+    let spec = doc.schema::<shapes::TopicSpec>();
+    let versions = doc.schema::<shapes::SchemaVersionList>();
+    doc.add(
+        Op::new(HttpMethod::Get, "/topics", tag, any, "Topics the caller may read")
+            .json(200, "topics", topics)
+            .errors(Face::Hvr, &[401, 503]),
+    );
+    doc.add(
+        Op::new(HttpMethod::Post, "/topics", tag, Auth::Bearer("ReadWrite"), "Create a topic")
+            .body(new_topic, false)
+            .json(201, "created", topic.clone())
+            .errors(Face::Hvr, &[400, 401, 403, 409, 503]),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, "/topics/{topic}", tag, read, "One topic")
+            .json(200, "the topic", topic.clone())
+            .errors(Face::Hvr, E),
+    );
+    doc.add(
+        Op::new(HttpMethod::Put, "/topics/{topic}", tag, Auth::Bearer("ReadWrite"), "Replace a topic's spec (a changed schema is a new version)")
+            .body(spec, true)
+            .json(200, "the topic", topic)
+            .errors(Face::Hvr, &[400, 401, 403, 404, 409, 503]),
+    );
+    doc.add(
+        Op::new(HttpMethod::Delete, "/topics/{topic}", tag, Auth::Bearer("ReadWrite"), "Delete a topic")
+            .query("force", boolean(), "also when it holds events")
+            .empty(204, "deleted")
+            .errors(Face::Hvr, &[400, 401, 403, 404, 409, 503]),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, "/topics/{topic}/schemas", tag, read, "Every schema version of a topic")
+            .json(200, "versions, oldest first", versions)
+            .errors(Face::Hvr, E),
+    );
+    let publish = doc.schema::<shapes::Publish>();
+    let published = doc.schema::<shapes::Published>();
+    let published_list = doc.schema::<shapes::PublishedList>();
+    doc.add(
+        Op::new(HttpMethod::Post, "/events", tag, Auth::Bearer("publish grant"), "Publish one event or a batch")
+            .body(publish, false)
+            .json(201, "stored (a batch: every event, in order)", one_or_many(published.clone(), published_list))
+            .json(200, "one event whose id was already stored: the stored one", published)
+            .errors(Face::Hvr, &[400, 401, 403, 404, 413, 503]),
+    );
+    let pattern = "routing key pattern: tokens separated by '.', '*' one token, '>' the rest";
+    doc.add(
+        Op::new(HttpMethod::Get, "/events/{topic}/stream", tag, read, "Live SSE stream")
+            .description("Server-sent events: each event's id is its seq and its data the stored event; `lag` and `cutoff` events tell a slow client what it missed. Browsers may pass the token as ?access_token=.")
+            .query("routing_key", string(), pattern)
+            .query("after", count(), "start after this sequence number (else Last-Event-ID, else now)")
+            .query("access_token", string(), "the token, for clients that cannot set headers")
+            .header("Last-Event-ID", "resume after this sequence number")
+            .reply(200, "an endless event stream", "text/event-stream", string().build().into())
+            .errors(Face::Hvr, E),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, "/events/{topic}/ws", tag, read, "Live WebSocket stream (same semantics as SSE)")
+            .description("Frames {\"type\": \"event\", \"event\": …}, {\"type\": \"lag\", \"behind\"} and {\"type\": \"cutoff\"} (then close code 4000).")
+            .query("routing_key", string(), pattern)
+            .query("after", count(), "start after this sequence number")
+            .query("access_token", string(), "the token, for clients that cannot set headers")
+            .empty(101, "switching to the WebSocket protocol")
+            .errors(Face::Hvr, E),
+    );
+    let history = doc.schema::<shapes::HistoryPage>();
+    let last = doc.schema::<shapes::EventList>();
+    let limit: Schema = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(10_000))
+        .build()
+        .into();
+    let range = |op: Op| {
+        op.query("routing_key", string(), pattern)
+            .query("start", string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))), "events stored at or after (RFC 3339)")
+            .query("end", string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))), "events stored before (RFC 3339)")
+            .query("after", count(), "events after this sequence number")
+            .query("cursor", string(), "next_cursor of the previous page")
+    };
+    doc.add(
+        range(Op::new(HttpMethod::Get, "/events/{topic}/history", tag, read, "History by pattern and time with cursors"))
+            .query("limit", limit.clone(), "events per page (default 100)")
+            .json(200, "a page of events, oldest first", history)
+            .errors(Face::Hvr, E),
+    );
+    doc.add(
+        range(Op::new(HttpMethod::Get, "/events/{topic}/export", tag, read, "Export as JSON Lines or CSV"))
+            .query("format", string().enum_values(Some(["jsonl", "ndjson", "csv"])), "jsonl (default) or csv; else the Accept header")
+            .export_reply()
+            .errors(Face::Hvr, E),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, "/events/{topic}/last", tag, read, "The newest event per matching routing key")
+            .query("routing_key", string(), pattern)
+            .json(200, "events", last)
+            .errors(Face::Hvr, E),
+    );
+}
+
+fn one_or_many(one: RefOr<Schema>, many: RefOr<Schema>) -> RefOr<Schema> {
+    RefOr::T(Schema::OneOf(OneOfBuilder::new().item(one).item(many).build()))
+}
+
+fn fivetran(doc: &mut Doc) {
+    let tag = "fivetran";
+    const E: &[u16] = &[400, 401, 403, 404];
+    let connector = doc.schema::<ft::Connector>();
+    let config = doc.schema::<ft::SchemaConfig>();
+    let group = doc.schema::<ft::Group>();
+    let cursor = |op: Op| {
+        op.query("cursor", string(), "next_cursor of the previous page")
+            .query(
+                "limit",
+                ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(1000)),
+                "items per page (default 100)",
+            )
+    };
+    let message = envelope(None);
+    for p in ["connectors", "connections"] {
+        let c = format!("/v1/{p}/{{id}}");
+        doc.add(
+            cursor(Op::new(HttpMethod::Get, &format!("/v1/{p}"), tag, Auth::Basic("ReadOnly"), "List connectors"))
+                .query("group_id", string(), "only connectors of this group (hub)")
+                .query("schema", string(), "only the connector of this schema (channel)")
+                .json(200, "a page of connectors", envelope(Some(page(connector.clone()))))
+                .errors(Face::Fivetran, E),
+        );
+        doc.add(
+            Op::new(HttpMethod::Get, &c, tag, Auth::Basic("ReadOnly"), "Connector details (id = HUB.CHANNEL)")
+                .json(200, "the connector", envelope(Some(connector.clone())))
+                .errors(Face::Fivetran, E),
+        );
+        let update = doc.schema::<ft_body::UpdateBody>();
+        doc.add(
+            Op::new(HttpMethod::Patch, &c, tag, Auth::Basic("ReadWrite"), "Change paused, schedule_type, sync_frequency, daily_sync_time")
+                .body(update, true)
+                .json(200, "the changed connector", envelope(Some(connector.clone())))
+                .errors(Face::Fivetran, E),
+        );
+        doc.add(
+            Op::new(HttpMethod::Post, &format!("{c}/force"), tag, Auth::Basic("ReadExecRefresh"), "Start a sync, replacing a running one")
+                .json(200, "triggered", message.clone())
+                .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
+        );
+        let sync = doc.schema::<ft_body::SyncBody>();
+        doc.add(
+            Op::new(HttpMethod::Post, &format!("{c}/sync"), tag, Auth::Basic("ReadExecRefresh"), "Start a sync")
+                .body(sync, true)
+                .json(200, "triggered, or already running", message.clone())
+                .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
+        );
+        let resync = doc.schema::<ft_body::ResyncBody>();
+        doc.add(
+            Op::new(HttpMethod::Post, &format!("{c}/resync"), tag, Auth::Basic("ReadExecRefresh"), "Historical resync, or of the tables of a scope")
+                .body(resync, true)
+                .json(200, "triggered", message.clone())
+                .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
+        );
+        let by_schema = doc.schema::<ft::TablesBySchema>();
+        doc.add(
+            Op::new(HttpMethod::Post, &format!("{c}/schemas/tables/resync"), tag, Auth::Basic("ReadExecRefresh"), "Resync tables")
+                .body(by_schema, false)
+                .json(200, "triggered", message.clone())
+                .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
+        );
+        doc.add(
+            Op::new(HttpMethod::Post, &format!("{c}/schemas/{{schema}}/tables/{{table}}/resync"), tag, Auth::Basic("ReadExecRefresh"), "Resync one table")
+                .json(200, "triggered", message.clone())
+                .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
+        );
+        doc.add(
+            Op::new(HttpMethod::Post, &format!("{c}/test"), tag, Auth::Basic("ReadExec"), "Run the setup tests (both locations)")
+                .json(200, "the connector with its setup tests", envelope(Some(connector.clone())))
+                .errors(Face::Fivetran, E),
+        );
+        doc.add(
+            Op::new(HttpMethod::Get, &format!("{c}/schemas"), tag, Auth::Basic("ReadOnly"), "Schema config (source tables merged with the channel)")
+                .json(200, "the schema config", envelope(Some(config.clone())))
+                .errors(Face::Fivetran, E),
+        );
+        let schemas_body = doc.schema::<ft_body::SchemasBody>();
+        doc.add(
+            Op::new(HttpMethod::Patch, &format!("{c}/schemas"), tag, Auth::Basic("ReadWrite"), "Change the schema config")
+                .body(schemas_body, true)
+                .json(200, "the schema config", envelope(Some(config.clone())))
+                .errors(Face::Fivetran, E),
+        );
+        let reload = doc.schema::<ft_body::ReloadBody>();
+        doc.add(
+            Op::new(HttpMethod::Post, &format!("{c}/schemas/reload"), tag, Auth::Basic("ReadWrite"), "Reload the schema config from the source")
+                .body(reload, true)
+                .json(200, "the schema config", envelope(Some(config.clone())))
+                .errors(Face::Fivetran, E),
+        );
+        let schema_body = doc.schema::<ft_body::SchemaBody>();
+        doc.add(
+            Op::new(HttpMethod::Patch, &format!("{c}/schemas/{{schema}}"), tag, Auth::Basic("ReadWrite"), "Enable or disable a schema and its tables")
+                .body(schema_body, true)
+                .json(200, "the schema config", envelope(Some(config.clone())))
+                .errors(Face::Fivetran, E),
+        );
+        let table_body = doc.schema::<ft_body::TableBody>();
+        doc.add(
+            Op::new(HttpMethod::Patch, &format!("{c}/schemas/{{schema}}/tables/{{table}}"), tag, Auth::Basic("ReadWrite"), "Enable or disable a table and its columns")
+                .body(table_body, true)
+                .json(200, "the schema config", envelope(Some(config.clone())))
+                .errors(Face::Fivetran, E),
+        );
+        let columns = doc.schema::<ft::ColumnConfig>();
+        doc.add(
+            Op::new(HttpMethod::Get, &format!("{c}/schemas/{{schema}}/tables/{{table}}/columns"), tag, Auth::Basic("ReadOnly"), "Columns of a table")
+                .json(200, "the columns", envelope(Some(columns)))
+                .errors(Face::Fivetran, E),
+        );
+        doc.add(
+            cursor(Op::new(HttpMethod::Get, &format!("/v1/groups/{{id}}/{p}"), tag, Auth::Basic("ReadOnly"), "Connectors of a group"))
+                .query("schema", string(), "only the connector of this schema (channel)")
+                .json(200, "a page of connectors", envelope(Some(page(connector.clone()))))
+                .errors(Face::Fivetran, E),
+        );
+    }
+    doc.add(
+        cursor(Op::new(HttpMethod::Get, "/v1/groups", tag, Auth::Basic("ReadOnly"), "Groups (hubs)"))
+            .json(200, "a page of groups", envelope(Some(page(group.clone()))))
+            .errors(Face::Fivetran, E),
+    );
+    doc.add(
+        Op::new(HttpMethod::Get, "/v1/groups/{id}", tag, Auth::Basic("ReadOnly"), "One group")
+            .json(200, "the group", envelope(Some(group)))
+            .errors(Face::Fivetran, E),
+    );
+    let destination = doc.schema::<ft::Destination>();
+    doc.add(
+        Op::new(HttpMethod::Get, "/v1/destinations/{id}", tag, Auth::Basic("ReadOnly"), "A group's destination (the target location)")
+            .json(200, "the destination", envelope(Some(destination)))
+            .errors(Face::Fivetran, E),
+    );
+    let user = doc.schema::<ft::FivetranUser>();
+    doc.add(
+        cursor(Op::new(HttpMethod::Get, "/v1/users", tag, Auth::Basic("ReadOnly"), "Users (all for a SysAdmin key, none for others)"))
+            .json(200, "a page of users", envelope(Some(page(user))))
+            .errors(Face::Fivetran, E),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two different types with one schema name would overwrite each other's component.
+    #[test]
+    fn schema_names_are_unique() {
+        let (document, clashes) = build();
+        assert!(clashes.is_empty(), "schema names used twice: {clashes:?}");
+        let n = document.components.expect("components").schemas.len();
+        assert!(n > 60, "{n} schemas");
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let value: serde_json::Value =
+            serde_json::from_str(&document().to_json().expect("serializes")).expect("JSON");
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, item) in value["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("item") {
+                let id = op["operationId"].as_str().expect("an operationId");
+                assert!(ids.insert(id.to_owned()), "{method} {path}: {id} twice");
+            }
+        }
+    }
 }

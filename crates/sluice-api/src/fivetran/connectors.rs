@@ -11,6 +11,8 @@ use sluice_service::connectors::{
     ConnectorChange, ConnectorId, ExcludeMode, SchemaChange, SchemaPatch, SyncOutcome, TablePatch,
 };
 
+use utoipa::ToSchema;
+
 use super::{FtResult, KeyCaller, body, page, success, wire};
 use crate::error::FivetranError;
 use crate::extract::QueryList;
@@ -71,8 +73,8 @@ pub(crate) async fn get_one(caller: KeyCaller, Path(cid): Path<String>) -> FtRes
 }
 
 /// The persistent fields of `PATCH /v1/connectors/{id}` sluice acts on; others are ignored.
-#[derive(Deserialize, Default)]
-struct UpdateBody {
+#[derive(Deserialize, Default, ToSchema)]
+pub(crate) struct UpdateBody {
     paused: Option<bool>,
     schedule_type: Option<String>,
     sync_frequency: Option<u32>,
@@ -116,8 +118,8 @@ pub(crate) async fn force(caller: KeyCaller, Path(cid): Path<String>) -> FtResul
     Ok(triggered(&id, &outcome))
 }
 
-#[derive(Deserialize, Default)]
-struct SyncBody {
+#[derive(Deserialize, Default, ToSchema)]
+pub(crate) struct SyncBody {
     force: Option<bool>,
 }
 
@@ -138,8 +140,8 @@ pub(crate) async fn sync(
     Ok(triggered(&id, &outcome))
 }
 
-#[derive(Deserialize, Default)]
-struct ResyncBody {
+#[derive(Deserialize, Default, ToSchema)]
+pub(crate) struct ResyncBody {
     scope: Option<BTreeMap<String, Vec<String>>>,
 }
 
@@ -233,29 +235,29 @@ pub(crate) async fn schemas(caller: KeyCaller, Path(cid): Path<String>) -> FtRes
     Ok(success(None, Some(wire::schema_config(&config))))
 }
 
-#[derive(Deserialize, Default)]
-struct ColumnBody {
+#[derive(Deserialize, Default, ToSchema)]
+pub(crate) struct ColumnBody {
     enabled: Option<bool>,
     hashed: Option<bool>,
 }
 
-#[derive(Deserialize, Default)]
-struct TableBody {
+#[derive(Deserialize, Default, ToSchema)]
+pub(crate) struct TableBody {
     enabled: Option<bool>,
     sync_mode: Option<String>,
     #[serde(default)]
     columns: BTreeMap<String, ColumnBody>,
 }
 
-#[derive(Deserialize, Default)]
-struct SchemaBody {
+#[derive(Deserialize, Default, ToSchema)]
+pub(crate) struct SchemaBody {
     enabled: Option<bool>,
     #[serde(default)]
     tables: BTreeMap<String, TableBody>,
 }
 
-#[derive(Deserialize, Default)]
-struct SchemasBody {
+#[derive(Deserialize, Default, ToSchema)]
+pub(crate) struct SchemasBody {
     schema_change_handling: Option<String>,
     #[serde(default)]
     schemas: BTreeMap<String, SchemaBody>,
@@ -371,8 +373,8 @@ pub(crate) async fn columns(
     ))
 }
 
-#[derive(Deserialize, Default)]
-struct ReloadBody {
+#[derive(Deserialize, Default, ToSchema)]
+pub(crate) struct ReloadBody {
     exclude_mode: Option<String>,
 }
 

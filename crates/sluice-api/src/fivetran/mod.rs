@@ -8,8 +8,9 @@
 //! `{}`, and unknown fields are ignored. Answers are `application/json`: `{"code": "Success",
 //! "message"?, "data"?}`, or `{"code", "message"}` with an error status.
 
-mod connectors;
+pub(crate) mod connectors;
 mod groups;
+pub(crate) mod shapes;
 mod wire;
 
 use axum::Router;

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use sluice_model::AccessLevel;
 use sluice_repo::HubRecord;
+use utoipa::ToSchema;
 
 use super::hub_name;
 use crate::error::{ApiError, ApiResult};
@@ -65,7 +66,7 @@ pub(crate) async fn get_one(caller: Caller, Path(hub): Path<String>) -> ApiResul
     Ok(Out(hub_json(&h, &caller)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewHub {
     hub: String,

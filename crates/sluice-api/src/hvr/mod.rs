@@ -2,8 +2,9 @@
 
 mod auth;
 mod definition;
-mod hubs;
-mod ops;
+pub(crate) mod hubs;
+pub(crate) mod ops;
+pub(crate) mod shapes;
 pub(crate) mod wire;
 
 use axum::Router;

@@ -15,6 +15,7 @@ use sluice_model::{
     ResultName, TableName,
 };
 use sluice_repo::{EventFilter, EventRecord};
+use utoipa::ToSchema;
 use sluice_service::{
     CompareCommand, Granularity, ModeOverride, Posted, RefreshCommand, RowwiseApply,
 };
@@ -46,7 +47,7 @@ fn table_names(tables: Option<Vec<String>>) -> ApiResult<Vec<TableName>> {
 
 /// Fields of HVR's refresh body that sluice does not act on but accepts (they do not change
 /// what data arrives).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DifferenceFilter {
     inserts: Option<Flag>,
@@ -55,7 +56,7 @@ pub(crate) struct DifferenceFilter {
 }
 
 /// `POST …/refresh`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RefreshBody {
     source_loc: String,
@@ -211,7 +212,7 @@ pub(crate) async fn refresh(
 }
 
 /// `POST …/compare`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CompareBody {
     source_loc: String,
@@ -418,7 +419,7 @@ pub(crate) async fn jobs(
     Ok(Out(Json::Object(out)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct JobsBody {
     #[serde(default)]
@@ -635,7 +636,7 @@ pub(crate) async fn events(
     Ok(Out(Json::Object(out)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CancelBody {
     #[serde(default)]
@@ -701,7 +702,7 @@ pub(crate) async fn event_log(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LocTestBody {
     channel: Option<String>,
@@ -733,7 +734,7 @@ pub(crate) async fn test_location(
     Ok(Out(json!({ "discovered_props": report.discovered_props })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewLocTestBody {
     props: Json,

@@ -1,0 +1,259 @@
+//! The JSON shapes of the event hub, `/health` and the error bodies, as `GET /openapi.json`
+//! describes them. These types only describe: the handlers answer with the event hub's own types
+//! (`sluice_events::Topic`, `StoredEvent`, …) and `tests/openapi.rs` checks real answers against
+//! these schemas, so a field added on one side and not the other fails that test.
+#![allow(dead_code)]
+
+use serde_json::Value as Json;
+use utoipa::ToSchema;
+
+/// An HVR access level (case-insensitive on input).
+#[derive(ToSchema)]
+pub(crate) enum AccessLevel {
+    None,
+    ReadOnly,
+    ReadExec,
+    ReadExecRefresh,
+    ReadWrite,
+    HubOwner,
+    SysAdmin,
+}
+
+/// A time in RFC 3339 with microseconds and `Z` (`2026-11-23T10:00:00.000000Z`).
+#[derive(ToSchema)]
+#[schema(pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")]
+pub(crate) struct Timestamp(String);
+
+/// `GET /health` while the repository answers.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    #[schema(pattern = "^ok$")]
+    status: String,
+    /// The server's version.
+    version: String,
+    /// Seconds since the server started.
+    uptime_seconds: u64,
+    /// Hubs in the repository.
+    hubs: u64,
+}
+
+/// `GET /health` when the repository does not answer.
+#[derive(ToSchema)]
+pub(crate) struct HealthUnavailable {
+    /// Always `unavailable`.
+    #[schema(pattern = "^unavailable$")]
+    status: String,
+}
+
+/// An error of the Fivetran-compatible face.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FivetranError {
+    /// `InvalidInput`, `AuthFailed`, `Forbidden`, `NotFound_<Resource>`, `Conflict`,
+    /// `MethodNotAllowed`, …
+    code: String,
+    /// What went wrong, for people.
+    message: String,
+}
+
+/// Who a grant names: `user:NAME`, or `level:LEVEL` (that level or higher).
+#[derive(ToSchema)]
+#[schema(pattern = "^(user:[^\\x00-\\x1f]{1,128}|level:[A-Za-z]+)$")]
+pub(crate) struct Principal(String);
+
+/// Who may read (stream, query, export) and who may publish on a topic.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Grants {
+    /// Readers (default: `level:ReadOnly`).
+    #[serde(default)]
+    read: Vec<Principal>,
+    /// Publishers (default: `level:ReadWrite`).
+    #[serde(default)]
+    publish: Vec<Principal>,
+}
+
+/// How long a topic keeps its events; none means forever.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Retention {
+    /// Events older than this many seconds are removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, nullable = false)]
+    max_age_seconds: Option<u64>,
+    /// Only the newest this many events are kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, nullable = false)]
+    max_count: Option<u64>,
+}
+
+/// A topic name: letters, digits, `.`, `_` and `-`, not starting with `.`.
+#[derive(ToSchema)]
+#[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+pub(crate) struct TopicName(String);
+
+/// `POST /topics`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewTopic {
+    name: TopicName,
+    /// Free text.
+    #[serde(default)]
+    description: String,
+    /// The JSON Schema every payload must satisfy; none accepts any JSON value.
+    #[serde(default)]
+    schema: Option<Json>,
+    #[serde(default)]
+    retention: Option<Retention>,
+    #[serde(default)]
+    grants: Option<Grants>,
+}
+
+/// `PUT /topics/{topic}`: the whole spec (a changed schema is a new version).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TopicSpec {
+    /// Free text.
+    #[serde(default)]
+    description: String,
+    /// The JSON Schema every payload must satisfy; none accepts any JSON value.
+    #[serde(default)]
+    schema: Option<Json>,
+    #[serde(default)]
+    retention: Option<Retention>,
+    #[serde(default)]
+    grants: Option<Grants>,
+}
+
+/// A topic.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Topic {
+    name: TopicName,
+    description: String,
+    /// The current schema version; 0 while the topic has never had a schema.
+    schema_version: u32,
+    /// The current schema.
+    schema: Option<Json>,
+    retention: Retention,
+    grants: Grants,
+    /// Whether the hub itself publishes on it (clients may not publish, update or delete it).
+    builtin: bool,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    /// Who changed it last.
+    updated_by: String,
+    /// The sequence number of the newest event ever stored (0: none yet).
+    last_seq: u64,
+}
+
+/// `GET /topics`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TopicList {
+    items: Vec<Topic>,
+}
+
+/// One version of a topic's schema.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SchemaVersion {
+    /// 1, 2, …
+    version: u32,
+    /// The schema (`null` when that version removed it).
+    schema: Option<Json>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    created_by: String,
+}
+
+/// `GET /topics/{topic}/schemas`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SchemaVersionList {
+    items: Vec<SchemaVersion>,
+}
+
+/// An event to publish. With an `id`, publishing is idempotent per topic.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewEvent {
+    topic: TopicName,
+    /// Dot-separated tokens (`plant1.line2.temp`).
+    routing_key: String,
+    /// Any JSON value (checked against the topic's schema).
+    payload: Json,
+    /// The client's id of the event (1 to 128 bytes, no control characters).
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// `POST /events` with a batch wrapped in an object.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventBatch {
+    events: Vec<NewEvent>,
+}
+
+/// `POST /events`: one event, an array of events, or `{"events": […]}`.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub(crate) enum Publish {
+    One(NewEvent),
+    Many(Vec<NewEvent>),
+    Wrapped(EventBatch),
+}
+
+/// What publishing one event did.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Published {
+    topic: TopicName,
+    seq: u64,
+    id: String,
+    timestamp: Timestamp,
+    /// True when an event with this id was already stored (nothing new was stored).
+    duplicate: bool,
+}
+
+/// `POST /events` with a batch.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PublishedList {
+    items: Vec<Published>,
+}
+
+/// A stored event, as streams, history and exports deliver it.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoredEvent {
+    topic: TopicName,
+    /// Its place in the topic: 1, 2, 3, … with no reuse.
+    seq: u64,
+    id: String,
+    routing_key: String,
+    timestamp: Timestamp,
+    /// Who published it (`null` for the hub itself).
+    posted_by: Option<String>,
+    payload: Json,
+}
+
+/// `GET /events/{topic}/history`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryPage {
+    items: Vec<StoredEvent>,
+    /// Pass as `?cursor=` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// `GET /events/{topic}/last`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventList {
+    items: Vec<StoredEvent>,
+}
