@@ -17,14 +17,15 @@ use std::sync::OnceLock;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use utoipa::ToSchema;
 use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, ParameterStyle, PathItem,
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{
-    AdditionalProperties, ArrayBuilder, ComponentsBuilder, KnownFormat, ObjectBuilder, OneOfBuilder,
-    Ref, Schema, SchemaFormat, Type,
+    AdditionalProperties, ArrayBuilder, ComponentsBuilder, KnownFormat, ObjectBuilder,
+    OneOfBuilder, Ref, Schema, SchemaFormat, Type,
 };
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
@@ -32,7 +33,6 @@ use utoipa::openapi::{
     Content, InfoBuilder, OpenApi, OpenApiBuilder, Paths, RefOr, Required, ResponseBuilder,
     ResponsesBuilder,
 };
-use utoipa::ToSchema;
 
 use crate::fivetran::connectors as ft_body;
 use crate::fivetran::shapes as ft;
@@ -51,11 +51,7 @@ pub async fn openapi() -> Response {
             .to_json()
             .expect("an OpenAPI document always serializes")
     });
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        text.as_str(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
 }
 
 /// Who may call an operation.
@@ -235,7 +231,13 @@ impl Op {
     }
 
     /// An answer with a body of `content_type`.
-    fn reply(mut self, status: u16, description: &str, content_type: &str, schema: RefOr<Schema>) -> Op {
+    fn reply(
+        mut self,
+        status: u16,
+        description: &str,
+        content_type: &str,
+        schema: RefOr<Schema>,
+    ) -> Op {
         self.responses = self.responses.response(
             status.to_string(),
             ResponseBuilder::new()
@@ -265,9 +267,10 @@ impl Op {
 
     /// An answer without a body.
     fn empty(mut self, status: u16, description: &str) -> Op {
-        self.responses = self
-            .responses
-            .response(status.to_string(), ResponseBuilder::new().description(description));
+        self.responses = self.responses.response(
+            status.to_string(),
+            ResponseBuilder::new().description(description),
+        );
         self
     }
 
@@ -291,12 +294,10 @@ impl Op {
                     "text/plain; charset=utf-8",
                     Content::new(Some(Ref::from_schema_name("HvrError"))),
                 ),
-                Face::Fivetran => ResponseBuilder::new()
-                    .description(description)
-                    .content(
-                        "application/json",
-                        json_content(Ref::from_schema_name("FivetranError").into()),
-                    ),
+                Face::Fivetran => ResponseBuilder::new().description(description).content(
+                    "application/json",
+                    json_content(Ref::from_schema_name("FivetranError").into()),
+                ),
             };
             self.responses = self.responses.response(status.to_string(), response);
         }
@@ -315,7 +316,10 @@ fn operation_id(method: &HttpMethod, path: &str) -> String {
         _ => "other",
     }
     .to_owned();
-    for part in path.split(['/', '_', '.', '{', '}']).filter(|p| !p.is_empty()) {
+    for part in path
+        .split(['/', '_', '.', '{', '}'])
+        .filter(|p| !p.is_empty())
+    {
         let mut chars = part.chars();
         if let Some(first) = chars.next() {
             id.push(first.to_ascii_uppercase());
@@ -346,7 +350,9 @@ fn envelope(data: Option<RefOr<Schema>>) -> RefOr<Schema> {
         Some(d) => o.property("data", d).required("data"),
         None => o.required("message"),
     };
-    o.additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false))).build().into()
+    o.additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
+        .build()
+        .into()
 }
 
 /// A page: `{"items": […], "next_cursor", "nextCursor"}` (`null` on the last page).
@@ -372,7 +378,10 @@ fn page(item: RefOr<Schema>) -> RefOr<Schema> {
 }
 
 fn boolean() -> Schema {
-    ObjectBuilder::new().schema_type(Type::Boolean).build().into()
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .build()
+        .into()
 }
 
 fn count() -> Schema {
@@ -460,8 +469,14 @@ fn build() -> (OpenApi, Vec<String>) {
                 ("auth", "HVR logins and tokens"),
                 ("users", "HVR users"),
                 ("hubs", "HVR hubs"),
-                ("definition", "HVR Definition Interface: channels, tables, locations"),
-                ("jobs", "HVR refresh, compare, jobs, events and location tests"),
+                (
+                    "definition",
+                    "HVR Definition Interface: channels, tables, locations",
+                ),
+                (
+                    "jobs",
+                    "HVR refresh, compare, jobs, events and location tests",
+                ),
                 ("event hub", "Topics and events"),
                 ("fivetran", "The Fivetran-compatible /v1 face"),
             ]
@@ -477,17 +492,44 @@ fn server(doc: &mut Doc) {
     let health = doc.schema::<shapes::Health>();
     let unavailable = doc.schema::<shapes::HealthUnavailable>();
     doc.add(
-        Op::new(HttpMethod::Get, "/health", "server", Auth::Anonymous, "Liveness and repository reachability")
-            .json(200, "the server and its repository answer", health)
-            .json(503, "the repository does not answer", unavailable),
+        Op::new(
+            HttpMethod::Get,
+            "/health",
+            "server",
+            Auth::Anonymous,
+            "Liveness and repository reachability",
+        )
+        .json(200, "the server and its repository answer", health)
+        .json(503, "the repository does not answer", unavailable),
     );
     doc.add(
-        Op::new(HttpMethod::Get, "/metrics", "server", Auth::Anonymous, "Prometheus metrics")
-            .reply(200, "Prometheus text format 0.0.4", "text/plain; version=0.0.4", string().build().into()),
+        Op::new(
+            HttpMethod::Get,
+            "/metrics",
+            "server",
+            Auth::Anonymous,
+            "Prometheus metrics",
+        )
+        .reply(
+            200,
+            "Prometheus text format 0.0.4",
+            "text/plain; version=0.0.4",
+            string().build().into(),
+        ),
     );
     doc.add(
-        Op::new(HttpMethod::Get, "/openapi.json", "server", Auth::Anonymous, "This document")
-            .json(200, "the OpenAPI 3.1 document", ObjectBuilder::new().build().into()),
+        Op::new(
+            HttpMethod::Get,
+            "/openapi.json",
+            "server",
+            Auth::Anonymous,
+            "This document",
+        )
+        .json(
+            200,
+            "the OpenAPI 3.1 document",
+            ObjectBuilder::new().build().into(),
+        ),
     );
 }
 
@@ -503,27 +545,51 @@ fn auth(doc: &mut Doc) {
             .errors(Face::Hvr, &[400, 403, 429]),
     );
     doc.add(
-        Op::new(HttpMethod::Post, "/auth/v1/refresh", "auth", Auth::Anonymous, "Trade a refresh token for new tokens (the old one stops working)")
-            .body(refresh.clone(), false)
-            .json(200, "new tokens", tokens)
-            .errors(Face::Hvr, &[400, 401, 403]),
+        Op::new(
+            HttpMethod::Post,
+            "/auth/v1/refresh",
+            "auth",
+            Auth::Anonymous,
+            "Trade a refresh token for new tokens (the old one stops working)",
+        )
+        .body(refresh.clone(), false)
+        .json(200, "new tokens", tokens)
+        .errors(Face::Hvr, &[400, 401, 403]),
     );
     doc.add(
-        Op::new(HttpMethod::Post, "/auth/v1/revoke", "auth", Auth::Anonymous, "End a refresh token")
-            .body(refresh, true)
-            .empty(204, "the token (if any) no longer works")
-            .errors(Face::Hvr, &[400]),
+        Op::new(
+            HttpMethod::Post,
+            "/auth/v1/revoke",
+            "auth",
+            Auth::Anonymous,
+            "End a refresh token",
+        )
+        .body(refresh, true)
+        .empty(204, "the token (if any) no longer works")
+        .errors(Face::Hvr, &[400]),
     );
     let versions = doc.schema::<hvr::ApiVersions>();
     doc.add(
-        Op::new(HttpMethod::Get, "/api", "auth", Auth::Anonymous, "Supported API versions")
-            .json(200, "versions", versions),
+        Op::new(
+            HttpMethod::Get,
+            "/api",
+            "auth",
+            Auth::Anonymous,
+            "Supported API versions",
+        )
+        .json(200, "versions", versions),
     );
     let clock = doc.schema::<hvr::Clock>();
     doc.add(
-        Op::new(HttpMethod::Get, "/api/latest/hubserver/clock", "hubs", Auth::Bearer("any"), "Server time")
-            .json(200, "the time", clock)
-            .errors(Face::Hvr, &[401]),
+        Op::new(
+            HttpMethod::Get,
+            "/api/latest/hubserver/clock",
+            "hubs",
+            Auth::Bearer("any"),
+            "Server time",
+        )
+        .json(200, "the time", clock)
+        .errors(Face::Hvr, &[401]),
     );
 
     let users = doc.schema::<hvr::Users>();
@@ -532,32 +598,62 @@ fn auth(doc: &mut Doc) {
     let change = doc.schema::<hvr::UserChange>();
     const U: &str = "/api/latest/users";
     doc.add(
-        Op::new(HttpMethod::Get, U, "users", Auth::Bearer("SysAdmin"), "List users")
-            .json(200, "users by name", users)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            U,
+            "users",
+            Auth::Bearer("SysAdmin"),
+            "List users",
+        )
+        .json(200, "users by name", users)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Post, U, "users", Auth::Bearer("SysAdmin"), "Create a user")
-            .body(new_user, false)
-            .empty(201, "created")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            U,
+            "users",
+            Auth::Bearer("SysAdmin"),
+            "Create a user",
+        )
+        .body(new_user, false)
+        .empty(201, "created")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     const ONE: &str = "/api/latest/users/{user}";
     doc.add(
-        Op::new(HttpMethod::Get, ONE, "users", Auth::Bearer("SysAdmin or self"), "One user")
-            .json(200, "the user", user)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            ONE,
+            "users",
+            Auth::Bearer("SysAdmin or self"),
+            "One user",
+        )
+        .json(200, "the user", user)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Patch, ONE, "users", Auth::Bearer("SysAdmin (self: password only)"), "Change a user's level or password")
-            .body(change, false)
-            .empty(204, "changed")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Patch,
+            ONE,
+            "users",
+            Auth::Bearer("SysAdmin (self: password only)"),
+            "Change a user's level or password",
+        )
+        .body(change, false)
+        .empty(204, "changed")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Delete, ONE, "users", Auth::Bearer("SysAdmin"), "Delete a user")
-            .empty(204, "deleted")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Delete,
+            ONE,
+            "users",
+            Auth::Bearer("SysAdmin"),
+            "Delete a user",
+        )
+        .empty(204, "deleted")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
 }
 
@@ -571,53 +667,101 @@ fn hubs(doc: &mut Doc) {
     let props_change = doc.schema::<hvr::HubPropsChange>();
     let status = doc.schema::<hvr::HubStatus>();
     doc.add(
-        Op::new(HttpMethod::Get, "/api/latest/hubs", "hubs", Auth::Bearer("any"), "List hubs")
-            .json(200, "hubs by name", hubs)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            "/api/latest/hubs",
+            "hubs",
+            Auth::Bearer("any"),
+            "List hubs",
+        )
+        .json(200, "hubs by name", hubs)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Post, "/api/latest/hubs", "hubs", Auth::Bearer("SysAdmin"), "Create a hub")
-            .description("Only the Description property may be set at creation.")
-            .body(new_hub, false)
-            .empty(204, "created (HVR answers 204)")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            "/api/latest/hubs",
+            "hubs",
+            Auth::Bearer("SysAdmin"),
+            "Create a hub",
+        )
+        .description("Only the Description property may be set at creation.")
+        .body(new_hub, false)
+        .empty(204, "created (HVR answers 204)")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Get, H, "hubs", Auth::Bearer("ReadOnly"), "One hub")
-            .json(200, "the hub", hub)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            H,
+            "hubs",
+            Auth::Bearer("ReadOnly"),
+            "One hub",
+        )
+        .json(200, "the hub", hub)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Delete, H, "hubs", Auth::Bearer("HubOwner"), "Delete a hub and everything in it")
-            .empty(200, "deleted")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Delete,
+            H,
+            "hubs",
+            Auth::Bearer("HubOwner"),
+            "Delete a hub and everything in it",
+        )
+        .empty(200, "deleted")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     for (verb, summary) in [
         ("freeze", "Freeze: no job starts, the scheduler stops"),
         ("unfreeze", "Unfreeze"),
     ] {
         doc.add(
-            Op::new(HttpMethod::Post, &format!("{H}/{verb}"), "hubs", Auth::Bearer("HubOwner"), summary)
-                .empty(204, "done")
-                .errors(Face::Hvr, HVR_ERRORS),
+            Op::new(
+                HttpMethod::Post,
+                &format!("{H}/{verb}"),
+                "hubs",
+                Auth::Bearer("HubOwner"),
+                summary,
+            )
+            .empty(204, "done")
+            .errors(Face::Hvr, HVR_ERRORS),
         );
     }
     doc.add(
-        Op::new(HttpMethod::Get, &format!("{H}/props"), "hubs", Auth::Bearer("ReadOnly"), "Hub properties")
-            .query_list("fetch", "only these properties")
-            .json(200, "properties by name", props)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            &format!("{H}/props"),
+            "hubs",
+            Auth::Bearer("ReadOnly"),
+            "Hub properties",
+        )
+        .query_list("fetch", "only these properties")
+        .json(200, "properties by name", props)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Patch, &format!("{H}/props"), "hubs", Auth::Bearer("HubOwner"), "Set hub properties (null deletes)")
-            .body(props_change, false)
-            .empty(204, "set")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Patch,
+            &format!("{H}/props"),
+            "hubs",
+            Auth::Bearer("HubOwner"),
+            "Set hub properties (null deletes)",
+        )
+        .body(props_change, false)
+        .empty(204, "set")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Get, &format!("{H}/query/status"), "hubs", Auth::Bearer("ReadOnly"), "Hub state")
-            .json(200, "the state", status)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            &format!("{H}/query/status"),
+            "hubs",
+            Auth::Bearer("ReadOnly"),
+            "Hub state",
+        )
+        .json(200, "the state", status)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
 }
 
@@ -634,18 +778,33 @@ fn definition(doc: &mut Doc) {
     let import = doc.schema::<hvr::Import>();
     let imported = doc.schema::<hvr::Imported>();
     doc.add(
-        Op::new(HttpMethod::Get, D, tag, read, "Export definitions (secrets left out)")
-            .query_list("fetch", "parts: locs, loc_props, channels, tables, cols, hub_actions (default: all)")
-            .query_list("channel", "only these channels")
-            .query_list("loc", "only these locations")
-            .json(200, "the definitions", definition)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            D,
+            tag,
+            read,
+            "Export definitions (secrets left out)",
+        )
+        .query_list(
+            "fetch",
+            "parts: locs, loc_props, channels, tables, cols, hub_actions (default: all)",
+        )
+        .query_list("channel", "only these channels")
+        .query_list("loc", "only these locations")
+        .json(200, "the definitions", definition)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Post, &format!("{D}/import"), tag, write, "Apply a list of changes atomically")
-            .body(import, false)
-            .json(200, "applied", imported)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            &format!("{D}/import"),
+            tag,
+            write,
+            "Apply a list of changes atomically",
+        )
+        .body(import, false)
+        .json(200, "applied", imported)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
 
     let channels = doc.schema::<hvr::Channels>();
@@ -655,22 +814,42 @@ fn definition(doc: &mut Doc) {
     let channel_change = doc.schema::<hvr::ChannelChange>();
     let fetch = "parts: tables, cols, loc_groups, members, actions (or channel_actions)";
     doc.add(
-        Op::new(HttpMethod::Get, &format!("{D}/channels"), tag, read, "List channels")
-            .query_list("fetch", fetch)
-            .query_list("channel", "only these channels")
-            .json(200, "channels by name (only descriptions unless fetched)", channels)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            &format!("{D}/channels"),
+            tag,
+            read,
+            "List channels",
+        )
+        .query_list("fetch", fetch)
+        .query_list("channel", "only these channels")
+        .json(
+            200,
+            "channels by name (only descriptions unless fetched)",
+            channels,
+        )
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Post, &format!("{D}/channels"), tag, write, "Create a channel")
-            .body(new_channel, false)
-            .empty(201, "created")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            &format!("{D}/channels"),
+            tag,
+            write,
+            "Create a channel",
+        )
+        .body(new_channel, false)
+        .empty(201, "created")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
         Op::new(HttpMethod::Get, C, tag, read, "One channel")
             .query_list("fetch", fetch)
-            .json(200, "the channel (everything unless fetch narrows it)", channel)
+            .json(
+                200,
+                "the channel (everything unless fetch narrows it)",
+                channel,
+            )
             .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
@@ -680,10 +859,16 @@ fn definition(doc: &mut Doc) {
             .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Patch, C, tag, write, "Change a channel's description")
-            .body(channel_change, true)
-            .empty(204, "changed")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Patch,
+            C,
+            tag,
+            write,
+            "Change a channel's description",
+        )
+        .body(channel_change, true)
+        .empty(204, "changed")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
         Op::new(HttpMethod::Delete, C, tag, write, "Delete a channel")
@@ -699,35 +884,65 @@ fn definition(doc: &mut Doc) {
     let table_change = doc.schema::<hvr::TableChange>();
     let names = doc.schema::<hvr::TableNames>();
     doc.add(
-        Op::new(HttpMethod::Get, &format!("{C}/tables"), tag, read, "List tables")
-            .query_list("fetch", "cols: with columns")
-            .query_list("table", "only these tables")
-            .json(200, "tables by name", tables)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            &format!("{C}/tables"),
+            tag,
+            read,
+            "List tables",
+        )
+        .query_list("fetch", "cols: with columns")
+        .query_list("table", "only these tables")
+        .json(200, "tables by name", tables)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Post, &format!("{C}/tables"), tag, write, "Add a table")
-            .body(new_table, false)
-            .empty(201, "added")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            &format!("{C}/tables"),
+            tag,
+            write,
+            "Add a table",
+        )
+        .body(new_table, false)
+        .empty(201, "added")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Patch, &format!("{C}/tables"), tag, write, "Add or replace several tables")
-            .body(tables_in.clone(), true)
-            .empty(204, "set")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Patch,
+            &format!("{C}/tables"),
+            tag,
+            write,
+            "Add or replace several tables",
+        )
+        .body(tables_in.clone(), true)
+        .empty(204, "set")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Put, &format!("{C}/tables"), tag, write, "Replace the table list")
-            .body(tables_in, true)
-            .empty(204, "replaced")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Put,
+            &format!("{C}/tables"),
+            tag,
+            write,
+            "Replace the table list",
+        )
+        .body(tables_in, true)
+        .empty(204, "replaced")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Post, &format!("{C}/tables_delete"), tag, write, "Delete tables")
-            .body(names, false)
-            .empty(204, "deleted")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            &format!("{C}/tables_delete"),
+            tag,
+            write,
+            "Delete tables",
+        )
+        .body(names, false)
+        .empty(204, "deleted")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
         Op::new(HttpMethod::Get, T, tag, read, "One table")
@@ -742,10 +957,16 @@ fn definition(doc: &mut Doc) {
             .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Patch, T, tag, write, "Change base_name / table_group")
-            .body(table_change, true)
-            .empty(204, "changed")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Patch,
+            T,
+            tag,
+            write,
+            "Change base_name / table_group",
+        )
+        .body(table_change, true)
+        .empty(204, "changed")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
         Op::new(HttpMethod::Delete, T, tag, write, "Delete a table")
@@ -755,21 +976,39 @@ fn definition(doc: &mut Doc) {
     let cols = doc.schema::<hvr::Columns>();
     let cols_in = doc.schema::<hvr::ColumnsIn>();
     doc.add(
-        Op::new(HttpMethod::Get, &format!("{T}/cols"), tag, read, "A table's columns")
-            .json(200, "columns by name", cols)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            &format!("{T}/cols"),
+            tag,
+            read,
+            "A table's columns",
+        )
+        .json(200, "columns by name", cols)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Patch, &format!("{T}/cols"), tag, write, "Add or replace columns")
-            .body(cols_in.clone(), true)
-            .empty(204, "set")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Patch,
+            &format!("{T}/cols"),
+            tag,
+            write,
+            "Add or replace columns",
+        )
+        .body(cols_in.clone(), true)
+        .empty(204, "set")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Put, &format!("{T}/cols"), tag, write, "Replace the columns")
-            .body(cols_in, true)
-            .empty(204, "replaced")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Put,
+            &format!("{T}/cols"),
+            tag,
+            write,
+            "Replace the columns",
+        )
+        .body(cols_in, true)
+        .empty(204, "replaced")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
 
     let groups = doc.schema::<hvr::LocGroups>();
@@ -778,16 +1017,28 @@ fn definition(doc: &mut Doc) {
     let members_in = doc.schema::<hvr::MembersIn>();
     let members = doc.schema::<hvr::Members>();
     doc.add(
-        Op::new(HttpMethod::Get, &format!("{C}/loc_groups"), tag, read, "Location groups")
-            .query_list("fetch", "members: with members (the default)")
-            .json(200, "groups by name", groups)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            &format!("{C}/loc_groups"),
+            tag,
+            read,
+            "Location groups",
+        )
+        .query_list("fetch", "members: with members (the default)")
+        .json(200, "groups by name", groups)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Post, &format!("{C}/loc_groups"), tag, write, "Add a location group")
-            .body(new_group, false)
-            .empty(201, "added")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            &format!("{C}/loc_groups"),
+            tag,
+            write,
+            "Add a location group",
+        )
+        .body(new_group, false)
+        .empty(201, "added")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
         Op::new(HttpMethod::Get, G, tag, read, "One location group")
@@ -795,10 +1046,16 @@ fn definition(doc: &mut Doc) {
             .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Put, G, tag, write, "Add or replace a location group")
-            .body(members_in.clone(), true)
-            .empty(204, "replaced")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Put,
+            G,
+            tag,
+            write,
+            "Add or replace a location group",
+        )
+        .body(members_in.clone(), true)
+        .empty(204, "replaced")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
         Op::new(HttpMethod::Delete, G, tag, write, "Delete a location group")
@@ -806,49 +1063,91 @@ fn definition(doc: &mut Doc) {
             .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Get, &format!("{G}/members"), tag, read, "Members")
-            .json(200, "the members", members)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            &format!("{G}/members"),
+            tag,
+            read,
+            "Members",
+        )
+        .json(200, "the members", members)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Patch, &format!("{G}/members"), tag, write, "Add members (moved from other groups)")
-            .body(members_in.clone(), true)
-            .empty(204, "added")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Patch,
+            &format!("{G}/members"),
+            tag,
+            write,
+            "Add members (moved from other groups)",
+        )
+        .body(members_in.clone(), true)
+        .empty(204, "added")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Put, &format!("{G}/members"), tag, write, "Replace members")
-            .body(members_in, true)
-            .empty(204, "replaced")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Put,
+            &format!("{G}/members"),
+            tag,
+            write,
+            "Replace members",
+        )
+        .body(members_in, true)
+        .empty(204, "replaced")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
 
     let action = doc.schema::<hvr::Action>();
     let actions_out: RefOr<Schema> = ArrayBuilder::new().items(action).build().into();
     let actions = doc.schema::<hvr::ActionList>();
     doc.add(
-        Op::new(HttpMethod::Get, &format!("{C}/actions"), tag, read, "Actions")
-            .query_list("action_type", "only actions of these types")
-            .json(200, "the actions", actions_out)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            &format!("{C}/actions"),
+            tag,
+            read,
+            "Actions",
+        )
+        .query_list("action_type", "only actions of these types")
+        .json(200, "the actions", actions_out)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Patch, &format!("{C}/actions"), tag, write, "Append actions")
-            .body(actions.clone(), false)
-            .empty(204, "appended")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Patch,
+            &format!("{C}/actions"),
+            tag,
+            write,
+            "Append actions",
+        )
+        .body(actions.clone(), false)
+        .empty(204, "appended")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Put, &format!("{C}/actions"), tag, write, "Replace the action list")
-            .body(actions.clone(), false)
-            .empty(204, "replaced")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Put,
+            &format!("{C}/actions"),
+            tag,
+            write,
+            "Replace the action list",
+        )
+        .body(actions.clone(), false)
+        .empty(204, "replaced")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Post, &format!("{C}/actions_delete"), tag, write, "Delete actions by exact match")
-            .body(actions, false)
-            .empty(204, "deleted")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            &format!("{C}/actions_delete"),
+            tag,
+            write,
+            "Delete actions by exact match",
+        )
+        .body(actions, false)
+        .empty(204, "deleted")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
 
     let locs = doc.schema::<hvr::Locations>();
@@ -858,22 +1157,40 @@ fn definition(doc: &mut Doc) {
     let loc_props = doc.schema::<hvr::LocProps>();
     let loc_props_change = doc.schema::<hvr::LocPropsChange>();
     doc.add(
-        Op::new(HttpMethod::Get, &format!("{D}/locs"), tag, read, "List locations")
-            .query_list("fetch", "loc_props: with properties")
-            .query_list("loc", "only these locations")
-            .json(200, "locations by name", locs)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            &format!("{D}/locs"),
+            tag,
+            read,
+            "List locations",
+        )
+        .query_list("fetch", "loc_props: with properties")
+        .query_list("loc", "only these locations")
+        .json(200, "locations by name", locs)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Post, &format!("{D}/locs"), tag, write, "Create a location (passwords stored encrypted)")
-            .body(new_loc, false)
-            .empty(201, "created")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            &format!("{D}/locs"),
+            tag,
+            write,
+            "Create a location (passwords stored encrypted)",
+        )
+        .body(new_loc, false)
+        .empty(201, "created")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Get, L, tag, read, "One location (secrets left out)")
-            .json(200, "the location", loc)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            L,
+            tag,
+            read,
+            "One location (secrets left out)",
+        )
+        .json(200, "the location", loc)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
         Op::new(HttpMethod::Put, L, tag, write, "Add or replace a location")
@@ -888,15 +1205,27 @@ fn definition(doc: &mut Doc) {
             .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Get, &format!("{L}/props"), tag, read, "A location's properties")
-            .json(200, "properties by name (secrets left out)", loc_props)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            &format!("{L}/props"),
+            tag,
+            read,
+            "A location's properties",
+        )
+        .json(200, "properties by name (secrets left out)", loc_props)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Patch, &format!("{L}/props"), tag, write, "Set location properties (null deletes)")
-            .body(loc_props_change, true)
-            .empty(204, "set")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Patch,
+            &format!("{L}/props"),
+            tag,
+            write,
+            "Set location properties (null deletes)",
+        )
+        .body(loc_props_change, true)
+        .empty(204, "set")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
 }
 
@@ -908,51 +1237,91 @@ fn operations(doc: &mut Doc) {
     let posted = doc.schema::<hvr::Posted>();
     let plan = doc.schema::<hvr::JobPlan>();
     doc.add(
-        Op::new(HttpMethod::Post, &format!("{C}/refresh"), tag, Auth::Bearer("ReadExecRefresh"), "Refresh")
-            .body(refresh, false)
-            .json(201, "the job was posted", posted.clone())
-            .json(200, "dry_run: what the refresh would do", plan.clone())
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            &format!("{C}/refresh"),
+            tag,
+            Auth::Bearer("ReadExecRefresh"),
+            "Refresh",
+        )
+        .body(refresh, false)
+        .json(201, "the job was posted", posted.clone())
+        .json(200, "dry_run: what the refresh would do", plan.clone())
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Post, &format!("{C}/compare"), tag, Auth::Bearer("ReadExec"), "Compare")
-            .body(compare, false)
-            .json(201, "the job was posted", posted)
-            .json(200, "dry_run: what the compare would do", plan)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            &format!("{C}/compare"),
+            tag,
+            Auth::Bearer("ReadExec"),
+            "Compare",
+        )
+        .body(compare, false)
+        .json(201, "the job was posted", posted)
+        .json(200, "dry_run: what the compare would do", plan)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     for verb in ["activate", "deactivate"] {
         doc.add(
-            Op::new(HttpMethod::Post, &format!("{C}/{verb}"), tag, Auth::Bearer("ReadWrite"), "Not available until change capture exists")
-                .errors(Face::Hvr, &[400, 401, 403]),
+            Op::new(
+                HttpMethod::Post,
+                &format!("{C}/{verb}"),
+                tag,
+                Auth::Bearer("ReadWrite"),
+                "Not available until change capture exists",
+            )
+            .errors(Face::Hvr, &[400, 401, 403]),
         );
     }
     let ids = doc.schema::<hvr::ResultsIds>();
     for kind in ["refresh", "compare"] {
         doc.add(
-            Op::new(HttpMethod::Get, &format!("{C}/{kind}/tables_results_ids"), tag, Auth::Bearer("ReadOnly"), &format!("{kind} events with results, by table"))
-                .query_list("table", "only these tables")
-                .query("source_loc", string(), "only events from this location")
-                .query("target_loc", string(), "only events into this location")
-                .query("ev_tstamp_begin", string(), "only events since (ISO-8601 or epoch seconds)")
-                .json(200, "tables by event id", ids.clone())
-                .errors(Face::Hvr, HVR_ERRORS),
+            Op::new(
+                HttpMethod::Get,
+                &format!("{C}/{kind}/tables_results_ids"),
+                tag,
+                Auth::Bearer("ReadOnly"),
+                &format!("{kind} events with results, by table"),
+            )
+            .query_list("table", "only these tables")
+            .query("source_loc", string(), "only events from this location")
+            .query("target_loc", string(), "only events into this location")
+            .query(
+                "ev_tstamp_begin",
+                string(),
+                "only events since (ISO-8601 or epoch seconds)",
+            )
+            .json(200, "tables by event id", ids.clone())
+            .errors(Face::Hvr, HVR_ERRORS),
         );
     }
     let jobs = doc.schema::<hvr::Jobs>();
     let jobs_body = doc.schema::<hvr_ops::JobsBody>();
     let canceled = doc.schema::<hvr::Canceled>();
     doc.add(
-        Op::new(HttpMethod::Get, &format!("{H}/jobs"), tag, Auth::Bearer("ReadOnly"), "Jobs")
-            .query_list("channel", "only jobs of these channels")
-            .query_list("job", "only these jobs")
-            .json(200, "jobs by name", jobs)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            &format!("{H}/jobs"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "Jobs",
+        )
+        .query_list("channel", "only jobs of these channels")
+        .query_list("job", "only these jobs")
+        .json(200, "jobs by name", jobs)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Delete, &format!("{H}/jobs/{{job}}"), tag, Auth::Bearer("ReadExec"), "Delete a job (its active events are cancelled)")
-            .json(200, "deleted", canceled.clone())
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Delete,
+            &format!("{H}/jobs/{{job}}"),
+            tag,
+            Auth::Bearer("ReadExec"),
+            "Delete a job (its active events are cancelled)",
+        )
+        .json(200, "deleted", canceled.clone())
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     for (verb, summary) in [
         ("jobs_start", "Start jobs' pending events"),
@@ -960,65 +1329,127 @@ fn operations(doc: &mut Doc) {
         ("jobs_unsuspend", "Unsuspend jobs"),
     ] {
         doc.add(
-            Op::new(HttpMethod::Post, &format!("{H}/{verb}"), tag, Auth::Bearer("ReadExec"), summary)
-                .body(jobs_body.clone(), false)
-                .empty(204, "done")
-                .errors(Face::Hvr, HVR_ERRORS),
+            Op::new(
+                HttpMethod::Post,
+                &format!("{H}/{verb}"),
+                tag,
+                Auth::Bearer("ReadExec"),
+                summary,
+            )
+            .body(jobs_body.clone(), false)
+            .empty(204, "done")
+            .errors(Face::Hvr, HVR_ERRORS),
         );
     }
     doc.add(
-        Op::new(HttpMethod::Post, &format!("{H}/jobs_delete"), tag, Auth::Bearer("ReadExec"), "Delete jobs")
-            .body(jobs_body, false)
-            .json(200, "deleted", canceled)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            &format!("{H}/jobs_delete"),
+            tag,
+            Auth::Bearer("ReadExec"),
+            "Delete jobs",
+        )
+        .body(jobs_body, false)
+        .json(200, "deleted", canceled)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     let events = doc.schema::<hvr::Events>();
     doc.add(
-        Op::new(HttpMethod::Get, &format!("{H}/events"), tag, Auth::Bearer("ReadOnly"), "Events, newest first")
-            .query_list("channel", "only these channels")
-            .query_list("type", "only these event types (Refresh, Compare, …)")
-            .query_list("state", "only these states (ACTIVE, DONE, FAILED, CANCELED)")
-            .query_list("job", "only these jobs")
-            .query_list("ev_id", "only these events")
-            .query("loc", string(), "only events of this location")
-            .query("ev_tstamp_begin", string(), "only events since (ISO-8601 or epoch seconds)")
-            .query("ev_tstamp_end", string(), "only events until (ISO-8601 or epoch seconds)")
-            .query("max_events", count(), "at most this many")
-            .query("fetch_results", boolean(), "with results")
-            .query_list("result_pattern", "only these results (names joined by |)")
-            .query_list("result_table", "only results of these tables")
-            .query("current_only", boolean(), "only ACTIVE events")
-            .query("body_pattern", string(), "only events whose request contains this text")
-            .json(200, "events by id", events)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            &format!("{H}/events"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "Events, newest first",
+        )
+        .query_list("channel", "only these channels")
+        .query_list("type", "only these event types (Refresh, Compare, …)")
+        .query_list(
+            "state",
+            "only these states (ACTIVE, DONE, FAILED, CANCELED)",
+        )
+        .query_list("job", "only these jobs")
+        .query_list("ev_id", "only these events")
+        .query("loc", string(), "only events of this location")
+        .query(
+            "ev_tstamp_begin",
+            string(),
+            "only events since (ISO-8601 or epoch seconds)",
+        )
+        .query(
+            "ev_tstamp_end",
+            string(),
+            "only events until (ISO-8601 or epoch seconds)",
+        )
+        .query("max_events", count(), "at most this many")
+        .query("fetch_results", boolean(), "with results")
+        .query_list("result_pattern", "only these results (names joined by |)")
+        .query_list("result_table", "only results of these tables")
+        .query("current_only", boolean(), "only ACTIVE events")
+        .query(
+            "body_pattern",
+            string(),
+            "only events whose request contains this text",
+        )
+        .json(200, "events by id", events)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     let cancel = doc.schema::<hvr_ops::CancelBody>();
     doc.add(
-        Op::new(HttpMethod::Post, &format!("{H}/events_cancel"), tag, Auth::Bearer("ReadExec"), "Cancel ACTIVE events")
-            .body(cancel, false)
-            .empty(204, "cancelled")
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            &format!("{H}/events_cancel"),
+            tag,
+            Auth::Bearer("ReadExec"),
+            "Cancel ACTIVE events",
+        )
+        .body(cancel, false)
+        .empty(204, "cancelled")
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Get, &format!("{H}/events/{{ev_id}}/log"), tag, Auth::Bearer("ReadOnly"), "An event's log")
-            .query("max_lines", count(), "only the last lines")
-            .reply(200, "one line per message: TIMESTAMP: text", "text/plain; charset=utf-8", string().build().into())
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Get,
+            &format!("{H}/events/{{ev_id}}/log"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "An event's log",
+        )
+        .query("max_lines", count(), "only the last lines")
+        .reply(
+            200,
+            "one line per message: TIMESTAMP: text",
+            "text/plain; charset=utf-8",
+            string().build().into(),
+        )
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     let test = doc.schema::<hvr::LocationTest>();
     let loc_test = doc.schema::<hvr_ops::LocTestBody>();
     let new_loc_test = doc.schema::<hvr_ops::NewLocTestBody>();
     doc.add(
-        Op::new(HttpMethod::Post, &format!("{H}/locs/{{loc}}/test"), tag, Auth::Bearer("ReadExec"), "Test a location's connection")
-            .body(loc_test, true)
-            .json(200, "the connection works", test.clone())
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            &format!("{H}/locs/{{loc}}/test"),
+            tag,
+            Auth::Bearer("ReadExec"),
+            "Test a location's connection",
+        )
+        .body(loc_test, true)
+        .json(200, "the connection works", test.clone())
+        .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
-        Op::new(HttpMethod::Post, &format!("{H}/new_loc/test"), tag, Auth::Bearer("ReadWrite"), "Test properties of a location not yet defined")
-            .body(new_loc_test, false)
-            .json(200, "the connection works", test)
-            .errors(Face::Hvr, HVR_ERRORS),
+        Op::new(
+            HttpMethod::Post,
+            &format!("{H}/new_loc/test"),
+            tag,
+            Auth::Bearer("ReadWrite"),
+            "Test properties of a location not yet defined",
+        )
+        .body(new_loc_test, false)
+        .json(200, "the connection works", test)
+        .errors(Face::Hvr, HVR_ERRORS),
     );
 }
 
@@ -1033,15 +1464,27 @@ fn event_hub(doc: &mut Doc) {
     let spec = doc.schema::<shapes::TopicSpec>();
     let versions = doc.schema::<shapes::SchemaVersionList>();
     doc.add(
-        Op::new(HttpMethod::Get, "/topics", tag, any, "Topics the caller may read")
-            .json(200, "topics", topics)
-            .errors(Face::Hvr, &[401, 503]),
+        Op::new(
+            HttpMethod::Get,
+            "/topics",
+            tag,
+            any,
+            "Topics the caller may read",
+        )
+        .json(200, "topics", topics)
+        .errors(Face::Hvr, &[401, 503]),
     );
     doc.add(
-        Op::new(HttpMethod::Post, "/topics", tag, Auth::Bearer("ReadWrite"), "Create a topic")
-            .body(new_topic, false)
-            .json(201, "created", topic.clone())
-            .errors(Face::Hvr, &[400, 401, 403, 409, 503]),
+        Op::new(
+            HttpMethod::Post,
+            "/topics",
+            tag,
+            Auth::Bearer("ReadWrite"),
+            "Create a topic",
+        )
+        .body(new_topic, false)
+        .json(201, "created", topic.clone())
+        .errors(Face::Hvr, &[400, 401, 403, 409, 503]),
     );
     doc.add(
         Op::new(HttpMethod::Get, "/topics/{topic}", tag, read, "One topic")
@@ -1049,31 +1492,63 @@ fn event_hub(doc: &mut Doc) {
             .errors(Face::Hvr, E),
     );
     doc.add(
-        Op::new(HttpMethod::Put, "/topics/{topic}", tag, Auth::Bearer("ReadWrite"), "Replace a topic's spec (a changed schema is a new version)")
-            .body(spec, true)
-            .json(200, "the topic", topic)
-            .errors(Face::Hvr, &[400, 401, 403, 404, 409, 503]),
+        Op::new(
+            HttpMethod::Put,
+            "/topics/{topic}",
+            tag,
+            Auth::Bearer("ReadWrite"),
+            "Replace a topic's spec (a changed schema is a new version)",
+        )
+        .body(spec, true)
+        .json(200, "the topic", topic)
+        .errors(Face::Hvr, &[400, 401, 403, 404, 409, 503]),
     );
     doc.add(
-        Op::new(HttpMethod::Delete, "/topics/{topic}", tag, Auth::Bearer("ReadWrite"), "Delete a topic")
-            .query("force", boolean(), "also when it holds events")
-            .empty(204, "deleted")
-            .errors(Face::Hvr, &[400, 401, 403, 404, 409, 503]),
+        Op::new(
+            HttpMethod::Delete,
+            "/topics/{topic}",
+            tag,
+            Auth::Bearer("ReadWrite"),
+            "Delete a topic",
+        )
+        .query("force", boolean(), "also when it holds events")
+        .empty(204, "deleted")
+        .errors(Face::Hvr, &[400, 401, 403, 404, 409, 503]),
     );
     doc.add(
-        Op::new(HttpMethod::Get, "/topics/{topic}/schemas", tag, read, "Every schema version of a topic")
-            .json(200, "versions, oldest first", versions)
-            .errors(Face::Hvr, E),
+        Op::new(
+            HttpMethod::Get,
+            "/topics/{topic}/schemas",
+            tag,
+            read,
+            "Every schema version of a topic",
+        )
+        .json(200, "versions, oldest first", versions)
+        .errors(Face::Hvr, E),
     );
     let publish = doc.schema::<shapes::Publish>();
     let published = doc.schema::<shapes::Published>();
     let published_list = doc.schema::<shapes::PublishedList>();
     doc.add(
-        Op::new(HttpMethod::Post, "/events", tag, Auth::Bearer("publish grant"), "Publish one event or a batch")
-            .body(publish, false)
-            .json(201, "stored (a batch: every event, in order)", one_or_many(published.clone(), published_list))
-            .json(200, "one event whose id was already stored: the stored one", published)
-            .errors(Face::Hvr, &[400, 401, 403, 404, 413, 503]),
+        Op::new(
+            HttpMethod::Post,
+            "/events",
+            tag,
+            Auth::Bearer("publish grant"),
+            "Publish one event or a batch",
+        )
+        .body(publish, false)
+        .json(
+            201,
+            "stored (a batch: every event, in order)",
+            one_or_many(published.clone(), published_list),
+        )
+        .json(
+            200,
+            "one event whose id was already stored: the stored one",
+            published,
+        )
+        .errors(Face::Hvr, &[400, 401, 403, 404, 413, 503]),
     );
     let pattern = "routing key pattern: tokens separated by '.', '*' one token, '>' the rest";
     doc.add(
@@ -1105,33 +1580,65 @@ fn event_hub(doc: &mut Doc) {
         .into();
     let range = |op: Op| {
         op.query("routing_key", string(), pattern)
-            .query("start", string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))), "events stored at or after (RFC 3339)")
-            .query("end", string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))), "events stored before (RFC 3339)")
+            .query(
+                "start",
+                string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+                "events stored at or after (RFC 3339)",
+            )
+            .query(
+                "end",
+                string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+                "events stored before (RFC 3339)",
+            )
             .query("after", count(), "events after this sequence number")
             .query("cursor", string(), "next_cursor of the previous page")
     };
     doc.add(
-        range(Op::new(HttpMethod::Get, "/events/{topic}/history", tag, read, "History by pattern and time with cursors"))
-            .query("limit", limit.clone(), "events per page (default 100)")
-            .json(200, "a page of events, oldest first", history)
-            .errors(Face::Hvr, E),
+        range(Op::new(
+            HttpMethod::Get,
+            "/events/{topic}/history",
+            tag,
+            read,
+            "History by pattern and time with cursors",
+        ))
+        .query("limit", limit.clone(), "events per page (default 100)")
+        .json(200, "a page of events, oldest first", history)
+        .errors(Face::Hvr, E),
     );
     doc.add(
-        range(Op::new(HttpMethod::Get, "/events/{topic}/export", tag, read, "Export as JSON Lines or CSV"))
-            .query("format", string().enum_values(Some(["jsonl", "ndjson", "csv"])), "jsonl (default) or csv; else the Accept header")
-            .export_reply()
-            .errors(Face::Hvr, E),
+        range(Op::new(
+            HttpMethod::Get,
+            "/events/{topic}/export",
+            tag,
+            read,
+            "Export as JSON Lines or CSV",
+        ))
+        .query(
+            "format",
+            string().enum_values(Some(["jsonl", "ndjson", "csv"])),
+            "jsonl (default) or csv; else the Accept header",
+        )
+        .export_reply()
+        .errors(Face::Hvr, E),
     );
     doc.add(
-        Op::new(HttpMethod::Get, "/events/{topic}/last", tag, read, "The newest event per matching routing key")
-            .query("routing_key", string(), pattern)
-            .json(200, "events", last)
-            .errors(Face::Hvr, E),
+        Op::new(
+            HttpMethod::Get,
+            "/events/{topic}/last",
+            tag,
+            read,
+            "The newest event per matching routing key",
+        )
+        .query("routing_key", string(), pattern)
+        .json(200, "events", last)
+        .errors(Face::Hvr, E),
     );
 }
 
 fn one_or_many(one: RefOr<Schema>, many: RefOr<Schema>) -> RefOr<Schema> {
-    RefOr::T(Schema::OneOf(OneOfBuilder::new().item(one).item(many).build()))
+    RefOr::T(Schema::OneOf(
+        OneOfBuilder::new().item(one).item(many).build(),
+    ))
 }
 
 fn fivetran(doc: &mut Doc) {
@@ -1144,7 +1651,10 @@ fn fivetran(doc: &mut Doc) {
         op.query("cursor", string(), "next_cursor of the previous page")
             .query(
                 "limit",
-                ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(1000)),
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(1000)),
                 "items per page (default 100)",
             )
     };
@@ -1152,127 +1662,271 @@ fn fivetran(doc: &mut Doc) {
     for p in ["connectors", "connections"] {
         let c = format!("/v1/{p}/{{id}}");
         doc.add(
-            cursor(Op::new(HttpMethod::Get, &format!("/v1/{p}"), tag, Auth::Basic("ReadOnly"), "List connectors"))
-                .query("group_id", string(), "only connectors of this group (hub)")
-                .query("schema", string(), "only the connector of this schema (channel)")
-                .json(200, "a page of connectors", envelope(Some(page(connector.clone()))))
-                .errors(Face::Fivetran, E),
+            cursor(Op::new(
+                HttpMethod::Get,
+                &format!("/v1/{p}"),
+                tag,
+                Auth::Basic("ReadOnly"),
+                "List connectors",
+            ))
+            .query("group_id", string(), "only connectors of this group (hub)")
+            .query(
+                "schema",
+                string(),
+                "only the connector of this schema (channel)",
+            )
+            .json(
+                200,
+                "a page of connectors",
+                envelope(Some(page(connector.clone()))),
+            )
+            .errors(Face::Fivetran, E),
         );
         doc.add(
-            Op::new(HttpMethod::Get, &c, tag, Auth::Basic("ReadOnly"), "Connector details (id = HUB.CHANNEL)")
-                .json(200, "the connector", envelope(Some(connector.clone())))
-                .errors(Face::Fivetran, E),
+            Op::new(
+                HttpMethod::Get,
+                &c,
+                tag,
+                Auth::Basic("ReadOnly"),
+                "Connector details (id = HUB.CHANNEL)",
+            )
+            .json(200, "the connector", envelope(Some(connector.clone())))
+            .errors(Face::Fivetran, E),
         );
         let update = doc.schema::<ft_body::UpdateBody>();
         doc.add(
-            Op::new(HttpMethod::Patch, &c, tag, Auth::Basic("ReadWrite"), "Change paused, schedule_type, sync_frequency, daily_sync_time")
-                .body(update, true)
-                .json(200, "the changed connector", envelope(Some(connector.clone())))
-                .errors(Face::Fivetran, E),
+            Op::new(
+                HttpMethod::Patch,
+                &c,
+                tag,
+                Auth::Basic("ReadWrite"),
+                "Change paused, schedule_type, sync_frequency, daily_sync_time",
+            )
+            .body(update, true)
+            .json(
+                200,
+                "the changed connector",
+                envelope(Some(connector.clone())),
+            )
+            .errors(Face::Fivetran, E),
         );
         doc.add(
-            Op::new(HttpMethod::Post, &format!("{c}/force"), tag, Auth::Basic("ReadExecRefresh"), "Start a sync, replacing a running one")
-                .json(200, "triggered", message.clone())
-                .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
+            Op::new(
+                HttpMethod::Post,
+                &format!("{c}/force"),
+                tag,
+                Auth::Basic("ReadExecRefresh"),
+                "Start a sync, replacing a running one",
+            )
+            .json(200, "triggered", message.clone())
+            .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
         );
         let sync = doc.schema::<ft_body::SyncBody>();
         doc.add(
-            Op::new(HttpMethod::Post, &format!("{c}/sync"), tag, Auth::Basic("ReadExecRefresh"), "Start a sync")
-                .body(sync, true)
-                .json(200, "triggered, or already running", message.clone())
-                .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
+            Op::new(
+                HttpMethod::Post,
+                &format!("{c}/sync"),
+                tag,
+                Auth::Basic("ReadExecRefresh"),
+                "Start a sync",
+            )
+            .body(sync, true)
+            .json(200, "triggered, or already running", message.clone())
+            .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
         );
         let resync = doc.schema::<ft_body::ResyncBody>();
         doc.add(
-            Op::new(HttpMethod::Post, &format!("{c}/resync"), tag, Auth::Basic("ReadExecRefresh"), "Historical resync, or of the tables of a scope")
-                .body(resync, true)
-                .json(200, "triggered", message.clone())
-                .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
+            Op::new(
+                HttpMethod::Post,
+                &format!("{c}/resync"),
+                tag,
+                Auth::Basic("ReadExecRefresh"),
+                "Historical resync, or of the tables of a scope",
+            )
+            .body(resync, true)
+            .json(200, "triggered", message.clone())
+            .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
         );
         let by_schema = doc.schema::<ft::TablesBySchema>();
         doc.add(
-            Op::new(HttpMethod::Post, &format!("{c}/schemas/tables/resync"), tag, Auth::Basic("ReadExecRefresh"), "Resync tables")
-                .body(by_schema, false)
-                .json(200, "triggered", message.clone())
-                .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
+            Op::new(
+                HttpMethod::Post,
+                &format!("{c}/schemas/tables/resync"),
+                tag,
+                Auth::Basic("ReadExecRefresh"),
+                "Resync tables",
+            )
+            .body(by_schema, false)
+            .json(200, "triggered", message.clone())
+            .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
         );
         doc.add(
-            Op::new(HttpMethod::Post, &format!("{c}/schemas/{{schema}}/tables/{{table}}/resync"), tag, Auth::Basic("ReadExecRefresh"), "Resync one table")
-                .json(200, "triggered", message.clone())
-                .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
+            Op::new(
+                HttpMethod::Post,
+                &format!("{c}/schemas/{{schema}}/tables/{{table}}/resync"),
+                tag,
+                Auth::Basic("ReadExecRefresh"),
+                "Resync one table",
+            )
+            .json(200, "triggered", message.clone())
+            .errors(Face::Fivetran, &[400, 401, 403, 404, 409]),
         );
         doc.add(
-            Op::new(HttpMethod::Post, &format!("{c}/test"), tag, Auth::Basic("ReadExec"), "Run the setup tests (both locations)")
-                .json(200, "the connector with its setup tests", envelope(Some(connector.clone())))
-                .errors(Face::Fivetran, E),
+            Op::new(
+                HttpMethod::Post,
+                &format!("{c}/test"),
+                tag,
+                Auth::Basic("ReadExec"),
+                "Run the setup tests (both locations)",
+            )
+            .json(
+                200,
+                "the connector with its setup tests",
+                envelope(Some(connector.clone())),
+            )
+            .errors(Face::Fivetran, E),
         );
         doc.add(
-            Op::new(HttpMethod::Get, &format!("{c}/schemas"), tag, Auth::Basic("ReadOnly"), "Schema config (source tables merged with the channel)")
-                .json(200, "the schema config", envelope(Some(config.clone())))
-                .errors(Face::Fivetran, E),
+            Op::new(
+                HttpMethod::Get,
+                &format!("{c}/schemas"),
+                tag,
+                Auth::Basic("ReadOnly"),
+                "Schema config (source tables merged with the channel)",
+            )
+            .json(200, "the schema config", envelope(Some(config.clone())))
+            .errors(Face::Fivetran, E),
         );
         let schemas_body = doc.schema::<ft_body::SchemasBody>();
         doc.add(
-            Op::new(HttpMethod::Patch, &format!("{c}/schemas"), tag, Auth::Basic("ReadWrite"), "Change the schema config")
-                .body(schemas_body, true)
-                .json(200, "the schema config", envelope(Some(config.clone())))
-                .errors(Face::Fivetran, E),
+            Op::new(
+                HttpMethod::Patch,
+                &format!("{c}/schemas"),
+                tag,
+                Auth::Basic("ReadWrite"),
+                "Change the schema config",
+            )
+            .body(schemas_body, true)
+            .json(200, "the schema config", envelope(Some(config.clone())))
+            .errors(Face::Fivetran, E),
         );
         let reload = doc.schema::<ft_body::ReloadBody>();
         doc.add(
-            Op::new(HttpMethod::Post, &format!("{c}/schemas/reload"), tag, Auth::Basic("ReadWrite"), "Reload the schema config from the source")
-                .body(reload, true)
-                .json(200, "the schema config", envelope(Some(config.clone())))
-                .errors(Face::Fivetran, E),
+            Op::new(
+                HttpMethod::Post,
+                &format!("{c}/schemas/reload"),
+                tag,
+                Auth::Basic("ReadWrite"),
+                "Reload the schema config from the source",
+            )
+            .body(reload, true)
+            .json(200, "the schema config", envelope(Some(config.clone())))
+            .errors(Face::Fivetran, E),
         );
         let schema_body = doc.schema::<ft_body::SchemaBody>();
         doc.add(
-            Op::new(HttpMethod::Patch, &format!("{c}/schemas/{{schema}}"), tag, Auth::Basic("ReadWrite"), "Enable or disable a schema and its tables")
-                .body(schema_body, true)
-                .json(200, "the schema config", envelope(Some(config.clone())))
-                .errors(Face::Fivetran, E),
+            Op::new(
+                HttpMethod::Patch,
+                &format!("{c}/schemas/{{schema}}"),
+                tag,
+                Auth::Basic("ReadWrite"),
+                "Enable or disable a schema and its tables",
+            )
+            .body(schema_body, true)
+            .json(200, "the schema config", envelope(Some(config.clone())))
+            .errors(Face::Fivetran, E),
         );
         let table_body = doc.schema::<ft_body::TableBody>();
         doc.add(
-            Op::new(HttpMethod::Patch, &format!("{c}/schemas/{{schema}}/tables/{{table}}"), tag, Auth::Basic("ReadWrite"), "Enable or disable a table and its columns")
-                .body(table_body, true)
-                .json(200, "the schema config", envelope(Some(config.clone())))
-                .errors(Face::Fivetran, E),
+            Op::new(
+                HttpMethod::Patch,
+                &format!("{c}/schemas/{{schema}}/tables/{{table}}"),
+                tag,
+                Auth::Basic("ReadWrite"),
+                "Enable or disable a table and its columns",
+            )
+            .body(table_body, true)
+            .json(200, "the schema config", envelope(Some(config.clone())))
+            .errors(Face::Fivetran, E),
         );
         let columns = doc.schema::<ft::ColumnConfig>();
         doc.add(
-            Op::new(HttpMethod::Get, &format!("{c}/schemas/{{schema}}/tables/{{table}}/columns"), tag, Auth::Basic("ReadOnly"), "Columns of a table")
-                .json(200, "the columns", envelope(Some(columns)))
-                .errors(Face::Fivetran, E),
+            Op::new(
+                HttpMethod::Get,
+                &format!("{c}/schemas/{{schema}}/tables/{{table}}/columns"),
+                tag,
+                Auth::Basic("ReadOnly"),
+                "Columns of a table",
+            )
+            .json(200, "the columns", envelope(Some(columns)))
+            .errors(Face::Fivetran, E),
         );
         doc.add(
-            cursor(Op::new(HttpMethod::Get, &format!("/v1/groups/{{id}}/{p}"), tag, Auth::Basic("ReadOnly"), "Connectors of a group"))
-                .query("schema", string(), "only the connector of this schema (channel)")
-                .json(200, "a page of connectors", envelope(Some(page(connector.clone()))))
-                .errors(Face::Fivetran, E),
+            cursor(Op::new(
+                HttpMethod::Get,
+                &format!("/v1/groups/{{id}}/{p}"),
+                tag,
+                Auth::Basic("ReadOnly"),
+                "Connectors of a group",
+            ))
+            .query(
+                "schema",
+                string(),
+                "only the connector of this schema (channel)",
+            )
+            .json(
+                200,
+                "a page of connectors",
+                envelope(Some(page(connector.clone()))),
+            )
+            .errors(Face::Fivetran, E),
         );
     }
     doc.add(
-        cursor(Op::new(HttpMethod::Get, "/v1/groups", tag, Auth::Basic("ReadOnly"), "Groups (hubs)"))
-            .json(200, "a page of groups", envelope(Some(page(group.clone()))))
-            .errors(Face::Fivetran, E),
+        cursor(Op::new(
+            HttpMethod::Get,
+            "/v1/groups",
+            tag,
+            Auth::Basic("ReadOnly"),
+            "Groups (hubs)",
+        ))
+        .json(200, "a page of groups", envelope(Some(page(group.clone()))))
+        .errors(Face::Fivetran, E),
     );
     doc.add(
-        Op::new(HttpMethod::Get, "/v1/groups/{id}", tag, Auth::Basic("ReadOnly"), "One group")
-            .json(200, "the group", envelope(Some(group)))
-            .errors(Face::Fivetran, E),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/groups/{id}",
+            tag,
+            Auth::Basic("ReadOnly"),
+            "One group",
+        )
+        .json(200, "the group", envelope(Some(group)))
+        .errors(Face::Fivetran, E),
     );
     let destination = doc.schema::<ft::Destination>();
     doc.add(
-        Op::new(HttpMethod::Get, "/v1/destinations/{id}", tag, Auth::Basic("ReadOnly"), "A group's destination (the target location)")
-            .json(200, "the destination", envelope(Some(destination)))
-            .errors(Face::Fivetran, E),
+        Op::new(
+            HttpMethod::Get,
+            "/v1/destinations/{id}",
+            tag,
+            Auth::Basic("ReadOnly"),
+            "A group's destination (the target location)",
+        )
+        .json(200, "the destination", envelope(Some(destination)))
+        .errors(Face::Fivetran, E),
     );
     let user = doc.schema::<ft::FivetranUser>();
     doc.add(
-        cursor(Op::new(HttpMethod::Get, "/v1/users", tag, Auth::Basic("ReadOnly"), "Users (all for a SysAdmin key, none for others)"))
-            .json(200, "a page of users", envelope(Some(page(user))))
-            .errors(Face::Fivetran, E),
+        cursor(Op::new(
+            HttpMethod::Get,
+            "/v1/users",
+            tag,
+            Auth::Basic("ReadOnly"),
+            "Users (all for a SysAdmin key, none for others)",
+        ))
+        .json(200, "a page of users", envelope(Some(page(user))))
+        .errors(Face::Fivetran, E),
     );
 }
 

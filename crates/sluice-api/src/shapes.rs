@@ -102,9 +102,9 @@ pub(crate) struct NewTopic {
     /// Free text.
     #[serde(default)]
     description: String,
-    /// The JSON Schema every payload must satisfy; none accepts any JSON value.
+    /// The JSON Schema every payload must satisfy; none (or `null`) accepts any JSON value.
     #[serde(default)]
-    schema: Option<Json>,
+    schema: Json,
     #[serde(default)]
     retention: Option<Retention>,
     #[serde(default)]
@@ -118,9 +118,9 @@ pub(crate) struct TopicSpec {
     /// Free text.
     #[serde(default)]
     description: String,
-    /// The JSON Schema every payload must satisfy; none accepts any JSON value.
+    /// The JSON Schema every payload must satisfy; none (or `null`) accepts any JSON value.
     #[serde(default)]
-    schema: Option<Json>,
+    schema: Json,
     #[serde(default)]
     retention: Option<Retention>,
     #[serde(default)]
@@ -135,8 +135,9 @@ pub(crate) struct Topic {
     description: String,
     /// The current schema version; 0 while the topic has never had a schema.
     schema_version: u32,
-    /// The current schema.
-    schema: Option<Json>,
+    /// The current schema (`null`: none).
+    #[schema(required = true)]
+    schema: Json,
     retention: Retention,
     grants: Grants,
     /// Whether the hub itself publishes on it (clients may not publish, update or delete it).
@@ -165,7 +166,8 @@ pub(crate) struct SchemaVersion {
     /// 1, 2, …
     version: u32,
     /// The schema (`null` when that version removed it).
-    schema: Option<Json>,
+    #[schema(required = true)]
+    schema: Json,
     #[schema(format = DateTime)]
     created_at: String,
     created_by: String,

@@ -15,10 +15,10 @@ use sluice_model::{
     ResultName, TableName,
 };
 use sluice_repo::{EventFilter, EventRecord};
-use utoipa::ToSchema;
 use sluice_service::{
     CompareCommand, Granularity, ModeOverride, Posted, RefreshCommand, RowwiseApply,
 };
+use utoipa::ToSchema;
 
 use super::hub_name;
 use crate::error::{ApiError, ApiResult, codes};

@@ -225,7 +225,7 @@ pub(crate) struct ColumnIn {
     #[serde(default)]
     key: Option<KeyFlag>,
     #[serde(default)]
-    distrib_key: Option<Json>,
+    distrib_key: Json,
     data_type: String,
     #[serde(default)]
     attributes: Option<ColumnAttributesIn>,
