@@ -144,7 +144,7 @@ impl Op {
                     .name(name)
                     .parameter_in(ParameterIn::Path)
                     .required(Required::True)
-                    .schema(Some(string())),
+                    .schema(Some(path_parameter(path, name))),
             );
         }
         let (scheme, level) = match auth {
@@ -303,6 +303,34 @@ impl Op {
         }
         self
     }
+}
+
+/// A path parameter's schema: HVR names follow sluice's naming rules (`sluice_model::NameKind`).
+fn path_parameter(path: &str, name: &str) -> ObjectBuilder {
+    let pattern = match name {
+        _ if !path.starts_with("/api/") => None,
+        "hub" => Some(names::HUB),
+        "channel" => Some(names::CHANNEL),
+        "loc" => Some(names::LOCATION),
+        "group" => Some(names::LOC_GROUP),
+        "table" => Some(names::TABLE),
+        _ => None,
+    };
+    string().pattern(pattern)
+}
+
+/// Patterns of HVR names (`sluice_model::NameKind`'s rules).
+pub(crate) mod names {
+    /// A hub.
+    pub const HUB: &str = "^[a-z_][a-z0-9_]{0,31}$";
+    /// A channel.
+    pub const CHANNEL: &str = "^[a-z_][a-z0-9_]{0,11}$";
+    /// A location.
+    pub const LOCATION: &str = "^[a-z_][a-z0-9_]{0,11}$";
+    /// A location group.
+    pub const LOC_GROUP: &str = "^[A-Z_][A-Z0-9_]{0,23}$";
+    /// A table.
+    pub const TABLE: &str = "^[a-z_][a-z0-9_]{0,123}$";
 }
 
 /// `getApiLatestHubsHubChannels`-style ids: unique and stable.

@@ -69,8 +69,11 @@ pub(crate) async fn get_one(caller: Caller, Path(hub): Path<String>) -> ApiResul
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewHub {
+    /// The new hub's name.
+    #[schema(pattern = "^[a-z_][a-z0-9_]{0,31}$")]
     hub: String,
     #[serde(default)]
+    #[schema(value_type = Option<super::shapes::NewHubProps>)]
     props: BTreeMap<String, Json>,
 }
 

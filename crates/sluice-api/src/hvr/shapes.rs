@@ -128,6 +128,15 @@ pub(crate) struct Hubs(BTreeMap<String, Hub>);
 #[derive(ToSchema)]
 pub(crate) struct HubProps(BTreeMap<String, Json>);
 
+/// Properties a new hub may have (others are refused).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewHubProps {
+    #[serde(rename = "Description")]
+    #[serde(default)]
+    description: Option<String>,
+}
+
 /// `PATCH …/hubs/{hub}/props`: properties to set; `null` deletes one.
 #[derive(ToSchema)]
 pub(crate) struct HubPropsChange(BTreeMap<String, Json>);
@@ -290,6 +299,7 @@ pub(crate) struct TablesIn(BTreeMap<String, TableIn>);
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewTable {
     /// The new table's name.
+    #[schema(pattern = "^[a-z_][a-z0-9_]{0,123}$")]
     table: String,
     #[serde(default)]
     base_name: Option<String>,
@@ -360,6 +370,7 @@ pub(crate) struct MembersIn {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewLocGroup {
     /// The new group's name.
+    #[schema(pattern = "^[A-Z_][A-Z0-9_]{0,23}$")]
     loc_group: String,
     #[serde(default)]
     members: Vec<String>,
@@ -404,6 +415,7 @@ pub(crate) struct ChannelIn {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewChannel {
     /// The new channel's name.
+    #[schema(pattern = "^[a-z_][a-z0-9_]{0,11}$")]
     channel: String,
     #[serde(default)]
     description: Option<String>,
@@ -471,6 +483,7 @@ pub(crate) struct LocationIn {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewLocation {
     /// The new location's name.
+    #[schema(pattern = "^[a-z_][a-z0-9_]{0,11}$")]
     loc: String,
     #[serde(default)]
     props: Option<LocProps>,
