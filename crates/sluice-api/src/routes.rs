@@ -535,15 +535,20 @@ fn server(doc: &mut Doc) {
             HttpMethod::Get,
             "/metrics",
             "server",
-            Auth::Anonymous,
+            Auth::Bearer("ReadOnly or the scrape token"),
             "Prometheus metrics",
+        )
+        .description(
+            "Bearer: a user's access token (ReadOnly or above) or the scrape token \
+             SLUICE_METRICS_TOKEN; SLUICE_METRICS_PUBLIC=true opens them to anyone.",
         )
         .reply(
             200,
             "Prometheus text format 0.0.4",
             "text/plain; version=0.0.4",
             string().build().into(),
-        ),
+        )
+        .errors(Face::Hvr, &[401, 403]),
     );
     doc.add(
         Op::new(
@@ -665,12 +670,25 @@ fn auth(doc: &mut Doc) {
             HttpMethod::Patch,
             ONE,
             "users",
-            Auth::Bearer("SysAdmin (self: password only)"),
+            Auth::Bearer("SysAdmin (self: password only, with current_password)"),
             "Change a user's level or password",
         )
         .body(change, false)
         .empty(204, "changed")
         .errors(Face::Hvr, HVR_ERRORS),
+    );
+    let reset = doc.schema::<hvr::PasswordReset>();
+    doc.add(
+        Op::new(
+            HttpMethod::Put,
+            &format!("{ONE}/password"),
+            "users",
+            Auth::Bearer("SysAdmin (self: with current_password)"),
+            "Set a password; ends the user's sessions",
+        )
+        .body(reset, false)
+        .empty(204, "set")
+        .errors(Face::Hvr, &[400, 401, 403, 404, 429]),
     );
     doc.add(
         Op::new(
@@ -1409,7 +1427,14 @@ fn operations(doc: &mut Doc) {
             string(),
             "only events until (ISO-8601 or epoch seconds)",
         )
-        .query("max_events", count(), "at most this many")
+        .query(
+            "max_events",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(100_000)),
+            "at most this many (default 1000)",
+        )
         .query("fetch_results", boolean(), "with results")
         .query_list("result_pattern", "only these results (names joined by |)")
         .query_list("result_table", "only results of these tables")

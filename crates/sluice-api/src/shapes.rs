@@ -39,12 +39,15 @@ pub(crate) struct Health {
     hubs: u64,
 }
 
-/// `GET /health` when the repository does not answer.
+/// `GET /health` when the repository does not answer (the reason goes to the server's log).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct HealthUnavailable {
     /// Always `unavailable`.
     #[schema(pattern = "^unavailable$")]
     status: String,
+    version: String,
+    uptime_seconds: u64,
 }
 
 /// An error of the Fivetran-compatible face.
@@ -63,7 +66,8 @@ pub(crate) struct FivetranError {
 #[schema(pattern = "^(user:[^\\x00-\\x1f]{1,128}|level:[A-Za-z]+)$")]
 pub(crate) struct Principal(String);
 
-/// Who may read (stream, query, export) and who may publish on a topic.
+/// Who may read (stream, query, export), publish on, and administer a topic (SysAdmins may do
+/// all three).
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Grants {
@@ -73,6 +77,9 @@ pub(crate) struct Grants {
     /// Publishers (default: `level:ReadWrite`).
     #[serde(default)]
     publish: Vec<Principal>,
+    /// Who may change the spec and grants or delete the topic (default: its creator).
+    #[serde(default)]
+    admin: Vec<Principal>,
 }
 
 /// How long a topic keeps its events; none means forever.

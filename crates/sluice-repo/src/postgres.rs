@@ -1367,6 +1367,8 @@ impl Repository for PostgresRepository {
         }
         sql.push_str(" ORDER BY ev_id DESC");
         if let Some(max) = filter.max_events {
+            // LIMIT takes a bigint: a larger limit is no limit.
+            let max = max.min(i64::MAX as usize);
             sql.push_str(&format!(" LIMIT {max}"));
         }
         let client = self.client().await?;

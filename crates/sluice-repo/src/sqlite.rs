@@ -1291,6 +1291,8 @@ impl Repository for SqliteRepository {
             }
             sql.push_str(" ORDER BY ev_id DESC");
             if let Some(max) = filter.max_events {
+                // LIMIT takes a bigint: a larger limit is no limit.
+                let max = max.min(i64::MAX as usize);
                 sql.push_str(&format!(" LIMIT {max}"));
             }
             let mut stmt = conn.prepare(&sql).map_err(|e| storage(e, "list events"))?;

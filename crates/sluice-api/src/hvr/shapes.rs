@@ -93,7 +93,8 @@ pub(crate) struct NewUser {
     password: String,
 }
 
-/// `PATCH /api/{v}/users/{user}`: a new level (SysAdmin only) or password.
+/// `PATCH /api/{v}/users/{user}`: a new level (SysAdmin only) or password (users changing their
+/// own give the current one).
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UserChange {
@@ -101,6 +102,18 @@ pub(crate) struct UserChange {
     level: Option<AccessLevel>,
     #[serde(default)]
     password: Option<String>,
+    #[serde(default)]
+    current_password: Option<String>,
+}
+
+/// `PUT /api/{v}/users/{user}/password` (HVR's shape): users setting their own give the current
+/// password; a SysAdmin resetting someone else's does not.
+#[derive(ToSchema)]
+pub(crate) struct PasswordReset {
+    /// At least 8 characters.
+    new_password: String,
+    #[serde(default)]
+    current_password: Option<String>,
 }
 
 /// The caller's access to a hub.
