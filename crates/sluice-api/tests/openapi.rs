@@ -445,6 +445,15 @@ async fn answers_match_the_documented_schemas() {
         )
         .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let reset = json!({"new_password": "ann-password-2"});
+    f.check(
+        "PUT",
+        "/api/latest/users/{user}/password",
+        "/api/latest/users/ann/password",
+        Some(reset),
+        s,
+    )
+    .await;
     let change = json!({"level": "ReadWrite"});
     f.check(
         "PATCH",
