@@ -804,3 +804,91 @@ async fn speed() {
     })
     .await;
 }
+
+/// Rows of content `version` of a swapped table: `1000 + version` rows, so every full content
+/// has a row count of its own.
+fn swap_rows(version: i64) -> Vec<Vec<Value>> {
+    (0..1000 + version)
+        .map(|i| vec![Value::Int64(i), Value::Int64(version)])
+        .collect()
+}
+
+fn swap_columns() -> Vec<sluice_model::ColumnDef> {
+    vec![
+        col("id", DataType::Int64, false),
+        col("version", DataType::Int64, false),
+    ]
+}
+
+/// The MariaDB error code of a failed statement, 0 for errors that are not the server's.
+fn server_code(error: &mysql_async::Error) -> u16 {
+    match error {
+        mysql_async::Error::Server(e) => e.code,
+        _ => 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_miss_the_target_during_staging_swaps() {
+    support::with_database(|connector, name| async move {
+        let t = table("polled");
+        write_rows(
+            &connector,
+            write_request(t.clone(), swap_columns(), WriteStrategy::TruncateLoad),
+            &swap_rows(0),
+            BatchLimits::DEFAULT,
+        )
+        .await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let stop = stop.clone();
+            let mut conn = db_conn(&name).await;
+            tokio::spawn(async move {
+                let mut counts = std::collections::BTreeSet::new();
+                let mut errors = Vec::new();
+                let mut reads = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match conn.query_first::<i64, _>("SELECT COUNT(*) FROM polled").await {
+                        Ok(Some(n)) => {
+                            reads += 1;
+                            counts.insert(n);
+                        }
+                        Ok(None) => errors.push("no row".to_owned()),
+                        Err(e) => errors.push(format!("{} ({e})", server_code(&e))),
+                    }
+                }
+                (reads, counts, errors)
+            })
+        };
+        let swaps = 40i64;
+        for version in 1..=swaps {
+            write_rows(
+                &connector,
+                write_request(t.clone(), swap_columns(), WriteStrategy::StagingSwap),
+                &swap_rows(version),
+                BatchLimits::DEFAULT,
+            )
+            .await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (reads, counts, errors) = reader.await.unwrap();
+        println!(
+            "staging swaps: {swaps}, reads: {reads}, contents seen: {}, errors: {}",
+            counts.len(),
+            errors.len()
+        );
+        assert!(
+            errors.is_empty(),
+            "{} reads failed, first: {:?}",
+            errors.len(),
+            &errors[..errors.len().min(3)]
+        );
+        // Every read saw one full content, and the reader ran across the swaps.
+        assert!(
+            counts.iter().all(|n| (1000..=1000 + swaps).contains(n)),
+            "{counts:?}"
+        );
+        assert!(counts.len() >= 10, "the reader saw too few swaps: {counts:?}");
+    })
+    .await;
+}
