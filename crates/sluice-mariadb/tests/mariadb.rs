@@ -634,17 +634,18 @@ async fn plans_show_exactly_the_statements_run() {
         let swap = writer.plan_write(&request).await.unwrap();
         let sql: Vec<&str> = swap.iter().map(|s| s.sql.as_str()).collect();
         let stage = format!("`{name}`.`planned__sluice_stage`");
+        let new = format!("`{name}`.`planned__sluice_new`");
         let old = format!("`{name}`.`planned__sluice_old`");
         let stage_load = load.replace(&q, &stage);
         assert_eq!(sql[1..], [
-            format!("CREATE TABLE {stage} LIKE {q}").as_str(),
-            &format!("ALTER TABLE {stage} COMMENT = 'sluice:stage'"),
+            format!("CREATE TABLE {new} LIKE {q}").as_str(),
+            &format!("ALTER TABLE {new} COMMENT = 'sluice:stage', RENAME TO {stage}"),
             "START TRANSACTION",
             &format!("INSERT INTO {stage} (`id`, `at`) SELECT `id`, `at` FROM {q} WHERE (`id` > 10) IS NOT TRUE"),
             &stage_load,
             "COMMIT",
-            &format!("ALTER TABLE {stage} COMMENT = ''"),
-            &format!("RENAME TABLE {q} TO {old}, {stage} TO {q}"),
+            &format!("ALTER TABLE {stage} COMMENT = '', RENAME TO {new}"),
+            &format!("RENAME TABLE {q} TO {old}, {new} TO {q}"),
             &format!("DROP TABLE {old}"),
             sql[sql.len() - 1],
         ]);
@@ -848,7 +849,10 @@ async fn readers_never_miss_the_target_during_staging_swaps() {
                 let mut errors = Vec::new();
                 let mut reads = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    match conn.query_first::<i64, _>("SELECT COUNT(*) FROM polled").await {
+                    match conn
+                        .query_first::<i64, _>("SELECT COUNT(*) FROM polled")
+                        .await
+                    {
                         Ok(Some(n)) => {
                             reads += 1;
                             counts.insert(n);
@@ -888,7 +892,236 @@ async fn readers_never_miss_the_target_during_staging_swaps() {
             counts.iter().all(|n| (1000..=1000 + swaps).contains(n)),
             "{counts:?}"
         );
-        assert!(counts.len() >= 10, "the reader saw too few swaps: {counts:?}");
+        assert!(
+            counts.len() >= 10,
+            "the reader saw too few swaps: {counts:?}"
+        );
+    })
+    .await;
+}
+
+/// Every table and view of `db` with its comment, by name (names compared exactly).
+async fn catalog(conn: &mut mysql_async::Conn, db: &str) -> Vec<(String, String)> {
+    conn.exec(
+        "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+         ORDER BY BINARY TABLE_NAME",
+        (db,),
+    )
+    .await
+    .unwrap()
+}
+
+/// `(row count, least version, greatest version)` of a swapped table.
+async fn versions(conn: &mut mysql_async::Conn, sql_table: &str) -> (i64, i64, i64) {
+    conn.query_first(format!(
+        "SELECT COUNT(*), COALESCE(MIN(version), -1), COALESCE(MAX(version), -1) FROM {sql_table}"
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_interrupted_swaps_are_cleared_by_the_next_write() {
+    support::with_database(|connector, name| async move {
+        support::with_database(|_, other| async move {
+            let columns = swap_columns();
+            let t = table("lefty");
+            let mut conn = db_conn(&name).await;
+            let mut foreign = db_conn(&other).await;
+            write_rows(
+                &connector,
+                write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad),
+                &swap_rows(1),
+                BatchLimits::DEFAULT,
+            )
+            .await;
+            // Look-alikes that are not lefty's leftovers: the same names in another database (there
+            // in the state "target missing, old present"), and near names next to lefty.
+            for sql in [
+                "CREATE TABLE lefty__sluice_stage (x INT) COMMENT 'sluice:stage'",
+                "CREATE TABLE lefty__sluice_new (x INT)",
+                "CREATE TABLE lefty__sluice_old (x INT)",
+                "INSERT INTO lefty__sluice_old VALUES (1)",
+            ] {
+                foreign.query_drop(sql).await.unwrap();
+            }
+            let lower_case: u32 = conn
+                .query_first("SELECT @@lower_case_table_names")
+                .await
+                .unwrap()
+                .unwrap();
+            let mut near = vec![
+                "lefty__sluice_old2",
+                "leftyx_sluice_old",
+                "xlefty__sluice_new",
+                "lefty__sluice_stag",
+            ];
+            if lower_case == 0 {
+                near.push("LEFTY__SLUICE_OLD");
+                near.push("Lefty__sluice_new");
+            }
+            for n in &near {
+                conn.query_drop(format!("CREATE TABLE `{n}` (x INT) COMMENT 'sluice:stage'"))
+                    .await
+                    .unwrap();
+                conn.query_drop(format!("INSERT INTO `{n}` VALUES (1)"))
+                    .await
+                    .unwrap();
+            }
+            let foreign_before = catalog(&mut foreign, &other).await;
+
+            // A marked stage (killed during the load), `new` (killed around the swap) and `old`
+            // next to the target (killed before the drop), each holding stray rows.
+            for (leftover, marker, version) in [
+                ("lefty__sluice_stage", "sluice:stage", 2),
+                ("lefty__sluice_new", "", 3),
+                ("lefty__sluice_old", "", 4),
+            ] {
+                conn.query_drop(format!("CREATE TABLE {leftover} LIKE lefty"))
+                    .await
+                    .unwrap();
+                conn.query_drop(format!("ALTER TABLE {leftover} COMMENT = '{marker}'"))
+                    .await
+                    .unwrap();
+                conn.query_drop(format!("INSERT INTO {leftover} VALUES (-1, -1)"))
+                    .await
+                    .unwrap();
+                write_rows(
+                    &connector,
+                    write_request(t.clone(), columns.clone(), WriteStrategy::StagingSwap),
+                    &swap_rows(version),
+                    BatchLimits::DEFAULT,
+                )
+                .await;
+                assert_eq!(
+                    versions(&mut conn, "lefty").await,
+                    (1000 + version, version, version),
+                    "after a leftover {leftover}"
+                );
+                let names: Vec<String> = catalog(&mut conn, &name)
+                    .await
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                assert!(
+                    !names.contains(&leftover.to_owned()),
+                    "{leftover} stays: {names:?}"
+                );
+            }
+
+            // The target missing and its contents under the old name (a swap by two renames
+            // killed between them): the plan renames them back and changes nothing ...
+            conn.query_drop("RENAME TABLE lefty TO lefty__sluice_old")
+                .await
+                .unwrap();
+            let mut request = write_request(t.clone(), columns.clone(), WriteStrategy::StagingSwap);
+            request.filter = Some(sluice_model::Condition::new("`id` < 500").unwrap());
+            let plan = connector
+                .batch_writer()
+                .unwrap()
+                .plan_write(&request)
+                .await
+                .unwrap();
+            let sql: Vec<&str> = plan.iter().map(|s| s.sql.as_str()).collect();
+            let q = |n: &str| format!("`{name}`.`{n}`");
+            assert_eq!(
+                sql[1..3],
+                [
+                    format!("RENAME TABLE {} TO {}", q("lefty__sluice_old"), q("lefty")),
+                    format!(
+                        "CREATE TABLE {} LIKE {}",
+                        q("lefty__sluice_new"),
+                        q("lefty")
+                    ),
+                ],
+                "{sql:#?}"
+            );
+            assert_eq!(versions(&mut conn, "lefty__sluice_old").await, (1004, 4, 4));
+            // ... and the write does it: rows outside the filter are the restored ones.
+            let fresh: Vec<Vec<Value>> = swap_rows(5).into_iter().take(500).collect();
+            write_rows(&connector, request, &fresh, BatchLimits::DEFAULT).await;
+            assert_eq!(versions(&mut conn, "lefty").await, (1004, 4, 5));
+            assert_eq!(
+                versions(&mut conn, "(SELECT * FROM lefty WHERE id < 500) AS f").await,
+                (500, 5, 5)
+            );
+
+            // The same state before a write that is not a staging swap, with a marked stage too.
+            conn.query_drop("RENAME TABLE lefty TO lefty__sluice_old")
+                .await
+                .unwrap();
+            conn.query_drop("CREATE TABLE lefty__sluice_stage LIKE lefty__sluice_old")
+                .await
+                .unwrap();
+            conn.query_drop("ALTER TABLE lefty__sluice_stage COMMENT = 'sluice:stage'")
+                .await
+                .unwrap();
+            let appended: Vec<Vec<Value>> = (5000..5010)
+                .map(|i| vec![Value::Int64(i), Value::Int64(6)])
+                .collect();
+            write_rows(
+                &connector,
+                write_request(t.clone(), columns.clone(), WriteStrategy::Append),
+                &appended,
+                BatchLimits::DEFAULT,
+            )
+            .await;
+            assert_eq!(versions(&mut conn, "lefty").await, (1014, 4, 6));
+
+            // Only lefty's exact leftovers went; the look-alikes are as they were.
+            let mut want: Vec<String> = near.iter().map(|n| n.to_string()).collect();
+            want.push("lefty".into());
+            want.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            let names: Vec<String> = catalog(&mut conn, &name)
+                .await
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            assert_eq!(names, want);
+            for n in &near {
+                let rows: i64 = conn
+                    .query_first(format!("SELECT COUNT(*) FROM `{n}`"))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(rows, 1, "{n}");
+            }
+            assert_eq!(catalog(&mut foreign, &other).await, foreign_before);
+            let kept: i64 = foreign
+                .query_first("SELECT COUNT(*) FROM lefty__sluice_old")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(kept, 1);
+
+            // A view under a leftover's name is not sluice's: a staging swap refuses and leaves it.
+            conn.query_drop("CREATE VIEW lefty__sluice_new AS SELECT 1 AS x")
+                .await
+                .unwrap();
+            let err = match connector
+                .batch_writer()
+                .unwrap()
+                .open(write_request(
+                    t.clone(),
+                    columns.clone(),
+                    WriteStrategy::StagingSwap,
+                ))
+                .await
+            {
+                Ok(_) => panic!("a staging swap went ahead next to a view it would collide with"),
+                Err(e) => e,
+            };
+            assert_eq!(err.kind(), ErrorKind::Schema, "{err}");
+            assert!(err.to_string().contains("lefty__sluice_new"), "{err}");
+            let view: i64 = conn
+                .query_first("SELECT COUNT(*) FROM lefty__sluice_new")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(view, 1);
+        })
+        .await;
     })
     .await;
 }
