@@ -971,12 +971,12 @@ async fn leftovers_of_interrupted_swaps_are_cleared_by_the_next_write() {
             }
             let foreign_before = catalog(&mut foreign, &other).await;
 
-            // A marked stage (killed during the load), `new` (killed around the swap) and `old`
-            // next to the target (killed before the drop), each holding stray rows.
+            // A marked stage (killed during the load), `old` next to the target (killed before
+            // the drop) and `new` (killed around the swap), each holding stray rows.
             for (leftover, marker, version) in [
                 ("lefty__sluice_stage", "sluice:stage", 2),
-                ("lefty__sluice_new", "", 3),
-                ("lefty__sluice_old", "", 4),
+                ("lefty__sluice_old", "", 3),
+                ("lefty__sluice_new", "", 4),
             ] {
                 conn.query_drop(format!("CREATE TABLE {leftover} LIKE lefty"))
                     .await
@@ -1122,6 +1122,169 @@ async fn leftovers_of_interrupted_swaps_are_cleared_by_the_next_write() {
             assert_eq!(view, 1);
         })
         .await;
+    })
+    .await;
+}
+
+/// Names the database `staging_swap_loop` swaps in when it runs as a child process.
+const SWAP_CHILD_DB: &str = "SLUICE_TEST_SWAP_CHILD_DB";
+/// The first content version the child writes.
+const SWAP_CHILD_VERSION: &str = "SLUICE_TEST_SWAP_CHILD_VERSION";
+
+/// Rows of content `version` of the table killed swaps write: mostly small tables, whose swaps
+/// are mostly DDL, and now and then a larger one, whose load takes a while.
+fn crash_rows(version: i64) -> Vec<Vec<Value>> {
+    let n = if version % 4 == 0 {
+        20_000
+    } else {
+        10 + version % 10
+    };
+    (0..n)
+        .map(|i| vec![Value::Int64(i), Value::Int64(version)])
+        .collect()
+}
+
+/// Whether `(count, least, greatest)` is one full content.
+fn is_full_content((count, least, greatest): (i64, i64, i64)) -> bool {
+    least == greatest && count == crash_rows(least).len() as i64
+}
+
+/// Writes content `version` into `crashed`.
+async fn write_crashed(connector: &MariadbConnector, version: i64, strategy: WriteStrategy) {
+    write_rows(
+        connector,
+        write_request(table("crashed"), swap_columns(), strategy),
+        &crash_rows(version),
+        BatchLimits::rows(5000),
+    )
+    .await;
+}
+
+/// Staging swaps of `crashed`, each with a new content. As the child process of
+/// `killed_staging_swaps_leave_old_or_new_contents` it swaps until it is killed; run alone it
+/// makes a few swaps in a database of its own and checks each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_swap_loop() {
+    if let Ok(db) = std::env::var(SWAP_CHILD_DB) {
+        let first: i64 = std::env::var(SWAP_CHILD_VERSION).unwrap().parse().unwrap();
+        let connector = MariadbConnector::new(support::config(&db));
+        for version in first.. {
+            write_crashed(&connector, version, WriteStrategy::StagingSwap).await;
+        }
+    }
+    support::with_database(|connector, name| async move {
+        let mut conn = db_conn(&name).await;
+        for version in 1..=4 {
+            write_crashed(&connector, version, WriteStrategy::StagingSwap).await;
+            let content = versions(&mut conn, "crashed").await;
+            assert_eq!(
+                content,
+                (crash_rows(version).len() as i64, version, version)
+            );
+        }
+        assert_eq!(catalog(&mut conn, &name).await.len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_staging_swaps_leave_old_or_new_contents() {
+    support::with_database(|connector, name| async move {
+        let mut conn = db_conn(&name).await;
+        // The next run alternates strategies: both clear leftovers.
+        let strategy = |version: i64| {
+            if version % 2 == 0 {
+                WriteStrategy::StagingSwap
+            } else {
+                WriteStrategy::TruncateLoad
+            }
+        };
+        write_crashed(&connector, 1, WriteStrategy::TruncateLoad).await;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        let mut state = seed;
+        let mut random = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        let started = Instant::now();
+        let mut kills = 0;
+        let mut child_contents = std::collections::BTreeSet::new();
+        let mut left: std::collections::BTreeMap<String, u32> = Default::default();
+        let mut reads = 0u64;
+        while kills < 20 && started.elapsed() < Duration::from_secs(25) {
+            kills += 1;
+            let first = kills * 1000;
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["staging_swap_loop", "--exact", "--test-threads", "1"])
+                .env(SWAP_CHILD_DB, &name)
+                .env(SWAP_CHILD_VERSION, first.to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Read the table the whole time the child swaps it; then kill it at a random moment.
+            let until = Instant::now() + Duration::from_millis(300 + random(900));
+            while Instant::now() < until {
+                let content = match conn
+                    .query_first::<(i64, i64, i64), _>(
+                        "SELECT COUNT(*), MIN(version), MAX(version) FROM crashed",
+                    )
+                    .await
+                {
+                    Ok(row) => row.unwrap(),
+                    Err(e) => panic!("a read during the swaps failed (seed {seed}): {e}"),
+                };
+                reads += 1;
+                assert!(is_full_content(content), "{content:?} (seed {seed})");
+                if content.1 >= first {
+                    child_contents.insert(content.1);
+                }
+            }
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!stderr.contains("panicked"), "the child failed: {stderr}");
+            // Old or new contents, whatever the child was doing; then what it left.
+            let content = versions(&mut conn, "crashed").await;
+            assert!(is_full_content(content), "{content:?} (seed {seed})");
+            for (table, _) in catalog(&mut conn, &name).await {
+                if table != "crashed" {
+                    *left.entry(table).or_default() += 1;
+                }
+            }
+            // The next run clears every leftover and writes its contents.
+            let version = 1_000_000 + kills;
+            write_crashed(&connector, version, strategy(version)).await;
+            let content = versions(&mut conn, "crashed").await;
+            assert_eq!(
+                content,
+                (crash_rows(version).len() as i64, version, version)
+            );
+            let tables: Vec<String> = catalog(&mut conn, &name)
+                .await
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            assert_eq!(tables, ["crashed"], "seed {seed}");
+        }
+        println!(
+            "killed staging swaps: {kills} kills in {:?}, {reads} reads, {} child contents seen, \
+             leftovers found after a kill: {left:?} (seed {seed})",
+            started.elapsed(),
+            child_contents.len()
+        );
+        // The children really swapped while the reader read.
+        assert!(
+            child_contents.len() as i64 >= kills,
+            "only {} contents of the children were seen in {kills} runs",
+            child_contents.len()
+        );
     })
     .await;
 }
