@@ -1160,6 +1160,18 @@ async fn write_crashed(connector: &MariadbConnector, version: i64, strategy: Wri
     .await;
 }
 
+/// The ids of the sessions using `db`.
+async fn sessions(conn: &mut mysql_async::Conn, db: &str) -> std::collections::BTreeSet<u64> {
+    let ids: Vec<u64> = conn
+        .exec(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ?",
+            (db,),
+        )
+        .await
+        .unwrap();
+    ids.into_iter().collect()
+}
+
 /// Staging swaps of `crashed`, each with a new content. As the child process of
 /// `killed_staging_swaps_leave_old_or_new_contents` it swaps until it is killed; run alone it
 /// makes a few swaps in a database of its own and checks each.
@@ -1217,9 +1229,10 @@ async fn killed_staging_swaps_leave_old_or_new_contents() {
         let mut child_contents = std::collections::BTreeSet::new();
         let mut left: std::collections::BTreeMap<String, u32> = Default::default();
         let mut reads = 0u64;
-        while kills < 20 && started.elapsed() < Duration::from_secs(25) {
+        while kills < 40 && started.elapsed() < Duration::from_secs(25) {
             kills += 1;
             let first = kills * 1000;
+            let ours = sessions(&mut conn, &name).await;
             let mut child = std::process::Command::new(std::env::current_exe().unwrap())
                 .args(["staging_swap_loop", "--exact", "--test-threads", "1"])
                 .env(SWAP_CHILD_DB, &name)
@@ -1228,9 +1241,15 @@ async fn killed_staging_swaps_leave_old_or_new_contents() {
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap();
-            // Read the table the whole time the child swaps it; then kill it at a random moment.
-            let until = Instant::now() + Duration::from_millis(300 + random(900));
-            while Instant::now() < until {
+            // Read the table the whole time the child swaps it; kill it at a random moment after
+            // its first swap.
+            let spawned = Instant::now();
+            let mut kill_at = None;
+            while kill_at.is_none_or(|at| Instant::now() < at) {
+                assert!(
+                    spawned.elapsed() < Duration::from_secs(30),
+                    "the child made no swap in 30 s"
+                );
                 let content = match conn
                     .query_first::<(i64, i64, i64), _>(
                         "SELECT COUNT(*), MIN(version), MAX(version) FROM crashed",
@@ -1244,12 +1263,22 @@ async fn killed_staging_swaps_leave_old_or_new_contents() {
                 assert!(is_full_content(content), "{content:?} (seed {seed})");
                 if content.1 >= first {
                     child_contents.insert(content.1);
+                    kill_at.get_or_insert(Instant::now() + Duration::from_millis(random(400)));
                 }
             }
             child.kill().unwrap();
             let out = child.wait_with_output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(!stderr.contains("panicked"), "the child failed: {stderr}");
+            // The next run comes once the server has ended the killed process's session (and so
+            // released its lock), as after a real crash.
+            while !sessions(&mut conn, &name).await.is_subset(&ours) {
+                assert!(
+                    spawned.elapsed() < Duration::from_secs(60),
+                    "the killed child's session lives on"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             // Old or new contents, whatever the child was doing; then what it left.
             let content = versions(&mut conn, "crashed").await;
             assert!(is_full_content(content), "{content:?} (seed {seed})");
