@@ -26,8 +26,8 @@
 //!
 //! Leftovers of an interrupted staging swap are cleared when the next write of the table starts,
 //! whatever its strategy, under the swap's lock (a write that is not a staging swap skips this
-//! while a swap of the table runs): a marked stage, `t__sluice_new` and an `t__sluice_old` next
-//! to `t` are dropped, and a missing `t` with `t__sluice_old` present (what a swap by two separate
+//! while a swap of the table runs): a marked stage, `t__sluice_new` and a `t__sluice_old` next
+//! to a table `t` are dropped, and a missing `t` with `t__sluice_old` present (what a swap by two separate
 //! renames could leave) gets its old contents back by renaming `t__sluice_old` to `t`. Only tables
 //! of exactly these names in `t`'s own database are touched, and a stage without the marker never.
 //!
@@ -223,7 +223,7 @@ async fn take_lock(conn: &mut Conn, sql: &str, table: &TableRef) -> Result<bool>
     let got: Option<Option<i64>> = conn
         .query_first(sql)
         .await
-        .map_err(|e| mysql_error(e, format!("lock {table} for a staging swap")))?;
+        .map_err(|e| mysql_error(e, format!("take the staging swap lock of {table}")))?;
     Ok(got.flatten() == Some(1))
 }
 
@@ -338,8 +338,8 @@ impl Leftovers {
     }
 
     /// The statements that clear the leftovers: the old contents renamed back when the target is
-    /// missing, else dropped; `new` and a marked stage dropped. Anything that is not a table, and a
-    /// stage without the marker, stays.
+    /// missing, dropped when it is a table; `new` and a marked stage dropped. Anything that is not
+    /// a table, and a stage without the marker, stays.
     fn recovery(&self, table: &TableRef, default_db: &str, names: &SwapNames) -> Vec<Recovery> {
         let sibling = |name: &str| quote_sibling(table, default_db, name);
         let drop = |name: &str| Recovery {
@@ -358,7 +358,9 @@ impl Leftovers {
                     quote_table(table, default_db)
                 ),
             });
-        } else if self.old.as_ref().is_some_and(Found::is_table) {
+        } else if self.old.as_ref().is_some_and(Found::is_table)
+            && self.target.as_ref().is_some_and(Found::is_table)
+        {
             out.push(drop(&names.old));
         }
         if self.new.as_ref().is_some_and(Found::is_table) {
