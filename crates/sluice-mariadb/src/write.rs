@@ -1676,4 +1676,64 @@ mod tests {
         assert_ne!(name, sibling_name(&"x".repeat(61), STAGE_SUFFIX));
         assert_eq!(sibling_name("t", STAGE_SUFFIX), "t__sluice_stage");
     }
+
+    fn found(table_type: &str, comment: &str) -> Option<Found> {
+        Some(Found {
+            table_type: table_type.into(),
+            comment: comment.into(),
+        })
+    }
+
+    fn recovery_of(leftovers: &Leftovers) -> Vec<String> {
+        let table = TableRef::new(BaseName::new("t").expect("a valid name"));
+        leftovers
+            .recovery(&table, "db", &SwapNames::of(&table))
+            .into_iter()
+            .map(|r| r.sql)
+            .collect()
+    }
+
+    #[test]
+    fn recovery_touches_only_what_a_swap_leaves() {
+        let table = || found("BASE TABLE", "");
+        let all = Leftovers {
+            target: table(),
+            stage: found("BASE TABLE", STAGE_MARKER),
+            new: table(),
+            old: table(),
+        };
+        assert_eq!(
+            recovery_of(&all),
+            [
+                "DROP TABLE `db`.`t__sluice_old`",
+                "DROP TABLE `db`.`t__sluice_new`",
+                "DROP TABLE `db`.`t__sluice_stage`",
+            ]
+        );
+        // The target missing: its old contents come back, nothing else changes about them.
+        let missing = Leftovers {
+            target: None,
+            ..all.clone()
+        };
+        assert!(missing.restores_target());
+        assert_eq!(
+            recovery_of(&missing)[0],
+            "RENAME TABLE `db`.`t__sluice_old` TO `db`.`t`"
+        );
+        // Not sluice's: an unmarked stage, views, and the old contents next to a view `t`.
+        let foreign = Leftovers {
+            target: found("VIEW", "VIEW"),
+            stage: found("BASE TABLE", "mine"),
+            new: found("VIEW", "VIEW"),
+            old: table(),
+        };
+        assert!(recovery_of(&foreign).is_empty());
+        assert!(!foreign.restores_target());
+        let old_view = Leftovers {
+            target: None,
+            old: found("VIEW", "VIEW"),
+            ..Leftovers::default()
+        };
+        assert!(recovery_of(&old_view).is_empty());
+    }
 }
