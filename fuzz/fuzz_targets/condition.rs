@@ -39,8 +39,10 @@ enum Lexer {
 
 const LEXERS: [Lexer; 3] = [Lexer::Postgres, Lexer::MariaDb, Lexer::Sqlite];
 
+/// A character that continues a word (identifiers, keywords, numbers; PostgreSQL allows `$` in
+/// identifiers).
 fn ident_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_' || c == '$'
+    c.is_alphanumeric() || c == '_' || c == '$' || !c.is_ascii()
 }
 
 /// How `text`, placed inside `WHERE ( … )`, could get out of it when `lexer` reads it: a statement
@@ -58,10 +60,13 @@ fn way_out(text: &str, lexer: Lexer) -> Result<(), &'static str> {
             '\'' => {
                 let backslash = match lexer {
                     Lexer::MariaDb => true,
-                    // E'…' (or e'…') when the E starts a token.
+                    // E'…' (or e'…') when the E is not the end of a longer word (after a
+                    // digit too: PostgreSQL before 15 reads `1E'…'` as 1 and an E string).
                     Lexer::Postgres => {
                         matches!(prev, Some('E' | 'e'))
-                            && !i.checked_sub(2).is_some_and(|p| ident_char(s[p]))
+                            && !i
+                                .checked_sub(2)
+                                .is_some_and(|p| ident_char(s[p]) && !s[p].is_ascii_digit())
                     }
                     Lexer::Sqlite => false,
                 };
@@ -74,10 +79,11 @@ fn way_out(text: &str, lexer: Lexer) -> Result<(), &'static str> {
                 i += 2 + close.ok_or("leaves a [ identifier open")?;
             }
             '$' if lexer == Lexer::Postgres && !prev.is_some_and(ident_char) => {
-                // $tag$ with a tag of identifier characters, not starting with a digit.
+                // $tag$: the tag is ASCII letters, digits (not first), `_` and any non-ASCII
+                // character (PostgreSQL's dolq_start and dolq_cont).
                 let tag_len = s[i + 1..]
                     .iter()
-                    .take_while(|&&c| c.is_alphanumeric() || c == '_')
+                    .take_while(|&&c| c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii())
                     .count();
                 let starts_ok = tag_len == 0 || !s[i + 1].is_ascii_digit();
                 if starts_ok && s.get(i + 1 + tag_len) == Some(&'$') {
@@ -92,7 +98,15 @@ fn way_out(text: &str, lexer: Lexer) -> Result<(), &'static str> {
                 }
             }
             ';' => return Err("has a statement separator"),
-            '-' if next == Some('-') => return Err("has a -- comment"),
+            // MariaDB reads `--` as a comment only before a blank, a control character or the
+            // end; `a--1` is `a - -1` there.
+            '-' if next == Some('-')
+                && (lexer != Lexer::MariaDb
+                    || s.get(i + 2)
+                        .is_none_or(|&c| c.is_whitespace() || c.is_control())) =>
+            {
+                return Err("has a -- comment");
+            }
             '/' if next == Some('*') => return Err("has a /* comment"),
             '#' if lexer == Lexer::MariaDb => return Err("has a # comment"),
             '\0' => return Err("has a NUL"),
