@@ -1,29 +1,82 @@
 //! Row-filter conditions (`Restrict` `RefreshCondition`, `CompareCondition`): SQL that sluice
-//! places inside `WHERE ( … )` of statements it builds.
+//! places inside `WHERE ( … )` of statements it builds (sluice-model `condition`).
 //!
-//! Never a panic, and the property that matters: a condition that is accepted cannot get out of
-//! its parentheses in any of the three dialects. Each dialect's own lexing is written out below
-//! (its quotes, escapes and comments, independent of the code under test); read that way, an
-//! accepted condition has no statement separator, no comment, no NUL, no quote left open and no
-//! parenthesis closed that it did not open.
+//! The input is a condition; NUL bytes (never part of a condition) also split it into the parts of
+//! a `Condition::all`. Never a panic, and the property that matters: what sluice sends to a
+//! database for an accepted condition (`Condition::sql`) cannot get out of its parentheses there.
+//! Each database's own lexing is written out below (its quotes, escapes and comments, independent
+//! of the parser under test); read that way, the SQL sent has no statement separator, no comment,
+//! no NUL, no quote left open, no parenthesis closed that it did not open, and no call of a
+//! function of `DENIED_FUNCTIONS`. Also: `new` accepts what some dialect's `parse` accepts, and
+//! the SQL sent is its own rendering.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use sluice_model::Condition;
+use sluice_model::condition::{DENIED_FUNCTIONS, SqlDialect};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(condition) = Condition::new(text) else {
-        return;
-    };
-    for lexer in LEXERS {
-        if let Err(why) = way_out(condition.as_str(), lexer) {
-            panic!("accepted condition {text:?} {why} when {lexer:?} reads it");
+    let mut accepted_somewhere = false;
+    for dialect in SqlDialect::ALL {
+        let Ok(condition) = Condition::parse(text, dialect) else {
+            continue;
+        };
+        accepted_somewhere = true;
+        let sql = condition
+            .sql(dialect)
+            .expect("a condition parsed for a dialect renders for it");
+        check_sent(text, &sql, dialect);
+        let again = Condition::parse(sql.as_ref(), dialect)
+            .unwrap_or_else(|e| panic!("the SQL sent for {text:?} is refused: {e}"));
+        assert_eq!(
+            again.sql(dialect).expect("parsed").as_ref(),
+            sql.as_ref(),
+            "the SQL sent is not its own rendering"
+        );
+    }
+    match Condition::new(text) {
+        Ok(condition) => {
+            assert!(accepted_somewhere, "new accepts what no dialect parses");
+            for dialect in SqlDialect::ALL {
+                if let Ok(sql) = condition.sql(dialect) {
+                    check_sent(text, &sql, dialect);
+                }
+            }
+        }
+        Err(_) => assert!(!accepted_somewhere, "new refuses what a dialect parses"),
+    }
+    let parts: Vec<&str> = text.split('\0').collect();
+    if parts.len() > 1 {
+        for dialect in SqlDialect::ALL {
+            if let Ok(Some(all)) = Condition::all(&parts, dialect) {
+                let sql = all.sql(dialect).expect("a combined condition renders");
+                check_sent(text, &sql, dialect);
+            }
         }
     }
 });
+
+fn check_sent(text: &str, sql: &str, dialect: SqlDialect) {
+    let lexer = match dialect {
+        SqlDialect::Postgresql => Lexer::Postgres,
+        SqlDialect::Mariadb => Lexer::MariaDb,
+        SqlDialect::Sqlite => Lexer::Sqlite,
+    };
+    let tokens = lex(sql, lexer)
+        .unwrap_or_else(|why| panic!("{text:?} is sent to {dialect} as {sql:?}, which {why}"));
+    for pair in tokens.windows(2) {
+        if let [Token::Name(name), Token::Open] = pair {
+            let name = name.to_ascii_lowercase();
+            assert!(
+                !DENIED_FUNCTIONS.contains(&name.as_str()),
+                "{text:?} is sent to {dialect} as {sql:?}, which calls {name}()"
+            );
+        }
+    }
+}
 
 /// The three SQL dialects a condition may run in, as their own lexers read text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,19 +90,29 @@ enum Lexer {
     Sqlite,
 }
 
-const LEXERS: [Lexer; 3] = [Lexer::Postgres, Lexer::MariaDb, Lexer::Sqlite];
-
 /// A character that continues a word (identifiers, keywords, numbers; PostgreSQL allows `$` in
 /// identifiers).
 fn ident_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '$' || !c.is_ascii()
 }
 
-/// How `text`, placed inside `WHERE ( … )`, could get out of it when `lexer` reads it: a statement
-/// separator, a comment, a NUL (SQLite stops reading there), a quote left open or a parenthesis
-/// closed that the text did not open. `Ok` when it cannot.
-fn way_out(text: &str, lexer: Lexer) -> Result<(), &'static str> {
+/// What the lexer sees outside string literals, as far as the checks need it.
+#[derive(Debug, PartialEq, Eq)]
+enum Token {
+    /// A bare word or a quoted identifier (without its quotes).
+    Name(String),
+    /// `(`.
+    Open,
+    /// Anything else.
+    Other,
+}
+
+/// Reads `text` as `lexer` does. Refuses, saying why, what could get out of `WHERE ( … )`: a
+/// statement separator, a comment, a NUL (SQLite stops reading there), a quote left open or a
+/// parenthesis closed that the text did not open.
+fn lex(text: &str, lexer: Lexer) -> Result<Vec<Token>, &'static str> {
     let s: Vec<char> = text.chars().collect();
+    let mut tokens = Vec::new();
     let mut depth = 0i64;
     let mut i = 0;
     while i < s.len() {
@@ -70,13 +133,33 @@ fn way_out(text: &str, lexer: Lexer) -> Result<(), &'static str> {
                     }
                     Lexer::Sqlite => false,
                 };
+                if backslash && lexer == Lexer::Postgres {
+                    tokens.pop(); // the E was not a word
+                }
                 i = skip_quoted(&s, i, '\'', backslash)?;
+                tokens.push(Token::Other);
             }
-            '"' => i = skip_quoted(&s, i, '"', lexer == Lexer::MariaDb)?,
-            '`' if lexer != Lexer::Postgres => i = skip_quoted(&s, i, '`', false)?,
+            // A string in MariaDB, an identifier in the others.
+            '"' if lexer == Lexer::MariaDb => {
+                i = skip_quoted(&s, i, '"', true)?;
+                tokens.push(Token::Other);
+            }
+            '"' | '`' if c == '"' || lexer != Lexer::Postgres => {
+                let end = skip_quoted(&s, i, c, false)?;
+                let name: String = s[i + 1..end - 1].iter().collect();
+                let doubled: String = [c, c].iter().collect();
+                tokens.push(Token::Name(name.replace(&doubled, &c.to_string())));
+                i = end;
+            }
             '[' if lexer == Lexer::Sqlite => {
-                let close = s[i + 1..].iter().position(|&c| c == ']');
-                i += 2 + close.ok_or("leaves a [ identifier open")?;
+                let close = i
+                    + 1
+                    + s[i + 1..]
+                        .iter()
+                        .position(|&c| c == ']')
+                        .ok_or("leaves a [ identifier open")?;
+                tokens.push(Token::Name(s[i + 1..close].iter().collect()));
+                i = close + 1;
             }
             '$' if lexer == Lexer::Postgres && !prev.is_some_and(ident_char) => {
                 // $tag$: the tag is ASCII letters, digits (not first), `_` and any non-ASCII
@@ -96,6 +179,7 @@ fn way_out(text: &str, lexer: Lexer) -> Result<(), &'static str> {
                 } else {
                     i += 1;
                 }
+                tokens.push(Token::Other);
             }
             ';' => return Err("has a statement separator"),
             // MariaDB reads `--` as a comment only before a blank, a control character or the
@@ -112,6 +196,7 @@ fn way_out(text: &str, lexer: Lexer) -> Result<(), &'static str> {
             '\0' => return Err("has a NUL"),
             '(' => {
                 depth += 1;
+                tokens.push(Token::Open);
                 i += 1;
             }
             ')' => {
@@ -119,13 +204,23 @@ fn way_out(text: &str, lexer: Lexer) -> Result<(), &'static str> {
                 if depth < 0 {
                     return Err("closes a parenthesis it did not open");
                 }
+                tokens.push(Token::Other);
                 i += 1;
             }
-            _ => i += 1,
+            c if c.is_whitespace() => i += 1,
+            c if ident_char(c) => {
+                let len = s[i..].iter().take_while(|&&c| ident_char(c)).count();
+                tokens.push(Token::Name(s[i..i + len].iter().collect()));
+                i += len;
+            }
+            _ => {
+                tokens.push(Token::Other);
+                i += 1;
+            }
         }
     }
     if depth == 0 {
-        Ok(())
+        Ok(tokens)
     } else {
         Err("leaves a parenthesis open")
     }

@@ -24,7 +24,9 @@ use std::fmt;
 use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
-use sqlparser::ast::{Expr, Query, SetExpr, Statement, Value as SqlValue, Visit, Visitor};
+use sqlparser::ast::{
+    Expr, ObjectName, Query, SetExpr, Statement, TableFactor, Value as SqlValue, Visit, Visitor,
+};
 use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
@@ -327,20 +329,22 @@ fn check_tree(expr: &Expr) -> Result<(), String> {
             ControlFlow::Continue(())
         }
 
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<String> {
+            // A function called in FROM (`FROM pg_read_file(…)`) is a table factor.
+            match factor {
+                TableFactor::Table {
+                    name,
+                    args: Some(_),
+                    ..
+                }
+                | TableFactor::Function { name, .. } => denied(name),
+                _ => ControlFlow::Continue(()),
+            }
+        }
+
         fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
             match expr {
-                Expr::Function(f) => {
-                    let name = f
-                        .name
-                        .0
-                        .last()
-                        .and_then(|part| part.as_ident())
-                        .map(|ident| ident.value.to_ascii_lowercase())
-                        .unwrap_or_default();
-                    if DENIED_FUNCTIONS.contains(&name.as_str()) {
-                        return ControlFlow::Break(format!("calls {name}(), which is not allowed"));
-                    }
-                }
+                Expr::Function(f) => denied(&f.name)?,
                 Expr::Value(v) if matches!(v.value, SqlValue::Placeholder(_)) => {
                     return ControlFlow::Break("contains a placeholder".into());
                 }
@@ -352,6 +356,21 @@ fn check_tree(expr: &Expr) -> Result<(), String> {
     match expr.visit(&mut Check) {
         ControlFlow::Break(reason) => Err(reason),
         ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// Breaks when `name` (by its last part, case-insensitively) is one of [`DENIED_FUNCTIONS`].
+fn denied(name: &ObjectName) -> ControlFlow<String> {
+    let name = name
+        .0
+        .last()
+        .and_then(|part| part.as_ident())
+        .map(|ident| ident.value.to_ascii_lowercase())
+        .unwrap_or_default();
+    if DENIED_FUNCTIONS.contains(&name.as_str()) {
+        ControlFlow::Break(format!("calls {name}(), which is not allowed"))
+    } else {
+        ControlFlow::Continue(())
     }
 }
 
@@ -488,6 +507,26 @@ mod tests {
             "id IN (SELECT id FROM t FOR UPDATE)",
         ] {
             refused_everywhere(bad);
+        }
+    }
+
+    /// Found by the `condition` fuzz target: a function called in a FROM clause is a table
+    /// factor, not an expression, and passed the deny list.
+    #[test]
+    fn server_functions_in_from_are_refused() {
+        for bad in [
+            "id IN (SELECT 1 FROM pg_sleep(10))",
+            "EXISTS (SELECT * FROM pg_catalog.pg_read_file('/etc/passwd'))",
+            "EXISTS (SELECT * FROM LATERAL pg_ls_dir('/'))",
+            "id IN (SELECT a FROM dblink('host=evil', 'select 1') AS t(a int))",
+        ] {
+            refused_everywhere(bad);
+        }
+        for ok in [
+            "id IN (SELECT n FROM generate_series(1, 3) AS g(n))",
+            "id IN (SELECT id FROM edit)",
+        ] {
+            Condition::parse(ok, SqlDialect::Postgresql).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 
