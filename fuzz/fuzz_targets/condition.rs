@@ -8,7 +8,7 @@
 //! of the parser under test); read that way, the SQL sent has no statement separator, no comment,
 //! no NUL, no quote left open, no parenthesis closed that it did not open, and no call of a
 //! function of `DENIED_FUNCTIONS`. Also: `new` accepts what some dialect's `parse` accepts, and
-//! the SQL sent is its own rendering.
+//! the SQL sent (without backslashes) is its own rendering.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -29,6 +29,11 @@ fuzz_target!(|data: &[u8]| {
             .sql(dialect)
             .expect("a condition parsed for a dialect renders for it");
         check_sent(text, &sql, dialect);
+        if sql.contains('\\') {
+            // Rendering writes control characters of a PostgreSQL E'…' string as escapes; typed
+            // conditions may not hold backslashes, so the SQL sent is not one to type.
+            continue;
+        }
         let again = Condition::parse(sql.as_ref(), dialect)
             .unwrap_or_else(|e| panic!("the SQL sent for {text:?} is refused: {e}"));
         assert_eq!(

@@ -276,6 +276,13 @@ fn parse_one(text: &str, dialect: SqlDialect) -> Result<Expr, String> {
             Token::Placeholder(p) => {
                 return Err(format!("contains a placeholder ({p})"));
             }
+            // sqlparser takes a run of operator characters for one operator; PostgreSQL ends the
+            // operator where `/*` or `--` starts a comment.
+            Token::CustomBinaryOperator(op) if op.contains("/*") || op.contains("--") => {
+                return Err(format!(
+                    "contains the operator {op}, which holds a comment start"
+                ));
+            }
             _ => {}
         }
     }
@@ -507,6 +514,27 @@ mod tests {
             "id IN (SELECT id FROM t FOR UPDATE)",
         ] {
             refused_everywhere(bad);
+        }
+    }
+
+    /// Found by the `condition` fuzz target: sqlparser reads a run of PostgreSQL operator
+    /// characters as one operator even when it holds `/*` or `--`, which PostgreSQL reads as the
+    /// start of a comment. Text sqlparser took for a string literal then reached the server as SQL
+    /// (here a call of a denied function, and a comment hiding the rest of sluice's statement).
+    #[test]
+    fn operators_holding_a_comment_start_are_refused() {
+        for bad in [
+            "x ~~>>=/* s <<< y",
+            "name ~~/* '*/ name OR pg_sleep(10) IS NULL) --'",
+            "a @-- b",
+        ] {
+            assert!(
+                Condition::parse(bad, SqlDialect::Postgresql).is_err(),
+                "{bad}"
+            );
+        }
+        for ok in ["a ~~ 'x%'", "a - -1 > 0", "a <-> b < 1", "a ~~*/ b"] {
+            Condition::parse(ok, SqlDialect::Postgresql).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 
