@@ -276,6 +276,19 @@ fn parse_one(text: &str, dialect: SqlDialect) -> Result<Expr, String> {
             Token::Placeholder(p) => {
                 return Err(format!("contains a placeholder ({p})"));
             }
+            // sqlparser (MariaDB's dialect) takes `@` and any character after it for the start
+            // of a word; MariaDB reads `@#` as `@` and a comment, `@;` as `@` and a separator.
+            Token::Word(w)
+                if w.quote_style.is_none()
+                    && !w.value.chars().all(|c| {
+                        c.is_alphanumeric() || matches!(c, '_' | '$' | '@') || !c.is_ascii()
+                    }) =>
+            {
+                return Err(format!(
+                    "contains the word {:?}, which {dialect} reads otherwise",
+                    w.value
+                ));
+            }
             // sqlparser takes a run of operator characters for one operator; PostgreSQL ends the
             // operator where `/*` or `--` starts a comment.
             Token::CustomBinaryOperator(op) if op.contains("/*") || op.contains("--") => {
@@ -535,6 +548,25 @@ mod tests {
         }
         for ok in ["a ~~ 'x%'", "a - -1 > 0", "a <-> b < 1", "a ~~*/ b"] {
             Condition::parse(ok, SqlDialect::Postgresql).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    /// Found by the `condition` fuzz target: in MariaDB's dialect sqlparser reads `@` and the
+    /// character after it as the start of a word, whatever that character is; MariaDB reads
+    /// `@#…` as `@` and a comment to the end of the line, and `@;` as `@` and a separator.
+    #[test]
+    fn words_holding_what_mariadb_reads_otherwise_are_refused() {
+        for bad in [
+            "B = 1 / ag ~* @#4Tc * c = d",
+            "a = @#x",
+            "a = @;",
+            "a = @-x",
+            "a = @#\n OR 1 = 1",
+        ] {
+            assert!(Condition::parse(bad, SqlDialect::Mariadb).is_err(), "{bad}");
+        }
+        for ok in ["a = @x", "a = @@version", "a$b = 1"] {
+            Condition::parse(ok, SqlDialect::Mariadb).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 
