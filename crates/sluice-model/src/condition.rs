@@ -24,7 +24,9 @@ use std::fmt;
 use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
-use sqlparser::ast::{Expr, Query, SetExpr, Statement, Value as SqlValue, Visit, Visitor};
+use sqlparser::ast::{
+    Expr, ObjectName, Query, SetExpr, Statement, TableFactor, Value as SqlValue, Visit, Visitor,
+};
 use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
@@ -274,6 +276,26 @@ fn parse_one(text: &str, dialect: SqlDialect) -> Result<Expr, String> {
             Token::Placeholder(p) => {
                 return Err(format!("contains a placeholder ({p})"));
             }
+            // sqlparser (MariaDB's dialect) takes `@` and any character after it for the start
+            // of a word; MariaDB reads `@#` as `@` and a comment, `@;` as `@` and a separator.
+            Token::Word(w)
+                if w.quote_style.is_none()
+                    && !w.value.chars().all(|c| {
+                        c.is_alphanumeric() || matches!(c, '_' | '$' | '@') || !c.is_ascii()
+                    }) =>
+            {
+                return Err(format!(
+                    "contains the word {:?}, which {dialect} reads otherwise",
+                    w.value
+                ));
+            }
+            // sqlparser takes a run of operator characters for one operator; PostgreSQL ends the
+            // operator where `/*` or `--` starts a comment.
+            Token::CustomBinaryOperator(op) if op.contains("/*") || op.contains("--") => {
+                return Err(format!(
+                    "contains the operator {op}, which holds a comment start"
+                ));
+            }
             _ => {}
         }
     }
@@ -327,20 +349,22 @@ fn check_tree(expr: &Expr) -> Result<(), String> {
             ControlFlow::Continue(())
         }
 
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<String> {
+            // A function called in FROM (`FROM pg_read_file(…)`) is a table factor.
+            match factor {
+                TableFactor::Table {
+                    name,
+                    args: Some(_),
+                    ..
+                }
+                | TableFactor::Function { name, .. } => denied(name),
+                _ => ControlFlow::Continue(()),
+            }
+        }
+
         fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
             match expr {
-                Expr::Function(f) => {
-                    let name = f
-                        .name
-                        .0
-                        .last()
-                        .and_then(|part| part.as_ident())
-                        .map(|ident| ident.value.to_ascii_lowercase())
-                        .unwrap_or_default();
-                    if DENIED_FUNCTIONS.contains(&name.as_str()) {
-                        return ControlFlow::Break(format!("calls {name}(), which is not allowed"));
-                    }
-                }
+                Expr::Function(f) => denied(&f.name)?,
                 Expr::Value(v) if matches!(v.value, SqlValue::Placeholder(_)) => {
                     return ControlFlow::Break("contains a placeholder".into());
                 }
@@ -352,6 +376,21 @@ fn check_tree(expr: &Expr) -> Result<(), String> {
     match expr.visit(&mut Check) {
         ControlFlow::Break(reason) => Err(reason),
         ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// Breaks when `name` (by its last part, case-insensitively) is one of [`DENIED_FUNCTIONS`].
+fn denied(name: &ObjectName) -> ControlFlow<String> {
+    let name = name
+        .0
+        .last()
+        .and_then(|part| part.as_ident())
+        .map(|ident| ident.value.to_ascii_lowercase())
+        .unwrap_or_default();
+    if DENIED_FUNCTIONS.contains(&name.as_str()) {
+        ControlFlow::Break(format!("calls {name}(), which is not allowed"))
+    } else {
+        ControlFlow::Continue(())
     }
 }
 
@@ -488,6 +527,66 @@ mod tests {
             "id IN (SELECT id FROM t FOR UPDATE)",
         ] {
             refused_everywhere(bad);
+        }
+    }
+
+    /// Found by the `condition` fuzz target: sqlparser reads a run of PostgreSQL operator
+    /// characters as one operator even when it holds `/*` or `--`, which PostgreSQL reads as the
+    /// start of a comment. Text sqlparser took for a string literal then reached the server as SQL
+    /// (here a call of a denied function, and a comment hiding the rest of sluice's statement).
+    #[test]
+    fn operators_holding_a_comment_start_are_refused() {
+        for bad in [
+            "x ~~>>=/* s <<< y",
+            "name ~~/* '*/ name OR pg_sleep(10) IS NULL) --'",
+            "a @-- b",
+        ] {
+            assert!(
+                Condition::parse(bad, SqlDialect::Postgresql).is_err(),
+                "{bad}"
+            );
+        }
+        for ok in ["a ~~ 'x%'", "a - -1 > 0", "a <-> b < 1", "a ~~*/ b"] {
+            Condition::parse(ok, SqlDialect::Postgresql).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    /// Found by the `condition` fuzz target: in MariaDB's dialect sqlparser reads `@` and the
+    /// character after it as the start of a word, whatever that character is; MariaDB reads
+    /// `@#…` as `@` and a comment to the end of the line, and `@;` as `@` and a separator.
+    #[test]
+    fn words_holding_what_mariadb_reads_otherwise_are_refused() {
+        for bad in [
+            "B = 1 / ag ~* @#4Tc * c = d",
+            "a = @#x",
+            "a = @;",
+            "a = @-x",
+            "a = @#\n OR 1 = 1",
+        ] {
+            assert!(Condition::parse(bad, SqlDialect::Mariadb).is_err(), "{bad}");
+        }
+        for ok in ["a = @x", "a = @@version", "a$b = 1"] {
+            Condition::parse(ok, SqlDialect::Mariadb).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    /// Found by the `condition` fuzz target: a function called in a FROM clause is a table
+    /// factor, not an expression, and passed the deny list.
+    #[test]
+    fn server_functions_in_from_are_refused() {
+        for bad in [
+            "id IN (SELECT 1 FROM pg_sleep(10))",
+            "EXISTS (SELECT * FROM pg_catalog.pg_read_file('/etc/passwd'))",
+            "EXISTS (SELECT * FROM LATERAL pg_ls_dir('/'))",
+            "id IN (SELECT a FROM dblink('host=evil', 'select 1') AS t(a int))",
+        ] {
+            refused_everywhere(bad);
+        }
+        for ok in [
+            "id IN (SELECT n FROM generate_series(1, 3) AS g(n))",
+            "id IN (SELECT id FROM edit)",
+        ] {
+            Condition::parse(ok, SqlDialect::Postgresql).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 
