@@ -211,7 +211,12 @@ async fn phase(
         let one = client(Some(IpAddr::from([127, 0, 0, 1])))?;
         for i in 0..FLOOD_CLIENTS {
             let http = if many_addresses {
-                client(Some(IpAddr::from([127, 0, 2 + (i / 250) as u8, (1 + i % 250) as u8])))?
+                client(Some(IpAddr::from([
+                    127,
+                    0,
+                    2 + (i / 250) as u8,
+                    (1 + i % 250) as u8,
+                ])))?
             } else {
                 one.clone()
             };
@@ -318,7 +323,12 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
                 p.name.clone(),
                 format!("{:.0}", p.logins_per_second),
                 format!("{} / {}", thousands(p.checked), thousands(p.refused)),
-                format!("{:.2} / {:.2}{}", p.health.p50_ms, p.health.p99_ms, met(&p.health)),
+                format!(
+                    "{:.2} / {:.2}{}",
+                    p.health.p50_ms,
+                    p.health.p99_ms,
+                    met(&p.health)
+                ),
                 format!(
                     "{:.2} / {:.2}{}",
                     p.authenticated_get.p50_ms,
