@@ -453,13 +453,53 @@ impl FromRequestParts<AppState> for StreamCaller {
     }
 }
 
-/// `stream` until `token` stops being valid (expired, revoked, its user deleted or demoted: see
-/// [`HubService::token_ended`](sluice_service::HubService::token_ended)); then one last item made
-/// by `last` from the reason, and the end. A stream that ends by itself ends as it did.
-pub(crate) fn until_token_ends<S, T>(
-    stream: S,
+/// Why a stream of `topics` held by `token` must end now, if it must: the token expired or was
+/// revoked, its user was deleted, or the user (at their level now) may no longer read a topic. A
+/// repository that cannot be asked is no reason.
+async fn stream_refusal(
+    service: &sluice_service::HubService,
+    token: &str,
+    topics: &[TopicName],
+) -> Option<String> {
+    let identity = match service.authenticate(token).await {
+        Ok(identity) => identity,
+        Err(e) if e.kind() == sluice_service::ServiceErrorKind::Repository => return None,
+        Err(e) => return Some(e.to_string()),
+    };
+    let hub = service.event_hub()?;
+    let actor = Actor::user(identity.user, identity.level);
+    for topic in topics {
+        match hub.authorize_read(topic, &actor).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::Forbidden | ErrorKind::NotFound) => {
+                return Some(e.to_string());
+            }
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+/// Resolves, with the reason, once a stream of `topics` held by `token` must end (looked at every
+/// second: see [`stream_refusal`]).
+pub(crate) async fn stream_ends(
     service: sluice_service::HubService,
     token: String,
+    topics: Vec<TopicName>,
+) -> String {
+    loop {
+        tokio::time::sleep(sluice_service::auth::REVALIDATE).await;
+        if let Some(reason) = stream_refusal(&service, &token, &topics).await {
+            return reason;
+        }
+    }
+}
+
+/// `stream` until it must end (see [`stream_ends`]); then one last item made by `last` from the
+/// reason, and the end. A stream that ends by itself ends as it did.
+pub(crate) fn until_refused<S, T>(
+    stream: S,
+    ends: impl std::future::Future<Output = String> + Send + 'static,
     last: impl FnOnce(String) -> T + Send + 'static,
 ) -> impl Stream<Item = T> + Send + 'static
 where
@@ -469,9 +509,7 @@ where
     let reason = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let slot = reason.clone();
     let watch = async move {
-        let why = service
-            .token_ended(&token, sluice_model::AccessLevel::ReadOnly)
-            .await;
+        let why = ends.await;
         *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
     };
     stream.take_until(Box::pin(watch)).chain(
@@ -486,7 +524,8 @@ where
     )
 }
 
-/// WebSocket close code of a stream whose token stopped being valid (application range).
+/// WebSocket close code of a stream that must end: its token expired or was revoked, or its
+/// reader lost the topic's read grant (application range).
 pub const WS_TOKEN_ENDED: u16 = 4001;
 
 /// Where a stream starts: `?after=SEQ`, else the `Last-Event-ID` header, else now.
@@ -524,10 +563,9 @@ async fn stream_sse(
     let subscription = hub
         .subscribe(&topic, pattern, after, &actor(&caller))
         .await?;
-    let stream = until_token_ends(
+    let stream = until_refused(
         subscription.map(|d| Ok::<_, Infallible>(sse_event(d))),
-        state.service.clone(),
-        token,
+        stream_ends(state.service.clone(), token, vec![topic]),
         |reason| {
             Ok(SseEvent::default()
                 .event("end")
@@ -573,8 +611,8 @@ async fn stream_ws(
     let subscription = hub
         .subscribe(&topic, pattern, after, &actor(&caller))
         .await?;
-    let service = state.service.clone();
-    Ok(upgrade.on_upgrade(move |socket| ws_session(socket, subscription, service, token)))
+    let ends = stream_ends(state.service.clone(), token, vec![topic]);
+    Ok(upgrade.on_upgrade(move |socket| ws_session(socket, subscription, ends)))
 }
 
 fn ws_frame(delivery: &Delivery) -> String {
@@ -593,13 +631,11 @@ fn ws_frame(delivery: &Delivery) -> String {
 async fn ws_session(
     socket: WebSocket,
     mut subscription: sluice_events::Subscription,
-    service: sluice_service::HubService,
-    token: String,
+    ended: impl std::future::Future<Output = String>,
 ) {
     let (mut sink, mut incoming) = socket.split();
     let mut ping = tokio::time::interval(KEEP_ALIVE);
     ping.tick().await;
-    let ended = service.token_ended(&token, sluice_model::AccessLevel::ReadOnly);
     tokio::pin!(ended);
     loop {
         tokio::select! {
@@ -609,7 +645,7 @@ async fn ws_session(
                 let _ = sink
                     .send(Message::Close(Some(CloseFrame {
                         code: WS_TOKEN_ENDED,
-                        reason: "the access token is no longer valid".into(),
+                        reason: "the access token or the read grant is no longer valid".into(),
                     })))
                     .await;
                 return;

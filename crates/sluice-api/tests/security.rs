@@ -251,16 +251,38 @@ async fn f01_location_references_never_read_server_variables() {
         .await
         .expect(StatusCode::BAD_REQUEST);
     }
-    // An allowed variable resolves; what the driver says names the reference, not the value.
+    // Even an allowed variable may not name a SQLite file over the API (it could lead out of the
+    // data directory, or be read back through the file's name), …
+    for path in [
+        "${DB_DIR}/${DB_PASSWORD}.db",
+        "file:/tmp/elsewhere.db?x=${DB_PASSWORD}",
+    ] {
+        let a = s
+            .test_new_location(&rw, json!({"Class": "sqlite", "Database_Name": path}))
+            .await
+            .expect(StatusCode::BAD_REQUEST);
+        assert!(!a.text.contains(DB_PASSWORD), "{}", a.text);
+        assert!(!a.text.contains("db-dir-value"), "{}", a.text);
+    }
+    // … nor be a password over the API: it would go to any host the caller names.
+    s.test_new_location(
+        &rw,
+        json!({"Class": "postgresql", "Database_Host": "127.0.0.1", "Database_Port": 1,
+               "Database_Name": "x", "Database_Password": "${DB_PASSWORD}"}),
+    )
+    .await
+    .expect(StatusCode::BAD_REQUEST);
+    // An allowed variable in a plain property resolves, and what the driver says names the
+    // reference, not the value.
     let a = s
         .test_new_location(
             &rw,
-            json!({"Class": "sqlite", "Database_Name": "${DB_DIR}/${DB_PASSWORD}.db"}),
+            json!({"Class": "postgresql", "Database_Host": "127.0.0.1", "Database_Port": 5432,
+                   "Database_Name": "no_db_${DB_PASSWORD}", "Database_Sslmode": "disable"}),
         )
         .await;
     assert_ne!(a.status, StatusCode::OK, "{}", a.text);
     assert!(!a.text.contains(DB_PASSWORD), "{}", a.text);
-    assert!(!a.text.contains("db-dir-value"), "{}", a.text);
     let locs = s
         .call("GET", "/api/latest/hubs/h/definition/locs", Some(&rw), None)
         .await
@@ -375,6 +397,9 @@ async fn f03_conditions_cannot_smuggle_statements() {
         "x = $$'$$ ); DROP TABLE victim; SELECT ($$'$$",
         "`a'` = 1); DROP TABLE victim; SELECT (`a'`",
         "1=1 /*! ; DROP TABLE victim */",
+        "id = (SELECT CAST(c AS int) FROM pg_read_file('/etc/passwd') AS f(c))",
+        "EXISTS (SELECT 1 FROM lo_from_bytea(4242424, 'x') AS a(o))",
+        "id <= (SELECT length(file) FROM pragma_database_list WHERE name = 'main')",
     ] {
         let a = s
             .call(
@@ -633,6 +658,59 @@ async fn f05_revocation_takes_effect_at_once_and_ends_streams() {
         .expect(StatusCode::UNAUTHORIZED);
 }
 
+/// Finding 5 (and the review after it): a stream also ends when its reader loses the topic's read
+/// grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f05_a_stream_ends_when_its_read_grant_is_taken_away() {
+    let s = start().await;
+    let admin = s.admin().await;
+    let ro = s.user("ro", "ReadOnly").await;
+    s.call(
+        "POST",
+        "/topics",
+        Some(&admin),
+        Some(json!({"name": "priv", "grants": {"read": ["user:ro"]}})),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let stream = s
+        .http
+        .get(format!("{}/events/priv/stream", s.base))
+        .header("Authorization", format!("Bearer {ro}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    s.call(
+        "PUT",
+        "/topics/priv",
+        Some(&admin),
+        Some(json!({"grants": {"read": ["level:SysAdmin"]}})),
+    )
+    .await
+    .expect(StatusCode::OK);
+    // A stream looks at its token and grant every second, and topic definitions are cached for
+    // two: well before four seconds the stream has ended, so what is published then never reaches
+    // the reader.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    s.call(
+        "POST",
+        "/events",
+        Some(&admin),
+        Some(
+            json!({"topic": "priv", "routing_key": "k", "payload": {"secret": "after-revocation"}}),
+        ),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let body = tokio::time::timeout(Duration::from_secs(10), stream.text())
+        .await
+        .expect("the stream outlived the reader's grant")
+        .unwrap();
+    assert!(body.contains("event: end"), "{body}");
+    assert!(!body.contains("after-revocation"), "{body}");
+}
+
 fn client_from(addr: [u8; 4]) -> reqwest::Client {
     reqwest::Client::builder()
         .local_address(Some(IpAddr::from(addr)))
@@ -672,6 +750,34 @@ async fn f06_f15_logins_cannot_lock_out_the_owner_and_count_before_checking() {
     .expect(StatusCode::TOO_MANY_REQUESTS);
     // … and the owner, elsewhere, logs in at once.
     let owner = client_from([127, 0, 0, 1]);
+    s.call_with(
+        &owner,
+        "POST",
+        "/auth/v1/password",
+        None,
+        Some(right.clone()),
+    )
+    .await
+    .expect(StatusCode::OK);
+    // Logins from many addresses spend the global budget; the owner still logs in from the
+    // address they logged in from before.
+    let mut flood = Vec::new();
+    for i in 0..150u8 {
+        let http = client_from([127, 0, 5, i + 1]);
+        let url = format!("{}/auth/v1/password", s.base);
+        flood.push(tokio::spawn(async move {
+            http.post(url)
+                .json(&json!({"username": format!("nobody{i}"), "password": "whatever-1"}))
+                .send()
+                .await
+                .map(|r| r.status())
+        }));
+    }
+    let mut busy = 0;
+    for f in flood {
+        busy += usize::from(f.await.unwrap().unwrap() == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert!(busy > 0, "the global budget was never spent");
     s.call_with(&owner, "POST", "/auth/v1/password", None, Some(right))
         .await
         .expect(StatusCode::OK);
@@ -696,8 +802,10 @@ async fn f06_f15_logins_cannot_lock_out_the_owner_and_count_before_checking() {
             other => panic!("{other}: {}", a.text),
         }
     }
-    assert!(refused >= 30, "{refused} refused, {checked} checked");
-    assert!(checked <= 50, "{checked} passwords checked for one address");
+    // Before, every one of the 80 was checked. The budget allows 30 at once and 5 more a second
+    // (the bounds leave room for a slow machine, where checks take longer and more refill).
+    assert!(refused >= 15, "{refused} refused, {checked} checked");
+    assert!(checked <= 65, "{checked} passwords checked for one address");
 }
 
 /// Finding 6: password hashing runs on its own bounded pool, so a burst of logins leaves the one

@@ -471,7 +471,7 @@ impl EventHub {
         actor: &Actor,
     ) -> Result<Topic> {
         Self::require_manager(actor)?;
-        if name.as_str().starts_with("sluice.") {
+        if name.as_str().to_ascii_lowercase().starts_with("sluice.") {
             return Err(Error::invalid(format!(
                 "topic {name}: names starting with \"sluice.\" are reserved for the hub's own topics"
             )));

@@ -11,10 +11,14 @@
 //!
 //! Refused outright: statement separators, comments (MariaDB runs `/*! … */` comments), backslashes
 //! (MariaDB reads them as escapes inside strings, PostgreSQL does not), control characters,
-//! placeholders, statements nested in the expression (`(DELETE … RETURNING …)`, `SELECT … INTO`),
-//! and functions that reach the database server's files, other servers or sessions (a short
-//! deny list: [`DENIED_FUNCTIONS`]). Subqueries that only read are allowed: a condition runs with
-//! the location's database user and can read what that user can read.
+//! placeholders, server variables (`@x`, `@@datadir`), statements nested in the expression
+//! (`(DELETE … RETURNING …)`, `SELECT … INTO`), locking clauses, functions in a FROM clause, and
+//! any function that is not on a list of ordinary scalar and aggregate functions
+//! ([`ALLOWED_FUNCTIONS`]: text, numbers, dates, null handling): what could reach the database
+//! server's files, other servers, sessions, or run SQL given as text (`query_to_xml`, `ts_stat`)
+//! is not on it ([`DENIED_FUNCTIONS`] names the best-known of those, for tests). Subqueries over
+//! tables are allowed: a condition runs with the location's database user and can read what that
+//! user can read.
 //!
 //! The statements that carry a condition are also run as single prepared statements by the
 //! connectors, so even a parser disagreement could not run a second statement.
@@ -24,7 +28,9 @@ use std::fmt;
 use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
-use sqlparser::ast::{Expr, Query, SetExpr, Statement, Value as SqlValue, Visit, Visitor};
+use sqlparser::ast::{
+    Expr, ObjectName, Query, SetExpr, Statement, TableFactor, Value as SqlValue, Visit, Visitor,
+};
 use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
@@ -35,9 +41,175 @@ pub const MAX_CONDITION_LEN: usize = 4000;
 /// How deep expressions may nest.
 const RECURSION_LIMIT: usize = 40;
 
-/// Functions a condition may not call, in any dialect (compared case-insensitively, by the last
-/// part of the name): they read or write the database server's files, reach other servers, sleep,
-/// or act on other sessions.
+/// The functions a condition may call (compared case-insensitively; unqualified, or qualified by
+/// PostgreSQL's `pg_catalog`): ordinary text, number, date and null-handling functions of the three
+/// dialects, and aggregates for subqueries. Syntax such as `CAST`, `EXTRACT`, `SUBSTRING … FROM`,
+/// `POSITION`, `TRIM`, `CASE`, `COALESCE` is not a function call and needs no entry.
+pub const ALLOWED_FUNCTIONS: &[&str] = &[
+    // numbers
+    "abs",
+    "ceil",
+    "ceiling",
+    "floor",
+    "round",
+    "trunc",
+    "truncate",
+    "mod",
+    "power",
+    "pow",
+    "sqrt",
+    "sign",
+    "exp",
+    "ln",
+    "log",
+    "log10",
+    "greatest",
+    "least",
+    "random",
+    // null handling and choice
+    "coalesce",
+    "nullif",
+    "ifnull",
+    "if",
+    "iif",
+    "nvl",
+    // text
+    "length",
+    "char_length",
+    "character_length",
+    "octet_length",
+    "bit_length",
+    "lower",
+    "upper",
+    "lcase",
+    "ucase",
+    "trim",
+    "ltrim",
+    "rtrim",
+    "btrim",
+    "substr",
+    "substring",
+    "left",
+    "right",
+    "replace",
+    "concat",
+    "concat_ws",
+    "lpad",
+    "rpad",
+    "position",
+    "strpos",
+    "instr",
+    "locate",
+    "reverse",
+    "repeat",
+    "initcap",
+    "split_part",
+    "ascii",
+    "chr",
+    "char",
+    "unicode",
+    "hex",
+    "md5",
+    "starts_with",
+    "regexp_like",
+    "regexp_replace",
+    "regexp_substr",
+    "regexp_instr",
+    "regexp_count",
+    "format",
+    "typeof",
+    "glob",
+    "like",
+    // dates and times
+    "now",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "localtime",
+    "localtimestamp",
+    "clock_timestamp",
+    "statement_timestamp",
+    "transaction_timestamp",
+    "date",
+    "time",
+    "datetime",
+    "julianday",
+    "strftime",
+    "unixepoch",
+    "date_trunc",
+    "date_part",
+    "age",
+    "make_date",
+    "make_time",
+    "make_timestamp",
+    "make_timestamptz",
+    "make_interval",
+    "to_char",
+    "to_date",
+    "to_timestamp",
+    "to_number",
+    "date_add",
+    "date_sub",
+    "adddate",
+    "subdate",
+    "datediff",
+    "timestampdiff",
+    "timestampadd",
+    "curdate",
+    "curtime",
+    "sysdate",
+    "year",
+    "month",
+    "day",
+    "dayofmonth",
+    "dayofweek",
+    "dayofyear",
+    "hour",
+    "minute",
+    "second",
+    "week",
+    "weekday",
+    "weekofyear",
+    "quarter",
+    "last_day",
+    "str_to_date",
+    "date_format",
+    "from_unixtime",
+    "unix_timestamp",
+    "utc_timestamp",
+    "utc_date",
+    "utc_time",
+    "from_days",
+    "to_days",
+    "makedate",
+    "isfinite",
+    // JSON values
+    "json_extract",
+    "json_value",
+    "json_unquote",
+    "json_contains",
+    "json_length",
+    "json_type",
+    "json_extract_path_text",
+    "jsonb_extract_path_text",
+    "json_array_length",
+    "jsonb_array_length",
+    "jsonb_typeof",
+    "json_typeof",
+    // aggregates (in subqueries)
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "bool_and",
+    "bool_or",
+    "every",
+];
+
+/// Functions that reach the database server's files, other servers or sessions, sleep, or run SQL
+/// given as text: none is on [`ALLOWED_FUNCTIONS`]; the list names the best-known of them for the
+/// tests and the fuzz target.
 pub const DENIED_FUNCTIONS: &[&str] = &[
     // PostgreSQL
     "pg_read_file",
@@ -66,6 +238,14 @@ pub const DENIED_FUNCTIONS: &[&str] = &[
     "query_to_xml_and_xmlschema",
     "cursor_to_xml",
     "table_to_xml",
+    "database_to_xml",
+    "ts_stat",
+    "setval",
+    "nextval",
+    "pg_create_logical_replication_slot",
+    "pg_drop_replication_slot",
+    "pg_logical_emit_message",
+    "pg_switch_wal",
     // MariaDB
     "load_file",
     "sleep",
@@ -274,6 +454,26 @@ fn parse_one(text: &str, dialect: SqlDialect) -> Result<Expr, String> {
             Token::Placeholder(p) => {
                 return Err(format!("contains a placeholder ({p})"));
             }
+            // sqlparser (MariaDB's dialect) takes `@` and any character after it for the start
+            // of a word; MariaDB reads `@#` as `@` and a comment, `@;` as `@` and a separator.
+            Token::Word(w)
+                if w.quote_style.is_none()
+                    && !w.value.chars().all(|c| {
+                        c.is_alphanumeric() || matches!(c, '_' | '$' | '@') || !c.is_ascii()
+                    }) =>
+            {
+                return Err(format!(
+                    "contains the word {:?}, which {dialect} reads otherwise",
+                    w.value
+                ));
+            }
+            // sqlparser takes a run of operator characters for one operator; PostgreSQL ends the
+            // operator where `/*` or `--` starts a comment.
+            Token::CustomBinaryOperator(op) if op.contains("/*") || op.contains("--") => {
+                return Err(format!(
+                    "contains the operator {op}, which holds a comment start"
+                ));
+            }
             _ => {}
         }
     }
@@ -301,8 +501,8 @@ fn parser_message(e: &sqlparser::parser::ParserError) -> String {
     }
 }
 
-/// Refuses nested statements, writing queries, placeholders and denied functions anywhere in the
-/// tree.
+/// Refuses nested statements, writing queries, placeholders, server variables, functions in FROM
+/// and functions not on the allowed list anywhere in the tree.
 fn check_tree(expr: &Expr) -> Result<(), String> {
     struct Check;
     impl Visitor for Check {
@@ -327,22 +527,58 @@ fn check_tree(expr: &Expr) -> Result<(), String> {
             ControlFlow::Continue(())
         }
 
-        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
-            match expr {
-                Expr::Function(f) => {
-                    let name = f
-                        .name
-                        .0
-                        .last()
-                        .and_then(|part| part.as_ident())
-                        .map(|ident| ident.value.to_ascii_lowercase())
-                        .unwrap_or_default();
-                    if DENIED_FUNCTIONS.contains(&name.as_str()) {
-                        return ControlFlow::Break(format!("calls {name}(), which is not allowed"));
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<String> {
+            // FROM may name tables and subqueries; a function there (`FROM pg_read_file(…)`,
+            // `FROM pragma_database_list`, `UNNEST`, `JSON_TABLE`, …) is refused.
+            match factor {
+                TableFactor::Table {
+                    name, args: None, ..
+                } => {
+                    if name.0.iter().any(|p| {
+                        p.as_ident()
+                            .is_some_and(|i| i.value.to_ascii_lowercase().starts_with("pragma_"))
+                    }) {
+                        ControlFlow::Break(format!(
+                            "reads {name}, a SQLite pragma function, which is not allowed"
+                        ))
+                    } else {
+                        ControlFlow::Continue(())
                     }
                 }
+                TableFactor::Derived { .. } | TableFactor::NestedJoin { .. } => {
+                    ControlFlow::Continue(())
+                }
+                TableFactor::Table { name, .. } | TableFactor::Function { name, .. } => {
+                    ControlFlow::Break(format!(
+                        "calls {name}() in FROM; a condition's subqueries may read tables only"
+                    ))
+                }
+                other => ControlFlow::Break(format!(
+                    "reads {other} in FROM; a condition's subqueries may read tables only"
+                )),
+            }
+        }
+
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
+            match expr {
+                Expr::Function(f) => allowed(&f.name)?,
                 Expr::Value(v) if matches!(v.value, SqlValue::Placeholder(_)) => {
                     return ControlFlow::Break("contains a placeholder".into());
+                }
+                Expr::Identifier(i) if i.quote_style.is_none() && i.value.starts_with('@') => {
+                    return ControlFlow::Break(format!(
+                        "reads the server variable {}, which is not allowed",
+                        i.value
+                    ));
+                }
+                Expr::CompoundIdentifier(parts)
+                    if parts
+                        .first()
+                        .is_some_and(|i| i.quote_style.is_none() && i.value.starts_with('@')) =>
+                {
+                    return ControlFlow::Break(
+                        "reads a server variable, which is not allowed".into(),
+                    );
                 }
                 _ => {}
             }
@@ -353,6 +589,32 @@ fn check_tree(expr: &Expr) -> Result<(), String> {
         ControlFlow::Break(reason) => Err(reason),
         ControlFlow::Continue(()) => Ok(()),
     }
+}
+
+/// Whether `name` is a function a condition may call (see [`is_allowed_function`]).
+fn allowed(name: &ObjectName) -> ControlFlow<String> {
+    let parts: Vec<Option<&str>> = name
+        .0
+        .iter()
+        .map(|p| p.as_ident().map(|i| i.value.as_str()))
+        .collect();
+    let plain = match parts.as_slice() {
+        [Some(f)] => Some(*f),
+        [Some(schema), Some(f)] if schema.eq_ignore_ascii_case("pg_catalog") => Some(*f),
+        _ => None,
+    };
+    match plain {
+        Some(f) if is_allowed_function(f) => ControlFlow::Continue(()),
+        _ => ControlFlow::Break(format!(
+            "calls {name}(), which is not among the functions a condition may call"
+        )),
+    }
+}
+
+/// Whether a condition may call the function `name` (case-insensitively).
+pub fn is_allowed_function(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ALLOWED_FUNCTIONS.contains(&name.as_str())
 }
 
 fn reads_only(body: &SetExpr) -> bool {
@@ -489,6 +751,115 @@ mod tests {
         ] {
             refused_everywhere(bad);
         }
+    }
+
+    /// Found by the `condition` fuzz target: sqlparser reads a run of PostgreSQL operator
+    /// characters as one operator even when it holds `/*` or `--`, which PostgreSQL reads as the
+    /// start of a comment. Text sqlparser took for a string literal then reached the server as SQL
+    /// (here a call of a denied function, and a comment hiding the rest of sluice's statement).
+    #[test]
+    fn operators_holding_a_comment_start_are_refused() {
+        for bad in [
+            "x ~~>>=/* s <<< y",
+            "name ~~/* '*/ name OR pg_sleep(10) IS NULL) --'",
+            "a @-- b",
+        ] {
+            assert!(
+                Condition::parse(bad, SqlDialect::Postgresql).is_err(),
+                "{bad}"
+            );
+        }
+        for ok in ["a ~~ 'x%'", "a - -1 > 0", "a <-> b < 1", "a ~~*/ b"] {
+            Condition::parse(ok, SqlDialect::Postgresql).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    /// Found by the `condition` fuzz target: in MariaDB's dialect sqlparser reads `@` and the
+    /// character after it as the start of a word, whatever that character is; MariaDB reads
+    /// `@#…` as `@` and a comment to the end of the line, and `@;` as `@` and a separator.
+    #[test]
+    fn words_holding_what_mariadb_reads_otherwise_are_refused() {
+        for bad in [
+            "B = 1 / ag ~* @#4Tc * c = d",
+            "a = @#x",
+            "a = @;",
+            "a = @-x",
+            "a = @#\n OR 1 = 1",
+        ] {
+            assert!(Condition::parse(bad, SqlDialect::Mariadb).is_err(), "{bad}");
+        }
+        Condition::parse("a$b = 1", SqlDialect::Mariadb).unwrap_or_else(|e| panic!("{e}"));
+        // Server and user variables are words to sqlparser, and refused as variables.
+        for variable in ["a = @x", "a = @@version", "@@datadir IS NOT NULL"] {
+            let e = Condition::parse(variable, SqlDialect::Mariadb).unwrap_err();
+            assert!(e.reason().contains("variable"), "{variable}: {e}");
+        }
+    }
+
+    /// Found by a review of the API as an attacker: only ordinary functions may be called, and
+    /// none in FROM, so a condition can neither reach the server's files nor run SQL given as text.
+    #[test]
+    fn only_ordinary_functions_may_be_called() {
+        for ok in [
+            "lower(name) LIKE 'a%' AND coalesce(qty, 0) > 0",
+            "created_at >= date_trunc('day', now()) - INTERVAL '7 days'",
+            "pg_catalog.upper(code) = 'X'",
+            "id IN (SELECT max(id) FROM orders GROUP BY customer)",
+            "CAST(total AS INTEGER) > 10 AND EXTRACT(YEAR FROM created_at) = 2024",
+        ] {
+            Condition::parse(ok, SqlDialect::Postgresql).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "id = (SELECT CAST(c AS int) FROM pg_read_file('/etc/passwd') AS f(c))",
+            "EXISTS (SELECT 1 FROM lo_from_bytea(4242424, 'x') AS a(o))",
+            "EXISTS (SELECT 1 FROM pg_sleep(5))",
+            "length(query_to_xml('DELETE FROM victim RETURNING 1', true, false, '')::text) > 0",
+            "EXISTS (SELECT * FROM ts_stat('DELETE FROM victim RETURNING 1'))",
+            "evil.lower(name) = 'a'",
+            "id IN (SELECT unnest(ARRAY[1, 2]))",
+            "id IN (SELECT x FROM unnest(ARRAY[1, 2]) AS t(x))",
+            "nextval('orders_id_seq') > 0",
+        ] {
+            assert!(
+                Condition::parse(bad, SqlDialect::Postgresql).is_err(),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "id <= (SELECT length(file) FROM pragma_database_list WHERE name = 'main')",
+            "id <= (SELECT count(*) FROM pragma_table_info('orders'))",
+            "readfile('/etc/passwd') IS NOT NULL",
+        ] {
+            assert!(Condition::parse(bad, SqlDialect::Sqlite).is_err(), "{bad}");
+        }
+        for denied in DENIED_FUNCTIONS {
+            assert!(!is_allowed_function(denied), "{denied}");
+        }
+    }
+
+    /// Found by the `condition` fuzz target: a function called in a FROM clause is a table
+    /// factor, not an expression, and passed the deny list.
+    #[test]
+    fn server_functions_in_from_are_refused() {
+        for bad in [
+            "id IN (SELECT 1 FROM pg_sleep(10))",
+            "EXISTS (SELECT * FROM pg_catalog.pg_read_file('/etc/passwd'))",
+            "EXISTS (SELECT * FROM LATERAL pg_ls_dir('/'))",
+            "id IN (SELECT a FROM dblink('host=evil', 'select 1') AS t(a int))",
+        ] {
+            refused_everywhere(bad);
+        }
+        // A table named like a function is a table; a function in FROM is refused, even a
+        // harmless one.
+        Condition::parse("id IN (SELECT id FROM edit)", SqlDialect::Postgresql)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            Condition::parse(
+                "id IN (SELECT n FROM generate_series(1, 3) AS g(n))",
+                SqlDialect::Postgresql
+            )
+            .is_err()
+        );
     }
 
     #[test]

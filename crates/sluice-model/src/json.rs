@@ -174,8 +174,10 @@ impl<'a> Parser<'a> {
 
     fn hex4(&mut self) -> Result<u32, ()> {
         let digits = self.b.get(self.i..self.i + 4).ok_or(())?;
-        let text = std::str::from_utf8(digits).map_err(|_| ())?;
-        let v = u32::from_str_radix(text, 16).map_err(|_| ())?;
+        let v = digits.iter().try_fold(0u32, |v, &d| {
+            let d = char::from(d).to_digit(16).ok_or(())?;
+            Ok(v * 16 + d)
+        })?;
         self.i += 4;
         Ok(v)
     }
@@ -377,6 +379,22 @@ mod tests {
         );
         let deep = "[".repeat(600) + &"]".repeat(600);
         assert!(canon(&deep).is_none(), "deep nesting is refused");
+    }
+
+    /// Found by the `json_canonical` fuzz target: `\u` takes exactly four hex digits, and a sign
+    /// is not one (`u32::from_str_radix` would read `+041` as 0x41).
+    #[test]
+    fn unicode_escapes_take_four_hex_digits() {
+        assert_eq!(canon(r#""\u0041\u00e9""#).unwrap(), "\"Aé\"");
+        for bad in [
+            r#""\u+041""#,
+            r#""\u-041""#,
+            r#""\u 041""#,
+            r#""\u41""#,
+            r#""\ud83d\u+e00""#,
+        ] {
+            assert!(canon(bad).is_none(), "{bad}");
+        }
     }
 
     proptest! {

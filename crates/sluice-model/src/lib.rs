@@ -35,3 +35,14 @@ pub use name::{
 pub use position::Position;
 pub use schema::{ColumnDef, TableRef, TableSchema, describe_key};
 pub use value::Value;
+
+/// Entry points for the fuzz targets in the repository's `fuzz/` directory; not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Appends the canonical form of the JSON document `text` (the form values of JSON columns are
+    /// compared in) to `out` and returns true; returns false, leaving `out` as it was, when `text`
+    /// is not one JSON document.
+    pub fn canonical_json(text: &str, out: &mut Vec<u8>) -> bool {
+        crate::json::canonicalize(text, out).is_ok()
+    }
+}

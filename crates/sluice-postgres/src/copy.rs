@@ -228,8 +228,25 @@ pub fn decode_numeric(b: &[u8], text: &mut String) -> Result<Decimal, String> {
     Decimal::parse(text).map_err(|e| e.to_string())
 }
 
-/// Appends the binary numeric format of `d`; `groups` is scratch space.
-pub fn encode_numeric(d: &Decimal, out: &mut BytesMut, groups: &mut Vec<u16>) {
+/// The most digits a PostgreSQL numeric holds before the point (a weight of `i16::MAX` groups of
+/// four) and after it (`NUMERIC_DSCALE_MAX`).
+const NUMERIC_MAX_INTEGER_DIGITS: u32 = 131_072;
+const NUMERIC_MAX_SCALE: u32 = 16_383;
+
+/// Appends the binary numeric format of `d`; `groups` is scratch space. A decimal beyond
+/// PostgreSQL's limits is refused (and nothing is appended).
+pub fn encode_numeric(
+    d: &Decimal,
+    out: &mut BytesMut,
+    groups: &mut Vec<u16>,
+) -> Result<(), String> {
+    if d.integer_digits() > NUMERIC_MAX_INTEGER_DIGITS || d.scale() > NUMERIC_MAX_SCALE {
+        return Err(format!(
+            "a decimal of {} digits before the point and {} after it, beyond the {NUMERIC_MAX_INTEGER_DIGITS} and {NUMERIC_MAX_SCALE} PostgreSQL holds",
+            d.integer_digits(),
+            d.scale()
+        ));
+    }
     let text = d.as_str();
     let (negative, unsigned) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
@@ -282,6 +299,7 @@ pub fn encode_numeric(d: &Decimal, out: &mut BytesMut, groups: &mut Vec<u16>) {
     for &g in digits {
         out.put_u16(g);
     }
+    Ok(())
 }
 
 /// Reads one non-NULL field of wire type `wire` as the value it natively is.
@@ -608,12 +626,12 @@ pub fn encode_value(
         }
         (Wire::Numeric, Value::Decimal(d)) => {
             check_decimal(d, col.data_type)?;
-            encode_numeric(d, out, groups);
+            encode_numeric(d, out, groups)?;
         }
         (Wire::Numeric, other) => {
             let d = Decimal::from_i64(int_value(other).ok_or_else(mismatch)?);
             check_decimal(&d, col.data_type)?;
-            encode_numeric(&d, out, groups);
+            encode_numeric(&d, out, groups)?;
         }
         (Wire::Text, Value::Text(s)) => {
             if s.as_bytes().contains(&0) {
@@ -687,7 +705,7 @@ mod tests {
     fn numeric_round_trip(text: &str) -> String {
         let d = Decimal::parse(text).unwrap();
         let mut out = BytesMut::new();
-        encode_numeric(&d, &mut out, &mut Vec::new());
+        encode_numeric(&d, &mut out, &mut Vec::new()).unwrap();
         let len = i32::from_be_bytes(out[..4].try_into().unwrap()) as usize;
         assert_eq!(len, out.len() - 4, "{text}");
         decode_numeric(&out[4..], &mut String::new())
@@ -797,7 +815,7 @@ mod tests {
         // SELECT numeric_send(12345.678): ndigits 3, weight 1, sign 0, dscale 3, digits 1 2345 6780.
         let d = Decimal::parse("12345.678").unwrap();
         let mut out = BytesMut::new();
-        encode_numeric(&d, &mut out, &mut Vec::new());
+        encode_numeric(&d, &mut out, &mut Vec::new()).unwrap();
         assert_eq!(
             &out[4..],
             &[0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x7c]
@@ -805,8 +823,41 @@ mod tests {
         // 0.00001: ndigits 1, weight -2, dscale 5, digit 1000.
         let d = Decimal::parse("0.00001").unwrap();
         let mut out = BytesMut::new();
-        encode_numeric(&d, &mut out, &mut Vec::new());
+        encode_numeric(&d, &mut out, &mut Vec::new()).unwrap();
         assert_eq!(&out[4..], &[0, 1, 0xff, 0xfe, 0, 0, 0, 5, 0x03, 0xe8]);
+    }
+
+    /// Found by the `copy_decode` fuzz target: PostgreSQL's numeric holds at most 131072 digits
+    /// before the point and 16383 after it; beyond that the header's `i16` weight and `u16` scale
+    /// wrapped and another number was written. Such decimals are refused now.
+    #[test]
+    fn numerics_beyond_postgres_limits_are_refused() {
+        let col = WriteColumn {
+            wire: Wire::Numeric,
+            data_type: DataType::Numeric,
+            fraction_digits: 6,
+        };
+        let encode = |text: &str| {
+            let d = Decimal::parse(text).unwrap();
+            let mut out = BytesMut::new();
+            encode_value(&Value::Decimal(d), &col, &mut out, &mut Vec::new()).map(|()| out)
+        };
+        let at_limits = [
+            format!("-0.{}1", "0".repeat(16_382)),
+            format!("9{}", "0".repeat(131_071)),
+        ];
+        for text in &at_limits {
+            let out = encode(text).unwrap();
+            let back = decode_numeric(&out[4..], &mut String::new()).unwrap();
+            assert_eq!(back.as_str(), text.as_str());
+        }
+        for text in [
+            format!("-0.{}1", "0".repeat(16_383)),
+            format!("0.{}99", "0".repeat(131_069)),
+            format!("1{}", "0".repeat(131_072)),
+        ] {
+            assert!(encode(&text).is_err(), "{} digits", text.len());
+        }
     }
 
     #[test]

@@ -19,9 +19,10 @@ use crate::definition::{self, CompileContext};
 use crate::jobs::{CompareCommand, RefreshCommand, Start, Submitted};
 use crate::{HubService, Posted, Result, RunningJob, ServiceError, secrets};
 
-/// Removes the stored (sealed) passwords of `after` that `before` already held, when `after`
-/// changes where credentials are sent (its class or an endpoint property): an edit that redirects a
-/// location must supply the password again. Returns a note naming what was dropped.
+/// Removes the stored passwords of `after` (sealed values, or `${VAR}` references) that `before`
+/// already held, when `after` changes where credentials are sent (its class or an endpoint
+/// property): an edit that redirects a location must supply the password again. Returns a note
+/// naming what was dropped.
 fn drop_redirected_password(before: &Location, after: &mut Location) -> Option<String> {
     let specs = crate::registry::property_specs(after.class).unwrap_or_default();
     let changed: Vec<&str> = specs
@@ -36,8 +37,9 @@ fn drop_redirected_password(before: &Location, after: &mut Location) -> Option<S
         .props
         .iter()
         .filter(|(name, value)| {
+            let text = value.to_text();
             is_secret_prop(name)
-                && secrets::is_sealed(&value.to_text())
+                && (secrets::is_sealed(&text) || text.contains("${"))
                 && before.props.get(*name) == Some(*value)
         })
         .map(|(name, _)| name.clone())
@@ -292,13 +294,13 @@ impl HubService {
             if before == Some(&*location) {
                 continue;
             }
-            for (prop, reason) in policy.check_api_location(location) {
-                problems.push(format!("locations.{name}.props.{prop}: {reason}"));
-            }
             if let Some(before) = before
                 && let Some(note) = drop_redirected_password(before, location)
             {
                 notes.push(note);
+            }
+            for (prop, reason) in policy.check_api_location(location, before) {
+                problems.push(format!("locations.{name}.props.{prop}: {reason}"));
             }
         }
         match problems.len() {
@@ -650,7 +652,7 @@ impl HubService {
             .ok_or_else(|| ServiceError::invalid("no location given"))?;
         if let Some((prop, reason)) = self
             .location_policy()
-            .check_api_location(&location)
+            .check_api_location(&location, None)
             .into_iter()
             .next()
         {

@@ -172,14 +172,26 @@ struct LimiterState {
     global: Option<Bucket>,
     per_address: HashMap<IpAddr, Bucket>,
     failures: HashMap<(String, Option<IpAddr>), Failures>,
+    /// Users and the addresses they logged in from successfully, with when: such a login is not
+    /// held to the global and per-address budgets, so a flood cannot keep a user out of the
+    /// place they work from.
+    known: HashMap<(String, IpAddr), Instant>,
 }
+
+/// How long a successful login from an address is remembered.
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Login budgets and back-offs, and the pool that hashes passwords.
 pub(crate) struct LoginLimiter {
     limits: LoginLimits,
     state: Mutex<LimiterState>,
-    hashing: tokio::sync::Semaphore,
-    waiting: std::sync::atomic::AtomicUsize,
+    /// Threads checking passwords at once.
+    hashing: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Places in line for `hashing` (a login that finds none is turned away). Held as permits, so
+    /// a login whose client goes away gives its place back.
+    queue: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The line of users at addresses they logged in from before, which a flood cannot fill.
+    known_queue: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Default for LoginLimiter {
@@ -198,17 +210,20 @@ fn seconds(wait: Duration) -> u64 {
 
 impl LoginLimiter {
     pub(crate) fn new(limits: LoginLimits) -> Self {
+        let workers = limits.hash_workers.max(1);
         LoginLimiter {
             limits,
             state: Mutex::new(LimiterState::default()),
-            hashing: tokio::sync::Semaphore::new(limits.hash_workers.max(1)),
-            waiting: std::sync::atomic::AtomicUsize::new(0),
+            hashing: std::sync::Arc::new(tokio::sync::Semaphore::new(workers)),
+            queue: std::sync::Arc::new(tokio::sync::Semaphore::new(workers + MAX_WAITING_HASHES)),
+            known_queue: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_WAITING_HASHES)),
         }
     }
 
     /// Counts an attempt of `user` from `from` before anything is checked; refuses when a budget
-    /// is spent or the pair is backing off.
-    fn admit(&self, user: &str, from: Option<IpAddr>) -> Result<()> {
+    /// is spent or the pair is backing off. `Ok(true)` for a user at an address they logged in
+    /// from before (no budget applies, and their check has a line of its own).
+    fn admit(&self, user: &str, from: Option<IpAddr>) -> Result<bool> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if let Some(f) = state.failures.get(&(user.to_owned(), from))
@@ -219,6 +234,14 @@ impl LoginLimiter {
                 "too many failed logins for user {user} from this address; try again in {} s",
                 seconds(not_before - now)
             )));
+        }
+        if let Some(addr) = from
+            && state
+                .known
+                .get(&(user.to_owned(), addr))
+                .is_some_and(|at| now.duration_since(*at) < KNOWN_FOR)
+        {
+            return Ok(true);
         }
         if let Some(addr) = from {
             if state.per_address.len() > 50_000 {
@@ -247,7 +270,7 @@ impl LoginLimiter {
                 seconds(wait)
             )));
         }
-        Ok(())
+        Ok(false)
     }
 
     fn failed(&self, user: &str, from: Option<IpAddr>) {
@@ -279,34 +302,55 @@ impl LoginLimiter {
     }
 
     fn succeeded(&self, user: &str, from: Option<IpAddr>) {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .failures
-            .remove(&(user.to_owned(), from));
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.failures.remove(&(user.to_owned(), from));
+        if let Some(addr) = from {
+            let now = Instant::now();
+            if state.known.len() > 100_000 {
+                state
+                    .known
+                    .retain(|_, at| now.duration_since(*at) < KNOWN_FOR);
+            }
+            state.known.insert((user.to_owned(), addr), now);
+        }
     }
 
-    /// Runs `work` (hashing or checking a password) on the bounded blocking pool.
+    /// Runs `work` (hashing or checking a password) on the bounded blocking pool. The worker's
+    /// permit travels with the work, so a caller that goes away never lets more checks run at once
+    /// than there are workers, and its place in line is given back.
     async fn hash<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T> {
-        use std::sync::atomic::Ordering;
-        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
-        let permit = if waiting >= MAX_WAITING_HASHES {
-            None
+        self.hash_in_line(false, work).await
+    }
+
+    /// [`LoginLimiter::hash`], in the line of known users when `known`.
+    async fn hash_in_line<T: Send + 'static>(
+        &self,
+        known: bool,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        let busy =
+            || rate_limited("the hub server is busy checking passwords; try again in 1 s".into());
+        let line = if known {
+            &self.known_queue
         } else {
-            self.hashing.acquire().await.ok()
+            &self.queue
         };
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let Some(_permit) = permit else {
-            return Err(rate_limited(
-                "the hub server is busy checking passwords; try again in 1 s".into(),
-            ));
-        };
-        tokio::task::spawn_blocking(work)
+        let _place = line.clone().try_acquire_owned().map_err(|_| busy())?;
+        let permit = self
+            .hashing
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| ServiceError::invalid(format!("password check failed: {e}")))
+            .map_err(|_| busy())?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| ServiceError::invalid(format!("password check failed: {e}")))
     }
 }
 
@@ -631,13 +675,16 @@ impl HubService {
         from: Option<IpAddr>,
     ) -> Result<Tokens> {
         let limiter = &self.inner.limiter;
-        limiter.admit(user, from)?;
+        let known = limiter.admit(user, from)?;
         let record = self.repo().user(user).await?;
         let hash = record
             .as_ref()
             .map_or_else(|| DECOY_HASH.clone(), |r| r.password_hash.clone());
         let given = password.to_owned();
-        let ok = limiter.hash(move || verify_password(&hash, &given)).await? && record.is_some();
+        let ok = limiter
+            .hash_in_line(known, move || verify_password(&hash, &given))
+            .await?
+            && record.is_some();
         match record {
             Some(r) if ok && r.level != AccessLevel::None => {
                 limiter.succeeded(user, from);
@@ -768,32 +815,6 @@ impl HubService {
         self.inner.auth_cache.put(claims.jti, identity.clone());
         Ok(identity)
     }
-
-    /// Waits until `access_token` stops being valid (expired, revoked, its user deleted or
-    /// demoted below `level`), checking every [`REVALIDATE`]; returns why. For live streams, which
-    /// must end with their token.
-    pub async fn token_ended(&self, access_token: &str, level: AccessLevel) -> String {
-        loop {
-            match self.authenticate(access_token).await {
-                Ok(identity) if !identity.level.allows(level) => {
-                    return format!("user {} no longer has {level} access", identity.user);
-                }
-                Ok(identity) => {
-                    let left = identity.expires - Utc::now().timestamp();
-                    if left <= 0 {
-                        return "the access token has expired".into();
-                    }
-                    let wait = REVALIDATE.min(Duration::from_secs(left as u64));
-                    tokio::time::sleep(wait).await;
-                }
-                Err(e) if e.kind() == ServiceErrorKind::Repository => {
-                    // A repository hiccup is not a revocation: look again shortly.
-                    tokio::time::sleep(REVALIDATE).await;
-                }
-                Err(e) => return e.to_string(),
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -840,6 +861,64 @@ mod tests {
         // The real admin, elsewhere, is not locked out.
         limiter.admit("admin", owner).unwrap();
         limiter.admit("alice", attacker).unwrap();
+    }
+
+    #[test]
+    fn a_user_is_never_kept_out_of_an_address_they_logged_in_from() {
+        let limiter = LoginLimiter::new(LoginLimits {
+            global: LoginRate {
+                burst: 1.0,
+                per_second: 0.001,
+            },
+            ..quiet()
+        });
+        let home = Some(IpAddr::from([10, 0, 0, 1]));
+        limiter.admit("admin", home).unwrap();
+        limiter.succeeded("admin", home);
+        // A flood from elsewhere spends the global budget …
+        assert!(
+            limiter
+                .admit("x", Some(IpAddr::from([10, 9, 9, 9])))
+                .is_err()
+        );
+        // … but the user logs in from where they did before.
+        limiter.admit("admin", home).unwrap();
+        assert!(
+            limiter
+                .admit("admin", Some(IpAddr::from([10, 0, 0, 2])))
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_goes_away_gives_back_its_place_in_line() {
+        let limiter = std::sync::Arc::new(LoginLimiter::new(LoginLimits {
+            hash_workers: 1,
+            ..quiet()
+        }));
+        // Hold the one worker, fill the line, and drop every waiter before it is served.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let worker = {
+            let limiter = limiter.clone();
+            tokio::spawn(async move { limiter.hash(move || hold.recv().ok()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..3 {
+            let mut waiters = Vec::new();
+            for _ in 0..MAX_WAITING_HASHES {
+                let limiter = limiter.clone();
+                waiters.push(tokio::spawn(async move { limiter.hash(|| ()).await }));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            for w in waiters {
+                w.abort();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        release.send(()).unwrap();
+        worker.await.unwrap().unwrap();
+        // The line is free again.
+        limiter.hash(|| ()).await.unwrap();
     }
 
     #[test]

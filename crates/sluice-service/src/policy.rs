@@ -17,7 +17,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use sluice_model::definition::{Location, LocationClass, env_refs};
+use sluice_model::definition::{Location, LocationClass, env_refs, is_secret_prop};
 
 /// Variables no location may read, whatever the allow list says.
 const RESERVED_PREFIX: &str = "SLUICE_";
@@ -137,28 +137,49 @@ impl LocationPolicy {
         }
     }
 
-    /// Checks a location created or changed over the API: every reference allowed, and a SQLite
-    /// file inside the data directory. Returns `(property, reason)` for each problem.
-    pub fn check_api_location(&self, location: &Location) -> Vec<(String, String)> {
+    /// Checks a location created or changed over the API (`before`: as it was stored, if it
+    /// was): every reference allowed; no reference in a secret property (over the API a secret is
+    /// given as its value, and sealed), unless the property is unchanged from `before` (a
+    /// redirected location has lost it already: see the admin edit path); a SQLite file named
+    /// without references, inside the data directory. Returns `(property, reason)` per problem.
+    pub fn check_api_location(
+        &self,
+        location: &Location,
+        before: Option<&Location>,
+    ) -> Vec<(String, String)> {
         let mut problems = Vec::new();
         for (prop, value) in &location.props {
             let text = value.to_text();
             if crate::secrets::is_sealed(&text) {
                 continue;
             }
-            for var in env_refs(&text).unwrap_or_default() {
-                if !self.env_allowed(&var) {
-                    problems.push((prop.clone(), self.env_refusal(&var)));
+            let refs = env_refs(&text).unwrap_or_default();
+            for var in &refs {
+                if !self.env_allowed(var) {
+                    problems.push((prop.clone(), self.env_refusal(var)));
                 }
+            }
+            if self.data_dir.is_some()
+                && !refs.is_empty()
+                && is_secret_prop(prop)
+                && before.and_then(|b| b.props.get(prop)) != Some(value)
+            {
+                problems.push((
+                    prop.clone(),
+                    "a secret is given as its value over the API (it is stored sealed); a ${VAR} reference here could send the variable's value to any host".into(),
+                ));
             }
         }
         if location.class == LocationClass::Sqlite
             && let Some(value) = location.prop("Database_Name")
         {
             let text = value.to_text();
-            if env_refs(&text).is_ok_and(|refs| refs.is_empty())
-                && let Err(reason) = self.check_api_sqlite_path(&text)
-            {
+            if self.data_dir.is_some() && text.contains('$') {
+                problems.push((
+                    "Database_Name".into(),
+                    "a SQLite path given over the API may not hold ${VAR} references (or '$'): name a file inside the hub server's data directory".into(),
+                ));
+            } else if let Err(reason) = self.check_api_sqlite_path(&text) {
                 problems.push(("Database_Name".into(), reason));
             }
         }
@@ -368,7 +389,7 @@ mod tests {
         std::fs::write(&repo, b"").unwrap();
         let key = home.path().join("secret.key");
         let p = LocationPolicy::server("", &data, vec![repo.clone(), key.clone()]).unwrap();
-        let ok = |name: &str| p.check_api_location(&sqlite(name)).is_empty();
+        let ok = |name: &str| p.check_api_location(&sqlite(name), None).is_empty();
         assert!(ok("shop.db"));
         assert!(ok("sub/dir/shop.db"));
         assert!(ok(&data.join("x.db").display().to_string()));
@@ -398,11 +419,45 @@ mod tests {
     fn references_over_the_api_must_be_allowed() {
         let dir = tempfile::tempdir().unwrap();
         let p = LocationPolicy::server("DB_*", dir.path(), Vec::new()).unwrap();
-        let problems = p.check_api_location(&sqlite("/nonexistent/${SLUICE_ADMIN_PASSWORD}"));
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].1.contains("${SLUICE_ADMIN_PASSWORD}"));
-        assert!(!p.check_api_location(&sqlite("${HOME}/x.db")).is_empty());
-        assert!(p.check_api_location(&sqlite("${DB_FILE}")).is_empty());
+        let problems = p.check_api_location(&sqlite("/nonexistent/${SLUICE_ADMIN_PASSWORD}"), None);
+        assert!(
+            problems
+                .iter()
+                .any(|(_, why)| why.contains("${SLUICE_ADMIN_PASSWORD}")),
+            "{problems:?}"
+        );
+        assert!(
+            !p.check_api_location(&sqlite("${HOME}/x.db"), None)
+                .is_empty()
+        );
+        // Even an allowed variable may not name a SQLite file over the API (it could lead out of
+        // the data directory), nor be sent as a password to a host the caller chooses.
+        assert!(!p.check_api_location(&sqlite("${DB_FILE}"), None).is_empty());
+        assert!(
+            !p.check_api_location(&sqlite("file:/elsewhere/x.db?x=${DB_FILE}"), None)
+                .is_empty()
+        );
+        let mut pg = sqlite("x");
+        pg.class = LocationClass::Postgresql;
+        pg.props = [
+            ("Database_Host", "evil.example"),
+            ("Database_Name", "db"),
+            ("Database_Password", "${DB_PASSWORD}"),
+        ]
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.to_owned(),
+                sluice_model::definition::PropValue::Text(v.into()),
+            )
+        })
+        .collect();
+        assert!(!p.check_api_location(&pg, None).is_empty());
+        // Unchanged from what the operator stored, it stays.
+        assert!(p.check_api_location(&pg, Some(&pg)).is_empty());
+        // The operator's own CLI holds none of this against a location.
+        let local = LocationPolicy::local(Vec::new());
+        assert!(local.check_api_location(&pg, None).is_empty());
     }
 
     #[test]

@@ -107,10 +107,13 @@ pub(crate) async fn live(
     });
     // The stream ends with the session: the browser reconnects, and the page's session renews
     // the token or sends the user to the login page.
-    let stream = crate::events::until_token_ends(
+    let stream = crate::events::until_refused(
         stream,
-        ui.app.service.clone(),
-        viewer.token.clone(),
+        crate::events::stream_ends(
+            ui.app.service.clone(),
+            viewer.token.clone(),
+            vec![topic(JOB_TOPIC), topic(EVENT_TOPIC)],
+        ),
         |reason| {
             Ok(SseEvent::default()
                 .event("end")
