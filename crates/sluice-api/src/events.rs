@@ -33,8 +33,6 @@ use crate::extract::{Caller, JsonBody, QueryList, bearer, parse_json};
 
 /// How often an idle stream sends a keep-alive.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// Largest publish body.
-const MAX_BODY: usize = 64 << 20;
 /// Most events per history page.
 const MAX_PAGE: usize = 10_000;
 
@@ -49,7 +47,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/topics/{topic}/schemas", get(schema_versions))
         .route(
             "/events",
-            axum::routing::post(publish).layer(DefaultBodyLimit::max(MAX_BODY)),
+            // The handler reads the body itself, within the event hub's own limit.
+            axum::routing::post(publish).layer(DefaultBodyLimit::disable()),
         )
         .route("/events/{topic}/stream", get(stream_sse))
         .route("/events/{topic}/ws", get(stream_ws))
@@ -259,42 +258,150 @@ async fn schema_versions(
 
 // ----- publish -----
 
+/// One event of a publish body, its payload left unparsed until the caller may publish.
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum PublishBody {
-    Many(Vec<Json_>),
-    Wrapped { events: Vec<Json_> },
-    One(Json_),
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    topic: TopicName,
+    routing_key: sluice_events::RoutingKey,
+    #[serde(borrow)]
+    payload: &'a serde_json::value::RawValue,
+    #[serde(default)]
+    id: Option<String>,
 }
 
-fn parse_event(raw: Json_, at: &str) -> ApiResult<NewEvent> {
-    serde_json::from_value(raw).map_err(|e| ApiError::invalid(format!("{at}{e}")))
+/// Reads a request body of at most `limit` bytes: a larger one is refused (413) as soon as its
+/// `Content-Length` or the bytes read so far say so, without reading the rest.
+async fn read_limited(request: axum::extract::Request, limit: usize) -> ApiResult<Bytes> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            codes::INVALID,
+            format!("the request body is larger than {limit} bytes; publish in smaller batches"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|e| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = source {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return too_large();
+                }
+                source = s.source();
+            }
+            ApiError::invalid(format!("cannot read the request body: {e}"))
+        })
 }
 
+/// Publishes one event (`{topic, routing_key, payload, id?}`) or a batch (an array, or
+/// `{"events": [...]}`). The body is read within the hub's size limit, the batch counted and the
+/// caller's publish grant checked on every topic named before any payload is parsed.
 async fn publish(
     State(state): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> ApiResult<Response> {
     let hub = hub(&state)?;
-    let parsed: PublishBody = parse_json(&body)?;
-    let (events, single) = match parsed {
-        PublishBody::One(raw) if raw.as_object().is_some_and(|o| o.contains_key("events")) => {
-            return Err(ApiError::invalid(
-                "invalid request body: \"events\" must be an array of events",
-            ));
+    let body = read_limited(request, hub.config().max_publish_bytes).await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::invalid("the request body is not UTF-8"))?
+        .trim();
+    let malformed = |e: serde_json::Error| ApiError::invalid(format!("malformed JSON: {e}"));
+    let (raw_events, single): (Vec<&serde_json::value::RawValue>, bool) =
+        match text.as_bytes().first() {
+            Some(b'[') => (serde_json::from_str(text).map_err(malformed)?, false),
+            Some(b'{') => {
+                #[derive(Deserialize)]
+                struct Wrapped<'a> {
+                    #[serde(borrow)]
+                    events: Option<&'a serde_json::value::RawValue>,
+                }
+                let wrapped: Wrapped<'_> = serde_json::from_str(text).map_err(|e| {
+                    if e.is_syntax() || e.is_eof() {
+                        malformed(e)
+                    } else {
+                        ApiError::invalid(format!("invalid request body: {e}"))
+                    }
+                })?;
+                match wrapped.events {
+                    Some(list) => (
+                        serde_json::from_str(list.get()).map_err(|_| {
+                            ApiError::invalid(
+                                "invalid request body: \"events\" must be an array of events",
+                            )
+                        })?,
+                        false,
+                    ),
+                    None => (vec![serde_json::from_str(text).map_err(malformed)?], true),
+                }
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "invalid request body: expected an event object or an array of events",
+                ));
+            }
+        };
+    let max_batch = hub.config().max_batch;
+    if raw_events.len() > max_batch {
+        return Err(ApiError::invalid(format!(
+            "{} events in one call; the limit is {max_batch}",
+            raw_events.len()
+        )));
+    }
+    let envelopes = raw_events
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            serde_json::from_str::<Envelope<'_>>(raw.get()).map_err(|e| {
+                let at = if single {
+                    String::new()
+                } else {
+                    format!("events[{i}]: ")
+                };
+                ApiError::invalid(format!("{at}{e}"))
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let actor = actor(&caller);
+    let mut checked: Vec<&TopicName> = Vec::new();
+    for envelope in &envelopes {
+        if !checked.contains(&&envelope.topic) {
+            hub.authorize_publish(&envelope.topic, &actor).await?;
+            checked.push(&envelope.topic);
         }
-        PublishBody::One(raw) => (vec![parse_event(raw, "")?], true),
-        PublishBody::Many(list) | PublishBody::Wrapped { events: list } => {
-            let events = list
-                .into_iter()
-                .enumerate()
-                .map(|(i, raw)| parse_event(raw, &format!("events[{i}]: ")))
-                .collect::<ApiResult<Vec<_>>>()?;
-            (events, false)
-        }
-    };
-    let published = hub.publish(events, &actor(&caller)).await?;
+    }
+    let events = envelopes
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let payload = serde_json::from_str(e.payload.get()).map_err(|err| {
+                ApiError::invalid(format!(
+                    "{}payload: {err}",
+                    if single {
+                        String::new()
+                    } else {
+                        format!("events[{i}].")
+                    }
+                ))
+            })?;
+            Ok(NewEvent {
+                topic: e.topic,
+                routing_key: e.routing_key,
+                payload,
+                id: e.id,
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let published = hub.publish(events, &actor).await?;
     if single {
         let one = &published[0];
         let status = if one.duplicate {
@@ -309,17 +416,18 @@ async fn publish(
 
 // ----- streams -----
 
-/// The caller of a stream: a Bearer header or `?access_token=`.
-pub(crate) struct StreamCaller(Caller);
+/// The caller of a stream: a Bearer header or `?access_token=`, with the token (the stream ends
+/// when it stops being valid).
+pub(crate) struct StreamCaller(Caller, String);
 
 impl FromRequestParts<AppState> for StreamCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if bearer(parts).is_some() {
+        if let Some(token) = bearer(parts).map(str::to_owned) {
             return Caller::from_request_parts(parts, state)
                 .await
-                .map(StreamCaller);
+                .map(|caller| StreamCaller(caller, token));
         }
         let token = parts
             .uri
@@ -335,12 +443,51 @@ impl FromRequestParts<AppState> for StreamCaller {
                 )
             })?;
         let identity = state.service.authenticate(&token).await?;
-        Ok(StreamCaller(Caller {
-            service: state.service.as_user(&identity.user),
-            identity,
-        }))
+        Ok(StreamCaller(
+            Caller {
+                service: state.service.as_user(&identity.user),
+                identity,
+            },
+            token,
+        ))
     }
 }
+
+/// `stream` until `token` stops being valid (expired, revoked, its user deleted or demoted: see
+/// [`HubService::token_ended`](sluice_service::HubService::token_ended)); then one last item made
+/// by `last` from the reason, and the end. A stream that ends by itself ends as it did.
+pub(crate) fn until_token_ends<S, T>(
+    stream: S,
+    service: sluice_service::HubService,
+    token: String,
+    last: impl FnOnce(String) -> T + Send + 'static,
+) -> impl Stream<Item = T> + Send + 'static
+where
+    S: Stream<Item = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let reason = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let slot = reason.clone();
+    let watch = async move {
+        let why = service
+            .token_ended(&token, sluice_model::AccessLevel::ReadOnly)
+            .await;
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    };
+    stream.take_until(Box::pin(watch)).chain(
+        futures::stream::once(async move {
+            reason
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .map(last)
+        })
+        .filter_map(futures::future::ready),
+    )
+}
+
+/// WebSocket close code of a stream whose token stopped being valid (application range).
+pub const WS_TOKEN_ENDED: u16 = 4001;
 
 /// Where a stream starts: `?after=SEQ`, else the `Last-Event-ID` header, else now.
 fn start_point(query: &QueryList, headers: &HeaderMap) -> ApiResult<Option<u64>> {
@@ -365,7 +512,7 @@ fn start_point(query: &QueryList, headers: &HeaderMap) -> ApiResult<Option<u64>>
 
 async fn stream_sse(
     State(state): State<AppState>,
-    StreamCaller(caller): StreamCaller,
+    StreamCaller(caller, token): StreamCaller,
     Path(topic): Path<String>,
     query: QueryList,
     headers: HeaderMap,
@@ -377,7 +524,16 @@ async fn stream_sse(
     let subscription = hub
         .subscribe(&topic, pattern, after, &actor(&caller))
         .await?;
-    let stream = subscription.map(|d| Ok::<_, Infallible>(sse_event(d)));
+    let stream = until_token_ends(
+        subscription.map(|d| Ok::<_, Infallible>(sse_event(d))),
+        state.service.clone(),
+        token,
+        |reason| {
+            Ok(SseEvent::default()
+                .event("end")
+                .data(json!({ "reason": reason }).to_string()))
+        },
+    );
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
         .into_response())
@@ -403,7 +559,7 @@ pub const WS_CUTOFF: u16 = 4000;
 
 async fn stream_ws(
     State(state): State<AppState>,
-    StreamCaller(caller): StreamCaller,
+    StreamCaller(caller, token): StreamCaller,
     Path(topic): Path<String>,
     query: QueryList,
     headers: HeaderMap,
@@ -417,7 +573,8 @@ async fn stream_ws(
     let subscription = hub
         .subscribe(&topic, pattern, after, &actor(&caller))
         .await?;
-    Ok(upgrade.on_upgrade(move |socket| ws_session(socket, subscription)))
+    let service = state.service.clone();
+    Ok(upgrade.on_upgrade(move |socket| ws_session(socket, subscription, service, token)))
 }
 
 fn ws_frame(delivery: &Delivery) -> String {
@@ -433,12 +590,30 @@ fn ws_frame(delivery: &Delivery) -> String {
     }
 }
 
-async fn ws_session(socket: WebSocket, mut subscription: sluice_events::Subscription) {
+async fn ws_session(
+    socket: WebSocket,
+    mut subscription: sluice_events::Subscription,
+    service: sluice_service::HubService,
+    token: String,
+) {
     let (mut sink, mut incoming) = socket.split();
     let mut ping = tokio::time::interval(KEEP_ALIVE);
     ping.tick().await;
+    let ended = service.token_ended(&token, sluice_model::AccessLevel::ReadOnly);
+    tokio::pin!(ended);
     loop {
         tokio::select! {
+            reason = &mut ended => {
+                let frame = json!({ "type": "end", "reason": reason }).to_string();
+                let _ = sink.send(Message::Text(frame.into())).await;
+                let _ = sink
+                    .send(Message::Close(Some(CloseFrame {
+                        code: WS_TOKEN_ENDED,
+                        reason: "the access token is no longer valid".into(),
+                    })))
+                    .await;
+                return;
+            }
             delivery = subscription.next() => {
                 let Some(delivery) = delivery else { break };
                 let cut = matches!(delivery, Delivery::Cutoff { .. });

@@ -32,7 +32,7 @@ use sluice_service::HubService;
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service};
 
-pub use metrics::Metrics;
+pub use metrics::{Metrics, MetricsAccess};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -43,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// When the server started.
     pub started: Instant,
+    /// Who may read `/metrics`.
+    pub metrics_access: MetricsAccess,
 }
 
 impl AppState {
@@ -52,7 +54,14 @@ impl AppState {
             service,
             metrics: Arc::new(Metrics::default()),
             started: Instant::now(),
+            metrics_access: MetricsAccess::default(),
         }
+    }
+
+    /// The same state with `access` deciding who may read `/metrics`.
+    pub fn with_metrics_access(mut self, access: MetricsAccess) -> Self {
+        self.metrics_access = access;
+        self
     }
 }
 
@@ -138,7 +147,9 @@ pub async fn serve(
     let app = app(state);
     axum::serve(
         listener,
-        axum::ServiceExt::<Request>::into_make_service(app),
+        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(
+            app,
+        ),
     )
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await
@@ -153,11 +164,19 @@ async fn health(State(state): State<AppState>) -> Response {
             "hubs": hubs.len(),
         }))
         .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "unavailable", "error": e.to_string()})),
-        )
-            .into_response(),
+        Err(e) => {
+            // The reason goes to the log only: a repository error can name hosts and users.
+            tracing::warn!(error = %e, "health check: the repository is unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({
+                    "status": "unavailable",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "uptime_seconds": state.started.elapsed().as_secs(),
+                })),
+            )
+                .into_response()
+        }
     }
 }
 

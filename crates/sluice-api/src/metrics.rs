@@ -1,4 +1,9 @@
 //! Request counters and the Prometheus text of `GET /metrics`.
+//!
+//! The metrics name hubs and count jobs, so they are not public by default: a scrape must carry a
+//! Bearer token, either a user's access token (a user of [`MetricsAccess::level`] or above) or the
+//! scrape token the operator configured (`SLUICE_METRICS_TOKEN`, compared in constant time).
+//! `SLUICE_METRICS_PUBLIC=true` opens them to anyone who can reach the server.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -9,6 +14,69 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
+use crate::error::ApiError;
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsAccess {
+    /// Anyone (no token).
+    pub public: bool,
+    /// A fixed token for scrapers, as its SHA-256 (never the token itself).
+    pub scrape_token_hash: Option<[u8; 32]>,
+    /// The least level of a user whose access token may read them.
+    pub level: sluice_model::AccessLevel,
+}
+
+impl Default for MetricsAccess {
+    fn default() -> Self {
+        MetricsAccess {
+            public: false,
+            scrape_token_hash: None,
+            level: sluice_model::AccessLevel::ReadOnly,
+        }
+    }
+}
+
+impl MetricsAccess {
+    /// From `SLUICE_METRICS_PUBLIC` (`true`/`false`), `SLUICE_METRICS_TOKEN` and
+    /// `SLUICE_METRICS_LEVEL` (an access level, default ReadOnly).
+    pub fn from_env() -> Result<Self, String> {
+        let mut access = MetricsAccess::default();
+        if let Ok(v) = std::env::var("SLUICE_METRICS_PUBLIC") {
+            access.public = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" | "" => false,
+                other => {
+                    return Err(format!(
+                        "SLUICE_METRICS_PUBLIC={other:?}: expected true or false"
+                    ));
+                }
+            };
+        }
+        if let Ok(token) = std::env::var("SLUICE_METRICS_TOKEN")
+            && !token.is_empty()
+        {
+            if token.len() < 16 {
+                return Err("SLUICE_METRICS_TOKEN is shorter than 16 characters".into());
+            }
+            access.scrape_token_hash = Some(hash(&token));
+        }
+        if let Ok(level) = std::env::var("SLUICE_METRICS_LEVEL")
+            && !level.trim().is_empty()
+        {
+            access.level = level
+                .trim()
+                .parse()
+                .map_err(|_| format!("SLUICE_METRICS_LEVEL={level:?}: not an access level"))?;
+        }
+        Ok(access)
+    }
+}
+
+fn hash(token: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
 
 /// Counters kept by the server.
 #[derive(Default)]
@@ -50,7 +118,41 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
     response
 }
 
-pub(crate) async fn render(State(state): State<AppState>) -> Response {
+/// Refuses a scrape that is not allowed (see the module documentation).
+async fn check_access(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let access = &state.metrics_access;
+    if access.public {
+        return Ok(());
+    }
+    let token = crate::extract::bearer_header(headers).ok_or_else(|| {
+        ApiError::unauthenticated(
+            "the metrics need 'Authorization: Bearer <token>': a user's access token or the scrape token (SLUICE_METRICS_TOKEN)",
+        )
+    })?;
+    if let Some(expected) = &access.scrape_token_hash {
+        use subtle::ConstantTimeEq as _;
+        if bool::from(hash(token).ct_eq(expected)) {
+            return Ok(());
+        }
+    }
+    let identity = state.service.authenticate(token).await?;
+    if identity.level.allows(access.level) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "user {} has {} access; the metrics need {}",
+            identity.user, identity.level, access.level
+        )))
+    }
+}
+
+pub(crate) async fn render(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Err(e) = check_access(&state, &headers).await {
+        return e.into_response();
+    }
     use std::fmt::Write as _;
     let m = &state.metrics;
     let mut out = String::new();

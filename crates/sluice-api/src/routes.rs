@@ -21,7 +21,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("POST", "/auth/v1/revoke", "", "End a refresh token"),
     ("GET", "/api", "", "Supported API versions"),
     ("GET", "/health", "", "Liveness and repository reachability"),
-    ("GET", "/metrics", "", "Prometheus metrics"),
+    (
+        "GET",
+        "/metrics",
+        "ReadOnly or the scrape token",
+        "Prometheus metrics (Bearer: a user's access token or SLUICE_METRICS_TOKEN; SLUICE_METRICS_PUBLIC=true opens them)",
+    ),
     ("GET", "/openapi.json", "", "This description"),
     (
         "GET",
@@ -107,8 +112,14 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     (
         "PATCH",
         "/api/{v}/users/{user}",
-        "SysAdmin (self: password only)",
-        "Change a user's level or password",
+        "SysAdmin (self: password only, with current_password)",
+        "Change a user's level or password {level?, password?, current_password?}",
+    ),
+    (
+        "PUT",
+        "/api/{v}/users/{user}/password",
+        "SysAdmin (self: with current_password)",
+        "Set a password {new_password, current_password?}; ends the user's sessions",
     ),
     (
         "DELETE",

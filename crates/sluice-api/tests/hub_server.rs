@@ -1194,8 +1194,12 @@ async fn openapi_lists_routes_that_exist() {
         .expect(StatusCode::OK)
         .json();
     assert_eq!(health["status"], "ok");
+    // The metrics name hubs: a login is needed to read them.
+    s.call("GET", "/metrics", None, None)
+        .await
+        .expect(StatusCode::UNAUTHORIZED);
     let metrics = s
-        .call("GET", "/metrics", None, None)
+        .call("GET", "/metrics", Some(&token), None)
         .await
         .expect(StatusCode::OK)
         .text;

@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use sluice_model::AccessLevel;
 use sluice_repo::Repository;
 use sluice_service::HubService;
+use sluice_service::policy::LocationPolicy;
 use sluice_service::secrets::SecretKey;
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +48,31 @@ pub struct ServeArgs {
     /// `in-process` (one node, the default) or a NATS JetStream URL (`nats://127.0.0.1:4222`).
     #[arg(long, env = "SLUICE_BROKER", default_value = "in-process")]
     broker: String,
+    /// Where SQLite locations defined over the API live (default: `$SLUICE_HOME/data`); a
+    /// relative Database_Name given over the API is taken from here, and paths outside it, `..`,
+    /// symlinks out of it and `file:` URIs are refused.
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
+    /// Environment variables `${VAR}` references in locations may read on this server: names or
+    /// prefixes ending in `*`, separated by commas (default: none; `SLUICE_*` never).
+    #[arg(long, env = "SLUICE_ENV_ALLOW", default_value = "")]
+    env_allow: String,
+}
+
+impl RepoArg {
+    /// The SQLite file of the repository, when it is one.
+    fn sqlite_path(&self, g: &Global) -> Option<std::path::PathBuf> {
+        let spec = self.spec(g);
+        let lower = spec.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            return None;
+        }
+        let path = spec
+            .strip_prefix("sqlite:")
+            .map(|rest| rest.strip_prefix("//").unwrap_or(rest))
+            .unwrap_or(&spec);
+        Some(std::path::PathBuf::from(path))
+    }
 }
 
 /// `sluice apikey …`.
@@ -156,6 +182,13 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
         events.clone(),
         "hub-server",
     );
+    let mut protected = vec![g.home.join("secret.key"), g.home.join("hub.db")];
+    protected.extend(args.repo.sqlite_path(g));
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| g.home.join("data"));
+    let policy = LocationPolicy::server(&args.env_allow, &data_dir, protected)
+        .map_err(anyhow::Error::msg)
+        .context("invalid location policy (--data-dir, --env-allow)")?;
+    service.set_location_policy(policy);
     let admin_password = std::env::var("SLUICE_ADMIN_PASSWORD").ok();
     if let Some(generated) = service.ensure_admin(admin_password.as_deref()).await? {
         eprintln!(
@@ -202,9 +235,12 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
         // Live streams end (with a cut-off notice) so the server can stop.
         stream_end.close();
     });
+    let metrics_access = sluice_api::MetricsAccess::from_env()
+        .map_err(anyhow::Error::msg)
+        .context("invalid metrics settings")?;
     sluice_api::serve(
         listener,
-        sluice_api::AppState::new(service),
+        sluice_api::AppState::new(service).with_metrics_access(metrics_access),
         shutdown.clone(),
     )
     .await
@@ -338,9 +374,11 @@ pub async fn user(cmd: UserCommand, g: &Global) -> Result<Outcome> {
                 sluice_service::registry::process_env(),
                 who,
             );
-            service
-                .update_user(&name, level, password.as_deref())
-                .await?;
+            // The operator resets passwords: no current password is asked for.
+            let change = password
+                .as_deref()
+                .map(|new| sluice_service::auth::PasswordChange { new, current: None });
+            service.update_user(&name, level, change, true).await?;
             eprintln!("user {name} changed");
         }
         UserCommand::Delete { name, repo } => {

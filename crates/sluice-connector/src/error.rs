@@ -125,6 +125,76 @@ impl ConnectorError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
     }
+
+    /// The same error with `redact` applied to its message and to every error of its source
+    /// chain: a source whose text `redact` changes is replaced by that redacted text (keeping the
+    /// chain's wording, losing only its type). Used to keep resolved secrets out of messages.
+    pub fn redacted(mut self, redact: &dyn Fn(&str) -> String) -> Self {
+        self.message = redact(&self.message);
+        if let Some(source) = self.source.take() {
+            let mut chain = Vec::new();
+            let mut changed = false;
+            let mut next: Option<&(dyn StdError + 'static)> = Some(source.as_ref());
+            while let Some(e) = next {
+                let text = e.to_string();
+                let clean = redact(&text);
+                changed |= clean != text;
+                chain.push(clean);
+                next = e.source();
+            }
+            self.source = if changed {
+                Some(Box::new(TextError::chain(chain)))
+            } else {
+                Some(source)
+            };
+        }
+        self
+    }
+}
+
+/// An error that is only text (what remains of a source error after redaction).
+#[derive(Debug)]
+struct TextError {
+    message: String,
+    source: Option<Box<TextError>>,
+}
+
+impl TextError {
+    fn chain(mut messages: Vec<String>) -> Self {
+        let last = TextError {
+            message: messages.pop().unwrap_or_default(),
+            source: None,
+        };
+        messages
+            .into_iter()
+            .rev()
+            .fold(last, |inner, message| TextError {
+                message,
+                source: Some(Box::new(inner)),
+            })
+    }
+}
+
+impl fmt::Display for TextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for TextError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// A row filter that is not one safe expression in the connector's dialect: the condition is
+/// refused before any statement runs.
+impl From<sluice_model::condition::ConditionError> for ConnectorError {
+    fn from(error: sluice_model::condition::ConditionError) -> Self {
+        ConnectorError::new(ErrorKind::Unsupported, error.to_string())
+    }
 }
 
 impl fmt::Display for ConnectorError {

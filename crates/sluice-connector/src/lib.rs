@@ -44,6 +44,10 @@ pub struct PropertySpec {
     pub required: bool,
     /// What it means.
     pub description: &'static str,
+    /// Whether it says where credentials are sent (host, port, user, database, TLS mode): a
+    /// location edit that changes such a property drops a stored password the edit does not
+    /// supply again, so it is never sent to a place its owner did not choose.
+    pub endpoint: bool,
 }
 
 /// What a connector can do.
@@ -167,8 +171,9 @@ pub struct Snapshot {
 /// releases the transaction.
 #[async_trait]
 pub trait SnapshotReader: Send + Sync {
-    /// The statements `read` runs for `request`.
-    fn plan_read(&self, request: &ReadRequest) -> Vec<PlannedStatement>;
+    /// The statements `read` runs for `request`; fails when the request cannot be read (a filter
+    /// that is not one expression in the connector's dialect).
+    fn plan_read(&self, request: &ReadRequest) -> Result<Vec<PlannedStatement>>;
 
     /// Starts reading.
     async fn read(&self, request: ReadRequest) -> Result<Snapshot>;

@@ -320,8 +320,9 @@ pub enum PlannedApply {
     Load,
     /// The target is read too, ordered by key, and only differences are written.
     Rowwise {
-        /// The target read, with the written columns and key.
-        target_read: ReadRequest,
+        /// The target read, with the written columns and key (boxed: it is large, and most plans
+        /// load).
+        target_read: Box<ReadRequest>,
         /// Which changes are applied.
         apply: RowwiseApply,
     },
@@ -495,7 +496,7 @@ pub async fn plan_refresh_table(
                     }
                 );
                 apply = PlannedApply::Rowwise {
-                    target_read,
+                    target_read: Box::new(target_read),
                     apply: *changes,
                 };
             } else {
@@ -536,10 +537,15 @@ pub async fn plan_refresh_table(
         read.lower_bound = bound;
         write.strategy = WriteStrategy::Upsert;
     }
-    let source_statements = reader(source).map_err(err)?.plan_read(&read);
+    let source_statements = reader(source).map_err(err)?.plan_read(&read).map_err(err)?;
     let mut target_statements = Vec::new();
     if let PlannedApply::Rowwise { target_read, .. } = &apply {
-        target_statements.extend(reader(target).map_err(err)?.plan_read(target_read));
+        target_statements.extend(
+            reader(target)
+                .map_err(err)?
+                .plan_read(target_read)
+                .map_err(err)?,
+        );
     }
     target_statements.extend(
         writer(target)
@@ -763,8 +769,14 @@ pub async fn plan_compare_table(
     Ok(CompareTablePlan {
         name: spec.name.clone(),
         target_as_source,
-        source_statements: reader(source).map_err(err)?.plan_read(&source_read),
-        target_statements: reader(target).map_err(err)?.plan_read(&target_read),
+        source_statements: reader(source)
+            .map_err(err)?
+            .plan_read(&source_read)
+            .map_err(err)?,
+        target_statements: reader(target)
+            .map_err(err)?
+            .plan_read(&target_read)
+            .map_err(err)?,
         source_read,
         target_read,
     })

@@ -53,6 +53,8 @@ pub struct HubConfig {
     pub max_group: usize,
     /// At most this many events per publish call.
     pub max_batch: usize,
+    /// Largest publish request body, in bytes (a larger one is refused while it is read).
+    pub max_publish_bytes: usize,
     /// Largest payload, in bytes of compact JSON.
     pub max_payload_bytes: usize,
     /// Deliveries queued per subscription.
@@ -79,6 +81,7 @@ impl Default for HubConfig {
             write_buffer: 200_000,
             max_group: 20_000,
             max_batch: 10_000,
+            max_publish_bytes: 8 << 20,
             max_payload_bytes: 1 << 20,
             subscriber_queue: 1024,
             lag_notice: 10_000,
@@ -95,7 +98,8 @@ impl Default for HubConfig {
 impl HubConfig {
     /// The defaults, with any of these environment variables applied: `SLUICE_EVENTS_WRITE_BUFFER`,
     /// `SLUICE_EVENTS_SUBSCRIBER_QUEUE`, `SLUICE_EVENTS_MAX_LAG`, `SLUICE_EVENTS_STALL_TIMEOUT_MS`,
-    /// `SLUICE_EVENTS_RETENTION_INTERVAL_MS`, `SLUICE_EVENTS_IDLE_POLL_MS`. A value that is not
+    /// `SLUICE_EVENTS_RETENTION_INTERVAL_MS`, `SLUICE_EVENTS_IDLE_POLL_MS`,
+    /// `SLUICE_EVENTS_MAX_PUBLISH_BYTES`. A value that is not
     /// a positive whole number is an error naming the variable.
     pub fn from_env() -> Result<Self> {
         fn var(name: &str) -> Result<Option<u64>> {
@@ -127,6 +131,9 @@ impl HubConfig {
         }
         if let Some(n) = var("SLUICE_EVENTS_IDLE_POLL_MS")? {
             c.idle_poll = Duration::from_millis(n);
+        }
+        if let Some(n) = var("SLUICE_EVENTS_MAX_PUBLISH_BYTES")? {
+            c.max_publish_bytes = n as usize;
         }
         Ok(c)
     }
@@ -248,6 +255,7 @@ fn builtin_specs() -> Vec<(TopicName, TopicSpec)> {
     let grants = Grants {
         read: vec![Principal::Level(AccessLevel::ReadOnly)],
         publish: Vec::new(),
+        admin: Vec::new(),
     };
     let retention = Retention {
         max_age_seconds: Some(30 * 24 * 3600),
@@ -421,6 +429,18 @@ impl EventHub {
             .remove(name);
     }
 
+    /// Refuses unless the actor administers `topic` (SysAdmin, or its `admin` grant).
+    fn require_admin(topic: &Topic, actor: &Actor) -> Result<()> {
+        if actor.system || topic.grants.may_admin(&actor.user, actor.level) {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!(
+                "user {} may not administer topic {}: that needs its admin grant (its creator and SysAdmins by default)",
+                actor.user, topic.name
+            )))
+        }
+    }
+
     fn require_manager(actor: &Actor) -> Result<()> {
         if actor.level.allows(AccessLevel::ReadWrite) {
             Ok(())
@@ -457,10 +477,14 @@ impl EventHub {
             )));
         }
         Self::check_spec(spec)?;
+        let mut spec = spec.clone();
+        if spec.grants.admin.is_empty() && !actor.system {
+            spec.grants.admin = vec![Principal::User(actor.user.clone())];
+        }
         let topic = self
             .inner
             .store
-            .create_topic(name, spec, false, &actor.user)
+            .create_topic(name, &spec, false, &actor.user)
             .await?;
         self.forget(name);
         Ok(topic)
@@ -474,9 +498,15 @@ impl EventHub {
         spec: &TopicSpec,
         actor: &Actor,
     ) -> Result<Topic> {
-        Self::require_manager(actor)?;
         Self::check_spec(spec)?;
         let current = self.topic(name, actor).await?;
+        Self::require_admin(&current, actor)?;
+        let mut spec = spec.clone();
+        if spec.grants.admin.is_empty() {
+            // A spec that names no administrators keeps the current ones.
+            spec.grants.admin = current.grants.admin.clone();
+        }
+        let spec = &spec;
         if current.builtin {
             if actor.level != AccessLevel::SysAdmin {
                 return Err(Error::forbidden(format!(
@@ -534,8 +564,8 @@ impl EventHub {
 
     /// Deletes a topic; refused while it holds events unless `force`.
     pub async fn delete_topic(&self, name: &TopicName, force: bool, actor: &Actor) -> Result<()> {
-        Self::require_manager(actor)?;
         let topic = self.topic(name, actor).await?;
+        Self::require_admin(&topic, actor)?;
         if topic.builtin {
             return Err(Error::invalid(format!(
                 "topic {name} is built in and cannot be deleted"
@@ -555,6 +585,35 @@ impl EventHub {
                 actor.user, topic.name
             )))
         }
+    }
+
+    /// Refuses unless the actor may publish on `name` (checked before a publish body's payloads
+    /// are parsed). A missing topic is an invalid request, as in [`EventHub::publish`].
+    pub async fn authorize_publish(&self, name: &TopicName, actor: &Actor) -> Result<()> {
+        let cached = match self.cached(name).await {
+            Ok(c) => c,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::invalid(format!("topic {name} does not exist")));
+            }
+            Err(e) => return Err(e),
+        };
+        Self::check_publish(&cached.topic, actor)
+    }
+
+    fn check_publish(topic: &Topic, actor: &Actor) -> Result<()> {
+        if topic.builtin && !actor.system {
+            return Err(Error::forbidden(format!(
+                "topic {} is built in: only the hub publishes on it",
+                topic.name
+            )));
+        }
+        if !actor.system && !topic.grants.may_publish(&actor.user, actor.level) {
+            return Err(Error::forbidden(format!(
+                "user {} may not publish on topic {}",
+                actor.user, topic.name
+            )));
+        }
+        Ok(())
     }
 
     /// Refuses unless the actor may read `name` (for streams and queries).
@@ -662,18 +721,7 @@ impl EventHub {
             Err(e) => return Err(e),
         };
         let topic = &cached.topic;
-        if topic.builtin && !actor.system {
-            return Err(Error::forbidden(format!(
-                "topic {} is built in: only the hub publishes on it",
-                topic.name
-            )));
-        }
-        if !actor.system && !topic.grants.may_publish(&actor.user, actor.level) {
-            return Err(Error::forbidden(format!(
-                "user {} may not publish on topic {}",
-                actor.user, topic.name
-            )));
-        }
+        Self::check_publish(topic, actor)?;
         if let Some(id) = &event.id {
             check_id(id).map_err(|e| Error::invalid(format!("{at}{e}")))?;
         }

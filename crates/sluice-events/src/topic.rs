@@ -148,9 +148,11 @@ impl<'de> Deserialize<'de> for Principal {
     }
 }
 
-/// Who may read (stream, query, export) and who may publish on a topic. SysAdmin users may
-/// always do both on topics that are not built in; nobody publishes on built-in topics but the
-/// hub itself.
+/// Who may read (stream, query, export), who may publish on a topic, and who may administer it
+/// (change its spec and grants, delete it). SysAdmin users may always do all three on topics that
+/// are not built in; nobody publishes on built-in topics but the hub itself. A new topic's
+/// administrators are its creator unless the request names others; a topic stored without the
+/// `admin` grant (made before it existed) is administered by SysAdmins only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grants {
@@ -160,6 +162,9 @@ pub struct Grants {
     /// Publishers.
     #[serde(default = "Grants::default_publish")]
     pub publish: Vec<Principal>,
+    /// Administrators (besides SysAdmins).
+    #[serde(default)]
+    pub admin: Vec<Principal>,
 }
 
 impl Grants {
@@ -180,6 +185,11 @@ impl Grants {
     pub fn may_publish(&self, user: &str, level: AccessLevel) -> bool {
         level == AccessLevel::SysAdmin || self.publish.iter().any(|p| p.covers(user, level))
     }
+
+    /// Whether `user` with `level` may change the topic's spec and grants or delete it.
+    pub fn may_admin(&self, user: &str, level: AccessLevel) -> bool {
+        level == AccessLevel::SysAdmin || self.admin.iter().any(|p| p.covers(user, level))
+    }
 }
 
 impl Default for Grants {
@@ -188,6 +198,7 @@ impl Default for Grants {
         Grants {
             read: Self::default_read(),
             publish: Self::default_publish(),
+            admin: Vec::new(),
         }
     }
 }

@@ -290,6 +290,7 @@ async fn topics_are_created_updated_listed_and_deleted(fx: Fixture) {
     let grants = Grants {
         read: vec![Principal::User("bob".into())],
         publish: vec![],
+        admin: vec![Principal::User("alice".into())],
     };
     let spec1 = TopicSpec {
         description: "temperatures".into(),

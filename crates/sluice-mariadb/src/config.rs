@@ -12,32 +12,38 @@ pub const PROPERTIES: &[PropertySpec] = &[
         required: false,
         description: "host name or address of the MariaDB server (default 127.0.0.1); \
                       connections are not encrypted: this build has no TLS",
+        endpoint: true,
     },
     PropertySpec {
         name: "Database_Port",
         required: false,
         description: "TCP port of the server (default 3306)",
+        endpoint: true,
     },
     PropertySpec {
         name: "Database_Name",
         required: true,
         description: "the database (schema) tables are read from and written to",
+        endpoint: true,
     },
     PropertySpec {
         name: "Database_User",
         required: false,
         description: "user name to log in as (default root)",
+        endpoint: true,
     },
     PropertySpec {
         name: "Database_Password",
         required: false,
         description: "password of Database_User (secret: never shown in messages or plans)",
+        endpoint: false,
     },
     PropertySpec {
         name: "Database_Local_Infile",
         required: false,
         description: "whether writes may use LOAD DATA LOCAL INFILE when the server allows it \
                       (default true); false always writes with multi-row INSERT",
+        endpoint: false,
     },
 ];
 

@@ -120,7 +120,7 @@ impl Introspector for MariadbConnector {
 
 #[async_trait]
 impl SnapshotReader for MariadbConnector {
-    fn plan_read(&self, request: &ReadRequest) -> Vec<PlannedStatement> {
+    fn plan_read(&self, request: &ReadRequest) -> Result<Vec<PlannedStatement>> {
         snapshot::plan(request, &self.config.database)
     }
 

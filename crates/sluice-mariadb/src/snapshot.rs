@@ -19,7 +19,7 @@ use crate::config::MariadbConfig;
 use crate::connect::connect;
 use crate::error::mysql_error;
 use crate::introspect::table_info;
-use crate::types::{MAX_DECIMAL, decode, quote_ident, quote_table};
+use crate::types::{MAX_DECIMAL, decode, filter_sql, quote_ident, quote_table};
 
 /// Batches in flight between the reading task and the consumer.
 const CHANNEL_BATCHES: usize = 2;
@@ -95,10 +95,10 @@ fn render_terms(terms: &[(String, bool)], reverse: bool) -> String {
 }
 
 /// The `WHERE` clause of a read: the filter and the lower bound (as a `?` parameter).
-fn where_clause(request: &ReadRequest) -> String {
+fn where_clause(request: &ReadRequest) -> Result<String> {
     let mut parts = Vec::new();
     if let Some(filter) = &request.filter {
-        parts.push(format!("({filter})"));
+        parts.push(format!("({})", filter_sql(filter)?));
     }
     if let Some(bound) = &request.lower_bound
         && let Some(column) = request.columns.get(bound.column)
@@ -113,14 +113,14 @@ fn where_clause(request: &ReadRequest) -> String {
         parts.push(format!("{expr} {op} ?"));
     }
     if parts.is_empty() {
-        String::new()
+        Ok(String::new())
     } else {
-        format!(" WHERE {}", parts.join(" AND "))
+        Ok(format!(" WHERE {}", parts.join(" AND ")))
     }
 }
 
 /// The `SELECT` a read runs.
-pub(crate) fn select_sql(request: &ReadRequest, default_db: &str) -> String {
+pub(crate) fn select_sql(request: &ReadRequest, default_db: &str) -> Result<String> {
     let columns: Vec<String> = request
         .columns
         .iter()
@@ -130,7 +130,7 @@ pub(crate) fn select_sql(request: &ReadRequest, default_db: &str) -> String {
         "SELECT {} FROM {}{}",
         columns.join(", "),
         quote_table(&request.table, default_db),
-        where_clause(request)
+        where_clause(request)?
     );
     if request.ordered && !request.key.is_empty() {
         let terms: Vec<(String, bool)> = request
@@ -140,18 +140,18 @@ pub(crate) fn select_sql(request: &ReadRequest, default_db: &str) -> String {
             .collect();
         sql.push_str(&format!(" ORDER BY {}", render_terms(&terms, false)));
     }
-    sql
+    Ok(sql)
 }
 
 /// The statements of a read, in order.
-pub(crate) fn plan(request: &ReadRequest, default_db: &str) -> Vec<PlannedStatement> {
+pub(crate) fn plan(request: &ReadRequest, default_db: &str) -> Result<Vec<PlannedStatement>> {
     let mut out: Vec<PlannedStatement> = BEGIN_READ
         .iter()
         .map(|s| PlannedStatement::once(*s))
         .collect();
-    out.push(PlannedStatement::once(select_sql(request, default_db)));
+    out.push(PlannedStatement::once(select_sql(request, default_db)?));
     out.push(PlannedStatement::once("COMMIT"));
-    out
+    Ok(out)
 }
 
 /// The lower bound as a statement parameter.
@@ -246,7 +246,7 @@ pub(crate) async fn read(config: MariadbConfig, request: ReadRequest) -> Result<
         }
         None => Vec::new(),
     };
-    let sql = select_sql(&request, &config.database);
+    let sql = select_sql(&request, &config.database)?;
     let (tx, mut rx) = mpsc::channel::<Result<RowBatch>>(CHANNEL_BATCHES);
     tokio::spawn(async move {
         let id = conn.id();
@@ -355,10 +355,11 @@ pub(crate) async fn count_rows(
 ) -> Result<u64> {
     let mut sql = format!("SELECT count(*) FROM {}", quote_table(table, default_db));
     if let Some(filter) = filter {
-        sql.push_str(&format!(" WHERE ({filter})"));
+        sql.push_str(&format!(" WHERE ({})", filter_sql(filter)?));
     }
+    // A prepared statement: one statement, whatever the filter holds.
     let n: Option<u64> = conn
-        .query_first(sql)
+        .exec_first(sql, ())
         .await
         .map_err(|e| mysql_error(e, format!("count rows of {table}")))?;
     Ok(n.unwrap_or(0))
@@ -370,20 +371,20 @@ pub(crate) fn max_sql(
     default_db: &str,
     column: &ColumnDef,
     filter: Option<&Condition>,
-) -> String {
+) -> Result<String> {
     let c = quote_ident(column.name.as_str());
     let mut sql = format!(
         "SELECT {c} FROM {} WHERE {c} IS NOT NULL",
         quote_table(table, default_db)
     );
     if let Some(filter) = filter {
-        sql.push_str(&format!(" AND ({filter})"));
+        sql.push_str(&format!(" AND ({})", filter_sql(filter)?));
     }
     sql.push_str(&format!(
         " ORDER BY {} LIMIT 1",
         render_terms(&order_terms(column), true)
     ));
-    sql
+    Ok(sql)
 }
 
 /// The greatest non-NULL value of `column`, as a value of its requested type.
@@ -394,7 +395,7 @@ pub(crate) async fn max_value(
     column: &ColumnDef,
     filter: Option<&Condition>,
 ) -> Result<Option<Value>> {
-    let sql = max_sql(table, default_db, column, filter);
+    let sql = max_sql(table, default_db, column, filter)?;
     let row: Option<mysql_async::Row> = conn
         .exec_first(sql, ())
         .await

@@ -32,11 +32,20 @@
 //! `01234567-89ab-cdef-0123-456789abcdef`), which sluice must carry all the same. Text columns sluice creates use `utf8mb4_nopad_bin`, so keys are
 //! unique and ordered bytewise exactly as [`Value::cmp_key`] orders them.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
-use sluice_model::{DataType, Decimal, TableRef, Value};
+use sluice_connector::ConnectorError;
+use sluice_model::condition::SqlDialect;
+use sluice_model::{Condition, DataType, Decimal, TableRef, Value};
+
+/// A row filter as MariaDB reads it: the condition parsed in MariaDB's dialect and rendered back;
+/// refused when it is not one safe expression there.
+pub(crate) fn filter_sql(filter: &Condition) -> Result<Cow<'_, str>, ConnectorError> {
+    Ok(filter.sql(SqlDialect::Mariadb)?)
+}
 
 /// Prefix of the column comments that record a sluice type.
 pub const MARKER_PREFIX: &str = "sluice:";

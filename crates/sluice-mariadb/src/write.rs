@@ -40,8 +40,8 @@ use crate::connect::connect;
 use crate::error::mysql_error;
 use crate::introspect::{TableInfo, codec_of, table_info};
 use crate::types::{
-    Codec, ColumnDdl, accepts, column_ddl, database_of, put_tsv, quote_ident, quote_literal,
-    quote_sibling, quote_table, to_field, to_param, varchar_budget,
+    Codec, ColumnDdl, accepts, column_ddl, database_of, filter_sql, put_tsv, quote_ident,
+    quote_literal, quote_sibling, quote_table, to_field, to_param, varchar_budget,
 };
 
 /// Suffix of the staging table's name.
@@ -459,7 +459,10 @@ pub(crate) async fn build_script(
         .iter()
         .map(|c| quote_ident(c.name.as_str()))
         .collect();
-    let filter = request.filter.as_ref().map(|f| format!("({f})"));
+    let filter = match &request.filter {
+        Some(f) => Some(format!("({})", filter_sql(f)?)),
+        None => None,
+    };
     let mut setup = Vec::new();
     let mut finish = Vec::new();
     let mut commit = Vec::new();
@@ -728,8 +731,10 @@ pub(crate) async fn plan(
     Ok(script?.planned())
 }
 
+/// Runs one statement of a write as a prepared statement: the server parses exactly one statement,
+/// so a statement carrying a row filter can never run another.
 async fn run(conn: &mut Conn, sql: &str, table: &TableRef) -> Result<()> {
-    conn.query_drop(sql)
+    conn.exec_drop(sql, ())
         .await
         .map_err(|e| mysql_error(e, format!("write {table}")))
 }

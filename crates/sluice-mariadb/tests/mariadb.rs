@@ -658,7 +658,7 @@ async fn plans_show_exactly_the_statements_run() {
             inclusive: false,
         });
         read.filter = Some(sluice_model::Condition::new("`id` > 10").unwrap());
-        let plan = connector.snapshot_reader().unwrap().plan_read(&read);
+        let plan = connector.snapshot_reader().unwrap().plan_read(&read).unwrap();
         let sql: Vec<&str> = plan.iter().map(|s| s.sql.as_str()).collect();
         assert_eq!(
             sql,

@@ -1,102 +1,372 @@
 //! Row filters (`Restrict` `RefreshCondition`, `CompareCondition`): one SQL boolean expression.
 //!
-//! A condition is SQL written by someone allowed to define channels, and it is placed inside a
-//! `WHERE ( … )` of a statement sluice builds. The check here makes sure it stays one expression:
-//! quotes and parentheses balance, and there is no statement separator or comment outside quotes, so
-//! a condition can never end sluice's statement and start another.
+//! A condition is SQL written by someone allowed to define channels, placed inside a
+//! `WHERE ( … )` of a statement sluice builds. It must never end that statement and start another,
+//! nor hide text from the parser that reads it. So a condition is not checked by scanning quotes by
+//! hand: it is tokenised and parsed by a real SQL parser (`sqlparser`) **in the dialect of the
+//! database that runs it**, must be exactly one expression with nothing after it, and sluice sends
+//! the expression as the parser understood it (rendered back from the syntax tree, and checked to
+//! parse back to the same tree), never the text as typed. Whatever bracket, backtick or
+//! dollar-quoted string a dialect knows is therefore read the way that database reads it.
+//!
+//! Refused outright: statement separators, comments (MariaDB runs `/*! … */` comments), backslashes
+//! (MariaDB reads them as escapes inside strings, PostgreSQL does not), control characters,
+//! placeholders, statements nested in the expression (`(DELETE … RETURNING …)`, `SELECT … INTO`),
+//! and functions that reach the database server's files, other servers or sessions (a short
+//! deny list: [`DENIED_FUNCTIONS`]). Subqueries that only read are allowed: a condition runs with
+//! the location's database user and can read what that user can read.
+//!
+//! The statements that carry a condition are also run as single prepared statements by the
+//! connectors, so even a parser disagreement could not run a second statement.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
+use sqlparser::ast::{Expr, Query, SetExpr, Statement, Value as SqlValue, Visit, Visitor};
+use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+
+/// The longest condition accepted, in bytes.
+pub const MAX_CONDITION_LEN: usize = 4000;
+
+/// How deep expressions may nest.
+const RECURSION_LIMIT: usize = 40;
+
+/// Functions a condition may not call, in any dialect (compared case-insensitively, by the last
+/// part of the name): they read or write the database server's files, reach other servers, sleep,
+/// or act on other sessions.
+pub const DENIED_FUNCTIONS: &[&str] = &[
+    // PostgreSQL
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_dir",
+    "pg_stat_file",
+    "lo_import",
+    "lo_export",
+    "lo_from_bytea",
+    "lo_put",
+    "pg_file_write",
+    "dblink",
+    "dblink_exec",
+    "dblink_connect",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "set_config",
+    "pg_sleep",
+    "pg_sleep_for",
+    "pg_sleep_until",
+    "pg_advisory_lock",
+    "pg_advisory_xact_lock",
+    "query_to_xml",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "table_to_xml",
+    // MariaDB
+    "load_file",
+    "sleep",
+    "benchmark",
+    "get_lock",
+    "sys_exec",
+    "sys_eval",
+    // SQLite
+    "load_extension",
+    "readfile",
+    "writefile",
+    "edit",
+    "fts3_tokenizer",
+];
+
+/// The SQL dialect a condition is read in: the class of the location that runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SqlDialect {
+    /// PostgreSQL.
+    Postgresql,
+    /// MariaDB (and MySQL).
+    Mariadb,
+    /// SQLite.
+    Sqlite,
+}
+
+impl SqlDialect {
+    /// Every dialect.
+    pub const ALL: [SqlDialect; 3] = [
+        SqlDialect::Postgresql,
+        SqlDialect::Mariadb,
+        SqlDialect::Sqlite,
+    ];
+
+    /// The dialect's name, for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SqlDialect::Postgresql => "postgresql",
+            SqlDialect::Mariadb => "mariadb",
+            SqlDialect::Sqlite => "sqlite",
+        }
+    }
+
+    fn parser_dialect(self) -> &'static dyn Dialect {
+        match self {
+            SqlDialect::Postgresql => &PostgreSqlDialect {},
+            SqlDialect::Mariadb => &MySqlDialect {},
+            SqlDialect::Sqlite => &SQLiteDialect {},
+        }
+    }
+}
+
+impl fmt::Display for SqlDialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A validated SQL boolean expression.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct Condition(String);
+///
+/// Made by [`Condition::new`] (the text is one expression in at least one dialect: what a
+/// definition can check before it knows where the condition runs) or [`Condition::parse`] (one
+/// expression in the given dialect, rendered for it). Connectors take the SQL to send from
+/// [`Condition::sql`], which parses the text again in their own dialect when needed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Condition {
+    text: String,
+    rendered: Option<Box<(SqlDialect, String)>>,
+}
 
-/// Text that is not a single expression.
+/// Text that is not a single safe expression.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("condition {text:?} {reason}")]
 pub struct ConditionError {
     text: String,
-    reason: &'static str,
+    reason: String,
+}
+
+impl ConditionError {
+    /// Why the text was refused.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
 }
 
 impl Condition {
-    /// Checks `text` and wraps it.
+    /// Checks that `text` is one safe expression in at least one dialect sluice speaks; the
+    /// dialect that runs it checks again ([`Condition::sql`]).
     pub fn new(text: impl Into<String>) -> Result<Self, ConditionError> {
         let text = text.into();
-        let fail = |reason| ConditionError {
-            text: text.clone(),
-            reason,
-        };
-        if text.trim().is_empty() {
-            return Err(fail("is empty"));
-        }
-        if text.len() > 4000 {
-            return Err(fail("is longer than 4000 bytes"));
-        }
-        if text.contains('\\') {
-            // MariaDB reads a backslash inside a string as an escape, PostgreSQL does not; a quote
-            // check that agrees with both is only possible without backslashes.
-            return Err(fail("contains a backslash"));
-        }
-        let mut depth = 0i32;
-        let mut chars = text.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '\'' | '"' | '`' => {
-                    // A quoted string or identifier; a doubled quote escapes itself.
-                    loop {
-                        match chars.next() {
-                            None => return Err(fail("has an unterminated quote")),
-                            Some(q) if q == c => {
-                                if chars.peek() == Some(&c) {
-                                    chars.next();
-                                } else {
-                                    break;
-                                }
-                            }
-                            Some(_) => {}
-                        }
-                    }
+        let mut first_error = None;
+        for dialect in SqlDialect::ALL {
+            match render(&text, dialect) {
+                Ok(_) => {
+                    return Ok(Condition {
+                        text,
+                        rendered: None,
+                    });
                 }
-                '(' => depth += 1,
-                ')' => {
-                    depth -= 1;
-                    if depth < 0 {
-                        return Err(fail("closes a parenthesis it never opened"));
-                    }
+                Err(reason) => {
+                    first_error.get_or_insert(reason);
                 }
-                ';' => return Err(fail("contains ';' (only one expression is allowed)")),
-                '-' if chars.peek() == Some(&'-') => {
-                    return Err(fail("contains a comment (--)"));
-                }
-                '/' if chars.peek() == Some(&'*') => {
-                    return Err(fail("contains a comment (/*)"));
-                }
-                '#' => return Err(fail("contains '#' (a comment in MariaDB)")),
-                c if c.is_control() && !c.is_whitespace() => {
-                    return Err(fail("contains a control character"));
-                }
-                _ => {}
             }
         }
-        if depth != 0 {
-            return Err(fail("has unbalanced parentheses"));
-        }
-        Ok(Condition(text))
+        Err(ConditionError {
+            reason: first_error.unwrap_or_else(|| "is not an expression".into()),
+            text,
+        })
     }
 
-    /// The expression text.
+    /// Checks that `text` is one safe expression in `dialect`.
+    pub fn parse(text: impl Into<String>, dialect: SqlDialect) -> Result<Self, ConditionError> {
+        let text = text.into();
+        match render(&text, dialect) {
+            Ok(sql) => Ok(Condition {
+                text,
+                rendered: Some(Box::new((dialect, sql))),
+            }),
+            Err(reason) => Err(ConditionError { text, reason }),
+        }
+    }
+
+    /// The expression as written.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// The SQL to send to a database of `dialect`: the expression parsed in that dialect and
+    /// rendered back from its syntax tree. Fails when the text is not one safe expression there.
+    pub fn sql(&self, dialect: SqlDialect) -> Result<Cow<'_, str>, ConditionError> {
+        match self.rendered.as_deref() {
+            Some((d, sql)) if *d == dialect => Ok(Cow::Borrowed(sql)),
+            _ => render(&self.text, dialect)
+                .map(Cow::Owned)
+                .map_err(|reason| ConditionError {
+                    text: self.text.clone(),
+                    reason,
+                }),
+        }
+    }
+
+    /// `(a) AND (b) AND …` of several conditions, checked in `dialect`.
+    pub fn all(
+        parts: &[impl AsRef<str>],
+        dialect: SqlDialect,
+    ) -> Result<Option<Self>, ConditionError> {
+        match parts {
+            [] => Ok(None),
+            [one] => Self::parse(one.as_ref(), dialect).map(Some),
+            many => {
+                // Each part alone first, so an error names the part that is wrong.
+                for part in many {
+                    Self::parse(part.as_ref(), dialect)?;
+                }
+                let joined = many
+                    .iter()
+                    .map(|p| format!("({})", p.as_ref()))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                Self::parse(joined, dialect).map(Some)
+            }
+        }
     }
 }
 
-impl fmt::Display for Condition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// Parses `text` as one expression in `dialect` and renders it back; the reason when it is not one
+/// safe expression.
+fn render(text: &str, dialect: SqlDialect) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    if text.len() > MAX_CONDITION_LEN {
+        return Err(format!("is longer than {MAX_CONDITION_LEN} bytes"));
+    }
+    if text.contains('\\') {
+        // MariaDB reads a backslash inside a string as an escape, PostgreSQL and SQLite do not.
+        return Err("contains a backslash".into());
+    }
+    if text.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+        return Err("contains a control character".into());
+    }
+    let expr = parse_one(text, dialect)?;
+    check_tree(&expr)?;
+    let sql = expr.to_string();
+    // What is sent must read back as the same tree: a renderer quirk must not change meaning.
+    let again = parse_one(&sql, dialect)
+        .map_err(|reason| format!("cannot be rendered safely for {dialect} ({reason})"))?;
+    if again != expr {
+        return Err(format!("cannot be rendered safely for {dialect}"));
+    }
+    Ok(sql)
+}
+
+fn parse_one(text: &str, dialect: SqlDialect) -> Result<Expr, String> {
+    let parser_dialect = dialect.parser_dialect();
+    let tokens = Tokenizer::new(parser_dialect, text)
+        .tokenize_with_location()
+        .map_err(|e| format!("is not valid {dialect} SQL: {}", e.message))?;
+    for token in &tokens {
+        match &token.token {
+            Token::SemiColon => return Err("contains ';' (only one expression is allowed)".into()),
+            Token::Whitespace(Whitespace::SingleLineComment { .. })
+            | Token::Whitespace(Whitespace::MultiLineComment(_)) => {
+                return Err("contains a comment".into());
+            }
+            Token::Placeholder(p) => {
+                return Err(format!("contains a placeholder ({p})"));
+            }
+            _ => {}
+        }
+    }
+    let mut parser = Parser::new(parser_dialect)
+        .with_recursion_limit(RECURSION_LIMIT)
+        .with_tokens_with_locations(tokens);
+    let expr = parser
+        .parse_expr()
+        .map_err(|e| format!("is not one {dialect} expression: {}", parser_message(&e)))?;
+    let next = parser.next_token();
+    if next.token != Token::EOF {
+        return Err(format!(
+            "is not one {dialect} expression: unexpected {} after it",
+            next.token
+        ));
+    }
+    Ok(expr)
+}
+
+fn parser_message(e: &sqlparser::parser::ParserError) -> String {
+    use sqlparser::parser::ParserError;
+    match e {
+        ParserError::TokenizerError(m) | ParserError::ParserError(m) => m.clone(),
+        ParserError::RecursionLimitExceeded => "it nests too deeply".into(),
+    }
+}
+
+/// Refuses nested statements, writing queries, placeholders and denied functions anywhere in the
+/// tree.
+fn check_tree(expr: &Expr) -> Result<(), String> {
+    struct Check;
+    impl Visitor for Check {
+        type Break = String;
+
+        fn pre_visit_statement(&mut self, _: &Statement) -> ControlFlow<String> {
+            ControlFlow::Break("contains a statement".into())
+        }
+
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<String> {
+            if !reads_only(&query.body) {
+                return ControlFlow::Break("contains a query that is not a plain SELECT".into());
+            }
+            if let SetExpr::Select(select) = query.body.as_ref()
+                && select.into.is_some()
+            {
+                return ControlFlow::Break("contains SELECT … INTO".into());
+            }
+            if query.locks.iter().len() > 0 {
+                return ControlFlow::Break("contains a locking clause (FOR UPDATE/SHARE)".into());
+            }
+            ControlFlow::Continue(())
+        }
+
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
+            match expr {
+                Expr::Function(f) => {
+                    let name = f
+                        .name
+                        .0
+                        .last()
+                        .and_then(|part| part.as_ident())
+                        .map(|ident| ident.value.to_ascii_lowercase())
+                        .unwrap_or_default();
+                    if DENIED_FUNCTIONS.contains(&name.as_str()) {
+                        return ControlFlow::Break(format!("calls {name}(), which is not allowed"));
+                    }
+                }
+                Expr::Value(v) if matches!(v.value, SqlValue::Placeholder(_)) => {
+                    return ControlFlow::Break("contains a placeholder".into());
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    match expr.visit(&mut Check) {
+        ControlFlow::Break(reason) => Err(reason),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+fn reads_only(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => true,
+        SetExpr::Query(q) => reads_only(&q.body),
+        SetExpr::SetOperation { left, right, .. } => reads_only(left) && reads_only(right),
+        _ => false,
+    }
+}
+
+impl Serialize for Condition {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
     }
 }
 
@@ -109,18 +379,55 @@ impl<'de> Deserialize<'de> for Condition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn refused_everywhere(text: &str) {
+        for d in SqlDialect::ALL {
+            assert!(
+                Condition::parse(text, d).is_err(),
+                "{d} accepted {text:?} as {:?}",
+                Condition::parse(text, d).map(|c| c.sql(d).map(|s| s.into_owned()))
+            );
+        }
+        assert!(Condition::new(text).is_err(), "{text:?}");
+    }
 
     #[test]
-    fn single_expressions_pass() {
-        for ok in [
-            "status <> 'cancelled'",
-            "created_at >= '2024-01-01' AND (qty > 0 OR note = 'it''s; fine -- really')",
-            "\"Order Date\" IS NOT NULL",
-            "`weird``name` = 1",
-            "price / 2 > 10",
+    fn single_expressions_pass_and_render_for_their_dialect() {
+        for (ok, dialects) in [
+            ("status <> 'cancelled'", &SqlDialect::ALL[..]),
+            (
+                "created_at >= '2024-01-01' AND (qty > 0 OR note = 'it''s; fine -- really')",
+                &SqlDialect::ALL[..],
+            ),
+            ("\"Order Date\" IS NOT NULL", &SqlDialect::ALL[..]),
+            (
+                "`weird``name` = 1",
+                &[SqlDialect::Mariadb, SqlDialect::Sqlite][..],
+            ),
+            ("price / 2 > 10", &SqlDialect::ALL[..]),
+            (
+                "id IN (SELECT id FROM active WHERE flag = 1)",
+                &SqlDialect::ALL[..],
+            ),
+            (
+                "created_at::date > '2024-01-01'",
+                &[SqlDialect::Postgresql][..],
+            ),
+            ("[odd name] = 1", &[SqlDialect::Sqlite][..]),
         ] {
+            for d in dialects {
+                let c = Condition::parse(ok, *d).unwrap_or_else(|e| panic!("{d}: {e}"));
+                let sql = c.sql(*d).unwrap();
+                assert!(parse_one(&sql, *d).is_ok(), "{sql}");
+            }
             assert!(Condition::new(ok).is_ok(), "{ok}");
         }
+        let c = Condition::parse("note = 'it''s; fine -- really'", SqlDialect::Postgresql).unwrap();
+        assert_eq!(
+            c.sql(SqlDialect::Postgresql).unwrap(),
+            "note = 'it''s; fine -- really'"
+        );
     }
 
     #[test]
@@ -129,6 +436,7 @@ mod tests {
             "1=1; DROP TABLE orders",
             "1=1 -- and the rest",
             "1=1 /* x */",
+            "1=1 /*! ; drop table x */",
             "name = 'unterminated",
             "(a = 1",
             "a = 1)",
@@ -136,8 +444,132 @@ mod tests {
             "a = '\\'' OR 1=1",
             "a = '\\'' ; drop table x; -- '",
             "",
+            "   ",
+            "a = 1 b = 2",
+            "a = ?",
         ] {
-            assert!(Condition::new(bad).is_err(), "{bad}");
+            refused_everywhere(bad);
+        }
+        assert!(Condition::parse("a = $1", SqlDialect::Postgresql).is_err());
+    }
+
+    #[test]
+    fn the_known_bypasses_are_refused_in_the_dialect_that_runs_them() {
+        // SQLite reads [...] as an identifier: the quote inside is not a quote.
+        let bracket = "1 IN (SELECT 1 AS [']) ); DROP TABLE victim; SELECT ((SELECT 1 AS ['])";
+        refused_everywhere(bracket);
+        // PostgreSQL dollar-quoted strings hide quotes from a scanner that only knows '.
+        for bad in [
+            "x = $$'$$ ); DROP TABLE victim; SELECT ($$'$$",
+            "x = $t$'$t$); DROP TABLE victim; --",
+            "x = $$ $$ OR 1 = (SELECT 1); DROP TABLE victim",
+        ] {
+            assert!(
+                Condition::parse(bad, SqlDialect::Postgresql).is_err(),
+                "{bad}"
+            );
+            refused_everywhere(bad);
+        }
+        // Backtick identifiers in MariaDB.
+        refused_everywhere("`a'` = 1); DROP TABLE victim; SELECT (`a'`");
+        // A dollar string on its own is a harmless literal in PostgreSQL.
+        let c = Condition::parse("note <> $$it's$$", SqlDialect::Postgresql).unwrap();
+        assert!(!c.sql(SqlDialect::Postgresql).unwrap().contains(';'));
+    }
+
+    #[test]
+    fn nested_statements_and_server_functions_are_refused() {
+        for bad in [
+            "id IN (WITH d AS (DELETE FROM victim RETURNING id) SELECT id FROM d)",
+            "pg_read_file('/etc/passwd') <> ''",
+            "LOAD_FILE('/etc/passwd') IS NOT NULL",
+            "load_extension('x') IS NULL",
+            "public.PG_SLEEP(10) IS NULL",
+            "id IN (SELECT id FROM t FOR UPDATE)",
+        ] {
+            refused_everywhere(bad);
+        }
+    }
+
+    #[test]
+    fn a_condition_checked_for_one_dialect_is_checked_again_for_another() {
+        let maria_only = Condition::parse("`odd name` = 1", SqlDialect::Mariadb).unwrap();
+        assert!(maria_only.sql(SqlDialect::Mariadb).is_ok());
+        assert!(maria_only.sql(SqlDialect::Postgresql).is_err());
+        let joined = Condition::all(&["a > 1", "b < 2"], SqlDialect::Sqlite)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            joined.sql(SqlDialect::Sqlite).unwrap(),
+            "(a > 1) AND (b < 2)"
+        );
+        assert!(
+            Condition::all(
+                &["a > 1", "b < 2); DROP TABLE t; SELECT (1"],
+                SqlDialect::Sqlite
+            )
+            .is_err()
+        );
+    }
+
+    fn fragment() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "'",
+            "\"",
+            "`",
+            "[",
+            "]",
+            "$$",
+            "$t$",
+            "(",
+            ")",
+            ";",
+            "--",
+            "/*",
+            "*/",
+            "#",
+            " ",
+            "\n",
+            "a",
+            "1",
+            "=",
+            "OR",
+            "AND",
+            "DROP TABLE victim",
+            "SELECT",
+            "E'",
+            "''",
+            "\\",
+            "x",
+            ",",
+            "IN",
+            "CASE",
+            "END",
+            "WHEN",
+            "THEN",
+        ])
+        .prop_map(str::to_owned)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Whatever text is accepted, what is sent carries no statement separator or comment
+        /// outside a literal: re-tokenised in its dialect it has no ';' and no comment, and it
+        /// parses as one expression.
+        #[test]
+        fn accepted_conditions_stay_one_expression(parts in prop::collection::vec(fragment(), 1..14)) {
+            let text: String = parts.concat();
+            for d in SqlDialect::ALL {
+                if let Ok(c) = Condition::parse(&text, d) {
+                    let sql = c.sql(d).unwrap().into_owned();
+                    let tokens = Tokenizer::new(d.parser_dialect(), &sql).tokenize().unwrap();
+                    prop_assert!(!tokens.iter().any(|t| matches!(t, Token::SemiColon
+                        | Token::Whitespace(Whitespace::SingleLineComment { .. })
+                        | Token::Whitespace(Whitespace::MultiLineComment(_)))), "{} sent {:?}", d, sql);
+                    prop_assert!(parse_one(&sql, d).is_ok());
+                }
+            }
         }
     }
 }

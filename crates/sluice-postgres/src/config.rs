@@ -12,31 +12,37 @@ pub const PROPERTIES: &[PropertySpec] = &[
         name: "Database_Host",
         required: false,
         description: "host name or IP address of the PostgreSQL server (default 127.0.0.1)",
+        endpoint: true,
     },
     PropertySpec {
         name: "Database_Port",
         required: false,
         description: "TCP port of the PostgreSQL server (default 5432)",
+        endpoint: true,
     },
     PropertySpec {
         name: "Database_Name",
         required: true,
         description: "name of the database to connect to",
+        endpoint: true,
     },
     PropertySpec {
         name: "Database_User",
         required: false,
         description: "user to log in as (default postgres)",
+        endpoint: true,
     },
     PropertySpec {
         name: "Database_Password",
         required: false,
         description: "password of Database_User (secret; not needed with trust or peer authentication)",
+        endpoint: false,
     },
     PropertySpec {
         name: "Database_Schema",
         required: false,
         description: "schema of tables named without one (default public)",
+        endpoint: false,
     },
     PropertySpec {
         name: "Database_Sslmode",
@@ -44,6 +50,7 @@ pub const PROPERTIES: &[PropertySpec] = &[
         description: "TLS: disable, prefer (default; encrypted when the server offers it, certificate not checked), \
                       require (encrypted, certificate not checked, like libpq) or verify-full (encrypted, \
                       certificate checked against the Mozilla roots and the host name)",
+        endpoint: true,
     },
 ];
 

@@ -116,7 +116,7 @@ impl Introspector for PostgresConnector {
 
 #[async_trait]
 impl SnapshotReader for PostgresConnector {
-    fn plan_read(&self, request: &ReadRequest) -> Vec<PlannedStatement> {
+    fn plan_read(&self, request: &ReadRequest) -> Result<Vec<PlannedStatement>> {
         snapshot::plan(request, &self.config.schema)
     }
 

@@ -19,7 +19,9 @@ use crate::connect::connect;
 use crate::copy::{Frame, ReadColumn, parse_header, parse_row};
 use crate::error::pg_error;
 use crate::introspect::{CatalogColumn, columns, find_relation};
-use crate::types::{Wire, literal, pg_type, quote_ident, quote_table, raw_format_name, schema_of};
+use crate::types::{
+    Wire, filter_sql, literal, pg_type, quote_ident, quote_table, raw_format_name, schema_of,
+};
 
 /// Batches in flight between the decoding task and the consumer.
 const CHANNEL_BATCHES: usize = 2;
@@ -50,7 +52,7 @@ fn key_expr(column: &ColumnDef) -> String {
 }
 
 /// The `SELECT` a read runs.
-pub(crate) fn select_sql(request: &ReadRequest, default_schema: &SchemaName) -> String {
+pub(crate) fn select_sql(request: &ReadRequest, default_schema: &SchemaName) -> Result<String> {
     let columns: Vec<String> = request
         .columns
         .iter()
@@ -63,7 +65,7 @@ pub(crate) fn select_sql(request: &ReadRequest, default_schema: &SchemaName) -> 
     );
     let mut conditions = Vec::new();
     if let Some(filter) = &request.filter {
-        conditions.push(format!("({filter})"));
+        conditions.push(format!("({})", filter_sql(filter)?));
     }
     if let Some(bound) = &request.lower_bound
         && let Some(column) = request.columns.get(bound.column)
@@ -97,24 +99,27 @@ pub(crate) fn select_sql(request: &ReadRequest, default_schema: &SchemaName) -> 
         sql.push_str(" ORDER BY ");
         sql.push_str(&order.join(", "));
     }
-    sql
+    Ok(sql)
 }
 
 /// The `COPY` a read runs.
-pub(crate) fn copy_sql(request: &ReadRequest, default_schema: &SchemaName) -> String {
-    format!(
+pub(crate) fn copy_sql(request: &ReadRequest, default_schema: &SchemaName) -> Result<String> {
+    Ok(format!(
         "COPY ({}) TO STDOUT (FORMAT binary)",
-        select_sql(request, default_schema)
-    )
+        select_sql(request, default_schema)?
+    ))
 }
 
 /// The statements of a read, in order.
-pub(crate) fn plan(request: &ReadRequest, default_schema: &SchemaName) -> Vec<PlannedStatement> {
-    vec![
+pub(crate) fn plan(
+    request: &ReadRequest,
+    default_schema: &SchemaName,
+) -> Result<Vec<PlannedStatement>> {
+    Ok(vec![
         PlannedStatement::once(BEGIN_READ),
-        PlannedStatement::once(copy_sql(request, default_schema)),
+        PlannedStatement::once(copy_sql(request, default_schema)?),
         PlannedStatement::once("COMMIT"),
-    ]
+    ])
 }
 
 /// The raw format of `request` when every column has a native type whose natural data type is the
@@ -192,7 +197,7 @@ async fn start_copy(
     default_schema: &SchemaName,
 ) -> Result<CopyOutStream> {
     client
-        .copy_out(&copy_sql(request, default_schema))
+        .copy_out(&copy_sql(request, default_schema)?)
         .await
         .map_err(|e| pg_error(e, format_args!("read table {}", request.table)))
 }
@@ -423,7 +428,7 @@ pub(crate) async fn count_rows(
         quote_table(table, &config.schema)
     );
     if let Some(filter) = filter {
-        sql.push_str(&format!(" WHERE ({filter})"));
+        sql.push_str(&format!(" WHERE ({})", filter_sql(filter)?));
     }
     let row = client
         .query_one(&sql, &[])
@@ -460,7 +465,7 @@ pub(crate) async fn max_value(
         quote_ident(column.name.as_str()),
     );
     if let Some(filter) = filter {
-        sql.push_str(&format!(" AND ({filter})"));
+        sql.push_str(&format!(" AND ({})", filter_sql(filter)?));
     }
     sql.push_str(&format!(
         " ORDER BY {c} DESC LIMIT 1) TO STDOUT (FORMAT binary)"

@@ -15,8 +15,18 @@
 //! * Dates and timestamps before year 1 (BC) and ±infinity cannot be carried: reading one is a
 //!   `Data` error, and so is writing a date before year 1.
 
+use std::borrow::Cow;
+
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
-use sluice_model::{DataType, SchemaName, TableRef, Value};
+use sluice_connector::ConnectorError;
+use sluice_model::condition::SqlDialect;
+use sluice_model::{Condition, DataType, SchemaName, TableRef, Value};
+
+/// A row filter as PostgreSQL reads it: the condition parsed in PostgreSQL's dialect and rendered
+/// back; refused when it is not one safe expression there.
+pub(crate) fn filter_sql(filter: &Condition) -> Result<Cow<'_, str>, ConnectorError> {
+    Ok(filter.sql(SqlDialect::Postgresql)?)
+}
 
 /// Quotes an identifier: `"name"`, with embedded quotes doubled.
 pub fn quote_ident(name: &str) -> String {

@@ -44,7 +44,8 @@ use crate::introspect::{
     unique_keys,
 };
 use crate::types::{
-    ddl_type, pg_type, quote_ident, quote_literal, quote_table, raw_format_name, schema_of,
+    ddl_type, filter_sql, pg_type, quote_ident, quote_literal, quote_table, raw_format_name,
+    schema_of,
 };
 
 /// Suffix of the staging table's name.
@@ -367,7 +368,10 @@ pub(crate) fn build_script(
                 setup.push(create());
                 true
             } else if let Some(filter) = &request.filter {
-                setup.push(format!("DELETE FROM {qualified} WHERE ({filter})"));
+                setup.push(format!(
+                    "DELETE FROM {qualified} WHERE ({})",
+                    filter_sql(filter)?
+                ));
                 false
             } else {
                 setup.push(format!("TRUNCATE {qualified}"));
@@ -425,6 +429,7 @@ pub(crate) fn build_script(
                     ));
                 }
                 if let Some(filter) = &request.filter {
+                    let filter = filter_sql(filter)?;
                     let all = column_list(
                         target
                             .columns
@@ -550,9 +555,11 @@ pub(crate) async fn open(
         .map_err(|e| pg_error(e, format_args!("begin the write of {table}")))?;
     let target = inspect(&client, &request, &config.schema).await?;
     let script = build_script(&request, &target, &config.schema)?;
+    // One prepared statement each (the extended protocol): a statement carrying a row filter can
+    // never run a second one.
     for sql in &script.setup {
         client
-            .batch_execute(sql)
+            .execute(sql.as_str(), &[])
             .await
             .map_err(|e| pg_error(e, format_args!("prepare target table {table}")))?;
     }
@@ -819,7 +826,7 @@ impl TableWriter for PgTableWriter {
         self.end_copy().await?;
         for sql in std::mem::take(&mut self.script.finish) {
             self.client
-                .batch_execute(&sql)
+                .execute(sql.as_str(), &[])
                 .await
                 .map_err(|e| pg_error(e, format_args!("finish the write of {table}")))?;
         }

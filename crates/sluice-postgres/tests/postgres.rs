@@ -789,7 +789,7 @@ async fn plans_show_the_exact_statements() {
         inclusive: false,
     });
     assert_eq!(
-        sqls(&c.snapshot_reader().unwrap().plan_read(&request)),
+        sqls(&c.snapshot_reader().unwrap().plan_read(&request).unwrap()),
         vec![
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_owned(),
             format!(
@@ -806,7 +806,7 @@ async fn plans_show_the_exact_statements() {
     request.filter = None;
     request.ordered = false;
     assert_eq!(
-        sqls(&c.snapshot_reader().unwrap().plan_read(&request))[1],
+        sqls(&c.snapshot_reader().unwrap().plan_read(&request).unwrap())[1],
         format!(
             "COPY (SELECT \"id\", \"name\", \"day\" FROM {s}.\"planned\" WHERE \"id\" >= 150::bigint) TO STDOUT (FORMAT binary)"
         )

@@ -19,6 +19,47 @@ use crate::definition::{self, CompileContext};
 use crate::jobs::{CompareCommand, RefreshCommand, Start, Submitted};
 use crate::{HubService, Posted, Result, RunningJob, ServiceError, secrets};
 
+/// Removes the stored (sealed) passwords of `after` that `before` already held, when `after`
+/// changes where credentials are sent (its class or an endpoint property): an edit that redirects a
+/// location must supply the password again. Returns a note naming what was dropped.
+fn drop_redirected_password(before: &Location, after: &mut Location) -> Option<String> {
+    let specs = crate::registry::property_specs(after.class).unwrap_or_default();
+    let changed: Vec<&str> = specs
+        .iter()
+        .filter(|s| s.endpoint && before.prop(s.name) != after.prop(s.name))
+        .map(|s| s.name)
+        .collect();
+    if before.class == after.class && changed.is_empty() {
+        return None;
+    }
+    let stale: Vec<String> = after
+        .props
+        .iter()
+        .filter(|(name, value)| {
+            is_secret_prop(name)
+                && secrets::is_sealed(&value.to_text())
+                && before.props.get(*name) == Some(*value)
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    if stale.is_empty() {
+        return None;
+    }
+    for name in &stale {
+        after.props.remove(name);
+    }
+    let why = if before.class != after.class {
+        "Class".to_owned()
+    } else {
+        changed.join(", ")
+    };
+    Some(format!(
+        "location {}: the stored {} was dropped because {why} changed; supply it again",
+        after.name,
+        stale.join(", ")
+    ))
+}
+
 /// Hub properties a client may not set.
 const READ_ONLY_HUB_PROPS: &[&str] = &["Hub_State", "Created", "Creator", "Freeze_Time", "Hub_ID"];
 
@@ -165,13 +206,7 @@ impl HubService {
             let (defs, version) = self.definitions(hub).await?;
             let mut doc = definition::to_document(&defs);
             edit(&mut doc)?;
-            let cx = CompileContext {
-                default_hub: Some(hub.clone()),
-                allow_secret_values: true,
-                env: std::env::vars().collect(),
-                ..Default::default()
-            };
-            let compiled = definition::compile(&doc, &cx);
+            let compiled = definition::compile(&doc, &self.api_compile_context(hub));
             let Some(mut new_defs) = compiled.definitions else {
                 let errors: Vec<_> = compiled.errors().cloned().collect();
                 let first = errors
@@ -195,12 +230,17 @@ impl HubService {
                     new_defs.hub.name
                 )));
             }
+            let notes = self.check_changed_locations(&defs, &mut new_defs)?;
             self.seal_secrets(&mut new_defs)?;
+            let mut event_description = format!("{description} (by {})", self.user());
+            for note in &notes {
+                event_description.push_str(&format!("; {note}"));
+            }
             let event = NewEvent {
                 hub: hub.clone(),
                 event_type,
                 user: self.user().to_owned(),
-                description: format!("{description} (by {})", self.user()),
+                description: event_description,
                 channel: None,
                 loc: None,
                 loc2: None,
@@ -216,6 +256,62 @@ impl HubService {
                 Err(e) if e.kind() == RepoErrorKind::Conflict && attempts < 5 => continue,
                 other => return Ok(other?),
             }
+        }
+    }
+
+    /// How a definitions document that arrived over the API compiles: relative SQLite paths are
+    /// taken from the data directory, and only variables the policy allows are looked at.
+    pub(crate) fn api_compile_context(&self, hub: &HubName) -> CompileContext {
+        let policy = self.location_policy();
+        CompileContext {
+            default_hub: Some(hub.clone()),
+            allow_secret_values: true,
+            base_dir: policy.data_dir().map(std::path::Path::to_path_buf),
+            env: std::env::vars()
+                .filter(|(name, _)| policy.env_allowed(name))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Checks the locations an edit adds or changes against the location policy (what they may
+    /// reference and which files they may open), and drops a stored password that the edit would
+    /// send somewhere else: when a property saying where credentials go changes and the edit does
+    /// not supply the password again. Returns notes for the audit event; refuses the whole edit
+    /// when a location breaks the policy.
+    fn check_changed_locations(
+        &self,
+        old: &Definitions,
+        new: &mut Definitions,
+    ) -> Result<Vec<String>> {
+        let policy = self.location_policy();
+        let mut problems = Vec::new();
+        let mut notes = Vec::new();
+        for (name, location) in new.locations.iter_mut() {
+            let before = old.locations.get(name);
+            if before == Some(&*location) {
+                continue;
+            }
+            for (prop, reason) in policy.check_api_location(location) {
+                problems.push(format!("locations.{name}.props.{prop}: {reason}"));
+            }
+            if let Some(before) = before
+                && let Some(note) = drop_redirected_password(before, location)
+            {
+                notes.push(note);
+            }
+        }
+        match problems.len() {
+            0 => Ok(notes),
+            n => Err(ServiceError::invalid(format!(
+                "{}{}; nothing was changed",
+                problems[0],
+                if n > 1 {
+                    format!(" (and {} more)", n - 1)
+                } else {
+                    String::new()
+                }
+            ))),
         }
     }
 
@@ -554,13 +650,7 @@ impl HubService {
             "hub": hub.as_str(),
             "locations": { "new_loc": doc },
         });
-        let cx = CompileContext {
-            default_hub: Some(hub.clone()),
-            allow_secret_values: true,
-            env: std::env::vars().collect(),
-            ..Default::default()
-        };
-        let compiled = definition::compile(&whole, &cx);
+        let compiled = definition::compile(&whole, &self.api_compile_context(hub));
         let Some(defs) = compiled.definitions else {
             let first = compiled
                 .errors()
@@ -574,6 +664,14 @@ impl HubService {
             .into_values()
             .next()
             .ok_or_else(|| ServiceError::invalid("no location given"))?;
+        if let Some((prop, reason)) = self
+            .location_policy()
+            .check_api_location(&location)
+            .into_iter()
+            .next()
+        {
+            return Err(ServiceError::invalid(format!("props.{prop}: {reason}")));
+        }
         let connector = self
             .connect(&location)
             .map_err(|e| ServiceError::connector("the new location", e))?;

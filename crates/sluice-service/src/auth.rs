@@ -1,12 +1,27 @@
 //! Users, passwords and tokens of the hub server.
 //!
-//! Passwords are kept only as Argon2id PHC strings. A login yields what HVR clients expect: a
-//! short-lived JWT access token (HS256, 900 s, carrying the user and level) and, when asked, an
-//! opaque refresh token (32 random bytes, stored only as its SHA-256, valid a week, rotated on
-//! every use). The signing key is a repository setting, so every hub process sharing the
-//! repository accepts the others' tokens. Failed logins are rate limited per user name.
+//! Passwords are kept only as Argon2id PHC strings, hashed and checked on a small blocking pool
+//! (never on the async workers that serve requests and streams). A login yields what HVR clients
+//! expect: a short-lived JWT access token (HS256, 900 s) and, when asked, an opaque refresh token
+//! (32 random bytes, stored only as its SHA-256, valid a week, rotated on every use). The signing
+//! key is a repository setting, so every hub process sharing the repository accepts the others'
+//! tokens.
+//!
+//! Revocation takes effect at once: every login opens a *session* (a repository token record of
+//! kind `session`, named in the access token's `sid` claim and carried by the refresh token). Each
+//! request checks the token against the user's current state: the user exists, their level *now*
+//! (a demotion applies to tokens already issued), and the session is still open; logging out
+//! (revoke), a password change and deleting the user close sessions. A check is remembered for at
+//! most [`REVALIDATE`].
+//!
+//! Logins are limited so that they can neither be used to guess passwords nor be turned against a
+//! user or the server: every attempt is counted *before* its password is checked, against a global
+//! budget (what the hashing pool can take) and a per-address budget; failures are counted per user
+//! and address and make that pair back off (1 s, 2 s, 4 s … up to 5 minutes) instead of locking the
+//! user out for everyone.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,10 +41,19 @@ use crate::{HubService, Result, ServiceError, ServiceErrorKind};
 pub const ACCESS_TTL: Duration = Duration::from_secs(900);
 /// Lifetime of a refresh token.
 pub const REFRESH_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Failed logins allowed per user name within [`FAILURE_WINDOW`].
-const MAX_FAILURES: u32 = 5;
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// How long a token check is trusted before the user and session are read again.
+pub const REVALIDATE: Duration = Duration::from_secs(1);
+/// Failed logins of one user from one address before that pair backs off.
+const FREE_FAILURES: u32 = 5;
+/// The longest back-off.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Failures are forgotten after this long without another.
+const FAILURE_MEMORY: Duration = Duration::from_secs(900);
 const MIN_PASSWORD: usize = 8;
+/// Kind of the repository token records that are sessions.
+const SESSION: &str = "session";
+/// Logins waiting for the hashing pool beyond which new ones are turned away at once.
+const MAX_WAITING_HASHES: usize = 32;
 
 /// What a login answers.
 #[derive(Debug, Clone, Serialize)]
@@ -50,8 +74,10 @@ pub struct Tokens {
 pub struct Identity {
     /// The user.
     pub user: String,
-    /// What the user may do.
+    /// What the user may do (as the repository says now, not as the token said).
     pub level: AccessLevel,
+    /// When the access token expires (Unix seconds).
+    pub expires: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -61,52 +87,253 @@ struct Claims {
     iat: i64,
     exp: i64,
     jti: String,
+    #[serde(default)]
+    sid: Option<String>,
 }
 
-/// Failed login counts per user name.
+/// How many logins a budget allows: `burst` at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoginRate {
+    /// Attempts allowed at once.
+    pub burst: f64,
+    /// Attempts added back per second.
+    pub per_second: f64,
+}
+
+/// The login budgets of a hub server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoginLimits {
+    /// All logins of the process (sized to what the hashing pool can take).
+    pub global: LoginRate,
+    /// Logins from one client address.
+    pub per_address: LoginRate,
+    /// Threads checking passwords at once.
+    pub hash_workers: usize,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        LoginLimits {
+            global: LoginRate {
+                burst: 60.0,
+                per_second: 30.0,
+            },
+            per_address: LoginRate {
+                burst: 30.0,
+                per_second: 5.0,
+            },
+            hash_workers: (cores / 2).max(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(rate: LoginRate) -> Self {
+        Bucket {
+            tokens: rate.burst,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes one attempt; the wait until one is available when there is none.
+    fn take(&mut self, rate: LoginRate) -> std::result::Result<(), Duration> {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * rate.per_second;
+        self.tokens = (self.tokens + refill).min(rate.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(
+                (1.0 - self.tokens) / rate.per_second.max(0.001),
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+    /// No attempt of this user from this address before then.
+    not_before: Option<Instant>,
+}
+
 #[derive(Default)]
+struct LimiterState {
+    global: Option<Bucket>,
+    per_address: HashMap<IpAddr, Bucket>,
+    failures: HashMap<(String, Option<IpAddr>), Failures>,
+}
+
+/// Login budgets and back-offs, and the pool that hashes passwords.
 pub(crate) struct LoginLimiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    limits: LoginLimits,
+    state: Mutex<LimiterState>,
+    hashing: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        Self::new(LoginLimits::default())
+    }
+}
+
+fn rate_limited(message: String) -> ServiceError {
+    ServiceError::new(ServiceErrorKind::RateLimited, message)
+}
+
+fn seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 impl LoginLimiter {
-    fn check(&self, user: &str) -> Result<()> {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((count, since)) = map.get(user)
-            && *count >= MAX_FAILURES
-            && since.elapsed() < FAILURE_WINDOW
+    pub(crate) fn new(limits: LoginLimits) -> Self {
+        LoginLimiter {
+            limits,
+            state: Mutex::new(LimiterState::default()),
+            hashing: tokio::sync::Semaphore::new(limits.hash_workers.max(1)),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts an attempt of `user` from `from` before anything is checked; refuses when a budget
+    /// is spent or the pair is backing off.
+    fn admit(&self, user: &str, from: Option<IpAddr>) -> Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if let Some(f) = state.failures.get(&(user.to_owned(), from))
+            && let Some(not_before) = f.not_before
+            && now < not_before
         {
-            let wait = FAILURE_WINDOW.saturating_sub(since.elapsed()).as_secs() + 1;
-            return Err(ServiceError::new(
-                ServiceErrorKind::RateLimited,
-                format!("too many failed logins for user {user}; try again in {wait} s"),
-            ));
+            return Err(rate_limited(format!(
+                "too many failed logins for user {user} from this address; try again in {} s",
+                seconds(not_before - now)
+            )));
+        }
+        if let Some(addr) = from {
+            if state.per_address.len() > 50_000 {
+                let rate = self.limits.per_address;
+                state.per_address.retain(|_, b| {
+                    now.duration_since(b.at).as_secs_f64() * rate.per_second < rate.burst
+                });
+            }
+            let rate = self.limits.per_address;
+            let bucket = state
+                .per_address
+                .entry(addr)
+                .or_insert_with(|| Bucket::full(rate));
+            if let Err(wait) = bucket.take(rate) {
+                return Err(rate_limited(format!(
+                    "too many logins from this address; try again in {} s",
+                    seconds(wait)
+                )));
+            }
+        }
+        let rate = self.limits.global;
+        let global = state.global.get_or_insert_with(|| Bucket::full(rate));
+        if let Err(wait) = global.take(rate) {
+            return Err(rate_limited(format!(
+                "the hub server is busy with logins; try again in {} s",
+                seconds(wait)
+            )));
         }
         Ok(())
     }
 
-    fn failed(&self, user: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry(user.to_owned()).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= FAILURE_WINDOW {
-            *entry = (0, Instant::now());
+    fn failed(&self, user: &str, from: Option<IpAddr>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if state.failures.len() > 50_000 {
+            state
+                .failures
+                .retain(|_, f| now.duration_since(f.last) < FAILURE_MEMORY);
         }
-        entry.0 += 1;
-        // Bound the map: forget old windows.
-        if map.len() > 10_000 {
-            map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+        let entry = state
+            .failures
+            .entry((user.to_owned(), from))
+            .or_insert(Failures {
+                count: 0,
+                last: now,
+                not_before: None,
+            });
+        if now.duration_since(entry.last) >= FAILURE_MEMORY {
+            entry.count = 0;
+        }
+        entry.count += 1;
+        entry.last = now;
+        if entry.count >= FREE_FAILURES {
+            let doublings = (entry.count - FREE_FAILURES).min(16);
+            let wait = Duration::from_secs(1 << doublings).min(MAX_BACKOFF);
+            entry.not_before = Some(now + wait);
         }
     }
 
-    fn succeeded(&self, user: &str) {
-        self.failures
+    fn succeeded(&self, user: &str, from: Option<IpAddr>) {
+        self.state
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(user);
+            .failures
+            .remove(&(user.to_owned(), from));
+    }
+
+    /// Runs `work` (hashing or checking a password) on the bounded blocking pool.
+    async fn hash<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        use std::sync::atomic::Ordering;
+        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let permit = if waiting >= MAX_WAITING_HASHES {
+            None
+        } else {
+            self.hashing.acquire().await.ok()
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let Some(_permit) = permit else {
+            return Err(rate_limited(
+                "the hub server is busy checking passwords; try again in 1 s".into(),
+            ));
+        };
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| ServiceError::invalid(format!("password check failed: {e}")))
     }
 }
 
-/// An Argon2id PHC string for `password`.
+/// Token checks remembered for [`REVALIDATE`], by the token's `jti`.
+#[derive(Default)]
+pub(crate) struct AuthCache {
+    entries: Mutex<HashMap<String, (Identity, Instant)>>,
+}
+
+impl AuthCache {
+    fn get(&self, jti: &str) -> Option<Identity> {
+        let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(jti)
+            .filter(|(_, at)| at.elapsed() < REVALIDATE)
+            .map(|(identity, _)| identity.clone())
+    }
+
+    fn put(&self, jti: String, identity: Identity) {
+        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (_, at)| at.elapsed() < REVALIDATE);
+        }
+        map.insert(jti, (identity, Instant::now()));
+    }
+}
+
+/// An Argon2id PHC string for `password` (CPU-heavy: call it on the blocking pool).
 pub fn hash_password(password: &str) -> Result<String> {
     let salt: [u8; 16] = rand::random();
     Argon2::default()
@@ -123,6 +350,11 @@ fn verify_password(hash: &str, password: &str) -> bool {
     })
 }
 
+/// A valid hash of no one's password: checked against when the user does not exist, so that an
+/// unknown name costs as much as a wrong password.
+static DECOY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password(&new_token("decoy")).unwrap_or_default());
+
 /// Hex SHA-256 of a token: what the repository keeps.
 pub fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes())
@@ -134,6 +366,15 @@ pub fn token_hash(token: &str) -> String {
 /// A new random token with a readable prefix.
 pub fn new_token(prefix: &str) -> String {
     format!("{prefix}{}", B64.encode(rand::random::<[u8; 32]>()))
+}
+
+/// The session a refresh token belongs to (`rt_<session>.<secret>`).
+fn session_of_refresh(token: &str) -> Option<&str> {
+    token
+        .strip_prefix("rt_")?
+        .split_once('.')
+        .map(|(sid, _)| sid)
+        .filter(|sid| !sid.is_empty())
 }
 
 /// Checks a user name: 1–64 letters, digits, `_ . @ -`.
@@ -171,6 +412,16 @@ fn unauthenticated(message: impl Into<String>) -> ServiceError {
     ServiceError::new(ServiceErrorKind::Unauthenticated, message)
 }
 
+/// A password change: the new password and, unless a SysAdmin resets someone else's, the
+/// current one.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordChange<'a> {
+    /// The new password.
+    pub new: &'a str,
+    /// The current password, as the user typed it.
+    pub current: Option<&'a str>,
+}
+
 impl HubService {
     async fn signing_key(&self) -> Result<&[u8]> {
         let key = self
@@ -188,6 +439,15 @@ impl HubService {
         Ok(key.as_slice())
     }
 
+    /// Hashes a password on the bounded blocking pool.
+    async fn hash_on_pool(&self, password: &str) -> Result<String> {
+        let password = password.to_owned();
+        self.inner
+            .limiter
+            .hash(move || hash_password(&password))
+            .await?
+    }
+
     /// Creates user `admin` (SysAdmin) when the repository has no user: with `password` when
     /// given, else a random one, which is returned so it can be shown once.
     pub async fn ensure_admin(&self, password: Option<&str>) -> Result<Option<String>> {
@@ -202,7 +462,7 @@ impl HubService {
         let record = UserRecord {
             name: "admin".into(),
             level: AccessLevel::SysAdmin,
-            password_hash: hash_password(&password)?,
+            password_hash: self.hash_on_pool(&password).await?,
             created: Utc::now(),
             creator: "sluice".into(),
         };
@@ -221,7 +481,7 @@ impl HubService {
         let record = UserRecord {
             name: name.to_owned(),
             level,
-            password_hash: hash_password(password)?,
+            password_hash: self.hash_on_pool(password).await?,
             created: Utc::now(),
             creator: self.user().to_owned(),
         };
@@ -233,17 +493,23 @@ impl HubService {
         Ok(self.repo().users().await?)
     }
 
-    /// Changes a user's level and/or password; a new password ends the user's refresh tokens.
+    /// Changes a user's level and/or password. A password change needs the current password
+    /// unless `reset` (a SysAdmin setting someone else's, or the operator's CLI); it ends every
+    /// session of the user, and so does a level change.
     pub async fn update_user(
         &self,
         name: &str,
         level: Option<AccessLevel>,
-        password: Option<&str>,
+        password: Option<PasswordChange<'_>>,
+        reset: bool,
     ) -> Result<()> {
         let hash = match password {
-            Some(p) => {
-                check_password(p)?;
-                Some(hash_password(p)?)
+            Some(change) => {
+                check_password(change.new)?;
+                if !reset {
+                    self.check_current_password(name, change.current).await?;
+                }
+                Some(self.hash_on_pool(change.new).await?)
             }
             None => None,
         };
@@ -251,7 +517,39 @@ impl HubService {
             .update_user(name, level, hash.as_deref())
             .await?;
         if hash.is_some() || level.is_some() {
-            for t in self.repo().tokens("refresh", Some(name)).await? {
+            self.end_sessions(name).await?;
+        }
+        Ok(())
+    }
+
+    async fn check_current_password(&self, name: &str, current: Option<&str>) -> Result<()> {
+        let Some(current) = current.filter(|c| !c.is_empty()) else {
+            return Err(forbidden(
+                "changing your password needs your current password (current_password)",
+            ));
+        };
+        let record = self
+            .repo()
+            .user(name)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(format!("user {name} does not exist")))?;
+        let (hash, given) = (record.password_hash, current.to_owned());
+        if self
+            .inner
+            .limiter
+            .hash(move || verify_password(&hash, &given))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(forbidden("the current password is wrong"))
+        }
+    }
+
+    /// Ends every session and refresh token of `name`: their access tokens stop working at once.
+    async fn end_sessions(&self, name: &str) -> Result<()> {
+        for kind in [SESSION, "refresh"] {
+            for t in self.repo().tokens(kind, Some(name)).await? {
                 self.repo().delete_token(&t.hash).await?;
             }
         }
@@ -263,28 +561,52 @@ impl HubService {
         Ok(self.repo().delete_user(name).await?)
     }
 
-    async fn issue(&self, user: &UserRecord, want_refresh: bool) -> Result<Tokens> {
-        let now = Utc::now().timestamp();
+    /// Issues tokens for `user` in session `sid` (a new session when `None`).
+    async fn issue(
+        &self,
+        user: &UserRecord,
+        sid: Option<String>,
+        want_refresh: bool,
+    ) -> Result<Tokens> {
+        let now = Utc::now();
+        let sid = sid.unwrap_or_else(|| new_token(""));
+        // The session lives as long as the longest token that names it.
+        let lifetime = if want_refresh {
+            REFRESH_TTL
+        } else {
+            ACCESS_TTL
+        };
+        let session_hash = token_hash(&sid);
+        let _ = self.repo().delete_token(&session_hash).await;
+        self.repo()
+            .put_token(&TokenRecord {
+                hash: session_hash,
+                user: user.name.clone(),
+                kind: SESSION.into(),
+                created: now,
+                expires: now + chrono::Duration::from_std(lifetime).unwrap_or_default(),
+            })
+            .await?;
         let claims = Claims {
             sub: user.name.clone(),
             lvl: user.level.as_str().to_owned(),
-            iat: now,
-            exp: now + ACCESS_TTL.as_secs() as i64,
+            iat: now.timestamp(),
+            exp: now.timestamp() + ACCESS_TTL.as_secs() as i64,
             jti: uuid::Uuid::new_v4().to_string(),
+            sid: Some(sid.clone()),
         };
         let key = EncodingKey::from_secret(self.signing_key().await?);
         let access_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
             .map_err(|e| ServiceError::invalid(format!("cannot sign a token: {e}")))?;
         let refresh_token = if want_refresh {
-            let token = new_token("rt_");
-            let created = Utc::now();
+            let token = format!("rt_{sid}.{}", B64.encode(rand::random::<[u8; 32]>()));
             self.repo()
                 .put_token(&TokenRecord {
                     hash: token_hash(&token),
                     user: user.name.clone(),
                     kind: "refresh".into(),
-                    created,
-                    expires: created + chrono::Duration::from_std(REFRESH_TTL).unwrap_or_default(),
+                    created: now,
+                    expires: now + chrono::Duration::from_std(REFRESH_TTL).unwrap_or_default(),
                 })
                 .await?;
             Some(token)
@@ -299,31 +621,37 @@ impl HubService {
         })
     }
 
-    /// Logs in with a password.
-    pub async fn login(&self, user: &str, password: &str, want_refresh: bool) -> Result<Tokens> {
-        self.inner.limiter.check(user)?;
+    /// Logs in with a password, from client address `from` when known. The attempt is counted
+    /// before the password is checked (see the module documentation).
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        want_refresh: bool,
+        from: Option<IpAddr>,
+    ) -> Result<Tokens> {
+        let limiter = &self.inner.limiter;
+        limiter.admit(user, from)?;
         let record = self.repo().user(user).await?;
-        let ok = match &record {
-            Some(r) => verify_password(&r.password_hash, password),
-            None => {
-                // Spend the same time as for a real user.
-                let _ = hash_password(password);
-                false
-            }
-        };
+        let hash = record
+            .as_ref()
+            .map_or_else(|| DECOY_HASH.clone(), |r| r.password_hash.clone());
+        let given = password.to_owned();
+        let ok = limiter.hash(move || verify_password(&hash, &given)).await? && record.is_some();
         match record {
             Some(r) if ok && r.level != AccessLevel::None => {
-                self.inner.limiter.succeeded(user);
-                self.issue(&r, want_refresh).await
+                limiter.succeeded(user, from);
+                self.issue(&r, None, want_refresh).await
             }
             _ => {
-                self.inner.limiter.failed(user);
+                limiter.failed(user, from);
                 Err(forbidden("invalid user name or password"))
             }
         }
     }
 
-    /// Trades a refresh token for new tokens; the old refresh token stops working.
+    /// Trades a refresh token for new tokens in the same session; the old refresh token stops
+    /// working.
     pub async fn refresh_login(&self, refresh_token: &str, want_refresh: bool) -> Result<Tokens> {
         let stored = self
             .repo()
@@ -335,38 +663,136 @@ impl HubService {
             .repo()
             .user(&stored.user)
             .await?
+            .filter(|u| u.level != AccessLevel::None)
             .ok_or_else(|| forbidden("the refresh token's user no longer exists"))?;
-        self.issue(&user, want_refresh).await
+        let sid = match session_of_refresh(refresh_token) {
+            Some(sid) => {
+                let open = self
+                    .repo()
+                    .token(&token_hash(sid))
+                    .await?
+                    .is_some_and(|t| t.kind == SESSION && t.user == user.name);
+                if !open {
+                    return Err(forbidden("the session has ended; log in again"));
+                }
+                Some(sid.to_owned())
+            }
+            None => None,
+        };
+        self.issue(&user, sid, want_refresh).await
     }
 
-    /// Ends a refresh token; never fails for an unknown token.
+    /// Ends a refresh token and its session (logout); never fails for an unknown token.
     pub async fn revoke(&self, refresh_token: &str) -> Result<()> {
-        Ok(self.repo().delete_token(&token_hash(refresh_token)).await?)
+        if let Some(stored) = self.repo().take_token(&token_hash(refresh_token)).await?
+            && stored.kind == "refresh"
+            && let Some(sid) = session_of_refresh(refresh_token)
+        {
+            self.end_session(sid, &stored.user).await?;
+        }
+        Ok(())
     }
 
-    /// Checks an access token.
-    pub async fn authenticate(&self, access_token: &str) -> Result<Identity> {
+    /// Ends the session of an access token (logout of a client without a refresh token); never
+    /// fails for an invalid token.
+    pub async fn revoke_access(&self, access_token: &str) -> Result<()> {
+        if let Ok(claims) = self.decode(access_token).await
+            && let Some(sid) = &claims.sid
+        {
+            self.end_session(sid, &claims.sub).await?;
+        }
+        Ok(())
+    }
+
+    async fn end_session(&self, sid: &str, user: &str) -> Result<()> {
+        let hash = token_hash(sid);
+        if self
+            .repo()
+            .token(&hash)
+            .await?
+            .is_some_and(|t| t.kind == SESSION && t.user == user)
+        {
+            self.repo().delete_token(&hash).await?;
+        }
+        Ok(())
+    }
+
+    async fn decode(&self, access_token: &str) -> Result<Claims> {
         let key = DecodingKey::from_secret(self.signing_key().await?);
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        let data =
-            jsonwebtoken::decode::<Claims>(access_token, &key, &validation).map_err(|e| match e
-                .kind()
-            {
+        jsonwebtoken::decode::<Claims>(access_token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
                     unauthenticated("the access token has expired; log in again or refresh it")
                 }
                 _ => unauthenticated("the access token is invalid"),
+            })
+    }
+
+    /// Checks an access token against the user's current state: the user exists and may log
+    /// in, the token's session is open; the level is the user's level now. Remembered for at most
+    /// [`REVALIDATE`].
+    pub async fn authenticate(&self, access_token: &str) -> Result<Identity> {
+        let claims = self.decode(access_token).await?;
+        if let Some(identity) = self.inner.auth_cache.get(&claims.jti) {
+            return Ok(identity);
+        }
+        let user = self
+            .repo()
+            .user(&claims.sub)
+            .await?
+            .filter(|u| u.level != AccessLevel::None)
+            .ok_or_else(|| {
+                unauthenticated("the access token's user no longer exists or may not log in")
             })?;
-        let level = data
-            .claims
-            .lvl
-            .parse()
-            .map_err(|_| unauthenticated("the access token is invalid"))?;
-        Ok(Identity {
-            user: data.claims.sub,
-            level,
-        })
+        let sid = claims
+            .sid
+            .as_deref()
+            .ok_or_else(|| unauthenticated("the access token is invalid; log in again"))?;
+        let open =
+            self.repo().token(&token_hash(sid)).await?.is_some_and(|t| {
+                t.kind == SESSION && t.user == user.name && t.expires > Utc::now()
+            });
+        if !open {
+            return Err(unauthenticated(
+                "the session has ended (logged out, password changed or expired); log in again",
+            ));
+        }
+        let identity = Identity {
+            user: user.name,
+            level: user.level,
+            expires: claims.exp,
+        };
+        self.inner.auth_cache.put(claims.jti, identity.clone());
+        Ok(identity)
+    }
+
+    /// Waits until `access_token` stops being valid (expired, revoked, its user deleted or
+    /// demoted below `level`), checking every [`REVALIDATE`]; returns why. For live streams, which
+    /// must end with their token.
+    pub async fn token_ended(&self, access_token: &str, level: AccessLevel) -> String {
+        loop {
+            match self.authenticate(access_token).await {
+                Ok(identity) if !identity.level.allows(level) => {
+                    return format!("user {} no longer has {level} access", identity.user);
+                }
+                Ok(identity) => {
+                    let left = identity.expires - Utc::now().timestamp();
+                    if left <= 0 {
+                        return "the access token has expired".into();
+                    }
+                    let wait = REVALIDATE.min(Duration::from_secs(left as u64));
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) if e.kind() == ServiceErrorKind::Repository => {
+                    // A repository hiccup is not a revocation: look again shortly.
+                    tokio::time::sleep(REVALIDATE).await;
+                }
+                Err(e) => return e.to_string(),
+            }
+        }
     }
 }
 
@@ -381,20 +807,80 @@ mod tests {
         assert!(verify_password(&hash, "correct horse"));
         assert!(!verify_password(&hash, "wrong horse"));
         assert!(!verify_password("garbage", "correct horse"));
+        assert!(!verify_password(&DECOY_HASH, "correct horse"));
+    }
+
+    fn quiet() -> LoginLimits {
+        LoginLimits {
+            global: LoginRate {
+                burst: 1000.0,
+                per_second: 1000.0,
+            },
+            per_address: LoginRate {
+                burst: 1000.0,
+                per_second: 1000.0,
+            },
+            hash_workers: 1,
+        }
     }
 
     #[test]
-    fn limiter_blocks_after_repeated_failures() {
-        let limiter = LoginLimiter::default();
-        for _ in 0..MAX_FAILURES {
-            limiter.check("bob").unwrap();
-            limiter.failed("bob");
+    fn failures_back_off_per_user_and_address_without_locking_others_out() {
+        let limiter = LoginLimiter::new(quiet());
+        let attacker = Some(IpAddr::from([10, 0, 0, 66]));
+        let owner = Some(IpAddr::from([10, 0, 0, 1]));
+        for _ in 0..FREE_FAILURES {
+            limiter.admit("admin", attacker).unwrap();
+            limiter.failed("admin", attacker);
         }
         assert_eq!(
-            limiter.check("bob").unwrap_err().kind(),
+            limiter.admit("admin", attacker).unwrap_err().kind(),
             ServiceErrorKind::RateLimited
         );
-        limiter.check("alice").unwrap();
+        // The real admin, elsewhere, is not locked out.
+        limiter.admit("admin", owner).unwrap();
+        limiter.admit("alice", attacker).unwrap();
+    }
+
+    #[test]
+    fn attempts_count_before_they_are_checked() {
+        let limiter = LoginLimiter::new(LoginLimits {
+            per_address: LoginRate {
+                burst: 3.0,
+                per_second: 0.001,
+            },
+            ..quiet()
+        });
+        let from = Some(IpAddr::from([10, 0, 0, 7]));
+        // Random names, no failure recorded yet: the address budget still runs out.
+        for i in 0..3 {
+            limiter.admit(&format!("u{i}"), from).unwrap();
+        }
+        assert_eq!(
+            limiter.admit("u9", from).unwrap_err().kind(),
+            ServiceErrorKind::RateLimited
+        );
+        limiter
+            .admit("u9", Some(IpAddr::from([10, 0, 0, 8])))
+            .unwrap();
+        let global = LoginLimiter::new(LoginLimits {
+            global: LoginRate {
+                burst: 2.0,
+                per_second: 0.001,
+            },
+            ..quiet()
+        });
+        global.admit("a", None).unwrap();
+        global.admit("b", Some(IpAddr::from([1, 1, 1, 1]))).unwrap();
+        assert!(global.admit("c", Some(IpAddr::from([2, 2, 2, 2]))).is_err());
+    }
+
+    #[test]
+    fn refresh_tokens_name_their_session() {
+        assert_eq!(session_of_refresh("rt_abc.def"), Some("abc"));
+        assert_eq!(session_of_refresh("rt_abcdef"), None);
+        assert_eq!(session_of_refresh("rt_.def"), None);
+        assert_eq!(session_of_refresh("xx_abc.def"), None);
     }
 
     #[test]

@@ -1471,6 +1471,8 @@ impl HubService {
         Ok(Identity {
             user: format!("apikey:{}", record.key),
             level: record.level,
+            // An API key is checked on every request and has no expiry of its own.
+            expires: i64::MAX,
         })
     }
 }

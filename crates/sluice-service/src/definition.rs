@@ -460,7 +460,12 @@ impl Compiler<'_> {
                 continue;
             }
             for var in sluice_model::definition::env_refs(&text).unwrap_or_default() {
-                if !self.cx.env.contains_key(&var) {
+                if var.starts_with("SLUICE_") {
+                    self.error(
+                        &prop_path,
+                        format!("${{{var}}} may not be referenced: SLUICE_* variables belong to sluice itself"),
+                    );
+                } else if !self.cx.env.contains_key(&var) {
                     self.warning(
                         &prop_path,
                         format!("environment variable {var} is not set here"),

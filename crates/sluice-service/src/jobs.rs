@@ -19,7 +19,8 @@ use sluice_engine::{
     ProgressSink, RefreshOptions, RefreshState, RefreshTablePlan, RowDiff, TableSpec, plan_compare,
     plan_refresh, run_compare, run_refresh_gated,
 };
-use sluice_model::definition::{Channel, Location, PropValue, physical_table};
+use sluice_model::condition::SqlDialect;
+use sluice_model::definition::{Channel, Location, LocationClass, PropValue, physical_table};
 use sluice_model::event::table_state;
 use sluice_model::{
     BatchLimits, ChannelName, ColumnName, Condition, EventId, EventState, EventType, HubName,
@@ -440,34 +441,34 @@ fn default_schema(location: &Location) -> Option<SchemaName> {
         .and_then(|v| SchemaName::new(v.to_text()).ok())
 }
 
-/// `(a) AND (b)` of the conditions of `param` on `loc` for `table`.
+/// `(a) AND (b)` of the conditions of `param` on `loc` for `table`, each checked as one safe
+/// expression in the dialect of `loc`'s class.
 fn conditions(
     channel: &Channel,
-    loc: &LocationName,
+    loc: &Location,
     table: &TableName,
     params: &[&str],
 ) -> Result<Option<Condition>> {
     let mut parts = Vec::new();
-    for action in channel.actions_for("Restrict", loc, table) {
+    for action in channel.actions_for("Restrict", &loc.name, table) {
         if let Some(value) = params.iter().find_map(|p| action.param(p)) {
             parts.push(value.to_text());
         }
     }
-    match parts.len() {
-        0 => Ok(None),
-        1 => Ok(Some(
-            Condition::new(parts.remove(0)).map_err(|e| ServiceError::invalid(e.to_string()))?,
-        )),
-        _ => {
-            let joined = parts
-                .iter()
-                .map(|p| format!("({p})"))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            Ok(Some(
-                Condition::new(joined).map_err(|e| ServiceError::invalid(e.to_string()))?,
-            ))
-        }
+    Condition::all(&parts, sql_dialect(loc.class)).map_err(|e| {
+        ServiceError::invalid(format!(
+            "table {table}: Restrict on location {}: {e}",
+            loc.name
+        ))
+    })
+}
+
+/// The SQL dialect of a location class.
+pub(crate) fn sql_dialect(class: LocationClass) -> SqlDialect {
+    match class {
+        LocationClass::Postgresql => SqlDialect::Postgresql,
+        LocationClass::Mariadb => SqlDialect::Mariadb,
+        LocationClass::Sqlite => SqlDialect::Sqlite,
     }
 }
 
@@ -552,8 +553,8 @@ impl HubService {
             } else {
                 &["RefreshCondition"]
             };
-            spec.source_filter = conditions(&channel, s, &table.name, params)?;
-            spec.target_filter = conditions(&channel, t, &table.name, params)?;
+            spec.source_filter = conditions(&channel, &source, &table.name, params)?;
+            spec.target_filter = conditions(&channel, &target, &table.name, params)?;
             selected.push(spec);
         }
         if selected.is_empty() {

@@ -11,7 +11,9 @@ pub mod auth;
 pub mod connectors;
 pub mod definition;
 mod jobs;
+pub mod policy;
 pub mod publish;
+mod redaction;
 pub mod registry;
 pub mod secrets;
 mod status;
@@ -172,8 +174,12 @@ struct Inner {
     /// The token signing key, read from (or first stored in) the repository.
     jwt_key: tokio::sync::OnceCell<Vec<u8>>,
     limiter: auth::LoginLimiter,
+    /// Token checks remembered for a second.
+    auth_cache: auth::AuthCache,
     /// The event hub, in a hub server.
     events: Option<sluice_events::EventHub>,
+    /// What location definitions may reach (variables, files).
+    policy: std::sync::RwLock<Arc<policy::LocationPolicy>>,
     /// Redacted definition documents by hub, with the (creation time, version) they show.
     #[allow(clippy::type_complexity)]
     doc_cache: std::sync::Mutex<
@@ -271,6 +277,8 @@ impl HubService {
                 running: std::sync::Mutex::new(std::collections::HashMap::new()),
                 jwt_key: tokio::sync::OnceCell::new(),
                 limiter: auth::LoginLimiter::default(),
+                auth_cache: auth::AuthCache::default(),
+                policy: std::sync::RwLock::new(Arc::new(policy::LocationPolicy::default())),
                 doc_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
             user: Arc::from(user.into()),
@@ -283,6 +291,21 @@ impl HubService {
             inner: self.inner.clone(),
             user: Arc::from(user),
         }
+    }
+
+    /// Sets what location definitions may reach (the hub server sets its stricter policy once, at
+    /// start-up; the default is the operator's own: any variable but `SLUICE_*`, any file).
+    pub fn set_location_policy(&self, policy: policy::LocationPolicy) {
+        *self.inner.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+    }
+
+    /// What location definitions may reach.
+    pub fn location_policy(&self) -> Arc<policy::LocationPolicy> {
+        self.inner
+            .policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The event hub, when this service runs in a hub server.
@@ -320,13 +343,23 @@ impl HubService {
         &self,
         location: &Location,
     ) -> std::result::Result<Arc<dyn sluice_connector::Connector>, ConnectorError> {
-        registry::connect(location, &self.inner.env, self.inner.secrets.as_ref())
+        registry::connect(
+            location,
+            &self.inner.env,
+            self.inner.secrets.as_ref(),
+            &self.location_policy(),
+        )
     }
 
     /// A service over the SQLite repository in `home` (`home/hub.db`), with the process environment.
     pub fn open_local(home: &Path, user: impl Into<String>) -> Result<Self> {
         let repo = SqliteRepository::open(home.join("hub.db"))?;
-        Ok(Self::new(Arc::new(repo), registry::process_env(), user))
+        let service = Self::new(Arc::new(repo), registry::process_env(), user);
+        service.set_location_policy(policy::LocationPolicy::local(vec![
+            home.join("hub.db"),
+            home.join("secret.key"),
+        ]));
+        Ok(service)
     }
 
     pub(crate) fn repo(&self) -> &dyn Repository {

@@ -54,8 +54,17 @@ impl SecretKey {
         {
             return Ok(Self::from_text(&text));
         }
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok(Self::from_text(text.trim())),
+        Self::load_file(path)
+    }
+
+    /// The key file `path`, created when missing: exclusively (`O_CREAT|O_EXCL`, mode 0600 from
+    /// the start), so it never follows a link planted in its place nor overwrites a file another
+    /// process created meanwhile (that process's key is read instead).
+    pub fn load_file(path: &Path) -> Result<Self, SecretError> {
+        let read =
+            |path: &Path| std::fs::read_to_string(path).map(|text| Self::from_text(text.trim()));
+        match read(path) {
+            Ok(key) => Ok(key),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let text = B64.encode(rand::random::<[u8; 32]>());
                 if let Some(dir) = path.parent() {
@@ -63,8 +72,22 @@ impl SecretKey {
                         SecretError(format!("cannot create {}: {e}", dir.display()))
                     })?;
                 }
-                write_private(path, text.as_bytes())?;
-                Ok(Self::from_text(&text))
+                match create_private(path, text.as_bytes()) {
+                    Ok(()) => Ok(Self::from_text(&text)),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        // Another process made it first, or something sits at the path.
+                        read(path).map_err(|e| {
+                            SecretError(format!(
+                                "the secret key file {} exists but cannot be read: {e}",
+                                path.display()
+                            ))
+                        })
+                    }
+                    Err(e) => Err(SecretError(format!(
+                        "cannot create the secret key file {}: {e}",
+                        path.display()
+                    ))),
+                }
             }
             Err(e) => Err(SecretError(format!(
                 "cannot read the secret key file {}: {e}",
@@ -107,6 +130,21 @@ impl SecretKey {
     }
 }
 
+/// Creates a new file only its owner can read, failing when anything (a file, a link) is at
+/// `path` already.
+fn create_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 /// Writes a file only its owner can read.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SecretError> {
     use std::io::Write as _;
@@ -143,6 +181,18 @@ mod tests {
         assert_ne!(key.seal("x"), key.seal("x"), "a fresh nonce each time");
         assert!(SecretKey::from_text("k2").open(&sealed).is_err());
         assert!(key.open("enc:v1:!!").is_err());
+    }
+
+    #[test]
+    fn key_file_creation_never_follows_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.key");
+        let victim = dir.path().join("elsewhere").join("stolen.key");
+        std::fs::create_dir_all(victim.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        // A dangling link where the key file belongs: refused, and nothing is written through it.
+        assert!(SecretKey::load_file(&path).is_err());
+        assert!(!victim.exists(), "the key was written through the link");
     }
 
     #[test]

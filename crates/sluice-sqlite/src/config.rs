@@ -12,11 +12,13 @@ pub const PROPERTIES: &[PropertySpec] = &[
         name: "Database_Name",
         required: true,
         description: "path of the database file (or a file: URI); created on first write when it does not exist",
+        endpoint: true,
     },
     PropertySpec {
         name: "Database_Busy_Timeout",
         required: false,
         description: "milliseconds to wait for a lock held by another connection (default 5000)",
+        endpoint: false,
     },
 ];
 

@@ -153,7 +153,7 @@ impl Introspector for SqliteConnector {
 
 #[async_trait]
 impl SnapshotReader for SqliteConnector {
-    fn plan_read(&self, request: &ReadRequest) -> Vec<PlannedStatement> {
+    fn plan_read(&self, request: &ReadRequest) -> Result<Vec<PlannedStatement>> {
         snapshot::plan(request)
     }
 

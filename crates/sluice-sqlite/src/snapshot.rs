@@ -11,7 +11,9 @@ use crate::config::SqliteConfig;
 use crate::connect::open_read;
 use crate::error::sqlite_error;
 use crate::introspect::table_schema;
-use crate::types::{Storage, decode, decode_untyped, encode, quote_ident, quote_table, storage_of};
+use crate::types::{
+    Storage, decode, decode_untyped, encode, filter_sql, quote_ident, quote_table, storage_of,
+};
 
 /// Reads one stored value as a data type.
 type Decoder = for<'a> fn(rusqlite::types::ValueRef<'a>, DataType) -> Result<Value, String>;
@@ -20,7 +22,7 @@ type Decoder = for<'a> fn(rusqlite::types::ValueRef<'a>, DataType) -> Result<Val
 const CHANNEL_BATCHES: usize = 2;
 
 /// The `SELECT` a read runs.
-pub(crate) fn select_sql(request: &ReadRequest) -> String {
+pub(crate) fn select_sql(request: &ReadRequest) -> Result<String> {
     let columns: Vec<String> = request
         .columns
         .iter()
@@ -33,7 +35,7 @@ pub(crate) fn select_sql(request: &ReadRequest) -> String {
     );
     let mut conditions = Vec::new();
     if let Some(filter) = &request.filter {
-        conditions.push(format!("({filter})"));
+        conditions.push(format!("({})", filter_sql(filter)?));
     }
     if let Some(bound) = &request.lower_bound {
         let op = if bound.inclusive { ">=" } else { ">" };
@@ -53,7 +55,7 @@ pub(crate) fn select_sql(request: &ReadRequest) -> String {
             .collect();
         sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
     }
-    sql
+    Ok(sql)
 }
 
 /// How a key column sorts in the order the engine merges in.
@@ -81,12 +83,12 @@ fn order_term(column: &ColumnDef) -> String {
 }
 
 /// The statements of a read, in order.
-pub(crate) fn plan(request: &ReadRequest) -> Vec<PlannedStatement> {
-    vec![
+pub(crate) fn plan(request: &ReadRequest) -> Result<Vec<PlannedStatement>> {
+    Ok(vec![
         PlannedStatement::once("BEGIN"),
-        PlannedStatement::once(select_sql(request)),
+        PlannedStatement::once(select_sql(request)?),
         PlannedStatement::once("COMMIT"),
-    ]
+    ])
 }
 
 /// Checks that the table and every requested column exist.
@@ -151,7 +153,7 @@ fn read_on_thread(
     conn.execute_batch("BEGIN")
         .map_err(|e| sqlite_error(e, "begin the read transaction"))?;
     check_source(&conn, table, &request.columns)?;
-    let sql = select_sql(request);
+    let sql = select_sql(request)?;
     let mut stmt = conn
         .prepare(&sql)
         .map_err(|e| sqlite_error(e, format_args!("prepare the read of {table}")))?;
@@ -240,7 +242,7 @@ pub(crate) fn count_rows(
     check_source(&conn, table, &[])?;
     let mut sql = format!("SELECT count(*) FROM {}", quote_table(table));
     if let Some(filter) = filter {
-        sql.push_str(&format!(" WHERE ({filter})"));
+        sql.push_str(&format!(" WHERE ({})", filter_sql(filter)?));
     }
     conn.query_row(&sql, [], |row| row.get::<_, i64>(0))
         .map(|n| n as u64)
@@ -279,7 +281,7 @@ pub(crate) fn max_value(
         quote_table(table)
     );
     if let Some(filter) = filter {
-        sql.push_str(&format!(" WHERE ({filter})"));
+        sql.push_str(&format!(" WHERE ({})", filter_sql(filter)?));
     }
     let mut stmt = conn
         .prepare(&sql)

@@ -16,9 +16,19 @@
 //! * dates and times are ISO-8601 text (`2024-02-29 12:34:56.123456`, `+00:00` for instants), which
 //!   sorts chronologically and is what SQLite's date functions read.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
-use sluice_model::{DataType, Decimal, TableRef, Value};
+use sluice_connector::ConnectorError;
+use sluice_model::condition::SqlDialect;
+use sluice_model::{Condition, DataType, Decimal, TableRef, Value};
+
+/// A row filter as SQLite reads it: the condition parsed in SQLite's dialect and rendered back;
+/// refused when it is not one safe expression there.
+pub(crate) fn filter_sql(filter: &Condition) -> Result<Cow<'_, str>, ConnectorError> {
+    Ok(filter.sql(SqlDialect::Sqlite)?)
+}
 
 /// Quotes an identifier: `"name"`, with embedded quotes doubled.
 pub fn quote_ident(name: &str) -> String {

@@ -26,8 +26,8 @@ use crate::connect::{open_read, open_write};
 use crate::error::sqlite_error;
 use crate::introspect::{create_sql, dependent_sql, table_schema};
 use crate::types::{
-    Storage, declared_type, encode, quote_ident, quote_literal, quote_schema, quote_table,
-    storage_of,
+    Storage, declared_type, encode, filter_sql, quote_ident, quote_literal, quote_schema,
+    quote_table, storage_of,
 };
 
 /// Suffix of the staging table's name.
@@ -216,7 +216,10 @@ pub(crate) fn build_script(
                 setup.push(create_target());
             } else if request.strategy == WriteStrategy::TruncateLoad {
                 match &request.filter {
-                    Some(filter) => setup.push(format!("DELETE FROM {target} WHERE ({filter})")),
+                    Some(filter) => setup.push(format!(
+                        "DELETE FROM {target} WHERE ({})",
+                        filter_sql(filter)?
+                    )),
                     None => setup.push(format!("DELETE FROM {target}")),
                 }
             }
@@ -253,7 +256,8 @@ pub(crate) fn build_script(
                     setup.push(staged);
                     if let Some(filter) = &request.filter {
                         setup.push(format!(
-                            "INSERT INTO {stage} SELECT * FROM {target} WHERE ({filter}) IS NOT TRUE"
+                            "INSERT INTO {stage} SELECT * FROM {target} WHERE ({}) IS NOT TRUE",
+                            filter_sql(filter)?
                         ));
                     }
                     if sql.to_ascii_uppercase().contains("AUTOINCREMENT") {
@@ -347,6 +351,15 @@ fn join_error(
     }
 }
 
+/// Runs one statement (a prepared statement: SQLite refuses text holding a second one), stepping
+/// through any rows it answers.
+fn run_one(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.raw_query();
+    while rows.next()?.is_some() {}
+    Ok(())
+}
+
 fn write_on_thread(
     config: &SqliteConfig,
     request: &WriteRequest,
@@ -364,7 +377,7 @@ fn write_on_thread(
         })?;
         let script = build_script(Some(&conn), request)?;
         for sql in &script.setup {
-            conn.execute_batch(sql)
+            run_one(&conn, sql)
                 .map_err(|e| sqlite_error(e, format_args!("prepare target table {table}")))?;
         }
         Ok((conn, script))
@@ -456,7 +469,7 @@ fn write_on_thread(
     match outcome {
         Ok(true) => {
             for sql in &script.finish {
-                if let Err(e) = conn.execute_batch(sql) {
+                if let Err(e) = run_one(&conn, sql) {
                     let _ = conn.execute_batch("ROLLBACK");
                     return Err(sqlite_error(
                         e,

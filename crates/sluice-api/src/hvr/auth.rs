@@ -9,8 +9,9 @@ use serde_json::{Map, Value as Json};
 use sluice_model::AccessLevel;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Caller, JsonBody};
+use crate::extract::{Caller, ClientAddr, JsonBody};
 use crate::{API_VERSIONS, AppState};
+use sluice_service::auth::PasswordChange;
 
 /// Login body. Unknown keys are ignored: clients in the wild send extra ones.
 #[derive(Deserialize)]
@@ -35,13 +36,14 @@ fn wants_refresh(refresh: Option<&str>) -> ApiResult<bool> {
 
 pub(crate) async fn password(
     State(state): State<AppState>,
+    ClientAddr(from): ClientAddr,
     JsonBody(body): JsonBody<PasswordBody>,
 ) -> ApiResult<Response> {
     let (Some(user), Some(password)) = (body.username, body.password) else {
         return Err(ApiError::forbidden("username and password are required"));
     };
     let refresh = wants_refresh(body.refresh.as_deref())?;
-    match state.service.login(&user, &password, refresh).await {
+    match state.service.login(&user, &password, refresh, from).await {
         Ok(tokens) => Ok(Out(tokens).into_response()),
         Err(e) => {
             state.metrics.login_failed();
@@ -69,12 +71,20 @@ pub(crate) async fn refresh(
     Ok(Out(tokens).into_response())
 }
 
+/// Ends the refresh token's session; with an `Authorization: Bearer` header, that access token's
+/// session too (a logout for clients that hold no refresh token). Never an error, as HVR.
 pub(crate) async fn revoke(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<RefreshBody>,
 ) -> StatusCode {
     if let Some(token) = body.refresh_token
         && let Err(e) = state.service.revoke(&token).await
+    {
+        tracing::warn!(error = %e, "revoke failed");
+    }
+    if let Some(access) = crate::extract::bearer_header(&headers)
+        && let Err(e) = state.service.revoke_access(access).await
     {
         tracing::warn!(error = %e, "revoke failed");
     }
@@ -140,6 +150,22 @@ pub(crate) async fn create_user(
 pub(crate) struct UserChange {
     level: Option<AccessLevel>,
     password: Option<String>,
+    current_password: Option<String>,
+}
+
+/// Whether the caller changes their own password (which needs the current one) rather than a
+/// SysAdmin resetting someone else's.
+fn password_change<'a>(
+    caller: &Caller,
+    name: &str,
+    new: Option<&'a str>,
+    current: Option<&'a str>,
+) -> ApiResult<(Option<PasswordChange<'a>>, bool)> {
+    let own = caller.identity.user == name;
+    if !own {
+        caller.require(AccessLevel::SysAdmin)?;
+    }
+    Ok((new.map(|new| PasswordChange { new, current }), !own))
 }
 
 pub(crate) async fn update_user(
@@ -147,13 +173,45 @@ pub(crate) async fn update_user(
     Path(name): Path<String>,
     JsonBody(body): JsonBody<UserChange>,
 ) -> ApiResult<StatusCode> {
-    // Users may change their own password; everything else needs SysAdmin.
-    if caller.identity.user != name || body.level.is_some() {
+    // Users may change their own password (giving the current one); everything else needs
+    // SysAdmin.
+    if body.level.is_some() {
         caller.require(AccessLevel::SysAdmin)?;
     }
+    let (change, reset) = password_change(
+        &caller,
+        &name,
+        body.password.as_deref(),
+        body.current_password.as_deref(),
+    )?;
     caller
         .service
-        .update_user(&name, body.level, body.password.as_deref())
+        .update_user(&name, body.level, change, reset)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /users/{user}/password` (HVR's shape).
+#[derive(Deserialize)]
+pub(crate) struct PasswordReset {
+    new_password: String,
+    current_password: Option<String>,
+}
+
+pub(crate) async fn set_password(
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<PasswordReset>,
+) -> ApiResult<StatusCode> {
+    let (change, reset) = password_change(
+        &caller,
+        &name,
+        Some(body.new_password.as_str()),
+        body.current_password.as_deref(),
+    )?;
+    caller
+        .service
+        .update_user(&name, None, change, reset)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -36,6 +36,10 @@ pub(crate) fn routes() -> Router<AppState> {
                 .patch(auth::update_user)
                 .delete(auth::delete_user),
         )
+        .route(
+            "/api/latest/users/{user}/password",
+            axum::routing::put(auth::set_password),
+        )
         .route("/api/latest/hubs", get(hubs::list).post(hubs::create))
         .route(H, get(hubs::get_one).delete(hubs::delete_one))
         .route(&format!("{H}/freeze"), post(hubs::freeze))

@@ -23,6 +23,11 @@ use super::hub_name;
 use crate::error::{ApiError, ApiResult, codes};
 use crate::extract::{Caller, Flag, JsonBody, QueryList};
 
+/// Events `GET …/events` answers when the request gives no `max_events`.
+pub(crate) const DEFAULT_MAX_EVENTS: usize = 1000;
+/// The most `max_events` may ask for.
+pub(crate) const MAX_EVENTS: usize = 100_000;
+
 fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
@@ -587,13 +592,20 @@ pub(crate) async fn events(
                 .map_err(|e| ApiError::invalid(format!("result_pattern: {e}")))
         })
         .collect::<ApiResult<_>>()?;
-    let max_events = q
-        .one("max_events")
-        .map(|m| {
-            m.parse::<usize>()
-                .map_err(|_| ApiError::invalid(format!("max_events: expected a number, got {m:?}")))
-        })
-        .transpose()?;
+    // Without max_events a page holds the newest DEFAULT_MAX_EVENTS: a long-lived hub has
+    // millions of events, and one request must not read them all.
+    let max_events = match q.one("max_events") {
+        None | Some("") => DEFAULT_MAX_EVENTS,
+        Some(m) => match m.parse::<usize>() {
+            Ok(n) if (1..=MAX_EVENTS).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "max_events: expected a number from 1 to {MAX_EVENTS}, got {m:?}"
+                )));
+            }
+        },
+    };
+    let max_events = Some(max_events);
     let filter = EventFilter {
         hub: Some(hub_name(&hub)?),
         channels: parse_list(&q, "channel")?,

@@ -63,7 +63,12 @@ fn ok(text: impl Into<String>) -> Flash {
 }
 
 /// `POST /ui/login`: the hub's users log in with their password.
-pub(crate) async fn login(State(ui): State<UiState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn login(
+    State(ui): State<UiState>,
+    crate::extract::ClientAddr(from): crate::extract::ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = Form::parse(&body);
     let user = form.one("username").unwrap_or("").trim().to_owned();
     let password = form.one("password").unwrap_or("");
@@ -78,7 +83,7 @@ pub(crate) async fn login(State(ui): State<UiState>, headers: HeaderMap, body: B
             "refused: the login form was not sent from this dashboard",
         );
     }
-    match ui.app.service.login(&user, password, true).await {
+    match ui.app.service.login(&user, password, true, from).await {
         Ok(tokens) => {
             let mut response = Redirect::to(&next).into_response();
             session::store_tokens(&mut response, &tokens, session::is_secure(&headers));

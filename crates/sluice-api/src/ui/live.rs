@@ -105,6 +105,18 @@ pub(crate) async fn live(
         }
         .map(Ok::<_, Infallible>)
     });
+    // The stream ends with the session: the browser reconnects, and the page's session renews
+    // the token or sends the user to the login page.
+    let stream = crate::events::until_token_ends(
+        stream,
+        ui.app.service.clone(),
+        viewer.token.clone(),
+        |reason| {
+            Ok(SseEvent::default()
+                .event("end")
+                .data(json!({ "reason": reason }).to_string()))
+        },
+    );
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
         .into_response())

@@ -41,6 +41,8 @@ pub(crate) struct Viewer {
     pub service: HubService,
     /// Who it is.
     pub identity: Identity,
+    /// The access token the request was authenticated with (live streams end with it).
+    pub token: String,
     /// A notice left by the previous request, shown once.
     pub flash: Option<Flash>,
 }
@@ -269,11 +271,15 @@ async fn viewer_then(ui: UiState, mut request: Request, next: Next) -> Response 
     let service = &ui.app.service;
     let mut renewed = None;
     let identity = match cookie(&headers, ACCESS_COOKIE) {
-        Some(token) => service.authenticate(token).await.ok(),
+        Some(token) => service
+            .authenticate(token)
+            .await
+            .ok()
+            .map(|i| (i, token.to_owned())),
         None => None,
     };
-    let identity = match identity {
-        Some(i) => i,
+    let (identity, token) = match identity {
+        Some(found) => found,
         None => {
             let Some(refresh) = cookie(&headers, REFRESH_COOKIE) else {
                 return to_login(&path);
@@ -290,8 +296,9 @@ async fn viewer_then(ui: UiState, mut request: Request, next: Next) -> Response 
             };
             match service.authenticate(&tokens.access_token).await {
                 Ok(i) => {
+                    let token = tokens.access_token.clone();
                     renewed = Some(tokens);
-                    i
+                    (i, token)
                 }
                 Err(_) => return to_login(&path),
             }
@@ -302,6 +309,7 @@ async fn viewer_then(ui: UiState, mut request: Request, next: Next) -> Response 
     request.extensions_mut().insert(Viewer {
         service: service.as_user(&identity.user),
         identity,
+        token,
         flash,
     });
     let mut response = next.run(request).await;

@@ -127,8 +127,12 @@ impl Introspector for MemoryConnector {
 
 #[async_trait]
 impl SnapshotReader for MemoryConnector {
-    fn plan_read(&self, request: &ReadRequest) -> Vec<PlannedStatement> {
-        vec![PlannedStatement::once(format!("scan {}", request.table))]
+    fn plan_read(&self, request: &ReadRequest) -> Result<Vec<PlannedStatement>> {
+        no_filters(request.filter.as_ref())?;
+        Ok(vec![PlannedStatement::once(format!(
+            "scan {}",
+            request.table
+        ))])
     }
 
     async fn read(&self, request: ReadRequest) -> Result<Snapshot> {
