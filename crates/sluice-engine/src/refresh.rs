@@ -1,7 +1,8 @@
 //! Running a refresh: for each table, read batches from the source, map them, write them to the
 //! target in one atomic write, and report progress. A failure or a cancellation rolls the write
 //! back before the table's report is returned, so a report that says FAILED or CANCELED means the
-//! target is as it was.
+//! target is as it was. A commit that has begun is never interrupted by the cancel token: the
+//! table ends DONE (or FAILED, when the commit itself fails).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -348,6 +348,9 @@ pub struct EventRecord {
     pub num_retries: u32,
     /// The final response line, once finished.
     pub response: Option<String>,
+    /// Whether a cancel ended it (a user's, its job's deletion, or a newer request replacing it):
+    /// `CANCELED`, or `FAILED` when a table had committed before the cancel.
+    pub canceled: bool,
     /// When it started.
     pub start: DateTime<Utc>,
     /// When it finished.

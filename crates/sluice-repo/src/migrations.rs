@@ -229,7 +229,7 @@ CREATE TABLE api_key (
     ),
     (
         4,
-        "commit markers of job runs",
+        "commit markers of job runs, events ended by a cancel",
         r#"
 -- One row per table of a job run whose commit has begun: BEGUN while the commit runs, DONE once
 -- the table is committed (a commit that fails removes its row). A cancel reads them in the
@@ -242,6 +242,9 @@ CREATE TABLE event_commit (
     tstamp        TEXT NOT NULL,
     PRIMARY KEY (ev_id, tbl_name)
 );
+
+-- 1 when a cancel ended the event: CANCELED, or FAILED because a table had committed first.
+ALTER TABLE event ADD COLUMN canceled INTEGER NOT NULL DEFAULT 0 CHECK (canceled IN (0, 1));
 "#,
     ),
 ];
@@ -477,7 +480,7 @@ CREATE TABLE api_key (
     ),
     (
         4,
-        "commit markers of job runs",
+        "commit markers of job runs, events ended by a cancel",
         r#"
 -- One row per table of a job run whose commit has begun: BEGUN while the commit runs, DONE once
 -- the table is committed (a commit that fails removes its row). A cancel reads them in the
@@ -490,6 +493,9 @@ CREATE TABLE event_commit (
     tstamp        timestamptz NOT NULL,
     PRIMARY KEY (ev_id, tbl_name)
 );
+
+-- true when a cancel ended the event: CANCELED, or FAILED because a table had committed first.
+ALTER TABLE event ADD COLUMN canceled boolean NOT NULL DEFAULT false;
 "#,
     ),
 ];

@@ -900,8 +900,8 @@ async fn cancel_job_events(
         let id: String = col(row, 0)?;
         let (state, response) = request_ending(&id, reason, &commit_marks(tx, &id).await?, true)?;
         tx.execute(
-            "UPDATE event SET ev_state = $2, response = $3, finish_tstamp = $4, last_updated = $4 \
-             WHERE ev_id = $1",
+            "UPDATE event SET ev_state = $2, response = $3, finish_tstamp = $4, last_updated = $4, \
+             canceled = true WHERE ev_id = $1",
             &[&id, &state.as_str(), &response, &now],
         )
         .await
@@ -1097,7 +1097,7 @@ fn job_record(r: &Row) -> Result<JobRecord> {
 }
 
 const EVENT_COLUMNS: &str = "ev_id, hub_name, ev_type, user_name, description, chn_name, loc_name, loc_name_2, \
-     job_name, ev_state, num_retries, response, start_tstamp, finish_tstamp, body";
+     job_name, ev_state, num_retries, response, start_tstamp, finish_tstamp, body, canceled";
 
 fn event_record(r: &Row) -> Result<EventRecord> {
     let body: String = col(r, 14)?;
@@ -1118,6 +1118,7 @@ fn event_record(r: &Row) -> Result<EventRecord> {
         start: col(r, 12)?,
         finish: col(r, 13)?,
         body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        canceled: col(r, 15)?,
         results: Vec::new(),
     })
 }
@@ -2211,7 +2212,7 @@ impl Repository for PostgresRepository {
             }
             tx.execute(
                 "UPDATE event SET ev_state = $3, response = $4, \
-                 finish_tstamp = $2, last_updated = $2 WHERE ev_id = $1",
+                 finish_tstamp = $2, last_updated = $2, canceled = true WHERE ev_id = $1",
                 &[text, &now, &state.as_str(), &response],
             )
             .await
@@ -2244,6 +2245,7 @@ impl Repository for PostgresRepository {
             record.state = state;
             record.response = Some(response);
             record.finish = Some(now);
+            record.canceled = true;
             out.push(record);
         }
         commit(tx, "commit a cancel").await?;

@@ -765,7 +765,7 @@ fn cancel_job_events(
     for id in &ids {
         let (state, response) = request_ending(id, reason, &commit_marks(tx, id)?, true)?;
         tx.execute(
-            "UPDATE event SET ev_state = ?4, response = ?2, finish_tstamp = ?3, last_updated = ?3 WHERE ev_id = ?1",
+            "UPDATE event SET ev_state = ?4, response = ?2, finish_tstamp = ?3, last_updated = ?3, canceled = 1 WHERE ev_id = ?1",
             params![id, response, now, state.as_str()],
         )
         .map_err(|e| storage(e, "cancel an event"))?;
@@ -894,10 +894,10 @@ fn hub_missing(hub: &HubName) -> RepoError {
 }
 
 const EVENT_COLUMNS: &str = "ev_id, hub_name, ev_type, user_name, description, chn_name, loc_name, loc_name_2, \
-     job_name, ev_state, num_retries, response, start_tstamp, finish_tstamp, body";
+     job_name, ev_state, num_retries, response, start_tstamp, finish_tstamp, body, canceled";
 
 fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Vec<Option<String>>> {
-    (0..15)
+    (0..16)
         .map(|i| match r.get_ref(i)? {
             rusqlite::types::ValueRef::Null => Ok(None),
             rusqlite::types::ValueRef::Integer(n) => Ok(Some(n.to_string())),
@@ -924,6 +924,7 @@ fn event_record(cols: Vec<Option<String>>) -> Result<EventRecord> {
         start: parse_ts(&get(12))?,
         finish: cols[13].as_deref().map(parse_ts).transpose()?,
         body: serde_json::from_str(&get(14)).unwrap_or(serde_json::Value::Null),
+        canceled: get(15) == "1",
         results: Vec::new(),
     })
 }
@@ -2084,7 +2085,7 @@ impl Repository for SqliteRepository {
                     settle_busy_tables(&tx, &text, &marks, unfinished, &response)?;
                 }
                 tx.execute(
-                    "UPDATE event SET ev_state = ?3, response = ?4, finish_tstamp = ?2, last_updated = ?2 WHERE ev_id = ?1",
+                    "UPDATE event SET ev_state = ?3, response = ?4, finish_tstamp = ?2, last_updated = ?2, canceled = 1 WHERE ev_id = ?1",
                     params![text, now, state.as_str(), response],
                 )
                 .map_err(|e| storage(e, "cancel an event"))?;
@@ -2113,6 +2114,7 @@ impl Repository for SqliteRepository {
                 record.state = state;
                 record.response = Some(response);
                 record.finish = Some(at);
+                record.canceled = true;
                 out.push(record);
             }
             tx.commit().map_err(|e| storage(e, "commit a cancel"))?;

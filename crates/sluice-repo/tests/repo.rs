@@ -731,7 +731,7 @@ async fn mixed_writers_through_two_instances_never_fail(fx: Fixture) {
             async move {
                 let job = refresh_job();
                 let owner = Owner::current();
-                for _ in 0..20 {
+                for round in 0..20 {
                     match repo
                         .start_job(refresh_event(&job), &owner, Duration::ZERO)
                         .await
@@ -743,6 +743,24 @@ async fn mixed_writers_through_two_instances_never_fail(fx: Fixture) {
                                 value: "DONE".into(),
                             };
                             repo.put_results(started.event, &[result]).await.unwrap();
+                            // A commit marker, then the run ended by a reaper or a cancel that
+                            // sees it as abandoned (the other instance may have taken it over).
+                            let orders = "orders".parse().unwrap();
+                            expected(
+                                repo.begin_commit(&hub, &job, started.event, &orders, &owner)
+                                    .await
+                                    .map(|_| ()),
+                            );
+                            expected(repo.end_commit(started.event, &orders, true).await);
+                            if round % 2 == 0 {
+                                expected(repo.reap_jobs(Duration::ZERO).await.map(|_| ()));
+                            } else {
+                                expected(
+                                    repo.cancel_events(&hub, &[started.event], Duration::ZERO)
+                                        .await
+                                        .map(|_| ()),
+                                );
+                            }
                             repo.append_log(started.event, &["line".into()])
                                 .await
                                 .unwrap();
@@ -1727,7 +1745,7 @@ async fn a_cancel_is_too_late_once_a_commit_began(fx: Fixture) {
         .unwrap();
     assert_eq!(canceled[0].state, EventState::Failed);
     let record = event(&fx, run.event).await;
-    assert_eq!(record.state, EventState::Failed);
+    assert_eq!((record.state, record.canceled), (EventState::Failed, true));
     let response = record.response.unwrap();
     assert!(
         response.starts_with("canceled by a user after table(s) orders committed"),
@@ -1765,6 +1783,7 @@ async fn a_cancel_is_too_late_once_a_commit_began(fx: Fixture) {
         (canceled[0].state, canceled[0].response.as_deref()),
         (EventState::Canceled, Some("canceled by a user"))
     );
+    assert!(event(&fx, run.event).await.canceled);
     assert!(
         !fx.begin_commit(&hub, &job, run.event, &table("orders"), &owner)
             .await
@@ -1807,7 +1826,8 @@ async fn a_commit_and_a_cancel_racing_through_two_instances_decide_one_way(fx: F
                 fx.finish_job(&hub, &job, run.event, EventState::Done, "ok")
                     .await
                     .unwrap();
-                assert_eq!(event(&fx, run.event).await.state, EventState::Done);
+                let record = event(&fx, run.event).await;
+                assert_eq!((record.state, record.canceled), (EventState::Done, false));
             }
             (false, Ok(records)) => {
                 assert_eq!(records[0].state, EventState::Canceled);
@@ -1935,6 +1955,7 @@ async fn runs_whose_process_stopped_are_reaped_once(fx: Fixture) {
     let record = event(&fx, run.event).await;
     assert_eq!(record.state, EventState::Failed);
     assert!(record.finish.is_some());
+    assert!(!record.canceled, "a failure, not a cancel");
     let response = record.response.unwrap();
     assert!(response.starts_with("abandoned"), "{response}");
     assert!(

@@ -5,6 +5,18 @@
 //! Bad input (an unknown channel, table or location) is refused before anything is recorded. Once the
 //! job is claimed, every outcome, including a pre-flight failure such as a vanished source table,
 //! ends its event as DONE, FAILED or CANCELED.
+//!
+//! Cancel and commit: the repository records when each table's commit begins (the commit gate,
+//! `RepositoryGate`), in the same transaction on the job's row that a cancel takes, whichever
+//! process the cancel comes through. A cancel before any commit ends the event CANCELED and every
+//! target table is as it was; a cancel while a table commits is refused as too late and the run
+//! ends DONE or FAILED; a cancel between tables of a multi-table refresh (one committed, the next
+//! not yet committing) stops the run before its next commit and ends the event FAILED, naming the
+//! committed tables: CANCELED always means nothing was committed. A local cancel (Ctrl-C) ends a
+//! run the same way.
+//!
+//! A run whose process stops (a kill, a crash) is ended by any live process once its heartbeat is
+//! `STALE_AFTER` old ([`HubService::reap_orphaned_jobs`]): its event FAILED, its job freed.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
