@@ -33,8 +33,10 @@ pub struct BenchArgs {
     /// `api`: a loopback load check of the hub server while a refresh runs;
     /// `events`: the event hub's publish throughput and publish→delivery latency over HTTP, on a
     /// SQLite and a PostgreSQL repository ($SLUICE_TEST_PG), against NATS JetStream
-    /// ($SLUICE_TEST_NATS) as the reference.
-    #[arg(long, default_value = "engines", value_parser = ["engines", "sqlite", "api", "events"])]
+    /// ($SLUICE_TEST_NATS) as the reference;
+    /// `logins`: `/health` and an authenticated GET of a `sluice serve` process while a flood of
+    /// logins with random names hits it (10 s per phase and run).
+    #[arg(long, default_value = "engines", value_parser = ["engines", "sqlite", "api", "events", "logins"])]
     pub suite: String,
     /// Working directory (SQLite files and the bench hub's repository).
     #[arg(long, default_value = "sluice-bench")]
@@ -217,6 +219,9 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
     }
     if args.suite == "events" {
         return events::run(args, g).await;
+    }
+    if args.suite == "logins" {
+        return crate::bench_logins::run(args, g).await;
     }
     let rows = args.rows.unwrap_or(1_000_000);
     std::fs::create_dir_all(&args.dir)?;

@@ -29,6 +29,7 @@ macro_rules! say {
 mod bench;
 mod bench_api;
 mod bench_engines;
+mod bench_logins;
 mod commands;
 mod credentials;
 mod output;

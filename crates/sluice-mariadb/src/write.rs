@@ -4,12 +4,15 @@
 //! * `truncate_load`: `START TRANSACTION`, `DELETE FROM t [WHERE (filter)]` (`TRUNCATE` would
 //!   commit), the load, `COMMIT`.
 //! * `staging_swap`: under a named lock (`GET_LOCK`) that serialises swaps of one table, `CREATE
-//!   TABLE t__sluice_stage LIKE t` marked by the table comment `sluice:stage` (a leftover of a killed
-//!   run carries the marker and is dropped; a same-named table without it is never touched), the
-//!   rows a target filter keeps copied over and the load in one transaction, then the target's own
-//!   comment restored, one atomic `RENAME TABLE t TO t__sluice_old, t__sluice_stage TO t` and `DROP
-//!   TABLE t__sluice_old`. A failure before the rename drops the stage and leaves `t` untouched.
-//!   Triggers and foreign keys would not survive the swap, so a target with either is refused.
+//!   TABLE t__sluice_new LIKE t`, then in one `ALTER TABLE` marked by the table comment
+//!   `sluice:stage` and renamed `t__sluice_stage`; the rows a target filter keeps copied over and
+//!   the load in one transaction; then in one `ALTER TABLE` the target's own comment restored and
+//!   the table renamed back to `t__sluice_new`, one atomic `RENAME TABLE t TO t__sluice_old,
+//!   t__sluice_new TO t` and `DROP TABLE t__sluice_old`. Every step is one statement, so a write
+//!   killed at any point leaves `t` with its old or its new contents (never missing, never with
+//!   the marker) and at most: a marked stage, `t__sluice_new`, or `t__sluice_old` next to `t`.
+//!   A failure before the rename drops the stage and leaves `t` untouched. Triggers and foreign
+//!   keys would not survive the swap, so a target with either is refused.
 //! * `append`: `START TRANSACTION`, the load, `COMMIT`.
 //! * `upsert`: rows load into a temporary copy of `t`, deleted keys into another; at commit, in one
 //!   transaction, the deletes join away target rows and the rows go in with `INSERT … SELECT … ON
@@ -21,6 +24,13 @@
 //! server refuses local infile (or `Database_Local_Infile=false`), rows go in as multi-row prepared
 //! `INSERT`s instead, with a warning once per write.
 //!
+//! Leftovers of an interrupted staging swap are cleared when the next write of the table starts,
+//! whatever its strategy, under the swap's lock (a write that is not a staging swap skips this
+//! while a swap of the table runs): a marked stage, `t__sluice_new` and a `t__sluice_old` next
+//! to a table `t` are dropped, and a missing `t` with `t__sluice_old` present (what a swap by two separate
+//! renames could leave) gets its old contents back by renaming `t__sluice_old` to `t`. Only tables
+//! of exactly these names in `t`'s own database are touched, and a stage without the marker never.
+//!
 //! The statements come from [`build_script`], which both the plan and the real write use.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -31,7 +41,7 @@ use sluice_connector::{
     ConnectorError, ErrorKind, PlannedStatement, Result, TableWriter, WriteRequest, WriteStrategy,
     WriteSummary,
 };
-use sluice_model::{RowBatch, TableRef, describe_key};
+use sluice_model::{BaseName, RowBatch, TableRef, describe_key};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -46,6 +56,9 @@ use crate::types::{
 
 /// Suffix of the staging table's name.
 const STAGE_SUFFIX: &str = "__sluice_stage";
+/// Suffix of the staging table's name while no rows load into it: just created from the target,
+/// or loaded and about to be swapped in.
+const NEW_SUFFIX: &str = "__sluice_new";
 /// Suffix of the target's name while it is swapped out.
 const OLD_SUFFIX: &str = "__sluice_old";
 /// Suffix of the temporary table upserted rows load into.
@@ -129,6 +142,12 @@ enum Merge {
 pub(crate) struct WriteScript {
     /// Named lock held for the whole write (staging swap).
     lock: Option<String>,
+    /// Named lock taken without waiting around `recover` (a write that is not a staging swap).
+    recover_lock: Option<String>,
+    /// Clears what an interrupted staging swap left, before anything else.
+    recover: Vec<Recovery>,
+    /// Creates the target (not a staging swap, which creates its stage in `setup`).
+    create: Option<String>,
     /// Run once before any row.
     setup: Vec<String>,
     /// Where rows go.
@@ -141,6 +160,8 @@ pub(crate) struct WriteScript {
     merge: Option<Merge>,
     /// Run after the merge: `COMMIT` and what follows it.
     commit: Vec<String>,
+    /// Run after the commit; a failure leaves a leftover the next write clears, and is logged.
+    cleanup: Vec<String>,
     /// Run when the write is abandoned.
     abandon: Vec<String>,
     /// Target codec of each written column.
@@ -149,8 +170,6 @@ pub(crate) struct WriteScript {
     method: Method,
     /// Whether the target is created.
     creates: bool,
-    /// The staging table, when there is one (dropped on failure if still marked).
-    stage: Option<String>,
 }
 
 impl WriteScript {
@@ -159,6 +178,14 @@ impl WriteScript {
         if let Some(lock) = &self.lock {
             out.push(PlannedStatement::once(lock_sql(lock)));
         }
+        if let Some(lock) = &self.recover_lock {
+            out.push(PlannedStatement::once(try_lock_sql(lock)));
+        }
+        out.extend(self.recover.iter().map(|r| PlannedStatement::once(&r.sql)));
+        if let Some(lock) = &self.recover_lock {
+            out.push(PlannedStatement::once(unlock_sql(lock)));
+        }
+        out.extend(self.create.iter().map(PlannedStatement::once));
         out.extend(self.setup.iter().map(PlannedStatement::once));
         out.push(self.rows.planned(self.method));
         if let Some(deletes) = &self.deletes {
@@ -170,6 +197,7 @@ impl WriteScript {
             None => {}
         }
         out.extend(self.commit.iter().map(PlannedStatement::once));
+        out.extend(self.cleanup.iter().map(PlannedStatement::once));
         if let Some(lock) = &self.lock {
             out.push(PlannedStatement::once(unlock_sql(lock)));
         }
@@ -181,8 +209,22 @@ fn lock_sql(name: &str) -> String {
     format!("SELECT GET_LOCK({}, {LOCK_WAIT_SECS})", quote_literal(name))
 }
 
+/// Takes the lock only if it is free.
+fn try_lock_sql(name: &str) -> String {
+    format!("SELECT GET_LOCK({}, 0)", quote_literal(name))
+}
+
 fn unlock_sql(name: &str) -> String {
     format!("SELECT RELEASE_LOCK({})", quote_literal(name))
+}
+
+/// Runs a `GET_LOCK`: whether the lock was obtained.
+async fn take_lock(conn: &mut Conn, sql: &str, table: &TableRef) -> Result<bool> {
+    let got: Option<Option<i64>> = conn
+        .query_first(sql)
+        .await
+        .map_err(|e| mysql_error(e, format!("take the staging swap lock of {table}")))?;
+    Ok(got.flatten() == Some(1))
 }
 
 /// FNV-1a, for short stable names derived from long ones.
@@ -206,6 +248,222 @@ fn sibling_name(base: &str, suffix: &str) -> String {
 /// The name of the lock that serialises staging swaps of `table`.
 fn lock_name(db: &str, table: &TableRef) -> String {
     format!("sluice:{:016x}", fnv(&format!("{db}.{}", table.name)))
+}
+
+/// The tables a staging swap of one target uses next to it, by exact name.
+#[derive(Debug, Clone)]
+struct SwapNames {
+    /// Rows load into it; it carries [`STAGE_MARKER`].
+    stage: String,
+    /// The stage while no rows load into it, with the target's own comment.
+    new: String,
+    /// The target's previous contents, from the swap to their drop.
+    old: String,
+}
+
+impl SwapNames {
+    fn of(table: &TableRef) -> Self {
+        let base = table.name.as_str();
+        SwapNames {
+            stage: sibling_name(base, STAGE_SUFFIX),
+            new: sibling_name(base, NEW_SUFFIX),
+            old: sibling_name(base, OLD_SUFFIX),
+        }
+    }
+}
+
+/// A table found by name next to a target.
+#[derive(Debug, Clone)]
+struct Found {
+    /// `BASE TABLE`, `VIEW`, …
+    table_type: String,
+    comment: String,
+}
+
+impl Found {
+    fn is_table(&self) -> bool {
+        self.table_type == "BASE TABLE"
+    }
+
+    fn is_marked_stage(&self) -> bool {
+        self.is_table() && self.comment == STAGE_MARKER
+    }
+}
+
+/// What sits, under exactly the target's name and its staging swap's names, in the target's
+/// database: the target itself and what an interrupted staging swap left.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Leftovers {
+    target: Option<Found>,
+    stage: Option<Found>,
+    new: Option<Found>,
+    old: Option<Found>,
+}
+
+/// What a recovery statement does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecoveryKind {
+    /// The target is missing: its previous contents are renamed back.
+    RestoreTarget,
+    /// A table of an interrupted staging swap is dropped.
+    Drop,
+}
+
+/// One statement that clears what an interrupted staging swap left.
+#[derive(Debug, Clone)]
+struct Recovery {
+    kind: RecoveryKind,
+    /// The leftover's name.
+    leftover: String,
+    sql: String,
+}
+
+impl Leftovers {
+    /// Whether anything but the target was found.
+    fn any(&self) -> bool {
+        self.stage.is_some() || self.new.is_some() || self.old.is_some()
+    }
+
+    /// The target alone, leftovers ignored.
+    fn target_only(self) -> Self {
+        Leftovers {
+            target: self.target,
+            ..Leftovers::default()
+        }
+    }
+
+    /// Whether the target is missing and its previous contents wait under the old name.
+    fn restores_target(&self) -> bool {
+        self.target.is_none() && self.old.as_ref().is_some_and(Found::is_table)
+    }
+
+    /// The statements that clear the leftovers: the old contents renamed back when the target is
+    /// missing, dropped when it is a table; `new` and a marked stage dropped. Anything that is not
+    /// a table, and a stage without the marker, stays.
+    fn recovery(&self, table: &TableRef, default_db: &str, names: &SwapNames) -> Vec<Recovery> {
+        let sibling = |name: &str| quote_sibling(table, default_db, name);
+        let drop = |name: &str| Recovery {
+            kind: RecoveryKind::Drop,
+            leftover: name.to_owned(),
+            sql: format!("DROP TABLE {}", sibling(name)),
+        };
+        let mut out = Vec::new();
+        if self.restores_target() {
+            out.push(Recovery {
+                kind: RecoveryKind::RestoreTarget,
+                leftover: names.old.clone(),
+                sql: format!(
+                    "RENAME TABLE {} TO {}",
+                    sibling(&names.old),
+                    quote_table(table, default_db)
+                ),
+            });
+        } else if self.old.as_ref().is_some_and(Found::is_table)
+            && self.target.as_ref().is_some_and(Found::is_table)
+        {
+            out.push(drop(&names.old));
+        }
+        if self.new.as_ref().is_some_and(Found::is_table) {
+            out.push(drop(&names.new));
+        }
+        if self.stage.as_ref().is_some_and(Found::is_marked_stage) {
+            out.push(drop(&names.stage));
+        }
+        out
+    }
+}
+
+/// The target and its staging swap's tables as they are now. Names compare exactly (ignoring case
+/// only where the server does, `lower_case_table_names` ≠ 0), in the target's database only.
+async fn find_leftovers(
+    conn: &mut Conn,
+    db: &str,
+    table: &TableRef,
+    names: &SwapNames,
+) -> Result<Leftovers> {
+    let base = table.name.as_str();
+    let rows: Vec<(u32, String, String, String, String)> = conn
+        .exec(
+            "SELECT @@lower_case_table_names, TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, TABLE_COMMENT \
+             FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?, ?, ?)",
+            (
+                db,
+                base,
+                names.stage.as_str(),
+                names.new.as_str(),
+                names.old.as_str(),
+            ),
+        )
+        .await
+        .map_err(|e| {
+            mysql_error(
+                e,
+                format!("look for leftovers of a staging swap of {table}"),
+            )
+        })?;
+    let mut found = Leftovers::default();
+    for (lower_case, schema, name, table_type, comment) in rows {
+        let same = |a: &str, b: &str| {
+            if lower_case == 0 {
+                a == b
+            } else {
+                a.to_lowercase() == b.to_lowercase()
+            }
+        };
+        if !same(&schema, db) {
+            continue;
+        }
+        let slot = if same(&name, base) {
+            &mut found.target
+        } else if same(&name, &names.stage) {
+            &mut found.stage
+        } else if same(&name, &names.new) {
+            &mut found.new
+        } else if same(&name, &names.old) {
+            &mut found.old
+        } else {
+            continue;
+        };
+        *slot = Some(Found {
+            table_type,
+            comment,
+        });
+    }
+    Ok(found)
+}
+
+/// Runs the recovery statements, logging each.
+async fn recover(conn: &mut Conn, table: &TableRef, steps: &[Recovery]) -> Result<()> {
+    for step in steps {
+        conn.query_drop(step.sql.as_str()).await.map_err(|e| {
+            mysql_error(
+                e,
+                format!("clear what an interrupted staging swap of {table} left"),
+            )
+        })?;
+        match step.kind {
+            RecoveryKind::RestoreTarget => tracing::warn!(
+                table = %table,
+                leftover = %step.leftover,
+                "the target was missing after an interrupted staging swap; renamed its previous contents back"
+            ),
+            RecoveryKind::Drop => tracing::info!(
+                table = %table,
+                leftover = %step.leftover,
+                "dropped a table an interrupted staging swap left"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Clears what an interrupted staging swap of `table` left, on a connection that holds the swap's
+/// lock.
+async fn clear_leftovers(conn: &mut Conn, config: &MariadbConfig, table: &TableRef) -> Result<()> {
+    let default_db = config.database.as_str();
+    let names = SwapNames::of(table);
+    let found = find_leftovers(conn, database_of(table, default_db), table, &names).await?;
+    recover(conn, table, &found.recovery(table, default_db, &names)).await
 }
 
 /// `CREATE TABLE` for the request's columns with its key as primary key.
@@ -377,18 +635,6 @@ fn split_decl(decl: &str) -> (String, String) {
     (data_type, column_type)
 }
 
-async fn exec_first_string(
-    conn: &mut Conn,
-    sql: &str,
-    params: Vec<mysql_async::Value>,
-    what: impl std::fmt::Display,
-) -> Result<Option<String>> {
-    conn.exec_first::<Option<String>, _, _>(sql, params)
-        .await
-        .map(Option::flatten)
-        .map_err(|e| mysql_error(e, what))
-}
-
 async fn count(
     conn: &mut Conn,
     sql: &str,
@@ -431,19 +677,33 @@ pub(crate) async fn local_infile_on(conn: &mut Conn) -> Result<bool> {
     Ok(on == Some(1))
 }
 
-/// Builds the statements for `request` against the target as `conn` sees it. Fails, changing
-/// nothing, when the target does not fit the request.
+/// Builds the statements for `request` against the target as `conn` sees it once `leftovers` are
+/// cleared (their recovery comes first). Fails, changing nothing, when the target does not fit the
+/// request.
 pub(crate) async fn build_script(
     conn: &mut Conn,
     config: &MariadbConfig,
     request: &WriteRequest,
     method: Method,
+    leftovers: &Leftovers,
 ) -> Result<WriteScript> {
     let table = &request.table;
     let default_db = config.database.as_str();
     let db = database_of(table, default_db);
     let target = quote_table(table, default_db);
-    let existing = table_info(conn, default_db, table).await?;
+    let names = SwapNames::of(table);
+    let recover = leftovers.recovery(table, default_db, &names);
+    // The table that becomes the target: its previous contents when recovery renames them back.
+    let inspected = if leftovers.restores_target() {
+        TableRef {
+            schema: table.schema.clone(),
+            name: BaseName::new(names.old.as_str())
+                .map_err(|e| ConnectorError::internal(e.to_string()))?,
+        }
+    } else {
+        table.clone()
+    };
+    let existing = table_info(conn, default_db, &inspected).await?;
     let creates = existing.is_none();
     let codecs = match &existing {
         Some(info) => check_target(request, info)?,
@@ -463,17 +723,16 @@ pub(crate) async fn build_script(
         Some(f) => Some(format!("({})", filter_sql(f)?)),
         None => None,
     };
+    let mut create = None;
     let mut setup = Vec::new();
     let mut finish = Vec::new();
     let mut commit = Vec::new();
-    let mut abandon = vec!["ROLLBACK".to_owned()];
+    let mut cleanup = Vec::new();
     let mut lock = None;
-    let mut stage = None;
     let mut deletes = None;
     let mut merge = None;
     if creates && request.strategy != WriteStrategy::StagingSwap {
-        setup.push(create_table_sql(&target, request, None)?);
-        abandon.push(format!("DROP TABLE IF EXISTS {target}"));
+        create = Some(create_table_sql(&target, request, None)?);
     }
     let rows = match request.strategy {
         WriteStrategy::TruncateLoad | WriteStrategy::Append => {
@@ -492,45 +751,32 @@ pub(crate) async fn build_script(
             }
         }
         WriteStrategy::StagingSwap => {
-            let base = table.name.as_str();
-            let stage_name = sibling_name(base, STAGE_SUFFIX);
-            let old_name = sibling_name(base, OLD_SUFFIX);
-            let stage_table = quote_sibling(table, default_db, &stage_name);
-            let old_table = quote_sibling(table, default_db, &old_name);
+            let base = inspected.name.as_str();
+            let stage_table = quote_sibling(table, default_db, &names.stage);
+            let new_table = quote_sibling(table, default_db, &names.new);
+            let old_table = quote_sibling(table, default_db, &names.old);
             lock = Some(lock_name(db, table));
-            let comment_sql = "SELECT TABLE_COMMENT FROM information_schema.TABLES \
-                               WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?";
-            let params = |name: &str| vec![db.into(), name.into()];
-            if let Some(comment) = exec_first_string(
-                conn,
-                comment_sql,
-                params(&stage_name),
-                format!("look for a leftover staging table of {table}"),
-            )
-            .await?
-            {
-                if comment != STAGE_MARKER {
-                    return Err(ConnectorError::schema(format!(
-                        "a table {stage_name} exists next to {table} and is not sluice's staging table; \
-                         rename or drop it before a staging swap"
-                    )));
-                }
-                setup.push(format!("DROP TABLE {stage_table}"));
-            }
-            if exec_first_string(
-                conn,
-                comment_sql,
-                params(&old_name),
-                format!("look for a leftover table of {table}"),
-            )
-            .await?
-            .is_some()
+            if leftovers
+                .stage
+                .as_ref()
+                .is_some_and(|found| !found.is_marked_stage())
             {
                 return Err(ConnectorError::schema(format!(
-                    "a table {old_name} exists next to {table}: it may hold the contents an \
-                     interrupted staging swap replaced; drop or rename it before a staging swap"
+                    "a table {} exists next to {table} and is not sluice's staging table; \
+                     rename or drop it before a staging swap",
+                    names.stage
                 )));
             }
+            for (name, found) in [(&names.new, &leftovers.new), (&names.old, &leftovers.old)] {
+                if let Some(found) = found.as_ref().filter(|found| !found.is_table()) {
+                    return Err(ConnectorError::schema(format!(
+                        "a {} {name} exists next to {table} and is not sluice's; rename or drop it \
+                         before a staging swap",
+                        found.table_type.to_lowercase()
+                    )));
+                }
+            }
+            let params = |name: &str| vec![db.into(), name.into()];
             match &existing {
                 Some(info) => {
                     let what = format!("check the triggers and foreign keys of {table}");
@@ -557,9 +803,11 @@ pub(crate) async fn build_script(
                              would lose; use truncate_load"
                         )));
                     }
-                    setup.push(format!("CREATE TABLE {stage_table} LIKE {target}"));
+                    // Each step is one statement: whenever the write stops, the stage either
+                    // carries the marker or is `new`, and `t` holds its old or its new contents.
+                    setup.push(format!("CREATE TABLE {new_table} LIKE {target}"));
                     setup.push(format!(
-                        "ALTER TABLE {stage_table} COMMENT = {}",
+                        "ALTER TABLE {new_table} COMMENT = {}, RENAME TO {stage_table}",
                         quote_literal(STAGE_MARKER)
                     ));
                     setup.push("START TRANSACTION".into());
@@ -577,24 +825,23 @@ pub(crate) async fn build_script(
                     }
                     commit.push("COMMIT".into());
                     commit.push(format!(
-                        "ALTER TABLE {stage_table} COMMENT = {}",
+                        "ALTER TABLE {stage_table} COMMENT = {}, RENAME TO {new_table}",
                         quote_literal(&info.comment)
                     ));
                     commit.push(format!(
-                        "RENAME TABLE {target} TO {old_table}, {stage_table} TO {target}"
+                        "RENAME TABLE {target} TO {old_table}, {new_table} TO {target}"
                     ));
-                    commit.push(format!("DROP TABLE {old_table}"));
+                    cleanup.push(format!("DROP TABLE {old_table}"));
                 }
                 None => {
                     setup.push(create_table_sql(&stage_table, request, Some(STAGE_MARKER))?);
                     setup.push("START TRANSACTION".into());
                     commit.push("COMMIT".into());
-                    commit.push(format!("ALTER TABLE {stage_table} COMMENT = ''"));
-                    commit.push(format!("RENAME TABLE {stage_table} TO {target}"));
+                    commit.push(format!(
+                        "ALTER TABLE {stage_table} COMMENT = '', RENAME TO {target}"
+                    ));
                 }
             }
-            abandon.push(format!("DROP TABLE IF EXISTS {stage_table}"));
-            stage = Some(stage_name);
             LoadTarget {
                 table: stage_table,
                 columns,
@@ -646,7 +893,7 @@ pub(crate) async fn build_script(
             let only_key_is_ours = if creates {
                 true
             } else {
-                let uniques = unique_keys(conn, db, table).await?;
+                let uniques = unique_keys(conn, db, &inspected).await?;
                 uniques.len() == 1 && {
                     let mut u: Vec<String> =
                         uniques[0].iter().map(|c| c.to_ascii_lowercase()).collect();
@@ -686,7 +933,6 @@ pub(crate) async fn build_script(
             });
             commit.push("COMMIT".into());
             commit.push(format!("DROP TEMPORARY TABLE {up}, {del}"));
-            abandon.push(format!("DROP TEMPORARY TABLE IF EXISTS {up}, {del}"));
             deletes = Some(LoadTarget {
                 table: del,
                 columns: keys,
@@ -694,19 +940,30 @@ pub(crate) async fn build_script(
             LoadTarget { table: up, columns }
         }
     };
+    let mut abandon = vec!["ROLLBACK".to_owned()];
+    if let Some(LoadTarget { table: del, .. }) = &deletes {
+        abandon.push(format!(
+            "DROP TEMPORARY TABLE IF EXISTS {}, {del}",
+            rows.table
+        ));
+    }
+    let recover_lock = (lock.is_none() && !recover.is_empty()).then(|| lock_name(db, table));
     Ok(WriteScript {
         lock,
+        recover_lock,
+        recover,
+        create,
         setup,
         rows,
         deletes,
         finish,
         merge,
         commit,
+        cleanup,
         abandon,
         codecs,
         method,
         creates,
-        stage,
     })
 }
 
@@ -725,8 +982,19 @@ pub(crate) async fn plan(
     request: &WriteRequest,
 ) -> Result<Vec<PlannedStatement>> {
     let mut conn = connect(config).await?;
-    let method = method_for(&mut conn, config).await?;
-    let script = build_script(&mut conn, config, request, method).await;
+    let script = async {
+        let method = method_for(&mut conn, config).await?;
+        let table = &request.table;
+        let leftovers = find_leftovers(
+            &mut conn,
+            database_of(table, &config.database),
+            table,
+            &SwapNames::of(table),
+        )
+        .await?;
+        build_script(&mut conn, config, request, method, &leftovers).await
+    }
+    .await;
     let _ = conn.disconnect().await;
     Ok(script?.planned())
 }
@@ -739,37 +1007,18 @@ async fn run(conn: &mut Conn, sql: &str, table: &TableRef) -> Result<()> {
         .map_err(|e| mysql_error(e, format!("write {table}")))
 }
 
-/// Opens a write: connects, takes the lock, checks the target and runs the setup statements.
+/// Opens a write: connects, takes the lock, clears leftovers of an interrupted staging swap,
+/// checks the target and runs the setup statements.
 pub(crate) async fn open(
     config: MariadbConfig,
     request: WriteRequest,
 ) -> Result<Box<dyn TableWriter>> {
     let table = request.table.clone();
     let mut conn = connect(&config).await?;
-    let method = method_for(&mut conn, &config).await?;
-    if method == Method::Insert && config.local_infile {
-        tracing::warn!(
-            table = %table,
-            "the server does not allow LOAD DATA LOCAL INFILE; writing with multi-row INSERT, which is slower"
-        );
-    }
-    let db = database_of(&table, &config.database).to_owned();
-    if request.strategy == WriteStrategy::StagingSwap {
-        let name = lock_name(&db, &table);
-        let got: Option<Option<i64>> = conn
-            .query_first(lock_sql(&name))
-            .await
-            .map_err(|e| mysql_error(e, format!("lock {table} for a staging swap")))?;
-        if got.flatten() != Some(1) {
-            return Err(ConnectorError::new(
-                ErrorKind::Timeout,
-                format!("another staging swap of {table} held its lock for {LOCK_WAIT_SECS} s"),
-            ));
-        }
-    }
-    let script = match build_script(&mut conn, &config, &request, method).await {
+    let script = match prepare(&mut conn, &config, &request).await {
         Ok(script) => script,
         Err(error) => {
+            // Disconnecting also releases the locks.
             let _ = conn.disconnect().await;
             return Err(error);
         }
@@ -783,21 +1032,73 @@ pub(crate) async fn open(
         load: None,
         buf: BytesMut::with_capacity(CHUNK_BYTES + CHUNK_BYTES / 4),
         rows: 0,
+        created: false,
         failed: None,
         done: false,
         params: Vec::new(),
         param_rows: 0,
         param_bytes: 0,
     };
+    let create = writer.script.create.clone();
     let setup = writer.script.setup.clone();
-    for sql in &setup {
+    for (i, sql) in create.iter().chain(&setup).enumerate() {
         let conn = writer.conn.as_mut().expect("no load runs during setup");
         if let Err(error) = run(conn, sql, &table).await {
             writer.abandon().await;
             return Err(error.context(format!("prepare the write of {table}")));
         }
+        if i == 0 && create.is_some() {
+            writer.created = true;
+        }
     }
     Ok(Box::new(writer))
+}
+
+/// Takes the staging swap's lock, clears leftovers and builds the script.
+async fn prepare(
+    conn: &mut Conn,
+    config: &MariadbConfig,
+    request: &WriteRequest,
+) -> Result<WriteScript> {
+    let table = &request.table;
+    let method = method_for(conn, config).await?;
+    if method == Method::Insert && config.local_infile {
+        tracing::warn!(
+            table = %table,
+            "the server does not allow LOAD DATA LOCAL INFILE; writing with multi-row INSERT, which is slower"
+        );
+    }
+    let db = database_of(table, &config.database);
+    let lock = lock_name(db, table);
+    let names = SwapNames::of(table);
+    let swap = request.strategy == WriteStrategy::StagingSwap;
+    if swap && !take_lock(conn, &lock_sql(&lock), table).await? {
+        return Err(ConnectorError::new(
+            ErrorKind::Timeout,
+            format!("another staging swap of {table} held its lock for {LOCK_WAIT_SECS} s"),
+        ));
+    }
+    let mut leftovers = find_leftovers(conn, db, table, &names).await?;
+    let mut recover_lock = false;
+    if !swap && leftovers.any() {
+        // Cleared under the swap's lock; while a swap of the table runs they are its own tables.
+        if take_lock(conn, &try_lock_sql(&lock), table).await? {
+            recover_lock = true;
+            leftovers = find_leftovers(conn, db, table, &names).await?;
+        } else {
+            leftovers = leftovers.target_only();
+        }
+    }
+    let script = build_script(conn, config, request, method, &leftovers).await;
+    let recovered = match &script {
+        Ok(script) => recover(conn, table, &script.recover).await,
+        Err(_) => Ok(()),
+    };
+    if recover_lock {
+        let _ = conn.query_drop(unlock_sql(&lock)).await;
+    }
+    recovered?;
+    script
 }
 
 /// Which table a running load feeds.
@@ -895,6 +1196,8 @@ struct MariadbTableWriter {
     buf: BytesMut,
     /// Rows written (loaded or inserted into the rows target).
     rows: u64,
+    /// Whether this write created the target (dropped again when the write is abandoned).
+    created: bool,
     /// The error that ended the write.
     failed: Option<String>,
     /// Whether commit or rollback finished the write.
@@ -1188,6 +1491,15 @@ impl MariadbTableWriter {
                 .await
                 .map_err(|e| e.context("swap in the new contents"))?;
         }
+        for sql in &self.script.cleanup {
+            if let Err(error) = run(conn, sql, &table).await {
+                tracing::warn!(
+                    table = %table,
+                    error = %error,
+                    "the new contents are in place but the old ones could not be dropped; the next write drops them"
+                );
+            }
+        }
         if let Some(lock) = &self.script.lock {
             let _ = conn.query_drop(unlock_sql(lock)).await;
         }
@@ -1210,51 +1522,43 @@ impl MariadbTableWriter {
         }
         let mut clean = false;
         if let Some(mut conn) = self.conn.take() {
-            clean = true;
-            for sql in &self.script.abandon {
-                if conn.query_drop(sql.as_str()).await.is_err() {
-                    clean = false;
-                    break;
-                }
-            }
+            clean = self.undo(&mut conn).await.is_ok();
             let _ = conn.disconnect().await;
         }
         if !clean {
             // The connection broke (or was killed): the server rolled the transaction back, but a
-            // staging table or a created table outlives it. Remove them from a fresh connection.
+            // staging table outlives it. Remove it from a fresh connection.
             let _ = self.cleanup_after_break().await;
         }
     }
 
+    /// Rolls back and removes what the write created, on the write's own connection (which holds
+    /// a staging swap's lock).
+    async fn undo(&self, conn: &mut Conn) -> Result<()> {
+        let table = &self.request.table;
+        for sql in &self.script.abandon {
+            run(conn, sql, table).await?;
+        }
+        if self.created {
+            let target = quote_table(table, &self.config.database);
+            run(conn, &format!("DROP TABLE IF EXISTS {target}"), table).await?;
+        }
+        if self.script.lock.is_some() {
+            clear_leftovers(conn, &self.config, table).await?;
+        }
+        Ok(())
+    }
+
     async fn cleanup_after_break(&self) -> Result<()> {
+        let Some(lock) = &self.script.lock else {
+            return Ok(());
+        };
         let mut conn = connect(&self.config).await?;
         let table = &self.request.table;
-        let default_db = self.config.database.as_str();
-        let db = database_of(table, default_db).to_owned();
-        if let (Some(stage), Some(lock)) = (&self.script.stage, &self.script.lock) {
-            let got: Option<Option<i64>> = conn
-                .query_first(format!("SELECT GET_LOCK({}, 5)", quote_literal(lock)))
-                .await
-                .map_err(|e| mysql_error(e, "lock"))?;
-            if got.flatten() == Some(1) {
-                let comment = exec_first_string(
-                    &mut conn,
-                    "SELECT TABLE_COMMENT FROM information_schema.TABLES \
-                     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                    vec![db.as_str().into(), stage.as_str().into()],
-                    "look up the staging table",
-                )
-                .await?;
-                if comment.as_deref() == Some(STAGE_MARKER) {
-                    let _ = conn
-                        .query_drop(format!(
-                            "DROP TABLE {}",
-                            quote_sibling(table, default_db, stage)
-                        ))
-                        .await;
-                }
-                let _ = conn.query_drop(unlock_sql(lock)).await;
-            }
+        let sql = format!("SELECT GET_LOCK({}, 5)", quote_literal(lock));
+        if take_lock(&mut conn, &sql, table).await? {
+            let _ = clear_leftovers(&mut conn, &self.config, table).await;
+            let _ = conn.query_drop(unlock_sql(lock)).await;
         }
         let _ = conn.disconnect().await;
         Ok(())
@@ -1350,6 +1654,7 @@ impl Drop for MariadbTableWriter {
             load: self.load.take(),
             buf: BytesMut::new(),
             rows: 0,
+            created: self.created,
             failed: None,
             done: false,
             params: Vec::new(),
@@ -1375,5 +1680,65 @@ mod tests {
         assert!(name.ends_with(STAGE_SUFFIX));
         assert_ne!(name, sibling_name(&"x".repeat(61), STAGE_SUFFIX));
         assert_eq!(sibling_name("t", STAGE_SUFFIX), "t__sluice_stage");
+    }
+
+    fn found(table_type: &str, comment: &str) -> Option<Found> {
+        Some(Found {
+            table_type: table_type.into(),
+            comment: comment.into(),
+        })
+    }
+
+    fn recovery_of(leftovers: &Leftovers) -> Vec<String> {
+        let table = TableRef::new(BaseName::new("t").expect("a valid name"));
+        leftovers
+            .recovery(&table, "db", &SwapNames::of(&table))
+            .into_iter()
+            .map(|r| r.sql)
+            .collect()
+    }
+
+    #[test]
+    fn recovery_touches_only_what_a_swap_leaves() {
+        let table = || found("BASE TABLE", "");
+        let all = Leftovers {
+            target: table(),
+            stage: found("BASE TABLE", STAGE_MARKER),
+            new: table(),
+            old: table(),
+        };
+        assert_eq!(
+            recovery_of(&all),
+            [
+                "DROP TABLE `db`.`t__sluice_old`",
+                "DROP TABLE `db`.`t__sluice_new`",
+                "DROP TABLE `db`.`t__sluice_stage`",
+            ]
+        );
+        // The target missing: its old contents come back, nothing else changes about them.
+        let missing = Leftovers {
+            target: None,
+            ..all.clone()
+        };
+        assert!(missing.restores_target());
+        assert_eq!(
+            recovery_of(&missing)[0],
+            "RENAME TABLE `db`.`t__sluice_old` TO `db`.`t`"
+        );
+        // Not sluice's: an unmarked stage, views, and the old contents next to a view `t`.
+        let foreign = Leftovers {
+            target: found("VIEW", "VIEW"),
+            stage: found("BASE TABLE", "mine"),
+            new: found("VIEW", "VIEW"),
+            old: table(),
+        };
+        assert!(recovery_of(&foreign).is_empty());
+        assert!(!foreign.restores_target());
+        let old_view = Leftovers {
+            target: None,
+            old: found("VIEW", "VIEW"),
+            ..Leftovers::default()
+        };
+        assert!(recovery_of(&old_view).is_empty());
     }
 }

@@ -634,17 +634,18 @@ async fn plans_show_exactly_the_statements_run() {
         let swap = writer.plan_write(&request).await.unwrap();
         let sql: Vec<&str> = swap.iter().map(|s| s.sql.as_str()).collect();
         let stage = format!("`{name}`.`planned__sluice_stage`");
+        let new = format!("`{name}`.`planned__sluice_new`");
         let old = format!("`{name}`.`planned__sluice_old`");
         let stage_load = load.replace(&q, &stage);
         assert_eq!(sql[1..], [
-            format!("CREATE TABLE {stage} LIKE {q}").as_str(),
-            &format!("ALTER TABLE {stage} COMMENT = 'sluice:stage'"),
+            format!("CREATE TABLE {new} LIKE {q}").as_str(),
+            &format!("ALTER TABLE {new} COMMENT = 'sluice:stage', RENAME TO {stage}"),
             "START TRANSACTION",
             &format!("INSERT INTO {stage} (`id`, `at`) SELECT `id`, `at` FROM {q} WHERE (`id` > 10) IS NOT TRUE"),
             &stage_load,
             "COMMIT",
-            &format!("ALTER TABLE {stage} COMMENT = ''"),
-            &format!("RENAME TABLE {q} TO {old}, {stage} TO {q}"),
+            &format!("ALTER TABLE {stage} COMMENT = '', RENAME TO {new}"),
+            &format!("RENAME TABLE {q} TO {old}, {new} TO {q}"),
             &format!("DROP TABLE {old}"),
             sql[sql.len() - 1],
         ]);
@@ -800,6 +801,518 @@ async fn speed() {
             "mariadb speed: wrote {n} rows in {write:?} ({:.0} rows/s), read in {read:?} ({:.0} rows/s)",
             n as f64 / write.as_secs_f64(),
             n as f64 / read.as_secs_f64()
+        );
+    })
+    .await;
+}
+
+/// Rows of content `version` of a swapped table: `1000 + version` rows, so every full content
+/// has a row count of its own.
+fn swap_rows(version: i64) -> Vec<Vec<Value>> {
+    (0..1000 + version)
+        .map(|i| vec![Value::Int64(i), Value::Int64(version)])
+        .collect()
+}
+
+fn swap_columns() -> Vec<sluice_model::ColumnDef> {
+    vec![
+        col("id", DataType::Int64, false),
+        col("version", DataType::Int64, false),
+    ]
+}
+
+/// The MariaDB error code of a failed statement, 0 for errors that are not the server's.
+fn server_code(error: &mysql_async::Error) -> u16 {
+    match error {
+        mysql_async::Error::Server(e) => e.code,
+        _ => 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_miss_the_target_during_staging_swaps() {
+    support::with_database(|connector, name| async move {
+        let t = table("polled");
+        write_rows(
+            &connector,
+            write_request(t.clone(), swap_columns(), WriteStrategy::TruncateLoad),
+            &swap_rows(0),
+            BatchLimits::DEFAULT,
+        )
+        .await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let stop = stop.clone();
+            let mut conn = db_conn(&name).await;
+            tokio::spawn(async move {
+                let mut counts = std::collections::BTreeSet::new();
+                let mut errors = Vec::new();
+                let mut reads = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match conn
+                        .query_first::<i64, _>("SELECT COUNT(*) FROM polled")
+                        .await
+                    {
+                        Ok(Some(n)) => {
+                            reads += 1;
+                            counts.insert(n);
+                        }
+                        Ok(None) => errors.push("no row".to_owned()),
+                        Err(e) => errors.push(format!("{} ({e})", server_code(&e))),
+                    }
+                }
+                (reads, counts, errors)
+            })
+        };
+        let swaps = 40i64;
+        for version in 1..=swaps {
+            write_rows(
+                &connector,
+                write_request(t.clone(), swap_columns(), WriteStrategy::StagingSwap),
+                &swap_rows(version),
+                BatchLimits::DEFAULT,
+            )
+            .await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (reads, counts, errors) = reader.await.unwrap();
+        println!(
+            "staging swaps: {swaps}, reads: {reads}, contents seen: {}, errors: {}",
+            counts.len(),
+            errors.len()
+        );
+        assert!(
+            errors.is_empty(),
+            "{} reads failed, first: {:?}",
+            errors.len(),
+            &errors[..errors.len().min(3)]
+        );
+        // Every read saw one full content, and the reader ran across the swaps.
+        assert!(
+            counts.iter().all(|n| (1000..=1000 + swaps).contains(n)),
+            "{counts:?}"
+        );
+        assert!(
+            counts.len() >= 10,
+            "the reader saw too few swaps: {counts:?}"
+        );
+    })
+    .await;
+}
+
+/// Every table and view of `db` with its comment, by name (names compared exactly).
+async fn catalog(conn: &mut mysql_async::Conn, db: &str) -> Vec<(String, String)> {
+    conn.exec(
+        "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+         ORDER BY BINARY TABLE_NAME",
+        (db,),
+    )
+    .await
+    .unwrap()
+}
+
+/// `(row count, least version, greatest version)` of a swapped table.
+async fn versions(conn: &mut mysql_async::Conn, sql_table: &str) -> (i64, i64, i64) {
+    conn.query_first(format!(
+        "SELECT COUNT(*), COALESCE(MIN(version), -1), COALESCE(MAX(version), -1) FROM {sql_table}"
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_interrupted_swaps_are_cleared_by_the_next_write() {
+    support::with_database(|connector, name| async move {
+        support::with_database(|_, other| async move {
+            let columns = swap_columns();
+            let t = table("lefty");
+            let mut conn = db_conn(&name).await;
+            let mut foreign = db_conn(&other).await;
+            write_rows(
+                &connector,
+                write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad),
+                &swap_rows(1),
+                BatchLimits::DEFAULT,
+            )
+            .await;
+            // Look-alikes that are not lefty's leftovers: the same names in another database (there
+            // in the state "target missing, old present"), and near names next to lefty.
+            for sql in [
+                "CREATE TABLE lefty__sluice_stage (x INT) COMMENT 'sluice:stage'",
+                "CREATE TABLE lefty__sluice_new (x INT)",
+                "CREATE TABLE lefty__sluice_old (x INT)",
+                "INSERT INTO lefty__sluice_old VALUES (1)",
+            ] {
+                foreign.query_drop(sql).await.unwrap();
+            }
+            let lower_case: u32 = conn
+                .query_first("SELECT @@lower_case_table_names")
+                .await
+                .unwrap()
+                .unwrap();
+            let mut near = vec![
+                "lefty__sluice_old2",
+                "leftyx_sluice_old",
+                "xlefty__sluice_new",
+                "lefty__sluice_stag",
+            ];
+            if lower_case == 0 {
+                near.push("LEFTY__SLUICE_OLD");
+                near.push("Lefty__sluice_new");
+            }
+            for n in &near {
+                conn.query_drop(format!("CREATE TABLE `{n}` (x INT) COMMENT 'sluice:stage'"))
+                    .await
+                    .unwrap();
+                conn.query_drop(format!("INSERT INTO `{n}` VALUES (1)"))
+                    .await
+                    .unwrap();
+            }
+            let foreign_before = catalog(&mut foreign, &other).await;
+
+            // A marked stage (killed during the load), `old` next to the target (killed before
+            // the drop) and `new` (killed around the swap), each holding stray rows.
+            for (leftover, marker, version) in [
+                ("lefty__sluice_stage", "sluice:stage", 2),
+                ("lefty__sluice_old", "", 3),
+                ("lefty__sluice_new", "", 4),
+            ] {
+                conn.query_drop(format!("CREATE TABLE {leftover} LIKE lefty"))
+                    .await
+                    .unwrap();
+                conn.query_drop(format!("ALTER TABLE {leftover} COMMENT = '{marker}'"))
+                    .await
+                    .unwrap();
+                conn.query_drop(format!("INSERT INTO {leftover} VALUES (-1, -1)"))
+                    .await
+                    .unwrap();
+                write_rows(
+                    &connector,
+                    write_request(t.clone(), columns.clone(), WriteStrategy::StagingSwap),
+                    &swap_rows(version),
+                    BatchLimits::DEFAULT,
+                )
+                .await;
+                assert_eq!(
+                    versions(&mut conn, "lefty").await,
+                    (1000 + version, version, version),
+                    "after a leftover {leftover}"
+                );
+                let names: Vec<String> = catalog(&mut conn, &name)
+                    .await
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                assert!(
+                    !names.contains(&leftover.to_owned()),
+                    "{leftover} stays: {names:?}"
+                );
+            }
+
+            // The target missing and its contents under the old name (a swap by two renames
+            // killed between them): the plan renames them back and changes nothing ...
+            conn.query_drop("RENAME TABLE lefty TO lefty__sluice_old")
+                .await
+                .unwrap();
+            let mut request = write_request(t.clone(), columns.clone(), WriteStrategy::StagingSwap);
+            request.filter = Some(sluice_model::Condition::new("`id` < 500").unwrap());
+            let plan = connector
+                .batch_writer()
+                .unwrap()
+                .plan_write(&request)
+                .await
+                .unwrap();
+            let sql: Vec<&str> = plan.iter().map(|s| s.sql.as_str()).collect();
+            let q = |n: &str| format!("`{name}`.`{n}`");
+            assert_eq!(
+                sql[1..3],
+                [
+                    format!("RENAME TABLE {} TO {}", q("lefty__sluice_old"), q("lefty")),
+                    format!(
+                        "CREATE TABLE {} LIKE {}",
+                        q("lefty__sluice_new"),
+                        q("lefty")
+                    ),
+                ],
+                "{sql:#?}"
+            );
+            assert_eq!(versions(&mut conn, "lefty__sluice_old").await, (1004, 4, 4));
+            // ... and the write does it: rows outside the filter are the restored ones.
+            let fresh: Vec<Vec<Value>> = swap_rows(5).into_iter().take(500).collect();
+            write_rows(&connector, request, &fresh, BatchLimits::DEFAULT).await;
+            assert_eq!(versions(&mut conn, "lefty").await, (1004, 4, 5));
+            assert_eq!(
+                versions(&mut conn, "(SELECT * FROM lefty WHERE id < 500) AS f").await,
+                (500, 5, 5)
+            );
+
+            // The same state before a write that is not a staging swap, with a marked stage too.
+            conn.query_drop("RENAME TABLE lefty TO lefty__sluice_old")
+                .await
+                .unwrap();
+            conn.query_drop("CREATE TABLE lefty__sluice_stage LIKE lefty__sluice_old")
+                .await
+                .unwrap();
+            conn.query_drop("ALTER TABLE lefty__sluice_stage COMMENT = 'sluice:stage'")
+                .await
+                .unwrap();
+            let appended: Vec<Vec<Value>> = (5000..5010)
+                .map(|i| vec![Value::Int64(i), Value::Int64(6)])
+                .collect();
+            write_rows(
+                &connector,
+                write_request(t.clone(), columns.clone(), WriteStrategy::Append),
+                &appended,
+                BatchLimits::DEFAULT,
+            )
+            .await;
+            assert_eq!(versions(&mut conn, "lefty").await, (1014, 4, 6));
+
+            // Only lefty's exact leftovers went; the look-alikes are as they were.
+            let mut want: Vec<String> = near.iter().map(|n| n.to_string()).collect();
+            want.push("lefty".into());
+            want.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            let names: Vec<String> = catalog(&mut conn, &name)
+                .await
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            assert_eq!(names, want);
+            for n in &near {
+                let rows: i64 = conn
+                    .query_first(format!("SELECT COUNT(*) FROM `{n}`"))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(rows, 1, "{n}");
+            }
+            assert_eq!(catalog(&mut foreign, &other).await, foreign_before);
+            let kept: i64 = foreign
+                .query_first("SELECT COUNT(*) FROM lefty__sluice_old")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(kept, 1);
+
+            // A view under a leftover's name is not sluice's: a staging swap refuses and leaves it.
+            conn.query_drop("CREATE VIEW lefty__sluice_new AS SELECT 1 AS x")
+                .await
+                .unwrap();
+            let err = match connector
+                .batch_writer()
+                .unwrap()
+                .open(write_request(
+                    t.clone(),
+                    columns.clone(),
+                    WriteStrategy::StagingSwap,
+                ))
+                .await
+            {
+                Ok(_) => panic!("a staging swap went ahead next to a view it would collide with"),
+                Err(e) => e,
+            };
+            assert_eq!(err.kind(), ErrorKind::Schema, "{err}");
+            assert!(err.to_string().contains("lefty__sluice_new"), "{err}");
+            let view: i64 = conn
+                .query_first("SELECT COUNT(*) FROM lefty__sluice_new")
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(view, 1);
+        })
+        .await;
+    })
+    .await;
+}
+
+/// Names the database `staging_swap_loop` swaps in when it runs as a child process.
+const SWAP_CHILD_DB: &str = "SLUICE_TEST_SWAP_CHILD_DB";
+/// The first content version the child writes.
+const SWAP_CHILD_VERSION: &str = "SLUICE_TEST_SWAP_CHILD_VERSION";
+
+/// Rows of content `version` of the table killed swaps write: mostly small tables, whose swaps
+/// are mostly DDL, and now and then a larger one, whose load takes a while.
+fn crash_rows(version: i64) -> Vec<Vec<Value>> {
+    let n = if version % 4 == 0 {
+        20_000
+    } else {
+        10 + version % 10
+    };
+    (0..n)
+        .map(|i| vec![Value::Int64(i), Value::Int64(version)])
+        .collect()
+}
+
+/// Whether `(count, least, greatest)` is one full content.
+fn is_full_content((count, least, greatest): (i64, i64, i64)) -> bool {
+    least == greatest && count == crash_rows(least).len() as i64
+}
+
+/// Writes content `version` into `crashed`.
+async fn write_crashed(connector: &MariadbConnector, version: i64, strategy: WriteStrategy) {
+    write_rows(
+        connector,
+        write_request(table("crashed"), swap_columns(), strategy),
+        &crash_rows(version),
+        BatchLimits::rows(5000),
+    )
+    .await;
+}
+
+/// The ids of the sessions using `db`.
+async fn sessions(conn: &mut mysql_async::Conn, db: &str) -> std::collections::BTreeSet<u64> {
+    let ids: Vec<u64> = conn
+        .exec(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ?",
+            (db,),
+        )
+        .await
+        .unwrap();
+    ids.into_iter().collect()
+}
+
+/// Staging swaps of `crashed`, each with a new content. As the child process of
+/// `killed_staging_swaps_leave_old_or_new_contents` it swaps until it is killed; run alone it
+/// makes a few swaps in a database of its own and checks each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_swap_loop() {
+    if let Ok(db) = std::env::var(SWAP_CHILD_DB) {
+        let first: i64 = std::env::var(SWAP_CHILD_VERSION).unwrap().parse().unwrap();
+        let connector = MariadbConnector::new(support::config(&db));
+        for version in first.. {
+            write_crashed(&connector, version, WriteStrategy::StagingSwap).await;
+        }
+    }
+    support::with_database(|connector, name| async move {
+        let mut conn = db_conn(&name).await;
+        for version in 1..=4 {
+            write_crashed(&connector, version, WriteStrategy::StagingSwap).await;
+            let content = versions(&mut conn, "crashed").await;
+            assert_eq!(
+                content,
+                (crash_rows(version).len() as i64, version, version)
+            );
+        }
+        assert_eq!(catalog(&mut conn, &name).await.len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_staging_swaps_leave_old_or_new_contents() {
+    support::with_database(|connector, name| async move {
+        let mut conn = db_conn(&name).await;
+        // The next run alternates strategies: both clear leftovers.
+        let strategy = |version: i64| {
+            if version % 2 == 0 {
+                WriteStrategy::StagingSwap
+            } else {
+                WriteStrategy::TruncateLoad
+            }
+        };
+        write_crashed(&connector, 1, WriteStrategy::TruncateLoad).await;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
+        let mut state = seed;
+        let mut random = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        let started = Instant::now();
+        let mut kills = 0;
+        let mut child_contents = std::collections::BTreeSet::new();
+        let mut left: std::collections::BTreeMap<String, u32> = Default::default();
+        let mut reads = 0u64;
+        while kills < 40 && started.elapsed() < Duration::from_secs(25) {
+            kills += 1;
+            let first = kills * 1000;
+            let ours = sessions(&mut conn, &name).await;
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["staging_swap_loop", "--exact", "--test-threads", "1"])
+                .env(SWAP_CHILD_DB, &name)
+                .env(SWAP_CHILD_VERSION, first.to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Read the table the whole time the child swaps it; kill it at a random moment after
+            // its first swap.
+            let spawned = Instant::now();
+            let mut kill_at = None;
+            while kill_at.is_none_or(|at| Instant::now() < at) {
+                assert!(
+                    spawned.elapsed() < Duration::from_secs(30),
+                    "the child made no swap in 30 s"
+                );
+                let content = match conn
+                    .query_first::<(i64, i64, i64), _>(
+                        "SELECT COUNT(*), MIN(version), MAX(version) FROM crashed",
+                    )
+                    .await
+                {
+                    Ok(row) => row.unwrap(),
+                    Err(e) => panic!("a read during the swaps failed (seed {seed}): {e}"),
+                };
+                reads += 1;
+                assert!(is_full_content(content), "{content:?} (seed {seed})");
+                if content.1 >= first {
+                    child_contents.insert(content.1);
+                    kill_at.get_or_insert(Instant::now() + Duration::from_millis(random(400)));
+                }
+            }
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!stderr.contains("panicked"), "the child failed: {stderr}");
+            // The next run comes once the server has ended the killed process's session (and so
+            // released its lock), as after a real crash.
+            while !sessions(&mut conn, &name).await.is_subset(&ours) {
+                assert!(
+                    spawned.elapsed() < Duration::from_secs(60),
+                    "the killed child's session lives on"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Old or new contents, whatever the child was doing; then what it left.
+            let content = versions(&mut conn, "crashed").await;
+            assert!(is_full_content(content), "{content:?} (seed {seed})");
+            for (table, _) in catalog(&mut conn, &name).await {
+                if table != "crashed" {
+                    *left.entry(table).or_default() += 1;
+                }
+            }
+            // The next run clears every leftover and writes its contents.
+            let version = 1_000_000 + kills;
+            write_crashed(&connector, version, strategy(version)).await;
+            let content = versions(&mut conn, "crashed").await;
+            assert_eq!(
+                content,
+                (crash_rows(version).len() as i64, version, version)
+            );
+            let tables: Vec<String> = catalog(&mut conn, &name)
+                .await
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            assert_eq!(tables, ["crashed"], "seed {seed}");
+        }
+        println!(
+            "killed staging swaps: {kills} kills in {:?}, {reads} reads, {} child contents seen, \
+             leftovers found after a kill: {left:?} (seed {seed})",
+            started.elapsed(),
+            child_contents.len()
+        );
+        // The children really swapped while the reader read.
+        assert!(
+            child_contents.len() as i64 >= kills,
+            "only {} contents of the children were seen in {kills} runs",
+            child_contents.len()
         );
     })
     .await;

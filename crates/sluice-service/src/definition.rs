@@ -725,7 +725,10 @@ impl Compiler<'_> {
         for (k, v) in params {
             let p = params_path.key(k);
             match (action, k.as_str()) {
-                ("Restrict", "RefreshCondition" | "CompareCondition") => {
+                // Every condition is one SQL expression (sluice runs RefreshCondition and
+                // CompareCondition; the others are checked the same way so that no stored action
+                // holds a statement for a later feature to run).
+                ("Restrict", name) if name.ends_with("Condition") => {
                     if let Err(e) = Condition::new(v.to_text()) {
                         self.error(&p, e.to_string());
                     }
