@@ -795,16 +795,32 @@ async fn sync_force_replaces_a_running_sync_and_plain_sync_keeps_it() {
     )
     .await
     .expect(StatusCode::OK);
-    let done = s.wait_synced("h.c", &Value::Null).await;
+    // The forced sync is the newest event; wait for its end.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while refresh_events().await[0].state == sluice_model::EventState::Active {
+        assert!(Instant::now() < deadline, "the forced sync never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let done = s.connector("h.c").await;
     assert!(done["succeeded_at"].is_string(), "{done}");
-    let states: Vec<_> = refresh_events().await.iter().map(|e| e.state).collect();
-    assert_eq!(
-        states,
-        [
-            sluice_model::EventState::Done,
-            sluice_model::EventState::Canceled
-        ],
-        "the forced sync replaced the running one (newest first)"
+    assert_ne!(done["status"]["sync_state"], "syncing", "{done}");
+    let events = refresh_events().await;
+    let states: Vec<_> = events.iter().map(|e| (e.state, e.canceled)).collect();
+    // The replaced sync was cancelled: CANCELED, or FAILED when a table of it had committed
+    // before the cancel (never CANCELED with a committed table). Had a table of it been
+    // committing, the cancel was too late: it ended DONE and the forced sync ran after it.
+    assert!(
+        matches!(
+            states.as_slice(),
+            [
+                (sluice_model::EventState::Done, false),
+                (
+                    sluice_model::EventState::Canceled | sluice_model::EventState::Failed,
+                    true
+                ) | (sluice_model::EventState::Done, false)
+            ]
+        ),
+        "the forced sync replaced the running one (newest first): {states:?}"
     );
     assert!(
         done["failed_at"].is_null(),

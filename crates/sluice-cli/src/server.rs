@@ -195,6 +195,22 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
             "created user admin (SysAdmin) with password {generated}\n  (shown once; set SLUICE_ADMIN_PASSWORD to choose it, change it with `sluice user set admin --password-stdin`)"
         );
     }
+    // Runs left behind by a process that stopped (this one before a restart, or another one
+    // sharing the repository) are ended now if their heartbeat is old enough, and by the
+    // scheduler as soon as it is.
+    match service.reap_orphaned_jobs().await {
+        Ok(reaped) if !reaped.is_empty() => eprintln!(
+            "ended {} job run(s) whose process had stopped: {}",
+            reaped.len(),
+            reaped
+                .iter()
+                .map(|r| r.job.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Ok(_) => {}
+        Err(error) => eprintln!("warning: cannot end the runs of stopped processes: {error:#}"),
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -1,12 +1,14 @@
 //! Running a refresh: for each table, read batches from the source, map them, write them to the
 //! target in one atomic write, and report progress. A failure or a cancellation rolls the write
 //! back before the table's report is returned, so a report that says FAILED or CANCELED means the
-//! target is as it was.
+//! target is as it was. A commit that has begun is never interrupted by the cancel token: the
+//! table ends DONE (or FAILED, when the commit itself fails).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use serde::Serialize;
 use sluice_connector::{Connector, ConnectorError, ErrorKind, TableWriter};
 use sluice_model::{RowBatch, TableName, describe_key};
@@ -62,11 +64,22 @@ pub struct RefreshReport {
     pub error: Option<EngineError>,
 }
 
-/// Asked right before a table's write commits, after every row is written: `false` abandons the
-/// table as cancelled (and fires the run's cancel token). The caller uses it to see a cancel that
-/// was recorded elsewhere (by another process) and has not reached the cancel token yet, so that a
-/// refresh cancelled before its commit never commits.
-pub type CommitGate = Arc<dyn Fn() -> futures::future::BoxFuture<'static, bool> + Send + Sync>;
+/// Asked around each table's commit, so that a cancel and a commit are decided in one place (the
+/// caller's record of the run, which other processes see too).
+///
+/// [`CommitGate::begin`] is asked right before the table's write commits, after every row is
+/// written. `true` lets the commit run and tells the caller that from now on the table may end up
+/// committed, so a cancel must be refused as too late; `false` (a cancel recorded elsewhere that
+/// has not reached the cancel token yet) abandons the table as cancelled and fires the run's
+/// cancel token. [`CommitGate::end`] follows every commit `begin` let run, with whether the table
+/// committed (a commit that fails rolls back). Neither is called for a table that never reached
+/// its commit.
+pub trait CommitGate: Send + Sync {
+    /// Whether `table` may commit now; `true` records that its commit begins.
+    fn begin(&self, table: &TableName) -> BoxFuture<'static, bool>;
+    /// How the commit of `table` ended.
+    fn end(&self, table: &TableName, committed: bool) -> BoxFuture<'static, ()>;
+}
 
 /// Refreshes the planned tables one after another. A table that fails does not stop the others; each
 /// is atomic on its own.
@@ -89,7 +102,7 @@ pub async fn run_refresh_gated(
     options: RefreshOptions,
     progress: ProgressSink,
     cancel: CancellationToken,
-    gate: Option<CommitGate>,
+    gate: Option<Arc<dyn CommitGate>>,
 ) -> Vec<RefreshReport> {
     let parallel = options.parallel.max(1);
     let tables = plans.into_iter().map(|plan| {
@@ -125,27 +138,33 @@ pub async fn run_refresh_gated(
         .await
 }
 
-/// When a table must stop: its run's cancel token, and the gate asked before it commits.
+/// When a table must stop: its run's cancel token, and the gate asked around its commit.
 struct Stop<'a> {
     cancel: &'a CancellationToken,
-    gate: Option<&'a CommitGate>,
+    gate: Option<&'a Arc<dyn CommitGate>>,
 }
 
 impl Stop<'_> {
-    /// Whether the table may commit now.
-    async fn may_commit(&self) -> bool {
+    /// Commits `write` unless the run was cancelled or the gate refuses; a refused write is
+    /// rolled back and answers `Cancelled`.
+    async fn commit(
+        &self,
+        table: &TableName,
+        write: Box<dyn TableWriter>,
+    ) -> Result<sluice_connector::WriteSummary, ConnectorError> {
         if self.cancel.is_cancelled() {
-            return false;
+            return Err(rolled_back(write, ConnectorError::cancelled()).await);
         }
         let Some(gate) = self.gate else {
-            return true;
+            return write.commit().await;
         };
-        if gate().await {
-            true
-        } else {
+        if !gate.begin(table).await {
             self.cancel.cancel();
-            false
+            return Err(rolled_back(write, ConnectorError::cancelled()).await);
         }
+        let outcome = write.commit().await;
+        gate.end(table, outcome.is_ok()).await;
+        outcome
     }
 }
 
@@ -276,10 +295,7 @@ async fn copy(
             bytes: moved.bytes,
         });
     }
-    if !stop.may_commit().await {
-        return abandon(write, ConnectorError::cancelled()).await;
-    }
-    let summary = write.commit().await?;
+    let summary = stop.commit(&plan.name, write).await?;
     moved.written = summary.rows;
     moved.created = summary.created;
     Ok(())
@@ -326,10 +342,7 @@ async fn copy_raw(
             });
         }
     }
-    if !stop.may_commit().await {
-        return abandon(write, ConnectorError::cancelled()).await;
-    }
-    let summary = write.commit().await?;
+    let summary = stop.commit(&plan.name, write).await?;
     moved.rows = summary.rows;
     moved.written = summary.rows;
     moved.created = summary.created;
@@ -390,10 +403,7 @@ async fn rowwise(
     if let Err(error) = outcome {
         return abandon(write, error).await;
     }
-    if !stop.may_commit().await {
-        return abandon(write, ConnectorError::cancelled()).await;
-    }
-    let summary = write.commit().await?;
+    let summary = stop.commit(&plan.name, write).await?;
     moved.created = summary.created;
     Ok(())
 }
@@ -504,8 +514,13 @@ async fn put(
 
 /// Rolls the write back, then returns `error`.
 async fn abandon(write: Box<dyn TableWriter>, error: ConnectorError) -> Result<(), ConnectorError> {
+    Err(rolled_back(write, error).await)
+}
+
+/// Rolls the write back and hands back `error`.
+async fn rolled_back(write: Box<dyn TableWriter>, error: ConnectorError) -> ConnectorError {
     // The rollback's own failure matters less than why we are rolling back; the writer's contract
     // (dropping rolls back) still holds if it fails.
     let _ = write.rollback().await;
-    Err(error)
+    error
 }

@@ -199,12 +199,7 @@ async fn a_closed_commit_gate_leaves_the_target_as_it_was() {
     let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
     source.put_table(orders_schema("orders", DataType::Int64), rows(100, "new"));
     target.put_table(orders_schema("orders", DataType::Int64), rows(3, "old"));
-    let asked = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let counter = Arc::clone(&asked);
-    let gate: sluice_engine::CommitGate = Arc::new(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Box::pin(async { false })
-    });
+    let gate = Arc::new(Gate::new(false));
     let opts = options(WriteStrategy::TruncateLoad, 20);
     let plans = plan_refresh(&[spec("orders")], &source, &target, &opts)
         .await
@@ -217,7 +212,7 @@ async fn a_closed_commit_gate_leaves_the_target_as_it_was() {
         opts,
         ProgressSink::none(),
         cancel.clone(),
-        Some(gate),
+        Some(gate.clone()),
     )
     .await;
     assert_eq!(reports[0].state, RefreshState::Canceled);
@@ -225,12 +220,16 @@ async fn a_closed_commit_gate_leaves_the_target_as_it_was() {
         reports[0].source_rows, 100,
         "every row was read before the gate"
     );
-    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        gate.calls(),
+        ["begin orders"],
+        "no commit began, none ended"
+    );
     assert!(cancel.is_cancelled());
     assert_eq!(target.rows(&table("orders")).unwrap(), rows(3, "old"));
 
-    // An open gate commits.
-    let gate: sluice_engine::CommitGate = Arc::new(|| Box::pin(async { true }));
+    // An open gate commits, and hears that the table committed.
+    let gate = Arc::new(Gate::new(true));
     let plans = plan_refresh(&[spec("orders")], &source, &target, &opts)
         .await
         .unwrap();
@@ -241,11 +240,52 @@ async fn a_closed_commit_gate_leaves_the_target_as_it_was() {
         opts,
         ProgressSink::none(),
         CancellationToken::new(),
-        Some(gate),
+        Some(gate.clone()),
     )
     .await;
     assert_eq!(reports[0].state, RefreshState::Done);
     assert_eq!(target.rows(&table("orders")).unwrap(), rows(100, "new"));
+    assert_eq!(gate.calls(), ["begin orders", "end orders committed"]);
+}
+
+/// A commit gate that answers `open` and records what it was told.
+struct Gate {
+    open: bool,
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+impl Gate {
+    fn new(open: bool) -> Self {
+        Gate {
+            open,
+            calls: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl sluice_engine::CommitGate for Gate {
+    fn begin(&self, table: &TableName) -> futures::future::BoxFuture<'static, bool> {
+        self.calls.lock().unwrap().push(format!("begin {table}"));
+        let open = self.open;
+        Box::pin(async move { open })
+    }
+
+    fn end(&self, table: &TableName, committed: bool) -> futures::future::BoxFuture<'static, ()> {
+        let how = if committed {
+            "committed"
+        } else {
+            "rolled back"
+        };
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("end {table} {how}"));
+        Box::pin(async {})
+    }
 }
 
 #[tokio::test]

@@ -15,6 +15,11 @@
 //!   one run per job at a time. A run whose process stopped sending heartbeats is failed and taken
 //!   over, so a crash never blocks a job forever. [`Repository::submit_job`] and
 //!   [`Repository::claim_job`] likewise: of racing submitters exactly one wins.
+//! * [`Repository::begin_commit`] and [`Repository::cancel_events`] decide, each in one
+//!   transaction on the job's row, whether a table's commit or a cancel came first: once a table
+//!   began to commit, a cancel is too late; once a cancel is recorded, no table begins to commit.
+//! * [`Repository::reap_jobs`] ends runs whose process stopped sending heartbeats; of processes
+//!   reaping at once, each run is ended by exactly one.
 //! * Event ids are unique and increasing, whichever process posts them.
 #![deny(missing_docs)]
 
@@ -343,6 +348,9 @@ pub struct EventRecord {
     pub num_retries: u32,
     /// The final response line, once finished.
     pub response: Option<String>,
+    /// Whether a cancel ended it (a user's, its job's deletion, or a newer request replacing it):
+    /// `CANCELED`, or `FAILED` when a table had committed before the cancel.
+    pub canceled: bool,
     /// When it started.
     pub start: DateTime<Utc>,
     /// When it finished.
@@ -422,6 +430,137 @@ impl Owner {
                 .unwrap_or_else(|_| "localhost".into()),
             pid: std::process::id(),
         }
+    }
+}
+
+/// A job run that [`Repository::reap_jobs`] ended because its process had stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReapedJob {
+    /// The hub.
+    pub hub: HubName,
+    /// The job.
+    pub job: JobName,
+    /// The run's event.
+    pub event: Option<EventId>,
+    /// Whether the event was still `ACTIVE` and is now `FAILED` (otherwise it had ended, e.g.
+    /// by a cancel, and only the job was freed).
+    pub failed: bool,
+    /// Why: the event's response when it was failed.
+    pub response: String,
+}
+
+/// What the commit markers of a run say about one of its tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitMark {
+    /// The table's commit has begun and not ended.
+    Begun,
+    /// The table is committed.
+    Done,
+}
+
+impl CommitMark {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CommitMark::Begun => "BEGUN",
+            CommitMark::Done => "DONE",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Result<Self> {
+        match text {
+            "BEGUN" => Ok(CommitMark::Begun),
+            "DONE" => Ok(CommitMark::Done),
+            other => Err(RepoError::new(
+                RepoErrorKind::Storage,
+                format!("repository holds an invalid commit state {other:?}"),
+            )),
+        }
+    }
+}
+
+/// The tables of `marks` in state `mark`, as `a, b`.
+fn marked(marks: &[(String, CommitMark)], mark: CommitMark) -> Option<String> {
+    let tables: Vec<&str> = marks
+        .iter()
+        .filter(|(_, m)| *m == mark)
+        .map(|(t, _)| t.as_str())
+        .collect();
+    (!tables.is_empty()).then(|| tables.join(", "))
+}
+
+/// How a request (a user's cancel, a job's deletion) ends the `ACTIVE` event `id`, given its
+/// commit markers: `CANCELED` when no table began to commit; `FAILED` when one did (a run with a
+/// committed table never shows `CANCELED`); `Conflict` while a table commits in a live process
+/// (`owner_live`): it is too late, the run ends `DONE` or `FAILED` on its own.
+pub(crate) fn request_ending(
+    id: &str,
+    reason: &str,
+    marks: &[(String, CommitMark)],
+    owner_live: bool,
+) -> Result<(EventState, String)> {
+    let begun = marked(marks, CommitMark::Begun);
+    let done = marked(marks, CommitMark::Done);
+    if let (Some(tables), true) = (&begun, owner_live) {
+        return Err(RepoError::new(
+            RepoErrorKind::Conflict,
+            format!(
+                "too late to cancel event {id}: table(s) {tables} began to commit; the event ends DONE or FAILED"
+            ),
+        ));
+    }
+    Ok(match (done, begun) {
+        (None, None) => (EventState::Canceled, reason.to_owned()),
+        (done, begun) => {
+            let mut text = reason.to_owned();
+            if let Some(done) = done {
+                text.push_str(&format!(" after table(s) {done} committed"));
+            }
+            if let Some(begun) = begun {
+                text.push_str(&format!(
+                    "{} table(s) {begun} were committing when the process running it stopped: their target may or may not hold the new rows",
+                    if text.len() == reason.len() { ";" } else { ", and" }
+                ));
+            }
+            text.push_str("; the tables not committed were left as they were");
+            (EventState::Failed, text)
+        }
+    })
+}
+
+/// The response of a run failed because its process stopped: who ran it, its last heartbeat,
+/// and what its commit markers say.
+pub(crate) fn abandoned_response(
+    host: Option<&str>,
+    pid: Option<i64>,
+    since: Option<String>,
+    marks: &[(String, CommitMark)],
+) -> String {
+    let mut text = format!(
+        "abandoned: the process running it ({}) stopped (no heartbeat since {})",
+        match (pid, host) {
+            (Some(pid), Some(host)) => format!("pid {pid} on {host}"),
+            _ => "unknown".to_owned(),
+        },
+        since.as_deref().unwrap_or("ever")
+    );
+    if let Some(done) = marked(marks, CommitMark::Done) {
+        text.push_str(&format!("; table(s) {done} had committed"));
+    }
+    if let Some(begun) = marked(marks, CommitMark::Begun) {
+        text.push_str(&format!(
+            "; table(s) {begun} were committing: their target may or may not hold the new rows"
+        ));
+    }
+    text
+}
+
+/// The state a job is left in when its run's event ends in `state`.
+pub(crate) fn job_state_after(state: EventState) -> JobState {
+    match state {
+        EventState::Done => JobState::Done,
+        EventState::Failed => JobState::Failed,
+        EventState::Canceled => JobState::Suspend,
+        EventState::Active => JobState::Running,
     }
 }
 
@@ -616,10 +755,47 @@ pub trait Repository: Send + Sync {
     /// no such job.
     async fn delete_job(&self, hub: &HubName, job: &JobName) -> Result<Vec<EventId>>;
 
-    /// Cancels `ACTIVE` events: they become `CANCELED` at once and their jobs `SUSPEND` (a running
-    /// job stops at its next heartbeat). `Conflict` (naming the event) when one is not `ACTIVE`,
-    /// `NotFound` when one does not exist; then nothing changes.
-    async fn cancel_events(&self, hub: &HubName, ids: &[EventId]) -> Result<Vec<EventRecord>>;
+    /// Ends `ACTIVE` events at a user's request, at once, all or none. An event none of whose
+    /// tables began to commit becomes `CANCELED`; one with a committed table becomes `FAILED`
+    /// (its run stops before the next table commits; the tables not committed are left as they
+    /// were), so a run with a committed table never shows `CANCELED`. Its job: `SUSPEND` when
+    /// not running; still `RUNNING` while a live process runs it (the run stops at its next look
+    /// at the event and then lets go of the job); freed at once (`SUSPEND`, or `FAILED` with the
+    /// event) when its process has sent no heartbeat for `stale_after`.
+    ///
+    /// `Conflict` (naming the event) when one is not `ACTIVE`, or when a table of one is
+    /// committing in a live process: then it is too late, and the run ends `DONE` or `FAILED`.
+    /// `NotFound` when one does not exist. On an error nothing changes.
+    async fn cancel_events(
+        &self,
+        hub: &HubName,
+        ids: &[EventId],
+        stale_after: Duration,
+    ) -> Result<Vec<EventRecord>>;
+
+    /// Records that `table` of `owner`'s run `event` of `job` begins to commit, when the event is
+    /// still `ACTIVE`: `true` lets the table commit (from now on a cancel is too late until
+    /// [`Repository::end_commit`]); `false` means the event was cancelled (or otherwise ended)
+    /// and the table must not commit. `Conflict` when `owner` no longer holds the job.
+    async fn begin_commit(
+        &self,
+        hub: &HubName,
+        job: &JobName,
+        event: EventId,
+        table: &TableName,
+        owner: &Owner,
+    ) -> Result<bool>;
+
+    /// Records how the commit [`Repository::begin_commit`] let begin ended: `committed` keeps the
+    /// table's marker as committed, otherwise (the write failed and rolled back) it is removed.
+    async fn end_commit(&self, event: EventId, table: &TableName, committed: bool) -> Result<()>;
+
+    /// Ends every run whose process has sent no heartbeat for `stale_after` (by the database's
+    /// clock on PostgreSQL): its `ACTIVE` event becomes `FAILED` with a response that names the
+    /// process, its last heartbeat and the tables that had committed, and its job is freed
+    /// (`FAILED`, or the state its event had already ended in). Of processes reaping at once,
+    /// each run is ended by exactly one; a run whose process still beats is never touched.
+    async fn reap_jobs(&self, stale_after: Duration) -> Result<Vec<ReapedJob>>;
 
     /// The connector settings of a channel, storing `record` first when there are none: every
     /// process gets the same stored settings (and `created`). `NotFound` when the hub does not

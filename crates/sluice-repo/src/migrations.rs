@@ -227,6 +227,26 @@ CREATE TABLE api_key (
 );
 "#,
     ),
+    (
+        4,
+        "commit markers of job runs, events ended by a cancel",
+        r#"
+-- One row per table of a job run whose commit has begun: BEGUN while the commit runs, DONE once
+-- the table is committed (a commit that fails removes its row). A cancel reads them in the
+-- transaction that decides it: while a table commits it is too late, and a run with a
+-- committed table never ends CANCELED.
+CREATE TABLE event_commit (
+    ev_id         TEXT NOT NULL REFERENCES event (ev_id) ON DELETE CASCADE,
+    tbl_name      TEXT NOT NULL,
+    commit_state  TEXT NOT NULL CHECK (commit_state IN ('BEGUN', 'DONE')),
+    tstamp        TEXT NOT NULL,
+    PRIMARY KEY (ev_id, tbl_name)
+);
+
+-- 1 when a cancel ended the event: CANCELED, or FAILED because a table had committed first.
+ALTER TABLE event ADD COLUMN canceled INTEGER NOT NULL DEFAULT 0 CHECK (canceled IN (0, 1));
+"#,
+    ),
 ];
 
 /// PostgreSQL: `(version, name, SQL)`, in order, the same tables and columns as [`MIGRATIONS`] with
@@ -456,6 +476,26 @@ CREATE TABLE api_key (
     creator       text NOT NULL,
     description   text NOT NULL DEFAULT ''
 );
+"#,
+    ),
+    (
+        4,
+        "commit markers of job runs, events ended by a cancel",
+        r#"
+-- One row per table of a job run whose commit has begun: BEGUN while the commit runs, DONE once
+-- the table is committed (a commit that fails removes its row). A cancel reads them in the
+-- transaction that decides it, holding the job's row as the start of a commit does: while a
+-- table commits it is too late, and a run with a committed table never ends CANCELED.
+CREATE TABLE event_commit (
+    ev_id         text COLLATE "C" NOT NULL REFERENCES event (ev_id) ON DELETE CASCADE,
+    tbl_name      text COLLATE "C" NOT NULL,
+    commit_state  text NOT NULL CHECK (commit_state IN ('BEGUN', 'DONE')),
+    tstamp        timestamptz NOT NULL,
+    PRIMARY KEY (ev_id, tbl_name)
+);
+
+-- true when a cancel ended the event: CANCELED, or FAILED because a table had committed first.
+ALTER TABLE event ADD COLUMN canceled boolean NOT NULL DEFAULT false;
 "#,
     ),
 ];

@@ -25,9 +25,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use sluice_model::definition::{
     Action, Channel, ChannelColumn, ChannelTable, Definitions, Hub, Location, PropValue,
 };
+use sluice_model::event::table_state;
 use sluice_model::{
     AccessLevel, ChannelName, EventId, EventState, EventType, HubName, JobName, JobState,
-    LocGroupName, LocationName, TableName,
+    LocGroupName, LocationName, ResultName, TableName,
 };
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::{FromSql, ToSql};
@@ -35,9 +36,10 @@ use tokio_postgres::{GenericClient, IsolationLevel, NoTls, Row, Transaction};
 
 use crate::migrations::PG_MIGRATIONS;
 use crate::{
-    ApiKeyRecord, ApplySummary, ConnectorRecord, EventFilter, EventRecord, EventResult, HubRecord,
-    JobRecord, NewEvent, Owner, RepoError, RepoErrorKind, Repository, Result, StartedJob,
-    SubmittedJob, TokenRecord, UserRecord,
+    ApiKeyRecord, ApplySummary, CommitMark, ConnectorRecord, EventFilter, EventRecord, EventResult,
+    HubRecord, JobRecord, NewEvent, Owner, ReapedJob, RepoError, RepoErrorKind, Repository, Result,
+    StartedJob, SubmittedJob, TokenRecord, UserRecord, abandoned_response, job_state_after,
+    request_ending,
 };
 
 /// Advisory lock key held (per transaction) while migrating: "sluice" and 1.
@@ -705,9 +707,9 @@ async fn running_event(
     let beat: Option<DateTime<Utc>> = col(&row, 2)?;
     let now: DateTime<Utc> = col(&row, 5)?;
     let alive = beat.is_some_and(|b| (now - b).to_std().unwrap_or_default() < stale_after);
+    let host: Option<String> = col(&row, 3)?;
+    let pid: Option<i64> = col(&row, 4)?;
     if alive {
-        let host: Option<String> = col(&row, 3)?;
-        let pid: Option<i64> = col(&row, 4)?;
         return Ok(Some(RepoError::new(
             RepoErrorKind::Conflict,
             format!(
@@ -717,50 +719,195 @@ async fn running_event(
             ),
         )));
     }
-    let since = beat.map_or_else(|| "ever".to_owned(), |b| EventId::at(b).to_string());
-    tx.execute(
-        "UPDATE event SET ev_state = 'FAILED', response = $2, finish_tstamp = $3, last_updated = $3 \
-         WHERE ev_id = $1 AND ev_state = 'ACTIVE'",
-        &[
-            &last_ev,
-            &format!("abandoned: the process running it stopped (no heartbeat since {since})"),
-            &Utc::now(),
-        ],
+    let reaped = end_abandoned(
+        tx,
+        hub,
+        job,
+        Some(&last_ev).filter(|e| !e.is_empty()),
+        beat,
+        host.as_deref(),
+        pid,
     )
-    .await
-    .map_err(|e| storage(e, "fail an abandoned event"))?;
-    tx.execute(
-        "UPDATE job SET job_state = 'FAILED', owner_id = NULL, heartbeat = NULL WHERE hub_name = $1 AND job_name = $2",
-        &[&hub, &job],
-    )
-    .await
-    .map_err(|e| storage(e, "fail an abandoned job"))?;
-    if let Ok(id) = last_ev.parse::<EventId>() {
+    .await?;
+    if let (Some(id), true) = (reaped.event, reaped.failed) {
         taken_over.push(id);
     }
     Ok(None)
 }
 
-/// Marks `ACTIVE` events of a job `CANCELED`; returns their ids. The caller holds the job's row.
+/// The commit markers of event `ev`, by table.
+async fn commit_marks(tx: &Transaction<'_>, ev: &str) -> Result<Vec<(String, CommitMark)>> {
+    tx.query(
+        "SELECT tbl_name, commit_state FROM event_commit WHERE ev_id = $1 ORDER BY tbl_name",
+        &[&ev],
+    )
+    .await
+    .map_err(|e| storage(e, "read commit markers"))?
+    .iter()
+    .map(|r| Ok((col(r, 0)?, CommitMark::parse(&col::<String>(r, 1)?)?)))
+    .collect()
+}
+
+/// Settles the tables a run left `BUSY` when nobody will finish them: a table whose commit
+/// marker says committed becomes `DONE`; the others `state` with `error` as their error.
+async fn settle_busy_tables(
+    tx: &Transaction<'_>,
+    ev: &str,
+    marks: &[(String, CommitMark)],
+    state: &str,
+    error: &str,
+) -> Result<()> {
+    let busy = tx
+        .query(
+            "SELECT tbl_name FROM event_result WHERE ev_id = $1 AND res_name = $2 AND res_value = $3",
+            &[&ev, &ResultName::TableState.as_str(), &table_state::BUSY],
+        )
+        .await
+        .map_err(|e| storage(e, "read busy tables"))?;
+    for row in &busy {
+        let table: String = col(row, 0)?;
+        let committed = marks
+            .iter()
+            .any(|(t, m)| *t == table && *m == CommitMark::Done);
+        let mut results = vec![(
+            ResultName::TableState,
+            if committed { table_state::DONE } else { state },
+        )];
+        if !committed {
+            results.push((ResultName::TableError, error));
+        }
+        for (name, value) in results {
+            tx.execute(
+                "INSERT INTO event_result (ev_id, tbl_name, res_name, res_value) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (ev_id, tbl_name, res_name) DO UPDATE SET res_value = excluded.res_value",
+                &[&ev, &table, &name.as_str(), &value],
+            )
+            .await
+            .map_err(|e| storage(e, "settle a busy table"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends the run of a job whose row the caller has locked and whose process stopped sending
+/// heartbeats (last at `beat`): its event `last_ev`, when still `ACTIVE`, becomes `FAILED`; the
+/// job is freed in the state its event ended in.
+async fn end_abandoned(
+    tx: &Transaction<'_>,
+    hub: &str,
+    job: &str,
+    last_ev: Option<&String>,
+    beat: Option<DateTime<Utc>>,
+    host: Option<&str>,
+    pid: Option<i64>,
+) -> Result<ReapedJob> {
+    let marks = match last_ev {
+        Some(ev) => commit_marks(tx, ev).await?,
+        None => Vec::new(),
+    };
+    let since = beat.map(|b| EventId::at(b).to_string());
+    let response = abandoned_response(host, pid, since, &marks);
+    let now = Utc::now();
+    let mut failed = false;
+    let mut final_state = EventState::Failed;
+    if let Some(ev) = last_ev {
+        failed = tx
+            .execute(
+                "UPDATE event SET ev_state = 'FAILED', response = $2, finish_tstamp = $3, last_updated = $3 \
+                 WHERE ev_id = $1 AND ev_state = 'ACTIVE'",
+                &[ev, &response, &now],
+            )
+            .await
+            .map_err(|e| storage(e, "fail an abandoned event"))?
+            == 1;
+        if failed {
+            settle_busy_tables(tx, ev, &marks, table_state::FAILED, &response).await?;
+        }
+        if let Some(row) = tx
+            .query_opt("SELECT ev_state FROM event WHERE ev_id = $1", &[ev])
+            .await
+            .map_err(|e| storage(e, "read an event"))?
+        {
+            final_state = name(&col::<String>(&row, 0)?, "event state")?;
+        }
+    }
+    tx.execute(
+        "UPDATE job SET job_state = $3, run_end = $4, owner_id = NULL, heartbeat = NULL \
+         WHERE hub_name = $1 AND job_name = $2",
+        &[&hub, &job, &job_state_after(final_state).as_str(), &now],
+    )
+    .await
+    .map_err(|e| storage(e, "free an abandoned job"))?;
+    Ok(ReapedJob {
+        hub: name(hub, "hub name")?,
+        job: name(job, "job name")?,
+        event: last_ev.map(|e| name(e, "event id")).transpose()?,
+        failed,
+        response,
+    })
+}
+
+/// Whether a live process runs event `ev` of `job`, whose row the caller has locked: `None` when
+/// the job does not run it, `Some(false)` when its process has sent no heartbeat for
+/// `stale_after` (by the database's clock).
+async fn run_owner_live(
+    tx: &Transaction<'_>,
+    hub: &str,
+    job: &str,
+    ev: &str,
+    stale_after: Duration,
+) -> Result<Option<bool>> {
+    let row = tx
+        .query_opt(
+            "SELECT job_state, last_ev_id, \
+             coalesce(heartbeat > clock_timestamp() - make_interval(secs => $3), false) \
+             FROM job WHERE hub_name = $1 AND job_name = $2",
+            &[&hub, &job, &stale_after.as_secs_f64()],
+        )
+        .await
+        .map_err(|e| storage(e, "read a job"))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let state: String = col(&row, 0)?;
+    let last_ev: Option<String> = col(&row, 1)?;
+    if state != JobState::Running.as_str() || last_ev.as_deref() != Some(ev) {
+        return Ok(None);
+    }
+    Ok(Some(col(&row, 2)?))
+}
+
+/// Ends the `ACTIVE` events of a job for `reason`: `CANCELED`, or `FAILED` for a run with a
+/// committed table; `Conflict` while a table of one commits. Returns their ids. The caller holds
+/// the job's row.
 async fn cancel_job_events(
     tx: &Transaction<'_>,
     hub: &str,
     job: &str,
-    response: &str,
+    reason: &str,
 ) -> Result<Vec<EventId>> {
     let rows = tx
         .query(
-            "UPDATE event SET ev_state = 'CANCELED', response = $3, finish_tstamp = $4, last_updated = $4 \
-             WHERE hub_name = $1 AND job_name = $2 AND ev_state = 'ACTIVE' RETURNING ev_id",
-            &[&hub, &job, &response, &Utc::now()],
+            "SELECT ev_id FROM event WHERE hub_name = $1 AND job_name = $2 AND ev_state = 'ACTIVE' \
+             ORDER BY ev_id FOR NO KEY UPDATE",
+            &[&hub, &job],
+        )
+        .await
+        .map_err(|e| storage(e, "read pending events"))?;
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    for row in &rows {
+        let id: String = col(row, 0)?;
+        let (state, response) = request_ending(&id, reason, &commit_marks(tx, &id).await?, true)?;
+        tx.execute(
+            "UPDATE event SET ev_state = $2, response = $3, finish_tstamp = $4, last_updated = $4, \
+             canceled = true WHERE ev_id = $1",
+            &[&id, &state.as_str(), &response, &now],
         )
         .await
         .map_err(|e| storage(e, "cancel pending events"))?;
-    let mut ids = rows
-        .iter()
-        .map(|r| name(&col::<String>(r, 0)?, "event id"))
-        .collect::<Result<Vec<EventId>>>()?;
-    ids.sort();
+        ids.push(name(&id, "event id")?);
+    }
     Ok(ids)
 }
 
@@ -950,7 +1097,7 @@ fn job_record(r: &Row) -> Result<JobRecord> {
 }
 
 const EVENT_COLUMNS: &str = "ev_id, hub_name, ev_type, user_name, description, chn_name, loc_name, loc_name_2, \
-     job_name, ev_state, num_retries, response, start_tstamp, finish_tstamp, body";
+     job_name, ev_state, num_retries, response, start_tstamp, finish_tstamp, body, canceled";
 
 fn event_record(r: &Row) -> Result<EventRecord> {
     let body: String = col(r, 14)?;
@@ -971,6 +1118,7 @@ fn event_record(r: &Row) -> Result<EventRecord> {
         start: col(r, 12)?,
         finish: col(r, 13)?,
         body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        canceled: col(r, 15)?,
         results: Vec::new(),
     })
 }
@@ -1993,7 +2141,12 @@ impl Repository for PostgresRepository {
         Ok(canceled)
     }
 
-    async fn cancel_events(&self, hub: &HubName, ids: &[EventId]) -> Result<Vec<EventRecord>> {
+    async fn cancel_events(
+        &self,
+        hub: &HubName,
+        ids: &[EventId],
+        stale_after: Duration,
+    ) -> Result<Vec<EventRecord>> {
         let mut client = self.client().await?;
         let tx = begin(&mut client).await?;
         let h = hub.as_str();
@@ -2044,27 +2197,168 @@ impl Repository for PostgresRepository {
                     ),
                 ));
             }
+            let run = match &record.job {
+                Some(job) => run_owner_live(&tx, h, job.as_str(), text, stale_after).await?,
+                None => None,
+            };
+            let marks = commit_marks(&tx, text).await?;
+            let (state, response) =
+                request_ending(text, "canceled by a user", &marks, run == Some(true))?;
+            if run == Some(false) {
+                let unfinished = if state == EventState::Canceled {
+                    table_state::CANCELED
+                } else {
+                    table_state::FAILED
+                };
+                settle_busy_tables(&tx, text, &marks, unfinished, &response).await?;
+            }
             tx.execute(
-                "UPDATE event SET ev_state = 'CANCELED', response = 'canceled by a user', \
-                 finish_tstamp = $2, last_updated = $2 WHERE ev_id = $1",
-                &[text, &now],
+                "UPDATE event SET ev_state = $3, response = $4, \
+                 finish_tstamp = $2, last_updated = $2, canceled = true WHERE ev_id = $1",
+                &[text, &now, &state.as_str(), &response],
             )
             .await
             .map_err(|e| storage(e, "cancel an event"))?;
             if let Some(job) = &record.job {
-                tx.execute(
-                    "UPDATE job SET job_state = 'SUSPEND' WHERE hub_name = $1 AND job_name = $2 \
-                     AND last_ev_id = $3 AND job_state <> 'RUNNING'",
-                    &[&h, &job.as_str(), text],
-                )
-                .await
-                .map_err(|e| storage(e, "suspend a job"))?;
+                match run {
+                    // The live run stops at its next look at the event and lets go of the job.
+                    Some(true) => {}
+                    // Nobody runs it any more: free the job now.
+                    Some(false) => {
+                        tx.execute(
+                            "UPDATE job SET job_state = $4, run_end = $5, owner_id = NULL, heartbeat = NULL \
+                             WHERE hub_name = $1 AND job_name = $2 AND last_ev_id = $3",
+                            &[&h, &job.as_str(), text, &job_state_after(state).as_str(), &now],
+                        )
+                        .await
+                        .map_err(|e| storage(e, "free a job"))?;
+                    }
+                    None => {
+                        tx.execute(
+                            "UPDATE job SET job_state = 'SUSPEND' WHERE hub_name = $1 AND job_name = $2 \
+                             AND last_ev_id = $3 AND job_state <> 'RUNNING'",
+                            &[&h, &job.as_str(), text],
+                        )
+                        .await
+                        .map_err(|e| storage(e, "suspend a job"))?;
+                    }
+                }
             }
-            record.state = EventState::Canceled;
+            record.state = state;
+            record.response = Some(response);
+            record.finish = Some(now);
+            record.canceled = true;
             out.push(record);
         }
         commit(tx, "commit a cancel").await?;
         Ok(out)
+    }
+
+    async fn begin_commit(
+        &self,
+        hub: &HubName,
+        job: &JobName,
+        event: EventId,
+        table: &TableName,
+        owner: &Owner,
+    ) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = begin(&mut client).await?;
+        let ev = event.to_string();
+        // The job's row decides between this and a cancel (which locks it too).
+        let held = tx
+            .query_opt(
+                "SELECT owner_id, last_ev_id FROM job WHERE hub_name = $1 AND job_name = $2 FOR UPDATE",
+                &[&hub.as_str(), &job.as_str()],
+            )
+            .await
+            .map_err(|e| storage(e, "lock a job"))?
+            .map(|r| -> Result<(Option<String>, Option<String>)> { Ok((col(&r, 0)?, col(&r, 1)?)) })
+            .transpose()?;
+        if held != Some((Some(owner.id.clone()), Some(ev.clone()))) {
+            return Err(RepoError::new(
+                RepoErrorKind::Conflict,
+                format!("job {job} is no longer held by this process"),
+            ));
+        }
+        let state = tx
+            .query_opt("SELECT ev_state FROM event WHERE ev_id = $1", &[&ev])
+            .await
+            .map_err(|e| storage(e, "read an event"))?
+            .map(|r| col::<String>(&r, 0))
+            .transpose()?;
+        if state.as_deref() != Some(EventState::Active.as_str()) {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO event_commit (ev_id, tbl_name, commit_state, tstamp) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (ev_id, tbl_name) DO UPDATE SET commit_state = excluded.commit_state, tstamp = excluded.tstamp",
+            &[&ev, &table.as_str(), &CommitMark::Begun.as_str(), &Utc::now()],
+        )
+        .await
+        .map_err(|e| storage(e, "mark a commit"))?;
+        commit(tx, "commit a commit marker").await?;
+        Ok(true)
+    }
+
+    async fn end_commit(&self, event: EventId, table: &TableName, committed: bool) -> Result<()> {
+        let client = self.client().await?;
+        let ev = event.to_string();
+        if committed {
+            client
+                .execute(
+                    "UPDATE event_commit SET commit_state = $3, tstamp = $4 WHERE ev_id = $1 AND tbl_name = $2",
+                    &[&ev, &table.as_str(), &CommitMark::Done.as_str(), &Utc::now()],
+                )
+                .await
+        } else {
+            client
+                .execute(
+                    "DELETE FROM event_commit WHERE ev_id = $1 AND tbl_name = $2 AND commit_state = $3",
+                    &[&ev, &table.as_str(), &CommitMark::Begun.as_str()],
+                )
+                .await
+        }
+        .map_err(|e| storage(e, "end a commit marker"))?;
+        Ok(())
+    }
+
+    async fn reap_jobs(&self, stale_after: Duration) -> Result<Vec<ReapedJob>> {
+        let mut client = self.client().await?;
+        let tx = begin(&mut client).await?;
+        // Staleness by the database's clock, so hosts with skewed clocks agree. A row another
+        // process has locked (reaping it, or beating) is skipped: its reaper ends it, or it lives.
+        let rows = tx
+            .query(
+                "SELECT hub_name, job_name, last_ev_id, heartbeat, owner_host, owner_pid FROM job \
+                 WHERE job_state = 'RUNNING' \
+                 AND (heartbeat IS NULL OR heartbeat <= clock_timestamp() - make_interval(secs => $1)) \
+                 ORDER BY hub_name, job_name FOR UPDATE SKIP LOCKED",
+                &[&stale_after.as_secs_f64()],
+            )
+            .await
+            .map_err(|e| storage(e, "read abandoned jobs"))?;
+        let mut reaped = Vec::new();
+        for row in &rows {
+            let hub: String = col(row, 0)?;
+            let job: String = col(row, 1)?;
+            let last_ev: Option<String> = col(row, 2)?;
+            let host: Option<String> = col(row, 4)?;
+            reaped.push(
+                end_abandoned(
+                    &tx,
+                    &hub,
+                    &job,
+                    last_ev.as_ref(),
+                    col(row, 3)?,
+                    host.as_deref(),
+                    col(row, 5)?,
+                )
+                .await?,
+            );
+        }
+        commit(tx, "commit reaped jobs").await?;
+        Ok(reaped)
     }
 
     async fn connector_or_insert(&self, record: &ConnectorRecord) -> Result<ConnectorRecord> {

@@ -13,16 +13,18 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use sluice_model::definition::{
     Action, Channel, ChannelColumn, ChannelTable, Definitions, Hub, Location, PropValue,
 };
+use sluice_model::event::table_state;
 use sluice_model::{
     AccessLevel, ChannelName, EventId, EventState, EventType, HubName, JobName, JobState,
-    LocGroupName, LocationName, TableName,
+    LocGroupName, LocationName, ResultName, TableName,
 };
 
 use crate::migrations::MIGRATIONS;
 use crate::{
-    ApiKeyRecord, ApplySummary, ConnectorRecord, EventFilter, EventRecord, EventResult, HubRecord,
-    JobRecord, NewEvent, Owner, RepoError, RepoErrorKind, Repository, Result, StartedJob,
-    SubmittedJob, TokenRecord, UserRecord,
+    ApiKeyRecord, ApplySummary, CommitMark, ConnectorRecord, EventFilter, EventRecord, EventResult,
+    HubRecord, JobRecord, NewEvent, Owner, ReapedJob, RepoError, RepoErrorKind, Repository, Result,
+    StartedJob, SubmittedJob, TokenRecord, UserRecord, abandoned_response, job_state_after,
+    request_ending,
 };
 
 /// The repository in a SQLite file.
@@ -585,30 +587,175 @@ fn running_event(
             ),
         )));
     }
-    let since = beat.map_or_else(|| "ever".to_owned(), ts);
-    tx.execute(
-        "UPDATE event SET ev_state = 'FAILED', response = ?2, finish_tstamp = ?3, last_updated = ?3 \
-         WHERE ev_id = ?1 AND ev_state = 'ACTIVE'",
-        params![last_ev, format!("abandoned: the process running it stopped (no heartbeat since {since})"), ts(now)],
-    )
-    .map_err(|e| storage(e, "fail an abandoned event"))?;
-    tx.execute(
-        "UPDATE job SET job_state = 'FAILED', owner_id = NULL, heartbeat = NULL WHERE hub_name = ?1 AND job_name = ?2",
-        params![hub, job],
-    )
-    .map_err(|e| storage(e, "fail an abandoned job"))?;
-    if let Ok(id) = last_ev.parse::<EventId>() {
+    let reaped = end_abandoned(
+        tx,
+        hub,
+        job,
+        Some(&last_ev).filter(|e| !e.is_empty()),
+        beat,
+        host.as_deref(),
+        pid,
+        now,
+    )?;
+    if let (Some(id), true) = (reaped.event, reaped.failed) {
         taken_over.push(id);
     }
     Ok(None)
 }
 
-/// Marks `ACTIVE` events of a job `CANCELED`; returns their ids.
+/// The commit markers of event `ev`, by table.
+fn commit_marks(conn: &Connection, ev: &str) -> Result<Vec<(String, CommitMark)>> {
+    let rows: Vec<(String, String)> = conn
+        .prepare_cached(
+            "SELECT tbl_name, commit_state FROM event_commit WHERE ev_id = ?1 ORDER BY tbl_name",
+        )
+        .and_then(|mut st| {
+            st.query_map([ev], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(|e| storage(e, "read commit markers"))?;
+    rows.into_iter()
+        .map(|(t, m)| Ok((t, CommitMark::parse(&m)?)))
+        .collect()
+}
+
+/// Settles the tables a run left `BUSY` when nobody will finish them: a table whose commit
+/// marker says committed becomes `DONE`; the others `state` with `error` as their error.
+fn settle_busy_tables(
+    tx: &Transaction<'_>,
+    ev: &str,
+    marks: &[(String, CommitMark)],
+    state: &str,
+    error: &str,
+) -> Result<()> {
+    let busy: Vec<String> = tx
+        .prepare_cached(
+            "SELECT tbl_name FROM event_result WHERE ev_id = ?1 AND res_name = ?2 AND res_value = ?3",
+        )
+        .and_then(|mut st| {
+            st.query_map(
+                params![ev, ResultName::TableState.as_str(), table_state::BUSY],
+                |r| r.get(0),
+            )?
+            .collect()
+        })
+        .map_err(|e| storage(e, "read busy tables"))?;
+    for table in busy {
+        let committed = marks
+            .iter()
+            .any(|(t, m)| *t == table && *m == CommitMark::Done);
+        let mut results = vec![(
+            ResultName::TableState,
+            if committed { table_state::DONE } else { state },
+        )];
+        if !committed {
+            results.push((ResultName::TableError, error));
+        }
+        for (name, value) in results {
+            tx.execute(
+                "INSERT INTO event_result (ev_id, tbl_name, res_name, res_value) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (ev_id, tbl_name, res_name) DO UPDATE SET res_value = excluded.res_value",
+                params![ev, table, name.as_str(), value],
+            )
+            .map_err(|e| storage(e, "settle a busy table"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends the run of a job whose process stopped sending heartbeats (last at `beat`): its event
+/// `last_ev`, when still `ACTIVE`, becomes `FAILED`; the job is freed in the state its event
+/// ended in.
+#[allow(clippy::too_many_arguments)]
+fn end_abandoned(
+    tx: &Transaction<'_>,
+    hub: &str,
+    job: &str,
+    last_ev: Option<&String>,
+    beat: Option<DateTime<Utc>>,
+    host: Option<&str>,
+    pid: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<ReapedJob> {
+    let marks = match last_ev {
+        Some(ev) => commit_marks(tx, ev)?,
+        None => Vec::new(),
+    };
+    let response = abandoned_response(host, pid, beat.map(ts), &marks);
+    let mut failed = false;
+    let mut final_state = EventState::Failed;
+    if let Some(ev) = last_ev {
+        failed = tx
+            .execute(
+                "UPDATE event SET ev_state = 'FAILED', response = ?2, finish_tstamp = ?3, last_updated = ?3 \
+                 WHERE ev_id = ?1 AND ev_state = 'ACTIVE'",
+                params![ev, response, ts(now)],
+            )
+            .map_err(|e| storage(e, "fail an abandoned event"))?
+            == 1;
+        if failed {
+            settle_busy_tables(tx, ev, &marks, table_state::FAILED, &response)?;
+        }
+        let state: Option<String> = tx
+            .query_row("SELECT ev_state FROM event WHERE ev_id = ?1", [ev], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| storage(e, "read an event"))?;
+        if let Some(state) = state {
+            final_state = name(&state, "event state")?;
+        }
+    }
+    tx.execute(
+        "UPDATE job SET job_state = ?3, run_end = ?4, owner_id = NULL, heartbeat = NULL WHERE hub_name = ?1 AND job_name = ?2",
+        params![hub, job, job_state_after(final_state).as_str(), ts(now)],
+    )
+    .map_err(|e| storage(e, "free an abandoned job"))?;
+    Ok(ReapedJob {
+        hub: name(hub, "hub name")?,
+        job: name(job, "job name")?,
+        event: last_ev.map(|e| name(e, "event id")).transpose()?,
+        failed,
+        response,
+    })
+}
+
+/// Whether the live process runs event `ev` of `job`: `None` when the job does not run it,
+/// `Some(false)` when its process has sent no heartbeat for `stale_after`.
+fn run_owner_live(
+    tx: &Transaction<'_>,
+    hub: &str,
+    job: &str,
+    ev: &str,
+    stale_after: Duration,
+) -> Result<Option<bool>> {
+    let row: Option<(String, Option<String>, Option<String>)> = tx
+        .query_row(
+            "SELECT job_state, last_ev_id, heartbeat FROM job WHERE hub_name = ?1 AND job_name = ?2",
+            params![hub, job],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(|e| storage(e, "read a job"))?;
+    let Some((state, Some(last_ev), heartbeat)) = row else {
+        return Ok(None);
+    };
+    if state != JobState::Running.as_str() || last_ev != ev {
+        return Ok(None);
+    }
+    let beat = heartbeat.as_deref().map(parse_ts).transpose()?;
+    Ok(Some(beat.is_some_and(|b| {
+        (Utc::now() - b).to_std().unwrap_or_default() < stale_after
+    })))
+}
+
+/// Ends the `ACTIVE` events of a job for `reason`: `CANCELED`, or `FAILED` for a run with a
+/// committed table; `Conflict` while a table of one commits. Returns their ids.
 fn cancel_job_events(
     tx: &Transaction<'_>,
     hub: &str,
     job: &str,
-    response: &str,
+    reason: &str,
 ) -> Result<Vec<EventId>> {
     let ids: Vec<String> = tx
         .prepare("SELECT ev_id FROM event WHERE hub_name = ?1 AND job_name = ?2 AND ev_state = 'ACTIVE' ORDER BY ev_id")
@@ -616,9 +763,10 @@ fn cancel_job_events(
         .map_err(|e| storage(e, "read pending events"))?;
     let now = ts(Utc::now());
     for id in &ids {
+        let (state, response) = request_ending(id, reason, &commit_marks(tx, id)?, true)?;
         tx.execute(
-            "UPDATE event SET ev_state = 'CANCELED', response = ?2, finish_tstamp = ?3, last_updated = ?3 WHERE ev_id = ?1",
-            params![id, response, now],
+            "UPDATE event SET ev_state = ?4, response = ?2, finish_tstamp = ?3, last_updated = ?3, canceled = 1 WHERE ev_id = ?1",
+            params![id, response, now, state.as_str()],
         )
         .map_err(|e| storage(e, "cancel an event"))?;
     }
@@ -746,10 +894,10 @@ fn hub_missing(hub: &HubName) -> RepoError {
 }
 
 const EVENT_COLUMNS: &str = "ev_id, hub_name, ev_type, user_name, description, chn_name, loc_name, loc_name_2, \
-     job_name, ev_state, num_retries, response, start_tstamp, finish_tstamp, body";
+     job_name, ev_state, num_retries, response, start_tstamp, finish_tstamp, body, canceled";
 
 fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Vec<Option<String>>> {
-    (0..15)
+    (0..16)
         .map(|i| match r.get_ref(i)? {
             rusqlite::types::ValueRef::Null => Ok(None),
             rusqlite::types::ValueRef::Integer(n) => Ok(Some(n.to_string())),
@@ -776,6 +924,7 @@ fn event_record(cols: Vec<Option<String>>) -> Result<EventRecord> {
         start: parse_ts(&get(12))?,
         finish: cols[13].as_deref().map(parse_ts).transpose()?,
         body: serde_json::from_str(&get(14)).unwrap_or(serde_json::Value::Null),
+        canceled: get(15) == "1",
         results: Vec::new(),
     })
 }
@@ -1894,11 +2043,17 @@ impl Repository for SqliteRepository {
         .await
     }
 
-    async fn cancel_events(&self, hub: &HubName, ids: &[EventId]) -> Result<Vec<EventRecord>> {
+    async fn cancel_events(
+        &self,
+        hub: &HubName,
+        ids: &[EventId],
+        stale_after: Duration,
+    ) -> Result<Vec<EventRecord>> {
         let (hub, ids) = (hub.clone(), ids.to_vec());
         self.with(move |conn| {
             let tx = begin(conn)?;
-            let now = ts(Utc::now());
+            let at = Utc::now();
+            let now = ts(at);
             let mut out = Vec::new();
             for id in &ids {
                 let row = tx
@@ -1915,23 +2070,183 @@ impl Repository for SqliteRepository {
                         format!("event {id} is {}: only events in 'ACTIVE' state can be canceled", record.state),
                     ));
                 }
+                let text = id.to_string();
+                let run = match &record.job {
+                    Some(job) => run_owner_live(&tx, hub.as_str(), job.as_str(), &text, stale_after)?,
+                    None => None,
+                };
+                let marks = commit_marks(&tx, &text)?;
+                let (state, response) =
+                    request_ending(&text, "canceled by a user", &marks, run == Some(true))?;
+                if run == Some(false) {
+                    let unfinished = if state == EventState::Canceled {
+                        table_state::CANCELED
+                    } else {
+                        table_state::FAILED
+                    };
+                    settle_busy_tables(&tx, &text, &marks, unfinished, &response)?;
+                }
                 tx.execute(
-                    "UPDATE event SET ev_state = 'CANCELED', response = 'canceled by a user', finish_tstamp = ?2, last_updated = ?2 WHERE ev_id = ?1",
-                    params![id.to_string(), now],
+                    "UPDATE event SET ev_state = ?3, response = ?4, finish_tstamp = ?2, last_updated = ?2, canceled = 1 WHERE ev_id = ?1",
+                    params![text, now, state.as_str(), response],
                 )
                 .map_err(|e| storage(e, "cancel an event"))?;
                 if let Some(job) = &record.job {
-                    tx.execute(
-                        "UPDATE job SET job_state = 'SUSPEND' WHERE hub_name = ?1 AND job_name = ?2 AND last_ev_id = ?3 AND job_state <> 'RUNNING'",
-                        params![hub.as_str(), job.as_str(), id.to_string()],
-                    )
-                    .map_err(|e| storage(e, "suspend a job"))?;
+                    match run {
+                        // The live run stops at its next look at the event and lets go of the job.
+                        Some(true) => {}
+                        // Nobody runs it any more: free the job now.
+                        Some(false) => {
+                            tx.execute(
+                                "UPDATE job SET job_state = ?4, run_end = ?5, owner_id = NULL, heartbeat = NULL \
+                                 WHERE hub_name = ?1 AND job_name = ?2 AND last_ev_id = ?3",
+                                params![hub.as_str(), job.as_str(), text, job_state_after(state).as_str(), now],
+                            )
+                            .map_err(|e| storage(e, "free a job"))?;
+                        }
+                        None => {
+                            tx.execute(
+                                "UPDATE job SET job_state = 'SUSPEND' WHERE hub_name = ?1 AND job_name = ?2 AND last_ev_id = ?3 AND job_state <> 'RUNNING'",
+                                params![hub.as_str(), job.as_str(), text],
+                            )
+                            .map_err(|e| storage(e, "suspend a job"))?;
+                        }
+                    }
                 }
-                record.state = EventState::Canceled;
+                record.state = state;
+                record.response = Some(response);
+                record.finish = Some(at);
+                record.canceled = true;
                 out.push(record);
             }
             tx.commit().map_err(|e| storage(e, "commit a cancel"))?;
             Ok(out)
+        })
+        .await
+    }
+
+    async fn begin_commit(
+        &self,
+        hub: &HubName,
+        job: &JobName,
+        event: EventId,
+        table: &TableName,
+        owner: &Owner,
+    ) -> Result<bool> {
+        let (hub, job, table, owner) = (hub.clone(), job.clone(), table.clone(), owner.clone());
+        self.with(move |conn| {
+            let tx = begin(conn)?;
+            let ev = event.to_string();
+            let held: Option<(Option<String>, Option<String>)> = tx
+                .query_row(
+                    "SELECT owner_id, last_ev_id FROM job WHERE hub_name = ?1 AND job_name = ?2",
+                    params![hub.as_str(), job.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(|e| storage(e, "read a job"))?;
+            if held != Some((Some(owner.id.clone()), Some(ev.clone()))) {
+                return Err(RepoError::new(
+                    RepoErrorKind::Conflict,
+                    format!("job {job} is no longer held by this process"),
+                ));
+            }
+            let state: Option<String> = tx
+                .query_row("SELECT ev_state FROM event WHERE ev_id = ?1", [&ev], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(|e| storage(e, "read an event"))?;
+            if state.as_deref() != Some(EventState::Active.as_str()) {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO event_commit (ev_id, tbl_name, commit_state, tstamp) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (ev_id, tbl_name) DO UPDATE SET commit_state = excluded.commit_state, tstamp = excluded.tstamp",
+                params![ev, table.as_str(), CommitMark::Begun.as_str(), ts(Utc::now())],
+            )
+            .map_err(|e| storage(e, "mark a commit"))?;
+            tx.commit().map_err(|e| storage(e, "commit a commit marker"))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn end_commit(&self, event: EventId, table: &TableName, committed: bool) -> Result<()> {
+        let table = table.clone();
+        self.with(move |conn| {
+            let (ev, t) = (event.to_string(), table.as_str().to_owned());
+            if committed {
+                conn.execute(
+                    "UPDATE event_commit SET commit_state = ?3, tstamp = ?4 WHERE ev_id = ?1 AND tbl_name = ?2",
+                    params![ev, t, CommitMark::Done.as_str(), ts(Utc::now())],
+                )
+            } else {
+                conn.execute(
+                    "DELETE FROM event_commit WHERE ev_id = ?1 AND tbl_name = ?2 AND commit_state = ?3",
+                    params![ev, t, CommitMark::Begun.as_str()],
+                )
+            }
+            .map_err(|e| storage(e, "end a commit marker"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn reap_jobs(&self, stale_after: Duration) -> Result<Vec<ReapedJob>> {
+        self.with(move |conn| {
+            // A cheap read first: most passes find nothing and take no write lock.
+            let now = Utc::now();
+            let stale = |beat: &Option<String>| -> Result<bool> {
+                let beat = beat.as_deref().map(parse_ts).transpose()?;
+                Ok(beat.is_none_or(|b| (now - b).to_std().unwrap_or_default() >= stale_after))
+            };
+            let beats: Vec<Option<String>> = conn
+                .prepare_cached("SELECT heartbeat FROM job WHERE job_state = 'RUNNING'")
+                .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+                .map_err(|e| storage(e, "read running jobs"))?;
+            let mut any = false;
+            for beat in &beats {
+                any |= stale(beat)?;
+            }
+            if !any {
+                return Ok(Vec::new());
+            }
+            // Then, under the write lock (one process at a time), look again and end them.
+            let tx = begin(conn)?;
+            type Row = (String, String, Option<String>, Option<String>, Option<String>, Option<i64>);
+            let rows: Vec<Row> = tx
+                .prepare(
+                    "SELECT hub_name, job_name, last_ev_id, heartbeat, owner_host, owner_pid FROM job \
+                     WHERE job_state = 'RUNNING' ORDER BY hub_name, job_name",
+                )
+                .and_then(|mut st| {
+                    st.query_map([], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                    })?
+                    .collect()
+                })
+                .map_err(|e| storage(e, "read running jobs"))?;
+            let now = Utc::now();
+            let mut reaped = Vec::new();
+            for (hub, job, last_ev, heartbeat, host, pid) in rows {
+                let beat = heartbeat.as_deref().map(parse_ts).transpose()?;
+                if beat.is_some_and(|b| (now - b).to_std().unwrap_or_default() < stale_after) {
+                    continue;
+                }
+                reaped.push(end_abandoned(
+                    &tx,
+                    &hub,
+                    &job,
+                    last_ev.as_ref(),
+                    beat,
+                    host.as_deref(),
+                    pid,
+                    now,
+                )?);
+            }
+            tx.commit().map_err(|e| storage(e, "commit reaped jobs"))?;
+            Ok(reaped)
         })
         .await
     }

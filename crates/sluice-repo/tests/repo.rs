@@ -269,6 +269,11 @@ on_both_backends!(
     submit_queues_claim_runs_and_a_newer_submit_replaces_a_pending_one,
     heartbeat_answers_false_after_a_cancel,
     cancel_events_refuses_an_inactive_event_and_changes_nothing,
+    a_cancel_is_too_late_once_a_commit_began,
+    a_commit_and_a_cancel_racing_through_two_instances_decide_one_way,
+    cancelling_a_run_whose_process_stopped_frees_its_job_at_once,
+    runs_whose_process_stopped_are_reaped_once,
+    deleting_a_job_whose_table_commits_is_refused,
     delete_job_cancels_its_active_events,
     job_states_are_set_only_when_not_running,
     events_are_filtered_and_results_kept_in_order,
@@ -428,7 +433,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 // Definitions.
 
 async fn definitions_round_trip_and_replace(fx: Fixture) {
-    assert_eq!(fx.schema_version().await, 3);
+    assert_eq!(fx.schema_version().await, 4);
     let defs = definitions("first");
     let summary = fx
         .apply_definitions(&defs, "alice", "sales.yaml")
@@ -701,7 +706,7 @@ async fn mixed_writers_through_two_instances_never_fail(fx: Fixture) {
                     };
                     match round % 3 {
                         0 => expected(
-                            repo.cancel_events(&hub, &[submitted.event])
+                            repo.cancel_events(&hub, &[submitted.event], MINUTE)
                                 .await
                                 .map(|_| ()),
                         ),
@@ -726,7 +731,7 @@ async fn mixed_writers_through_two_instances_never_fail(fx: Fixture) {
             async move {
                 let job = refresh_job();
                 let owner = Owner::current();
-                for _ in 0..20 {
+                for round in 0..20 {
                     match repo
                         .start_job(refresh_event(&job), &owner, Duration::ZERO)
                         .await
@@ -738,6 +743,24 @@ async fn mixed_writers_through_two_instances_never_fail(fx: Fixture) {
                                 value: "DONE".into(),
                             };
                             repo.put_results(started.event, &[result]).await.unwrap();
+                            // A commit marker, then the run ended by a reaper or a cancel that
+                            // sees it as abandoned (the other instance may have taken it over).
+                            let orders = "orders".parse().unwrap();
+                            expected(
+                                repo.begin_commit(&hub, &job, started.event, &orders, &owner)
+                                    .await
+                                    .map(|_| ()),
+                            );
+                            expected(repo.end_commit(started.event, &orders, true).await);
+                            if round % 2 == 0 {
+                                expected(repo.reap_jobs(Duration::ZERO).await.map(|_| ()));
+                            } else {
+                                expected(
+                                    repo.cancel_events(&hub, &[started.event], Duration::ZERO)
+                                        .await
+                                        .map(|_| ()),
+                                );
+                            }
                             repo.append_log(started.event, &["line".into()])
                                 .await
                                 .unwrap();
@@ -1544,7 +1567,10 @@ async fn heartbeat_answers_false_after_a_cancel(fx: Fixture) {
 
     // Cancelled through the other instance, as another process would.
     let other = fx.reopen().await.unwrap();
-    let canceled = other.cancel_events(&hub, &[started.event]).await.unwrap();
+    let canceled = other
+        .cancel_events(&hub, &[started.event], MINUTE)
+        .await
+        .unwrap();
     assert_eq!(canceled.len(), 1);
     assert_eq!(
         (canceled[0].id, canceled[0].state),
@@ -1590,12 +1616,15 @@ async fn cancel_events_refuses_an_inactive_event_and_changes_nothing(fx: Fixture
         .await
         .unwrap();
 
-    let error = fx.cancel_events(&hub, &[pending, done]).await.unwrap_err();
+    let error = fx
+        .cancel_events(&hub, &[pending, done], MINUTE)
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
     assert!(error.to_string().contains(&done.to_string()), "{error}");
     let unknown = EventId::at(Utc::now() - TimeDelta::days(1));
     let error = fx
-        .cancel_events(&hub, &[pending, unknown])
+        .cancel_events(&hub, &[pending, unknown], MINUTE)
         .await
         .unwrap_err();
     assert_eq!(error.kind(), RepoErrorKind::NotFound, "{error}");
@@ -1610,13 +1639,13 @@ async fn cancel_events_refuses_an_inactive_event_and_changes_nothing(fx: Fixture
     .await
     .unwrap();
     let error = fx
-        .cancel_events(&HubName::new("hub2").unwrap(), &[pending])
+        .cancel_events(&HubName::new("hub2").unwrap(), &[pending], MINUTE)
         .await
         .unwrap_err();
     assert_eq!(error.kind(), RepoErrorKind::NotFound, "{error}");
     // Cancelling the same event twice in one call fails as a whole.
     let error = fx
-        .cancel_events(&hub, &[pending, pending])
+        .cancel_events(&hub, &[pending, pending], MINUTE)
         .await
         .unwrap_err();
     assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
@@ -1630,7 +1659,7 @@ async fn cancel_events_refuses_an_inactive_event_and_changes_nothing(fx: Fixture
     );
 
     // Now for real: the pending run is cancelled and can no longer be claimed.
-    let canceled = fx.cancel_events(&hub, &[pending]).await.unwrap();
+    let canceled = fx.cancel_events(&hub, &[pending], MINUTE).await.unwrap();
     assert_eq!(canceled[0].state, EventState::Canceled);
     let record = event(&fx, pending).await;
     assert_eq!(record.state, EventState::Canceled);
@@ -1640,6 +1669,392 @@ async fn cancel_events_refuses_an_inactive_event_and_changes_nothing(fx: Fixture
         .await
         .unwrap_err();
     assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+}
+
+fn table(name: &str) -> TableName {
+    TableName::new(name).unwrap()
+}
+
+fn busy(table: &str) -> EventResult {
+    EventResult {
+        table: Some(TableName::new(table).unwrap()),
+        name: ResultName::TableState,
+        value: "BUSY".into(),
+    }
+}
+
+/// The value of result `name` of `table` in event `id`.
+async fn result_of(fx: &Fixture, id: EventId, table: &str, name: ResultName) -> Option<String> {
+    let found = fx
+        .events(&EventFilter {
+            ids: vec![id],
+            fetch_results: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    found[0]
+        .results
+        .iter()
+        .find(|r| r.table.as_ref().map(|t| t.as_str()) == Some(table) && r.name == name)
+        .map(|r| r.value.clone())
+}
+
+async fn a_cancel_is_too_late_once_a_commit_began(fx: Fixture) {
+    with_definitions(&fx).await;
+    let (hub, job) = (hub1(), refresh_job());
+    let other = fx.reopen().await.unwrap();
+    let owner = Owner::current();
+    let run = fx
+        .start_job(refresh_event(&job), &owner, MINUTE)
+        .await
+        .unwrap();
+
+    // Only the owner of the run may begin a commit.
+    let error = fx
+        .begin_commit(&hub, &job, run.event, &table("orders"), &Owner::current())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+
+    // A commit that failed (rolled back) leaves nothing behind.
+    assert!(
+        fx.begin_commit(&hub, &job, run.event, &table("orders"), &owner)
+            .await
+            .unwrap()
+    );
+    fx.end_commit(run.event, &table("orders"), false)
+        .await
+        .unwrap();
+
+    // While orders commits, a cancel from another process is too late and changes nothing.
+    assert!(
+        fx.begin_commit(&hub, &job, run.event, &table("orders"), &owner)
+            .await
+            .unwrap()
+    );
+    let error = other
+        .cancel_events(&hub, &[run.event], MINUTE)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+    assert!(
+        error.to_string().contains("too late")
+            && error.to_string().contains(&run.event.to_string())
+            && error.to_string().contains("orders"),
+        "{error}"
+    );
+    assert_eq!(event(&fx, run.event).await.state, EventState::Active);
+    assert!(fx.heartbeat(&hub, &job, &owner).await.unwrap());
+
+    // Committed, between tables: the cancel is taken, but the run ends FAILED, not CANCELED.
+    fx.end_commit(run.event, &table("orders"), true)
+        .await
+        .unwrap();
+    let canceled = other
+        .cancel_events(&hub, &[run.event], MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(canceled[0].state, EventState::Failed);
+    let record = event(&fx, run.event).await;
+    assert_eq!((record.state, record.canceled), (EventState::Failed, true));
+    let response = record.response.unwrap();
+    assert!(
+        response.starts_with("canceled by a user after table(s) orders committed"),
+        "{response}"
+    );
+    // The run stops: no further table commits, and it lets go of the job when it ends.
+    assert!(!fx.heartbeat(&hub, &job, &owner).await.unwrap());
+    assert!(
+        !fx.begin_commit(&hub, &job, run.event, &table("customers"), &owner)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        fx.job(&hub, &job).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    fx.finish_job(&hub, &job, run.event, EventState::Failed, "stopped")
+        .await
+        .unwrap();
+    assert_eq!(
+        fx.job(&hub, &job).await.unwrap().unwrap().state,
+        JobState::Failed
+    );
+
+    // A run cancelled before any commit ends CANCELED, and never begins one after.
+    let run = fx
+        .start_job(refresh_event(&job), &owner, MINUTE)
+        .await
+        .unwrap();
+    let canceled = other
+        .cancel_events(&hub, &[run.event], MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(
+        (canceled[0].state, canceled[0].response.as_deref()),
+        (EventState::Canceled, Some("canceled by a user"))
+    );
+    assert!(event(&fx, run.event).await.canceled);
+    assert!(
+        !fx.begin_commit(&hub, &job, run.event, &table("orders"), &owner)
+            .await
+            .unwrap()
+    );
+}
+
+async fn a_commit_and_a_cancel_racing_through_two_instances_decide_one_way(fx: Fixture) {
+    with_definitions(&fx).await;
+    let (hub, job) = (hub1(), refresh_job());
+    let other = fx.reopen().await.unwrap();
+    let owner = Owner::current();
+    let (mut commits, mut cancels) = (0, 0);
+    for _ in 0..25 {
+        let run = fx
+            .start_job(refresh_event(&job), &owner, MINUTE)
+            .await
+            .unwrap();
+        let commit = {
+            let (repo, hub, job, owner) =
+                (fx.repo.clone(), hub.clone(), job.clone(), owner.clone());
+            tokio::spawn(async move {
+                repo.begin_commit(&hub, &job, run.event, &table("orders"), &owner)
+                    .await
+            })
+        };
+        let cancel = {
+            let (repo, hub) = (other.clone(), hub.clone());
+            tokio::spawn(async move { repo.cancel_events(&hub, &[run.event], MINUTE).await })
+        };
+        let began = commit.await.unwrap().unwrap();
+        let canceled = cancel.await.unwrap();
+        match (began, canceled) {
+            (true, Err(e)) => {
+                assert_eq!(e.kind(), RepoErrorKind::Conflict, "{e}");
+                commits += 1;
+                fx.end_commit(run.event, &table("orders"), true)
+                    .await
+                    .unwrap();
+                fx.finish_job(&hub, &job, run.event, EventState::Done, "ok")
+                    .await
+                    .unwrap();
+                let record = event(&fx, run.event).await;
+                assert_eq!((record.state, record.canceled), (EventState::Done, false));
+            }
+            (false, Ok(records)) => {
+                assert_eq!(records[0].state, EventState::Canceled);
+                cancels += 1;
+                fx.finish_job(&hub, &job, run.event, EventState::Canceled, "stopped")
+                    .await
+                    .unwrap();
+            }
+            (began, canceled) => {
+                panic!("a commit that began ({began}) and a cancel ({canceled:?}) both won or lost")
+            }
+        }
+    }
+    assert_eq!(commits + cancels, 25);
+}
+
+async fn cancelling_a_run_whose_process_stopped_frees_its_job_at_once(fx: Fixture) {
+    with_definitions(&fx).await;
+    let (hub, job) = (hub1(), refresh_job());
+    let other = fx.reopen().await.unwrap();
+    let dead = Owner::current();
+    let run = fx
+        .start_job(refresh_event(&job), &dead, MINUTE)
+        .await
+        .unwrap();
+    fx.put_results(run.event, &[busy("orders")]).await.unwrap();
+
+    // Its process stopped (with a zero staleness bound, at once): the cancel frees the job.
+    let canceled = other
+        .cancel_events(&hub, &[run.event], Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(canceled[0].state, EventState::Canceled);
+    let record = fx.job(&hub, &job).await.unwrap().unwrap();
+    assert_eq!(record.state, JobState::Suspend, "not RUNNING any more");
+    assert!(record.run_end.is_some());
+    assert_eq!(
+        result_of(&fx, run.event, "orders", ResultName::TableState)
+            .await
+            .as_deref(),
+        Some("CANCELED")
+    );
+    let error = fx.heartbeat(&hub, &job, &dead).await.unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+    // The job runs again without waiting for a take-over.
+    let next = other
+        .start_job(refresh_event(&job), &Owner::current(), MINUTE)
+        .await
+        .unwrap();
+    assert!(next.taken_over.is_empty());
+    other
+        .finish_job(&hub, &job, next.event, EventState::Done, "ok")
+        .await
+        .unwrap();
+
+    // A run that stopped while a table committed: nobody knows whether it did, so the cancel
+    // is taken (there is no commit left to wait for) and the event ends FAILED, saying so.
+    let run = fx
+        .start_job(refresh_event(&job), &dead, MINUTE)
+        .await
+        .unwrap();
+    assert!(
+        fx.begin_commit(&hub, &job, run.event, &table("orders"), &dead)
+            .await
+            .unwrap()
+    );
+    let canceled = other
+        .cancel_events(&hub, &[run.event], Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(canceled[0].state, EventState::Failed);
+    let response = event(&fx, run.event).await.response.unwrap();
+    assert!(
+        response.contains("orders") && response.contains("may or may not"),
+        "{response}"
+    );
+    assert_eq!(
+        fx.job(&hub, &job).await.unwrap().unwrap().state,
+        JobState::Failed
+    );
+}
+
+async fn runs_whose_process_stopped_are_reaped_once(fx: Fixture) {
+    with_definitions(&fx).await;
+    let (hub, job) = (hub1(), refresh_job());
+    let other = fx.reopen().await.unwrap();
+    let dead = Owner::current();
+    let run = fx
+        .start_job(refresh_event(&job), &dead, MINUTE)
+        .await
+        .unwrap();
+    // orders committed (its result not yet written when the process died), customers was busy.
+    fx.put_results(run.event, &[busy("orders"), busy("customers")])
+        .await
+        .unwrap();
+    assert!(
+        fx.begin_commit(&hub, &job, run.event, &table("orders"), &dead)
+            .await
+            .unwrap()
+    );
+    fx.end_commit(run.event, &table("orders"), true)
+        .await
+        .unwrap();
+
+    // A run whose process beats is never touched.
+    assert!(fx.reap_jobs(MINUTE).await.unwrap().is_empty());
+    assert_eq!(event(&fx, run.event).await.state, EventState::Active);
+
+    // Two processes reap at once: the run is ended by exactly one of them.
+    let (a, b) = tokio::join!(
+        fx.reap_jobs(Duration::ZERO),
+        other.reap_jobs(Duration::ZERO)
+    );
+    let reaped: Vec<_> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    assert_eq!(
+        (
+            &reaped[0].hub,
+            &reaped[0].job,
+            reaped[0].event,
+            reaped[0].failed
+        ),
+        (&hub, &job, Some(run.event), true)
+    );
+    let record = event(&fx, run.event).await;
+    assert_eq!(record.state, EventState::Failed);
+    assert!(record.finish.is_some());
+    assert!(!record.canceled, "a failure, not a cancel");
+    let response = record.response.unwrap();
+    assert!(response.starts_with("abandoned"), "{response}");
+    assert!(
+        response.contains(&format!("pid {}", dead.pid))
+            && response.contains("orders had committed"),
+        "{response}"
+    );
+    assert_eq!(response, reaped[0].response);
+    let record = fx.job(&hub, &job).await.unwrap().unwrap();
+    assert_eq!(record.state, JobState::Failed);
+    assert!(record.run_end.is_some());
+    assert_eq!(
+        result_of(&fx, run.event, "orders", ResultName::TableState)
+            .await
+            .as_deref(),
+        Some("DONE"),
+        "its commit marker says orders committed"
+    );
+    assert_eq!(
+        result_of(&fx, run.event, "customers", ResultName::TableState)
+            .await
+            .as_deref(),
+        Some("FAILED")
+    );
+    assert!(
+        result_of(&fx, run.event, "customers", ResultName::TableError)
+            .await
+            .unwrap()
+            .starts_with("abandoned")
+    );
+    let error = fx.heartbeat(&hub, &job, &dead).await.unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+    assert!(fx.reap_jobs(Duration::ZERO).await.unwrap().is_empty());
+
+    // A run cancelled while its process still beat, whose process then stopped: the event keeps
+    // its CANCELED, and the job is freed.
+    let run = other
+        .start_job(refresh_event(&job), &dead, MINUTE)
+        .await
+        .unwrap();
+    assert!(run.taken_over.is_empty());
+    fx.cancel_events(&hub, &[run.event], MINUTE).await.unwrap();
+    assert_eq!(
+        fx.job(&hub, &job).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    let reaped = other.reap_jobs(Duration::ZERO).await.unwrap();
+    assert_eq!((reaped.len(), reaped[0].failed), (1, false), "{reaped:?}");
+    assert_eq!(event(&fx, run.event).await.state, EventState::Canceled);
+    assert_eq!(
+        fx.job(&hub, &job).await.unwrap().unwrap().state,
+        JobState::Suspend
+    );
+}
+
+async fn deleting_a_job_whose_table_commits_is_refused(fx: Fixture) {
+    with_definitions(&fx).await;
+    let (hub, job) = (hub1(), refresh_job());
+    let owner = Owner::current();
+    let run = fx
+        .start_job(refresh_event(&job), &owner, MINUTE)
+        .await
+        .unwrap();
+    assert!(
+        fx.begin_commit(&hub, &job, run.event, &table("orders"), &owner)
+            .await
+            .unwrap()
+    );
+    let error = fx.delete_job(&hub, &job).await.unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+    assert!(error.to_string().contains("too late"), "{error}");
+    assert_eq!(event(&fx, run.event).await.state, EventState::Active);
+    assert!(fx.job(&hub, &job).await.unwrap().is_some());
+
+    // Once orders committed, deleting the job ends the run FAILED, not CANCELED.
+    fx.end_commit(run.event, &table("orders"), true)
+        .await
+        .unwrap();
+    assert_eq!(fx.delete_job(&hub, &job).await.unwrap(), vec![run.event]);
+    let record = event(&fx, run.event).await;
+    assert_eq!(record.state, EventState::Failed);
+    assert!(
+        record
+            .response
+            .unwrap()
+            .contains("after table(s) orders committed")
+    );
 }
 
 async fn delete_job_cancels_its_active_events(fx: Fixture) {
@@ -1944,7 +2359,7 @@ async fn postgres_processes_starting_together_migrate_once() {
     for h in handles {
         repos.push(h.await.unwrap().unwrap());
     }
-    assert_eq!(repos[0].schema_version().await.unwrap(), 3);
+    assert_eq!(repos[0].schema_version().await.unwrap(), 4);
     let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -1955,7 +2370,7 @@ async fn postgres_processes_starting_together_migrate_once() {
         .unwrap();
     assert_eq!(
         rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>(),
-        vec![1, 2, 3]
+        vec![1, 2, 3, 4]
     );
     drop(repos);
 }

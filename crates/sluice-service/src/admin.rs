@@ -483,10 +483,16 @@ impl HubService {
         Ok(())
     }
 
-    /// Cancels active events: a pending one never runs, a running one stops before its next
-    /// table commits (the table it is writing is left as it was).
+    /// Cancels active events (see [`Repository::cancel_events`](sluice_repo::Repository::cancel_events)):
+    /// a pending one never runs; a running one stops before its next table commits (the table
+    /// it is writing is left as it was) and ends `CANCELED`, or `FAILED` when a table had
+    /// already committed; while a table commits it is too late (`Conflict`). The job of a run
+    /// whose process stopped is freed at once.
     pub async fn cancel_events(&self, hub: &HubName, ids: &[EventId]) -> Result<()> {
-        let canceled = self.repo().cancel_events(hub, ids).await?;
+        let canceled = self
+            .repo()
+            .cancel_events(hub, ids, crate::STALE_AFTER)
+            .await?;
         for e in &canceled {
             self.inner.cancel_local(e.id);
         }
@@ -554,12 +560,22 @@ impl HubService {
     /// The scheduler: every `tick`, on every live hub, starts the jobs that are `PENDING` with a
     /// pending event and the due syncs of `auto`, unpaused connectors (see
     /// [`HubService::schedule_connectors`]). Stops when `shutdown` fires. Frozen hubs are skipped.
+    /// At its first pass and then every few seconds it also ends the runs of processes that
+    /// stopped ([`HubService::reap_orphaned_jobs`]), on frozen hubs too.
     pub async fn run_scheduler(self, tick: Duration, shutdown: CancellationToken) {
         let mut interval = tokio::time::interval(tick);
+        let mut reaped_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = interval.tick() => {}
+            }
+            // Runs whose process stopped are ended at the first pass and then every REAP_EVERY.
+            if reaped_at.is_none_or(|at| at.elapsed() >= crate::REAP_EVERY) {
+                reaped_at = Some(tokio::time::Instant::now());
+                if let Err(e) = self.reap_orphaned_jobs().await {
+                    tracing::warn!(error = %e, "scheduler could not end the runs of stopped processes");
+                }
             }
             if let Err(e) = self.schedule_once().await {
                 tracing::warn!(error = %e, "scheduler pass failed");

@@ -12,7 +12,10 @@
 //! the events of that job, which the repository finishes (event state, finish time and job state)
 //! in one transaction: the end of a sync moves `sync_state` off `syncing` in the same change that
 //! moves `succeeded_at`/`failed_at`. Those two are made strictly increasing across syncs (a finish
-//! that is not later than the previous one is shown one microsecond after it).
+//! that is not later than the previous one is shown one microsecond after it). A sync a cancel
+//! ended moves neither (a forced sync replacing a running one must not look like a failure to a
+//! poller); a sync whose hub process died is ended `FAILED` by any live process and moves
+//! `failed_at`.
 //!
 //! The schema config is discovered from the source location by introspection and merged with the
 //! channel's tables. A disabled schema or table stays in the channel but is left out of syncs; a
@@ -431,14 +434,15 @@ pub fn sync_due(
 }
 
 /// `succeeded_at`, `failed_at` of finished sync events (newest first), each finish made strictly
-/// later than every finish before it.
+/// later than every finish before it. A sync a cancel ended moves neither, also when it ended
+/// `FAILED` because a table had committed before the cancel.
 fn sync_ends(events: &[EventRecord]) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
     let (mut succeeded, mut failed) = (None, None);
     let mut latest: Option<DateTime<Utc>> = None;
     for e in events.iter().rev() {
         let (Some(finish), true) = (
             e.finish,
-            matches!(e.state, EventState::Done | EventState::Failed),
+            matches!(e.state, EventState::Done | EventState::Failed) && !e.canceled,
         ) else {
             continue;
         };
@@ -788,6 +792,7 @@ impl HubService {
             .filter(|j| j.state == JobState::Running)
             .and_then(|j| j.last_event);
         let mut canceled = None;
+        let mut too_late = None;
         if let Some(event) = running {
             if !force {
                 return Ok(SyncOutcome {
@@ -798,8 +803,9 @@ impl HubService {
             }
             match self.cancel_events(&id.hub, &[event]).await {
                 Ok(()) => canceled = Some(event),
-                // It ended meanwhile.
-                Err(e) if e.kind() == ServiceErrorKind::Conflict => {}
+                // It ended meanwhile, or a table of it is committing (too late to cancel: it
+                // ends DONE or FAILED on its own): the submit below waits for its end.
+                Err(e) if e.kind() == ServiceErrorKind::Conflict => too_late = Some(e),
                 Err(e) => return Err(e),
             }
         }
@@ -852,7 +858,10 @@ impl HubService {
                 Err(e) if e.kind() == ServiceErrorKind::Conflict && attempts < 40 => {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                Err(e) if e.kind() == ServiceErrorKind::Conflict => return Err(e),
+                // Still running: say why when the cancel came too late.
+                Err(e) if e.kind() == ServiceErrorKind::Conflict => {
+                    return Err(too_late.unwrap_or(e));
+                }
                 Err(e) => {
                     // The sync was posted and failed while it was being planned (a database
                     // down, a table missing): it ran, its event is FAILED and moved `failed_at`.
@@ -1595,6 +1604,7 @@ mod tests {
             start: at(finish),
             finish: Some(at(finish)),
             body: Json::Null,
+            canceled: state == EventState::Canceled,
             results: Vec::new(),
         }
     }
@@ -1615,5 +1625,14 @@ mod tests {
             Some(at("2026-01-01T00:00:01Z") + TimeDelta::microseconds(1))
         );
         assert_eq!(sync_ends(&[]), (None, None));
+    }
+
+    #[test]
+    fn a_sync_ended_by_a_cancel_moves_neither_end() {
+        // Cancelled after a table had committed: FAILED, but a cancel, not a failure.
+        let mut stopped = event(EventState::Failed, "2026-01-01T00:00:09Z");
+        stopped.canceled = true;
+        let events = vec![stopped, event(EventState::Done, "2026-01-01T00:00:00Z")];
+        assert_eq!(sync_ends(&events), (Some(at("2026-01-01T00:00:00Z")), None));
     }
 }

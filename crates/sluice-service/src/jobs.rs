@@ -5,6 +5,18 @@
 //! Bad input (an unknown channel, table or location) is refused before anything is recorded. Once the
 //! job is claimed, every outcome, including a pre-flight failure such as a vanished source table,
 //! ends its event as DONE, FAILED or CANCELED.
+//!
+//! Cancel and commit: the repository records when each table's commit begins (the commit gate,
+//! `RepositoryGate`), in the same transaction on the job's row that a cancel takes, whichever
+//! process the cancel comes through. A cancel before any commit ends the event CANCELED and every
+//! target table is as it was; a cancel while a table commits is refused as too late and the run
+//! ends DONE or FAILED; a cancel between tables of a multi-table refresh (one committed, the next
+//! not yet committing) stops the run before its next commit and ends the event FAILED, naming the
+//! committed tables: CANCELED always means nothing was committed. A local cancel (Ctrl-C) ends a
+//! run the same way.
+//!
+//! A run whose process stops (a kill, a crash) is ended by any live process once its heartbeat is
+//! `STALE_AFTER` old ([`HubService::reap_orphaned_jobs`]): its event FAILED, its job freed.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -769,10 +781,11 @@ impl HubService {
                 }
                 n = n.wrapping_add(1);
                 if !n.is_multiple_of(beats_every) {
-                    if let Ok(Some(EventState::Canceled)) =
-                        event_state(service.repo(), &hub, event).await
+                    // Cancelled, or failed by a cancel after a table committed.
+                    if let Ok(Some(state)) = event_state(service.repo(), &hub, event).await
+                        && state != EventState::Active
                     {
-                        tracing::info!(job = %heartbeat_job, "the event was cancelled; stopping");
+                        tracing::info!(job = %heartbeat_job, state = %state, "the event was ended; stopping");
                         job_cancel.cancel();
                         break;
                     }
@@ -944,6 +957,33 @@ impl HubService {
         error
     }
 
+    /// Ends the runs whose process stopped: every job `RUNNING` in a process that has sent no
+    /// heartbeat for a minute (by the database's clock on PostgreSQL) gets its `ACTIVE` event
+    /// `FAILED` with a response naming that process, its last heartbeat and the tables it had
+    /// committed, and is freed, so pollers (and the `/v1` connector's `failed_at`) see the end
+    /// without anyone submitting again. Safe to run in several processes at once: each run is
+    /// ended by one. The hub server runs it at start-up and from the scheduler.
+    pub async fn reap_orphaned_jobs(&self) -> Result<Vec<sluice_repo::ReapedJob>> {
+        let reaped = self.repo().reap_jobs(STALE_AFTER).await?;
+        for r in &reaped {
+            let Some(event) = r.event.filter(|_| r.failed) else {
+                tracing::info!(job = %r.job, "freed the job of a process that stopped");
+                continue;
+            };
+            tracing::warn!(
+                job = %r.job,
+                event = %event,
+                response = %r.response,
+                "failed the run of a process that stopped"
+            );
+            let line = std::slice::from_ref(&r.response);
+            if let Err(error) = self.repo().append_log(event, line).await {
+                tracing::warn!(event = %event, error = %error, "could not log to the event");
+            }
+        }
+        Ok(reaped)
+    }
+
     /// Starts a refresh: returns once the job is claimed and planned; the tables run in the
     /// background and report progress.
     pub async fn refresh(&self, cmd: RefreshCommand) -> Result<RunningJob<RefreshSummary>> {
@@ -1054,29 +1094,16 @@ impl HubService {
             )],
         )
         .await?;
-        // Right before the table commits, look at the event once more: a cancel from another
-        // process reaches the cancel token only at the watcher's next look, and a refresh
-        // cancelled before its commit must leave the target as it was.
-        let gate: CommitGate = {
-            let (repo, hub) = (self.repository(), hub.clone());
-            Arc::new(move || {
-                let (repo, hub) = (repo.clone(), hub.clone());
-                Box::pin(async move {
-                    // A passing repository error is retried; if the state stays unknown, the
-                    // table does not commit what may have been cancelled.
-                    for _ in 0..3 {
-                        match event_state(repo.as_ref(), &hub, event).await {
-                            Ok(state) => return state == Some(EventState::Active),
-                            Err(error) => {
-                                tracing::warn!(event = %event, error = %error, "cannot read the event before a commit; retrying");
-                                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                            }
-                        }
-                    }
-                    false
-                })
-            })
-        };
+        // The repository decides between the table's commit and a cancel (from any process):
+        // a refresh cancelled before its commit never commits, and once the commit has begun a
+        // cancel is too late.
+        let gate: Arc<dyn CommitGate> = Arc::new(RepositoryGate {
+            repo: self.repository(),
+            hub: hub.clone(),
+            job: job.clone(),
+            event,
+            owner: self.inner.owner.clone(),
+        });
         let report = run_refresh_gated(
             source.clone(),
             target.clone(),
@@ -1165,10 +1192,27 @@ impl HubService {
             .iter()
             .filter(|t| t.state == RefreshState::Failed)
             .count();
-        let (state, response) = if tables.iter().any(|t| t.state == RefreshState::Canceled) {
+        let committed: Vec<&str> = tables
+            .iter()
+            .filter(|t| t.state == RefreshState::Done)
+            .map(|t| t.table.as_str())
+            .collect();
+        let canceled = tables.iter().any(|t| t.state == RefreshState::Canceled);
+        let (state, response) = if canceled && committed.is_empty() {
             (
                 EventState::Canceled,
                 format!("Refresh canceled. (elapsed={elapsed:.2}s)"),
+            )
+        } else if canceled {
+            // Never CANCELED with a committed table: those tables hold the new rows.
+            (
+                EventState::Failed,
+                format!(
+                    "Refresh canceled after {} of {} table(s) committed ({}); the others were left as they were. (elapsed={elapsed:.2}s)",
+                    committed.len(),
+                    tables.len(),
+                    committed.join(", ")
+                ),
             )
         } else if failed > 0 {
             (
@@ -1458,4 +1502,66 @@ async fn event_state(
         ..Default::default()
     };
     Ok(repo.events(&filter).await?.first().map(|e| e.state))
+}
+
+/// The commit gate of a refresh: the repository records that a table's commit begins only while
+/// the event is `ACTIVE` and this process holds the job, in the same transaction that a cancel
+/// would have to wait for.
+struct RepositoryGate {
+    repo: Arc<dyn sluice_repo::Repository>,
+    hub: HubName,
+    job: JobName,
+    event: EventId,
+    owner: sluice_repo::Owner,
+}
+
+/// Attempts at a repository call of the commit gate before it gives up.
+const GATE_ATTEMPTS: usize = 3;
+
+impl CommitGate for RepositoryGate {
+    fn begin(&self, table: &TableName) -> futures::future::BoxFuture<'static, bool> {
+        let (repo, hub, job, event, owner) = (
+            self.repo.clone(),
+            self.hub.clone(),
+            self.job.clone(),
+            self.event,
+            self.owner.clone(),
+        );
+        let table = table.clone();
+        Box::pin(async move {
+            // A passing repository error is retried; if the answer stays unknown, the table does
+            // not commit what may have been cancelled.
+            for _ in 0..GATE_ATTEMPTS {
+                match repo.begin_commit(&hub, &job, event, &table, &owner).await {
+                    Ok(open) => return open,
+                    Err(error) if error.kind() == RepoErrorKind::Conflict => {
+                        tracing::error!(job = %job, error = %error, "lost the job before a commit");
+                        return false;
+                    }
+                    Err(error) => {
+                        tracing::warn!(event = %event, error = %error, "cannot mark a commit; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                }
+            }
+            false
+        })
+    }
+
+    fn end(&self, table: &TableName, committed: bool) -> futures::future::BoxFuture<'static, ()> {
+        let (repo, event, table) = (self.repo.clone(), self.event, table.clone());
+        Box::pin(async move {
+            for _ in 0..GATE_ATTEMPTS {
+                match repo.end_commit(event, &table, committed).await {
+                    Ok(()) => return,
+                    Err(error) => {
+                        tracing::warn!(event = %event, error = %error, "cannot record a commit's end; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                }
+            }
+            // The marker stays BEGUN: cancels of this event answer too late until it ends, which
+            // it does on its own (or by the reaper).
+        })
+    }
 }

@@ -153,9 +153,12 @@ impl From<RepoError> for ServiceError {
 /// Results of use cases.
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
-/// How long a running job may go without a heartbeat before another process may take it over.
+/// How long a running job may go without a heartbeat before another process may take it over,
+/// and before any live process ends its run as `FAILED` ([`HubService::reap_orphaned_jobs`]).
 /// Longer than the repository's lock wait (30 s), so a busy repository never looks like a dead job.
 const STALE_AFTER: Duration = Duration::from_secs(60);
+/// How often the scheduler looks for runs whose process stopped.
+const REAP_EVERY: Duration = Duration::from_secs(5);
 /// How often a running job looks whether its event was cancelled by another process.
 const CANCEL_WATCH: Duration = Duration::from_millis(250);
 /// How often a running job sends its heartbeat.

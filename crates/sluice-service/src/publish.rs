@@ -25,11 +25,12 @@ use sluice_events::{Actor, EventHub, NewEvent as HubEvent, RoutingKey, TopicName
 use sluice_model::definition::{Channel, Definitions, Hub, Location};
 use sluice_model::{
     AccessLevel, ChannelName, EventId, EventState, HubName, JobName, JobState, LocationName,
+    TableName,
 };
 use sluice_repo::{
     ApiKeyRecord, ApplySummary, ConnectorRecord, EventFilter, EventRecord, EventResult, HubRecord,
-    JobRecord, NewEvent, Owner, Repository, Result, StartedJob, SubmittedJob, TokenRecord,
-    UserRecord,
+    JobRecord, NewEvent, Owner, ReapedJob, Repository, Result, StartedJob, SubmittedJob,
+    TokenRecord, UserRecord,
 };
 use tokio::sync::mpsc;
 
@@ -480,8 +481,13 @@ impl Repository for PublishingRepository {
         Ok(canceled)
     }
 
-    async fn cancel_events(&self, hub: &HubName, ids: &[EventId]) -> Result<Vec<EventRecord>> {
-        let records = self.inner.cancel_events(hub, ids).await?;
+    async fn cancel_events(
+        &self,
+        hub: &HubName,
+        ids: &[EventId],
+        stale_after: Duration,
+    ) -> Result<Vec<EventRecord>> {
+        let records = self.inner.cancel_events(hub, ids, stale_after).await?;
         for record in &records {
             self.event(record);
             if let Some(job) = &record.job {
@@ -489,6 +495,32 @@ impl Repository for PublishingRepository {
             }
         }
         Ok(records)
+    }
+
+    async fn begin_commit(
+        &self,
+        hub: &HubName,
+        job: &JobName,
+        event: EventId,
+        table: &TableName,
+        owner: &Owner,
+    ) -> Result<bool> {
+        self.inner.begin_commit(hub, job, event, table, owner).await
+    }
+
+    async fn end_commit(&self, event: EventId, table: &TableName, committed: bool) -> Result<()> {
+        self.inner.end_commit(event, table, committed).await
+    }
+
+    async fn reap_jobs(&self, stale_after: Duration) -> Result<Vec<ReapedJob>> {
+        let reaped = self.inner.reap_jobs(stale_after).await?;
+        for r in &reaped {
+            if let (Some(event), true) = (r.event, r.failed) {
+                self.events_changed(&r.hub, &[event], true).await;
+            }
+            self.job_changed(&r.hub, &r.job, r.event).await;
+        }
+        Ok(reaped)
     }
 
     async fn connector_or_insert(&self, record: &ConnectorRecord) -> Result<ConnectorRecord> {
