@@ -176,7 +176,11 @@ impl Op {
     }
 
     /// A JSON body; `optional` when an empty body is read as `{}` and that is a valid request.
+    /// A body larger than the route's limit is refused while it is read (413).
     fn body(mut self, schema: RefOr<Schema>, optional: bool) -> Op {
+        if !self.path.starts_with("/v1") {
+            self = self.errors(Face::Hvr, &[413]);
+        }
         self.builder = self.builder.request_body(Some(
             RequestBodyBuilder::new()
                 .content("application/json", json_content(schema))

@@ -907,6 +907,12 @@ async fn f07_f14_publish_bodies_are_limited_and_granted_first() {
         .await
         .expect(StatusCode::BAD_REQUEST);
     assert!(a.text.contains("the limit is 10000"), "{}", a.text);
+    // Every other JSON body is limited too (2 MiB), and says so with 413.
+    let big = json!({"description": "x".repeat(3 << 20)});
+    let a = s
+        .call("POST", "/api/latest/users", Some(&ro), Some(big))
+        .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text);
     // The owner of the grant publishes as before.
     s.call("POST", "/events", Some(&rw), Some(Value::Array(batch)))
         .await
