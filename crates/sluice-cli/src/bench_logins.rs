@@ -160,6 +160,24 @@ struct Phase {
     other: u64,
     health: ProbeResult,
     authenticated_get: ProbeResult,
+    /// The server's resident memory at the end of the phase, and its peak so far (MB).
+    server_rss_mb: u64,
+    server_peak_mb: u64,
+}
+
+/// `VmRSS` and `VmHWM` of a process, in MB.
+fn memory_mb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            / 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 async fn flood_client(
@@ -199,6 +217,7 @@ async fn flood_client(
 async fn phase(
     name: &str,
     server: &str,
+    pid: u32,
     token: &str,
     seconds: u64,
     flood: Option<(bool, Option<Duration>)>,
@@ -249,7 +268,10 @@ async fn phase(
         let _ = f.await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let (server_rss_mb, server_peak_mb) = memory_mb(pid);
     Ok(Phase {
+        server_rss_mb,
+        server_peak_mb,
         name: name.to_owned(),
         seconds: elapsed,
         logins_per_second: counts.sent.load(Ordering::Relaxed) as f64 / elapsed,
@@ -278,6 +300,7 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
         .context("the admin login failed")?
         .to_owned();
     let seconds = u64::from(args.runs.max(1)) * 10;
+    let pid = server.child.id();
     if !g.json {
         note!(
             "sluice serve at {}: {seconds} s idle, then {seconds} s per flood of {FLOOD_CLIENTS} login clients …",
@@ -285,10 +308,11 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
         );
     }
     let phases = vec![
-        phase("idle", &server.url, &token, seconds, None).await?,
+        phase("idle", &server.url, pid, &token, seconds, None).await?,
         phase(
             "paced 200/s, many addresses",
             &server.url,
+            pid,
             &token,
             seconds,
             Some((true, Some(Duration::from_secs(1)))),
@@ -297,6 +321,7 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
         phase(
             "200 connections, one address",
             &server.url,
+            pid,
             &token,
             seconds,
             Some((false, None)),
@@ -336,6 +361,7 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
                     met(&p.authenticated_get)
                 ),
                 thousands(p.health.errors + p.authenticated_get.errors),
+                format!("{} / {}", p.server_rss_mb, p.server_peak_mb),
             ]
         })
         .collect();
@@ -346,10 +372,11 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
         "/health p50 / p99 ms",
         "GET /hubs p50 / p99 ms",
         "probe errors",
+        "server RSS / peak MB",
     ];
     if args.markdown {
         say!("| {} |", headers.join(" | "));
-        say!("|---|---:|---:|---:|---:|---:|");
+        say!("|---|---:|---:|---:|---:|---:|---:|");
         for r in &rows {
             say!("| {} |", r.join(" | "));
         }

@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, PasswordHasher};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::Utc;
@@ -185,13 +185,8 @@ const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 pub(crate) struct LoginLimiter {
     limits: LoginLimits,
     state: Mutex<LimiterState>,
-    /// Threads checking passwords at once.
-    hashing: std::sync::Arc<tokio::sync::Semaphore>,
-    /// Places in line for `hashing` (a login that finds none is turned away). Held as permits, so
-    /// a login whose client goes away gives its place back.
-    queue: std::sync::Arc<tokio::sync::Semaphore>,
-    /// The line of users at addresses they logged in from before, which a flood cannot fill.
-    known_queue: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The threads that hash and check passwords, with their lines (see [`crate::password`]).
+    pool: crate::password::PasswordPool,
 }
 
 impl Default for LoginLimiter {
@@ -210,13 +205,10 @@ fn seconds(wait: Duration) -> u64 {
 
 impl LoginLimiter {
     pub(crate) fn new(limits: LoginLimits) -> Self {
-        let workers = limits.hash_workers.max(1);
         LoginLimiter {
             limits,
             state: Mutex::new(LimiterState::default()),
-            hashing: std::sync::Arc::new(tokio::sync::Semaphore::new(workers)),
-            queue: std::sync::Arc::new(tokio::sync::Semaphore::new(workers + MAX_WAITING_HASHES)),
-            known_queue: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_WAITING_HASHES)),
+            pool: crate::password::PasswordPool::new(limits.hash_workers, MAX_WAITING_HASHES),
         }
     }
 
@@ -315,43 +307,27 @@ impl LoginLimiter {
         }
     }
 
-    /// Runs `work` (hashing or checking a password) on the bounded blocking pool. The worker's
-    /// permit travels with the work, so a caller that goes away never lets more checks run at once
-    /// than there are workers, and its place in line is given back.
-    async fn hash<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T> {
-        self.hash_in_line(false, work).await
+    /// A PHC string of `password`, hashed on the pool.
+    async fn hash(&self, password: &str) -> Result<String> {
+        self.pool
+            .hash(password)
+            .await
+            .map_err(|_| busy())?
+            .map_err(ServiceError::invalid)
     }
 
-    /// [`LoginLimiter::hash`], in the line of known users when `known`.
-    async fn hash_in_line<T: Send + 'static>(
-        &self,
-        known: bool,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T> {
-        let busy =
-            || rate_limited("the hub server is busy checking passwords; try again in 1 s".into());
-        let line = if known {
-            &self.known_queue
-        } else {
-            &self.queue
-        };
-        let _place = line.clone().try_acquire_owned().map_err(|_| busy())?;
-        let permit = self
-            .hashing
-            .clone()
-            .acquire_owned()
+    /// Whether `password` matches `phc`, checked on the pool (in the line of known users when
+    /// `known`).
+    async fn verify(&self, phc: &str, password: &str, known: bool) -> Result<bool> {
+        self.pool
+            .verify(phc, password, known)
             .await
-            .map_err(|_| busy())?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work()
-        })
-        .await
-        .map_err(|e| ServiceError::invalid(format!("password check failed: {e}")))
+            .map_err(|_| busy())
     }
+}
+
+fn busy() -> ServiceError {
+    rate_limited("the hub server is busy checking passwords; try again in 1 s".into())
 }
 
 /// Token checks remembered for [`REVALIDATE`], by the token's `jti`.
@@ -386,7 +362,10 @@ pub fn hash_password(password: &str) -> Result<String> {
         .map_err(|e| ServiceError::invalid(format!("cannot hash the password: {e}")))
 }
 
+/// The library's own check (the tests hold the password threads' check to it).
+#[cfg(test)]
 fn verify_password(hash: &str, password: &str) -> bool {
+    use argon2::{PasswordHash, PasswordVerifier};
     PasswordHash::new(hash).is_ok_and(|h| {
         Argon2::default()
             .verify_password(password.as_bytes(), &h)
@@ -483,13 +462,9 @@ impl HubService {
         Ok(key.as_slice())
     }
 
-    /// Hashes a password on the bounded blocking pool.
+    /// Hashes a password on the password threads.
     async fn hash_on_pool(&self, password: &str) -> Result<String> {
-        let password = password.to_owned();
-        self.inner
-            .limiter
-            .hash(move || hash_password(&password))
-            .await?
+        self.inner.limiter.hash(password).await
     }
 
     /// Creates user `admin` (SysAdmin) when the repository has no user: with `password` when
@@ -577,11 +552,10 @@ impl HubService {
             .user(name)
             .await?
             .ok_or_else(|| ServiceError::not_found(format!("user {name} does not exist")))?;
-        let (hash, given) = (record.password_hash, current.to_owned());
         if self
             .inner
             .limiter
-            .hash(move || verify_password(&hash, &given))
+            .verify(&record.password_hash, current, true)
             .await?
         {
             Ok(())
@@ -679,12 +653,8 @@ impl HubService {
         let record = self.repo().user(user).await?;
         let hash = record
             .as_ref()
-            .map_or_else(|| DECOY_HASH.clone(), |r| r.password_hash.clone());
-        let given = password.to_owned();
-        let ok = limiter
-            .hash_in_line(known, move || verify_password(&hash, &given))
-            .await?
-            && record.is_some();
+            .map_or(DECOY_HASH.as_str(), |r| r.password_hash.as_str());
+        let ok = limiter.verify(hash, password, known).await? && record.is_some();
         match record {
             Some(r) if ok && r.level != AccessLevel::None => {
                 limiter.succeeded(user, from);
@@ -888,37 +858,6 @@ mod tests {
                 .admit("admin", Some(IpAddr::from([10, 0, 0, 2])))
                 .is_err()
         );
-    }
-
-    #[tokio::test]
-    async fn a_caller_that_goes_away_gives_back_its_place_in_line() {
-        let limiter = std::sync::Arc::new(LoginLimiter::new(LoginLimits {
-            hash_workers: 1,
-            ..quiet()
-        }));
-        // Hold the one worker, fill the line, and drop every waiter before it is served.
-        let (release, hold) = std::sync::mpsc::channel::<()>();
-        let worker = {
-            let limiter = limiter.clone();
-            tokio::spawn(async move { limiter.hash(move || hold.recv().ok()).await })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        for _ in 0..3 {
-            let mut waiters = Vec::new();
-            for _ in 0..MAX_WAITING_HASHES {
-                let limiter = limiter.clone();
-                waiters.push(tokio::spawn(async move { limiter.hash(|| ()).await }));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            for w in waiters {
-                w.abort();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        release.send(()).unwrap();
-        worker.await.unwrap().unwrap();
-        // The line is free again.
-        limiter.hash(|| ()).await.unwrap();
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod connectors;
 pub mod definition;
 mod jobs;
+mod password;
 pub mod policy;
 pub mod publish;
 mod redaction;
