@@ -467,6 +467,19 @@ fn parse_one(text: &str, dialect: SqlDialect) -> Result<Expr, String> {
                     w.value
                 ));
             }
+            // PostgreSQL's dollar-quote tag follows identifier rules; `$1a$` is a parameter and
+            // a word there, not the start of a string.
+            Token::DollarQuotedString(d)
+                if d.tag.as_deref().is_some_and(|tag| {
+                    tag.starts_with(|c: char| c.is_ascii_digit())
+                        || !tag.chars().all(|c| c.is_alphanumeric() || c == '_')
+                }) =>
+            {
+                return Err(format!(
+                    "contains the dollar tag ${}$, which {dialect} does not read as a tag",
+                    d.tag.as_deref().unwrap_or_default()
+                ));
+            }
             // sqlparser takes a run of operator characters for one operator; PostgreSQL ends the
             // operator where `/*` or `--` starts a comment.
             Token::CustomBinaryOperator(op) if op.contains("/*") || op.contains("--") => {
@@ -771,6 +784,26 @@ mod tests {
         }
         for ok in ["a ~~ 'x%'", "a - -1 > 0", "a <-> b < 1", "a ~~*/ b"] {
             Condition::parse(ok, SqlDialect::Postgresql).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    /// Found by the `condition` fuzz target: sqlparser takes `$1a$…$1a$` for a dollar-quoted
+    /// string, PostgreSQL reads a tag that starts with a digit as no tag at all (`$1` is a
+    /// parameter), so the text inside would reach the server as SQL.
+    #[test]
+    fn dollar_tags_postgresql_does_not_read_as_tags_are_refused() {
+        for bad in [
+            "x = $1a$) OR pg_sleep(10) IS NULL OR (1 = $1a$",
+            "x = $9$ $9$",
+            "x = $a-b$ $a-b$",
+        ] {
+            assert!(
+                Condition::parse(bad, SqlDialect::Postgresql).is_err(),
+                "{bad}"
+            );
+        }
+        for ok in ["x = $a1$ y $a1$", "x = $_$ y $_$", "x = $$ y $$"] {
+            Condition::parse(ok, SqlDialect::Postgresql).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
     }
 
