@@ -1,11 +1,21 @@
-//! The one place service errors become HTTP: HVR's `text/plain` body `F_XXXXXX: message` with the
-//! statuses of the HVR API (400 for invalid requests and conflicts, 401 without a valid token, 403
-//! for a failed login or missing access, 404 for missing objects), and the Fivetran face's JSON
-//! envelope `{"code": "NotFound_Connector", "message": …}` ([`FivetranError`]).
+//! The one place errors become HTTP, one form per face:
+//! * the HVR API and the event hub: `text/plain` `F_XXXXXX: message` ([`ApiError`]) with the
+//!   statuses of the HVR API (400 for invalid requests and conflicts, 401 without a valid token,
+//!   403 for a failed login or missing access, 404 for missing objects; the event hub adds 409
+//!   and 503 with `Retry-After`);
+//! * the Fivetran face: JSON `{"code": "NotFound_Connector", "message": …}` ([`FivetranError`]);
+//! * the dashboard: a page stating the refusal ([`dashboard`]).
+//!
+//! A body carries the error's own message and, when it wraps a connector error, the connector's
+//! message (which names objects, never the driver's text). The rest of the source chain (driver
+//! errors, which can name the server's files, hosts and users) goes to the log only.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sluice_connector::ConnectorError;
 use sluice_service::{ServiceError, ServiceErrorKind};
+
+pub(crate) mod dashboard;
 
 /// An error answer.
 #[derive(Debug)]
@@ -101,13 +111,10 @@ impl From<ServiceError> for ApiError {
             _ => (StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL),
         };
         let retry_after = (e.kind() == ServiceErrorKind::RateLimited).then_some(60);
-        let mut message = full_message(&e);
+        let mut message = client_message(&e, status == StatusCode::INTERNAL_SERVER_ERROR);
         if !e.diagnostics().is_empty() && e.diagnostics().len() > 1 {
             let all: Vec<String> = e.diagnostics().iter().map(|d| d.to_string()).collect();
             message = format!("{message}\n{}", all.join("\n"));
-        }
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %message, "internal error");
         }
         ApiError {
             status,
@@ -118,8 +125,53 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-/// The error with its causes, as one line.
-fn full_message(error: &(dyn std::error::Error + 'static)) -> String {
+impl From<sluice_events::Error> for ApiError {
+    fn from(e: sluice_events::Error) -> Self {
+        use sluice_events::ErrorKind;
+        let (status, code) = match e.kind() {
+            ErrorKind::Invalid => (StatusCode::BAD_REQUEST, codes::INVALID),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, codes::NOT_FOUND),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, codes::CONFLICT),
+            ErrorKind::Forbidden => (StatusCode::FORBIDDEN, codes::FORBIDDEN),
+            ErrorKind::Busy | ErrorKind::Closed => {
+                (StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE)
+            }
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL),
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %chain(&e), "event hub failure");
+        }
+        let retry = match e.kind() {
+            ErrorKind::Busy => Some(e.retry_after().map_or(1, |d| d.as_secs().max(1))),
+            ErrorKind::Closed => Some(5),
+            _ => None,
+        };
+        ApiError::new(status, code, e.to_string()).with_retry_after(retry)
+    }
+}
+
+/// What a client is told of `error`: its message, followed by the message of the connector
+/// error it wraps. The whole chain goes to the log (as an error when `internal`).
+fn client_message(error: &ServiceError, internal: bool) -> String {
+    let mut text = error.to_string();
+    let source = std::error::Error::source(error);
+    if let Some(connector) = source.and_then(|s| s.downcast_ref::<ConnectorError>()) {
+        let message = connector.message();
+        if !text.contains(message) {
+            text.push_str(": ");
+            text.push_str(message);
+        }
+    }
+    if internal {
+        tracing::error!(error = %chain(error), "internal error");
+    } else if source.is_some() {
+        tracing::warn!(error = %chain(error), "request failed");
+    }
+    text
+}
+
+/// The error with its causes, as one line: for the log, never for a body.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {
@@ -199,7 +251,6 @@ impl FivetranError {
 
     /// A service error about a `resource` (`Connector`, `Group`, …: names the 404 code).
     pub fn from_service(e: ServiceError, resource: &str) -> Self {
-        let message = full_message(&e);
         let (status, code) = match e.kind() {
             ServiceErrorKind::Invalid => (StatusCode::BAD_REQUEST, "InvalidInput".to_owned()),
             ServiceErrorKind::NotFound => (StatusCode::NOT_FOUND, format!("NotFound_{resource}")),
@@ -212,14 +263,12 @@ impl FivetranError {
             ServiceErrorKind::RateLimited => {
                 (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests".to_owned())
             }
-            _ => {
-                tracing::error!(error = %message, "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalError".to_owned(),
-                )
-            }
+            _ => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError".to_owned(),
+            ),
         };
+        let message = client_message(&e, status == StatusCode::INTERNAL_SERVER_ERROR);
         FivetranError {
             status,
             code,

@@ -57,37 +57,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/events/{topic}/last", get(last))
 }
 
-impl From<sluice_events::Error> for ApiError {
-    fn from(e: sluice_events::Error) -> Self {
-        let (status, code) = match e.kind() {
-            ErrorKind::Invalid => (StatusCode::BAD_REQUEST, codes::INVALID),
-            ErrorKind::NotFound => (StatusCode::NOT_FOUND, codes::NOT_FOUND),
-            ErrorKind::Conflict => (StatusCode::CONFLICT, codes::CONFLICT),
-            ErrorKind::Forbidden => (StatusCode::FORBIDDEN, codes::FORBIDDEN),
-            ErrorKind::Busy | ErrorKind::Closed => {
-                (StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE)
-            }
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, codes::INTERNAL),
-        };
-        let mut message = e.to_string();
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                message.push_str(": ");
-                message.push_str(&s.to_string());
-                source = s.source();
-            }
-            tracing::error!(error = %message, "event hub failure");
-        }
-        let retry = match e.kind() {
-            ErrorKind::Busy => Some(e.retry_after().map_or(1, |d| d.as_secs().max(1))),
-            ErrorKind::Closed => Some(5),
-            _ => None,
-        };
-        ApiError::new(status, code, message).with_retry_after(retry)
-    }
-}
-
 fn hub(state: &AppState) -> ApiResult<&EventHub> {
     state.service.event_hub().ok_or_else(|| {
         ApiError::new(

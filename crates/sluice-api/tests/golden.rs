@@ -183,6 +183,8 @@ enum Auth<'a> {
     Bearer(&'a str),
     Basic(&'a str),
     Cookie(&'a str),
+    /// The session cookies, from the dashboard's script (it wants notices as JSON).
+    Fetch(&'a str),
 }
 
 struct Fixture {
@@ -287,6 +289,12 @@ impl Fixture {
                 req = req
                     .header(header::COOKIE, c)
                     .header(header::ORIGIN, "http://hub.test");
+            }
+            Auth::Fetch(c) => {
+                req = req
+                    .header(header::COOKIE, c)
+                    .header(header::ORIGIN, "http://hub.test")
+                    .header("x-sluice-fetch", "1");
             }
         }
         let body = match body {
@@ -633,4 +641,115 @@ async fn dashboard_pages() {
         )
         .await;
     page_golden("ui_error_no_channel", &f, &a);
+}
+
+/// Texts of the drivers (tokio-postgres, rusqlite) that reach a body only through a source chain.
+const DRIVER_TEXTS: [&str; 5] = [
+    "error connecting to server",
+    "os error",
+    "Connection refused",
+    "no such table",
+    "SQL logic error",
+];
+
+fn no_driver_text(what: &str, body: &str) {
+    for text in DRIVER_TEXTS {
+        assert!(
+            !body.contains(text),
+            "{what}: the driver's text reached the body: {body}"
+        );
+    }
+}
+
+/// A driver's own text stays in the log, on every face: a location test against a closed port
+/// (HVR, dashboard notice), then a repository table and an event store table gone (HVR, `/v1`,
+/// event hub, dashboard page). The clean bodies are pinned too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_errors_stay_out_of_bodies() {
+    let mut f = start().await;
+    f.define().await;
+    let t = f.token.clone();
+    let b = f.basic.clone();
+    let closed = json!({"Class": "postgresql", "Database_Host": "127.0.0.1", "Database_Port": 1,
+        "Database_Name": "x", "Database_User": "u", "Database_Sslmode": "disable"});
+    let a = f
+        .send(
+            "POST",
+            "/api/latest/hubs/h1/new_loc/test",
+            Auth::Bearer(&t),
+            Some(json!({ "props": closed })),
+        )
+        .await;
+    no_driver_text("new location test", &a.text());
+    page_golden("driver_hvr_closed_port", &f, &a);
+    let import = json!({"changes": [{"add_loc": {"loc": "closed", "props": closed}}]});
+    let a = f
+        .send(
+            "POST",
+            "/api/latest/hubs/h1/definition/import",
+            Auth::Bearer(&t),
+            Some(import),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+    let a = f
+        .send(
+            "POST",
+            "/api/latest/hubs/h1/locs/closed/test",
+            Auth::Bearer(&t),
+            None,
+        )
+        .await;
+    no_driver_text("location test", &a.text());
+    page_golden("driver_hvr_closed_port_location", &f, &a);
+    let cookies = f.dashboard_login().await;
+    let a = f
+        .send(
+            "POST",
+            "/ui/hubs/h1/locs/closed/test",
+            Auth::Fetch(&cookies),
+            None,
+        )
+        .await;
+    no_driver_text("dashboard location test", &a.text());
+    json_golden("driver_ui_closed_port", &f, &a);
+
+    // The repository and the event store lose a table.
+    let a = f
+        .send(
+            "POST",
+            "/topics",
+            Auth::Bearer(&t),
+            Some(json!({"name": "t1"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
+    let db = rusqlite::Connection::open(f.dir.path().join("hub.db")).unwrap();
+    db.execute_batch(
+        "ALTER TABLE hub RENAME TO hub_gone; ALTER TABLE ev_event RENAME TO ev_event_gone;",
+    )
+    .unwrap();
+    for (name, path, auth) in [
+        (
+            "driver_hvr_repository",
+            "/api/latest/hubs",
+            Auth::Bearer(&t),
+        ),
+        ("driver_fivetran_repository", "/v1/groups", Auth::Basic(&b)),
+        (
+            "driver_events_store",
+            "/events/t1/history",
+            Auth::Bearer(&t),
+        ),
+        ("driver_ui_repository", "/ui/hubs", Auth::Cookie(&cookies)),
+    ] {
+        let a = f.send("GET", path, auth, None).await;
+        assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+        no_driver_text(path, &a.text());
+        if path.starts_with("/v1") {
+            json_golden(name, &f, &a);
+        } else {
+            page_golden(name, &f, &a);
+        }
+    }
 }

@@ -14,8 +14,8 @@ use sluice_service::connectors::{ConnectorId, SetupTest};
 
 use super::UiState;
 use super::session::{self, Flash, Viewer, error_flash, redirect_with};
-use super::view::Refusal;
 use crate::error::ApiError;
+use crate::error::dashboard::{Refusal, refusal_page};
 use crate::hvr::hub_name;
 
 type Done = Result<Response, Refusal>;
@@ -78,7 +78,7 @@ pub(crate) async fn login(
         .unwrap_or("/ui/channels")
         .to_owned();
     if !session::same_origin(&headers) {
-        return super::view::refusal_page(
+        return refusal_page(
             axum::http::StatusCode::FORBIDDEN,
             "refused: the login form was not sent from this dashboard",
         );
@@ -103,7 +103,7 @@ pub(crate) async fn login(
 /// `POST /ui/logout`: revokes the refresh token and forgets the cookies.
 pub(crate) async fn logout(State(ui): State<UiState>, headers: HeaderMap) -> Response {
     if !session::same_origin(&headers) {
-        return super::view::refusal_page(
+        return refusal_page(
             axum::http::StatusCode::FORBIDDEN,
             "refused: the logout was not sent from this dashboard",
         );

@@ -19,7 +19,8 @@ use sluice_model::AccessLevel;
 
 use super::UiState;
 use super::session::Viewer;
-use super::view::{Refusal, when};
+use super::view::when;
+use crate::error::dashboard::Refusal;
 use crate::events::KEEP_ALIVE;
 use crate::extract::QueryList;
 

@@ -24,8 +24,8 @@ use axum::routing::{get, post};
 use sluice_model::ChannelName;
 
 use crate::AppState;
+use crate::error::dashboard::Refusal;
 use crate::extract::QueryList;
-use view::Refusal;
 
 /// What the dashboard's handlers share.
 #[derive(Clone)]

@@ -14,9 +14,10 @@ use super::chart::{self, Bar};
 use super::session::Viewer;
 use super::view::{
     ChannelPage, ChannelRow, ChannelsPage, Chrome, ConnectorBox, EventPage, EventRow, HubPage,
-    JobRow, JobsPage, LocationRow, LoginPage, Refusal, ResultRow, RunRow, SchemaRow, TableRow,
-    count, seconds, when,
+    JobRow, JobsPage, LocationRow, LoginPage, ResultRow, RunRow, SchemaRow, TableRow, count,
+    seconds, when,
 };
+use crate::error::dashboard::Refusal;
 use crate::extract::QueryList;
 use crate::hvr::hub_name;
 

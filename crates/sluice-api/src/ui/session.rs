@@ -19,8 +19,8 @@ use sluice_service::HubService;
 use sluice_service::auth::{Identity, Tokens};
 
 use super::UiState;
-use super::view::{self, Refusal};
 use crate::error::ApiError;
+use crate::error::dashboard::{Refusal, RefusalText, refusal_page};
 
 /// The cookie holding the access token.
 pub(crate) const ACCESS_COOKIE: &str = "sluice_access";
@@ -185,7 +185,7 @@ pub(crate) const FETCH_HEADER: &str = "x-sluice-fetch";
 fn answer_fetch(mut response: Response) -> Response {
     let (status, flash) = if let Some(flash) = response.extensions_mut().remove::<Flash>() {
         (StatusCode::OK, flash)
-    } else if let Some(refusal) = response.extensions_mut().remove::<view::RefusalText>() {
+    } else if let Some(refusal) = response.extensions_mut().remove::<RefusalText>() {
         (
             response.status(),
             Flash {
@@ -258,7 +258,7 @@ pub(crate) async fn require_viewer(
 async fn viewer_then(ui: UiState, mut request: Request, next: Next) -> Response {
     let headers = request.headers().clone();
     if request.method() == Method::POST && !same_origin(&headers) {
-        return view::refusal_page(
+        return refusal_page(
             StatusCode::FORBIDDEN,
             "refused: the request did not come from this dashboard (its Origin or Referer does not name this server)",
         );
