@@ -180,9 +180,12 @@ async fn run_local(g: Global, command: Command) -> Result<Outcome> {
         Command::Serve(args) => crate::server::serve(args, &g).await,
         Command::User(cmd) => crate::server::user(cmd, &g).await,
         Command::Apikey(cmd) => crate::server::apikey(cmd, &g).await,
-        Command::Bench(args) => crate::bench::run(args, &g).await,
+        Command::Bench(args) => {
+            sluice_bench::run(args, sluice_bench::Printing { json: g.json }).await?;
+            Ok(Outcome::Ok)
+        }
         Command::BenchReference { source, target } => {
-            crate::bench::reference_copy(&source, &target)?;
+            sluice_bench::reference_copy(&source, &target)?;
             Ok(Outcome::Ok)
         }
     }

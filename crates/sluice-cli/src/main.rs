@@ -26,10 +26,6 @@ macro_rules! say {
     }};
 }
 
-mod bench;
-mod bench_api;
-mod bench_engines;
-mod bench_logins;
 mod commands;
 mod credentials;
 mod output;
@@ -126,7 +122,7 @@ enum Command {
     #[command(subcommand)]
     Apikey(server::ApikeyCommand),
     /// Time the data path against the database's own copy, with peak memory.
-    Bench(bench::BenchArgs),
+    Bench(sluice_bench::BenchArgs),
     /// The benchmark's reference copy (run by `sluice bench`).
     #[command(hide = true)]
     BenchReference {
@@ -269,6 +265,6 @@ fn main() -> ExitCode {
         Ok(Outcome::Different) => ExitCode::from(3),
         Err(error) => ExitCode::from(output::report_error(&error)),
     };
-    bench::report_peak_rss();
+    sluice_bench::report_peak_rss();
     code
 }
