@@ -1,5 +1,5 @@
-//! What the commands ask of a hub, answered either by the local repository (the service, see
-//! [`crate::local`]) or by a hub server over HTTP (`--hub`, `remote.rs`). Each command
+//! What the commands ask of a hub, answered either by the local repository (the service,
+//! `local.rs`) or by a hub server over HTTP (`--hub`, `remote.rs`). Each command
 //! (in `commands.rs`) parses its options, asks its [`Backend`] and prints, once for both.
 //!
 //! The answers are views: the JSON that `--json` prints (each side's own shape, as it was before
