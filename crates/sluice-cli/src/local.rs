@@ -129,7 +129,7 @@ fn plan_view(plan: &JobPlan) -> Result<Plan> {
     })
 }
 
-/// The items' text, `a` `b` → `[a, b]` as the views hold them.
+/// Each item as text.
 fn texts(items: &[impl ToString]) -> Vec<String> {
     items.iter().map(ToString::to_string).collect()
 }
