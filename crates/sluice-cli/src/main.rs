@@ -26,12 +26,11 @@ macro_rules! say {
     }};
 }
 
-mod bench;
-mod bench_api;
-mod bench_engines;
-mod bench_logins;
+mod args;
+mod backend;
 mod commands;
 mod credentials;
+mod local;
 mod output;
 mod progress;
 mod quickstart;
@@ -41,8 +40,13 @@ mod server;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use sluice_model::HubName;
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::args::{CompareArgs, EventListArgs, Global, Outcome, RefreshArgs};
+use crate::backend::Backend;
+use crate::local::Local;
+use crate::remote::Remote;
 
 /// sluice: replicate tables between databases.
 #[derive(Parser, Debug)]
@@ -52,27 +56,6 @@ pub struct Cli {
     global: Global,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Options every command takes.
-#[derive(Args, Debug, Clone)]
-pub struct Global {
-    /// Directory of the hub repository (hub.db).
-    #[arg(long, global = true, env = "SLUICE_HOME", default_value = ".sluice")]
-    home: PathBuf,
-    /// The hub to work on; needed only when the repository (or hub server) holds several.
-    #[arg(long, global = true, env = "SLUICE_HUB_NAME")]
-    hub_name: Option<HubName>,
-    /// Work on the hub server at this URL (e.g. http://127.0.0.1:4341) instead of the local
-    /// repository; log in first with `sluice login --hub URL`.
-    #[arg(long, global = true, env = "SLUICE_HUB", value_name = "URL")]
-    hub: Option<String>,
-    /// Print data as JSON instead of tables.
-    #[arg(long, global = true)]
-    json: bool,
-    /// More log output (repeat for more).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
 }
 
 #[derive(Subcommand, Debug)]
@@ -103,9 +86,9 @@ enum Command {
     #[command(subcommand)]
     Channel(ChannelCommand),
     /// Copy a channel's tables from its source to its target.
-    Refresh(commands::RefreshArgs),
+    Refresh(RefreshArgs),
     /// Compare a channel's tables at its source and target.
-    Compare(commands::CompareArgs),
+    Compare(CompareArgs),
     /// Per table: rows at source and target, last refresh and compare.
     Status {
         /// Only this channel.
@@ -126,7 +109,7 @@ enum Command {
     #[command(subcommand)]
     Apikey(server::ApikeyCommand),
     /// Time the data path against the database's own copy, with peak memory.
-    Bench(bench::BenchArgs),
+    Bench(sluice_bench::BenchArgs),
     /// The benchmark's reference copy (run by `sluice bench`).
     #[command(hide = true)]
     BenchReference {
@@ -179,7 +162,7 @@ enum ChannelCommand {
 #[derive(Subcommand, Debug)]
 enum EventCommand {
     /// List events, newest first.
-    List(commands::EventListArgs),
+    List(EventListArgs),
     /// Show one event with its results.
     Show {
         /// The event id (e.g. 2024-05-01T10:11:12.123456Z).
@@ -227,13 +210,115 @@ enum JobCommand {
     },
 }
 
-/// Why the command stopped, mapped to an exit code.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Success.
-    Ok,
-    /// A compare found differences.
-    Different,
+/// Whether the command has a remote variant (or a remote refusal); the others (validate,
+/// quickstart, bench, the server's own commands) always work locally.
+fn serves(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Hub(_)
+            | Command::Channel(_)
+            | Command::Location(_)
+            | Command::Refresh(_)
+            | Command::Compare(_)
+            | Command::Job(_)
+            | Command::Event(_)
+            | Command::Status { .. }
+            | Command::Apply { .. }
+    )
+}
+
+/// Runs the command: against the hub server with `--hub`, else on the local repository.
+async fn run(cli: Cli) -> Result<Outcome> {
+    let g = cli.global;
+    match cli.command {
+        Command::Login(args) => remote::login(&g, args).await,
+        Command::Logout => remote::logout(&g).await,
+        command if g.hub.is_some() && serves(&command) => {
+            let url = g.hub.clone().unwrap_or_default();
+            run_remote(&g, command)
+                .await
+                .map_err(|e| remote::login_hint(e, &url))
+        }
+        command => run_local(&g, command).await,
+    }
+}
+
+async fn run_remote(g: &Global, command: Command) -> Result<Outcome> {
+    // Refuse what has no remote variant before asking the server anything.
+    match command {
+        Command::Status { .. } => bail!(
+            "`sluice status` has no --hub variant yet: use `sluice hub status` and \
+             `sluice event list`, or run it on the hub's machine without --hub"
+        ),
+        Command::Apply { .. } => bail!(
+            "`sluice apply` has no --hub variant yet: run it on the hub's machine without --hub"
+        ),
+        Command::Event(EventCommand::Tail {
+            topic,
+            pattern,
+            after,
+            count,
+        }) => {
+            let (client, _) = Remote::session(g)?;
+            remote::tail(&client, g, &topic, pattern.as_deref(), after, count).await
+        }
+        command => on_hub(&Remote::connect(g).await?, g, command).await,
+    }
+}
+
+async fn run_local(g: &Global, command: Command) -> Result<Outcome> {
+    match command {
+        Command::Quickstart(args) => quickstart::run(args, g).await,
+        Command::Validate { file } => commands::validate(g, &file).await,
+        Command::Apply { file } => commands::apply(g, &file).await,
+        Command::Status { channel } => commands::status(g, channel.as_ref()).await,
+        Command::Event(EventCommand::Tail { .. }) => bail!(
+            "`sluice event tail` follows the event hub of a running hub server: pass --hub URL (or set SLUICE_HUB) after `sluice login`"
+        ),
+        Command::Serve(args) => server::serve(args, g).await,
+        Command::User(cmd) => server::user(cmd, g).await,
+        Command::Apikey(cmd) => server::apikey(cmd, g).await,
+        Command::Bench(args) => {
+            sluice_bench::run(args, sluice_bench::Printing { json: g.json }).await?;
+            Ok(Outcome::Ok)
+        }
+        Command::BenchReference { source, target } => {
+            sluice_bench::reference_copy(&source, &target)?;
+            Ok(Outcome::Ok)
+        }
+        command => on_hub(&Local::open(g).await?, g, command).await,
+    }
+}
+
+/// The commands both sides serve.
+async fn on_hub(b: &impl Backend, g: &Global, command: Command) -> Result<Outcome> {
+    match command {
+        Command::Hub(HubCommand::Status) => commands::hub_status(b, g).await,
+        Command::Hub(HubCommand::Freeze) => commands::freeze(b, true).await,
+        Command::Hub(HubCommand::Unfreeze) => commands::freeze(b, false).await,
+        Command::Location(LocationCommand::List) => commands::locations(b, g).await,
+        Command::Location(LocationCommand::Test { location }) => {
+            commands::test_location(b, g, &location).await
+        }
+        Command::Channel(ChannelCommand::List) => commands::channels(b, g).await,
+        Command::Channel(ChannelCommand::Show { channel }) => {
+            commands::show_channel(b, g, &channel).await
+        }
+        Command::Channel(ChannelCommand::Export) => commands::export(b).await,
+        Command::Channel(ChannelCommand::Delete { channel }) => {
+            commands::delete_channel(b, &channel).await
+        }
+        Command::Refresh(args) => commands::refresh(b, g, args).await,
+        Command::Compare(args) => commands::compare(b, g, args).await,
+        Command::Job(JobCommand::List) => commands::jobs(b, g).await,
+        Command::Job(JobCommand::Suspend { job }) => commands::suspend_job(b, &job, true).await,
+        Command::Job(JobCommand::Resume { job }) => commands::suspend_job(b, &job, false).await,
+        Command::Job(JobCommand::Cancel { job }) => commands::cancel_job(b, g, &job).await,
+        Command::Event(EventCommand::List(args)) => commands::events(b, g, args).await,
+        Command::Event(EventCommand::Show { event }) => commands::show_event(b, g, event).await,
+        Command::Event(EventCommand::Log { event }) => commands::event_log(b, g, event).await,
+        _ => unreachable!("`run_local` and `run_remote` handle the others"),
+    }
 }
 
 fn init_logging(verbose: u8) {
@@ -264,11 +349,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = match runtime.block_on(commands::run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Different) => ExitCode::from(3),
         Err(error) => ExitCode::from(output::report_error(&error)),
     };
-    bench::report_peak_rss();
+    sluice_bench::report_peak_rss();
     code
 }

@@ -94,6 +94,16 @@ pub fn rate(rows: u64, seconds: f64) -> String {
     thousands((rows as f64 / seconds).round() as u64)
 }
 
+/// A time in the local time zone, `2024-05-01 10:11:12`; empty for none.
+pub fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| {
+        t.with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    })
+    .unwrap_or_default()
+}
+
 /// Prints the error chain on one line (and definition errors one per line) and returns the exit
 /// code.
 pub fn report_error(error: &anyhow::Error) -> u8 {

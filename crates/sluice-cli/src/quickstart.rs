@@ -16,9 +16,9 @@ use sluice_connector::WriteStrategy;
 use sluice_model::{ChannelName, EventState, TableName};
 use sluice_service::{CompareCommand, CompareSummary, Granularity, HubService, RefreshCommand};
 
-use crate::commands::{print_compare, run_compare, run_refresh};
+use crate::args::{Global, Outcome};
+use crate::local::{print_compare, run_compare, run_refresh};
 use crate::output::{json, rate, table, thousands};
-use crate::{Global, Outcome};
 
 /// Options of `sluice quickstart`.
 #[derive(Args, Debug)]

@@ -16,12 +16,13 @@ use sluice_connector::WriteStrategy;
 use sluice_model::event::table_state;
 use sluice_model::{ChannelName, EventId, JobName, LocationName};
 
-use crate::commands::{CompareArgs, EventListArgs, RefreshArgs, when};
+use crate::args::{CompareArgs, EventListArgs, Global, Outcome, RefreshArgs};
+use crate::backend::{
+    ActionView, Backend, ChannelRow, ChannelView, EventRow, EventView, Groups, HubState, JobRow,
+    LocationRow, Plan, PlannedTable, Shown, Side, TableView,
+};
 use crate::credentials::{self, Credentials, Session};
 use crate::output::{JobFailed, StoppedWaiting, json, table, thousands};
-use crate::{
-    ChannelCommand, Command, EventCommand, Global, HubCommand, JobCommand, LocationCommand, Outcome,
-};
 
 /// How often `--wait` asks for the event's state.
 const POLL: Duration = Duration::from_millis(500);
@@ -46,23 +47,6 @@ pub struct LoginArgs {
         conflicts_with = "password_stdin"
     )]
     password: Option<String>,
-}
-
-/// Whether the command has a remote variant (or a remote refusal); the others (validate,
-/// quickstart, bench, the server's own commands) always work locally.
-pub fn serves(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Hub(_)
-            | Command::Channel(_)
-            | Command::Location(_)
-            | Command::Refresh(_)
-            | Command::Compare(_)
-            | Command::Job(_)
-            | Command::Event(_)
-            | Command::Status { .. }
-            | Command::Apply { .. }
-    )
 }
 
 /// The server URL of `--hub`, normalised as the sessions are keyed.
@@ -192,7 +176,7 @@ pub async fn logout(g: &Global) -> Result<Outcome> {
 }
 
 /// A logged-in client and the hub it works on.
-struct Remote {
+pub struct Remote {
     client: Client,
     url: String,
     hub: String,
@@ -200,7 +184,7 @@ struct Remote {
 
 impl Remote {
     /// A client with the stored session of `--hub`.
-    fn session(g: &Global) -> Result<(Client, String)> {
+    pub fn session(g: &Global) -> Result<(Client, String)> {
         let (client, url) = server(g, "--hub")?;
         let path = credentials::path()?;
         let creds = Credentials::load(&path)?;
@@ -221,7 +205,7 @@ impl Remote {
         Ok((client, url))
     }
 
-    async fn connect(g: &Global) -> Result<Remote> {
+    pub async fn connect(g: &Global) -> Result<Remote> {
         let (client, url) = Self::session(g)?;
         let hub = match &g.hub_name {
             Some(name) => name.to_string(),
@@ -244,14 +228,8 @@ impl Remote {
     }
 }
 
-/// Runs `command` against the hub server of `--hub`.
-pub async fn run(g: &Global, command: Command) -> Result<Outcome> {
-    let url = g.hub.clone().unwrap_or_default();
-    dispatch(g, command).await.map_err(|e| login_hint(e, &url))
-}
-
 /// Adds "log in again" to an error that says the session is missing or expired.
-fn login_hint(error: anyhow::Error, url: &str) -> anyhow::Error {
+pub fn login_hint(error: anyhow::Error, url: &str) -> anyhow::Error {
     let unauthorized = error
         .chain()
         .filter_map(|e| e.downcast_ref::<sluice_client::Error>())
@@ -262,127 +240,6 @@ fn login_hint(error: anyhow::Error, url: &str) -> anyhow::Error {
         )),
         false => error,
     }
-}
-
-async fn dispatch(g: &Global, command: Command) -> Result<Outcome> {
-    // Refuse what has no remote variant before asking the server anything.
-    match &command {
-        Command::Status { .. } => bail!(
-            "`sluice status` has no --hub variant yet: use `sluice hub status` and \
-             `sluice event list`, or run it on the hub's machine without --hub"
-        ),
-        Command::Apply { .. } => bail!(
-            "`sluice apply` has no --hub variant yet: run it on the hub's machine without --hub"
-        ),
-        _ => {}
-    }
-    if let Command::Event(EventCommand::Tail {
-        topic,
-        pattern,
-        after,
-        count,
-    }) = command
-    {
-        let (client, _) = Remote::session(g)?;
-        return tail(&client, g, &topic, pattern.as_deref(), after, count).await;
-    }
-    let r = Remote::connect(g).await?;
-    match command {
-        Command::Hub(HubCommand::Status) => hub_status(&r, g).await,
-        Command::Hub(HubCommand::Freeze) => {
-            r.client.freeze_hub(&r.hub).await?;
-            say!(
-                "hub {} frozen: no job runs until `sluice hub unfreeze`",
-                r.hub
-            );
-            Ok(Outcome::Ok)
-        }
-        Command::Hub(HubCommand::Unfreeze) => {
-            r.client.unfreeze_hub(&r.hub).await?;
-            say!("hub {} unfrozen", r.hub);
-            Ok(Outcome::Ok)
-        }
-        Command::Channel(ChannelCommand::List) => channels(&r, g).await,
-        Command::Channel(ChannelCommand::Show { channel }) => show_channel(&r, g, &channel).await,
-        Command::Channel(ChannelCommand::Export) => {
-            json(&r.client.export_definition(&r.hub).await?)?;
-            Ok(Outcome::Ok)
-        }
-        Command::Channel(ChannelCommand::Delete { channel }) => {
-            r.client.delete_channel(&r.hub, channel.as_str()).await?;
-            say!("channel {channel} deleted from hub {}", r.hub);
-            Ok(Outcome::Ok)
-        }
-        Command::Location(LocationCommand::List) => locations(&r, g).await,
-        Command::Location(LocationCommand::Test { location }) => {
-            test_location(&r, g, &location).await
-        }
-        Command::Refresh(args) => refresh(&r, g, args).await,
-        Command::Compare(args) => compare(&r, g, args).await,
-        Command::Job(JobCommand::List) => jobs(&r, g).await,
-        Command::Job(JobCommand::Suspend { job }) => {
-            r.client
-                .suspend_jobs(&r.hub, &[job.as_str().to_owned()])
-                .await?;
-            say!("job {job} suspended");
-            Ok(Outcome::Ok)
-        }
-        Command::Job(JobCommand::Resume { job }) => {
-            r.client
-                .unsuspend_jobs(&r.hub, &[job.as_str().to_owned()])
-                .await?;
-            say!("job {job} resumed");
-            Ok(Outcome::Ok)
-        }
-        Command::Job(JobCommand::Cancel { job }) => cancel_job(&r, g, &job).await,
-        Command::Event(EventCommand::List(args)) => events(&r, g, args).await,
-        Command::Event(EventCommand::Show { event }) => show_event(&r, g, event).await,
-        Command::Event(EventCommand::Log { event }) => event_log(&r, g, event).await,
-        _ => unreachable!("`serves` admits only the commands above"),
-    }
-}
-
-async fn hub_status(r: &Remote, g: &Global) -> Result<Outcome> {
-    let status = r.client.hub_status(&r.hub).await?;
-    if g.json {
-        let mut v = serde_json::to_value(&status)?;
-        if let Value::Object(map) = &mut v {
-            map.insert("hub".into(), Value::String(r.hub.clone()));
-        }
-        json(&v)?;
-        return Ok(Outcome::Ok);
-    }
-    say!("hub {} at {}: {}", r.hub, r.url, status.hub_state);
-    if let Some(t) = status.freeze_time {
-        say!("  frozen since {}", when(Some(t)));
-    }
-    if let Some(license) = &status.license {
-        say!("  license: {license}");
-    }
-    if !status.jobs_over_latency_sla.is_empty() {
-        let jobs: Vec<String> = status
-            .jobs_over_latency_sla
-            .iter()
-            .map(|j| j.as_str().map_or_else(|| j.to_string(), str::to_owned))
-            .collect();
-        say!("  jobs over their latency SLA: {}", jobs.join(", "));
-    }
-    Ok(Outcome::Ok)
-}
-
-// ---- definitions ----
-
-/// `G:a,b  H:c` of a channel object's location groups.
-fn groups_text(channel: &Value) -> String {
-    object(channel, "loc_groups")
-        .map(|groups| {
-            groups
-                .iter()
-                .map(|(g, v)| format!("{g}:{}", members(v).join(",")))
-                .collect::<Vec<_>>()
-                .join("  ")
-        })
-        .unwrap_or_default()
 }
 
 fn object<'a>(v: &'a Value, key: &str) -> Option<&'a Map<String, Value>> {
@@ -414,141 +271,6 @@ fn list_or_dash(names: &[&str]) -> String {
         true => "-".into(),
         false => names.join(", "),
     }
-}
-
-async fn channels(r: &Remote, g: &Global) -> Result<Outcome> {
-    let channels = r.client.channels(&r.hub).await?;
-    if g.json {
-        json(&channels)?;
-        return Ok(Outcome::Ok);
-    }
-    let rows = channels
-        .iter()
-        .map(|(name, c)| {
-            vec![
-                name.clone(),
-                object(c, "tables").map_or(0, Map::len).to_string(),
-                groups_text(c),
-                text(c, "description").to_owned(),
-            ]
-        })
-        .collect();
-    say!(
-        "{}",
-        table(
-            &["channel", "tables", "location groups", "description"],
-            rows
-        )
-    );
-    Ok(Outcome::Ok)
-}
-
-async fn show_channel(r: &Remote, g: &Global, channel: &ChannelName) -> Result<Outcome> {
-    let c = r.client.channel(&r.hub, channel.as_str()).await?;
-    if g.json {
-        json(&c)?;
-        return Ok(Outcome::Ok);
-    }
-    say!("channel {channel} {}", text(&c, "description"));
-    for (group, v) in object(&c, "loc_groups").into_iter().flatten() {
-        say!("  group {group}: {}", members(v).join(", "));
-    }
-    let rows = object(&c, "tables")
-        .into_iter()
-        .flatten()
-        .map(|(name, t)| {
-            let cols = match object(t, "cols") {
-                None => "discovered from the source".to_owned(),
-                Some(cols) => cols
-                    .iter()
-                    .map(|(col, v)| {
-                        let key = v.get("key").and_then(Value::as_u64).unwrap_or(0) > 0;
-                        format!(
-                            "{col} {}{}",
-                            text(v, "data_type"),
-                            if key { " key" } else { "" }
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            };
-            vec![name.clone(), text(t, "base_name").to_owned(), cols]
-        })
-        .collect();
-    say!("{}", table(&["table", "base name", "columns"], rows));
-    let rows = c
-        .get("actions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            let params = object(a, "params")
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}={}", scalar(v)))
-                .collect::<Vec<_>>()
-                .join(" ");
-            let scope = |key| match text(a, key) {
-                "" => "*".to_owned(),
-                s => s.to_owned(),
-            };
-            vec![
-                text(a, "type").to_owned(),
-                scope("loc_scope"),
-                scope("table_scope"),
-                params,
-            ]
-        })
-        .collect();
-    say!(
-        "{}",
-        table(
-            &["action", "location scope", "table scope", "parameters"],
-            rows
-        )
-    );
-    Ok(Outcome::Ok)
-}
-
-async fn locations(r: &Remote, g: &Global) -> Result<Outcome> {
-    let locations = r.client.locations(&r.hub).await?;
-    if g.json {
-        json(&locations)?;
-        return Ok(Outcome::Ok);
-    }
-    let rows = locations
-        .iter()
-        .map(|(name, l)| {
-            let props = object(l, "props");
-            let class = props
-                .and_then(|p| p.get("Class"))
-                .map(scalar)
-                .unwrap_or_default();
-            let rest = props
-                .into_iter()
-                .flatten()
-                .filter(|(k, _)| k.as_str() != "Class")
-                .map(|(k, v)| format!("{k}={}", scalar(v)))
-                .collect::<Vec<_>>()
-                .join(" ");
-            vec![name.clone(), class, rest]
-        })
-        .collect();
-    say!("{}", table(&["location", "class", "properties"], rows));
-    Ok(Outcome::Ok)
-}
-
-async fn test_location(r: &Remote, g: &Global, location: &LocationName) -> Result<Outcome> {
-    let report = r.client.test_location(&r.hub, location.as_str()).await?;
-    if g.json {
-        json(&report)?;
-        return Ok(Outcome::Ok);
-    }
-    say!("location {location}: ok");
-    for (k, v) in object(&report, "discovered_props").into_iter().flatten() {
-        say!("  {k}: {}", scalar(v));
-    }
-    Ok(Outcome::Ok)
 }
 
 // ---- refresh and compare ----
@@ -622,10 +344,11 @@ async fn endpoints(
     ))
 }
 
-async fn refresh(r: &Remote, g: &Global, args: RefreshArgs) -> Result<Outcome> {
+/// The request of a refresh.
+async fn refresh_request(r: &Remote, args: &RefreshArgs) -> Result<RefreshRequest> {
     let (source_loc, target_loc) =
         endpoints(r, &args.channel, args.source.as_ref(), args.target.as_ref()).await?;
-    let request = RefreshRequest {
+    Ok(RefreshRequest {
         source_loc,
         target_loc,
         tables: args.tables.iter().map(ToString::to_string).collect(),
@@ -645,8 +368,8 @@ async fn refresh(r: &Remote, g: &Global, args: RefreshArgs) -> Result<Outcome> {
             _ => None,
         },
         parallel_sessions: (args.parallel > 1).then_some(args.parallel),
-        mode: args.mode,
-        incremental_column: args.incremental_column.map(|c| c.to_string()),
+        mode: args.mode.clone(),
+        incremental_column: args.incremental_column.as_ref().map(ToString::to_string),
         date_buffer_days: args.date_buffer_days,
         strategy: args
             .strategy
@@ -658,21 +381,14 @@ async fn refresh(r: &Remote, g: &Global, args: RefreshArgs) -> Result<Outcome> {
             .transpose()?,
         batch_rows: args.batch_rows,
         dry_run: false,
-    };
-    let channel = args.channel.as_str();
-    if args.dry_run {
-        let plan = r.client.plan_refresh(&r.hub, channel, &request).await?;
-        print_plan(&plan, g)?;
-        return Ok(Outcome::Ok);
-    }
-    let posted = r.client.refresh(&r.hub, channel, &request).await?;
-    finish(r, g, posted, Verb::Refresh, args.wait).await
+    })
 }
 
-async fn compare(r: &Remote, g: &Global, args: CompareArgs) -> Result<Outcome> {
+/// The request of a compare.
+async fn compare_request(r: &Remote, args: &CompareArgs) -> Result<CompareRequest> {
     let (source_loc, target_loc) =
         endpoints(r, &args.channel, args.source.as_ref(), args.target.as_ref()).await?;
-    let request = CompareRequest {
+    Ok(CompareRequest {
         source_loc,
         target_loc,
         tables: args.tables.iter().map(ToString::to_string).collect(),
@@ -682,58 +398,378 @@ async fn compare(r: &Remote, g: &Global, args: CompareArgs) -> Result<Outcome> {
         }),
         start_immediate: Some(true),
         dry_run: false,
-    };
-    let channel = args.channel.as_str();
-    if args.dry_run {
-        let plan = r.client.plan_compare(&r.hub, channel, &request).await?;
-        print_plan(&plan, g)?;
-        return Ok(Outcome::Ok);
-    }
-    let posted = r.client.compare(&r.hub, channel, &request).await?;
-    finish(r, g, posted, Verb::Compare, args.wait).await
+    })
 }
 
-/// Prints a plan the server made (the shape of the local `--dry-run`).
-fn print_plan(plan: &Value, g: &Global) -> Result<()> {
-    if g.json {
-        return json(plan);
-    }
-    say!(
-        "plan of job {} ({} → {}); dry run: nothing was executed\n",
-        text(plan, "job"),
-        text(plan, "source"),
-        text(plan, "target")
-    );
+/// A plan the server made, as the commands print it (the shape of the local `--dry-run`).
+fn plan_view(plan: Value) -> Plan {
     let statements = |t: &Value, key: &str| {
-        for s in t.get(key).and_then(Value::as_array).into_iter().flatten() {
-            match text(s, "repeat") {
-                "per_row" => say!("    {};   -- once per row", text(s, "sql")),
-                _ => say!("    {};", text(s, "sql")),
-            }
-        }
+        t.get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|s| (text(s, "sql").to_owned(), text(s, "repeat") == "per_row"))
+            .collect()
     };
-    for t in plan
+    let tables = plan
         .get("tables")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-    {
-        say!(
-            "table {}: {} → {}",
-            text(t, "table"),
-            text(t, "source_table"),
-            text(t, "target_table")
-        );
-        if let Some(action) = t.get("action").filter(|a| !a.is_null()) {
-            say!("  {}", scalar(action));
-        }
-        say!("  at {}:", text(plan, "source"));
-        statements(t, "source_statements");
-        say!("  at {}:", text(plan, "target"));
-        statements(t, "target_statements");
-        say!();
+        .map(|t| PlannedTable {
+            table: text(t, "table").to_owned(),
+            source_table: text(t, "source_table").to_owned(),
+            target_table: text(t, "target_table").to_owned(),
+            action: t.get("action").filter(|a| !a.is_null()).map(scalar),
+            source_statements: statements(t, "source_statements"),
+            target_statements: statements(t, "target_statements"),
+        })
+        .collect();
+    Plan {
+        job: text(&plan, "job").to_owned(),
+        source: text(&plan, "source").to_owned(),
+        target: text(&plan, "target").to_owned(),
+        tables,
+        json: plan,
     }
-    Ok(())
+}
+
+/// A channel object's location groups.
+fn groups(channel: &Value) -> Groups {
+    object(channel, "loc_groups")
+        .into_iter()
+        .flatten()
+        .map(|(g, v)| {
+            let members = members(v).into_iter().map(str::to_owned).collect();
+            (g.clone(), members)
+        })
+        .collect()
+}
+
+/// `k=v` pairs of a properties or parameters object, but `skip`.
+fn pairs(object: Option<&Map<String, Value>>, skip: &str) -> Vec<(String, String)> {
+    object
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.as_str() != skip)
+        .map(|(k, v)| (k.clone(), scalar(v)))
+        .collect()
+}
+
+impl Backend for Remote {
+    fn side(&self) -> Side {
+        Side::Remote
+    }
+
+    fn hub(&self) -> &str {
+        &self.hub
+    }
+
+    async fn hub_state(&self) -> Result<Shown<HubState>> {
+        let status = self.client.hub_status(&self.hub).await?;
+        let mut json = serde_json::to_value(&status)?;
+        if let Value::Object(map) = &mut json {
+            map.insert("hub".into(), Value::String(self.hub.clone()));
+        }
+        let view = HubState {
+            place: format!("at {}", self.url),
+            state: status.hub_state.to_string(),
+            freeze_time: status.freeze_time,
+            license: status.license.clone(),
+            jobs_over_latency_sla: status
+                .jobs_over_latency_sla
+                .iter()
+                .map(|j| j.as_str().map_or_else(|| j.to_string(), str::to_owned))
+                .collect(),
+        };
+        Ok(Shown { json, view })
+    }
+
+    async fn freeze(&self, freeze: bool) -> Result<()> {
+        match freeze {
+            true => self.client.freeze_hub(&self.hub).await?,
+            false => self.client.unfreeze_hub(&self.hub).await?,
+        }
+        Ok(())
+    }
+
+    async fn locations(&self) -> Result<Shown<Vec<LocationRow>>> {
+        let locations = self.client.locations(&self.hub).await?;
+        let view = locations
+            .iter()
+            .map(|(name, l)| {
+                let props = object(l, "props");
+                LocationRow {
+                    name: name.clone(),
+                    class: props
+                        .and_then(|p| p.get("Class"))
+                        .map(scalar)
+                        .unwrap_or_default(),
+                    description: String::new(),
+                    props: pairs(props, "Class"),
+                }
+            })
+            .collect();
+        Ok(Shown {
+            json: serde_json::to_value(&locations)?,
+            view,
+        })
+    }
+
+    async fn test_location(&self, location: &LocationName) -> Result<Shown<Vec<(String, String)>>> {
+        let report = self
+            .client
+            .test_location(&self.hub, location.as_str())
+            .await?;
+        let view = pairs(object(&report, "discovered_props"), "");
+        Ok(Shown {
+            json: serde_json::to_value(&report)?,
+            view,
+        })
+    }
+
+    async fn channels(&self) -> Result<Shown<Vec<ChannelRow>>> {
+        let channels = self.client.channels(&self.hub).await?;
+        let view = channels
+            .iter()
+            .map(|(name, c)| ChannelRow {
+                name: name.clone(),
+                tables: object(c, "tables").map_or(0, Map::len),
+                groups: groups(c),
+                description: text(c, "description").to_owned(),
+            })
+            .collect();
+        Ok(Shown {
+            json: serde_json::to_value(&channels)?,
+            view,
+        })
+    }
+
+    async fn channel(&self, channel: &ChannelName) -> Result<Shown<ChannelView>> {
+        let c = self.client.channel(&self.hub, channel.as_str()).await?;
+        let tables = object(&c, "tables")
+            .into_iter()
+            .flatten()
+            .map(|(name, t)| TableView {
+                name: name.clone(),
+                base_name: text(t, "base_name").to_owned(),
+                columns: object(t, "cols").map(|cols| {
+                    cols.iter()
+                        .map(|(col, v)| {
+                            let key = v.get("key").and_then(Value::as_u64).unwrap_or(0) > 0;
+                            (col.clone(), text(v, "data_type").to_owned(), key)
+                        })
+                        .collect()
+                }),
+            })
+            .collect();
+        let actions = c
+            .get("actions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                let scope = |key| match text(a, key) {
+                    "" => "*".to_owned(),
+                    s => s.to_owned(),
+                };
+                ActionView {
+                    action_type: text(a, "type").to_owned(),
+                    loc_scope: scope("loc_scope"),
+                    table_scope: scope("table_scope"),
+                    params: pairs(object(a, "params"), ""),
+                }
+            })
+            .collect();
+        let view = ChannelView {
+            name: channel.to_string(),
+            description: text(&c, "description").to_owned(),
+            groups: groups(&c),
+            tables,
+            actions,
+        };
+        Ok(Shown { json: c, view })
+    }
+
+    async fn export(&self) -> Result<Value> {
+        Ok(serde_json::to_value(
+            self.client.export_definition(&self.hub).await?,
+        )?)
+    }
+
+    async fn delete_channel(&self, channel: &ChannelName) -> Result<()> {
+        self.client
+            .delete_channel(&self.hub, channel.as_str())
+            .await?;
+        Ok(())
+    }
+
+    async fn plan_refresh(&self, args: &RefreshArgs, _: &Global) -> Result<Plan> {
+        let request = refresh_request(self, args).await?;
+        let plan = self
+            .client
+            .plan_refresh(&self.hub, args.channel.as_str(), &request)
+            .await?;
+        Ok(plan_view(plan))
+    }
+
+    async fn refresh(&self, args: RefreshArgs, g: &Global) -> Result<Outcome> {
+        let request = refresh_request(self, &args).await?;
+        let posted = self
+            .client
+            .refresh(&self.hub, args.channel.as_str(), &request)
+            .await?;
+        finish(self, g, posted, Verb::Refresh, args.wait).await
+    }
+
+    async fn plan_compare(&self, args: &CompareArgs) -> Result<Plan> {
+        let request = compare_request(self, args).await?;
+        let plan = self
+            .client
+            .plan_compare(&self.hub, args.channel.as_str(), &request)
+            .await?;
+        Ok(plan_view(plan))
+    }
+
+    async fn compare(&self, args: CompareArgs, g: &Global) -> Result<Outcome> {
+        let request = compare_request(self, &args).await?;
+        let posted = self
+            .client
+            .compare(&self.hub, args.channel.as_str(), &request)
+            .await?;
+        finish(self, g, posted, Verb::Compare, args.wait).await
+    }
+
+    async fn jobs(&self) -> Result<Shown<Vec<JobRow>>> {
+        let jobs = self.client.jobs(&self.hub, &JobQuery::default()).await?;
+        let view = jobs
+            .iter()
+            .map(|j| JobRow {
+                name: j.name.clone(),
+                state: j.state.clone(),
+                last_event: j.last_ev_id.clone().unwrap_or_default(),
+                run: (None, None),
+                runs: j.num_runs.map(|n| n.to_string()).unwrap_or_default(),
+            })
+            .collect();
+        Ok(Shown {
+            json: serde_json::to_value(&jobs)?,
+            view,
+        })
+    }
+
+    async fn suspend_job(&self, job: &JobName, suspend: bool) -> Result<()> {
+        let jobs = [job.as_str().to_owned()];
+        match suspend {
+            true => self.client.suspend_jobs(&self.hub, &jobs).await?,
+            false => self.client.unsuspend_jobs(&self.hub, &jobs).await?,
+        }
+        Ok(())
+    }
+
+    async fn cancel_job(&self, job: &JobName) -> Result<Vec<String>> {
+        let query = EventQuery {
+            jobs: vec![job.to_string()],
+            states: vec![event_state::ACTIVE.to_owned()],
+            ..Default::default()
+        };
+        let ids: Vec<String> = self
+            .client
+            .events(&self.hub, &query)
+            .await?
+            .into_iter()
+            // The filter is the server's; never cancel what it should not have listed.
+            .filter(|e| !e.is_finished() && e.job.as_deref().is_none_or(|j| j == job.as_str()))
+            .map(|e| e.ev_id)
+            .collect();
+        if ids.is_empty() {
+            bail!("job {job} has no active event to cancel");
+        }
+        self.client.cancel_events(&self.hub, &ids).await?;
+        Ok(ids)
+    }
+
+    async fn events(
+        &self,
+        args: &EventListArgs,
+        with_results: bool,
+    ) -> Result<Shown<Vec<EventRow>>> {
+        let query = EventQuery {
+            channels: args.channel.iter().map(ToString::to_string).collect(),
+            types: args.event_type.iter().map(ToString::to_string).collect(),
+            states: args.state.iter().map(ToString::to_string).collect(),
+            max_events: Some(args.limit),
+            fetch_results: with_results,
+            ..Default::default()
+        };
+        let events = self.client.events(&self.hub, &query).await?;
+        let view = events
+            .iter()
+            .map(|e| EventRow {
+                id: e.ev_id.clone(),
+                event_type: e.event_type.clone(),
+                state: e.state.clone(),
+                channel: e.channel.clone().unwrap_or_default(),
+                user: e.user.clone().unwrap_or_default(),
+                response: e
+                    .response
+                    .clone()
+                    .or_else(|| e.description.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        Ok(Shown {
+            json: serde_json::to_value(&events)?,
+            view,
+        })
+    }
+
+    async fn event(&self, event: EventId) -> Result<Shown<EventView>> {
+        let e = self
+            .client
+            .event(&self.hub, &event.to_string())
+            .await?
+            .ok_or_else(|| {
+                sluice_service::ServiceError::new(
+                    sluice_service::ServiceErrorKind::NotFound,
+                    format!("event {event} does not exist on hub {}", self.hub),
+                )
+            })?;
+        let view = EventView {
+            id: e.ev_id.clone(),
+            event_type: e.event_type.clone(),
+            state: e.state.clone(),
+            user: e.user.clone(),
+            description: e.description.clone(),
+            job: e.job.clone(),
+            start: e.start_tstamp,
+            finish: e.finish_tstamp,
+            response: e.response.clone(),
+            results: e
+                .results
+                .iter()
+                .map(|r| {
+                    [
+                        r.table.clone().unwrap_or_default(),
+                        r.result.clone(),
+                        r.value.clone(),
+                    ]
+                })
+                .collect(),
+        };
+        Ok(Shown {
+            json: serde_json::to_value(&e)?,
+            view,
+        })
+    }
+
+    async fn event_log(&self, event: EventId) -> Result<Shown<Vec<String>>> {
+        let log = self.client.event_log(&self.hub, &event.to_string()).await?;
+        Ok(Shown {
+            json: value!({ "ev_id": event.to_string(), "log": log }),
+            view: vec![log.trim_end_matches('\n').to_owned()],
+        })
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -959,163 +995,8 @@ fn print_outcome(event: &EventInfo, g: &Global, verb: Verb) -> Result<()> {
     Ok(())
 }
 
-// ---- jobs and events ----
-
-async fn jobs(r: &Remote, g: &Global) -> Result<Outcome> {
-    let jobs = r.client.jobs(&r.hub, &JobQuery::default()).await?;
-    if g.json {
-        json(&jobs)?;
-        return Ok(Outcome::Ok);
-    }
-    let rows = jobs
-        .iter()
-        .map(|j| {
-            vec![
-                j.name.clone(),
-                j.state.clone(),
-                j.last_ev_id.clone().unwrap_or_default(),
-                j.num_runs.map(|n| n.to_string()).unwrap_or_default(),
-            ]
-        })
-        .collect();
-    say!("{}", table(&["job", "state", "last event", "runs"], rows));
-    Ok(Outcome::Ok)
-}
-
-/// Cancels the job's `ACTIVE` events.
-async fn cancel_job(r: &Remote, g: &Global, job: &JobName) -> Result<Outcome> {
-    let query = EventQuery {
-        jobs: vec![job.to_string()],
-        states: vec![event_state::ACTIVE.to_owned()],
-        ..Default::default()
-    };
-    let ids: Vec<String> = r
-        .client
-        .events(&r.hub, &query)
-        .await?
-        .into_iter()
-        // The filter is the server's; never cancel what it should not have listed.
-        .filter(|e| !e.is_finished() && e.job.as_deref().is_none_or(|j| j == job.as_str()))
-        .map(|e| e.ev_id)
-        .collect();
-    if ids.is_empty() {
-        bail!("job {job} has no active event to cancel");
-    }
-    r.client.cancel_events(&r.hub, &ids).await?;
-    if g.json {
-        json(&value!({ "job": job.as_str(), "canceled_ev_ids": ids }))?;
-    } else {
-        say!("job {job}: cancelled {}", ids.join(", "));
-    }
-    Ok(Outcome::Ok)
-}
-
-async fn events(r: &Remote, g: &Global, args: EventListArgs) -> Result<Outcome> {
-    let query = EventQuery {
-        channels: args.channel.iter().map(ToString::to_string).collect(),
-        types: args.event_type.iter().map(ToString::to_string).collect(),
-        states: args.state.iter().map(ToString::to_string).collect(),
-        max_events: Some(args.limit),
-        fetch_results: g.json,
-        ..Default::default()
-    };
-    let events = r.client.events(&r.hub, &query).await?;
-    if g.json {
-        json(&events)?;
-        return Ok(Outcome::Ok);
-    }
-    let rows = events
-        .iter()
-        .map(|e| {
-            vec![
-                e.ev_id.clone(),
-                e.event_type.clone(),
-                e.state.clone(),
-                e.channel.clone().unwrap_or_default(),
-                e.user.clone().unwrap_or_default(),
-                e.response
-                    .clone()
-                    .or_else(|| e.description.clone())
-                    .unwrap_or_default(),
-            ]
-        })
-        .collect();
-    say!(
-        "{}",
-        table(
-            &["event", "type", "state", "channel", "user", "response"],
-            rows
-        )
-    );
-    Ok(Outcome::Ok)
-}
-
-async fn one_event(r: &Remote, event: EventId) -> Result<EventInfo> {
-    r.client
-        .event(&r.hub, &event.to_string())
-        .await?
-        .ok_or_else(|| {
-            sluice_service::ServiceError::new(
-                sluice_service::ServiceErrorKind::NotFound,
-                format!("event {event} does not exist on hub {}", r.hub),
-            )
-            .into()
-        })
-}
-
-async fn show_event(r: &Remote, g: &Global, event: EventId) -> Result<Outcome> {
-    let e = one_event(r, event).await?;
-    if g.json {
-        json(&e)?;
-        return Ok(Outcome::Ok);
-    }
-    say!("event {} ({}, {})", e.ev_id, e.event_type, e.state);
-    if let Some(user) = &e.user {
-        say!("  user: {user}");
-    }
-    if let Some(d) = &e.description {
-        say!("  description: {d}");
-    }
-    if let Some(job) = &e.job {
-        say!("  job: {job}");
-    }
-    say!(
-        "  started: {}  finished: {}",
-        when(e.start_tstamp),
-        when(e.finish_tstamp)
-    );
-    if let Some(response) = &e.response {
-        say!("  response: {response}");
-    }
-    if !e.results.is_empty() {
-        let rows = e
-            .results
-            .iter()
-            .map(|r| {
-                vec![
-                    r.table.clone().unwrap_or_default(),
-                    r.result.clone(),
-                    r.value.clone(),
-                ]
-            })
-            .collect();
-        say!("{}", table(&["table", "result", "value"], rows));
-    }
-    Ok(Outcome::Ok)
-}
-
-async fn event_log(r: &Remote, g: &Global, event: EventId) -> Result<Outcome> {
-    let log = r.client.event_log(&r.hub, &event.to_string()).await?;
-    if g.json {
-        json(&value!({ "ev_id": event.to_string(), "log": log }))?;
-    } else {
-        say!("{}", log.trim_end_matches('\n'));
-    }
-    Ok(Outcome::Ok)
-}
-
 /// `sluice event tail`: one line per event (`--json`: the event as JSON Lines); notices on stderr.
-async fn tail(
+pub async fn tail(
     client: &Client,
     g: &Global,
     topic: &str,

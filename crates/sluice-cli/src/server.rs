@@ -17,7 +17,7 @@ use sluice_service::policy::LocationPolicy;
 use sluice_service::secrets::SecretKey;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Global, Outcome};
+use crate::args::{self, Global, Outcome};
 
 /// Where the repository is.
 #[derive(Args, Debug, Clone)]
@@ -318,7 +318,7 @@ fn read_password_stdin() -> Result<String> {
 
 /// `sluice user …`.
 pub async fn user(cmd: UserCommand, g: &Global) -> Result<Outcome> {
-    let who = crate::commands::user();
+    let who = args::user();
     match cmd {
         UserCommand::Add {
             name,
@@ -395,7 +395,7 @@ pub async fn user(cmd: UserCommand, g: &Global) -> Result<Outcome> {
 }
 
 pub async fn apikey(cmd: ApikeyCommand, g: &Global) -> Result<Outcome> {
-    let who = crate::commands::user();
+    let who = args::user();
     let repo = match &cmd {
         ApikeyCommand::Create { repo, .. }
         | ApikeyCommand::List { repo }

@@ -23,9 +23,8 @@ use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-use crate::bench::BenchArgs;
-use crate::output::{json as print_json, table, thousands};
-use crate::{Global, Outcome};
+use crate::args::{BenchArgs, Printing};
+use crate::report::{json as print_json, table, thousands};
 
 const ADMIN_PASSWORD: &str = "bench-logins-admin-pw";
 const FLOOD_CLIENTS: usize = 200;
@@ -284,7 +283,7 @@ async fn phase(
 }
 
 /// Runs the suite.
-pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
+pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let server = start_server()?;
     let http = client(None)?;
@@ -330,7 +329,7 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
     ];
     if g.json {
         print_json(&json!({"target_p99_ms": TARGET_P99_MS, "phases": phases}))?;
-        return Ok(Outcome::Ok);
+        return Ok(());
     }
     let rows: Vec<Vec<String>> = phases
         .iter()
@@ -384,5 +383,5 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
         say!("{}", table(&headers, rows));
     }
     say!("target: p99 < {TARGET_P99_MS} ms for both probes under a flood");
-    Ok(Outcome::Ok)
+    Ok(())
 }

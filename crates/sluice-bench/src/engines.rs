@@ -14,9 +14,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bench::{BenchArgs, Measured, print_results, run_child};
-use crate::output::{json, thousands};
-use crate::{Global, Outcome};
+use crate::args::{BenchArgs, Printing};
+use crate::child::{Measured, print_results, run_child};
+use crate::report::{json, thousands};
 
 const PG_DB: &str = "sluice_bench";
 const MY_SRC: &str = "sluice_bench_src";
@@ -131,7 +131,7 @@ fn definitions(s: &Servers, sqlite: &Path) -> String {
 }
 
 /// Runs the engines suite.
-pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
+pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
     let rows = args.rows.unwrap_or(2_000_000);
     if rows < 100 {
         bail!("--rows must be at least 100");
@@ -332,7 +332,7 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
             "results": results,
             "incremental": incremental,
         }))?;
-        return Ok(Outcome::Ok);
+        return Ok(());
     }
     print_results(
         &results,
@@ -352,5 +352,5 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
         100.0 * seconds / pg_to_pg,
         kb as f64 / 1024.0
     );
-    Ok(Outcome::Ok)
+    Ok(())
 }

@@ -30,9 +30,9 @@ use sluice_service::HubService;
 use sluice_service::secrets::SecretKey;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::{BenchArgs, build_source};
-use crate::output::{json as print_json, table, thousands};
-use crate::{Global, Outcome};
+use crate::args::{BenchArgs, Printing};
+use crate::report::{json as print_json, table, thousands};
+use crate::source::build_source;
 
 /// Default rows of the source table: enough that one refresh outlasts warm-up and measurement.
 const DEFAULT_ROWS: i64 = 3_000_000;
@@ -595,7 +595,7 @@ struct Report {
 }
 
 /// Runs the suite.
-pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
+pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
     // reqwest is built without a crypto provider of its own (plain HTTP needs none to run).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rows = args.rows.unwrap_or(DEFAULT_ROWS);
@@ -664,7 +664,7 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
     } else {
         print_report(&report);
     }
-    Ok(Outcome::Ok)
+    Ok(())
 }
 
 async fn measure(
@@ -673,7 +673,7 @@ async fn measure(
     source: &Path,
     target: &Path,
     rows: i64,
-    g: &Global,
+    g: &Printing,
 ) -> Result<Report> {
     let api = Api::login(base).await?;
     api.define(source, target).await?;

@@ -50,10 +50,9 @@ use sluice_service::secrets::SecretKey;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::BenchArgs;
-use crate::bench_api::PgDatabase;
-use crate::output::{table, thousands};
-use crate::{Global, Outcome};
+use crate::api::PgDatabase;
+use crate::args::{BenchArgs, Printing};
+use crate::report::{table, thousands};
 
 /// Before each measured window.
 const WARM_UP: Duration = Duration::from_secs(1);
@@ -1123,7 +1122,7 @@ struct Targets {
 }
 
 /// Runs the cases on one hub server.
-async fn measure_hub(server: &HubServer, repository: &str, g: &Global) -> Result<HubReport> {
+async fn measure_hub(server: &HubServer, repository: &str, g: &Printing) -> Result<HubReport> {
     let api = Api::login(&server.base).await?;
     let origin = Instant::now();
     let progress = |what: &str| {
@@ -1200,7 +1199,7 @@ async fn measure_hub(server: &HubServer, repository: &str, g: &Global) -> Result
 }
 
 /// Runs the cases on NATS.
-async fn measure_nats(nats: &Nats, g: &Global) -> Result<NatsReport> {
+async fn measure_nats(nats: &Nats, g: &Printing) -> Result<NatsReport> {
     let origin = Instant::now();
     let progress = |what: &str| {
         if !g.json {
@@ -1245,7 +1244,7 @@ async fn measure_nats(nats: &Nats, g: &Global) -> Result<NatsReport> {
 }
 
 /// Starts a hub server on `spec`, runs the cases, stops it.
-async fn run_hub(spec: &str, repository: &str, g: &Global) -> Result<HubReport> {
+async fn run_hub(spec: &str, repository: &str, g: &Printing) -> Result<HubReport> {
     let server = HubServer::start(spec).await?;
     let measured = measure_hub(&server, repository, g).await;
     server.stop().await;
@@ -1253,7 +1252,7 @@ async fn run_hub(spec: &str, repository: &str, g: &Global) -> Result<HubReport> 
 }
 
 /// Runs the suite.
-pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
+pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
     // reqwest is built without a crypto provider of its own (plain HTTP needs none to run).
     let _ = rustls::crypto::ring::default_provider().install_default();
     // Both servers are needed: find out before measuring anything.
@@ -1272,11 +1271,11 @@ pub async fn run(args: BenchArgs, g: &Global) -> Result<Outcome> {
     }
     let report = outcome?;
     if g.json {
-        crate::output::json(&report)?;
+        crate::report::json(&report)?;
     } else {
         print_report(&report, args.markdown);
     }
-    Ok(Outcome::Ok)
+    Ok(())
 }
 
 async fn drop_pg(pg: &PgDatabase) {
@@ -1288,7 +1287,7 @@ async fn drop_pg(pg: &PgDatabase) {
     }
 }
 
-async fn measure_all(pg: &PgDatabase, nats: &Nats, g: &Global) -> Result<Report> {
+async fn measure_all(pg: &PgDatabase, nats: &Nats, g: &Printing) -> Result<Report> {
     let work = tempfile::Builder::new()
         .prefix("sluice-bench-events")
         .tempdir()

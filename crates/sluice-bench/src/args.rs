@@ -1,0 +1,59 @@
+//! The options of `sluice bench` and how its results are printed.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Options of `sluice bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// `engines`: every pair of PostgreSQL, MariaDB and SQLite against PostgreSQL's own COPY pipe;
+    /// `sqlite`: the SQLite data path against SQLite's own copy;
+    /// `api`: a loopback load check of the hub server while a refresh runs;
+    /// `events`: the event hub's publish throughput and publish→delivery latency over HTTP, on a
+    /// SQLite and a PostgreSQL repository ($SLUICE_TEST_PG), against NATS JetStream
+    /// ($SLUICE_TEST_NATS) as the reference;
+    /// `logins`: `/health` and an authenticated GET of a `sluice serve` process while a flood of
+    /// logins with random names hits it (10 s per phase and run).
+    #[arg(long, default_value = "engines", value_parser = ["engines", "sqlite", "api", "events", "logins"])]
+    pub suite: String,
+    /// Working directory (SQLite files and the bench hub's repository).
+    #[arg(long, default_value = "sluice-bench")]
+    pub dir: PathBuf,
+    /// Rows in the bench table (default: 2,000,000 for engines, 1,000,000 for sqlite,
+    /// 3,000,000 for api).
+    #[arg(long)]
+    pub rows: Option<i64>,
+    /// PostgreSQL server of the engines suite (user postgres; database sluice_bench is replaced).
+    #[arg(long, default_value = "127.0.0.1:5432")]
+    pub postgres: String,
+    /// MariaDB server of the engines suite (user root; databases sluice_bench_* are replaced).
+    #[arg(long, default_value = "127.0.0.1:3306")]
+    pub mariadb: String,
+    /// Runs of each case; the median time is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub runs: u32,
+    /// Print the results as Markdown tables (for docs/benchmarks.md).
+    #[arg(long)]
+    pub markdown: bool,
+    /// Suite api: concurrent connections of the load generator.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+    /// Suite api: seconds measured (after a 2 s warm-up).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub seconds: u32,
+    /// Suite api: the hub server's repository, `postgres://USER@HOST:PORT` to use a fresh database
+    /// on that PostgreSQL server (dropped afterwards); default a fresh SQLite file in a temp dir.
+    #[arg(long, value_name = "URL")]
+    pub repo: Option<String>,
+    /// Suite api: no refresh during the measurement (the request path alone, for comparison).
+    #[arg(long)]
+    pub no_refresh: bool,
+}
+
+/// How the results are printed: tables for people (progress notes on stderr), or JSON.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Printing {
+    /// Print the results as JSON, and no progress notes.
+    pub json: bool,
+}
