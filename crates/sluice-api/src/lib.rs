@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 mod fivetran;
+pub mod hub;
 mod hvr;
 mod metrics;
 pub mod routes;
@@ -34,6 +35,7 @@ use sluice_service::HubService;
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service};
 
+pub use hub::{Hub, HubConfig, HubOpenError};
 pub use metrics::{Metrics, MetricsAccess};
 
 /// What every handler shares.

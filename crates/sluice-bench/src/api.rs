@@ -26,12 +26,11 @@ use hdrhistogram::Histogram;
 use rusqlite::Connection;
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
-use sluice_service::HubService;
-use sluice_service::secrets::SecretKey;
 use tokio_util::sync::CancellationToken;
 
 use crate::args::{BenchArgs, Printing};
 use crate::report::{json as print_json, table, thousands};
+use crate::server::{HubServer, SERVER_THREADS};
 use crate::source::build_source;
 
 /// Default rows of the source table: enough that one refresh outlasts warm-up and measurement.
@@ -41,7 +40,6 @@ const WARM_UP: Duration = Duration::from_secs(2);
 /// How often the keeper looks at the refresh's event.
 const KEEPER_POLL: Duration = Duration::from_millis(50);
 /// Worker threads of the server's runtime (what `sluice serve` gets on a 2-core machine).
-const SERVER_THREADS: usize = 2;
 /// Targets the figures are reported against.
 const TARGET_RPS: f64 = 5_000.0;
 const TARGET_P99_MS: f64 = 20.0;
@@ -186,67 +184,6 @@ impl PgDatabase {
             self.name
         ))
         .await
-    }
-}
-
-/// The hub server, on its own runtime.
-struct HubServer {
-    base: String,
-    shutdown: CancellationToken,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl HubServer {
-    async fn start(spec: &str) -> Result<HubServer> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(SERVER_THREADS)
-            .thread_name("hub-server")
-            .enable_all()
-            .build()
-            .context("cannot start the server's runtime")?;
-        let shutdown = CancellationToken::new();
-        let spec = spec.to_owned();
-        let stop = shutdown.clone();
-        let started = runtime.spawn(async move {
-            let repo = sluice_repo::open_repository(&spec)
-                .await
-                .context("cannot open the bench repository")?;
-            let service = HubService::with_secrets(
-                repo,
-                sluice_service::registry::process_env(),
-                Some(SecretKey::from_text("sluice bench api")),
-                "hub-server",
-            );
-            service.ensure_admin(Some(ADMIN_PASSWORD)).await?;
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let base = format!("http://{}", listener.local_addr()?);
-            tokio::spawn(
-                service
-                    .clone()
-                    .run_scheduler(Duration::from_secs(1), stop.clone()),
-            );
-            let served = tokio::spawn(sluice_api::serve(
-                listener,
-                sluice_api::AppState::new(service),
-                stop,
-            ));
-            Ok::<_, anyhow::Error>((base, served))
-        });
-        let (base, served) = started.await.context("the server's start-up failed")??;
-        Ok(HubServer {
-            base,
-            shutdown,
-            served,
-            runtime,
-        })
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.served).await;
-        // Jobs still running are abandoned with the runtime (the caller has canceled them).
-        self.runtime.shutdown_background();
     }
 }
 
@@ -641,7 +578,7 @@ pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
             "SQLite (fresh file in a temp dir)".to_owned(),
         ),
     };
-    let outcome = match HubServer::start(&spec).await {
+    let outcome = match HubServer::start(&spec, ADMIN_PASSWORD, "sluice bench api").await {
         Ok(server) => {
             let measured = measure(&server.base, &args, &source, &target, rows, g).await;
             server.stop().await;

@@ -3,9 +3,9 @@
 //!
 //! For each repository (a SQLite file in a temp dir; then a fresh database on the PostgreSQL
 //! server of `$SLUICE_TEST_PG`, default `postgres://postgres@127.0.0.1:5432`, dropped afterwards)
-//! it starts, in this process, a hub server built as `sluice serve` builds it (repository,
-//! [`EventHub`] over the repository's database with the in-process broker,
-//! [`HubService::with_event_hub`], [`sluice_api::serve`]) on a random loopback port, logs in over
+//! it starts, in this process, the hub server `sluice serve` runs ([`sluice_api::Hub::open`]:
+//! repository, event hub over the repository's database with the in-process broker, service,
+//! router, scheduler) on a random loopback port, logs in over
 //! HTTP with a real client (reqwest) and measures, each case on a topic of its own (a JSON Schema
 //! of three properties; payloads of about 100 bytes):
 //!
@@ -44,22 +44,19 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
-use sluice_events::{EventHub, HubConfig, InProcessBroker};
-use sluice_service::HubService;
-use sluice_service::secrets::SecretKey;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::PgDatabase;
 use crate::args::{BenchArgs, Printing};
 use crate::report::{table, thousands};
+use crate::server::{HubServer, SERVER_THREADS};
 
 /// Before each measured window.
 const WARM_UP: Duration = Duration::from_secs(1);
 /// Each case's measured window.
 const PHASE: Duration = Duration::from_secs(5);
 /// Worker threads of the server's runtime (what `sluice serve` gets on a 2-core machine).
-const SERVER_THREADS: usize = 2;
 /// Connections publishing one event per request.
 const SINGLE_CONNECTIONS: usize = 16;
 /// Connections publishing batches.
@@ -161,73 +158,6 @@ fn pg_server() -> String {
 /// The NATS server of the reference (`$SLUICE_TEST_NATS`, as the tests).
 fn nats_server() -> String {
     std::env::var("SLUICE_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
-
-/// The hub server with its event hub, on its own runtime.
-struct HubServer {
-    base: String,
-    events: EventHub,
-    shutdown: CancellationToken,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl HubServer {
-    async fn start(spec: &str) -> Result<HubServer> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(SERVER_THREADS)
-            .thread_name("hub-server")
-            .enable_all()
-            .build()
-            .context("cannot start the server's runtime")?;
-        let shutdown = CancellationToken::new();
-        let spec = spec.to_owned();
-        let stop = shutdown.clone();
-        let started = runtime.spawn(async move {
-            let repo = sluice_repo::open_repository(&spec)
-                .await
-                .context("cannot open the bench repository")?;
-            let store = sluice_events::store::open_event_store(&spec)
-                .await
-                .context("cannot open the bench event store")?;
-            let config = HubConfig::from_env().context("invalid event hub settings")?;
-            let events = EventHub::start(store, Arc::new(InProcessBroker), config)
-                .await
-                .context("cannot start the event hub")?;
-            let service = HubService::with_event_hub(
-                repo,
-                sluice_service::registry::process_env(),
-                Some(SecretKey::from_text("sluice bench events")),
-                events.clone(),
-                "hub-server",
-            );
-            service.ensure_admin(Some(ADMIN_PASSWORD)).await?;
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let base = format!("http://{}", listener.local_addr()?);
-            let served = tokio::spawn(sluice_api::serve(
-                listener,
-                sluice_api::AppState::new(service),
-                stop,
-            ));
-            Ok::<_, anyhow::Error>((base, events, served))
-        });
-        let (base, events, served) = started.await.context("the server's start-up failed")??;
-        Ok(HubServer {
-            base,
-            events,
-            shutdown,
-            served,
-            runtime,
-        })
-    }
-
-    async fn stop(self) {
-        // Live streams end first, so the server can stop.
-        self.events.close();
-        self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.served).await;
-        self.runtime.shutdown_background();
-    }
 }
 
 /// One keep-alive connection (a client per connection, as a separate program would have).
@@ -1245,7 +1175,7 @@ async fn measure_nats(nats: &Nats, g: &Printing) -> Result<NatsReport> {
 
 /// Starts a hub server on `spec`, runs the cases, stops it.
 async fn run_hub(spec: &str, repository: &str, g: &Printing) -> Result<HubReport> {
-    let server = HubServer::start(spec).await?;
+    let server = HubServer::start(spec, ADMIN_PASSWORD, "sluice bench events").await?;
     let measured = measure_hub(&server, repository, g).await;
     server.stop().await;
     measured.with_context(|| format!("the bench on {repository} failed"))

@@ -36,6 +36,7 @@ mod engines;
 mod events;
 mod logins;
 mod report;
+mod server;
 mod source;
 mod sqlite;
 

@@ -6,10 +6,11 @@ use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use sluice_api::hub::redact;
+use sluice_api::{Hub, HubConfig};
 use sluice_model::AccessLevel;
 use sluice_repo::Repository;
 use sluice_service::HubService;
@@ -152,20 +153,6 @@ async fn open(spec: &str) -> Result<Arc<dyn Repository>> {
         .with_context(|| format!("cannot open the repository {}", redact(spec)))
 }
 
-/// A repository spec without its password.
-fn redact(spec: &str) -> String {
-    match (spec.find("://"), spec.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &spec[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &spec[..s + 3], &spec[at..]),
-                None => spec.to_owned(),
-            }
-        }
-        _ => spec.to_owned(),
-    }
-}
-
 fn key(home: &Path) -> Result<SecretKey> {
     SecretKey::load(&home.join("secret.key")).context("cannot load the secret key")
 }
@@ -173,32 +160,28 @@ fn key(home: &Path) -> Result<SecretKey> {
 /// Runs the hub server until Ctrl-C or SIGTERM.
 pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
     let spec = args.repo.spec(g);
-    let repo = open(&spec).await?;
-    let events = event_hub(&spec, &args.broker, repo.as_ref()).await?;
-    let service = HubService::with_event_hub(
-        repo,
-        sluice_service::registry::process_env(),
-        Some(key(&g.home)?),
-        events.clone(),
-        "hub-server",
-    );
     let mut protected = vec![g.home.join("secret.key"), g.home.join("hub.db")];
     protected.extend(args.repo.sqlite_path(g));
     let data_dir = args.data_dir.clone().unwrap_or_else(|| g.home.join("data"));
     let policy = LocationPolicy::server(&args.env_allow, &data_dir, protected)
         .map_err(anyhow::Error::msg)
         .context("invalid location policy (--data-dir, --env-allow)")?;
-    service.set_location_policy(policy);
-    let admin_password = std::env::var("SLUICE_ADMIN_PASSWORD").ok();
-    if let Some(generated) = service.ensure_admin(admin_password.as_deref()).await? {
+    let mut config = HubConfig::new(spec);
+    config.broker = args.broker.clone();
+    config.events = sluice_events::HubConfig::from_env().context("invalid event hub settings")?;
+    config.secret_key = Some(key(&g.home)?);
+    config.location_policy = Some(policy);
+    config.admin_password = std::env::var("SLUICE_ADMIN_PASSWORD").ok();
+    config.metrics_access = sluice_api::MetricsAccess::from_env()
+        .map_err(anyhow::Error::msg)
+        .context("invalid metrics settings")?;
+    let hub = Hub::open(config).await?;
+    if let Some(generated) = hub.generated_admin_password() {
         eprintln!(
             "created user admin (SysAdmin) with password {generated}\n  (shown once; set SLUICE_ADMIN_PASSWORD to choose it, change it with `sluice user set admin --password-stdin`)"
         );
     }
-    // Runs left behind by a process that stopped (this one before a restart, or another one
-    // sharing the repository) are ended now if their heartbeat is old enough, and by the
-    // scheduler as soon as it is.
-    match service.reap_orphaned_jobs().await {
+    match hub.reaped() {
         Ok(reaped) if !reaped.is_empty() => eprintln!(
             "ended {} job run(s) whose process had stopped: {}",
             reaped.len(),
@@ -217,76 +200,20 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
     let addr = listener.local_addr()?;
     eprintln!(
         "sluice hub server listening on http://{addr} (repository {}, event broker {})",
-        redact(&spec),
-        events.broker_name()
+        hub.repository(),
+        hub.events().broker_name()
     );
     let shutdown = CancellationToken::new();
-    let scheduler = tokio::spawn(
-        service
-            .clone()
-            .run_scheduler(Duration::from_secs(1), shutdown.clone()),
-    );
     let signal = shutdown.clone();
-    let stream_end = events.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         eprintln!("shutting down: no new requests; running jobs stop at their next table");
         signal.cancel();
-        // Live streams end (with a cut-off notice) so the server can stop.
-        stream_end.close();
     });
-    let metrics_access = sluice_api::MetricsAccess::from_env()
-        .map_err(anyhow::Error::msg)
-        .context("invalid metrics settings")?;
-    sluice_api::serve(
-        listener,
-        sluice_api::AppState::new(service).with_metrics_access(metrics_access),
-        shutdown.clone(),
-    )
-    .await
-    .context("the server stopped")?;
-    shutdown.cancel();
-    let _ = scheduler.await;
+    hub.serve(listener, shutdown)
+        .await
+        .context("the server stopped")?;
     Ok(Outcome::Ok)
-}
-
-/// The event hub over the repository's database, with the broker `broker` names.
-/// Nodes share a NATS stream and subjects only with nodes of the same repository: the names carry
-/// an id stored in the repository, so several hubs can use one NATS server without mixing events.
-async fn event_hub(
-    spec: &str,
-    broker: &str,
-    repo: &dyn Repository,
-) -> Result<sluice_events::EventHub> {
-    use sluice_events::{Broker, EventHub, HubConfig, InProcessBroker, NatsBroker, NatsOptions};
-    let store = sluice_events::store::open_event_store(spec)
-        .await
-        .with_context(|| format!("cannot open the event store in {}", redact(spec)))?;
-    let broker: Arc<dyn Broker> = match broker.trim() {
-        "" | "in-process" => Arc::new(InProcessBroker),
-        url if url.starts_with("nats://") => {
-            let fresh = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-            let id = repo
-                .setting_or_insert("event_cluster_id", &fresh)
-                .await
-                .context("cannot read the repository's event cluster id")?;
-            let options = NatsOptions {
-                stream: format!("SLUICE_EVENTS_{id}"),
-                subject_prefix: format!("sluice.events.{id}"),
-                ..NatsOptions::default()
-            };
-            Arc::new(
-                NatsBroker::connect(url, options)
-                    .await
-                    .with_context(|| format!("cannot use the NATS broker at {url}"))?,
-            )
-        }
-        other => bail!("unknown event broker {other:?}: expected in-process or nats://HOST:PORT"),
-    };
-    let config = HubConfig::from_env().context("invalid event hub settings")?;
-    EventHub::start(store, broker, config)
-        .await
-        .context("cannot start the event hub")
 }
 
 async fn wait_for_signal() {
@@ -448,19 +375,4 @@ pub async fn apikey(cmd: ApikeyCommand, g: &Global) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Ok)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repository_specs_are_shown_without_passwords() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("sqlite:/x/hub.db"), "sqlite:/x/hub.db");
-    }
 }

@@ -1,0 +1,300 @@
+//! Assembling a hub server: the one function that opens the repository and the event store on
+//! one database, starts the event hub and its broker, builds the service and the router, and
+//! serves them with the scheduler. `sluice serve`, the benchmarks and the tests all call it, so
+//! what they run is the same server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_events::{Broker, EventHub, InProcessBroker, NatsBroker, NatsOptions};
+use sluice_repo::{ReapedJob, Repository};
+use sluice_service::HubService;
+use sluice_service::policy::LocationPolicy;
+use sluice_service::registry::EnvLookup;
+use sluice_service::secrets::SecretKey;
+use tokio_util::sync::CancellationToken;
+
+use crate::{AppState, MetricsAccess};
+
+/// What a hub server is made of. [`HubConfig::new`] gives the defaults of `sluice serve`
+/// except the repository, which it names.
+#[derive(Clone)]
+pub struct HubConfig {
+    /// The repository: `sqlite:PATH`, a file path, or `postgres://USER@HOST:PORT/DATABASE`. The
+    /// event store lives in the same database.
+    pub repository: String,
+    /// How hub nodes sharing a PostgreSQL repository tell each other about new events:
+    /// `in-process` or a NATS JetStream URL.
+    pub broker: String,
+    /// The event hub's buffers and retention.
+    pub events: sluice_events::HubConfig,
+    /// Seals location passwords at rest (`None`: stored as given).
+    pub secret_key: Option<SecretKey>,
+    /// Where `${VAR}` references in locations are looked up.
+    pub env: EnvLookup,
+    /// What locations defined over the API may reach (`None`: the service's default, the
+    /// operator's own policy).
+    pub location_policy: Option<LocationPolicy>,
+    /// The password of the first user, `admin`, when the repository has no user yet (`None`:
+    /// one is generated and returned by [`Hub::open`]).
+    pub admin_password: Option<String>,
+    /// Who may read `/metrics`.
+    pub metrics_access: MetricsAccess,
+    /// How often the scheduler looks for due jobs.
+    pub scheduler_tick: Duration,
+}
+
+impl HubConfig {
+    /// The defaults of `sluice serve` on `repository`: in-process broker, event hub defaults,
+    /// process environment, no secret key, no location policy, a generated admin password.
+    pub fn new(repository: impl Into<String>) -> Self {
+        HubConfig {
+            repository: repository.into(),
+            broker: "in-process".into(),
+            events: sluice_events::HubConfig::default(),
+            secret_key: None,
+            env: sluice_service::registry::process_env(),
+            location_policy: None,
+            admin_password: None,
+            metrics_access: MetricsAccess::default(),
+            scheduler_tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a hub server could not be assembled.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubOpenError {
+    /// The repository could not be opened or migrated.
+    #[error("cannot open the repository {repository}")]
+    Repository {
+        /// The repository, without its password.
+        repository: String,
+        /// Why.
+        #[source]
+        source: sluice_repo::RepoError,
+    },
+    /// The event store could not be opened or migrated.
+    #[error("cannot open the event store in {repository}")]
+    EventStore {
+        /// The repository, without its password.
+        repository: String,
+        /// Why.
+        #[source]
+        source: sluice_events::Error,
+    },
+    /// The broker is not one sluice knows or cannot be reached.
+    #[error("{message}")]
+    Broker {
+        /// What is wrong.
+        message: String,
+        /// Why.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The event hub did not start.
+    #[error("cannot start the event hub")]
+    EventHub(#[source] sluice_events::Error),
+    /// The first user could not be created.
+    #[error("cannot create the first user")]
+    Admin(#[source] sluice_service::ServiceError),
+}
+
+/// An assembled hub server, ready to serve.
+pub struct Hub {
+    service: HubService,
+    events: EventHub,
+    state: AppState,
+    scheduler_tick: Duration,
+    repository: String,
+    generated_admin_password: Option<String>,
+    reaped: Result<Vec<ReapedJob>, sluice_service::ServiceError>,
+}
+
+impl Hub {
+    /// Opens the repository and the event store, starts the event hub, builds the service with
+    /// the config's key, environment and location policy, creates the first user when there is
+    /// none, and ends the job runs of processes that stopped (see [`Hub::reaped`]).
+    pub async fn open(config: HubConfig) -> Result<Hub, HubOpenError> {
+        let repository = redact(&config.repository);
+        let repo = sluice_repo::open_repository(&config.repository)
+            .await
+            .map_err(|source| HubOpenError::Repository {
+                repository: repository.clone(),
+                source,
+            })?;
+        let store = sluice_events::store::open_event_store(&config.repository)
+            .await
+            .map_err(|source| HubOpenError::EventStore {
+                repository: repository.clone(),
+                source,
+            })?;
+        let broker = broker(&config.broker, repo.as_ref()).await?;
+        let events = EventHub::start(store, broker, config.events)
+            .await
+            .map_err(HubOpenError::EventHub)?;
+        let service = HubService::with_event_hub(
+            repo,
+            config.env,
+            config.secret_key,
+            events.clone(),
+            "hub-server",
+        );
+        if let Some(policy) = config.location_policy {
+            service.set_location_policy(policy);
+        }
+        let generated_admin_password = service
+            .ensure_admin(config.admin_password.as_deref())
+            .await
+            .map_err(HubOpenError::Admin)?;
+        // Runs left behind by a process that stopped (this one before a restart, or another one
+        // sharing the repository) are ended now if their heartbeat is old enough, and by the
+        // scheduler as soon as it is.
+        let reaped = service.reap_orphaned_jobs().await;
+        let state = AppState::new(service.clone()).with_metrics_access(config.metrics_access);
+        Ok(Hub {
+            service,
+            events,
+            state,
+            scheduler_tick: config.scheduler_tick,
+            repository,
+            generated_admin_password,
+            reaped,
+        })
+    }
+
+    /// The service (acting as the hub server).
+    pub fn service(&self) -> &HubService {
+        &self.service
+    }
+
+    /// The event hub.
+    pub fn events(&self) -> &EventHub {
+        &self.events
+    }
+
+    /// The router's state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The repository as the config named it, without its password.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// The password [`Hub::open`] generated for `admin`, when it created that user without one.
+    pub fn generated_admin_password(&self) -> Option<&str> {
+        self.generated_admin_password.as_deref()
+    }
+
+    /// The runs of stopped processes that [`Hub::open`] ended, or why it could not look.
+    pub fn reaped(&self) -> &Result<Vec<ReapedJob>, sluice_service::ServiceError> {
+        &self.reaped
+    }
+
+    /// Serves the API on `listener` and runs the scheduler until `shutdown` fires; then live
+    /// streams end (with a cut-off notice) and the server stops once its requests are done.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        let scheduler = tokio::spawn(
+            self.service
+                .clone()
+                .run_scheduler(self.scheduler_tick, shutdown.clone()),
+        );
+        let events = self.events.clone();
+        let closing = shutdown.clone();
+        tokio::spawn(async move {
+            closing.cancelled().await;
+            events.close();
+        });
+        let served = crate::serve(listener, self.state.clone(), shutdown.clone()).await;
+        shutdown.cancel();
+        let _ = scheduler.await;
+        served
+    }
+
+    /// Binds a random loopback port and serves there in a task until `shutdown` fires (for
+    /// tests and benchmarks): the address, and the task.
+    pub async fn spawn_on_loopback(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let served = tokio::spawn(async move { self.serve(listener, shutdown).await });
+        Ok((addr, served))
+    }
+}
+
+/// The broker `name` names. Nodes share a NATS stream and subjects only with nodes of the same
+/// repository: the names carry an id stored in the repository, so several hubs can use one NATS
+/// server without mixing events.
+async fn broker(name: &str, repo: &dyn Repository) -> Result<Arc<dyn Broker>, HubOpenError> {
+    match name.trim() {
+        "" | "in-process" => Ok(Arc::new(InProcessBroker)),
+        url if url.starts_with("nats://") => {
+            let fresh = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+            let id = repo
+                .setting_or_insert("event_cluster_id", &fresh)
+                .await
+                .map_err(|e| HubOpenError::Broker {
+                    message: "cannot read the repository's event cluster id".into(),
+                    source: Some(Box::new(e)),
+                })?;
+            let options = NatsOptions {
+                stream: format!("SLUICE_EVENTS_{id}"),
+                subject_prefix: format!("sluice.events.{id}"),
+                ..NatsOptions::default()
+            };
+            let broker =
+                NatsBroker::connect(url, options)
+                    .await
+                    .map_err(|e| HubOpenError::Broker {
+                        message: format!("cannot use the NATS broker at {url}"),
+                        source: Some(Box::new(e)),
+                    })?;
+            Ok(Arc::new(broker))
+        }
+        other => Err(HubOpenError::Broker {
+            message: format!(
+                "unknown event broker {other:?}: expected in-process or nats://HOST:PORT"
+            ),
+            source: None,
+        }),
+    }
+}
+
+/// A repository spec without its password.
+pub fn redact(spec: &str) -> String {
+    match (spec.find("://"), spec.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &spec[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &spec[..s + 3], &spec[at..]),
+                None => spec.to_owned(),
+            }
+        }
+        _ => spec.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_leave_repository_specs() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/d"),
+            "postgres://u:***@h:5432/d"
+        );
+        assert_eq!(redact("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(redact("sqlite:/tmp/a@b.db"), "sqlite:/tmp/a@b.db");
+    }
+}
