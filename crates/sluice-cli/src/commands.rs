@@ -395,10 +395,10 @@ async fn show_channel(g: &Global, channel: &ChannelName) -> Result<Outcome> {
             .iter()
             .map(|a| {
                 serde_json::json!({
-                    "type": a.action_type,
+                    "type": a.action_type().as_str(),
                     "loc_scope": a.loc_scope.to_string(),
                     "table_scope": a.table_scope.to_string(),
-                    "params": a.params,
+                    "params": a.params(),
                 })
             })
             .collect();
@@ -456,9 +456,9 @@ async fn show_channel(g: &Global, channel: &ChannelName) -> Result<Outcome> {
         .actions
         .iter()
         .map(|a| {
-            let params = key_values(&a.params);
+            let params = key_values(a.params());
             vec![
-                a.action_type.clone(),
+                a.action_type().as_str().to_owned(),
                 a.loc_scope.to_string(),
                 a.table_scope.to_string(),
                 params,
@@ -577,7 +577,12 @@ async fn refresh(g: &Global, args: RefreshArgs) -> Result<Outcome> {
         batch_rows: args.batch_rows,
         count_first: !g.json,
         mode: ModeOverride {
-            mode: args.mode,
+            mode: args
+                .mode
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(sluice_service::ServiceError::invalid)?,
             incremental_column: args.incremental_column,
             date_buffer_days: args.date_buffer_days,
             apply: match (args.no_deletes, args.only_deletes) {
