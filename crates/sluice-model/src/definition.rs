@@ -1107,4 +1107,245 @@ mod tests {
         );
         assert!("oracle".parse::<LocationClass>().is_err());
     }
+    fn params(list: &[(&str, PropValue)]) -> BTreeMap<String, PropValue> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    fn text(s: &str) -> PropValue {
+        PropValue::Text(s.into())
+    }
+
+    fn errors(action_type: ActionType, list: &[(&str, PropValue)]) -> Vec<String> {
+        ActionKind::decode(action_type, &params(list))
+            .expect_err("the parameters are refused")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn action_types_round_trip() {
+        for t in ActionType::ALL {
+            assert_eq!(t.as_str().parse::<ActionType>().unwrap(), t);
+            assert!(action_spec(t.as_str()).is_some());
+        }
+        assert_eq!(ActionType::ALL.len(), ACTION_SPECS.len());
+        assert_eq!(
+            "Replicate".parse::<ActionType>().unwrap_err(),
+            "unknown action type \"Replicate\"; known: Capture, Integrate, Restrict, TableProperties, ColumnProperties, Scheduling, Environment, Refresh"
+        );
+        assert!("capture".parse::<ActionType>().is_err());
+    }
+
+    #[test]
+    fn hub_states_keep_their_spelling() {
+        for (state, text) in [(HubState::Live, "LIVE"), (HubState::Frozen, "FROZEN")] {
+            assert_eq!(state.as_str(), text);
+            assert_eq!(text.parse::<HubState>().unwrap(), state);
+            assert_eq!(
+                serde_json::to_value(state).unwrap(),
+                serde_json::json!(text)
+            );
+        }
+        assert!("live".parse::<HubState>().is_err());
+    }
+
+    #[test]
+    fn refresh_actions_decode_every_setting() {
+        for mode in RefreshModeKind::ALL {
+            let kind = ActionKind::decode(
+                ActionType::Refresh,
+                &params(&[
+                    ("Mode", text(mode.as_str())),
+                    ("IncrementalColumn", text("updated_at")),
+                    ("DateBufferDays", PropValue::Int(2)),
+                    ("Strategy", text("staging_swap")),
+                    ("Apply", text("no_deletes")),
+                    ("Context", text("anything")),
+                ]),
+            )
+            .unwrap();
+            let ActionKind::Refresh(settings) = kind else {
+                panic!("a Refresh action decodes to Refresh");
+            };
+            assert_eq!(settings.mode, Some(mode));
+            assert_eq!(settings.incremental_column.unwrap().as_str(), "updated_at");
+            assert_eq!(settings.date_buffer_days, Some(2));
+            assert_eq!(settings.strategy, Some(WriteStrategy::StagingSwap));
+            assert_eq!(settings.apply, Some(RowwiseApply::NoDeletes));
+        }
+        assert_eq!(
+            ActionKind::decode(
+                ActionType::Refresh,
+                &params(&[("DateBufferDays", text("3"))])
+            ),
+            Ok(ActionKind::Refresh(RefreshSettings {
+                date_buffer_days: Some(3),
+                ..Default::default()
+            }))
+        );
+    }
+
+    #[test]
+    fn refresh_actions_refuse_what_sluice_cannot_run() {
+        assert_eq!(
+            errors(
+                ActionType::Refresh,
+                &[
+                    ("Apply", text("some")),
+                    ("DateBufferDays", text("-1")),
+                    ("Mode", text("merge")),
+                    ("Strategy", text("append")),
+                ]
+            ),
+            [
+                "Mode: unknown mode \"merge\"; expected full_replace, incremental, smart_sync, rowwise",
+                "Strategy: unknown strategy \"append\"; expected truncate_load, staging_swap",
+                "Apply: unknown apply \"some\"; expected all, no_deletes, only_deletes",
+                "DateBufferDays: expected a whole number of days",
+            ]
+        );
+        for mode in ["incremental", "smart_sync"] {
+            assert_eq!(
+                errors(ActionType::Refresh, &[("Mode", text(mode))]),
+                ["Mode incremental and smart_sync need IncrementalColumn"]
+            );
+        }
+    }
+
+    #[test]
+    fn restrict_conditions_are_checked_and_kept() {
+        let kind = ActionKind::decode(
+            ActionType::Restrict,
+            &params(&[
+                ("RefreshCondition", text("total > 0")),
+                ("CompareCondition", PropValue::Int(1)),
+                ("CaptureCondition", text("a = 1")),
+            ]),
+        )
+        .unwrap();
+        let ActionKind::Restrict(r) = kind else {
+            panic!("a Restrict action decodes to Restrict");
+        };
+        assert_eq!(r.refresh_condition.unwrap().as_str(), "total > 0");
+        assert_eq!(r.compare_condition.unwrap().as_str(), "1");
+        let refused = errors(
+            ActionType::Restrict,
+            &[("SliceCountCondition", text("1=1; drop table t"))],
+        );
+        assert_eq!(refused.len(), 1);
+        assert!(
+            refused[0].starts_with("SliceCountCondition: condition \"1=1; drop table t\""),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn column_and_table_properties() {
+        for (value, set) in [
+            (PropValue::Bool(true), true),
+            (PropValue::Int(1), true),
+            (text("TRUE"), true),
+            (text("1"), true),
+            (PropValue::Bool(false), false),
+            (text("0"), false),
+        ] {
+            let kind = ActionKind::decode(
+                ActionType::ColumnProperties,
+                &params(&[
+                    ("Name", text("total")),
+                    ("Absent", value.clone()),
+                    ("Key", value),
+                ]),
+            )
+            .unwrap();
+            assert_eq!(
+                kind,
+                ActionKind::ColumnProperties(ColumnProperties {
+                    name: Some(ColumnName::new("total").unwrap()),
+                    absent: set,
+                    key: set,
+                })
+            );
+        }
+        assert_eq!(
+            errors(
+                ActionType::ColumnProperties,
+                &[("Absent", text("yes")), ("Nullable", PropValue::Int(2))]
+            ),
+            [
+                "Absent: expected true or false",
+                "Nullable: expected true or false",
+                "ColumnProperties needs Name: the column it applies to",
+            ]
+        );
+        // A name given as a number is checked, and (as before) does not move the table.
+        let kind = ActionKind::decode(
+            ActionType::TableProperties,
+            &params(&[("BaseName", PropValue::Int(7)), ("Schema", text("sales"))]),
+        )
+        .unwrap();
+        assert_eq!(
+            kind,
+            ActionKind::TableProperties(TableProperties {
+                base_name: None,
+                schema: Some(SchemaName::new("sales").unwrap()),
+            })
+        );
+    }
+
+    #[test]
+    fn refresh_settings_follow_scope_and_order() {
+        let loc = |s: &str| LocationName::new(s).unwrap();
+        let table = |s: &str| TableName::new(s).unwrap();
+        let action = |scope: &str, list: &[(&str, PropValue)]| {
+            Action::new(
+                ActionType::Refresh,
+                scope.parse().unwrap(),
+                TableScope::All,
+                params(list),
+            )
+            .unwrap()
+        };
+        let channel = Channel {
+            name: ChannelName::new("ch").unwrap(),
+            description: String::new(),
+            loc_groups: BTreeMap::from([
+                (LocGroupName::new("SOURCE").unwrap(), vec![loc("src")]),
+                (LocGroupName::new("TARGET").unwrap(), vec![loc("tgt")]),
+            ]),
+            tables: BTreeMap::new(),
+            actions: vec![
+                action(
+                    "TARGET",
+                    &[
+                        ("Mode", text("incremental")),
+                        ("IncrementalColumn", text("id")),
+                    ],
+                ),
+                action("src", &[("Mode", text("rowwise"))]),
+                action("*", &[("Strategy", text("staging_swap"))]),
+                action("tgt", &[("DateBufferDays", PropValue::Int(5))]),
+            ],
+        };
+        let settings = channel.refresh_settings(&loc("tgt"), &table("orders"));
+        assert_eq!(settings.mode, Some(RefreshModeKind::Incremental));
+        assert_eq!(settings.incremental_column.unwrap().as_str(), "id");
+        assert_eq!(settings.date_buffer_days, Some(5));
+        assert_eq!(settings.strategy, Some(WriteStrategy::StagingSwap));
+        let settings = channel.refresh_settings(&loc("src"), &table("orders"));
+        assert_eq!(settings.mode, Some(RefreshModeKind::Rowwise));
+        assert_eq!(settings.incremental_column, None);
+        assert_eq!(
+            channel.locations_with_action(ActionType::Refresh),
+            [&loc("src"), &loc("tgt")]
+        );
+        assert!(
+            channel
+                .locations_with_action(ActionType::Capture)
+                .is_empty()
+        );
+    }
 }
