@@ -528,8 +528,10 @@ impl HubService {
         };
         let historical_run = events.first().is_some_and(|e| {
             e.state == EventState::Active
-                && e.body.pointer("/command/mode/mode").and_then(Json::as_str)
-                    == Some("full_replace")
+                && e.body
+                    .pointer("/command/mode")
+                    .and_then(|m| ModeOverride::deserialize(m).ok())
+                    .is_some_and(|m| m.mode == Some(RefreshModeKind::FullReplace))
                 && e.body.pointer("/connector/historical") == Some(&Json::Bool(true))
         });
         Ok(Connector {
