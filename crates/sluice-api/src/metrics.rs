@@ -207,7 +207,7 @@ pub(crate) async fn render(
                 out,
                 "sluice_hub_frozen{{hub=\"{}\"}} {}",
                 h.hub.name,
-                u8::from(h.state == "FROZEN")
+                u8::from(h.state == sluice_model::definition::HubState::Frozen)
             );
         }
         let _ = writeln!(out, "# HELP sluice_jobs Jobs by hub and state.");

@@ -45,8 +45,8 @@ impl Local {
         })
     }
 
-    fn refresh_command(&self, args: &RefreshArgs, g: &Global) -> RefreshCommand {
-        RefreshCommand {
+    fn refresh_command(&self, args: &RefreshArgs, g: &Global) -> Result<RefreshCommand> {
+        Ok(RefreshCommand {
             hub: self.hub.clone(),
             channel: args.channel.clone(),
             source: args.source.clone(),
@@ -56,7 +56,12 @@ impl Local {
             batch_rows: args.batch_rows,
             count_first: !g.json,
             mode: ModeOverride {
-                mode: args.mode.clone(),
+                mode: args
+                    .mode
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(sluice_service::ServiceError::invalid)?,
                 incremental_column: args.incremental_column.clone(),
                 date_buffer_days: args.date_buffer_days,
                 apply: match (args.no_deletes, args.only_deletes) {
@@ -66,7 +71,7 @@ impl Local {
                 },
             },
             parallel: Some(usize::from(args.parallel)),
-        }
+        })
     }
 
     fn compare_command(&self, args: &CompareArgs) -> CompareCommand {
@@ -243,10 +248,10 @@ impl Backend for Local {
             .iter()
             .map(|a| {
                 value!({
-                    "type": a.action_type,
+                    "type": a.action_type().as_str(),
                     "loc_scope": a.loc_scope.to_string(),
                     "table_scope": a.table_scope.to_string(),
-                    "params": a.params,
+                    "params": a.params(),
                 })
             })
             .collect();
@@ -288,11 +293,11 @@ impl Backend for Local {
                 .actions
                 .iter()
                 .map(|a| ActionView {
-                    action_type: a.action_type.clone(),
+                    action_type: a.action_type().as_str().to_owned(),
                     loc_scope: a.loc_scope.to_string(),
                     table_scope: a.table_scope.to_string(),
                     params: a
-                        .params
+                        .params()
                         .iter()
                         .map(|(k, v)| (k.clone(), v.to_text()))
                         .collect(),
@@ -333,13 +338,13 @@ impl Backend for Local {
         plan_view(
             &self
                 .svc
-                .plan_refresh(&self.refresh_command(args, g))
+                .plan_refresh(&self.refresh_command(args, g)?)
                 .await?,
         )
     }
 
     async fn refresh(&self, args: RefreshArgs, g: &Global) -> Result<Outcome> {
-        let summary = run_refresh(&self.svc, self.refresh_command(&args, g), g).await?;
+        let summary = run_refresh(&self.svc, self.refresh_command(&args, g)?, g).await?;
         print_refresh(&summary, g)?;
         match summary.state {
             EventState::Done => Ok(Outcome::Ok),

@@ -213,48 +213,7 @@ pub trait SnapshotReader: Send + Sync {
     }
 }
 
-/// How a write replaces what the target table holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WriteStrategy {
-    /// Empty the table (or the rows matching the target filter) and load, in one transaction.
-    TruncateLoad,
-    /// Load a staging table, then swap it for the target atomically.
-    StagingSwap,
-    /// Add rows to what is there.
-    Append,
-    /// Insert rows, replacing target rows that have the same key; [`TableWriter::delete_batch`]
-    /// removes rows by key. Everything becomes visible at commit, atomically. A key occurs at most
-    /// once among the rows and deletes of one write, so their order does not matter.
-    Upsert,
-}
-
-impl WriteStrategy {
-    /// The spelling used in definitions, the CLI and plans.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WriteStrategy::TruncateLoad => "truncate_load",
-            WriteStrategy::StagingSwap => "staging_swap",
-            WriteStrategy::Append => "append",
-            WriteStrategy::Upsert => "upsert",
-        }
-    }
-}
-
-impl std::str::FromStr for WriteStrategy {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "truncate_load" => Ok(WriteStrategy::TruncateLoad),
-            "staging_swap" => Ok(WriteStrategy::StagingSwap),
-            "append" => Ok(WriteStrategy::Append),
-            "upsert" => Ok(WriteStrategy::Upsert),
-            _ => Err(format!(
-                "unknown strategy {s:?}; expected truncate_load, staging_swap, append or upsert"
-            )),
-        }
-    }
-}
+pub use sluice_model::refresh::WriteStrategy;
 
 /// What to write into one table.
 #[derive(Debug, Clone)]

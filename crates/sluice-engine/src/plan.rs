@@ -89,30 +89,7 @@ impl RefreshMode {
     }
 }
 
-/// Which row-wise changes a `rowwise` refresh applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum RowwiseApply {
-    /// Inserts, updates and deletes: the target ends equal to the source.
-    #[default]
-    All,
-    /// Inserts and updates only (the delta).
-    NoDeletes,
-    /// Deletes only.
-    OnlyDeletes,
-}
-
-impl RowwiseApply {
-    /// Whether rows only on the source and differing rows are written.
-    pub fn puts(self) -> bool {
-        self != RowwiseApply::OnlyDeletes
-    }
-
-    /// Whether rows only on the target are deleted.
-    pub fn deletes(self) -> bool {
-        self != RowwiseApply::NoDeletes
-    }
-}
+pub use sluice_model::refresh::RowwiseApply;
 
 impl TableSpec {
     /// A spec copying every column of `source` to `target` with no filters.

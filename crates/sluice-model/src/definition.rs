@@ -11,11 +11,13 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::condition::Condition;
 use crate::data_type::DataType;
 use crate::name::{
     BaseName, ChannelName, ColumnName, HubName, LocGroupName, LocationName, NameKind, SchemaName,
     TableName,
 };
+use crate::refresh::{RefreshModeKind, RefreshSettings, RowwiseApply, WriteStrategy};
 
 /// A hub: the unit that owns locations, channels, jobs and events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +26,44 @@ pub struct Hub {
     pub name: HubName,
     /// Free text.
     pub description: String,
+}
+
+/// Whether a hub runs jobs: `LIVE`, or `FROZEN` (no job starts until it is unfrozen). Spelled as
+/// HVR spells `Hub_State`, in the repository and on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HubState {
+    /// Jobs run.
+    Live,
+    /// No job starts.
+    Frozen,
+}
+
+impl HubState {
+    /// The stored and wire spelling (`LIVE`, `FROZEN`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HubState::Live => "LIVE",
+            HubState::Frozen => "FROZEN",
+        }
+    }
+}
+
+impl fmt::Display for HubState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for HubState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "LIVE" => Ok(HubState::Live),
+            "FROZEN" => Ok(HubState::Frozen),
+            _ => Err(format!("unknown hub state {s:?}; expected LIVE or FROZEN")),
+        }
+    }
 }
 
 /// The database engine behind a location.
@@ -469,23 +509,394 @@ pub fn action_spec(name: &str) -> Option<&'static ActionSpec> {
     ACTION_SPECS.iter().find(|s| s.name == name)
 }
 
-/// An action of a channel: a type, scopes, and parameters.
+/// The type of an action, one per entry of [`ACTION_SPECS`]; spelled as HVR spells it in the
+/// repository, definitions and on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActionType {
+    /// `Capture`: the location is a source.
+    Capture,
+    /// `Integrate`: the location is a target.
+    Integrate,
+    /// `Restrict`: conditions on rows.
+    Restrict,
+    /// `TableProperties`: where a table lives.
+    TableProperties,
+    /// `ColumnProperties`: columns left out or made key.
+    ColumnProperties,
+    /// `Scheduling` (kept, not acted on).
+    Scheduling,
+    /// `Environment` (kept, not acted on).
+    Environment,
+    /// `Refresh` (a sluice extension): how refresh treats the tables in scope.
+    Refresh,
+}
+
+impl ActionType {
+    /// Every type, in the order of [`ACTION_SPECS`].
+    pub const ALL: [ActionType; 8] = [
+        ActionType::Capture,
+        ActionType::Integrate,
+        ActionType::Restrict,
+        ActionType::TableProperties,
+        ActionType::ColumnProperties,
+        ActionType::Scheduling,
+        ActionType::Environment,
+        ActionType::Refresh,
+    ];
+
+    /// The type's name (`Capture`, `Restrict`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionType::Capture => "Capture",
+            ActionType::Integrate => "Integrate",
+            ActionType::Restrict => "Restrict",
+            ActionType::TableProperties => "TableProperties",
+            ActionType::ColumnProperties => "ColumnProperties",
+            ActionType::Scheduling => "Scheduling",
+            ActionType::Environment => "Environment",
+            ActionType::Refresh => "Refresh",
+        }
+    }
+
+    /// The parameters the type accepts (`Context` is accepted on every action besides).
+    pub fn params(self) -> &'static [&'static str] {
+        action_spec(self.as_str())
+            .expect("every action type has a spec")
+            .params
+    }
+}
+
+impl fmt::Display for ActionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ActionType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ActionType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = ACTION_SPECS.iter().map(|s| s.name).collect();
+                format!("unknown action type {s:?}; known: {}", known.join(", "))
+            })
+    }
+}
+
+/// `Restrict`: the conditions sluice runs. Every `…Condition` parameter is checked as one SQL
+/// expression when the action is decoded, so no stored action holds a statement for a later
+/// feature to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restrict {
+    /// `RefreshCondition`: rows a refresh (and a compare) reads.
+    pub refresh_condition: Option<Condition>,
+    /// `CompareCondition`: rows a compare reads, instead of `RefreshCondition`.
+    pub compare_condition: Option<Condition>,
+}
+
+/// `TableProperties`: where a table lives at the locations in scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableProperties {
+    /// `BaseName`, when given as text.
+    pub base_name: Option<BaseName>,
+    /// `Schema`, when given as text.
+    pub schema: Option<SchemaName>,
+}
+
+/// `ColumnProperties`: what sluice does with one column.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColumnProperties {
+    /// `Name`: the column it applies to.
+    pub name: Option<ColumnName>,
+    /// `Absent`: the column is missing at the locations in scope.
+    pub absent: bool,
+    /// `Key`: the column is part of the replication key.
+    pub key: bool,
+}
+
+/// What an action means to sluice, decoded from its type and parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionKind {
+    /// `Capture`.
+    Capture,
+    /// `Integrate`.
+    Integrate,
+    /// `Restrict`.
+    Restrict(Restrict),
+    /// `TableProperties`.
+    TableProperties(TableProperties),
+    /// `ColumnProperties`.
+    ColumnProperties(ColumnProperties),
+    /// `Scheduling`.
+    Scheduling,
+    /// `Environment`.
+    Environment,
+    /// `Refresh`.
+    Refresh(RefreshSettings),
+}
+
+impl ActionKind {
+    /// The action's type.
+    pub fn action_type(&self) -> ActionType {
+        match self {
+            ActionKind::Capture => ActionType::Capture,
+            ActionKind::Integrate => ActionType::Integrate,
+            ActionKind::Restrict(_) => ActionType::Restrict,
+            ActionKind::TableProperties(_) => ActionType::TableProperties,
+            ActionKind::ColumnProperties(_) => ActionType::ColumnProperties,
+            ActionKind::Scheduling => ActionType::Scheduling,
+            ActionKind::Environment => ActionType::Environment,
+            ActionKind::Refresh(_) => ActionType::Refresh,
+        }
+    }
+
+    /// Decodes the parameters of an action of `action_type`; every problem at once, each naming
+    /// its parameter (or none, for a problem between parameters). Parameters sluice does not act
+    /// on are not looked at.
+    pub fn decode(
+        action_type: ActionType,
+        params: &BTreeMap<String, PropValue>,
+    ) -> Result<ActionKind, Vec<ParamError>> {
+        let mut d = Decoder {
+            params,
+            errors: Vec::new(),
+        };
+        let kind = match action_type {
+            ActionType::Capture => ActionKind::Capture,
+            ActionType::Integrate => ActionKind::Integrate,
+            ActionType::Scheduling => ActionKind::Scheduling,
+            ActionType::Environment => ActionKind::Environment,
+            ActionType::Restrict => ActionKind::Restrict(d.restrict()),
+            ActionType::TableProperties => ActionKind::TableProperties(d.table_properties()),
+            ActionType::ColumnProperties => ActionKind::ColumnProperties(d.column_properties()),
+            ActionType::Refresh => ActionKind::Refresh(d.refresh()),
+        };
+        if d.errors.is_empty() {
+            Ok(kind)
+        } else {
+            Err(d.errors)
+        }
+    }
+}
+
+/// A parameter value an action cannot have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError {
+    /// The parameter, or `None` for a problem between parameters.
+    pub param: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.param {
+            Some(p) => write!(f, "{p}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+/// Decodes one action's parameters, collecting every problem.
+struct Decoder<'a> {
+    params: &'a BTreeMap<String, PropValue>,
+    errors: Vec<ParamError>,
+}
+
+impl Decoder<'_> {
+    fn fail(&mut self, param: Option<&str>, message: impl Into<String>) {
+        self.errors.push(ParamError {
+            param: param.map(str::to_owned),
+            message: message.into(),
+        });
+    }
+
+    /// The parameter `name` decoded by `decode` from its value; a refusal is recorded.
+    fn get<T, E: fmt::Display>(
+        &mut self,
+        name: &str,
+        decode: impl FnOnce(&PropValue) -> Result<T, E>,
+    ) -> Option<T> {
+        let value = self.params.get(name)?;
+        match decode(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(Some(name), e.to_string());
+                None
+            }
+        }
+    }
+
+    /// A flag: `true`, `false`, `0`, `1` (as a boolean, a number or text).
+    fn flag(&mut self, name: &str) -> bool {
+        self.get(name, |v| {
+            let ok = matches!(v, PropValue::Bool(_) | PropValue::Int(0 | 1))
+                || matches!(v, PropValue::Text(t) if ["true", "false", "0", "1"].contains(&t.to_ascii_lowercase().as_str()));
+            if ok {
+                Ok(v.is_set())
+            } else {
+                Err("expected true or false")
+            }
+        })
+        .unwrap_or(false)
+    }
+
+    /// One of `choices` (by its spelling), or a message listing them.
+    fn choice<T: Copy>(&mut self, name: &str, what: &str, choices: &[(&str, T)]) -> Option<T> {
+        self.get(name, |v| {
+            let text = v.to_text();
+            choices
+                .iter()
+                .find(|(spelling, _)| *spelling == text)
+                .map(|(_, c)| *c)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = choices.iter().map(|(s, _)| *s).collect();
+                    format!("unknown {what} {text:?}; expected {}", known.join(", "))
+                })
+        })
+    }
+
+    fn restrict(&mut self) -> Restrict {
+        let mut restrict = Restrict::default();
+        let params = self.params;
+        for (name, value) in params.iter().filter(|(k, _)| k.ends_with("Condition")) {
+            match Condition::new(value.to_text()) {
+                Ok(c) if name == "RefreshCondition" => restrict.refresh_condition = Some(c),
+                Ok(c) if name == "CompareCondition" => restrict.compare_condition = Some(c),
+                Ok(_) => {}
+                Err(e) => self.fail(Some(name), e.to_string()),
+            }
+        }
+        restrict
+    }
+
+    fn table_properties(&mut self) -> TableProperties {
+        // Only text names move a table (a number or a boolean is checked, and not used).
+        let text = |v: &PropValue| matches!(v, PropValue::Text(_));
+        let base_name = self.get("BaseName", |v| BaseName::new(v.to_text()));
+        let schema = self.get("Schema", |v| SchemaName::new(v.to_text()));
+        self.flag("Absent");
+        TableProperties {
+            base_name: base_name.filter(|_| self.params.get("BaseName").is_some_and(text)),
+            schema: schema.filter(|_| self.params.get("Schema").is_some_and(text)),
+        }
+    }
+
+    fn column_properties(&mut self) -> ColumnProperties {
+        let name = self.get("Name", |v| ColumnName::new(v.to_text()));
+        let absent = self.flag("Absent");
+        let key = self.flag("Key");
+        self.flag("Nullable");
+        if !self.params.contains_key("Name")
+            && (self.params.contains_key("Absent") || self.params.contains_key("Key"))
+        {
+            self.fail(
+                None,
+                "ColumnProperties needs Name: the column it applies to",
+            );
+        }
+        ColumnProperties { name, absent, key }
+    }
+
+    fn refresh(&mut self) -> RefreshSettings {
+        use RefreshModeKind as M;
+        let mode = self.choice(
+            "Mode",
+            "mode",
+            &[
+                ("full_replace", M::FullReplace),
+                ("incremental", M::Incremental),
+                ("smart_sync", M::SmartSync),
+                ("rowwise", M::Rowwise),
+            ],
+        );
+        let strategy = self.choice(
+            "Strategy",
+            "strategy",
+            &[
+                ("truncate_load", WriteStrategy::TruncateLoad),
+                ("staging_swap", WriteStrategy::StagingSwap),
+            ],
+        );
+        let apply = self.choice(
+            "Apply",
+            "apply",
+            &[
+                ("all", RowwiseApply::All),
+                ("no_deletes", RowwiseApply::NoDeletes),
+                ("only_deletes", RowwiseApply::OnlyDeletes),
+            ],
+        );
+        let incremental_column = self.get("IncrementalColumn", |v| ColumnName::new(v.to_text()));
+        let date_buffer_days = self.get("DateBufferDays", |v| {
+            v.to_text()
+                .parse::<u32>()
+                .map_err(|_| "expected a whole number of days")
+        });
+        if mode.is_some_and(RefreshModeKind::needs_column)
+            && !self.params.contains_key("IncrementalColumn")
+        {
+            self.fail(
+                None,
+                "Mode incremental and smart_sync need IncrementalColumn",
+            );
+        }
+        RefreshSettings {
+            mode,
+            strategy,
+            incremental_column,
+            date_buffer_days,
+            apply,
+        }
+    }
+}
+
+/// An action of a channel: a type, scopes, and parameters, decoded once into what it means
+/// ([`Action::kind`]) and kept as written ([`Action::params`]) for the repository and documents.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Action {
-    /// The action type, one of [`ACTION_SPECS`].
-    pub action_type: String,
     /// Locations it applies to.
     pub loc_scope: LocScope,
     /// Tables it applies to.
     pub table_scope: TableScope,
-    /// Parameters by name.
-    pub params: BTreeMap<String, PropValue>,
+    kind: ActionKind,
+    params: BTreeMap<String, PropValue>,
 }
 
 impl Action {
-    /// The parameter `name`, if set.
-    pub fn param(&self, name: &str) -> Option<&PropValue> {
-        self.params.get(name)
+    /// An action of `action_type` with `params` as written; every parameter problem at once when
+    /// they do not decode ([`ActionKind::decode`]).
+    pub fn new(
+        action_type: ActionType,
+        loc_scope: LocScope,
+        table_scope: TableScope,
+        params: BTreeMap<String, PropValue>,
+    ) -> Result<Action, Vec<ParamError>> {
+        Ok(Action {
+            kind: ActionKind::decode(action_type, &params)?,
+            loc_scope,
+            table_scope,
+            params,
+        })
+    }
+
+    /// The action's type.
+    pub fn action_type(&self) -> ActionType {
+        self.kind.action_type()
+    }
+
+    /// What the action means.
+    pub fn kind(&self) -> &ActionKind {
+        &self.kind
+    }
+
+    /// The parameters as written: what the repository stores and documents show.
+    pub fn params(&self) -> &BTreeMap<String, PropValue> {
+        &self.params
     }
 }
 
@@ -566,29 +977,37 @@ impl Channel {
         }
     }
 
-    /// Actions of `action_type` that apply to `loc` and `table`, in definition order.
+    /// Actions that apply to `loc` and `table`, in definition order.
     pub fn actions_for<'a>(
         &'a self,
-        action_type: &'a str,
         loc: &'a LocationName,
         table: &'a TableName,
     ) -> impl Iterator<Item = &'a Action> + 'a {
         self.actions.iter().filter(move |a| {
-            a.action_type == action_type
-                && self.loc_in_scope(&a.loc_scope, loc)
-                && self.table_in_scope(&a.table_scope, table)
+            self.loc_in_scope(&a.loc_scope, loc) && self.table_in_scope(&a.table_scope, table)
         })
     }
 
     /// Locations covered by an action of `action_type` (e.g. `Capture` → sources).
-    pub fn locations_with_action(&self, action_type: &str) -> Vec<&LocationName> {
+    pub fn locations_with_action(&self, action_type: ActionType) -> Vec<&LocationName> {
         self.locations()
             .filter(|loc| {
                 self.actions
                     .iter()
-                    .any(|a| a.action_type == action_type && self.loc_in_scope(&a.loc_scope, loc))
+                    .any(|a| a.action_type() == action_type && self.loc_in_scope(&a.loc_scope, loc))
             })
             .collect()
+    }
+
+    /// What the `Refresh` actions on `loc` say about `table`, later actions overriding earlier
+    /// ones field by field.
+    pub fn refresh_settings(&self, loc: &LocationName, table: &TableName) -> RefreshSettings {
+        self.actions_for(loc, table)
+            .filter_map(|a| match a.kind() {
+                ActionKind::Refresh(settings) => Some(settings),
+                _ => None,
+            })
+            .fold(RefreshSettings::default(), RefreshSettings::overlaid)
     }
 }
 
@@ -615,16 +1034,14 @@ pub fn physical_table(
         .clone()
         .unwrap_or_else(|| BaseName::new(table.name.as_str()).expect("table names are base names"));
     let mut schema = default_schema.cloned();
-    for action in channel.actions_for("TableProperties", loc, &table.name) {
-        if let Some(PropValue::Text(b)) = action.param("BaseName")
-            && let Ok(b) = BaseName::new(b.as_str())
-        {
-            base = b;
-        }
-        if let Some(PropValue::Text(s)) = action.param("Schema")
-            && let Ok(s) = SchemaName::new(s.as_str())
-        {
-            schema = Some(s);
+    for action in channel.actions_for(loc, &table.name) {
+        if let ActionKind::TableProperties(props) = action.kind() {
+            if let Some(b) = &props.base_name {
+                base = b.clone();
+            }
+            if let Some(s) = &props.schema {
+                schema = Some(s.clone());
+            }
         }
     }
     crate::schema::TableRef { schema, name: base }
@@ -689,5 +1106,246 @@ mod tests {
             LocationClass::Sqlite
         );
         assert!("oracle".parse::<LocationClass>().is_err());
+    }
+    fn params(list: &[(&str, PropValue)]) -> BTreeMap<String, PropValue> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    fn text(s: &str) -> PropValue {
+        PropValue::Text(s.into())
+    }
+
+    fn errors(action_type: ActionType, list: &[(&str, PropValue)]) -> Vec<String> {
+        ActionKind::decode(action_type, &params(list))
+            .expect_err("the parameters are refused")
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn action_types_round_trip() {
+        for t in ActionType::ALL {
+            assert_eq!(t.as_str().parse::<ActionType>().unwrap(), t);
+            assert!(action_spec(t.as_str()).is_some());
+        }
+        assert_eq!(ActionType::ALL.len(), ACTION_SPECS.len());
+        assert_eq!(
+            "Replicate".parse::<ActionType>().unwrap_err(),
+            "unknown action type \"Replicate\"; known: Capture, Integrate, Restrict, TableProperties, ColumnProperties, Scheduling, Environment, Refresh"
+        );
+        assert!("capture".parse::<ActionType>().is_err());
+    }
+
+    #[test]
+    fn hub_states_keep_their_spelling() {
+        for (state, text) in [(HubState::Live, "LIVE"), (HubState::Frozen, "FROZEN")] {
+            assert_eq!(state.as_str(), text);
+            assert_eq!(text.parse::<HubState>().unwrap(), state);
+            assert_eq!(
+                serde_json::to_value(state).unwrap(),
+                serde_json::json!(text)
+            );
+        }
+        assert!("live".parse::<HubState>().is_err());
+    }
+
+    #[test]
+    fn refresh_actions_decode_every_setting() {
+        for mode in RefreshModeKind::ALL {
+            let kind = ActionKind::decode(
+                ActionType::Refresh,
+                &params(&[
+                    ("Mode", text(mode.as_str())),
+                    ("IncrementalColumn", text("updated_at")),
+                    ("DateBufferDays", PropValue::Int(2)),
+                    ("Strategy", text("staging_swap")),
+                    ("Apply", text("no_deletes")),
+                    ("Context", text("anything")),
+                ]),
+            )
+            .unwrap();
+            let ActionKind::Refresh(settings) = kind else {
+                panic!("a Refresh action decodes to Refresh");
+            };
+            assert_eq!(settings.mode, Some(mode));
+            assert_eq!(settings.incremental_column.unwrap().as_str(), "updated_at");
+            assert_eq!(settings.date_buffer_days, Some(2));
+            assert_eq!(settings.strategy, Some(WriteStrategy::StagingSwap));
+            assert_eq!(settings.apply, Some(RowwiseApply::NoDeletes));
+        }
+        assert_eq!(
+            ActionKind::decode(
+                ActionType::Refresh,
+                &params(&[("DateBufferDays", text("3"))])
+            ),
+            Ok(ActionKind::Refresh(RefreshSettings {
+                date_buffer_days: Some(3),
+                ..Default::default()
+            }))
+        );
+    }
+
+    #[test]
+    fn refresh_actions_refuse_what_sluice_cannot_run() {
+        assert_eq!(
+            errors(
+                ActionType::Refresh,
+                &[
+                    ("Apply", text("some")),
+                    ("DateBufferDays", text("-1")),
+                    ("Mode", text("merge")),
+                    ("Strategy", text("append")),
+                ]
+            ),
+            [
+                "Mode: unknown mode \"merge\"; expected full_replace, incremental, smart_sync, rowwise",
+                "Strategy: unknown strategy \"append\"; expected truncate_load, staging_swap",
+                "Apply: unknown apply \"some\"; expected all, no_deletes, only_deletes",
+                "DateBufferDays: expected a whole number of days",
+            ]
+        );
+        for mode in ["incremental", "smart_sync"] {
+            assert_eq!(
+                errors(ActionType::Refresh, &[("Mode", text(mode))]),
+                ["Mode incremental and smart_sync need IncrementalColumn"]
+            );
+        }
+    }
+
+    #[test]
+    fn restrict_conditions_are_checked_and_kept() {
+        let kind = ActionKind::decode(
+            ActionType::Restrict,
+            &params(&[
+                ("RefreshCondition", text("total > 0")),
+                ("CompareCondition", PropValue::Int(1)),
+                ("CaptureCondition", text("a = 1")),
+            ]),
+        )
+        .unwrap();
+        let ActionKind::Restrict(r) = kind else {
+            panic!("a Restrict action decodes to Restrict");
+        };
+        assert_eq!(r.refresh_condition.unwrap().as_str(), "total > 0");
+        assert_eq!(r.compare_condition.unwrap().as_str(), "1");
+        let refused = errors(
+            ActionType::Restrict,
+            &[("SliceCountCondition", text("1=1; drop table t"))],
+        );
+        assert_eq!(refused.len(), 1);
+        assert!(
+            refused[0].starts_with("SliceCountCondition: condition \"1=1; drop table t\""),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn column_and_table_properties() {
+        for (value, set) in [
+            (PropValue::Bool(true), true),
+            (PropValue::Int(1), true),
+            (text("TRUE"), true),
+            (text("1"), true),
+            (PropValue::Bool(false), false),
+            (text("0"), false),
+        ] {
+            let kind = ActionKind::decode(
+                ActionType::ColumnProperties,
+                &params(&[
+                    ("Name", text("total")),
+                    ("Absent", value.clone()),
+                    ("Key", value),
+                ]),
+            )
+            .unwrap();
+            assert_eq!(
+                kind,
+                ActionKind::ColumnProperties(ColumnProperties {
+                    name: Some(ColumnName::new("total").unwrap()),
+                    absent: set,
+                    key: set,
+                })
+            );
+        }
+        assert_eq!(
+            errors(
+                ActionType::ColumnProperties,
+                &[("Absent", text("yes")), ("Nullable", PropValue::Int(2))]
+            ),
+            [
+                "Absent: expected true or false",
+                "Nullable: expected true or false",
+                "ColumnProperties needs Name: the column it applies to",
+            ]
+        );
+        // A name given as a number is checked, and (as before) does not move the table.
+        let kind = ActionKind::decode(
+            ActionType::TableProperties,
+            &params(&[("BaseName", PropValue::Int(7)), ("Schema", text("sales"))]),
+        )
+        .unwrap();
+        assert_eq!(
+            kind,
+            ActionKind::TableProperties(TableProperties {
+                base_name: None,
+                schema: Some(SchemaName::new("sales").unwrap()),
+            })
+        );
+    }
+
+    #[test]
+    fn refresh_settings_follow_scope_and_order() {
+        let loc = |s: &str| LocationName::new(s).unwrap();
+        let table = |s: &str| TableName::new(s).unwrap();
+        let action = |scope: &str, list: &[(&str, PropValue)]| {
+            Action::new(
+                ActionType::Refresh,
+                scope.parse().unwrap(),
+                TableScope::All,
+                params(list),
+            )
+            .unwrap()
+        };
+        let channel = Channel {
+            name: ChannelName::new("ch").unwrap(),
+            description: String::new(),
+            loc_groups: BTreeMap::from([
+                (LocGroupName::new("SOURCE").unwrap(), vec![loc("src")]),
+                (LocGroupName::new("TARGET").unwrap(), vec![loc("tgt")]),
+            ]),
+            tables: BTreeMap::new(),
+            actions: vec![
+                action(
+                    "TARGET",
+                    &[
+                        ("Mode", text("incremental")),
+                        ("IncrementalColumn", text("id")),
+                    ],
+                ),
+                action("src", &[("Mode", text("rowwise"))]),
+                action("*", &[("Strategy", text("staging_swap"))]),
+                action("tgt", &[("DateBufferDays", PropValue::Int(5))]),
+            ],
+        };
+        let settings = channel.refresh_settings(&loc("tgt"), &table("orders"));
+        assert_eq!(settings.mode, Some(RefreshModeKind::Incremental));
+        assert_eq!(settings.incremental_column.unwrap().as_str(), "id");
+        assert_eq!(settings.date_buffer_days, Some(5));
+        assert_eq!(settings.strategy, Some(WriteStrategy::StagingSwap));
+        let settings = channel.refresh_settings(&loc("src"), &table("orders"));
+        assert_eq!(settings.mode, Some(RefreshModeKind::Rowwise));
+        assert_eq!(settings.incremental_column, None);
+        assert_eq!(
+            channel.locations_with_action(ActionType::Refresh),
+            [&loc("src"), &loc("tgt")]
+        );
+        assert!(
+            channel
+                .locations_with_action(ActionType::Capture)
+                .is_empty()
+        );
     }
 }

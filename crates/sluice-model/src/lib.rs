@@ -18,6 +18,7 @@ pub mod job;
 mod json;
 pub mod name;
 pub mod position;
+pub mod refresh;
 pub mod schema;
 pub mod value;
 

@@ -34,7 +34,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sluice_model::definition::{Channel, Definitions, Hub, Location};
+use sluice_model::definition::{Channel, Definitions, Hub, HubState, Location};
 use sluice_model::{
     AccessLevel, ChannelName, EventId, EventState, EventType, HubName, JobName, JobState,
     LocationName, ResultName, TableName,
@@ -147,7 +147,7 @@ pub struct HubRecord {
     #[serde(flatten)]
     pub hub: Hub,
     /// `LIVE` or `FROZEN`.
-    pub state: String,
+    pub state: HubState,
     /// When it was created.
     pub created: DateTime<Utc>,
     /// Who created it.

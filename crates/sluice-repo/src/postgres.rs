@@ -448,7 +448,7 @@ async fn write_channel(tx: &Transaction<'_>, hub: &HubName, ch: &Channel) -> Res
     }
     for (i, action) in ch.actions.iter().enumerate() {
         let params_json =
-            serde_json::to_string(&action.params).expect("action parameters serialize");
+            serde_json::to_string(action.params()).expect("action parameters serialize");
         tx.execute(
             "INSERT INTO action (hub_name, chn_name, action_seq, act_name, loc_scope, tbl_scope, act_params) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -456,7 +456,7 @@ async fn write_channel(tx: &Transaction<'_>, hub: &HubName, ch: &Channel) -> Res
                 &h,
                 &c,
                 &seq(i),
-                &action.action_type,
+                &action.action_type().as_str(),
                 &action.loc_scope.to_string(),
                 &action.table_scope.to_string(),
                 &params_json,
@@ -499,7 +499,7 @@ async fn read_hub<C: GenericClient + Sync>(conn: &C, hub: &str) -> Result<Option
             name: name(&col::<String>(&row, 0)?, "hub name")?,
             description: col(&row, 1)?,
         },
-        state: col(&row, 2)?,
+        state: name(&col::<String>(&row, 2)?, "hub state")?,
         created: col(&row, 3)?,
         creator: col(&row, 4)?,
         freeze_time: col(&row, 5)?,
@@ -649,13 +649,15 @@ async fn read_channels<C: GenericClient + Sync>(
             .map_err(|e| storage(e, what))?
         {
             let params_json: String = col(&r, 3)?;
-            actions.push(Action {
-                action_type: col(&r, 0)?,
-                loc_scope: name(&col::<String>(&r, 1)?, "location scope")?,
-                table_scope: name(&col::<String>(&r, 2)?, "table scope")?,
-                params: serde_json::from_str(&params_json)
-                    .map_err(|_| corrupt("action parameters"))?,
-            });
+            actions.push(
+                Action::new(
+                    name(&col::<String>(&r, 0)?, "action type")?,
+                    name(&col::<String>(&r, 1)?, "location scope")?,
+                    name(&col::<String>(&r, 2)?, "table scope")?,
+                    serde_json::from_str(&params_json).map_err(|_| corrupt("action parameters"))?,
+                )
+                .map_err(|_| corrupt("action parameters"))?,
+            );
         }
         out.push(Channel {
             name: name(&c, "channel name")?,

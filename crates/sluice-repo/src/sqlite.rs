@@ -318,10 +318,10 @@ fn write_channel(tx: &Transaction<'_>, hub: &HubName, ch: &Channel) -> Result<()
     }
     for (seq, action) in ch.actions.iter().enumerate() {
         let params_json =
-            serde_json::to_string(&action.params).expect("action parameters serialize");
+            serde_json::to_string(action.params()).expect("action parameters serialize");
         tx.execute(
             "INSERT INTO action (hub_name, chn_name, action_seq, act_name, loc_scope, tbl_scope, act_params) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![h, c, seq as i64, action.action_type, action.loc_scope.to_string(), action.table_scope.to_string(), params_json],
+            params![h, c, seq as i64, action.action_type().as_str(), action.loc_scope.to_string(), action.table_scope.to_string(), params_json],
         )
         .map_err(|e| storage(e, what))?;
     }
@@ -364,7 +364,7 @@ fn read_hub(conn: &Connection, hub: &str) -> Result<Option<HubRecord>> {
             name: name(&n, "hub name")?,
             description,
         },
-        state,
+        state: name(&state, "hub state")?,
         created: parse_ts(&created)?,
         creator,
         freeze_time: freeze.as_deref().map(parse_ts).transpose()?,
@@ -524,13 +524,15 @@ fn read_channels(
             .map_err(|e| storage(e, what))?;
         let mut actions = Vec::new();
         for (act, loc_scope, tbl_scope, params_json) in action_rows {
-            actions.push(Action {
-                action_type: act,
-                loc_scope: name(&loc_scope, "location scope")?,
-                table_scope: name(&tbl_scope, "table scope")?,
-                params: serde_json::from_str(&params_json)
-                    .map_err(|_| corrupt("action parameters"))?,
-            });
+            actions.push(
+                Action::new(
+                    name(&act, "action type")?,
+                    name(&loc_scope, "location scope")?,
+                    name(&tbl_scope, "table scope")?,
+                    serde_json::from_str(&params_json).map_err(|_| corrupt("action parameters"))?,
+                )
+                .map_err(|_| corrupt("action parameters"))?,
+            );
         }
         out.push(Channel {
             name: name(&c, "channel name")?,

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use chrono::{DurationRound, SubsecRound, TimeDelta, Utc};
 use sluice_model::definition::{
-    Action, Channel, ChannelColumn, ChannelTable, Definitions, Hub, LocScope, Location,
-    LocationClass, PropValue, TableScope,
+    Action, ActionType, Channel, ChannelColumn, ChannelTable, Definitions, Hub, HubState, LocScope,
+    Location, LocationClass, PropValue, TableScope,
 };
 use sluice_model::{
     AccessLevel, ChannelName, DataType, EventId, EventState, EventType, HubName, JobName, JobState,
@@ -356,21 +356,23 @@ fn channel(name: &str, note: &str, source: &str, target: &str) -> Channel {
             ),
         ]),
         actions: vec![
-            Action {
-                action_type: "Capture".into(),
-                loc_scope: LocScope::Group(LocGroupName::new("SOURCE").unwrap()),
-                table_scope: TableScope::All,
-                params: BTreeMap::new(),
-            },
-            Action {
-                action_type: "Restrict".into(),
-                loc_scope: LocScope::Location(LocationName::new(source).unwrap()),
-                table_scope: TableScope::Table(TableName::new("orders").unwrap()),
-                params: BTreeMap::from([(
+            Action::new(
+                ActionType::Capture,
+                LocScope::Group(LocGroupName::new("SOURCE").unwrap()),
+                TableScope::All,
+                BTreeMap::new(),
+            )
+            .unwrap(),
+            Action::new(
+                ActionType::Restrict,
+                LocScope::Location(LocationName::new(source).unwrap()),
+                TableScope::Table(TableName::new("orders").unwrap()),
+                BTreeMap::from([(
                     "RefreshCondition".to_owned(),
                     PropValue::Text("total > 0".into()),
                 )]),
-            },
+            )
+            .unwrap(),
         ],
     }
 }
@@ -815,7 +817,7 @@ async fn hubs_are_created_frozen_changed_and_deleted(fx: Fixture) {
     // Freezing twice keeps the first freeze time, and answers an event each time.
     let first = fx.set_hub_frozen(&hub.name, true, "bob").await.unwrap();
     let frozen = fx.hub(&hub.name).await.unwrap().unwrap();
-    assert_eq!(frozen.state, "FROZEN");
+    assert_eq!(frozen.state, HubState::Frozen);
     let since = frozen.freeze_time.unwrap();
     let second = fx.set_hub_frozen(&hub.name, true, "bob").await.unwrap();
     assert!(second > first);
@@ -825,7 +827,7 @@ async fn hubs_are_created_frozen_changed_and_deleted(fx: Fixture) {
     );
     let unfrozen = fx.set_hub_frozen(&hub.name, false, "carol").await.unwrap();
     let live = fx.hub(&hub.name).await.unwrap().unwrap();
-    assert_eq!((live.state.as_str(), live.freeze_time), ("LIVE", None));
+    assert_eq!((live.state, live.freeze_time), (HubState::Live, None));
     let audit = event(&fx, unfrozen).await;
     assert_eq!(
         (audit.event_type, audit.user.as_str(), audit.state),

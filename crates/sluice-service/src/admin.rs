@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use sluice_model::definition::{Definitions, Hub, Location, PropValue, is_secret_prop};
+use sluice_model::definition::{Definitions, Hub, HubState, Location, PropValue, is_secret_prop};
 use sluice_model::{EventId, EventState, EventType, HubName, JobName, JobState, JobType};
 use sluice_repo::{EventFilter, HubRecord, NewEvent, RepoErrorKind};
 use tokio_util::sync::CancellationToken;
@@ -588,7 +588,7 @@ impl HubService {
             tracing::warn!(error = %e, "scheduler could not look at the connectors");
         }
         for hub in self.repo().hubs().await? {
-            if hub.state != "LIVE" {
+            if hub.state != HubState::Live {
                 continue;
             }
             for job in self.repo().jobs(&hub.hub.name).await? {

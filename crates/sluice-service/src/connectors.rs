@@ -33,7 +33,10 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use sluice_model::definition::{Channel, Location, LocationClass, PropValue, physical_table};
+use sluice_model::definition::{
+    ActionKind, ActionType, Channel, HubState, Location, LocationClass, PropValue, physical_table,
+};
+use sluice_model::refresh::RefreshModeKind;
 use sluice_model::{
     AccessLevel, ChannelName, ColumnName, EventId, EventState, EventType, HubName, JobName,
     JobState, LocationName, SchemaName, TableName,
@@ -342,16 +345,21 @@ fn connector_ends(channel: &Channel) -> std::result::Result<(LocationName, Locat
             channel.name
         ));
     };
-    let has =
-        |loc: &LocationName, action: &str| channel.locations_with_action(action).contains(&loc);
+    let has = |loc: &LocationName, action: ActionType| {
+        channel.locations_with_action(action).contains(&loc)
+    };
     let named_source = |g: &sluice_model::LocGroupName| {
         let g = g.as_str().to_ascii_uppercase();
         g == "SOURCE" || g == "SRC"
     };
-    if has(a, "Capture") && !has(b, "Capture") || has(b, "Integrate") && !has(a, "Integrate") {
+    if has(a, ActionType::Capture) && !has(b, ActionType::Capture)
+        || has(b, ActionType::Integrate) && !has(a, ActionType::Integrate)
+    {
         return Ok((a.clone(), b.clone()));
     }
-    if has(b, "Capture") && !has(a, "Capture") || has(a, "Integrate") && !has(b, "Integrate") {
+    if has(b, ActionType::Capture) && !has(a, ActionType::Capture)
+        || has(a, ActionType::Integrate) && !has(b, ActionType::Integrate)
+    {
         return Ok((b.clone(), a.clone()));
     }
     if named_source(g1) && !named_source(g2) {
@@ -520,8 +528,10 @@ impl HubService {
         };
         let historical_run = events.first().is_some_and(|e| {
             e.state == EventState::Active
-                && e.body.pointer("/command/mode/mode").and_then(Json::as_str)
-                    == Some("full_replace")
+                && e.body
+                    .pointer("/command/mode")
+                    .and_then(|m| ModeOverride::deserialize(m).ok())
+                    .is_some_and(|m| m.mode == Some(RefreshModeKind::FullReplace))
                 && e.body.pointer("/connector/historical") == Some(&Json::Bool(true))
         });
         Ok(Connector {
@@ -748,7 +758,7 @@ impl HubService {
             .collect();
         let (tables, mode, historical) = match &scope {
             SyncScope::Normal => (enabled, None, false),
-            SyncScope::Historical => (enabled, Some("full_replace".to_owned()), true),
+            SyncScope::Historical => (enabled, Some(RefreshModeKind::FullReplace), true),
             SyncScope::Tables(wanted) => {
                 let mut tables = Vec::new();
                 for (schema, names) in wanted {
@@ -776,7 +786,7 @@ impl HubService {
                         }
                     }
                 }
-                (tables, Some("full_replace".to_owned()), false)
+                (tables, Some(RefreshModeKind::FullReplace), false)
             }
         };
         if tables.is_empty() {
@@ -1374,7 +1384,7 @@ impl HubService {
             .hubs()
             .await?
             .into_iter()
-            .filter(|h| h.state == "LIVE")
+            .filter(|h| h.state == HubState::Live)
             .map(|h| h.hub.name)
             .collect();
         for record in self.repo().connector_records(None).await? {
@@ -1528,10 +1538,8 @@ fn column_absent(
     target: &Location,
 ) -> bool {
     channel.actions.iter().any(|a| {
-        a.action_type == "ColumnProperties"
+        matches!(a.kind(), ActionKind::ColumnProperties(p) if p.absent && p.name.as_ref() == Some(column))
             && channel.table_in_scope(&a.table_scope, table)
-            && a.param("Name").map(PropValue::to_text).as_deref() == Some(column.as_str())
-            && a.param("Absent").is_some_and(PropValue::is_set)
             && channel.loc_in_scope(&a.loc_scope, &source.name)
             && channel.loc_in_scope(&a.loc_scope, &target.name)
     })

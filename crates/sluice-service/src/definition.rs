@@ -37,12 +37,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use sluice_model::definition::{
-    ACTION_SPECS, Action, Channel, ChannelColumn, ChannelTable, Definitions, Hub, LocScope,
-    Location, LocationClass, PropValue, TableScope, action_spec, is_secret_prop, is_single_env_ref,
+    Action, ActionType, Channel, ChannelColumn, ChannelTable, Definitions, Hub, LocScope, Location,
+    LocationClass, ParamError, PropValue, TableScope, is_secret_prop, is_single_env_ref,
 };
 use sluice_model::{
-    BaseName, ChannelName, ColumnName, Condition, DataType, HubName, LocGroupName, LocationName,
-    SchemaName, TableName,
+    BaseName, ChannelName, ColumnName, DataType, HubName, LocGroupName, LocationName, TableName,
 };
 
 use crate::registry;
@@ -619,17 +618,7 @@ impl Compiler<'_> {
             self.error(&path.key("type"), "missing");
             return None;
         };
-        let Some(spec) = action_spec(&action_type) else {
-            let known: Vec<&str> = ACTION_SPECS.iter().map(|s| s.name).collect();
-            self.error(
-                &path.key("type"),
-                format!(
-                    "unknown action type {action_type:?}; known: {}",
-                    known.join(", ")
-                ),
-            );
-            return None;
-        };
+        let action_type = self.name(&path.key("type"), &action_type, str::parse::<ActionType>)?;
         let loc_scope = match self.text(&path.key("loc_scope"), map.get("loc_scope")) {
             None => LocScope::All,
             Some(s) => self.name(&path.key("loc_scope"), &s, str::parse::<LocScope>)?,
@@ -680,13 +669,12 @@ impl Compiler<'_> {
                 Json::Object(p) => {
                     for (k, v) in p {
                         let param_path = params_path.key(k);
-                        if k != "Context" && !spec.params.contains(&k.as_str()) {
+                        if k != "Context" && !action_type.params().contains(&k.as_str()) {
                             self.error(
                                 &param_path,
                                 format!(
-                                    "unknown parameter of {}; known: {}",
-                                    spec.name,
-                                    spec.params.join(", ")
+                                    "unknown parameter of {action_type}; known: {}",
+                                    action_type.params().join(", ")
                                 ),
                             );
                             continue;
@@ -703,137 +691,59 @@ impl Compiler<'_> {
                 ),
             }
         }
-        self.check_params(path, spec.name, &params, &table_scope, channel);
-        Some(Action {
-            action_type,
-            loc_scope,
-            table_scope,
-            params,
-        })
+        let action = Action::new(action_type, loc_scope, table_scope.clone(), params.clone());
+        let errors = action.as_ref().err().map(Vec::as_slice).unwrap_or_default();
+        self.report_params(path, action_type, &params, errors, &table_scope, channel);
+        action.ok()
     }
 
-    /// Checks parameter values whose meaning sluice acts on.
-    fn check_params(
+    /// Reports the parameter problems of an action in parameter order, each at its parameter,
+    /// those between parameters last; checks a `ColumnProperties` column against the declared
+    /// columns of the tables in scope.
+    fn report_params(
         &mut self,
         path: &Path2,
-        action: &str,
+        action_type: ActionType,
         params: &BTreeMap<String, PropValue>,
+        errors: &[ParamError],
         table_scope: &TableScope,
         channel: &Channel,
     ) {
         let params_path = path.key("params");
         for (k, v) in params {
             let p = params_path.key(k);
-            match (action, k.as_str()) {
-                // Every condition is one SQL expression (sluice runs RefreshCondition and
-                // CompareCondition; the others are checked the same way so that no stored action
-                // holds a statement for a later feature to run).
-                ("Restrict", name) if name.ends_with("Condition") => {
-                    if let Err(e) = Condition::new(v.to_text()) {
-                        self.error(&p, e.to_string());
-                    }
+            let mut refused = false;
+            for e in errors.iter().filter(|e| e.param.as_deref() == Some(k)) {
+                self.error(&p, e.message.clone());
+                refused = true;
+            }
+            if action_type == ActionType::ColumnProperties
+                && k == "Name"
+                && !refused
+                && let Ok(column) = ColumnName::new(v.to_text())
+            {
+                // With declared columns, the column must be one of them.
+                let tables: Vec<&ChannelTable> = channel
+                    .tables
+                    .values()
+                    .filter(|t| channel.table_in_scope(table_scope, &t.name))
+                    .collect();
+                let declared_everywhere = tables.iter().all(|t| t.columns.is_some());
+                let found = tables.iter().any(|t| {
+                    t.columns
+                        .as_ref()
+                        .is_none_or(|cols| cols.iter().any(|c| c.name == column))
+                });
+                if declared_everywhere && !found {
+                    self.error(
+                        &p,
+                        format!("column {column} is not declared in the tables this action covers"),
+                    );
                 }
-                ("TableProperties", "BaseName") => {
-                    let _ = self.name(&p, &v.to_text(), BaseName::new);
-                }
-                ("TableProperties", "Schema") => {
-                    let _ = self.name(&p, &v.to_text(), SchemaName::new);
-                }
-                ("ColumnProperties", "Name") => {
-                    if let Some(column) = self.name(&p, &v.to_text(), ColumnName::new) {
-                        // With declared columns, the column must be one of them.
-                        let tables: Vec<&ChannelTable> = channel
-                            .tables
-                            .values()
-                            .filter(|t| channel.table_in_scope(table_scope, &t.name))
-                            .collect();
-                        let declared_everywhere = tables.iter().all(|t| t.columns.is_some());
-                        let found = tables.iter().any(|t| {
-                            t.columns
-                                .as_ref()
-                                .is_none_or(|cols| cols.iter().any(|c| c.name == column))
-                        });
-                        if declared_everywhere && !found {
-                            self.error(&p, format!("column {column} is not declared in the tables this action covers"));
-                        }
-                    }
-                }
-                ("Refresh", "Mode") => {
-                    let modes = ["full_replace", "incremental", "smart_sync", "rowwise"];
-                    if !modes.contains(&v.to_text().as_str()) {
-                        self.error(
-                            &p,
-                            format!(
-                                "unknown mode {:?}; expected {}",
-                                v.to_text(),
-                                modes.join(", ")
-                            ),
-                        );
-                    }
-                }
-                ("Refresh", "Strategy") => {
-                    let strategies = ["truncate_load", "staging_swap"];
-                    if !strategies.contains(&v.to_text().as_str()) {
-                        self.error(
-                            &p,
-                            format!(
-                                "unknown strategy {:?}; expected {}",
-                                v.to_text(),
-                                strategies.join(", ")
-                            ),
-                        );
-                    }
-                }
-                ("Refresh", "Apply") => {
-                    let applies = ["all", "no_deletes", "only_deletes"];
-                    if !applies.contains(&v.to_text().as_str()) {
-                        self.error(
-                            &p,
-                            format!(
-                                "unknown apply {:?}; expected {}",
-                                v.to_text(),
-                                applies.join(", ")
-                            ),
-                        );
-                    }
-                }
-                ("Refresh", "IncrementalColumn") => {
-                    let _ = self.name(&p, &v.to_text(), ColumnName::new);
-                }
-                ("Refresh", "DateBufferDays") if v.to_text().parse::<u32>().is_err() => {
-                    self.error(&p, "expected a whole number of days");
-                }
-                ("ColumnProperties", "Absent" | "Key" | "Nullable")
-                | ("TableProperties", "Absent") => {
-                    let ok = matches!(v, PropValue::Bool(_))
-                        || matches!(v, PropValue::Int(0 | 1))
-                        || matches!(v, PropValue::Text(t) if ["true", "false", "0", "1"].contains(&t.to_ascii_lowercase().as_str()));
-                    if !ok {
-                        self.error(&p, "expected true or false");
-                    }
-                }
-                _ => {}
             }
         }
-        if action == "Refresh"
-            && params
-                .get("Mode")
-                .is_some_and(|m| ["incremental", "smart_sync"].contains(&m.to_text().as_str()))
-            && !params.contains_key("IncrementalColumn")
-        {
-            self.error(
-                &params_path,
-                "Mode incremental and smart_sync need IncrementalColumn",
-            );
-        }
-        if action == "ColumnProperties"
-            && !params.contains_key("Name")
-            && (params.contains_key("Absent") || params.contains_key("Key"))
-        {
-            self.error(
-                &params_path,
-                "ColumnProperties needs Name: the column it applies to",
-            );
+        for e in errors.iter().filter(|e| e.param.is_none()) {
+            self.error(&params_path, e.message.clone());
         }
     }
 
@@ -952,13 +862,19 @@ impl Compiler<'_> {
             ),
         }
         if !channel.loc_groups.is_empty() {
-            if channel.locations_with_action("Capture").is_empty() {
+            if channel
+                .locations_with_action(ActionType::Capture)
+                .is_empty()
+            {
                 self.warning(
                     &actions_path,
                     "no Capture action: refresh and compare need --source",
                 );
             }
-            if channel.locations_with_action("Integrate").is_empty() {
+            if channel
+                .locations_with_action(ActionType::Integrate)
+                .is_empty()
+            {
                 self.warning(
                     &actions_path,
                     "no Integrate action: refresh and compare need --target",
@@ -1098,13 +1014,13 @@ pub fn table_document(t: &ChannelTable) -> Json {
 /// The document form of one action.
 pub fn action_document(a: &Action) -> Json {
     let mut out = Map::new();
-    out.insert("type".into(), Json::from(a.action_type.clone()));
+    out.insert("type".into(), Json::from(a.action_type().as_str()));
     out.insert("loc_scope".into(), Json::from(a.loc_scope.to_string()));
     out.insert("table_scope".into(), Json::from(a.table_scope.to_string()));
-    if !a.params.is_empty() {
+    if !a.params().is_empty() {
         out.insert(
             "params".into(),
-            serde_json::to_value(&a.params).unwrap_or(Json::Null),
+            serde_json::to_value(a.params()).unwrap_or(Json::Null),
         );
     }
     Json::Object(out)

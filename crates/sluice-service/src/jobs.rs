@@ -32,8 +32,11 @@ use sluice_engine::{
     plan_refresh, run_compare, run_refresh_gated,
 };
 use sluice_model::condition::SqlDialect;
-use sluice_model::definition::{Channel, Location, LocationClass, PropValue, physical_table};
+use sluice_model::definition::{
+    ActionKind, ActionType, Channel, Location, LocationClass, physical_table,
+};
 use sluice_model::event::table_state;
+use sluice_model::refresh::RefreshModeKind;
 use sluice_model::{
     BatchLimits, ChannelName, ColumnName, Condition, EventId, EventState, EventType, HubName,
     JobName, LocationName, ResultName, SchemaName, TableName,
@@ -74,7 +77,7 @@ pub struct RefreshCommand {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ModeOverride {
     /// `full_replace`, `incremental`, `smart_sync` or `rowwise`.
-    pub mode: Option<String>,
+    pub mode: Option<RefreshModeKind>,
     /// The incremental column.
     pub incremental_column: Option<ColumnName>,
     /// Days of overlap for date incremental columns.
@@ -91,53 +94,14 @@ pub(crate) fn table_mode(
     table: &TableName,
     cmd: &RefreshCommand,
 ) -> Result<(RefreshMode, Option<WriteStrategy>)> {
-    let mut mode = None;
-    let mut strategy = None;
-    let mut column = None;
-    let mut buffer = None;
-    let mut apply = None;
-    for action in channel.actions_for("Refresh", target, table) {
-        let text = |name: &str| action.param(name).map(PropValue::to_text);
-        mode = text("Mode").or(mode);
-        strategy = text("Strategy").or(strategy);
-        column = text("IncrementalColumn").or(column);
-        buffer = text("DateBufferDays").or(buffer);
-        apply = text("Apply").or(apply);
-    }
-    let mode = cmd
-        .mode
-        .mode
-        .clone()
-        .or(mode)
-        .unwrap_or_else(|| "full_replace".into());
-    let column = match &cmd.mode.incremental_column {
-        Some(c) => Some(c.clone()),
-        None => column
-            .map(|c| ColumnName::new(c).map_err(|e| ServiceError::invalid(e.to_string())))
-            .transpose()?,
-    };
-    let buffer = match cmd.mode.date_buffer_days {
-        Some(days) => days,
-        None => buffer
-            .map(|b| {
-                b.parse::<u32>().map_err(|_| {
-                    ServiceError::invalid(format!("DateBufferDays {b:?} is not a number of days"))
-                })
-            })
-            .transpose()?
-            .unwrap_or(0),
-    };
-    let apply = match cmd.mode.apply {
-        Some(a) => a,
-        None => match apply.as_deref() {
-            None | Some("all") => RowwiseApply::All,
-            Some("no_deletes") => RowwiseApply::NoDeletes,
-            Some("only_deletes") => RowwiseApply::OnlyDeletes,
-            Some(other) => {
-                return Err(ServiceError::invalid(format!("unknown Apply {other:?}")));
-            }
-        },
-    };
+    let settings = channel.refresh_settings(target, table);
+    let o = &cmd.mode;
+    let column = o.incremental_column.clone().or(settings.incremental_column);
+    let buffer = o
+        .date_buffer_days
+        .or(settings.date_buffer_days)
+        .unwrap_or(0);
+    let apply = o.apply.or(settings.apply).unwrap_or_default();
     let need_column = |name: &str| {
         column.clone().ok_or_else(|| {
             ServiceError::invalid(format!(
@@ -145,29 +109,19 @@ pub(crate) fn table_mode(
             ))
         })
     };
-    let mode = match mode.as_str() {
-        "full_replace" => RefreshMode::FullReplace,
-        "incremental" => RefreshMode::Incremental {
+    let mode = match o.mode.or(settings.mode) {
+        None | Some(RefreshModeKind::FullReplace) => RefreshMode::FullReplace,
+        Some(RefreshModeKind::Incremental) => RefreshMode::Incremental {
             column: need_column("incremental")?,
             date_buffer_days: buffer,
         },
-        "smart_sync" => RefreshMode::SmartSync {
+        Some(RefreshModeKind::SmartSync) => RefreshMode::SmartSync {
             column: need_column("smart_sync")?,
             date_buffer_days: buffer,
         },
-        "rowwise" => RefreshMode::Rowwise { apply },
-        other => {
-            return Err(ServiceError::invalid(format!(
-                "unknown refresh mode {other:?}; expected full_replace, incremental, smart_sync or rowwise"
-            )));
-        }
+        Some(RefreshModeKind::Rowwise) => RefreshMode::Rowwise { apply },
     };
-    let strategy = match (cmd.strategy, strategy) {
-        (Some(s), _) => Some(s),
-        (None, Some(s)) => Some(s.parse().map_err(ServiceError::invalid)?),
-        (None, None) => None,
-    };
-    Ok((mode, strategy))
+    Ok((mode, cmd.strategy.or(settings.strategy)))
 }
 
 /// A compare request.
@@ -417,7 +371,7 @@ pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 fn pick(
     channel: &Channel,
     explicit: Option<&LocationName>,
-    action: &str,
+    action: ActionType,
     role: &str,
     flag: &str,
 ) -> Result<LocationName> {
@@ -453,18 +407,23 @@ fn default_schema(location: &Location) -> Option<SchemaName> {
         .and_then(|v| SchemaName::new(v.to_text()).ok())
 }
 
-/// `(a) AND (b)` of the conditions of `param` on `loc` for `table`, each checked as one safe
+/// `(a) AND (b)` of the `Restrict` conditions on `loc` for `table` (per action, the compare
+/// condition first when `compare`, then the refresh condition), each checked as one safe
 /// expression in the dialect of `loc`'s class.
 fn conditions(
     channel: &Channel,
     loc: &Location,
     table: &TableName,
-    params: &[&str],
+    compare: bool,
 ) -> Result<Option<Condition>> {
     let mut parts = Vec::new();
-    for action in channel.actions_for("Restrict", &loc.name, table) {
-        if let Some(value) = params.iter().find_map(|p| action.param(p)) {
-            parts.push(value.to_text());
+    for action in channel.actions_for(&loc.name, table) {
+        let ActionKind::Restrict(restrict) = action.kind() else {
+            continue;
+        };
+        let compare_condition = restrict.compare_condition.as_ref().filter(|_| compare);
+        if let Some(c) = compare_condition.or(restrict.refresh_condition.as_ref()) {
+            parts.push(c.as_str());
         }
     }
     Condition::all(&parts, sql_dialect(loc.class)).map_err(|e| {
@@ -495,8 +454,14 @@ impl HubService {
         compare: bool,
     ) -> Result<Resolved> {
         let channel = self.channel(hub, channel).await?;
-        let source = pick(&channel, source, "Capture", "source", "--source")?;
-        let target = pick(&channel, target, "Integrate", "target", "--target")?;
+        let source = pick(&channel, source, ActionType::Capture, "source", "--source")?;
+        let target = pick(
+            &channel,
+            target,
+            ActionType::Integrate,
+            "target",
+            "--target",
+        )?;
         if source == target {
             return Err(ServiceError::invalid(format!(
                 "source and target are both location {source}"
@@ -525,21 +490,22 @@ impl HubService {
                 physical_table(&channel, table, t, default_schema(&target).as_ref()),
             );
             spec.declared = table.columns.clone();
-            for action in channel.actions.iter().filter(|a| {
-                a.action_type == "ColumnProperties"
-                    && channel.table_in_scope(&a.table_scope, &table.name)
-            }) {
-                let Some(column) = action
-                    .param("Name")
-                    .and_then(|n| ColumnName::new(n.to_text()).ok())
-                else {
+            for action in channel
+                .actions
+                .iter()
+                .filter(|a| channel.table_in_scope(&a.table_scope, &table.name))
+            {
+                let ActionKind::ColumnProperties(props) = action.kind() else {
+                    continue;
+                };
+                let Some(column) = props.name.clone() else {
                     continue;
                 };
                 let (at_source, at_target) = (
                     channel.loc_in_scope(&action.loc_scope, s),
                     channel.loc_in_scope(&action.loc_scope, t),
                 );
-                if action.param("Absent").is_some_and(PropValue::is_set) {
+                if props.absent {
                     match (at_source, at_target) {
                         (true, true) => {
                             spec.excluded.insert(column.clone());
@@ -553,20 +519,12 @@ impl HubService {
                         (false, false) => {}
                     }
                 }
-                if action.param("Key").is_some_and(PropValue::is_set)
-                    && (at_source || at_target)
-                    && !spec.key.contains(&column)
-                {
+                if props.key && (at_source || at_target) && !spec.key.contains(&column) {
                     spec.key.push(column);
                 }
             }
-            let params: &[&str] = if compare {
-                &["CompareCondition", "RefreshCondition"]
-            } else {
-                &["RefreshCondition"]
-            };
-            spec.source_filter = conditions(&channel, &source, &table.name, params)?;
-            spec.target_filter = conditions(&channel, &target, &table.name, params)?;
+            spec.source_filter = conditions(&channel, &source, &table.name, compare)?;
+            spec.target_filter = conditions(&channel, &target, &table.name, compare)?;
             selected.push(spec);
         }
         if selected.is_empty() {

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod publish;
 mod redaction;
 pub mod registry;
+pub mod request;
 pub mod secrets;
 mod status;
 
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_connector::{ConnectorError, ErrorKind, TestReport};
-use sluice_model::definition::{Channel, Definitions, Location};
+use sluice_model::definition::{Channel, Definitions, HubState, Location};
 use sluice_model::{ChannelName, EventId, HubName, LocationName};
 pub use sluice_repo::{ApplySummary, EventFilter, EventRecord, EventResult, JobRecord};
 use sluice_repo::{Owner, RepoError, RepoErrorKind, Repository, SqliteRepository};
@@ -37,8 +38,10 @@ pub use jobs::{
     Posted, RefreshCommand, RefreshSummary, RefreshTableResult, RunningJob, Start, Submitted,
 };
 pub use registry::EnvLookup;
+pub use request::{CompareRequest, DifferenceFilter, RefreshRequest};
 pub use sluice_engine::plan::{RefreshMode, RowwiseApply};
 pub use sluice_engine::{Granularity, Progress};
+pub use sluice_model::refresh::RefreshModeKind;
 pub use status::{ChannelDetail, ChannelOverview, HubOverview, LastRun, RefreshRun, TableStatus};
 
 /// What kind of failure a use case met; decides exit codes and (later) HTTP statuses.
@@ -331,7 +334,7 @@ impl HubService {
             .hub(hub)
             .await?
             .ok_or_else(|| ServiceError::not_found(format!("hub {hub} does not exist")))?;
-        if record.state == "FROZEN" {
+        if record.state == HubState::Frozen {
             return Err(ServiceError::invalid(format!(
                 "hub {hub} is FROZEN: no job starts until it is unfrozen"
             )));

@@ -10,7 +10,7 @@ use sluice_model::{
 };
 use sluice_repo::EventResult;
 
-use sluice_engine::plan::RefreshMode;
+use sluice_model::refresh::RefreshModeKind;
 
 use crate::jobs::chain;
 use crate::{HubService, Result};
@@ -145,28 +145,12 @@ impl HubService {
         for spec in &r.specs {
             let (mut source_rows, mut source_error, mut target_rows, mut target_error) =
                 (None, None, None, None);
-            // The mode a refresh started now would use (the table's `Refresh` actions).
-            let plain = crate::RefreshCommand {
-                hub: hub.clone(),
-                channel: channel.clone(),
-                source: None,
-                target: None,
-                tables: Vec::new(),
-                strategy: None,
-                batch_rows: None,
-                count_first: false,
-                mode: crate::ModeOverride::default(),
-                parallel: None,
-            };
-            let mode = crate::jobs::table_mode(&r.channel, &r.target.name, &spec.name, &plain)
-                .map(|(m, _)| m)
-                .unwrap_or(RefreshMode::FullReplace);
-            let incremental_column = match &mode {
-                RefreshMode::Incremental { column, .. } | RefreshMode::SmartSync { column, .. } => {
-                    Some(column.clone())
-                }
-                _ => None,
-            };
+            // The incremental column a refresh started now would use (the table's `Refresh`
+            // actions).
+            let settings = r.channel.refresh_settings(&r.target.name, &spec.name);
+            let incremental_column = settings
+                .incremental_column
+                .filter(|_| settings.mode.is_some_and(RefreshModeKind::needs_column));
             let (mut max_incremental, mut max_incremental_error) = (None, None);
             match &connectors {
                 Ok((s, t)) => {

@@ -21,7 +21,7 @@ use sluice_model::{
 };
 use sluice_service::{
     CompareCommand, CompareSummary, Granularity, HubService, ModeOverride, RefreshCommand,
-    RefreshSummary,
+    RefreshModeKind, RefreshSummary,
 };
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -426,7 +426,7 @@ async fn modes(source: Engine, target: Engine) {
 
     // Incremental by id: only the 30 new rows travel; changes and deletes below the bound stay.
     let incremental = ModeOverride {
-        mode: Some("incremental".into()),
+        mode: Some(RefreshModeKind::Incremental),
         incremental_column: Some(ColumnName::new("id").unwrap()),
         ..ModeOverride::default()
     };
@@ -443,7 +443,7 @@ async fn modes(source: Engine, target: Engine) {
 
     // Rowwise without deletes leaves the 4 deleted rows; then with deletes the target equals the source.
     let no_deletes = ModeOverride {
-        mode: Some("rowwise".into()),
+        mode: Some(RefreshModeKind::Rowwise),
         apply: Some(sluice_service::RowwiseApply::NoDeletes),
         ..ModeOverride::default()
     };
@@ -454,7 +454,7 @@ async fn modes(source: Engine, target: Engine) {
         .unwrap();
     assert_eq!((d.only_on_source, d.only_on_target, d.differ), (0, 4, 0));
     let rowwise = ModeOverride {
-        mode: Some("rowwise".into()),
+        mode: Some(RefreshModeKind::Rowwise),
         ..ModeOverride::default()
     };
     refresh(&svc, None, rowwise).await;
@@ -462,7 +462,7 @@ async fn modes(source: Engine, target: Engine) {
 
     // smart_sync on a non-empty target is incremental: nothing new, nothing moves.
     let smart = ModeOverride {
-        mode: Some("smart_sync".into()),
+        mode: Some(RefreshModeKind::SmartSync),
         incremental_column: Some(ColumnName::new("id").unwrap()),
         ..ModeOverride::default()
     };

@@ -9,15 +9,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
-use sluice_connector::WriteStrategy;
 use sluice_model::{
-    AccessLevel, ChannelName, ColumnName, EventId, EventState, EventType, JobName, LocationName,
-    ResultName, TableName,
+    AccessLevel, ChannelName, EventId, EventState, EventType, JobName, LocationName, ResultName,
 };
 use sluice_repo::{EventFilter, EventRecord};
-use sluice_service::{
-    CompareCommand, Granularity, ModeOverride, Posted, RefreshCommand, RowwiseApply,
-};
+use sluice_service::{CompareCommand, CompareRequest, Posted, RefreshCommand, RefreshRequest};
 use utoipa::ToSchema;
 
 use super::hub_name;
@@ -40,14 +36,6 @@ fn channel_name(s: &str) -> ApiResult<ChannelName> {
 
 fn loc_name(field: &str, s: &str) -> ApiResult<LocationName> {
     LocationName::new(s).map_err(|e| ApiError::invalid(format!("{field}: {e}")))
-}
-
-fn table_names(tables: Option<Vec<String>>) -> ApiResult<Vec<TableName>> {
-    tables
-        .unwrap_or_default()
-        .iter()
-        .map(|t| TableName::new(t).map_err(|e| ApiError::invalid(format!("tables: {e}"))))
-        .collect()
 }
 
 /// Fields of HVR's refresh body that sluice does not act on but accepts (they do not change
@@ -114,104 +102,69 @@ fn posted_json(p: &Posted) -> Json {
     })
 }
 
+impl RefreshBody {
+    /// The request, once the fields sluice cannot honour yet are refused.
+    fn request(self, hub: String, channel: String) -> ApiResult<RefreshRequest> {
+        unsupported("slicing", &self.slicing)?;
+        unsupported("contexts", &self.contexts)?;
+        unsupported("context_variables", &self.context_variables)?;
+        unsupported("select_moment", &self.select_moment)?;
+        if self.data_refresh == Some(Flag(false)) {
+            return Err(ApiError::invalid(
+                "data_refresh false (create tables only) is not supported by sluice yet",
+            ));
+        }
+        // Accepted and ignored: they tune how HVR runs, not what arrives.
+        let _ = (
+            self.create_tables,
+            self.online_refresh,
+            self.start_next_jobs,
+            self.quota_run,
+            self.foreign_keys,
+            self.fire_db_triggers,
+            self.db_sequences,
+            self.task,
+            self.file_preread_subtasks,
+        );
+        let flag = |f: Option<Flag>| f.map(|f| f.0);
+        Ok(RefreshRequest {
+            hub,
+            channel,
+            source_loc: Some(self.source_loc),
+            target_loc: Some(self.target_loc),
+            tables: self.tables.unwrap_or_default(),
+            granularity: self.granularity,
+            difference_filter: self
+                .difference_filter
+                .map(|f| sluice_service::DifferenceFilter {
+                    inserts: flag(f.inserts),
+                    updates: flag(f.updates),
+                    deletes: flag(f.deletes),
+                }),
+            mode: self.mode,
+            incremental_column: self.incremental_column,
+            date_buffer_days: self.date_buffer_days,
+            strategy: self.strategy,
+            batch_rows: self.batch_rows,
+            parallel_sessions: self.parallel_sessions,
+            count_first: false,
+        })
+    }
+}
+
 pub(crate) async fn refresh(
     caller: Caller,
     Path((hub, channel)): Path<(String, String)>,
     JsonBody(body): JsonBody<RefreshBody>,
 ) -> ApiResult<Response> {
     caller.require(AccessLevel::ReadExecRefresh)?;
-    unsupported("slicing", &body.slicing)?;
-    unsupported("contexts", &body.contexts)?;
-    unsupported("context_variables", &body.context_variables)?;
-    unsupported("select_moment", &body.select_moment)?;
-    if body.data_refresh == Some(Flag(false)) {
-        return Err(ApiError::invalid(
-            "data_refresh false (create tables only) is not supported by sluice yet",
-        ));
-    }
-    let _ = (
-        &body.create_tables,
-        &body.online_refresh,
-        &body.start_next_jobs,
-        &body.quota_run,
-        &body.foreign_keys,
-        &body.fire_db_triggers,
-        &body.db_sequences,
-        &body.task,
-        &body.file_preread_subtasks,
-    );
-    let mut mode = ModeOverride {
-        mode: body.mode.clone(),
-        incremental_column: body
-            .incremental_column
-            .as_deref()
-            .map(|c| {
-                ColumnName::new(c)
-                    .map_err(|e| ApiError::invalid(format!("incremental_column: {e}")))
-            })
-            .transpose()?,
-        date_buffer_days: body.date_buffer_days,
-        apply: None,
-    };
-    match body.granularity.as_deref() {
-        None | Some("bulk") => {
-            if body.difference_filter.is_some() {
-                return Err(ApiError::invalid(
-                    "difference_filter needs granularity \"rowwise\"",
-                ));
-            }
-        }
-        Some("rowwise") => {
-            if mode.mode.as_deref().is_some_and(|m| m != "rowwise") {
-                return Err(ApiError::invalid(
-                    "granularity \"rowwise\" contradicts mode",
-                ));
-            }
-            mode.mode = Some("rowwise".into());
-            let f = body.difference_filter.unwrap_or_default();
-            let on = |f: Option<Flag>| f.is_none_or(|f| f.0);
-            mode.apply = Some(match (on(f.inserts), on(f.updates), on(f.deletes)) {
-                (true, true, true) => RowwiseApply::All,
-                (true, true, false) => RowwiseApply::NoDeletes,
-                (false, false, true) => RowwiseApply::OnlyDeletes,
-                _ => {
-                    return Err(ApiError::invalid(
-                        "difference_filter: sluice applies all changes, all but deletes, or only deletes",
-                    ));
-                }
-            });
-        }
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "granularity: expected \"bulk\" or \"rowwise\", got {other:?}"
-            )));
-        }
-    }
-    let strategy = body
-        .strategy
-        .as_deref()
-        .map(|s| {
-            s.parse::<WriteStrategy>()
-                .map_err(|e| ApiError::invalid(format!("strategy: {e}")))
-        })
-        .transpose()?;
-    let cmd = RefreshCommand {
-        hub: hub_name(&hub)?,
-        channel: channel_name(&channel)?,
-        source: Some(loc_name("source_loc", &body.source_loc)?),
-        target: Some(loc_name("target_loc", &body.target_loc)?),
-        tables: table_names(body.tables)?,
-        strategy,
-        batch_rows: body.batch_rows,
-        count_first: false,
-        mode,
-        parallel: body.parallel_sessions.map(|p| p.max(1) as usize),
-    };
-    if body.dry_run.is_some_and(|d| d.0) {
+    let dry_run = body.dry_run.is_some_and(|d| d.0);
+    let start = body.start_immediate.is_none_or(|s| s.0);
+    let cmd = RefreshCommand::try_from(&body.request(hub, channel)?)?;
+    if dry_run {
         let plan = caller.service.plan_refresh(&cmd).await?;
         return Ok(Out(plan).into_response());
     }
-    let start = body.start_immediate.is_none_or(|s| s.0);
     let posted = caller.service.submit_refresh_detached(cmd, start).await?;
     Ok((StatusCode::CREATED, Out(posted_json(&posted))).into_response())
 }
@@ -241,56 +194,47 @@ pub(crate) struct CompareBody {
     dry_run: Option<Flag>,
 }
 
+impl CompareBody {
+    /// The request, once the fields sluice cannot honour yet are refused.
+    fn request(self, hub: String, channel: String) -> ApiResult<CompareRequest> {
+        unsupported("slicing", &self.slicing)?;
+        unsupported("contexts", &self.contexts)?;
+        unsupported("context_variables", &self.context_variables)?;
+        // Accepted and ignored.
+        let _ = (
+            self.parallel_sessions,
+            self.quota_run,
+            self.online_compare_sleep,
+            self.save_diff_file,
+            self.prereader_intermediate_files,
+            self.task,
+        );
+        Ok(CompareRequest {
+            hub,
+            channel,
+            source_loc: Some(self.source_loc),
+            target_loc: Some(self.target_loc),
+            tables: self.tables.unwrap_or_default(),
+            granularity: self.granularity,
+            online_compare: self.online_compare,
+            max_listed: self.max_listed,
+        })
+    }
+}
+
 pub(crate) async fn compare(
     caller: Caller,
     Path((hub, channel)): Path<(String, String)>,
     JsonBody(body): JsonBody<CompareBody>,
 ) -> ApiResult<Response> {
     caller.require(AccessLevel::ReadExec)?;
-    unsupported("slicing", &body.slicing)?;
-    unsupported("contexts", &body.contexts)?;
-    unsupported("context_variables", &body.context_variables)?;
-    let _ = (
-        &body.parallel_sessions,
-        &body.quota_run,
-        &body.online_compare_sleep,
-        &body.save_diff_file,
-        &body.prereader_intermediate_files,
-        &body.task,
-    );
-    let granularity = match body.granularity.as_deref() {
-        None | Some("bulk") => Granularity::Bulk,
-        Some("rowwise") => Granularity::Rowwise,
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "granularity: expected \"bulk\" or \"rowwise\", got {other:?}"
-            )));
-        }
-    };
-    if body.online_compare.is_some() {
-        if granularity != Granularity::Rowwise {
-            return Err(ApiError::invalid(
-                "online_compare requires granularity \"rowwise\"",
-            ));
-        }
-        return Err(ApiError::invalid(
-            "online_compare is not supported by sluice yet",
-        ));
-    }
-    let cmd = CompareCommand {
-        hub: hub_name(&hub)?,
-        channel: channel_name(&channel)?,
-        source: Some(loc_name("source_loc", &body.source_loc)?),
-        target: Some(loc_name("target_loc", &body.target_loc)?),
-        tables: table_names(body.tables)?,
-        granularity,
-        max_listed: body.max_listed.unwrap_or(100),
-    };
-    if body.dry_run.is_some_and(|d| d.0) {
+    let dry_run = body.dry_run.is_some_and(|d| d.0);
+    let start = body.start_immediate.is_none_or(|s| s.0);
+    let cmd = CompareCommand::try_from(&body.request(hub, channel)?)?;
+    if dry_run {
         let plan = caller.service.plan_compare(&cmd).await?;
         return Ok(Out(plan).into_response());
     }
-    let start = body.start_immediate.is_none_or(|s| s.0);
     let posted = caller.service.submit_compare_detached(cmd, start).await?;
     Ok((StatusCode::CREATED, Out(posted_json(&posted))).into_response())
 }

@@ -432,8 +432,8 @@ pub(crate) async fn hub(
         hubs: overview.hubs.iter().map(|h| h.to_string()).collect(),
         hub: hub.to_string(),
         description: record.hub.description.clone(),
-        frozen: record.state == "FROZEN",
-        state: record.state.clone(),
+        frozen: record.state == sluice_model::definition::HubState::Frozen,
+        state: record.state.to_string(),
         freeze_time: when(record.freeze_time),
         created: when(Some(record.created)),
         locations: overview
