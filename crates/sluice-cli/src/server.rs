@@ -147,7 +147,18 @@ pub enum UserCommand {
 }
 
 async fn open(spec: &str) -> Result<Arc<dyn Repository>> {
-    sluice_repo::open_repository(spec)
+    open_in(spec, &open_database(spec)?).await
+}
+
+/// The database `spec` names, opened once per process: on PostgreSQL, one pool that the
+/// repository and the event store share.
+fn open_database(spec: &str) -> Result<sluice_repo::Database> {
+    sluice_repo::Database::open(spec, "repository")
+        .with_context(|| format!("cannot open the repository {}", redact(spec)))
+}
+
+async fn open_in(spec: &str, db: &sluice_repo::Database) -> Result<Arc<dyn Repository>> {
+    sluice_repo::open_repository_in(db)
         .await
         .with_context(|| format!("cannot open the repository {}", redact(spec)))
 }
@@ -173,8 +184,9 @@ fn key(home: &Path) -> Result<SecretKey> {
 /// Runs the hub server until Ctrl-C or SIGTERM.
 pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
     let spec = args.repo.spec(g);
-    let repo = open(&spec).await?;
-    let events = event_hub(&spec, &args.broker, repo.as_ref()).await?;
+    let db = open_database(&spec)?;
+    let repo = open_in(&spec, &db).await?;
+    let events = event_hub(&spec, &db, &args.broker, repo.as_ref()).await?;
     let service = HubService::with_event_hub(
         repo,
         sluice_service::registry::process_env(),
@@ -255,11 +267,12 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
 /// an id stored in the repository, so several hubs can use one NATS server without mixing events.
 async fn event_hub(
     spec: &str,
+    db: &sluice_repo::Database,
     broker: &str,
     repo: &dyn Repository,
 ) -> Result<sluice_events::EventHub> {
     use sluice_events::{Broker, EventHub, HubConfig, InProcessBroker, NatsBroker, NatsOptions};
-    let store = sluice_events::store::open_event_store(spec)
+    let store = sluice_events::store::open_event_store_in(db)
         .await
         .with_context(|| format!("cannot open the event store in {}", redact(spec)))?;
     let broker: Arc<dyn Broker> = match broker.trim() {
