@@ -30,8 +30,8 @@ use sluice_model::{
     AccessLevel, ChannelName, EventId, EventState, EventType, HubName, JobName, JobState,
     LocGroupName, LocationName, ResultName, TableName,
 };
-use tokio_postgres::types::{FromSql, ToSql};
 use sluice_store::postgres::{PgDatabase, PgMigrations};
+use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{GenericClient, Row, Transaction};
 
 use crate::migrations::PG_MIGRATIONS;

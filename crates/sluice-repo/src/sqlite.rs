@@ -20,13 +20,13 @@ use sluice_model::{
 };
 
 use crate::migrations::MIGRATIONS;
-use sluice_store::sqlite::{AppliedAt, SqliteMigrations};
 use crate::{
     ApiKeyRecord, ApplySummary, CommitMark, ConnectorRecord, EventFilter, EventRecord, EventResult,
     HubRecord, JobRecord, NewEvent, Owner, ReapedJob, RepoError, RepoErrorKind, Repository, Result,
     StartedJob, SubmittedJob, TokenRecord, UserRecord, abandoned_response, job_state_after,
     request_ending,
 };
+use sluice_store::sqlite::{AppliedAt, SqliteMigrations};
 
 /// The repository in a SQLite file.
 #[derive(Clone)]

@@ -161,7 +161,10 @@ mod tests {
             Spec::Sqlite("hub.db".into())
         );
         let e = Spec::parse("mysql://x", "event store").unwrap_err();
-        assert!(e.to_string().starts_with("unsupported event store scheme \"mysql\""));
+        assert!(
+            e.to_string()
+                .starts_with("unsupported event store scheme \"mysql\"")
+        );
         let e = Spec::parse("sqlite:", "repository").unwrap_err();
         assert!(e.to_string().starts_with("no repository given"));
     }

@@ -70,9 +70,7 @@ pub fn parse_url(url: &str, what: &str) -> Result<tokio_postgres::Config> {
     }
     let config = tokio_postgres::Config::from_str(url).map_err(|e| {
         StoreError::storage(
-            format!(
-                "invalid PostgreSQL {what} URL (expected postgres://USER@HOST:PORT/DATABASE)"
-            ),
+            format!("invalid PostgreSQL {what} URL (expected postgres://USER@HOST:PORT/DATABASE)"),
             e,
         )
     })?;
@@ -172,12 +170,13 @@ impl PgDatabase {
             .await
             .map_err(|e| storage(e, "create the migration table"))?;
             let row = tx
-                .query_one(&format!("SELECT coalesce(max(version), 0) FROM {table}"), &[])
+                .query_one(
+                    &format!("SELECT coalesce(max(version), 0) FROM {table}"),
+                    &[],
+                )
                 .await
                 .map_err(|e| storage(e, "read the schema version"))?;
-            let current: i32 = row
-                .try_get(0)
-                .map_err(|e| storage(e, "read column 0"))?;
+            let current: i32 = row.try_get(0).map_err(|e| storage(e, "read column 0"))?;
             let current = u32::try_from(current).unwrap_or(0);
             if current > known {
                 return Err(StoreError::new(
@@ -187,8 +186,7 @@ impl PgDatabase {
                     ),
                 ));
             }
-            let Some((version, label, sql)) = set.list.iter().find(|(v, _, _)| *v > current)
-            else {
+            let Some((version, label, sql)) = set.list.iter().find(|(v, _, _)| *v > current) else {
                 tx.commit()
                     .await
                     .map_err(|e| storage(e, "commit a migration"))?;
@@ -217,7 +215,10 @@ impl PgDatabase {
     pub async fn schema_version(&self, what: &str, table: &str) -> Result<u32> {
         let client = self.client(what).await?;
         let row = client
-            .query_one(&format!("SELECT coalesce(max(version), 0) FROM {table}"), &[])
+            .query_one(
+                &format!("SELECT coalesce(max(version), 0) FROM {table}"),
+                &[],
+            )
             .await
             .map_err(|e| StoreError::storage(format!("{what}: read the schema version"), e))?;
         let version: i32 = row

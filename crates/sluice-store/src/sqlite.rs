@@ -170,7 +170,11 @@ mod tests {
         };
         let error = migrate(&mut conn, &older).expect_err("newer");
         assert_eq!(error.kind(), StoreErrorKind::Version);
-        assert!(error.to_string().starts_with("the repository has schema version 2"));
+        assert!(
+            error
+                .to_string()
+                .starts_with("the repository has schema version 2")
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -44,8 +44,8 @@ use crate::routing::{Pattern, RoutingKey};
 use crate::topic::{Grants, Retention, SchemaVersion, Topic, TopicName, TopicSpec};
 
 pub use postgres::PostgresEventStore;
-pub use sqlite::SqliteEventStore;
 pub use sluice_store::Database;
+pub use sqlite::SqliteEventStore;
 
 /// One event's outcome of [`EventStore::append`].
 #[derive(Debug, Clone)]

@@ -21,10 +21,10 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Object, Transaction};
 use sluice_store::postgres::{PgDatabase, PgMigrations};
+use tokio_postgres::Row;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, ToSql, Type};
-use tokio_postgres::Row;
 
 use super::{
     AppendOutcome, AppendPlan, Chunk, DELETE_CHUNK, EventRow, EventStore, Extent, Head,

@@ -31,10 +31,10 @@ use super::{
     to_micros, topic_missing,
 };
 use crate::error::{Error, Result};
-use sluice_store::sqlite::{AppliedAt, SqliteMigrations};
 use crate::event::{Append, StoredEvent};
 use crate::routing::Pattern;
 use crate::topic::{SchemaVersion, Topic, TopicName, TopicSpec};
+use sluice_store::sqlite::{AppliedAt, SqliteMigrations};
 
 /// `(version, name, SQL)`, in order. Never edit a released migration; add the next one.
 const MIGRATIONS: &[(u32, &str, &str)] = &[(
