@@ -1,5 +1,5 @@
 //! Assembling a hub server: the one function that opens the repository and the event store on
-//! one database, starts the event hub and its broker, builds the service and the router, and
+//! one database (one pool on PostgreSQL), starts the event hub and its broker, builds the service and the router, and
 //! serves them with the scheduler. `sluice serve`, the benchmarks and the tests all call it, so
 //! what they run is the same server.
 
@@ -119,13 +119,17 @@ impl Hub {
     /// none, and ends the job runs of processes that stopped (see [`Hub::reaped`]).
     pub async fn open(config: HubConfig) -> Result<Hub, HubOpenError> {
         let repository = redact(&config.repository);
-        let repo = sluice_repo::open_repository(&config.repository)
+        // One database, one pool (on PostgreSQL) for the repository and the event store.
+        let repo_error = |source| HubOpenError::Repository {
+            repository: repository.clone(),
+            source,
+        };
+        let db = sluice_repo::Database::open(&config.repository, "repository")
+            .map_err(|e| repo_error(e.into()))?;
+        let repo = sluice_repo::open_repository_in(&db)
             .await
-            .map_err(|source| HubOpenError::Repository {
-                repository: repository.clone(),
-                source,
-            })?;
-        let store = sluice_events::store::open_event_store(&config.repository)
+            .map_err(repo_error)?;
+        let store = sluice_events::store::open_event_store_in(&db)
             .await
             .map_err(|source| HubOpenError::EventStore {
                 repository: repository.clone(),

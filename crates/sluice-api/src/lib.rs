@@ -160,12 +160,12 @@ pub async fn serve(
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    match state.service.repository().hubs().await {
+    match state.service.health().await {
         Ok(hubs) => axum::Json(serde_json::json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": state.started.elapsed().as_secs(),
-            "hubs": hubs.len(),
+            "hubs": hubs,
         }))
         .into_response(),
         Err(e) => {

@@ -195,8 +195,7 @@ pub(crate) async fn render(
         "sluice_uptime_seconds {}",
         state.started.elapsed().as_secs()
     );
-    let repo = state.service.repository();
-    if let Ok(hubs) = repo.hubs().await {
+    if let Ok(hubs) = state.service.metrics_snapshot().await {
         let _ = writeln!(
             out,
             "# HELP sluice_hub_frozen Whether a hub is frozen (1) or live (0)."
@@ -206,23 +205,19 @@ pub(crate) async fn render(
             let _ = writeln!(
                 out,
                 "sluice_hub_frozen{{hub=\"{}\"}} {}",
-                h.hub.name,
-                u8::from(h.state == sluice_model::definition::HubState::Frozen)
+                h.hub,
+                u8::from(h.frozen)
             );
         }
         let _ = writeln!(out, "# HELP sluice_jobs Jobs by hub and state.");
         let _ = writeln!(out, "# TYPE sluice_jobs gauge");
         for h in &hubs {
-            if let Ok(jobs) = repo.jobs(&h.hub.name).await {
-                let mut counts = std::collections::BTreeMap::new();
-                for j in jobs {
-                    *counts.entry(j.state.as_str()).or_insert(0u64) += 1;
-                }
+            if let Some(counts) = &h.job_states {
                 for (state, n) in counts {
                     let _ = writeln!(
                         out,
                         "sluice_jobs{{hub=\"{}\",state=\"{state}\"}} {n}",
-                        h.hub.name
+                        h.hub
                     );
                 }
             }

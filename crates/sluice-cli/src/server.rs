@@ -148,7 +148,18 @@ pub enum UserCommand {
 }
 
 async fn open(spec: &str) -> Result<Arc<dyn Repository>> {
-    sluice_repo::open_repository(spec)
+    open_in(spec, &open_database(spec)?).await
+}
+
+/// The database `spec` names, opened once per process: on PostgreSQL, one pool that the
+/// repository and the event store share.
+fn open_database(spec: &str) -> Result<sluice_repo::Database> {
+    sluice_repo::Database::open(spec, "repository")
+        .with_context(|| format!("cannot open the repository {}", redact(spec)))
+}
+
+async fn open_in(spec: &str, db: &sluice_repo::Database) -> Result<Arc<dyn Repository>> {
+    sluice_repo::open_repository_in(db)
         .await
         .with_context(|| format!("cannot open the repository {}", redact(spec)))
 }

@@ -94,3 +94,17 @@ impl Error {
 
 /// Results of the event hub.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<sluice_store::StoreError> for Error {
+    /// A failure of the storage foundation: always [`ErrorKind::Storage`] (a database migrated
+    /// by a newer sluice included).
+    fn from(error: sluice_store::StoreError) -> Self {
+        let (_, message, source) = error.into_parts();
+        Error {
+            kind: ErrorKind::Storage,
+            message,
+            retry_after: None,
+            source,
+        }
+    }
+}

@@ -22,96 +22,13 @@ use sluice_events::{
     StoredEvent, TopicName, TopicSpec,
 };
 
+use sluice_test_support::TestDatabase;
 // ---------------------------------------------------------------------------------------------
 // Fixtures: one store per test, on either backend.
 
-/// The PostgreSQL server of the tests.
-fn pg_server() -> String {
-    std::env::var("SLUICE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// `server` with its database (path) set to `database`, keeping any query string.
-fn pg_url(server: &str, database: &str) -> String {
-    let (base, query) = match server.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (server, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{database}?{q}"),
-        None => format!("{base}/{database}"),
-    }
-}
-
-async fn pg_admin() -> tokio_postgres::Client {
-    let url = pg_url(&pg_server(), "postgres");
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL for the event store tests is unreachable at {url} ({e}); start it or \
-                 point SLUICE_TEST_PG at one (these tests never skip)"
-            )
-        });
-    tokio::spawn(connection);
-    client
-}
-
-/// A fresh PostgreSQL database, dropped (with its connections) when this is dropped.
-struct TestDatabase {
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create() -> Self {
-        let name = format!(
-            "sluice_ev_test_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..16]
-        );
-        pg_admin()
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-        let url = pg_url(&pg_server(), &name);
-        TestDatabase { name, url }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        // Drop runs outside async; drop the database from a thread with its own runtime.
-        let name = self.name.clone();
-        let outcome = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let url = pg_url(&pg_server(), "postgres");
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        })
-        .join();
-        match outcome {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("cannot drop test database {}: {e}", self.name),
-            Err(_) => eprintln!("cannot drop test database {}", self.name),
-        }
-    }
+/// A fresh PostgreSQL database (see `sluice_test_support`), named for this crate's tests.
+async fn fresh_database() -> TestDatabase {
+    TestDatabase::create("sluice_ev_test_").await
 }
 
 enum Backend {
@@ -148,7 +65,7 @@ impl Fixture {
     }
 
     async fn postgres() -> Self {
-        let db = TestDatabase::create().await;
+        let db = fresh_database().await;
         let store = Arc::new(PostgresEventStore::connect(&db.url).await.unwrap());
         Fixture {
             store,
@@ -1182,7 +1099,7 @@ async fn stores_open_by_the_repository_spec() {
     let e = open_event_store("mysql://x@y/z").await.err().unwrap();
     assert!(e.to_string().contains("\"mysql\""), "{e}");
 
-    let db = TestDatabase::create().await;
+    let db = fresh_database().await;
     let pg = open_event_store(&db.url).await.unwrap();
     create(&*pg, "t").await;
     let url = db.url.replacen("postgres://", "postgresql://", 1);

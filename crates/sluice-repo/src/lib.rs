@@ -41,43 +41,33 @@ use sluice_model::{
 };
 
 pub use postgres::PostgresRepository;
+pub use sluice_store::Database;
+use sluice_store::{StoreError, StoreErrorKind};
 pub use sqlite::SqliteRepository;
 
 /// Opens the repository named by `spec`: `postgres://…` or `postgresql://…` (a PostgreSQL
 /// database, see [`PostgresRepository::connect`]), `sqlite:PATH` or a plain file path (see
 /// [`SqliteRepository::open`]). Any other `scheme://` is refused.
 pub async fn open_repository(spec: &str) -> Result<Arc<dyn Repository>> {
-    let spec = spec.trim();
-    let lower = spec.to_ascii_lowercase();
-    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-        return Ok(Arc::new(PostgresRepository::connect(spec).await?));
+    open_repository_in(&Database::open(spec, "repository")?).await
+}
+
+/// Opens the repository in `db`: on PostgreSQL it takes its connections from `db`'s pool, which
+/// the process's other stores (the event store) share.
+pub async fn open_repository_in(db: &Database) -> Result<Arc<dyn Repository>> {
+    match db {
+        Database::Postgres(db) => Ok(Arc::new(PostgresRepository::on(db.clone()).await?)),
+        Database::Sqlite(path) => {
+            let path = path.clone();
+            let repo = tokio::task::spawn_blocking(move || SqliteRepository::open(path))
+                .await
+                .map_err(|e| {
+                    RepoError::new(RepoErrorKind::Storage, "opening the repository failed")
+                        .with_source(e)
+                })??;
+            Ok(Arc::new(repo))
+        }
     }
-    let path = if lower.starts_with("sqlite:") {
-        let rest = &spec["sqlite:".len()..];
-        rest.strip_prefix("//").unwrap_or(rest)
-    } else if let Some((scheme, _)) = spec.split_once("://") {
-        return Err(RepoError::new(
-            RepoErrorKind::Storage,
-            format!(
-                "unsupported repository scheme {scheme:?}: expected sqlite:PATH, a file path, or postgres://USER@HOST:PORT/DATABASE"
-            ),
-        ));
-    } else {
-        spec
-    };
-    if path.is_empty() {
-        return Err(RepoError::new(
-            RepoErrorKind::Storage,
-            "no repository given: expected sqlite:PATH, a file path, or postgres://USER@HOST:PORT/DATABASE",
-        ));
-    }
-    let path = path.to_owned();
-    let repo = tokio::task::spawn_blocking(move || SqliteRepository::open(path))
-        .await
-        .map_err(|e| {
-            RepoError::new(RepoErrorKind::Storage, "opening the repository failed").with_source(e)
-        })??;
-    Ok(Arc::new(repo))
 }
 
 /// What went wrong in the repository.
@@ -134,6 +124,20 @@ impl RepoError {
         Option<Box<dyn std::error::Error + Send + Sync>>,
     ) {
         (self.kind, self.message, self.source)
+    }
+}
+
+impl From<StoreError> for RepoError {
+    fn from(error: StoreError) -> Self {
+        let (kind, message, source) = error.into_parts();
+        RepoError {
+            kind: match kind {
+                StoreErrorKind::Version => RepoErrorKind::Version,
+                _ => RepoErrorKind::Storage,
+            },
+            message,
+            source,
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::Object;
 use sluice_model::definition::{
     Action, Channel, ChannelColumn, ChannelTable, Definitions, Hub, Location, PropValue,
 };
@@ -30,9 +30,9 @@ use sluice_model::{
     AccessLevel, ChannelName, EventId, EventState, EventType, HubName, JobName, JobState,
     LocGroupName, LocationName, ResultName, TableName,
 };
-use tokio_postgres::config::{Host, SslMode};
+use sluice_store::postgres::{PgDatabase, PgMigrations};
 use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{GenericClient, IsolationLevel, NoTls, Row, Transaction};
+use tokio_postgres::{GenericClient, Row, Transaction};
 
 use crate::migrations::PG_MIGRATIONS;
 use crate::{
@@ -46,23 +46,26 @@ use crate::{
 const MIGRATION_LOCK: i64 = 0x736c_7569_6365_0001;
 /// Advisory lock key held (per transaction, to commit) while taking an event id: "sluice" and 2.
 const EVENT_LOCK: i64 = 0x736c_7569_6365_0002;
-/// Connections per process.
-const POOL_SIZE: usize = 16;
-/// How long connecting may take when the URL does not say.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The repository's migrations, recorded in `schema_migration`.
+const MIGRATIONS: PgMigrations = PgMigrations {
+    what: "repository",
+    subject: "the schema",
+    table: "schema_migration",
+    lock: MIGRATION_LOCK,
+    list: PG_MIGRATIONS,
+};
 
 /// The repository in a PostgreSQL database.
 #[derive(Clone)]
 pub struct PostgresRepository {
-    pool: Pool,
-    /// `user@host:port/database`, for messages (never the password).
-    target: String,
+    db: PgDatabase,
 }
 
 impl std::fmt::Debug for PostgresRepository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresRepository")
-            .field("target", &self.target)
+            .field("target", &self.db.target())
             .finish()
     }
 }
@@ -96,166 +99,38 @@ fn hub_missing(hub: &HubName) -> RepoError {
     RepoError::new(RepoErrorKind::NotFound, format!("hub {hub} does not exist"))
 }
 
-/// Parses a `postgres://` URL (or key=value string), refusing TLS, which the repository does not
-/// support yet.
-fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
-    let lower = url.to_ascii_lowercase();
-    let tls_refused = || {
-        RepoError::new(
-            RepoErrorKind::Storage,
-            "TLS for the PostgreSQL repository is not supported yet: connect over loopback or a \
-             private network with sslmode=disable or sslmode=prefer",
-        )
-    };
-    if lower.contains("sslmode=verify") {
-        return Err(tls_refused());
-    }
-    let config = tokio_postgres::Config::from_str(url).map_err(|e| {
-        RepoError::new(
-            RepoErrorKind::Storage,
-            "invalid PostgreSQL repository URL (expected postgres://USER@HOST:PORT/DATABASE)",
-        )
-        .with_source(e)
-    })?;
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(tls_refused());
-    }
-    Ok(config)
-}
-
-/// `user@host:port/database` of a configuration, for messages.
-fn describe(config: &tokio_postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
-        #[cfg(unix)]
-        Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_owned(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("");
-    let db = config.get_dbname().unwrap_or(user);
-    format!("{user}@{host}:{port}/{db}")
-}
-
 impl PostgresRepository {
     /// Connects to the database at `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`) and
     /// brings its schema up to date. The tables live in the connection's current schema (`public`
     /// unless the URL sets `options=-csearch_path=…`). TLS (`sslmode=require`) is refused for now.
+    /// A process that also keeps other stores in the database opens it once
+    /// ([`PgDatabase::new`]) and calls [`PostgresRepository::on`] instead.
     pub async fn connect(url: &str) -> Result<Self> {
-        let mut config = parse_url(url)?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let target = describe(&config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .build()
-            .map_err(|e| {
-                RepoError::new(
-                    RepoErrorKind::Storage,
-                    "cannot set up the PostgreSQL repository's connection pool",
-                )
-                .with_source(e)
-            })?;
-        let repo = PostgresRepository { pool, target };
-        repo.migrate().await?;
-        Ok(repo)
+        Self::on(PgDatabase::new(url, "repository")?).await
+    }
+
+    /// The repository in `db`, taking its connections from `db`'s pool, with its schema brought
+    /// up to date.
+    pub async fn on(db: PgDatabase) -> Result<Self> {
+        db.migrate(&MIGRATIONS).await?;
+        Ok(PostgresRepository { db })
     }
 
     /// The newest schema version applied.
     pub async fn schema_version(&self) -> Result<u32> {
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM schema_migration",
-                &[],
-            )
-            .await
-            .map_err(|e| storage(e, "read the schema version"))?;
-        Ok(col::<i32>(&row, 0)?.try_into().unwrap_or(0))
+        Ok(self
+            .db
+            .schema_version("repository", MIGRATIONS.table)
+            .await?)
     }
 
     async fn client(&self) -> Result<Object> {
-        self.pool.get().await.map_err(|e| {
-            RepoError::new(
-                RepoErrorKind::Storage,
-                format!(
-                    "cannot connect to the PostgreSQL repository {}",
-                    self.target
-                ),
-            )
-            .with_source(e)
-        })
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        let mut client = self.client().await?;
-        let known = PG_MIGRATIONS.last().map_or(0, |(v, _, _)| *v);
-        loop {
-            let tx = begin(&mut client).await?;
-            // Processes starting together wait here; the next one sees what the first applied.
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-                .await
-                .map_err(|e| storage(e, "lock the schema for migration"))?;
-            tx.batch_execute(
-                "CREATE TABLE IF NOT EXISTS schema_migration (version integer PRIMARY KEY, \
-                 name text NOT NULL, applied_at timestamptz NOT NULL)",
-            )
-            .await
-            .map_err(|e| storage(e, "create the migration table"))?;
-            let current: i32 = col(
-                &tx.query_one(
-                    "SELECT coalesce(max(version), 0) FROM schema_migration",
-                    &[],
-                )
-                .await
-                .map_err(|e| storage(e, "read the schema version"))?,
-                0,
-            )?;
-            let current = u32::try_from(current).unwrap_or(0);
-            if current > known {
-                return Err(RepoError::new(
-                    RepoErrorKind::Version,
-                    format!(
-                        "the repository has schema version {current}, newer than this sluice knows ({known}); upgrade sluice"
-                    ),
-                ));
-            }
-            let Some((version, label, sql)) = PG_MIGRATIONS.iter().find(|(v, _, _)| *v > current)
-            else {
-                tx.commit()
-                    .await
-                    .map_err(|e| storage(e, "commit a migration"))?;
-                return Ok(());
-            };
-            tx.batch_execute(sql)
-                .await
-                .map_err(|e| storage(e, &format!("apply migration {version} ({label})")))?;
-            tx.execute(
-                "INSERT INTO schema_migration (version, name, applied_at) VALUES ($1, $2, $3)",
-                &[&(*version as i32), label, &Utc::now()],
-            )
-            .await
-            .map_err(|e| storage(e, "record a migration"))?;
-            tx.commit()
-                .await
-                .map_err(|e| storage(e, "commit a migration"))?;
-        }
+        Ok(self.db.client("repository").await?)
     }
 }
 
 async fn begin(client: &mut Object) -> Result<deadpool_postgres::Transaction<'_>> {
-    client
-        .build_transaction()
-        .isolation_level(IsolationLevel::ReadCommitted)
-        .start()
+    sluice_store::postgres::begin(client)
         .await
         .map_err(|e| storage(e, "begin"))
 }
@@ -2489,23 +2364,5 @@ mod tests {
         for (i, (version, _, _)) in PG_MIGRATIONS.iter().enumerate() {
             assert_eq!(*version as usize, i + 1);
         }
-    }
-
-    #[test]
-    fn tls_is_refused_clearly() {
-        for url in [
-            "postgres://u@h/db?sslmode=require",
-            "postgresql://u@h/db?sslmode=verify-full",
-        ] {
-            let error = parse_url(url).expect_err("TLS is not supported");
-            assert!(error.to_string().contains("TLS"), "{error}");
-        }
-        assert!(parse_url("postgres://u@h/db?sslmode=disable").is_ok());
-    }
-
-    #[test]
-    fn messages_never_show_the_password() {
-        let config = parse_url("postgres://alice:secret@db.example:6543/hub").expect("valid");
-        assert_eq!(describe(&config), "alice@db.example:6543/hub");
     }
 }

@@ -26,6 +26,7 @@ use crate::{
     StartedJob, SubmittedJob, TokenRecord, UserRecord, abandoned_response, job_state_after,
     request_ending,
 };
+use sluice_store::sqlite::{AppliedAt, SqliteMigrations};
 
 /// The repository in a SQLite file.
 #[derive(Clone)]
@@ -77,23 +78,12 @@ impl SqliteRepository {
     /// Opens (creating when needed) the repository at `path` and brings its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                RepoError::new(
-                    RepoErrorKind::Storage,
-                    format!("cannot create the repository directory {}", dir.display()),
-                )
-                .with_source(e)
-            })?;
-        }
-        let mut conn = Connection::open(&path).map_err(|e| storage(e, "open"))?;
-        conn.busy_timeout(Duration::from_secs(30))
-            .map_err(|e| storage(e, "set busy timeout"))?;
-        conn.execute_batch(
+        let mut conn = sluice_store::sqlite::open(
+            &path,
+            "repository",
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(|e| storage(e, "configure"))?;
-        migrate(&mut conn)?;
+        )?;
+        sluice_store::sqlite::migrate(&mut conn, &MIGRATION_SET)?;
         Ok(SqliteRepository {
             conn: Arc::new(Mutex::new(conn)),
             path,
@@ -133,52 +123,13 @@ impl SqliteRepository {
     }
 }
 
-fn migrate(conn: &mut Connection) -> Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migration (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
-    )
-    .map_err(|e| storage(e, "create the migration table"))?;
-    let current: u32 = conn
-        .query_row(
-            "SELECT coalesce(max(version), 0) FROM schema_migration",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| storage(e, "read the schema version"))?;
-    let known = MIGRATIONS.last().map_or(0, |(v, _, _)| *v);
-    if current > known {
-        return Err(RepoError::new(
-            RepoErrorKind::Version,
-            format!(
-                "the repository has schema version {current}, newer than this sluice knows ({known}); upgrade sluice"
-            ),
-        ));
-    }
-    for (version, label, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| storage(e, "begin a migration"))?;
-        // Another process may have migrated while we waited for the lock.
-        let done: bool = tx
-            .query_row(
-                "SELECT count(*) > 0 FROM schema_migration WHERE version = ?1",
-                [version],
-                |r| r.get(0),
-            )
-            .map_err(|e| storage(e, "read the schema version"))?;
-        if !done {
-            tx.execute_batch(sql)
-                .map_err(|e| storage(e, &format!("apply migration {version} ({label})")))?;
-            tx.execute(
-                "INSERT INTO schema_migration (version, name, applied_at) VALUES (?1, ?2, ?3)",
-                params![version, label, ts(Utc::now())],
-            )
-            .map_err(|e| storage(e, "record a migration"))?;
-        }
-        tx.commit().map_err(|e| storage(e, "commit a migration"))?;
-    }
-    Ok(())
-}
+/// The repository's migrations, recorded in `schema_migration`.
+const MIGRATION_SET: SqliteMigrations = SqliteMigrations {
+    what: "repository",
+    table: "schema_migration",
+    applied_at: AppliedAt::Text,
+    list: MIGRATIONS,
+};
 
 /// Inserts an event with a unique id (at least one microsecond after the newest). `NotFound` when
 /// the hub does not exist.

@@ -25,96 +25,14 @@ use sluice_repo::{
     RepoError, RepoErrorKind, Repository, SqliteRepository, TokenRecord, UserRecord,
     open_repository,
 };
+use sluice_test_support::TestDatabase;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures: one repository per test, on either backend.
 
-/// The PostgreSQL server of the tests, without a database.
-fn pg_server() -> String {
-    std::env::var("SLUICE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-/// `server` with its database (path) set to `database`, keeping any query string.
-fn pg_url(server: &str, database: &str) -> String {
-    let (base, query) = match server.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (server, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{database}?{q}"),
-        None => format!("{base}/{database}"),
-    }
-}
-
-async fn pg_admin() -> tokio_postgres::Client {
-    let url = pg_url(&pg_server(), "postgres");
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL for the repository tests is unreachable at {url} ({e}); start it or \
-                 point SLUICE_TEST_PG at one (these tests never skip)"
-            )
-        });
-    tokio::spawn(connection);
-    client
-}
-
-/// A fresh PostgreSQL database, dropped (with its connections) when this is dropped.
-struct TestDatabase {
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create() -> Self {
-        let name = format!(
-            "sluice_repo_test_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..16]
-        );
-        pg_admin()
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-        let url = pg_url(&pg_server(), &name);
-        TestDatabase { name, url }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        // Drop runs outside async; drop the database from a thread with its own runtime.
-        let name = self.name.clone();
-        let outcome = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let url = pg_url(&pg_server(), "postgres");
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        })
-        .join();
-        match outcome {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("cannot drop test database {}: {e}", self.name),
-            Err(_) => eprintln!("cannot drop test database {}", self.name),
-        }
-    }
+/// A fresh PostgreSQL database (see `sluice_test_support`), named for this crate's tests.
+async fn fresh_database() -> TestDatabase {
+    TestDatabase::create("sluice_repo_test_").await
 }
 
 enum Store {
@@ -151,7 +69,7 @@ impl Fixture {
     }
 
     async fn postgres() -> Self {
-        let db = TestDatabase::create().await;
+        let db = fresh_database().await;
         let repo = Arc::new(PostgresRepository::connect(&db.url).await.unwrap());
         Fixture {
             repo,
@@ -2349,7 +2267,7 @@ async fn events_are_filtered_and_results_kept_in_order(fx: Fixture) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_processes_starting_together_migrate_once() {
-    let db = TestDatabase::create().await;
+    let db = fresh_database().await;
     let mut handles = Vec::new();
     for _ in 0..6 {
         let url = db.url.clone();
@@ -2412,7 +2330,7 @@ async fn open_repository_by_spec() {
     }
     assert!(plain.exists() && prefixed.exists());
 
-    let db = TestDatabase::create().await;
+    let db = fresh_database().await;
     for spec in [
         db.url.clone(),
         db.url.replacen("postgres://", "postgresql://", 1),
@@ -2535,4 +2453,32 @@ async fn api_keys_are_created_listed_and_deleted(fx: Fixture) {
     let error = fx.delete_api_key("k_old").await.unwrap_err();
     assert_eq!(error.kind(), RepoErrorKind::NotFound, "{error}");
     assert_eq!(fx.api_keys().await.unwrap(), vec![new]);
+}
+
+/// On PostgreSQL the repository and the event store share the one pool `Database::open` sets
+/// up, each with its own migrations in the same database.
+#[tokio::test]
+async fn postgres_repository_and_event_store_share_one_pool() {
+    let db = fresh_database().await;
+    let database = sluice_repo::Database::open(&db.url, "repository").unwrap();
+    let repo = sluice_repo::open_repository_in(&database).await.unwrap();
+    let store = sluice_events::store::open_event_store_in(&database)
+        .await
+        .unwrap();
+    assert!(repo.hubs().await.unwrap().is_empty());
+    store.topics().await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    for table in ["schema_migration", "ev_schema_migrations"] {
+        let row = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap();
+        assert!(
+            row.get::<_, i64>(0) > 0,
+            "{table} records the store's migrations"
+        );
+    }
 }

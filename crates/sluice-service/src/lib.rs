@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod connectors;
 pub mod definition;
+mod health;
 mod jobs;
 mod password;
 pub mod policy;
@@ -33,6 +34,7 @@ use sluice_repo::{Owner, RepoError, RepoErrorKind, Repository, SqliteRepository}
 use tokio_util::sync::CancellationToken;
 
 pub use definition::{CompileContext, Compiled, Diagnostic, Severity};
+pub use health::HubGauge;
 pub use jobs::{
     CompareCommand, CompareSummary, CompareTableResult, JobPlan, ModeOverride, PlannedTable,
     Posted, RefreshCommand, RefreshSummary, RefreshTableResult, RunningJob, Start, Submitted,
@@ -322,7 +324,8 @@ impl HubService {
         &self.user
     }
 
-    /// The repository (for the hub server's own bookkeeping, e.g. health checks).
+    /// The repository, for tests and tools that set up state beneath the use cases; handlers
+    /// call the use cases ([`HubService::health`], [`HubService::metrics_snapshot`], …) instead.
     pub fn repository(&self) -> Arc<dyn Repository> {
         self.inner.repo.clone()
     }

@@ -44,6 +44,7 @@ use crate::routing::{Pattern, RoutingKey};
 use crate::topic::{Grants, Retention, SchemaVersion, Topic, TopicName, TopicSpec};
 
 pub use postgres::PostgresEventStore;
+pub use sluice_store::Database;
 pub use sqlite::SqliteEventStore;
 
 /// One event's outcome of [`EventStore::append`].
@@ -143,35 +144,22 @@ pub trait EventStore: Send + Sync {
 /// `postgres://…` or `postgresql://…` (see [`PostgresEventStore::connect`]), `sqlite:PATH` or a
 /// plain file path (see [`SqliteEventStore::open`]). Any other `scheme://` is refused.
 pub async fn open_event_store(spec: &str) -> Result<Arc<dyn EventStore>> {
-    let spec = spec.trim();
-    let lower = spec.to_ascii_lowercase();
-    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-        return Ok(Arc::new(PostgresEventStore::connect(spec).await?));
+    open_event_store_in(&Database::open(spec, "event store")?).await
+}
+
+/// Opens the event store in `db`: on PostgreSQL it takes its connections from `db`'s pool,
+/// which the process's other stores (the hub repository) share.
+pub async fn open_event_store_in(db: &Database) -> Result<Arc<dyn EventStore>> {
+    match db {
+        Database::Postgres(db) => Ok(Arc::new(PostgresEventStore::on(db.clone()).await?)),
+        Database::Sqlite(path) => {
+            let path = path.clone();
+            let store = tokio::task::spawn_blocking(move || SqliteEventStore::open(path))
+                .await
+                .map_err(|e| Error::storage("opening the event store failed", e))??;
+            Ok(Arc::new(store))
+        }
     }
-    let path = if lower.starts_with("sqlite:") {
-        let rest = &spec["sqlite:".len()..];
-        rest.strip_prefix("//").unwrap_or(rest)
-    } else if let Some((scheme, _)) = spec.split_once("://") {
-        return Err(Error::new(
-            ErrorKind::Storage,
-            format!(
-                "unsupported event store scheme {scheme:?}: expected sqlite:PATH, a file path, or postgres://USER@HOST:PORT/DATABASE"
-            ),
-        ));
-    } else {
-        spec
-    };
-    if path.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Storage,
-            "no event store given: expected sqlite:PATH, a file path, or postgres://USER@HOST:PORT/DATABASE",
-        ));
-    }
-    let path = path.to_owned();
-    let store = tokio::task::spawn_blocking(move || SqliteEventStore::open(path))
-        .await
-        .map_err(|e| Error::storage("opening the event store failed", e))??;
-    Ok(Arc::new(store))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,25 +15,23 @@
 //! as published.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Transaction};
+use deadpool_postgres::{Object, Transaction};
+use sluice_store::postgres::{PgDatabase, PgMigrations};
+use tokio_postgres::Row;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, ToSql, Type};
-use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 use super::{
     AppendOutcome, AppendPlan, Chunk, DELETE_CHUNK, EventRow, EventStore, Extent, Head,
     HistoryPage, HistoryQuery, KeyFilter, Scan, Slot, TopicRow, age_cutoff, db_int, db_u64,
     grants_text, key_range, parse_schema, retention_cut, schema_text, to_micros, topic_missing,
 };
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::event::{Append, StoredEvent};
 use crate::routing::Pattern;
 use crate::topic::{SchemaVersion, Topic, TopicName, TopicSpec};
@@ -41,10 +39,6 @@ use crate::topic::{SchemaVersion, Topic, TopicName, TopicSpec};
 /// Advisory lock key held (per transaction) while migrating the event tables: "sluice" and
 /// 0x0e01 (the repository uses 0x0001 and 0x0002).
 const MIGRATION_LOCK: i64 = 0x736c_7569_6365_0e01;
-/// Connections per process.
-const POOL_SIZE: usize = 8;
-/// How long connecting may take when the URL does not say.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `(version, name, SQL)`, in order. Never edit a released migration; add the next one.
 const MIGRATIONS: &[(u32, &str, &str)] = &[(
@@ -97,18 +91,25 @@ const TOPIC_SELECT: &str = "SELECT t.name, t.description, t.schema_version, t.re
 
 const EVENT_COLUMNS: &str = "seq, id, routing_key, ts, posted_by, payload";
 
+/// The event store's migrations, recorded in `ev_schema_migrations`.
+const MIGRATION_SET: PgMigrations = PgMigrations {
+    what: "event store",
+    subject: "the event tables",
+    table: "ev_schema_migrations",
+    lock: MIGRATION_LOCK,
+    list: MIGRATIONS,
+};
+
 /// The event store in a PostgreSQL database.
 #[derive(Clone)]
 pub struct PostgresEventStore {
-    pool: Pool,
-    /// `user@host:port/database`, for messages (never the password).
-    target: String,
+    db: PgDatabase,
 }
 
 impl std::fmt::Debug for PostgresEventStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresEventStore")
-            .field("target", &self.target)
+            .field("target", &self.db.target())
             .finish()
     }
 }
@@ -157,50 +158,8 @@ fn events(rows: &[Row], topic: &TopicName) -> Result<Vec<StoredEvent>> {
         .collect()
 }
 
-/// Parses a `postgres://` URL (or key=value string), refusing TLS, which the hub's PostgreSQL
-/// connections do not support yet.
-fn parse_url(url: &str) -> Result<tokio_postgres::Config> {
-    let tls_refused = || {
-        Error::new(
-            ErrorKind::Storage,
-            "TLS for the PostgreSQL event store is not supported yet: connect over loopback or a \
-             private network with sslmode=disable or sslmode=prefer",
-        )
-    };
-    if url.to_ascii_lowercase().contains("sslmode=verify") {
-        return Err(tls_refused());
-    }
-    let config = tokio_postgres::Config::from_str(url).map_err(|e| {
-        Error::storage(
-            "invalid PostgreSQL event store URL (expected postgres://USER@HOST:PORT/DATABASE)",
-            e,
-        )
-    })?;
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(tls_refused());
-    }
-    Ok(config)
-}
-
-/// `user@host:port/database` of a configuration, for messages.
-fn describe(config: &tokio_postgres::Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
-        #[cfg(unix)]
-        Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".to_owned(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("");
-    let db = config.get_dbname().unwrap_or(user);
-    format!("{user}@{host}:{port}/{db}")
-}
-
 async fn begin(client: &mut Object) -> Result<Transaction<'_>> {
-    client
-        .build_transaction()
-        .isolation_level(IsolationLevel::ReadCommitted)
-        .start()
+    sluice_store::postgres::begin(client)
         .await
         .map_err(storage("begin"))
 }
@@ -324,99 +283,21 @@ impl PostgresEventStore {
     /// normally the hub repository's, and brings the event tables up to date. They live in the
     /// connection's current schema (`public` unless the URL sets `options=-csearch_path=…`).
     /// TLS (`sslmode=require`) is refused for now.
+    /// A process that also keeps the repository in the database opens it once
+    /// ([`PgDatabase::new`]) and calls [`PostgresEventStore::on`] instead.
     pub async fn connect(url: &str) -> Result<Self> {
-        let mut config = parse_url(url)?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let target = describe(&config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .build()
-            .map_err(|e| {
-                Error::storage(
-                    "cannot set up the PostgreSQL event store's connection pool",
-                    e,
-                )
-            })?;
-        let store = PostgresEventStore { pool, target };
-        store.migrate().await?;
-        Ok(store)
+        Self::on(PgDatabase::new(url, "event store")?).await
+    }
+
+    /// The event store in `db`, taking its connections from `db`'s pool, with its tables
+    /// brought up to date.
+    pub async fn on(db: PgDatabase) -> Result<Self> {
+        db.migrate(&MIGRATION_SET).await?;
+        Ok(PostgresEventStore { db })
     }
 
     async fn client(&self) -> Result<Object> {
-        self.pool.get().await.map_err(|e| {
-            Error::storage(
-                format!(
-                    "cannot connect to the PostgreSQL event store {}",
-                    self.target
-                ),
-                e,
-            )
-        })
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        let mut client = self.client().await?;
-        let known = MIGRATIONS.last().map_or(0, |(v, _, _)| *v);
-        loop {
-            let tx = begin(&mut client).await?;
-            // Processes starting together wait here; the next one sees what the first applied.
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-                .await
-                .map_err(storage("lock the event tables for migration"))?;
-            tx.batch_execute(
-                "CREATE TABLE IF NOT EXISTS ev_schema_migrations (version integer PRIMARY KEY, \
-                 name text NOT NULL, applied_at timestamptz NOT NULL)",
-            )
-            .await
-            .map_err(storage("create the migration table"))?;
-            let row = tx
-                .query_one(
-                    "SELECT coalesce(max(version), 0) FROM ev_schema_migrations",
-                    &[],
-                )
-                .await
-                .map_err(storage("read the schema version"))?;
-            let current = u32::try_from(col::<i32>(&row, 0)?).unwrap_or(0);
-            if current > known {
-                return Err(Error::new(
-                    ErrorKind::Storage,
-                    format!(
-                        "the event store has schema version {current}, newer than this sluice knows ({known}); upgrade sluice"
-                    ),
-                ));
-            }
-            let Some((version, label, sql)) = MIGRATIONS.iter().find(|(v, _, _)| *v > current)
-            else {
-                tx.commit().await.map_err(storage("commit a migration"))?;
-                return Ok(());
-            };
-            tx.batch_execute(sql).await.map_err(|e| {
-                Error::storage(
-                    format!("event store: apply migration {version} ({label})"),
-                    e,
-                )
-            })?;
-            tx.execute(
-                "INSERT INTO ev_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                &[
-                    &i32::try_from(*version).unwrap_or(i32::MAX),
-                    label,
-                    &Utc::now(),
-                ],
-            )
-            .await
-            .map_err(storage("record a migration"))?;
-            tx.commit().await.map_err(storage("commit a migration"))?;
-        }
+        Ok(self.db.client("event store").await?)
     }
 
     /// Deletes the events of `topic` up to sequence number `through`, oldest first, one chunk

@@ -30,10 +30,11 @@ use super::{
     from_micros, grants_text, key_range, micros, parse_schema, retention_cut, schema_text,
     to_micros, topic_missing,
 };
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::event::{Append, StoredEvent};
 use crate::routing::Pattern;
 use crate::topic::{SchemaVersion, Topic, TopicName, TopicSpec};
+use sluice_store::sqlite::{AppliedAt, SqliteMigrations};
 
 /// `(version, name, SQL)`, in order. Never edit a released migration; add the next one.
 const MIGRATIONS: &[(u32, &str, &str)] = &[(
@@ -215,68 +216,13 @@ fn first_at(conn: &Connection, topic: &str, at: DateTime<Utc>) -> Result<Option<
     .transpose()
 }
 
-fn configure(conn: &Connection) -> Result<()> {
-    conn.busy_timeout(Duration::from_secs(30))
-        .map_err(storage("set the busy timeout"))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -32768;",
-    )
-    .map_err(storage("configure the connection"))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(())
-}
-
-fn migrate(conn: &mut Connection) -> Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS ev_schema_migrations (version INTEGER PRIMARY KEY, \
-         name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-    )
-    .map_err(storage("create the migration table"))?;
-    let current: u32 = conn
-        .query_row(
-            "SELECT coalesce(max(version), 0) FROM ev_schema_migrations",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(storage("read the schema version"))?;
-    let known = MIGRATIONS.last().map_or(0, |(v, _, _)| *v);
-    if current > known {
-        return Err(Error::new(
-            ErrorKind::Storage,
-            format!(
-                "the event store has schema version {current}, newer than this sluice knows ({known}); upgrade sluice"
-            ),
-        ));
-    }
-    for (version, label, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(storage("begin a migration"))?;
-        // Another process may have migrated while this one waited for the lock.
-        let done: bool = tx
-            .query_row(
-                "SELECT count(*) > 0 FROM ev_schema_migrations WHERE version = ?1",
-                [version],
-                |r| r.get(0),
-            )
-            .map_err(storage("read the schema version"))?;
-        if !done {
-            tx.execute_batch(sql).map_err(|e| {
-                Error::storage(
-                    format!("event store: apply migration {version} ({label})"),
-                    e,
-                )
-            })?;
-            tx.execute(
-                "INSERT INTO ev_schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-                params![version, label, micros(Utc::now())],
-            )
-            .map_err(storage("record a migration"))?;
-        }
-        tx.commit().map_err(storage("commit a migration"))?;
-    }
-    Ok(())
-}
+/// The event store's migrations, recorded in `ev_schema_migrations`.
+const MIGRATION_SET: SqliteMigrations = SqliteMigrations {
+    what: "event store",
+    table: "ev_schema_migrations",
+    applied_at: AppliedAt::Micros,
+    list: MIGRATIONS,
+};
 
 impl SqliteEventStore {
     /// Opens (creating when needed) the event tables in the SQLite file at `path`, normally the
@@ -284,17 +230,13 @@ impl SqliteEventStore {
     /// runtime (as [`open_event_store`](super::open_event_store) does).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::storage(
-                    format!("cannot create the event store directory {}", dir.display()),
-                    e,
-                )
-            })?;
-        }
-        let mut writer = Connection::open(&path).map_err(storage("open the database file"))?;
-        configure(&writer)?;
-        migrate(&mut writer)?;
+        let mut writer = sluice_store::sqlite::open(
+            &path,
+            "event store",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA cache_size = -32768;",
+        )?;
+        writer.set_prepared_statement_cache_capacity(64);
+        sluice_store::sqlite::migrate(&mut writer, &MIGRATION_SET)?;
         // Checkpoints run in the background (see the module docs), not in the writer's commits.
         writer
             .execute_batch("PRAGMA wal_autocheckpoint = 0;")
