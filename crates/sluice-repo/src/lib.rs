@@ -577,9 +577,11 @@ pub struct StartedJob {
     pub taken_over: Vec<EventId>,
 }
 
-/// The hub repository.
+/// The store of hubs and their definitions (locations, channels, tables, actions).
+///
+/// Part of [`Repository`]; its contract is written on each method.
 #[async_trait]
-pub trait Repository: Send + Sync {
+pub trait DefinitionStore: Send + Sync {
     /// Every hub, by name.
     async fn hubs(&self) -> Result<Vec<HubRecord>>;
 
@@ -607,6 +609,42 @@ pub trait Repository: Send + Sync {
     /// Every channel of a hub, by name.
     async fn channels(&self, hub: &HubName) -> Result<Vec<Channel>>;
 
+    /// Creates an empty hub and posts `Hub_Create`. `Conflict` when it exists.
+    async fn create_hub(&self, hub: &Hub, user: &str) -> Result<EventId>;
+
+    /// Deletes a hub with its definitions, jobs and events. `NotFound` when it does not exist.
+    async fn delete_hub(&self, hub: &HubName) -> Result<()>;
+
+    /// Freezes (`true`) or unfreezes a hub and posts `Hub_Freeze` / `Hub_Unfreeze` naming `user`.
+    /// Freezing a frozen hub (or unfreezing a live one) changes nothing but still answers the event.
+    async fn set_hub_frozen(&self, hub: &HubName, frozen: bool, user: &str) -> Result<EventId>;
+
+    /// Sets hub properties (`None` deletes one; `Description` is the hub's description) and posts
+    /// `Hub_Property_Change` naming `user`, in one transaction.
+    async fn set_hub_props(
+        &self,
+        hub: &HubName,
+        changes: &BTreeMap<String, Option<serde_json::Value>>,
+        user: &str,
+    ) -> Result<EventId>;
+
+    /// Makes the hub's stored definitions exactly `definitions` (locations and channels not in it
+    /// are deleted), bumps the hub's version and posts `event`, in one transaction. `Conflict`
+    /// when the hub's version is not `expected_version` (someone else changed it meanwhile);
+    /// `NotFound` when the hub does not exist.
+    async fn replace_hub_definitions(
+        &self,
+        definitions: &Definitions,
+        expected_version: i64,
+        event: NewEvent,
+    ) -> Result<EventId>;
+}
+
+/// The store of jobs, HVR events, their per-table results and log lines, commit markers, the reaper.
+///
+/// Part of [`Repository`]; its contract is written on each method.
+#[async_trait]
+pub trait JobStore: Send + Sync {
     /// Posts an event (its id is unique: a colliding instant is moved a microsecond on).
     async fn post_event(&self, event: NewEvent) -> Result<EventId>;
 
@@ -658,74 +696,6 @@ pub trait Repository: Send + Sync {
         channel: &ChannelName,
         event_type: EventType,
     ) -> Result<BTreeMap<TableName, (EventRecord, Vec<EventResult>)>>;
-    /// Creates an empty hub and posts `Hub_Create`. `Conflict` when it exists.
-    async fn create_hub(&self, hub: &Hub, user: &str) -> Result<EventId>;
-
-    /// Deletes a hub with its definitions, jobs and events. `NotFound` when it does not exist.
-    async fn delete_hub(&self, hub: &HubName) -> Result<()>;
-
-    /// Freezes (`true`) or unfreezes a hub and posts `Hub_Freeze` / `Hub_Unfreeze` naming `user`.
-    /// Freezing a frozen hub (or unfreezing a live one) changes nothing but still answers the event.
-    async fn set_hub_frozen(&self, hub: &HubName, frozen: bool, user: &str) -> Result<EventId>;
-
-    /// Sets hub properties (`None` deletes one; `Description` is the hub's description) and posts
-    /// `Hub_Property_Change` naming `user`, in one transaction.
-    async fn set_hub_props(
-        &self,
-        hub: &HubName,
-        changes: &BTreeMap<String, Option<serde_json::Value>>,
-        user: &str,
-    ) -> Result<EventId>;
-
-    /// Makes the hub's stored definitions exactly `definitions` (locations and channels not in it
-    /// are deleted), bumps the hub's version and posts `event`, in one transaction. `Conflict`
-    /// when the hub's version is not `expected_version` (someone else changed it meanwhile);
-    /// `NotFound` when the hub does not exist.
-    async fn replace_hub_definitions(
-        &self,
-        definitions: &Definitions,
-        expected_version: i64,
-        event: NewEvent,
-    ) -> Result<EventId>;
-
-    /// Every user, by name.
-    async fn users(&self) -> Result<Vec<UserRecord>>;
-
-    /// One user.
-    async fn user(&self, name: &str) -> Result<Option<UserRecord>>;
-
-    /// Adds a user. `Conflict` when the name is taken.
-    async fn create_user(&self, user: &UserRecord) -> Result<()>;
-
-    /// Changes a user's level and/or password hash. `NotFound` when there is no such user.
-    async fn update_user(
-        &self,
-        name: &str,
-        level: Option<AccessLevel>,
-        password_hash: Option<&str>,
-    ) -> Result<()>;
-
-    /// Deletes a user and their tokens. `NotFound` when there is no such user.
-    async fn delete_user(&self, name: &str) -> Result<()>;
-
-    /// Stores a token.
-    async fn put_token(&self, token: &TokenRecord) -> Result<()>;
-
-    /// Removes and returns the token with this hash (at most one caller gets it: rotation).
-    async fn take_token(&self, hash: &str) -> Result<Option<TokenRecord>>;
-
-    /// The token with this hash, if stored (expired or not).
-    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>>;
-
-    /// Tokens of a kind (every user when `user` is `None`).
-    async fn tokens(&self, kind: &str, user: Option<&str>) -> Result<Vec<TokenRecord>>;
-
-    /// Deletes a token; deleting an unknown token is not an error.
-    async fn delete_token(&self, hash: &str) -> Result<()>;
-
-    /// A repository-wide setting (e.g. the token signing key), inserting `value` first when
-    /// absent: every process sharing the repository gets the same stored value.
-    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String>;
 
     /// Posts a job run's event and, when `start` is given, claims the job for that owner, in one
     /// transaction. Pending (unstarted) `ACTIVE` events of the same job are cancelled and listed.
@@ -800,17 +770,47 @@ pub trait Repository: Send + Sync {
     /// (`FAILED`, or the state its event had already ended in). Of processes reaping at once,
     /// each run is ended by exactly one; a run whose process still beats is never touched.
     async fn reap_jobs(&self, stale_after: Duration) -> Result<Vec<ReapedJob>>;
+}
 
-    /// The connector settings of a channel, storing `record` first when there are none: every
-    /// process gets the same stored settings (and `created`). `NotFound` when the hub does not
-    /// exist.
-    async fn connector_or_insert(&self, record: &ConnectorRecord) -> Result<ConnectorRecord>;
+/// The store of users, tokens (refresh tokens, sessions) and API keys.
+///
+/// Part of [`Repository`]; its contract is written on each method.
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    /// Every user, by name.
+    async fn users(&self) -> Result<Vec<UserRecord>>;
 
-    /// Stored connector settings, of one hub or of every hub, by hub and channel.
-    async fn connector_records(&self, hub: Option<&HubName>) -> Result<Vec<ConnectorRecord>>;
+    /// One user.
+    async fn user(&self, name: &str) -> Result<Option<UserRecord>>;
 
-    /// Adds or replaces the settings of a connector. `NotFound` when the hub does not exist.
-    async fn put_connector(&self, record: &ConnectorRecord) -> Result<()>;
+    /// Adds a user. `Conflict` when the name is taken.
+    async fn create_user(&self, user: &UserRecord) -> Result<()>;
+
+    /// Changes a user's level and/or password hash. `NotFound` when there is no such user.
+    async fn update_user(
+        &self,
+        name: &str,
+        level: Option<AccessLevel>,
+        password_hash: Option<&str>,
+    ) -> Result<()>;
+
+    /// Deletes a user and their tokens. `NotFound` when there is no such user.
+    async fn delete_user(&self, name: &str) -> Result<()>;
+
+    /// Stores a token.
+    async fn put_token(&self, token: &TokenRecord) -> Result<()>;
+
+    /// Removes and returns the token with this hash (at most one caller gets it: rotation).
+    async fn take_token(&self, hash: &str) -> Result<Option<TokenRecord>>;
+
+    /// The token with this hash, if stored (expired or not).
+    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>>;
+
+    /// Tokens of a kind (every user when `user` is `None`).
+    async fn tokens(&self, kind: &str, user: Option<&str>) -> Result<Vec<TokenRecord>>;
+
+    /// Deletes a token; deleting an unknown token is not an error.
+    async fn delete_token(&self, hash: &str) -> Result<()>;
 
     /// Stores a new API key. `Conflict` when the key exists.
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
@@ -824,3 +824,32 @@ pub trait Repository: Send + Sync {
     /// Deletes an API key. `NotFound` when there is no such key.
     async fn delete_api_key(&self, key: &str) -> Result<()>;
 }
+
+/// The store of hub-wide settings and the `/v1` connector records.
+///
+/// Part of [`Repository`]; its contract is written on each method.
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    /// A repository-wide setting (e.g. the token signing key), inserting `value` first when
+    /// absent: every process sharing the repository gets the same stored value.
+    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String>;
+
+    /// The connector settings of a channel, storing `record` first when there are none: every
+    /// process gets the same stored settings (and `created`). `NotFound` when the hub does not
+    /// exist.
+    async fn connector_or_insert(&self, record: &ConnectorRecord) -> Result<ConnectorRecord>;
+
+    /// Stored connector settings, of one hub or of every hub, by hub and channel.
+    async fn connector_records(&self, hub: Option<&HubName>) -> Result<Vec<ConnectorRecord>>;
+
+    /// Adds or replaces the settings of a connector. `NotFound` when the hub does not exist.
+    async fn put_connector(&self, record: &ConnectorRecord) -> Result<()>;
+}
+
+/// The hub repository.
+///
+/// It is made of the store traits by area ([`DefinitionStore`], [`JobStore`],
+/// [`IdentityStore`], [`SettingsStore`]); whatever implements all four is a repository.
+pub trait Repository: DefinitionStore + JobStore + IdentityStore + SettingsStore {}
+
+impl<T: DefinitionStore + JobStore + IdentityStore + SettingsStore + ?Sized> Repository for T {}

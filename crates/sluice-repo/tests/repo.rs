@@ -21,9 +21,9 @@ use sluice_model::{
     LocGroupName, LocationName, ResultName, TableName,
 };
 use sluice_repo::{
-    ApiKeyRecord, ConnectorRecord, EventFilter, EventResult, NewEvent, Owner, PostgresRepository,
-    RepoError, RepoErrorKind, Repository, SqliteRepository, TokenRecord, UserRecord,
-    open_repository,
+    ApiKeyRecord, ConnectorRecord, DefinitionStore, EventFilter, EventResult, NewEvent, Owner,
+    PostgresRepository, RepoError, RepoErrorKind, Repository, SqliteRepository, TokenRecord,
+    UserRecord, open_repository,
 };
 use sluice_test_support::TestDatabase;
 

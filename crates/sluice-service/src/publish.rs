@@ -28,9 +28,9 @@ use sluice_model::{
     TableName,
 };
 use sluice_repo::{
-    ApiKeyRecord, ApplySummary, ConnectorRecord, EventFilter, EventRecord, EventResult, HubRecord,
-    JobRecord, NewEvent, Owner, ReapedJob, Repository, Result, StartedJob, SubmittedJob,
-    TokenRecord, UserRecord,
+    ApiKeyRecord, ApplySummary, ConnectorRecord, DefinitionStore, EventFilter, EventRecord,
+    EventResult, HubRecord, IdentityStore, JobRecord, JobStore, NewEvent, Owner, ReapedJob,
+    Repository, Result, SettingsStore, StartedJob, SubmittedJob, TokenRecord, UserRecord,
 };
 use tokio::sync::mpsc;
 
@@ -196,7 +196,7 @@ async fn publish_loop(hub: EventHub, mut rx: mpsc::Receiver<HubEvent>) {
 }
 
 #[async_trait]
-impl Repository for PublishingRepository {
+impl DefinitionStore for PublishingRepository {
     async fn hubs(&self) -> Result<Vec<HubRecord>> {
         self.inner.hubs().await
     }
@@ -239,6 +239,60 @@ impl Repository for PublishingRepository {
         self.inner.channels(hub).await
     }
 
+    async fn create_hub(&self, hub: &Hub, user: &str) -> Result<EventId> {
+        let id = self.inner.create_hub(hub, user).await?;
+        self.definition(&hub.name, "hub_create", user, Some(id));
+        self.events_changed(&hub.name, &[id], false).await;
+        Ok(id)
+    }
+
+    async fn delete_hub(&self, hub: &HubName) -> Result<()> {
+        self.inner.delete_hub(hub).await?;
+        self.definition(hub, "hub_delete", "", None);
+        Ok(())
+    }
+
+    async fn set_hub_frozen(&self, hub: &HubName, frozen: bool, user: &str) -> Result<EventId> {
+        let id = self.inner.set_hub_frozen(hub, frozen, user).await?;
+        let change = if frozen { "freeze" } else { "unfreeze" };
+        self.definition(hub, change, user, Some(id));
+        self.events_changed(hub, &[id], false).await;
+        Ok(id)
+    }
+
+    async fn set_hub_props(
+        &self,
+        hub: &HubName,
+        changes: &BTreeMap<String, Option<Json>>,
+        user: &str,
+    ) -> Result<EventId> {
+        let id = self.inner.set_hub_props(hub, changes, user).await?;
+        self.definition(hub, "props", user, Some(id));
+        self.events_changed(hub, &[id], false).await;
+        Ok(id)
+    }
+
+    async fn replace_hub_definitions(
+        &self,
+        definitions: &Definitions,
+        expected_version: i64,
+        event: NewEvent,
+    ) -> Result<EventId> {
+        let user = event.user.clone();
+        let hub = definitions.hub.name.clone();
+        let change = event.event_type.to_string();
+        let id = self
+            .inner
+            .replace_hub_definitions(definitions, expected_version, event)
+            .await?;
+        self.definition(&hub, &change, &user, Some(id));
+        self.events_changed(&hub, &[id], false).await;
+        Ok(id)
+    }
+}
+
+#[async_trait]
+impl JobStore for PublishingRepository {
     async fn post_event(&self, event: NewEvent) -> Result<EventId> {
         let hub = event.hub.clone();
         let id = self.inner.post_event(event).await?;
@@ -313,106 +367,6 @@ impl Repository for PublishingRepository {
         self.inner
             .latest_table_results(hub, channel, event_type)
             .await
-    }
-
-    async fn create_hub(&self, hub: &Hub, user: &str) -> Result<EventId> {
-        let id = self.inner.create_hub(hub, user).await?;
-        self.definition(&hub.name, "hub_create", user, Some(id));
-        self.events_changed(&hub.name, &[id], false).await;
-        Ok(id)
-    }
-
-    async fn delete_hub(&self, hub: &HubName) -> Result<()> {
-        self.inner.delete_hub(hub).await?;
-        self.definition(hub, "hub_delete", "", None);
-        Ok(())
-    }
-
-    async fn set_hub_frozen(&self, hub: &HubName, frozen: bool, user: &str) -> Result<EventId> {
-        let id = self.inner.set_hub_frozen(hub, frozen, user).await?;
-        let change = if frozen { "freeze" } else { "unfreeze" };
-        self.definition(hub, change, user, Some(id));
-        self.events_changed(hub, &[id], false).await;
-        Ok(id)
-    }
-
-    async fn set_hub_props(
-        &self,
-        hub: &HubName,
-        changes: &BTreeMap<String, Option<Json>>,
-        user: &str,
-    ) -> Result<EventId> {
-        let id = self.inner.set_hub_props(hub, changes, user).await?;
-        self.definition(hub, "props", user, Some(id));
-        self.events_changed(hub, &[id], false).await;
-        Ok(id)
-    }
-
-    async fn replace_hub_definitions(
-        &self,
-        definitions: &Definitions,
-        expected_version: i64,
-        event: NewEvent,
-    ) -> Result<EventId> {
-        let user = event.user.clone();
-        let hub = definitions.hub.name.clone();
-        let change = event.event_type.to_string();
-        let id = self
-            .inner
-            .replace_hub_definitions(definitions, expected_version, event)
-            .await?;
-        self.definition(&hub, &change, &user, Some(id));
-        self.events_changed(&hub, &[id], false).await;
-        Ok(id)
-    }
-
-    async fn users(&self) -> Result<Vec<UserRecord>> {
-        self.inner.users().await
-    }
-
-    async fn user(&self, name: &str) -> Result<Option<UserRecord>> {
-        self.inner.user(name).await
-    }
-
-    async fn create_user(&self, user: &UserRecord) -> Result<()> {
-        self.inner.create_user(user).await
-    }
-
-    async fn update_user(
-        &self,
-        name: &str,
-        level: Option<AccessLevel>,
-        password_hash: Option<&str>,
-    ) -> Result<()> {
-        self.inner.update_user(name, level, password_hash).await
-    }
-
-    async fn delete_user(&self, name: &str) -> Result<()> {
-        self.inner.delete_user(name).await
-    }
-
-    async fn put_token(&self, token: &TokenRecord) -> Result<()> {
-        self.inner.put_token(token).await
-    }
-
-    async fn take_token(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        self.inner.take_token(hash).await
-    }
-
-    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        self.inner.token(hash).await
-    }
-
-    async fn tokens(&self, kind: &str, user: Option<&str>) -> Result<Vec<TokenRecord>> {
-        self.inner.tokens(kind, user).await
-    }
-
-    async fn delete_token(&self, hash: &str) -> Result<()> {
-        self.inner.delete_token(hash).await
-    }
-
-    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String> {
-        self.inner.setting_or_insert(name, value).await
     }
 
     async fn submit_job(
@@ -522,17 +476,53 @@ impl Repository for PublishingRepository {
         }
         Ok(reaped)
     }
+}
 
-    async fn connector_or_insert(&self, record: &ConnectorRecord) -> Result<ConnectorRecord> {
-        self.inner.connector_or_insert(record).await
+#[async_trait]
+impl IdentityStore for PublishingRepository {
+    async fn users(&self) -> Result<Vec<UserRecord>> {
+        self.inner.users().await
     }
 
-    async fn connector_records(&self, hub: Option<&HubName>) -> Result<Vec<ConnectorRecord>> {
-        self.inner.connector_records(hub).await
+    async fn user(&self, name: &str) -> Result<Option<UserRecord>> {
+        self.inner.user(name).await
     }
 
-    async fn put_connector(&self, record: &ConnectorRecord) -> Result<()> {
-        self.inner.put_connector(record).await
+    async fn create_user(&self, user: &UserRecord) -> Result<()> {
+        self.inner.create_user(user).await
+    }
+
+    async fn update_user(
+        &self,
+        name: &str,
+        level: Option<AccessLevel>,
+        password_hash: Option<&str>,
+    ) -> Result<()> {
+        self.inner.update_user(name, level, password_hash).await
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<()> {
+        self.inner.delete_user(name).await
+    }
+
+    async fn put_token(&self, token: &TokenRecord) -> Result<()> {
+        self.inner.put_token(token).await
+    }
+
+    async fn take_token(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        self.inner.take_token(hash).await
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        self.inner.token(hash).await
+    }
+
+    async fn tokens(&self, kind: &str, user: Option<&str>) -> Result<Vec<TokenRecord>> {
+        self.inner.tokens(kind, user).await
+    }
+
+    async fn delete_token(&self, hash: &str) -> Result<()> {
+        self.inner.delete_token(hash).await
     }
 
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
@@ -549,5 +539,24 @@ impl Repository for PublishingRepository {
 
     async fn delete_api_key(&self, key: &str) -> Result<()> {
         self.inner.delete_api_key(key).await
+    }
+}
+
+#[async_trait]
+impl SettingsStore for PublishingRepository {
+    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String> {
+        self.inner.setting_or_insert(name, value).await
+    }
+
+    async fn connector_or_insert(&self, record: &ConnectorRecord) -> Result<ConnectorRecord> {
+        self.inner.connector_or_insert(record).await
+    }
+
+    async fn connector_records(&self, hub: Option<&HubName>) -> Result<Vec<ConnectorRecord>> {
+        self.inner.connector_records(hub).await
+    }
+
+    async fn put_connector(&self, record: &ConnectorRecord) -> Result<()> {
+        self.inner.put_connector(record).await
     }
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sluice_model::{ChannelName, EventState, EventType, HubName};
-use sluice_repo::{EventFilter, NewEvent, Owner, Repository, SqliteRepository};
+use sluice_repo::{EventFilter, JobStore, NewEvent, Owner, SqliteRepository};
 use sluice_service::{HubService, RefreshCommand, ServiceErrorKind};
 
 fn setup(dir: &std::path::Path) -> HubService {
