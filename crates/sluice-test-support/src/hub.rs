@@ -67,9 +67,9 @@ impl TestRepository {
         self.dir.path()
     }
 
-    /// Whether the repository is on PostgreSQL.
-    pub fn is_postgres(&self) -> bool {
-        self.database.is_some()
+    /// The PostgreSQL database, when the repository is on one.
+    pub fn database(&self) -> Option<&TestDatabase> {
+        self.database.as_ref()
     }
 }
 
