@@ -8,87 +8,44 @@
 #[path = "dashboard/webdriver.rs"]
 mod webdriver;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
-use sluice_events::{EventHub, HubConfig, InProcessBroker};
 use sluice_model::AccessLevel;
-use sluice_service::HubService;
-use sluice_service::secrets::SecretKey;
-use tokio_util::sync::CancellationToken;
+use sluice_test_support::{ADMIN_PASSWORD, TestHub};
 
-const ADMIN_PASSWORD: &str = "admin-password-1";
 const VIEWER_PASSWORD: &str = "viewer-password-1";
 const ROWS: usize = 2500;
 
 /// A hub server with the event hub, hub `hub1`, locations `src`/`tgt` and channel `ch1`.
 struct Server {
+    hub: TestHub,
     base: String,
     origin: String,
-    events: EventHub,
-    shutdown: CancellationToken,
     http: reqwest::Client,
     admin_token: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.events.close();
-        self.shutdown.cancel();
-    }
 }
 
 async fn start() -> Server {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let spec = format!("sqlite:{}", dir.path().join("hub.db").display());
-    let repo = sluice_repo::open_repository(&spec).await.unwrap();
-    let store = sluice_events::store::open_event_store(&spec).await.unwrap();
-    let events = EventHub::start(store, Arc::new(InProcessBroker), HubConfig::default())
-        .await
-        .unwrap();
-    let service = HubService::with_event_hub(
-        repo,
-        sluice_service::registry::process_env(),
-        Some(SecretKey::from_text("test key")),
-        events.clone(),
-        "hub-server",
-    );
-    service.ensure_admin(Some(ADMIN_PASSWORD)).await.unwrap();
-    service
+    let hub = TestHub::start().await;
+    hub.service()
         .create_user("viewer", AccessLevel::ReadOnly, VIEWER_PASSWORD)
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    tokio::spawn(
-        service
-            .clone()
-            .run_scheduler(Duration::from_millis(200), shutdown.clone()),
-    );
-    tokio::spawn(sluice_api::serve(
-        listener,
-        sluice_api::AppState::new(service),
-        shutdown.clone(),
-    ));
+    let origin = hub.base().to_owned();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     let mut s = Server {
+        hub,
         base: origin.clone(),
         origin,
-        events,
-        shutdown,
         http,
         admin_token: String::new(),
-        _dir: dir,
     };
     let login: Value = s
         .http
@@ -107,7 +64,7 @@ async fn start() -> Server {
 
 /// A SQLite source with `ROWS` orders; hub1 with src/tgt and channel ch1 (table orders).
 async fn define(s: &Server) {
-    let dir = s._dir.path();
+    let dir = s.hub.dir();
     let src = dir.join("src.db");
     let conn = rusqlite::Connection::open(&src).unwrap();
     conn.execute_batch(

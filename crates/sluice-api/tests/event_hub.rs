@@ -5,118 +5,27 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sluice_events::{EventHub, HubConfig, InProcessBroker};
-use sluice_service::HubService;
-use sluice_service::secrets::SecretKey;
-use tokio_util::sync::CancellationToken;
-
-const ADMIN_PASSWORD: &str = "admin-password-1";
-
-fn pg_server() -> String {
-    std::env::var("SLUICE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-async fn pg_admin() -> tokio_postgres::Client {
-    let url = format!("{}/postgres", pg_server());
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL is unreachable at {url} ({e}); these tests never skip")
-        });
-    tokio::spawn(conn);
-    client
-}
-
-struct Backend {
-    spec: String,
-    _dir: tempfile::TempDir,
-    pg_db: Option<String>,
-}
-
-impl Backend {
-    async fn new(pg: bool) -> Backend {
-        let dir = tempfile::tempdir().unwrap();
-        if pg {
-            let name = format!("sluice_ev_api_{}", uuid::Uuid::new_v4().simple());
-            pg_admin()
-                .await
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap();
-            Backend {
-                spec: format!("{}/{name}", pg_server()),
-                _dir: dir,
-                pg_db: Some(name),
-            }
-        } else {
-            Backend {
-                spec: format!("sqlite:{}", dir.path().join("hub.db").display()),
-                _dir: dir,
-                pg_db: None,
-            }
-        }
-    }
-
-    async fn drop_db(&self) {
-        if let Some(name) = &self.pg_db {
-            let _ = pg_admin()
-                .await
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-        }
-    }
-}
+use sluice_events::HubConfig;
+use sluice_test_support::{ADMIN_PASSWORD, TestHub, TestRepository};
 
 struct Server {
-    base: String,
-    hub: EventHub,
-    shutdown: CancellationToken,
+    hub: TestHub,
     http: reqwest::Client,
     admin: String,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.hub.close();
-        self.shutdown.cancel();
-    }
-}
-
-async fn start(backend: &Backend, config: HubConfig) -> Server {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let repo = sluice_repo::open_repository(&backend.spec).await.unwrap();
-    let store = sluice_events::store::open_event_store(&backend.spec)
-        .await
-        .unwrap();
-    let hub = EventHub::start(store, Arc::new(InProcessBroker), config)
-        .await
-        .unwrap();
-    let service = HubService::with_event_hub(
-        repo,
-        sluice_service::registry::process_env(),
-        Some(SecretKey::from_text("test key")),
-        hub.clone(),
-        "hub-server",
-    );
-    service.ensure_admin(Some(ADMIN_PASSWORD)).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    tokio::spawn(sluice_api::serve(
-        listener,
-        sluice_api::AppState::new(service),
-        shutdown.clone(),
-    ));
+async fn start(repository: TestRepository, events: HubConfig) -> Server {
+    let config = sluice_api::HubConfig {
+        events,
+        ..TestHub::config(&repository)
+    };
     let mut server = Server {
-        base,
-        hub,
-        shutdown,
+        hub: TestHub::serve(repository, config).await,
         http: reqwest::Client::new(),
         admin: String::new(),
     };
@@ -134,7 +43,10 @@ impl Server {
     ) -> (StatusCode, String) {
         let mut req = self
             .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .request(
+                method.parse().unwrap(),
+                format!("{}{path}", self.hub.base()),
+            )
             .header("Authorization", format!("Bearer {token}"));
         if let Some(b) = body {
             req = req
@@ -166,7 +78,7 @@ impl Server {
     async fn login(&self, user: &str, password: &str) -> String {
         let resp = self
             .http
-            .post(format!("{}/auth/v1/password", self.base))
+            .post(format!("{}/auth/v1/password", self.hub.base()))
             .json(&json!({"username": user, "password": password}))
             .send()
             .await
@@ -221,7 +133,7 @@ impl Server {
     ) -> reqwest::Response {
         let mut req = self
             .http
-            .get(format!("{}/events/{topic}/stream?{query}", self.base))
+            .get(format!("{}/events/{topic}/stream?{query}", self.hub.base()))
             .header("Authorization", format!("Bearer {token}"));
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id.to_string());
@@ -307,8 +219,8 @@ fn sensor_topic() -> Value {
 }
 
 async fn topics_schemas_grants_history(pg: bool) {
-    let backend = Backend::new(pg).await;
-    let s = start(&backend, HubConfig::default()).await;
+    let backend = TestRepository::new(pg).await;
+    let s = start(backend, HubConfig::default()).await;
     let admin = s.admin.clone();
     let writer = s.user("writer", "ReadOnly").await;
     let reader = s.user("reader", "ReadOnly").await;
@@ -578,7 +490,10 @@ async fn topics_schemas_grants_history(pg: bool) {
     // Export: JSON Lines and RFC 4180 CSV.
     let resp = s
         .http
-        .get(format!("{}/events/plant.temps/export?format=jsonl", s.base))
+        .get(format!(
+            "{}/events/plant.temps/export?format=jsonl",
+            s.hub.base()
+        ))
         .bearer_auth(&reader)
         .send()
         .await
@@ -591,7 +506,7 @@ async fn topics_schemas_grants_history(pg: bool) {
     }
     let resp = s
         .http
-        .get(format!("{}/events/plant.temps/export", s.base))
+        .get(format!("{}/events/plant.temps/export", s.hub.base()))
         .header("Accept", "text/csv")
         .bearer_auth(&reader)
         .send()
@@ -727,7 +642,6 @@ async fn topics_schemas_grants_history(pg: bool) {
     )
     .await;
     drop(s);
-    backend.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -757,8 +671,8 @@ async fn publish_n(s: &Server, token: &str, topic: &str, from: usize, n: usize, 
 }
 
 async fn streams_resume(pg: bool) {
-    let backend = Backend::new(pg).await;
-    let s = start(&backend, HubConfig::default()).await;
+    let backend = TestRepository::new(pg).await;
+    let s = start(backend, HubConfig::default()).await;
     let admin = s.admin.clone();
     s.ok(
         "POST",
@@ -823,7 +737,7 @@ async fn streams_resume(pg: bool) {
     // WebSocket: the same semantics, token in the query.
     let ws_url = format!(
         "{}/events/sample/ws?after=125&access_token={admin}",
-        s.base.replace("http://", "ws://")
+        s.hub.base().replace("http://", "ws://")
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     publish_n(&s, &admin, "sample", 129, 3, 0).await;
@@ -846,7 +760,6 @@ async fn streams_resume(pg: bool) {
         .send(tokio_tungstenite::tungstenite::Message::Close(None))
         .await;
     drop(s);
-    backend.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -861,7 +774,7 @@ async fn streams_resume_without_gap_or_duplicate_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_told_and_cut_off_never_thinned() {
-    let backend = Backend::new(false).await;
+    let backend = TestRepository::sqlite();
     let config = HubConfig {
         subscriber_queue: 8,
         live_capacity: 64,
@@ -870,7 +783,7 @@ async fn a_slow_consumer_is_told_and_cut_off_never_thinned() {
         stall_timeout: Duration::from_secs(3),
         ..HubConfig::default()
     };
-    let s = start(&backend, config).await;
+    let s = start(backend, config).await;
     let admin = s.admin.clone();
     s.ok(
         "POST",
@@ -936,12 +849,12 @@ async fn a_slow_consumer_is_told_and_cut_off_never_thinned() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_write_buffer_answers_503_and_stores_nothing() {
-    let backend = Backend::new(false).await;
+    let backend = TestRepository::sqlite();
     let config = HubConfig {
         write_buffer: 10,
         ..HubConfig::default()
     };
-    let s = start(&backend, config).await;
+    let s = start(backend, config).await;
     let admin = s.admin.clone();
     s.ok(
         "POST",
@@ -956,7 +869,7 @@ async fn a_full_write_buffer_answers_503_and_stores_nothing() {
         .collect();
     let resp = s
         .http
-        .post(format!("{}/events", s.base))
+        .post(format!("{}/events", s.hub.base()))
         .bearer_auth(&admin)
         .json(&batch)
         .send()
@@ -979,8 +892,8 @@ async fn a_full_write_buffer_answers_503_and_stores_nothing() {
 }
 
 async fn retention(pg: bool) {
-    let backend = Backend::new(pg).await;
-    let s = start(&backend, HubConfig::default()).await;
+    let backend = TestRepository::new(pg).await;
+    let s = start(backend, HubConfig::default()).await;
     let admin = s.admin.clone();
     s.ok(
         "POST",
@@ -1019,7 +932,7 @@ async fn retention(pg: bool) {
     publish_n(&s, &admin, "kept", 0, 5, 0).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     publish_n(&s, &admin, "aged", 5, 2, 0).await;
-    let removed = s.hub.enforce_retention().await.unwrap();
+    let removed = s.hub.hub().events().enforce_retention().await.unwrap();
     assert!(removed >= 20, "{removed}");
     let counted: Vec<u64> = s
         .walk(&admin, "counted", "", 100)
@@ -1048,7 +961,6 @@ async fn retention(pg: bool) {
         .await;
     assert_eq!(next["seq"], 26);
     drop(s);
-    backend.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1063,8 +975,8 @@ async fn retention_by_count_and_age_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_changes_appear_on_the_built_in_topics() {
-    let backend = Backend::new(false).await;
-    let s = start(&backend, HubConfig::default()).await;
+    let backend = TestRepository::sqlite();
+    let s = start(backend, HubConfig::default()).await;
     let admin = s.admin.clone();
     let reader = s.user("reader", "ReadOnly").await;
     let mut defs = s

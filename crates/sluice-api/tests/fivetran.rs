@@ -12,24 +12,7 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sluice_model::AccessLevel;
-use sluice_service::HubService;
-use sluice_service::secrets::SecretKey;
-use tokio_util::sync::CancellationToken;
-
-fn pg_server() -> String {
-    std::env::var("SLUICE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-async fn pg_admin() -> tokio_postgres::Client {
-    let url = format!("{}/postgres", pg_server());
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL is unreachable at {url} ({e}); these tests never skip")
-        });
-    tokio::spawn(conn);
-    client
-}
+use sluice_test_support::{TestHub, TestRepository};
 
 const ORDERS: usize = 100_000;
 
@@ -39,21 +22,11 @@ const ORDERS: usize = 100_000;
 /// * `h.c2`, `h.c3`: more connectors (for pagination), `h.multi`: three groups (not a connector),
 ///   `h.broken`: a source that cannot be opened.
 struct Server {
-    base: String,
-    service: HubService,
+    hub: TestHub,
     dir: PathBuf,
-    shutdown: CancellationToken,
     http: reqwest::Client,
     /// `(key, secret)` per level.
     keys: Vec<(AccessLevel, String, String)>,
-    pg_db: Option<String>,
-    _tmp: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
 }
 
 fn write_sources(dir: &Path) {
@@ -90,28 +63,16 @@ fn write_sources(dir: &Path) {
 }
 
 async fn start(pg: bool) -> Server {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    write_sources(&dir);
-    let (spec, pg_db) = if pg {
-        let name = format!("sluice_ft_test_{}", uuid::Uuid::new_v4().simple());
-        pg_admin()
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        (format!("{}/{name}", pg_server()), Some(name))
+    let repository = if pg {
+        TestRepository::postgres("sluice_ft_test_").await
     } else {
-        (format!("sqlite:{}", dir.join("hub.db").display()), None)
+        TestRepository::sqlite()
     };
-    let repo = sluice_repo::open_repository(&spec).await.unwrap();
-    let service = HubService::with_secrets(
-        repo,
-        sluice_service::registry::process_env(),
-        Some(SecretKey::from_text("test key")),
-        "hub-server",
-    );
+    let dir = repository.dir().to_path_buf();
+    write_sources(&dir);
+    let config = TestHub::config(&repository);
+    let hub = TestHub::serve(repository, config).await;
+    let service = hub.service();
     service
         .apply_file(&dir.join("defs.yaml"), None)
         .await
@@ -126,28 +87,11 @@ async fn start(pg: bool) -> Server {
         let (k, secret) = service.create_api_key(level, "test").await.unwrap();
         keys.push((level, k.key, secret));
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    tokio::spawn(
-        service
-            .clone()
-            .run_scheduler(Duration::from_millis(200), shutdown.clone()),
-    );
-    tokio::spawn(sluice_api::serve(
-        listener,
-        sluice_api::AppState::new(service.clone()),
-        shutdown.clone(),
-    ));
     Server {
-        base,
-        service,
+        hub,
         dir,
-        shutdown,
         http: reqwest::Client::new(),
         keys,
-        pg_db,
-        _tmp: tmp,
     }
 }
 
@@ -192,7 +136,10 @@ impl Server {
     ) -> Answer {
         let mut req = self
             .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .request(
+                method.parse().unwrap(),
+                format!("{}{path}", self.hub.base()),
+            )
             // dagster sends this on every request, with or without a body.
             .header("Content-Type", "application/json;version=2")
             .header("Accept", "application/json;version=2");
@@ -270,15 +217,6 @@ impl Server {
             .query_row(sql, [], |r| r.get(0))
             .unwrap()
     }
-
-    async fn drop_db(&self) {
-        if let Some(name) = &self.pg_db {
-            let _ = pg_admin()
-                .await
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-        }
-    }
 }
 
 fn is_timestamp(v: &Value) -> bool {
@@ -338,7 +276,7 @@ async fn scheduler_client_flow(pg: bool) {
     // body, as `requests` sends it for data=None through some proxies).
     let resp = s
         .http
-        .post(format!("{}/v1/connectors/h.c/force", s.base))
+        .post(format!("{}/v1/connectors/h.c/force", s.hub.base()))
         .header("Content-Type", "application/json;version=2")
         .header("Authorization", s.auth(AccessLevel::ReadExecRefresh))
         .body(reqwest::Body::wrap_stream(futures::stream::empty::<
@@ -398,7 +336,6 @@ async fn scheduler_client_flow(pg: bool) {
     .expect(StatusCode::OK);
     let again = s.wait_synced("h.c", &before).await;
     assert!(again["succeeded_at"].as_str() > before.as_str());
-    s.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -698,7 +635,8 @@ async fn pause_schedule_and_the_scheduler() {
     assert_eq!(resumed.data()["status"]["sync_state"], "scheduled");
     // Every change is audited, naming the key.
     let audit = s
-        .service
+        .hub
+        .service()
         .events(&sluice_repo::EventFilter {
             hub: Some("h".parse().unwrap()),
             types: vec![sluice_model::EventType::ConnectorChange],
@@ -757,7 +695,8 @@ async fn pause_schedule_and_the_scheduler() {
 async fn sync_force_replaces_a_running_sync_and_plain_sync_keeps_it() {
     let s = start(false).await;
     let refresh_events = || async {
-        s.service
+        s.hub
+            .service()
             .events(&sluice_repo::EventFilter {
                 hub: Some("h".parse().unwrap()),
                 types: vec![sluice_model::EventType::Refresh],

@@ -10,20 +10,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine as _;
 use serde_json::{Value, json};
-use sluice_events::{EventHub, HubConfig, InProcessBroker};
 use sluice_model::AccessLevel;
-use sluice_service::HubService;
-use sluice_service::secrets::SecretKey;
+use sluice_test_support::{ADMIN_PASSWORD, TestHub, TestRepository};
 use tower::ServiceExt as _;
 
-const ADMIN_PASSWORD: &str = "admin-password-1";
 const READER_PASSWORD: &str = "reader-password-1";
 
 /// The headers a client reads, kept in the snapshots.
@@ -189,8 +185,7 @@ enum Auth<'a> {
 
 struct Fixture {
     state: sluice_api::AppState,
-    hub: EventHub,
-    dir: tempfile::TempDir,
+    hub: TestHub,
     scrub: Scrub,
     /// The admin's access token.
     token: String,
@@ -200,28 +195,11 @@ struct Fixture {
     basic: String,
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.hub.close();
-    }
-}
-
 async fn start() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = format!("sqlite:{}", dir.path().join("hub.db").display());
-    let repo = sluice_repo::open_repository(&spec).await.unwrap();
-    let store = sluice_events::store::open_event_store(&spec).await.unwrap();
-    let hub = EventHub::start(store, Arc::new(InProcessBroker), HubConfig::default())
-        .await
-        .unwrap();
-    let service = HubService::with_event_hub(
-        repo,
-        sluice_service::registry::process_env(),
-        Some(SecretKey::from_text("test key")),
-        hub.clone(),
-        "hub-server",
-    );
-    service.ensure_admin(Some(ADMIN_PASSWORD)).await.unwrap();
+    let repository = TestRepository::sqlite();
+    let config = TestHub::config(&repository);
+    let hub = TestHub::open(repository, config).await;
+    let service = hub.service();
     service
         .create_user("reader", AccessLevel::ReadOnly, READER_PASSWORD)
         .await
@@ -232,13 +210,12 @@ async fn start() -> Fixture {
         .unwrap();
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", key.key));
     let mut scrub = Scrub::default();
-    scrub.literal(dir.path().display().to_string(), "[dir]");
+    scrub.literal(hub.dir().display().to_string(), "[dir]");
     scrub.literal(key.key.clone(), "[api key]");
     scrub.literal(secret, "[api secret]");
     let mut f = Fixture {
-        state: sluice_api::AppState::new(service),
+        state: hub.state().clone(),
         hub,
-        dir,
         scrub,
         token: String::new(),
         reader: String::new(),
@@ -326,7 +303,7 @@ impl Fixture {
     }
 
     fn source(&self) -> String {
-        let path = self.dir.path().join("src.db");
+        let path = self.hub.dir().join("src.db");
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "CREATE TABLE orders (id INTEGER PRIMARY KEY, name TEXT NOT NULL, amount REAL);
@@ -340,7 +317,7 @@ impl Fixture {
     /// (`orders`) with Capture and Integrate.
     async fn define(&self) {
         let src = self.source();
-        let tgt = self.dir.path().join("tgt.db").display().to_string();
+        let tgt = self.hub.dir().join("tgt.db").display().to_string();
         let a = self
             .send(
                 "POST",
@@ -724,7 +701,7 @@ async fn driver_errors_stay_out_of_bodies() {
         )
         .await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text());
-    let db = rusqlite::Connection::open(f.dir.path().join("hub.db")).unwrap();
+    let db = rusqlite::Connection::open(f.hub.dir().join("hub.db")).unwrap();
     db.execute_batch(
         "ALTER TABLE hub RENAME TO hub_gone; ALTER TABLE ev_event RENAME TO ev_event_gone;",
     )

@@ -10,114 +10,18 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sluice_repo::Repository;
-use sluice_service::HubService;
-use sluice_service::secrets::SecretKey;
-use tokio_util::sync::CancellationToken;
+use sluice_test_support::{ADMIN_PASSWORD, TestHub, TestRepository};
 
-const ADMIN_PASSWORD: &str = "admin-password-1";
-
-fn pg_server() -> String {
-    std::env::var("SLUICE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-async fn pg_admin() -> tokio_postgres::Client {
-    let url = format!("{}/postgres", pg_server());
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL is unreachable at {url} ({e}); these tests never skip")
-        });
-    tokio::spawn(conn);
-    client
-}
-
-/// A repository on one backend, kept alive (and cleaned up) by the guard.
-struct Backend {
-    spec: String,
-    _dir: tempfile::TempDir,
-    pg_db: Option<String>,
-}
-
-impl Backend {
-    async fn new(pg: bool) -> Backend {
-        let dir = tempfile::tempdir().unwrap();
-        if pg {
-            let name = format!("sluice_api_test_{}", uuid::Uuid::new_v4().simple());
-            pg_admin()
-                .await
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap();
-            Backend {
-                spec: format!("{}/{name}", pg_server()),
-                _dir: dir,
-                pg_db: Some(name),
-            }
-        } else {
-            Backend {
-                spec: format!("sqlite:{}", dir.path().join("hub.db").display()),
-                _dir: dir,
-                pg_db: None,
-            }
-        }
-    }
-
-    fn dir(&self) -> &Path {
-        self._dir.path()
-    }
-
-    async fn drop_db(&self) {
-        if let Some(name) = &self.pg_db {
-            let _ = pg_admin()
-                .await
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-        }
-    }
-}
-
-/// A running hub server.
+/// A running hub server and a client.
 struct Server {
-    base: String,
-    repo: Arc<dyn Repository>,
-    shutdown: CancellationToken,
+    hub: TestHub,
     http: reqwest::Client,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start(backend: &Backend) -> Server {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let repo = sluice_repo::open_repository(&backend.spec).await.unwrap();
-    let service = HubService::with_secrets(
-        repo.clone(),
-        sluice_service::registry::process_env(),
-        Some(SecretKey::from_text("test key")),
-        "hub-server",
-    );
-    service.ensure_admin(Some(ADMIN_PASSWORD)).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    tokio::spawn(
-        service
-            .clone()
-            .run_scheduler(Duration::from_millis(200), shutdown.clone()),
-    );
-    tokio::spawn(sluice_api::serve(
-        listener,
-        sluice_api::AppState::new(service),
-        shutdown.clone(),
-    ));
+async fn start(repository: &Arc<TestRepository>) -> Server {
+    let config = TestHub::config(repository);
     Server {
-        base,
-        repo,
-        shutdown,
+        hub: TestHub::serve(repository.clone(), config).await,
         http: reqwest::Client::new(),
     }
 }
@@ -146,7 +50,7 @@ impl Server {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Answer {
-        let url = format!("{}{path}", self.base);
+        let url = format!("{}{path}", self.hub.base());
         let mut req = self.http.request(method.parse().unwrap(), &url);
         if let Some(t) = token {
             req = req.header("Authorization", format!("Bearer {t}"));
@@ -167,7 +71,10 @@ impl Server {
     async fn raw(&self, method: &str, path: &str, token: &str, body: &str) -> Answer {
         let resp = self
             .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .request(
+                method.parse().unwrap(),
+                format!("{}{path}", self.hub.base()),
+            )
             .header("Authorization", format!("bearer {token}"))
             .header("Content-Type", "application/json")
             .body(body.to_owned())
@@ -306,7 +213,7 @@ async fn define(s: &Server, token: &str, dir: &Path, rows: usize) {
 }
 
 async fn flow(pg: bool) {
-    let backend = Backend::new(pg).await;
+    let backend = Arc::new(TestRepository::new(pg).await);
     let s = start(&backend).await;
     // Without a token: 401 with an HVR error body.
     let a = s
@@ -559,8 +466,6 @@ async fn flow(pg: bool) {
         .wait_event(&token, second["posted_ev_id"].as_str().unwrap())
         .await;
     assert_eq!(done["state"], "DONE", "{done}");
-
-    backend.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -575,7 +480,7 @@ async fn login_define_refresh_compare_freeze_on_postgres() {
 
 /// Every access level is refused where it must be (and allowed where it may).
 async fn access_levels(pg: bool) {
-    let backend = Backend::new(pg).await;
+    let backend = Arc::new(TestRepository::new(pg).await);
     let s = start(&backend).await;
     let (admin, _) = s.login("admin", ADMIN_PASSWORD).await;
     define(&s, &admin, backend.dir(), 50).await;
@@ -768,7 +673,6 @@ async fn access_levels(pg: bool) {
         .await
         .json();
     assert_eq!(hub["hub_state"], "LIVE");
-    backend.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -783,7 +687,7 @@ async fn access_levels_on_postgres() {
 
 /// Expired and forged tokens get 401; a refresh token works once and yields a new pair.
 async fn tokens(pg: bool) {
-    let backend = Backend::new(pg).await;
+    let backend = Arc::new(TestRepository::new(pg).await);
     let s = start(&backend).await;
     let (token, refresh) = s.login("admin", ADMIN_PASSWORD).await;
     // Lowercase scheme accepted.
@@ -792,7 +696,9 @@ async fn tokens(pg: bool) {
         .expect(StatusCode::OK);
     // An expired token signed with the hub's real key.
     let key = s
-        .repo
+        .hub
+        .service()
+        .repository()
         .setting_or_insert("jwt_signing_key", "unused")
         .await
         .unwrap();
@@ -880,7 +786,6 @@ async fn tokens(pg: bool) {
         .await
         .expect(StatusCode::TOO_MANY_REQUESTS);
     assert!(a.text.contains("too many failed logins"), "{}", a.text);
-    backend.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -895,7 +800,7 @@ async fn tokens_on_postgres() {
 
 /// Bad input gets a clear 400 and changes nothing.
 async fn bad_input(pg: bool) {
-    let backend = Backend::new(pg).await;
+    let backend = Arc::new(TestRepository::new(pg).await);
     let s = start(&backend).await;
     let (token, _) = s.login("admin", ADMIN_PASSWORD).await;
     define(&s, &token, backend.dir(), 10).await;
@@ -985,7 +890,6 @@ async fn bad_input(pg: bool) {
     s.call("GET", "/api/vbogus/hubs", Some(&token), None)
         .await
         .expect(StatusCode::NOT_FOUND);
-    backend.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1001,7 +905,7 @@ async fn bad_input_changes_nothing_on_postgres() {
 /// Passwords given as values are stored sealed and never shown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn location_passwords_are_sealed_and_never_shown() {
-    let backend = Backend::new(false).await;
+    let backend = Arc::new(TestRepository::sqlite());
     let s = start(&backend).await;
     let (token, _) = s.login("admin", ADMIN_PASSWORD).await;
     define(&s, &token, backend.dir(), 10).await;
@@ -1016,7 +920,9 @@ async fn location_passwords_are_sealed_and_never_shown() {
     .await
     .expect(StatusCode::CREATED);
     let stored = s
-        .repo
+        .hub
+        .service()
+        .repository()
         .location(&"hub1".parse().unwrap(), &"pg1".parse().unwrap())
         .await
         .unwrap()
@@ -1069,7 +975,9 @@ async fn location_passwords_are_sealed_and_never_shown() {
     .await
     .expect(StatusCode::NO_CONTENT);
     let stored = s
-        .repo
+        .hub
+        .service()
+        .repository()
         .location(&"hub1".parse().unwrap(), &"pg1".parse().unwrap())
         .await
         .unwrap()
@@ -1084,7 +992,7 @@ async fn location_passwords_are_sealed_and_never_shown() {
 /// Two hub processes on one PostgreSQL repository: the same job can run only once at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hub_processes_run_a_job_once() {
-    let backend = Backend::new(true).await;
+    let backend = Arc::new(TestRepository::postgres("sluice_api_test_").await);
     let a = start(&backend).await;
     let b = start(&backend).await;
     let (ta, _) = a.login("admin", ADMIN_PASSWORD).await;
@@ -1153,5 +1061,4 @@ async fn two_hub_processes_run_a_job_once() {
         .await
         .expect(StatusCode::BAD_REQUEST);
     assert!(again.text.contains("ACTIVE"), "{}", again.text);
-    backend.drop_db().await;
 }

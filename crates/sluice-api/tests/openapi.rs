@@ -7,35 +7,24 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine as _;
 use serde_json::{Value, json};
-use sluice_events::{EventHub, HubConfig, InProcessBroker};
 use sluice_model::AccessLevel;
-use sluice_service::HubService;
-use sluice_service::secrets::SecretKey;
+use sluice_test_support::{ADMIN_PASSWORD, TestHub, TestRepository};
 use tower::ServiceExt as _;
 
-const ADMIN_PASSWORD: &str = "admin-password-1";
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 struct Fixture {
     state: sluice_api::AppState,
-    hub: EventHub,
-    dir: tempfile::TempDir,
+    hub: TestHub,
     doc: Value,
     token: String,
     basic: String,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.hub.close();
-    }
 }
 
 struct Answer {
@@ -62,30 +51,18 @@ enum Auth<'a> {
 }
 
 async fn start() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = format!("sqlite:{}", dir.path().join("hub.db").display());
-    let repo = sluice_repo::open_repository(&spec).await.unwrap();
-    let store = sluice_events::store::open_event_store(&spec).await.unwrap();
-    let hub = EventHub::start(store, Arc::new(InProcessBroker), HubConfig::default())
-        .await
-        .unwrap();
-    let service = HubService::with_event_hub(
-        repo,
-        sluice_service::registry::process_env(),
-        Some(SecretKey::from_text("test key")),
-        hub.clone(),
-        "hub-server",
-    );
-    service.ensure_admin(Some(ADMIN_PASSWORD)).await.unwrap();
+    let repository = TestRepository::sqlite();
+    let config = TestHub::config(&repository);
+    let hub = TestHub::open(repository, config).await;
+    let service = hub.service();
     let (key, secret) = service
         .create_api_key(AccessLevel::SysAdmin, "openapi test")
         .await
         .unwrap();
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", key.key));
     let mut f = Fixture {
-        state: sluice_api::AppState::new(service),
+        state: hub.state().clone(),
         hub,
-        dir,
         doc: Value::Null,
         token: String::new(),
         basic,
@@ -368,8 +345,8 @@ async fn answers_match_the_documented_schemas() {
     let f = start().await;
     let mut seen = BTreeSet::new();
     let s = &mut seen;
-    let src = make_source(f.dir.path());
-    let tgt = f.dir.path().join("tgt.db").display().to_string();
+    let src = make_source(f.hub.dir());
+    let tgt = f.hub.dir().join("tgt.db").display().to_string();
 
     // server and auth
     f.check("GET", "/health", "/health", None, s).await;

@@ -14,30 +14,18 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sluice_events::{EventHub, HubConfig, InProcessBroker};
-use sluice_service::HubService;
+use sluice_api::HubConfig;
 use sluice_service::policy::LocationPolicy;
-use sluice_service::secrets::SecretKey;
-use tokio_util::sync::CancellationToken;
+use sluice_test_support::{ADMIN_PASSWORD, TestHub, TestRepository};
 
-const ADMIN_PASSWORD: &str = "admin-password-1";
 /// What the test's "server environment" holds.
 const SECRET_KEY_TEXT: &str = "server-secret-key-material";
 const DB_PASSWORD: &str = "db-password-value-77";
 const DB_DIR: &str = "/nonexistent/db-dir-value-88";
 
 struct Server {
-    base: String,
-    home: tempfile::TempDir,
-    service: HubService,
-    shutdown: CancellationToken,
+    hub: TestHub,
     http: reqwest::Client,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
 }
 
 struct Answer {
@@ -72,55 +60,32 @@ fn environment() -> sluice_service::EnvLookup {
 
 /// A hub server on SQLite in a fresh home, with the hub server's location policy (`DB_*` allowed).
 async fn start() -> Server {
-    start_on(None).await
+    start_on(TestRepository::sqlite()).await
 }
 
-async fn start_on(repo_spec: Option<String>) -> Server {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let home = tempfile::tempdir().unwrap();
-    let spec =
-        repo_spec.unwrap_or_else(|| format!("sqlite:{}", home.path().join("hub.db").display()));
-    let repo = sluice_repo::open_repository(&spec).await.unwrap();
-    let store = sluice_events::store::open_event_store(&spec).await.unwrap();
-    let hub = EventHub::start(store, Arc::new(InProcessBroker), HubConfig::default())
-        .await
-        .unwrap();
-    let service = HubService::with_event_hub(
-        repo,
-        environment(),
-        Some(SecretKey::from_text("test key")),
-        hub,
-        "hub-server",
-    );
-    service.set_location_policy(
-        LocationPolicy::server(
-            "DB_*",
-            &home.path().join("data"),
-            vec![home.path().join("hub.db"), home.path().join("secret.key")],
-        )
-        .unwrap(),
-    );
-    service.ensure_admin(Some(ADMIN_PASSWORD)).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    tokio::spawn(sluice_api::serve(
-        listener,
-        sluice_api::AppState::new(service.clone()),
-        shutdown.clone(),
-    ));
+async fn start_on(repository: TestRepository) -> Server {
+    let home = repository.dir();
+    let config = HubConfig {
+        env: environment(),
+        location_policy: Some(
+            LocationPolicy::server(
+                "DB_*",
+                &home.join("data"),
+                vec![home.join("hub.db"), home.join("secret.key")],
+            )
+            .unwrap(),
+        ),
+        ..TestHub::config(&repository)
+    };
     Server {
-        base,
-        home,
-        service,
-        shutdown,
+        hub: TestHub::serve(repository, config).await,
         http: reqwest::Client::new(),
     }
 }
 
 impl Server {
     fn data(&self) -> PathBuf {
-        self.home.path().join("data")
+        self.hub.dir().join("data")
     }
 
     async fn call(
@@ -141,7 +106,10 @@ impl Server {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Answer {
-        let mut req = http.request(method.parse().unwrap(), format!("{}{path}", self.base));
+        let mut req = http.request(
+            method.parse().unwrap(),
+            format!("{}{path}", self.hub.base()),
+        );
         if let Some(t) = token {
             req = req.header("Authorization", format!("Bearer {t}"));
         }
@@ -298,8 +266,8 @@ async fn f02_sqlite_locations_cannot_reach_the_servers_files() {
     let s = start().await;
     s.create_hub().await;
     let rw = s.user("mallory", "ReadWrite").await;
-    let repo = s.home.path().join("hub.db");
-    std::os::unix::fs::symlink(s.home.path(), s.data().join("escape")).unwrap();
+    let repo = s.hub.dir().join("hub.db");
+    std::os::unix::fs::symlink(s.hub.dir(), s.data().join("escape")).unwrap();
     for path in [
         repo.display().to_string(),
         "../hub.db".to_owned(),
@@ -340,7 +308,8 @@ async fn f02_sqlite_locations_cannot_reach_the_servers_files() {
     });
     let compiled = sluice_service::definition::compile(&doc, &Default::default());
     let defs = compiled.definitions.unwrap();
-    s.service
+    s.hub
+        .service()
         .apply_definitions(&defs, "operator.yaml")
         .await
         .unwrap();
@@ -626,7 +595,7 @@ async fn f05_revocation_takes_effect_at_once_and_ends_streams() {
     let (t, _) = s.login("rw", "rw-password").await;
     let stream = s
         .http
-        .get(format!("{}/events/one/stream", s.base))
+        .get(format!("{}/events/one/stream", s.hub.base()))
         .header("Authorization", format!("Bearer {t}"))
         .send()
         .await
@@ -675,7 +644,7 @@ async fn f05_a_stream_ends_when_its_read_grant_is_taken_away() {
     .expect(StatusCode::CREATED);
     let stream = s
         .http
-        .get(format!("{}/events/priv/stream", s.base))
+        .get(format!("{}/events/priv/stream", s.hub.base()))
         .header("Authorization", format!("Bearer {ro}"))
         .send()
         .await
@@ -764,7 +733,7 @@ async fn f06_f15_logins_cannot_lock_out_the_owner_and_count_before_checking() {
     let mut flood = Vec::new();
     for i in 0..150u8 {
         let http = client_from([127, 0, 5, i + 1]);
-        let url = format!("{}/auth/v1/password", s.base);
+        let url = format!("{}/auth/v1/password", s.hub.base());
         flood.push(tokio::spawn(async move {
             http.post(url)
                 .json(&json!({"username": format!("nobody{i}"), "password": "whatever-1"}))
@@ -813,7 +782,7 @@ async fn f06_f15_logins_cannot_lock_out_the_owner_and_count_before_checking() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn f06_password_checks_do_not_stall_the_api() {
     let s = start().await;
-    let base = s.base.clone();
+    let base = s.hub.base().to_owned();
     let mut logins = Vec::new();
     for i in 0..48u8 {
         let http = client_from([127, 0, 1, i + 1]);
@@ -861,7 +830,7 @@ async fn f07_f14_publish_bodies_are_limited_and_granted_first() {
     let big = vec![b'x'; 64 << 20];
     let a = s
         .http
-        .post(format!("{}/events", s.base))
+        .post(format!("{}/events", s.hub.base()))
         .header("Authorization", format!("Bearer {ro}"))
         .header("Content-Type", "application/json")
         .body(big)
@@ -876,7 +845,7 @@ async fn f07_f14_publish_bodies_are_limited_and_granted_first() {
     );
     let a = s
         .http
-        .post(format!("{}/events", s.base))
+        .post(format!("{}/events", s.hub.base()))
         .header("Authorization", format!("Bearer {ro}"))
         .header("Content-Type", "application/json")
         .body(reqwest::Body::wrap_stream(chunks))
@@ -1039,7 +1008,7 @@ async fn f12_metrics_health_and_event_pages() {
         .expect(StatusCode::OK);
     assert!(metrics.text.contains("sluice_http_requests_total"));
     // More events than a default page.
-    let repo = s.service.repository();
+    let repo = s.hub.service().repository();
     for i in 0..1005 {
         repo.post_event(sluice_repo::NewEvent {
             hub: sluice_model::HubName::new("h").unwrap(),
@@ -1086,22 +1055,14 @@ async fn f12_metrics_health_and_event_pages() {
 /// Finding 12: `/health` of a server whose repository is gone says so without the driver's text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f12_health_shows_no_repository_error_text() {
-    let pg = std::env::var("SLUICE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let name = format!("sluice_sec_{}", uuid::Uuid::new_v4().simple());
-    let (admin, conn) = tokio_postgres::connect(&format!("{pg}/postgres"), tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is unreachable ({e}); this test never skips"));
-    tokio::spawn(conn);
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let s = start_on(Some(format!("{pg}/{name}"))).await;
+    let repository = TestRepository::postgres("sluice_sec_").await;
+    let name = repository.database().unwrap().name.clone();
+    let s = start_on(repository).await;
     s.call("GET", "/health", None, None)
         .await
         .expect(StatusCode::OK);
-    admin
+    sluice_test_support::pg_admin()
+        .await
         .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .await
         .unwrap();

@@ -1,9 +1,17 @@
 //! Test fixtures shared by the workspace's test binaries (a dev-dependency only, never
 //! published): a fresh, randomly named PostgreSQL database per test, dropped afterwards.
 //!
+//! With the feature `hub`: a repository on either backend ([`TestRepository`]) and a hub server
+//! on a random loopback port ([`TestHub`]), assembled as `sluice serve` assembles it.
+//!
 //! The server is `SLUICE_TEST_PG` (default `postgres://postgres@127.0.0.1:5432`); the tests
 //! fail, never skip, when it is unreachable.
 #![deny(missing_docs)]
+
+#[cfg(feature = "hub")]
+mod hub;
+#[cfg(feature = "hub")]
+pub use hub::{ADMIN_PASSWORD, TestHub, TestRepository};
 
 /// The PostgreSQL server of the tests (its database part is ignored).
 pub fn pg_server() -> String {
