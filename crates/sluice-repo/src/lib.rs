@@ -9,16 +9,16 @@
 //! table, column and action, so they can later be changed piece by piece.
 //!
 //! Operations are atomic across processes sharing the repository where correctness depends on it:
-//! * [`Repository::apply_definitions`] replaces every object of a definitions file, and posts the
+//! * [`DefinitionStore::apply_definitions`] replaces every object of a definitions file, and posts the
 //!   audit event, in one transaction; a failure changes nothing.
-//! * [`Repository::start_job`] posts the job's event and claims the job in one transaction: at most
+//! * [`JobStore::start_job`] posts the job's event and claims the job in one transaction: at most
 //!   one run per job at a time. A run whose process stopped sending heartbeats is failed and taken
-//!   over, so a crash never blocks a job forever. [`Repository::submit_job`] and
-//!   [`Repository::claim_job`] likewise: of racing submitters exactly one wins.
-//! * [`Repository::begin_commit`] and [`Repository::cancel_events`] decide, each in one
+//!   over, so a crash never blocks a job forever. [`JobStore::submit_job`] and
+//!   [`JobStore::claim_job`] likewise: of racing submitters exactly one wins.
+//! * [`JobStore::begin_commit`] and [`JobStore::cancel_events`] decide, each in one
 //!   transaction on the job's row, whether a table's commit or a cancel came first: once a table
 //!   began to commit, a cancel is too late; once a cancel is recorded, no table begins to commit.
-//! * [`Repository::reap_jobs`] ends runs whose process stopped sending heartbeats; of processes
+//! * [`JobStore::reap_jobs`] ends runs whose process stopped sending heartbeats; of processes
 //!   reaping at once, each run is ended by exactly one.
 //! * Event ids are unique and increasing, whichever process posts them.
 #![deny(missing_docs)]
@@ -26,6 +26,7 @@
 mod migrations;
 mod postgres;
 mod sqlite;
+mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub use postgres::PostgresRepository;
 pub use sluice_store::Database;
 use sluice_store::{StoreError, StoreErrorKind};
 pub use sqlite::SqliteRepository;
+pub use store::{DefinitionStore, IdentityStore, JobStore, Repository, SettingsStore, Stores};
 
 /// Opens the repository named by `spec`: `postgres://…` or `postgresql://…` (a PostgreSQL
 /// database, see [`PostgresRepository::connect`]), `sqlite:PATH` or a plain file path (see
@@ -437,7 +439,7 @@ impl Owner {
     }
 }
 
-/// A job run that [`Repository::reap_jobs`] ended because its process had stopped.
+/// A job run that [`JobStore::reap_jobs`] ended because its process had stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReapedJob {
     /// The hub.
@@ -576,280 +578,3 @@ pub struct StartedJob {
     /// Earlier runs that were failed because their process had stopped.
     pub taken_over: Vec<EventId>,
 }
-
-/// The store of hubs and their definitions (locations, channels, tables, actions).
-///
-/// Part of [`Repository`]; its contract is written on each method.
-#[async_trait]
-pub trait DefinitionStore: Send + Sync {
-    /// Every hub, by name.
-    async fn hubs(&self) -> Result<Vec<HubRecord>>;
-
-    /// One hub.
-    async fn hub(&self, hub: &HubName) -> Result<Option<HubRecord>>;
-
-    /// Adds or replaces the hub, locations and channels of `definitions` in one transaction and
-    /// posts a `Definition_Change_Import` event naming `user` and `source`.
-    async fn apply_definitions(
-        &self,
-        definitions: &Definitions,
-        user: &str,
-        source: &str,
-    ) -> Result<ApplySummary>;
-
-    /// One location.
-    async fn location(&self, hub: &HubName, name: &LocationName) -> Result<Option<Location>>;
-
-    /// Every location of a hub, by name.
-    async fn locations(&self, hub: &HubName) -> Result<Vec<Location>>;
-
-    /// One channel.
-    async fn channel(&self, hub: &HubName, name: &ChannelName) -> Result<Option<Channel>>;
-
-    /// Every channel of a hub, by name.
-    async fn channels(&self, hub: &HubName) -> Result<Vec<Channel>>;
-
-    /// Creates an empty hub and posts `Hub_Create`. `Conflict` when it exists.
-    async fn create_hub(&self, hub: &Hub, user: &str) -> Result<EventId>;
-
-    /// Deletes a hub with its definitions, jobs and events. `NotFound` when it does not exist.
-    async fn delete_hub(&self, hub: &HubName) -> Result<()>;
-
-    /// Freezes (`true`) or unfreezes a hub and posts `Hub_Freeze` / `Hub_Unfreeze` naming `user`.
-    /// Freezing a frozen hub (or unfreezing a live one) changes nothing but still answers the event.
-    async fn set_hub_frozen(&self, hub: &HubName, frozen: bool, user: &str) -> Result<EventId>;
-
-    /// Sets hub properties (`None` deletes one; `Description` is the hub's description) and posts
-    /// `Hub_Property_Change` naming `user`, in one transaction.
-    async fn set_hub_props(
-        &self,
-        hub: &HubName,
-        changes: &BTreeMap<String, Option<serde_json::Value>>,
-        user: &str,
-    ) -> Result<EventId>;
-
-    /// Makes the hub's stored definitions exactly `definitions` (locations and channels not in it
-    /// are deleted), bumps the hub's version and posts `event`, in one transaction. `Conflict`
-    /// when the hub's version is not `expected_version` (someone else changed it meanwhile);
-    /// `NotFound` when the hub does not exist.
-    async fn replace_hub_definitions(
-        &self,
-        definitions: &Definitions,
-        expected_version: i64,
-        event: NewEvent,
-    ) -> Result<EventId>;
-}
-
-/// The store of jobs, HVR events, their per-table results and log lines, commit markers, the reaper.
-///
-/// Part of [`Repository`]; its contract is written on each method.
-#[async_trait]
-pub trait JobStore: Send + Sync {
-    /// Posts an event (its id is unique: a colliding instant is moved a microsecond on).
-    async fn post_event(&self, event: NewEvent) -> Result<EventId>;
-
-    /// Posts the event of a job run and claims the job, atomically. Fails with `Conflict`, naming
-    /// the running event, when another live process runs the job; a run whose owner has not sent a
-    /// heartbeat for `stale_after` is failed and taken over.
-    async fn start_job(
-        &self,
-        event: NewEvent,
-        owner: &Owner,
-        stale_after: Duration,
-    ) -> Result<StartedJob>;
-
-    /// Records that `owner` is still running `job`. Answers `false` when the run's event has been
-    /// cancelled (by any process): the runner must stop. `Conflict` when `owner` no longer holds it.
-    async fn heartbeat(&self, hub: &HubName, job: &JobName, owner: &Owner) -> Result<bool>;
-
-    /// Ends a job run: the event gets its final state and response (unless it was already
-    /// cancelled), the job its state (`DONE`, `FAILED`, or `SUSPEND` after a cancel).
-    async fn finish_job(
-        &self,
-        hub: &HubName,
-        job: &JobName,
-        event: EventId,
-        state: EventState,
-        response: &str,
-    ) -> Result<()>;
-
-    /// Sets (adds or replaces) results of an event.
-    async fn put_results(&self, event: EventId, results: &[EventResult]) -> Result<()>;
-
-    /// Appends lines to an event's log.
-    async fn append_log(&self, event: EventId, lines: &[String]) -> Result<()>;
-
-    /// Events matching `filter`, newest first.
-    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>>;
-
-    /// An event's log lines, oldest first, each with its time.
-    async fn event_log(&self, event: EventId) -> Result<Vec<(DateTime<Utc>, String)>>;
-
-    /// Jobs of a hub, by name.
-    async fn jobs(&self, hub: &HubName) -> Result<Vec<JobRecord>>;
-
-    /// For each table of `channel`, the newest finished event of `event_type` that has results for
-    /// it, with those results.
-    async fn latest_table_results(
-        &self,
-        hub: &HubName,
-        channel: &ChannelName,
-        event_type: EventType,
-    ) -> Result<BTreeMap<TableName, (EventRecord, Vec<EventResult>)>>;
-
-    /// Posts a job run's event and, when `start` is given, claims the job for that owner, in one
-    /// transaction. Pending (unstarted) `ACTIVE` events of the same job are cancelled and listed.
-    /// `Conflict`, naming the running event, when a live process runs the job. Without `start`
-    /// the job is left `SUSPEND` with the event pending until [`Repository::claim_job`].
-    async fn submit_job(
-        &self,
-        event: NewEvent,
-        start: Option<(&Owner, Duration)>,
-    ) -> Result<SubmittedJob>;
-
-    /// Claims a job for its pending event `event` (an `ACTIVE` event that is the job's latest).
-    /// `Conflict` when a live process runs the job or the event is not pending; `NotFound` when
-    /// the job does not exist. Returns the runs taken over from dead processes.
-    async fn claim_job(
-        &self,
-        hub: &HubName,
-        job: &JobName,
-        owner: &Owner,
-        stale_after: Duration,
-    ) -> Result<(EventId, Vec<EventId>)>;
-
-    /// One job.
-    async fn job(&self, hub: &HubName, job: &JobName) -> Result<Option<JobRecord>>;
-
-    /// Sets the state of a job that is not running (suspend / unsuspend). `NotFound` when there is
-    /// no such job, `Conflict` when it is running.
-    async fn set_job_state(&self, hub: &HubName, job: &JobName, state: JobState) -> Result<()>;
-
-    /// Deletes a job: its `ACTIVE` events become `CANCELED` (returned). `NotFound` when there is
-    /// no such job.
-    async fn delete_job(&self, hub: &HubName, job: &JobName) -> Result<Vec<EventId>>;
-
-    /// Ends `ACTIVE` events at a user's request, at once, all or none. An event none of whose
-    /// tables began to commit becomes `CANCELED`; one with a committed table becomes `FAILED`
-    /// (its run stops before the next table commits; the tables not committed are left as they
-    /// were), so a run with a committed table never shows `CANCELED`. Its job: `SUSPEND` when
-    /// not running; still `RUNNING` while a live process runs it (the run stops at its next look
-    /// at the event and then lets go of the job); freed at once (`SUSPEND`, or `FAILED` with the
-    /// event) when its process has sent no heartbeat for `stale_after`.
-    ///
-    /// `Conflict` (naming the event) when one is not `ACTIVE`, or when a table of one is
-    /// committing in a live process: then it is too late, and the run ends `DONE` or `FAILED`.
-    /// `NotFound` when one does not exist. On an error nothing changes.
-    async fn cancel_events(
-        &self,
-        hub: &HubName,
-        ids: &[EventId],
-        stale_after: Duration,
-    ) -> Result<Vec<EventRecord>>;
-
-    /// Records that `table` of `owner`'s run `event` of `job` begins to commit, when the event is
-    /// still `ACTIVE`: `true` lets the table commit (from now on a cancel is too late until
-    /// [`Repository::end_commit`]); `false` means the event was cancelled (or otherwise ended)
-    /// and the table must not commit. `Conflict` when `owner` no longer holds the job.
-    async fn begin_commit(
-        &self,
-        hub: &HubName,
-        job: &JobName,
-        event: EventId,
-        table: &TableName,
-        owner: &Owner,
-    ) -> Result<bool>;
-
-    /// Records how the commit [`Repository::begin_commit`] let begin ended: `committed` keeps the
-    /// table's marker as committed, otherwise (the write failed and rolled back) it is removed.
-    async fn end_commit(&self, event: EventId, table: &TableName, committed: bool) -> Result<()>;
-
-    /// Ends every run whose process has sent no heartbeat for `stale_after` (by the database's
-    /// clock on PostgreSQL): its `ACTIVE` event becomes `FAILED` with a response that names the
-    /// process, its last heartbeat and the tables that had committed, and its job is freed
-    /// (`FAILED`, or the state its event had already ended in). Of processes reaping at once,
-    /// each run is ended by exactly one; a run whose process still beats is never touched.
-    async fn reap_jobs(&self, stale_after: Duration) -> Result<Vec<ReapedJob>>;
-}
-
-/// The store of users, tokens (refresh tokens, sessions) and API keys.
-///
-/// Part of [`Repository`]; its contract is written on each method.
-#[async_trait]
-pub trait IdentityStore: Send + Sync {
-    /// Every user, by name.
-    async fn users(&self) -> Result<Vec<UserRecord>>;
-
-    /// One user.
-    async fn user(&self, name: &str) -> Result<Option<UserRecord>>;
-
-    /// Adds a user. `Conflict` when the name is taken.
-    async fn create_user(&self, user: &UserRecord) -> Result<()>;
-
-    /// Changes a user's level and/or password hash. `NotFound` when there is no such user.
-    async fn update_user(
-        &self,
-        name: &str,
-        level: Option<AccessLevel>,
-        password_hash: Option<&str>,
-    ) -> Result<()>;
-
-    /// Deletes a user and their tokens. `NotFound` when there is no such user.
-    async fn delete_user(&self, name: &str) -> Result<()>;
-
-    /// Stores a token.
-    async fn put_token(&self, token: &TokenRecord) -> Result<()>;
-
-    /// Removes and returns the token with this hash (at most one caller gets it: rotation).
-    async fn take_token(&self, hash: &str) -> Result<Option<TokenRecord>>;
-
-    /// The token with this hash, if stored (expired or not).
-    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>>;
-
-    /// Tokens of a kind (every user when `user` is `None`).
-    async fn tokens(&self, kind: &str, user: Option<&str>) -> Result<Vec<TokenRecord>>;
-
-    /// Deletes a token; deleting an unknown token is not an error.
-    async fn delete_token(&self, hash: &str) -> Result<()>;
-
-    /// Stores a new API key. `Conflict` when the key exists.
-    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
-
-    /// Every API key, oldest first.
-    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
-
-    /// One API key.
-    async fn api_key(&self, key: &str) -> Result<Option<ApiKeyRecord>>;
-
-    /// Deletes an API key. `NotFound` when there is no such key.
-    async fn delete_api_key(&self, key: &str) -> Result<()>;
-}
-
-/// The store of hub-wide settings and the `/v1` connector records.
-///
-/// Part of [`Repository`]; its contract is written on each method.
-#[async_trait]
-pub trait SettingsStore: Send + Sync {
-    /// A repository-wide setting (e.g. the token signing key), inserting `value` first when
-    /// absent: every process sharing the repository gets the same stored value.
-    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String>;
-
-    /// The connector settings of a channel, storing `record` first when there are none: every
-    /// process gets the same stored settings (and `created`). `NotFound` when the hub does not
-    /// exist.
-    async fn connector_or_insert(&self, record: &ConnectorRecord) -> Result<ConnectorRecord>;
-
-    /// Stored connector settings, of one hub or of every hub, by hub and channel.
-    async fn connector_records(&self, hub: Option<&HubName>) -> Result<Vec<ConnectorRecord>>;
-
-    /// Adds or replaces the settings of a connector. `NotFound` when the hub does not exist.
-    async fn put_connector(&self, record: &ConnectorRecord) -> Result<()>;
-}
-
-/// The hub repository.
-///
-/// It is made of the store traits by area ([`DefinitionStore`], [`JobStore`],
-/// [`IdentityStore`], [`SettingsStore`]); whatever implements all four is a repository.
-pub trait Repository: DefinitionStore + JobStore + IdentityStore + SettingsStore {}
-
-impl<T: DefinitionStore + JobStore + IdentityStore + SettingsStore + ?Sized> Repository for T {}

@@ -68,12 +68,12 @@ const READ_ONLY_HUB_PROPS: &[&str] = &["Hub_State", "Created", "Creator", "Freez
 impl HubService {
     /// Every hub.
     pub async fn hubs(&self) -> Result<Vec<HubRecord>> {
-        Ok(self.repo().hubs().await?)
+        Ok(self.definition_store().hubs().await?)
     }
 
     /// One hub.
     pub async fn hub(&self, hub: &HubName) -> Result<HubRecord> {
-        self.repo()
+        self.definition_store()
             .hub(hub)
             .await?
             .ok_or_else(|| ServiceError::not_found(format!("hub {hub} does not exist")))
@@ -86,13 +86,16 @@ impl HubService {
             name,
             description: description.to_owned(),
         };
-        Ok(self.repo().create_hub(&hub, self.user()).await?)
+        Ok(self
+            .definition_store()
+            .create_hub(&hub, self.user())
+            .await?)
     }
 
     /// Deletes a hub with everything in it; its jobs running in this process are cancelled.
     pub async fn delete_hub(&self, hub: &HubName) -> Result<()> {
         let active = self
-            .repo()
+            .job_store()
             .events(&EventFilter {
                 hub: Some(hub.clone()),
                 states: vec![EventState::Active],
@@ -102,17 +105,23 @@ impl HubService {
         for e in active {
             self.inner.cancel_local(e.id);
         }
-        Ok(self.repo().delete_hub(hub).await?)
+        Ok(self.definition_store().delete_hub(hub).await?)
     }
 
     /// Freezes a hub: no job starts until it is unfrozen; running jobs finish.
     pub async fn freeze_hub(&self, hub: &HubName) -> Result<EventId> {
-        Ok(self.repo().set_hub_frozen(hub, true, self.user()).await?)
+        Ok(self
+            .definition_store()
+            .set_hub_frozen(hub, true, self.user())
+            .await?)
     }
 
     /// Unfreezes a hub: jobs may start again and the scheduler resumes.
     pub async fn unfreeze_hub(&self, hub: &HubName) -> Result<EventId> {
-        Ok(self.repo().set_hub_frozen(hub, false, self.user()).await?)
+        Ok(self
+            .definition_store()
+            .set_hub_frozen(hub, false, self.user())
+            .await?)
     }
 
     /// Sets hub properties (`None` deletes one).
@@ -141,14 +150,17 @@ impl HubService {
                 ));
             }
         }
-        Ok(self.repo().set_hub_props(hub, changes, self.user()).await?)
+        Ok(self
+            .definition_store()
+            .set_hub_props(hub, changes, self.user())
+            .await?)
     }
 
     /// The hub's definitions and their version.
     pub async fn definitions(&self, hub: &HubName) -> Result<(Definitions, i64)> {
         let record = self.hub(hub).await?;
-        let locations = self.repo().locations(hub).await?;
-        let channels = self.repo().channels(hub).await?;
+        let locations = self.definition_store().locations(hub).await?;
+        let channels = self.definition_store().channels(hub).await?;
         Ok((
             Definitions {
                 hub: record.hub,
@@ -251,7 +263,7 @@ impl HubService {
                 body: serde_json::json!({ "change": description }),
             };
             match self
-                .repo()
+                .definition_store()
                 .replace_hub_definitions(&new_defs, version, event)
                 .await
             {
@@ -345,7 +357,7 @@ impl HubService {
         let mut started = Vec::new();
         for job in jobs {
             let record = self
-                .repo()
+                .job_store()
                 .job(hub, job)
                 .await?
                 .ok_or_else(|| ServiceError::not_found(format!("job {job} does not exist")))?;
@@ -360,7 +372,7 @@ impl HubService {
     /// Runs the pending `event` of `job` in the background.
     async fn start_pending(&self, hub: &HubName, job: &JobName, event: EventId) -> Result<EventId> {
         let record = self
-            .repo()
+            .job_store()
             .events(&EventFilter {
                 hub: Some(hub.clone()),
                 ids: vec![event],
@@ -403,7 +415,7 @@ impl HubService {
     /// Suspends jobs that are not running.
     pub async fn suspend_jobs(&self, hub: &HubName, jobs: &[JobName]) -> Result<()> {
         for job in jobs {
-            self.repo()
+            self.job_store()
                 .set_job_state(hub, job, JobState::Suspend)
                 .await?;
         }
@@ -415,13 +427,13 @@ impl HubService {
     pub async fn unsuspend_jobs(&self, hub: &HubName, jobs: &[JobName]) -> Result<()> {
         for job in jobs {
             let record = self
-                .repo()
+                .job_store()
                 .job(hub, job)
                 .await?
                 .ok_or_else(|| ServiceError::not_found(format!("job {job} does not exist")))?;
             let pending = match record.last_event {
                 Some(ev) => self
-                    .repo()
+                    .job_store()
                     .events(&EventFilter {
                         hub: Some(hub.clone()),
                         ids: vec![ev],
@@ -437,7 +449,7 @@ impl HubService {
             } else {
                 JobState::Done
             };
-            self.repo().set_job_state(hub, job, state).await?;
+            self.job_store().set_job_state(hub, job, state).await?;
         }
         self.audit_jobs(hub, EventType::JobUnsuspend, "unsuspended", jobs)
             .await
@@ -447,7 +459,7 @@ impl HubService {
     pub async fn delete_jobs(&self, hub: &HubName, jobs: &[JobName]) -> Result<Vec<EventId>> {
         let mut canceled = Vec::new();
         for job in jobs {
-            let ids = self.repo().delete_job(hub, job).await?;
+            let ids = self.job_store().delete_job(hub, job).await?;
             for id in &ids {
                 self.inner.cancel_local(*id);
             }
@@ -466,7 +478,7 @@ impl HubService {
         jobs: &[JobName],
     ) -> Result<()> {
         let names: Vec<&str> = jobs.iter().map(|j| j.as_str()).collect();
-        self.repo()
+        self.job_store()
             .post_event(NewEvent {
                 hub: hub.clone(),
                 event_type: kind,
@@ -483,21 +495,21 @@ impl HubService {
         Ok(())
     }
 
-    /// Cancels active events (see [`Repository::cancel_events`](sluice_repo::Repository::cancel_events)):
+    /// Cancels active events (see [`JobStore::cancel_events`](sluice_repo::JobStore::cancel_events)):
     /// a pending one never runs; a running one stops before its next table commits (the table
     /// it is writing is left as it was) and ends `CANCELED`, or `FAILED` when a table had
     /// already committed; while a table commits it is too late (`Conflict`). The job of a run
     /// whose process stopped is freed at once.
     pub async fn cancel_events(&self, hub: &HubName, ids: &[EventId]) -> Result<()> {
         let canceled = self
-            .repo()
+            .job_store()
             .cancel_events(hub, ids, crate::STALE_AFTER)
             .await?;
         for e in &canceled {
             self.inner.cancel_local(e.id);
         }
         let names: Vec<String> = canceled.iter().map(|e| e.id.to_string()).collect();
-        self.repo()
+        self.job_store()
             .post_event(NewEvent {
                 hub: hub.clone(),
                 event_type: EventType::EventCancel,
@@ -587,11 +599,11 @@ impl HubService {
         if let Err(e) = self.schedule_connectors(chrono::Utc::now()).await {
             tracing::warn!(error = %e, "scheduler could not look at the connectors");
         }
-        for hub in self.repo().hubs().await? {
+        for hub in self.definition_store().hubs().await? {
             if hub.state != HubState::Live {
                 continue;
             }
-            for job in self.repo().jobs(&hub.hub.name).await? {
+            for job in self.job_store().jobs(&hub.hub.name).await? {
                 if job.state != JobState::Pending {
                     continue;
                 }

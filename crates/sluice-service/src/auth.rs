@@ -453,7 +453,7 @@ impl HubService {
             .get_or_try_init(|| async {
                 let fresh = B64.encode(rand::random::<[u8; 32]>());
                 let stored = self
-                    .repo()
+                    .settings_store()
                     .setting_or_insert("jwt_signing_key", &fresh)
                     .await?;
                 Ok::<_, ServiceError>(stored.into_bytes())
@@ -470,7 +470,7 @@ impl HubService {
     /// Creates user `admin` (SysAdmin) when the repository has no user: with `password` when
     /// given, else a random one, which is returned so it can be shown once.
     pub async fn ensure_admin(&self, password: Option<&str>) -> Result<Option<String>> {
-        if !self.repo().users().await?.is_empty() {
+        if !self.identity_store().users().await?.is_empty() {
             return Ok(None);
         }
         let (password, generated) = match password.filter(|p| !p.is_empty()) {
@@ -485,7 +485,7 @@ impl HubService {
             created: Utc::now(),
             creator: "sluice".into(),
         };
-        match self.repo().create_user(&record).await {
+        match self.identity_store().create_user(&record).await {
             Ok(()) => Ok(generated.then_some(password)),
             // Another hub process created it first.
             Err(e) if e.kind() == RepoErrorKind::Conflict => Ok(None),
@@ -504,12 +504,12 @@ impl HubService {
             created: Utc::now(),
             creator: self.user().to_owned(),
         };
-        Ok(self.repo().create_user(&record).await?)
+        Ok(self.identity_store().create_user(&record).await?)
     }
 
     /// Every user.
     pub async fn users(&self) -> Result<Vec<UserRecord>> {
-        Ok(self.repo().users().await?)
+        Ok(self.identity_store().users().await?)
     }
 
     /// Changes a user's level and/or password. A password change needs the current password
@@ -532,7 +532,7 @@ impl HubService {
             }
             None => None,
         };
-        self.repo()
+        self.identity_store()
             .update_user(name, level, hash.as_deref())
             .await?;
         if hash.is_some() || level.is_some() {
@@ -548,7 +548,7 @@ impl HubService {
             ));
         };
         let record = self
-            .repo()
+            .identity_store()
             .user(name)
             .await?
             .ok_or_else(|| ServiceError::not_found(format!("user {name} does not exist")))?;
@@ -567,8 +567,8 @@ impl HubService {
     /// Ends every session and refresh token of `name`: their access tokens stop working at once.
     async fn end_sessions(&self, name: &str) -> Result<()> {
         for kind in [SESSION, "refresh"] {
-            for t in self.repo().tokens(kind, Some(name)).await? {
-                self.repo().delete_token(&t.hash).await?;
+            for t in self.identity_store().tokens(kind, Some(name)).await? {
+                self.identity_store().delete_token(&t.hash).await?;
             }
         }
         Ok(())
@@ -576,7 +576,7 @@ impl HubService {
 
     /// Deletes a user and their tokens.
     pub async fn delete_user(&self, name: &str) -> Result<()> {
-        Ok(self.repo().delete_user(name).await?)
+        Ok(self.identity_store().delete_user(name).await?)
     }
 
     /// Issues tokens for `user` in session `sid` (a new session when `None`).
@@ -595,8 +595,8 @@ impl HubService {
             ACCESS_TTL
         };
         let session_hash = token_hash(&sid);
-        let _ = self.repo().delete_token(&session_hash).await;
-        self.repo()
+        let _ = self.identity_store().delete_token(&session_hash).await;
+        self.identity_store()
             .put_token(&TokenRecord {
                 hash: session_hash,
                 user: user.name.clone(),
@@ -618,7 +618,7 @@ impl HubService {
             .map_err(|e| ServiceError::invalid(format!("cannot sign a token: {e}")))?;
         let refresh_token = if want_refresh {
             let token = format!("rt_{sid}.{}", B64.encode(rand::random::<[u8; 32]>()));
-            self.repo()
+            self.identity_store()
                 .put_token(&TokenRecord {
                     hash: token_hash(&token),
                     user: user.name.clone(),
@@ -650,7 +650,7 @@ impl HubService {
     ) -> Result<Tokens> {
         let limiter = &self.inner.limiter;
         let known = limiter.admit(user, from)?;
-        let record = self.repo().user(user).await?;
+        let record = self.identity_store().user(user).await?;
         let hash = record
             .as_ref()
             .map_or(DECOY_HASH.as_str(), |r| r.password_hash.as_str());
@@ -671,13 +671,13 @@ impl HubService {
     /// working.
     pub async fn refresh_login(&self, refresh_token: &str, want_refresh: bool) -> Result<Tokens> {
         let stored = self
-            .repo()
+            .identity_store()
             .take_token(&token_hash(refresh_token))
             .await?
             .filter(|t| t.kind == "refresh" && t.expires > Utc::now())
             .ok_or_else(|| forbidden("the refresh token is invalid or expired"))?;
         let user = self
-            .repo()
+            .identity_store()
             .user(&stored.user)
             .await?
             .filter(|u| u.level != AccessLevel::None)
@@ -685,7 +685,7 @@ impl HubService {
         let sid = match session_of_refresh(refresh_token) {
             Some(sid) => {
                 let open = self
-                    .repo()
+                    .identity_store()
                     .token(&token_hash(sid))
                     .await?
                     .is_some_and(|t| t.kind == SESSION && t.user == user.name);
@@ -701,7 +701,10 @@ impl HubService {
 
     /// Ends a refresh token and its session (logout); never fails for an unknown token.
     pub async fn revoke(&self, refresh_token: &str) -> Result<()> {
-        if let Some(stored) = self.repo().take_token(&token_hash(refresh_token)).await?
+        if let Some(stored) = self
+            .identity_store()
+            .take_token(&token_hash(refresh_token))
+            .await?
             && stored.kind == "refresh"
             && let Some(sid) = session_of_refresh(refresh_token)
         {
@@ -724,12 +727,12 @@ impl HubService {
     async fn end_session(&self, sid: &str, user: &str) -> Result<()> {
         let hash = token_hash(sid);
         if self
-            .repo()
+            .identity_store()
             .token(&hash)
             .await?
             .is_some_and(|t| t.kind == SESSION && t.user == user)
         {
-            self.repo().delete_token(&hash).await?;
+            self.identity_store().delete_token(&hash).await?;
         }
         Ok(())
     }
@@ -757,7 +760,7 @@ impl HubService {
             return Ok(identity);
         }
         let user = self
-            .repo()
+            .identity_store()
             .user(&claims.sub)
             .await?
             .filter(|u| u.level != AccessLevel::None)
@@ -768,10 +771,11 @@ impl HubService {
             .sid
             .as_deref()
             .ok_or_else(|| unauthenticated("the access token is invalid; log in again"))?;
-        let open =
-            self.repo().token(&token_hash(sid)).await?.is_some_and(|t| {
-                t.kind == SESSION && t.user == user.name && t.expires > Utc::now()
-            });
+        let open = self
+            .identity_store()
+            .token(&token_hash(sid))
+            .await?
+            .is_some_and(|t| t.kind == SESSION && t.user == user.name && t.expires > Utc::now());
         if !open {
             return Err(unauthenticated(
                 "the session has ended (logged out, password changed or expired); log in again",

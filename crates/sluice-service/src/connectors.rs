@@ -473,7 +473,7 @@ impl HubService {
         let missing =
             |why: String| ServiceError::not_found(format!("connector {id} does not exist: {why}"));
         let channel = self
-            .repo()
+            .definition_store()
             .channel(&id.hub, &id.channel)
             .await?
             .ok_or_else(|| {
@@ -495,7 +495,7 @@ impl HubService {
 
     async fn settings(&self, id: &ConnectorId) -> Result<ConnectorRecord> {
         Ok(self
-            .repo()
+            .settings_store()
             .connector_or_insert(&ConnectorRecord::new(
                 id.hub.clone(),
                 id.channel.clone(),
@@ -507,7 +507,7 @@ impl HubService {
     async fn view(&self, r: Resolved, settings: ConnectorRecord) -> Result<Connector> {
         let job = JobName::refresh(&r.channel.name, &r.source.name, &r.target.name);
         let events = self
-            .repo()
+            .job_store()
             .events(&EventFilter {
                 hub: Some(r.id.hub.clone()),
                 jobs: vec![job.clone()],
@@ -556,9 +556,9 @@ impl HubService {
         what: &str,
         body: Json,
     ) -> Result<()> {
-        self.repo().put_connector(settings).await?;
+        self.settings_store().put_connector(settings).await?;
         let id = ConnectorId::new(settings.hub.clone(), settings.channel.clone());
-        self.repo()
+        self.job_store()
             .post_event(sluice_repo::NewEvent {
                 hub: settings.hub.clone(),
                 event_type: EventType::ConnectorChange,
@@ -581,7 +581,7 @@ impl HubService {
         let hubs = match hub {
             Some(h) => vec![self.hub(h).await?.hub.name],
             None => self
-                .repo()
+                .definition_store()
                 .hubs()
                 .await?
                 .into_iter()
@@ -590,7 +590,7 @@ impl HubService {
         };
         let mut out = Vec::new();
         for hub in hubs {
-            for channel in self.repo().channels(&hub).await? {
+            for channel in self.definition_store().channels(&hub).await? {
                 if connector_ends(&channel).is_err() {
                     continue;
                 }
@@ -796,7 +796,7 @@ impl HubService {
         }
         let job = JobName::refresh(&r.channel.name, &r.source.name, &r.target.name);
         let running = self
-            .repo()
+            .job_store()
             .job(&id.hub, &job)
             .await?
             .filter(|j| j.state == JobState::Running)
@@ -835,7 +835,7 @@ impl HubService {
             parallel: None,
         };
         let posted_before = self
-            .repo()
+            .job_store()
             .job(&id.hub, &job)
             .await?
             .and_then(|j| j.last_event);
@@ -854,7 +854,7 @@ impl HubService {
                 Err(e) if e.kind() == ServiceErrorKind::Conflict && !force => {
                     // Another sync started meanwhile: keep it.
                     let event = self
-                        .repo()
+                        .job_store()
                         .job(&id.hub, &job)
                         .await?
                         .and_then(|j| j.last_event)
@@ -876,7 +876,7 @@ impl HubService {
                     // The sync was posted and failed while it was being planned (a database
                     // down, a table missing): it ran, its event is FAILED and moved `failed_at`.
                     let posted = self
-                        .repo()
+                        .job_store()
                         .job(&id.hub, &job)
                         .await?
                         .and_then(|j| j.last_event)
@@ -937,7 +937,7 @@ impl HubService {
         };
         settings.setup_tests = serde_json::to_value(&tests)
             .map_err(|e| ServiceError::invalid(format!("setup tests: {e}")))?;
-        self.repo().put_connector(&settings).await?;
+        self.settings_store().put_connector(&settings).await?;
         self.view(r, settings).await
     }
 
@@ -1380,14 +1380,14 @@ impl HubService {
     pub async fn schedule_connectors(&self, now: DateTime<Utc>) -> Result<Vec<EventId>> {
         let mut started = Vec::new();
         let live: BTreeSet<HubName> = self
-            .repo()
+            .definition_store()
             .hubs()
             .await?
             .into_iter()
             .filter(|h| h.state == HubState::Live)
             .map(|h| h.hub.name)
             .collect();
-        for record in self.repo().connector_records(None).await? {
+        for record in self.settings_store().connector_records(None).await? {
             if !live.contains(&record.hub) || record.paused || record.schedule_type != "auto" {
                 continue;
             }
@@ -1448,18 +1448,18 @@ impl HubService {
             creator: self.user().to_owned(),
             description: description.to_owned(),
         };
-        self.repo().create_api_key(&record).await?;
+        self.identity_store().create_api_key(&record).await?;
         Ok((record, secret))
     }
 
     /// Every API key (never their secrets).
     pub async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
-        Ok(self.repo().api_keys().await?)
+        Ok(self.identity_store().api_keys().await?)
     }
 
     /// Deletes an API key.
     pub async fn delete_api_key(&self, key: &str) -> Result<()> {
-        Ok(self.repo().delete_api_key(key).await?)
+        Ok(self.identity_store().delete_api_key(key).await?)
     }
 
     /// Checks an API key and secret (HTTP Basic of the `/v1` face): the identity
@@ -1471,7 +1471,7 @@ impl HubService {
                 "invalid API key or secret",
             )
         };
-        let record = match self.repo().api_key(key).await {
+        let record = match self.identity_store().api_key(key).await {
             Ok(Some(r)) => r,
             Ok(None) => return Err(refused()),
             Err(e) if e.kind() == RepoErrorKind::NotFound => return Err(refused()),

@@ -23,15 +23,15 @@ impl HubService {
     /// The health check: how many hubs the repository holds. An error means the repository is
     /// unavailable.
     pub async fn health(&self) -> Result<usize> {
-        Ok(self.repo().hubs().await?.len())
+        Ok(self.definition_store().hubs().await?.len())
     }
 
     /// The gauges of every hub, by name. An error means the repository could not list the hubs.
     pub async fn metrics_snapshot(&self) -> Result<Vec<HubGauge>> {
-        let hubs = self.repo().hubs().await?;
+        let hubs = self.definition_store().hubs().await?;
         let mut gauges = Vec::with_capacity(hubs.len());
         for h in hubs {
-            let job_states = match self.repo().jobs(&h.hub.name).await {
+            let job_states = match self.job_store().jobs(&h.hub.name).await {
                 Ok(jobs) => {
                     let mut counts = BTreeMap::new();
                     for j in jobs {

@@ -693,13 +693,13 @@ impl HubService {
         let (event, canceled, taken_over) = match start {
             Start::Now => {
                 let s = self
-                    .repo()
+                    .job_store()
                     .submit_job(new_event, Some((owner, STALE_AFTER)))
                     .await?;
                 (s.event, s.canceled, s.taken_over)
             }
             Start::Pending => {
-                let s = self.repo().submit_job(new_event, None).await?;
+                let s = self.job_store().submit_job(new_event, None).await?;
                 return Ok(Err(Posted {
                     event: s.event,
                     job: job.clone(),
@@ -708,7 +708,7 @@ impl HubService {
             }
             Start::Claim => {
                 let (event, taken_over) = self
-                    .repo()
+                    .job_store()
                     .claim_job(&r.hub, job, owner, STALE_AFTER)
                     .await?;
                 (event, Vec::new(), taken_over)
@@ -740,7 +740,7 @@ impl HubService {
                 n = n.wrapping_add(1);
                 if !n.is_multiple_of(beats_every) {
                     // Cancelled, or failed by a cancel after a table committed.
-                    if let Ok(Some(state)) = event_state(service.repo(), &hub, event).await
+                    if let Ok(Some(state)) = event_state(service.job_store(), &hub, event).await
                         && state != EventState::Active
                     {
                         tracing::info!(job = %heartbeat_job, state = %state, "the event was ended; stopping");
@@ -750,7 +750,7 @@ impl HubService {
                     continue;
                 }
                 match service
-                    .repo()
+                    .job_store()
                     .heartbeat(&hub, &heartbeat_job, &service.inner.owner)
                     .await
                 {
@@ -849,7 +849,7 @@ impl HubService {
                 // end its event if it is still ours and still ACTIVE.
                 let response = chain(error);
                 if let Err(repo_error) = service
-                    .repo()
+                    .job_store()
                     .finish_job(&hub, &job_name, event, EventState::Failed, &response)
                     .await
                 {
@@ -875,7 +875,11 @@ impl HubService {
         job: &JobName,
         cancel: &CancellationToken,
     ) -> Result<()> {
-        match self.repo().heartbeat(hub, job, &self.inner.owner).await {
+        match self
+            .job_store()
+            .heartbeat(hub, job, &self.inner.owner)
+            .await
+        {
             Err(error) if error.kind() == RepoErrorKind::Conflict => {
                 cancel.cancel();
                 Err(error.into())
@@ -899,14 +903,14 @@ impl HubService {
     ) -> ServiceError {
         let response = chain(&error);
         if let Err(repo_error) = self
-            .repo()
+            .job_store()
             .append_log(event, &[format!("failed before any table ran: {response}")])
             .await
         {
             tracing::error!(error = %repo_error, "could not log to the event");
         }
         if let Err(repo_error) = self
-            .repo()
+            .job_store()
             .finish_job(hub, job, event, EventState::Failed, &response)
             .await
         {
@@ -922,7 +926,7 @@ impl HubService {
     /// without anyone submitting again. Safe to run in several processes at once: each run is
     /// ended by one. The hub server runs it at start-up and from the scheduler.
     pub async fn reap_orphaned_jobs(&self) -> Result<Vec<sluice_repo::ReapedJob>> {
-        let reaped = self.repo().reap_jobs(STALE_AFTER).await?;
+        let reaped = self.job_store().reap_jobs(STALE_AFTER).await?;
         for r in &reaped {
             let Some(event) = r.event.filter(|_| r.failed) else {
                 tracing::info!(job = %r.job, "freed the job of a process that stopped");
@@ -935,7 +939,7 @@ impl HubService {
                 "failed the run of a process that stopped"
             );
             let line = std::slice::from_ref(&r.response);
-            if let Err(error) = self.repo().append_log(event, line).await {
+            if let Err(error) = self.job_store().append_log(event, line).await {
                 tracing::warn!(event = %event, error = %error, "could not log to the event");
             }
         }
@@ -1029,7 +1033,7 @@ impl HubService {
             cancel,
         } = run;
         let event = *event;
-        let repo = self.repo();
+        let repo = self.job_store();
         self.check_claim(hub, job, cancel).await?;
         let name = plan.name.clone();
         repo.put_results(
@@ -1056,7 +1060,7 @@ impl HubService {
         // a refresh cancelled before its commit never commits, and once the commit has begun a
         // cancel is too late.
         let gate: Arc<dyn CommitGate> = Arc::new(RepositoryGate {
-            repo: self.repository(),
+            repo: self.job_store_handle(),
             hub: hub.clone(),
             job: job.clone(),
             event,
@@ -1137,7 +1141,7 @@ impl HubService {
     ) -> Result<RefreshSummary> {
         let (hub, job, event) = (&run.hub, &run.job, run.event);
         let started = Instant::now();
-        let repo = self.repo();
+        let repo = self.job_store();
         // Up to `parallel` tables at once, each atomic on its own; results keep the plan order.
         let tables: Vec<RefreshTableResult> = futures::stream::iter(plans)
             .map(|plan| self.refresh_table(run, plan, options))
@@ -1275,7 +1279,7 @@ impl HubService {
         } = run;
         let event = *event;
         let started = Instant::now();
-        let repo = self.repo();
+        let repo = self.job_store();
         let mut tables = Vec::new();
         for plan in plans {
             self.check_claim(hub, job, cancel).await?;
@@ -1450,7 +1454,7 @@ fn result(table: &TableName, name: ResultName, value: &str) -> EventResult {
 
 /// The state of `event` as the repository has it now (`None`: no such event in `hub`).
 async fn event_state(
-    repo: &dyn sluice_repo::Repository,
+    repo: &dyn sluice_repo::JobStore,
     hub: &HubName,
     event: EventId,
 ) -> sluice_repo::Result<Option<EventState>> {
@@ -1466,7 +1470,7 @@ async fn event_state(
 /// the event is `ACTIVE` and this process holds the job, in the same transaction that a cancel
 /// would have to wait for.
 struct RepositoryGate {
-    repo: Arc<dyn sluice_repo::Repository>,
+    repo: Arc<dyn sluice_repo::JobStore>,
     hub: HubName,
     job: JobName,
     event: EventId,

@@ -30,7 +30,10 @@ use sluice_connector::{ConnectorError, ErrorKind, TestReport};
 use sluice_model::definition::{Channel, Definitions, HubState, Location};
 use sluice_model::{ChannelName, EventId, HubName, LocationName};
 pub use sluice_repo::{ApplySummary, EventFilter, EventRecord, EventResult, JobRecord};
-use sluice_repo::{Owner, RepoError, RepoErrorKind, Repository, SqliteRepository};
+use sluice_repo::{
+    DefinitionStore, IdentityStore, JobStore, Owner, RepoError, RepoErrorKind, Repository,
+    SettingsStore, SqliteRepository, Stores,
+};
 use tokio_util::sync::CancellationToken;
 
 pub use definition::{CompileContext, Compiled, Diagnostic, Severity};
@@ -171,7 +174,11 @@ const CANCEL_WATCH: Duration = Duration::from_millis(250);
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
 struct Inner {
+    /// The repository as opened, without the event hub's publishing.
     repo: Arc<dyn Repository>,
+    /// The repository by area, as the use cases call it: on a hub server the areas whose
+    /// changes are published (definitions, jobs and events) go through the publisher.
+    stores: Stores,
     env: EnvLookup,
     secrets: Option<secrets::SecretKey>,
     owner: Owner,
@@ -249,7 +256,8 @@ impl HubService {
         key: Option<secrets::SecretKey>,
         user: impl Into<String>,
     ) -> Self {
-        Self::build(repo, env, key, None, user)
+        let stores = Stores::of(repo.clone());
+        Self::build(repo, stores, env, key, None, user)
     }
 
     /// The hub server's service: location passwords encrypted with `key`, and every job, event
@@ -261,13 +269,21 @@ impl HubService {
         events: sluice_events::EventHub,
         user: impl Into<String>,
     ) -> Self {
-        let repo: Arc<dyn Repository> =
-            Arc::new(publish::PublishingRepository::new(repo, events.clone()));
-        Self::build(repo, env, key, Some(events), user)
+        let publishing = Arc::new(publish::PublishingRepository::new(
+            repo.clone(),
+            events.clone(),
+        ));
+        let stores = Stores {
+            definitions: publishing.clone(),
+            jobs: publishing,
+            ..Stores::of(repo.clone())
+        };
+        Self::build(repo, stores, env, key, Some(events), user)
     }
 
     fn build(
         repo: Arc<dyn Repository>,
+        stores: Stores,
         env: EnvLookup,
         key: Option<secrets::SecretKey>,
         events: Option<sluice_events::EventHub>,
@@ -277,6 +293,7 @@ impl HubService {
             inner: Arc::new(Inner {
                 events,
                 repo,
+                stores,
                 env,
                 secrets: key,
                 owner: Owner::current(),
@@ -333,7 +350,7 @@ impl HubService {
     /// Refuses when `hub` is frozen: no job starts on a frozen hub.
     pub(crate) async fn ensure_live(&self, hub: &HubName) -> Result<()> {
         let record = self
-            .repo()
+            .definition_store()
             .hub(hub)
             .await?
             .ok_or_else(|| ServiceError::not_found(format!("hub {hub} does not exist")))?;
@@ -369,13 +386,34 @@ impl HubService {
         Ok(service)
     }
 
-    pub(crate) fn repo(&self) -> &dyn Repository {
-        self.inner.repo.as_ref()
+    /// Hubs and their definitions.
+    pub(crate) fn definition_store(&self) -> &dyn DefinitionStore {
+        self.inner.stores.definitions.as_ref()
+    }
+
+    /// Jobs, HVR events, results and logs.
+    pub(crate) fn job_store(&self) -> &dyn JobStore {
+        self.inner.stores.jobs.as_ref()
+    }
+
+    /// The jobs store, to keep (the commit gate of a running job).
+    pub(crate) fn job_store_handle(&self) -> Arc<dyn JobStore> {
+        self.inner.stores.jobs.clone()
+    }
+
+    /// Users, tokens and API keys.
+    pub(crate) fn identity_store(&self) -> &dyn IdentityStore {
+        self.inner.stores.identity.as_ref()
+    }
+
+    /// Settings and `/v1` connector records.
+    pub(crate) fn settings_store(&self) -> &dyn SettingsStore {
+        self.inner.stores.settings.as_ref()
     }
 
     /// The hub to work on: `name` if given (it must exist), else the only hub in the repository.
     pub async fn resolve_hub(&self, name: Option<&HubName>) -> Result<HubName> {
-        let hubs = self.repo().hubs().await?;
+        let hubs = self.definition_store().hubs().await?;
         match name {
             Some(name) if hubs.iter().any(|h| &h.hub.name == name) => Ok(name.clone()),
             Some(name) => Err(ServiceError::not_found(format!(
@@ -407,7 +445,7 @@ impl HubService {
             .or_else(|| hub.cloned())
         {
             Some(h) => self
-                .repo()
+                .definition_store()
                 .locations(&h)
                 .await?
                 .into_iter()
@@ -451,33 +489,39 @@ impl HubService {
         source: &str,
     ) -> Result<ApplySummary> {
         Ok(self
-            .repo()
+            .definition_store()
             .apply_definitions(definitions, &self.user, source)
             .await?)
     }
 
     /// A location of `hub`.
     pub async fn location(&self, hub: &HubName, name: &LocationName) -> Result<Location> {
-        self.repo().location(hub, name).await?.ok_or_else(|| {
-            ServiceError::not_found(format!("location {name} does not exist in hub {hub}"))
-        })
+        self.definition_store()
+            .location(hub, name)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::not_found(format!("location {name} does not exist in hub {hub}"))
+            })
     }
 
     /// The locations of `hub`.
     pub async fn locations(&self, hub: &HubName) -> Result<Vec<Location>> {
-        Ok(self.repo().locations(hub).await?)
+        Ok(self.definition_store().locations(hub).await?)
     }
 
     /// A channel of `hub`.
     pub async fn channel(&self, hub: &HubName, name: &ChannelName) -> Result<Channel> {
-        self.repo().channel(hub, name).await?.ok_or_else(|| {
-            ServiceError::not_found(format!("channel {name} does not exist in hub {hub}"))
-        })
+        self.definition_store()
+            .channel(hub, name)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::not_found(format!("channel {name} does not exist in hub {hub}"))
+            })
     }
 
     /// The channels of `hub`.
     pub async fn channels(&self, hub: &HubName) -> Result<Vec<Channel>> {
-        Ok(self.repo().channels(hub).await?)
+        Ok(self.definition_store().channels(hub).await?)
     }
 
     /// Tests the connection to a location; changes nothing.
@@ -494,12 +538,12 @@ impl HubService {
 
     /// The jobs of `hub`.
     pub async fn jobs(&self, hub: &HubName) -> Result<Vec<JobRecord>> {
-        Ok(self.repo().jobs(hub).await?)
+        Ok(self.job_store().jobs(hub).await?)
     }
 
     /// Events matching `filter`, newest first.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {
-        Ok(self.repo().events(filter).await?)
+        Ok(self.job_store().events(filter).await?)
     }
 
     /// An event's log lines.
@@ -507,6 +551,6 @@ impl HubService {
         &self,
         event: EventId,
     ) -> Result<Vec<(chrono::DateTime<chrono::Utc>, String)>> {
-        Ok(self.repo().event_log(event).await?)
+        Ok(self.job_store().event_log(event).await?)
     }
 }

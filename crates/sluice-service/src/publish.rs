@@ -1,7 +1,8 @@
 //! Puts what happens in the repository on the event hub.
 //!
-//! [`PublishingRepository`] wraps the repository: every call that changes jobs, events or
-//! definitions is passed through unchanged, and after it succeeds the hub publishes what
+//! [`PublishingRepository`] stands in for the two areas of the repository whose changes are
+//! published, definitions and jobs with their events (users, tokens and settings are not
+//! published, so the service calls those stores directly): every call is passed through unchanged, and after it succeeds the hub publishes what
 //! changed on the built-in topics:
 //! * `sluice.job`, routing `<hub>.<channel>.<job_type>`: a job's new state;
 //! * `sluice.event`, routing `<hub>.<channel or _>.<event_type>`: an HVR event as posted, when it
@@ -24,13 +25,11 @@ use sluice_events::topic::{DEFINITION_TOPIC, EVENT_TOPIC, JOB_TOPIC};
 use sluice_events::{Actor, EventHub, NewEvent as HubEvent, RoutingKey, TopicName};
 use sluice_model::definition::{Channel, Definitions, Hub, Location};
 use sluice_model::{
-    AccessLevel, ChannelName, EventId, EventState, HubName, JobName, JobState, LocationName,
-    TableName,
+    ChannelName, EventId, EventState, HubName, JobName, JobState, LocationName, TableName,
 };
 use sluice_repo::{
-    ApiKeyRecord, ApplySummary, ConnectorRecord, DefinitionStore, EventFilter, EventRecord,
-    EventResult, HubRecord, IdentityStore, JobRecord, JobStore, NewEvent, Owner, ReapedJob,
-    Repository, Result, SettingsStore, StartedJob, SubmittedJob, TokenRecord, UserRecord,
+    ApplySummary, DefinitionStore, EventFilter, EventRecord, EventResult, HubRecord, JobRecord,
+    JobStore, NewEvent, Owner, ReapedJob, Repository, Result, StartedJob, SubmittedJob,
 };
 use tokio::sync::mpsc;
 
@@ -475,88 +474,5 @@ impl JobStore for PublishingRepository {
             self.job_changed(&r.hub, &r.job, r.event).await;
         }
         Ok(reaped)
-    }
-}
-
-#[async_trait]
-impl IdentityStore for PublishingRepository {
-    async fn users(&self) -> Result<Vec<UserRecord>> {
-        self.inner.users().await
-    }
-
-    async fn user(&self, name: &str) -> Result<Option<UserRecord>> {
-        self.inner.user(name).await
-    }
-
-    async fn create_user(&self, user: &UserRecord) -> Result<()> {
-        self.inner.create_user(user).await
-    }
-
-    async fn update_user(
-        &self,
-        name: &str,
-        level: Option<AccessLevel>,
-        password_hash: Option<&str>,
-    ) -> Result<()> {
-        self.inner.update_user(name, level, password_hash).await
-    }
-
-    async fn delete_user(&self, name: &str) -> Result<()> {
-        self.inner.delete_user(name).await
-    }
-
-    async fn put_token(&self, token: &TokenRecord) -> Result<()> {
-        self.inner.put_token(token).await
-    }
-
-    async fn take_token(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        self.inner.take_token(hash).await
-    }
-
-    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        self.inner.token(hash).await
-    }
-
-    async fn tokens(&self, kind: &str, user: Option<&str>) -> Result<Vec<TokenRecord>> {
-        self.inner.tokens(kind, user).await
-    }
-
-    async fn delete_token(&self, hash: &str) -> Result<()> {
-        self.inner.delete_token(hash).await
-    }
-
-    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
-        self.inner.create_api_key(key).await
-    }
-
-    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
-        self.inner.api_keys().await
-    }
-
-    async fn api_key(&self, key: &str) -> Result<Option<ApiKeyRecord>> {
-        self.inner.api_key(key).await
-    }
-
-    async fn delete_api_key(&self, key: &str) -> Result<()> {
-        self.inner.delete_api_key(key).await
-    }
-}
-
-#[async_trait]
-impl SettingsStore for PublishingRepository {
-    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String> {
-        self.inner.setting_or_insert(name, value).await
-    }
-
-    async fn connector_or_insert(&self, record: &ConnectorRecord) -> Result<ConnectorRecord> {
-        self.inner.connector_or_insert(record).await
-    }
-
-    async fn connector_records(&self, hub: Option<&HubName>) -> Result<Vec<ConnectorRecord>> {
-        self.inner.connector_records(hub).await
-    }
-
-    async fn put_connector(&self, record: &ConnectorRecord) -> Result<()> {
-        self.inner.put_connector(record).await
     }
 }

@@ -133,11 +133,11 @@ impl HubService {
             .resolve(hub, channel, source, target, &[], false)
             .await?;
         let refreshes = self
-            .repo()
+            .job_store()
             .latest_table_results(hub, channel, EventType::Refresh)
             .await?;
         let compares = self
-            .repo()
+            .job_store()
             .latest_table_results(hub, channel, EventType::Compare)
             .await?;
         let connectors = self.connectors(&r);
@@ -318,7 +318,7 @@ impl HubService {
         channels: Vec<ChannelName>,
     ) -> Result<Vec<sluice_repo::EventRecord>> {
         Ok(self
-            .repo()
+            .job_store()
             .events(&sluice_repo::EventFilter {
                 hub: Some(hub.clone()),
                 channels,

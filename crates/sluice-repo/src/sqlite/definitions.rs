@@ -323,3 +323,319 @@ impl DefinitionStore for SqliteRepository {
         .await
     }
 }
+
+fn prop_json(value: &PropValue) -> String {
+    serde_json::to_string(value).expect("property values serialize")
+}
+
+fn parse_prop(text: &str) -> Result<PropValue> {
+    serde_json::from_str(text).map_err(|_| corrupt(format_args!("property value {text:?}")))
+}
+
+fn write_location(tx: &Transaction<'_>, hub: &HubName, loc: &Location, exists: bool) -> Result<()> {
+    let what = "store a location";
+    if exists {
+        tx.execute(
+            "UPDATE location SET loc_class = ?3, description = ?4 WHERE hub_name = ?1 AND loc_name = ?2",
+            params![hub.as_str(), loc.name.as_str(), loc.class.as_str(), loc.description],
+        )
+        .map_err(|e| storage(e, what))?;
+        tx.execute(
+            "DELETE FROM location_property WHERE hub_name = ?1 AND loc_name = ?2",
+            params![hub.as_str(), loc.name.as_str()],
+        )
+        .map_err(|e| storage(e, what))?;
+    } else {
+        tx.execute(
+            "INSERT INTO location (hub_name, loc_name, loc_class, description) VALUES (?1, ?2, ?3, ?4)",
+            params![hub.as_str(), loc.name.as_str(), loc.class.as_str(), loc.description],
+        )
+        .map_err(|e| storage(e, what))?;
+    }
+    for (prop, value) in &loc.props {
+        tx.execute(
+            "INSERT INTO location_property (hub_name, loc_name, prop_name, prop_value) VALUES (?1, ?2, ?3, ?4)",
+            params![hub.as_str(), loc.name.as_str(), prop, prop_json(value)],
+        )
+        .map_err(|e| storage(e, what))?;
+    }
+    Ok(())
+}
+
+fn write_channel(tx: &Transaction<'_>, hub: &HubName, ch: &Channel) -> Result<()> {
+    let what = "store a channel";
+    let (h, c) = (hub.as_str(), ch.name.as_str());
+    tx.execute(
+        "DELETE FROM channel WHERE hub_name = ?1 AND chn_name = ?2",
+        params![h, c],
+    )
+    .map_err(|e| storage(e, what))?;
+    tx.execute(
+        "INSERT INTO channel (hub_name, chn_name, description) VALUES (?1, ?2, ?3)",
+        params![h, c, ch.description],
+    )
+    .map_err(|e| storage(e, what))?;
+    for (group, members) in &ch.loc_groups {
+        tx.execute(
+            "INSERT INTO loc_group (hub_name, chn_name, grp_name) VALUES (?1, ?2, ?3)",
+            params![h, c, group.as_str()],
+        )
+        .map_err(|e| storage(e, what))?;
+        for (seq, loc) in members.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO loc_group_member (hub_name, chn_name, grp_name, loc_name, member_seq) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![h, c, group.as_str(), loc.as_str(), seq as i64],
+            )
+            .map_err(|e| storage(e, &format!("store location group {group} (is location {loc} defined?)")))?;
+        }
+    }
+    for table in ch.tables.values() {
+        tx.execute(
+            "INSERT INTO channel_table (hub_name, chn_name, tbl_name, tbl_base_name, tbl_group, discover_cols) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                h,
+                c,
+                table.name.as_str(),
+                table.base_name.as_ref().map(|b| b.as_str()),
+                table.table_group.as_ref().map(|g| g.as_str()),
+                table.columns.is_none(),
+            ],
+        )
+        .map_err(|e| storage(e, what))?;
+        for (seq, col) in table.columns.iter().flatten().enumerate() {
+            tx.execute(
+                "INSERT INTO channel_column (hub_name, chn_name, tbl_name, col_name, col_sequence, col_key, col_datatype, col_nullable) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![h, c, table.name.as_str(), col.name.as_str(), seq as i64 + 1, col.key, col.data_type.to_string(), col.nullable],
+            )
+            .map_err(|e| storage(e, what))?;
+        }
+    }
+    for (seq, action) in ch.actions.iter().enumerate() {
+        let params_json =
+            serde_json::to_string(action.params()).expect("action parameters serialize");
+        tx.execute(
+            "INSERT INTO action (hub_name, chn_name, action_seq, act_name, loc_scope, tbl_scope, act_params) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![h, c, seq as i64, action.action_type().as_str(), action.loc_scope.to_string(), action.table_scope.to_string(), params_json],
+        )
+        .map_err(|e| storage(e, what))?;
+    }
+    Ok(())
+}
+
+fn read_hub(conn: &Connection, hub: &str) -> Result<Option<HubRecord>> {
+    type Row = (String, String, String, String, String, Option<String>, i64);
+    let row: Option<Row> = conn
+        .query_row(
+            "SELECT hub_name, description, hub_state, created, creator, freeze_time, def_version FROM hub WHERE hub_name = ?1",
+            [hub],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+        )
+        .optional()
+        .map_err(|e| storage(e, "read a hub"))?;
+    let Some((n, description, state, created, creator, freeze, version)) = row else {
+        return Ok(None);
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT prop_name, prop_value FROM hub_property WHERE hub_name = ?1 ORDER BY prop_name",
+        )
+        .map_err(|e| storage(e, "read hub properties"))?;
+    let props: Vec<(String, String)> = stmt
+        .query_map([hub], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(|e| storage(e, "read hub properties"))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| storage(e, "read hub properties"))?;
+    let props = props
+        .into_iter()
+        .map(|(k, v)| {
+            serde_json::from_str(&v)
+                .map(|v| (k, v))
+                .map_err(|_| corrupt("hub property"))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Some(HubRecord {
+        hub: Hub {
+            name: name(&n, "hub name")?,
+            description,
+        },
+        state: name(&state, "hub state")?,
+        created: parse_ts(&created)?,
+        creator,
+        freeze_time: freeze.as_deref().map(parse_ts).transpose()?,
+        props,
+        version,
+    }))
+}
+
+fn read_locations(
+    conn: &Connection,
+    hub: &HubName,
+    only: Option<&LocationName>,
+) -> Result<Vec<Location>> {
+    let what = "read locations";
+    let mut stmt = conn
+        .prepare(
+            "SELECT loc_name, loc_class, description FROM location WHERE hub_name = ?1 AND (?2 IS NULL OR loc_name = ?2) ORDER BY loc_name",
+        )
+        .map_err(|e| storage(e, what))?;
+    let rows: Vec<(String, String, String)> = stmt
+        .query_map(params![hub.as_str(), only.map(|l| l.as_str())], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(|e| storage(e, what))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| storage(e, what))?;
+    let mut props_stmt = conn
+        .prepare("SELECT prop_name, prop_value FROM location_property WHERE hub_name = ?1 AND loc_name = ?2 ORDER BY prop_name")
+        .map_err(|e| storage(e, what))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (loc, class, description) in rows {
+        let props: Vec<(String, String)> = props_stmt
+            .query_map(params![hub.as_str(), loc], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| storage(e, what))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| storage(e, what))?;
+        let mut map = BTreeMap::new();
+        for (k, v) in props {
+            map.insert(k, parse_prop(&v)?);
+        }
+        out.push(Location {
+            name: name(&loc, "location name")?,
+            class: name(&class, "location class")?,
+            description,
+            props: map,
+        });
+    }
+    Ok(out)
+}
+
+fn read_channels(
+    conn: &Connection,
+    hub: &HubName,
+    only: Option<&ChannelName>,
+) -> Result<Vec<Channel>> {
+    let what = "read channels";
+    let h = hub.as_str();
+    let mut stmt = conn
+        .prepare("SELECT chn_name, description FROM channel WHERE hub_name = ?1 AND (?2 IS NULL OR chn_name = ?2) ORDER BY chn_name")
+        .map_err(|e| storage(e, what))?;
+    let channels: Vec<(String, String)> = stmt
+        .query_map(params![h, only.map(|c| c.as_str())], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(|e| storage(e, what))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| storage(e, what))?;
+    let mut out = Vec::new();
+    for (c, description) in channels {
+        let mut loc_groups: BTreeMap<LocGroupName, Vec<LocationName>> = BTreeMap::new();
+        let mut groups = conn
+            .prepare("SELECT grp_name FROM loc_group WHERE hub_name = ?1 AND chn_name = ?2 ORDER BY grp_name")
+            .map_err(|e| storage(e, what))?;
+        for g in groups
+            .query_map(params![h, c], |r| r.get::<_, String>(0))
+            .map_err(|e| storage(e, what))?
+        {
+            let g = g.map_err(|e| storage(e, what))?;
+            loc_groups.insert(name(&g, "location group")?, Vec::new());
+        }
+        let mut members = conn
+            .prepare("SELECT grp_name, loc_name FROM loc_group_member WHERE hub_name = ?1 AND chn_name = ?2 ORDER BY grp_name, member_seq")
+            .map_err(|e| storage(e, what))?;
+        for m in members
+            .query_map(params![h, c], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(|e| storage(e, what))?
+        {
+            let (g, l) = m.map_err(|e| storage(e, what))?;
+            loc_groups
+                .entry(name(&g, "location group")?)
+                .or_default()
+                .push(name(&l, "location name")?);
+        }
+        let mut tables = BTreeMap::new();
+        let mut table_stmt = conn
+            .prepare("SELECT tbl_name, tbl_base_name, tbl_group, discover_cols FROM channel_table WHERE hub_name = ?1 AND chn_name = ?2 ORDER BY tbl_name")
+            .map_err(|e| storage(e, what))?;
+        let table_rows: Vec<(String, Option<String>, Option<String>, bool)> = table_stmt
+            .query_map(params![h, c], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(|e| storage(e, what))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| storage(e, what))?;
+        let mut col_stmt = conn
+            .prepare(
+                "SELECT col_name, col_key, col_datatype, col_nullable FROM channel_column \
+                 WHERE hub_name = ?1 AND chn_name = ?2 AND tbl_name = ?3 ORDER BY col_sequence",
+            )
+            .map_err(|e| storage(e, what))?;
+        for (t, base, group, discover) in table_rows {
+            let columns = if discover {
+                None
+            } else {
+                let rows: Vec<(String, u32, String, bool)> = col_stmt
+                    .query_map(params![h, c, t], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .map_err(|e| storage(e, what))?
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| storage(e, what))?;
+                Some(
+                    rows.into_iter()
+                        .map(|(n, key, ty, nullable)| {
+                            Ok(ChannelColumn {
+                                name: name(&n, "column name")?,
+                                data_type: name(&ty, "data type")?,
+                                nullable,
+                                key,
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                )
+            };
+            let table_name: TableName = name(&t, "table name")?;
+            tables.insert(
+                table_name.clone(),
+                ChannelTable {
+                    name: table_name,
+                    base_name: opt_name(base, "base name")?,
+                    table_group: opt_name(group, "table group")?,
+                    columns,
+                },
+            );
+        }
+        let mut action_stmt = conn
+            .prepare("SELECT act_name, loc_scope, tbl_scope, act_params FROM action WHERE hub_name = ?1 AND chn_name = ?2 ORDER BY action_seq")
+            .map_err(|e| storage(e, what))?;
+        let action_rows: Vec<(String, String, String, String)> = action_stmt
+            .query_map(params![h, c], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(|e| storage(e, what))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| storage(e, what))?;
+        let mut actions = Vec::new();
+        for (act, loc_scope, tbl_scope, params_json) in action_rows {
+            actions.push(
+                Action::new(
+                    name(&act, "action type")?,
+                    name(&loc_scope, "location scope")?,
+                    name(&tbl_scope, "table scope")?,
+                    serde_json::from_str(&params_json).map_err(|_| corrupt("action parameters"))?,
+                )
+                .map_err(|_| corrupt("action parameters"))?,
+            );
+        }
+        out.push(Channel {
+            name: name(&c, "channel name")?,
+            description,
+            loc_groups,
+            tables,
+            actions,
+        });
+    }
+    Ok(out)
+}

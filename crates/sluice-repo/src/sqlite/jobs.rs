@@ -1,5 +1,6 @@
 //! SQLite: jobs, HVR events, their per-table results and log lines, commit markers, the reaper ([`crate::JobStore`]).
 
+use super::runs::*;
 use super::*;
 use crate::JobStore;
 
