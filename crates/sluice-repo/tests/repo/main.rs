@@ -319,4 +319,5 @@ mod definitions;
 mod identity;
 mod jobs;
 mod opening;
+mod runs;
 mod settings;
