@@ -7,8 +7,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::ops::Deref;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,67 +20,59 @@ use sluice_events::{
     StoredEvent, TopicName, TopicSpec,
 };
 
-use sluice_test_support::TestDatabase;
+use sluice_test_support::{StoreFixture, TestDatabase, TestStore as Backend};
 // ---------------------------------------------------------------------------------------------
 // Fixtures: one store per test, on either backend.
 
 /// A fresh PostgreSQL database (see `sluice_test_support`), named for this crate's tests.
 async fn fresh_database() -> TestDatabase {
-    TestDatabase::create("sluice_ev_test_").await
+    TestDatabase::create(PREFIX).await
 }
 
-enum Backend {
-    Sqlite {
-        path: PathBuf,
-        _dir: tempfile::TempDir,
-    },
-    Postgres(TestDatabase),
-}
+/// The name prefix of this crate's fresh PostgreSQL databases.
+const PREFIX: &str = "sluice_ev_test_";
 
 /// A store on a fresh database. Derefs to the store.
-struct Fixture {
-    // Before `backend`: the pool closes before the database is dropped.
-    store: Arc<dyn EventStore>,
-    backend: Backend,
+type Fixture = StoreFixture<dyn EventStore>;
+
+/// The fixture's constructors, and what the tests do beneath the store.
+#[allow(async_fn_in_trait)]
+trait EventStoreFixture: Sized {
+    async fn sqlite() -> Self;
+    async fn postgres() -> Self;
+    async fn reopen(&self) -> Arc<dyn EventStore>;
+    fn label(&self) -> &'static str;
 }
 
-impl Deref for Fixture {
-    type Target = dyn EventStore;
-    fn deref(&self) -> &Self::Target {
-        &*self.store
-    }
-}
-
-impl Fixture {
+impl EventStoreFixture for Fixture {
     async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("home/hub.db");
-        let store = Arc::new(SqliteEventStore::open(&path).unwrap());
-        Fixture {
-            store,
-            backend: Backend::Sqlite { path, _dir: dir },
-        }
+        let place = Backend::sqlite();
+        let Backend::Sqlite { path, .. } = &place else {
+            unreachable!("a SQLite store")
+        };
+        let handle = Arc::new(SqliteEventStore::open(path).unwrap());
+        StoreFixture { handle, place }
     }
 
     async fn postgres() -> Self {
-        let db = fresh_database().await;
-        let store = Arc::new(PostgresEventStore::connect(&db.url).await.unwrap());
-        Fixture {
-            store,
-            backend: Backend::Postgres(db),
-        }
+        let place = Backend::postgres(PREFIX).await;
+        let Backend::Postgres(db) = &place else {
+            unreachable!("a PostgreSQL store")
+        };
+        let handle = Arc::new(PostgresEventStore::connect(&db.url).await.unwrap());
+        StoreFixture { handle, place }
     }
 
     /// Another store on the same database, as a second process would open it.
     async fn reopen(&self) -> Arc<dyn EventStore> {
-        match &self.backend {
+        match &self.place {
             Backend::Sqlite { path, .. } => Arc::new(SqliteEventStore::open(path).unwrap()),
             Backend::Postgres(db) => Arc::new(PostgresEventStore::connect(&db.url).await.unwrap()),
         }
     }
 
     fn label(&self) -> &'static str {
-        match self.backend {
+        match self.place {
             Backend::Sqlite { .. } => "sqlite",
             Backend::Postgres(_) => "postgres",
         }
@@ -96,11 +86,11 @@ macro_rules! on_both_stores {
         mod $test {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$test(super::Fixture::sqlite().await).await
+                super::$test(<super::Fixture as super::EventStoreFixture>::sqlite().await).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                super::$test(super::Fixture::postgres().await).await
+                super::$test(<super::Fixture as super::EventStoreFixture>::postgres().await).await
             }
         }
     )+};
@@ -771,7 +761,7 @@ async fn last_per_key_is_the_newest_event_of_each_key(fx: Fixture) {
     .await;
     append(&*fx, vec![ev("u", "a.x", json!("u"))]).await;
     let last = |text: &'static str| {
-        let store = fx.store.clone();
+        let store = fx.handle.clone();
         async move {
             store
                 .last_per_key(&topic("t"), &pattern(text))
@@ -952,9 +942,9 @@ async fn concurrent_appenders_through_two_instances_leave_no_gap(fx: Fixture) {
     let second = fx.reopen().await;
     let mut tasks = Vec::new();
     for (w, store) in [
-        fx.store.clone(),
+        fx.handle.clone(),
         second,
-        fx.store.clone(),
+        fx.handle.clone(),
         fx.reopen().await,
     ]
     .into_iter()
@@ -1004,7 +994,7 @@ async fn concurrent_appenders_through_two_instances_leave_no_gap(fx: Fixture) {
 
 async fn concurrent_appends_of_one_client_id_store_it_once(fx: Fixture) {
     create(&*fx, "t").await;
-    let stores = [fx.store.clone(), fx.reopen().await];
+    let stores = [fx.handle.clone(), fx.reopen().await];
     for round in 0..8 {
         let id = format!("order-{round}");
         let mut tasks = Vec::new();

@@ -8,6 +8,10 @@
 //! fail, never skip, when it is unreachable.
 #![deny(missing_docs)]
 
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::Arc;
+
 #[cfg(feature = "hub")]
 mod hub;
 #[cfg(feature = "hub")]
@@ -122,5 +126,53 @@ mod tests {
             pg_url("postgres://u@h/x?sslmode=disable", "db"),
             "postgres://u@h/db?sslmode=disable"
         );
+    }
+}
+
+/// Where a store under test keeps its data: a SQLite file in a temp dir, or a fresh PostgreSQL
+/// database; both are removed when this is dropped.
+#[derive(Debug)]
+pub enum TestStore {
+    /// `DIR/home/hub.db` in a temp dir.
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// The temp dir, removed on drop.
+        _dir: tempfile::TempDir,
+    },
+    /// A fresh database.
+    Postgres(TestDatabase),
+}
+
+impl TestStore {
+    /// A SQLite file (not created yet) in a fresh temp dir.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir for the test");
+        TestStore::Sqlite {
+            path: dir.path().join("home/hub.db"),
+            _dir: dir,
+        }
+    }
+
+    /// A fresh PostgreSQL database named `prefix` and random digits.
+    pub async fn postgres(prefix: &str) -> Self {
+        TestStore::Postgres(TestDatabase::create(prefix).await)
+    }
+}
+
+/// A store under test (`handle`, e.g. a repository or an event store) with where it keeps its
+/// data; derefs to the handle. The handle is dropped first, so its pool closes before the
+/// database is dropped.
+pub struct StoreFixture<T: ?Sized> {
+    /// The store.
+    pub handle: Arc<T>,
+    /// Where it keeps its data.
+    pub place: TestStore,
+}
+
+impl<T: ?Sized> Deref for StoreFixture<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.handle
     }
 }

@@ -189,7 +189,7 @@ async fn racing_replacements_admit_exactly_one(fx: Fixture) {
     let mut handles = Vec::new();
     for i in 0..8 {
         let repo = if i % 2 == 0 {
-            fx.repo.clone()
+            fx.handle.clone()
         } else {
             other.clone()
         };
@@ -232,7 +232,7 @@ async fn mixed_writers_through_two_instances_never_fail(fx: Fixture) {
     let mut handles = Vec::new();
     for i in 0..2 {
         let repo = if i == 0 {
-            fx.repo.clone()
+            fx.handle.clone()
         } else {
             other.clone()
         };

@@ -109,7 +109,7 @@ async fn a_token_is_taken_once(fx: Fixture) {
     let mut handles = Vec::new();
     for i in 0..8 {
         let repo = if i % 2 == 0 {
-            fx.repo.clone()
+            fx.handle.clone()
         } else {
             other.clone()
         };

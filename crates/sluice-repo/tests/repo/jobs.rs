@@ -93,7 +93,7 @@ async fn concurrent_starts_through_two_instances_admit_exactly_one(fx: Fixture) 
     let mut handles = Vec::new();
     for i in 0..8 {
         let repo = if i % 2 == 0 {
-            fx.repo.clone()
+            fx.handle.clone()
         } else {
             other.clone()
         };
@@ -146,7 +146,7 @@ async fn race_submits(fx: &Fixture, other: &Arc<dyn Repository>, job: &JobName) 
     let mut handles = Vec::new();
     for i in 0..16 {
         let repo = if i % 2 == 0 {
-            fx.repo.clone()
+            fx.handle.clone()
         } else {
             other.clone()
         };
@@ -199,7 +199,7 @@ async fn concurrent_pending_submits_leave_exactly_one_pending(fx: Fixture) {
     let mut handles = Vec::new();
     for i in 0..10 {
         let repo = if i % 2 == 0 {
-            fx.repo.clone()
+            fx.handle.clone()
         } else {
             other.clone()
         };
@@ -302,7 +302,7 @@ async fn event_ids_stay_unique_and_increasing_across_instances(fx: Fixture) {
     let mut handles = Vec::new();
     for i in 0..6 {
         let repo = if i % 2 == 0 {
-            fx.repo.clone()
+            fx.handle.clone()
         } else {
             other.clone()
         };
@@ -331,7 +331,7 @@ async fn event_ids_stay_unique_and_increasing_across_instances(fx: Fixture) {
     let mut handles = Vec::new();
     for i in 0..6 {
         let repo = if i % 2 == 0 {
-            fx.repo.clone()
+            fx.handle.clone()
         } else {
             other.clone()
         };

@@ -6,8 +6,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Deref;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,68 +23,62 @@ use sluice_repo::{
     PostgresRepository, RepoError, RepoErrorKind, Repository, SqliteRepository, TokenRecord,
     UserRecord, open_repository,
 };
-use sluice_test_support::TestDatabase;
+use sluice_test_support::{StoreFixture, TestDatabase, TestStore as Store};
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures: one repository per test, on either backend.
 
+/// The name prefix of this crate's fresh PostgreSQL databases.
+const PREFIX: &str = "sluice_repo_test_";
+
 /// A fresh PostgreSQL database (see `sluice_test_support`), named for this crate's tests.
 async fn fresh_database() -> TestDatabase {
-    TestDatabase::create("sluice_repo_test_").await
-}
-
-enum Store {
-    Sqlite {
-        path: PathBuf,
-        _dir: tempfile::TempDir,
-    },
-    Postgres(TestDatabase),
+    TestDatabase::create(PREFIX).await
 }
 
 /// A repository on a fresh store. Derefs to the repository.
-struct Fixture {
-    // Before `store`: the pool closes before the database is dropped.
-    repo: Arc<dyn Repository>,
-    store: Store,
+type Fixture = StoreFixture<dyn Repository>;
+
+/// The fixture's constructors, and what the tests do beneath the repository.
+#[allow(async_fn_in_trait)]
+trait RepoFixture: Sized {
+    async fn sqlite() -> Self;
+    async fn postgres() -> Self;
+    async fn reopen(&self) -> Result<Arc<dyn Repository>, RepoError>;
+    async fn schema_version(&self) -> u32;
+    async fn insert_event_at(&self, id: EventId);
+    async fn record_future_migration(&self);
 }
 
-impl Deref for Fixture {
-    type Target = dyn Repository;
-    fn deref(&self) -> &Self::Target {
-        &*self.repo
-    }
-}
-
-impl Fixture {
+impl RepoFixture for Fixture {
     async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("home/hub.db");
-        let repo = Arc::new(SqliteRepository::open(&path).unwrap());
-        Fixture {
-            repo,
-            store: Store::Sqlite { path, _dir: dir },
-        }
+        let place = Store::sqlite();
+        let Store::Sqlite { path, .. } = &place else {
+            unreachable!("a SQLite store")
+        };
+        let handle = Arc::new(SqliteRepository::open(path).unwrap());
+        StoreFixture { handle, place }
     }
 
     async fn postgres() -> Self {
-        let db = fresh_database().await;
-        let repo = Arc::new(PostgresRepository::connect(&db.url).await.unwrap());
-        Fixture {
-            repo,
-            store: Store::Postgres(db),
-        }
+        let place = Store::postgres(PREFIX).await;
+        let Store::Postgres(db) = &place else {
+            unreachable!("a PostgreSQL store")
+        };
+        let handle = Arc::new(PostgresRepository::connect(&db.url).await.unwrap());
+        StoreFixture { handle, place }
     }
 
     /// Another repository on the same store, as a second process would open it.
     async fn reopen(&self) -> Result<Arc<dyn Repository>, RepoError> {
-        Ok(match &self.store {
+        Ok(match &self.place {
             Store::Sqlite { path, .. } => Arc::new(SqliteRepository::open(path)?),
             Store::Postgres(db) => Arc::new(PostgresRepository::connect(&db.url).await?),
         })
     }
 
     async fn schema_version(&self) -> u32 {
-        match &self.store {
+        match &self.place {
             Store::Sqlite { path, .. } => SqliteRepository::open(path)
                 .unwrap()
                 .schema_version()
@@ -106,7 +98,7 @@ impl Fixture {
             "INSERT INTO event (ev_id, hub_name, ev_type, user_name, description, ev_state, start_tstamp, last_updated) \
              VALUES ('{id}', 'hub1', 'Refresh', 'skewed', 'from the future', 'DONE', '{id}', '{id}')"
         );
-        match &self.store {
+        match &self.place {
             Store::Sqlite { path, .. } => {
                 rusqlite::Connection::open(path)
                     .unwrap()
@@ -125,7 +117,7 @@ impl Fixture {
 
     /// Records a migration this build does not know, as a newer sluice would.
     async fn record_future_migration(&self) {
-        match &self.store {
+        match &self.place {
             Store::Sqlite { path, .. } => {
                 rusqlite::Connection::open(path)
                     .unwrap()
@@ -158,11 +150,11 @@ macro_rules! on_both_backends {
         mod $test {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite() {
-                super::$test(super::Fixture::sqlite().await).await
+                super::$test(<super::Fixture as super::RepoFixture>::sqlite().await).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                super::$test(super::Fixture::postgres().await).await
+                super::$test(<super::Fixture as super::RepoFixture>::postgres().await).await
             }
         }
     )+};

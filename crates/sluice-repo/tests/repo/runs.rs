@@ -148,7 +148,7 @@ async fn a_commit_and_a_cancel_racing_through_two_instances_decide_one_way(fx: F
             .unwrap();
         let commit = {
             let (repo, hub, job, owner) =
-                (fx.repo.clone(), hub.clone(), job.clone(), owner.clone());
+                (fx.handle.clone(), hub.clone(), job.clone(), owner.clone());
             tokio::spawn(async move {
                 repo.begin_commit(&hub, &job, run.event, &table("orders"), &owner)
                     .await

@@ -11,7 +11,7 @@ async fn a_setting_keeps_its_first_value(fx: Fixture) {
     let mut handles = Vec::new();
     for i in 0..12 {
         let repo = if i % 2 == 0 {
-            fx.repo.clone()
+            fx.handle.clone()
         } else {
             other.clone()
         };
