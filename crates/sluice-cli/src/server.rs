@@ -63,16 +63,17 @@ pub struct ServeArgs {
 impl RepoArg {
     /// The SQLite file of the repository, when it is one.
     fn sqlite_path(&self, g: &Global) -> Option<std::path::PathBuf> {
-        let spec = self.spec(g);
-        let lower = spec.to_ascii_lowercase();
-        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-            return None;
-        }
-        let path = spec
-            .strip_prefix("sqlite:")
-            .map(|rest| rest.strip_prefix("//").unwrap_or(rest))
-            .unwrap_or(&spec);
-        Some(std::path::PathBuf::from(path))
+        sqlite_file(&self.spec(g))
+    }
+}
+
+/// The SQLite file of a repository spec, read as the repository reads it (case, `sqlite://`,
+/// surrounding blanks), so the file the location policy protects is the file opened; a spec that
+/// does not parse fails at open instead.
+fn sqlite_file(spec: &str) -> Option<std::path::PathBuf> {
+    match sluice_repo::Spec::parse(spec, "repository") {
+        Ok(sluice_repo::Spec::Sqlite(path)) => Some(path),
+        _ => None,
     }
 }
 
@@ -386,4 +387,28 @@ pub async fn apikey(cmd: ApikeyCommand, g: &Global) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_file;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_protected_repository_file_is_the_one_opened() {
+        for spec in [
+            "sqlite:/x/hub.db",
+            "SQLITE:/x/hub.db",
+            " sqlite:///x/hub.db ",
+            "/x/hub.db",
+        ] {
+            assert_eq!(
+                sqlite_file(spec),
+                Some(PathBuf::from("/x/hub.db")),
+                "{spec:?}"
+            );
+        }
+        assert_eq!(sqlite_file("postgres://u@h/d"), None);
+        assert_eq!(sqlite_file("PostgreSQL://u@h/d"), None);
+    }
 }

@@ -42,7 +42,7 @@ use sluice_model::{
 };
 
 pub use postgres::PostgresRepository;
-pub use sluice_store::Database;
+pub use sluice_store::{Database, Spec};
 use sluice_store::{StoreError, StoreErrorKind};
 pub use sqlite::SqliteRepository;
 pub use store::{DefinitionStore, IdentityStore, JobStore, Repository, SettingsStore, Stores};
