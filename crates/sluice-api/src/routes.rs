@@ -40,6 +40,12 @@ use crate::hvr::shapes as hvr;
 use crate::hvr::{hubs as hvr_hubs, ops as hvr_ops};
 use crate::shapes;
 
+mod hvr_admin;
+mod hvr_arc;
+mod hvr_browse;
+mod hvr_monitor;
+mod hvr_product;
+
 /// The extension naming the access level an operation needs.
 pub const ACCESS_LEVEL: &str = "x-sluice-access-level";
 
@@ -290,6 +296,7 @@ impl Op {
                 409 => "conflicts with the current state",
                 413 => "request body too large",
                 429 => "too many attempts (see Retry-After)",
+                501 => "not in sluice: an operation of HVR's own product (the message says why)",
                 503 => "unavailable now (see Retry-After)",
                 _ => "error",
             };
@@ -443,6 +450,11 @@ fn build() -> (OpenApi, Vec<String>) {
     hubs(&mut doc);
     definition(&mut doc);
     operations(&mut doc);
+    hvr_admin::document(&mut doc);
+    hvr_browse::document(&mut doc);
+    hvr_arc::document(&mut doc);
+    hvr_monitor::document(&mut doc);
+    hvr_product::document(&mut doc);
     event_hub(&mut doc);
     fivetran(&mut doc);
 
@@ -510,6 +522,11 @@ fn build() -> (OpenApi, Vec<String>) {
                     "HVR refresh, compare, jobs, events and location tests",
                 ),
                 ("event hub", "Topics and events"),
+                (
+                    "not in sluice",
+                    "Operations of HVR's own product (licences, metering, agents, hub server \
+                     restart) that answer 501 saying why sluice does not have them",
+                ),
                 ("fivetran", "The Fivetran-compatible /v1 face"),
             ]
             .map(|(name, text)| TagBuilder::new().name(name).description(Some(text)).build()),

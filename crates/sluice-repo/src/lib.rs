@@ -25,6 +25,7 @@
 
 mod migrations;
 mod postgres;
+mod props;
 mod sqlite;
 mod store;
 
@@ -42,10 +43,14 @@ use sluice_model::{
 };
 
 pub use postgres::PostgresRepository;
+pub use props::{PropBag, PropBagKind, PropWrite};
+use props::{check_write, group_bags, props_value};
 pub use sluice_store::{Database, Spec};
 use sluice_store::{StoreError, StoreErrorKind};
 pub use sqlite::SqliteRepository;
-pub use store::{DefinitionStore, IdentityStore, JobStore, Repository, SettingsStore, Stores};
+pub use store::{
+    DefinitionStore, IdentityStore, JobStore, PropStore, Repository, SettingsStore, Stores,
+};
 
 /// Opens the repository named by `spec`: `postgres://…` or `postgresql://…` (a PostgreSQL
 /// database, see [`PostgresRepository::connect`]), `sqlite:PATH` or a plain file path (see

@@ -247,6 +247,24 @@ CREATE TABLE event_commit (
 ALTER TABLE event ADD COLUMN canceled INTEGER NOT NULL DEFAULT 0 CHECK (canceled IN (0, 1));
 "#,
     ),
+    (
+        5,
+        "property bags",
+        r#"
+-- Objects that are nothing but props (alerts, user props, job attributes, the hub server's props).
+-- hub_name is '' for a bag of no hub, owner '' for a singleton; the row with prop_name '' marks
+-- that the bag exists (a bag may have no props).
+CREATE TABLE prop_bag (
+    bag_kind      TEXT NOT NULL,
+    hub_name      TEXT NOT NULL,
+    owner         TEXT NOT NULL,
+    prop_name     TEXT NOT NULL,
+    prop_value    TEXT NOT NULL,
+    PRIMARY KEY (bag_kind, hub_name, owner, prop_name)
+);
+CREATE INDEX prop_bag_hub ON prop_bag (hub_name);
+"#,
+    ),
 ];
 
 /// PostgreSQL: `(version, name, SQL)`, in order, the same tables and columns as [`MIGRATIONS`] with
@@ -496,6 +514,24 @@ CREATE TABLE event_commit (
 
 -- true when a cancel ended the event: CANCELED, or FAILED because a table had committed first.
 ALTER TABLE event ADD COLUMN canceled boolean NOT NULL DEFAULT false;
+"#,
+    ),
+    (
+        5,
+        "property bags",
+        r#"
+-- Objects that are nothing but props (alerts, user props, job attributes, the hub server's props).
+-- hub_name is '' for a bag of no hub, owner '' for a singleton; the row with prop_name '' marks
+-- that the bag exists (a bag may have no props).
+CREATE TABLE prop_bag (
+    bag_kind      text COLLATE "C" NOT NULL,
+    hub_name      text COLLATE "C" NOT NULL,
+    owner         text COLLATE "C" NOT NULL,
+    prop_name     text COLLATE "C" NOT NULL,
+    prop_value    text NOT NULL,
+    PRIMARY KEY (bag_kind, hub_name, owner, prop_name)
+);
+CREATE INDEX prop_bag_hub ON prop_bag (hub_name);
 "#,
     ),
 ];

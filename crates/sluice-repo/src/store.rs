@@ -14,6 +14,8 @@ pub struct Stores {
     pub identity: Arc<dyn IdentityStore>,
     /// Settings and connector records.
     pub settings: Arc<dyn SettingsStore>,
+    /// Property bags (alerts, user props, job attributes, the hub server's props…).
+    pub props: Arc<dyn PropStore>,
 }
 
 impl Stores {
@@ -23,7 +25,8 @@ impl Stores {
             definitions: repo.clone(),
             jobs: repo.clone(),
             identity: repo.clone(),
-            settings: repo,
+            settings: repo.clone(),
+            props: repo,
         }
     }
 }
@@ -297,10 +300,46 @@ pub trait SettingsStore: Send + Sync {
     async fn put_connector(&self, record: &ConnectorRecord) -> Result<()>;
 }
 
+/// The store of property bags ([`PropBag`]): objects that are nothing but named JSON props.
+///
+/// Part of [`Repository`]; its contract is written on each method. Deleting a hub deletes the
+/// bags of that hub; deleting a user deletes the user's bags.
+#[async_trait]
+pub trait PropStore: Send + Sync {
+    /// The props of a bag, by name; `None` when the bag does not exist.
+    async fn props(&self, bag: &PropBag) -> Result<Option<BTreeMap<String, serde_json::Value>>>;
+
+    /// Every bag of `kind` (of one hub when `hub` is given), with its props, in key order.
+    async fn bags(
+        &self,
+        kind: PropBagKind,
+        hub: Option<&HubName>,
+    ) -> Result<Vec<(PropBag, BTreeMap<String, serde_json::Value>)>>;
+
+    /// Writes a bag's props as `how` says (`None` removes a prop), in one transaction, and
+    /// answers the props stored afterwards. `Conflict` / `NotFound` as [`PropWrite`] says.
+    async fn write_props(
+        &self,
+        bag: &PropBag,
+        changes: &BTreeMap<String, Option<serde_json::Value>>,
+        how: PropWrite,
+    ) -> Result<BTreeMap<String, serde_json::Value>>;
+
+    /// Deletes a bag; `false` when it did not exist.
+    async fn delete_bag(&self, bag: &PropBag) -> Result<bool>;
+}
+
 /// The hub repository.
 ///
 /// It is made of the store traits by area ([`DefinitionStore`], [`JobStore`],
-/// [`IdentityStore`], [`SettingsStore`]); whatever implements all four is a repository.
-pub trait Repository: DefinitionStore + JobStore + IdentityStore + SettingsStore {}
+/// [`IdentityStore`], [`SettingsStore`], [`PropStore`]); whatever implements them all is a
+/// repository.
+pub trait Repository:
+    DefinitionStore + JobStore + IdentityStore + SettingsStore + PropStore
+{
+}
 
-impl<T: DefinitionStore + JobStore + IdentityStore + SettingsStore + ?Sized> Repository for T {}
+impl<T: DefinitionStore + JobStore + IdentityStore + SettingsStore + PropStore + ?Sized> Repository
+    for T
+{
+}

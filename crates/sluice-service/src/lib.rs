@@ -31,9 +31,10 @@ use sluice_model::definition::{Channel, Definitions, HubState, Location};
 use sluice_model::{ChannelName, EventId, HubName, LocationName};
 pub use sluice_repo::{ApplySummary, EventFilter, EventRecord, EventResult, JobRecord};
 use sluice_repo::{
-    DefinitionStore, IdentityStore, JobStore, Owner, RepoError, RepoErrorKind, Repository,
-    SettingsStore, SqliteRepository, Stores,
+    DefinitionStore, IdentityStore, JobStore, Owner, PropStore, RepoError, RepoErrorKind,
+    Repository, SettingsStore, SqliteRepository, Stores,
 };
+pub use sluice_repo::{PropBag, PropBagKind, PropWrite};
 use tokio_util::sync::CancellationToken;
 
 pub use definition::{CompileContext, Compiled, Diagnostic, Severity};
@@ -409,6 +410,15 @@ impl HubService {
     /// Settings and `/v1` connector records.
     pub(crate) fn settings_store(&self) -> &dyn SettingsStore {
         self.inner.stores.settings.as_ref()
+    }
+
+    /// Property bags (alerts, user props, job attributes, the hub server's props…).
+    #[allow(
+        dead_code,
+        reason = "the service areas of alerts, user props and job attributes use it"
+    )]
+    pub(crate) fn props_store(&self) -> &dyn PropStore {
+        self.inner.stores.props.as_ref()
     }
 
     /// The hub to work on: `name` if given (it must exist), else the only hub in the repository.

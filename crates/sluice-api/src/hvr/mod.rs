@@ -1,9 +1,14 @@
 //! The HVR 6 REST API (reference: `hvr6-api.md`), under `/auth/v1/…` and `/api/latest/…`.
 
+mod admin;
+mod arc;
 mod auth;
+mod browse;
 mod definition;
 pub(crate) mod hubs;
+mod monitor;
 pub(crate) mod ops;
+pub(crate) mod product;
 pub(crate) mod shapes;
 pub(crate) mod wire;
 
@@ -51,6 +56,11 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route(&format!("{H}/query/status"), get(hubs::status))
         .merge(definition::routes())
+        .merge(admin::routes())
+        .merge(browse::routes())
+        .merge(arc::routes())
+        .merge(monitor::routes())
+        .merge(product::routes())
         .route(
             &format!("{H}/channels/{{channel}}/refresh"),
             post(ops::refresh),

@@ -201,6 +201,7 @@ impl DefinitionStore for PostgresRepository {
             "DELETE FROM channel WHERE hub_name = $1",
             "DELETE FROM location WHERE hub_name = $1",
             "DELETE FROM job WHERE hub_name = $1",
+            "DELETE FROM prop_bag WHERE hub_name = $1",
             "DELETE FROM hub WHERE hub_name = $1",
         ] {
             tx.execute(sql, &[&h])

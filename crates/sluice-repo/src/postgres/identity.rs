@@ -83,8 +83,16 @@ impl IdentityStore for PostgresRepository {
     }
 
     async fn delete_user(&self, user: &str) -> Result<()> {
-        let client = self.client().await?;
-        let n = client
+        let mut client = self.client().await?;
+        let tx = begin(&mut client).await?;
+        // The user's props go with the user: a new user of the same name starts bare.
+        tx.execute(
+            "DELETE FROM prop_bag WHERE bag_kind IN ('user', 'hub_user') AND owner = $1",
+            &[&user],
+        )
+        .await
+        .map_err(|e| storage(e, "delete a user"))?;
+        let n = tx
             .execute("DELETE FROM app_user WHERE user_name = $1", &[&user])
             .await
             .map_err(|e| storage(e, "delete a user"))?;
@@ -94,7 +102,7 @@ impl IdentityStore for PostgresRepository {
                 format!("user {user} does not exist"),
             ));
         }
-        Ok(())
+        commit(tx, "commit a user deletion").await
     }
 
     async fn put_token(&self, token: &TokenRecord) -> Result<()> {

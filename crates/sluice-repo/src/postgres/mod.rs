@@ -44,6 +44,7 @@ use crate::{
 mod definitions;
 mod identity;
 mod jobs;
+mod props;
 mod runs;
 mod settings;
 

@@ -185,6 +185,7 @@ impl DefinitionStore for SqliteRepository {
                 "DELETE FROM channel WHERE hub_name = ?1",
                 "DELETE FROM location WHERE hub_name = ?1",
                 "DELETE FROM job WHERE hub_name = ?1",
+                "DELETE FROM prop_bag WHERE hub_name = ?1",
             ] {
                 tx.execute(sql, [h])
                     .map_err(|e| storage(e, "delete a hub"))?;

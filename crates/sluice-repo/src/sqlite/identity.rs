@@ -73,7 +73,14 @@ impl IdentityStore for SqliteRepository {
     async fn delete_user(&self, user: &str) -> Result<()> {
         let user = user.to_owned();
         self.with(move |conn| {
-            let n = conn
+            let tx = begin(conn)?;
+            // The user's props go with the user: a new user of the same name starts bare.
+            tx.execute(
+                "DELETE FROM prop_bag WHERE bag_kind IN ('user', 'hub_user') AND owner = ?1",
+                [&user],
+            )
+            .map_err(|e| storage(e, "delete a user"))?;
+            let n = tx
                 .execute("DELETE FROM app_user WHERE user_name = ?1", [&user])
                 .map_err(|e| storage(e, "delete a user"))?;
             if n == 0 {
@@ -82,7 +89,8 @@ impl IdentityStore for SqliteRepository {
                     format!("user {user} does not exist"),
                 ));
             }
-            Ok(())
+            tx.commit()
+                .map_err(|e| storage(e, "commit a user deletion"))
         })
         .await
     }

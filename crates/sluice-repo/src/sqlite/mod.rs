@@ -30,6 +30,7 @@ use sluice_store::sqlite::{AppliedAt, SqliteMigrations};
 mod definitions;
 mod identity;
 mod jobs;
+mod props;
 mod runs;
 mod settings;
 

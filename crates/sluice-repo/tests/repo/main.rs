@@ -20,8 +20,8 @@ use sluice_model::{
 };
 use sluice_repo::{
     ApiKeyRecord, ConnectorRecord, DefinitionStore, EventFilter, EventResult, NewEvent, Owner,
-    PostgresRepository, RepoError, RepoErrorKind, Repository, SqliteRepository, TokenRecord,
-    UserRecord, open_repository,
+    PostgresRepository, PropBag, PropBagKind, PropWrite, RepoError, RepoErrorKind, Repository,
+    SqliteRepository, TokenRecord, UserRecord, open_repository,
 };
 use sluice_test_support::{StoreFixture, TestDatabase, TestStore as Store};
 
@@ -311,5 +311,6 @@ mod definitions;
 mod identity;
 mod jobs;
 mod opening;
+mod props;
 mod runs;
 mod settings;
