@@ -1,0 +1,3 @@
+//! HVR conformance: admin.
+
+use super::*;

@@ -1,0 +1,3 @@
+//! HVR conformance: arc.
+
+use super::*;

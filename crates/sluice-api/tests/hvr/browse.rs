@@ -1,0 +1,3 @@
+//! HVR conformance: browse.
+
+use super::*;

@@ -1,0 +1,3 @@
+//! HVR conformance: conformance.
+
+use super::*;

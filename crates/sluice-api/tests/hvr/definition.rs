@@ -1,0 +1,3 @@
+//! HVR conformance: definition.
+
+use super::*;

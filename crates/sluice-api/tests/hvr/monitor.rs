@@ -1,0 +1,3 @@
+//! HVR conformance: monitor.
+
+use super::*;
