@@ -23,27 +23,27 @@ mod monitor;
 mod product;
 
 /// A running hub server, a client, and the admin's token.
-pub struct Api {
-    pub hub: TestHub,
-    pub http: reqwest::Client,
-    pub token: String,
+struct Api {
+    hub: TestHub,
+    http: reqwest::Client,
+    token: String,
 }
 
 /// An answer: status and body text.
-pub struct Answer {
-    pub status: StatusCode,
-    pub text: String,
+struct Answer {
+    status: StatusCode,
+    text: String,
 }
 
 impl Answer {
     /// The body as JSON (panics with the body when it is not).
-    pub fn json(&self) -> Value {
+    fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
 
     /// Asserts the status, showing the body when it differs.
     #[track_caller]
-    pub fn expect(self, status: u16) -> Answer {
+    fn expect(self, status: u16) -> Answer {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
         self
     }
@@ -51,7 +51,7 @@ impl Answer {
 
 impl Api {
     /// A hub server on a SQLite repository (`pg`: PostgreSQL), logged in as the admin.
-    pub async fn start(pg: bool) -> Api {
+    async fn start(pg: bool) -> Api {
         let repository = Arc::new(TestRepository::new(pg).await);
         let config = TestHub::config(&repository);
         let hub = TestHub::serve(repository, config).await;
@@ -65,7 +65,7 @@ impl Api {
     }
 
     /// Logs in; answers the access token.
-    pub async fn login(&self, user: &str, password: &str) -> String {
+    async fn login(&self, user: &str, password: &str) -> String {
         let a = self
             .call_as(
                 None,
@@ -80,12 +80,12 @@ impl Api {
     }
 
     /// A call as the admin.
-    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
         self.call_as(Some(&self.token), method, path, body).await
     }
 
     /// A call with `token` (none: anonymous).
-    pub async fn call_as(
+    async fn call_as(
         &self,
         token: Option<&str>,
         method: &str,
@@ -110,7 +110,7 @@ impl Api {
     }
 
     /// Creates a user with `level` and answers their token.
-    pub async fn user(&self, name: &str, level: &str) -> String {
+    async fn user(&self, name: &str, level: &str) -> String {
         let password = format!("{name}-password-1");
         self.call(
             "POST",
@@ -123,7 +123,7 @@ impl Api {
 
     /// Hub `hub1` with SQLite locations `src` (table `orders` of `rows` rows) and `tgt` (empty),
     /// and channel `ch1` refreshing `orders` from `src` to `tgt`.
-    pub async fn define(&self, rows: usize) {
+    async fn define(&self, rows: usize) {
         let dir = self.hub.dir().to_owned();
         let (src, tgt) = sqlite_pair(&dir, rows);
         self.call(
@@ -161,7 +161,7 @@ impl Api {
     }
 
     /// Polls an event of `hub1` until it leaves ACTIVE; answers it with its results.
-    pub async fn wait_event(&self, ev_id: &str) -> Value {
+    async fn wait_event(&self, ev_id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let events = self
@@ -189,7 +189,7 @@ impl Api {
 
 /// A SQLite source file with table `orders` (id key, customer, amount) of `rows` rows, and an
 /// empty target file; answers their paths.
-pub fn sqlite_pair(dir: &Path, rows: usize) -> (String, String) {
+fn sqlite_pair(dir: &Path, rows: usize) -> (String, String) {
     let src = dir.join("src.db");
     let tgt = dir.join("tgt.db");
     let conn = rusqlite::Connection::open(&src).unwrap();
