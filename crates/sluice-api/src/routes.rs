@@ -1341,28 +1341,6 @@ fn operations(doc: &mut Doc) {
             .errors(Face::Hvr, &[400, 401, 403]),
         );
     }
-    let ids = doc.schema::<hvr::ResultsIds>();
-    for kind in ["refresh", "compare"] {
-        doc.add(
-            Op::new(
-                HttpMethod::Get,
-                &format!("{C}/{kind}/tables_results_ids"),
-                tag,
-                Auth::Bearer("ReadOnly"),
-                &format!("{kind} events with results, by table"),
-            )
-            .query_list("table", "only these tables")
-            .query("source_loc", string(), "only events from this location")
-            .query("target_loc", string(), "only events into this location")
-            .query(
-                "ev_tstamp_begin",
-                string(),
-                "only events since (ISO-8601 or epoch seconds)",
-            )
-            .json(200, "tables by event id", ids.clone())
-            .errors(Face::Hvr, HVR_ERRORS),
-        );
-    }
     let jobs = doc.schema::<hvr::Jobs>();
     let jobs_body = doc.schema::<hvr_ops::JobsBody>();
     let canceled = doc.schema::<hvr::Canceled>();

@@ -25,7 +25,7 @@ use std::time::Instant;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sluice_connector::{Connector, PlannedStatement, WriteStrategy};
-use sluice_engine::plan::{RefreshMode, RowwiseApply};
+use sluice_engine::plan::{RefreshMode, RowwiseApply, plan_compare_table};
 use sluice_engine::{
     CommitGate, CompareOptions, CompareState, CompareTablePlan, EngineError, Granularity, Progress,
     ProgressSink, RefreshOptions, RefreshState, RefreshTablePlan, RowDiff, TableSpec, plan_compare,
@@ -1242,15 +1242,21 @@ impl HubService {
             Ok(claimed) => claimed,
             Err(posted) => return Ok(Submitted::Pending(posted)),
         };
-        let plans = plan_compare(
-            &r.specs,
-            claimed.source.as_ref(),
-            claimed.target.as_ref(),
-            cmd.granularity,
-            BatchLimits::DEFAULT,
-        )
-        .await;
-        let plans = self.planned(&r, &job, &claimed, plans).await?;
+        // Each table is planned on its own: a table missing on either side (or otherwise
+        // unplannable) fails in the event's results, as HVR reports it, and the others are
+        // still compared.
+        let mut plans = Vec::with_capacity(r.specs.len());
+        for spec in &r.specs {
+            let plan = plan_compare_table(
+                spec,
+                claimed.source.as_ref(),
+                claimed.target.as_ref(),
+                cmd.granularity,
+                BatchLimits::DEFAULT,
+            )
+            .await;
+            plans.push(plan);
+        }
         let options = CompareOptions {
             granularity: cmd.granularity,
             max_listed: cmd.max_listed,
@@ -1265,7 +1271,7 @@ impl HubService {
     async fn run_compare_tables(
         &self,
         run: &JobRun,
-        plans: Vec<CompareTablePlan>,
+        plans: Vec<std::result::Result<CompareTablePlan, EngineError>>,
         options: CompareOptions,
     ) -> Result<CompareSummary> {
         let JobRun {
@@ -1283,6 +1289,13 @@ impl HubService {
         let mut tables = Vec::new();
         for plan in plans {
             self.check_claim(hub, job, cancel).await?;
+            let plan = match plan {
+                Ok(plan) => plan,
+                Err(e) => {
+                    tables.push(self.unplanned_compare_table(event, e).await?);
+                    continue;
+                }
+            };
             let name = plan.name.clone();
             repo.put_results(
                 event,
@@ -1419,6 +1432,41 @@ impl HubService {
             response,
             identical: state == EventState::Done && different == 0,
             tables,
+        })
+    }
+}
+
+impl HubService {
+    /// Records a compare table that could not be planned (e.g. missing on the target) as FAILED,
+    /// with the reason as its `Table_Error`.
+    async fn unplanned_compare_table(
+        &self,
+        event: EventId,
+        e: EngineError,
+    ) -> Result<CompareTableResult> {
+        let name = e.table.clone();
+        let error = chain(&e.source);
+        self.job_store()
+            .put_results(
+                event,
+                &[
+                    result(&name, ResultName::TableState, table_state::FAILED),
+                    result(&name, ResultName::TableError, &error),
+                ],
+            )
+            .await?;
+        self.job_store()
+            .append_log(event, &[format!("table {name}: failed: {error}")])
+            .await?;
+        Ok(CompareTableResult {
+            table: name,
+            state: CompareState::Failed,
+            source_rows: 0,
+            target_rows: 0,
+            seconds: 0.0,
+            checksums: None,
+            diff: None,
+            error: Some(error),
         })
     }
 }

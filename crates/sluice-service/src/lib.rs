@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod auth;
 pub mod connectors;
+pub mod context;
 pub mod definition;
 mod health;
 mod jobs;

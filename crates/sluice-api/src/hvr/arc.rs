@@ -1,9 +1,559 @@
-//! HVR: activate, refresh and compare results, contexts, slicing suggestions and control messages.
+//! HVR: activate, refresh and compare results, contexts, slicing suggestions and control messages
+//! (the rest of HVR's "Activate, Refresh, and Compare Interface" and its "Control Message
+//! Interface").
+//!
+//! sluice does not capture changes yet, so the activation state of every channel and location is
+//! "not activated", there are no open transactions or integrate points to show, and there are no
+//! capture or integrate tasks to send control messages to; each answers that truthfully in HVR's
+//! shape.
 
+use std::collections::BTreeSet;
+
+use axum::Json as Out;
 use axum::Router;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Map, Value as Json, json};
+use sluice_model::definition::{ActionType, Channel};
+use sluice_model::{AccessLevel, ChannelName, EventType, HubName, LocationName};
+use sluice_repo::EventFilter;
+use utoipa::ToSchema;
 
+use super::hub_name;
 use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Caller, Flag, JsonBody, QueryList};
 
 pub(crate) fn routes() -> Router<AppState> {
+    const H: &str = "/api/latest/hubs/{hub}";
+    const C: &str = "/api/latest/hubs/{hub}/channels/{channel}";
     Router::new()
+        .route(&format!("{H}/activate"), get(hub_activate))
+        .route(&format!("{H}/locs/{{loc}}/activate"), get(loc_activate))
+        .route(
+            &format!("{C}/activate"),
+            get(channel_activate).post(super::ops::activate),
+        )
+        .route(
+            &format!("{H}/refresh/tables_results_ids"),
+            get(hub_refresh_results_ids),
+        )
+        .route(
+            &format!("{H}/compare/tables_results_ids"),
+            get(hub_compare_results_ids),
+        )
+        .route(
+            &format!("{C}/refresh/tables_results_ids"),
+            get(channel_refresh_results_ids),
+        )
+        .route(
+            &format!("{C}/compare/tables_results_ids"),
+            get(channel_compare_results_ids),
+        )
+        .route(&format!("{C}/contexts"), get(contexts))
+        .route(
+            &format!("{C}/locs/{{loc}}/capture_open_tx"),
+            get(capture_open_tx),
+        )
+        .route(
+            &format!("{C}/locs/{{loc}}/integrate_point"),
+            get(integrate_point),
+        )
+        .route(&format!("{C}/controls"), get(controls))
+        .route(&format!("{C}/controls/{{ctrl_id}}"), get(control))
+        .route(&format!("{C}/controls_delete"), post(controls_delete))
+        .route(
+            &format!("{C}/locs/{{loc}}/tasks/{{task}}/controls"),
+            post(send_control),
+        )
+}
+
+pub(super) fn channel_name(s: &str) -> ApiResult<ChannelName> {
+    ChannelName::new(s)
+        .map_err(|e| ApiError::not_found(format!("channel {s:?} does not exist ({e})")))
+}
+
+pub(super) fn loc_name(s: &str) -> ApiResult<LocationName> {
+    LocationName::new(s)
+        .map_err(|e| ApiError::not_found(format!("location {s:?} does not exist ({e})")))
+}
+
+/// The hub (checked to exist) and the caller's level on it checked.
+async fn hub_for(caller: &Caller, hub: &str, level: AccessLevel) -> ApiResult<HubName> {
+    let hub = hub_name(hub)?;
+    caller.require_on(&hub, level).await?;
+    caller.service.hub(&hub).await?;
+    Ok(hub)
+}
+
+/// The channel of `hub`, answering 404 when it does not exist.
+pub(super) async fn channel_of(
+    caller: &Caller,
+    hub: &HubName,
+    channel: &str,
+) -> ApiResult<Channel> {
+    Ok(caller.service.channel(hub, &channel_name(channel)?).await?)
+}
+
+/// A member location of `channel`, answering 404 when it is not one.
+pub(super) fn member(channel: &Channel, loc: &str) -> ApiResult<LocationName> {
+    let name = loc_name(loc)?;
+    if channel.group_of(&name).is_none() {
+        return Err(ApiError::not_found(format!(
+            "location {loc} is not a member of channel {}",
+            channel.name
+        )));
+    }
+    Ok(name)
+}
+
+// ---- activation state ----
+
+/// One component of a location's activation state: never found, since sluice activates nothing.
+fn not_activated() -> Json {
+    json!({"found": false, "missing": true, "lossy_reactivate": false})
+}
+
+/// The activation state of one location of a channel, as HVR shapes it.
+fn loc_state() -> Json {
+    json!({"jobs": not_activated(), "router_files": not_activated()})
+}
+
+/// `{loc: state}` for the members of `channel` that `locs` keeps (all when empty).
+fn channel_state(channel: &Channel, locs: &[String]) -> Map<String, Json> {
+    channel
+        .locations()
+        .filter(|l| locs.is_empty() || locs.iter().any(|w| w == l.as_str()))
+        .map(|l| (l.to_string(), loc_state()))
+        .collect()
+}
+
+async fn hub_activate(
+    caller: Caller,
+    Path(hub): Path<String>,
+    q: QueryList,
+) -> ApiResult<Out<Json>> {
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    let wanted = q.all("channels");
+    let locs = q.all("locs");
+    for name in &wanted {
+        channel_of(&caller, &hub, name).await?;
+    }
+    let mut out = Map::new();
+    for channel in caller.service.channels(&hub).await? {
+        if !wanted.is_empty() && !wanted.iter().any(|w| w == channel.name.as_str()) {
+            continue;
+        }
+        let state = channel_state(&channel, &locs);
+        if !state.is_empty() {
+            out.insert(channel.name.to_string(), Json::Object(state));
+        }
+    }
+    Ok(Out(Json::Object(out)))
+}
+
+async fn channel_activate(
+    caller: Caller,
+    Path((hub, channel)): Path<(String, String)>,
+    q: QueryList,
+) -> ApiResult<Out<Json>> {
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    let channel = channel_of(&caller, &hub, &channel).await?;
+    let locs = q.all("locs");
+    for loc in &locs {
+        member(&channel, loc)?;
+    }
+    Ok(Out(Json::Object(channel_state(&channel, &locs))))
+}
+
+async fn loc_activate(
+    caller: Caller,
+    Path((hub, loc)): Path<(String, String)>,
+) -> ApiResult<Out<Json>> {
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    let loc = caller.service.location(&hub, &loc_name(&loc)?).await?.name;
+    let mut out = Map::new();
+    for channel in caller.service.channels(&hub).await? {
+        if channel.group_of(&loc).is_some() {
+            out.insert(channel.name.to_string(), loc_state());
+        }
+    }
+    Ok(Out(Json::Object(out)))
+}
+
+// ---- refresh and compare results ----
+
+/// Whether a result name matches HVR's `result_pattern` (`|`-separated names, `*` any text).
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    pattern.split('|').any(|p| glob(p.trim(), name))
+}
+
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(tail) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|&i| tail.is_char_boundary(i))
+                .any(|i| glob(rest, &tail[i..]))
+        }
+    }
+}
+
+/// `{channel: {ev_id: [tables]}}` of the refresh or compare events of `hub` the query keeps.
+async fn results_ids(
+    caller: &Caller,
+    hub: &HubName,
+    channels: Vec<ChannelName>,
+    q: &QueryList,
+    event_type: EventType,
+) -> ApiResult<Map<String, Json>> {
+    let wanted_tables = q.all("table");
+    let source = q.one("source_loc").map(str::to_owned);
+    let target = q.one("target_loc").map(str::to_owned);
+    let pattern = q.one("result_pattern").map(str::to_owned);
+    if pattern.as_deref().is_some_and(|p| p.len() > 4000) {
+        return Err(ApiError::invalid("result_pattern: longer than 4000 bytes"));
+    }
+    let begin = q
+        .one("ev_tstamp_begin")
+        .map(super::ops::parse_time)
+        .transpose()?;
+    let end = q
+        .one("ev_tstamp_end")
+        .map(super::ops::parse_time)
+        .transpose()?;
+    let events = caller
+        .service
+        .events(&EventFilter {
+            hub: Some(hub.clone()),
+            channels,
+            types: vec![event_type],
+            fetch_results: true,
+            begin,
+            end,
+            ..Default::default()
+        })
+        .await?;
+    let mut out: Map<String, Json> = Map::new();
+    for e in events {
+        let Some(channel) = &e.channel else { continue };
+        if source
+            .as_deref()
+            .is_some_and(|s| e.loc.as_ref().is_none_or(|l| l.as_str() != s))
+            || target
+                .as_deref()
+                .is_some_and(|t| e.loc2.as_ref().is_none_or(|l| l.as_str() != t))
+        {
+            continue;
+        }
+        let tables: BTreeSet<String> = e
+            .results
+            .iter()
+            .filter(|r| {
+                pattern
+                    .as_deref()
+                    .is_none_or(|p| matches_pattern(p, r.name.as_str()))
+            })
+            .filter_map(|r| r.table.as_ref().map(|t| t.to_string()))
+            .filter(|t| wanted_tables.is_empty() || wanted_tables.contains(t))
+            .collect();
+        if tables.is_empty() {
+            continue;
+        }
+        let by_event = out
+            .entry(channel.to_string())
+            .or_insert_with(|| Json::Object(Map::new()));
+        if let Json::Object(by_event) = by_event {
+            by_event.insert(e.id.to_string(), json!(tables));
+        }
+    }
+    Ok(out)
+}
+
+async fn hub_results_ids(
+    caller: Caller,
+    hub: String,
+    q: QueryList,
+    event_type: EventType,
+) -> ApiResult<Out<Json>> {
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    let channels = q
+        .all("channel")
+        .iter()
+        .map(|c| ChannelName::new(c).map_err(|e| ApiError::invalid(format!("channel {c:?}: {e}"))))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let out = results_ids(&caller, &hub, channels, &q, event_type).await?;
+    Ok(Out(Json::Object(out)))
+}
+
+async fn hub_refresh_results_ids(
+    caller: Caller,
+    Path(hub): Path<String>,
+    q: QueryList,
+) -> ApiResult<Out<Json>> {
+    hub_results_ids(caller, hub, q, EventType::Refresh).await
+}
+
+async fn hub_compare_results_ids(
+    caller: Caller,
+    Path(hub): Path<String>,
+    q: QueryList,
+) -> ApiResult<Out<Json>> {
+    hub_results_ids(caller, hub, q, EventType::Compare).await
+}
+
+async fn channel_results_ids(
+    caller: Caller,
+    hub: String,
+    channel: String,
+    q: QueryList,
+    event_type: EventType,
+) -> ApiResult<Out<Json>> {
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    let channel = channel_name(&channel)?;
+    let mut out = results_ids(&caller, &hub, vec![channel.clone()], &q, event_type).await?;
+    Ok(Out(out
+        .remove(channel.as_str())
+        .unwrap_or_else(|| Json::Object(Map::new()))))
+}
+
+async fn channel_refresh_results_ids(
+    caller: Caller,
+    Path((hub, channel)): Path<(String, String)>,
+    q: QueryList,
+) -> ApiResult<Out<Json>> {
+    channel_results_ids(caller, hub, channel, q, EventType::Refresh).await
+}
+
+async fn channel_compare_results_ids(
+    caller: Caller,
+    Path((hub, channel)): Path<(String, String)>,
+    q: QueryList,
+) -> ApiResult<Out<Json>> {
+    channel_results_ids(caller, hub, channel, q, EventType::Compare).await
+}
+
+// ---- contexts, open transactions, integrate points ----
+
+async fn contexts(
+    caller: Caller,
+    Path((hub, channel)): Path<(String, String)>,
+) -> ApiResult<Out<Json>> {
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    let channel = channel_of(&caller, &hub, &channel).await?;
+    let (contexts, variables) = sluice_service::context::channel_contexts(&channel);
+    Ok(Out(
+        json!({"contexts": contexts, "context_variables": variables}),
+    ))
+}
+
+async fn capture_open_tx(
+    caller: Caller,
+    Path((hub, channel, loc)): Path<(String, String, String)>,
+) -> ApiResult<Out<Json>> {
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    let channel = channel_of(&caller, &hub, &channel).await?;
+    let loc = member(&channel, &loc)?;
+    if !channel
+        .locations_with_action(ActionType::Capture)
+        .contains(&&loc)
+    {
+        return Err(ApiError::invalid(format!(
+            "no capture tables defined: location {loc} has no Capture action in channel {}",
+            channel.name
+        )));
+    }
+    // sluice does not capture changes yet: no capture holds a transaction open.
+    Ok(Out(json!({
+        "request_time": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "num_open_tx": 0,
+    })))
+}
+
+async fn integrate_point(
+    caller: Caller,
+    Path((hub, channel, loc)): Path<(String, String, String)>,
+    q: QueryList,
+) -> ApiResult<Out<Json>> {
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    let channel = channel_of(&caller, &hub, &channel).await?;
+    member(&channel, &loc)?;
+    if let Some(orig) = q.one("orig_channel") {
+        channel_of(&caller, &hub, orig).await?;
+    }
+    if let Some(orig) = q.one("orig_integ_loc") {
+        caller.service.location(&hub, &loc_name(orig)?).await?;
+    }
+    // Nothing has been integrated from any capture location: sluice does not capture yet.
+    Ok(Out(json!({})))
+}
+
+// ---- control messages ----
+
+/// Why no control message can be sent or found.
+const NO_TASKS: &str = "sluice does not capture or integrate changes yet, so there is no \
+     capture or integrate task to send control messages to; to stop or pause a refresh or \
+     compare job, cancel its event (POST …/events_cancel) or suspend the job \
+     (POST …/jobs_suspend)";
+
+fn task_name(task: &str) -> ApiResult<&'static str> {
+    match task {
+        "cap" => Ok("cap"),
+        "integ" => Ok("integ"),
+        other => Err(ApiError::invalid(format!(
+            "task_name: expected \"cap\" or \"integ\", got {other:?}"
+        ))),
+    }
+}
+
+async fn controls(
+    caller: Caller,
+    Path((hub, channel)): Path<(String, String)>,
+    q: QueryList,
+) -> ApiResult<Out<Json>> {
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    let channel = channel_of(&caller, &hub, &channel).await?;
+    if let Some(task) = q.one("task_name") {
+        task_name(task)?;
+    }
+    for loc in q.all("loc_name") {
+        member(&channel, &loc)?;
+    }
+    // No control has ever been accepted (see NO_TASKS): the list of ids is empty.
+    Ok(Out(json!("")))
+}
+
+async fn control(
+    caller: Caller,
+    Path((hub, channel, ctrl_id)): Path<(String, String, String)>,
+) -> ApiResult<Out<Json>> {
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    channel_of(&caller, &hub, &channel).await?;
+    Err(ApiError::not_found(format!(
+        "control {ctrl_id:?} does not exist: {NO_TASKS}"
+    )))
+}
+
+/// `POST …/controls_delete`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ControlsDeleteBody {
+    ctrl_ids: Vec<String>,
+}
+
+async fn controls_delete(
+    caller: Caller,
+    Path((hub, channel)): Path<(String, String)>,
+    JsonBody(body): JsonBody<ControlsDeleteBody>,
+) -> ApiResult<StatusCode> {
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadExec).await?;
+    channel_of(&caller, &hub, &channel).await?;
+    let Some(first) = body.ctrl_ids.first() else {
+        return Err(ApiError::invalid("ctrl_ids: name at least one control"));
+    };
+    Err(ApiError::not_found(format!(
+        "control {first:?} does not exist: {NO_TASKS}"
+    )))
+}
+
+/// A `where` condition of a control's filter.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+// Parsed to refuse what HVR refuses; sluice has no task to act on the rest.
+#[allow(dead_code)]
+pub(crate) struct ControlWhere {
+    col: String,
+    op: String,
+    val_str: Option<Vec<String>>,
+    val_int: Option<Vec<String>>,
+    val_date: Option<Vec<String>>,
+    val_len: Option<Vec<String>>,
+}
+
+/// A filter of a control message.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+// Parsed to refuse what HVR refuses; sluice has no task to act on the rest.
+#[allow(dead_code)]
+pub(crate) struct ControlFilter {
+    tables: Option<Vec<String>>,
+    #[serde(rename = "where")]
+    conditions: Option<Vec<ControlWhere>>,
+    force_failed_rows: Option<Flag>,
+    resilient: Option<Flag>,
+    skip_rows: Option<Flag>,
+    set_missing_cols: Option<Vec<String>>,
+}
+
+/// An environment variable a control message sets.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+// Parsed to refuse what HVR refuses; sluice has no task to act on the rest.
+#[allow(dead_code)]
+pub(crate) struct ControlEnv {
+    name: String,
+    value: String,
+}
+
+/// `POST …/locs/{loc}/tasks/{task}/controls`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+// Parsed to refuse what HVR refuses; sluice has no task to act on the rest.
+#[allow(dead_code)]
+pub(crate) struct ControlBody {
+    ctrl_name: Option<String>,
+    filters: Option<Vec<ControlFilter>>,
+    set_env: Option<Vec<ControlEnv>>,
+    journaling: Option<Flag>,
+    finish_after_cycle: Option<Flag>,
+    expiry_date: Option<String>,
+    recv_expiry: Option<String>,
+}
+
+const OPS: &[&str] = &["=", "!=", "<>", ">", "<", ">=", "<=", ">>", "<<", "%="];
+
+impl ControlBody {
+    /// Refuses what HVR would refuse: an operator it does not know, a control without a name.
+    fn check(&self) -> ApiResult<()> {
+        if self.ctrl_name.as_deref().is_none_or(str::is_empty) {
+            return Err(ApiError::invalid("ctrl_name: missing"));
+        }
+        for f in self.filters.iter().flatten() {
+            for w in f.conditions.iter().flatten() {
+                if !OPS.contains(&w.op.as_str()) {
+                    return Err(ApiError::invalid(format!(
+                        "filters: where: op {:?} is not one of {}",
+                        w.op,
+                        OPS.join(" ")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn send_control(
+    caller: Caller,
+    Path((hub, channel, loc, task)): Path<(String, String, String, String)>,
+    JsonBody(body): JsonBody<ControlBody>,
+) -> ApiResult<StatusCode> {
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadWrite).await?;
+    let channel = channel_of(&caller, &hub, &channel).await?;
+    let loc = member(&channel, &loc)?;
+    let task = task_name(&task)?;
+    body.check()?;
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        crate::error::codes::CONFLICT,
+        format!(
+            "job {}-{task}-{loc} does not exist: {NO_TASKS}",
+            channel.name
+        ),
+    ))
 }

@@ -1,7 +1,7 @@
 //! The HVR 6 REST API (reference: `hvr6-api.md`), under `/auth/v1/…` and `/api/latest/…`.
 
 mod admin;
-mod arc;
+pub(crate) mod arc;
 mod auth;
 mod browse;
 mod definition;
@@ -70,20 +70,8 @@ pub(crate) fn routes() -> Router<AppState> {
             post(ops::compare),
         )
         .route(
-            &format!("{H}/channels/{{channel}}/activate"),
-            post(ops::activate),
-        )
-        .route(
             &format!("{H}/channels/{{channel}}/deactivate"),
             post(ops::deactivate),
-        )
-        .route(
-            &format!("{H}/channels/{{channel}}/refresh/tables_results_ids"),
-            get(ops::refresh_results_ids),
-        )
-        .route(
-            &format!("{H}/channels/{{channel}}/compare/tables_results_ids"),
-            get(ops::compare_results_ids),
         )
         .route(&format!("{H}/jobs"), get(ops::jobs))
         .route(&format!("{H}/jobs/{{job}}"), delete(ops::delete_job))

@@ -1,8 +1,6 @@
 //! Operations: refresh and compare (as jobs, or as a dry run), activate/deactivate, jobs, events,
 //! event logs, result lookups and location tests.
 
-use std::collections::BTreeSet;
-
 use axum::Json as Out;
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
@@ -10,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use sluice_model::{
-    AccessLevel, ChannelName, EventId, EventState, EventType, JobName, LocationName, ResultName,
+    AccessLevel, ChannelName, EventId, EventState, JobName, LocationName, ResultName,
 };
 use sluice_repo::{EventFilter, EventRecord};
 use sluice_service::{CompareCommand, CompareRequest, Posted, RefreshCommand, RefreshRequest};
@@ -27,11 +25,6 @@ pub(crate) const MAX_EVENTS: usize = 100_000;
 
 fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-fn channel_name(s: &str) -> ApiResult<ChannelName> {
-    ChannelName::new(s)
-        .map_err(|e| ApiError::not_found(format!("channel {s:?} does not exist ({e})")))
 }
 
 fn loc_name(field: &str, s: &str) -> ApiResult<LocationName> {
@@ -253,71 +246,6 @@ pub(crate) async fn deactivate(caller: Caller) -> ApiResult<StatusCode> {
     ))
 }
 
-async fn results_ids(
-    caller: Caller,
-    hub: String,
-    channel: String,
-    q: QueryList,
-    event_type: EventType,
-) -> ApiResult<Out<Json>> {
-    caller.require(AccessLevel::ReadOnly)?;
-    let hub = hub_name(&hub)?;
-    let channel = channel_name(&channel)?;
-    let wanted_tables = q.all("table");
-    let source = q.one("source_loc").map(str::to_owned);
-    let target = q.one("target_loc").map(str::to_owned);
-    let begin = q.one("ev_tstamp_begin").map(parse_time).transpose()?;
-    let events = caller
-        .service
-        .events(&EventFilter {
-            hub: Some(hub),
-            channels: vec![channel],
-            types: vec![event_type],
-            fetch_results: true,
-            begin,
-            ..Default::default()
-        })
-        .await?;
-    let mut out = Map::new();
-    for e in events {
-        if source
-            .as_deref()
-            .is_some_and(|s| e.loc.as_ref().is_none_or(|l| l.as_str() != s))
-            || target
-                .as_deref()
-                .is_some_and(|t| e.loc2.as_ref().is_none_or(|l| l.as_str() != t))
-        {
-            continue;
-        }
-        let tables: BTreeSet<String> = e
-            .results
-            .iter()
-            .filter_map(|r| r.table.as_ref().map(|t| t.to_string()))
-            .filter(|t| wanted_tables.is_empty() || wanted_tables.contains(t))
-            .collect();
-        if !tables.is_empty() {
-            out.insert(e.id.to_string(), json!(tables));
-        }
-    }
-    Ok(Out(Json::Object(out)))
-}
-
-pub(crate) async fn refresh_results_ids(
-    caller: Caller,
-    Path((hub, channel)): Path<(String, String)>,
-    q: QueryList,
-) -> ApiResult<Out<Json>> {
-    results_ids(caller, hub, channel, q, EventType::Refresh).await
-}
-
-pub(crate) async fn compare_results_ids(
-    caller: Caller,
-    Path((hub, channel)): Path<(String, String)>,
-    q: QueryList,
-) -> ApiResult<Out<Json>> {
-    results_ids(caller, hub, channel, q, EventType::Compare).await
-}
-
 fn job_names(jobs: Vec<String>) -> ApiResult<Vec<JobName>> {
     if jobs.is_empty() {
         return Err(ApiError::invalid("jobs: name at least one job"));
@@ -442,7 +370,7 @@ pub(crate) async fn delete_job(
 }
 
 /// An instant from a query: ISO-8601 or epoch seconds.
-fn parse_time(s: &str) -> ApiResult<chrono::DateTime<chrono::Utc>> {
+pub(crate) fn parse_time(s: &str) -> ApiResult<chrono::DateTime<chrono::Utc>> {
     if let Ok(secs) = s.parse::<i64>() {
         return chrono::DateTime::from_timestamp(secs, 0)
             .ok_or_else(|| ApiError::invalid(format!("time {s:?} is out of range")));
