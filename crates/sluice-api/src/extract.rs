@@ -37,16 +37,45 @@ impl Caller {
 }
 
 impl Caller {
-    /// Refuses (403) unless the caller has at least `level` on `hub`. Every handler of a
-    /// `/hubs/{hub}/…` route checks with this, not with [`Caller::require`].
+    /// The caller's level on `hub`: the level of their access entry there (the
+    /// `Access_Level` of their hub props) when they have one, else their server-wide level;
+    /// SysAdmin everywhere for a SysAdmin. Read from the repository on every call.
+    pub async fn level_on(&self, hub: &sluice_model::HubName) -> Result<AccessLevel, ApiError> {
+        Ok(self
+            .service
+            .level_on(&self.identity.user, self.identity.level, hub)
+            .await?)
+    }
+
+    /// Refuses (403) unless the caller has at least `level` on `hub` ([`Caller::level_on`]).
+    /// Every handler of a `/hubs/{hub}/…` route checks with this, not with
+    /// [`Caller::require`].
     pub async fn require_on(
         &self,
         hub: &sluice_model::HubName,
         level: AccessLevel,
     ) -> Result<(), ApiError> {
-        let _ = hub;
-        self.require(level)
+        let has = self.level_on(hub).await?;
+        if has.allows(level) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "user {} has {has} access on hub {hub}; this needs {level}",
+                self.identity.user
+            )))
+        }
     }
+
+    /// [`Caller::require_on`] for a hub named in a path (an invalid name is a 404).
+    pub async fn require_on_name(&self, hub: &str, level: AccessLevel) -> Result<(), ApiError> {
+        self.require_on(&crate::hvr::hub_name(hub)?, level).await
+    }
+}
+
+/// Whether a setup-mode token may call `path` (after the version rewrite): HVR's User Config
+/// Interface without hubs, the only operations a hub server without users can serve.
+fn setup_may_call(path: &str) -> bool {
+    path == "/api/latest/users" || path.starts_with("/api/latest/users/")
 }
 
 /// The token of an `Authorization: Bearer …` header (scheme in any case).
@@ -73,7 +102,11 @@ impl FromRequestParts<AppState> for Caller {
                 "Authentication required: send 'Authorization: Bearer <access_token>' (log in with POST /auth/v1/password)",
             )
         })?;
-        let identity = state.service.authenticate(token).await?;
+        let identity = if setup_may_call(parts.uri.path()) {
+            state.service.authenticate_in_setup(token).await?
+        } else {
+            state.service.authenticate(token).await?
+        };
         Ok(Caller {
             service: state.service.as_user(&identity.user),
             identity,

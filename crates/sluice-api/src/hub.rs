@@ -39,6 +39,9 @@ pub struct HubConfig {
     /// The password of the first user, `admin`, when the repository has no user yet (`None`:
     /// one is generated and returned by [`Hub::open`]).
     pub admin_password: Option<String>,
+    /// Setup mode: when the repository has no user, create none (not even `admin`); the first
+    /// users are then created with a setup-mode token from `POST /auth/v1/setup`.
+    pub setup_mode: bool,
     /// Who may read `/metrics`.
     pub metrics_access: MetricsAccess,
     /// How often the scheduler looks for due jobs.
@@ -57,6 +60,7 @@ impl HubConfig {
             env: sluice_service::registry::process_env(),
             location_policy: None,
             admin_password: None,
+            setup_mode: false,
             metrics_access: MetricsAccess::default(),
             scheduler_tick: Duration::from_secs(1),
         }
@@ -149,10 +153,14 @@ impl Hub {
         if let Some(policy) = config.location_policy {
             service.set_location_policy(policy);
         }
-        let generated_admin_password = service
-            .ensure_admin(config.admin_password.as_deref())
-            .await
-            .map_err(HubOpenError::Admin)?;
+        let generated_admin_password = if config.setup_mode {
+            None
+        } else {
+            service
+                .ensure_admin(config.admin_password.as_deref())
+                .await
+                .map_err(HubOpenError::Admin)?
+        };
         // Runs left behind by a process that stopped (this one before a restart, or another one
         // sharing the repository) are ended now if their heartbeat is old enough, and by the
         // scheduler as soon as it is.

@@ -45,6 +45,7 @@ mod hvr_arc;
 mod hvr_browse;
 mod hvr_monitor;
 mod hvr_product;
+mod hvr_users;
 
 /// The extension naming the access level an operation needs.
 pub const ACCESS_LEVEL: &str = "x-sluice-access-level";
@@ -455,6 +456,7 @@ fn build() -> (OpenApi, Vec<String>) {
     hvr_arc::document(&mut doc);
     hvr_monitor::document(&mut doc);
     hvr_product::document(&mut doc);
+    hvr_users::document(&mut doc);
     event_hub(&mut doc);
     fivetran(&mut doc);
 
@@ -644,83 +646,6 @@ fn auth(doc: &mut Doc) {
         )
         .json(200, "the time", clock)
         .errors(Face::Hvr, &[401]),
-    );
-
-    let users = doc.schema::<hvr::Users>();
-    let user = doc.schema::<hvr::User>();
-    let new_user = doc.schema::<hvr::NewUser>();
-    let change = doc.schema::<hvr::UserChange>();
-    const U: &str = "/api/latest/users";
-    doc.add(
-        Op::new(
-            HttpMethod::Get,
-            U,
-            "users",
-            Auth::Bearer("SysAdmin"),
-            "List users",
-        )
-        .json(200, "users by name", users)
-        .errors(Face::Hvr, HVR_ERRORS),
-    );
-    doc.add(
-        Op::new(
-            HttpMethod::Post,
-            U,
-            "users",
-            Auth::Bearer("SysAdmin"),
-            "Create a user",
-        )
-        .body(new_user, false)
-        .empty(201, "created")
-        .errors(Face::Hvr, HVR_ERRORS),
-    );
-    const ONE: &str = "/api/latest/users/{user}";
-    doc.add(
-        Op::new(
-            HttpMethod::Get,
-            ONE,
-            "users",
-            Auth::Bearer("SysAdmin or self"),
-            "One user",
-        )
-        .json(200, "the user", user)
-        .errors(Face::Hvr, HVR_ERRORS),
-    );
-    doc.add(
-        Op::new(
-            HttpMethod::Patch,
-            ONE,
-            "users",
-            Auth::Bearer("SysAdmin (self: password only, with current_password)"),
-            "Change a user's level or password",
-        )
-        .body(change, false)
-        .empty(204, "changed")
-        .errors(Face::Hvr, HVR_ERRORS),
-    );
-    let reset = doc.schema::<hvr::PasswordReset>();
-    doc.add(
-        Op::new(
-            HttpMethod::Put,
-            &format!("{ONE}/password"),
-            "users",
-            Auth::Bearer("SysAdmin (self: with current_password)"),
-            "Set a password; ends the user's sessions",
-        )
-        .body(reset, false)
-        .empty(204, "set")
-        .errors(Face::Hvr, &[400, 401, 403, 404, 429]),
-    );
-    doc.add(
-        Op::new(
-            HttpMethod::Delete,
-            ONE,
-            "users",
-            Auth::Bearer("SysAdmin"),
-            "Delete a user",
-        )
-        .empty(204, "deleted")
-        .errors(Face::Hvr, HVR_ERRORS),
     );
 }
 

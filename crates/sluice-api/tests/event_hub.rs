@@ -94,7 +94,7 @@ impl Server {
             "/api/latest/users",
             &self.admin.clone(),
             Some(json!({"user": name, "level": level, "password": "password-123"})),
-            StatusCode::CREATED,
+            StatusCode::NO_CONTENT,
         )
         .await;
         self.login(name, "password-123").await

@@ -157,7 +157,7 @@ impl Server {
             Some(json!({"user": name, "level": level, "password": format!("{name}-password")})),
         )
         .await
-        .expect(StatusCode::CREATED);
+        .expect(StatusCode::NO_CONTENT);
         self.login(name, &format!("{name}-password")).await.0
     }
 

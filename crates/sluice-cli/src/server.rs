@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// prefixes ending in `*`, separated by commas (default: none; `SLUICE_*` never).
     #[arg(long, env = "SLUICE_ENV_ALLOW", default_value = "")]
     env_allow: String,
+    /// Setup mode: on a repository without users, create no `admin`; the first users are created
+    /// over the API with a setup-mode token (`POST /auth/v1/setup`, HVR's first-run set-up).
+    #[arg(long, env = "SLUICE_SETUP_MODE")]
+    setup_mode: bool,
 }
 
 impl RepoArg {
@@ -184,6 +188,7 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
     config.secret_key = Some(key(&g.home)?);
     config.location_policy = Some(policy);
     config.admin_password = std::env::var("SLUICE_ADMIN_PASSWORD").ok();
+    config.setup_mode = args.setup_mode;
     config.metrics_access = sluice_api::MetricsAccess::from_env()
         .map_err(anyhow::Error::msg)
         .context("invalid metrics settings")?;

@@ -104,7 +104,7 @@ async fn junk_publish_bodies_cost_the_server_no_memory() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    assert_eq!(resp.status(), 204, "{}", resp.text().await.unwrap());
     let reader = call(
         &http,
         &format!("{url}/auth/v1/password"),

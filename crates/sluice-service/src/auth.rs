@@ -89,6 +89,19 @@ struct Claims {
     jti: String,
     #[serde(default)]
     sid: Option<String>,
+    /// A setup-mode token ([`HubService::setup_login`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    setup: bool,
+}
+
+/// The name a setup-mode token acts as; no user can have it (user names have no parentheses).
+pub const SETUP_USER: &str = "(setup)";
+
+impl Identity {
+    /// Whether this is a setup-mode token's identity ([`HubService::setup_login`]).
+    pub fn is_setup(&self) -> bool {
+        self.user == SETUP_USER
+    }
 }
 
 /// How many logins a budget allows: `burst` at once, refilled at `per_second`.
@@ -507,6 +520,12 @@ impl HubService {
         Ok(self.identity_store().create_user(&record).await?)
     }
 
+    /// Adds a user without a password they know (a random one): they cannot log in until a
+    /// SysAdmin sets one (`PUT /users/{user}/password`).
+    pub async fn create_user_without_password(&self, name: &str, level: AccessLevel) -> Result<()> {
+        self.create_user(name, level, &new_token("")).await
+    }
+
     /// Every user.
     pub async fn users(&self) -> Result<Vec<UserRecord>> {
         Ok(self.identity_store().users().await?)
@@ -612,6 +631,7 @@ impl HubService {
             exp: now.timestamp() + ACCESS_TTL.as_secs() as i64,
             jti: uuid::Uuid::new_v4().to_string(),
             sid: Some(sid.clone()),
+            setup: false,
         };
         let key = EncodingKey::from_secret(self.signing_key().await?);
         let access_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
@@ -756,6 +776,12 @@ impl HubService {
     /// [`REVALIDATE`].
     pub async fn authenticate(&self, access_token: &str) -> Result<Identity> {
         let claims = self.decode(access_token).await?;
+        if claims.setup {
+            return Err(unauthenticated(
+                "a setup-mode token is accepted only by the user operations (/api/latest/users…); \
+                 log in with POST /auth/v1/password",
+            ));
+        }
         if let Some(identity) = self.inner.auth_cache.get(&claims.jti) {
             return Ok(identity);
         }
@@ -788,6 +814,68 @@ impl HubService {
         };
         self.inner.auth_cache.put(claims.jti, identity.clone());
         Ok(identity)
+    }
+}
+
+impl HubService {
+    /// Whether the hub server is in setup mode: no user is SysAdmin yet.
+    pub async fn in_setup_mode(&self) -> Result<bool> {
+        Ok(!self
+            .identity_store()
+            .users()
+            .await?
+            .iter()
+            .any(|u| u.level == AccessLevel::SysAdmin))
+    }
+
+    /// A setup-mode access token (HVR's `POST /auth/v1/setup`), for a hub server that has no user
+    /// yet: it acts as SysAdmin on the user operations only (the API restricts it), and stops
+    /// working when it expires or once a user is SysAdmin. Refused once any user exists.
+    pub async fn setup_login(&self) -> Result<Tokens> {
+        if !self.identity_store().users().await?.is_empty() {
+            return Err(forbidden(
+                "the hub server is set up (it has users): log in with POST /auth/v1/password",
+            ));
+        }
+        let now = Utc::now();
+        let claims = Claims {
+            sub: SETUP_USER.to_owned(),
+            lvl: AccessLevel::SysAdmin.as_str().to_owned(),
+            iat: now.timestamp(),
+            exp: now.timestamp() + ACCESS_TTL.as_secs() as i64,
+            jti: uuid::Uuid::new_v4().to_string(),
+            sid: None,
+            setup: true,
+        };
+        let key = EncodingKey::from_secret(self.signing_key().await?);
+        let access_token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
+            .map_err(|e| ServiceError::invalid(format!("cannot sign a token: {e}")))?;
+        Ok(Tokens {
+            token_type: "bearer",
+            access_token,
+            expires_in: ACCESS_TTL.as_secs(),
+            refresh_token: None,
+        })
+    }
+
+    /// Checks a token that may be a setup-mode token: a setup token is valid while the hub
+    /// server is in setup mode (then the identity is [`SETUP_USER`], SysAdmin); any other
+    /// token is checked as [`HubService::authenticate`] does.
+    pub async fn authenticate_in_setup(&self, access_token: &str) -> Result<Identity> {
+        let claims = self.decode(access_token).await?;
+        if !claims.setup {
+            return self.authenticate(access_token).await;
+        }
+        if claims.sub != SETUP_USER || !self.in_setup_mode().await? {
+            return Err(unauthenticated(
+                "setup mode has ended (a user is SysAdmin): log in with POST /auth/v1/password",
+            ));
+        }
+        Ok(Identity {
+            user: SETUP_USER.to_owned(),
+            level: AccessLevel::SysAdmin,
+            expires: claims.exp,
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 //! API (a later issue) will call the same methods.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod connectors;
@@ -414,10 +415,6 @@ impl HubService {
     }
 
     /// Property bags (alerts, user props, job attributes, the hub server's props…).
-    #[allow(
-        dead_code,
-        reason = "the service areas of alerts, user props and job attributes use it"
-    )]
     pub(crate) fn props_store(&self) -> &dyn PropStore {
         self.inner.stores.props.as_ref()
     }

@@ -132,7 +132,7 @@ async fn edit(
     description: String,
     change: impl Fn(&mut Json) -> Result<(), ServiceError>,
 ) -> ApiResult<()> {
-    caller.require(AccessLevel::ReadWrite)?;
+    caller.require_on_name(hub, AccessLevel::ReadWrite).await?;
     caller
         .service
         .edit_definitions(
@@ -147,7 +147,7 @@ async fn edit(
 
 /// The hub's document, redacted (sealed secrets left out).
 async fn document(caller: &Caller, hub: &str) -> ApiResult<std::sync::Arc<Json>> {
-    caller.require(AccessLevel::ReadOnly)?;
+    caller.require_on_name(hub, AccessLevel::ReadOnly).await?;
     Ok(caller.service.export_document(&hub_name(hub)?).await?)
 }
 
@@ -1121,7 +1121,7 @@ async fn import(
         })
         .collect::<ApiResult<_>>()?;
     let summary: Vec<String> = changes.iter().map(|(k, _)| k.clone()).collect();
-    caller.require(AccessLevel::ReadWrite)?;
+    caller.require_on_name(&hub, AccessLevel::ReadWrite).await?;
     caller
         .service
         .edit_definitions(

@@ -40,10 +40,11 @@ fn all_props(h: &HubRecord) -> Map<String, Json> {
     m
 }
 
-fn hub_json(h: &HubRecord, caller: &Caller) -> Json {
+/// A hub as listed, with the caller's `level` on it.
+fn hub_json(h: &HubRecord, level: AccessLevel) -> Json {
     json!({
         "props": all_props(h),
-        "current_user_access": {"level": caller.identity.level},
+        "current_user_access": {"level": level},
     })
 }
 
@@ -51,19 +52,33 @@ pub(crate) async fn clock(_caller: Caller) -> Out<Json> {
     Out(json!({ "tstamp": ts(chrono::Utc::now()) }))
 }
 
+/// The hubs the caller may read (ReadOnly or more on it), each with the caller's level there.
 pub(crate) async fn list(caller: Caller) -> ApiResult<Out<Json>> {
     let hubs = caller.service.hubs().await?;
+    let entries = caller
+        .service
+        .hub_levels(&caller.identity.user, caller.identity.level)
+        .await?;
     let map: Map<String, Json> = hubs
         .iter()
-        .map(|h| (h.hub.name.to_string(), hub_json(h, &caller)))
+        .filter_map(|h| {
+            let level = entries
+                .get(&h.hub.name)
+                .copied()
+                .unwrap_or(caller.identity.level);
+            level
+                .allows(AccessLevel::ReadOnly)
+                .then(|| (h.hub.name.to_string(), hub_json(h, level)))
+        })
         .collect();
     Ok(Out(Json::Object(map)))
 }
 
 pub(crate) async fn get_one(caller: Caller, Path(hub): Path<String>) -> ApiResult<Out<Json>> {
-    caller.require(AccessLevel::ReadOnly)?;
-    let h = caller.service.hub(&hub_name(&hub)?).await?;
-    Ok(Out(hub_json(&h, &caller)))
+    let hub = hub_name(&hub)?;
+    caller.require_on(&hub, AccessLevel::ReadOnly).await?;
+    let h = caller.service.hub(&hub).await?;
+    Ok(Out(hub_json(&h, caller.level_on(&hub).await?)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -104,25 +119,25 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn delete_one(caller: Caller, Path(hub): Path<String>) -> ApiResult<StatusCode> {
-    caller.require(AccessLevel::HubOwner)?;
+    caller.require_on_name(&hub, AccessLevel::HubOwner).await?;
     caller.service.delete_hub(&hub_name(&hub)?).await?;
     Ok(StatusCode::OK)
 }
 
 pub(crate) async fn freeze(caller: Caller, Path(hub): Path<String>) -> ApiResult<StatusCode> {
-    caller.require(AccessLevel::HubOwner)?;
+    caller.require_on_name(&hub, AccessLevel::HubOwner).await?;
     caller.service.freeze_hub(&hub_name(&hub)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn unfreeze(caller: Caller, Path(hub): Path<String>) -> ApiResult<StatusCode> {
-    caller.require(AccessLevel::HubOwner)?;
+    caller.require_on_name(&hub, AccessLevel::HubOwner).await?;
     caller.service.unfreeze_hub(&hub_name(&hub)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn props_get(caller: &Caller, hub: &str, q: &QueryList) -> ApiResult<Out<Json>> {
-    caller.require(AccessLevel::ReadOnly)?;
+    caller.require_on_name(hub, AccessLevel::ReadOnly).await?;
     let h = caller.service.hub(&hub_name(hub)?).await?;
     let mut all = all_props(&h);
     let wanted = q.all("fetch");
@@ -145,7 +160,7 @@ pub(crate) async fn patch_props(
     Path(hub): Path<String>,
     JsonBody(body): JsonBody<BTreeMap<String, Json>>,
 ) -> ApiResult<StatusCode> {
-    caller.require(AccessLevel::HubOwner)?;
+    caller.require_on_name(&hub, AccessLevel::HubOwner).await?;
     let changes: BTreeMap<String, Option<Json>> = body
         .into_iter()
         .map(|(k, v)| (k, (!v.is_null()).then_some(v)))
@@ -161,7 +176,7 @@ pub(crate) async fn patch_props(
 }
 
 pub(crate) async fn status(caller: Caller, Path(hub): Path<String>) -> ApiResult<Out<Json>> {
-    caller.require(AccessLevel::ReadOnly)?;
+    caller.require_on_name(&hub, AccessLevel::ReadOnly).await?;
     let h = caller.service.hub(&hub_name(&hub)?).await?;
     let mut out = json!({
         "hub_state": h.state,

@@ -10,6 +10,7 @@ mod monitor;
 pub(crate) mod ops;
 pub(crate) mod product;
 pub(crate) mod shapes;
+pub(crate) mod users;
 pub(crate) mod wire;
 
 use axum::Router;
@@ -32,20 +33,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/auth/v1/revoke", post(auth::revoke))
         .route("/api", get(auth::versions))
         .route("/api/latest/hubserver/clock", get(hubs::clock))
-        .route(
-            "/api/latest/users",
-            get(auth::users).post(auth::create_user),
-        )
-        .route(
-            "/api/latest/users/{user}",
-            get(auth::user)
-                .patch(auth::update_user)
-                .delete(auth::delete_user),
-        )
-        .route(
-            "/api/latest/users/{user}/password",
-            axum::routing::put(auth::set_password),
-        )
         .route("/api/latest/hubs", get(hubs::list).post(hubs::create))
         .route(H, get(hubs::get_one).delete(hubs::delete_one))
         .route(&format!("{H}/freeze"), post(hubs::freeze))
@@ -61,6 +48,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(arc::routes())
         .merge(monitor::routes())
         .merge(product::routes())
+        .merge(users::routes())
         .route(
             &format!("{H}/channels/{{channel}}/refresh"),
             post(ops::refresh),

@@ -150,7 +150,9 @@ pub(crate) async fn refresh(
     Path((hub, channel)): Path<(String, String)>,
     JsonBody(body): JsonBody<RefreshBody>,
 ) -> ApiResult<Response> {
-    caller.require(AccessLevel::ReadExecRefresh)?;
+    caller
+        .require_on_name(&hub, AccessLevel::ReadExecRefresh)
+        .await?;
     let dry_run = body.dry_run.is_some_and(|d| d.0);
     let start = body.start_immediate.is_none_or(|s| s.0);
     let cmd = RefreshCommand::try_from(&body.request(hub, channel)?)?;
@@ -220,7 +222,7 @@ pub(crate) async fn compare(
     Path((hub, channel)): Path<(String, String)>,
     JsonBody(body): JsonBody<CompareBody>,
 ) -> ApiResult<Response> {
-    caller.require(AccessLevel::ReadExec)?;
+    caller.require_on_name(&hub, AccessLevel::ReadExec).await?;
     let dry_run = body.dry_run.is_some_and(|d| d.0);
     let start = body.start_immediate.is_none_or(|s| s.0);
     let cmd = CompareCommand::try_from(&body.request(hub, channel)?)?;
@@ -232,15 +234,21 @@ pub(crate) async fn compare(
     Ok((StatusCode::CREATED, Out(posted_json(&posted))).into_response())
 }
 
-pub(crate) async fn activate(caller: Caller) -> ApiResult<StatusCode> {
-    caller.require(AccessLevel::ReadWrite)?;
+pub(crate) async fn activate(
+    caller: Caller,
+    Path((hub, _channel)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    caller.require_on_name(&hub, AccessLevel::ReadWrite).await?;
     Err(ApiError::invalid(
         "activate is not available yet: sluice does not capture changes yet (refresh and compare are)",
     ))
 }
 
-pub(crate) async fn deactivate(caller: Caller) -> ApiResult<StatusCode> {
-    caller.require(AccessLevel::ReadWrite)?;
+pub(crate) async fn deactivate(
+    caller: Caller,
+    Path((hub, _channel)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    caller.require_on_name(&hub, AccessLevel::ReadWrite).await?;
     Err(ApiError::invalid(
         "deactivate is not available yet: sluice does not capture changes yet (refresh and compare are)",
     ))
@@ -263,7 +271,7 @@ pub(crate) async fn jobs(
     Path(hub): Path<String>,
     q: QueryList,
 ) -> ApiResult<Out<Json>> {
-    caller.require(AccessLevel::ReadOnly)?;
+    caller.require_on_name(&hub, AccessLevel::ReadOnly).await?;
     let channels = q.all("channel");
     let wanted = q.all("job");
     let jobs = caller.service.jobs(&hub_name(&hub)?).await?;
@@ -310,7 +318,7 @@ pub(crate) async fn jobs_start(
     Path(hub): Path<String>,
     JsonBody(body): JsonBody<JobsBody>,
 ) -> ApiResult<StatusCode> {
-    caller.require(AccessLevel::ReadExec)?;
+    caller.require_on_name(&hub, AccessLevel::ReadExec).await?;
     let _ = (body.unsuspend, body.trigger_failed);
     let jobs = job_names(body.jobs)?;
     caller.service.start_jobs(&hub_name(&hub)?, &jobs).await?;
@@ -322,7 +330,7 @@ pub(crate) async fn jobs_suspend(
     Path(hub): Path<String>,
     JsonBody(body): JsonBody<JobsBody>,
 ) -> ApiResult<StatusCode> {
-    caller.require(AccessLevel::ReadExec)?;
+    caller.require_on_name(&hub, AccessLevel::ReadExec).await?;
     let jobs = job_names(body.jobs)?;
     caller.service.suspend_jobs(&hub_name(&hub)?, &jobs).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -333,7 +341,7 @@ pub(crate) async fn jobs_unsuspend(
     Path(hub): Path<String>,
     JsonBody(body): JsonBody<JobsBody>,
 ) -> ApiResult<StatusCode> {
-    caller.require(AccessLevel::ReadExec)?;
+    caller.require_on_name(&hub, AccessLevel::ReadExec).await?;
     let jobs = job_names(body.jobs)?;
     caller
         .service
@@ -347,7 +355,7 @@ pub(crate) async fn jobs_delete(
     Path(hub): Path<String>,
     JsonBody(body): JsonBody<JobsBody>,
 ) -> ApiResult<Out<Json>> {
-    caller.require(AccessLevel::ReadExec)?;
+    caller.require_on_name(&hub, AccessLevel::ReadExec).await?;
     let jobs = job_names(body.jobs)?;
     let canceled = caller.service.delete_jobs(&hub_name(&hub)?, &jobs).await?;
     Ok(Out(
@@ -359,7 +367,7 @@ pub(crate) async fn delete_job(
     caller: Caller,
     Path((hub, job)): Path<(String, String)>,
 ) -> ApiResult<Out<Json>> {
-    caller.require(AccessLevel::ReadExec)?;
+    caller.require_on_name(&hub, AccessLevel::ReadExec).await?;
     let job: JobName = job
         .parse()
         .map_err(|e| ApiError::not_found(format!("job {job:?} does not exist ({e})")))?;
@@ -454,7 +462,7 @@ pub(crate) async fn events(
     Path(hub): Path<String>,
     q: QueryList,
 ) -> ApiResult<Out<Json>> {
-    caller.require(AccessLevel::ReadOnly)?;
+    caller.require_on_name(&hub, AccessLevel::ReadOnly).await?;
     let fetch_results = q.flag("fetch_results", false)?;
     let result_names: Vec<ResultName> = q
         .all("result_pattern")
@@ -532,7 +540,7 @@ pub(crate) async fn events_cancel(
     Path(hub): Path<String>,
     JsonBody(body): JsonBody<CancelBody>,
 ) -> ApiResult<StatusCode> {
-    caller.require(AccessLevel::ReadExec)?;
+    caller.require_on_name(&hub, AccessLevel::ReadExec).await?;
     if body.ev_ids.is_empty() {
         return Err(ApiError::invalid("ev_ids: name at least one event"));
     }
@@ -554,7 +562,7 @@ pub(crate) async fn event_log(
     Path((hub, ev_id)): Path<(String, String)>,
     q: QueryList,
 ) -> ApiResult<Response> {
-    caller.require(AccessLevel::ReadOnly)?;
+    caller.require_on_name(&hub, AccessLevel::ReadOnly).await?;
     let id: EventId = ev_id
         .replace('%', ":")
         .parse()
@@ -597,7 +605,7 @@ pub(crate) async fn test_location(
     Path((hub, loc)): Path<(String, String)>,
     JsonBody(body): JsonBody<LocTestBody>,
 ) -> ApiResult<Out<Json>> {
-    caller.require(AccessLevel::ReadExec)?;
+    caller.require_on_name(&hub, AccessLevel::ReadExec).await?;
     let hub = hub_name(&hub)?;
     if let Some(ch) = &body.channel {
         let exists = match ChannelName::new(ch) {
@@ -629,7 +637,7 @@ pub(crate) async fn test_new_location(
     Path(hub): Path<String>,
     JsonBody(body): JsonBody<NewLocTestBody>,
 ) -> ApiResult<Out<Json>> {
-    caller.require(AccessLevel::ReadWrite)?;
+    caller.require_on_name(&hub, AccessLevel::ReadWrite).await?;
     let doc = super::wire::location_in(&json!({ "props": body.props }), "props")?;
     let report = caller
         .service

@@ -69,53 +69,6 @@ pub(crate) struct Clock {
     tstamp: Timestamp,
 }
 
-/// A user.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct User {
-    level: AccessLevel,
-    created: Timestamp,
-    /// Who created the user.
-    creator: String,
-}
-
-/// Users by name.
-#[derive(ToSchema)]
-pub(crate) struct Users(BTreeMap<String, User>);
-
-/// `POST /api/{v}/users`.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewUser {
-    user: String,
-    level: AccessLevel,
-    /// At least 8 characters.
-    password: String,
-}
-
-/// `PATCH /api/{v}/users/{user}`: a new level (SysAdmin only) or password (users changing their
-/// own give the current one).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct UserChange {
-    #[serde(default)]
-    level: Option<AccessLevel>,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    current_password: Option<String>,
-}
-
-/// `PUT /api/{v}/users/{user}/password` (HVR's shape): users setting their own give the current
-/// password; a SysAdmin resetting someone else's does not.
-#[derive(ToSchema)]
-pub(crate) struct PasswordReset {
-    /// At least 8 characters.
-    new_password: String,
-    #[serde(default)]
-    current_password: Option<String>,
-}
-
 /// The caller's access to a hub.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]

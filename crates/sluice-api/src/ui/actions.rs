@@ -120,7 +120,9 @@ pub(crate) async fn logout(State(ui): State<UiState>, headers: HeaderMap) -> Res
 
 /// `POST /ui/hubs/{hub}/freeze` (HubOwner).
 pub(crate) async fn freeze(Extension(viewer): Extension<Viewer>, Path(hub): Path<String>) -> Done {
-    viewer.require(AccessLevel::HubOwner, "freezing a hub")?;
+    viewer
+        .require_on(&hub, AccessLevel::HubOwner, "freezing a hub")
+        .await?;
     let hub = hub_name(&hub)?;
     let to = format!("/ui/hubs/{hub}");
     Ok(match viewer.service.freeze_hub(&hub).await {
@@ -134,7 +136,9 @@ pub(crate) async fn unfreeze(
     Extension(viewer): Extension<Viewer>,
     Path(hub): Path<String>,
 ) -> Done {
-    viewer.require(AccessLevel::HubOwner, "unfreezing a hub")?;
+    viewer
+        .require_on(&hub, AccessLevel::HubOwner, "unfreezing a hub")
+        .await?;
     let hub = hub_name(&hub)?;
     let to = format!("/ui/hubs/{hub}");
     Ok(match viewer.service.unfreeze_hub(&hub).await {
@@ -148,7 +152,9 @@ pub(crate) async fn test_location(
     Extension(viewer): Extension<Viewer>,
     Path((hub, loc)): Path<(String, String)>,
 ) -> Done {
-    viewer.require(AccessLevel::ReadExec, "testing a location")?;
+    viewer
+        .require_on(&hub, AccessLevel::ReadExec, "testing a location")
+        .await?;
     let hub = hub_name(&hub)?;
     let to = format!("/ui/hubs/{hub}");
     let loc = sluice_model::LocationName::new(&loc)
@@ -177,7 +183,9 @@ pub(crate) async fn cancel_event(
     Extension(viewer): Extension<Viewer>,
     Path((hub, ev)): Path<(String, String)>,
 ) -> Done {
-    viewer.require(AccessLevel::ReadExec, "cancelling an event")?;
+    viewer
+        .require_on(&hub, AccessLevel::ReadExec, "cancelling an event")
+        .await?;
     let hub = hub_name(&hub)?;
     let to = format!("/ui/hubs/{hub}/jobs");
     let id: EventId = ev.parse().map_err(|_| {
@@ -296,6 +304,18 @@ pub(crate) async fn channel_action(Extension(viewer): Extension<Viewer>, body: B
     let mut lines = Vec::new();
     let mut failed = false;
     for id in &channels {
+        if viewer
+            .require_on(id.hub.as_str(), level, what)
+            .await
+            .is_err()
+        {
+            failed = true;
+            lines.push(format!(
+                "{id}: refused: {what} needs {level} access on hub {}",
+                id.hub
+            ));
+            continue;
+        }
         match act(&viewer, action, id).await {
             Ok(line) => lines.push(line),
             Err(e) => {
@@ -352,7 +372,13 @@ pub(crate) async fn resync_table(
     Path((hub, channel, table)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Done {
-    viewer.require(AccessLevel::ReadExecRefresh, "a table resync (refresh)")?;
+    viewer
+        .require_on(
+            &hub,
+            AccessLevel::ReadExecRefresh,
+            "a table resync (refresh)",
+        )
+        .await?;
     let (id, to, schema) = table_target(&hub, &channel, &Form::parse(&body))?;
     let tables = BTreeMap::from([(schema, vec![table.clone()])]);
     Ok(
@@ -373,7 +399,13 @@ pub(crate) async fn table_enabled(
     Path((hub, channel, table)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Done {
-    viewer.require(AccessLevel::ReadWrite, "enabling or disabling a table")?;
+    viewer
+        .require_on(
+            &hub,
+            AccessLevel::ReadWrite,
+            "enabling or disabling a table",
+        )
+        .await?;
     let form = Form::parse(&body);
     let (id, to, schema) = table_target(&hub, &channel, &form)?;
     let enabled = enabled_flag(&form)?;
@@ -402,7 +434,13 @@ pub(crate) async fn schema_enabled(
     Path((hub, channel)): Path<(String, String)>,
     body: Bytes,
 ) -> Done {
-    viewer.require(AccessLevel::ReadWrite, "enabling or disabling a schema")?;
+    viewer
+        .require_on(
+            &hub,
+            AccessLevel::ReadWrite,
+            "enabling or disabling a schema",
+        )
+        .await?;
     let form = Form::parse(&body);
     let (id, to, schema) = table_target(&hub, &channel, &form)?;
     let enabled = enabled_flag(&form)?;

@@ -134,7 +134,24 @@ pub(crate) async fn channels(
     viewer.require(AccessLevel::ReadOnly, "the channel list")?;
     let hub = query.one("hub").unwrap_or("").to_owned();
     let q = query.one("q").unwrap_or("").trim().to_owned();
-    let all = viewer.service.channel_overview(None).await?;
+    // Only channels of hubs the viewer may read (their access entry there, else their level).
+    let levels = viewer
+        .service
+        .hub_levels(&viewer.identity.user, viewer.identity.level)
+        .await?;
+    let all: Vec<_> = viewer
+        .service
+        .channel_overview(None)
+        .await?
+        .into_iter()
+        .filter(|c| {
+            levels
+                .get(&c.hub)
+                .copied()
+                .unwrap_or(viewer.identity.level)
+                .allows(AccessLevel::ReadOnly)
+        })
+        .collect();
     let mut hubs: Vec<String> = all.iter().map(|c| c.hub.to_string()).collect();
     hubs.dedup();
     let needle = q.to_lowercase();
@@ -249,7 +266,9 @@ pub(crate) async fn channel(
     Extension(viewer): Extension<Viewer>,
     Path((hub, channel)): Path<(String, String)>,
 ) -> Page<ChannelPage> {
-    viewer.require(AccessLevel::ReadOnly, "a channel")?;
+    viewer
+        .require_on(&hub, AccessLevel::ReadOnly, "a channel")
+        .await?;
     let hub = hub_name(&hub)?;
     let name = super::channel_name(&channel)?;
     let detail = viewer.service.channel_detail(&hub, &name).await?;
@@ -350,7 +369,9 @@ pub(crate) async fn jobs(
     Extension(viewer): Extension<Viewer>,
     Path(hub): Path<String>,
 ) -> Page<JobsPage> {
-    viewer.require(AccessLevel::ReadOnly, "jobs and events")?;
+    viewer
+        .require_on(&hub, AccessLevel::ReadOnly, "jobs and events")
+        .await?;
     let hub = hub_name(&hub)?;
     let (jobs, events) = viewer.service.jobs_and_events(&hub, EVENT_PAGE).await?;
     Ok(JobsPage {
@@ -376,7 +397,9 @@ pub(crate) async fn event(
     Extension(viewer): Extension<Viewer>,
     Path((hub, ev)): Path<(String, String)>,
 ) -> Page<EventPage> {
-    viewer.require(AccessLevel::ReadOnly, "an event")?;
+    viewer
+        .require_on(&hub, AccessLevel::ReadOnly, "an event")
+        .await?;
     let hub = hub_name(&hub)?;
     let id: EventId = ev.parse().map_err(|_| {
         Refusal::new(
@@ -423,7 +446,9 @@ pub(crate) async fn hub(
     Extension(viewer): Extension<Viewer>,
     Path(hub): Path<String>,
 ) -> Page<HubPage> {
-    viewer.require(AccessLevel::ReadOnly, "a hub")?;
+    viewer
+        .require_on(&hub, AccessLevel::ReadOnly, "a hub")
+        .await?;
     let hub = hub_name(&hub)?;
     let overview = viewer.service.hub_overview(&hub).await?;
     let record = overview.hub;

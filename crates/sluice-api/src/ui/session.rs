@@ -62,6 +62,37 @@ impl Viewer {
             ))
         }
     }
+
+    /// Refuses (403, with the reason) unless the user has at least `level` on `hub` (their
+    /// access entry there, else their server-wide level; read from the repository every time)
+    /// for `what`. A name that is no hub's is checked against the server-wide level (the page
+    /// then answers that the hub does not exist).
+    pub async fn require_on(
+        &self,
+        hub: &str,
+        level: AccessLevel,
+        what: &str,
+    ) -> Result<(), Refusal> {
+        let Ok(name) = sluice_model::HubName::new(hub) else {
+            return self.require(level, what);
+        };
+        let has = self
+            .service
+            .level_on(&self.identity.user, self.identity.level, &name)
+            .await
+            .map_err(|e| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        if has.allows(level) {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "refused: {what} needs {level} access; user {} has {has} on hub {name}",
+                    self.identity.user
+                ),
+            ))
+        }
+    }
 }
 
 /// A one-time notice: what an action did, or why it failed.

@@ -21,6 +21,7 @@ mod conformance;
 mod definition;
 mod monitor;
 mod product;
+mod users;
 
 /// A running hub server, a client, and the admin's token.
 struct Api {
