@@ -348,15 +348,11 @@ fn fetched(mut props: Props, q: &QueryList) -> Json {
     Json::Object(props.into_iter().collect())
 }
 
-/// A PATCH body: `null` deletes a prop.
-fn patch_changes(body: BTreeMap<String, Json>) -> ApiResult<BTreeMap<String, Option<Json>>> {
-    if body.is_empty() {
-        return Err(ApiError::invalid("no properties given"));
-    }
-    Ok(body
-        .into_iter()
+/// A PATCH body: `null` deletes a prop (an empty body changes nothing).
+fn patch_changes(body: BTreeMap<String, Json>) -> BTreeMap<String, Option<Json>> {
+    body.into_iter()
         .map(|(k, v)| (k, (!v.is_null()).then_some(v)))
-        .collect())
+        .collect()
 }
 
 /// Refuses (403) a non-SysAdmin caller who names a prop that would change a level.
@@ -404,7 +400,7 @@ pub(crate) async fn props_patch(
 ) -> ApiResult<StatusCode> {
     require_self_or_admin(&caller, &name)?;
     refuse_level_props(&caller, body.keys(), false)?;
-    let changes = patch_changes(body)?;
+    let changes = patch_changes(body);
     caller
         .service
         .write_user_props(&name, &changes, PropWrite::Merge)
@@ -472,7 +468,7 @@ pub(crate) async fn hub_props_patch(
     let hub = hub_name(&hub)?;
     require_self_or_admin(&caller, &name)?;
     refuse_level_props(&caller, body.keys(), true)?;
-    let changes = patch_changes(body)?;
+    let changes = patch_changes(body);
     caller
         .service
         .write_hub_user_props(&hub, &name, &changes, PropWrite::Merge)
