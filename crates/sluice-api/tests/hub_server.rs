@@ -458,7 +458,7 @@ async fn flow(pg: bool) {
         "POST",
         "/api/latest/hubs/hub1/jobs_start",
         Some(&token),
-        Some(json!({"jobs": ["ch1-refr-src-tgt"]})),
+        Some(json!({"jobs": ["ch1-refr-src-tgt"], "unsuspend": true})),
     )
     .await
     .expect(StatusCode::NO_CONTENT);

@@ -449,7 +449,10 @@ impl Client {
         let mut url = self.api(&["hubs", hub, "jobs"]);
         add_query(
             &mut url,
-            repeated("channel", &query.channels).chain(repeated("job", &query.jobs)),
+            repeated("channel", &query.channels)
+                .chain(repeated("job", &query.jobs))
+                // sluice's own fields: HVR answers only what `fetch` names.
+                .chain(["num_runs", "last_ev_id", "last_run"].map(|f| ("fetch", f.to_owned()))),
         );
         let map = self.get(url.clone()).await?;
         keyed(map, &url, |j: &mut JobInfo, name| j.name = name)

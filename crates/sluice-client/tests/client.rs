@@ -518,7 +518,7 @@ async fn an_unreachable_server_is_a_connect_error() {
 #[tokio::test]
 async fn jobs_events_and_logs_use_their_endpoints() {
     let server = Server::start(|seen| match (seen.method.as_str(), seen.target.as_str()) {
-        ("GET", "/api/latest/hubs/h/jobs?channel=c") => json_reply(
+        ("GET", "/api/latest/hubs/h/jobs?channel=c&fetch=num_runs&fetch=last_ev_id&fetch=last_run") => json_reply(
             200,
             json!({"c-refr-s-t": {"state": "SUSPEND", "num_runs": 2, "last_ev_id": "e1", "latency": 3}}),
         ),

@@ -209,6 +209,8 @@ wire_enum!(
         TableDuration => "Table_Duration",
         /// Rows read from the source.
         SourceRowsUsed => "Source_Rows_Used",
+        /// Rows the source's select answered (before a restriction drops any).
+        SourceRowsSelected => "Source_Rows_Selected",
         /// Rows in the target after a refresh, or read from the target in a compare.
         TargetRowsUsed => "Target_Rows_Used",
         /// Bytes of row data moved or compared.
@@ -221,6 +223,12 @@ wire_enum!(
         RowsWhichDiffer => "Rows_Which_Differ",
         /// The error that failed the table.
         TableError => "Table_Error",
+        /// Of an event: its subtasks (sluice: one per table) finished so far.
+        SubtasksDone => "Subtasks_Done",
+        /// Of an event: its subtasks (sluice: one per table).
+        SubtasksTotal => "Subtasks_Total",
+        /// Of an event: its subtasks (sluice: one per table) running now.
+        SubtasksBusy => "Subtasks_Busy",
     }
 );
 

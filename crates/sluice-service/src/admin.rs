@@ -62,6 +62,24 @@ fn drop_redirected_password(before: &Location, after: &mut Location) -> Option<S
     ))
 }
 
+/// How [`HubService::start_jobs`] treats held jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StartOptions {
+    /// Start `SUSPEND` jobs too (they are unsuspended).
+    pub unsuspend: bool,
+    /// Start `FAILED` and `RETRY` jobs too.
+    pub trigger_failed: bool,
+}
+
+/// What [`HubService::start_jobs`] did with one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobStart {
+    /// Its pending event runs now.
+    Started(EventId),
+    /// Left alone, and why (HVR's words: `Job in state 'SUSPEND'`).
+    NotStarted(String),
+}
+
 /// Hub properties a client may not set.
 const READ_ONLY_HUB_PROPS: &[&str] = &["Hub_State", "Created", "Creator", "Freeze_Time", "Hub_ID"];
 
@@ -351,22 +369,45 @@ impl HubService {
         Ok(())
     }
 
-    /// Starts jobs that wait with a pending event; they run in the background.
-    pub async fn start_jobs(&self, hub: &HubName, jobs: &[JobName]) -> Result<Vec<EventId>> {
+    /// Starts jobs that wait with a pending event; they run in the background. As HVR's
+    /// `hvrstart`, a `SUSPEND` job is left alone unless `unsuspend`, and a `FAILED` or `RETRY`
+    /// one unless `trigger_failed`: those answer why they were not started.
+    pub async fn start_jobs(
+        &self,
+        hub: &HubName,
+        jobs: &[JobName],
+        options: StartOptions,
+    ) -> Result<Vec<(JobName, JobStart)>> {
         self.ensure_live(hub).await?;
-        let mut started = Vec::new();
+        let mut records = Vec::new();
         for job in jobs {
             let record = self
                 .job_store()
                 .job(hub, job)
                 .await?
                 .ok_or_else(|| ServiceError::not_found(format!("job {job} does not exist")))?;
+            records.push(record);
+        }
+        let mut outcome = Vec::new();
+        for record in records {
+            let job = record.name.clone();
+            let held = match record.state {
+                JobState::Suspend => !options.unsuspend,
+                JobState::Failed | JobState::Retry => !options.trigger_failed,
+                _ => false,
+            };
+            if held {
+                let why = format!("Job in state '{}'", record.state.as_str());
+                outcome.push((job, JobStart::NotStarted(why)));
+                continue;
+            }
             let event = record.last_event.ok_or_else(|| {
                 ServiceError::invalid(format!("job {job} has no pending event to run"))
             })?;
-            started.push(self.start_pending(hub, job, event).await?);
+            let started = self.start_pending(hub, &job, event).await?;
+            outcome.push((job, JobStart::Started(started)));
         }
-        Ok(started)
+        Ok(outcome)
     }
 
     /// Runs the pending `event` of `job` in the background.
@@ -460,6 +501,7 @@ impl HubService {
         let mut canceled = Vec::new();
         for job in jobs {
             let ids = self.job_store().delete_job(hub, job).await?;
+            self.delete_job_props(hub, job).await?;
             for id in &ids {
                 self.inner.cancel_local(*id);
             }

@@ -12,7 +12,9 @@ pub mod auth;
 pub mod connectors;
 pub mod context;
 pub mod definition;
+mod event_query;
 mod health;
+mod job_system;
 mod jobs;
 mod password;
 pub mod policy;
@@ -39,8 +41,11 @@ use sluice_repo::{
 pub use sluice_repo::{PropBag, PropBagKind, PropWrite};
 use tokio_util::sync::CancellationToken;
 
+pub use admin::{JobStart, StartOptions};
 pub use definition::{CompileContext, Compiled, Diagnostic, Severity};
+pub use event_query::{EventFacet, MAX_COUNTED_EVENTS};
 pub use health::HubGauge;
+pub use job_system::{JOB_ATTRIBUTES, JobAttribute, JobScope};
 pub use jobs::{
     CompareCommand, CompareSummary, CompareTableResult, JobPlan, ModeOverride, PlannedTable,
     Posted, RefreshCommand, RefreshSummary, RefreshTableResult, RunningJob, Start, Submitted,

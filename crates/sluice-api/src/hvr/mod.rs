@@ -6,7 +6,7 @@ mod auth;
 mod browse;
 mod definition;
 pub(crate) mod hubs;
-mod monitor;
+pub(crate) mod monitor;
 pub(crate) mod ops;
 pub(crate) mod product;
 pub(crate) mod shapes;
@@ -14,7 +14,7 @@ pub(crate) mod users;
 pub(crate) mod wire;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use sluice_model::HubName;
 
 use crate::AppState;
@@ -61,15 +61,6 @@ pub(crate) fn routes() -> Router<AppState> {
             &format!("{H}/channels/{{channel}}/deactivate"),
             post(ops::deactivate),
         )
-        .route(&format!("{H}/jobs"), get(ops::jobs))
-        .route(&format!("{H}/jobs/{{job}}"), delete(ops::delete_job))
-        .route(&format!("{H}/jobs_start"), post(ops::jobs_start))
-        .route(&format!("{H}/jobs_suspend"), post(ops::jobs_suspend))
-        .route(&format!("{H}/jobs_unsuspend"), post(ops::jobs_unsuspend))
-        .route(&format!("{H}/jobs_delete"), post(ops::jobs_delete))
-        .route(&format!("{H}/events"), get(ops::events))
-        .route(&format!("{H}/events_cancel"), post(ops::events_cancel))
-        .route(&format!("{H}/events/{{ev_id}}/log"), get(ops::event_log))
         .route(&format!("{H}/locs/{{loc}}/test"), post(ops::test_location))
         .route(&format!("{H}/new_loc/test"), post(ops::test_new_location))
 }

@@ -602,13 +602,19 @@ pub(crate) struct Job {
     state: JobState,
     /// Always 0.
     num_retries: u32,
-    num_runs: u64,
+    /// With `fetch=num_runs` (sluice).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    num_runs: Option<u64>,
+    /// With `fetch=last_ev_id` (sluice).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     last_ev_id: Option<Timestamp>,
+    /// With `fetch=last_run` (sluice).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     last_run_begin: Option<Timestamp>,
+    /// With `fetch=last_run` (sluice).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     last_run_end: Option<Timestamp>,

@@ -1,5 +1,356 @@
-//! The document of HVR's the job system, job attributes and environment, event types, statistics, alerts and log files.
+//! The document of HVR's Job, Event, Statistics, Alert and Logfile Tailing interfaces.
 
-use super::Doc;
+use utoipa::openapi::path::HttpMethod;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 
-pub(super) fn document(_doc: &mut Doc) {}
+use super::{Auth, Doc, Face, H, HVR_ERRORS, Op, boolean, count, hvr, string};
+use crate::hvr::monitor::{events, jobs, shapes};
+
+pub(super) fn document(doc: &mut Doc) {
+    job_interface(doc);
+    job_system(doc);
+    event_interface(doc);
+}
+
+fn job_interface(doc: &mut Doc) {
+    let tag = "jobs";
+    let jobs = doc.schema::<hvr::Jobs>();
+    let jobs_body = doc.schema::<jobs::JobsBody>();
+    let canceled = doc.schema::<hvr::Canceled>();
+    doc.add(
+        Op::new(
+            HttpMethod::Get,
+            &format!("{H}/jobs"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "Jobs",
+        )
+        .query_list("channel", "only jobs of these channels")
+        .query_list("job", "only these jobs")
+        .query_list(
+            "fetch",
+            "fields to add: latency (HVR; capture and integrate jobs only), num_runs, last_ev_id, \
+             last_run (sluice)",
+        )
+        .query(
+            "updated_jobs_since",
+            string(),
+            "accepted; every job is answered",
+        )
+        .query(
+            "updated_err_since",
+            string(),
+            "accepted; every job is answered",
+        )
+        .json(200, "jobs by name", jobs)
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(
+            HttpMethod::Delete,
+            &format!("{H}/jobs/{{job}}"),
+            tag,
+            Auth::Bearer("ReadExec"),
+            "Delete a job (its active events are cancelled)",
+        )
+        .json(200, "deleted", canceled.clone())
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    let outcomes = doc.schema::<shapes::JobStartOutcomes>();
+    doc.add(
+        Op::new(
+            HttpMethod::Post,
+            &format!("{H}/jobs_start"),
+            tag,
+            Auth::Bearer("ReadExec"),
+            "Start jobs' pending events",
+        )
+        .description(
+            "As HVR's hvrstart: a SUSPEND job starts only with unsuspend, a FAILED or RETRY job \
+             only with trigger_failed. When every job started the answer is 204; when one was \
+             left alone it is 200 naming, per job, not_started (why) or trigger_ctrl_id.",
+        )
+        .body(jobs_body.clone(), false)
+        .empty(204, "every job started")
+        .json(200, "some jobs were left alone", outcomes)
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    for (verb, summary) in [
+        ("jobs_suspend", "Suspend jobs"),
+        ("jobs_unsuspend", "Unsuspend jobs"),
+    ] {
+        doc.add(
+            Op::new(
+                HttpMethod::Post,
+                &format!("{H}/{verb}"),
+                tag,
+                Auth::Bearer("ReadExec"),
+                summary,
+            )
+            .body(jobs_body.clone(), false)
+            .empty(204, "done")
+            .errors(Face::Hvr, HVR_ERRORS),
+        );
+    }
+    doc.add(
+        Op::new(
+            HttpMethod::Post,
+            &format!("{H}/jobs_delete"),
+            tag,
+            Auth::Bearer("ReadExec"),
+            "Delete jobs",
+        )
+        .body(jobs_body, false)
+        .json(200, "deleted", canceled)
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    let events = doc.schema::<hvr::Events>();
+    doc.add(
+        Op::new(
+            HttpMethod::Get,
+            &format!("{H}/events"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "Events, newest first",
+        )
+        .query_list("channel", "only these channels")
+        .query_list("type", "only these event types (Refresh, Compare, …)")
+        .query_list(
+            "state",
+            "only these states (ACTIVE, DONE, FAILED, CANCELED)",
+        )
+        .query_list("job", "only these jobs")
+        .query_list("ev_id", "only these events")
+        .query("loc", string(), "only events of this location")
+        .query(
+            "ev_tstamp_begin",
+            string(),
+            "only events since (ISO-8601 or epoch seconds)",
+        )
+        .query(
+            "ev_tstamp_end",
+            string(),
+            "only events until (ISO-8601 or epoch seconds)",
+        )
+        .query(
+            "max_events",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(100_000)),
+            "at most this many (default 1000)",
+        )
+        .query("fetch_results", boolean(), "with results")
+        .query_list(
+            "result_pattern",
+            "only these results (names joined by |; * matches any text)",
+        )
+        .query_list("result_table", "only results of these tables")
+        .query("current_only", boolean(), "only ACTIVE events")
+        .query(
+            "body_pattern",
+            string(),
+            "only events whose request contains this text",
+        )
+        .query("updated_begin", string(), "only events updated since")
+        .query("updated_end", string(), "only events updated until")
+        .query("fetch_repos_events", boolean(), "accepted; hub events only")
+        .json(200, "events by id", events)
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    let cancel = doc.schema::<events::CancelBody>();
+    doc.add(
+        Op::new(
+            HttpMethod::Post,
+            &format!("{H}/events_cancel"),
+            tag,
+            Auth::Bearer("ReadExec"),
+            "Cancel ACTIVE events",
+        )
+        .body(cancel, false)
+        .empty(204, "cancelled")
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(
+            HttpMethod::Get,
+            &format!("{H}/events/{{ev_id}}/log"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "An event's log",
+        )
+        .query("max_lines", count(), "only the last lines")
+        .reply(
+            200,
+            "one line per message: TIMESTAMP: text",
+            "text/plain; charset=utf-8",
+            string().build().into(),
+        )
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+}
+
+fn job_system(doc: &mut Doc) {
+    let tag = "jobs";
+    let attrs = doc.schema::<shapes::JobAttributes>();
+    let attr_body = doc.schema::<jobs::AttributeBody>();
+    let env = doc.schema::<shapes::JobEnvVars>();
+    let env_body = doc.schema::<jobs::EnvVarBody>();
+    for (base, whose, write_attr) in [
+        (
+            format!("{H}/job_system"),
+            "the job system's (every job)",
+            "ReadWrite",
+        ),
+        (format!("{H}/jobs/{{job}}"), "a job's", "ReadExec"),
+    ] {
+        doc.add(
+            Op::new(
+                HttpMethod::Get,
+                &format!("{base}/attributes"),
+                tag,
+                Auth::Bearer("ReadOnly"),
+                &format!("Job attributes, {whose}"),
+            )
+            .description(
+                "Kept as HVR clients set them; sluice's scheduler does not act on them (it runs \
+                 each event-driven job once per event, with no quotas, triggers or time-outs).",
+            )
+            .json(200, "attributes by name", attrs.clone())
+            .errors(Face::Hvr, HVR_ERRORS),
+        );
+        doc.add(
+            Op::new(
+                HttpMethod::Put,
+                &format!("{base}/attributes/{{attr}}"),
+                tag,
+                Auth::Bearer(write_attr),
+                &format!("Set a job attribute, {whose}"),
+            )
+            .description(
+                "attr is one HVR documents: quota_run, quota_children, quota_speed, trig_delay, \
+                 trig_crono, trig_at, retry_max, retry_delay, timeo_soft, timeo_hard.",
+            )
+            .body(attr_body.clone(), false)
+            .empty(204, "set")
+            .errors(Face::Hvr, HVR_ERRORS),
+        );
+        doc.add(
+            Op::new(
+                HttpMethod::Delete,
+                &format!("{base}/attributes/{{attr}}"),
+                tag,
+                Auth::Bearer(write_attr),
+                &format!("Remove a job attribute, {whose}"),
+            )
+            .empty(204, "removed")
+            .errors(Face::Hvr, HVR_ERRORS),
+        );
+        doc.add(
+            Op::new(
+                HttpMethod::Get,
+                &format!("{base}/env_vars"),
+                tag,
+                Auth::Bearer("ReadOnly"),
+                &format!("Environment variables, {whose}"),
+            )
+            .description(
+                "Kept, and passed to nothing: a sluice job runs no child process, and these are \
+                 kept out of the ${VAR} references of location properties.",
+            )
+            .json(200, "values by name", env.clone())
+            .errors(Face::Hvr, HVR_ERRORS),
+        );
+        doc.add(
+            Op::new(
+                HttpMethod::Put,
+                &format!("{base}/env_vars/{{var}}"),
+                tag,
+                Auth::Bearer("ReadWrite"),
+                &format!("Set an environment variable, {whose}"),
+            )
+            .body(env_body.clone(), false)
+            .empty(204, "set")
+            .errors(Face::Hvr, HVR_ERRORS),
+        );
+        doc.add(
+            Op::new(
+                HttpMethod::Delete,
+                &format!("{base}/env_vars/{{var}}"),
+                tag,
+                Auth::Bearer("ReadWrite"),
+                &format!("Remove an environment variable, {whose}"),
+            )
+            .empty(204, "removed")
+            .errors(Face::Hvr, HVR_ERRORS),
+        );
+    }
+}
+
+fn event_interface(doc: &mut Doc) {
+    let tag = "jobs";
+    let counts = doc.schema::<shapes::EventCounts>();
+    for (what, by) in [
+        ("event_types", "type"),
+        ("event_channels", "channel"),
+        ("event_locs", "location"),
+    ] {
+        doc.add(
+            Op::new(
+                HttpMethod::Get,
+                &format!("{H}/{what}"),
+                tag,
+                Auth::Bearer("ReadOnly"),
+                &format!("Events counted by {by}"),
+            )
+            .query_list("channel", "only these channels")
+            .query_list("type", "only these event types")
+            .query_list("state", "only these states")
+            .query("loc", string(), "only events of this location")
+            .query("fetch_repos_events", boolean(), "accepted; hub events only")
+            .query("ev_tstamp_begin", string(), "only events since")
+            .query("ev_tstamp_end", string(), "only events until")
+            .json(200, "counts", counts.clone())
+            .errors(Face::Hvr, HVR_ERRORS),
+        );
+    }
+    doc.add(
+        Op::new(
+            HttpMethod::Get,
+            "/api/latest/repos/event_types",
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "Events of every hub the caller may read, counted by type",
+        )
+        .query_list("state", "only these states")
+        .query("ev_tstamp_begin", string(), "only events since")
+        .query("ev_tstamp_end", string(), "only events until")
+        .json(200, "counts", counts)
+        .errors(Face::Hvr, &[400, 401]),
+    );
+    let repo_events = doc.schema::<shapes::RepoEvents>();
+    doc.add(
+        Op::new(
+            HttpMethod::Get,
+            "/api/latest/repos/events",
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "Events of every hub the caller may read, newest first",
+        )
+        .query_list("ev_id", "only these events")
+        .query_list("type", "only these event types")
+        .query_list("state", "only these states")
+        .query(
+            "body_pattern",
+            string(),
+            "only events whose request contains this text",
+        )
+        .query("ev_tstamp_begin", string(), "only events since")
+        .query("ev_tstamp_end", string(), "only events until")
+        .query("updated_begin", string(), "only events updated since")
+        .query("updated_end", string(), "only events updated until")
+        .query("max_events", count(), "at most this many (default 1000)")
+        .json(200, "events by id, each naming its hub", repo_events)
+        .errors(Face::Hvr, &[400, 401]),
+    );
+}

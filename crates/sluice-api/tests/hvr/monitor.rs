@@ -1,3 +1,302 @@
-//! HVR conformance: monitor.
+//! HVR conformance: jobs, the job system, events, statistics, alerts and log files.
 
 use super::*;
+
+const JOB: &str = "ch1-refr-src-tgt";
+
+impl Api {
+    /// Posts a refresh of `ch1` (src → tgt); answers its event id.
+    async fn refresh(&self, start: bool) -> String {
+        let a = self
+            .call(
+                "POST",
+                "/api/latest/hubs/hub1/channels/ch1/refresh",
+                Some(json!({"source_loc": "src", "target_loc": "tgt", "start_immediate": start})),
+            )
+            .await
+            .expect(201)
+            .json();
+        a["posted_ev_id"].as_str().unwrap().to_owned()
+    }
+}
+
+#[tokio::test]
+async fn jobs_answer_only_the_fields_fetch_asks_for() {
+    let api = Api::start(false).await;
+    api.define(3).await;
+    let ev = api.refresh(true).await;
+    assert_eq!(api.wait_event(&ev).await["state"], "DONE");
+    let jobs = api
+        .call("GET", "/api/v6.1.0.3/hubs/hub1/jobs", None)
+        .await
+        .expect(200)
+        .json();
+    let job = jobs[JOB].as_object().unwrap();
+    let mut keys: Vec<&str> = job.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["num_retries", "state"], "{jobs}");
+    let jobs = api
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/jobs?fetch=latency&fetch=num_runs&fetch=last_ev_id",
+            None,
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(jobs[JOB]["num_runs"], 1, "{jobs}");
+    assert_eq!(jobs[JOB]["last_ev_id"], ev.as_str(), "{jobs}");
+    assert!(jobs[JOB].get("last_run_begin").is_none(), "{jobs}");
+    let a = api
+        .call("GET", "/api/latest/hubs/hub1/jobs?fetch=passwords", None)
+        .await
+        .expect(400);
+    assert!(a.text.contains("fetch"), "{}", a.text);
+}
+
+#[tokio::test]
+async fn jobs_start_leaves_a_suspended_job_alone_unless_unsuspend() {
+    let api = Api::start(false).await;
+    api.define(3).await;
+    let ev = api.refresh(false).await;
+    let jobs = api
+        .call("GET", "/api/latest/hubs/hub1/jobs", None)
+        .await
+        .json();
+    assert_eq!(jobs[JOB]["state"], "SUSPEND", "{jobs}");
+    let a = api
+        .call(
+            "POST",
+            "/api/latest/hubs/hub1/jobs_start",
+            Some(json!({"jobs": [JOB]})),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(a, json!({JOB: {"not_started": "Job in state 'SUSPEND'"}}));
+    let events = api
+        .call(
+            "GET",
+            &format!("/api/latest/hubs/hub1/events?ev_id={ev}"),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(events[&ev]["state"], "ACTIVE", "{events}");
+    api.call(
+        "POST",
+        "/api/latest/hubs/hub1/jobs_start",
+        Some(json!({"jobs": [JOB], "unsuspend": true})),
+    )
+    .await
+    .expect(204);
+    assert_eq!(api.wait_event(&ev).await["state"], "DONE");
+    api.call(
+        "POST",
+        "/api/latest/hubs/hub1/jobs_start",
+        Some(json!({"jobs": ["ch1-refr-src-nope"]})),
+    )
+    .await
+    .expect(404);
+}
+
+#[tokio::test]
+async fn events_report_subtasks_and_accept_every_result_name() {
+    let api = Api::start(false).await;
+    api.define(3).await;
+    let ev = api.refresh(true).await;
+    api.wait_event(&ev).await;
+    let path = format!(
+        "/api/latest/hubs/hub1/events?ev_id={ev}&fetch_results=true\
+         &result_pattern=Table_State|Subtasks_Done|Subtasks_Total|Source_Rows_Selected"
+    );
+    let events = api.call("GET", &path, None).await.expect(200).json();
+    let results = events[&ev]["results"].as_array().unwrap().clone();
+    let value = |name: &str| {
+        results
+            .iter()
+            .find(|r| r["result"] == name)
+            .map(|r| r["value"].clone())
+    };
+    assert_eq!(value("Subtasks_Done"), Some(json!("1")), "{events}");
+    assert_eq!(value("Subtasks_Total"), Some(json!("1")), "{events}");
+    assert_eq!(value("Table_State"), Some(json!("DONE")), "{events}");
+    assert!(value("Source_Rows_Used").is_none(), "{events}");
+    // Only the subtask counts, by pattern.
+    let path = format!(
+        "/api/latest/hubs/hub1/events?ev_id={ev}&fetch_results=true&result_pattern=Subtasks_*"
+    );
+    let events = api.call("GET", &path, None).await.expect(200).json();
+    let names: Vec<&str> = events[&ev]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Subtasks_Done", "Subtasks_Total", "Subtasks_Busy"],
+        "{events}"
+    );
+    let a = api
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/events?fetch_results=true&result_pattern=No_Such_Result",
+            None,
+        )
+        .await
+        .expect(400);
+    assert!(a.text.contains("No_Such_Result"), "{}", a.text);
+}
+
+#[tokio::test]
+async fn events_are_counted_by_type_channel_and_location_and_listed_across_hubs() {
+    let api = Api::start(false).await;
+    api.define(3).await;
+    let ev = api.refresh(true).await;
+    api.wait_event(&ev).await;
+    let types = api
+        .call("GET", "/api/latest/hubs/hub1/event_types", None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(types["Refresh"], 1, "{types}");
+    assert!(types["Hub_Create"].as_u64().is_some(), "{types}");
+    let channels = api
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/event_channels?type=Refresh",
+            None,
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(channels, json!({"ch1": 1}));
+    let locs = api
+        .call("GET", "/api/latest/hubs/hub1/event_locs?type=Refresh", None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(locs, json!({"src": 1, "tgt": 1}));
+    api.call("GET", "/api/latest/hubs/hub1/event_types?state=BOGUS", None)
+        .await
+        .expect(400);
+    api.call("GET", "/api/latest/hubs/nohub/event_types", None)
+        .await
+        .expect(404);
+    let all = api
+        .call("GET", "/api/latest/repos/events?type=Refresh", None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(all[&ev]["hub"], "hub1", "{all}");
+    assert_eq!(all[&ev]["type"], "Refresh", "{all}");
+    let types = api
+        .call("GET", "/api/latest/repos/event_types", None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(types["Refresh"], 1, "{types}");
+}
+
+#[tokio::test]
+async fn job_attributes_and_env_vars_are_kept_checked_and_deleted_with_the_job() {
+    let api = Api::start(false).await;
+    api.define(3).await;
+    let ev = api.refresh(true).await;
+    api.wait_event(&ev).await;
+    let base = format!("/api/latest/hubs/hub1/jobs/{JOB}");
+    api.call(
+        "PUT",
+        &format!("{base}/attributes/quota_run"),
+        Some(json!({"arg1": "2"})),
+    )
+    .await
+    .expect(204);
+    api.call(
+        "PUT",
+        &format!("{base}/env_vars/HVR_TMP"),
+        Some(json!({"value": "/tmp/x"})),
+    )
+    .await
+    .expect(204);
+    let attrs = api
+        .call("GET", &format!("{base}/attributes"), None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(attrs, json!({"quota_run": {"arg1": "2"}}));
+    let env = api
+        .call("GET", &format!("{base}/env_vars"), None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(env, json!({"HVR_TMP": "/tmp/x"}));
+    // Hostile names change nothing.
+    for (path, status) in [
+        (format!("{base}/attributes/..%2Fetc"), 400),
+        (format!("{base}/attributes/set"), 400),
+        (format!("{base}/env_vars/A=B"), 400),
+        (
+            "/api/latest/hubs/hub1/jobs/ch1-refr-src-nope/attributes/quota_run".to_owned(),
+            404,
+        ),
+    ] {
+        let body = if path.contains("env_vars") {
+            json!({"value": "x"})
+        } else {
+            json!({"arg1": "x"})
+        };
+        api.call("PUT", &path, Some(body)).await.expect(status);
+    }
+    let reader = api.user("reader", "ReadOnly").await;
+    api.call_as(
+        Some(&reader),
+        "PUT",
+        &format!("{base}/attributes/retry_max"),
+        Some(json!({"arg1": "3"})),
+    )
+    .await
+    .expect(403);
+    // The job system's own.
+    api.call(
+        "PUT",
+        "/api/latest/hubs/hub1/job_system/env_vars/TZ",
+        Some(json!({"value": "UTC"})),
+    )
+    .await
+    .expect(204);
+    let env = api
+        .call("GET", "/api/latest/hubs/hub1/job_system/env_vars", None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(env, json!({"TZ": "UTC"}));
+    api.call(
+        "DELETE",
+        "/api/latest/hubs/hub1/job_system/env_vars/TZ",
+        None,
+    )
+    .await
+    .expect(204);
+    api.call(
+        "DELETE",
+        "/api/latest/hubs/hub1/job_system/env_vars/TZ",
+        None,
+    )
+    .await
+    .expect(404);
+    api.call("DELETE", &format!("{base}/attributes/quota_run"), None)
+        .await
+        .expect(204);
+    // A job's bags go with it.
+    api.call("DELETE", &base, None).await.expect(200);
+    let ev = api.refresh(true).await;
+    api.wait_event(&ev).await;
+    let env = api
+        .call("GET", &format!("{base}/env_vars"), None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(env, json!({}));
+}

@@ -1,0 +1,65 @@
+//! HVR: jobs and the job system's attributes and environment, events, statistics, alerts and
+//! log files (HVR's Job, Event, Statistics, Alert and Logfile Tailing interfaces).
+
+pub(crate) mod events;
+pub(crate) mod jobs;
+pub(crate) mod shapes;
+
+use axum::Router;
+use axum::routing::{delete, get, post, put};
+
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    const H: &str = "/api/latest/hubs/{hub}";
+    Router::new()
+        .route(&format!("{H}/jobs"), get(jobs::jobs))
+        .route(&format!("{H}/jobs/{{job}}"), delete(jobs::delete_job))
+        .route(&format!("{H}/jobs_start"), post(jobs::jobs_start))
+        .route(&format!("{H}/jobs_suspend"), post(jobs::jobs_suspend))
+        .route(&format!("{H}/jobs_unsuspend"), post(jobs::jobs_unsuspend))
+        .route(&format!("{H}/jobs_delete"), post(jobs::jobs_delete))
+        .route(
+            &format!("{H}/job_system/attributes"),
+            get(jobs::system_attributes),
+        )
+        .route(
+            &format!("{H}/job_system/attributes/{{attr}}"),
+            put(jobs::system_attribute_put).delete(jobs::system_attribute_delete),
+        )
+        .route(
+            &format!("{H}/job_system/env_vars"),
+            get(jobs::system_env_vars),
+        )
+        .route(
+            &format!("{H}/job_system/env_vars/{{var}}"),
+            put(jobs::system_env_var_put).delete(jobs::system_env_var_delete),
+        )
+        .route(
+            &format!("{H}/jobs/{{job}}/attributes"),
+            get(jobs::job_attributes),
+        )
+        .route(
+            &format!("{H}/jobs/{{job}}/attributes/{{attr}}"),
+            put(jobs::job_attribute_put).delete(jobs::job_attribute_delete),
+        )
+        .route(
+            &format!("{H}/jobs/{{job}}/env_vars"),
+            get(jobs::job_env_vars),
+        )
+        .route(
+            &format!("{H}/jobs/{{job}}/env_vars/{{var}}"),
+            put(jobs::job_env_var_put).delete(jobs::job_env_var_delete),
+        )
+        .route(&format!("{H}/events"), get(events::events))
+        .route(&format!("{H}/events_cancel"), post(events::events_cancel))
+        .route(&format!("{H}/events/{{ev_id}}/log"), get(events::event_log))
+        .route(&format!("{H}/event_types"), get(events::event_types))
+        .route(&format!("{H}/event_channels"), get(events::event_channels))
+        .route(&format!("{H}/event_locs"), get(events::event_locs))
+        .route("/api/latest/repos/events", get(events::repos_events))
+        .route(
+            "/api/latest/repos/event_types",
+            get(events::repos_event_types),
+        )
+}
