@@ -16,6 +16,7 @@ pub mod definition;
 pub mod event;
 pub mod job;
 mod json;
+pub mod location_property;
 pub mod name;
 pub mod position;
 pub mod refresh;

@@ -27,6 +27,10 @@ pub enum PropBag {
     JobAttributes(HubName, JobName),
     /// A job's environment variables.
     JobEnv(HubName, JobName),
+    /// The hub's actions (`/hubs/{hub}/definition/hub_actions`), as prop `actions`.
+    HubActions(HubName),
+    /// A location's actions (`/hubs/{hub}/definition/locs/{loc}/actions`), as prop `actions`.
+    LocActions(HubName, String),
 }
 
 /// The kinds of [`PropBag`], to list the bags of one kind.
@@ -52,6 +56,10 @@ pub enum PropBagKind {
     JobAttributes,
     /// [`PropBag::JobEnv`].
     JobEnv,
+    /// [`PropBag::HubActions`].
+    HubActions,
+    /// [`PropBag::LocActions`].
+    LocActions,
 }
 
 impl PropBagKind {
@@ -68,6 +76,8 @@ impl PropBagKind {
             PropBagKind::JobSystemEnv => "job_system_env",
             PropBagKind::JobAttributes => "job_attr",
             PropBagKind::JobEnv => "job_env",
+            PropBagKind::HubActions => "hub_actions",
+            PropBagKind::LocActions => "loc_actions",
         }
     }
 }
@@ -86,6 +96,8 @@ impl PropBag {
             PropBag::JobSystemEnv(_) => PropBagKind::JobSystemEnv,
             PropBag::JobAttributes(..) => PropBagKind::JobAttributes,
             PropBag::JobEnv(..) => PropBagKind::JobEnv,
+            PropBag::HubActions(_) => PropBagKind::HubActions,
+            PropBag::LocActions(..) => PropBagKind::LocActions,
         }
     }
 
@@ -97,8 +109,10 @@ impl PropBag {
                 (String::new(), String::new())
             }
             PropBag::User(u) => (String::new(), u.clone()),
-            PropBag::HubUser(h, u) | PropBag::Alert(h, u) => (h.as_str().to_owned(), u.clone()),
-            PropBag::JobSystemAttributes(h) | PropBag::JobSystemEnv(h) => {
+            PropBag::HubUser(h, u) | PropBag::Alert(h, u) | PropBag::LocActions(h, u) => {
+                (h.as_str().to_owned(), u.clone())
+            }
+            PropBag::JobSystemAttributes(h) | PropBag::JobSystemEnv(h) | PropBag::HubActions(h) => {
                 (h.as_str().to_owned(), String::new())
             }
             PropBag::JobAttributes(h, j) | PropBag::JobEnv(h, j) => {
@@ -123,6 +137,8 @@ impl PropBag {
             "job_system_env" => PropBag::JobSystemEnv(hub_name()?),
             "job_attr" => PropBag::JobAttributes(hub_name()?, job()?),
             "job_env" => PropBag::JobEnv(hub_name()?, job()?),
+            "hub_actions" => PropBag::HubActions(hub_name()?),
+            "loc_actions" => PropBag::LocActions(hub_name()?, owner.to_owned()),
             _ => return None,
         })
     }

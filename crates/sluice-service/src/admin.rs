@@ -232,6 +232,21 @@ impl HubService {
         description: &str,
         edit: impl Fn(&mut Json) -> Result<()>,
     ) -> Result<EventId> {
+        let body = serde_json::json!({ "change": description });
+        self.edit_definitions_with_body(hub, event_type, description, body, edit)
+            .await
+    }
+
+    /// As [`HubService::edit_definitions`], with the event's body given: HVR's form of the change,
+    /// e.g. `{"rename_channel": {"channel": "a", "new_name": "b"}}`.
+    pub async fn edit_definitions_with_body(
+        &self,
+        hub: &HubName,
+        event_type: EventType,
+        description: &str,
+        body: Json,
+        edit: impl Fn(&mut Json) -> Result<()>,
+    ) -> Result<EventId> {
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -278,7 +293,7 @@ impl HubService {
                 loc2: None,
                 job: None,
                 state: EventState::Done,
-                body: serde_json::json!({ "change": description }),
+                body: body.clone(),
             };
             match self
                 .definition_store()

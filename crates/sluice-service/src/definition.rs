@@ -40,6 +40,7 @@ use sluice_model::definition::{
     Action, ActionType, Channel, ChannelColumn, ChannelTable, Definitions, Hub, LocScope, Location,
     LocationClass, ParamError, PropValue, TableScope, is_secret_prop, is_single_env_ref,
 };
+use sluice_model::location_property::{hvr_location_properties, hvr_location_property};
 use sluice_model::{
     BaseName, ChannelName, ColumnName, DataType, HubName, LocGroupName, LocationName, TableName,
 };
@@ -439,8 +440,13 @@ impl Compiler<'_> {
                 );
                 continue;
             }
-            if !specs.iter().any(|s| s.name == prop) {
-                let known: Vec<&str> = specs.iter().map(|s| s.name).collect();
+            if !specs.iter().any(|s| s.name == prop) && hvr_location_property(class, prop).is_none()
+            {
+                let mut known: Vec<&str> = specs.iter().map(|s| s.name).collect();
+                let documented: Vec<&str> = hvr_location_properties(class)
+                    .filter(|n| !known.contains(n))
+                    .collect();
+                known.extend(documented);
                 self.error(
                     &prop_path,
                     format!(
@@ -807,9 +813,8 @@ impl Compiler<'_> {
                     loc_groups.insert(group, names);
                 }
             }
-            None | Some(Json::Null) => {
-                self.error(&groups_path, "missing: e.g. {SOURCE: [src], TARGET: [tgt]}")
-            }
+            // HVR requires only a channel's name: groups, tables and actions may come later.
+            None | Some(Json::Null) => {}
             Some(other) => self.error(
                 &groups_path,
                 format!("expected a mapping, found {}", kind_of(other)),

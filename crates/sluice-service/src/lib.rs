@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod action_list;
 pub mod admin;
 pub mod auth;
 pub mod connectors;
@@ -21,6 +22,7 @@ pub mod policy;
 pub mod publish;
 mod redaction;
 pub mod registry;
+pub mod rename;
 pub mod request;
 pub mod secrets;
 mod status;

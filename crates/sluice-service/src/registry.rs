@@ -48,6 +48,19 @@ pub fn supported_classes() -> String {
     .join(", ")
 }
 
+/// The stored properties of `location` that sluice does not act on: properties HVR documents for
+/// the class (kept as stored, listed by `GET …/locs/{loc}`) that the class's connector does not
+/// read. The location test names them.
+pub fn unused_props(location: &Location) -> Vec<String> {
+    let specs = property_specs(location.class).unwrap_or_default();
+    location
+        .props
+        .keys()
+        .filter(|name| !specs.iter().any(|s| s.name == name.as_str()))
+        .cloned()
+        .collect()
+}
+
 /// Whether a property holds a file path (made absolute against the definitions file's directory).
 pub fn is_path_prop(class: LocationClass, prop: &str) -> bool {
     class == LocationClass::Sqlite && prop == "Database_Name"

@@ -421,25 +421,24 @@ pub(crate) struct Location {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     props: Option<LocProps>,
-    /// Always empty.
+    /// The location's actions (no scopes).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    actions: Option<Vec<Action>>,
+    actions: Option<Vec<UnscopedAction>>,
 }
 
 /// Locations by name.
 #[derive(ToSchema)]
 pub(crate) struct Locations(BTreeMap<String, Location>);
 
-/// A location as sent (location actions are not supported: an empty list or none).
+/// A location as sent (its `actions` are stored apart and answered as stored).
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LocationIn {
     #[serde(default)]
     props: Option<LocProps>,
     #[serde(default)]
-    #[schema(max_items = 0)]
-    actions: Option<Vec<Action>>,
+    actions: Option<Vec<UnscopedAction>>,
     #[serde(default)]
     description: Option<String>,
 }
@@ -454,8 +453,7 @@ pub(crate) struct NewLocation {
     #[serde(default)]
     props: Option<LocProps>,
     #[serde(default)]
-    #[schema(max_items = 0)]
-    actions: Option<Vec<Action>>,
+    actions: Option<Vec<UnscopedAction>>,
     #[serde(default)]
     description: Option<String>,
 }
@@ -474,10 +472,10 @@ pub(crate) struct Definition {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     channels: Option<Channels>,
-    /// Always empty.
+    /// The hub's actions (no scopes).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    hub_actions: Option<Vec<Action>>,
+    hub_actions: Option<Vec<UnscopedAction>>,
 }
 
 /// `POST …/definition/import`: changes applied in one transaction.
@@ -491,6 +489,14 @@ pub(crate) struct Import {
     #[serde(default)]
     #[schema(nullable = false)]
     on_add_exists: Option<OnAddExists>,
+    /// Kinds of change the import may contain (others are refused).
+    #[serde(default)]
+    #[schema(nullable = false)]
+    allowed_changes: Option<Vec<String>>,
+    /// HVR's export header (accepted, not used).
+    #[serde(default)]
+    #[schema(nullable = false)]
+    export_header: Option<BTreeMap<String, Json>>,
 }
 
 /// One change of an import: an object with one key, the kind of change.
@@ -521,8 +527,92 @@ pub(crate) enum OnAddExists {
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Imported {
-    /// Changes applied.
-    applied: u64,
+    /// How many changes of each kind (`add_channel`, `rename_loc`, …).
+    change_counts: BTreeMap<String, u64>,
+}
+
+/// `POST …/rename` and `POST …/locs/{loc}/copy`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewName {
+    /// The new name.
+    new_name: String,
+}
+
+/// `POST …/cols_delete`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ColNames {
+    cols: Vec<String>,
+}
+
+/// `POST …/members_delete`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MemberNames {
+    members: Vec<String>,
+}
+
+/// `POST …/locs/{loc}/props_delete`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PropNames {
+    props: Vec<String>,
+}
+
+/// An action of the hub or of a location (no scopes).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UnscopedAction {
+    #[serde(rename = "type")]
+    action_type: String,
+    #[serde(default)]
+    #[schema(nullable = false)]
+    params: Option<BTreeMap<String, Json>>,
+}
+
+/// `PATCH`/`PUT …/hub_actions`, `…/locs/{loc}/actions` and their `…_delete`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UnscopedActionList {
+    actions: Vec<UnscopedAction>,
+}
+
+/// One side of `action_modify` / `action_replace`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ActionRef {
+    /// The channel (absent: a hub action, or a location's when `loc_scope` names it).
+    #[serde(default)]
+    #[schema(nullable = false)]
+    channel: Option<String>,
+    #[serde(default)]
+    #[schema(nullable = false)]
+    loc_scope: Option<String>,
+    #[serde(default)]
+    #[schema(nullable = false)]
+    table_scope: Option<String>,
+    #[serde(default)]
+    #[schema(nullable = false)]
+    params: Option<BTreeMap<String, Json>>,
+}
+
+/// `POST …/definition/action_modify` and `…/action_replace`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ActionChange {
+    #[serde(rename = "type")]
+    action_type: String,
+    old: ActionRef,
+    new: ActionRef,
+}
+
+/// `GET …/definition/change/events`: definition changes in HVR's form, oldest first.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangeEvents {
+    /// Each `{"KIND": {…}}`.
+    changes: Vec<ImportChange>,
 }
 
 /// A job posted by a refresh or compare.

@@ -242,14 +242,8 @@ fn data_type_in(t: &str, attrs: &Map<String, Json>, what: &str) -> Result<String
 /// A wire location (`{"props":{"Class":…}}`) → the document's (`{"class":…,"props":…}`).
 pub fn location_in(v: &Json, what: &str) -> Result<Json, ApiError> {
     let map = object(v, what, LOC_FIELDS)?;
-    if map
-        .get("actions")
-        .is_some_and(|a| a.as_array().is_some_and(|a| !a.is_empty()))
-    {
-        return Err(ApiError::invalid(format!(
-            "{what}.actions: location actions are not supported by sluice yet"
-        )));
-    }
+    // Actions (HVR's location actions) are stored apart from the definitions: see
+    // `sluice_service::action_list`; the handlers take them from the body.
     let props = match map.get("props") {
         None | Some(Json::Null) => Map::new(),
         Some(p) => p

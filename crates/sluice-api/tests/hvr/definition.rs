@@ -1,3 +1,496 @@
-//! HVR conformance: definition.
+//! HVR conformance: the Definition Interface.
 
 use super::*;
+
+const D: &str = "/api/latest/hubs/hub1/definition";
+
+#[tokio::test]
+async fn a_channel_needs_only_its_name() {
+    for pg in [false, true] {
+        let api = Api::start(pg).await;
+        api.define(1).await;
+        api.call(
+            "POST",
+            &format!("{D}/channels"),
+            Some(json!({"channel": "ch2", "description": "desc1"})),
+        )
+        .await
+        .expect(201);
+        let ch = api
+            .call("GET", &format!("{D}/channels/ch2"), None)
+            .await
+            .expect(200)
+            .json();
+        assert_eq!(ch["description"], "desc1");
+        // Groups can come later.
+        api.call(
+            "POST",
+            &format!("{D}/channels/ch2/loc_groups"),
+            Some(json!({"loc_group": "SOURCE", "members": ["src"]})),
+        )
+        .await
+        .expect(201);
+        // A second channel of the same name is refused.
+        let a = api
+            .call(
+                "POST",
+                &format!("{D}/channels"),
+                Some(json!({"channel": "ch2"})),
+            )
+            .await;
+        assert!(a.status.is_client_error(), "{}", a.text);
+    }
+}
+
+#[tokio::test]
+async fn documented_location_properties_are_kept() {
+    for pg in [false, true] {
+        let api = Api::start(pg).await;
+        api.define(1).await;
+        let props = json!({
+            "Class": "postgresql",
+            "Database_Host": "127.0.0.1",
+            "Database_Port": 5432,
+            "Database_Name": "tpcc",
+            "Database_User": "u",
+            "Capture_Method": "SQL",
+            "Agent_Host": "a1",
+            "Agent_Port": "4343",
+            "Case_Sensitive_Names": true
+        });
+        api.call(
+            "POST",
+            &format!("{D}/locs"),
+            Some(json!({"loc": "pg1", "props": props})),
+        )
+        .await
+        .expect(201);
+        let got = api
+            .call("GET", &format!("{D}/locs/pg1"), None)
+            .await
+            .expect(200)
+            .json();
+        for (k, v) in [
+            ("Capture_Method", json!("SQL")),
+            ("Agent_Host", json!("a1")),
+            ("Agent_Port", json!("4343")),
+            ("Case_Sensitive_Names", json!(true)),
+        ] {
+            assert_eq!(got["props"][k], v, "{k}: {got}");
+        }
+        // A name HVR does not document for the class is still refused, naming it.
+        let a = api
+            .call(
+                "PATCH",
+                &format!("{D}/locs/pg1/props"),
+                Some(json!({"Databse_User": "x"})),
+            )
+            .await
+            .expect(400);
+        assert!(a.text.contains("Databse_User"), "{}", a.text);
+        // Deleting props: one by path, several by list; a missing one is a 404.
+        api.call("DELETE", &format!("{D}/locs/pg1/props/Agent_Port"), None)
+            .await
+            .expect(204);
+        api.call(
+            "POST",
+            &format!("{D}/locs/pg1/props_delete"),
+            Some(json!({"props": ["Agent_Host", "Capture_Method"]})),
+        )
+        .await
+        .expect(204);
+        api.call("DELETE", &format!("{D}/locs/pg1/props/Agent_Port"), None)
+            .await
+            .expect(404);
+        let props = api
+            .call("GET", &format!("{D}/locs/pg1/props"), None)
+            .await
+            .expect(200)
+            .json();
+        assert!(props.get("Agent_Host").is_none(), "{props}");
+        assert_eq!(props["Case_Sensitive_Names"], true);
+    }
+}
+
+#[tokio::test]
+async fn renames_carry_references_along() {
+    for pg in [false, true] {
+        let api = Api::start(pg).await;
+        api.define(1).await;
+        api.call(
+            "PATCH",
+            &format!("{D}/channels/ch1/actions"),
+            Some(json!({"actions": [
+                {"type": "Restrict", "loc_scope": "src", "table_scope": "orders",
+                 "params": {"RefreshCondition": "id > 0"}}
+            ]})),
+        )
+        .await
+        .expect(204);
+        // Location.
+        api.call(
+            "POST",
+            &format!("{D}/locs/src/rename"),
+            Some(json!({"new_name": "src2"})),
+        )
+        .await
+        .expect(201);
+        let ch = api
+            .call("GET", &format!("{D}/channels/ch1"), None)
+            .await
+            .expect(200)
+            .json();
+        assert_eq!(ch["loc_groups"]["SOURCE"]["members"], json!(["src2"]));
+        assert_eq!(ch["actions"][2]["loc_scope"], "src2");
+        api.call("GET", &format!("{D}/locs/src"), None)
+            .await
+            .expect(404);
+        // Table.
+        api.call(
+            "POST",
+            &format!("{D}/channels/ch1/tables/orders/rename"),
+            Some(json!({"new_name": "orders2"})),
+        )
+        .await
+        .expect(201);
+        let ch = api
+            .call("GET", &format!("{D}/channels/ch1"), None)
+            .await
+            .expect(200)
+            .json();
+        assert!(ch["tables"].get("orders2").is_some(), "{ch}");
+        assert_eq!(ch["actions"][2]["table_scope"], "orders2");
+        // Location group.
+        api.call(
+            "POST",
+            &format!("{D}/channels/ch1/loc_groups/SOURCE/rename"),
+            Some(json!({"new_name": "SRC"})),
+        )
+        .await
+        .expect(201);
+        let ch = api
+            .call("GET", &format!("{D}/channels/ch1"), None)
+            .await
+            .expect(200)
+            .json();
+        assert_eq!(ch["loc_groups"]["SRC"]["members"], json!(["src2"]));
+        assert_eq!(ch["actions"][0]["loc_scope"], "SRC");
+        // Channel.
+        api.call(
+            "POST",
+            &format!("{D}/channels/ch1/rename"),
+            Some(json!({"new_name": "ch9"})),
+        )
+        .await
+        .expect(201);
+        api.call("GET", &format!("{D}/channels/ch9/tables/orders2"), None)
+            .await
+            .expect(200);
+        // Refused: a taken name, an invalid one, a missing object; nothing changes.
+        api.call(
+            "POST",
+            &format!("{D}/locs"),
+            Some(json!({"loc": "other", "props": {"Class": "sqlite", "Database_Name": "x.db"}})),
+        )
+        .await
+        .expect(201);
+        let before = api.call("GET", D, None).await.expect(200).json();
+        let a = api
+            .call(
+                "POST",
+                &format!("{D}/locs/src2/rename"),
+                Some(json!({"new_name": "other"})),
+            )
+            .await
+            .expect(409);
+        assert!(a.text.contains("other"), "{}", a.text);
+        let a = api
+            .call(
+                "POST",
+                &format!("{D}/channels/ch9/rename"),
+                Some(json!({"new_name": "../etc"})),
+            )
+            .await
+            .expect(400);
+        assert!(a.text.contains("new_name"), "{}", a.text);
+        api.call(
+            "POST",
+            &format!("{D}/channels/nope/tables/orders2/rename"),
+            Some(json!({"new_name": "t"})),
+        )
+        .await
+        .expect(404);
+        api.call(
+            "POST",
+            &format!("{D}/channels/ch9/rename"),
+            Some(json!({"name": "x"})),
+        )
+        .await
+        .expect(400);
+        assert_eq!(api.call("GET", D, None).await.expect(200).json(), before);
+    }
+}
+
+#[tokio::test]
+async fn columns_members_and_copies() {
+    let api = Api::start(false).await;
+    api.define(1).await;
+    api.call(
+        "PUT",
+        &format!("{D}/channels/ch1/tables/orders/cols"),
+        Some(json!({
+            "id": {"sequence": 1, "key": 1, "data_type": "integer"},
+            "customer": {"sequence": 2, "data_type": "varchar", "attributes": {"charlen": "20"}},
+            "amount": {"sequence": 3, "data_type": "number", "attributes": {"prec": 10, "scale": 2}}
+        })),
+    )
+    .await
+    .expect(204);
+    api.call(
+        "POST",
+        &format!("{D}/channels/ch1/tables/orders/cols_delete"),
+        Some(json!({"cols": ["amount"]})),
+    )
+    .await
+    .expect(204);
+    let cols = api
+        .call("GET", &format!("{D}/channels/ch1/tables/orders/cols"), None)
+        .await
+        .expect(200)
+        .json();
+    assert!(
+        cols.get("amount").is_none() && cols.get("id").is_some(),
+        "{cols}"
+    );
+    api.call(
+        "POST",
+        &format!("{D}/channels/ch1/tables/orders/cols_delete"),
+        Some(json!({"cols": ["nope"]})),
+    )
+    .await
+    .expect(404);
+    // Copy a location, then move it into a group and out again.
+    api.call(
+        "POST",
+        &format!("{D}/locs/tgt/copy"),
+        Some(json!({"new_name": "tgt2"})),
+    )
+    .await
+    .expect(201);
+    let copy = api
+        .call("GET", &format!("{D}/locs/tgt2"), None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(copy["props"]["Class"], "sqlite");
+    api.call(
+        "POST",
+        &format!("{D}/locs/tgt/copy"),
+        Some(json!({"new_name": "src"})),
+    )
+    .await
+    .expect(409);
+    api.call(
+        "PATCH",
+        &format!("{D}/channels/ch1/loc_groups/TARGET/members"),
+        Some(json!({"members": ["tgt2"]})),
+    )
+    .await
+    .expect(204);
+    api.call(
+        "DELETE",
+        &format!("{D}/channels/ch1/loc_groups/TARGET/members/tgt2"),
+        None,
+    )
+    .await
+    .expect(204);
+    api.call(
+        "POST",
+        &format!("{D}/channels/ch1/loc_groups/TARGET/members_delete"),
+        Some(json!({"members": ["tgt"]})),
+    )
+    .await
+    .expect(204);
+    let m = api
+        .call(
+            "GET",
+            &format!("{D}/channels/ch1/loc_groups/TARGET/members"),
+            None,
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(m["members"], json!([]));
+    api.call(
+        "POST",
+        &format!("{D}/channels/ch1/loc_groups/TARGET/members_delete"),
+        Some(json!({"members": ["tgt"]})),
+    )
+    .await
+    .expect(404);
+}
+
+#[tokio::test]
+async fn hub_and_location_actions_and_action_modify() {
+    for pg in [false, true] {
+        let api = Api::start(pg).await;
+        api.define(1).await;
+        api.call(
+            "PATCH",
+            &format!("{D}/hub_actions"),
+            Some(json!({"actions": [{"type": "Environment", "params": {"Name": "TZ", "Value": "UTC"}}]})),
+        )
+        .await
+        .expect(204);
+        api.call(
+            "PUT",
+            &format!("{D}/locs/src/actions"),
+            Some(json!({"actions": [{"type": "Environment", "params": {"Name": "A", "Value": "1"}}]})),
+        )
+        .await
+        .expect(204);
+        let hub = api
+            .call("GET", &format!("{D}/hub_actions"), None)
+            .await
+            .expect(200)
+            .json();
+        assert_eq!(
+            hub,
+            json!([{"type": "Environment", "params": {"Name": "TZ", "Value": "UTC"}}])
+        );
+        // A location's actions follow it through a rename and show in its GET.
+        api.call(
+            "POST",
+            &format!("{D}/locs/src/rename"),
+            Some(json!({"new_name": "src3"})),
+        )
+        .await
+        .expect(201);
+        let loc = api
+            .call("GET", &format!("{D}/locs/src3"), None)
+            .await
+            .expect(200)
+            .json();
+        assert_eq!(loc["actions"][0]["params"]["Name"], "A", "{loc}");
+        // Unknown types and params are refused.
+        api.call(
+            "PATCH",
+            &format!("{D}/hub_actions"),
+            Some(json!({"actions": [{"type": "Nope"}]})),
+        )
+        .await
+        .expect(400);
+        // action_modify on a channel action: params merged, null deletes.
+        api.call(
+            "POST",
+            &format!("{D}/action_modify"),
+            Some(json!({
+                "type": "Integrate",
+                "old": {"channel": "ch1", "loc_scope": "TARGET", "table_scope": "*"},
+                "new": {"params": {"Method": "BURST"}}
+            })),
+        )
+        .await
+        .expect(204);
+        let actions = api
+            .call(
+                "GET",
+                &format!("{D}/channels/ch1/actions?action_type=Integrate"),
+                None,
+            )
+            .await
+            .expect(200)
+            .json();
+        assert_eq!(actions[0]["params"]["Method"], "BURST", "{actions}");
+        // action_replace on the hub action.
+        api.call(
+            "POST",
+            &format!("{D}/action_replace"),
+            Some(json!({
+                "type": "Environment",
+                "old": {"params": {"Name": "TZ", "Value": "UTC"}},
+                "new": {"params": {"Name": "TZ", "Value": "CET"}}
+            })),
+        )
+        .await
+        .expect(204);
+        let hub = api
+            .call("GET", &format!("{D}/hub_actions"), None)
+            .await
+            .expect(200)
+            .json();
+        assert_eq!(hub[0]["params"]["Value"], "CET");
+        api.call(
+            "POST",
+            &format!("{D}/hub_actions_delete"),
+            Some(json!({"actions": [{"type": "Environment", "params": {"Name": "TZ", "Value": "CET"}}]})),
+        )
+        .await
+        .expect(204);
+        api.call(
+            "POST",
+            &format!("{D}/action_modify"),
+            Some(json!({"type": "Capture", "old": {"channel": "ch1", "loc_scope": "NOPE"}, "new": {}})),
+        )
+        .await
+        .expect(404);
+        // Every change was recorded as an HVR change.
+        let changes = api
+            .call("GET", &format!("{D}/change/events"), None)
+            .await
+            .expect(200)
+            .json();
+        let kinds: Vec<String> = changes["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_object().unwrap().keys().next().unwrap().clone())
+            .collect();
+        for k in [
+            "add_hub_actions",
+            "replace_loc_action_list",
+            "rename_loc",
+            "delete_hub_actions",
+        ] {
+            assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn import_analyze_counts_without_changing() {
+    let api = Api::start(false).await;
+    api.define(1).await;
+    let body = json!({"changes": [
+        {"add_loc": {"loc": "l2", "props": {"Class": "sqlite", "Database_Name": "l2.db"}}},
+        {"add_loc": {"loc": "l3", "props": {"Class": "sqlite", "Database_Name": "l3.db"}}}
+    ]});
+    let a = api
+        .call("POST", &format!("{D}/import/analyze"), Some(body.clone()))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(a["change_counts"]["add_loc"], 2);
+    api.call("GET", &format!("{D}/locs/l2"), None)
+        .await
+        .expect(404);
+    let a = api
+        .call("POST", &format!("{D}/import"), Some(body))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(a["change_counts"]["add_loc"], 2);
+    api.call("GET", &format!("{D}/locs/l2"), None)
+        .await
+        .expect(200);
+    // A read-only user may not change definitions.
+    let token = api.user("reader", "ReadOnly").await;
+    api.call_as(
+        Some(&token),
+        "POST",
+        &format!("{D}/channels/ch1/rename"),
+        Some(json!({"new_name": "x"})),
+    )
+    .await
+    .expect(403);
+}
