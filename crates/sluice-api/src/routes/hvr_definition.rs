@@ -9,8 +9,9 @@ use utoipa::openapi::schema::{ArrayBuilder, Schema};
 use super::{Auth, Doc, Face, HVR_ERRORS, Op, string};
 use crate::hvr::shapes as hvr;
 
-/// Errors of a change: as [`HVR_ERRORS`], and 409 when it conflicts with what exists.
-const HVR_WRITE_ERRORS: &[u16] = &[400, 401, 403, 404, 409];
+/// Errors of a change. As HVR, a change that conflicts with what exists (a name taken) is a 400
+/// (code `F_JA0409`).
+const HVR_WRITE_ERRORS: &[u16] = HVR_ERRORS;
 
 pub(super) fn document(doc: &mut Doc) {
     const D: &str = "/api/latest/hubs/{hub}/definition";

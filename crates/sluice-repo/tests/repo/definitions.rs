@@ -6,7 +6,7 @@ use super::*;
 // Definitions.
 
 async fn definitions_round_trip_and_replace(fx: Fixture) {
-    assert_eq!(fx.schema_version().await, 4);
+    assert_eq!(fx.schema_version().await, 5);
     let defs = definitions("first");
     let summary = fx
         .apply_definitions(&defs, "alice", "sales.yaml")

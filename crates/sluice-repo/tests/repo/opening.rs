@@ -19,7 +19,7 @@ async fn postgres_processes_starting_together_migrate_once() {
     for h in handles {
         repos.push(h.await.unwrap().unwrap());
     }
-    assert_eq!(repos[0].schema_version().await.unwrap(), 4);
+    assert_eq!(repos[0].schema_version().await.unwrap(), 5);
     let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
         .await
         .unwrap();

@@ -176,6 +176,21 @@ fn apply_all(doc: &mut Json, changes: &[(String, Json)]) -> Result<(), ServiceEr
     Ok(())
 }
 
+/// `v` with every secret property (`*_Password`, …) left out: event bodies are shown to every
+/// reader of the hub.
+fn without_secrets(v: &Json) -> Json {
+    match v {
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .filter(|(k, _)| !sluice_model::definition::is_secret_prop(k))
+                .map(|(k, v)| (k.clone(), without_secrets(v)))
+                .collect(),
+        ),
+        Json::Array(list) => Json::Array(list.iter().map(without_secrets).collect()),
+        other => other.clone(),
+    }
+}
+
 /// HVR's `change_counts`: how many changes of each kind.
 fn change_counts(changes: &[(String, Json)]) -> Json {
     let mut counts = Map::new();
@@ -198,7 +213,10 @@ pub(super) async fn import(
     let hub = hub_name(&hub)?;
     caller.require_on(&hub, AccessLevel::ReadWrite).await?;
     let event_body = json!({
-        "changes": changes.iter().map(|(k, v)| json!({ k.as_str(): v })).collect::<Vec<_>>()
+        "changes": changes
+            .iter()
+            .map(|(k, v)| json!({ k.as_str(): without_secrets(v) }))
+            .collect::<Vec<_>>()
     });
     caller
         .service
