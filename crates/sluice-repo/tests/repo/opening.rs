@@ -30,7 +30,7 @@ async fn postgres_processes_starting_together_migrate_once() {
         .unwrap();
     assert_eq!(
         rows.iter().map(|r| r.get::<_, i32>(0)).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4]
+        vec![1, 2, 3, 4, 5]
     );
     drop(repos);
 }
