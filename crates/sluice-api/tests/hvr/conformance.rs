@@ -30,6 +30,24 @@ const REFUSED: &[(&str, u16, &str)] = &[
          repository) and the walk's has some; tested in tests/hvr/users.rs",
     ),
     (
+        "control_get",
+        404,
+        "control messages go to capture and integrate jobs, which come with change capture \
+         (the next issue); until then there are none, and the error says so",
+    ),
+    (
+        "controls_delete_post",
+        404,
+        "control messages go to capture and integrate jobs, which come with change capture \
+         (the next issue); until then there are none, and the error says so",
+    ),
+    (
+        "loc_task_controls_post",
+        400,
+        "control messages go to capture (`cap`) and integrate (`integ`) tasks, which come with \
+         change capture (the next issue); the error names the tasks",
+    ),
+    (
         "activate_post",
         400,
         "change capture is not built yet (the next issue); the error says so",
@@ -40,6 +58,20 @@ const REFUSED: &[(&str, u16, &str)] = &[
         "change capture is not built yet (the next issue); the error says so",
     ),
 ];
+
+/// Answers whose documented schema is wrong in HVR's document (its generator lost a level), by
+/// operation id: the schema the walk validates against instead, and why.
+fn corrected_schema(id: &str, documented: &Value) -> Option<(Value, &'static str)> {
+    match id {
+        "definition_hub_actions_get"
+        | "definition_loc_actions_get"
+        | "definition_channel_actions_get" => Some((
+            json!({"type": "array", "items": documented}),
+            "the document gives one action where HVR answers a list of them",
+        )),
+        _ => None,
+    }
+}
 
 /// Prepares the fixture for an operation whose request the schema alone cannot make valid (names
 /// of the fixture's objects, values that must fit each other, objects the operation deletes) and
@@ -116,6 +148,77 @@ async fn prepare(id: &str, fx: &mut Fixture) -> Option<Value> {
             json!({"props": {"Class": "sqlite", "Database_Name": src_db}})
         }
         "alerts_post" => json!({"alert": "a2", "props": {}}),
+        "job_system_attribute_put" | "job_attribute_put" => json!({"arg1": "2"}),
+        "job_system_attribute_delete"
+        | "job_attribute_delete"
+        | "job_system_env_var_delete"
+        | "job_env_var_delete" => {
+            let (what, body) = if id.contains("attribute") {
+                ("attributes/quota_run", json!({"arg1": "2"}))
+            } else {
+                ("env_vars/SLUICE_CONFORMANCE", json!({"value": "1"}))
+            };
+            let owner = if id.starts_with("job_system") {
+                "job_system".to_owned()
+            } else {
+                "jobs/ch1-refr-src-tgt".to_owned()
+            };
+            fx.api
+                .call(
+                    "PUT",
+                    &format!("/api/latest/hubs/hub1/{owner}/{what}"),
+                    Some(body),
+                )
+                .await
+                .expect(200);
+            return None;
+        }
+        "definition_loc_prop_delete" => {
+            fx.api
+                .call(
+                    "PATCH",
+                    "/api/latest/hubs/hub1/definition/locs/src/props",
+                    Some(json!({"Case_Sensitive_Names": 1})),
+                )
+                .await;
+            fx.params.insert("prop", "Case_Sensitive_Names".into());
+            return None;
+        }
+        "definition_loc_group_rename_post" => json!({"new_name": "ORIGIN"}),
+        // Renaming what a job names is refused (tested in tests/hvr/definition.rs); the walk
+        // renames objects no job uses.
+        "definition_channel_rename_post" => {
+            fx.api
+                .call(
+                    "POST",
+                    "/api/latest/hubs/hub1/definition/channels",
+                    Some(json!({"channel": "ch2", "description": "spare"})),
+                )
+                .await
+                .expect(201);
+            fx.params.insert("channel", "ch2".into());
+            json!({"new_name": "ch3"})
+        }
+        "definition_loc_rename_post" => {
+            fx.api
+                .call(
+                    "POST",
+                    "/api/latest/hubs/hub1/definition/locs",
+                    Some(json!({
+                        "loc": "loc3",
+                        "props": {"Class": "sqlite", "Database_Name": format!("{dir}/loc3.db")}
+                    })),
+                )
+                .await
+                .expect(201);
+            fx.params.insert("loc", "loc3".into());
+            json!({"new_name": "loc4"})
+        }
+        "definition_action_modify_post" | "definition_action_replace_post" => json!({
+            "type": "Capture",
+            "old": {"channel": "ch1", "loc_scope": "SOURCE", "table_scope": "*"},
+            "new": {"channel": "ch1", "loc_scope": "SOURCE", "table_scope": "orders"}
+        }),
         _ => return None,
     })
 }
@@ -262,7 +365,7 @@ impl Fixture {
             ("job", "ch1-refr-src-tgt".to_owned()),
             ("ev_id", ev_id),
             ("alert", "a1".to_owned()),
-            ("attr", "Priority".to_owned()),
+            ("attr", "quota_run".to_owned()),
             ("var", "SLUICE_CONFORMANCE".to_owned()),
             ("prop", "Description".to_owned()),
             ("file", "hvr.out".to_owned()),
@@ -345,7 +448,7 @@ async fn walk(op: &Operation) -> (Outcome, String) {
     } else if answer.text.contains("no such route") || status == 405 {
         Outcome::Broken(format!("missing: {status} {}", answer.text))
     } else if (200..300).contains(&status) {
-        match validate(documented, &answer) {
+        match validate(&op.id, documented, &answer) {
             Ok(()) => Outcome::Served(status),
             Err(e) => Outcome::Broken(format!("{status}: {e}")),
         }
@@ -358,7 +461,7 @@ async fn walk(op: &Operation) -> (Outcome, String) {
 }
 
 /// Checks a 2xx answer against what the document says of that status.
-fn validate(documented: &Value, answer: &Answer) -> Result<(), String> {
+fn validate(id: &str, documented: &Value, answer: &Answer) -> Result<(), String> {
     let Some(schema) = documented["content"]
         .as_object()
         .and_then(|c| c.values().next())
@@ -367,6 +470,8 @@ fn validate(documented: &Value, answer: &Answer) -> Result<(), String> {
     else {
         return Ok(());
     };
+    let corrected = corrected_schema(id, schema);
+    let schema = corrected.as_ref().map_or(schema, |(s, _)| s);
     if answer.text.is_empty() {
         return Err("an empty body where the document has a schema".into());
     }
@@ -438,7 +543,10 @@ async fn every_operation_of_the_document() {
                         op.method, op.path
                     ));
                 }
-                format!("served ({s})")
+                match corrected_schema(&op.id, &Value::Null) {
+                    Some((_, why)) => format!("served ({s}; {why})"),
+                    None => format!("served ({s})"),
+                }
             }
             Outcome::NotInSluice(why) => format!("not in sluice (501): {why}"),
             Outcome::Refused(s, text) => match refused.get(op.id.as_str()) {
