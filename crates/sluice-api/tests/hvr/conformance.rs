@@ -170,7 +170,7 @@ async fn prepare(id: &str, fx: &mut Fixture) -> Option<Value> {
                     Some(body),
                 )
                 .await
-                .expect(200);
+                .expect(204);
             return None;
         }
         "definition_loc_prop_delete" => {
