@@ -178,10 +178,10 @@ async fn prepare(id: &str, fx: &mut Fixture) -> Option<Value> {
                 .call(
                     "PATCH",
                     "/api/latest/hubs/hub1/definition/locs/src/props",
-                    Some(json!({"Case_Sensitive_Names": 1})),
+                    Some(json!({"Agent_Host": "db1.example.com"})),
                 )
                 .await;
-            fx.params.insert("prop", "Case_Sensitive_Names".into());
+            fx.params.insert("prop", "Agent_Host".into());
             return None;
         }
         "definition_loc_group_rename_post" => json!({"new_name": "ORIGIN"}),
