@@ -678,7 +678,7 @@ fn hubs(doc: &mut Doc) {
             Auth::Bearer("SysAdmin"),
             "Create a hub",
         )
-        .description("Only the Description property may be set at creation.")
+        .description("Only Description and Access_List (`[{\"user\": \"ann\", \"level\": \"ReadWrite\"}, {\"level\": \"ReadOnly\"}]`: each user's level on the hub; without `user`, every other user's) may be set at creation. The users must exist; the levels are below SysAdmin.")
         .body(new_hub, false)
         .empty(204, "created (HVR answers 204)")
         .errors(Face::Hvr, HVR_ERRORS),

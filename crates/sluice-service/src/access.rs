@@ -30,8 +30,87 @@ pub const RESERVED_USER_PROPS: &[&str] = &[
     "user",
 ];
 
-/// Props of one bag, by name.
+/// Props by name.
 pub type Props = BTreeMap<String, Json>;
+
+/// The owner of the hub access entry for every user without one of their own (HVR's
+/// `Access_List` entry without `user`); no user can have this name.
+pub const EVERY_USER: &str = "*";
+
+/// One entry of a hub's access list (HVR's hub property `Access_List`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessEntry {
+    /// The user; `None`: every user without an entry of their own.
+    pub user: Option<String>,
+    /// Their level on the hub (below SysAdmin).
+    pub level: AccessLevel,
+}
+
+/// Reads HVR's `Access_List` (`[{"user": "ann", "level": "ReadWrite"}, {"level": "ReadOnly"}]`;
+/// `null` or `[]`: no entries). At most one entry per user and one without a user.
+pub fn parse_access_list(value: &Json) -> Result<Vec<AccessEntry>> {
+    let items = match value {
+        Json::Null => return Ok(Vec::new()),
+        Json::Array(items) => items,
+        _ => {
+            return Err(ServiceError::invalid(
+                "Access_List: expected an array of {\"user\", \"level\"} objects",
+            ));
+        }
+    };
+    if items.len() > 10_000 {
+        return Err(ServiceError::invalid("Access_List: at most 10000 entries"));
+    }
+    let mut out: Vec<AccessEntry> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let o = item.as_object().ok_or_else(|| {
+            ServiceError::invalid(format!("Access_List[{i}]: expected an object"))
+        })?;
+        if let Some(k) = o.keys().find(|k| *k != "user" && *k != "level") {
+            return Err(ServiceError::invalid(format!(
+                "Access_List[{i}]: unknown field {:?} (expected user and level)",
+                truncated(k)
+            )));
+        }
+        let user = match o.get("user") {
+            None | Some(Json::Null) => None,
+            Some(Json::String(u)) => {
+                crate::auth::check_user_name(u)?;
+                Some(u.clone())
+            }
+            Some(_) => {
+                return Err(ServiceError::invalid(format!(
+                    "Access_List[{i}].user: expected a user name"
+                )));
+            }
+        };
+        let level = hub_access_level(o.get("level").unwrap_or(&Json::Null))
+            .map_err(|e| ServiceError::invalid(format!("Access_List[{i}]: {e}")))?;
+        if out.iter().any(|e| e.user == user) {
+            return Err(ServiceError::invalid(format!(
+                "Access_List[{i}]: a second entry for {}",
+                user.as_deref().unwrap_or("every user")
+            )));
+        }
+        out.push(AccessEntry { user, level });
+    }
+    Ok(out)
+}
+
+/// HVR's `Access_List` of `entries` (users first, then the entry for every user).
+pub fn access_list_json(entries: &[AccessEntry]) -> Json {
+    let mut users: Vec<&AccessEntry> = entries.iter().filter(|e| e.user.is_some()).collect();
+    users.extend(entries.iter().filter(|e| e.user.is_none()));
+    Json::Array(
+        users
+            .into_iter()
+            .map(|e| match &e.user {
+                Some(u) => serde_json::json!({"user": u, "level": e.level}),
+                None => serde_json::json!({"level": e.level}),
+            })
+            .collect(),
+    )
+}
 
 /// At most this many props in one bag.
 const MAX_PROPS: usize = 200;
@@ -154,11 +233,16 @@ impl HubService {
         if level == AccessLevel::SysAdmin {
             return Ok(level);
         }
-        let stored = self
-            .props_store()
-            .props(&PropBag::HubUser(hub.clone(), user.to_owned()))
-            .await?;
-        Ok(stored.as_ref().and_then(entry_level).unwrap_or(level))
+        for owner in [user, EVERY_USER] {
+            let stored = self
+                .props_store()
+                .props(&PropBag::HubUser(hub.clone(), owner.to_owned()))
+                .await?;
+            if let Some(l) = stored.as_ref().and_then(entry_level) {
+                return Ok(l);
+            }
+        }
+        Ok(level)
     }
 
     /// The level `user` (server-wide `level`) has on each hub that has an access entry for them.
@@ -170,18 +254,85 @@ impl HubService {
         if level == AccessLevel::SysAdmin {
             return Ok(BTreeMap::new());
         }
+        let mut own = BTreeMap::new();
+        let mut every = BTreeMap::new();
+        for (bag, props) in self.props_store().bags(PropBagKind::HubUser, None).await? {
+            if let PropBag::HubUser(hub, owner) = bag
+                && let Some(l) = entry_level(&props)
+            {
+                if owner == user {
+                    own.insert(hub, l);
+                } else if owner == EVERY_USER {
+                    every.insert(hub, l);
+                }
+            }
+        }
+        every.extend(own);
+        Ok(every)
+    }
+
+    /// The access list of `hub`: every access entry there.
+    pub async fn hub_access_list(&self, hub: &HubName) -> Result<Vec<AccessEntry>> {
         Ok(self
             .props_store()
-            .bags(PropBagKind::HubUser, None)
+            .bags(PropBagKind::HubUser, Some(hub))
             .await?
             .into_iter()
             .filter_map(|(bag, props)| match bag {
-                PropBag::HubUser(hub, owner) if owner == user => {
-                    entry_level(&props).map(|l| (hub, l))
-                }
+                PropBag::HubUser(_, owner) => entry_level(&props).map(|level| AccessEntry {
+                    user: (owner != EVERY_USER).then_some(owner),
+                    level,
+                }),
                 _ => None,
             })
             .collect())
+    }
+
+    /// Checks that every user an access list names exists (before anything is changed).
+    pub async fn check_access_list(&self, entries: &[AccessEntry]) -> Result<()> {
+        for user in entries.iter().filter_map(|e| e.user.as_deref()) {
+            if self.identity_store().user(user).await?.is_none() {
+                return Err(ServiceError::invalid(format!(
+                    "Access_List: user {} does not exist",
+                    truncated(user)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the access list of `hub`: entries not in `entries` are removed (the users'
+    /// other hub props stay), the others set. The users must exist.
+    pub async fn set_hub_access_list(&self, hub: &HubName, entries: &[AccessEntry]) -> Result<()> {
+        self.require_hub(hub).await?;
+        self.check_access_list(entries).await?;
+        let owner = |e: &AccessEntry| e.user.clone().unwrap_or_else(|| EVERY_USER.to_owned());
+        for old in self.hub_access_list(hub).await? {
+            if !entries.iter().any(|e| e.user == old.user) {
+                let change = BTreeMap::from([(ACCESS_LEVEL_PROP.to_owned(), None)]);
+                self.props_store()
+                    .write_props(
+                        &PropBag::HubUser(hub.clone(), owner(&old)),
+                        &change,
+                        PropWrite::Merge,
+                    )
+                    .await?;
+            }
+        }
+        for e in entries {
+            let change = BTreeMap::from([(
+                ACCESS_LEVEL_PROP.to_owned(),
+                Some(Json::String(e.level.as_str().to_owned())),
+            )]);
+            self.props_store()
+                .write_props(
+                    &PropBag::HubUser(hub.clone(), owner(e)),
+                    &change,
+                    PropWrite::Merge,
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     async fn require_user(&self, user: &str) -> Result<()> {
@@ -318,6 +469,38 @@ mod tests {
         assert!(hub_access_level(&json!("SysAdmin")).is_err());
         assert!(hub_access_level(&json!("Root")).is_err());
         assert!(hub_access_level(&json!(5)).is_err());
+    }
+
+    #[test]
+    fn access_lists_read_as_hvr_writes_them() {
+        let list = json!([{"user": "ann", "level": "ReadWrite"}, {"level": "ReadOnly"}]);
+        let entries = parse_access_list(&list).unwrap();
+        assert_eq!(
+            entries,
+            vec![
+                AccessEntry {
+                    user: Some("ann".into()),
+                    level: AccessLevel::ReadWrite
+                },
+                AccessEntry {
+                    user: None,
+                    level: AccessLevel::ReadOnly
+                },
+            ]
+        );
+        assert_eq!(access_list_json(&entries), list);
+        assert!(parse_access_list(&Json::Null).unwrap().is_empty());
+        for bad in [
+            json!("ReadOnly"),
+            json!([{"user": "ann"}]),
+            json!([{"user": "ann", "level": "SysAdmin"}]),
+            json!([{"user": "a b", "level": "ReadOnly"}]),
+            json!([{"user": "ann", "level": "ReadOnly", "x": 1}]),
+            json!([{"level": "ReadOnly"}, {"level": "None"}]),
+            json!([{"user": "ann", "level": "ReadOnly"}, {"user": "ann", "level": "None"}]),
+        ] {
+            assert!(parse_access_list(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

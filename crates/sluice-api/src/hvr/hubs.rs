@@ -11,6 +11,8 @@ use sluice_model::AccessLevel;
 use sluice_repo::HubRecord;
 use utoipa::ToSchema;
 
+use sluice_service::access::{access_list_json, parse_access_list};
+
 use super::hub_name;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, JsonBody, QueryList};
@@ -98,13 +100,13 @@ pub(crate) async fn create(
 ) -> ApiResult<StatusCode> {
     caller.require(AccessLevel::SysAdmin)?;
     let mut description = String::new();
+    let mut access = Vec::new();
     for (k, v) in &body.props {
         match (k.as_str(), v) {
             ("Description", Json::String(d)) => description = d.clone(),
-            ("Access_List", _) => {
-                return Err(ApiError::invalid(
-                    "Access_List is not supported: sluice grants access per user (PATCH /api/latest/users/{user})",
-                ));
+            ("Access_List", list) => {
+                access = parse_access_list(list)?;
+                caller.service.check_access_list(&access).await?;
             }
             _ => {
                 return Err(ApiError::invalid(format!(
@@ -114,6 +116,12 @@ pub(crate) async fn create(
         }
     }
     caller.service.create_hub(&body.hub, &description).await?;
+    if !access.is_empty() {
+        caller
+            .service
+            .set_hub_access_list(&hub_name(&body.hub)?, &access)
+            .await?;
+    }
     // HVR answers 204 here (not 201).
     Ok(StatusCode::NO_CONTENT)
 }
@@ -140,6 +148,10 @@ pub(crate) async fn props_get(caller: &Caller, hub: &str, q: &QueryList) -> ApiR
     caller.require_on_name(hub, AccessLevel::ReadOnly).await?;
     let h = caller.service.hub(&hub_name(hub)?).await?;
     let mut all = all_props(&h);
+    let access = caller.service.hub_access_list(&h.hub.name).await?;
+    if !access.is_empty() {
+        all.insert("Access_List".into(), access_list_json(&access));
+    }
     let wanted = q.all("fetch");
     if !wanted.is_empty() {
         all.retain(|k, _| wanted.contains(k));
@@ -161,17 +173,30 @@ pub(crate) async fn patch_props(
     JsonBody(body): JsonBody<BTreeMap<String, Json>>,
 ) -> ApiResult<StatusCode> {
     caller.require_on_name(&hub, AccessLevel::HubOwner).await?;
-    let changes: BTreeMap<String, Option<Json>> = body
+    let mut changes: BTreeMap<String, Option<Json>> = body
         .into_iter()
         .map(|(k, v)| (k, (!v.is_null()).then_some(v)))
         .collect();
     if changes.is_empty() {
         return Err(ApiError::invalid("no properties given"));
     }
-    caller
-        .service
-        .set_hub_props(&hub_name(&hub)?, &changes)
-        .await?;
+    // The access list is the hub's access entries: only a SysAdmin replaces it.
+    let access = match changes.remove("Access_List") {
+        Some(list) => {
+            caller.require(AccessLevel::SysAdmin)?;
+            let entries = parse_access_list(&list.unwrap_or(Json::Null))?;
+            caller.service.check_access_list(&entries).await?;
+            Some(entries)
+        }
+        None => None,
+    };
+    let hub = hub_name(&hub)?;
+    if !changes.is_empty() {
+        caller.service.set_hub_props(&hub, &changes).await?;
+    }
+    if let Some(entries) = access {
+        caller.service.set_hub_access_list(&hub, &entries).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

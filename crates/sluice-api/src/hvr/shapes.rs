@@ -89,8 +89,8 @@ pub(crate) struct Hub {
 pub(crate) struct Hubs(BTreeMap<String, Hub>);
 
 /// A hub's properties: `Description`, `Created`, `Creator`, `Hub_State` (`LIVE` or `FROZEN`),
-/// `Hub_ID`, `Hub_Server_HVR_Version`, `Freeze_Time` while frozen, and any set with
-/// `PATCH …/props` (with `?fetch=`: only those named).
+/// `Hub_ID`, `Hub_Server_HVR_Version`, `Freeze_Time` while frozen, `Access_List` when the hub has
+/// access entries, and any set with `PATCH …/props` (with `?fetch=`: only those named).
 #[derive(ToSchema)]
 pub(crate) struct HubProps(BTreeMap<String, Json>);
 
@@ -101,6 +101,22 @@ pub(crate) struct NewHubProps {
     #[serde(rename = "Description")]
     #[serde(default)]
     description: Option<String>,
+    /// Who may do what on the hub (SysAdmins: everything everywhere).
+    #[serde(rename = "Access_List")]
+    #[serde(default)]
+    #[schema(nullable = false)]
+    access_list: Option<Vec<AccessListEntry>>,
+}
+
+/// An entry of a hub's `Access_List`: a user's level on the hub (without `user`: the level of
+/// every user without an entry of their own). The user must exist; the level is below SysAdmin.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AccessListEntry {
+    #[serde(default)]
+    #[schema(nullable = false)]
+    user: Option<String>,
+    level: AccessLevel,
 }
 
 /// `PATCH …/hubs/{hub}/props`: properties to set; `null` deletes one.

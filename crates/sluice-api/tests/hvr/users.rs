@@ -687,3 +687,104 @@ async fn setup_is_refused_on_a_hub_server_with_users() {
         .await
         .expect(401);
 }
+
+#[tokio::test]
+async fn hvrs_access_list_sets_the_hubs_access_entries() {
+    let api = Api::start(false).await;
+    let ro = api.user("ro", "ReadOnly").await;
+    let rw = api.user("rw", "ReadWrite").await;
+    // Refused lists create nothing.
+    for list in [
+        json!([{"user": "nobody", "level": "ReadOnly"}]),
+        json!([{"user": "ro", "level": "SysAdmin"}]),
+        json!([{"user": "ro", "level": "ReadOnly"}, {"user": "ro", "level": "None"}]),
+        json!("ReadOnly"),
+    ] {
+        api.call(
+            "POST",
+            "/api/latest/hubs",
+            Some(json!({"hub": "hub3", "props": {"Access_List": list}})),
+        )
+        .await
+        .expect(400);
+    }
+    api.call("GET", "/api/latest/hubs/hub3", None)
+        .await
+        .expect(404);
+    // HVR's hub creation with an access list: ro ReadWrite there, everyone else None.
+    let list = json!([{"user": "ro", "level": "ReadWrite"}, {"level": "None"}]);
+    api.call(
+        "POST",
+        "/api/latest/hubs",
+        Some(json!({"hub": "hub3", "props": {"Description": "listed", "Access_List": list}})),
+    )
+    .await
+    .expect(204);
+    assert_eq!(listed(&api, &ro).await, json!({"hub3": "ReadWrite"}));
+    assert_eq!(listed(&api, &rw).await, json!({}));
+    api.call_as(Some(&rw), "GET", "/api/latest/hubs/hub3/props", None)
+        .await
+        .expect(403);
+    let props = api
+        .call("GET", "/api/latest/hubs/hub3/props", None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(props["Access_List"], list, "{props}");
+    let entry = api
+        .call("GET", "/api/latest/hubs/hub3/users/ro/props", None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(entry, json!({"Access_Level": "ReadWrite"}));
+    // Only a SysAdmin changes it, even a HubOwner of the hub may not.
+    api.call(
+        "PATCH",
+        "/api/latest/hubs/hub3/users/rw/props",
+        Some(json!({"Access_Level": "HubOwner"})),
+    )
+    .await
+    .expect(204);
+    api.call_as(
+        Some(&rw),
+        "PATCH",
+        "/api/latest/hubs/hub3/props",
+        Some(json!({"Access_List": [{"level": "HubOwner"}]})),
+    )
+    .await
+    .expect(403);
+    api.call_as(
+        Some(&rw),
+        "PATCH",
+        "/api/latest/hubs/hub3/props",
+        Some(json!({"Description": "mine"})),
+    )
+    .await
+    .expect(204);
+    assert_eq!(listed(&api, &ro).await, json!({"hub3": "ReadWrite"}));
+    // A SysAdmin's PATCH replaces it; null clears it (server-wide levels apply again).
+    api.call(
+        "PATCH",
+        "/api/latest/hubs/hub3/props",
+        Some(json!({"Access_List": [{"user": "rw", "level": "ReadExec"}]})),
+    )
+    .await
+    .expect(204);
+    assert_eq!(listed(&api, &ro).await, json!({"hub3": "ReadOnly"}));
+    assert_eq!(listed(&api, &rw).await, json!({"hub3": "ReadExec"}));
+    api.call(
+        "PATCH",
+        "/api/latest/hubs/hub3/props",
+        Some(json!({"Access_List": null})),
+    )
+    .await
+    .expect(204);
+    assert_eq!(listed(&api, &rw).await, json!({"hub3": "ReadWrite"}));
+    let props = api
+        .call("GET", "/api/latest/hubs/hub3/props", None)
+        .await
+        .expect(200)
+        .json();
+    assert!(props.get("Access_List").is_none(), "{props}");
+    assert_eq!(props["Description"], "mine");
+}
