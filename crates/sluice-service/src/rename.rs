@@ -4,11 +4,14 @@
 //! reference along: a location renamed keeps its membership in every channel's groups and the
 //! actions scoped to it; a table renamed keeps its columns and the actions scoped to it; a group
 //! renamed keeps its members and the actions scoped to it. A rename to a name that exists or is
-//! invalid is refused and changes nothing; so is renaming a channel or location that has jobs
-//! (their names, capture positions and results are made from the old name: deactivate first).
+//! invalid is refused and changes nothing; so is renaming a channel or location with a job that
+//! runs or will run (pending, retrying, suspended: it would look for the old name; deactivate
+//! first). Jobs that have run keep the old name as history.
 
 use serde_json::{Map, Value as Json, json};
-use sluice_model::{ChannelName, EventType, HubName, LocGroupName, LocationName, TableName};
+use sluice_model::{
+    ChannelName, EventType, HubName, JobState, LocGroupName, LocationName, TableName,
+};
 
 use crate::{HubService, Result, ServiceError, ServiceErrorKind};
 
@@ -198,15 +201,26 @@ impl HubService {
     /// not exist, the new name is invalid or taken, or the channel or location has jobs.
     pub async fn rename(&self, hub: &HubName, what: &Rename, new_name: &str) -> Result<()> {
         let jobs = self.job_store().jobs(hub).await?;
-        let busy = jobs.iter().find(|j| match what {
-            Rename::Channel { channel } => j.name.channel().as_str() == channel,
-            Rename::Location { loc } => j.name.locations().iter().any(|l| l.as_str() == loc),
-            Rename::Table { .. } | Rename::LocGroup { .. } => false,
-        });
+        // A job that has run (DONE, FAILED) keeps its old name as history; one that runs or will
+        // run would look for objects that are no longer there.
+        let will_run = |state: JobState| {
+            matches!(
+                state,
+                JobState::Running | JobState::Pending | JobState::Retry | JobState::Suspend
+            )
+        };
+        let busy = jobs
+            .iter()
+            .filter(|j| will_run(j.state))
+            .find(|j| match what {
+                Rename::Channel { channel } => j.name.channel().as_str() == channel,
+                Rename::Location { loc } => j.name.locations().iter().any(|l| l.as_str() == loc),
+                Rename::Table { .. } | Rename::LocGroup { .. } => false,
+            });
         if let Some(job) = busy {
             return Err(conflict(format!(
-                "job {} uses the old name; deactivate (or delete the job) before renaming",
-                job.name
+                "job {} ({}) uses the old name; deactivate (or delete the job) before renaming",
+                job.name, job.state
             )));
         }
         let body = what.event_body(new_name);

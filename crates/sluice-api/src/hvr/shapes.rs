@@ -498,8 +498,9 @@ pub(crate) struct Definition {
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Import {
-    /// Each `{"KIND": {…}}` with KIND one of `add_channel`, `replace_channel`, `delete_channel`,
-    /// `add_loc`, `replace_loc`, `delete_loc`, `add_table`, `replace_table`, `delete_tables`.
+    /// Each `{"KIND": {…}}` with KIND one of HVR's changes of the definitions (locations and
+    /// their props, channels, location groups and members, tables, columns, channel actions,
+    /// renames); hub and location actions have their own operations.
     changes: Vec<ImportChange>,
     /// `abort` (the default) or `replace`.
     #[serde(default)]

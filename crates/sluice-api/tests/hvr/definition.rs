@@ -487,6 +487,55 @@ async fn import_analyze_counts_without_changing() {
     api.call("GET", &format!("{D}/locs/l2"), None)
         .await
         .expect(200);
+    // Every kind of change HVR documents for the definitions themselves, in one import.
+    let a = api
+        .call(
+            "POST",
+            &format!("{D}/import"),
+            Some(json!({"changes": [
+                {"rename_loc": {"loc": "l2", "new_name": "l9"}},
+                {"add_loc_group_members": {"channel": "ch1", "loc_group": "TARGET", "members": ["l9"]}},
+                {"modify_channel": {"channel": "ch1", "description": "renamed"}},
+                {"add_cols": {"channel": "ch1", "table": "orders", "cols": {
+                    "id": {"sequence": 1, "key": 1, "data_type": "integer"},
+                    "note": {"sequence": 2, "data_type": "varchar", "attributes": {"charlen": "9"}}
+                }}},
+                {"delete_cols": {"channel": "ch1", "table": "orders", "cols": ["note"]}},
+                {"modify_loc_props": {"loc": "l9", "props": {"Agent_Host": "a1"}}},
+                {"rename_table": {"channel": "ch1", "table": "orders", "new_name": "orders2"}}
+            ]})),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(a["change_counts"]["rename_loc"], 1, "{a}");
+    let ch = api
+        .call("GET", &format!("{D}/channels/ch1"), None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(ch["description"], "renamed");
+    assert_eq!(ch["loc_groups"]["TARGET"]["members"], json!(["tgt", "l9"]));
+    assert_eq!(
+        ch["tables"]["orders2"]["cols"].as_object().unwrap().len(),
+        1,
+        "{ch}"
+    );
+    // One failing change: nothing of the import is applied.
+    let before = api.call("GET", D, None).await.expect(200).json();
+    let a = api
+        .call(
+            "POST",
+            &format!("{D}/import"),
+            Some(json!({"changes": [
+                {"modify_channel": {"channel": "ch1", "description": "again"}},
+                {"delete_loc_group": {"channel": "ch1", "loc_group": "NOPE"}}
+            ]})),
+        )
+        .await
+        .expect(404);
+    assert!(a.text.contains("changes[1]"), "{}", a.text);
+    assert_eq!(api.call("GET", D, None).await.expect(200).json(), before);
     // A read-only user may not change definitions.
     let token = api.user("reader", "ReadOnly").await;
     api.call_as(

@@ -88,13 +88,268 @@ pub(super) fn apply_change(doc: &mut Json, kind: &str, arg: &Json) -> Result<(),
                     .ok_or_else(|| missing(format!("table {n} does not exist in channel {ch}")))?;
             }
         }
+        "modify_channel" => {
+            let ch = name_of("channel")?;
+            let description = arg.get("description").cloned().unwrap_or(Json::Null);
+            channel_mut(doc, &ch)?.insert("description".into(), description);
+        }
+        "rename_channel" | "rename_table" | "rename_loc_group" | "rename_loc" => {
+            let what = match kind {
+                "rename_channel" => Rename::Channel {
+                    channel: name_of("channel")?,
+                },
+                "rename_table" => Rename::Table {
+                    channel: name_of("channel")?,
+                    table: name_of("table")?,
+                },
+                "rename_loc_group" => Rename::LocGroup {
+                    channel: name_of("channel")?,
+                    loc_group: name_of("loc_group")?,
+                },
+                _ => Rename::Location {
+                    loc: name_of("loc")?,
+                },
+            };
+            sluice_service::rename::apply(doc, &what, &name_of("new_name")?)?;
+        }
+        "add_loc_group" | "replace_loc_group" => {
+            let ch = name_of("channel")?;
+            let g = name_of("loc_group")?;
+            let members = list_of(arg, "members", kind)?;
+            let groups = sub_mut(channel_mut(doc, &ch)?, "loc_groups");
+            if kind == "add_loc_group" && groups.contains_key(&g) {
+                return Err(ServiceError::new(
+                    ServiceErrorKind::Conflict,
+                    format!("location group {g} already exists in channel {ch}"),
+                ));
+            }
+            take_from_other_groups(groups, &g, &members);
+            groups.insert(g, json!({ "members": members }));
+        }
+        "delete_loc_group" => {
+            let ch = name_of("channel")?;
+            let g = name_of("loc_group")?;
+            sub_mut(channel_mut(doc, &ch)?, "loc_groups")
+                .remove(&g)
+                .ok_or_else(|| {
+                    missing(format!("location group {g} does not exist in channel {ch}"))
+                })?;
+        }
+        "add_loc_group_members" | "replace_loc_group_member_list" | "delete_loc_group_members" => {
+            let ch = name_of("channel")?;
+            let g = name_of("loc_group")?;
+            let members = list_of(arg, "members", kind)?;
+            let groups = sub_mut(channel_mut(doc, &ch)?, "loc_groups");
+            if !groups.contains_key(&g) {
+                return Err(missing(format!(
+                    "location group {g} does not exist in channel {ch}"
+                )));
+            }
+            if kind != "delete_loc_group_members" {
+                take_from_other_groups(groups, &g, &members);
+            }
+            let group = groups
+                .get_mut(&g)
+                .and_then(Json::as_object_mut)
+                .ok_or_else(|| invalid(format!("location group {g}: not an object")))?;
+            let list = group.entry("members").or_insert_with(|| json!([]));
+            let list = list
+                .as_array_mut()
+                .ok_or_else(|| invalid("members: not a list"))?;
+            match kind {
+                "replace_loc_group_member_list" => *list = members,
+                "add_loc_group_members" => {
+                    for m in members {
+                        if !list.contains(&m) {
+                            list.push(m);
+                        }
+                    }
+                }
+                _ => {
+                    for m in &members {
+                        let at = list.iter().position(|x| x == m).ok_or_else(|| {
+                            missing(format!("location {m} is not a member of group {g}"))
+                        })?;
+                        list.remove(at);
+                    }
+                }
+            }
+        }
+        "add_tables" | "modify_table_list" | "replace_table_list" => {
+            let ch = name_of("channel")?;
+            let tables = arg
+                .get("tables")
+                .ok_or_else(|| invalid(format!("{kind}: tables missing")))?;
+            let new = tables_in(tables).map_err(api)?;
+            let channel = channel_mut(doc, &ch)?;
+            if kind == "replace_table_list" {
+                channel.insert("tables".into(), Json::Object(new));
+            } else {
+                let existing = sub_mut(channel, "tables");
+                for (n, t) in new {
+                    if kind == "add_tables" && existing.contains_key(&n) {
+                        return Err(ServiceError::new(
+                            ServiceErrorKind::Conflict,
+                            format!("table {n} already exists in channel {ch}"),
+                        ));
+                    }
+                    existing.insert(n, t);
+                }
+            }
+        }
+        "modify_table" => {
+            let ch = name_of("channel")?;
+            let t = name_of("table")?;
+            let table = sub_mut(channel_mut(doc, &ch)?, "tables")
+                .get_mut(&t)
+                .and_then(Json::as_object_mut)
+                .ok_or_else(|| missing(format!("table {t} does not exist in channel {ch}")))?;
+            for key in ["base_name", "table_group"] {
+                match arg.get(key) {
+                    None => {}
+                    Some(Json::Null) => {
+                        table.remove(key);
+                    }
+                    Some(v) => {
+                        table.insert(key.into(), v.clone());
+                    }
+                }
+            }
+        }
+        "add_cols" | "modify_col_list" | "replace_col_list" | "delete_cols" => {
+            let ch = name_of("channel")?;
+            let t = name_of("table")?;
+            let table = sub_mut(channel_mut(doc, &ch)?, "tables")
+                .get_mut(&t)
+                .and_then(Json::as_object_mut)
+                .ok_or_else(|| missing(format!("table {t} does not exist in channel {ch}")))?;
+            let cols = arg
+                .get("cols")
+                .ok_or_else(|| invalid(format!("{kind}: cols missing")))?;
+            if kind == "delete_cols" {
+                let existing = sub_mut(table, "cols");
+                for c in list_of(arg, "cols", kind)? {
+                    let name = c.as_str().unwrap_or_default();
+                    existing.remove(name).ok_or_else(|| {
+                        missing(format!("column {name} does not exist in table {t}"))
+                    })?;
+                }
+                return Ok(());
+            }
+            let new = wire::cols_in(cols, &format!("{kind}.cols")).map_err(api)?;
+            let existing = sub_mut(table, "cols");
+            if kind == "replace_col_list" {
+                existing.clear();
+            }
+            for (n, c) in new.as_object().into_iter().flatten() {
+                if kind == "add_cols" && existing.contains_key(n) {
+                    return Err(ServiceError::new(
+                        ServiceErrorKind::Conflict,
+                        format!("column {n} already exists in table {t}"),
+                    ));
+                }
+                existing.insert(n.clone(), c.clone());
+            }
+        }
+        "add_channel_actions" | "replace_channel_action_list" | "delete_channel_actions" => {
+            let ch = name_of("channel")?;
+            let actions = arg
+                .get("actions")
+                .ok_or_else(|| invalid(format!("{kind}: actions missing")))?;
+            let new = wire::actions_in(actions, &format!("{kind}.actions"))
+                .map_err(api)?
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let list = actions_mut(channel_mut(doc, &ch)?);
+            match kind {
+                "add_channel_actions" => list.extend(new),
+                "replace_channel_action_list" => *list = new,
+                _ => {
+                    for g in &new {
+                        let at = list
+                            .iter()
+                            .position(|a| same_action(a, g))
+                            .ok_or_else(|| missing(format!("Action does not exist: {g}")))?;
+                        list.remove(at);
+                    }
+                }
+            }
+        }
+        "add_loc_props" | "modify_loc_props" | "replace_loc_props" | "delete_loc_props" => {
+            let l = name_of("loc")?;
+            let loc = section(doc, "locations")
+                .get_mut(&l)
+                .and_then(Json::as_object_mut)
+                .ok_or_else(|| missing(format!("location {l} does not exist")))?;
+            if kind == "delete_loc_props" {
+                let props = sub_mut(loc, "props");
+                for p in list_of(arg, "props", kind)? {
+                    let p = p.as_str().unwrap_or_default();
+                    props
+                        .remove(p)
+                        .ok_or_else(|| missing(format!("location {l} has no property {p}")))?;
+                }
+                return Ok(());
+            }
+            let changes = arg
+                .get("props")
+                .and_then(Json::as_object)
+                .cloned()
+                .ok_or_else(|| invalid(format!("{kind}: props must be an object")))?;
+            if kind == "replace_loc_props" {
+                let sealed = loc.get("props").cloned();
+                loc.insert("props".into(), json!({}));
+                // Stored secrets a replacement leaves out stay (GETs never show them).
+                let mut kept = json!({ "props": {} });
+                keep_sealed(sealed.map(|p| json!({ "props": p })).as_ref(), &mut kept);
+                loc.insert("props".into(), kept["props"].clone());
+            }
+            for (k, v) in changes {
+                if k == "Class" {
+                    loc.insert("class".into(), v);
+                    continue;
+                }
+                let props = sub_mut(loc, "props");
+                if v.is_null() {
+                    props.remove(&k);
+                } else {
+                    props.insert(k, v);
+                }
+            }
+        }
+        "add_loc_actions"
+        | "replace_loc_action_list"
+        | "delete_loc_actions"
+        | "add_hub_actions"
+        | "replace_hub_action_list"
+        | "delete_hub_actions"
+        | "modify_action"
+        | "replace_action" => {
+            return Err(invalid(format!(
+                "import change {kind:?} is not supported in an import by sluice (hub and location actions are kept apart from the definitions); use the hub_actions, locs/{{loc}}/actions, action_modify or action_replace operation"
+            )));
+        }
         other => {
             return Err(invalid(format!(
-                "import change {other:?} is not supported; supported: add_channel, replace_channel, delete_channel, add_loc, replace_loc, delete_loc, add_table, replace_table, delete_tables"
+                "import change {other:?} is not a kind of change HVR documents"
             )));
         }
     }
     Ok(())
+}
+
+/// The array under `key` of a change's argument.
+fn list_of(arg: &Json, key: &str, kind: &str) -> Result<Vec<Json>, ServiceError> {
+    let list = arg
+        .get(key)
+        .and_then(Json::as_array)
+        .cloned()
+        .ok_or_else(|| invalid(format!("{kind}: {key} must be an array of names")))?;
+    if list.iter().any(|m| !m.is_string()) {
+        return Err(invalid(format!("{kind}: {key} must be an array of names")));
+    }
+    Ok(list)
 }
 
 pub(super) fn e_message(e: &ApiError) -> String {
