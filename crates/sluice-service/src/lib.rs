@@ -25,6 +25,7 @@ pub mod registry;
 pub mod rename;
 pub mod request;
 pub mod secrets;
+mod statistics;
 mod status;
 
 use std::collections::BTreeSet;
@@ -57,6 +58,7 @@ pub use request::{CompareRequest, DifferenceFilter, RefreshRequest};
 pub use sluice_engine::plan::{RefreshMode, RowwiseApply};
 pub use sluice_engine::{Granularity, Progress};
 pub use sluice_model::refresh::RefreshModeKind;
+pub use statistics::{METRICS, MetricValues, MetricsQuery, SCOPES, TIME_GRANULARITIES};
 pub use status::{ChannelDetail, ChannelOverview, HubOverview, LastRun, RefreshRun, TableStatus};
 
 /// What kind of failure a use case met; decides exit codes and (later) HTTP statuses.

@@ -4,12 +4,13 @@ use utoipa::openapi::path::HttpMethod;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 use super::{Auth, Doc, Face, H, HVR_ERRORS, Op, boolean, count, hvr, string};
-use crate::hvr::monitor::{events, jobs, shapes};
+use crate::hvr::monitor::{events, jobs, shapes, stats};
 
 pub(super) fn document(doc: &mut Doc) {
     job_interface(doc);
     job_system(doc);
     event_interface(doc);
+    statistics(doc);
 }
 
 fn job_interface(doc: &mut Doc) {
@@ -352,5 +353,100 @@ fn event_interface(doc: &mut Doc) {
         .query("max_events", count(), "at most this many (default 1000)")
         .json(200, "events by id, each naming its hub", repo_events)
         .errors(Face::Hvr, &[400, 401]),
+    );
+}
+
+fn statistics(doc: &mut Doc) {
+    let tag = "jobs";
+    let metrics = doc.schema::<shapes::Metrics>();
+    doc.add(
+        Op::new(
+            HttpMethod::Get,
+            &format!("{H}/stats/metrics"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "Metrics per channel, location and table",
+        )
+        .description(
+            "Computed from the refresh and compare events and their per-table results (the \
+             location is the target). Metrics: Refresh Rows, Refresh Source Rows, Refresh Bytes, \
+             Refresh Duration, Refresh Tables, Refresh Failures, Compare Rows, Compare Duration, \
+             Compare Differences, Compare Tables, Compare Failures. Times: ISO-8601 or epoch \
+             seconds.",
+        )
+        .query(
+            "fetch_values",
+            boolean(),
+            "with the values (else only which exist)",
+        )
+        .query_list("channel", "only these channels")
+        .query_list("loc", "only these locations")
+        .query_list("table", "only these tables")
+        .query_list("metric", "only these metrics")
+        .query_list(
+            "time_gran",
+            "minutes per value: 0 (each event), 1, 10, 60, 1440 (default 1)",
+        )
+        .query_list("scope", "***, c**, cl*, c*t, *l*, clt (default clt)")
+        .query("tstamp_begin", string(), "only events finished since")
+        .query("tstamp_end", string(), "only events finished until")
+        .query(
+            "updated_logs_since",
+            string(),
+            "accepted; every value is answered",
+        )
+        .query(
+            "updated_glob_since",
+            string(),
+            "accepted; every value is answered",
+        )
+        .json(200, "values", metrics)
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    let oldest = doc.schema::<shapes::OldestMetrics>();
+    doc.add(
+        Op::new(
+            HttpMethod::Get,
+            &format!("{H}/stats/oldest"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "The oldest metric time per granularity and scope",
+        )
+        .query_list("time_gran", "1, 10, 60, 1440")
+        .query_list("scope", "***, c**, cl*, c*t, *l*, clt")
+        .json(200, "oldest times", oldest)
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    let export = doc.schema::<stats::ExportBody>();
+    let reference = doc.schema::<shapes::ExportRef>();
+    doc.add(
+        Op::new(
+            HttpMethod::Post,
+            &format!("{H}/stats/metrics/export"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "Export metrics as CSV or JSON",
+        )
+        .description("Answers a reference; GET it (same path, ?ref=…) to download the export.")
+        .body(export, false)
+        .json(200, "where to fetch the export", reference)
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(
+            HttpMethod::Get,
+            &format!("{H}/stats/metrics/export"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "Download an export (sluice)",
+        )
+        .query("ref", string(), "the reference POST answered")
+        .reply(
+            200,
+            "metric,time_gran,scope,channel,loc,table,tstamp,value",
+            "text/csv; charset=utf-8; header=present",
+            string().build().into(),
+        )
+        .errors(Face::Hvr, HVR_ERRORS),
     );
 }

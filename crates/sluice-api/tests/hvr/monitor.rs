@@ -300,3 +300,123 @@ async fn job_attributes_and_env_vars_are_kept_checked_and_deleted_with_the_job()
         .json();
     assert_eq!(env, json!({}));
 }
+
+#[tokio::test]
+async fn stats_are_computed_from_refresh_results() {
+    let api = Api::start(false).await;
+    api.define(3).await;
+    let ev = api.refresh(true).await;
+    api.wait_event(&ev).await;
+    let m = api
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/stats/metrics?fetch_values=true&metric=Refresh%20Rows\
+             &metric=Refresh%20Failures&time_gran=1440&scope=clt&scope=***&tstamp_begin=0",
+            None,
+        )
+        .await
+        .expect(200)
+        .json();
+    let rows = m["Refresh Rows"]["1440"]["clt"]["ch1"]["tgt"]["orders"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{m}"));
+    assert_eq!(rows.values().collect::<Vec<_>>(), [&json!(3)], "{m}");
+    let all = m["Refresh Rows"]["1440"]["***"]["*"]["*"]["*"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{m}"));
+    assert_eq!(all.values().collect::<Vec<_>>(), [&json!(3)], "{m}");
+    let failures = &m["Refresh Failures"]["1440"]["clt"]["ch1"]["tgt"]["orders"];
+    assert_eq!(
+        failures.as_object().unwrap().values().collect::<Vec<_>>(),
+        [&json!(0)],
+        "{m}"
+    );
+    // Without fetch_values: which values exist, not the values.
+    let m = api
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/stats/metrics?metric=Refresh%20Rows",
+            None,
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        m["Refresh Rows"]["1"]["clt"]["ch1"]["tgt"]["orders"],
+        json!({})
+    );
+    // The future has no values.
+    let m = api
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/stats/metrics?tstamp_begin=2999-01-01T00:00:00Z",
+            None,
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(m, json!({}));
+    for bad in [
+        "metric=No%20Such",
+        "time_gran=7",
+        "scope=c%27%3B",
+        "tstamp_begin=yesterday",
+    ] {
+        api.call(
+            "GET",
+            &format!("/api/latest/hubs/hub1/stats/metrics?{bad}"),
+            None,
+        )
+        .await
+        .expect(400);
+    }
+    let oldest = api
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/stats/oldest?time_gran=60&scope=c**",
+            None,
+        )
+        .await
+        .expect(200)
+        .json();
+    assert!(
+        oldest["60"]["c**"].as_str().unwrap().ends_with('Z'),
+        "{oldest}"
+    );
+    let r = api
+        .call(
+            "POST",
+            "/api/latest/hubs/hub1/stats/metrics/export",
+            Some(json!({"format": "csv", "metric": ["Refresh Rows"], "time_gran": ["1440"]})),
+        )
+        .await
+        .expect(200)
+        .json();
+    let reference = r["ref"].as_str().unwrap();
+    let csv = api.call("GET", reference, None).await.expect(200).text;
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("metric,time_gran,scope,channel,loc,table,tstamp,value")
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with("Refresh Rows,1440,clt,ch1,tgt,orders,"),
+        "{csv}"
+    );
+    assert!(row.ends_with(",3"), "{csv}");
+    api.call(
+        "POST",
+        "/api/latest/hubs/hub1/stats/metrics/export",
+        Some(json!({"format": "xlsx"})),
+    )
+    .await
+    .expect(400);
+    api.call(
+        "GET",
+        "/api/latest/hubs/hub1/stats/metrics/export?ref=..%2F..%2Fetc%2Fpasswd",
+        None,
+    )
+    .await
+    .expect(400);
+}

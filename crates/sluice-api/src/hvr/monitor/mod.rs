@@ -4,6 +4,7 @@
 pub(crate) mod events;
 pub(crate) mod jobs;
 pub(crate) mod shapes;
+pub(crate) mod stats;
 
 use axum::Router;
 use axum::routing::{delete, get, post, put};
@@ -57,6 +58,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(&format!("{H}/event_types"), get(events::event_types))
         .route(&format!("{H}/event_channels"), get(events::event_channels))
         .route(&format!("{H}/event_locs"), get(events::event_locs))
+        .route(&format!("{H}/stats/metrics"), get(stats::metrics))
+        .route(&format!("{H}/stats/oldest"), get(stats::oldest))
+        .route(
+            &format!("{H}/stats/metrics/export"),
+            post(stats::export).get(stats::export_get),
+        )
         .route("/api/latest/repos/events", get(events::repos_events))
         .route(
             "/api/latest/repos/event_types",

@@ -65,3 +65,32 @@ pub(crate) struct RepoEvent {
 /// Events of the repository by id, newest first.
 #[derive(ToSchema)]
 pub(crate) struct RepoEvents(BTreeMap<String, RepoEvent>);
+
+/// Metric values: metric → time_gran → scope → channel → loc → table → tstamp → value (`*` for
+/// a level the scope sums over; without `fetch_values` the innermost maps are empty).
+#[derive(ToSchema)]
+pub(crate) struct Metrics(
+    BTreeMap<
+        String,
+        BTreeMap<
+            String,
+            BTreeMap<
+                String,
+                BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<String, i64>>>>,
+            >,
+        >,
+    >,
+);
+
+/// The oldest metric time: time_gran → scope → tstamp.
+#[derive(ToSchema)]
+pub(crate) struct OldestMetrics(BTreeMap<String, BTreeMap<String, String>>);
+
+/// Where to fetch an export.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportRef {
+    /// A path to `GET` (it makes the export then).
+    #[serde(rename = "ref")]
+    reference: String,
+}
