@@ -40,8 +40,8 @@ use crate::event::{Append, NewEvent, Published, StoredEvent, check_id};
 use crate::routing::Pattern;
 use crate::store::{EventStore, HistoryPage, HistoryQuery};
 use crate::topic::{
-    DEFINITION_TOPIC, EVENT_TOPIC, Grants, JOB_TOPIC, Principal, Retention, SchemaVersion, Topic,
-    TopicName, TopicSpec,
+    ALERT_TOPIC, DEFINITION_TOPIC, EVENT_TOPIC, Grants, JOB_TOPIC, Principal, Retention,
+    SchemaVersion, Topic, TopicName, TopicSpec,
 };
 
 /// Limits and intervals of the hub.
@@ -298,6 +298,22 @@ fn builtin_specs() -> Vec<(TopicName, TopicSpec)> {
                         "ev_id": {"type": "string"},
                         "type": {"type": "string"},
                         "state": {"type": "string"},
+                    },
+                }),
+            ),
+        ),
+        (
+            name(ALERT_TOPIC),
+            spec(
+                "Notifications of the hubs' alert rules; routing <hub>.<alert>",
+                serde_json::json!({
+                    "type": "object",
+                    "required": ["hub", "alert", "reason", "tstamp"],
+                    "properties": {
+                        "hub": {"type": "string"},
+                        "alert": {"type": "string"},
+                        "reason": {"type": "string"},
+                        "tstamp": {"type": "string"},
                     },
                 }),
             ),

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod action_list;
 pub mod admin;
+pub mod alert;
 pub mod auth;
 pub mod connectors;
 pub mod context;

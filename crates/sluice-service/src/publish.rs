@@ -46,7 +46,7 @@ impl PublishingRepository {
     /// Wraps `inner`; changes are published on `hub`.
     pub fn new(inner: Arc<dyn Repository>, hub: EventHub) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(publish_loop(hub, rx));
+        tokio::spawn(publish_loop(hub, rx, inner.clone()));
         PublishingRepository { inner, queue }
     }
 
@@ -171,7 +171,7 @@ impl PublishingRepository {
     }
 }
 
-async fn publish_loop(hub: EventHub, mut rx: mpsc::Receiver<HubEvent>) {
+async fn publish_loop(hub: EventHub, mut rx: mpsc::Receiver<HubEvent>, repo: Arc<dyn Repository>) {
     let actor = Actor::system();
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 1000).await > 0 {
@@ -179,7 +179,16 @@ async fn publish_loop(hub: EventHub, mut rx: mpsc::Receiver<HubEvent>) {
         let mut attempt = 0;
         loop {
             match hub.publish(events.clone(), &actor).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    // Alerts on what was just published (events and job states).
+                    for e in &events {
+                        let topic = e.topic.as_str();
+                        if topic == EVENT_TOPIC || topic == JOB_TOPIC {
+                            crate::alert::evaluate(&*repo, &hub, topic, &e.payload).await;
+                        }
+                    }
+                    break;
+                }
                 Err(e) if attempt < 5 => {
                     attempt += 1;
                     tracing::warn!(error = %e, attempt, "publishing change notifications failed; retrying");

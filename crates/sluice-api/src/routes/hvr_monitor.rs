@@ -4,13 +4,14 @@ use utoipa::openapi::path::HttpMethod;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 use super::{Auth, Doc, Face, H, HVR_ERRORS, Op, boolean, count, hvr, string};
-use crate::hvr::monitor::{events, jobs, shapes, stats};
+use crate::hvr::monitor::{alerts, events, jobs, shapes, stats};
 
 pub(super) fn document(doc: &mut Doc) {
     job_interface(doc);
     job_system(doc);
     event_interface(doc);
     statistics(doc);
+    alert_interface(doc);
 }
 
 fn job_interface(doc: &mut Doc) {
@@ -445,6 +446,137 @@ fn statistics(doc: &mut Doc) {
             200,
             "metric,time_gran,scope,channel,loc,table,tstamp,value",
             "text/csv; charset=utf-8; header=present",
+            string().build().into(),
+        )
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+}
+
+fn alert_interface(doc: &mut Doc) {
+    let tag = "jobs";
+    const A: &str = "/api/latest/hubs/{hub}/alerts/{alert}";
+    let names = doc.schema::<shapes::AlertNames>();
+    let create = doc.schema::<alerts::AlertBody>();
+    let props = doc.schema::<shapes::AlertProps>();
+    let change = doc.schema::<alerts::AlertPropsBody>();
+    let remove = doc.schema::<alerts::AlertPropsDeleteBody>();
+    doc.add(
+        Op::new(
+            HttpMethod::Get,
+            &format!("{H}/alerts"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "Alerts",
+        )
+        .json(200, "alert names", names)
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(
+            HttpMethod::Post,
+            &format!("{H}/alerts"),
+            tag,
+            Auth::Bearer("ReadWrite"),
+            "Create an alert",
+        )
+        .description(
+            "Props: Description; Event_Types (event types, * for any) with Event_States (default \
+             FAILED); Job_States; Channels (default all); Disabled. Lists are names separated by \
+             commas or arrays. Notifications go to the event hub topic sluice.alert (routing \
+             <hub>.<alert>) as events finish and jobs change state.",
+        )
+        .body(create, false)
+        .empty(201, "created")
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(
+            HttpMethod::Delete,
+            A,
+            tag,
+            Auth::Bearer("ReadWrite"),
+            "Delete an alert",
+        )
+        .empty(204, "deleted")
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(
+            HttpMethod::Get,
+            &format!("{A}/props"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "An alert's props (with Alert_State, Last_Notification, Notification_Count)",
+        )
+        .query_list("fetch", "only these props")
+        .json(200, "props", props)
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    for (method, summary) in [
+        (
+            HttpMethod::Patch,
+            "Change an alert's props (null removes one)",
+        ),
+        (HttpMethod::Put, "Replace an alert's props"),
+    ] {
+        doc.add(
+            Op::new(
+                method,
+                &format!("{A}/props"),
+                tag,
+                Auth::Bearer("ReadWrite"),
+                summary,
+            )
+            .body(change.clone(), false)
+            .empty(204, "changed")
+            .errors(Face::Hvr, HVR_ERRORS),
+        );
+    }
+    doc.add(
+        Op::new(
+            HttpMethod::Post,
+            &format!("{A}/props_delete"),
+            tag,
+            Auth::Bearer("ReadWrite"),
+            "Remove props of an alert",
+        )
+        .body(remove, false)
+        .empty(204, "removed")
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    for (verb, level, summary) in [
+        ("clear", "ReadWrite", "Clear an alert's state"),
+        ("disable", "ReadWrite", "Disable an alert"),
+        ("test", "ReadWrite", "Send a test notification now"),
+    ] {
+        doc.add(
+            Op::new(
+                HttpMethod::Post,
+                &format!("{A}/{verb}"),
+                tag,
+                Auth::Bearer(level),
+                summary,
+            )
+            .empty(204, "done")
+            .errors(Face::Hvr, HVR_ERRORS),
+        );
+    }
+    doc.add(
+        Op::new(
+            HttpMethod::Post,
+            &format!("{A}/execute"),
+            tag,
+            Auth::Bearer("ReadExec"),
+            "Evaluate an alert now",
+        )
+        .description(
+            "Against the current job states and the events since its last notification; one \
+             notification when anything matches.",
+        )
+        .reply(
+            200,
+            "what was evaluated",
+            "text/plain; charset=utf-8",
             string().build().into(),
         )
         .errors(Face::Hvr, HVR_ERRORS),

@@ -420,3 +420,218 @@ async fn stats_are_computed_from_refresh_results() {
     .await
     .expect(400);
 }
+
+impl Api {
+    /// The notifications on `sluice.alert` so far.
+    async fn alerts_delivered(&self) -> Vec<Value> {
+        let page = self
+            .call("GET", "/events/sluice.alert/history", None)
+            .await
+            .expect(200)
+            .json();
+        page["items"].as_array().unwrap().clone()
+    }
+
+    /// Waits a little for notifications to settle; answers them.
+    async fn alerts_after_a_while(&self, want: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let got = self.alerts_delivered().await;
+            if got.len() >= want || Instant::now() > deadline {
+                // A little longer, to see that no more arrive.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return self.alerts_delivered().await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn payloads_of(alerts: &[Value], alert: &str) -> Vec<Value> {
+    alerts
+        .iter()
+        .map(|a| a["payload"].clone())
+        .filter(|p| p["alert"] == alert)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_alert_on_failed_refreshes_fires_when_one_fails_and_not_when_it_succeeds() {
+    let api = Api::start(false).await;
+    api.define(3).await;
+    for (name, props) in [
+        (
+            "failed_refresh",
+            json!({"Event_Types": "Refresh", "Description": "refresh failed"}),
+        ),
+        ("off", json!({"Event_Types": "Refresh"})),
+    ] {
+        api.call(
+            "POST",
+            "/api/latest/hubs/hub1/alerts",
+            Some(json!({"alert": name, "props": props})),
+        )
+        .await
+        .expect(201);
+    }
+    api.call("POST", "/api/latest/hubs/hub1/alerts/off/disable", None)
+        .await
+        .expect(204);
+    let names = api
+        .call("GET", "/api/latest/hubs/hub1/alerts", None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(names, json!(["failed_refresh", "off"]));
+    // A refresh that succeeds fires nothing.
+    let ev = api.refresh(true).await;
+    assert_eq!(api.wait_event(&ev).await["state"], "DONE");
+    let delivered = api.alerts_after_a_while(1).await;
+    assert!(
+        payloads_of(&delivered, "failed_refresh").is_empty(),
+        "{delivered:?}"
+    );
+    // One that fails fires once, on the enabled alert only.
+    let src = api.hub.dir().join("src.db");
+    rusqlite::Connection::open(&src)
+        .unwrap()
+        .execute_batch("UPDATE orders SET amount = 'not a number' WHERE id = 1;")
+        .unwrap();
+    let a = api
+        .call(
+            "POST",
+            "/api/latest/hubs/hub1/channels/ch1/refresh",
+            Some(json!({"source_loc": "src", "target_loc": "tgt"})),
+        )
+        .await;
+    if a.status.as_u16() == 201 {
+        let ev = a.json()["posted_ev_id"].as_str().unwrap().to_owned();
+        assert_eq!(api.wait_event(&ev).await["state"], "FAILED");
+    } else {
+        panic!("the refresh was refused at submit time: {}", a.text);
+    }
+    let delivered = api.alerts_after_a_while(1).await;
+    let fired = payloads_of(&delivered, "failed_refresh");
+    assert_eq!(fired.len(), 1, "{delivered:?}");
+    assert_eq!(fired[0]["hub"], "hub1");
+    assert_eq!(fired[0]["cause"]["type"], "Refresh");
+    assert_eq!(fired[0]["cause"]["state"], "FAILED");
+    assert!(payloads_of(&delivered, "off").is_empty(), "{delivered:?}");
+    let props = api
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/alerts/failed_refresh/props",
+            None,
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(props["Alert_State"], "RAISED", "{props}");
+    assert_eq!(props["Notification_Count"], 1, "{props}");
+    api.call(
+        "POST",
+        "/api/latest/hubs/hub1/alerts/failed_refresh/clear",
+        None,
+    )
+    .await
+    .expect(204);
+    let props = api
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/alerts/failed_refresh/props?fetch=Alert_State",
+            None,
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(props, json!({"Alert_State": "CLEAR"}));
+    // test sends one now; execute evaluates now (the failed event is older than the last
+    // notification, so nothing new matches).
+    api.call("POST", "/api/latest/hubs/hub1/alerts/off/test", None)
+        .await
+        .expect(204);
+    let delivered = api.alerts_after_a_while(2).await;
+    assert_eq!(payloads_of(&delivered, "off")[0]["reason"], "test");
+    let text = api
+        .call(
+            "POST",
+            "/api/latest/hubs/hub1/alerts/failed_refresh/execute",
+            None,
+        )
+        .await
+        .expect(200)
+        .text;
+    assert!(text.contains("failed_refresh"), "{text}");
+}
+
+#[tokio::test]
+async fn alert_props_are_checked_and_names_are_looked_up() {
+    let api = Api::start(false).await;
+    api.define(3).await;
+    let create = |body: Value| api.call("POST", "/api/latest/hubs/hub1/alerts", Some(body));
+    create(json!({"alert": "a1", "props": {}}))
+        .await
+        .expect(201);
+    create(json!({"alert": "a1", "props": {}}))
+        .await
+        .expect(400);
+    create(json!({"alert": "../x", "props": {}}))
+        .await
+        .expect(400);
+    create(json!({"alert": "b", "props": {"Command": "rm -rf /"}}))
+        .await
+        .expect(400);
+    create(json!({"alert": "b", "props": {"Job_States": "EXPLODED"}}))
+        .await
+        .expect(400);
+    let base = "/api/latest/hubs/hub1/alerts/a1";
+    api.call(
+        "PATCH",
+        &format!("{base}/props"),
+        Some(json!({"Job_States": "FAILED,RETRY", "Channels": ["ch1"]})),
+    )
+    .await
+    .expect(204);
+    api.call(
+        "PATCH",
+        &format!("{base}/props"),
+        Some(json!({"Alert_State": "CLEAR"})),
+    )
+    .await
+    .expect(400);
+    api.call(
+        "POST",
+        &format!("{base}/props_delete"),
+        Some(json!({"props": ["Channels"]})),
+    )
+    .await
+    .expect(204);
+    let props = api
+        .call("GET", &format!("{base}/props"), None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(props, json!({"Job_States": "FAILED,RETRY"}));
+    api.call(
+        "PUT",
+        &format!("{base}/props"),
+        Some(json!({"Description": "only this"})),
+    )
+    .await
+    .expect(204);
+    let props = api
+        .call("GET", &format!("{base}/props"), None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(props, json!({"Description": "only this"}));
+    let reader = api.user("reader", "ReadOnly").await;
+    api.call_as(Some(&reader), "DELETE", base, None)
+        .await
+        .expect(403);
+    api.call("DELETE", base, None).await.expect(204);
+    api.call("DELETE", base, None).await.expect(404);
+    api.call("POST", "/api/latest/hubs/hub1/alerts/nope/test", None)
+        .await
+        .expect(404);
+}

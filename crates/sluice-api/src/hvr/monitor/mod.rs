@@ -1,6 +1,7 @@
 //! HVR: jobs and the job system's attributes and environment, events, statistics, alerts and
 //! log files (HVR's Job, Event, Statistics, Alert and Logfile Tailing interfaces).
 
+pub(crate) mod alerts;
 pub(crate) mod events;
 pub(crate) mod jobs;
 pub(crate) mod shapes;
@@ -64,6 +65,31 @@ pub(crate) fn routes() -> Router<AppState> {
             &format!("{H}/stats/metrics/export"),
             post(stats::export).get(stats::export_get),
         )
+        .route(
+            &format!("{H}/alerts"),
+            get(alerts::list).post(alerts::create),
+        )
+        .route(&format!("{H}/alerts/{{alert}}"), delete(alerts::delete))
+        .route(
+            &format!("{H}/alerts/{{alert}}/props"),
+            get(alerts::props)
+                .patch(alerts::patch_props)
+                .put(alerts::put_props),
+        )
+        .route(
+            &format!("{H}/alerts/{{alert}}/props_delete"),
+            post(alerts::props_delete),
+        )
+        .route(&format!("{H}/alerts/{{alert}}/clear"), post(alerts::clear))
+        .route(
+            &format!("{H}/alerts/{{alert}}/disable"),
+            post(alerts::disable),
+        )
+        .route(
+            &format!("{H}/alerts/{{alert}}/execute"),
+            post(alerts::execute),
+        )
+        .route(&format!("{H}/alerts/{{alert}}/test"), post(alerts::test))
         .route("/api/latest/repos/events", get(events::repos_events))
         .route(
             "/api/latest/repos/event_types",

@@ -69,18 +69,27 @@ pub(crate) struct RepoEvents(BTreeMap<String, RepoEvent>);
 /// Metric values: metric → time_gran → scope → channel → loc → table → tstamp → value (`*` for
 /// a level the scope sums over; without `fetch_values` the innermost maps are empty).
 #[derive(ToSchema)]
-pub(crate) struct Metrics(
-    BTreeMap<
-        String,
-        BTreeMap<
-            String,
-            BTreeMap<
-                String,
-                BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<String, i64>>>>,
-            >,
-        >,
-    >,
-);
+pub(crate) struct Metrics(BTreeMap<String, MetricGrans>);
+
+/// By time granularity.
+#[derive(ToSchema)]
+pub(crate) struct MetricGrans(BTreeMap<String, MetricScopes>);
+
+/// By scope.
+#[derive(ToSchema)]
+pub(crate) struct MetricScopes(BTreeMap<String, MetricChannels>);
+
+/// By channel (`*`: all).
+#[derive(ToSchema)]
+pub(crate) struct MetricChannels(BTreeMap<String, MetricLocs>);
+
+/// By location (`*`: all).
+#[derive(ToSchema)]
+pub(crate) struct MetricLocs(BTreeMap<String, MetricTables>);
+
+/// By table (`*`: all): values by time.
+#[derive(ToSchema)]
+pub(crate) struct MetricTables(BTreeMap<String, BTreeMap<String, i64>>);
 
 /// The oldest metric time: time_gran → scope → tstamp.
 #[derive(ToSchema)]
@@ -94,3 +103,11 @@ pub(crate) struct ExportRef {
     #[serde(rename = "ref")]
     reference: String,
 }
+
+/// Alert names.
+#[derive(ToSchema)]
+pub(crate) struct AlertNames(Vec<String>);
+
+/// An alert's props.
+#[derive(ToSchema)]
+pub(crate) struct AlertProps(BTreeMap<String, serde_json::Value>);
