@@ -153,6 +153,8 @@ impl Hub {
         if let Some(policy) = config.location_policy {
             service.set_location_policy(policy);
         }
+        let facts = sluice_service::hub_server::RepositoryFacts::from_spec(&config.repository);
+        service.set_server_facts(|f| f.repository = facts);
         let generated_admin_password = if config.setup_mode {
             None
         } else {
@@ -214,6 +216,10 @@ impl Hub {
         listener: tokio::net::TcpListener,
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
+        if let Ok(addr) = listener.local_addr() {
+            self.service
+                .set_server_facts(|f| f.http_port = Some(addr.port()));
+        }
         let scheduler = tokio::spawn(
             self.service
                 .clone()

@@ -195,6 +195,12 @@ wire_enum!(
         /// A connector's settings changed (pause, schedule, schema config) through the
         /// Fivetran face or the dashboard.
         ConnectorChange => "Connector_Change",
+        /// A hub's stored secrets re-sealed under the wallet's current key.
+        ReencryptSecrets => "Reencrypt_Secrets",
+        /// A hub saved to a snapshot.
+        SaveHubSnapshot => "Save_Hub_Snapshot",
+        /// A hub restored from a snapshot.
+        RestoreHubSnapshot => "Restore_Hub_Snapshot",
     }
 );
 

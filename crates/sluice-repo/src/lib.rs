@@ -44,6 +44,14 @@ use sluice_model::{
 
 pub use postgres::PostgresRepository;
 pub use props::{PropBag, PropBagKind, PropWrite};
+
+/// The newest repository schema version this build reads and writes.
+pub fn schema_version() -> u32 {
+    migrations::MIGRATIONS
+        .last()
+        .map(|(version, _, _)| *version)
+        .unwrap_or_default()
+}
 use props::{check_write, group_bags, props_value};
 pub use sluice_store::{Database, Spec};
 use sluice_store::{StoreError, StoreErrorKind};

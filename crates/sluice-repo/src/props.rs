@@ -13,6 +13,10 @@ pub enum PropBag {
     Repository,
     /// The wallet's settings (`/wallet/props`).
     Wallet,
+    /// A wallet key, by sequence: its wrapped key and when it was made (`/wallet/key_rotate`).
+    WalletKey(u32),
+    /// A saved hub snapshot, by reference (`/hubs/{hub}/snapshot`).
+    Snapshot(String),
     /// A user's props (`/users/{user}/props`).
     User(String),
     /// A user's props on one hub, among them its access level there (`/hubs/{hub}/users/{user}/props`).
@@ -42,6 +46,10 @@ pub enum PropBagKind {
     Repository,
     /// [`PropBag::Wallet`].
     Wallet,
+    /// [`PropBag::WalletKey`].
+    WalletKey,
+    /// [`PropBag::Snapshot`].
+    Snapshot,
     /// [`PropBag::User`].
     User,
     /// [`PropBag::HubUser`].
@@ -69,6 +77,8 @@ impl PropBagKind {
             PropBagKind::HubServer => "hubserver",
             PropBagKind::Repository => "repository",
             PropBagKind::Wallet => "wallet",
+            PropBagKind::WalletKey => "wallet_key",
+            PropBagKind::Snapshot => "snapshot",
             PropBagKind::User => "user",
             PropBagKind::HubUser => "hub_user",
             PropBagKind::Alert => "alert",
@@ -89,6 +99,8 @@ impl PropBag {
             PropBag::HubServer => PropBagKind::HubServer,
             PropBag::Repository => PropBagKind::Repository,
             PropBag::Wallet => PropBagKind::Wallet,
+            PropBag::WalletKey(_) => PropBagKind::WalletKey,
+            PropBag::Snapshot(_) => PropBagKind::Snapshot,
             PropBag::User(_) => PropBagKind::User,
             PropBag::HubUser(..) => PropBagKind::HubUser,
             PropBag::Alert(..) => PropBagKind::Alert,
@@ -108,7 +120,8 @@ impl PropBag {
             PropBag::HubServer | PropBag::Repository | PropBag::Wallet => {
                 (String::new(), String::new())
             }
-            PropBag::User(u) => (String::new(), u.clone()),
+            PropBag::WalletKey(n) => (String::new(), n.to_string()),
+            PropBag::User(u) | PropBag::Snapshot(u) => (String::new(), u.clone()),
             PropBag::HubUser(h, u) | PropBag::Alert(h, u) | PropBag::LocActions(h, u) => {
                 (h.as_str().to_owned(), u.clone())
             }
@@ -130,6 +143,8 @@ impl PropBag {
             "hubserver" => PropBag::HubServer,
             "repository" => PropBag::Repository,
             "wallet" => PropBag::Wallet,
+            "wallet_key" => PropBag::WalletKey(owner.parse().ok()?),
+            "snapshot" => PropBag::Snapshot(owner.to_owned()),
             "user" => PropBag::User(owner.to_owned()),
             "hub_user" => PropBag::HubUser(hub_name()?, owner.to_owned()),
             "alert" => PropBag::Alert(hub_name()?, owner.to_owned()),

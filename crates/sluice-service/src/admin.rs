@@ -174,6 +174,51 @@ impl HubService {
             .await?)
     }
 
+    /// Replaces the hub's props (HVR's `PUT …/props`): those not given are deleted (the
+    /// description becomes empty); read-only props given with the value they have are ignored.
+    pub async fn replace_hub_props(
+        &self,
+        hub: &HubName,
+        props: &BTreeMap<String, Json>,
+        read_only: &BTreeMap<String, Json>,
+    ) -> Result<EventId> {
+        let record = self.hub(hub).await?;
+        let mut changes: BTreeMap<String, Option<Json>> = BTreeMap::new();
+        for (name, value) in props {
+            if read_only.get(name) == Some(value) {
+                continue;
+            }
+            if value.is_null() {
+                return Err(ServiceError::invalid(format!(
+                    "hub property {name}: null is not a value (PUT replaces every property; leave it out to delete it)"
+                )));
+            }
+            changes.insert(name.clone(), Some(value.clone()));
+        }
+        for name in record.props.keys() {
+            changes.entry(name.clone()).or_insert(None);
+        }
+        changes
+            .entry("Description".into())
+            .or_insert(Some(Json::String(String::new())));
+        self.set_hub_props(hub, &changes).await
+    }
+
+    /// Deletes hub props (HVR's `POST …/props_delete`); deleting `Description` empties it.
+    pub async fn delete_hub_props(&self, hub: &HubName, names: &[String]) -> Result<EventId> {
+        if names.is_empty() {
+            return Err(ServiceError::invalid("props: name at least one property"));
+        }
+        let changes: BTreeMap<String, Option<Json>> = names
+            .iter()
+            .map(|n| {
+                let value = (n == "Description").then(|| Json::String(String::new()));
+                (n.clone(), value)
+            })
+            .collect();
+        self.set_hub_props(hub, &changes).await
+    }
+
     /// The hub's definitions and their version.
     pub async fn definitions(&self, hub: &HubName) -> Result<(Definitions, i64)> {
         let record = self.hub(hub).await?;
@@ -278,6 +323,8 @@ impl HubService {
                 )));
             }
             let notes = self.check_changed_locations(&defs, &mut new_defs)?;
+            // After reading the definitions: a rotation since makes this write conflict.
+            self.sync_wallet().await?;
             self.seal_secrets(&mut new_defs)?;
             let mut event_description = format!("{description} (by {})", self.user());
             for note in &notes {

@@ -485,6 +485,7 @@ impl HubService {
         let (source, target) = connector_ends(&channel).map_err(missing)?;
         let source = self.location(&id.hub, &source).await?;
         let target = self.location(&id.hub, &target).await?;
+        self.sync_wallet().await?;
         Ok(Resolved {
             id: id.clone(),
             channel,

@@ -453,6 +453,8 @@ impl HubService {
         tables: &[TableName],
         compare: bool,
     ) -> Result<Resolved> {
+        // Secrets sealed under a wallet key another process made open here too.
+        self.sync_wallet().await?;
         let channel = self.channel(hub, channel).await?;
         let source = pick(&channel, source, ActionType::Capture, "source", "--source")?;
         let target = pick(

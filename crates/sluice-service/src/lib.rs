@@ -16,6 +16,7 @@ pub mod context;
 pub mod definition;
 mod event_query;
 mod health;
+pub mod hub_server;
 mod job_system;
 mod jobs;
 mod password;
@@ -26,8 +27,10 @@ pub mod registry;
 pub mod rename;
 pub mod request;
 pub mod secrets;
+pub mod snapshot;
 mod statistics;
 mod status;
+pub mod wallet;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -206,6 +209,8 @@ struct Inner {
     events: Option<sluice_events::EventHub>,
     /// What location definitions may reach (variables, files).
     policy: std::sync::RwLock<Arc<policy::LocationPolicy>>,
+    /// What `sluice serve`'s configuration says of the hub server.
+    server: std::sync::RwLock<hub_server::ServerFacts>,
     /// Redacted definition documents by hub, with the (creation time, version) they show.
     #[allow(clippy::type_complexity)]
     doc_cache: std::sync::Mutex<
@@ -315,6 +320,7 @@ impl HubService {
                 limiter: auth::LoginLimiter::default(),
                 auth_cache: auth::AuthCache::default(),
                 policy: std::sync::RwLock::new(Arc::new(policy::LocationPolicy::default())),
+                server: Default::default(),
                 doc_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
             user: Arc::from(user.into()),
@@ -545,6 +551,7 @@ impl HubService {
     /// Tests the connection to a location; changes nothing.
     pub async fn test_location(&self, hub: &HubName, name: &LocationName) -> Result<TestReport> {
         let location = self.location(hub, name).await?;
+        self.sync_wallet().await?;
         let connector = self
             .connect(&location)
             .map_err(|e| ServiceError::connector(format!("location {name}"), e))?;

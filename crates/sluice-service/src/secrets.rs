@@ -16,16 +16,41 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 
 const PREFIX: &str = "enc:v1:";
+/// Sealed under a wallet key: `enc:v2:<sequence>:<base64 of nonce ‖ ciphertext>`.
+const PREFIX_V2: &str = "enc:v2:";
 
 /// Whether a stored property value is sealed.
 pub fn is_sealed(value: &str) -> bool {
-    value.starts_with(PREFIX)
+    value.starts_with(PREFIX) || value.starts_with(PREFIX_V2)
 }
 
-/// The key that seals and opens stored secrets.
+/// The wallet key sequence a sealed value was sealed under (`0`: the master key itself).
+pub fn sealed_sequence(value: &str) -> Option<u32> {
+    if value.starts_with(PREFIX) {
+        return Some(0);
+    }
+    let rest = value.strip_prefix(PREFIX_V2)?;
+    rest.split_once(':')?.0.parse().ok()
+}
+
+/// The key that seals and opens stored secrets: the *master key* (from `SLUICE_SECRET_KEY` or the
+/// key file) and the wallet keys it wraps (see `wallet.rs`). Values are sealed under the current
+/// wallet key (`enc:v2:<sequence>:…`), or under the master key itself while no wallet key exists
+/// (`enc:v1:…`); every wallet key this process has loaded opens what it sealed. Clones share
+/// the wallet keys.
 #[derive(Clone)]
 pub struct SecretKey {
     key: [u8; 32],
+    source: &'static str,
+    ring: std::sync::Arc<std::sync::RwLock<Ring>>,
+}
+
+/// The wallet keys a process has loaded.
+#[derive(Default)]
+struct Ring {
+    /// The sequence new values are sealed under (`0`: the master key).
+    current: u32,
+    keys: std::collections::BTreeMap<u32, [u8; 32]>,
 }
 
 impl std::fmt::Debug for SecretKey {
@@ -44,7 +69,14 @@ impl SecretKey {
     pub fn from_text(text: &str) -> Self {
         SecretKey {
             key: Sha256::digest(text.as_bytes()).into(),
+            source: "given",
+            ring: Default::default(),
         }
+    }
+
+    /// Where the master key came from: `SLUICE_SECRET_KEY`, `key file` or `given`.
+    pub fn source(&self) -> &'static str {
+        self.source
     }
 
     /// `SLUICE_SECRET_KEY` when set, else the key file `path`, created (mode 0600) when missing.
@@ -52,9 +84,15 @@ impl SecretKey {
         if let Ok(text) = std::env::var("SLUICE_SECRET_KEY")
             && !text.is_empty()
         {
-            return Ok(Self::from_text(&text));
+            return Ok(SecretKey {
+                source: "SLUICE_SECRET_KEY",
+                ..Self::from_text(&text)
+            });
         }
-        Self::load_file(path)
+        Self::load_file(path).map(|key| SecretKey {
+            source: "key file",
+            ..key
+        })
     }
 
     /// The key file `path`, created when missing: exclusively (`O_CREAT|O_EXCL`, mode 0600 from
@@ -96,38 +134,135 @@ impl SecretKey {
         }
     }
 
-    /// Seals a secret value.
-    pub fn seal(&self, plain: &str) -> String {
-        let cipher = XChaCha20Poly1305::new((&self.key).into());
-        let nonce_bytes = rand::random::<[u8; 24]>();
-        let nonce = XNonce::from_slice(&nonce_bytes);
-        let sealed = cipher.encrypt(nonce, plain.as_bytes()).unwrap_or_default();
-        let mut bytes = nonce_bytes.to_vec();
-        bytes.extend_from_slice(&sealed);
-        format!("{PREFIX}{}", B64.encode(bytes))
+    fn ring(&self) -> std::sync::RwLockReadGuard<'_, Ring> {
+        self.ring.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Opens a sealed value.
-    pub fn open(&self, sealed: &str) -> Result<String, SecretError> {
-        let body = sealed
-            .strip_prefix(PREFIX)
-            .ok_or_else(|| SecretError("the value is not sealed".into()))?;
-        let bytes = B64
-            .decode(body)
-            .map_err(|_| SecretError("the sealed value is damaged".into()))?;
-        if bytes.len() < 24 {
-            return Err(SecretError("the sealed value is damaged".into()));
+    fn ring_mut(&self) -> std::sync::RwLockWriteGuard<'_, Ring> {
+        self.ring.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Seals a secret value under the current wallet key (the master key while there is none).
+    pub fn seal(&self, plain: &str) -> String {
+        let ring = self.ring();
+        match ring.keys.get(&ring.current) {
+            Some(key) if ring.current > 0 => format!(
+                "{PREFIX_V2}{}:{}",
+                ring.current,
+                B64.encode(seal_bytes(key, plain.as_bytes()))
+            ),
+            _ => format!(
+                "{PREFIX}{}",
+                B64.encode(seal_bytes(&self.key, plain.as_bytes()))
+            ),
         }
-        let (nonce, data) = bytes.split_at(24);
-        let cipher = XChaCha20Poly1305::new((&self.key).into());
-        let plain = cipher.decrypt(XNonce::from_slice(nonce), data).map_err(|_| {
-            SecretError(
+    }
+
+    /// Opens a sealed value, whichever loaded key sealed it.
+    pub fn open(&self, sealed: &str) -> Result<String, SecretError> {
+        let (key, body) = if let Some(body) = sealed.strip_prefix(PREFIX) {
+            (self.key, body)
+        } else {
+            let sequence = sealed_sequence(sealed)
+                .ok_or_else(|| SecretError("the value is not sealed".into()))?;
+            let body = sealed
+                .strip_prefix(PREFIX_V2)
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(_, body)| body)
+                .unwrap_or_default();
+            let key = *self.ring().keys.get(&sequence).ok_or_else(|| {
+                SecretError(format!(
+                    "the stored secret is sealed under wallet key {sequence}, which this hub server does not have (deleted from the key history, or wrapped by another master key)"
+                ))
+            })?;
+            (key, body)
+        };
+        let plain = open_bytes(&key, body).map_err(|e| match e {
+            Some(e) => e,
+            None => SecretError(
                 "the stored secret cannot be opened with this hub's secret key (was SLUICE_SECRET_KEY or the key file changed?)"
                     .into(),
-            )
+            ),
         })?;
         String::from_utf8(plain).map_err(|_| SecretError("the sealed value is damaged".into()))
     }
+
+    /// A new random wallet key: the key wrapped (sealed) by the master key, for storing.
+    pub fn new_wrapped_key(&self) -> String {
+        let key = rand::random::<[u8; 32]>();
+        format!("{PREFIX}{}", B64.encode(seal_bytes(&self.key, &key)))
+    }
+
+    /// Loads wallet key `sequence` from its wrapped form (a no-op when it is loaded already).
+    pub fn load_wallet_key(&self, sequence: u32, wrapped: &str) -> Result<(), SecretError> {
+        if sequence == 0 || self.ring().keys.contains_key(&sequence) {
+            return Ok(());
+        }
+        let body = wrapped
+            .strip_prefix(PREFIX)
+            .ok_or_else(|| SecretError(format!("wallet key {sequence} is damaged")))?;
+        let bytes = open_bytes(&self.key, body)
+            .map_err(|_| {
+                SecretError(format!(
+                    "wallet key {sequence} cannot be opened with this hub's master key (was SLUICE_SECRET_KEY or the key file changed?)"
+                ))
+            })?
+            .try_into()
+            .map_err(|_| SecretError(format!("wallet key {sequence} is damaged")))?;
+        self.ring_mut().keys.insert(sequence, bytes);
+        Ok(())
+    }
+
+    /// Makes `sequence` (a loaded wallet key, or `0` for the master key) the one new values are
+    /// sealed under; `false` when that key is not loaded.
+    pub fn set_current(&self, sequence: u32) -> bool {
+        let mut ring = self.ring_mut();
+        if sequence != 0 && !ring.keys.contains_key(&sequence) {
+            return false;
+        }
+        ring.current = sequence;
+        true
+    }
+
+    /// The sequence new values are sealed under.
+    pub fn current(&self) -> u32 {
+        self.ring().current
+    }
+
+    /// Whether wallet key `sequence` is loaded (`0`, the master key, always is).
+    pub fn has(&self, sequence: u32) -> bool {
+        sequence == 0 || self.ring().keys.contains_key(&sequence)
+    }
+
+    /// Forgets wallet key `sequence` (deleted from the key history).
+    pub fn forget(&self, sequence: u32) {
+        self.ring_mut().keys.remove(&sequence);
+    }
+}
+
+fn seal_bytes(key: &[u8; 32], plain: &[u8]) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let nonce_bytes = rand::random::<[u8; 24]>();
+    let nonce = XNonce::from_slice(&nonce_bytes);
+    let sealed = cipher.encrypt(nonce, plain).unwrap_or_default();
+    let mut bytes = nonce_bytes.to_vec();
+    bytes.extend_from_slice(&sealed);
+    bytes
+}
+
+/// Opens base64 `body`; `Err(None)` when the key does not open it.
+fn open_bytes(key: &[u8; 32], body: &str) -> Result<Vec<u8>, Option<SecretError>> {
+    let bytes = B64
+        .decode(body)
+        .map_err(|_| Some(SecretError("the sealed value is damaged".into())))?;
+    if bytes.len() < 24 {
+        return Err(Some(SecretError("the sealed value is damaged".into())));
+    }
+    let (nonce, data) = bytes.split_at(24);
+    let cipher = XChaCha20Poly1305::new(key.into());
+    cipher
+        .decrypt(XNonce::from_slice(nonce), data)
+        .map_err(|_| None)
 }
 
 /// Creates a new file only its owner can read, failing when anything (a file, a link) is at
@@ -181,6 +316,35 @@ mod tests {
         assert_ne!(key.seal("x"), key.seal("x"), "a fresh nonce each time");
         assert!(SecretKey::from_text("k2").open(&sealed).is_err());
         assert!(key.open("enc:v1:!!").is_err());
+    }
+
+    #[test]
+    fn wallet_keys_seal_new_values_and_old_ones_still_open() {
+        let key = SecretKey::from_text("master");
+        let old = key.seal("before");
+        assert_eq!(sealed_sequence(&old), Some(0));
+        let wrapped = key.new_wrapped_key();
+        assert!(!key.set_current(1), "not loaded yet");
+        key.load_wallet_key(1, &wrapped).unwrap();
+        assert!(key.set_current(1));
+        let new = key.seal("after");
+        assert_eq!(sealed_sequence(&new), Some(1));
+        assert!(is_sealed(&new));
+        assert_eq!(key.open(&new).unwrap(), "after");
+        assert_eq!(key.open(&old).unwrap(), "before");
+        // Another process with the same master key loads the wrapped key and opens both.
+        let other = SecretKey::from_text("master");
+        assert!(other.open(&new).is_err());
+        other.load_wallet_key(1, &wrapped).unwrap();
+        assert_eq!(other.open(&new).unwrap(), "after");
+        // A different master key cannot unwrap it.
+        assert!(
+            SecretKey::from_text("other")
+                .load_wallet_key(1, &wrapped)
+                .is_err()
+        );
+        key.forget(1);
+        assert!(key.open(&new).is_err());
     }
 
     #[test]

@@ -51,7 +51,9 @@ fn hub_json(h: &HubRecord, level: AccessLevel) -> Json {
 }
 
 pub(crate) async fn clock(_caller: Caller) -> Out<Json> {
-    Out(json!({ "tstamp": ts(chrono::Utc::now()) }))
+    // HVR answers `clock`; `tstamp` is what sluice answered before, kept for its clients.
+    let now = ts(chrono::Utc::now());
+    Out(json!({ "clock": now, "tstamp": now }))
 }
 
 /// The hubs the caller may read (ReadOnly or more on it), each with the caller's level there.
@@ -197,6 +199,46 @@ pub(crate) async fn patch_props(
     if let Some(entries) = access {
         caller.service.set_hub_access_list(&hub, &entries).await?;
     }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT …/props`: the hub's props become exactly those given.
+pub(crate) async fn put_props(
+    caller: Caller,
+    Path(hub): Path<String>,
+    JsonBody(body): JsonBody<BTreeMap<String, Json>>,
+) -> ApiResult<StatusCode> {
+    let hub = hub_name(&hub)?;
+    caller.require_on(&hub, AccessLevel::HubOwner).await?;
+    let record = caller.service.hub(&hub).await?;
+    // What GET answers besides the props a user set: a client may write back what it read.
+    let mut read_only = all_props(&record);
+    read_only.retain(|k, _| !record.props.contains_key(k) && k != "Description");
+    let read_only: BTreeMap<String, Json> = read_only.into_iter().collect();
+    caller
+        .service
+        .replace_hub_props(&hub, &body, &read_only)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST …/props_delete {"props": [...]}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PropsDelete {
+    /// The props to delete (at least one).
+    #[schema(min_items = 1)]
+    pub(crate) props: Vec<String>,
+}
+
+pub(crate) async fn props_delete(
+    caller: Caller,
+    Path(hub): Path<String>,
+    JsonBody(body): JsonBody<PropsDelete>,
+) -> ApiResult<StatusCode> {
+    let hub = hub_name(&hub)?;
+    caller.require_on(&hub, AccessLevel::HubOwner).await?;
+    caller.service.delete_hub_props(&hub, &body.props).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,6 +1,6 @@
 //! The HVR 6 REST API (reference: `hvr6-api.md`), under `/auth/v1/…` and `/api/latest/…`.
 
-mod admin;
+pub(crate) mod admin;
 pub(crate) mod arc;
 mod auth;
 mod browse;
@@ -39,8 +39,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(&format!("{H}/unfreeze"), post(hubs::unfreeze))
         .route(
             &format!("{H}/props"),
-            get(hubs::props).patch(hubs::patch_props),
+            get(hubs::props)
+                .patch(hubs::patch_props)
+                .put(hubs::put_props),
         )
+        .route(&format!("{H}/props_delete"), post(hubs::props_delete))
         .route(&format!("{H}/query/status"), get(hubs::status))
         .merge(definition::routes())
         .merge(admin::routes())

@@ -66,6 +66,9 @@ pub(crate) struct ApiVersions(Vec<String>);
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Clock {
+    /// The server's time (HVR's name).
+    clock: Timestamp,
+    /// The same time (sluice's name before it answered `clock`).
     tstamp: Timestamp,
 }
 
