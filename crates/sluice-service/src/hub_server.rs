@@ -564,11 +564,6 @@ mod tests {
         let f = RepositoryFacts::from_spec("sqlite:/var/lib/sluice/hub.db").unwrap();
         assert_eq!(f.class, "sqlite");
         assert_eq!(f.database, "/var/lib/sluice/hub.db");
-        let f = RepositoryFacts::from_spec("host=h port=1 dbname=d user=x password=p").unwrap();
-        assert_eq!(
-            (f.host.as_deref(), f.port, f.database.as_str()),
-            (Some("h"), Some(1), "d")
-        );
     }
 
     #[test]
