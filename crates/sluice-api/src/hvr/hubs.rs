@@ -210,6 +210,23 @@ pub(crate) async fn put_props(
 ) -> ApiResult<StatusCode> {
     let hub = hub_name(&hub)?;
     caller.require_on(&hub, AccessLevel::HubOwner).await?;
+    let mut body = body;
+    // The access list is the hub's access entries: written back as read it changes nothing,
+    // otherwise only a SysAdmin replaces it.
+    let access = match body.remove("Access_List") {
+        Some(list) => {
+            let current = caller.service.hub_access_list(&hub).await?;
+            if list == access_list_json(&current) {
+                None
+            } else {
+                caller.require(AccessLevel::SysAdmin)?;
+                let entries = parse_access_list(&list)?;
+                caller.service.check_access_list(&entries).await?;
+                Some(entries)
+            }
+        }
+        None => None,
+    };
     let record = caller.service.hub(&hub).await?;
     // What GET answers besides the props a user set: a client may write back what it read.
     let mut read_only = all_props(&record);
@@ -219,6 +236,9 @@ pub(crate) async fn put_props(
         .service
         .replace_hub_props(&hub, &body, &read_only)
         .await?;
+    if let Some(entries) = access {
+        caller.service.set_hub_access_list(&hub, &entries).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -238,6 +258,11 @@ pub(crate) async fn props_delete(
 ) -> ApiResult<StatusCode> {
     let hub = hub_name(&hub)?;
     caller.require_on(&hub, AccessLevel::HubOwner).await?;
+    if body.props.iter().any(|p| p == "Access_List") {
+        return Err(ApiError::invalid(
+            "props: Access_List is the hub's access entries: replace it with PATCH …/props",
+        ));
+    }
     caller.service.delete_hub_props(&hub, &body.props).await?;
     Ok(StatusCode::NO_CONTENT)
 }
