@@ -19,6 +19,7 @@ mod health;
 pub mod hub_server;
 mod job_system;
 mod jobs;
+mod log_file;
 mod password;
 pub mod policy;
 pub mod publish;
@@ -57,6 +58,7 @@ pub use jobs::{
     CompareCommand, CompareSummary, CompareTableResult, JobPlan, ModeOverride, PlannedTable,
     Posted, RefreshCommand, RefreshSummary, RefreshTableResult, RunningJob, Start, Submitted,
 };
+pub use log_file::LogFile;
 pub use registry::EnvLookup;
 pub use request::{CompareRequest, DifferenceFilter, RefreshRequest};
 pub use sluice_engine::plan::{RefreshMode, RowwiseApply};

@@ -12,6 +12,7 @@ pub(super) fn document(doc: &mut Doc) {
     event_interface(doc);
     statistics(doc);
     alert_interface(doc);
+    log_tailing(doc);
 }
 
 fn job_interface(doc: &mut Doc) {
@@ -579,6 +580,72 @@ fn alert_interface(doc: &mut Doc) {
             "text/plain; charset=utf-8",
             string().build().into(),
         )
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+}
+
+fn log_tailing(doc: &mut Doc) {
+    let tag = "jobs";
+    let text = || string().build().into();
+    let files = "hvr.out (every event's log lines), hvr.err (failed events'), {job}.out, \
+                 {job}.err: sluice keeps event logs in the repository and looks these names up; \
+                 archives are days (YYYYMMDD)";
+    for (path, level, summary) in [
+        (format!("{H}/logs/{{file}}"), "ReadOnly", "A hub's log file"),
+        (
+            format!("{H}/logs/{{file}}/archive/{{archive}}"),
+            "ReadOnly",
+            "A day of a hub's log file",
+        ),
+        (
+            "/api/latest/logs/{file}".to_owned(),
+            "SysAdmin",
+            "The hub server's log file (every hub)",
+        ),
+        (
+            "/api/latest/logs/{file}/archive/{archive}".to_owned(),
+            "SysAdmin",
+            "A day of the hub server's log file",
+        ),
+        (
+            format!("{H}/jobs/{{job}}/controls/{{ctrl_id}}/log"),
+            "ReadOnly",
+            "The log of a job's control (one of its events)",
+        ),
+    ] {
+        doc.add(
+            Op::new(HttpMethod::Get, &path, tag, Auth::Bearer(level), summary)
+                .description(files)
+                .query("max_lines", count(), "only the last lines")
+                .query("offset_begin", string(), "from this byte offset")
+                .query("offset_end", string(), "up to this byte offset")
+                .query("offset_begin_limit", string(), "accepted")
+                .query("head_crc", string(), "accepted")
+                .query("search_eof", boolean(), "accepted")
+                .reply(
+                    200,
+                    "TIMESTAMP: EV_ID TYPE: text lines",
+                    "text/plain; charset=utf-8",
+                    text(),
+                )
+                .errors(Face::Hvr, HVR_ERRORS),
+        );
+    }
+    let found = doc.schema::<shapes::LogOffset>();
+    doc.add(
+        Op::new(
+            HttpMethod::Get,
+            &format!("{H}/logs/{{file}}/search"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "Where a time starts in a hub's log file",
+        )
+        .query(
+            "search_tstamp",
+            string(),
+            "the time (ISO-8601 or epoch seconds)",
+        )
+        .json(200, "the offset of the first line at or after it", found)
         .errors(Face::Hvr, HVR_ERRORS),
     );
 }

@@ -635,3 +635,85 @@ async fn alert_props_are_checked_and_names_are_looked_up() {
         .await
         .expect(404);
 }
+
+#[tokio::test]
+async fn log_files_are_event_logs_looked_up_by_name() {
+    let api = Api::start(false).await;
+    api.define(3).await;
+    let ev = api.refresh(true).await;
+    api.wait_event(&ev).await;
+    let hub_log = api
+        .call("GET", "/api/latest/hubs/hub1/logs/hvr.out", None)
+        .await
+        .expect(200)
+        .text;
+    assert!(hub_log.contains(&format!("{ev} Refresh: ")), "{hub_log}");
+    let job_log = api
+        .call(
+            "GET",
+            &format!("/api/latest/hubs/hub1/logs/{JOB}.out?max_lines=1"),
+            None,
+        )
+        .await
+        .expect(200)
+        .text;
+    assert_eq!(job_log.lines().count(), 1, "{job_log}");
+    // No refresh failed.
+    let err = api
+        .call("GET", "/api/latest/hubs/hub1/logs/hvr.err", None)
+        .await
+        .expect(200)
+        .text;
+    assert_eq!(err, "");
+    let day = &ev[..10].replace('-', "");
+    let archived = api
+        .call(
+            "GET",
+            &format!("/api/latest/hubs/hub1/logs/hvr.out/archive/{day}"),
+            None,
+        )
+        .await
+        .expect(200)
+        .text;
+    assert_eq!(archived, hub_log);
+    let found = api
+        .call(
+            "GET",
+            "/api/latest/hubs/hub1/logs/hvr.out/search?search_tstamp=2999-01-01T00:00:00Z",
+            None,
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(found["offset"], hub_log.len().to_string());
+    let control = api
+        .call(
+            "GET",
+            &format!("/api/latest/hubs/hub1/jobs/{JOB}/controls/{ev}/log"),
+            None,
+        )
+        .await
+        .expect(200)
+        .text;
+    assert!(control.contains(&ev), "{control}");
+    let server = api
+        .call("GET", "/api/latest/logs/hvr.out", None)
+        .await
+        .expect(200)
+        .text;
+    assert!(server.contains(&format!("hub1 {ev} Refresh: ")), "{server}");
+    let reader = api.user("reader", "ReadOnly").await;
+    api.call_as(Some(&reader), "GET", "/api/latest/logs/hvr.out", None)
+        .await
+        .expect(403);
+    // Names are looked up, never opened.
+    for path in [
+        "/api/latest/hubs/hub1/logs/..%2F..%2Fetc%2Fpasswd",
+        "/api/latest/hubs/hub1/logs/hub.db",
+        "/api/latest/logs/%2Fetc%2Fpasswd.out",
+        "/api/latest/hubs/hub1/logs/hvr.out/archive/..%2Fx",
+        "/api/latest/hubs/hub1/jobs/ch1-refr-src-tgt/controls/nope/log",
+    ] {
+        api.call("GET", path, None).await.expect(404);
+    }
+}

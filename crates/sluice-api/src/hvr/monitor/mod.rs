@@ -4,6 +4,7 @@
 pub(crate) mod alerts;
 pub(crate) mod events;
 pub(crate) mod jobs;
+pub(crate) mod logs;
 pub(crate) mod shapes;
 pub(crate) mod stats;
 
@@ -90,6 +91,24 @@ pub(crate) fn routes() -> Router<AppState> {
             post(alerts::execute),
         )
         .route(&format!("{H}/alerts/{{alert}}/test"), post(alerts::test))
+        .route(&format!("{H}/logs/{{file}}"), get(logs::hub_log))
+        .route(
+            &format!("{H}/logs/{{file}}/archive/{{archive}}"),
+            get(logs::hub_log_archive),
+        )
+        .route(
+            &format!("{H}/logs/{{file}}/search"),
+            get(logs::hub_log_search),
+        )
+        .route("/api/latest/logs/{file}", get(logs::server_log))
+        .route(
+            "/api/latest/logs/{file}/archive/{archive}",
+            get(logs::server_log_archive),
+        )
+        .route(
+            &format!("{H}/jobs/{{job}}/controls/{{ctrl_id}}/log"),
+            get(logs::control_log),
+        )
         .route("/api/latest/repos/events", get(events::repos_events))
         .route(
             "/api/latest/repos/event_types",

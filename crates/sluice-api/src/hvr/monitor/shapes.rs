@@ -111,3 +111,12 @@ pub(crate) struct AlertNames(Vec<String>);
 /// An alert's props.
 #[derive(ToSchema)]
 pub(crate) struct AlertProps(BTreeMap<String, serde_json::Value>);
+
+/// Where a time starts in a log file.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogOffset {
+    path: String,
+    /// A byte offset, as text.
+    offset: String,
+}
