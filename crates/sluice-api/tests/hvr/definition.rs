@@ -487,6 +487,13 @@ async fn import_analyze_counts_without_changing() {
     api.call("GET", &format!("{D}/locs/l2"), None)
         .await
         .expect(200);
+    api.call(
+        "PATCH",
+        &format!("{D}/locs/l2/actions"),
+        Some(json!({"actions": [{"type": "Environment", "params": {"Name": "X", "Value": "1"}}]})),
+    )
+    .await
+    .expect(204);
     // Every kind of change HVR documents for the definitions themselves, in one import.
     let a = api
         .call(
@@ -515,6 +522,13 @@ async fn import_analyze_counts_without_changing() {
         .expect(200)
         .json();
     assert_eq!(ch["description"], "renamed");
+    // The renamed location kept its actions.
+    let actions = api
+        .call("GET", &format!("{D}/locs/l9/actions"), None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(actions[0]["params"]["Name"], "X", "{actions}");
     assert_eq!(ch["loc_groups"]["TARGET"]["members"], json!(["tgt", "l9"]));
     assert_eq!(
         ch["tables"]["orders2"]["cols"].as_object().unwrap().len(),

@@ -487,6 +487,24 @@ pub(super) async fn import(
             |doc| apply_all(doc, &changes),
         )
         .await?;
+    // Location actions live apart from the definitions: they follow renames and deletes.
+    for (k, v) in &changes {
+        let name = |key: &str| {
+            v.get(key)
+                .and_then(Json::as_str)
+                .and_then(|n| sluice_model::LocationName::new(n).ok())
+        };
+        match (k.as_str(), name("loc"), name("new_name")) {
+            ("delete_loc", Some(loc), _) => caller.service.forget_loc_actions(&hub, &loc).await?,
+            ("rename_loc", Some(from), Some(to)) => {
+                caller
+                    .service
+                    .carry_loc_actions(&hub, &from, &to, false)
+                    .await?
+            }
+            _ => {}
+        }
+    }
     Ok(Out(json!({ "change_counts": change_counts(&changes) })))
 }
 
