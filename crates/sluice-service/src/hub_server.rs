@@ -312,7 +312,8 @@ impl HubService {
         );
         p.insert(
             "Hub_Server_Password_Manager_Configured".into(),
-            json!(false),
+            // HVR's document types prop values as integer, string or object: 0 is "no".
+            json!(0),
         );
         if let Some(port) = facts.http_port {
             p.insert("HTTP_Port".into(), json!(port));
