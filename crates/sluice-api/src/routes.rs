@@ -129,7 +129,7 @@ struct Op {
     responses: ResponsesBuilder,
 }
 
-fn string() -> ObjectBuilder {
+pub(super) fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
 
@@ -520,9 +520,18 @@ fn build() -> (OpenApi, Vec<String>) {
                     "definition",
                     "HVR Definition Interface: channels, tables, locations",
                 ),
+                ("jobs", "HVR refresh, compare, jobs and events"),
                 (
-                    "jobs",
-                    "HVR refresh, compare, jobs, events and location tests",
+                    "File and DB Browse Interface",
+                    "HVR location tests and browsing a location's database",
+                ),
+                (
+                    "Query Interface",
+                    "HVR: where a channel's tables sit at its locations",
+                ),
+                (
+                    "Table Adapt Interface",
+                    "HVR: comparing a channel's tables with a database and adapting them",
                 ),
                 ("event hub", "Topics and events"),
                 (
@@ -538,7 +547,7 @@ fn build() -> (OpenApi, Vec<String>) {
     (document, clashes)
 }
 
-const HVR_ERRORS: &[u16] = &[400, 401, 403, 404];
+pub(super) const HVR_ERRORS: &[u16] = &[400, 401, 403, 404];
 
 fn server(doc: &mut Doc) {
     let health = doc.schema::<shapes::Health>();
@@ -803,33 +812,6 @@ fn operations(doc: &mut Doc) {
             .errors(Face::Hvr, &[400, 401, 403]),
         );
     }
-    let test = doc.schema::<hvr::LocationTest>();
-    let loc_test = doc.schema::<hvr_ops::LocTestBody>();
-    let new_loc_test = doc.schema::<hvr_ops::NewLocTestBody>();
-    doc.add(
-        Op::new(
-            HttpMethod::Post,
-            &format!("{H}/locs/{{loc}}/test"),
-            tag,
-            Auth::Bearer("ReadExec"),
-            "Test a location's connection",
-        )
-        .body(loc_test, true)
-        .json(200, "the connection works", test.clone())
-        .errors(Face::Hvr, HVR_ERRORS),
-    );
-    doc.add(
-        Op::new(
-            HttpMethod::Post,
-            &format!("{H}/new_loc/test"),
-            tag,
-            Auth::Bearer("ReadWrite"),
-            "Test properties of a location not yet defined",
-        )
-        .body(new_loc_test, false)
-        .json(200, "the connection works", test)
-        .errors(Face::Hvr, HVR_ERRORS),
-    );
 }
 
 fn event_hub(doc: &mut Doc) {

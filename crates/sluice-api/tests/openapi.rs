@@ -807,6 +807,127 @@ async fn answers_match_the_documented_schemas() {
         s,
     )
     .await;
+
+    // database browsing, the query interface, table adapt
+    let l = "/api/latest/hubs/{hub}/locs/{loc}";
+    let n = "/api/latest/hubs/{hub}/new_loc";
+    let new_loc = json!({"props": {"Class": "sqlite", "Database_Name": src}});
+    for (method, doc_path, path, body) in [
+        (
+            "GET",
+            format!("{l}/db/schemas"),
+            "/api/latest/hubs/h1/locs/src/db/schemas".to_owned(),
+            None,
+        ),
+        (
+            "POST",
+            format!("{n}/db/schemas"),
+            "/api/latest/hubs/h1/new_loc/db/schemas".to_owned(),
+            Some(new_loc.clone()),
+        ),
+        (
+            "GET",
+            format!("{l}/db/tables"),
+            "/api/latest/hubs/h1/locs/src/db/tables".to_owned(),
+            None,
+        ),
+        (
+            "POST",
+            format!("{n}/db/tables"),
+            "/api/latest/hubs/h1/new_loc/db/tables".to_owned(),
+            Some(new_loc.clone()),
+        ),
+        (
+            "GET",
+            format!("{l}/db/tables/{{table}}/columns"),
+            "/api/latest/hubs/h1/locs/src/db/tables/orders/columns".to_owned(),
+            None,
+        ),
+        (
+            "POST",
+            format!("{n}/db/tables/{{table}}/columns"),
+            "/api/latest/hubs/h1/new_loc/db/tables/orders/columns".to_owned(),
+            Some(new_loc.clone()),
+        ),
+        (
+            "GET",
+            format!("{l}/env/vars"),
+            "/api/latest/hubs/h1/locs/src/env/vars?vars=ORACLE_SID".to_owned(),
+            None,
+        ),
+        (
+            "GET",
+            format!("{l}/env/odbc_drivers"),
+            "/api/latest/hubs/h1/locs/src/env/odbc_drivers".to_owned(),
+            None,
+        ),
+        (
+            "GET",
+            format!("{l}/env/oratab"),
+            "/api/latest/hubs/h1/locs/src/env/oratab".to_owned(),
+            None,
+        ),
+        (
+            "GET",
+            format!("{l}/dirs"),
+            "/api/latest/hubs/h1/locs/src/dirs".to_owned(),
+            None,
+        ),
+    ] {
+        f.check(method, &doc_path, &path, body, s).await;
+    }
+    let q = "/api/latest/hubs/{hub}/query/channels";
+    for (doc_path, path) in [
+        (
+            q.to_owned(),
+            "/api/latest/hubs/h1/query/channels?fetch=tables",
+        ),
+        (
+            format!("{q}/{{channel}}/locs"),
+            "/api/latest/hubs/h1/query/channels/ch1/locs?fetch=tables",
+        ),
+        (
+            format!("{q}/{{channel}}/tables"),
+            "/api/latest/hubs/h1/query/channels/ch1/tables",
+        ),
+        (
+            format!("{q}/{{channel}}/locs/{{loc}}/tables/{{table}}"),
+            "/api/latest/hubs/h1/query/channels/ch1/locs/src/tables/orders",
+        ),
+    ] {
+        f.check("GET", &doc_path, path, None, s).await;
+    }
+    let a = "/api/latest/hubs/{hub}/channels/{channel}/locs/{loc}/adapt";
+    let at = "/api/latest/hubs/h1/channels/ch1/locs/src/adapt";
+    for (doc_path, path, body) in [
+        (
+            format!("{a}/check"),
+            format!("{at}/check"),
+            json!({"tables_in_channel": {}, "add_tables": true, "fetch_extra": ["db_stats"]}),
+        ),
+        (
+            format!("{a}/check/{{table}}"),
+            format!("{at}/check/orders"),
+            json!({}),
+        ),
+        (
+            format!("{a}/apply"),
+            format!("{at}/apply"),
+            json!({"add_tables": true}),
+        ),
+        (
+            format!("{a}/other_channels"),
+            format!("{at}/other_channels"),
+            json!({"tables": [{"base_name": "orders"}]}),
+        ),
+        (
+            "/api/latest/hubs/{hub}/mapdoc/parse".to_owned(),
+            "/api/latest/hubs/h1/mapdoc/parse".to_owned(),
+            json!({"mapdoc": "orders"}),
+        ),
+    ] {
+        f.check("POST", &doc_path, &path, Some(body), s).await;
+    }
     let cancel = json!({"ev_ids": [ev]});
     let a = f
         .check(

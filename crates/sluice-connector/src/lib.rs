@@ -113,6 +113,15 @@ pub trait Introspector: Send + Sync {
 
     /// The columns and primary key of `table`; `Ok(None)` when it does not exist.
     async fn table_schema(&self, table: &TableRef) -> Result<Option<TableSchema>>;
+
+    /// The schemas the location's credentials may use (PostgreSQL schemas with `USAGE`, the
+    /// MariaDB databases the user has a privilege on, SQLite's attached databases), sorted by
+    /// name, leaving out the engine's own catalogs.
+    async fn list_schemas(&self) -> Result<Vec<SchemaName>>;
+
+    /// The schema tables without one live in (the configured schema or database, `main`);
+    /// `None` when the connection's default has no name sluice can carry.
+    fn default_schema(&self) -> Option<SchemaName>;
 }
 
 /// What to read from one table.

@@ -8,6 +8,24 @@ use sluice_model::{BaseName, ColumnDef, ColumnName, SchemaName, TableRef, TableS
 use crate::error::mysql_error;
 use crate::types::{Codec, NativeColumn, database_of};
 
+/// The databases the user has a privilege on (MariaDB shows no others), without the server's
+/// own catalogs.
+pub(crate) async fn list_schemas(conn: &mut Conn) -> Result<Vec<SchemaName>> {
+    let names: Vec<String> = conn
+        .query(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
+             WHERE SCHEMA_NAME NOT IN ('information_schema', 'performance_schema', 'mysql', 'sys') \
+             ORDER BY SCHEMA_NAME",
+        )
+        .await
+        .map_err(|e| mysql_error(e, format_args!("list the databases")))?;
+    // Names sluice cannot carry are left out of discovery.
+    Ok(names
+        .into_iter()
+        .filter_map(|n| SchemaName::new(n).ok())
+        .collect())
+}
+
 /// What information_schema says about a table.
 #[derive(Debug, Clone)]
 pub(crate) struct TableInfo {

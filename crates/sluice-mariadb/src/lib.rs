@@ -74,7 +74,8 @@ impl Connector for MariadbConnector {
         }
     }
 
-    /// Connects and asks for the server version and whether it allows `LOAD DATA LOCAL INFILE`.
+    /// Connects and asks for the server version, which server it is (`Class_Flavor`: `mariadb`
+    /// or `mysql`) and whether it allows `LOAD DATA LOCAL INFILE`.
     async fn test(&self) -> Result<TestReport> {
         let mut conn = self.conn().await?;
         let found: Option<(String, i64)> = conn
@@ -84,6 +85,7 @@ impl Connector for MariadbConnector {
         let (version, local_infile) = found.unwrap_or_default();
         let mut report = TestReport::default();
         let props = &mut report.discovered_props;
+        props.insert("Class_Flavor".into(), types::flavor(&version).into());
         props.insert("Class_Version".into(), version);
         props.insert(
             "Local_Infile".into(),
@@ -115,6 +117,15 @@ impl Introspector for MariadbConnector {
     async fn table_schema(&self, table: &TableRef) -> Result<Option<TableSchema>> {
         let mut conn = self.conn().await?;
         introspect::table_schema(&mut conn, &self.config.database, table).await
+    }
+
+    async fn list_schemas(&self) -> Result<Vec<SchemaName>> {
+        let mut conn = self.conn().await?;
+        introspect::list_schemas(&mut conn).await
+    }
+
+    fn default_schema(&self) -> Option<SchemaName> {
+        SchemaName::new(self.config.database.clone()).ok()
     }
 }
 

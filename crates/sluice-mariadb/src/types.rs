@@ -1143,3 +1143,22 @@ mod tests {
         );
     }
 }
+
+/// Which server a `VERSION()` string comes from (`Class_Flavor`): MariaDB says so in its version
+/// (`10.11.6-MariaDB-0+deb12u1`), MySQL does not.
+pub fn flavor(version: &str) -> &'static str {
+    if version.to_ascii_lowercase().contains("mariadb") {
+        "mariadb"
+    } else {
+        "mysql"
+    }
+}
+
+#[cfg(test)]
+mod flavor_tests {
+    #[test]
+    fn mariadb_names_itself_in_its_version() {
+        assert_eq!(super::flavor("10.11.6-MariaDB-0+deb12u1"), "mariadb");
+        assert_eq!(super::flavor("8.0.36"), "mysql");
+    }
+}

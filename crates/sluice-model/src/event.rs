@@ -166,6 +166,8 @@ wire_enum!(
         DefinitionChangeImport => "Definition_Change_Import",
         /// A hub created.
         HubCreate => "Hub_Create",
+        /// Table definitions adapted to a database's tables.
+        TableDefinitionAdapt => "Table_Definition_Adapt",
         /// A hub frozen.
         HubFreeze => "Hub_Freeze",
         /// A hub unfrozen.

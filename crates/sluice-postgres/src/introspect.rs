@@ -55,6 +55,25 @@ pub(crate) async fn list_tables(client: &Client, schema: &str) -> Result<Vec<Str
     Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
 }
 
+/// The schemas the connected role may use (`USAGE`), without PostgreSQL's own catalogs.
+pub(crate) async fn list_schemas(client: &Client) -> Result<Vec<SchemaName>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text FROM pg_catalog.pg_namespace n \
+             WHERE has_schema_privilege(n.oid, 'USAGE') \
+             AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' \
+             ORDER BY n.nspname COLLATE \"C\"",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_error(e, format_args!("list the schemas")))?;
+    // Names sluice cannot carry (control characters) are left out of discovery.
+    Ok(rows
+        .iter()
+        .filter_map(|r| SchemaName::new(r.get::<_, String>(0)).ok())
+        .collect())
+}
+
 /// The relation called `name` in `schema`, when it exists.
 pub(crate) async fn find_relation(
     client: &Client,

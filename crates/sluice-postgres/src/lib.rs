@@ -67,13 +67,25 @@ impl Connector for PostgresConnector {
     }
 
     /// Connects and asks for the server version (`Class_Version`, e.g. `15.4`), the full version
-    /// string (`Server_Version`) and whether the default schema exists (`Schema_Exists`).
+    /// string (`Server_Version`), whether the default schema exists (`Schema_Exists`) and which
+    /// flavour of PostgreSQL serves it (`Class_Flavor`: `aurora`, `rds`, `cloudsql`, `azure`, or
+    /// `vanilla`, told apart by the functions and roles each managed service installs).
     async fn test(&self) -> Result<TestReport> {
         let client = connect::connect(&self.config).await?;
         let row = client
             .query_one(
                 "SELECT version(), current_setting('server_version'), \
-                 EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+                 EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1), \
+                 CASE \
+                   WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE proname = 'aurora_version') \
+                     THEN 'aurora' \
+                   WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'rds_superuser') \
+                     THEN 'rds' \
+                   WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'cloudsqlsuperuser') \
+                     THEN 'cloudsql' \
+                   WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'azure_pg_admin') \
+                     THEN 'azure' \
+                   ELSE 'vanilla' END",
                 &[&self.config.schema.as_str()],
             )
             .await
@@ -83,6 +95,7 @@ impl Connector for PostgresConnector {
         props.insert("Class_Version".into(), row.get::<_, String>(1));
         props.insert("Server_Version".into(), row.get::<_, String>(0));
         props.insert("Schema_Exists".into(), row.get::<_, bool>(2).to_string());
+        props.insert("Class_Flavor".into(), row.get::<_, String>(3));
         Ok(report)
     }
 
@@ -111,6 +124,15 @@ impl Introspector for PostgresConnector {
     async fn table_schema(&self, table: &TableRef) -> Result<Option<TableSchema>> {
         let client = connect::connect(&self.config).await?;
         introspect::table_schema(&client, table, &self.config.schema).await
+    }
+
+    async fn list_schemas(&self) -> Result<Vec<SchemaName>> {
+        let client = connect::connect(&self.config).await?;
+        introspect::list_schemas(&client).await
+    }
+
+    fn default_schema(&self) -> Option<SchemaName> {
+        Some(self.config.schema.clone())
     }
 }
 

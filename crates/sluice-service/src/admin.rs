@@ -23,7 +23,7 @@ use crate::{HubService, Posted, Result, RunningJob, ServiceError, secrets};
 /// already held, when `after` changes where credentials are sent (its class or an endpoint
 /// property): an edit that redirects a location must supply the password again. Returns a note
 /// naming what was dropped.
-fn drop_redirected_password(before: &Location, after: &mut Location) -> Option<String> {
+pub(crate) fn drop_redirected_password(before: &Location, after: &mut Location) -> Option<String> {
     let specs = crate::registry::property_specs(after.class).unwrap_or_default();
     let changed: Vec<&str> = specs
         .iter()
@@ -763,36 +763,9 @@ impl HubService {
         &self,
         hub: &HubName,
         doc: &Json,
+        props_from: Option<&sluice_model::LocationName>,
     ) -> Result<sluice_connector::TestReport> {
-        let whole = serde_json::json!({
-            "hub": hub.as_str(),
-            "locations": { "new_loc": doc },
-        });
-        let compiled = definition::compile(&whole, &self.api_compile_context(hub));
-        let Some(defs) = compiled.definitions else {
-            let first = compiled
-                .errors()
-                .next()
-                .map(|d| d.to_string())
-                .unwrap_or_else(|| "invalid location".into());
-            return Err(ServiceError::invalid(first));
-        };
-        let location = defs
-            .locations
-            .into_values()
-            .next()
-            .ok_or_else(|| ServiceError::invalid("no location given"))?;
-        if let Some((prop, reason)) = self
-            .location_policy()
-            .check_api_location(&location, None)
-            .into_iter()
-            .next()
-        {
-            return Err(ServiceError::invalid(format!("props.{prop}: {reason}")));
-        }
-        let connector = self
-            .connect(&location)
-            .map_err(|e| ServiceError::connector("the new location", e))?;
+        let (_, connector) = self.connect_document(hub, doc, props_from).await?;
         connector
             .test()
             .await

@@ -113,6 +113,14 @@ impl Introspector for Redacting {
     async fn table_schema(&self, table: &TableRef) -> Result<Option<TableSchema>> {
         self.fix(self.introspect()?.table_schema(table).await)
     }
+
+    async fn list_schemas(&self) -> Result<Vec<SchemaName>> {
+        self.fix(self.introspect()?.list_schemas().await)
+    }
+
+    fn default_schema(&self) -> Option<SchemaName> {
+        self.inner.introspector().and_then(|i| i.default_schema())
+    }
 }
 
 #[async_trait]

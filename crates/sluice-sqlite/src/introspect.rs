@@ -108,6 +108,23 @@ pub(crate) fn table_schema(conn: &Connection, table: &TableRef) -> Result<Option
 }
 
 /// Tables in `schema` (default `main`), sorted by name, without SQLite's own tables.
+/// The connection's databases (`main` and any attached one), without the temporary one.
+pub(crate) fn list_schemas(conn: &Connection) -> Result<Vec<SchemaName>> {
+    let mut stmt = conn
+        .prepare("SELECT name FROM pragma_database_list WHERE name <> 'temp' ORDER BY name")
+        .map_err(|e| sqlite_error(e, "list databases"))?;
+    let names = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(|e| sqlite_error(e, "list databases"))?;
+    let mut schemas = Vec::new();
+    for name in names {
+        if let Ok(schema) = SchemaName::new(name.map_err(|e| sqlite_error(e, "list databases"))?) {
+            schemas.push(schema);
+        }
+    }
+    Ok(schemas)
+}
+
 pub(crate) fn list_tables(conn: &Connection, schema: Option<&SchemaName>) -> Result<Vec<TableRef>> {
     let sql = format!(
         "SELECT name FROM {}.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",

@@ -74,6 +74,8 @@ impl Connector for SqliteConnector {
         self.blocking(|config| {
             let mut report = TestReport::default();
             let props = &mut report.discovered_props;
+            // One SQLite library, no managed variants.
+            props.insert("Class_Flavor".into(), "vanilla".into());
             if !config.exists() {
                 let dir = match config.path.parent() {
                     Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -148,6 +150,20 @@ impl Introspector for SqliteConnector {
             introspect::table_schema(&connect::open_read(config)?, &table)
         })
         .await
+    }
+
+    async fn list_schemas(&self) -> Result<Vec<SchemaName>> {
+        self.blocking(|config| {
+            if !config.exists() {
+                return Ok(Vec::from_iter(SchemaName::new("main").ok()));
+            }
+            introspect::list_schemas(&connect::open_read(config)?)
+        })
+        .await
+    }
+
+    fn default_schema(&self) -> Option<SchemaName> {
+        SchemaName::new("main").ok()
     }
 }
 

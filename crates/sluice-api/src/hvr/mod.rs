@@ -3,7 +3,7 @@
 pub(crate) mod admin;
 pub(crate) mod arc;
 mod auth;
-mod browse;
+pub(crate) mod browse;
 mod definition;
 pub(crate) mod hubs;
 pub(crate) mod monitor;
@@ -64,6 +64,4 @@ pub(crate) fn routes() -> Router<AppState> {
             &format!("{H}/channels/{{channel}}/deactivate"),
             post(ops::deactivate),
         )
-        .route(&format!("{H}/locs/{{loc}}/test"), post(ops::test_location))
-        .route(&format!("{H}/new_loc/test"), post(ops::test_new_location))
 }

@@ -1,5 +1,5 @@
 //! Operations: refresh and compare (as jobs, or as a dry run), activate/deactivate, jobs, events,
-//! event logs, result lookups and location tests.
+//! event logs and result lookups.
 
 use axum::Json as Out;
 use axum::extract::Path;
@@ -7,12 +7,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
-use sluice_model::{AccessLevel, ChannelName, LocationName};
+use sluice_model::AccessLevel;
 use sluice_service::{CompareCommand, CompareRequest, Posted, RefreshCommand, RefreshRequest};
 use utoipa::ToSchema;
 
-use super::hub_name;
-use crate::error::{ApiError, ApiResult, codes};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, Flag, JsonBody};
 
 pub(crate) fn ts(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -259,56 +258,4 @@ pub(crate) fn parse_time(s: &str) -> ApiResult<chrono::DateTime<chrono::Utc>> {
                 "time {s:?}: expected ISO-8601 (…Z) or epoch seconds"
             ))
         })
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LocTestBody {
-    channel: Option<String>,
-}
-
-pub(crate) async fn test_location(
-    caller: Caller,
-    Path((hub, loc)): Path<(String, String)>,
-    JsonBody(body): JsonBody<LocTestBody>,
-) -> ApiResult<Out<Json>> {
-    caller.require_on_name(&hub, AccessLevel::ReadExec).await?;
-    let hub = hub_name(&hub)?;
-    if let Some(ch) = &body.channel {
-        let exists = match ChannelName::new(ch) {
-            Ok(name) => caller.service.channel(&hub, &name).await.is_ok(),
-            Err(_) => false,
-        };
-        if !exists {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                codes::UNKNOWN_CHANNEL,
-                format!("channel {ch} does not exist"),
-            ));
-        }
-    }
-    let loc = LocationName::new(&loc)
-        .map_err(|e| ApiError::not_found(format!("location {loc:?} does not exist ({e})")))?;
-    let report = caller.service.test_location(&hub, &loc).await?;
-    Ok(Out(json!({ "discovered_props": report.discovered_props })))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewLocTestBody {
-    props: Json,
-}
-
-pub(crate) async fn test_new_location(
-    caller: Caller,
-    Path(hub): Path<String>,
-    JsonBody(body): JsonBody<NewLocTestBody>,
-) -> ApiResult<Out<Json>> {
-    caller.require_on_name(&hub, AccessLevel::ReadWrite).await?;
-    let doc = super::wire::location_in(&json!({ "props": body.props }), "props")?;
-    let report = caller
-        .service
-        .test_location_document(&hub_name(&hub)?, &doc)
-        .await?;
-    Ok(Out(json!({ "discovered_props": report.discovered_props })))
 }

@@ -123,6 +123,21 @@ impl Introspector for MemoryConnector {
     async fn table_schema(&self, table: &TableRef) -> Result<Option<TableSchema>> {
         Ok(self.lock().get(table).map(|t| t.schema.clone()))
     }
+
+    /// The default schema and every schema a stored table names.
+    async fn list_schemas(&self) -> Result<Vec<SchemaName>> {
+        let mut schemas: std::collections::BTreeSet<SchemaName> = self
+            .lock()
+            .keys()
+            .filter_map(|t| t.schema.clone())
+            .collect();
+        schemas.extend(self.default_schema());
+        Ok(schemas.into_iter().collect())
+    }
+
+    fn default_schema(&self) -> Option<SchemaName> {
+        SchemaName::new("main").ok()
+    }
 }
 
 #[async_trait]
