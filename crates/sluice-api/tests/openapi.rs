@@ -873,6 +873,12 @@ async fn answers_match_the_documented_schemas() {
             "/api/latest/hubs/h1/locs/src/dirs".to_owned(),
             None,
         ),
+        (
+            "GET",
+            "/api/latest/hubs/{hub}/dirs".to_owned(),
+            "/api/latest/hubs/h1/dirs".to_owned(),
+            None,
+        ),
     ] {
         f.check(method, &doc_path, &path, body, s).await;
     }

@@ -683,6 +683,7 @@ async fn test_reports_version_and_local_infile() {
         let report = connector.test().await.unwrap();
         let props = report.discovered_props;
         assert!(props["Class_Version"].contains("MariaDB"), "{props:?}");
+        assert_eq!(props["Class_Flavor"], "mariadb", "{props:?}");
         assert_eq!(props["Local_Infile"], "ON");
     })
     .await;

@@ -823,6 +823,7 @@ async fn test_reports_the_version_and_connection_errors_are_clear() {
         "{version}"
     );
     assert_eq!(report.discovered_props["Schema_Exists"], "true");
+    assert_eq!(report.discovered_props["Class_Flavor"], "vanilla");
 
     // Nothing listens on port 1.
     let mut props = common::props("public");

@@ -54,6 +54,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(&format!("{N}/env/odbc_drivers"), post(new_env_odbc_drivers))
         .route(&format!("{L}/env/oratab"), get(env_oratab))
         .route(&format!("{N}/env/oratab"), post(new_env_oratab))
+        .route(&format!("{H}/dirs"), get(hub_dirs))
         .route(&format!("{L}/dirs"), get(dirs))
         .route(&format!("{N}/dirs"), post(new_dirs))
         .route(Q, get(query_channels))
@@ -75,6 +76,10 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// Why sluice lists no files: it has no file locations.
 pub(crate) const NO_FILE_LOCATIONS: &str = "sluice has no file locations (its classes are postgresql, mariadb and sqlite), so there are no directories to list";
+
+/// Why sluice lists no files of the hub: HVR browses them to pick files for file locations and
+/// file-based settings, and sluice has neither; its server's file system is not shown.
+pub(crate) const NO_HUB_FILES: &str = "sluice has no file locations and no file-based hub settings, so it lists no files of the hub server";
 
 fn loc_name(s: &str) -> ApiResult<LocationName> {
     LocationName::new(s)
@@ -410,6 +415,17 @@ const ENV_VARS: &[&str] = &[
     "GOOGLE_APPLICATION_CREDENTIALS",
 ];
 
+/// Every variable asked for, unset (empty): none of them means anything to sluice's connectors,
+/// and the server's own environment is not shown.
+fn unset(vars: &[String]) -> Json {
+    Json::Object(vars.iter().map(|v| (v.clone(), json!(""))).collect())
+}
+
+/// The one `oratab` answer: no instance (sluice serves no Oracle).
+fn no_oratab() -> Json {
+    json!({ "oracle_sid": "", "oracle_home": "" })
+}
+
 fn check_vars(vars: &[String]) -> ApiResult<()> {
     if vars.is_empty() {
         return Err(ApiError::invalid("vars: name at least one variable"));
@@ -431,11 +447,11 @@ pub(crate) async fn env_vars(
     q: QueryList,
 ) -> ApiResult<Out<Json>> {
     let hub = hub_for(&caller, &hub, AccessLevel::ReadWrite).await?;
-    check_vars(&q.all("vars"))?;
+    let vars = q.all("vars");
+    check_vars(&vars)?;
     check_channel(&caller, &hub, q.one("channel")).await?;
     stored(&caller, &hub, &loc).await?;
-    // None of these variables means anything to sluice's connectors: none is reported.
-    Ok(Out(json!({})))
+    Ok(Out(unset(&vars)))
 }
 
 pub(crate) async fn new_env_vars(
@@ -444,11 +460,12 @@ pub(crate) async fn new_env_vars(
     JsonBody(body): JsonBody<NewLocBody>,
 ) -> ApiResult<Out<Json>> {
     let hub = hub_for(&caller, &hub, AccessLevel::ReadWrite).await?;
-    check_vars(body.vars.as_deref().unwrap_or_default())?;
+    let vars = body.vars.as_deref().unwrap_or_default();
+    check_vars(vars)?;
     check_channel(&caller, &hub, body.channel.as_deref()).await?;
     body.doc()?;
     body.props_from()?;
-    Ok(Out(json!({})))
+    Ok(Out(unset(vars)))
 }
 
 pub(crate) async fn env_odbc_drivers(
@@ -483,8 +500,7 @@ pub(crate) async fn env_oratab(
     let hub = hub_for(&caller, &hub, AccessLevel::ReadWrite).await?;
     check_channel(&caller, &hub, q.one("channel")).await?;
     stored(&caller, &hub, &loc).await?;
-    // sluice serves no Oracle: no oratab entries.
-    Ok(Out(json!([])))
+    Ok(Out(no_oratab()))
 }
 
 pub(crate) async fn new_env_oratab(
@@ -496,7 +512,12 @@ pub(crate) async fn new_env_oratab(
     check_channel(&caller, &hub, body.channel.as_deref()).await?;
     body.doc()?;
     body.props_from()?;
-    Ok(Out(json!([])))
+    Ok(Out(no_oratab()))
+}
+
+pub(crate) async fn hub_dirs(caller: Caller, Path(hub): Path<String>) -> ApiResult<Out<Json>> {
+    hub_for(&caller, &hub, AccessLevel::ReadWrite).await?;
+    Err(not_in_sluice(NO_HUB_FILES))
 }
 
 pub(crate) async fn dirs(

@@ -109,11 +109,11 @@ struct DbColumns {
     cols: Vec<DbColumn>,
 }
 
-/// `…/env/vars`: sluice uses none of these variables, so none is reported.
+/// `…/env/vars`: each variable asked for, empty (sluice uses none of them).
 #[derive(ToSchema)]
 struct EnvVars(BTreeMap<String, String>);
 
-/// An `oratab` entry (sluice serves no Oracle: there are none).
+/// HVR's `oratab` answer; sluice serves no Oracle, so both are empty.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Oratab {
@@ -456,12 +456,12 @@ pub(super) fn document(doc: &mut Doc) {
     );
 
     let vars = doc.schema::<EnvVars>();
-    const NO_ENV: &str = "sluice runs no agents and uses no ODBC, Oracle, DB2, Ingres or Google credentials file: the answer has HVR's shape and is empty";
+    const NO_ENV: &str = "sluice runs no agents and uses no ODBC, Oracle, DB2, Ingres or Google credentials file: the answer has HVR's shape with empty values; the server's own environment is never shown";
     doc.add(
         channel_q(Op::new(HttpMethod::Get, &format!("{L}/env/vars"), browse, write, "Environment variables of a location"))
             .description(NO_ENV)
             .query_list("vars", "DB2INSTANCE, II_SYSTEM, INSTHOME, ORACLE_HOME, ORACLE_SID or GOOGLE_APPLICATION_CREDENTIALS (at least one)")
-            .json(200, "none: sluice uses none of these", vars.clone())
+            .json(200, "each variable asked for, empty: sluice uses none of these", vars.clone())
             .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
@@ -474,7 +474,11 @@ pub(super) fn document(doc: &mut Doc) {
         )
         .description(NO_ENV)
         .body(new_loc.clone(), false)
-        .json(200, "none: sluice uses none of these", vars)
+        .json(
+            200,
+            "each variable asked for, empty: sluice uses none of these",
+            vars,
+        )
         .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
@@ -513,11 +517,6 @@ pub(super) fn document(doc: &mut Doc) {
         .errors(Face::Hvr, HVR_ERRORS),
     );
     let oratab = doc.schema::<Oratab>();
-    let oratab_list: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> =
-        utoipa::openapi::schema::ArrayBuilder::new()
-            .items(oratab)
-            .build()
-            .into();
     doc.add(
         channel_q(Op::new(
             HttpMethod::Get,
@@ -527,7 +526,7 @@ pub(super) fn document(doc: &mut Doc) {
             "Oracle instances of a location",
         ))
         .description(NO_ENV)
-        .json(200, "none: sluice serves no Oracle", oratab_list.clone())
+        .json(200, "empty: sluice serves no Oracle", oratab.clone())
         .errors(Face::Hvr, HVR_ERRORS),
     );
     doc.add(
@@ -540,8 +539,21 @@ pub(super) fn document(doc: &mut Doc) {
         )
         .description(NO_ENV)
         .body(new_loc.clone(), false)
-        .json(200, "none: sluice serves no Oracle", oratab_list)
+        .json(200, "empty: sluice serves no Oracle", oratab)
         .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(
+            HttpMethod::Get,
+            &format!("{H}/dirs"),
+            browse,
+            write,
+            "Files of the hub",
+        )
+        .description(b::NO_HUB_FILES)
+        .query("path", string().build(), "accepted")
+        .query("pattern", string().build(), "accepted")
+        .errors(Face::Hvr, &[400, 401, 403, 404, 501]),
     );
     doc.add(
         Op::new(

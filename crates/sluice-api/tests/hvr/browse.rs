@@ -222,7 +222,7 @@ async fn environment_files_and_levels() {
         .await
         .expect(200)
         .json();
-    assert_eq!(a, json!({}));
+    assert_eq!(a, json!({"ORACLE_HOME": "", "ORACLE_SID": ""}));
     api.call("GET", &format!("{H}/locs/src/env/vars?vars=HOME"), None)
         .await
         .expect(400);
@@ -234,12 +234,15 @@ async fn environment_files_and_levels() {
         .await
         .expect(200)
         .json();
-    assert_eq!(a, json!([]));
+    assert_eq!(a, json!({"oracle_sid": "", "oracle_home": ""}));
     let a = api
         .call("GET", &format!("{H}/locs/src/dirs"), None)
         .await
         .expect(501);
     assert!(a.text.contains("no file locations"), "{}", a.text);
+    api.call("GET", &format!("{H}/dirs?path=/etc"), None)
+        .await
+        .expect(501);
     api.call("GET", &format!("{H}/locs/nope/dirs"), None)
         .await
         .expect(404);
