@@ -281,7 +281,7 @@ impl HubService {
         let report = self.test_location(hub, name).await?;
         Ok(LocationTest {
             report,
-            not_used: props_not_used(&location),
+            not_used: registry::unused_props(&location),
         })
     }
 
@@ -879,21 +879,6 @@ fn introspector<'c>(
             location.name, location.class
         ))
     })
-}
-
-/// Stored properties of `location` that its class's connector does not read (`Class` aside).
-pub fn props_not_used(location: &Location) -> Vec<String> {
-    let read: BTreeSet<&str> = registry::property_specs(location.class)
-        .unwrap_or_default()
-        .iter()
-        .map(|p| p.name)
-        .collect();
-    location
-        .props
-        .keys()
-        .filter(|k| k.as_str() != "Class" && !read.contains(k.as_str()))
-        .cloned()
-        .collect()
 }
 
 /// The schema tables without one live in at `location`, as its properties say (without

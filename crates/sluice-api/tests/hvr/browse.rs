@@ -67,6 +67,27 @@ async fn location_tests_report_the_class_flavor() {
         .expect(200)
         .json();
     assert_eq!(a["discovered_props"]["Class_Flavor"], "vanilla", "{a}");
+    // Stored properties sluice does not act on are named.
+    let mut props = pg_props(&db, "postgres", "public");
+    props["Capture_Method"] = json!("DIRECT");
+    props["Agent_Host"] = json!("somewhere");
+    api.call(
+        "POST",
+        &format!("{H}/definition/locs"),
+        Some(json!({"loc": "pgextra", "props": props})),
+    )
+    .await
+    .expect(201);
+    let a = api
+        .call("POST", &format!("{H}/locs/pgextra/test"), None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        a["discovered_props"]["Props_Not_Used"],
+        json!({"Agent_Host": "not used", "Capture_Method": "not used"}),
+        "{a}"
+    );
     // props_from: the stored location's props, completed by the body's.
     let a = api
         .call(
