@@ -368,6 +368,12 @@ fn json_schema(schema: &Value) -> Value {
                 if k == "nullable" || k == "example" {
                     continue;
                 }
+                // HVR's document writes `oneOf` where its choices overlap (a string enum beside
+                // any string): a value matching two is what it means, so the walk reads `anyOf`.
+                if k == "oneOf" {
+                    out.insert("anyOf".into(), json_schema(v));
+                    continue;
+                }
                 let v = match k.as_str() {
                     "properties" | "patternProperties" => Value::Object(
                         v.as_object()
