@@ -47,6 +47,7 @@ impl Local {
 
     fn refresh_command(&self, args: &RefreshArgs, g: &Global) -> Result<RefreshCommand> {
         Ok(RefreshCommand {
+            slicing: Default::default(),
             hub: self.hub.clone(),
             channel: args.channel.clone(),
             source: args.source.clone(),
@@ -76,6 +77,7 @@ impl Local {
 
     fn compare_command(&self, args: &CompareArgs) -> CompareCommand {
         CompareCommand {
+            slicing: Default::default(),
             hub: self.hub.clone(),
             channel: args.channel.clone(),
             source: args.source.clone(),

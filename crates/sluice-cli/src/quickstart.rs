@@ -442,6 +442,7 @@ pub async fn run(args: QuickstartArgs, g: &Global) -> Result<Outcome> {
     let hub = svc.resolve_hub(Some(&"quickstart".parse()?)).await?;
     let channel: ChannelName = "sales".parse()?;
     let refresh_cmd = |strategy| RefreshCommand {
+        slicing: Default::default(),
         hub: hub.clone(),
         channel: channel.clone(),
         source: None,
@@ -454,6 +455,7 @@ pub async fn run(args: QuickstartArgs, g: &Global) -> Result<Outcome> {
         parallel: None,
     };
     let compare_cmd = |granularity| CompareCommand {
+        slicing: Default::default(),
         hub: hub.clone(),
         channel: channel.clone(),
         source: None,

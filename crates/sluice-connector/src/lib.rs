@@ -220,6 +220,32 @@ pub trait SnapshotReader: Send + Sync {
         let _ = request;
         Err(ConnectorError::unsupported("this location has no raw read"))
     }
+
+    /// Takes a snapshot of the whole database that several reads can share
+    /// ([`SnapshotReader::read_shared`]), so that they see exactly the same data however long
+    /// apart they start; `None` when this location cannot share one. The snapshot lasts until the
+    /// returned handle is dropped.
+    async fn share_snapshot(&self) -> Result<Option<Box<dyn SharedSnapshot>>> {
+        Ok(None)
+    }
+
+    /// [`SnapshotReader::read`] in `snapshot`, a snapshot this reader shared. Readers that share
+    /// none read as `read` does.
+    async fn read_shared(
+        &self,
+        request: ReadRequest,
+        snapshot: &dyn SharedSnapshot,
+    ) -> Result<Snapshot> {
+        let _ = snapshot;
+        self.read(request).await
+    }
+}
+
+/// A snapshot held open by [`SnapshotReader::share_snapshot`] for reads to share; dropping it
+/// releases it (reads that already started in it keep their view).
+pub trait SharedSnapshot: Send + Sync {
+    /// The database's name for the snapshot (PostgreSQL: what `pg_export_snapshot()` answered).
+    fn id(&self) -> &str;
 }
 
 pub use sluice_model::refresh::WriteStrategy;

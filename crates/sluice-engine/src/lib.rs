@@ -23,11 +23,13 @@ use sluice_model::TableName;
 
 pub use compare::{CompareOptions, CompareReport, CompareState, RowDiff, run_compare};
 pub use plan::{
-    CompareTablePlan, Granularity, RefreshOptions, RefreshTablePlan, TableSpec, plan_compare,
-    plan_refresh,
+    CompareTablePlan, Granularity, RefreshOptions, RefreshTablePlan, Slices, TableSpec,
+    plan_compare, plan_refresh,
 };
 pub use progress::{Progress, ProgressSink};
-pub use refresh::{CommitGate, RefreshReport, RefreshState, run_refresh, run_refresh_gated};
+pub use refresh::{
+    CommitGate, RefreshReport, RefreshState, SliceReport, run_refresh, run_refresh_gated,
+};
 
 /// An error in the work on one table.
 #[derive(Debug, thiserror::Error)]

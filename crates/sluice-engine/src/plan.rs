@@ -288,6 +288,22 @@ pub struct RefreshTablePlan {
     pub source_statements: Vec<PlannedStatement>,
     /// The statements the target runs.
     pub target_statements: Vec<PlannedStatement>,
+    /// Reads of parts of the source table that run in parallel into the one write; `None`: one
+    /// read. Only for plans that load ([`PlannedApply::Load`]).
+    pub slices: Option<Slices>,
+}
+
+/// A table read in slices: each slice a read of the rows matching its filter (which replaces
+/// [`ReadRequest::filter`] and must include it), all written into the table's one atomic write.
+/// The filters must split the rows: every row matches exactly one. When the source can share a
+/// snapshot ([`sluice_connector::SnapshotReader::share_snapshot`]) every slice reads the same
+/// one, so the whole table is one consistent copy.
+#[derive(Debug, Clone)]
+pub struct Slices {
+    /// Per slice, a label for results and logs and its filter.
+    pub filters: Vec<(String, sluice_model::Condition)>,
+    /// Slices read at the same time (at least 1).
+    pub parallel: usize,
 }
 
 /// How a refresh applies what it reads.
@@ -540,6 +556,7 @@ pub async fn plan_refresh_table(
         description,
         source_statements,
         target_statements,
+        slices: None,
     })
 }
 

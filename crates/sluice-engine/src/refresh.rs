@@ -11,7 +11,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use sluice_connector::{Connector, ConnectorError, ErrorKind, TableWriter};
-use sluice_model::{RowBatch, TableName, describe_key};
+use sluice_model::{Condition, RowBatch, TableName, describe_key};
 use tokio_util::sync::CancellationToken;
 
 use crate::EngineError;
@@ -62,6 +62,19 @@ pub struct RefreshReport {
     pub created: bool,
     /// Why it failed.
     pub error: Option<EngineError>,
+    /// Per slice of a sliced read, in slice order; empty when the table was read whole.
+    pub slices: Vec<SliceReport>,
+}
+
+/// What one slice of a table's read did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SliceReport {
+    /// The slice's label.
+    pub label: String,
+    /// Rows read.
+    pub rows: u64,
+    /// Whether the slice was read to its end.
+    pub done: bool,
 }
 
 /// Asked around each table's commit, so that a cancel and a commit are decided in one place (the
@@ -173,6 +186,7 @@ struct Moved {
     bytes: u64,
     written: u64,
     created: bool,
+    slices: Vec<SliceReport>,
 }
 
 async fn refresh_table(
@@ -204,6 +218,7 @@ async fn refresh_table(
         bytes: 0,
         written: 0,
         created: false,
+        slices: Vec::new(),
     };
     let outcome = match &plan.apply {
         PlannedApply::Load => copy(source, target, plan, progress, stop, &mut moved).await,
@@ -241,6 +256,7 @@ async fn refresh_table(
         duration: started.elapsed(),
         created: moved.created,
         error,
+        slices: moved.slices,
     }
 }
 
@@ -258,6 +274,9 @@ async fn copy(
     }
     let mut write = writer(target)?.open(plan.write.clone()).await?;
     let source_reader = reader(source)?;
+    if let Some(slices) = &plan.slices {
+        return copy_sliced(source_reader, write, plan, slices, progress, stop, moved).await;
+    }
     if plan.mapping.is_identity()
         && let Some(format) = write.raw_format()
         && source_reader.raw_format(&plan.read).as_ref() == Some(&format)
@@ -344,6 +363,129 @@ async fn copy_raw(
     }
     let summary = stop.commit(&plan.name, write).await?;
     moved.rows = summary.rows;
+    moved.written = summary.rows;
+    moved.created = summary.created;
+    Ok(())
+}
+
+/// What a slice's read hands to the write.
+enum SliceMessage {
+    Batch(usize, RowBatch),
+    Done(usize),
+    Failed(usize, ConnectorError),
+}
+
+/// Reads the slices of a table, up to `slices.parallel` at once and all in one shared snapshot
+/// when the source can share one, into the table's one write: the write commits once, after
+/// every slice was read to its end, so the table is replaced atomically (a failed or cancelled
+/// slice rolls everything back).
+async fn copy_sliced(
+    source: &dyn sluice_connector::SnapshotReader,
+    mut write: Box<dyn TableWriter>,
+    plan: &RefreshTablePlan,
+    slices: &crate::plan::Slices,
+    progress: &ProgressSink,
+    stop: &Stop<'_>,
+    moved: &mut Moved,
+) -> Result<(), ConnectorError> {
+    let cancel = stop.cancel;
+    let shared = match source.share_snapshot().await {
+        Ok(shared) => shared,
+        Err(error) => return abandon(write, error.context("sharing a snapshot")).await,
+    };
+    moved.slices = slices
+        .filters
+        .iter()
+        .map(|(label, _)| SliceReport {
+            label: label.clone(),
+            rows: 0,
+            done: false,
+        })
+        .collect();
+    let (tx, rx) = tokio::sync::mpsc::channel::<SliceMessage>(2 * slices.parallel.max(1));
+    let shared = shared.as_deref();
+    let filters: Vec<Condition> = slices.filters.iter().map(|(_, f)| f.clone()).collect();
+    let reads = futures::stream::iter(filters.into_iter().enumerate())
+        .map(move |(i, filter)| {
+            let tx = tx.clone();
+            let mut request = plan.read.clone();
+            request.filter = Some(filter);
+            async move {
+                let snapshot = match shared {
+                    Some(shared) => source.read_shared(request, shared).await,
+                    None => source.read(request).await,
+                };
+                let mut batches = match snapshot {
+                    Ok(snapshot) => snapshot.batches,
+                    Err(error) => {
+                        let _ = tx.send(SliceMessage::Failed(i, error)).await;
+                        return;
+                    }
+                };
+                while let Some(next) = batches.next().await {
+                    let message = match next {
+                        Ok(batch) => SliceMessage::Batch(i, batch),
+                        Err(error) => SliceMessage::Failed(i, error),
+                    };
+                    let failed = matches!(message, SliceMessage::Failed(..));
+                    if tx.send(message).await.is_err() || failed {
+                        return;
+                    }
+                }
+                let _ = tx.send(SliceMessage::Done(i)).await;
+            }
+        })
+        .buffer_unordered(slices.parallel.max(1))
+        .collect::<()>();
+    // Each slice ends with one `Done` or `Failed` (the senders live on in `reads` until the
+    // join ends, so the channel does not close first).
+    let write_all = async {
+        // Owned here, so that a write that stops early drops it and the reads stop too.
+        let mut rx = rx;
+        let mut finished = 0;
+        while finished < moved.slices.len() {
+            let message = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(ConnectorError::cancelled()),
+                message = rx.recv() => message,
+            };
+            match message {
+                None => return Ok(()),
+                Some(SliceMessage::Batch(i, batch)) => {
+                    moved.rows += batch.len() as u64;
+                    moved.bytes += batch.byte_size() as u64;
+                    moved.slices[i].rows += batch.len() as u64;
+                    write.write_batch(map_batch(plan, batch)?).await?;
+                    progress.send(Progress::Advanced {
+                        table: plan.name.clone(),
+                        rows: moved.rows,
+                        bytes: moved.bytes,
+                    });
+                }
+                Some(SliceMessage::Done(i)) => {
+                    moved.slices[i].done = true;
+                    finished += 1;
+                }
+                Some(SliceMessage::Failed(i, error)) => {
+                    return Err(error.context(format!(
+                        "reading slice {} of the source",
+                        moved.slices[i].label
+                    )));
+                }
+            }
+        }
+        Ok(())
+    };
+    let ((), outcome) = futures::join!(reads, write_all);
+    if let Err(error) = outcome {
+        return abandon(write, error).await;
+    }
+    if let Some(slice) = moved.slices.iter().find(|s| !s.done) {
+        let error =
+            ConnectorError::internal(format!("slice {} was not read to its end", slice.label));
+        return abandon(write, error).await;
+    }
+    let summary = stop.commit(&plan.name, write).await?;
     moved.written = summary.rows;
     moved.created = summary.created;
     Ok(())

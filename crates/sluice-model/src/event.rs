@@ -237,6 +237,9 @@ wire_enum!(
         SubtasksTotal => "Subtasks_Total",
         /// Of an event: its subtasks (sluice: one per table) running now.
         SubtasksBusy => "Subtasks_Busy",
+        /// Of a sliced table: its slices that failed (its `Subtasks_Total` and `Subtasks_Done`
+        /// count its slices).
+        SubtasksFailed => "Subtasks_Failed",
     }
 );
 

@@ -21,8 +21,8 @@ mod write;
 use async_trait::async_trait;
 use sluice_connector::{
     BatchWriter, Capabilities, Connector, ConnectorError, Introspector, PlannedStatement,
-    RawSnapshot, ReadRequest, Result, Snapshot, SnapshotReader, TableWriter, TestReport,
-    WriteRequest,
+    RawSnapshot, ReadRequest, Result, SharedSnapshot, Snapshot, SnapshotReader, TableWriter,
+    TestReport, WriteRequest,
 };
 use sluice_model::definition::LocationClass;
 use sluice_model::{ColumnDef, Condition, SchemaName, TableRef, TableSchema, Value};
@@ -171,6 +171,20 @@ impl SnapshotReader for PostgresConnector {
             )));
         }
         snapshot::read_raw(self.config.clone(), request).await
+    }
+
+    async fn share_snapshot(&self) -> Result<Option<Box<dyn SharedSnapshot>>> {
+        Ok(Some(Box::new(
+            snapshot::ExportedSnapshot::export(&self.config).await?,
+        )))
+    }
+
+    async fn read_shared(
+        &self,
+        request: ReadRequest,
+        snapshot: &dyn SharedSnapshot,
+    ) -> Result<Snapshot> {
+        snapshot::read_in(self.config.clone(), request, Some(snapshot.id())).await
     }
 }
 

@@ -160,6 +160,7 @@ fn match_columns<'a>(
 async fn start(
     config: &PostgresConfig,
     mut request: ReadRequest,
+    snapshot: Option<&str>,
 ) -> Result<(Client, ReadRequest, Vec<ReadColumn>)> {
     let table = request.table.clone();
     let client = connect(config).await?;
@@ -167,6 +168,12 @@ async fn start(
         .batch_execute(BEGIN_READ)
         .await
         .map_err(|e| pg_error(e, format_args!("begin the read of {table}")))?;
+    if let Some(id) = snapshot {
+        client
+            .batch_execute(&set_snapshot_sql(id)?)
+            .await
+            .map_err(|e| pg_error(e, format_args!("read {table} in snapshot {id}")))?;
+    }
     let schema = schema_of(&table, &config.schema);
     let relation = find_relation(&client, schema, table.name.as_str())
         .await?
@@ -205,7 +212,16 @@ async fn start_copy(
 /// Starts a read; setup errors (missing table or column, a bad filter) are returned here, errors
 /// while reading end the stream.
 pub(crate) async fn read(config: PostgresConfig, request: ReadRequest) -> Result<Snapshot> {
-    let (client, request, decoders) = start(&config, request).await?;
+    read_in(config, request, None).await
+}
+
+/// [`read`] in an exported snapshot (`SET TRANSACTION SNAPSHOT`), when one is given.
+pub(crate) async fn read_in(
+    config: PostgresConfig,
+    request: ReadRequest,
+    snapshot: Option<&str>,
+) -> Result<Snapshot> {
+    let (client, request, decoders) = start(&config, request, snapshot).await?;
     let stream = start_copy(&client, &request, &config.schema).await?;
     let (tx, rx) = mpsc::channel::<Result<RowBatch>>(CHANNEL_BATCHES);
     tokio::spawn(async move {
@@ -349,7 +365,7 @@ async fn decode_stream(
 /// Starts a raw read: the COPY bytes as they come, in chunks of up to [`RAW_CHUNK`] bytes.
 pub(crate) async fn read_raw(config: PostgresConfig, request: ReadRequest) -> Result<RawSnapshot> {
     let promised = raw_format(&request);
-    let (client, request, _) = start(&config, request).await?;
+    let (client, request, _) = start(&config, request, None).await?;
     if raw_format(&request) != promised {
         return Err(ConnectorError::schema(format!(
             "the column types of {} changed since they were read; the raw format no longer holds",
@@ -455,7 +471,7 @@ pub(crate) async fn max_value(
         lower_bound: None,
         limits: sluice_model::BatchLimits::rows(1),
     };
-    let (client, request, decoders) = start(config, request).await?;
+    let (client, request, decoders) = start(config, request, None).await?;
     let column = &request.columns[0];
     let c = key_expr(column);
     let mut sql = format!(
@@ -483,5 +499,66 @@ pub(crate) async fn max_value(
         Some(Ok(batch)) if !batch.is_empty() => Ok(Some(batch.row(0)[0].clone())),
         Some(Err(e)) => Err(e),
         _ => Ok(None),
+    }
+}
+
+/// `SET TRANSACTION SNAPSHOT` for an id `pg_export_snapshot()` answered (hex digits and dashes;
+/// anything else is refused rather than quoted).
+fn set_snapshot_sql(id: &str) -> Result<String> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Err(ConnectorError::internal(format!(
+            "{id:?} is not a snapshot id"
+        )));
+    }
+    Ok(format!("SET TRANSACTION SNAPSHOT '{id}'"))
+}
+
+/// A snapshot exported by a `REPEATABLE READ` transaction that stays open (on a connection of
+/// its own) until this is dropped, so that reads in other sessions can adopt it.
+pub(crate) struct ExportedSnapshot {
+    id: String,
+    /// Holds the exporting transaction open; dropping it closes the connection.
+    _client: Client,
+}
+
+impl ExportedSnapshot {
+    /// Begins the transaction and exports its snapshot.
+    pub(crate) async fn export(config: &PostgresConfig) -> Result<Self> {
+        let client = connect(config).await?;
+        client
+            .batch_execute(BEGIN_READ)
+            .await
+            .map_err(|e| pg_error(e, format_args!("begin a shared snapshot")))?;
+        let row = client
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await
+            .map_err(|e| pg_error(e, format_args!("export a snapshot")))?;
+        let id: String = row.get(0);
+        Ok(ExportedSnapshot {
+            id,
+            _client: client,
+        })
+    }
+}
+
+impl sluice_connector::SharedSnapshot for ExportedSnapshot {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+#[cfg(test)]
+mod snapshot_id_tests {
+    use super::set_snapshot_sql;
+
+    #[test]
+    fn only_snapshot_ids_reach_sql() {
+        assert_eq!(
+            set_snapshot_sql("00000003-0000001B-1").unwrap(),
+            "SET TRANSACTION SNAPSHOT '00000003-0000001B-1'"
+        );
+        for bad in ["", "1'; DROP TABLE t; --", "abc def"] {
+            assert!(set_snapshot_sql(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -821,6 +821,7 @@ impl HubService {
             }
         }
         let cmd = RefreshCommand {
+            slicing: Default::default(),
             hub: id.hub.clone(),
             channel: id.channel.clone(),
             source: Some(r.source.name.clone()),

@@ -25,7 +25,7 @@ use std::time::Instant;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sluice_connector::{Connector, PlannedStatement, WriteStrategy};
-use sluice_engine::plan::{RefreshMode, RowwiseApply, plan_compare_table};
+use sluice_engine::plan::{RefreshMode, RowwiseApply, Slices, plan_compare_table};
 use sluice_engine::{
     CommitGate, CompareOptions, CompareState, CompareTablePlan, EngineError, Granularity, Progress,
     ProgressSink, RefreshOptions, RefreshState, RefreshTablePlan, RowDiff, TableSpec, plan_compare,
@@ -69,8 +69,12 @@ pub struct RefreshCommand {
     pub count_first: bool,
     /// Overrides of the tables' refresh modes (`Refresh` actions).
     pub mode: ModeOverride,
-    /// Tables refreshed at the same time; default 1.
+    /// Tables refreshed at the same time, and slices of a sliced table read at the same time;
+    /// default 1 table and [`crate::slicing::DEFAULT_SLICE_PARALLEL`] slices.
     pub parallel: Option<usize>,
+    /// Tables read in slices (HVR's `slicing`).
+    #[serde(default)]
+    pub slicing: std::collections::BTreeMap<TableName, crate::slicing::Slicing>,
 }
 
 /// A run's overrides of what `Refresh` actions say; unset fields keep each table's own.
@@ -141,6 +145,9 @@ pub struct CompareCommand {
     pub granularity: Granularity,
     /// Keys listed per kind of difference.
     pub max_listed: usize,
+    /// Tables compared in slices (HVR's `slicing`).
+    #[serde(default)]
+    pub slicing: std::collections::BTreeMap<TableName, crate::slicing::Slicing>,
 }
 
 /// One table of a plan (what a dry run shows).
@@ -401,7 +408,7 @@ fn pick(
     }
 }
 
-fn default_schema(location: &Location) -> Option<SchemaName> {
+pub(crate) fn default_schema(location: &Location) -> Option<SchemaName> {
     location
         .prop("Database_Schema")
         .and_then(|v| SchemaName::new(v.to_text()).ok())
@@ -983,6 +990,8 @@ impl HubService {
             .await?;
         let mut r = r;
         set_modes(&mut r, &cmd)?;
+        // Slicing is checked against the source before anything is posted.
+        let sliced = self.sliced(&r, &cmd.slicing, true).await?;
         let job = JobName::refresh(&r.channel.name, &r.source.name, &r.target.name);
         let options = refresh_options(&cmd);
         let body = serde_json::json!({
@@ -1010,12 +1019,61 @@ impl HubService {
             &options,
         )
         .await;
-        let plans = self.planned(&r, &job, &claimed, plans).await?;
+        let mut plans = self.planned(&r, &job, &claimed, plans).await?;
+        let slice_parallel = cmd
+            .parallel
+            .unwrap_or(crate::slicing::DEFAULT_SLICE_PARALLEL)
+            .max(1);
+        for plan in &mut plans {
+            if let Some(slices) = sliced.get(&plan.name) {
+                plan.slices = Some(Slices {
+                    filters: slices
+                        .iter()
+                        .map(|s| (s.label.clone(), s.source.clone()))
+                        .collect(),
+                    parallel: slice_parallel,
+                });
+            }
+        }
         Ok(Submitted::Running(
             self.spawn(&r, job, claimed, move |service, run| async move {
                 service.run_refresh_tables(&run, plans, options).await
             }),
         ))
+    }
+
+    /// The slices of each sliced table of a run, checked against the source table: a table
+    /// that is not in the run, a row-wise refresh, or a column that does not suit the method is
+    /// refused (before anything is posted).
+    async fn sliced(
+        &self,
+        r: &Resolved,
+        slicing: &std::collections::BTreeMap<TableName, crate::slicing::Slicing>,
+        refresh: bool,
+    ) -> Result<std::collections::BTreeMap<TableName, Vec<crate::slicing::SliceFilter>>> {
+        let mut out = std::collections::BTreeMap::new();
+        if slicing.is_empty() {
+            return Ok(out);
+        }
+        let (source, _) = self.connectors(r)?;
+        let dialects = (sql_dialect(r.source.class), sql_dialect(r.target.class));
+        for (table, how) in slicing {
+            let spec = r.specs.iter().find(|s| &s.name == table).ok_or_else(|| {
+                ServiceError::invalid(format!(
+                    "slicing.{table}: table {table} is not among the tables of this run"
+                ))
+            })?;
+            if refresh && matches!(spec.mode, RefreshMode::Rowwise { .. }) {
+                return Err(ServiceError::invalid(format!(
+                    "slicing.{table}: a row-wise refresh cannot be sliced (it reads both sides in key order)"
+                )));
+            }
+            let filters = self
+                .slice_filters(spec, how, source.as_ref(), dialects)
+                .await?;
+            out.insert(table.clone(), filters);
+        }
+        Ok(out)
     }
 
     /// Refreshes one table of a job, recording its results and log lines.
@@ -1106,7 +1164,35 @@ impl HubService {
         if let Some(error) = &error {
             results.push(result(&name, ResultName::TableError, error));
         }
+        let mut lines = Vec::new();
+        if !report.slices.is_empty() {
+            let done = report.slices.iter().filter(|s| s.done).count();
+            results.push(result(
+                &name,
+                ResultName::SubtasksTotal,
+                &report.slices.len().to_string(),
+            ));
+            results.push(result(&name, ResultName::SubtasksDone, &done.to_string()));
+            if report.state == RefreshState::Failed {
+                results.push(result(
+                    &name,
+                    ResultName::SubtasksFailed,
+                    &(report.slices.len() - done).to_string(),
+                ));
+            }
+            for slice in &report.slices {
+                lines.push(format!(
+                    "table {name}: slice {}: {} rows{}",
+                    slice.label,
+                    slice.rows,
+                    if slice.done { "" } else { " (not finished)" }
+                ));
+            }
+        }
         repo.put_results(event, &results).await?;
+        if !lines.is_empty() {
+            repo.append_log(event, &lines).await?;
+        }
         let line = match &error {
             None => format!(
                 "table {name}: {} rows in {seconds:.2} s ({:.0} rows/s){}",
@@ -1229,6 +1315,7 @@ impl HubService {
                 true,
             )
             .await?;
+        let sliced = self.sliced(&r, &cmd.slicing, false).await?;
         let job = JobName::compare(&r.channel.name, &r.source.name, &r.target.name);
         let body = serde_json::json!({
             "source_loc": r.source.name,
@@ -1263,17 +1350,23 @@ impl HubService {
             granularity: cmd.granularity,
             max_listed: cmd.max_listed,
         };
-        Ok(Submitted::Running(
-            self.spawn(&r, job, claimed, move |service, run| async move {
-                service.run_compare_tables(&run, plans, options).await
-            }),
-        ))
+        Ok(Submitted::Running(self.spawn(
+            &r,
+            job,
+            claimed,
+            move |service, run| async move {
+                service
+                    .run_compare_tables(&run, plans, sliced, options)
+                    .await
+            },
+        )))
     }
 
     async fn run_compare_tables(
         &self,
         run: &JobRun,
         plans: Vec<std::result::Result<CompareTablePlan, EngineError>>,
+        sliced: std::collections::BTreeMap<TableName, Vec<crate::slicing::SliceFilter>>,
         options: CompareOptions,
     ) -> Result<CompareSummary> {
         let JobRun {
@@ -1304,16 +1397,38 @@ impl HubService {
                 &[result(&name, ResultName::TableState, table_state::BUSY)],
             )
             .await?;
-            let report = run_compare(
+            // A sliced table is compared slice by slice, and reported as one table.
+            let slices: Vec<CompareTablePlan> = match sliced.get(&name) {
+                None => vec![plan],
+                Some(filters) => filters
+                    .iter()
+                    .map(|f| {
+                        let mut part = plan.clone();
+                        part.source_read.filter = Some(f.source.clone());
+                        part.target_read.filter = Some(f.target.clone());
+                        part
+                    })
+                    .collect(),
+            };
+            let parts = run_compare(
                 source.clone(),
                 target.clone(),
-                vec![plan],
+                slices,
                 options,
                 progress.clone(),
                 cancel.clone(),
             )
-            .await
-            .remove(0);
+            .await;
+            let subtasks = sliced.get(&name).map(|_| {
+                let done = parts
+                    .iter()
+                    .filter(|p| {
+                        matches!(p.state, CompareState::Identical | CompareState::Different)
+                    })
+                    .count();
+                (parts.len(), done)
+            });
+            let report = merge_compare_reports(parts, options.max_listed);
             let seconds = report.duration.as_secs_f64();
             let error = report.error.as_ref().map(|e| chain(e));
             let state_text = match report.state {
@@ -1355,6 +1470,17 @@ impl HubService {
             }
             if let Some(error) = &error {
                 results.push(result(&name, ResultName::TableError, error));
+            }
+            if let Some((total, done)) = subtasks {
+                results.push(result(&name, ResultName::SubtasksTotal, &total.to_string()));
+                results.push(result(&name, ResultName::SubtasksDone, &done.to_string()));
+                if done < total {
+                    results.push(result(
+                        &name,
+                        ResultName::SubtasksFailed,
+                        &(total - done).to_string(),
+                    ));
+                }
             }
             repo.put_results(event, &results).await?;
             let line = match (&error, &report.diff) {
@@ -1471,6 +1597,52 @@ impl HubService {
             error: Some(error),
         })
     }
+}
+
+/// One table's compare from the compares of its slices: rows and differences add up, the table
+/// differs when a slice does, and fails (or is cancelled) when a slice does.
+fn merge_compare_reports(
+    parts: Vec<sluice_engine::CompareReport>,
+    max_listed: usize,
+) -> sluice_engine::CompareReport {
+    let mut parts = parts.into_iter();
+    let Some(mut total) = parts.next() else {
+        unreachable!("a table is compared in at least one part")
+    };
+    let sliced = parts.len() > 0;
+    for part in parts {
+        total.source_rows += part.source_rows;
+        total.target_rows += part.target_rows;
+        total.bytes += part.bytes;
+        total.duration += part.duration;
+        total.state = match (total.state, part.state) {
+            (CompareState::Canceled, _) | (_, CompareState::Canceled) => CompareState::Canceled,
+            (CompareState::Failed, _) | (_, CompareState::Failed) => CompareState::Failed,
+            (CompareState::Different, _) | (_, CompareState::Different) => CompareState::Different,
+            _ => CompareState::Identical,
+        };
+        if total.error.is_none() {
+            total.error = part.error;
+        }
+        if let (Some(d), Some(p)) = (&mut total.diff, part.diff) {
+            d.only_on_source += p.only_on_source;
+            d.only_on_target += p.only_on_target;
+            d.differ += p.differ;
+            for (mine, theirs) in [
+                (&mut d.only_on_source_keys, p.only_on_source_keys),
+                (&mut d.only_on_target_keys, p.only_on_target_keys),
+                (&mut d.differ_keys, p.differ_keys),
+            ] {
+                let room = max_listed.saturating_sub(mine.len());
+                mine.extend(theirs.into_iter().take(room));
+            }
+        }
+    }
+    if sliced {
+        // Checksums are per slice; the table's would need every row again.
+        total.checksums = None;
+    }
+    total
 }
 
 /// Sets every table's refresh mode and strategy.

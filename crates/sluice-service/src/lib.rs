@@ -29,6 +29,7 @@ pub mod registry;
 pub mod rename;
 pub mod request;
 pub mod secrets;
+pub mod slicing;
 pub mod snapshot;
 mod statistics;
 mod status;
@@ -62,6 +63,7 @@ pub use jobs::{
 pub use log_file::LogFile;
 pub use registry::EnvLookup;
 pub use request::{CompareRequest, DifferenceFilter, RefreshRequest};
+pub use slicing::{Slicing, SlicingRequest};
 pub use sluice_engine::plan::{RefreshMode, RowwiseApply};
 pub use sluice_engine::{Granularity, Progress};
 pub use sluice_model::refresh::RefreshModeKind;

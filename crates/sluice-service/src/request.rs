@@ -8,6 +8,7 @@ use sluice_model::refresh::{RefreshModeKind, RowwiseApply, WriteStrategy};
 use sluice_model::{ChannelName, ColumnName, HubName, LocationName, TableName};
 
 use crate::jobs::{CompareCommand, ModeOverride, RefreshCommand};
+use crate::slicing::{SlicingRequest, parse_slicing};
 use crate::{Granularity, ServiceError};
 
 /// HVR's `difference_filter`: which changes a row-wise refresh applies; an unset flag is set.
@@ -52,6 +53,8 @@ pub struct RefreshRequest {
     pub parallel_sessions: Option<u32>,
     /// Count source rows first, for progress fractions.
     pub count_first: bool,
+    /// `slicing`: per table, how it is read in slices.
+    pub slicing: Vec<(String, SlicingRequest)>,
 }
 
 /// A compare as requested, not yet checked.
@@ -73,6 +76,8 @@ pub struct CompareRequest {
     pub online_compare: Option<String>,
     /// `max_listed`: keys listed per kind of difference; default 100.
     pub max_listed: Option<usize>,
+    /// `slicing`: per table, how it is compared in slices.
+    pub slicing: Vec<(String, SlicingRequest)>,
 }
 
 /// Keys listed per kind of difference when a compare request does not say.
@@ -163,7 +168,13 @@ impl TryFrom<&RefreshRequest> for RefreshCommand {
             .map(str::parse::<RefreshModeKind>)
             .transpose()
             .map_err(invalid)?;
+        if mode == Some(RefreshModeKind::Rowwise) && !r.slicing.is_empty() {
+            return Err(invalid(
+                "slicing needs granularity \"bulk\": a row-wise refresh reads both sides in key order",
+            ));
+        }
         Ok(RefreshCommand {
+            slicing: parse_slicing(&r.slicing)?,
             hub,
             channel,
             source,
@@ -195,6 +206,7 @@ impl TryFrom<&CompareRequest> for CompareCommand {
             return Err(invalid("online_compare is not supported by sluice yet"));
         }
         Ok(CompareCommand {
+            slicing: parse_slicing(&r.slicing)?,
             hub: hub_name(&r.hub)?,
             channel: channel_name(&r.channel)?,
             source: loc_name("source_loc", r.source_loc.as_deref())?,

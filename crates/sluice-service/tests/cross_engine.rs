@@ -296,6 +296,7 @@ async fn refresh(
 ) -> RefreshSummary {
     let running = svc
         .refresh(RefreshCommand {
+            slicing: Default::default(),
             hub: hub(),
             channel: ChannelName::new("c").unwrap(),
             source: None,
@@ -317,6 +318,7 @@ async fn refresh(
 async fn compare(svc: &HubService, granularity: Granularity) -> CompareSummary {
     let running = svc
         .compare(CompareCommand {
+            slicing: Default::default(),
             hub: hub(),
             channel: ChannelName::new("c").unwrap(),
             source: None,

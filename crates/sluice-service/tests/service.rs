@@ -40,6 +40,7 @@ async fn a_run_that_loses_its_claim_stops_before_the_next_table() {
     let hub = HubName::new("h").unwrap();
     let running = svc
         .refresh(RefreshCommand {
+            slicing: Default::default(),
             hub: hub.clone(),
             channel: ChannelName::new("c").unwrap(),
             source: None,
@@ -106,6 +107,7 @@ async fn parallel_refreshes_start_the_next_table_before_the_first_ends() {
         async move {
             let running = svc
                 .refresh(RefreshCommand {
+                    slicing: Default::default(),
                     hub: HubName::new("h").unwrap(),
                     channel: ChannelName::new("c").unwrap(),
                     source: None,

@@ -61,6 +61,14 @@ pub(crate) fn routes() -> Router<AppState> {
             &format!("{C}/locs/{{loc}}/integrate_point"),
             get(integrate_point),
         )
+        .route(
+            &format!("{C}/locs/{{loc}}/slicing_suggest"),
+            post(slicing_suggest),
+        )
+        .route(
+            &format!("{C}/locs/{{loc}}/tables/{{table}}/slicing_boundaries"),
+            post(slicing_boundaries),
+        )
         .route(&format!("{C}/controls"), get(controls))
         .route(&format!("{C}/controls/{{ctrl_id}}"), get(control))
         .route(&format!("{C}/controls_delete"), post(controls_delete))
@@ -391,6 +399,144 @@ async fn integrate_point(
     }
     // Nothing has been integrated from any capture location: sluice does not capture yet.
     Ok(Out(json!({})))
+}
+
+// ---- slicing suggestions ----
+
+/// `POST …/locs/{loc}/slicing_suggest`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SlicingSuggestBody {
+    /// Rows a slice should hold about (digits, or a number).
+    rows_per_slice: Option<Json>,
+    max_slices_per_table: Option<i64>,
+    repeat_last_refresh_slicing: Option<Flag>,
+    repeat_last_compare_slicing: Option<Flag>,
+    suggest_from_last_refresh_rows: Option<Flag>,
+    suggest_from_last_compare_rows: Option<Flag>,
+    suggest_from_db_stats: Option<Flag>,
+    tables: Option<Vec<String>>,
+}
+
+fn table_name(t: &str) -> ApiResult<sluice_model::TableName> {
+    sluice_model::TableName::new(t)
+        .map_err(|e| ApiError::not_found(format!("table {t:?} does not exist ({e})")))
+}
+
+async fn slicing_suggest(
+    caller: Caller,
+    Path((hub, channel, loc)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody<SlicingSuggestBody>,
+) -> ApiResult<Out<Json>> {
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    let channel = channel_of(&caller, &hub, &channel).await?;
+    let loc = member(&channel, &loc)?;
+    let rows_per_slice = match body.rows_per_slice {
+        None => None,
+        Some(Json::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => n.as_u64(),
+        Some(Json::String(s)) if s.parse::<u64>().is_ok_and(|n| n > 0) => s.parse().ok(),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "rows_per_slice: expected a positive number of rows, got {other}"
+            )));
+        }
+    };
+    let max_slices_per_table = body
+        .max_slices_per_table
+        .map(|m| match u32::try_from(m) {
+            Ok(m) if (1..=sluice_service::slicing::MAX_SLICES).contains(&m) => Ok(m),
+            _ => Err(ApiError::invalid(format!(
+                "max_slices_per_table: expected 1 to {}, got {m}",
+                sluice_service::slicing::MAX_SLICES
+            ))),
+        })
+        .transpose()?;
+    let tables = body
+        .tables
+        .unwrap_or_default()
+        .iter()
+        .map(|t| table_name(t))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let on = |f: Option<Flag>| f.is_some_and(|f| f.0);
+    let req = sluice_service::slicing::SuggestRequest {
+        rows_per_slice,
+        max_slices_per_table,
+        repeat_last_refresh_slicing: on(body.repeat_last_refresh_slicing),
+        repeat_last_compare_slicing: on(body.repeat_last_compare_slicing),
+        suggest_from_last_refresh_rows: on(body.suggest_from_last_refresh_rows),
+        suggest_from_last_compare_rows: on(body.suggest_from_last_compare_rows),
+        suggest_from_db_stats: on(body.suggest_from_db_stats),
+        tables,
+    };
+    let suggestions = caller
+        .service
+        .slicing_suggest(&hub, &channel.name, &loc, &req)
+        .await?;
+    let mut out = Map::new();
+    for (table, s) in suggestions {
+        let mut o = Map::new();
+        o.insert("based_on".into(), json!(s.based_on));
+        if let Some(ev) = s.ev_id {
+            o.insert("ev_id".into(), json!(ev.to_string()));
+        }
+        if let Some(rows) = s.row_estimate {
+            o.insert("row_estimate".into(), json!(rows.to_string()));
+        }
+        match s.slicing {
+            Some(slicing) => {
+                o.insert("slicing".into(), slicing);
+            }
+            None if s.row_estimate.is_some() => {
+                o.insert("no_slicing".into(), json!(true));
+            }
+            None => {}
+        }
+        out.insert(table.to_string(), Json::Object(o));
+    }
+    Ok(Out(Json::Object(out)))
+}
+
+/// `POST …/tables/{table}/slicing_boundaries`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SlicingBoundariesBody {
+    col: String,
+    slices: i64,
+}
+
+async fn slicing_boundaries(
+    caller: Caller,
+    Path((hub, channel, loc, table)): Path<(String, String, String, String)>,
+    JsonBody(body): JsonBody<SlicingBoundariesBody>,
+) -> ApiResult<Out<Json>> {
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    let channel = channel_of(&caller, &hub, &channel).await?;
+    let loc = member(&channel, &loc)?;
+    let table = table_name(&table)?;
+    let col = sluice_model::ColumnName::new(&body.col)
+        .map_err(|e| ApiError::invalid(format!("col: {e}")))?;
+    let slices = u32::try_from(body.slices).map_err(|_| {
+        ApiError::invalid(format!(
+            "slices: expected 1 to {}, got {}",
+            sluice_service::slicing::MAX_SLICES,
+            body.slices
+        ))
+    })?;
+    let b = caller
+        .service
+        .slicing_boundaries(&hub, &channel.name, &loc, &table, &col, slices)
+        .await?;
+    let mut out = Map::new();
+    for (key, values) in [
+        ("int_boundaries", b.int_boundaries),
+        ("date_boundaries", b.date_boundaries),
+        ("str_boundaries", b.str_boundaries),
+    ] {
+        if !values.is_empty() {
+            out.insert(key.into(), json!(values));
+        }
+    }
+    Ok(Out(Json::Object(out)))
 }
 
 // ---- control messages ----

@@ -28,6 +28,63 @@ pub(crate) struct DifferenceFilter {
     deletes: Option<Flag>,
 }
 
+/// HVR's `slicing` of one table.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SlicingBody {
+    /// `count`, `boundary`, `modulo` or `series`.
+    #[serde(rename = "type")]
+    method: String,
+    col: Option<String>,
+    slices: Option<i64>,
+    str_boundaries: Option<Vec<String>>,
+    /// Integers, as JSON numbers or strings of digits.
+    int_boundaries: Option<Vec<Json>>,
+    date_boundaries: Option<Vec<String>>,
+    series_values: Option<Vec<String>>,
+    selection: Option<Vec<i64>>,
+}
+
+/// The slicing of a request, per table, as the service takes it.
+fn slicing_requests(
+    slicing: Option<std::collections::BTreeMap<String, SlicingBody>>,
+) -> ApiResult<Vec<(String, sluice_service::SlicingRequest)>> {
+    slicing
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(table, b)| {
+            let int_boundaries = b
+                .int_boundaries
+                .map(|values| {
+                    values
+                        .into_iter()
+                        .map(|v| match v {
+                            Json::Number(n) if n.is_i64() => Ok(n.to_string()),
+                            Json::String(s) => Ok(s),
+                            other => Err(ApiError::invalid(format!(
+                                "slicing.{table}: int_boundaries: {other} is not an integer"
+                            ))),
+                        })
+                        .collect::<ApiResult<Vec<_>>>()
+                })
+                .transpose()?;
+            Ok((
+                table,
+                sluice_service::SlicingRequest {
+                    method: b.method,
+                    col: b.col,
+                    slices: b.slices,
+                    str_boundaries: b.str_boundaries,
+                    int_boundaries,
+                    date_boundaries: b.date_boundaries,
+                    series_values: b.series_values,
+                    selection: b.selection,
+                },
+            ))
+        })
+        .collect()
+}
+
 /// `POST …/refresh`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -40,7 +97,7 @@ pub(crate) struct RefreshBody {
     parallel_sessions: Option<u32>,
     difference_filter: Option<DifferenceFilter>,
     data_refresh: Option<Flag>,
-    slicing: Option<Json>,
+    slicing: Option<std::collections::BTreeMap<String, SlicingBody>>,
     contexts: Option<Json>,
     context_variables: Option<Json>,
     select_moment: Option<Json>,
@@ -85,7 +142,6 @@ fn posted_json(p: &Posted) -> Json {
 impl RefreshBody {
     /// The request, once the fields sluice cannot honour yet are refused.
     fn request(self, hub: String, channel: String) -> ApiResult<RefreshRequest> {
-        unsupported("slicing", &self.slicing)?;
         unsupported("contexts", &self.contexts)?;
         unsupported("context_variables", &self.context_variables)?;
         unsupported("select_moment", &self.select_moment)?;
@@ -128,6 +184,7 @@ impl RefreshBody {
             batch_rows: self.batch_rows,
             parallel_sessions: self.parallel_sessions,
             count_first: false,
+            slicing: slicing_requests(self.slicing)?,
         })
     }
 }
@@ -161,7 +218,7 @@ pub(crate) struct CompareBody {
     granularity: Option<String>,
     start_immediate: Option<Flag>,
     online_compare: Option<String>,
-    slicing: Option<Json>,
+    slicing: Option<std::collections::BTreeMap<String, SlicingBody>>,
     contexts: Option<Json>,
     context_variables: Option<Json>,
     // Accepted and ignored.
@@ -179,7 +236,6 @@ pub(crate) struct CompareBody {
 impl CompareBody {
     /// The request, once the fields sluice cannot honour yet are refused.
     fn request(self, hub: String, channel: String) -> ApiResult<CompareRequest> {
-        unsupported("slicing", &self.slicing)?;
         unsupported("contexts", &self.contexts)?;
         unsupported("context_variables", &self.context_variables)?;
         // Accepted and ignored.
@@ -200,6 +256,7 @@ impl CompareBody {
             granularity: self.granularity,
             online_compare: self.online_compare,
             max_listed: self.max_listed,
+            slicing: slicing_requests(self.slicing)?,
         })
     }
 }

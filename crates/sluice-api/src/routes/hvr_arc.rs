@@ -208,7 +208,72 @@ pub(super) fn document(doc: &mut Doc) {
         .json(200, "by capture location", point)
         .errors(Face::Hvr, HVR_ERRORS),
     );
+    slicing(doc);
     controls(doc);
+}
+
+/// A suggested slicing of one table.
+#[derive(ToSchema)]
+pub(crate) struct SuggestedSlicing {
+    /// `no_data`, `repeat_last_refresh_slicing`, `repeat_last_compare_slicing`,
+    /// `suggest_from_last_refresh_rows`, `suggest_from_last_compare_rows` or `suggest_from_db_stats`.
+    based_on: String,
+    ev_id: Option<String>,
+    row_estimate: Option<String>,
+    /// Present (true) when the table is small enough to read whole.
+    no_slicing: Option<bool>,
+    /// HVR's `slicing` of the table (`type`, `col`, boundaries or `slices`).
+    slicing: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// By table, a suggested slicing.
+#[derive(ToSchema)]
+pub(crate) struct SlicingSuggestions(BTreeMap<String, SuggestedSlicing>);
+
+/// Boundaries for slices of a column (one list, by the column's type; empty when the column has
+/// too few distinct values).
+#[derive(ToSchema)]
+pub(crate) struct SlicingBoundaries {
+    int_boundaries: Option<Vec<String>>,
+    date_boundaries: Option<Vec<String>>,
+    str_boundaries: Option<Vec<String>>,
+}
+
+fn slicing(doc: &mut Doc) {
+    const C: &str = "/api/latest/hubs/{hub}/channels/{channel}";
+    let tag = "jobs";
+    let suggest = doc.schema::<hvr_arc::SlicingSuggestBody>();
+    let suggestions = doc.schema::<SlicingSuggestions>();
+    doc.add(
+        Op::new(
+            HttpMethod::Post,
+            &format!("{C}/locs/{{loc}}/slicing_suggest"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "Suggest slicing for refresh or compare",
+        )
+        .description(
+            "From the last refresh or compare (its slicing or the rows it read) or from the \
+             rows the database holds now: boundaries at the key's quantiles",
+        )
+        .body(suggest, true)
+        .json(200, "by table", suggestions)
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    let body = doc.schema::<hvr_arc::SlicingBoundariesBody>();
+    let boundaries = doc.schema::<SlicingBoundaries>();
+    doc.add(
+        Op::new(
+            HttpMethod::Post,
+            &format!("{C}/locs/{{loc}}/tables/{{table}}/slicing_boundaries"),
+            tag,
+            Auth::Bearer("ReadOnly"),
+            "Boundaries at a column's quantiles",
+        )
+        .body(body, false)
+        .json(200, "boundaries", boundaries)
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
 }
 
 fn controls(doc: &mut Doc) {

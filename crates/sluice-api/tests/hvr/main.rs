@@ -16,6 +16,7 @@ use sluice_test_support::{ADMIN_PASSWORD, TestHub, TestRepository};
 
 mod admin;
 mod arc;
+mod arc_slicing;
 mod browse;
 mod conformance;
 mod definition;
