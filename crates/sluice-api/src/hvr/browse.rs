@@ -100,6 +100,11 @@ fn schema_name(field: &str, s: &str) -> ApiResult<SchemaName> {
 }
 
 /// The hub, after checking the caller's level on it.
+///
+/// Operations on a location not yet defined (`new_loc/…`) connect where the body says, with the
+/// credentials it gives: they need ReadWrite (the level that defines locations), not the ReadOnly
+/// HVR's document names, so a read-only user cannot make the hub server connect to a host of
+/// their choosing.
 async fn hub_for(caller: &Caller, hub: &str, level: AccessLevel) -> ApiResult<HubName> {
     let hub = hub_name(hub)?;
     caller.require_on(&hub, level).await?;
@@ -272,7 +277,7 @@ pub(crate) async fn new_db_schemas(
     Path(hub): Path<String>,
     JsonBody(body): JsonBody<NewLocBody>,
 ) -> ApiResult<Out<Json>> {
-    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadWrite).await?;
     let list = with_new_loc(&caller, &hub, &body, async |loc| {
         Ok(caller.service.location_schemas(&hub, loc).await?)
     })
@@ -323,7 +328,7 @@ pub(crate) async fn new_db_tables(
     Path(hub): Path<String>,
     JsonBody(body): JsonBody<NewLocBody>,
 ) -> ApiResult<Out<Json>> {
-    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadWrite).await?;
     let schema = body
         .schema
         .as_deref()
@@ -392,7 +397,7 @@ pub(crate) async fn new_db_columns(
     Path((hub, table)): Path<(String, String)>,
     JsonBody(body): JsonBody<NewLocBody>,
 ) -> ApiResult<Out<Json>> {
-    let hub = hub_for(&caller, &hub, AccessLevel::ReadOnly).await?;
+    let hub = hub_for(&caller, &hub, AccessLevel::ReadWrite).await?;
     let at = db_table_ref(body.schema.as_deref(), &table)?;
     let db = with_new_loc(&caller, &hub, &body, async |loc| {
         Ok(caller.service.location_table(&hub, loc, &at).await?)

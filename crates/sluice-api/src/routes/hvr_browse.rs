@@ -389,7 +389,7 @@ pub(super) fn document(doc: &mut Doc) {
             HttpMethod::Post,
             &format!("{N}/db/schemas"),
             browse,
-            read,
+            write,
             "The schemas of a database of a location not yet defined",
         )
         .body(new_loc.clone(), false)
@@ -418,7 +418,7 @@ pub(super) fn document(doc: &mut Doc) {
             HttpMethod::Post,
             &format!("{N}/db/tables"),
             browse,
-            read,
+            write,
             "The tables of a schema of a location not yet defined",
         )
         .body(new_loc.clone(), false)
@@ -447,7 +447,7 @@ pub(super) fn document(doc: &mut Doc) {
             HttpMethod::Post,
             &format!("{N}/db/tables/{{table}}/columns"),
             browse,
-            read,
+            write,
             "The columns of a table of a location not yet defined",
         )
         .body(new_loc.clone(), false)

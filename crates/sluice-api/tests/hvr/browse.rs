@@ -288,6 +288,17 @@ async fn environment_files_and_levels() {
         .await
         .expect(200);
     let new_loc = json!({"props": {"Class": "sqlite", "Database_Name": "x.db"}});
+    // A location not yet defined is connected to where the body says: ReadWrite, as defining one.
+    for what in ["db/schemas", "db/tables", "db/tables/orders/columns"] {
+        api.call_as(
+            Some(&ro),
+            "POST",
+            &format!("{H}/new_loc/{what}"),
+            Some(new_loc.clone()),
+        )
+        .await
+        .expect(403);
+    }
     for (method, path, body) in [
         ("POST", format!("{H}/new_loc/test"), Some(new_loc)),
         (
