@@ -330,14 +330,7 @@ pub(crate) async fn delete(caller: Caller, Path(name): Path<String>) -> ApiResul
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST …/props_delete`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PropsDelete {
-    /// The names of the props to delete (at least one).
-    #[schema(min_items = 1)]
-    props: Vec<String>,
-}
+pub(crate) use super::hubs::PropsDelete;
 
 /// Props `?fetch=` names (all when none).
 fn fetched(mut props: Props, q: &QueryList) -> Json {
