@@ -949,7 +949,7 @@ async fn browser_login_sync_live_freeze_and_refusal() {
     let refusal = b.wait_text("#refusal", 10, |t| !t.is_empty()).await;
     assert_eq!(
         refusal,
-        "refused: freezing a hub needs HubOwner access; user viewer has ReadOnly"
+        "refused: freezing a hub needs HubOwner access; user viewer has ReadOnly on hub hub1"
     );
     b.screenshot("09-refused-read-only").await;
     b.quit().await;
