@@ -553,11 +553,20 @@ async fn access_levels(pg: bool) {
             Some(new_channel("c_ro")),
             false,
         ),
+        // Testing a stored location needs ReadOnly, as HVR documents (it connects only where
+        // the location's definer said); a location not yet defined needs ReadWrite.
         (
             "ro",
             "POST",
             "/api/latest/hubs/hub1/locs/src/test",
             None,
+            true,
+        ),
+        (
+            "ro",
+            "POST",
+            "/api/latest/hubs/hub1/new_loc/test",
+            Some(json!({"props": {"Class": "sqlite", "Database_Name": "x.db"}})),
             false,
         ),
         (
