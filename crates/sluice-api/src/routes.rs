@@ -809,7 +809,7 @@ fn operations(doc: &mut Doc) {
                 Auth::Bearer("ReadWrite"),
                 "Not available until change capture exists",
             )
-            .errors(Face::Hvr, &[400, 401, 403]),
+            .errors(Face::Hvr, HVR_ERRORS),
         );
     }
 }
