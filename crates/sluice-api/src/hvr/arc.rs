@@ -21,7 +21,7 @@ use sluice_model::{AccessLevel, ChannelName, EventType, HubName, LocationName};
 use sluice_repo::EventFilter;
 use utoipa::ToSchema;
 
-use super::hub_name;
+use super::{channel_name, hub_name, loc_name, table_name};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Caller, Flag, JsonBody, QueryList};
@@ -76,16 +76,6 @@ pub(crate) fn routes() -> Router<AppState> {
             &format!("{C}/locs/{{loc}}/tasks/{{task}}/controls"),
             post(send_control),
         )
-}
-
-pub(super) fn channel_name(s: &str) -> ApiResult<ChannelName> {
-    ChannelName::new(s)
-        .map_err(|e| ApiError::not_found(format!("channel {s:?} does not exist ({e})")))
-}
-
-pub(super) fn loc_name(s: &str) -> ApiResult<LocationName> {
-    LocationName::new(s)
-        .map_err(|e| ApiError::not_found(format!("location {s:?} does not exist ({e})")))
 }
 
 /// The hub (checked to exist) and the caller's level on it checked.
@@ -416,11 +406,6 @@ pub(crate) struct SlicingSuggestBody {
     suggest_from_last_compare_rows: Option<Flag>,
     suggest_from_db_stats: Option<Flag>,
     tables: Option<Vec<String>>,
-}
-
-fn table_name(t: &str) -> ApiResult<sluice_model::TableName> {
-    sluice_model::TableName::new(t)
-        .map_err(|e| ApiError::not_found(format!("table {t:?} does not exist ({e})")))
 }
 
 async fn slicing_suggest(

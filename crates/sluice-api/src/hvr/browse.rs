@@ -24,7 +24,7 @@ use sluice_service::browse::{
 };
 use utoipa::ToSchema;
 
-use super::hub_name;
+use super::{channel_name, hub_name, loc_name, table_name};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, codes};
 use crate::extract::{Caller, Flag, JsonBody, QueryList};
@@ -80,20 +80,6 @@ pub(crate) const NO_FILE_LOCATIONS: &str = "sluice has no file locations (its cl
 /// Why sluice lists no files of the hub: HVR browses them to pick files for file locations and
 /// file-based settings, and sluice has neither; its server's file system is not shown.
 pub(crate) const NO_HUB_FILES: &str = "sluice has no file locations and no file-based hub settings, so it lists no files of the hub server";
-
-fn loc_name(s: &str) -> ApiResult<LocationName> {
-    LocationName::new(s)
-        .map_err(|e| ApiError::not_found(format!("location {s:?} does not exist ({e})")))
-}
-
-fn channel_name(s: &str) -> ApiResult<ChannelName> {
-    ChannelName::new(s)
-        .map_err(|e| ApiError::not_found(format!("channel {s:?} does not exist ({e})")))
-}
-
-fn table_name(s: &str) -> ApiResult<TableName> {
-    TableName::new(s).map_err(|e| ApiError::not_found(format!("table {s:?} does not exist ({e})")))
-}
 
 fn schema_name(field: &str, s: &str) -> ApiResult<SchemaName> {
     SchemaName::new(s).map_err(|e| ApiError::invalid(format!("{field}: {e}")))

@@ -25,6 +25,24 @@ pub(crate) fn hub_name(s: &str) -> Result<HubName, ApiError> {
     HubName::new(s).map_err(|e| ApiError::not_found(format!("hub {s:?} does not exist ({e})")))
 }
 
+/// A channel name from a path (an invalid one names no channel: 404).
+pub(crate) fn channel_name(s: &str) -> Result<sluice_model::ChannelName, ApiError> {
+    sluice_model::ChannelName::new(s)
+        .map_err(|e| ApiError::not_found(format!("channel {s:?} does not exist ({e})")))
+}
+
+/// A location name from a path (an invalid one names no location: 404).
+pub(crate) fn loc_name(s: &str) -> Result<sluice_model::LocationName, ApiError> {
+    sluice_model::LocationName::new(s)
+        .map_err(|e| ApiError::not_found(format!("location {s:?} does not exist ({e})")))
+}
+
+/// A table name from a path (an invalid one names no table: 404).
+pub(crate) fn table_name(s: &str) -> Result<sluice_model::TableName, ApiError> {
+    sluice_model::TableName::new(s)
+        .map_err(|e| ApiError::not_found(format!("table {s:?} does not exist ({e})")))
+}
+
 pub(crate) fn routes() -> Router<AppState> {
     const H: &str = "/api/latest/hubs/{hub}";
     Router::new()
