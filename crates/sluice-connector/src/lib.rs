@@ -10,6 +10,8 @@
 //! | [`Introspector`] | tables, columns, primary keys, native type → [`DataType`](sluice_model::DataType) |
 //! | [`SnapshotReader`] | a consistent stream of [`RowBatch`]es of one table |
 //! | [`BatchWriter`] | load batches into a table by a [`WriteStrategy`], atomically |
+//! | [`ChangeReader`] | a source's changes from its log ([`change`]) |
+//! | [`ChangeWriter`] | apply batches of changes with their checkpoint, atomically ([`change`]) |
 //!
 //! Every statement a reader or writer runs is also available as a plan ([`PlannedStatement`]) built
 //! by the same code, so a dry run shows exactly what a real run executes.
@@ -18,6 +20,7 @@
 //! connector crate runs against a real database, and [`kit::memory`], an in-memory connector.
 #![deny(missing_docs)]
 
+pub mod change;
 pub mod error;
 #[cfg(feature = "test-kit")]
 pub mod kit;
@@ -33,6 +36,11 @@ use sluice_model::{
     BatchLimits, ColumnDef, Condition, Position, RowBatch, SchemaName, TableRef, TableSchema, Value,
 };
 
+pub use change::{
+    ApplySummary, CaptureLag, CaptureRequest, CaptureStart, CaptureTable, ChangeApplier,
+    ChangeReader, ChangeStream, ChangeWriter, IntegrateBatch, IntegrateRequest, IntegrateTable,
+    PartialUpdate, TableChanges,
+};
 pub use error::{ConnectorError, ErrorKind, Result};
 
 /// A location property a connector understands, e.g. `Database_Name`.
@@ -63,6 +71,10 @@ pub struct Capabilities {
     pub staging_swap: bool,
     /// Supports [`WriteStrategy::Upsert`] and [`TableWriter::delete_batch`].
     pub upsert: bool,
+    /// Captures changes from its log ([`ChangeReader`]).
+    pub capture: bool,
+    /// Applies captured changes ([`ChangeWriter`]).
+    pub integrate: bool,
 }
 
 /// What `Connector::test` found out about the database.
@@ -97,6 +109,16 @@ pub trait Connector: Send + Sync + 'static {
 
     /// Batch writes, when supported.
     fn batch_writer(&self) -> Option<&dyn BatchWriter> {
+        None
+    }
+
+    /// Change capture, when supported.
+    fn change_reader(&self) -> Option<&dyn ChangeReader> {
+        None
+    }
+
+    /// Change integration, when supported.
+    fn change_writer(&self) -> Option<&dyn ChangeWriter> {
         None
     }
 }

@@ -71,6 +71,8 @@ impl Connector for MariadbConnector {
             batch_write: true,
             staging_swap: true,
             upsert: true,
+            capture: false,
+            integrate: false,
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod batch;
+pub mod change;
 pub mod condition;
 pub mod data_type;
 pub mod decimal;
@@ -25,6 +26,7 @@ pub mod value;
 
 pub use access::AccessLevel;
 pub use batch::{BatchLimits, RowBatch};
+pub use change::{CaptureMessage, ChangeOp, Checkpoint, RowChange, TransactionId};
 pub use condition::Condition;
 pub use data_type::DataType;
 pub use decimal::Decimal;

@@ -27,6 +27,39 @@ pub enum Position {
     },
 }
 
+impl Position {
+    /// Orders two positions of the same kind (of one source's log); `None` for different kinds
+    /// or binary log positions in files of different names that do not sort by number.
+    pub fn cmp_same(&self, other: &Position) -> Option<std::cmp::Ordering> {
+        match (self, other) {
+            (Position::Lsn { lsn: a }, Position::Lsn { lsn: b }) => Some(a.cmp(b)),
+            (Position::Sequence { seq: a }, Position::Sequence { seq: b }) => Some(a.cmp(b)),
+            (
+                Position::Binlog {
+                    file: fa,
+                    offset: a,
+                },
+                Position::Binlog {
+                    file: fb,
+                    offset: b,
+                },
+            ) => Some(
+                binlog_number(fa)
+                    .zip(binlog_number(fb))
+                    .map(|(x, y)| x.cmp(&y))
+                    .unwrap_or_else(|| fa.cmp(fb))
+                    .then(a.cmp(b)),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// The sequence number of a binary log file name (`mariadb-bin.000012` → 12).
+fn binlog_number(file: &str) -> Option<u64> {
+    file.rsplit('.').next()?.parse().ok()
+}
+
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -40,6 +73,22 @@ impl fmt::Display for Position {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_of_one_kind_order() {
+        use std::cmp::Ordering;
+        let lsn = |lsn| Position::Lsn { lsn };
+        assert_eq!(lsn(1).cmp_same(&lsn(2)), Some(Ordering::Less));
+        let bin = |file: &str, offset| Position::Binlog {
+            file: file.into(),
+            offset,
+        };
+        assert_eq!(
+            bin("b.000009", 900).cmp_same(&bin("b.000010", 4)),
+            Some(Ordering::Less)
+        );
+        assert_eq!(lsn(1).cmp_same(&Position::Sequence { seq: 1 }), None);
+    }
 
     #[test]
     fn lsn_displays_like_postgres() {

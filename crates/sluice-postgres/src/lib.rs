@@ -63,6 +63,8 @@ impl Connector for PostgresConnector {
             batch_write: true,
             staging_swap: true,
             upsert: true,
+            capture: false,
+            integrate: false,
         }
     }
 

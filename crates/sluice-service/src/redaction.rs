@@ -13,12 +13,17 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use sluice_connector::{
-    BatchWriter, Capabilities, Connector, ConnectorError, Introspector, PlannedStatement,
-    RawSnapshot, ReadRequest, Result, Snapshot, SnapshotReader, TableWriter, TestReport,
-    WriteRequest, WriteSummary,
+    ApplySummary, BatchWriter, Capabilities, CaptureLag, CaptureRequest, CaptureStart,
+    ChangeApplier, ChangeReader, ChangeStream, ChangeWriter, Connector, ConnectorError,
+    IntegrateBatch, IntegrateRequest, Introspector, PlannedStatement, RawSnapshot, ReadRequest,
+    Result, SharedSnapshot, Snapshot, SnapshotReader, TableWriter, TestReport, WriteRequest,
+    WriteSummary,
 };
 use sluice_model::definition::LocationClass;
-use sluice_model::{ColumnDef, Condition, RowBatch, SchemaName, TableRef, TableSchema, Value};
+use sluice_model::{
+    CaptureMessage, Checkpoint, ColumnDef, Condition, Position, RowBatch, SchemaName, TableRef,
+    TableSchema, Value,
+};
 
 use crate::policy::Redactor;
 
@@ -82,6 +87,18 @@ impl Connector for Redacting {
     fn batch_writer(&self) -> Option<&dyn BatchWriter> {
         self.inner.batch_writer().map(|_| self as &dyn BatchWriter)
     }
+
+    fn change_reader(&self) -> Option<&dyn ChangeReader> {
+        self.inner
+            .change_reader()
+            .map(|_| self as &dyn ChangeReader)
+    }
+
+    fn change_writer(&self) -> Option<&dyn ChangeWriter> {
+        self.inner
+            .change_writer()
+            .map(|_| self as &dyn ChangeWriter)
+    }
 }
 
 impl Redacting {
@@ -101,6 +118,18 @@ impl Redacting {
         self.inner
             .batch_writer()
             .ok_or_else(|| ConnectorError::unsupported("this location cannot be written"))
+    }
+
+    fn capture(&self) -> Result<&dyn ChangeReader> {
+        self.inner
+            .change_reader()
+            .ok_or_else(|| ConnectorError::unsupported("this location cannot capture changes"))
+    }
+
+    fn integrate(&self) -> Result<&dyn ChangeWriter> {
+        self.inner
+            .change_writer()
+            .ok_or_else(|| ConnectorError::unsupported("this location cannot integrate changes"))
     }
 }
 
@@ -169,6 +198,121 @@ impl SnapshotReader for Redacting {
                 .map(move |r| r.map_err(|e| clean(&redactor, e)))
                 .boxed(),
         })
+    }
+
+    async fn share_snapshot(&self) -> Result<Option<Box<dyn SharedSnapshot>>> {
+        self.fix(self.reader()?.share_snapshot().await)
+    }
+
+    async fn read_shared(
+        &self,
+        request: ReadRequest,
+        snapshot: &dyn SharedSnapshot,
+    ) -> Result<Snapshot> {
+        let snapshot = self.fix(self.reader()?.read_shared(request, snapshot).await)?;
+        let redactor = self.redactor.clone();
+        Ok(Snapshot {
+            batches: snapshot
+                .batches
+                .map(move |r| r.map_err(|e| clean(&redactor, e)))
+                .boxed(),
+            position: snapshot.position,
+        })
+    }
+}
+
+#[async_trait]
+impl ChangeReader for Redacting {
+    async fn check_capture(&self, request: &CaptureRequest) -> Result<()> {
+        self.fix(self.capture()?.check_capture(request).await)
+    }
+
+    async fn create_capture(&self, request: &CaptureRequest) -> Result<CaptureStart> {
+        self.fix(self.capture()?.create_capture(request).await)
+    }
+
+    async fn drop_capture(&self, name: &str) -> Result<()> {
+        self.fix(self.capture()?.drop_capture(name).await)
+    }
+
+    async fn capture_exists(&self, name: &str) -> Result<bool> {
+        self.fix(self.capture()?.capture_exists(name).await)
+    }
+
+    async fn open_capture(&self, request: &CaptureRequest) -> Result<Box<dyn ChangeStream>> {
+        let inner = self.fix(self.capture()?.open_capture(request).await)?;
+        Ok(Box::new(RedactingStream {
+            inner,
+            redactor: self.redactor.clone(),
+        }))
+    }
+
+    async fn capture_lag(&self, name: &str) -> Result<Option<CaptureLag>> {
+        self.fix(self.capture()?.capture_lag(name).await)
+    }
+}
+
+struct RedactingStream {
+    inner: Box<dyn ChangeStream>,
+    redactor: Arc<Redactor>,
+}
+
+#[async_trait]
+impl ChangeStream for RedactingStream {
+    async fn next(&mut self) -> Result<CaptureMessage> {
+        let r = self.inner.next().await;
+        r.map_err(|e| clean(&self.redactor, e))
+    }
+
+    fn ack(&mut self, position: &Position) -> Result<()> {
+        let r = self.inner.ack(position);
+        r.map_err(|e| clean(&self.redactor, e))
+    }
+
+    async fn close(self: Box<Self>) -> Result<()> {
+        let redactor = self.redactor.clone();
+        self.inner.close().await.map_err(|e| clean(&redactor, e))
+    }
+}
+
+#[async_trait]
+impl ChangeWriter for Redacting {
+    async fn open_integrate(&self, request: IntegrateRequest) -> Result<Box<dyn ChangeApplier>> {
+        let inner = self.fix(self.integrate()?.open_integrate(request).await)?;
+        Ok(Box::new(RedactingApplier {
+            inner,
+            redactor: self.redactor.clone(),
+        }))
+    }
+
+    async fn read_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>> {
+        self.fix(self.integrate()?.read_checkpoint(name).await)
+    }
+
+    async fn drop_integrate(&self, name: &str) -> Result<()> {
+        self.fix(self.integrate()?.drop_integrate(name).await)
+    }
+}
+
+struct RedactingApplier {
+    inner: Box<dyn ChangeApplier>,
+    redactor: Arc<Redactor>,
+}
+
+#[async_trait]
+impl ChangeApplier for RedactingApplier {
+    fn checkpoint(&self) -> Option<&Checkpoint> {
+        self.inner.checkpoint()
+    }
+
+    async fn apply(&mut self, batch: &IntegrateBatch) -> Result<ApplySummary> {
+        let r = self.inner.apply(batch).await;
+        r.map_err(|e| clean(&self.redactor, e))
+    }
+
+    async fn add_column(&mut self, table: usize, column: ColumnDef) -> Result<()> {
+        let r = self.inner.add_column(table, column).await;
+        r.map_err(|e| clean(&self.redactor, e))
     }
 }
 

@@ -65,6 +65,8 @@ impl Connector for SqliteConnector {
             batch_write: true,
             staging_swap: true,
             upsert: true,
+            capture: false,
+            integrate: false,
         }
     }
 

@@ -85,6 +85,8 @@ impl Connector for MemoryConnector {
             batch_write: true,
             staging_swap: true,
             upsert: true,
+            capture: false,
+            integrate: false,
         }
     }
 
