@@ -13,6 +13,7 @@ pub mod config;
 mod connect;
 pub mod copy;
 mod error;
+mod integrate;
 mod introspect;
 mod snapshot;
 pub mod types;
@@ -20,9 +21,9 @@ mod write;
 
 use async_trait::async_trait;
 use sluice_connector::{
-    BatchWriter, Capabilities, Connector, ConnectorError, Introspector, PlannedStatement,
-    RawSnapshot, ReadRequest, Result, SharedSnapshot, Snapshot, SnapshotReader, TableWriter,
-    TestReport, WriteRequest,
+    BatchWriter, Capabilities, ChangeWriter, Connector, ConnectorError, Introspector,
+    PlannedStatement, RawSnapshot, ReadRequest, Result, SharedSnapshot, Snapshot, SnapshotReader,
+    TableWriter, TestReport, WriteRequest,
 };
 use sluice_model::definition::LocationClass;
 use sluice_model::{ColumnDef, Condition, SchemaName, TableRef, TableSchema, Value};
@@ -64,7 +65,7 @@ impl Connector for PostgresConnector {
             staging_swap: true,
             upsert: true,
             capture: false,
-            integrate: false,
+            integrate: true,
         }
     }
 
@@ -110,6 +111,10 @@ impl Connector for PostgresConnector {
     }
 
     fn batch_writer(&self) -> Option<&dyn BatchWriter> {
+        Some(self)
+    }
+
+    fn change_writer(&self) -> Option<&dyn ChangeWriter> {
         Some(self)
     }
 }

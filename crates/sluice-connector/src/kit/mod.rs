@@ -5,6 +5,7 @@
 //! naming the table, column and row when the connector breaks its contract. Checks create their own
 //! tables, prefixed `kit_`.
 
+pub mod integrate;
 pub mod memory;
 pub mod samples;
 
