@@ -9,6 +9,7 @@
 pub mod config;
 mod connect;
 mod error;
+mod integrate;
 mod introspect;
 mod snapshot;
 pub mod types;
@@ -66,7 +67,7 @@ impl Connector for SqliteConnector {
             staging_swap: true,
             upsert: true,
             capture: false,
-            integrate: false,
+            integrate: true,
         }
     }
 
@@ -126,6 +127,10 @@ impl Connector for SqliteConnector {
     }
 
     fn batch_writer(&self) -> Option<&dyn BatchWriter> {
+        Some(self)
+    }
+
+    fn change_writer(&self) -> Option<&dyn sluice_connector::ChangeWriter> {
         Some(self)
     }
 }

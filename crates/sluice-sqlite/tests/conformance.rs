@@ -37,3 +37,24 @@ conformance!(
     upsert_and_delete,
     incremental_reads,
 );
+
+macro_rules! integrate {
+    ($($check:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (_dir, connector) = fresh();
+                kit::integrate::$check(&connector).await;
+            }
+        )+
+    };
+}
+
+integrate!(
+    integrate_changes,
+    integrate_failed_batch_changes_nothing,
+    integrate_target_mismatch,
+    integrate_add_column,
+    integrate_drop,
+    integrate_large_batch,
+);
