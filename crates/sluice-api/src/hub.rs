@@ -15,6 +15,9 @@ use sluice_service::registry::EnvLookup;
 use sluice_service::secrets::SecretKey;
 use tokio_util::sync::CancellationToken;
 
+/// How often the hub server looks for activated channels to replicate.
+const REPLICATION_TICK: Duration = Duration::from_secs(1);
+
 use crate::{AppState, MetricsAccess};
 
 /// What a hub server is made of. [`HubConfig::new`] gives the defaults of `sluice serve`
@@ -225,6 +228,11 @@ impl Hub {
                 .clone()
                 .run_scheduler(self.scheduler_tick, shutdown.clone()),
         );
+        let replication = tokio::spawn(
+            self.service
+                .clone()
+                .run_replication_supervisor(REPLICATION_TICK, shutdown.clone()),
+        );
         let events = self.events.clone();
         let closing = shutdown.clone();
         tokio::spawn(async move {
@@ -234,6 +242,7 @@ impl Hub {
         let served = crate::serve(listener, self.state.clone(), shutdown.clone()).await;
         shutdown.cancel();
         let _ = scheduler.await;
+        let _ = replication.await;
         served
     }
 

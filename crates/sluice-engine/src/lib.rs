@@ -17,6 +17,7 @@ mod merge;
 pub mod plan;
 pub mod progress;
 pub mod refresh;
+pub mod replicate;
 
 use sluice_connector::{ConnectorError, ErrorKind};
 use sluice_model::TableName;
@@ -29,6 +30,10 @@ pub use plan::{
 pub use progress::{Progress, ProgressSink};
 pub use refresh::{
     CommitGate, RefreshReport, RefreshState, SliceReport, run_refresh, run_refresh_gated,
+};
+pub use replicate::{
+    ApplyLimits, CapturedChanges, OpCounts, ReplicatedTable, ReplicationError, ReplicationEvent,
+    ReplicationPlan, ReplicationTarget, run_replication,
 };
 
 /// An error in the work on one table.

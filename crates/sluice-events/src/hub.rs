@@ -40,8 +40,8 @@ use crate::event::{Append, NewEvent, Published, StoredEvent, check_id};
 use crate::routing::Pattern;
 use crate::store::{EventStore, HistoryPage, HistoryQuery};
 use crate::topic::{
-    ALERT_TOPIC, DEFINITION_TOPIC, EVENT_TOPIC, Grants, JOB_TOPIC, Principal, Retention,
-    SchemaVersion, Topic, TopicName, TopicSpec,
+    ALERT_TOPIC, CHANGE_TOPIC, DEFINITION_TOPIC, EVENT_TOPIC, Grants, JOB_TOPIC, Principal,
+    Retention, SchemaVersion, Topic, TopicName, TopicSpec,
 };
 
 /// Limits and intervals of the hub.
@@ -314,6 +314,27 @@ fn builtin_specs() -> Vec<(TopicName, TopicSpec)> {
                         "alert": {"type": "string"},
                         "reason": {"type": "string"},
                         "tstamp": {"type": "string"},
+                    },
+                }),
+            ),
+        ),
+        (
+            name(CHANGE_TOPIC),
+            spec(
+                "Captured row changes of channels whose Capture action has EventHub=1; routing <hub>.<channel>.<table>.<op>",
+                serde_json::json!({
+                    "type": "object",
+                    "required": ["hub", "channel", "table", "op", "key", "position", "commit_time"],
+                    "properties": {
+                        "hub": {"type": "string"},
+                        "channel": {"type": "string"},
+                        "table": {"type": "string"},
+                        "op": {"enum": ["insert", "update", "delete", "truncate"]},
+                        "key": {"type": "object"},
+                        "after": {"type": ["object", "null"]},
+                        "before": {"type": ["object", "null"]},
+                        "position": {"type": "string"},
+                        "commit_time": {"type": "string"},
                     },
                 }),
             ),

@@ -18,6 +18,9 @@ pub const EVENT_TOPIC: &str = "sluice.event";
 pub const DEFINITION_TOPIC: &str = "sluice.definition";
 /// Notifications of the hub's alert rules (HVR's Alert Interface).
 pub const ALERT_TOPIC: &str = "sluice.alert";
+/// Captured row changes of channels that publish them; routing
+/// `<hub>.<channel>.<table>.<op>`.
+pub const CHANGE_TOPIC: &str = "sluice.change";
 
 /// A validated topic name: 1–128 bytes of letters, digits, `_`, `-` and `.`, starting with a
 /// letter or digit. Topics are matched by whole name only: `sample` and `samples` are unrelated.
@@ -59,7 +62,14 @@ impl TopicName {
 
     /// Whether this is one of the topics the hub itself publishes on.
     pub fn is_builtin(&self) -> bool {
-        [JOB_TOPIC, EVENT_TOPIC, DEFINITION_TOPIC, ALERT_TOPIC].contains(&self.0.as_str())
+        [
+            JOB_TOPIC,
+            EVENT_TOPIC,
+            DEFINITION_TOPIC,
+            ALERT_TOPIC,
+            CHANGE_TOPIC,
+        ]
+        .contains(&self.0.as_str())
     }
 }
 

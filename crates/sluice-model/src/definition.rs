@@ -386,6 +386,7 @@ pub const ACTION_SPECS: &[ActionSpec] = &[
             "IgnoreUpdateCondition",
             "HashBuckets",
             "HashKey",
+            "EventHub",
         ],
     },
     ActionSpec {

@@ -203,6 +203,14 @@ wire_enum!(
         SaveHubSnapshot => "Save_Hub_Snapshot",
         /// A hub restored from a snapshot.
         RestoreHubSnapshot => "Restore_Hub_Snapshot",
+        /// A channel activated: capture set up at its source, integrate at its targets.
+        Activate => "Activate",
+        /// A channel deactivated: what activation made removed.
+        Deactivate => "Deactivate",
+        /// A run of a capture job.
+        Capture => "Capture",
+        /// A run of an integrate job.
+        Integrate => "Integrate",
     }
 );
 
@@ -240,6 +248,14 @@ wire_enum!(
         /// Of a sliced table: its slices that failed (its `Subtasks_Total` and `Subtasks_Done`
         /// count its slices).
         SubtasksFailed => "Subtasks_Failed",
+        /// Of a capture run: row changes captured from the source.
+        CapturedRows => "Captured_Rows",
+        /// Of an integrate run: row changes applied to the target (after coalescing per key).
+        IntegratedRows => "Integrated_Rows",
+        /// Seconds from the source's commit to the capture reading the change (last seen).
+        CaptureLatency => "Capture_Latency",
+        /// Seconds from the source's commit to the target's commit (last batch).
+        IntegrateLatency => "Integrate_Latency",
     }
 );
 

@@ -35,6 +35,9 @@ pub enum PropBag {
     HubActions(HubName),
     /// A location's actions (`/hubs/{hub}/definition/locs/{loc}/actions`), as prop `actions`.
     LocActions(HubName, String),
+    /// An activated channel: its capture and integrate set-up (`activate` writes it,
+    /// `deactivate` removes it).
+    Activation(HubName, String),
 }
 
 /// The kinds of [`PropBag`], to list the bags of one kind.
@@ -68,6 +71,8 @@ pub enum PropBagKind {
     HubActions,
     /// [`PropBag::LocActions`].
     LocActions,
+    /// [`PropBag::Activation`].
+    Activation,
 }
 
 impl PropBagKind {
@@ -88,6 +93,7 @@ impl PropBagKind {
             PropBagKind::JobEnv => "job_env",
             PropBagKind::HubActions => "hub_actions",
             PropBagKind::LocActions => "loc_actions",
+            PropBagKind::Activation => "activation",
         }
     }
 }
@@ -110,6 +116,7 @@ impl PropBag {
             PropBag::JobEnv(..) => PropBagKind::JobEnv,
             PropBag::HubActions(_) => PropBagKind::HubActions,
             PropBag::LocActions(..) => PropBagKind::LocActions,
+            PropBag::Activation(..) => PropBagKind::Activation,
         }
     }
 
@@ -122,9 +129,10 @@ impl PropBag {
             }
             PropBag::WalletKey(n) => (String::new(), n.to_string()),
             PropBag::User(u) | PropBag::Snapshot(u) => (String::new(), u.clone()),
-            PropBag::HubUser(h, u) | PropBag::Alert(h, u) | PropBag::LocActions(h, u) => {
-                (h.as_str().to_owned(), u.clone())
-            }
+            PropBag::HubUser(h, u)
+            | PropBag::Alert(h, u)
+            | PropBag::LocActions(h, u)
+            | PropBag::Activation(h, u) => (h.as_str().to_owned(), u.clone()),
             PropBag::JobSystemAttributes(h) | PropBag::JobSystemEnv(h) | PropBag::HubActions(h) => {
                 (h.as_str().to_owned(), String::new())
             }
@@ -154,6 +162,7 @@ impl PropBag {
             "job_env" => PropBag::JobEnv(hub_name()?, job()?),
             "hub_actions" => PropBag::HubActions(hub_name()?),
             "loc_actions" => PropBag::LocActions(hub_name()?, owner.to_owned()),
+            "activation" => PropBag::Activation(hub_name()?, owner.to_owned()),
             _ => return None,
         })
     }

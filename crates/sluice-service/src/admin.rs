@@ -463,6 +463,24 @@ impl HubService {
                 outcome.push((job, JobStart::NotStarted(why)));
                 continue;
             }
+            if matches!(job.job_type(), JobType::Capture | JobType::Integrate) {
+                // Replication jobs run while their channel is activated: let the supervisor
+                // start the channel's run.
+                if record.state != JobState::Running {
+                    self.job_store()
+                        .set_job_state(hub, &job, JobState::Pending)
+                        .await?;
+                    self.start_replication(hub, job.channel()).await?;
+                }
+                let event = self
+                    .job_store()
+                    .job(hub, &job)
+                    .await?
+                    .and_then(|r| r.last_event)
+                    .unwrap_or_else(EventId::now);
+                outcome.push((job, JobStart::Started(event)));
+                continue;
+            }
             let event = record.last_event.ok_or_else(|| {
                 ServiceError::invalid(format!("job {job} has no pending event to run"))
             })?;
@@ -515,9 +533,20 @@ impl HubService {
         Ok(event)
     }
 
-    /// Suspends jobs that are not running.
+    /// Suspends jobs that are not running, and the capture and integrate jobs of activated
+    /// channels also while they run (their run stops; the source keeps the changes).
     pub async fn suspend_jobs(&self, hub: &HubName, jobs: &[JobName]) -> Result<()> {
         for job in jobs {
+            if matches!(job.job_type(), JobType::Capture | JobType::Integrate)
+                && let Some(record) = self.job_store().job(hub, job).await?
+                && record.state == JobState::Running
+                && let Some(event) = record.last_event
+            {
+                self.job_store()
+                    .cancel_events(hub, &[event], crate::STALE_AFTER)
+                    .await?;
+                continue;
+            }
             self.job_store()
                 .set_job_state(hub, job, JobState::Suspend)
                 .await?;

@@ -358,6 +358,8 @@ pub(crate) struct Resolved {
     pub(crate) source: Location,
     pub(crate) target: Location,
     pub(crate) specs: Vec<TableSpec>,
+    /// A snapshot every read of the source is made in (an activation's initial load).
+    pub(crate) pinned: Option<Arc<dyn sluice_connector::SharedSnapshot>>,
 }
 
 /// Formats an error with its whole source chain, the way it is stored in results and logs.
@@ -548,6 +550,7 @@ impl HubService {
             source,
             target,
             specs: selected,
+            pinned: None,
         })
     }
 
@@ -555,9 +558,12 @@ impl HubService {
         &self,
         r: &Resolved,
     ) -> Result<(Arc<dyn Connector>, Arc<dyn Connector>)> {
-        let source = self
+        let mut source = self
             .connect(&r.source)
             .map_err(|e| ServiceError::connector(format!("location {}", r.source.name), e))?;
+        if let Some(snapshot) = &r.pinned {
+            source = crate::replication::pinned(source, snapshot.clone());
+        }
         let target = self
             .connect(&r.target)
             .map_err(|e| ServiceError::connector(format!("location {}", r.target.name), e))?;
@@ -726,11 +732,37 @@ impl HubService {
         for abandoned in &taken_over {
             tracing::warn!(job = %job, event = %abandoned, "took over a job whose process had stopped");
         }
+        let (stop, cancel) = self.watch_claim(&r.hub, job, event);
+        match self.connectors(r) {
+            Ok((source, target)) => Ok(Ok(Claimed {
+                event,
+                canceled,
+                stop,
+                cancel,
+                source,
+                target,
+            })),
+            Err(error) => {
+                stop.cancel();
+                Err(self.fail_start(&r.hub, job, event, error).await)
+            }
+        }
+    }
+
+    /// Keeps this process's claim of `job` (running `event`) alive: a heartbeat, and a watch for
+    /// a cancel from any process. Returns `stop` (fire it when the run ends) and `cancel` (fired
+    /// when the run must stop: cancelled, or the claim was lost).
+    pub(crate) fn watch_claim(
+        &self,
+        hub: &HubName,
+        job: &JobName,
+        event: EventId,
+    ) -> (CancellationToken, CancellationToken) {
         let stop = CancellationToken::new();
         let cancel = CancellationToken::new();
         let (service, hub, heartbeat_job, token, job_cancel) = (
             self.clone(),
-            r.hub.clone(),
+            hub.clone(),
             job.clone(),
             stop.clone(),
             cancel.clone(),
@@ -781,20 +813,7 @@ impl HubService {
                 }
             }
         });
-        match self.connectors(r) {
-            Ok((source, target)) => Ok(Ok(Claimed {
-                event,
-                canceled,
-                stop,
-                cancel,
-                source,
-                target,
-            })),
-            Err(error) => {
-                stop.cancel();
-                Err(self.fail_start(&r.hub, job, event, error).await)
-            }
-        }
+        (stop, cancel)
     }
 
     /// Passes on a plan, or ends the claimed job's event as FAILED with the plan's error.
@@ -970,6 +989,28 @@ impl HubService {
         self.submit_refresh_with(cmd, start, None).await
     }
 
+    /// A refresh started now whose every source read is made in `snapshot` (an activation's
+    /// initial load, handed over to capture at the snapshot's position).
+    pub(crate) async fn submit_refresh_pinned(
+        &self,
+        cmd: RefreshCommand,
+        snapshot: Arc<dyn sluice_connector::SharedSnapshot>,
+    ) -> Result<Submitted<RefreshSummary>> {
+        self.submit_refresh_inner(cmd, Start::Now, None, Some(snapshot))
+            .await
+    }
+
+    /// [`HubService::submit_refresh_pinned`] of the job's pending event (HVR's
+    /// `start_next_ev_ids` of an activation).
+    pub(crate) async fn submit_refresh_pinned_claim(
+        &self,
+        cmd: RefreshCommand,
+        snapshot: Arc<dyn sluice_connector::SharedSnapshot>,
+    ) -> Result<Submitted<RefreshSummary>> {
+        self.submit_refresh_inner(cmd, Start::Claim, None, Some(snapshot))
+            .await
+    }
+
     /// [`HubService::submit_refresh`], recording `connector` (what the connector use cases want
     /// to know about the run later) in the event's body.
     pub(crate) async fn submit_refresh_with(
@@ -977,6 +1018,16 @@ impl HubService {
         cmd: RefreshCommand,
         start: Start,
         connector: Option<serde_json::Value>,
+    ) -> Result<Submitted<RefreshSummary>> {
+        self.submit_refresh_inner(cmd, start, connector, None).await
+    }
+
+    async fn submit_refresh_inner(
+        &self,
+        cmd: RefreshCommand,
+        start: Start,
+        connector: Option<serde_json::Value>,
+        pinned: Option<Arc<dyn sluice_connector::SharedSnapshot>>,
     ) -> Result<Submitted<RefreshSummary>> {
         let r = self
             .resolve(
@@ -989,6 +1040,7 @@ impl HubService {
             )
             .await?;
         let mut r = r;
+        r.pinned = pinned;
         set_modes(&mut r, &cmd)?;
         // Slicing is checked against the source before anything is posted.
         let sliced = self.sliced(&r, &cmd.slicing, true).await?;

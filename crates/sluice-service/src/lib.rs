@@ -27,6 +27,7 @@ pub mod publish;
 mod redaction;
 pub mod registry;
 pub mod rename;
+pub mod replication;
 pub mod request;
 pub mod secrets;
 pub mod slicing;
@@ -205,6 +206,8 @@ struct Inner {
     owner: Owner,
     /// Jobs this process runs, by event: cancelling an event fires its token at once.
     running: std::sync::Mutex<std::collections::HashMap<EventId, CancellationToken>>,
+    /// Activated channels this process replicates now.
+    replications: replication::Replications,
     /// The token signing key, read from (or first stored in) the repository.
     jwt_key: tokio::sync::OnceCell<Vec<u8>>,
     limiter: auth::LoginLimiter,
@@ -321,6 +324,7 @@ impl HubService {
                 secrets: key,
                 owner: Owner::current(),
                 running: std::sync::Mutex::new(std::collections::HashMap::new()),
+                replications: Default::default(),
                 jwt_key: tokio::sync::OnceCell::new(),
                 limiter: auth::LoginLimiter::default(),
                 auth_cache: auth::AuthCache::default(),

@@ -278,24 +278,106 @@ pub(crate) async fn compare(
     Ok((StatusCode::CREATED, Out(posted_json(&posted))).into_response())
 }
 
+/// `POST …/activate`: HVR's parameters; `refresh` (a sluice extension) loads the targets from
+/// the snapshot capture starts at.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ActivateBody {
+    locs: Option<Vec<String>>,
+    tables: Option<Vec<String>>,
+    components: Option<Vec<String>>,
+    start_immediate: Option<Flag>,
+    start_next_ev_ids: Option<Vec<String>>,
+    start_next_jobs: Option<Vec<String>>,
+    rewind_scan_start: Option<Json>,
+    rewind_emit: Option<Json>,
+    // Accepted and ignored: they tune how HVR runs, not what arrives.
+    parallel_locs: Option<u32>,
+    replace_enroll: Option<Flag>,
+    // sluice extension.
+    refresh: Option<Flag>,
+}
+
+/// `POST …/deactivate`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeactivateBody {
+    locs: Option<Vec<String>>,
+    tables: Option<Vec<String>>,
+    components: Option<Vec<String>>,
+    // Accepted and ignored.
+    parallel_locs: Option<u32>,
+    start_immediate: Option<Flag>,
+}
+
+/// Refuses a part of a channel (some locations or tables, some components): sluice activates and
+/// deactivates a channel as a whole.
+fn whole_channel(field: &str, value: &Option<Vec<String>>) -> ApiResult<()> {
+    match value {
+        Some(v) if !v.is_empty() => Err(ApiError::invalid(format!(
+            "{field}: sluice activates and deactivates a channel as a whole; leave {field} out"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) async fn activate(
     caller: Caller,
-    Path((hub, _channel)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
+    Path((hub, channel)): Path<(String, String)>,
+    JsonBody(body): JsonBody<ActivateBody>,
+) -> ApiResult<Response> {
     caller.require_on_name(&hub, AccessLevel::ReadWrite).await?;
-    Err(ApiError::invalid(
-        "activate is not available yet: sluice does not capture changes yet (refresh and compare are)",
-    ))
+    let (hub, channel) = (super::hub_name(&hub)?, super::channel_name(&channel)?);
+    whole_channel("locs", &body.locs)?;
+    whole_channel("tables", &body.tables)?;
+    whole_channel("components", &body.components)?;
+    if body.rewind_scan_start.is_some() || body.rewind_emit.is_some() {
+        return Err(ApiError::invalid(
+            "rewind_scan_start and rewind_emit are not supported: capture starts when the channel is activated",
+        ));
+    }
+    if let Some(jobs) = &body.start_next_jobs
+        && jobs.iter().any(|j| j != "cap" && j != "integ")
+    {
+        return Err(ApiError::invalid(
+            "start_next_jobs: expected cap and/or integ",
+        ));
+    }
+    let refresh_events = body
+        .start_next_ev_ids
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            e.parse().map_err(|_| {
+                ApiError::invalid(format!("start_next_ev_ids: {e:?} is not an event id"))
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let _ = (body.parallel_locs, body.replace_enroll);
+    let cmd = sluice_service::replication::ActivateCommand {
+        hub,
+        channel,
+        refresh: body.refresh.is_some_and(|f| f.0),
+        refresh_events,
+        start: body.start_immediate.is_none_or(|s| s.0),
+    };
+    let posted = caller.service.activate(cmd).await?;
+    Ok((StatusCode::CREATED, Out(posted_json(&posted))).into_response())
 }
 
 pub(crate) async fn deactivate(
     caller: Caller,
-    Path((hub, _channel)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
+    Path((hub, channel)): Path<(String, String)>,
+    JsonBody(body): JsonBody<DeactivateBody>,
+) -> ApiResult<Response> {
     caller.require_on_name(&hub, AccessLevel::ReadWrite).await?;
-    Err(ApiError::invalid(
-        "deactivate is not available yet: sluice does not capture changes yet (refresh and compare are)",
-    ))
+    let (hub, channel) = (super::hub_name(&hub)?, super::channel_name(&channel)?);
+    whole_channel("locs", &body.locs)?;
+    whole_channel("tables", &body.tables)?;
+    whole_channel("components", &body.components)?;
+    let _ = (body.parallel_locs, body.start_immediate);
+    let posted = caller.service.deactivate(&hub, &channel).await?;
+    Ok((StatusCode::CREATED, Out(posted_json(&posted))).into_response())
 }
 
 /// An instant from a query: ISO-8601 or epoch seconds.
