@@ -10,6 +10,7 @@
 pub mod config;
 pub mod connect;
 mod error;
+mod integrate;
 mod introspect;
 mod snapshot;
 pub mod types;
@@ -72,7 +73,7 @@ impl Connector for MariadbConnector {
             staging_swap: true,
             upsert: true,
             capture: false,
-            integrate: false,
+            integrate: true,
         }
     }
 
@@ -105,6 +106,10 @@ impl Connector for MariadbConnector {
     }
 
     fn batch_writer(&self) -> Option<&dyn BatchWriter> {
+        Some(self)
+    }
+
+    fn change_writer(&self) -> Option<&dyn sluice_connector::ChangeWriter> {
         Some(self)
     }
 }

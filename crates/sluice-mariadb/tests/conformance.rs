@@ -33,3 +33,26 @@ conformance!(
     upsert_and_delete,
     incremental_reads,
 );
+
+macro_rules! integrate {
+    ($($check:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                support::with_database(|connector, _| async move {
+                    kit::integrate::$check(&connector).await;
+                })
+                .await;
+            }
+        )+
+    };
+}
+
+integrate!(
+    integrate_changes,
+    integrate_failed_batch_changes_nothing,
+    integrate_target_mismatch,
+    integrate_add_column,
+    integrate_drop,
+    integrate_large_batch,
+);
