@@ -458,6 +458,9 @@ impl HubService {
                 _ = cancel.cancelled() => Err(ServiceError::invalid("activation was cancelled; what it had set up stays until the channel is activated again or deactivated")),
             };
             stop.cancel();
+            if outcome.is_err() {
+                service.undo_activation(&setup, event).await;
+            }
             let (state, response) = match &outcome {
                 Ok(line) => (EventState::Done, line.clone()),
                 Err(e) => (EventState::Failed, chain(e)),
@@ -650,6 +653,34 @@ impl HubService {
             if loads { " after the initial load" } else { "" },
             targets.join(", ")
         ))
+    }
+
+    /// Removes what a failed activation made: the capture at the source and the record.
+    async fn undo_activation(&self, setup: &Setup, event: EventId) {
+        if let Ok(source) = self.capture_connector(&setup.source)
+            && let Some(reader) = source.change_reader()
+        {
+            match reader.drop_capture(&setup.capture_name()).await {
+                Ok(()) => {
+                    self.log(
+                        event,
+                        format!("capture {} removed again", setup.capture_name()),
+                    )
+                    .await
+                }
+                Err(e) => {
+                    self.log(
+                        event,
+                        format!("could not remove capture {}: {e}", setup.capture_name()),
+                    )
+                    .await
+                }
+            }
+        }
+        let bag = PropBag::Activation(setup.hub.clone(), setup.channel.name.to_string());
+        if let Err(e) = self.props_store().delete_bag(&bag).await {
+            tracing::warn!(error = %e, "could not remove the activation record");
+        }
     }
 
     /// Makes a job exist, suspended (activation with `start_immediate: false`).
