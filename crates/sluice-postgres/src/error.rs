@@ -6,7 +6,7 @@ use sluice_connector::{ConnectorError, ErrorKind};
 use tokio_postgres::error::SqlState;
 
 /// The kind of a server error, by its SQLSTATE class and code.
-fn kind_of_state(code: &SqlState) -> ErrorKind {
+pub(crate) fn kind_of_state(code: &SqlState) -> ErrorKind {
     let code = code.code();
     match code {
         "42501" => ErrorKind::Auth,

@@ -9,25 +9,29 @@
 //! for how each strategy stays atomic.
 #![deny(missing_docs)]
 
+mod capture;
 pub mod config;
 mod connect;
 pub mod copy;
 mod error;
 mod integrate;
 mod introspect;
+mod pgoutput;
 mod snapshot;
 pub mod types;
 mod write;
 
 use async_trait::async_trait;
 use sluice_connector::{
-    BatchWriter, Capabilities, ChangeWriter, Connector, ConnectorError, Introspector,
-    PlannedStatement, RawSnapshot, ReadRequest, Result, SharedSnapshot, Snapshot, SnapshotReader,
-    TableWriter, TestReport, WriteRequest,
+    BatchWriter, Capabilities, CaptureLag, CaptureRequest, CaptureStart, ChangeReader,
+    ChangeStream, ChangeWriter, Connector, ConnectorError, Introspector, PlannedStatement,
+    RawSnapshot, ReadRequest, Result, SharedSnapshot, Snapshot, SnapshotReader, TableWriter,
+    TestReport, WriteRequest,
 };
 use sluice_model::definition::LocationClass;
 use sluice_model::{ColumnDef, Condition, SchemaName, TableRef, TableSchema, Value};
 
+pub use capture::{CaptureOptions, HEARTBEAT_PREFIX, PgChangeStream, SlotSnapshot};
 pub use config::{PROPERTIES, PostgresConfig, SslMode};
 pub use connect::APPLICATION_NAME;
 
@@ -64,7 +68,7 @@ impl Connector for PostgresConnector {
             batch_write: true,
             staging_swap: true,
             upsert: true,
-            capture: false,
+            capture: true,
             integrate: true,
         }
     }
@@ -116,6 +120,52 @@ impl Connector for PostgresConnector {
 
     fn change_writer(&self) -> Option<&dyn ChangeWriter> {
         Some(self)
+    }
+
+    fn change_reader(&self) -> Option<&dyn ChangeReader> {
+        Some(self)
+    }
+}
+
+impl PostgresConnector {
+    /// [`ChangeReader::open_capture`] with the stream's part sizes, heartbeat and idle intervals
+    /// chosen by the caller.
+    pub async fn open_capture_with(
+        &self,
+        request: &CaptureRequest,
+        options: CaptureOptions,
+    ) -> Result<PgChangeStream> {
+        capture::open(&self.config, request, options).await
+    }
+}
+
+/// Logical replication through a publication and a `pgoutput` slot per capture (see `capture.rs`).
+#[async_trait]
+impl ChangeReader for PostgresConnector {
+    async fn check_capture(&self, request: &CaptureRequest) -> Result<()> {
+        capture::check(&self.config, request).await
+    }
+
+    async fn create_capture(&self, request: &CaptureRequest) -> Result<CaptureStart> {
+        capture::create(&self.config, request).await
+    }
+
+    async fn drop_capture(&self, name: &str) -> Result<()> {
+        capture::drop(&self.config, name).await
+    }
+
+    async fn capture_exists(&self, name: &str) -> Result<bool> {
+        capture::exists(&self.config, name).await
+    }
+
+    async fn open_capture(&self, request: &CaptureRequest) -> Result<Box<dyn ChangeStream>> {
+        Ok(Box::new(
+            capture::open(&self.config, request, CaptureOptions::default()).await?,
+        ))
+    }
+
+    async fn capture_lag(&self, name: &str) -> Result<Option<CaptureLag>> {
+        capture::lag(&self.config, name).await
     }
 }
 
