@@ -522,6 +522,34 @@ pub(crate) async fn open(
     if !row.get::<_, bool>(1) {
         return Err(missing());
     }
+    // Every requested table must be published, or its changes would silently go missing.
+    let rows = client
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_catalog.pg_publication_tables \
+             WHERE pubname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(|e| pg_error(e, format_args!("read the tables of publication {name}")))?;
+    let published: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let unpublished: Vec<String> = request
+        .tables
+        .iter()
+        .filter(|t| {
+            let schema = schema_of(&t.table, &config.schema);
+            !published
+                .iter()
+                .any(|(s, n)| s == schema && n == t.table.name.as_str())
+        })
+        .map(|t| t.table.to_string())
+        .collect();
+    if !unpublished.is_empty() {
+        return Err(ConnectorError::schema(format!(
+            "capture {name} at {} does not cover table {}; create the capture again",
+            config.describe(),
+            unpublished.join(", ")
+        )));
+    }
     let start = match confirmed.as_deref().map(Lsn::parse) {
         Some(Ok(lsn)) => lsn,
         Some(Err(_)) | None => Lsn::ZERO,

@@ -456,6 +456,7 @@ async fn a_large_transaction_arrives_in_numbered_parts() {
     let mut stream = db.reader().open_capture(&request).await.unwrap();
     db.sql("INSERT INTO big SELECT g, 'row ' || g FROM generate_series(1, 50000) g")
         .await;
+    let started = std::time::Instant::now();
     let mut parts = 0;
     let mut next_index = 0u64;
     let mut largest = 0;
@@ -487,6 +488,11 @@ async fn a_large_transaction_arrives_in_numbered_parts() {
         }
     }
     assert_eq!(next_index, 50_000);
+    eprintln!(
+        "50,000 changes of one transaction read in {:?} ({} parts)",
+        started.elapsed(),
+        parts
+    );
     assert!(parts >= 10, "{parts} parts");
     assert!(largest <= 5_000, "a part of {largest} changes");
     stream.close().await.unwrap();
@@ -741,5 +747,21 @@ async fn the_exported_snapshot_is_the_slot_point() {
         other => panic!("{other:?}"),
     }
     stream.close().await.unwrap();
+    db.reader().drop_capture(&db.capture).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_the_capture_does_not_cover_is_refused_at_open() {
+    let db = Db::new().await;
+    db.sql("CREATE TABLE one (id int PRIMARY KEY); CREATE TABLE two (id int PRIMARY KEY)")
+        .await;
+    db.reader()
+        .create_capture(&db.request(&["one"]).await)
+        .await
+        .unwrap();
+    let wider = db.request(&["one", "two"]).await;
+    let err = db.reader().open_capture(&wider).await.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Schema, "{err}");
+    assert!(err.to_string().contains("table two"), "{err}");
     db.reader().drop_capture(&db.capture).await.unwrap();
 }
