@@ -1166,3 +1166,70 @@ impl ChangeStream for PgChangeStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn capture_names_are_plain_identifiers() {
+        for good in ["c", "hub1_ch1_src", &"a".repeat(63)] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Upper", "a-b", "a b", "x'; DROP", &"a".repeat(64)] {
+            let err = check_name(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Schema, "{bad}");
+        }
+    }
+
+    #[test]
+    fn replication_errors_classify_by_sqlstate() {
+        let server = |text: &str| replication_error(PgWireError::Server(text.into()), "start");
+        let missing = server("replication slot \"x\" does not exist (SQLSTATE 42704)");
+        assert_eq!(missing.kind(), ErrorKind::Schema);
+        assert!(missing.to_string().contains("does not exist"), "{missing}");
+        assert_eq!(
+            server("password authentication failed (SQLSTATE 28P01)").kind(),
+            ErrorKind::Auth
+        );
+        assert_eq!(server("no code").kind(), ErrorKind::Internal);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            replication_error(PgWireError::Io(Arc::new(io)), "start").kind(),
+            ErrorKind::Connection
+        );
+        assert_eq!(
+            replication_error(PgWireError::Auth("no".into()), "start").kind(),
+            ErrorKind::Auth
+        );
+    }
+
+    #[test]
+    fn replication_settings_follow_the_location() {
+        let mut config = PostgresConfig::new("db");
+        config.host = "db.example".into();
+        config.port = 6543;
+        config.user = "u".into();
+        config.password = Some("secret".into());
+        config.sslmode = SslMode::VerifyFull;
+        let r = replication_config(&config, "cap");
+        assert_eq!(
+            (
+                r.host.as_str(),
+                r.port,
+                r.user.as_str(),
+                r.password.as_str()
+            ),
+            ("db.example", 6543, "u", "secret")
+        );
+        assert_eq!((r.database.as_str(), r.slot.as_str()), ("db", "cap"));
+        assert_eq!(r.tls.mode, pgwire_replication::SslMode::VerifyFull);
+        config.sslmode = SslMode::Disable;
+        assert_eq!(
+            replication_config(&config, "cap").tls.mode,
+            pgwire_replication::SslMode::Disable
+        );
+    }
+}
