@@ -792,7 +792,10 @@ impl PgChangeStream {
             columns.push(ColumnDef {
                 name,
                 data_type: ty.data_type,
-                nullable: !c.key && declared.is_none_or(|d| d.nullable),
+                // Replica identity columns are never NULL, except with REPLICA IDENTITY FULL
+                // (where every column is flagged).
+                nullable: declared.is_none_or(|d| d.nullable)
+                    && !(c.key && relation.replica_identity != b'f'),
                 native_type: Some(native),
             });
             decoders.push(ReadColumn {

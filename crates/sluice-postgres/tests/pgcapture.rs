@@ -305,6 +305,8 @@ async fn inserts_updates_deletes_and_truncates_arrive_by_transaction() {
                 }
             );
             assert_eq!(columns[3].data_type, DataType::TimestampTz);
+            assert!(!columns[0].nullable && columns[1].nullable);
+            assert_eq!(columns[2].native_type.as_deref(), Some("numeric(10,2)"));
             assert_eq!(key, &vec![0]);
         }
         other => panic!("expected the relation first, got {other:?}"),
@@ -394,7 +396,10 @@ async fn replica_identity_full_sends_whole_old_rows() {
     db.sql("DELETE FROM f WHERE id = 1").await;
     let messages = until_commits(stream.as_mut(), 2).await;
     match &messages[0] {
-        CaptureMessage::Relation { key, .. } => assert_eq!(key, &vec![0, 1]),
+        CaptureMessage::Relation { key, columns, .. } => {
+            assert_eq!(key, &vec![0, 1]);
+            assert!(columns.iter().all(|c| c.nullable), "{columns:?}");
+        }
         other => panic!("expected the relation first, got {other:?}"),
     }
     let all = changes(&messages);
