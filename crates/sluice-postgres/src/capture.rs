@@ -66,6 +66,8 @@ pub struct CaptureOptions {
     pub idle_interval: Duration,
     /// How soon an acknowledged position is reported to the server.
     pub status_interval: Duration,
+    /// The server's `wal_sender_timeout` for this session; `None` keeps the server's setting.
+    pub wal_sender_timeout: Option<Duration>,
 }
 
 impl Default for CaptureOptions {
@@ -76,6 +78,7 @@ impl Default for CaptureOptions {
             heartbeat_interval: Duration::from_secs(10),
             idle_interval: Duration::from_secs(2),
             status_interval: Duration::from_secs(1),
+            wal_sender_timeout: None,
         }
     }
 }
@@ -561,6 +564,13 @@ pub(crate) async fn open(
         .with_status_interval(options.status_interval)
         .with_wakeup_interval(options.idle_interval.max(Duration::from_secs(1)))
         .with_buffer_size(4096);
+    let replication = match options.wal_sender_timeout {
+        Some(timeout) => replication.with_options(format!(
+            "-c wal_sender_timeout={}ms",
+            timeout.as_millis().max(1)
+        )),
+        None => replication,
+    };
     let mut session = ReplicationClient::connect(replication)
         .await
         .map_err(|e| replication_error(e, &what))?;

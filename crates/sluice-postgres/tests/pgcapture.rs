@@ -770,3 +770,54 @@ async fn a_table_the_capture_does_not_cover_is_refused_at_open() {
     assert!(err.to_string().contains("table two"), "{err}");
     db.reader().drop_capture(&db.capture).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_keeps_its_session() {
+    let db = Db::new().await;
+    db.sql("CREATE TABLE slow (id int PRIMARY KEY, v text)")
+        .await;
+    let request = db.request(&["slow"]).await;
+    db.reader().create_capture(&request).await.unwrap();
+    // The server gives up on a silent receiver after one second; the stream is not read for
+    // four, with more changes waiting than its buffer holds.
+    let options = CaptureOptions {
+        wal_sender_timeout: Some(Duration::from_secs(1)),
+        status_interval: Duration::from_millis(200),
+        ..CaptureOptions::default()
+    };
+    let mut stream = db
+        .connector
+        .open_capture_with(&request, options)
+        .await
+        .unwrap();
+    db.sql("INSERT INTO slow SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g")
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let pid_before: Option<i32> = db
+        .client
+        .query_one(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            &[&db.capture],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        pid_before.is_some(),
+        "the session was dropped while the reader was slow"
+    );
+    let messages = until_commits(&mut stream, 1).await;
+    assert_eq!(changes(&messages).len(), 20_000);
+    let pid_after: Option<i32> = db
+        .client
+        .query_one(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
+            &[&db.capture],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pid_before, pid_after, "the same session read everything");
+    Box::new(stream).close().await.unwrap();
+    db.reader().drop_capture(&db.capture).await.unwrap();
+}
