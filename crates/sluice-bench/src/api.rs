@@ -627,7 +627,7 @@ async fn measure(
     };
 
     let concurrency = args.concurrency;
-    let seconds = Duration::from_secs(u64::from(args.seconds));
+    let seconds = Duration::from_secs(u64::from(args.seconds.unwrap_or(10)));
     if !g.json {
         note!(
             "hub server at {base}; {}; {concurrency} connections: {} s warm-up, {} s measured …",

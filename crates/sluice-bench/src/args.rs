@@ -14,14 +14,17 @@ pub struct BenchArgs {
     /// SQLite and a PostgreSQL repository ($SLUICE_TEST_PG), against NATS JetStream
     /// ($SLUICE_TEST_NATS) as the reference;
     /// `logins`: `/health` and an authenticated GET of a `sluice serve` process while a flood of
-    /// logins with random names hits it (10 s per phase and run).
-    #[arg(long, default_value = "engines", value_parser = ["engines", "sqlite", "api", "events", "logins"])]
+    /// logins with random names hits it (10 s per phase and run);
+    /// `cdc`: change capture from PostgreSQL into each engine (drain throughput of a backlog,
+    /// end-to-end lag at a fixed rate, the hub's peak RSS) against PostgreSQL's own logical
+    /// replication.
+    #[arg(long, default_value = "engines", value_parser = ["engines", "sqlite", "api", "events", "logins", "cdc"])]
     pub suite: String,
     /// Working directory (SQLite files and the bench hub's repository).
     #[arg(long, default_value = "sluice-bench")]
     pub dir: PathBuf,
     /// Rows in the bench table (default: 2,000,000 for engines, 1,000,000 for sqlite,
-    /// 3,000,000 for api).
+    /// 3,000,000 for api); suite cdc: changes in the backlog (default 500,000).
     #[arg(long)]
     pub rows: Option<i64>,
     /// PostgreSQL server of the engines suite (user postgres; database sluice_bench is replaced).
@@ -39,9 +42,21 @@ pub struct BenchArgs {
     /// Suite api: concurrent connections of the load generator.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
-    /// Suite api: seconds measured (after a 2 s warm-up).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
-    pub seconds: u32,
+    /// Suite api: seconds measured (after a 2 s warm-up; default 10); suite cdc: seconds of the
+    /// fixed-rate load of the lag measurement (default 30).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub seconds: Option<u32>,
+    /// Suite cdc: changes per second of the lag measurement's load.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate: u32,
+    /// Suite cdc: sessions writing the load, each its own connection.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub sessions: u32,
+    /// Suite cdc: the cases to run, of `native` (PostgreSQL's own logical replication PG→PG, the
+    /// reference), `postgresql`, `mariadb`, `sqlite` (sluice into that engine).
+    #[arg(long, value_delimiter = ',', default_value = "native,postgresql,mariadb,sqlite",
+          value_parser = ["native", "postgresql", "mariadb", "sqlite"])]
+    pub targets: Vec<String>,
     /// Suite api: the hub server's repository, `postgres://USER@HOST:PORT` to use a fresh database
     /// on that PostgreSQL server (dropped afterwards); default a fresh SQLite file in a temp dir.
     #[arg(long, value_name = "URL")]

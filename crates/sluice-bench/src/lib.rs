@@ -5,7 +5,9 @@
 //! compare` child process of the `sluice` binary, which reports its own peak RSS, see
 //! [`report_peak_rss`]) against the database's own fastest copy; `api` loads a hub server while a
 //! refresh runs; `events` measures the event hub against NATS JetStream; `logins` probes a `sluice
-//! serve` process during a login flood.
+//! serve` process during a login flood; `cdc` measures change capture from PostgreSQL into each
+//! engine (drain throughput, end-to-end lag, peak RSS) against PostgreSQL's own logical
+//! replication.
 //!
 //! The `sqlite` suite builds a table of `--rows` rows (bigint key, int, varchar(64),
 //! numeric(12,2), timestamptz, date, bool, a ~100-byte JSON document, ~60 bytes of text with some
@@ -31,6 +33,7 @@ macro_rules! say {
 
 mod api;
 mod args;
+mod cdc;
 mod child;
 mod engines;
 mod events;
@@ -52,6 +55,7 @@ pub async fn run(args: BenchArgs, printing: Printing) -> anyhow::Result<()> {
         "api" => api::run(args, g).await,
         "events" => events::run(args, g).await,
         "logins" => logins::run(args, g).await,
+        "cdc" => cdc::run(args, g).await,
         _ => sqlite::run(args, g).await,
     }
 }
