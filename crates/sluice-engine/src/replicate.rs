@@ -1040,3 +1040,374 @@ fn missing_image(table: &TableName, what: &str, which: &str) -> ReplicationError
         "table {table}: {what} arrived without its {which} row; the source does not log enough to replicate it"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use sluice_connector::kit::{col, table};
+    use sluice_connector::{ApplySummary, Result as CResult};
+    use sluice_model::DataType;
+
+    use super::*;
+
+    /// A stream of prepared messages; then it waits (as an idle source does) and records acks.
+    struct Script {
+        messages: std::collections::VecDeque<CaptureMessage>,
+        acked: Arc<Mutex<Vec<Position>>>,
+    }
+
+    #[async_trait]
+    impl ChangeStream for Script {
+        async fn next(&mut self) -> CResult<CaptureMessage> {
+            match self.messages.pop_front() {
+                Some(m) => Ok(m),
+                None => std::future::pending().await,
+            }
+        }
+
+        fn ack(&mut self, position: &Position) -> CResult<()> {
+            self.acked.lock().unwrap().push(position.clone());
+            Ok(())
+        }
+
+        async fn close(self: Box<Self>) -> CResult<()> {
+            Ok(())
+        }
+    }
+
+    /// Keeps the target table as key → row, and every batch.
+    #[derive(Default)]
+    struct Target {
+        rows: BTreeMap<i64, Vec<Value>>,
+        batches: Vec<IntegrateBatch>,
+        added: Vec<ColumnDef>,
+    }
+
+    struct Applier {
+        target: Arc<Mutex<Target>>,
+        checkpoint: Option<Checkpoint>,
+    }
+
+    fn id(v: &Value) -> i64 {
+        match v {
+            Value::Int64(i) => *i,
+            other => panic!("key {other:?}"),
+        }
+    }
+
+    #[async_trait]
+    impl ChangeApplier for Applier {
+        fn checkpoint(&self) -> Option<&Checkpoint> {
+            self.checkpoint.as_ref()
+        }
+
+        async fn apply(&mut self, batch: &IntegrateBatch) -> CResult<ApplySummary> {
+            let mut t = self.target.lock().unwrap();
+            for tc in &batch.tables {
+                if tc.truncate {
+                    t.rows.clear();
+                }
+                for k in tc.deletes.rows() {
+                    t.rows.remove(&id(&k[0]));
+                }
+                for r in tc.upserts.rows() {
+                    t.rows.insert(id(&r[0]), r.to_vec());
+                }
+                for u in &tc.updates {
+                    let row = t.rows.get_mut(&id(&u.row[0])).expect("updated row exists");
+                    for &j in &u.set {
+                        row[j] = u.row[j].clone();
+                    }
+                }
+            }
+            t.batches.push(batch.clone());
+            self.checkpoint = Some(batch.checkpoint.clone());
+            Ok(ApplySummary::default())
+        }
+
+        async fn add_column(&mut self, _table: usize, column: ColumnDef) -> CResult<()> {
+            let mut t = self.target.lock().unwrap();
+            t.added.push(column);
+            for row in t.rows.values_mut() {
+                row.push(Value::Null);
+            }
+            Ok(())
+        }
+    }
+
+    fn columns() -> Vec<ColumnDef> {
+        vec![
+            col("id", DataType::Int64, false),
+            col("n", DataType::Int32, true),
+            col("note", DataType::Text, true),
+        ]
+    }
+
+    fn relation(columns: Vec<ColumnDef>) -> CaptureMessage {
+        CaptureMessage::Relation {
+            table: table("items"),
+            columns,
+            key: vec![0],
+        }
+    }
+
+    fn txn(lsn: u64) -> TransactionId {
+        TransactionId {
+            commit: Position::Lsn { lsn },
+            commit_time: Utc::now(),
+        }
+    }
+
+    fn change(op: ChangeOp, key: i64, n: Option<i32>, note: Option<&str>) -> RowChange {
+        let row = vec![
+            Value::Int64(key),
+            n.map(Value::Int32).unwrap_or(Value::Null),
+            note.map(|s| Value::Text(s.into())).unwrap_or(Value::Null),
+        ];
+        let (before, after) = match op {
+            ChangeOp::Delete => (
+                Some(vec![Value::Int64(key), Value::Null, Value::Null]),
+                None,
+            ),
+            _ => (None, Some(row)),
+        };
+        RowChange {
+            table: table("items"),
+            op,
+            before,
+            before_is_key: true,
+            after,
+            unchanged: if op == ChangeOp::Update && note.is_none() {
+                vec![2]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    fn transaction(lsn: u64, changes: Vec<RowChange>) -> Vec<CaptureMessage> {
+        let n = changes.len() as u64;
+        vec![
+            CaptureMessage::Changes {
+                transaction: txn(lsn),
+                first_index: 0,
+                changes,
+            },
+            CaptureMessage::Commit {
+                transaction: txn(lsn),
+                ack: Position::Lsn { lsn: lsn + 8 },
+                change_count: n,
+            },
+        ]
+    }
+
+    /// Runs `messages` against a target with `stored` as its checkpoint until the last commit's
+    /// ack is acknowledged (or 5 s): the target and the acks.
+    async fn run(
+        messages: Vec<CaptureMessage>,
+        stored: Option<Checkpoint>,
+        target: Arc<Mutex<Target>>,
+    ) -> (std::result::Result<(), ReplicationError>, Vec<Position>) {
+        let last_ack = messages.iter().rev().find_map(|m| match m {
+            CaptureMessage::Commit { ack, .. } => Some(ack.clone()),
+            _ => None,
+        });
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let stream = Box::new(Script {
+            messages: messages.into(),
+            acked: acked.clone(),
+        });
+        let plan = ReplicationPlan {
+            tables: vec![ReplicatedTable {
+                name: TableName::new("items").unwrap(),
+                source: table("items"),
+                ignored: BTreeSet::new(),
+            }],
+            targets: vec![ReplicationTarget {
+                location: LocationName::new("tgt").unwrap(),
+                tables: vec![IntegrateTable {
+                    table: table("items"),
+                    columns: columns(),
+                    key: vec![0],
+                }],
+                applier: Box::new(Applier {
+                    target: target.clone(),
+                    checkpoint: stored,
+                }),
+            }],
+            limits: ApplyLimits {
+                max_rows: 1000,
+                max_bytes: 1 << 20,
+                max_wait: Duration::from_millis(20),
+            },
+            queue_bytes: 1 << 20,
+        };
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        let stopper = cancel.clone();
+        let watch = acked.clone();
+        tokio::spawn(async move {
+            for _ in 0..500 {
+                let done = match &last_ack {
+                    Some(a) => watch.lock().unwrap().last() == Some(a),
+                    None => false,
+                };
+                if done {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            stopper.cancel();
+        });
+        let result = run_replication(stream, plan, tx, None, cancel).await;
+        let acks = acked.lock().unwrap().clone();
+        (result, acks)
+    }
+
+    #[tokio::test]
+    async fn changes_of_a_key_coalesce_to_its_last_state() {
+        let target = Arc::new(Mutex::new(Target::default()));
+        let mut messages = vec![relation(columns())];
+        messages.extend(transaction(
+            100,
+            vec![
+                change(ChangeOp::Insert, 1, Some(1), Some("a")),
+                change(ChangeOp::Insert, 2, Some(2), Some("b")),
+                change(ChangeOp::Update, 1, Some(10), Some("a2")),
+                change(ChangeOp::Delete, 2, None, None),
+                change(ChangeOp::Insert, 3, Some(3), Some("big")),
+            ],
+        ));
+        // An update leaving the large `note` unsent keeps the target's value.
+        messages.extend(transaction(
+            200,
+            vec![change(ChangeOp::Update, 3, Some(30), None)],
+        ));
+        let (result, acks) = run(
+            messages,
+            Some(Checkpoint::at(Position::Lsn { lsn: 50 })),
+            target.clone(),
+        )
+        .await;
+        result.unwrap();
+        let t = target.lock().unwrap();
+        assert_eq!(t.rows.len(), 2);
+        assert_eq!(t.rows[&1][1], Value::Int32(10));
+        assert_eq!(
+            t.rows[&3],
+            vec![Value::Int64(3), Value::Int32(30), Value::Text("big".into())]
+        );
+        assert_eq!(acks.last(), Some(&Position::Lsn { lsn: 208 }));
+        // Never acknowledged beyond what the target stored.
+        let stored = match &t.batches.last().unwrap().checkpoint.transaction {
+            Position::Lsn { lsn } => *lsn,
+            _ => unreachable!(),
+        };
+        assert!(
+            acks.iter()
+                .all(|a| matches!(a, Position::Lsn { lsn } if *lsn <= stored + 8))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_restart_skips_what_the_target_has_stored() {
+        let target = Arc::new(Mutex::new(Target::default()));
+        let mut messages = vec![relation(columns())];
+        messages.extend(transaction(
+            100,
+            vec![change(ChangeOp::Insert, 1, Some(1), Some("a"))],
+        ));
+        messages.extend(transaction(
+            200,
+            vec![
+                change(ChangeOp::Insert, 2, Some(2), Some("b")),
+                change(ChangeOp::Insert, 3, Some(3), Some("c")),
+            ],
+        ));
+        messages.extend(transaction(
+            300,
+            vec![change(ChangeOp::Insert, 4, Some(4), Some("d"))],
+        ));
+        // The target stored transaction 100 whole and the first change of 200.
+        let stored = Checkpoint {
+            transaction: Position::Lsn { lsn: 200 },
+            applied: Some(1),
+        };
+        let (result, _) = run(messages, Some(stored), target.clone()).await;
+        result.unwrap();
+        let t = target.lock().unwrap();
+        let keys: Vec<i64> = t.rows.keys().copied().collect();
+        assert_eq!(keys, vec![3, 4], "only what was not stored is applied");
+        assert_eq!(
+            t.batches.last().unwrap().checkpoint,
+            Checkpoint::at(Position::Lsn { lsn: 300 })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_truncate_drops_earlier_changes_of_the_batch() {
+        let target = Arc::new(Mutex::new(Target::default()));
+        target
+            .lock()
+            .unwrap()
+            .rows
+            .insert(9, vec![Value::Int64(9), Value::Null, Value::Null]);
+        let mut messages = vec![relation(columns())];
+        let mut truncate = change(ChangeOp::Insert, 0, None, None);
+        truncate.op = ChangeOp::Truncate;
+        truncate.after = None;
+        messages.extend(transaction(
+            100,
+            vec![
+                change(ChangeOp::Insert, 1, Some(1), Some("a")),
+                truncate,
+                change(ChangeOp::Insert, 2, Some(2), Some("b")),
+            ],
+        ));
+        let (result, _) = run(
+            messages,
+            Some(Checkpoint::at(Position::Lsn { lsn: 1 })),
+            target.clone(),
+        )
+        .await;
+        result.unwrap();
+        let keys: Vec<i64> = target.lock().unwrap().rows.keys().copied().collect();
+        assert_eq!(keys, vec![2]);
+    }
+
+    #[tokio::test]
+    async fn an_added_column_is_added_and_a_dropped_one_stops_the_run() {
+        let target = Arc::new(Mutex::new(Target::default()));
+        let mut wider = columns();
+        wider.push(col("extra", DataType::Int32, true));
+        let mut messages = vec![relation(columns())];
+        messages.extend(transaction(
+            100,
+            vec![change(ChangeOp::Insert, 1, Some(1), Some("a"))],
+        ));
+        messages.push(relation(wider));
+        let mut c = change(ChangeOp::Insert, 2, Some(2), Some("b"));
+        c.after.as_mut().unwrap().push(Value::Int32(7));
+        messages.extend(transaction(200, vec![c]));
+        let (result, _) = run(
+            messages,
+            Some(Checkpoint::at(Position::Lsn { lsn: 1 })),
+            target.clone(),
+        )
+        .await;
+        result.unwrap();
+        {
+            let t = target.lock().unwrap();
+            assert_eq!(t.added.len(), 1);
+            assert_eq!(t.rows[&2][3], Value::Int32(7));
+        }
+        let narrower: Vec<ColumnDef> = columns().into_iter().take(2).collect();
+        let messages = vec![relation(columns()), relation(narrower)];
+        let (result, _) = run(messages, None, Arc::new(Mutex::new(Target::default()))).await;
+        let error = result.unwrap_err().to_string();
+        assert!(error.contains("note") && error.contains("items"), "{error}");
+    }
+}
