@@ -527,8 +527,38 @@ impl MariadbApplier {
             Err(error) => {
                 tracing::warn!(error = %error, integrate = %self.name, "rolling back a failed batch failed");
                 self.broken = Some("a failed batch could not be rolled back".to_owned());
+                // Closing the session makes the server roll back and release its locks.
+                if let Some(conn) = self.conn.take() {
+                    drop(tokio::spawn(async move {
+                        let _ = conn.disconnect().await;
+                    }));
+                }
             }
         }
+    }
+
+    /// Closes the session and opens a new one with new temporary tables.
+    async fn reconnect(&mut self) -> Result<()> {
+        if let Some(conn) = self.conn.take() {
+            drop(tokio::spawn(async move {
+                let _ = conn.disconnect().await;
+            }));
+        }
+        let mut conn = connect(&self.config).await?;
+        let mut tables = Vec::with_capacity(self.tables.len());
+        for (i, table) in self.tables.iter().enumerate() {
+            match Table::open(&mut conn, &self.config, i, table.def.clone()).await {
+                Ok(table) => tables.push(table),
+                Err(error) => {
+                    let _ = conn.disconnect().await;
+                    return Err(error);
+                }
+            }
+        }
+        self.tables = tables;
+        self.conn = Some(conn);
+        self.in_batch = false;
+        Ok(())
     }
 
     /// Runs `sql` as a prepared statement (cached by the driver).
@@ -787,6 +817,8 @@ impl MariadbApplier {
     }
 
     async fn apply_inner(&mut self, batch: &IntegrateBatch) -> Result<ApplySummary> {
+        // From here until the commit, a call abandoned midway leaves the session unusable.
+        self.in_batch = true;
         // Temporary tables of new update groups: DDL, so before the transaction.
         for changes in &batch.tables {
             let Some(table) = self.tables.get(changes.table) else {
@@ -804,7 +836,6 @@ impl MariadbApplier {
                     .await?;
             }
         }
-        self.in_batch = true;
         let name = self.name.clone();
         self.conn()?
             .query_drop("START TRANSACTION")
@@ -857,9 +888,10 @@ impl ChangeApplier for MariadbApplier {
     async fn apply(&mut self, batch: &IntegrateBatch) -> Result<ApplySummary> {
         self.check_usable()?;
         if self.in_batch {
-            // An earlier call was abandoned inside its transaction: undo it before anything else.
-            self.roll_back().await;
-            self.check_usable()?;
+            // An earlier call was abandoned inside its transaction, perhaps in the middle of a
+            // load: its session is closed (the server rolls back what it had not committed) and
+            // the integrate goes on in a new one.
+            self.reconnect().await?;
         }
         match self.apply_inner(batch).await {
             Ok(summary) => {
@@ -877,6 +909,9 @@ impl ChangeApplier for MariadbApplier {
 
     async fn add_column(&mut self, table: usize, column: ColumnDef) -> Result<()> {
         self.check_usable()?;
+        if self.in_batch {
+            self.reconnect().await?;
+        }
         let Some(target) = self.tables.get(table) else {
             return Err(ConnectorError::internal(format!(
                 "add a column to table {table} of an integrate of {} tables",
@@ -897,6 +932,8 @@ impl ChangeApplier for MariadbApplier {
             )));
         }
         let config = self.config.clone();
+        // A call abandoned from here on leaves the session in an unknown state.
+        self.in_batch = true;
         let conn = self.conn()?;
         let info = table_info(conn, &config.database, &name)
             .await?
@@ -926,6 +963,7 @@ impl ChangeApplier for MariadbApplier {
         def.columns.push(column);
         let rebuilt = Table::open(conn, &config, table, def).await?;
         self.tables[table] = rebuilt;
+        self.in_batch = false;
         Ok(())
     }
 }

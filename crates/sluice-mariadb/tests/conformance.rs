@@ -55,4 +55,6 @@ integrate!(
     integrate_add_column,
     integrate_drop,
     integrate_large_batch,
+    integrate_concurrent_open,
+    integrate_abandoned_apply,
 );

@@ -520,6 +520,8 @@ struct PgApplier {
     tables: Vec<PgTable>,
     store_checkpoint: Statement,
     checkpoint: Option<Checkpoint>,
+    /// Whether a batch's transaction may still be open (a call abandoned midway).
+    in_batch: bool,
     /// Set when a failed batch could not be rolled back: the connection is unusable.
     broken: Option<String>,
     buf: BytesMut,
@@ -546,6 +548,7 @@ impl PgApplier {
             tables,
             store_checkpoint,
             checkpoint,
+            in_batch: false,
             broken: None,
             buf: BytesMut::with_capacity(CHUNK_BYTES + (64 << 10)),
             groups: Vec::new(),
@@ -796,9 +799,12 @@ impl PgApplier {
 
     /// Rolls the failed batch back; a connection that cannot is marked broken.
     async fn roll_back(&mut self) {
-        if let Err(e) = self.client.batch_execute("ROLLBACK").await {
-            tracing::warn!(error = %e, integrate = %self.name, "rolling back a failed batch failed");
-            self.broken = Some("a failed batch could not be rolled back".to_owned());
+        match self.client.batch_execute("ROLLBACK").await {
+            Ok(()) => self.in_batch = false,
+            Err(e) => {
+                tracing::warn!(error = %e, integrate = %self.name, "rolling back a failed batch failed");
+                self.broken = Some("a failed batch could not be rolled back".to_owned());
+            }
         }
     }
 }
@@ -811,6 +817,12 @@ impl ChangeApplier for PgApplier {
 
     async fn apply(&mut self, batch: &IntegrateBatch) -> Result<ApplySummary> {
         self.check_usable()?;
+        if self.in_batch {
+            // An earlier call was abandoned inside its transaction: undo it before anything else.
+            self.roll_back().await;
+            self.check_usable()?;
+        }
+        self.in_batch = true;
         if let Err(e) = self.client.batch_execute(BEGIN_BATCH).await {
             let error = pg_error(e, format_args!("begin a batch of {}", self.name));
             if self.client.is_closed() {
@@ -831,6 +843,7 @@ impl ChangeApplier for PgApplier {
             self.broken = Some("the commit of a batch was not confirmed".to_owned());
             return Err(pg_error(e, format_args!("commit a batch of {}", self.name)));
         }
+        self.in_batch = false;
         summary.committed_at = Some(Utc::now());
         self.checkpoint = Some(batch.checkpoint.clone());
         Ok(summary)

@@ -10,6 +10,7 @@
 //! then refuse), are `Data` errors naming table, column and key.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, Statement};
@@ -90,8 +91,8 @@ impl ChangeWriter for SqliteConnector {
             .blocking(move |config| Applier::open(config, request))
             .await?;
         Ok(Box::new(SqliteApplier {
-            state: Some(state),
-            broken: None,
+            checkpoint: state.checkpoint.clone(),
+            state: Arc::new(Mutex::new(state)),
         }))
     }
 
@@ -401,6 +402,8 @@ struct Applier {
     name: String,
     tables: Vec<Table>,
     checkpoint: Option<Checkpoint>,
+    /// Why the connection cannot be used any more, once it cannot.
+    broken: Option<String>,
 }
 
 impl Applier {
@@ -420,6 +423,7 @@ impl Applier {
             name: request.name,
             tables,
             checkpoint,
+            broken: None,
         })
     }
 
@@ -656,10 +660,13 @@ impl Applier {
     }
 }
 
-/// An integrate into one SQLite database; `state` is away on a blocking thread while a call runs.
+/// An integrate into one SQLite database. Each call runs on a blocking thread holding the state's
+/// lock; a call abandoned by its caller still finishes there (committing or rolling back its batch
+/// whole), and the next call waits for it.
 struct SqliteApplier {
-    state: Option<Applier>,
-    broken: Option<String>,
+    state: Arc<Mutex<Applier>>,
+    /// The state's checkpoint as of the end of the last call.
+    checkpoint: Option<Checkpoint>,
 }
 
 impl SqliteApplier {
@@ -670,46 +677,54 @@ impl SqliteApplier {
         + Send
         + 'static,
     ) -> Result<T> {
-        if let Some(why) = &self.broken {
-            return Err(ConnectorError::new(
-                ErrorKind::Connection,
-                format!("the integrate is broken ({why}); open it again"),
-            ));
-        }
-        let Some(mut state) = self.state.take() else {
-            return Err(ConnectorError::internal(
-                "the integrate's connection was lost by an earlier call",
-            ));
-        };
+        let state = Arc::clone(&self.state);
         let joined = tokio::task::spawn_blocking(move || {
-            let outcome = work(&mut state);
-            (state, outcome)
+            let Ok(mut state) = state.lock() else {
+                return (
+                    None,
+                    Err(broken_error(
+                        "a worker thread failed while it held the connection",
+                    )),
+                );
+            };
+            if let Some(why) = &state.broken {
+                let error = broken_error(why);
+                return (state.checkpoint.clone(), Err(error));
+            }
+            let outcome = work(&mut state).map_err(|(error, broken)| {
+                if broken {
+                    state.broken = Some("a failed batch could not be rolled back".to_owned());
+                }
+                error
+            });
+            (state.checkpoint.clone(), outcome)
         })
         .await;
         match joined {
-            Ok((state, outcome)) => {
-                self.state = Some(state);
-                outcome.map_err(|(error, broken)| {
-                    if broken {
-                        self.broken = Some("a failed batch could not be rolled back".to_owned());
-                    }
-                    error
-                })
+            Ok((checkpoint, outcome)) => {
+                if checkpoint.is_some() {
+                    self.checkpoint = checkpoint;
+                }
+                outcome
             }
-            Err(e) => {
-                self.broken = Some("its worker thread failed".to_owned());
-                Err(ConnectorError::internal(format!(
-                    "a SQLite worker thread failed: {e}"
-                )))
-            }
+            Err(e) => Err(ConnectorError::internal(format!(
+                "a SQLite worker thread failed: {e}"
+            ))),
         }
     }
+}
+
+fn broken_error(why: &str) -> ConnectorError {
+    ConnectorError::new(
+        ErrorKind::Connection,
+        format!("the integrate is broken ({why}); open it again"),
+    )
 }
 
 #[async_trait::async_trait]
 impl ChangeApplier for SqliteApplier {
     fn checkpoint(&self) -> Option<&Checkpoint> {
-        self.state.as_ref().and_then(|s| s.checkpoint.as_ref())
+        self.checkpoint.as_ref()
     }
 
     async fn apply(&mut self, batch: &IntegrateBatch) -> Result<ApplySummary> {

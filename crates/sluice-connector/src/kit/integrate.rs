@@ -774,3 +774,83 @@ pub async fn integrate_large_batch(c: &dyn Connector) {
     t.expect(c, "after the large batches", &want).await;
     assert_eq!(stored(c, "kit_large").await, Some(checkpoint(2, None)));
 }
+
+/// Two integrates opened at the same moment on a location without a checkpoint table both open
+/// (creating the table is safe when two do it at once) and keep their own checkpoints.
+pub async fn integrate_concurrent_open(c: &dyn Connector) {
+    let a = table_a();
+    a.seed(c, vec![0], &[]).await;
+    let (one, two) = futures::join!(
+        change_writer(c).open_integrate(request("kit_first", &[&a])),
+        change_writer(c).open_integrate(request("kit_second", &[&a])),
+    );
+    let mut one = one.unwrap_or_else(|e| panic!("open kit_first: {e}"));
+    let mut two = two.unwrap_or_else(|e| panic!("open kit_second: {e}"));
+    for (applier, lsn) in [(&mut one, 1), (&mut two, 2)] {
+        let mut ca = changes(0);
+        ca.upserts = batch_of(4, [row_a(lsn as i64, "x", 0)]);
+        apply(
+            applier.as_mut(),
+            &IntegrateBatch {
+                tables: vec![ca],
+                checkpoint: checkpoint(lsn, None),
+            },
+        )
+        .await;
+    }
+    assert_eq!(stored(c, "kit_first").await, Some(checkpoint(1, None)));
+    assert_eq!(stored(c, "kit_second").await, Some(checkpoint(2, None)));
+}
+
+/// An apply abandoned midway (its future dropped) never leaves part of its batch: afterwards the
+/// table holds all of it or none of it, in step with the stored checkpoint, and the next batch
+/// applies (on the same applier, or on a new one when the old says it is broken).
+pub async fn integrate_abandoned_apply(c: &dyn Connector) {
+    const ROWS: i64 = 50_000;
+    let t = KitTable::new(
+        "kit_int_abandon",
+        vec![
+            col("id", DataType::Int64, false),
+            col("v", DataType::Text, true),
+        ],
+        vec![0],
+    );
+    t.seed(c, vec![0], &[]).await;
+    let mut applier = open(c, request("kit_abandon", &[&t])).await;
+    let mut big = changes(0);
+    big.upserts = batch_of(2, (0..ROWS).map(|i| vec![int(i), text("big")]));
+    let first = IntegrateBatch {
+        tables: vec![big],
+        checkpoint: checkpoint(1, None),
+    };
+    let abandoned =
+        tokio::time::timeout(std::time::Duration::from_millis(20), applier.apply(&first)).await;
+    let mut small = changes(0);
+    small.upserts = batch_of(2, [vec![int(-1), text("small")]]);
+    let second = IntegrateBatch {
+        tables: vec![small],
+        checkpoint: checkpoint(2, None),
+    };
+    if let Err(e) = applier.apply(&second).await {
+        let message = e.to_string();
+        assert!(
+            message.contains("broken") || message.contains("open it again"),
+            "an applier that cannot go on after an abandoned apply says so: {message}"
+        );
+        drop(applier);
+        applier = open(c, request("kit_abandon", &[&t])).await;
+        apply(applier.as_mut(), &second).await;
+    }
+    assert_eq!(stored(c, "kit_abandon").await, Some(checkpoint(2, None)));
+    let (got, _) = read_rows(c, t.read_request()).await;
+    assert!(
+        got.len() == 1 || got.len() == ROWS as usize + 1,
+        "after an abandoned apply ({}) the table holds {} rows: neither none nor all of its batch",
+        if abandoned.is_ok() {
+            "finished in time"
+        } else {
+            "cut off"
+        },
+        got.len()
+    );
+}
