@@ -1318,3 +1318,115 @@ async fn killed_staging_swaps_leave_old_or_new_contents() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrate_through_the_insert_fallback() {
+    support::with_database(|_, name| async move {
+        let mut config = support::config(&name);
+        config.local_infile = false;
+        let connector = MariadbConnector::new(config);
+        kit::integrate::integrate_changes(&connector).await;
+        kit::integrate::integrate_failed_batch_changes_nothing(&connector).await;
+        kit::integrate::integrate_add_column(&connector).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrate_refusals_by_the_server_show_no_row_values() {
+    use sluice_connector::{IntegrateBatch, IntegrateRequest, IntegrateTable, TableChanges};
+    use sluice_model::{Checkpoint, Position};
+    support::with_database(|connector, name| async move {
+        let mut conn = db_conn(&name).await;
+        // A CHECK constraint only the server knows, and a second unique key besides the primary
+        // key (so the key is not the only unique one: delete-and-insert).
+        conn.query_drop(
+            "CREATE TABLE guarded (id BIGINT PRIMARY KEY, code VARCHAR(10) NOT NULL UNIQUE, \
+             n INT NULL CHECK (n > 0))",
+        )
+        .await
+        .unwrap();
+        conn.query_drop("INSERT INTO guarded VALUES (1, 'one', 1), (2, 'two', 2)")
+            .await
+            .unwrap();
+        let columns = vec![
+            col("id", DataType::Int64, false),
+            col("code", DataType::Varchar(10), false),
+            col("n", DataType::Int32, true),
+        ];
+        let writer = connector.change_writer().unwrap();
+        let mut applier = writer
+            .open_integrate(IntegrateRequest {
+                name: "guarded".into(),
+                tables: vec![IntegrateTable {
+                    table: table("guarded"),
+                    columns,
+                    key: vec![0],
+                }],
+            })
+            .await
+            .unwrap();
+        let rows = |rows: Vec<Vec<Value>>| {
+            let mut b = RowBatch::new(3, BatchLimits::rows(10));
+            for r in rows {
+                b.push_row(r).unwrap();
+            }
+            b
+        };
+        let batch = |upserts: RowBatch, lsn: u64| IntegrateBatch {
+            tables: vec![TableChanges {
+                table: 0,
+                truncate: false,
+                deletes: RowBatch::new(1, BatchLimits::rows(1)),
+                upserts,
+                updates: Vec::new(),
+            }],
+            checkpoint: Checkpoint::at(Position::Lsn { lsn }),
+        };
+        let bad = batch(
+            rows(vec![vec![
+                Value::Int64(3),
+                Value::Text("secret".into()),
+                Value::Int32(-7),
+            ]]),
+            1,
+        );
+        let err = applier.apply(&bad).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Data, "{err}");
+        assert!(err.to_string().contains("guarded"), "{err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
+        assert_eq!(writer.read_checkpoint("guarded").await.unwrap(), None);
+        // The same applier goes on; replacing a row keeps the other unique key consistent.
+        let good = batch(
+            rows(vec![
+                vec![
+                    Value::Int64(2),
+                    Value::Text("deux".into()),
+                    Value::Int32(22),
+                ],
+                vec![
+                    Value::Int64(3),
+                    Value::Text("three".into()),
+                    Value::Int32(3),
+                ],
+            ]),
+            2,
+        );
+        applier.apply(&good).await.unwrap();
+        applier.apply(&good).await.unwrap();
+        let got: Vec<(i64, String, i32)> = conn
+            .query("SELECT id, code, n FROM guarded ORDER BY id")
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (1, "one".into(), 1),
+                (2, "deux".into(), 22),
+                (3, "three".into(), 3)
+            ]
+        );
+        let _ = conn.disconnect().await;
+    })
+    .await;
+}

@@ -1359,3 +1359,150 @@ async fn partitioned_tables_load_and_read() {
     };
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
 }
+
+mod integrate {
+    use sluice_connector::{
+        ChangeApplier, ErrorKind, IntegrateBatch, IntegrateRequest, IntegrateTable, TableChanges,
+    };
+    use sluice_model::{BatchLimits, Checkpoint, ColumnDef, DataType, Position, RowBatch, Value};
+
+    use super::common;
+    use sluice_connector::Connector;
+    use sluice_connector::kit::{col, table};
+
+    fn rows(width: usize, rows: Vec<Vec<Value>>) -> RowBatch {
+        let mut b = RowBatch::new(width, BatchLimits::rows(rows.len().max(1)));
+        for r in rows {
+            b.push_row(r).unwrap();
+        }
+        b
+    }
+
+    fn upserts(width: usize, upserts: Vec<Vec<Value>>, lsn: u64) -> IntegrateBatch {
+        IntegrateBatch {
+            tables: vec![TableChanges {
+                table: 0,
+                truncate: false,
+                deletes: RowBatch::new(1, BatchLimits::rows(1)),
+                upserts: rows(width, upserts),
+                updates: Vec::new(),
+            }],
+            checkpoint: Checkpoint::at(Position::Lsn { lsn }),
+        }
+    }
+
+    async fn open(
+        c: &dyn Connector,
+        name: &str,
+        columns: Vec<ColumnDef>,
+    ) -> Box<dyn ChangeApplier> {
+        c.change_writer()
+            .unwrap()
+            .open_integrate(IntegrateRequest {
+                name: name.into(),
+                tables: vec![IntegrateTable {
+                    table: table(name),
+                    columns,
+                    key: vec![0],
+                }],
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A value PostgreSQL itself refuses (a CHECK constraint) is a `Data` error without the
+    /// "Failing row contains" detail, which would show every value of the row.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn server_refusals_show_no_row_values() {
+        let fresh = common::fresh().await;
+        let admin = common::admin().await;
+        let t = fresh.qualified("guarded");
+        admin
+            .batch_execute(&format!(
+                "CREATE TABLE {t} (id bigint PRIMARY KEY, secret text, n int CHECK (n > 0))"
+            ))
+            .await
+            .unwrap();
+        let columns = vec![
+            col("id", DataType::Int64, false),
+            col("secret", DataType::Text, true),
+            col("n", DataType::Int32, true),
+        ];
+        let mut applier = open(&fresh.connector, "guarded", columns).await;
+        let bad = upserts(
+            3,
+            vec![vec![
+                Value::Int64(1),
+                Value::Text("hush-hush".into()),
+                Value::Int32(-1),
+            ]],
+            1,
+        );
+        let err = applier.apply(&bad).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Data, "{err}");
+        assert!(err.to_string().contains("guarded"), "{err}");
+        assert!(!err.to_string().contains("hush-hush"), "{err}");
+        let good = upserts(
+            3,
+            vec![vec![
+                Value::Int64(1),
+                Value::Text("fine".into()),
+                Value::Int32(1),
+            ]],
+            2,
+        );
+        applier.apply(&good).await.unwrap();
+        let n: i64 = admin
+            .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1);
+    }
+
+    /// An identity key (GENERATED ALWAYS) takes the source's values, and a table whose key is a
+    /// unique index rather than a primary key is upserted through it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn identity_keys_and_unique_indexes() {
+        let fresh = common::fresh().await;
+        let admin = common::admin().await;
+        let ident = fresh.qualified("ident");
+        let uniq = fresh.qualified("uniq");
+        admin
+            .batch_execute(&format!(
+                "CREATE TABLE {ident} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text); \
+                 CREATE TABLE {uniq} (id bigint NOT NULL, v text); \
+                 CREATE UNIQUE INDEX ON {uniq} (id)"
+            ))
+            .await
+            .unwrap();
+        let columns = vec![
+            col("id", DataType::Int64, false),
+            col("v", DataType::Text, true),
+        ];
+        for (name, qualified) in [("ident", &ident), ("uniq", &uniq)] {
+            let mut applier = open(&fresh.connector, name, columns.clone()).await;
+            let row = |i: i64, v: &str| vec![Value::Int64(i), Value::Text(v.into())];
+            applier
+                .apply(&upserts(2, vec![row(10, "a"), row(20, "b")], 1))
+                .await
+                .unwrap();
+            applier
+                .apply(&upserts(2, vec![row(10, "a2"), row(30, "c")], 2))
+                .await
+                .unwrap();
+            let got: Vec<(i64, String)> = admin
+                .query(&format!("SELECT id, v FROM {qualified} ORDER BY id"), &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            assert_eq!(
+                got,
+                vec![(10, "a2".into()), (20, "b".into()), (30, "c".into())],
+                "{name}"
+            );
+        }
+    }
+}

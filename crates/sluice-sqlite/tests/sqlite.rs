@@ -251,3 +251,80 @@ async fn a_decimal_too_wide_for_a_number_column_fails_naming_the_key_and_changes
         vec!["2.5"]
     );
 }
+
+/// Upserts through a rowid key, a unique index that is not the primary key, and a key with no
+/// index at all (delete and insert), twice over with the same result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrate_keys_of_every_kind() {
+    use sluice_connector::{IntegrateBatch, IntegrateRequest, IntegrateTable, TableChanges};
+    use sluice_model::{Checkpoint, Position};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.db");
+    sql(
+        &path,
+        "CREATE TABLE rowid_key (id INTEGER PRIMARY KEY, v TEXT); \
+         CREATE TABLE unique_key (id INTEGER NOT NULL, v TEXT); \
+         CREATE UNIQUE INDEX unique_key_id ON unique_key (id); \
+         CREATE TABLE no_key (id INTEGER NOT NULL, v TEXT); \
+         INSERT INTO rowid_key VALUES (1, 'old'); \
+         INSERT INTO unique_key VALUES (1, 'old'); \
+         INSERT INTO no_key VALUES (1, 'old');",
+    );
+    let connector = SqliteConnector::new(SqliteConfig::new(&path));
+    let names = ["rowid_key", "unique_key", "no_key"];
+    let columns = vec![
+        col("id", DataType::Int64, false),
+        col("v", DataType::Text, true),
+    ];
+    let writer = connector.change_writer().unwrap();
+    let mut applier = writer
+        .open_integrate(IntegrateRequest {
+            name: "keys".into(),
+            tables: names
+                .iter()
+                .map(|n| IntegrateTable {
+                    table: table(n),
+                    columns: columns.clone(),
+                    key: vec![0],
+                })
+                .collect(),
+        })
+        .await
+        .unwrap();
+    let upserts = || {
+        let mut b = RowBatch::new(2, BatchLimits::rows(10));
+        b.push_row([Value::Int64(1), Value::Text("new".into())])
+            .unwrap();
+        b.push_row([Value::Int64(2), Value::Text("two".into())])
+            .unwrap();
+        b
+    };
+    let batch = IntegrateBatch {
+        tables: (0..names.len())
+            .map(|i| TableChanges {
+                table: i,
+                truncate: false,
+                deletes: RowBatch::new(1, BatchLimits::rows(1)),
+                upserts: upserts(),
+                updates: Vec::new(),
+            })
+            .collect(),
+        checkpoint: Checkpoint::at(Position::Sequence { seq: 7 }),
+    };
+    applier.apply(&batch).await.unwrap();
+    applier.apply(&batch).await.unwrap();
+    for name in names {
+        assert_eq!(
+            query_strings(
+                &path,
+                &format!("SELECT id || ':' || v FROM {name} ORDER BY id")
+            ),
+            vec!["1:new".to_owned(), "2:two".to_owned()],
+            "{name}"
+        );
+    }
+    assert_eq!(
+        writer.read_checkpoint("keys").await.unwrap(),
+        Some(Checkpoint::at(Position::Sequence { seq: 7 }))
+    );
+}
