@@ -1170,14 +1170,20 @@ impl HubService {
         for run in &runs {
             run.stop.cancel();
             let (state, response) = match &outcome {
-                Ok(()) => (
-                    EventState::Done,
-                    match &why_stopped {
-                        Some(job) if *job == run.job => format!("{} suspended", run.job),
-                        Some(job) => format!("{} stopped: job {job} was suspended", run.job),
-                        None => format!("{} stopped: the hub server stopped it", run.job),
-                    },
-                ),
+                // The run whose event was cancelled (suspended) ends CANCELED: its job SUSPEND.
+                Ok(()) => match &why_stopped {
+                    Some(job) if *job == run.job => {
+                        (EventState::Canceled, format!("{} suspended", run.job))
+                    }
+                    Some(job) => (
+                        EventState::Done,
+                        format!("{} stopped: job {job} was suspended", run.job),
+                    ),
+                    None => (
+                        EventState::Done,
+                        format!("{} stopped: the hub server stopped it", run.job),
+                    ),
+                },
                 Err(e) => (EventState::Failed, e.message.clone()),
             };
             let repo = self.job_store();
