@@ -250,6 +250,26 @@ pub async fn integrate_changes(c: &dyn Connector) {
         "a new integrate has no checkpoint"
     );
 
+    // A batch without changes stores its checkpoint (an initial load's point), of any kind.
+    let start = IntegrateBatch {
+        tables: Vec::new(),
+        checkpoint: Checkpoint::at(Position::Binlog {
+            file: "mariadb-bin.000007".into(),
+            offset: 4,
+        }),
+    };
+    let summary = apply(applier.as_mut(), &start).await;
+    assert_eq!(
+        (summary.upserted, summary.updated, summary.deleted),
+        (0, 0, 0)
+    );
+    assert_eq!(applier.checkpoint(), Some(&start.checkpoint));
+    assert_eq!(
+        stored(c, "kit_changes").await,
+        Some(start.checkpoint.clone())
+    );
+    a.expect(c, "after a batch without changes", &seed_a).await;
+
     // Table a: replace 3, insert 20 and 21, update parts of 4..=7, delete 0, 1 and 999.
     let mut ca = changes(0);
     ca.upserts = batch_of(
