@@ -1049,3 +1049,189 @@ async fn hub_changes_appear_on_the_built_in_topics() {
     );
     drop(s);
 }
+
+/// HVR's activation flow (a refresh posted with `start_immediate: false`, then `activate` with
+/// `start_next_ev_ids` naming it) on a channel whose Capture action has `EventHub=1`: every
+/// captured row change then appears on `sluice.change` with routing `<hub>.<channel>.<table>.<op>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_row_changes_appear_on_sluice_change() {
+    let db = sluice_test_support::TestDatabase::create("sluice_cdc_ev_").await;
+    let (source, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    source
+        .batch_execute(
+            "CREATE SCHEMA src; CREATE SCHEMA dst;
+             CREATE TABLE src.items (id bigint PRIMARY KEY, name text NOT NULL, qty integer);
+             INSERT INTO src.items VALUES (1, 'one', 1), (2, 'two', 2);",
+        )
+        .await
+        .unwrap();
+    let s = start(TestRepository::sqlite(), HubConfig::default()).await;
+    let admin = s.admin.clone();
+    let hub = format!("h{}", &db.name[db.name.len() - 8..]);
+    let loc = |schema: &str| {
+        format!(
+            "{{class: postgresql, props: {{Database_Host: 127.0.0.1, Database_Port: 5432, Database_Name: {}, \
+             Database_User: postgres, Database_Schema: {schema}, Database_Sslmode: disable}}}}",
+            db.name
+        )
+    };
+    let yaml = format!(
+        "hub: {hub}\nlocations:\n  src: {}\n  dst: {}\nchannels:\n  c:\n    loc_groups: {{SOURCE: [src], TARGET: [dst]}}\n    \
+         tables: {{items: {{}}}}\n    actions: [{{type: Capture, loc_scope: SOURCE, params: {{EventHub: 1}}}}, {{type: Integrate, loc_scope: TARGET}}]\n",
+        loc("src"),
+        loc("dst")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("defs.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    s.hub.service().apply_file(&path, None).await.unwrap();
+    let reader = s.user("reader", "ReadOnly").await;
+    // A ReadOnly user may not activate.
+    let (st, _) = s
+        .call(
+            "POST",
+            &format!("/api/latest/hubs/{hub}/channels/c/activate"),
+            &reader,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let refresh = s
+        .ok(
+            "POST",
+            &format!("/api/latest/hubs/{hub}/channels/c/refresh"),
+            &admin,
+            Some(json!({"source_loc": "src", "target_loc": "dst", "start_immediate": false})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let refresh_ev = refresh["posted_ev_id"].as_str().unwrap().to_owned();
+    let posted = s
+        .ok(
+            "POST",
+            &format!("/api/latest/hubs/{hub}/channels/c/activate"),
+            &admin,
+            Some(json!({"start_next_jobs": ["cap"], "start_next_ev_ids": [refresh_ev]})),
+            StatusCode::CREATED,
+        )
+        .await;
+    assert_eq!(posted["job"], "c-activate");
+    let wait = |ev: String| {
+        let s = &s;
+        let admin = admin.clone();
+        let hub = hub.clone();
+        async move {
+            for _ in 0..600 {
+                let events = s
+                    .ok(
+                        "GET",
+                        &format!("/api/latest/hubs/{hub}/events?ev_id={ev}"),
+                        &admin,
+                        None,
+                        StatusCode::OK,
+                    )
+                    .await;
+                let state = events[&ev]["state"].as_str().unwrap_or_default().to_owned();
+                if state != "ACTIVE" {
+                    return (state, events[&ev].clone());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("event {ev} still ACTIVE after 60 s");
+        }
+    };
+    let (state, event) = wait(posted["posted_ev_id"].as_str().unwrap().to_owned()).await;
+    assert_eq!(state, "DONE", "{event}");
+    // The pending refresh ran as the initial load.
+    assert_eq!(wait(refresh_ev).await.0, "DONE");
+    let mut stream = s
+        .sse(
+            &reader,
+            "sluice.change",
+            &format!("after=0&routing_key={hub}.c.items.%23"),
+            None,
+        )
+        .await;
+    source
+        .batch_execute(
+            "INSERT INTO src.items VALUES (3, 'three', 3);
+             UPDATE src.items SET qty = 20 WHERE id = 2;
+             DELETE FROM src.items WHERE id = 1;",
+        )
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    let got = frames(&mut stream, &mut buf, Duration::from_secs(30), |f| {
+        seqs(f).len() >= 3
+    })
+    .await;
+    let messages: Vec<Value> = got
+        .iter()
+        .filter(|f| f.0 == "message")
+        .map(|f| serde_json::from_str(&f.2).unwrap())
+        .collect();
+    let keys: Vec<&str> = messages
+        .iter()
+        .map(|m| m["routing_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            format!("{hub}.c.items.insert"),
+            format!("{hub}.c.items.update"),
+            format!("{hub}.c.items.delete")
+        ],
+        "{messages:#?}"
+    );
+    let insert = &messages[0]["payload"];
+    assert_eq!(insert["key"], json!({"id": 3}));
+    assert_eq!(insert["after"], json!({"id": 3, "name": "three", "qty": 3}));
+    assert!(insert["commit_time"].as_str().is_some() && insert["position"].as_str().is_some());
+    assert_eq!(messages[1]["payload"]["after"]["qty"], 20);
+    assert_eq!(messages[2]["payload"]["key"], json!({"id": 1}));
+    assert_eq!(messages[2]["payload"]["after"], Value::Null);
+    // Replicated too.
+    let (target, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut ids = Vec::new();
+    for _ in 0..300 {
+        ids = target
+            .query("SELECT id, qty FROM dst.items ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, Option<i32>>(1)))
+            .collect();
+        if ids == vec![(2, Some(20)), (3, Some(3))] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ids, vec![(2, Some(20)), (3, Some(3))]);
+    let posted = s
+        .ok(
+            "POST",
+            &format!("/api/latest/hubs/{hub}/channels/c/deactivate"),
+            &admin,
+            Some(json!({})),
+            StatusCode::CREATED,
+        )
+        .await;
+    let (state, event) = wait(posted["posted_ev_id"].as_str().unwrap().to_owned()).await;
+    assert_eq!(state, "DONE", "{event}");
+    let slots: i64 = source
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(slots, 0);
+    drop(s);
+}

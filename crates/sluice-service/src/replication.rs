@@ -538,6 +538,8 @@ impl HubService {
                 "the channel was activated before: stopping its replication".into(),
             )
             .await;
+            // The supervisors start only `active` channels.
+            self.set_activation_state(&bag, "loading").await?;
             self.stop_replication(&setup.hub, &setup.channel.name, &setup.jobs())
                 .await?;
         }
@@ -900,6 +902,11 @@ impl HubService {
         };
         let mut jobs = vec![capture_job(channel, &source_name)];
         jobs.extend(target_names.iter().map(|t| integrate_job(channel, t)));
+        let bag = PropBag::Activation(hub.clone(), channel.to_string());
+        if record.is_some() {
+            // The supervisors start only `active` channels.
+            self.set_activation_state(&bag, "deactivating").await?;
+        }
         self.stop_replication(hub, channel, &jobs).await?;
         let capture = text("capture").unwrap_or_else(|| capture_name(hub, channel, &source_name));
         let source = self.location(hub, &source_name).await?;
@@ -930,10 +937,16 @@ impl HubService {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.props_store()
-            .delete_bag(&PropBag::Activation(hub.clone(), channel.to_string()))
-            .await?;
+        self.props_store().delete_bag(&bag).await?;
         Ok(format!("Channel {channel} deactivated"))
+    }
+
+    async fn set_activation_state(&self, bag: &PropBag, state: &str) -> Result<()> {
+        let change = BTreeMap::from([("state".to_owned(), Some(json!(state)))]);
+        self.props_store()
+            .write_props(bag, &change, PropWrite::Merge)
+            .await?;
+        Ok(())
     }
 
     /// Stops a channel's replication wherever it runs, and waits until its jobs are free.
