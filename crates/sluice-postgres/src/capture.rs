@@ -60,7 +60,8 @@ pub struct CaptureOptions {
     /// Most bytes of values (as [`RowChange::byte_size`] counts them) in one part; a part holds
     /// at least one change.
     pub part_bytes: usize,
-    /// After this long with nothing received, a heartbeat message is written to the log.
+    /// After this long without a message of the log (keepalives do not count), a heartbeat
+    /// message is written to it.
     pub heartbeat_interval: Duration,
     /// After this long with nothing sent outside a transaction, [`CaptureMessage::Idle`] is sent.
     pub idle_interval: Duration,
@@ -603,7 +604,7 @@ pub(crate) async fn open(
         transaction: None,
         position: start.as_u64(),
         server_time: None,
-        last_received: now,
+        last_data: now,
         last_sent: now,
         heartbeat: None,
         options,
@@ -649,7 +650,9 @@ pub struct PgChangeStream {
     /// The log position everything received so far is complete up to (between transactions).
     position: u64,
     server_time: Option<DateTime<Utc>>,
-    last_received: Instant,
+    /// When the last message of the log itself (not a keepalive) arrived, or a heartbeat was
+    /// written: keepalives alone do not prove that this database's log moves.
+    last_data: Instant,
     last_sent: Instant,
     heartbeat: Option<tokio::task::JoinHandle<()>>,
     options: CaptureOptions,
@@ -1111,10 +1114,10 @@ impl ChangeStream for PgChangeStream {
                 self.idle(None);
                 continue;
             }
-            let heartbeat_at = self.last_received + self.options.heartbeat_interval;
+            let heartbeat_at = self.last_data + self.options.heartbeat_interval;
             if now >= heartbeat_at {
                 self.heartbeat();
-                self.last_received = now;
+                self.last_data = now;
                 continue;
             }
             let mut wake = heartbeat_at;
@@ -1124,7 +1127,9 @@ impl ChangeStream for PgChangeStream {
             match tokio::time::timeout_at(wake, self.session.recv()).await {
                 Err(_) => continue,
                 Ok(Ok(Some(event))) => {
-                    self.last_received = Instant::now();
+                    if !matches!(event, ReplicationEvent::KeepAlive { .. }) {
+                        self.last_data = Instant::now();
+                    }
                     self.on_event(event).await?;
                 }
                 Ok(Ok(None)) => {

@@ -821,3 +821,61 @@ async fn a_slow_reader_keeps_its_session() {
     Box::new(stream).close().await.unwrap();
     db.reader().drop_capture(&db.capture).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_are_written_when_nothing_arrives_and_come_back_as_idle() {
+    let db = Db::new().await;
+    db.sql("CREATE TABLE calm (id int PRIMARY KEY)").await;
+    let request = db.request(&["calm"]).await;
+    db.reader().create_capture(&request).await.unwrap();
+    // A second slot (test_decoding) shows what reaches the log.
+    let probe = format!("{}_probe", db.capture);
+    db.client
+        .execute(
+            "SELECT pg_create_logical_replication_slot($1, 'test_decoding')",
+            &[&probe],
+        )
+        .await
+        .unwrap();
+    let options = CaptureOptions {
+        idle_interval: Duration::from_millis(200),
+        heartbeat_interval: Duration::from_millis(300),
+        ..CaptureOptions::default()
+    };
+    let mut stream = db
+        .connector
+        .open_capture_with(&request, options)
+        .await
+        .unwrap();
+    let mut idle = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < until {
+        match tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            CaptureMessage::Idle { position, .. } => idle.push(lsn(&position)),
+            other => panic!("an idle stream sent {other:?}"),
+        }
+    }
+    let rows = db
+        .client
+        .query(
+            "SELECT pg_wal_lsn_diff(lsn, '0/0')::bigint FROM \
+             pg_logical_slot_peek_changes($1, NULL, NULL) \
+             WHERE data LIKE '%prefix: sluice_heartbeat%'",
+            &[&probe],
+        )
+        .await
+        .unwrap();
+    let beats: Vec<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
+    assert!(!beats.is_empty(), "no heartbeat reached the log");
+    let first = beats[0];
+    assert!(
+        idle.iter().any(|&p| p >= first),
+        "no idle position reached the heartbeat at {first}: {idle:?}"
+    );
+    Box::new(stream).close().await.unwrap();
+    db.reader().drop_capture(&db.capture).await.unwrap();
+}
