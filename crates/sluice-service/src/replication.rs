@@ -104,6 +104,10 @@ pub struct TableStats {
     pub captured: OpCounts,
     /// Applied per target, by operation.
     pub integrated: BTreeMap<LocationName, OpCounts>,
+    /// Seconds from a source commit to its capture, last seen.
+    pub capture_latency: Option<f64>,
+    /// Seconds from a source commit to the target's commit, last batch with this table.
+    pub integrate_latency: BTreeMap<LocationName, f64>,
 }
 
 /// The replication state of an activated channel.
@@ -1379,6 +1383,13 @@ impl HubService {
                         ResultName::CapturedRows,
                         t.captured.total().to_string(),
                     ));
+                    if let Some(l) = t.capture_latency {
+                        results.push(result(
+                            Some(table),
+                            ResultName::CaptureLatency,
+                            format!("{l:.3}"),
+                        ));
+                    }
                 }
                 results.push(result(
                     None,
@@ -1395,6 +1406,13 @@ impl HubService {
                             Some(table),
                             ResultName::IntegratedRows,
                             c.total().to_string(),
+                        ));
+                    }
+                    if let Some(l) = t.integrate_latency.get(loc) {
+                        results.push(result(
+                            Some(table),
+                            ResultName::IntegrateLatency,
+                            format!("{l:.3}"),
                         ));
                     }
                 }
@@ -1625,6 +1643,7 @@ fn absorb(s: &mut ReplicationStats, event: ReplicationEvent) {
             s.captured += counts.total();
             s.capture_latency = Some(seconds(commit_time, at));
             let t = s.tables.entry(table).or_default();
+            t.capture_latency = Some(seconds(commit_time, at));
             t.captured.inserts += counts.inserts;
             t.captured.updates += counts.updates;
             t.captured.deletes += counts.deletes;
@@ -1638,8 +1657,16 @@ fn absorb(s: &mut ReplicationStats, event: ReplicationEvent) {
             ..
         } => {
             let mut n = 0;
+            let latency = source_commit_time.map(|t| seconds(t, committed_at));
             for (table, counts) in tables {
                 n += counts.total();
+                if let Some(l) = latency {
+                    s.tables
+                        .entry(table.clone())
+                        .or_default()
+                        .integrate_latency
+                        .insert(target.clone(), l);
+                }
                 let c = s
                     .tables
                     .entry(table)

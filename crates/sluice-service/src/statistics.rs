@@ -32,6 +32,8 @@ enum Source {
     Failed,
     /// 1 for a table that has a `Table_State`.
     Tables,
+    /// The largest of this result (seconds) in the bucket, in milliseconds.
+    MaxMillis(ResultName),
 }
 
 /// The metrics sluice computes.
@@ -105,6 +107,30 @@ pub const METRICS: &[Metric] = &[
         unit: "tables",
         event_type: EventType::Compare,
         source: Source::Failed,
+    },
+    Metric {
+        name: "Capture Rows",
+        unit: "rows",
+        event_type: EventType::Capture,
+        source: Source::Results(&[ResultName::CapturedRows]),
+    },
+    Metric {
+        name: "Capture Latency",
+        unit: "ms",
+        event_type: EventType::Capture,
+        source: Source::MaxMillis(ResultName::CaptureLatency),
+    },
+    Metric {
+        name: "Integrate Rows",
+        unit: "rows",
+        event_type: EventType::Integrate,
+        source: Source::Results(&[ResultName::IntegratedRows]),
+    },
+    Metric {
+        name: "Integrate Latency",
+        unit: "ms",
+        event_type: EventType::Integrate,
+        source: Source::MaxMillis(ResultName::IntegrateLatency),
     },
 ];
 
@@ -212,11 +238,28 @@ fn number(text: &str) -> i64 {
 pub fn compute(events: &[EventRecord], query: &MetricsQuery) -> MetricValues {
     let wanted = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
     let mut out = MetricValues::new();
+    let now = Utc::now();
     for e in events {
-        let (Some(channel), Some(finish)) = (&e.channel, e.finish) else {
+        // A capture or integrate run counts while it runs: its figures so far, now.
+        let running = e.state == EventState::Active
+            && matches!(e.event_type, EventType::Capture | EventType::Integrate);
+        let Some(channel) = &e.channel else {
             continue;
         };
-        if !matches!(e.state, EventState::Done | EventState::Failed) {
+        let Some(finish) = e.finish.or(running.then_some(now)) else {
+            continue;
+        };
+        if !running
+            && !matches!(
+                e.state,
+                EventState::Done | EventState::Failed | EventState::Canceled
+            )
+        {
+            continue;
+        }
+        if e.state == EventState::Canceled
+            && !matches!(e.event_type, EventType::Capture | EventType::Integrate)
+        {
             continue;
         }
         let loc = e.loc2.as_ref().or(e.loc.as_ref()).map(|l| l.to_string());
@@ -265,7 +308,14 @@ pub fn compute(events: &[EventRecord], query: &MetricsQuery) -> MetricValues {
                         Some(_) => 1,
                         None => continue,
                     },
+                    Source::MaxMillis(name) => match results.iter().find(|(n, _)| *n == name) {
+                        Some((_, v)) => {
+                            (v.trim().parse::<f64>().unwrap_or(0.0) * 1000.0).round() as i64
+                        }
+                        None => continue,
+                    },
                 };
+                let max = matches!(m.source, Source::MaxMillis(_));
                 for gran in &query.time_grans {
                     for scope in &query.scopes {
                         let part = |i: usize, v: &str| {
@@ -284,7 +334,12 @@ pub fn compute(events: &[EventRecord], query: &MetricsQuery) -> MetricValues {
                             part(2, table),
                             bucket(finish, *gran),
                         );
-                        *out.entry(key).or_insert(0) += value;
+                        let slot = out.entry(key).or_insert(0);
+                        if max {
+                            *slot = (*slot).max(value);
+                        } else {
+                            *slot += value;
+                        }
                     }
                 }
             }
@@ -388,5 +443,83 @@ mod tests {
         let q = MetricsQuery::default().checked().unwrap();
         assert_eq!(q.time_grans, [1]);
         assert_eq!(q.scopes, ["clt"]);
+    }
+
+    #[test]
+    fn a_running_capture_and_integrate_count_with_rows_and_latency() {
+        use sluice_model::{ChannelName, EventId, LocationName, TableName};
+        use sluice_repo::EventResult;
+        let event =
+            |event_type: EventType, loc: &str, results: Vec<(ResultName, &str)>| EventRecord {
+                id: EventId::now(),
+                hub: HubName::new("h").unwrap(),
+                event_type,
+                user: "u".into(),
+                description: String::new(),
+                channel: Some(ChannelName::new("c").unwrap()),
+                loc: Some(LocationName::new(loc).unwrap()),
+                loc2: None,
+                job: None,
+                state: EventState::Active,
+                response: None,
+                start: Utc::now(),
+                finish: None,
+                num_retries: 0,
+                canceled: false,
+                body: serde_json::Value::Null,
+                results: results
+                    .into_iter()
+                    .map(|(name, value)| EventResult {
+                        table: Some(TableName::new("items").unwrap()),
+                        name,
+                        value: value.into(),
+                    })
+                    .collect(),
+            };
+        let events = vec![
+            event(
+                EventType::Capture,
+                "src",
+                vec![
+                    (ResultName::CapturedRows, "120"),
+                    (ResultName::CaptureLatency, "0.040"),
+                ],
+            ),
+            event(
+                EventType::Integrate,
+                "dst",
+                vec![
+                    (ResultName::IntegratedRows, "100"),
+                    (ResultName::IntegrateLatency, "0.250"),
+                ],
+            ),
+            event(
+                EventType::Integrate,
+                "dst",
+                vec![
+                    (ResultName::IntegratedRows, "5"),
+                    (ResultName::IntegrateLatency, "0.125"),
+                ],
+            ),
+        ];
+        let q = MetricsQuery {
+            scopes: vec!["***".into()],
+            time_grans: vec![1440],
+            ..Default::default()
+        }
+        .checked()
+        .unwrap();
+        let values = compute(&events, &q);
+        let get = |name: &str| {
+            values
+                .iter()
+                .find(|(k, _)| k.0 == name)
+                .map(|(_, v)| *v)
+                .unwrap_or(-1)
+        };
+        assert_eq!(get("Capture Rows"), 120);
+        assert_eq!(get("Capture Latency"), 40);
+        assert_eq!(get("Integrate Rows"), 105);
+        assert_eq!(get("Integrate Latency"), 250, "the largest, not a sum");
     }
 }
