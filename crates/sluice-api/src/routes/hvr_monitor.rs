@@ -370,11 +370,13 @@ fn statistics(doc: &mut Doc) {
             "Metrics per channel, location and table",
         )
         .description(
-            "Computed from the refresh and compare events and their per-table results (the \
-             location is the target). Metrics: Refresh Rows, Refresh Source Rows, Refresh Bytes, \
-             Refresh Duration, Refresh Tables, Refresh Failures, Compare Rows, Compare Duration, \
-             Compare Differences, Compare Tables, Compare Failures. Times: ISO-8601 or epoch \
-             seconds.",
+            "Computed from the refresh, compare, capture and integrate events and their \
+             per-table results (the location is the target; of a capture, its source; a capture \
+             or integrate run counts while it runs). Metrics: Refresh Rows, Refresh Source Rows, \
+             Refresh Bytes, Refresh Duration, Refresh Tables, Refresh Failures, Compare Rows, \
+             Compare Duration, Compare Differences, Compare Tables, Compare Failures, Capture \
+             Rows, Capture Latency (ms), Integrate Rows, Integrate Latency (ms; latencies are the \
+             largest in a bucket). Times: ISO-8601 or epoch seconds.",
         )
         .query(
             "fetch_values",
