@@ -55,6 +55,25 @@ impl Position {
     }
 }
 
+impl Position {
+    /// The position just before this one: what an initial load taken exactly at this position
+    /// covers (a transaction committing at this very position is not in it).
+    pub fn before(&self) -> Position {
+        match self {
+            Position::Lsn { lsn } => Position::Lsn {
+                lsn: lsn.saturating_sub(1),
+            },
+            Position::Sequence { seq } => Position::Sequence {
+                seq: seq.saturating_sub(1),
+            },
+            Position::Binlog { file, offset } => Position::Binlog {
+                file: file.clone(),
+                offset: offset.saturating_sub(1),
+            },
+        }
+    }
+}
+
 /// The sequence number of a binary log file name (`mariadb-bin.000012` → 12).
 fn binlog_number(file: &str) -> Option<u64> {
     file.rsplit('.').next()?.parse().ok()

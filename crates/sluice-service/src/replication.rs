@@ -618,7 +618,9 @@ impl HubService {
             applier
                 .apply(&IntegrateBatch {
                     tables: Vec::new(),
-                    checkpoint: Checkpoint::at(start.position.clone()),
+                    // Everything before the capture's start is in the target now; a
+                    // transaction committing at that very position is not.
+                    checkpoint: Checkpoint::at(start.position.before()),
                 })
                 .await
                 .map_err(|e| ServiceError::connector(format!("location {}", r.target.name), e))?;
