@@ -25,6 +25,7 @@
 
 mod migrations;
 mod postgres;
+mod process;
 mod props;
 mod sqlite;
 mod store;
@@ -441,12 +442,15 @@ pub struct Owner {
 
 impl Owner {
     /// An owner for the current process.
+    ///
+    /// Its id is recorded as one of this process's, so a run held under this process's pid by
+    /// an id it did not make counts as a previous incarnation's (see [`Owner::is_gone`]).
     pub fn current() -> Self {
+        let id = uuid::Uuid::new_v4().to_string();
+        process::register_owner(&id);
         Owner {
-            id: uuid::Uuid::new_v4().to_string(),
-            host: std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_else(|_| "localhost".into()),
+            id,
+            host: process::local_host().to_owned(),
             pid: std::process::id(),
         }
     }
@@ -552,15 +556,17 @@ pub(crate) fn abandoned_response(
     host: Option<&str>,
     pid: Option<i64>,
     since: Option<String>,
+    gone: bool,
     marks: &[(String, CommitMark)],
 ) -> String {
     let mut text = format!(
-        "abandoned: the process running it ({}) stopped (no heartbeat since {})",
+        "abandoned: the process running it ({}) stopped (no heartbeat since {}{})",
         match (pid, host) {
             (Some(pid), Some(host)) => format!("pid {pid} on {host}"),
             _ => "unknown".to_owned(),
         },
-        since.as_deref().unwrap_or("ever")
+        since.as_deref().unwrap_or("ever"),
+        if gone { "; it no longer exists" } else { "" }
     );
     if let Some(done) = marked(marks, CommitMark::Done) {
         text.push_str(&format!("; table(s) {done} had committed"));

@@ -97,6 +97,16 @@ pub trait DefinitionStore: Send + Sync {
 /// The store of jobs, HVR events, their per-table results and log lines, commit markers, the reaper.
 ///
 /// Part of [`Repository`]; its contract is written on each method.
+///
+/// A run is held by its [`Owner`] while the owner's heartbeat is younger than `stale_after`,
+/// except when the owner is known to be gone: its host is this host's and (on Linux, by
+/// `/proc/<pid>`) its process no longer exists, or its pid is this process's under an owner id
+/// this process did not make (a container restarted with the same pid). Such a run counts as
+/// abandoned at once wherever a stale one does ([`JobStore::start_job`],
+/// [`JobStore::submit_job`], [`JobStore::claim_job`], [`JobStore::cancel_events`],
+/// [`JobStore::reap_jobs`]), so a process killed and restarted on the same host resumes its jobs
+/// without waiting. A process that exists is never taken for gone (a reused pid only delays the
+/// take-over to staleness); owners on other hosts are judged by their heartbeat alone.
 #[async_trait]
 pub trait JobStore: Send + Sync {
     /// Posts an event (its id is unique: a colliding instant is moved a microsecond on).
@@ -104,7 +114,8 @@ pub trait JobStore: Send + Sync {
 
     /// Posts the event of a job run and claims the job, atomically. Fails with `Conflict`, naming
     /// the running event, when another live process runs the job; a run whose owner has not sent a
-    /// heartbeat for `stale_after` is failed and taken over.
+    /// heartbeat for `stale_after`, or whose process is gone from this host, is failed and taken
+    /// over.
     async fn start_job(
         &self,
         event: NewEvent,
@@ -219,7 +230,7 @@ pub trait JobStore: Send + Sync {
     async fn end_commit(&self, event: EventId, table: &TableName, committed: bool) -> Result<()>;
 
     /// Ends every run whose process has sent no heartbeat for `stale_after` (by the database's
-    /// clock on PostgreSQL): its `ACTIVE` event becomes `FAILED` with a response that names the
+    /// clock on PostgreSQL) or is gone from this host (see [`JobStore`]): its `ACTIVE` event becomes `FAILED` with a response that names the
     /// process, its last heartbeat and the tables that had committed, and its job is freed
     /// (`FAILED`, or the state its event had already ended in). Of processes reaping at once,
     /// each run is ended by exactly one; a run whose process still beats is never touched.

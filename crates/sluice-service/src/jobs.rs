@@ -955,6 +955,7 @@ impl HubService {
     /// ended by one. The hub server runs it at start-up and from the scheduler.
     pub async fn reap_orphaned_jobs(&self) -> Result<Vec<sluice_repo::ReapedJob>> {
         let reaped = self.job_store().reap_jobs(STALE_AFTER).await?;
+        self.resume_reaped_replications(&reaped).await;
         for r in &reaped {
             let Some(event) = r.event.filter(|_| r.failed) else {
                 tracing::info!(job = %r.job, "freed the job of a process that stopped");

@@ -1073,6 +1073,38 @@ impl HubService {
         }
     }
 
+    /// Makes the replication jobs among `reaped` (runs whose process stopped, ended `FAILED` by
+    /// the reaper) `PENDING`, so the supervisor starts them again: a process that died is no
+    /// reason for a channel to stop replicating, and `FAILED` would hold it until a user starts
+    /// the job. A job taken meanwhile by another process (or changed by a user) is left alone.
+    pub(crate) async fn resume_reaped_replications(&self, reaped: &[sluice_repo::ReapedJob]) {
+        for r in reaped {
+            if !matches!(r.job.job_type(), JobType::Capture | JobType::Integrate) {
+                continue;
+            }
+            match self.job_store().job(&r.hub, &r.job).await {
+                Ok(Some(job)) if job.state == JobState::Failed && job.last_event == r.event => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(job = %r.job, error = %e, "could not read a reaped job");
+                    continue;
+                }
+            }
+            match self
+                .job_store()
+                .set_job_state(&r.hub, &r.job, JobState::Pending)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(job = %r.job, "replication job of a stopped process queued to run again")
+                }
+                Err(e) => {
+                    tracing::warn!(job = %r.job, error = %e, "could not queue a reaped replication job")
+                }
+            }
+        }
+    }
+
     /// Posts and claims the events of a replication run: capture first, then each integrate.
     async fn claim_replication(
         &self,

@@ -3,6 +3,7 @@
 use super::runs::*;
 use super::*;
 use crate::JobStore;
+use crate::process::local_host;
 
 #[async_trait]
 impl JobStore for PostgresRepository {
@@ -635,15 +636,18 @@ impl JobStore for PostgresRepository {
     async fn reap_jobs(&self, stale_after: Duration) -> Result<Vec<ReapedJob>> {
         let mut client = self.client().await?;
         let tx = begin(&mut client).await?;
-        // Staleness by the database's clock, so hosts with skewed clocks agree. A row another
-        // process has locked (reaping it, or beating) is skipped: its reaper ends it, or it lives.
+        // Staleness by the database's clock, so hosts with skewed clocks agree; the runs of this
+        // host are looked at too, for a process of it that is gone. A row another process has
+        // locked (reaping it, or beating) is skipped: its reaper ends it, or it lives.
         let rows = tx
             .query(
-                "SELECT hub_name, job_name, last_ev_id, heartbeat, owner_host, owner_pid FROM job \
+                "SELECT hub_name, job_name, last_ev_id, heartbeat, owner_host, owner_pid, owner_id, \
+                 coalesce(heartbeat > clock_timestamp() - make_interval(secs => $1), false) FROM job \
                  WHERE job_state = 'RUNNING' \
-                 AND (heartbeat IS NULL OR heartbeat <= clock_timestamp() - make_interval(secs => $1)) \
+                 AND (heartbeat IS NULL OR heartbeat <= clock_timestamp() - make_interval(secs => $1) \
+                      OR owner_host = $2) \
                  ORDER BY hub_name, job_name FOR UPDATE SKIP LOCKED",
-                &[&stale_after.as_secs_f64()],
+                &[&stale_after.as_secs_f64(), &local_host()],
             )
             .await
             .map_err(|e| storage(e, "read abandoned jobs"))?;
@@ -653,6 +657,13 @@ impl JobStore for PostgresRepository {
             let job: String = col(row, 1)?;
             let last_ev: Option<String> = col(row, 2)?;
             let host: Option<String> = col(row, 4)?;
+            let pid: Option<i64> = col(row, 5)?;
+            let owner_id: Option<String> = col(row, 6)?;
+            let beating: bool = col(row, 7)?;
+            let gone = owner_gone(owner_id.as_deref(), host.as_deref(), pid);
+            if beating && !gone {
+                continue;
+            }
             reaped.push(
                 end_abandoned(
                     &tx,
@@ -661,7 +672,8 @@ impl JobStore for PostgresRepository {
                     last_ev.as_ref(),
                     col(row, 3)?,
                     host.as_deref(),
-                    col(row, 5)?,
+                    pid,
+                    gone,
                 )
                 .await?,
             );

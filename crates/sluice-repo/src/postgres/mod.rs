@@ -35,6 +35,7 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{GenericClient, Row, Transaction};
 
 use crate::migrations::PG_MIGRATIONS;
+use crate::process::owner_gone;
 use crate::{
     ApiKeyRecord, ApplySummary, CommitMark, ConnectorRecord, EventFilter, EventRecord, EventResult,
     HubRecord, JobRecord, NewEvent, Owner, ReapedJob, RepoError, RepoErrorKind, Result, StartedJob,

@@ -25,7 +25,7 @@ pub(super) async fn running_event(
 ) -> Result<Option<RepoError>> {
     let row = tx
         .query_opt(
-            "SELECT job_state, last_ev_id, heartbeat, owner_host, owner_pid, clock_timestamp() \
+            "SELECT job_state, last_ev_id, heartbeat, owner_host, owner_pid, clock_timestamp(), owner_id \
              FROM job WHERE hub_name = $1 AND job_name = $2",
             &[&hub, &job],
         )
@@ -41,9 +41,11 @@ pub(super) async fn running_event(
     let last_ev: String = col::<Option<String>>(&row, 1)?.unwrap_or_default();
     let beat: Option<DateTime<Utc>> = col(&row, 2)?;
     let now: DateTime<Utc> = col(&row, 5)?;
-    let alive = beat.is_some_and(|b| (now - b).to_std().unwrap_or_default() < stale_after);
     let host: Option<String> = col(&row, 3)?;
     let pid: Option<i64> = col(&row, 4)?;
+    let owner_id: Option<String> = col(&row, 6)?;
+    let gone = owner_gone(owner_id.as_deref(), host.as_deref(), pid);
+    let alive = !gone && beat.is_some_and(|b| (now - b).to_std().unwrap_or_default() < stale_after);
     if alive {
         return Ok(Some(RepoError::new(
             RepoErrorKind::Conflict,
@@ -62,6 +64,7 @@ pub(super) async fn running_event(
         beat,
         host.as_deref(),
         pid,
+        gone,
     )
     .await?;
     if let (Some(id), true) = (reaped.event, reaped.failed) {
@@ -128,8 +131,9 @@ pub(super) async fn settle_busy_tables(
 }
 
 /// Ends the run of a job whose row the caller has locked and whose process stopped sending
-/// heartbeats (last at `beat`): its event `last_ev`, when still `ACTIVE`, becomes `FAILED`; the
+/// heartbeats (last at `beat`) or is `gone` from this host: its event `last_ev`, when still `ACTIVE`, becomes `FAILED`; the
 /// job is freed in the state its event ended in.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn end_abandoned(
     tx: &Transaction<'_>,
     hub: &str,
@@ -138,13 +142,14 @@ pub(super) async fn end_abandoned(
     beat: Option<DateTime<Utc>>,
     host: Option<&str>,
     pid: Option<i64>,
+    gone: bool,
 ) -> Result<ReapedJob> {
     let marks = match last_ev {
         Some(ev) => commit_marks(tx, ev).await?,
         None => Vec::new(),
     };
     let since = beat.map(|b| EventId::at(b).to_string());
-    let response = abandoned_response(host, pid, since, &marks);
+    let response = abandoned_response(host, pid, since, gone, &marks);
     let now = Utc::now();
     let mut failed = false;
     let mut final_state = EventState::Failed;
@@ -187,7 +192,7 @@ pub(super) async fn end_abandoned(
 
 /// Whether a live process runs event `ev` of `job`, whose row the caller has locked: `None` when
 /// the job does not run it, `Some(false)` when its process has sent no heartbeat for
-/// `stale_after` (by the database's clock).
+/// `stale_after` (by the database's clock) or is gone from this host ([`crate::process`]).
 pub(super) async fn run_owner_live(
     tx: &Transaction<'_>,
     hub: &str,
@@ -198,7 +203,8 @@ pub(super) async fn run_owner_live(
     let row = tx
         .query_opt(
             "SELECT job_state, last_ev_id, \
-             coalesce(heartbeat > clock_timestamp() - make_interval(secs => $3), false) \
+             coalesce(heartbeat > clock_timestamp() - make_interval(secs => $3), false), \
+             owner_id, owner_host, owner_pid \
              FROM job WHERE hub_name = $1 AND job_name = $2",
             &[&hub, &job, &stale_after.as_secs_f64()],
         )
@@ -211,6 +217,11 @@ pub(super) async fn run_owner_live(
     let last_ev: Option<String> = col(&row, 1)?;
     if state != JobState::Running.as_str() || last_ev.as_deref() != Some(ev) {
         return Ok(None);
+    }
+    let owner_id: Option<String> = col(&row, 3)?;
+    let host: Option<String> = col(&row, 4)?;
+    if owner_gone(owner_id.as_deref(), host.as_deref(), col(&row, 5)?) {
+        return Ok(Some(false));
     }
     Ok(Some(col(&row, 2)?))
 }

@@ -621,37 +621,54 @@ impl JobStore for SqliteRepository {
                 let beat = beat.as_deref().map(parse_ts).transpose()?;
                 Ok(beat.is_none_or(|b| (now - b).to_std().unwrap_or_default() >= stale_after))
             };
-            let beats: Vec<Option<String>> = conn
-                .prepare_cached("SELECT heartbeat FROM job WHERE job_state = 'RUNNING'")
-                .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            type Beat = (Option<String>, Option<String>, Option<String>, Option<i64>);
+            let beats: Vec<Beat> = conn
+                .prepare_cached(
+                    "SELECT heartbeat, owner_id, owner_host, owner_pid FROM job WHERE job_state = 'RUNNING'",
+                )
+                .and_then(|mut st| {
+                    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                        .collect()
+                })
                 .map_err(|e| storage(e, "read running jobs"))?;
             let mut any = false;
-            for beat in &beats {
-                any |= stale(beat)?;
+            for (beat, id, host, pid) in &beats {
+                any |= stale(beat)? || owner_gone(id.as_deref(), host.as_deref(), *pid);
             }
             if !any {
                 return Ok(Vec::new());
             }
             // Then, under the write lock (one process at a time), look again and end them.
             let tx = begin(conn)?;
-            type Row = (String, String, Option<String>, Option<String>, Option<String>, Option<i64>);
+            type Row = (
+                String,
+                String,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<i64>,
+                Option<String>,
+            );
             let rows: Vec<Row> = tx
                 .prepare(
-                    "SELECT hub_name, job_name, last_ev_id, heartbeat, owner_host, owner_pid FROM job \
+                    "SELECT hub_name, job_name, last_ev_id, heartbeat, owner_host, owner_pid, owner_id FROM job \
                      WHERE job_state = 'RUNNING' ORDER BY hub_name, job_name",
                 )
                 .and_then(|mut st| {
                     st.query_map([], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
                     })?
                     .collect()
                 })
                 .map_err(|e| storage(e, "read running jobs"))?;
             let now = Utc::now();
             let mut reaped = Vec::new();
-            for (hub, job, last_ev, heartbeat, host, pid) in rows {
+            for (hub, job, last_ev, heartbeat, host, pid, owner_id) in rows {
                 let beat = heartbeat.as_deref().map(parse_ts).transpose()?;
-                if beat.is_some_and(|b| (now - b).to_std().unwrap_or_default() < stale_after) {
+                let gone = owner_gone(owner_id.as_deref(), host.as_deref(), pid);
+                if !gone
+                    && beat.is_some_and(|b| (now - b).to_std().unwrap_or_default() < stale_after)
+                {
                     continue;
                 }
                 reaped.push(end_abandoned(
@@ -662,6 +679,7 @@ impl JobStore for SqliteRepository {
                     beat,
                     host.as_deref(),
                     pid,
+                    gone,
                     now,
                 )?);
             }

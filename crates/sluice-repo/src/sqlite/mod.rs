@@ -20,6 +20,7 @@ use sluice_model::{
 };
 
 use crate::migrations::MIGRATIONS;
+use crate::process::owner_gone;
 use crate::{
     ApiKeyRecord, ApplySummary, CommitMark, ConnectorRecord, EventFilter, EventRecord, EventResult,
     HubRecord, JobRecord, NewEvent, Owner, ReapedJob, RepoError, RepoErrorKind, Result, StartedJob,

@@ -18,24 +18,26 @@ pub(super) fn running_event(
         Option<String>,
         Option<String>,
         Option<i64>,
+        Option<String>,
     );
     let row: Option<Row> = tx
         .query_row(
-            "SELECT job_state, last_ev_id, heartbeat, owner_host, owner_pid FROM job WHERE hub_name = ?1 AND job_name = ?2",
+            "SELECT job_state, last_ev_id, heartbeat, owner_host, owner_pid, owner_id FROM job WHERE hub_name = ?1 AND job_name = ?2",
             params![hub, job],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
         )
         .optional()
         .map_err(|e| storage(e, "read a job"))?;
     let now = Utc::now();
-    let Some((state, last_ev, heartbeat, host, pid)) = row else {
+    let Some((state, last_ev, heartbeat, host, pid, owner_id)) = row else {
         return Ok(None);
     };
     if state != JobState::Running.as_str() {
         return Ok(None);
     }
     let beat = heartbeat.as_deref().map(parse_ts).transpose()?;
-    let alive = beat.is_some_and(|b| (now - b).to_std().unwrap_or_default() < stale_after);
+    let gone = owner_gone(owner_id.as_deref(), host.as_deref(), pid);
+    let alive = !gone && beat.is_some_and(|b| (now - b).to_std().unwrap_or_default() < stale_after);
     let last_ev = last_ev.unwrap_or_default();
     if alive {
         return Ok(Some(RepoError::new(
@@ -55,6 +57,7 @@ pub(super) fn running_event(
         beat,
         host.as_deref(),
         pid,
+        gone,
         now,
     )?;
     if let (Some(id), true) = (reaped.event, reaped.failed) {
@@ -135,13 +138,14 @@ pub(super) fn end_abandoned(
     beat: Option<DateTime<Utc>>,
     host: Option<&str>,
     pid: Option<i64>,
+    gone: bool,
     now: DateTime<Utc>,
 ) -> Result<ReapedJob> {
     let marks = match last_ev {
         Some(ev) => commit_marks(tx, ev)?,
         None => Vec::new(),
     };
-    let response = abandoned_response(host, pid, beat.map(ts), &marks);
+    let response = abandoned_response(host, pid, beat.map(ts), gone, &marks);
     let mut failed = false;
     let mut final_state = EventState::Failed;
     if let Some(ev) = last_ev {
@@ -181,7 +185,8 @@ pub(super) fn end_abandoned(
 }
 
 /// Whether the live process runs event `ev` of `job`: `None` when the job does not run it,
-/// `Some(false)` when its process has sent no heartbeat for `stale_after`.
+/// `Some(false)` when its process has sent no heartbeat for `stale_after` or is gone from this
+/// host ([`crate::process`]).
 pub(super) fn run_owner_live(
     tx: &Transaction<'_>,
     hub: &str,
@@ -189,19 +194,30 @@ pub(super) fn run_owner_live(
     ev: &str,
     stale_after: Duration,
 ) -> Result<Option<bool>> {
-    let row: Option<(String, Option<String>, Option<String>)> = tx
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
+    let row: Option<Row> = tx
         .query_row(
-            "SELECT job_state, last_ev_id, heartbeat FROM job WHERE hub_name = ?1 AND job_name = ?2",
+            "SELECT job_state, last_ev_id, heartbeat, owner_id, owner_host, owner_pid FROM job WHERE hub_name = ?1 AND job_name = ?2",
             params![hub, job],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
         )
         .optional()
         .map_err(|e| storage(e, "read a job"))?;
-    let Some((state, Some(last_ev), heartbeat)) = row else {
+    let Some((state, Some(last_ev), heartbeat, owner_id, host, pid)) = row else {
         return Ok(None);
     };
     if state != JobState::Running.as_str() || last_ev != ev {
         return Ok(None);
+    }
+    if owner_gone(owner_id.as_deref(), host.as_deref(), pid) {
+        return Ok(Some(false));
     }
     let beat = heartbeat.as_deref().map(parse_ts).transpose()?;
     Ok(Some(beat.is_some_and(|b| {

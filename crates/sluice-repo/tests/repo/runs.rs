@@ -674,11 +674,195 @@ async fn events_are_filtered_and_results_kept_in_order(fx: Fixture) {
     );
 }
 
+/// The pid of a process that has ended (and been waited for).
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// An owner on this host (as [`Owner::current`] names it) with another id and pid.
+fn local_owner(id: &str, pid: u32) -> Owner {
+    Owner {
+        id: id.to_owned(),
+        pid,
+        ..Owner::current()
+    }
+}
+
+async fn runs_of_a_gone_local_process_are_taken_over_at_once(fx: Fixture) {
+    with_definitions(&fx).await;
+    let (hub, job) = (hub1(), refresh_job());
+    let other = fx.reopen().await.unwrap();
+
+    // Killed on this host: the next start takes the run over without waiting for staleness.
+    let killed = local_owner("killed", dead_pid());
+    let run = fx
+        .start_job(refresh_event(&job), &killed, MINUTE)
+        .await
+        .unwrap();
+    let next = other
+        .start_job(refresh_event(&job), &Owner::current(), MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(next.taken_over, vec![run.event]);
+    let response = event(&fx, run.event).await.response.unwrap();
+    assert!(
+        response.starts_with("abandoned") && response.contains("no longer exists"),
+        "{response}"
+    );
+    other
+        .finish_job(&hub, &job, next.event, EventState::Done, "ok")
+        .await
+        .unwrap();
+
+    // The same through submit_job.
+    let run = fx
+        .submit_job(refresh_event(&job), Some((&killed, MINUTE)))
+        .await
+        .unwrap();
+    let next = other
+        .submit_job(refresh_event(&job), Some((&Owner::current(), MINUTE)))
+        .await
+        .unwrap();
+    assert_eq!(next.taken_over, vec![run.event]);
+    other
+        .finish_job(&hub, &job, next.event, EventState::Done, "ok")
+        .await
+        .unwrap();
+
+    // This very pid under an owner id this process never made: a previous incarnation (a
+    // container restarted as the same pid).
+    let before = local_owner("previous-incarnation", std::process::id());
+    let run = fx
+        .start_job(refresh_event(&job), &before, MINUTE)
+        .await
+        .unwrap();
+    let next = other
+        .start_job(refresh_event(&job), &Owner::current(), MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(next.taken_over, vec![run.event]);
+    other
+        .finish_job(&hub, &job, next.event, EventState::Done, "ok")
+        .await
+        .unwrap();
+
+    // The reaper ends such a run at once too, and a fresh heartbeat does not save it.
+    let run = fx
+        .start_job(refresh_event(&job), &killed, MINUTE)
+        .await
+        .unwrap();
+    let reaped = other.reap_jobs(MINUTE).await.unwrap();
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    assert_eq!((reaped[0].event, reaped[0].failed), (Some(run.event), true));
+    assert_eq!(event(&fx, run.event).await.state, EventState::Failed);
+    assert_eq!(
+        fx.job(&hub, &job).await.unwrap().unwrap().state,
+        JobState::Failed
+    );
+
+    // A cancel frees its job at once.
+    let run = fx
+        .start_job(refresh_event(&job), &killed, MINUTE)
+        .await
+        .unwrap();
+    other
+        .cancel_events(&hub, &[run.event], MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(
+        fx.job(&hub, &job).await.unwrap().unwrap().state,
+        JobState::Suspend
+    );
+}
+
+async fn runs_of_a_live_or_remote_process_wait_for_staleness(fx: Fixture) {
+    with_definitions(&fx).await;
+    let (hub, job) = (hub1(), refresh_job());
+    let other = fx.reopen().await.unwrap();
+
+    // A live process of this host (not this one): never touched while it beats.
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let live = local_owner("live", sleeper.id());
+    let run = fx
+        .start_job(refresh_event(&job), &live, MINUTE)
+        .await
+        .unwrap();
+    let error = other
+        .start_job(refresh_event(&job), &Owner::current(), MINUTE)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+    let error = other
+        .submit_job(refresh_event(&job), Some((&Owner::current(), MINUTE)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+    assert!(other.reap_jobs(MINUTE).await.unwrap().is_empty());
+    assert_eq!(event(&fx, run.event).await.state, EventState::Active);
+    assert!(fx.heartbeat(&hub, &job, &live).await.unwrap());
+    // Once it is gone, it is taken over at once.
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let next = other
+        .start_job(refresh_event(&job), &Owner::current(), MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(next.taken_over, vec![run.event]);
+    other
+        .finish_job(&hub, &job, next.event, EventState::Done, "ok")
+        .await
+        .unwrap();
+
+    // A process of another host whose pid does not exist here: only staleness counts.
+    let remote = Owner {
+        id: "remote".into(),
+        host: format!("not-{}", Owner::current().host),
+        pid: dead_pid(),
+    };
+    let run = fx
+        .start_job(refresh_event(&job), &remote, MINUTE)
+        .await
+        .unwrap();
+    let error = other
+        .start_job(refresh_event(&job), &Owner::current(), MINUTE)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), RepoErrorKind::Conflict, "{error}");
+    assert!(other.reap_jobs(MINUTE).await.unwrap().is_empty());
+    let run_cancel = other
+        .cancel_events(&hub, &[run.event], MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(run_cancel[0].state, EventState::Canceled);
+    assert_eq!(
+        fx.job(&hub, &job).await.unwrap().unwrap().state,
+        JobState::Running,
+        "the remote run is still held until it looks at its event or goes stale"
+    );
+    let next = other
+        .start_job(refresh_event(&job), &Owner::current(), Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(next.taken_over.is_empty(), "its event had been cancelled");
+    assert_eq!(
+        fx.job(&hub, &job).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+}
+
 on_both_backends!(
     a_cancel_is_too_late_once_a_commit_began,
     a_commit_and_a_cancel_racing_through_two_instances_decide_one_way,
     cancelling_a_run_whose_process_stopped_frees_its_job_at_once,
     runs_whose_process_stopped_are_reaped_once,
+    runs_of_a_gone_local_process_are_taken_over_at_once,
+    runs_of_a_live_or_remote_process_wait_for_staleness,
     deleting_a_job_whose_table_commits_is_refused,
     delete_job_cancels_its_active_events,
     job_states_are_set_only_when_not_running,
