@@ -513,7 +513,7 @@ async fn writer(
         }
         let mut updated = Vec::new();
         for _ in 0..2 {
-            if !live.is_empty() && dice.next() % 2 == 0 {
+            if !live.is_empty() && dice.next().is_multiple_of(2) {
                 let id = live[(dice.next() % live.len() as u64) as usize];
                 tx.execute("UPDATE src.items SET v = v + 1 WHERE id = $1", &[&id])
                     .await
@@ -521,7 +521,7 @@ async fn writer(
                 updated.push(id);
             }
         }
-        let deleted = (!live.is_empty() && dice.next() % 5 == 0)
+        let deleted = (!live.is_empty() && dice.next().is_multiple_of(5))
             .then(|| live.swap_remove((dice.next() % live.len() as u64) as usize));
         if let Some(id) = deleted {
             tx.execute("DELETE FROM src.items WHERE id = $1", &[&id])

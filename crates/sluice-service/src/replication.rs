@@ -167,7 +167,7 @@ impl Replications {
             .remove(&(hub.clone(), channel.clone()));
     }
 
-    fn all(&self) -> Vec<((HubName, ChannelName), Arc<Mutex<ReplicationStats>>)> {
+    fn all(&self) -> Vec<(ChannelKey, SharedStats)> {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -1521,7 +1521,7 @@ impl HubService {
                 .unwrap_or_default()
                 .to_owned()
         };
-        let source = LocationName::new(&text("source"))
+        let source = LocationName::new(text("source"))
             .map_err(|e| ServiceError::invalid(format!("activation record: {e}")))?;
         let targets: Vec<LocationName> = record
             .get("targets")
@@ -1648,6 +1648,12 @@ fn retryable(error: &ServiceError) -> bool {
     }
     false
 }
+
+/// A replicated channel: its hub and name.
+type ChannelKey = (HubName, ChannelName);
+
+/// A running replication's figures, shared with the run.
+type SharedStats = Arc<Mutex<ReplicationStats>>;
 
 /// A job run of a replication.
 struct JobRun {
