@@ -1024,13 +1024,19 @@ impl Control {
                 )
                 .await
                 .context("cannot enable the subscription"),
-            Control::Sluice { api, integrate_job } => api
-                .post(
-                    &format!("/api/latest/hubs/{HUB}/jobs_start"),
-                    json!({"jobs": [integrate_job], "unsuspend": true}),
-                )
-                .await
-                .map(drop),
+            Control::Sluice { api, integrate_job } => {
+                // 204 when started; a body names the jobs left alone and why.
+                let answer = api
+                    .post(
+                        &format!("/api/latest/hubs/{HUB}/jobs_start"),
+                        json!({"jobs": [integrate_job], "unsuspend": true}),
+                    )
+                    .await?;
+                match answer[integrate_job.as_str()]["not_started"].as_str() {
+                    Some(why) => bail!("job {integrate_job} was not started: {why}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
