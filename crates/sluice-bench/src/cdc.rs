@@ -1389,6 +1389,7 @@ async fn measure(
     let mut load = Load::connect(s, source_db, o.sessions).await?;
     let mut prober = Prober::connect(s, source_db).await?;
     let mut poller = Poller::start(s, target).await?;
+    let mut probes = Vec::new();
     let measured = async {
         let (first, _) = prober.commit().await?;
         poller
@@ -1446,10 +1447,11 @@ async fn measure(
         }
         let started = Instant::now();
         let until = started + Duration::from_secs(u64::from(o.seconds));
-        let (changes, probes) = tokio::try_join!(
+        let (changes, committed) = tokio::try_join!(
             load.paced(f64::from(o.rate), until),
             prober.every_tick(until)
         )?;
+        probes = committed;
         let seconds = started.elapsed().as_secs_f64();
         // A last probe after the load's last commit: once it is visible, everything is.
         let settled = match prober.commit().await {
@@ -1468,16 +1470,15 @@ async fn measure(
             max_ms: None,
         });
         settled?;
-        verify("lag measurement").await?;
-        Ok::<_, anyhow::Error>(probes)
+        verify("lag measurement").await
     }
     .await;
-    let (probes, history) = match (measured, poller.stop().await) {
-        (Ok(probes), Ok(history)) => (probes, history),
+    let history = match poller.stop().await {
+        Ok(history) => history,
         // A poller that failed is why the measurement failed.
-        (_, Err(e)) => return Err(e.context("the target's poller failed")),
-        (Err(e), Ok(_)) => return Err(e),
+        Err(e) => return Err(e.context("the target's poller failed")),
     };
+    // Figures of the probes that arrived even when the target did not settle in time.
     let (lags, missing) = lags_ms(&probes, &history);
     if let Some(lag) = &mut figures.lag {
         lag.probes_missing = missing;
@@ -1485,6 +1486,7 @@ async fn measure(
         lag.p99_ms = percentile(&lags, 0.99);
         lag.max_ms = lags.last().copied();
     }
+    measured?;
     figures.verified = true;
     Ok(())
 }
