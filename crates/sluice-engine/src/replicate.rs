@@ -1211,8 +1211,21 @@ mod tests {
         stored: Option<Checkpoint>,
         target: Arc<Mutex<Target>>,
     ) -> (std::result::Result<(), ReplicationError>, Vec<Position>) {
-        let last_ack = messages.iter().rev().find_map(|m| match m {
-            CaptureMessage::Commit { ack, .. } => Some(ack.clone()),
+        run_with(messages, stored, target, 1000).await
+    }
+
+    async fn run_with(
+        messages: Vec<CaptureMessage>,
+        stored: Option<Checkpoint>,
+        target: Arc<Mutex<Target>>,
+        max_rows: usize,
+    ) -> (std::result::Result<(), ReplicationError>, Vec<Position>) {
+        // Acknowledgements reach the stream between its messages (or when it stops): the run
+        // is stopped once the target stored the last transaction.
+        let last = messages.iter().rev().find_map(|m| match m {
+            CaptureMessage::Commit { transaction, .. } => {
+                Some(Checkpoint::at(transaction.commit.clone()))
+            }
             _ => None,
         });
         let acked = Arc::new(Mutex::new(Vec::new()));
@@ -1239,7 +1252,7 @@ mod tests {
                 }),
             }],
             limits: ApplyLimits {
-                max_rows: 1000,
+                max_rows,
                 max_bytes: 1 << 20,
                 max_wait: Duration::from_millis(20),
             },
@@ -1248,11 +1261,13 @@ mod tests {
         let (tx, _rx) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
         let stopper = cancel.clone();
-        let watch = acked.clone();
+        let watch = target.clone();
         tokio::spawn(async move {
             for _ in 0..500 {
-                let done = match &last_ack {
-                    Some(a) => watch.lock().unwrap().last() == Some(a),
+                let done = match &last {
+                    Some(c) => {
+                        watch.lock().unwrap().batches.last().map(|b| &b.checkpoint) == Some(c)
+                    }
                     None => false,
                 };
                 if done {
@@ -1409,5 +1424,56 @@ mod tests {
         let (result, _) = run(messages, None, Arc::new(Mutex::new(Target::default()))).await;
         let error = result.unwrap_err().to_string();
         assert!(error.contains("note") && error.contains("items"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_transaction_larger_than_a_batch_is_applied_in_parts() {
+        let target = Arc::new(Mutex::new(Target::default()));
+        let mut messages = vec![relation(columns())];
+        let t = txn(500);
+        for part in 0..3u64 {
+            messages.push(CaptureMessage::Changes {
+                transaction: t.clone(),
+                first_index: part * 400,
+                changes: (0..400)
+                    .map(|i| {
+                        change(
+                            ChangeOp::Insert,
+                            (part * 400 + i) as i64,
+                            Some(1),
+                            Some("x"),
+                        )
+                    })
+                    .collect(),
+            });
+        }
+        messages.push(CaptureMessage::Commit {
+            transaction: t,
+            ack: Position::Lsn { lsn: 508 },
+            change_count: 1200,
+        });
+        let (result, acks) = run_with(
+            messages,
+            Some(Checkpoint::at(Position::Lsn { lsn: 1 })),
+            target.clone(),
+            500,
+        )
+        .await;
+        result.unwrap();
+        let t = target.lock().unwrap();
+        assert_eq!(t.rows.len(), 1200);
+        let points: Vec<Option<u64>> = t.batches.iter().map(|b| b.checkpoint.applied).collect();
+        assert!(
+            points.len() >= 2 && points[..points.len() - 1].iter().all(Option::is_some),
+            "applied in parts with partial checkpoints: {points:?}"
+        );
+        assert_eq!(points.last(), Some(&None));
+        assert!(
+            t.batches
+                .iter()
+                .all(|b| b.tables.iter().all(|c| c.upserts.len() <= 800))
+        );
+        // Nothing acknowledged before the transaction was whole at the target.
+        assert_eq!(acks, vec![Position::Lsn { lsn: 508 }]);
     }
 }
