@@ -13,6 +13,9 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use sluice_model::{ChannelName, HubName};
+use sluice_service::replication::ReplicationStats;
+
 use crate::AppState;
 use crate::error::ApiError;
 
@@ -223,6 +226,7 @@ pub(crate) async fn render(
             }
         }
     }
+    replication_metrics(&mut out, &state.service.replication_figures());
     if let Some(hub) = state.service.event_hub() {
         let c = hub.counters();
         let rows: [(&str, &str, &str, &std::sync::atomic::AtomicU64); 7] = [
@@ -276,4 +280,127 @@ pub(crate) async fn render(
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The figures of the replications this process runs: latency and rows per channel (capture)
+/// and per channel and target (integrate). Labels are hubs, channels and locations, all defined
+/// names, so they stay bounded. Source lag in bytes needs a query at the source: `sluice status`
+/// and the dashboard show it.
+fn replication_metrics(out: &mut String, figures: &[((HubName, ChannelName), ReplicationStats)]) {
+    use std::fmt::Write as _;
+    let mut figures: Vec<_> = figures.iter().collect();
+    figures.sort_by(|a, b| a.0.cmp(&b.0));
+    let header = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+    };
+    header(
+        out,
+        "sluice_capture_latency_seconds",
+        "gauge",
+        "Seconds from a source commit to its capture, last seen, per replicating channel.",
+    );
+    for ((hub, channel), s) in &figures {
+        if let Some(l) = s.capture_latency {
+            let _ = writeln!(
+                out,
+                "sluice_capture_latency_seconds{{hub=\"{hub}\",channel=\"{channel}\"}} {l}"
+            );
+        }
+    }
+    header(
+        out,
+        "sluice_integrate_latency_seconds",
+        "gauge",
+        "Seconds from a source commit to its commit at the target, last batch.",
+    );
+    for ((hub, channel), s) in &figures {
+        for (target, l) in &s.integrate_latency {
+            let _ = writeln!(
+                out,
+                "sluice_integrate_latency_seconds{{hub=\"{hub}\",channel=\"{channel}\",target=\"{target}\"}} {l}"
+            );
+        }
+    }
+    header(
+        out,
+        "sluice_captured_rows_total",
+        "counter",
+        "Row changes captured since the replication started in this process.",
+    );
+    for ((hub, channel), s) in &figures {
+        let _ = writeln!(
+            out,
+            "sluice_captured_rows_total{{hub=\"{hub}\",channel=\"{channel}\"}} {}",
+            s.captured
+        );
+    }
+    header(
+        out,
+        "sluice_integrated_rows_total",
+        "counter",
+        "Row changes applied at a target (after coalescing) since the replication started in this process.",
+    );
+    for ((hub, channel), s) in &figures {
+        for (target, n) in &s.integrated {
+            let _ = writeln!(
+                out,
+                "sluice_integrated_rows_total{{hub=\"{hub}\",channel=\"{channel}\",target=\"{target}\"}} {n}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sluice_model::LocationName;
+
+    #[test]
+    fn replication_figures_become_one_series_per_channel_and_target() {
+        let hub = HubName::new("h1").unwrap();
+        let (a, b) = (
+            ChannelName::new("a").unwrap(),
+            ChannelName::new("b").unwrap(),
+        );
+        let (wh, pg) = (
+            LocationName::new("wh").unwrap(),
+            LocationName::new("pg").unwrap(),
+        );
+        let running = ReplicationStats {
+            captured: 120,
+            capture_latency: Some(0.25),
+            integrated: [(wh.clone(), 100), (pg.clone(), 7)].into(),
+            integrate_latency: [(wh.clone(), 1.5)].into(),
+            ..Default::default()
+        };
+        // Just started: nothing seen yet, so counters at zero and no latency.
+        let started = ReplicationStats::default();
+        let mut out = String::new();
+        replication_metrics(
+            &mut out,
+            &[((hub.clone(), b.clone()), started), ((hub, a), running)],
+        );
+        let series: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            series,
+            [
+                r#"sluice_capture_latency_seconds{hub="h1",channel="a"} 0.25"#,
+                r#"sluice_integrate_latency_seconds{hub="h1",channel="a",target="wh"} 1.5"#,
+                r#"sluice_captured_rows_total{hub="h1",channel="a"} 120"#,
+                r#"sluice_captured_rows_total{hub="h1",channel="b"} 0"#,
+                r#"sluice_integrated_rows_total{hub="h1",channel="a",target="pg"} 7"#,
+                r#"sluice_integrated_rows_total{hub="h1",channel="a",target="wh"} 100"#,
+            ]
+        );
+        for name in [
+            "sluice_capture_latency_seconds",
+            "sluice_integrate_latency_seconds",
+            "sluice_captured_rows_total",
+            "sluice_integrated_rows_total",
+        ] {
+            assert_eq!(out.matches(&format!("# TYPE {name} ")).count(), 1, "{name}");
+        }
+    }
 }

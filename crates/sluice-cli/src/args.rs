@@ -125,6 +125,37 @@ pub struct CompareArgs {
     pub wait: bool,
 }
 
+/// Options of `sluice activate`.
+#[derive(Args, Debug)]
+pub struct ActivateArgs {
+    /// The channel.
+    pub channel: ChannelName,
+    /// Load the targets from the snapshot capture starts at (nothing missed or applied twice
+    /// while the source keeps taking writes); without it the targets are taken to be in sync.
+    #[arg(long)]
+    pub refresh: bool,
+    /// Leave the capture and integrate jobs suspended (start them with `sluice job resume`).
+    #[arg(long)]
+    pub no_start: bool,
+    /// With --hub: wait for the activation to end (without --hub it always runs to its end).
+    #[arg(long)]
+    pub wait: bool,
+    /// Without --hub: after the activation, replicate in this process until Ctrl-C (as a hub
+    /// server does: every activated channel of the repository).
+    #[arg(long, conflicts_with = "no_start")]
+    pub follow: bool,
+}
+
+/// Options of `sluice deactivate`.
+#[derive(Args, Debug)]
+pub struct DeactivateArgs {
+    /// The channel.
+    pub channel: ChannelName,
+    /// With --hub: wait for the deactivation to end (without --hub it always runs to its end).
+    #[arg(long)]
+    pub wait: bool,
+}
+
 /// Options of `sluice event list`.
 #[derive(Args, Debug)]
 pub struct EventListArgs {

@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sluice_model::{ChannelName, EventId, JobName, LocationName};
 
-use crate::args::{CompareArgs, EventListArgs, Global, Outcome, RefreshArgs};
+use crate::args::{
+    ActivateArgs, CompareArgs, DeactivateArgs, EventListArgs, Global, Outcome, RefreshArgs,
+};
 
 /// Which side answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +236,11 @@ pub trait Backend {
     async fn plan_compare(&self, args: &CompareArgs) -> Result<Plan>;
     /// Runs a compare, as [`Backend::refresh`] does.
     async fn compare(&self, args: CompareArgs, g: &Global) -> Result<Outcome>;
+    /// Activates a channel (locally to the end of the activation, then with `--follow`
+    /// replicating until Ctrl-C; on a hub server: posts it, and follows it with `--wait`).
+    async fn activate(&self, args: ActivateArgs, g: &Global) -> Result<Outcome>;
+    /// Deactivates a channel, as [`Backend::activate`] does.
+    async fn deactivate(&self, args: DeactivateArgs, g: &Global) -> Result<Outcome>;
     /// The hub's jobs.
     async fn jobs(&self) -> Result<Shown<Vec<JobRow>>>;
     /// Suspends (`true`) or resumes a job.

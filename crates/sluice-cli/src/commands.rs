@@ -7,9 +7,10 @@
 use std::path::Path;
 
 use anyhow::Result;
+use serde::Serialize;
 use sluice_model::event::table_state;
-use sluice_model::{ChannelName, EventId, JobName, LocationName};
-use sluice_service::{Severity, TableStatus};
+use sluice_model::{ChannelName, EventId, JobName, JobType, LocationName, ResultName};
+use sluice_service::{EventFilter, Severity, TableStatus};
 
 use crate::args::{CompareArgs, EventListArgs, Global, Outcome, RefreshArgs};
 use crate::backend::{Backend, Groups, Plan, Shown, Side};
@@ -497,20 +498,21 @@ pub async fn status(g: &Global, channel: Option<&ChannelName>) -> Result<Outcome
             .map(|c| c.name)
             .collect(),
     };
-    let mut all: Vec<(ChannelName, Vec<TableStatus>)> = Vec::new();
+    let mut all: Vec<(ChannelName, Vec<TableStatus>, Option<Replication>)> = Vec::new();
     for c in channels {
         let tables = svc.status(&hub, &c, None, None).await?;
-        all.push((c, tables));
+        let replication = replication(&svc, &hub, &c).await?;
+        all.push((c, tables, replication));
     }
     if g.json {
         let value: Vec<_> = all
             .iter()
-            .map(|(c, t)| serde_json::json!({ "channel": c, "tables": t }))
+            .map(|(c, t, r)| serde_json::json!({ "channel": c, "tables": t, "replication": r }))
             .collect();
         json(&value)?;
         return Ok(Outcome::Ok);
     }
-    for (c, tables) in &all {
+    for (c, tables, replication) in &all {
         let (src, tgt) = tables
             .first()
             .map(|t| (t.source.to_string(), t.target.to_string()))
@@ -561,6 +563,120 @@ pub async fn status(g: &Global, channel: Option<&ChannelName>) -> Result<Outcome
                 rows
             )
         );
+        if let Some(r) = replication {
+            print_replication(r);
+        }
     }
     Ok(Outcome::Ok)
+}
+
+/// An activated channel's replication, as `sluice status` shows it.
+#[derive(Debug, Serialize)]
+struct Replication {
+    /// `loading` or `active`.
+    state: String,
+    source: LocationName,
+    targets: Vec<LocationName>,
+    /// Bytes of source log not yet acknowledged, when the source can tell.
+    capture_lag_bytes: Option<u64>,
+    /// The capture job, then an integrate job per target.
+    jobs: Vec<ReplicationJob>,
+}
+
+/// A capture or integrate job with the figures of its current (or last) run.
+#[derive(Debug, Serialize)]
+struct ReplicationJob {
+    job: JobName,
+    state: String,
+    /// Rows captured (capture) or integrated (integrate) in the run.
+    rows: Option<u64>,
+    /// Seconds from a source commit to its capture, or to its commit at the target.
+    latency_seconds: Option<f64>,
+}
+
+/// The replication of `channel`, when it is activated: job states from the repository, figures
+/// from the replication when this process runs it, else from the results the running (or last)
+/// capture and integrate events wrote.
+async fn replication(
+    svc: &sluice_service::HubService,
+    hub: &sluice_model::HubName,
+    channel: &ChannelName,
+) -> Result<Option<Replication>> {
+    let Some(status) = svc.replication_status(hub, channel).await? else {
+        return Ok(None);
+    };
+    let mut jobs = Vec::new();
+    for (job, state) in &status.jobs {
+        let capture = job.job_type() == JobType::Capture;
+        let target = job.locations().first().cloned();
+        let (rows, latency_seconds) = match (&status.stats, &target) {
+            (Some(s), _) if capture => (Some(s.captured), s.capture_latency),
+            (Some(s), Some(t)) => (
+                Some(s.integrated.get(t).copied().unwrap_or(0)),
+                s.integrate_latency.get(t).copied(),
+            ),
+            _ => {
+                let (rows, latency) = if capture {
+                    (ResultName::CapturedRows, ResultName::CaptureLatency)
+                } else {
+                    (ResultName::IntegratedRows, ResultName::IntegrateLatency)
+                };
+                let filter = EventFilter {
+                    hub: Some(hub.clone()),
+                    jobs: vec![job.clone()],
+                    fetch_results: true,
+                    max_events: Some(1),
+                    ..Default::default()
+                };
+                let last = svc.events(&filter).await?.into_iter().next();
+                let figure = |name: ResultName| {
+                    last.as_ref()?
+                        .results
+                        .iter()
+                        .find(|r| r.table.is_none() && r.name == name)
+                        .map(|r| r.value.clone())
+                };
+                (
+                    figure(rows).and_then(|v| v.parse().ok()),
+                    figure(latency).and_then(|v| v.parse().ok()),
+                )
+            }
+        };
+        jobs.push(ReplicationJob {
+            job: job.clone(),
+            state: state.to_string(),
+            rows,
+            latency_seconds,
+        });
+    }
+    Ok(Some(Replication {
+        state: status.state,
+        source: status.source,
+        targets: status.targets,
+        capture_lag_bytes: status.capture_lag_bytes,
+        jobs,
+    }))
+}
+
+fn print_replication(r: &Replication) {
+    let lag = r
+        .capture_lag_bytes
+        .map(|b| format!(", source lag {} bytes", thousands(b)))
+        .unwrap_or_default();
+    say!("change capture: {}{lag}", r.state);
+    let rows = r
+        .jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.job.to_string(),
+                j.state.clone(),
+                j.rows.map(thousands).unwrap_or_default(),
+                j.latency_seconds
+                    .map(|l| format!("{l:.3}"))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    say!("{}", table(&["job", "state", "rows", "latency (s)"], rows));
 }

@@ -1,18 +1,22 @@
 //! The local side: the commands work on the repository in `--home` through the service.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json as value};
 use sluice_connector::Repeat;
 use sluice_model::{ChannelName, EventId, EventState, EventType, HubName, JobName, LocationName};
+use sluice_service::replication::ActivateCommand;
 use sluice_service::{
     CompareCommand, CompareSummary, EventFilter, EventRecord, Granularity, HubService, JobPlan,
     ModeOverride, RefreshCommand, RefreshSummary, RowwiseApply, RunningJob, ServiceError,
     ServiceErrorKind,
 };
 
-use crate::args::{CompareArgs, EventListArgs, Global, Outcome, RefreshArgs, user};
+use crate::args::{
+    ActivateArgs, CompareArgs, DeactivateArgs, EventListArgs, Global, Outcome, RefreshArgs, user,
+};
 use crate::backend::{
     ActionView, Backend, ChannelRow, ChannelView, EventRow, EventView, HubState, JobRow,
     LocationRow, Plan, PlannedTable, Shown, Side, TableView,
@@ -107,6 +111,125 @@ impl Local {
             .into()
         })
     }
+}
+
+impl Local {
+    /// Waits for a posted activation or deactivation to end in this process, showing its log
+    /// lines; Ctrl-C cancels it. Prints its outcome and answers its event.
+    async fn run_to_end(
+        &self,
+        posted: sluice_service::Posted,
+        g: &Global,
+        verb: &str,
+    ) -> Result<EventRecord> {
+        if !g.json {
+            note!("{verb} started: event {}, job {}", posted.event, posted.job);
+        }
+        let mut shown = 0;
+        let mut interrupted = false;
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        let event = loop {
+            let event = self.one_event(posted.event).await?;
+            if !g.json {
+                let lines = self.svc.event_log(posted.event).await?;
+                for (_, line) in lines.iter().skip(shown) {
+                    note!("  {line}");
+                }
+                shown = shown.max(lines.len());
+            }
+            if event.state != EventState::Active {
+                break event;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = &mut ctrl_c, if !interrupted => {
+                    interrupted = true;
+                    note!("\ninterrupted: cancelling the {verb}…");
+                    self.svc.cancel_events(&self.hub, &[posted.event]).await?;
+                }
+            }
+        };
+        if g.json {
+            json(&event)?;
+        } else {
+            say!(
+                "{} (event {})",
+                event
+                    .response
+                    .clone()
+                    .unwrap_or_else(|| event.state.to_string()),
+                event.id
+            );
+        }
+        if interrupted {
+            return Err(Interrupted.into());
+        }
+        Ok(event)
+    }
+}
+
+/// `--follow`: replicates the activated channels of the repository in this process (the
+/// supervisor a hub server runs) until Ctrl-C, printing each channel's figures now and then.
+async fn replicate_here(svc: &HubService, g: &Global) -> Result<Outcome> {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let supervisor = tokio::spawn(
+        svc.clone()
+            .run_replication_supervisor(Duration::from_secs(1), shutdown.clone()),
+    );
+    note!("replicating in this process; Ctrl-C stops (the channel stays activated)");
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tick.tick() => {
+                for ((hub, channel), s) in svc.replication_figures() {
+                    if g.json {
+                        let line = value!({ "hub": hub, "channel": channel, "figures": s });
+                        say!("{line}");
+                    } else {
+                        say!("{}", figures_line(&channel, &s));
+                    }
+                }
+            }
+        }
+    }
+    note!("stopping: the replication stores its last checkpoint…");
+    shutdown.cancel();
+    supervisor
+        .await
+        .context("the replication supervisor failed")?;
+    Ok(Outcome::Ok)
+}
+
+/// `orders: captured 1,200 (0.120 s); integrated wh 1,180 (0.480 s)`.
+pub fn figures_line(
+    channel: &ChannelName,
+    s: &sluice_service::replication::ReplicationStats,
+) -> String {
+    let latency = |l: Option<f64>| l.map(|l| format!(" ({l:.3} s)")).unwrap_or_default();
+    let integrated: Vec<String> = s
+        .integrated
+        .iter()
+        .map(|(t, n)| {
+            format!(
+                "{t} {}{}",
+                thousands(*n),
+                latency(s.integrate_latency.get(t).copied())
+            )
+        })
+        .collect();
+    format!(
+        "{channel}: captured {}{}; integrated {}",
+        thousands(s.captured),
+        latency(s.capture_latency),
+        if integrated.is_empty() {
+            "nothing yet".to_owned()
+        } else {
+            integrated.join(", ")
+        }
+    )
 }
 
 /// A plan as the commands print it.
@@ -365,6 +488,58 @@ impl Backend for Local {
             EventState::Done if summary.identical => Ok(Outcome::Ok),
             EventState::Done => Ok(Outcome::Different),
             _ => Err(JobFailed(summary.response).into()),
+        }
+    }
+
+    async fn activate(&self, args: ActivateArgs, g: &Global) -> Result<Outcome> {
+        let posted = self
+            .svc
+            .activate(ActivateCommand {
+                hub: self.hub.clone(),
+                channel: args.channel.clone(),
+                refresh: args.refresh,
+                refresh_events: Vec::new(),
+                start: !args.no_start,
+            })
+            .await?;
+        let event = self.run_to_end(posted, g, "activation").await?;
+        if event.state != EventState::Done {
+            return Err(JobFailed(event.response.unwrap_or_default()).into());
+        }
+        if args.follow {
+            return replicate_here(&self.svc, g).await;
+        }
+        if !g.json {
+            let jobs = match self
+                .svc
+                .replication_status(&self.hub, &args.channel)
+                .await?
+            {
+                Some(status) => texts(&status.jobs.iter().map(|(j, _)| j).collect::<Vec<_>>()),
+                None => Vec::new(),
+            };
+            say!(
+                "jobs {} {}; they run while a hub server runs on this repository \
+                 (`sluice serve --home {}`): this command does not replicate by itself \
+                 (`sluice activate --follow` replicates in the foreground until Ctrl-C)",
+                jobs.join(", "),
+                if args.no_start {
+                    "stay suspended until `sluice job resume`"
+                } else {
+                    "are started"
+                },
+                self.home.display()
+            );
+        }
+        Ok(Outcome::Ok)
+    }
+
+    async fn deactivate(&self, args: DeactivateArgs, g: &Global) -> Result<Outcome> {
+        let posted = self.svc.deactivate(&self.hub, &args.channel).await?;
+        let event = self.run_to_end(posted, g, "deactivation").await?;
+        match event.state {
+            EventState::Done => Ok(Outcome::Ok),
+            _ => Err(JobFailed(event.response.unwrap_or_default()).into()),
         }
     }
 

@@ -43,7 +43,9 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 
-use crate::args::{CompareArgs, EventListArgs, Global, Outcome, RefreshArgs};
+use crate::args::{
+    ActivateArgs, CompareArgs, DeactivateArgs, EventListArgs, Global, Outcome, RefreshArgs,
+};
 use crate::backend::Backend;
 use crate::local::Local;
 use crate::remote::Remote;
@@ -89,7 +91,12 @@ enum Command {
     Refresh(RefreshArgs),
     /// Compare a channel's tables at its source and target.
     Compare(CompareArgs),
-    /// Per table: rows at source and target, last refresh and compare.
+    /// Start change capture: capture at the channel's source, integrate into its targets.
+    Activate(ActivateArgs),
+    /// Stop change capture and remove what activation made at the source and targets.
+    Deactivate(DeactivateArgs),
+    /// Per table: rows at source and target, last refresh and compare; per activated channel:
+    /// capture and integrate jobs, rows, latency and lag.
     Status {
         /// Only this channel.
         channel: Option<sluice_model::ChannelName>,
@@ -220,6 +227,8 @@ fn serves(command: &Command) -> bool {
             | Command::Location(_)
             | Command::Refresh(_)
             | Command::Compare(_)
+            | Command::Activate(_)
+            | Command::Deactivate(_)
             | Command::Job(_)
             | Command::Event(_)
             | Command::Status { .. }
@@ -310,6 +319,8 @@ async fn on_hub(b: &impl Backend, g: &Global, command: Command) -> Result<Outcom
         }
         Command::Refresh(args) => commands::refresh(b, g, args).await,
         Command::Compare(args) => commands::compare(b, g, args).await,
+        Command::Activate(args) => b.activate(args, g).await,
+        Command::Deactivate(args) => b.deactivate(args, g).await,
         Command::Job(JobCommand::List) => commands::jobs(b, g).await,
         Command::Job(JobCommand::Suspend { job }) => commands::suspend_job(b, &job, true).await,
         Command::Job(JobCommand::Resume { job }) => commands::suspend_job(b, &job, false).await,

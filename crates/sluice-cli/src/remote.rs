@@ -9,14 +9,16 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use serde_json::{Map, Value, json as value};
 use sluice_client::{
-    Client, CompareRequest, DifferenceFilter, ErrorKind, EventInfo, EventQuery, Granularity,
-    JobQuery, PostedJob, RefreshRequest, Strategy, event_state,
+    ActivateRequest, Client, CompareRequest, DifferenceFilter, ErrorKind, EventInfo, EventQuery,
+    Granularity, JobQuery, PostedJob, RefreshRequest, Strategy, event_state,
 };
 use sluice_connector::WriteStrategy;
 use sluice_model::event::table_state;
 use sluice_model::{ChannelName, EventId, JobName, LocationName};
 
-use crate::args::{CompareArgs, EventListArgs, Global, Outcome, RefreshArgs};
+use crate::args::{
+    ActivateArgs, CompareArgs, DeactivateArgs, EventListArgs, Global, Outcome, RefreshArgs,
+};
 use crate::backend::{
     ActionView, Backend, ChannelRow, ChannelView, EventRow, EventView, Groups, HubState, JobRow,
     LocationRow, Plan, PlannedTable, Shown, Side, TableView,
@@ -640,6 +642,41 @@ impl Backend for Remote {
         finish(self, g, posted, Verb::Compare, args.wait).await
     }
 
+    async fn activate(&self, args: ActivateArgs, g: &Global) -> Result<Outcome> {
+        if args.follow {
+            bail!(
+                "--follow replicates in this process, on the local repository: leave out --hub \
+                 (a hub server replicates its activated channels by itself)"
+            );
+        }
+        let request = ActivateRequest {
+            start_immediate: args.no_start.then_some(false),
+            refresh: args.refresh,
+        };
+        let posted = self
+            .client
+            .activate(&self.hub, args.channel.as_str(), &request)
+            .await?;
+        let outcome = finish(self, g, posted, Verb::Activate, args.wait).await?;
+        if args.wait && !g.json {
+            say!(
+                "the capture and integrate jobs of {} run on the hub server: `sluice status` on its \
+                 machine, or `sluice job list --hub {}`, shows them",
+                args.channel,
+                self.url
+            );
+        }
+        Ok(outcome)
+    }
+
+    async fn deactivate(&self, args: DeactivateArgs, g: &Global) -> Result<Outcome> {
+        let posted = self
+            .client
+            .deactivate(&self.hub, args.channel.as_str())
+            .await?;
+        finish(self, g, posted, Verb::Deactivate, args.wait).await
+    }
+
     async fn jobs(&self) -> Result<Shown<Vec<JobRow>>> {
         let jobs = self.client.jobs(&self.hub, &JobQuery::default()).await?;
         let view = jobs
@@ -776,6 +813,8 @@ impl Backend for Remote {
 enum Verb {
     Refresh,
     Compare,
+    Activate,
+    Deactivate,
 }
 
 impl Verb {
@@ -783,6 +822,8 @@ impl Verb {
         match self {
             Verb::Refresh => "refresh",
             Verb::Compare => "compare",
+            Verb::Activate => "activation",
+            Verb::Deactivate => "deactivation",
         }
     }
 }
@@ -941,6 +982,17 @@ fn print_outcome(event: &EventInfo, g: &Global, verb: Verb) -> Result<()> {
     if g.json {
         return json(event);
     }
+    if matches!(verb, Verb::Activate | Verb::Deactivate) {
+        say!(
+            "{} (event {})",
+            event
+                .response
+                .clone()
+                .unwrap_or_else(|| event.state.clone()),
+            event.ev_id
+        );
+        return Ok(());
+    }
     let number = |t: &str, r: &str| count(event, t, r).map(thousands).unwrap_or_default();
     let value = |t: &str, r: &str| event.result(Some(t), r).unwrap_or_default().to_owned();
     let rows: Vec<Vec<String>> = event
@@ -949,7 +1001,7 @@ fn print_outcome(event: &EventInfo, g: &Global, verb: Verb) -> Result<()> {
         .map(|t| {
             let mut row = vec![t.to_owned(), value(t, "Table_State")];
             match verb {
-                Verb::Refresh => {
+                Verb::Refresh | Verb::Activate | Verb::Deactivate => {
                     let rows = match number(t, "Target_Rows_Used") {
                         n if n.is_empty() => number(t, "Source_Rows_Used"),
                         n => n,
@@ -970,7 +1022,9 @@ fn print_outcome(event: &EventInfo, g: &Global, verb: Verb) -> Result<()> {
         })
         .collect();
     let headers: &[&str] = match verb {
-        Verb::Refresh => &["table", "state", "rows", "seconds", "error"],
+        Verb::Refresh | Verb::Activate | Verb::Deactivate => {
+            &["table", "state", "rows", "seconds", "error"]
+        }
         Verb::Compare => &[
             "table",
             "state",

@@ -1768,3 +1768,196 @@ async fn runs_of_killed_hubs_end_failed_without_a_new_submit() {
     };
     tokio::join!(sqlite, postgres, cancel);
 }
+
+// ---- change capture on the local repository: a PostgreSQL source, a SQLite target ----
+
+/// Definitions of hub `hub` with a PostgreSQL source `pg` (schema `src` of `data`) and a SQLite
+/// target `tgt.db`, channel `shop` capturing `items`.
+fn capture_definitions(hub: &str, data: &PgDb) -> String {
+    format!(
+        r#"hub: {hub}
+locations:
+  pg: {{class: postgresql, props: {{Database_Host: 127.0.0.1, Database_Port: 5432, Database_Name: {db}, Database_User: postgres, Database_Schema: src, Database_Sslmode: disable}}}}
+  tgt: {{class: sqlite, props: {{Database_Name: tgt.db}}}}
+channels:
+  shop:
+    loc_groups: {{SOURCE: [pg], TARGET: [tgt]}}
+    tables:
+      items: {{}}
+    actions:
+      - {{type: Capture, loc_scope: SOURCE}}
+      - {{type: Integrate, loc_scope: TARGET}}
+"#,
+        db = data.name
+    )
+}
+
+/// Drops the slots of `hub` a failed run may leave (a database with a slot cannot be dropped).
+struct Slots(String);
+
+impl Slots {
+    fn count(&self) -> String {
+        psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'sluice_{}%'",
+                self.0
+            ),
+        )
+    }
+
+    fn read(&self) -> bool {
+        psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'sluice_{}%' AND active",
+                self.0
+            ),
+        ) != "0"
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+            .arg(format!(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name LIKE 'sluice_{0}%' AND active; \
+                 SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'sluice_{0}%' AND NOT active",
+                self.0
+            ))
+            .output();
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn activate_follow_status_and_deactivate_on_the_local_repository() {
+    let data = PgDb::create("cdc");
+    let hub = format!("h{}", &data.name[data.name.len() - 12..]);
+    let slots = Slots(hub.clone());
+    data.sql(
+        "CREATE SCHEMA src; CREATE TABLE src.items (id bigint PRIMARY KEY, name text NOT NULL); \
+         INSERT INTO src.items SELECT i, 'item ' || i FROM generate_series(1, 3) i;",
+    );
+    let env = Env::new();
+    env.write("defs.yaml", &capture_definitions(&hub, &data));
+    env.sluice().args(["apply", "defs.yaml"]).assert().success();
+    let target_rows = || {
+        Connection::open(env.path("tgt.db"))
+            .and_then(|c| c.query_row("SELECT count(*) FROM items", [], |r| r.get::<_, i64>(0)))
+            .unwrap_or(-1)
+    };
+
+    // A plain activation loads the target and says where the jobs run.
+    let out = env
+        .sluice()
+        .args(["activate", "shop", "--refresh"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("jobs shop-cap-pg, shop-integ-tgt are started")
+            && stdout.contains("sluice serve --home")
+            && stdout.contains("--follow"),
+        "{stdout}"
+    );
+    assert_eq!(target_rows(), 3);
+    assert_eq!(slots.count(), "1");
+    let status = json(
+        &env.sluice()
+            .args(["status", "shop", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let replication = &status[0]["replication"];
+    assert_eq!(replication["state"], "active", "{status}");
+    assert_eq!(replication["source"], "pg", "{status}");
+    assert_eq!(replication["jobs"][0]["job"], "shop-cap-pg", "{status}");
+    assert_eq!(replication["jobs"][1]["job"], "shop-integ-tgt", "{status}");
+    assert!(replication["capture_lag_bytes"].is_u64(), "{status}");
+
+    // --follow replicates in this process until Ctrl-C.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sluice"))
+        .current_dir(env.dir.path())
+        .env("SLUICE_HOME", env.path(".sluice"))
+        .args(["activate", "shop", "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the capture to read the slot", || slots.read());
+    data.sql(
+        "INSERT INTO src.items SELECT i, 'new ' || i FROM generate_series(4, 8) i; \
+         DELETE FROM src.items WHERE id = 1;",
+    );
+    wait_for("the changes at the target", || target_rows() == 7);
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("replicating in this process") && stderr.contains("stopping"),
+        "{stderr}"
+    );
+    assert_eq!(slots.count(), "1", "Ctrl-C leaves the channel activated");
+
+    // The figures of the run that ended, from its events.
+    let status = json(
+        &env.sluice()
+            .args(["status", "shop", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let jobs = &status[0]["replication"]["jobs"];
+    assert_eq!(jobs[0]["rows"], 6, "{status}");
+    assert_eq!(jobs[1]["rows"], 6, "{status}");
+    assert!(
+        jobs[1]["latency_seconds"]
+            .as_f64()
+            .is_some_and(|l| l >= 0.0),
+        "{status}"
+    );
+    env.sluice()
+        .args(["status", "shop"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("change capture: active"))
+        .stdout(predicate::str::contains("shop-integ-tgt"));
+
+    // Deactivation removes the slot; the target keeps its rows.
+    env.sluice().args(["deactivate", "shop"]).assert().success();
+    assert_eq!(slots.count(), "0");
+    assert_eq!(target_rows(), 7);
+    let status = json(
+        &env.sluice()
+            .args(["status", "shop", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert!(status[0]["replication"].is_null(), "{status}");
+    env.sluice()
+        .args(["deactivate", "shop"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not activated"));
+}

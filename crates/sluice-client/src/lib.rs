@@ -37,9 +37,9 @@ use serde_json::{Map, Value};
 pub use error::{ApiError, Error, ErrorKind, Result};
 pub use events::TailItem;
 pub use types::{
-    Access, CompareRequest, DifferenceFilter, EventInfo, EventQuery, EventResult, Granularity,
-    HubInfo, HubProps, HubStatus, JobInfo, JobQuery, PostedJob, RefreshRequest, Strategy, Tokens,
-    UserChange, UserInfo, event_state,
+    Access, ActivateRequest, CompareRequest, DifferenceFilter, EventInfo, EventQuery, EventResult,
+    Granularity, HubInfo, HubProps, HubStatus, JobInfo, JobQuery, PostedJob, RefreshRequest,
+    Strategy, Tokens, UserChange, UserInfo, event_state,
 };
 
 /// A token that expires within this margin is renewed before a call.
@@ -440,6 +440,28 @@ impl Client {
         };
         let url = self.api(&["hubs", hub, "channels", channel, "compare"]);
         self.json(Call::new(Method::POST, url).json(&request)).await
+    }
+
+    // ---- activate and deactivate ----
+
+    /// Activates a channel (`POST /hubs/{hub}/channels/{ch}/activate`): the answer names the
+    /// `Activate` event, which ends when capture is set up (and the initial load is done).
+    pub async fn activate(
+        &self,
+        hub: &str,
+        channel: &str,
+        request: &ActivateRequest,
+    ) -> Result<PostedJob> {
+        let url = self.api(&["hubs", hub, "channels", channel, "activate"]);
+        self.json(Call::new(Method::POST, url).json(request)).await
+    }
+
+    /// Deactivates a channel (`POST /hubs/{hub}/channels/{ch}/deactivate`): the answer names the
+    /// `Deactivate` event, which ends when replication stopped and capture was removed.
+    pub async fn deactivate(&self, hub: &str, channel: &str) -> Result<PostedJob> {
+        let url = self.api(&["hubs", hub, "channels", channel, "deactivate"]);
+        self.json(Call::new(Method::POST, url).json(&serde_json::json!({})))
+            .await
     }
 
     // ---- jobs ----

@@ -322,6 +322,18 @@ pub struct RefreshRequest {
     pub dry_run: bool,
 }
 
+/// The body of `POST /hubs/{hub}/channels/{ch}/activate`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ActivateRequest {
+    /// Start the capture and integrate jobs at once (the server's default when absent);
+    /// `false` leaves them suspended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_immediate: Option<bool>,
+    /// sluice: load the targets from the snapshot capture starts at.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refresh: bool,
+}
+
 /// The body of `POST /hubs/{hub}/channels/{ch}/compare`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CompareRequest {

@@ -2,10 +2,10 @@
 //! (the rest of HVR's "Activate, Refresh, and Compare Interface" and its "Control Message
 //! Interface").
 //!
-//! sluice does not capture changes yet, so the activation state of every channel and location is
-//! "not activated", there are no open transactions or integrate points to show, and there are no
-//! capture or integrate tasks to send control messages to; each answers that truthfully in HVR's
-//! shape.
+//! The activation state of a channel's locations comes from its activation record and its capture
+//! and integrate jobs (see `sluice_service::replication`); there are no open transactions or
+//! integrate points to show, and there are no capture or integrate tasks that take control
+//! messages; each answers that truthfully in HVR's shape.
 
 use std::collections::BTreeSet;
 
@@ -17,8 +17,11 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use sluice_model::definition::{ActionType, Channel};
-use sluice_model::{AccessLevel, ChannelName, EventType, HubName, LocationName};
+use sluice_model::{
+    AccessLevel, ChannelName, EventType, HubName, JobName, JobState, JobType, LocationName,
+};
 use sluice_repo::EventFilter;
+use sluice_service::replication::{ReplicationStatus, capture_job, integrate_job};
 use utoipa::ToSchema;
 
 use super::{channel_name, hub_name, loc_name, table_name};
@@ -109,22 +112,66 @@ pub(super) fn member(channel: &Channel, loc: &str) -> ApiResult<LocationName> {
 
 // ---- activation state ----
 
-/// One component of a location's activation state: never found, since sluice activates nothing.
+/// One component of a location's activation state that is not there.
 fn not_activated() -> Json {
     json!({"found": false, "missing": true, "lossy_reactivate": false})
 }
 
-/// The activation state of one location of a channel, as HVR shapes it.
-fn loc_state() -> Json {
-    json!({"jobs": not_activated(), "router_files": not_activated()})
+/// One component that is there.
+fn present() -> Json {
+    json!({"found": true, "missing": false, "lossy_reactivate": false})
+}
+
+/// The activation state of location `loc` of a channel, as HVR shapes it. Of an activated
+/// channel: `router_files` stands for the activation record the hub keeps, `jobs` for the
+/// location's capture (source) or integrate (target) job, `enroll` for what capture created at
+/// the source (publication and slot), `state_tables` for the checkpoint integrate keeps at a
+/// target (activating again replaces it, so it is lossy).
+fn loc_state(activation: Option<&ReplicationStatus>, loc: &LocationName) -> Json {
+    let Some(a) = activation else {
+        return json!({"jobs": not_activated(), "router_files": not_activated()});
+    };
+    let is_source = a.source == *loc;
+    if !is_source && !a.targets.contains(loc) {
+        return json!({"jobs": not_activated(), "router_files": not_activated()});
+    }
+    let job = if is_source {
+        capture_job(&a.channel, loc)
+    } else {
+        integrate_job(&a.channel, loc)
+    };
+    let mut jobs = match a.jobs.iter().find(|(j, _)| *j == job) {
+        Some((_, state)) => {
+            let mut j = present();
+            j["running"] = json!(*state == JobState::Running);
+            j
+        }
+        None => not_activated(),
+    };
+    if a.state == "loading"
+        && let Ok(activating) = JobName::new(&a.channel, JobType::Activate, &[])
+    {
+        jobs["activating"] = json!(activating.as_str());
+    }
+    let mut state = json!({"jobs": jobs, "router_files": present()});
+    if is_source {
+        state["enroll"] = present();
+    } else {
+        state["state_tables"] = json!({"lossy_reactivate": true});
+    }
+    state
 }
 
 /// `{loc: state}` for the members of `channel` that `locs` keeps (all when empty).
-fn channel_state(channel: &Channel, locs: &[String]) -> Map<String, Json> {
+fn channel_state(
+    channel: &Channel,
+    activation: Option<&ReplicationStatus>,
+    locs: &[String],
+) -> Map<String, Json> {
     channel
         .locations()
         .filter(|l| locs.is_empty() || locs.iter().any(|w| w == l.as_str()))
-        .map(|l| (l.to_string(), loc_state()))
+        .map(|l| (l.to_string(), loc_state(activation, l)))
         .collect()
 }
 
@@ -144,7 +191,11 @@ async fn hub_activate(
         if !wanted.is_empty() && !wanted.iter().any(|w| w == channel.name.as_str()) {
             continue;
         }
-        let state = channel_state(&channel, &locs);
+        let activation = caller
+            .service
+            .replication_status(&hub, &channel.name)
+            .await?;
+        let state = channel_state(&channel, activation.as_ref(), &locs);
         if !state.is_empty() {
             out.insert(channel.name.to_string(), Json::Object(state));
         }
@@ -163,7 +214,15 @@ async fn channel_activate(
     for loc in &locs {
         member(&channel, loc)?;
     }
-    Ok(Out(Json::Object(channel_state(&channel, &locs))))
+    let activation = caller
+        .service
+        .replication_status(&hub, &channel.name)
+        .await?;
+    Ok(Out(Json::Object(channel_state(
+        &channel,
+        activation.as_ref(),
+        &locs,
+    ))))
 }
 
 async fn loc_activate(
@@ -175,7 +234,14 @@ async fn loc_activate(
     let mut out = Map::new();
     for channel in caller.service.channels(&hub).await? {
         if channel.group_of(&loc).is_some() {
-            out.insert(channel.name.to_string(), loc_state());
+            let activation = caller
+                .service
+                .replication_status(&hub, &channel.name)
+                .await?;
+            out.insert(
+                channel.name.to_string(),
+                loc_state(activation.as_ref(), &loc),
+            );
         }
     }
     Ok(Out(Json::Object(out)))
@@ -527,10 +593,10 @@ async fn slicing_boundaries(
 // ---- control messages ----
 
 /// Why no control message can be sent or found.
-const NO_TASKS: &str = "sluice does not capture or integrate changes yet, so there is no \
-     capture or integrate task to send control messages to; to stop or pause a refresh or \
-     compare job, cancel its event (POST …/events_cancel) or suspend the job \
-     (POST …/jobs_suspend)";
+const NO_TASKS: &str = "sluice's capture and integrate jobs take no control messages; to \
+     stop or pause one, suspend its job (POST …/jobs_suspend, started again by jobs_unsuspend), \
+     or deactivate the channel; a refresh or compare stops when its event is cancelled \
+     (POST …/events_cancel)";
 
 fn task_name(task: &str) -> ApiResult<&'static str> {
     match task {
@@ -555,7 +621,7 @@ async fn controls(
     for loc in q.all("loc_name") {
         member(&channel, &loc)?;
     }
-    // No control has ever been accepted (see NO_TASKS): the list of ids is empty.
+    // No control is ever accepted (see NO_TASKS): the list of ids is empty.
     Ok(Out(json!("")))
 }
 

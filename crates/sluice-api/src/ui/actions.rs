@@ -147,6 +147,59 @@ pub(crate) async fn unfreeze(
     })
 }
 
+/// `POST /ui/hubs/{hub}/channels/{channel}/activate` (ReadWrite, as the API's activate): starts
+/// the activation; `refresh=1` loads the targets first.
+pub(crate) async fn activate(
+    Extension(viewer): Extension<Viewer>,
+    Path((hub, channel)): Path<(String, String)>,
+    body: Bytes,
+) -> Done {
+    viewer
+        .require_on(&hub, AccessLevel::ReadWrite, "activating a channel")
+        .await?;
+    let hub = hub_name(&hub)?;
+    let channel = super::channel_name(&channel)?;
+    let form = Form::parse(&body);
+    let to = format!("/ui/hubs/{hub}/channels/{channel}");
+    let cmd = sluice_service::replication::ActivateCommand {
+        hub: hub.clone(),
+        channel: channel.clone(),
+        refresh: form.one("refresh").is_some_and(|v| v == "1"),
+        refresh_events: Vec::new(),
+        start: true,
+    };
+    Ok(match viewer.service.activate(cmd).await {
+        Ok(p) => redirect_with(
+            &to,
+            ok(format!(
+                "activating channel {channel}: event {} (its capture and integrate jobs start when it ends)",
+                p.event
+            )),
+        ),
+        Err(e) => redirect_with(&to, error_flash(e)),
+    })
+}
+
+/// `POST /ui/hubs/{hub}/channels/{channel}/deactivate` (ReadWrite, as the API's deactivate).
+pub(crate) async fn deactivate(
+    Extension(viewer): Extension<Viewer>,
+    Path((hub, channel)): Path<(String, String)>,
+) -> Done {
+    viewer
+        .require_on(&hub, AccessLevel::ReadWrite, "deactivating a channel")
+        .await?;
+    let hub = hub_name(&hub)?;
+    let channel = super::channel_name(&channel)?;
+    let to = format!("/ui/hubs/{hub}/channels/{channel}");
+    Ok(match viewer.service.deactivate(&hub, &channel).await {
+        Ok(p) => redirect_with(
+            &to,
+            ok(format!("deactivating channel {channel}: event {}", p.event)),
+        ),
+        Err(e) => redirect_with(&to, error_flash(e)),
+    })
+}
+
 /// `POST /ui/hubs/{hub}/locs/{loc}/test` (ReadExec): the result comes back as the notice.
 pub(crate) async fn test_location(
     Extension(viewer): Extension<Viewer>,

@@ -9,6 +9,7 @@
 
 mod actions;
 mod chart;
+mod lag;
 mod live;
 mod pages;
 mod session;
@@ -34,6 +35,8 @@ pub(crate) struct UiState {
     pub app: AppState,
     /// Recent token renewals (see [`session`]).
     pub renewals: Arc<session::Renewals>,
+    /// Capture and integrate latency over time (see [`lag`]).
+    pub lag: Arc<lag::LagHistory>,
 }
 
 /// A channel name from a path.
@@ -84,6 +87,7 @@ pub(crate) fn routes(app: AppState) -> Router<AppState> {
     let state = UiState {
         app,
         renewals: session::renewals(),
+        lag: Arc::default(),
     };
     let private = Router::new()
         .route("/ui/", get(pages::home))
@@ -105,6 +109,14 @@ pub(crate) fn routes(app: AppState) -> Router<AppState> {
             post(actions::cancel_event),
         )
         .route("/ui/hubs/{hub}/channels/{channel}", get(pages::channel))
+        .route(
+            "/ui/hubs/{hub}/channels/{channel}/activate",
+            post(actions::activate),
+        )
+        .route(
+            "/ui/hubs/{hub}/channels/{channel}/deactivate",
+            post(actions::deactivate),
+        )
         .route(
             "/ui/hubs/{hub}/channels/{channel}/tables/{table}/resync",
             post(actions::resync_table),

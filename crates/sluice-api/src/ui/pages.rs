@@ -3,19 +3,22 @@
 use std::collections::BTreeMap;
 
 use axum::Extension;
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use sluice_model::{AccessLevel, EventId};
+use chrono::Utc;
+use sluice_model::{AccessLevel, ChannelName, EventId, HubName, JobType, ResultName};
 use sluice_repo::EventRecord;
 use sluice_service::connectors::{Connector, SetupTest};
 use sluice_service::{ChannelOverview, RefreshRun, TableStatus};
 
-use super::chart::{self, Bar};
+use super::UiState;
+use super::chart::{self, Bar, Line};
+use super::lag::Sample;
 use super::session::Viewer;
 use super::view::{
     ChannelPage, ChannelRow, ChannelsPage, Chrome, ConnectorBox, EventPage, EventRow, HubPage,
-    JobRow, JobsPage, LocationRow, LoginPage, ResultRow, RunRow, SchemaRow, TableRow, count,
-    seconds, when,
+    JobRow, JobsPage, LocationRow, LoginPage, ReplicationBox, ReplicationJobRow, ResultRow, RunRow,
+    SchemaRow, TableRow, count, seconds, when,
 };
 use crate::error::dashboard::Refusal;
 use crate::extract::QueryList;
@@ -263,6 +266,7 @@ fn run_row(r: &RefreshRun) -> RunRow {
 
 /// `GET /ui/hubs/{hub}/channels/{channel}`: tables, their counts and last runs, and charts.
 pub(crate) async fn channel(
+    State(ui): State<UiState>,
     Extension(viewer): Extension<Viewer>,
     Path((hub, channel)): Path<(String, String)>,
 ) -> Page<ChannelPage> {
@@ -272,6 +276,12 @@ pub(crate) async fn channel(
     let hub = hub_name(&hub)?;
     let name = super::channel_name(&channel)?;
     let detail = viewer.service.channel_detail(&hub, &name).await?;
+    let replication = replication_box(&ui, &viewer, &hub, &name).await?;
+    let can_activate = viewer
+        .service
+        .level_on(&viewer.identity.user, viewer.identity.level, &hub)
+        .await?
+        .allows(AccessLevel::ReadWrite);
     let finished: Vec<&RefreshRun> = detail.runs.iter().filter(|r| r.seconds.is_some()).collect();
     let bar = |r: &&RefreshRun, value: f64| Bar {
         value,
@@ -339,7 +349,103 @@ pub(crate) async fn channel(
         runs: detail.runs.iter().rev().take(20).map(run_row).collect(),
         rate_chart: chart::bars("rows per second of each refresh", "rows/s", &rate),
         duration_chart: chart::bars("duration of each refresh", "s", &duration),
+        replication,
+        can_activate,
     })
+}
+
+/// The channel's capture and integrate jobs when it is activated: states from the repository,
+/// figures from the replication when this process runs it, else from the results its running
+/// (or last) capture and integrate events wrote; the lag chart from the samples kept here.
+async fn replication_box(
+    ui: &UiState,
+    viewer: &Viewer,
+    hub: &HubName,
+    channel: &ChannelName,
+) -> Result<Option<ReplicationBox>, Refusal> {
+    let Some(status) = viewer.service.replication_status(hub, channel).await? else {
+        return Ok(None);
+    };
+    ui.lag.start_sampling(&ui.app.service);
+    ui.lag
+        .record(Utc::now(), &ui.app.service.replication_figures());
+    let mut jobs = Vec::new();
+    for (job, state) in &status.jobs {
+        let capture = job.job_type() == JobType::Capture;
+        let target = job.locations().first().cloned();
+        let (rows, latency) = match (&status.stats, &target) {
+            (Some(s), _) if capture => (Some(s.captured), s.capture_latency),
+            (Some(s), Some(t)) => (
+                Some(s.integrated.get(t).copied().unwrap_or(0)),
+                s.integrate_latency.get(t).copied(),
+            ),
+            _ => {
+                let (rows, latency) = if capture {
+                    (ResultName::CapturedRows, ResultName::CaptureLatency)
+                } else {
+                    (ResultName::IntegratedRows, ResultName::IntegrateLatency)
+                };
+                let filter = sluice_repo::EventFilter {
+                    hub: Some(hub.clone()),
+                    jobs: vec![job.clone()],
+                    fetch_results: true,
+                    max_events: Some(1),
+                    ..Default::default()
+                };
+                let last = viewer.service.events(&filter).await?.into_iter().next();
+                let figure = |name: ResultName| {
+                    last.as_ref()?
+                        .results
+                        .iter()
+                        .find(|r| r.table.is_none() && r.name == name)
+                        .and_then(|r| r.value.parse::<f64>().ok())
+                };
+                (figure(rows).map(|n| n as u64), figure(latency))
+            }
+        };
+        jobs.push(ReplicationJobRow {
+            name: job.to_string(),
+            state: state.to_string(),
+            rows: count(rows),
+            latency: latency.map(|l| format!("{l:.3}")).unwrap_or_default(),
+        });
+    }
+    let samples = ui.lag.samples(hub, channel);
+    let time = |s: Option<&Sample>| {
+        s.map(|s| s.at.format("%H:%M:%S").to_string())
+            .unwrap_or_default()
+    };
+    let lag_chart = chart::lines(
+        "capture and integrate latency",
+        "s",
+        &time(samples.first()),
+        &time(samples.last()),
+        &[
+            Line {
+                class: "capture",
+                name: "capture",
+                values: samples.iter().map(|s| s.capture).collect(),
+            },
+            Line {
+                class: "integrate",
+                name: "integrate",
+                values: samples.iter().map(|s| s.integrate).collect(),
+            },
+        ],
+    );
+    Ok(Some(ReplicationBox {
+        state: status.state,
+        source: status.source.to_string(),
+        targets: status
+            .targets
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        lag_bytes: count(status.capture_lag_bytes),
+        jobs,
+        lag_chart,
+    }))
 }
 
 fn event_row(e: &EventRecord) -> EventRow {

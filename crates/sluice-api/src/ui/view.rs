@@ -156,6 +156,30 @@ pub(crate) struct ChannelPage {
     pub runs: Vec<RunRow>,
     pub rate_chart: String,
     pub duration_chart: String,
+    /// Its change capture, when activated.
+    pub replication: Option<ReplicationBox>,
+    /// Whether the viewer may activate and deactivate it (ReadWrite on the hub).
+    pub can_activate: bool,
+}
+
+/// An activated channel's capture and integrate jobs, with a lag chart.
+pub(crate) struct ReplicationBox {
+    /// `loading` or `active`.
+    pub state: String,
+    pub source: String,
+    pub targets: String,
+    /// Bytes of source log not yet acknowledged, or empty.
+    pub lag_bytes: String,
+    pub jobs: Vec<ReplicationJobRow>,
+    pub lag_chart: String,
+}
+
+/// A capture or integrate job with the figures of its current (or last) run.
+pub(crate) struct ReplicationJobRow {
+    pub name: String,
+    pub state: String,
+    pub rows: String,
+    pub latency: String,
 }
 
 /// One job.

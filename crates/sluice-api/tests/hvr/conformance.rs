@@ -26,20 +26,21 @@ const REFUSED: &[(&str, u16, &str)] = &[
     (
         "control_get",
         404,
-        "control messages go to capture and integrate jobs, which come with change capture \
-         (the next issue); until then there are none, and the error says so",
+        "sluice's capture and integrate jobs take no control messages (they are suspended, \
+         started or deactivated instead), so none exists, and the error says so",
     ),
     (
         "controls_delete_post",
         404,
-        "control messages go to capture and integrate jobs, which come with change capture \
-         (the next issue); until then there are none, and the error says so",
+        "sluice's capture and integrate jobs take no control messages (they are suspended, \
+         started or deactivated instead), so none exists, and the error says so",
     ),
     (
         "loc_task_controls_post",
         400,
-        "control messages go to capture (`cap`) and integrate (`integ`) tasks, which come with \
-         change capture (the next issue); the error names the tasks",
+        "control messages go to capture (`cap`) and integrate (`integ`) tasks, and sluice's \
+         take none (they are suspended, started or deactivated instead); the walk's task is \
+         neither and the error names the two",
     ),
     (
         "repos_post",
@@ -60,12 +61,16 @@ const REFUSED: &[(&str, u16, &str)] = &[
     (
         "activate_post",
         400,
-        "change capture is not built yet (the next issue); the error says so",
+        "served for a channel that captures from PostgreSQL (tests/surface.rs and the CLI tests \
+         activate one); the walk's fixture captures from SQLite, which sluice cannot capture \
+         from yet, and the error names the location and its class",
     ),
     (
         "deactivate_post",
         400,
-        "change capture is not built yet (the next issue); the error says so",
+        "served for an activated channel (tests/surface.rs and the CLI tests deactivate one); \
+         the walk's fixture channel cannot be activated (see activate_post), and the error says \
+         it is not activated",
     ),
 ];
 
