@@ -68,7 +68,15 @@ impl World {
     async fn until(&self, what: &str, mut done: impl AsyncFnMut(&World) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(90);
         while !done(self).await {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            if Instant::now() >= deadline {
+                let events = self
+                    .get(&format!(
+                        "/api/latest/hubs/{}/events?fetch_results=true",
+                        self.name
+                    ))
+                    .await;
+                panic!("timed out waiting for {what}; the hub's events: {events:#}");
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }

@@ -169,6 +169,16 @@ impl Local {
     }
 }
 
+/// Stops the replications this process runs (waiting a few seconds for them to store their
+/// last figures and end their events).
+async fn stop_here(svc: &HubService) {
+    let stopped = tokio_util::sync::CancellationToken::new();
+    stopped.cancel();
+    svc.clone()
+        .run_replication_supervisor(Duration::from_secs(1), stopped)
+        .await;
+}
+
 /// `--follow`: replicates the activated channels of the repository in this process (the
 /// supervisor a hub server runs) until Ctrl-C, printing each channel's figures now and then.
 async fn replicate_here(svc: &HubService, g: &Global) -> Result<Outcome> {
@@ -509,6 +519,9 @@ impl Backend for Local {
         if args.follow {
             return replicate_here(&self.svc, g).await;
         }
+        // The activation started the replication in this process, which is about to end: stop
+        // it now, so its jobs end cleanly and a hub server takes them over at once.
+        stop_here(&self.svc).await;
         if !g.json {
             let jobs = match self
                 .svc
@@ -519,14 +532,14 @@ impl Backend for Local {
                 None => Vec::new(),
             };
             say!(
-                "jobs {} {}; they run while a hub server runs on this repository \
-                 (`sluice serve --home {}`): this command does not replicate by itself \
-                 (`sluice activate --follow` replicates in the foreground until Ctrl-C)",
+                "jobs {} {} while a hub server runs on this repository (`sluice serve --home {}`); \
+                 this command does not replicate by itself (`sluice activate --follow` replicates \
+                 in the foreground until Ctrl-C)",
                 jobs.join(", "),
                 if args.no_start {
-                    "stay suspended until `sluice job resume`"
+                    "stay suspended until `sluice job resume`, then run"
                 } else {
-                    "are started"
+                    "run"
                 },
                 self.home.display()
             );
