@@ -446,3 +446,83 @@ async fn a_source_table_without_key_is_refused_and_nothing_is_left() {
         "0"
     );
 }
+
+/// A run of a replication job whose process was killed: once the reaper (or a take-over) ends
+/// it, the channel replicates again without anyone starting the job. The reaper used to leave
+/// such a job FAILED, which the supervisor holds until a user starts it: a hub server killed
+/// and restarted stopped replicating whenever its reaper came before its supervisor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_jobs_of_a_killed_process_run_again() {
+    use sluice_model::EventType;
+    use sluice_repo::{JobStore, NewEvent, Owner, SqliteRepository};
+
+    let world = World::new();
+    let hub = world.hub();
+    let channel = ChannelName::new("c").unwrap();
+    seed(&world.source().await).await;
+    psql(
+        &world.name,
+        "CREATE TABLE dst.items (id bigint PRIMARY KEY, n integer NOT NULL, name varchar(64) NOT NULL, \
+         amount numeric(12,2), created timestamptz, note text)",
+    );
+    let svc = world.service(Engine::Pg).await;
+    let posted = svc
+        .activate(ActivateCommand {
+            hub: hub.clone(),
+            channel: channel.clone(),
+            refresh: false,
+            refresh_events: vec![],
+            start: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(wait_event(&svc, &hub, posted.event).await, EventState::Done);
+
+    // Both jobs held by a process of this host that has since been killed.
+    let killed = {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        Owner {
+            id: "killed".into(),
+            pid,
+            ..Owner::current()
+        }
+    };
+    let repo = SqliteRepository::open(world.dir.path().join(".sluice").join("hub.db")).unwrap();
+    for (job, event_type) in [
+        ("c-cap-src", EventType::Capture),
+        ("c-integ-dst", EventType::Integrate),
+    ] {
+        repo.start_job(
+            NewEvent {
+                hub: hub.clone(),
+                event_type,
+                user: "tester".into(),
+                description: "a run of a process that is killed".into(),
+                channel: Some(channel.clone()),
+                loc: None,
+                loc2: None,
+                job: Some(job.parse().unwrap()),
+                state: EventState::Active,
+                body: serde_json::Value::Null,
+            },
+            &killed,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    }
+    let reaped = svc.reap_orphaned_jobs().await.unwrap();
+    assert_eq!(reaped.len(), 2, "{reaped:?}");
+    assert_eq!(
+        job_state(&svc, &hub, "c-cap-src").await,
+        Some(JobState::Pending)
+    );
+    assert!(svc.start_replication(&hub, &channel).await.unwrap());
+    wait_job(&svc, &hub, "c-cap-src", JobState::Running).await;
+    wait_job(&svc, &hub, "c-integ-dst", JobState::Running).await;
+
+    let posted = svc.deactivate(&hub, &channel).await.unwrap();
+    assert_eq!(wait_event(&svc, &hub, posted.event).await, EventState::Done);
+}
