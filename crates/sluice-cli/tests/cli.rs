@@ -1687,7 +1687,8 @@ async fn a_killed_run_ends_failed(
 
 /// Finding: after `kill -9` of the hub running a refresh, its event stayed ACTIVE, the job RUNNING
 /// and the `/v1` connector `syncing` until someone submitted again; cancelling the orphaned event
-/// left the job RUNNING. Three scenarios at once (each waits out the 60 s heartbeat bound):
+/// left the job RUNNING. Three scenarios at once (the restarted and surviving hubs of this host end
+/// the run at once, its process being gone; the third waits out the 60 s heartbeat bound):
 /// one hub restarted on a SQLite repository; two hubs on one PostgreSQL repository, one killed;
 /// and a run of a killed hub cancelled with nobody reaping it, which frees its job at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
