@@ -989,7 +989,13 @@ impl HubService {
         }
         let deadline = tokio::time::Instant::now() + STOP_WAIT;
         loop {
-            let mut busy = self.inner.replications.get(hub, channel).is_some();
+            // This process's supervisor may start the channel again meanwhile (its record still
+            // says active): stop that run too.
+            let running = self.inner.replications.get(hub, channel);
+            if let Some(r) = &running {
+                r.cancel.cancel();
+            }
+            let mut busy = running.is_some();
             for job in jobs {
                 if let Some(record) = self.job_store().job(hub, job).await?
                     && record.state == JobState::Running
