@@ -593,7 +593,8 @@ async fn killed_and_restarted_hub_loses_and_repeats_no_change() {
             assert_eq!(state, "DONE", "{response}\n{}", log_tail(&world));
             break event;
         }
-        tokio::time::sleep(dice.between(Duration::from_millis(300), Duration::from_millis(2500)))
+        // Within the load (about 2–3 s here), at a random moment.
+        tokio::time::sleep(dice.between(Duration::from_millis(200), Duration::from_millis(1500)))
             .await;
         let state = server.event(&event).await["state"].clone();
         server.kill();
