@@ -1775,11 +1775,16 @@ async fn runs_of_killed_hubs_end_failed_without_a_new_submit() {
 /// Definitions of hub `hub` with a PostgreSQL source `pg` (schema `src` of `data`) and a SQLite
 /// target `tgt.db`, channel `shop` capturing `items`.
 fn capture_definitions(hub: &str, data: &PgDb) -> String {
+    capture_definitions_into(hub, data, "tgt.db")
+}
+
+/// [`capture_definitions`] with the SQLite target at `target`.
+fn capture_definitions_into(hub: &str, data: &PgDb, target: &str) -> String {
     format!(
         r#"hub: {hub}
 locations:
   pg: {{class: postgresql, props: {{Database_Host: 127.0.0.1, Database_Port: 5432, Database_Name: {db}, Database_User: postgres, Database_Schema: src, Database_Sslmode: disable}}}}
-  tgt: {{class: sqlite, props: {{Database_Name: tgt.db}}}}
+  tgt: {{class: sqlite, props: {{Database_Name: "{target}"}}}}
 channels:
   shop:
     loc_groups: {{SOURCE: [pg], TARGET: [tgt]}}
@@ -1956,4 +1961,76 @@ fn activate_follow_status_and_deactivate_on_the_local_repository() {
             .stdout,
     );
     assert!(status[0]["replication"].is_null(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn activate_and_deactivate_on_a_hub_server_wait_for_their_events() {
+    let data = PgDb::create("cdcremote");
+    let hub = format!("h{}", &data.name[data.name.len() - 12..]);
+    let slots = Slots(hub.clone());
+    data.sql(
+        "CREATE SCHEMA src; CREATE TABLE src.items (id bigint PRIMARY KEY, name text NOT NULL); \
+         INSERT INTO src.items SELECT i, 'item ' || i FROM generate_series(1, 3) i;",
+    );
+    let env = Env::new();
+    let target = env.path("tgt.db");
+    env.write(
+        "defs.yaml",
+        &capture_definitions_into(&hub, &data, &target.display().to_string()),
+    );
+    env.sluice().args(["apply", "defs.yaml"]).assert().success();
+    let repo = format!("sqlite:{}", env.path(".sluice").join("hub.db").display());
+    let server = serve(&env.path(".sluice"), &repo).await;
+    let url = server.url.clone();
+    env.sluice()
+        .args([
+            "login",
+            "--hub",
+            &url,
+            "--user",
+            "admin",
+            "--password-stdin",
+        ])
+        .write_stdin(format!("{ADMIN_PASSWORD}\n"))
+        .assert()
+        .success();
+    let target_rows = || {
+        Connection::open(&target)
+            .and_then(|c| c.query_row("SELECT count(*) FROM items", [], |r| r.get::<_, i64>(0)))
+            .unwrap_or(-1)
+    };
+
+    let out = env
+        .sluice()
+        .args(["activate", "shop", "--refresh", "--wait", "--hub", &url])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Channel shop activated") && stdout.contains("run on the hub server"),
+        "{stdout}"
+    );
+    assert_eq!(target_rows(), 3);
+    // The server replicates by itself.
+    wait_for("the server to read the slot", || slots.read());
+    data.sql("INSERT INTO src.items VALUES (4, 'four'), (5, 'five')");
+    wait_for("the changes at the target", || target_rows() == 5);
+    env.sluice()
+        .args(["activate", "shop", "--follow", "--hub", &url])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("leave out --hub"));
+
+    env.sluice()
+        .args(["deactivate", "shop", "--wait", "--hub", &url])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Channel shop deactivated"));
+    assert_eq!(slots.count(), "0");
+    drop(server);
 }
