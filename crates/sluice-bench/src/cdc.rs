@@ -62,6 +62,8 @@ const POLL_EVERY: Duration = Duration::from_millis(5);
 const TX_CHANGES: (u64, u64) = (10, 100);
 /// How long a state change (activation, a job's state, the first change) may take.
 const STATE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a suspended job may take to show `SUSPEND`.
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the last probe of the lag measurement may take to arrive after the load ended.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Drains slower than this many changes/s are reported as not caught up.
@@ -1007,7 +1009,8 @@ impl Control {
                     json!({"jobs": [integrate_job]}),
                 )
                 .await?;
-                api.wait_job_state(integrate_job, "SUSPEND").await
+                api.wait_job_state(integrate_job, "SUSPEND", PAUSE_TIMEOUT)
+                    .await
             }
         }
     }
@@ -1068,7 +1071,7 @@ struct ServeProcess {
     base: String,
     /// Its last lines on stderr, for errors.
     tail: Arc<Mutex<VecDeque<String>>>,
-    _home: tempfile::TempDir,
+    home: tempfile::TempDir,
 }
 
 impl ServeProcess {
@@ -1135,7 +1138,7 @@ impl ServeProcess {
             child,
             base,
             tail,
-            _home: home,
+            home,
         })
     }
 
@@ -1313,16 +1316,12 @@ impl HubApi {
         Ok(jobs[job]["state"].as_str().map(str::to_owned))
     }
 
-    async fn wait_job_state(&self, job: &str, state: &str) -> Result<()> {
+    async fn wait_job_state(&self, job: &str, state: &str, within: Duration) -> Result<()> {
         let mut last = None;
-        let waited = wait_until(
-            STATE_TIMEOUT,
-            &format!("job {job} to be {state}"),
-            async || {
-                last = self.job_state(job).await?;
-                Ok(last.as_deref() == Some(state))
-            },
-        )
+        let waited = wait_until(within, &format!("job {job} to be {state}"), async || {
+            last = self.job_state(job).await?;
+            Ok(last.as_deref() == Some(state))
+        })
         .await;
         waited.with_context(|| format!("job {job} is {}", last.as_deref().unwrap_or("missing")))
     }
@@ -1342,9 +1341,9 @@ impl HubApi {
         self.wait_event(ev_id, STATE_TIMEOUT)
             .await
             .context("the activation failed")?;
-        self.wait_job_state(&format!("{CHANNEL}-cap-src"), "RUNNING")
+        self.wait_job_state(&format!("{CHANNEL}-cap-src"), "RUNNING", STATE_TIMEOUT)
             .await?;
-        self.wait_job_state(&format!("{CHANNEL}-integ-tgt"), "RUNNING")
+        self.wait_job_state(&format!("{CHANNEL}-integ-tgt"), "RUNNING", STATE_TIMEOUT)
             .await
     }
 
@@ -1410,36 +1409,10 @@ async fn measure(
             Ok(())
         };
 
-        // 1. Drain a backlog.
-        control.pause(s).await?;
+        // 1. Lag at a fixed rate (first: it needs no pause).
         if !g.json {
             note!(
-                "  replication paused; writing a backlog of {} changes …",
-                thousands(o.backlog)
-            );
-        }
-        let written = load.backlog(o.backlog).await?;
-        let (last, _) = prober.commit().await?;
-        if poller.latest() >= last {
-            bail!("replication was not paused: the target applied the backlog while paused");
-        }
-        figures.backlog_changes = written;
-        if !g.json {
-            note!("  replication resumed; draining …");
-        }
-        let resumed = Instant::now();
-        control.resume(s).await?;
-        let within = Duration::from_secs((o.backlog as i64 / SLOWEST_DRAIN).max(120) as u64);
-        let seen = poller.wait_for(last, within).await?;
-        let drain = seen.duration_since(resumed).as_secs_f64();
-        figures.drain_seconds = Some(drain);
-        figures.changes_per_second = Some(written as f64 / drain);
-        verify("drain").await?;
-
-        // 2. Lag at a fixed rate.
-        if !g.json {
-            note!(
-                "  drained in {drain:.2} s; {} changes/s for {} s with a probe every {} ms …",
+                "  {} changes/s for {} s with a probe every {} ms …",
                 thousands(u64::from(o.rate)),
                 o.seconds,
                 PROBE_EVERY.as_millis()
@@ -1470,7 +1443,37 @@ async fn measure(
             max_ms: None,
         });
         settled?;
-        verify("lag measurement").await
+        verify("lag measurement").await?;
+
+        // 2. Drain a backlog.
+        control.pause(s).await?;
+        if !g.json {
+            note!(
+                "  replication paused; writing a backlog of {} changes …",
+                thousands(o.backlog)
+            );
+        }
+        let written = load.backlog(o.backlog).await?;
+        let (last, _) = prober.commit().await?;
+        if poller.latest() >= last {
+            bail!("replication was not paused: the target applied the backlog while paused");
+        }
+        figures.backlog_changes = written;
+        if !g.json {
+            note!("  replication resumed; draining …");
+        }
+        let resumed = Instant::now();
+        control.resume(s).await?;
+        let within = Duration::from_secs((o.backlog as i64 / SLOWEST_DRAIN).max(120) as u64);
+        let seen = poller.wait_for(last, within).await?;
+        let drain = seen.duration_since(resumed).as_secs_f64();
+        figures.drain_seconds = Some(drain);
+        figures.changes_per_second = Some(written as f64 / drain);
+        if !g.json {
+            note!("  drained in {drain:.2} s");
+        }
+        verify("drain").await
+
     }
     .await;
     let history = match poller.stop().await {
@@ -1570,10 +1573,7 @@ async fn sluice(
     g: &Printing,
 ) -> Result<()> {
     let source_db = make_source(s, made, case).await?;
-    let files = tempfile::Builder::new()
-        .prefix("sluice-bench-cdc-target")
-        .tempdir()
-        .context("cannot create a temp dir")?;
+    let serve = ServeProcess::start()?;
     let target = match case {
         Case::MariaDb => {
             let db = database_name(case, "tgt");
@@ -1581,7 +1581,8 @@ async fn sluice(
             made.my_databases.push(db.clone());
             TargetDb::MariaDb(db)
         }
-        Case::Sqlite => TargetDb::Sqlite(files.path().join("target.db")),
+        // The hub server keeps SQLite files in its data directory.
+        Case::Sqlite => TargetDb::Sqlite(serve.home.path().join("data").join("cdc-target.db")),
         Case::Postgres | Case::Native => {
             let db = database_name(case, "tgt");
             s.pg_exec("postgres", &format!("CREATE DATABASE {db}"))
@@ -1590,7 +1591,6 @@ async fn sluice(
             TargetDb::Postgres(db)
         }
     };
-    let serve = ServeProcess::start()?;
     let outcome = async {
         let api = HubApi::login(&serve.base).await?;
         api.define(s, &source_db, &target).await?;
