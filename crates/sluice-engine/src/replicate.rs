@@ -44,8 +44,12 @@ pub struct ApplyLimits {
     pub max_rows: usize,
     /// Approximate bytes of values per target transaction.
     pub max_bytes: usize,
-    /// How long the first change of a batch may wait for more.
+    /// How long the first change of a batch may wait for more while changes keep arriving.
     pub max_wait: Duration,
+    /// How long a batch waits for more once nothing more has arrived (the source is caught up):
+    /// then it is applied at once, so a quiet source's changes arrive within this and the
+    /// apply's own time.
+    pub min_wait: Duration,
 }
 
 impl Default for ApplyLimits {
@@ -54,6 +58,7 @@ impl Default for ApplyLimits {
             max_rows: 50_000,
             max_bytes: 32 << 20,
             max_wait: Duration::from_millis(100),
+            min_wait: Duration::from_millis(10),
         }
     }
 }
@@ -243,10 +248,13 @@ pub async fn run_replication(
         loop {
             let wait = runner.next_deadline();
             let next = tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return Ok(()),
                 next = rx.recv() => next,
+                // Only when no message is waiting: what is pending at a transaction boundary
+                // goes now rather than waiting for more that is not coming.
                 _ = sleep_until(wait) => {
-                    runner.flush_due(false).await?;
+                    runner.flush_due(true).await?;
                     if let Some(p) = runner.ack_position() {
                         let _ = ack_tx.send(Some(p));
                     }
@@ -487,7 +495,7 @@ impl Runner {
             .filter(|t| t.open.is_none())
             .filter_map(|t| t.since)
             .min()
-            .map(|s| s + self.limits.max_wait)
+            .map(|s| s + self.limits.min_wait)
     }
 
     async fn handle(&mut self, message: CaptureMessage) -> Result<()> {
@@ -1255,6 +1263,7 @@ mod tests {
                 max_rows,
                 max_bytes: 1 << 20,
                 max_wait: Duration::from_millis(20),
+                min_wait: Duration::from_millis(5),
             },
             queue_bytes: 1 << 20,
         };
