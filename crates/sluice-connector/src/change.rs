@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sluice_model::{CaptureMessage, Checkpoint, ColumnDef, Position, RowBatch, TableRef, Value};
 
-use crate::{Result, SharedSnapshot};
+use crate::{ConnectorError, Result, SharedSnapshot};
 
 /// What a capture covers: its name and its tables.
 #[derive(Debug, Clone)]
@@ -138,6 +138,68 @@ pub struct TableChanges {
     pub updates: Vec<PartialUpdate>,
 }
 
+impl TableChanges {
+    /// Checks that the rows and keys have the widths of `table` (the columns written and the
+    /// key), naming the table otherwise.
+    pub fn check_shape(&self, table: &IntegrateTable) -> Result<()> {
+        let (name, width, key_width) = (&table.table, table.columns.len(), table.key.len());
+        if !self.upserts.is_empty() && self.upserts.width() != width {
+            return Err(ConnectorError::internal(format!(
+                "rows of {} values for {name} of {width} columns",
+                self.upserts.width()
+            )));
+        }
+        if !self.deletes.is_empty() && self.deletes.width() != key_width {
+            return Err(ConnectorError::internal(format!(
+                "keys of {} values for {name} keyed on {key_width} columns",
+                self.deletes.width()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A checkpoint as every connector stores it in its checkpoint table: the position as JSON and
+/// the count of applied changes (`None`: the whole transaction).
+pub fn stored_checkpoint(checkpoint: &Checkpoint) -> Result<(String, Option<i64>)> {
+    let position = serde_json::to_string(&checkpoint.transaction).map_err(|e| {
+        ConnectorError::internal("a position could not be stored as JSON").with_source(e)
+    })?;
+    let applied = checkpoint
+        .applied
+        .map(|n| {
+            i64::try_from(n)
+                .map_err(|_| ConnectorError::data(format!("{n} applied changes cannot be stored")))
+        })
+        .transpose()?;
+    Ok((position, applied))
+}
+
+/// The checkpoint stored under `name` as [`stored_checkpoint`] wrote it.
+pub fn checkpoint_from_stored(
+    name: &str,
+    position: &str,
+    applied: Option<i64>,
+) -> Result<Checkpoint> {
+    let transaction: Position = serde_json::from_str(position).map_err(|e| {
+        ConnectorError::data(format!("the stored checkpoint of {name} is not a position"))
+            .with_source(e)
+    })?;
+    let applied = applied
+        .map(|n| {
+            u64::try_from(n).map_err(|_| {
+                ConnectorError::data(format!(
+                    "the stored checkpoint of {name} counts {n} applied changes"
+                ))
+            })
+        })
+        .transpose()?;
+    Ok(Checkpoint {
+        transaction,
+        applied,
+    })
+}
+
 /// An update of some columns of one row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartialUpdate {
@@ -202,4 +264,34 @@ pub trait ChangeApplier: Send {
     /// Adds `column` (nullable) to the table at `table` in the request and to the columns
     /// written; rows then carry one more value, last.
     async fn add_column(&mut self, table: usize, column: ColumnDef) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_round_trip_as_stored() {
+        let checkpoint = Checkpoint {
+            transaction: Position::Binlog {
+                file: "mariadb-bin.000012".into(),
+                offset: 4,
+            },
+            applied: Some(3),
+        };
+        let (text, applied) = stored_checkpoint(&checkpoint).unwrap_or_default();
+        assert_eq!(
+            checkpoint_from_stored("x", &text, applied).ok(),
+            Some(checkpoint)
+        );
+        assert!(checkpoint_from_stored("x", "not json", None).is_err());
+        assert!(checkpoint_from_stored("x", &text, Some(-1)).is_err());
+        assert!(
+            stored_checkpoint(&Checkpoint {
+                transaction: Position::Lsn { lsn: 1 },
+                applied: Some(u64::MAX),
+            })
+            .is_err()
+        );
+    }
 }

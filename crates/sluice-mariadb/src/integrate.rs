@@ -28,7 +28,7 @@ use sluice_connector::{
     ApplySummary, ChangeApplier, ChangeWriter, ConnectorError, ErrorKind, IntegrateBatch,
     IntegrateRequest, IntegrateTable, Result, TableChanges,
 };
-use sluice_model::{Checkpoint, ColumnDef, Position, Value, describe_key};
+use sluice_model::{Checkpoint, ColumnDef, Value, describe_key};
 
 use crate::MariadbConnector;
 use crate::config::MariadbConfig;
@@ -108,23 +108,7 @@ async fn load_checkpoint(
     let Some((position, applied)) = row else {
         return Ok(None);
     };
-    let transaction: Position = serde_json::from_str(&position).map_err(|e| {
-        ConnectorError::data(format!("the stored checkpoint of {name} is not a position"))
-            .with_source(e)
-    })?;
-    let applied = applied
-        .map(|n| {
-            u64::try_from(n).map_err(|_| {
-                ConnectorError::data(format!(
-                    "the stored checkpoint of {name} counts {n} applied changes"
-                ))
-            })
-        })
-        .transpose()?;
-    Ok(Some(Checkpoint {
-        transaction,
-        applied,
-    }))
+    sluice_connector::checkpoint_from_stored(name, &position, applied).map(Some)
 }
 
 #[async_trait::async_trait]
@@ -574,18 +558,7 @@ impl MariadbApplier {
         for changes in &batch.tables {
             self.run_table(changes, &mut summary).await?;
         }
-        let position = serde_json::to_string(&batch.checkpoint.transaction).map_err(|e| {
-            ConnectorError::internal("a position could not be stored as JSON").with_source(e)
-        })?;
-        let applied = batch
-            .checkpoint
-            .applied
-            .map(|n| {
-                i64::try_from(n).map_err(|_| {
-                    ConnectorError::data(format!("{n} applied changes cannot be stored"))
-                })
-            })
-            .transpose()?;
+        let (position, applied) = sluice_connector::stored_checkpoint(&batch.checkpoint)?;
         let sql = self.store_checkpoint.clone();
         let name = self.name.clone();
         self.conn()?
@@ -610,18 +583,7 @@ impl MariadbApplier {
         let name = table.def.table.clone();
         let width = table.def.columns.len();
         let key_width = table.def.key.len();
-        if !changes.upserts.is_empty() && changes.upserts.width() != width {
-            return Err(ConnectorError::internal(format!(
-                "rows of {} values for {name} of {width} columns",
-                changes.upserts.width()
-            )));
-        }
-        if !changes.deletes.is_empty() && changes.deletes.width() != key_width {
-            return Err(ConnectorError::internal(format!(
-                "keys of {} values for {name} keyed on {key_width} columns",
-                changes.deletes.width()
-            )));
-        }
+        changes.check_shape(&table.def)?;
         if changes.truncate {
             let sql = format!("DELETE FROM {}", table.target);
             self.exec(&sql, &name).await?;

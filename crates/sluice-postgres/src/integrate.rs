@@ -26,7 +26,7 @@ use sluice_connector::{
     ApplySummary, ChangeApplier, ConnectorError, ErrorKind, IntegrateBatch, IntegrateRequest,
     IntegrateTable, PartialUpdate, Result, TableChanges,
 };
-use sluice_model::{Checkpoint, ColumnDef, Position, SchemaName, Value, describe_key};
+use sluice_model::{Checkpoint, ColumnDef, SchemaName, Value, describe_key};
 use tokio_postgres::{Client, Statement};
 
 use crate::PostgresConnector;
@@ -117,33 +117,7 @@ async fn load_checkpoint(
     };
     let position: String = row.get(0);
     let applied: Option<i64> = row.get(1);
-    decode_checkpoint(name, &position, applied).map(Some)
-}
-
-fn decode_checkpoint(name: &str, position: &str, applied: Option<i64>) -> Result<Checkpoint> {
-    let transaction: Position = serde_json::from_str(position).map_err(|e| {
-        ConnectorError::data(format!("the stored checkpoint of {name} is not a position"))
-            .with_source(e)
-    })?;
-    let applied = applied
-        .map(|n| {
-            u64::try_from(n).map_err(|_| {
-                ConnectorError::data(format!(
-                    "the stored checkpoint of {name} counts {n} applied changes"
-                ))
-            })
-        })
-        .transpose()?;
-    Ok(Checkpoint {
-        transaction,
-        applied,
-    })
-}
-
-fn encode_position(position: &Position) -> Result<String> {
-    serde_json::to_string(position).map_err(|e| {
-        ConnectorError::internal("a position could not be stored as JSON").with_source(e)
-    })
+    sluice_connector::checkpoint_from_stored(name, &position, applied).map(Some)
 }
 
 /// Creates the checkpoint table when missing; two sessions doing so at once both succeed.
@@ -574,16 +548,7 @@ impl PgApplier {
         for changes in &batch.tables {
             self.run_table(changes, &mut summary).await?;
         }
-        let position = encode_position(&batch.checkpoint.transaction)?;
-        let applied = batch
-            .checkpoint
-            .applied
-            .map(|n| {
-                i64::try_from(n).map_err(|_| {
-                    ConnectorError::data(format!("{n} applied changes cannot be stored"))
-                })
-            })
-            .transpose()?;
+        let (position, applied) = sluice_connector::stored_checkpoint(&batch.checkpoint)?;
         self.client
             .execute(&self.store_checkpoint, &[&self.name, &position, &applied])
             .await
@@ -606,18 +571,7 @@ impl PgApplier {
         let name = table.def.table.clone();
         let width = table.def.columns.len();
         let key_width = table.def.key.len();
-        if !changes.upserts.is_empty() && changes.upserts.width() != width {
-            return Err(ConnectorError::internal(format!(
-                "rows of {} values for {name} of {width} columns",
-                changes.upserts.width()
-            )));
-        }
-        if !changes.deletes.is_empty() && changes.deletes.width() != key_width {
-            return Err(ConnectorError::internal(format!(
-                "keys of {} values for {name} keyed on {key_width} columns",
-                changes.deletes.width()
-            )));
-        }
+        changes.check_shape(&table.def)?;
         let what = || format!("apply changes to {name}");
         if changes.truncate {
             self.client
@@ -891,29 +845,5 @@ impl ChangeApplier for PgApplier {
         let rebuilt = PgTable::open(&self.client, &self.config.schema, table, def).await?;
         self.tables[table] = rebuilt;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checkpoints_round_trip_as_json() {
-        let position = Position::Binlog {
-            file: "mariadb-bin.000012".into(),
-            offset: 4,
-        };
-        let text = encode_position(&position).unwrap_or_default();
-        let back = decode_checkpoint("x", &text, Some(3)).ok();
-        assert_eq!(
-            back,
-            Some(Checkpoint {
-                transaction: position,
-                applied: Some(3)
-            })
-        );
-        assert!(decode_checkpoint("x", "not json", None).is_err());
-        assert!(decode_checkpoint("x", &text, Some(-1)).is_err());
     }
 }

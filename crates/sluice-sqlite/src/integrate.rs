@@ -18,7 +18,7 @@ use sluice_connector::{
     ApplySummary, ChangeApplier, ChangeWriter, ConnectorError, ErrorKind, IntegrateBatch,
     IntegrateRequest, IntegrateTable, Result, TableChanges,
 };
-use sluice_model::{Checkpoint, ColumnDef, DataType, Position, TableRef, Value, describe_key};
+use sluice_model::{Checkpoint, ColumnDef, DataType, TableRef, Value, describe_key};
 
 use crate::SqliteConnector;
 use crate::config::SqliteConfig;
@@ -65,23 +65,7 @@ fn load_checkpoint(conn: &Connection, name: &str) -> Result<Option<Checkpoint>> 
     let Some((position, applied)) = row else {
         return Ok(None);
     };
-    let transaction: Position = serde_json::from_str(&position).map_err(|e| {
-        ConnectorError::data(format!("the stored checkpoint of {name} is not a position"))
-            .with_source(e)
-    })?;
-    let applied = applied
-        .map(|n| {
-            u64::try_from(n).map_err(|_| {
-                ConnectorError::data(format!(
-                    "the stored checkpoint of {name} counts {n} applied changes"
-                ))
-            })
-        })
-        .transpose()?;
-    Ok(Some(Checkpoint {
-        transaction,
-        applied,
-    }))
+    sluice_connector::checkpoint_from_stored(name, &position, applied).map(Some)
 }
 
 #[async_trait::async_trait]
@@ -474,18 +458,7 @@ impl Applier {
         for changes in &batch.tables {
             self.run_table(changes, &mut summary)?;
         }
-        let position = serde_json::to_string(&batch.checkpoint.transaction).map_err(|e| {
-            ConnectorError::internal("a position could not be stored as JSON").with_source(e)
-        })?;
-        let applied = batch
-            .checkpoint
-            .applied
-            .map(|n| {
-                i64::try_from(n).map_err(|_| {
-                    ConnectorError::data(format!("{n} applied changes cannot be stored"))
-                })
-            })
-            .transpose()?;
+        let (position, applied) = sluice_connector::stored_checkpoint(&batch.checkpoint)?;
         let mut store = self
             .conn
             .prepare_cached(STORE_CHECKPOINT)
@@ -507,19 +480,7 @@ impl Applier {
         let def = &table.def;
         let name = &def.table;
         let width = def.columns.len();
-        if !changes.upserts.is_empty() && changes.upserts.width() != width {
-            return Err(ConnectorError::internal(format!(
-                "rows of {} values for {name} of {width} columns",
-                changes.upserts.width()
-            )));
-        }
-        if !changes.deletes.is_empty() && changes.deletes.width() != def.key.len() {
-            return Err(ConnectorError::internal(format!(
-                "keys of {} values for {name} keyed on {} columns",
-                changes.deletes.width(),
-                def.key.len()
-            )));
-        }
+        changes.check_shape(&table.def)?;
         let conn = &self.conn;
         let prepare = |sql: &str| {
             conn.prepare_cached(sql)
