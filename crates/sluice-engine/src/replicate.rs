@@ -359,14 +359,8 @@ async fn read_stream(
     {
         let _ = stream.ack(&p);
     }
-    if let Err(error) = stream.close().await {
-        tracing_free_log(&error);
-    }
-}
-
-fn tracing_free_log(_error: &ConnectorError) {
-    // The engine has no logger of its own; a failed close only loses the final status update,
-    // which the next run sends again.
+    // A failed close only loses the final status update, which the next run sends again.
+    let _ = stream.close().await;
 }
 
 /// A source table as last announced.

@@ -1348,7 +1348,6 @@ impl HubService {
             (None, None)
         };
         let figures = tokio::spawn(self.clone().record_figures(
-            setup.hub.clone(),
             runs.iter().map(|r| (r.job.clone(), r.event)).collect(),
             events_rx,
             running.stats.clone(),
@@ -1375,7 +1374,6 @@ impl HubService {
     /// Keeps a run's figures and writes them to its events every few seconds.
     async fn record_figures(
         self,
-        hub: HubName,
         runs: Vec<(JobName, EventId)>,
         mut rx: mpsc::UnboundedReceiver<ReplicationEvent>,
         stats: Arc<Mutex<ReplicationStats>>,
@@ -1393,18 +1391,16 @@ impl HubService {
                 _ = tick.tick() => {
                     if dirty {
                         dirty = false;
-                        self.write_figures(&hub, &runs, &stats).await;
+                        self.write_figures(&runs, &stats).await;
                     }
                 }
             }
         }
-        self.write_figures(&hub, &runs, &stats).await;
-        let _ = hub;
+        self.write_figures(&runs, &stats).await;
     }
 
     async fn write_figures(
         &self,
-        hub: &HubName,
         runs: &[(JobName, EventId)],
         stats: &Arc<Mutex<ReplicationStats>>,
     ) {
@@ -1473,7 +1469,6 @@ impl HubService {
                 tracing::warn!(job = %job, error = %e, "could not record replication figures");
             }
         }
-        let _ = hub;
     }
 
     /// Publishes captured changes on `sluice.change`.
