@@ -84,6 +84,12 @@ pub trait ChangeReader: Send + Sync {
 
     /// How far behind the capture called `name` is; `None` when it does not exist.
     async fn capture_lag(&self, name: &str) -> Result<Option<CaptureLag>>;
+
+    /// The source's log position now: every transaction committed before the call commits at or
+    /// before it (by [`Position::cmp_same`]), so a capture whose stream has been acknowledged up
+    /// to this position has passed all of them. Changes nothing. Used to wait for a channel to
+    /// catch up (online compare, CDC-backed syncs).
+    async fn current_position(&self) -> Result<Position>;
 }
 
 /// A stream of changes being read.

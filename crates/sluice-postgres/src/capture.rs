@@ -484,6 +484,22 @@ pub(crate) async fn lag(config: &PostgresConfig, name: &str) -> Result<Option<Ca
     }))
 }
 
+/// The server's current write-ahead log position (`pg_current_wal_lsn()`): every transaction
+/// committed before this call ends at or before it.
+pub(crate) async fn current_position(config: &PostgresConfig) -> Result<Position> {
+    let client = connect(config).await?;
+    let row = client
+        .query_one(
+            "SELECT (pg_catalog.pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_error(e, format_args!("read the current log position")))?;
+    let lsn = u64::try_from(row.get::<_, i64>(0))
+        .map_err(|_| ConnectorError::data("the server reported a negative log position"))?;
+    Ok(Position::Lsn { lsn })
+}
+
 /// Starts streaming the capture `request.name` from its slot's confirmed position.
 pub(crate) async fn open(
     config: &PostgresConfig,

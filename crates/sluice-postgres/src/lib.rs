@@ -29,7 +29,7 @@ use sluice_connector::{
     TestReport, WriteRequest,
 };
 use sluice_model::definition::LocationClass;
-use sluice_model::{ColumnDef, Condition, SchemaName, TableRef, TableSchema, Value};
+use sluice_model::{ColumnDef, Condition, Position, SchemaName, TableRef, TableSchema, Value};
 
 pub use capture::{CaptureOptions, HEARTBEAT_PREFIX, PgChangeStream, SlotSnapshot};
 pub use config::{PROPERTIES, PostgresConfig, SslMode};
@@ -166,6 +166,10 @@ impl ChangeReader for PostgresConnector {
 
     async fn capture_lag(&self, name: &str) -> Result<Option<CaptureLag>> {
         capture::lag(&self.config, name).await
+    }
+
+    async fn current_position(&self) -> Result<Position> {
+        capture::current_position(&self.config).await
     }
 }
 

@@ -250,6 +250,10 @@ impl ChangeReader for Redacting {
     async fn capture_lag(&self, name: &str) -> Result<Option<CaptureLag>> {
         self.fix(self.capture()?.capture_lag(name).await)
     }
+
+    async fn current_position(&self) -> Result<Position> {
+        self.fix(self.capture()?.current_position().await)
+    }
 }
 
 struct RedactingStream {

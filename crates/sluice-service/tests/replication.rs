@@ -6,14 +6,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sluice_model::{ChannelName, EventId, EventState, HubName, JobName, JobState};
+use common::{job_state, mariadb, psql, wait_event, wait_identical, wait_job};
+use sluice_model::{ChannelName, EventState, HubName, JobState};
 use sluice_service::replication::{ActivateCommand, capture_name};
-use sluice_service::{CompareCommand, EventFilter, Granularity, HubService};
+use sluice_service::{EventFilter, HubService};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -22,43 +25,6 @@ enum Engine {
     Pg,
     Maria,
     Lite,
-}
-
-fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed (is the server up? run scripts/services): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn psql(db: &str, sql: &str) -> String {
-    run(
-        Command::new("psql").args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "5432",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qAtc",
-            sql,
-        ]),
-        &format!("psql {sql}"),
-    )
-}
-
-fn mariadb(sql: &str) {
-    run(
-        Command::new("mariadb").args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", sql]),
-        &format!("mariadb {sql}"),
-    );
 }
 
 struct World {
@@ -200,81 +166,6 @@ async fn writer(client: tokio_postgres::Client, stop: Arc<AtomicBool>) -> u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     changes
-}
-
-async fn wait_event(svc: &HubService, hub: &HubName, id: EventId) -> EventState {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let events = svc
-            .events(&EventFilter {
-                hub: Some(hub.clone()),
-                ids: vec![id],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let e = &events[0];
-        if e.state != EventState::Active {
-            return e.state;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "event {id} still ACTIVE after 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn job_state(svc: &HubService, hub: &HubName, job: &str) -> Option<JobState> {
-    let job: JobName = job.parse().unwrap();
-    svc.jobs(hub)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|j| j.name == job)
-        .map(|j| j.state)
-}
-
-async fn wait_job(svc: &HubService, hub: &HubName, job: &str, state: JobState) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while job_state(svc, hub, job).await != Some(state) {
-        assert!(
-            Instant::now() < deadline,
-            "job {job} is {:?}, not {state:?}, after 60 s",
-            job_state(svc, hub, job).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Compares row by row until identical (changes may be in flight), at most 90 s.
-async fn wait_identical(svc: &HubService, hub: &HubName, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let running = svc
-            .compare(CompareCommand {
-                slicing: Default::default(),
-                hub: hub.clone(),
-                channel: ChannelName::new("c").unwrap(),
-                source: None,
-                target: None,
-                tables: vec![],
-                granularity: Granularity::Rowwise,
-                max_listed: 5,
-            })
-            .await
-            .unwrap();
-        let summary = running.done.await.unwrap().unwrap();
-        if summary.identical {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not identical after 90 s: {:#?}",
-            summary.tables
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 async fn replicate_into(target: Engine) {
