@@ -7,6 +7,8 @@
 //! each write strategy stays atomic. Connections are not encrypted: this build has no TLS.
 #![deny(missing_docs)]
 
+mod binlog;
+pub mod capture;
 pub mod config;
 pub mod connect;
 mod error;
@@ -20,11 +22,12 @@ use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool};
 use sluice_connector::{
-    BatchWriter, Capabilities, Connector, Introspector, PlannedStatement, ReadRequest, Result,
+    BatchWriter, Capabilities, CaptureLag, CaptureRequest, CaptureStart, ChangeReader,
+    ChangeStream, Connector, Introspector, PlannedStatement, ReadRequest, Result, SharedSnapshot,
     Snapshot, SnapshotReader, TableWriter, TestReport, WriteRequest,
 };
 use sluice_model::definition::LocationClass;
-use sluice_model::{ColumnDef, Condition, SchemaName, TableRef, TableSchema, Value};
+use sluice_model::{ColumnDef, Condition, Position, SchemaName, TableRef, TableSchema, Value};
 
 pub use config::{MariadbConfig, PROPERTIES};
 
@@ -72,7 +75,7 @@ impl Connector for MariadbConnector {
             batch_write: true,
             staging_swap: true,
             upsert: true,
-            capture: false,
+            capture: true,
             integrate: true,
         }
     }
@@ -111,6 +114,54 @@ impl Connector for MariadbConnector {
 
     fn change_writer(&self) -> Option<&dyn sluice_connector::ChangeWriter> {
         Some(self)
+    }
+
+    fn change_reader(&self) -> Option<&dyn ChangeReader> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ChangeReader for MariadbConnector {
+    async fn check_capture(&self, request: &CaptureRequest) -> Result<()> {
+        capture::check(&self.config, request).await
+    }
+
+    async fn create_capture(&self, request: &CaptureRequest) -> Result<CaptureStart> {
+        capture::create(&self.config, request).await
+    }
+
+    async fn drop_capture(&self, name: &str) -> Result<()> {
+        capture::drop(&self.config, name).await
+    }
+
+    async fn capture_exists(&self, name: &str) -> Result<bool> {
+        capture::exists(&self.config, name).await
+    }
+
+    async fn open_capture(&self, request: &CaptureRequest) -> Result<Box<dyn ChangeStream>> {
+        Ok(Box::new(
+            capture::open(&self.config, request, capture::CaptureOptions::default()).await?,
+        ))
+    }
+
+    async fn capture_lag(&self, name: &str) -> Result<Option<CaptureLag>> {
+        capture::lag(&self.config, name).await
+    }
+
+    async fn current_position(&self) -> Result<Position> {
+        capture::current_position(&self.config).await
+    }
+}
+
+impl MariadbConnector {
+    /// Starts streaming with explicit options (tests and benchmarks).
+    pub async fn open_capture_with(
+        &self,
+        request: &CaptureRequest,
+        options: capture::CaptureOptions,
+    ) -> Result<capture::MariadbChangeStream> {
+        capture::open(&self.config, request, options).await
     }
 }
 
@@ -159,6 +210,16 @@ impl SnapshotReader for MariadbConnector {
     ) -> Result<Option<Value>> {
         let mut conn = self.conn().await?;
         snapshot::max_value(&mut conn, &self.config.database, table, column, filter).await
+    }
+
+    /// Reads in a snapshot held by this process (the one a capture's creation hands out for its
+    /// initial load); reads in one snapshot run one after another on its connection.
+    async fn read_shared(
+        &self,
+        request: ReadRequest,
+        snapshot: &dyn SharedSnapshot,
+    ) -> Result<Snapshot> {
+        snapshot::read_shared(self.config.clone(), request, snapshot.id()).await
     }
 }
 

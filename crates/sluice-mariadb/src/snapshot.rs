@@ -13,7 +13,11 @@ use sluice_connector::{
     ConnectorError, LowerBound, PlannedStatement, ReadRequest, Result, Snapshot,
 };
 use sluice_model::{ColumnDef, Condition, DataType, RowBatch, TableRef, Value, describe_key};
-use tokio::sync::mpsc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+
+use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
 
 use crate::config::MariadbConfig;
 use crate::connect::connect;
@@ -224,14 +228,113 @@ async fn run(conn: &mut Conn, sql: &str, what: impl std::fmt::Display) -> Result
     conn.query_drop(sql).await.map_err(|e| mysql_error(e, what))
 }
 
+/// The connection a read runs on: its own (one transaction per read), or a connection holding a
+/// shared snapshot (reads through it take turns).
+enum Session {
+    Own(Conn),
+    Held(OwnedMutexGuard<Conn>),
+}
+
+impl std::ops::Deref for Session {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        match self {
+            Session::Own(c) => c,
+            Session::Held(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut Conn {
+        match self {
+            Session::Own(c) => c,
+            Session::Held(c) => c,
+        }
+    }
+}
+
+/// Snapshots held open for shared reads, by id.
+static HELD: LazyLock<std::sync::Mutex<HashMap<String, Arc<Mutex<Conn>>>>> =
+    LazyLock::new(Default::default);
+
+/// Numbers the held snapshots of this process.
+static HELD_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// A connection inside `START TRANSACTION WITH CONSISTENT SNAPSHOT`, registered so that reads
+/// ([`read_shared`]) can be made in it by its id; dropping it ends the snapshot once no read
+/// runs in it any more.
+pub struct HeldSnapshot {
+    id: String,
+}
+
+impl HeldSnapshot {
+    /// Registers `conn`, which must be inside a consistent-snapshot transaction.
+    pub(crate) fn hold(conn: Conn) -> Self {
+        let id = format!(
+            "mariadb-snapshot-{}-{}-{}",
+            std::process::id(),
+            HELD_SEQ.fetch_add(1, Ordering::Relaxed),
+            conn.id()
+        );
+        if let Ok(mut held) = HELD.lock() {
+            held.insert(id.clone(), Arc::new(Mutex::new(conn)));
+        }
+        HeldSnapshot { id }
+    }
+}
+
+impl Drop for HeldSnapshot {
+    fn drop(&mut self) {
+        if let Ok(mut held) = HELD.lock() {
+            held.remove(&self.id);
+        }
+    }
+}
+
+impl sluice_connector::SharedSnapshot for HeldSnapshot {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Starts a read in the held snapshot `id` (after the reads before it in that snapshot ended).
+pub(crate) async fn read_shared(
+    config: MariadbConfig,
+    request: ReadRequest,
+    id: &str,
+) -> Result<Snapshot> {
+    let conn = HELD.lock().ok().and_then(|held| held.get(id).cloned());
+    let Some(conn) = conn else {
+        return Err(ConnectorError::internal(format!(
+            "snapshot {id} is not held by this process (it ended or belongs to another location)"
+        )));
+    };
+    let guard = conn.lock_owned().await;
+    read_in(config, request, Session::Held(guard)).await
+}
+
 /// Starts a read. Setup errors (missing table or column, a refused connection) are returned here;
 /// errors while reading end the stream.
 pub(crate) async fn read(config: MariadbConfig, request: ReadRequest) -> Result<Snapshot> {
-    let table = request.table.clone();
     let mut conn = connect(&config).await?;
     for sql in BEGIN_READ {
-        run(&mut conn, sql, format!("begin the read of {table}")).await?;
+        run(
+            &mut conn,
+            sql,
+            format!("begin the read of {}", request.table),
+        )
+        .await?;
     }
+    read_in(config, request, Session::Own(conn)).await
+}
+
+async fn read_in(
+    config: MariadbConfig,
+    request: ReadRequest,
+    mut conn: Session,
+) -> Result<Snapshot> {
+    let table = request.table.clone();
     check_source(&mut conn, &config.database, &table, &request.columns).await?;
     let params = match &request.lower_bound {
         Some(bound) => {
@@ -252,8 +355,10 @@ pub(crate) async fn read(config: MariadbConfig, request: ReadRequest) -> Result<
         let id = conn.id();
         match stream_rows(&mut conn, &sql, params, &request, &tx).await {
             Ok(true) => {
-                let _ = conn.query_drop("COMMIT").await;
-                let _ = conn.disconnect().await;
+                if let Session::Own(mut own) = conn {
+                    let _ = own.query_drop("COMMIT").await;
+                    let _ = own.disconnect().await;
+                }
             }
             Ok(false) => {
                 // The consumer stopped reading: stop the server sending the rest.
