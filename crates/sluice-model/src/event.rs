@@ -256,6 +256,9 @@ wire_enum!(
         CaptureLatency => "Capture_Latency",
         /// Seconds from the source's commit to the target's commit (last batch).
         IntegrateLatency => "Integrate_Latency",
+        /// Of a capture run: the source position every target has stored and the capture
+        /// acknowledged (the position as JSON); changes committed before it are at every target.
+        DurablePosition => "Durable_Position",
     }
 );
 

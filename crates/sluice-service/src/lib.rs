@@ -12,6 +12,7 @@ pub mod admin;
 pub mod alert;
 pub mod auth;
 pub mod browse;
+pub mod catch_up;
 pub mod connectors;
 pub mod context;
 pub mod definition;

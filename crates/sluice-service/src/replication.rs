@@ -44,7 +44,7 @@ use sluice_model::{
 use sluice_repo::{
     EventFilter, EventResult, NewEvent, PropBag, PropBagKind, PropWrite, RepoErrorKind,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::jobs::{ModeOverride, Posted, RefreshCommand, Resolved, chain};
@@ -91,6 +91,9 @@ pub struct ReplicationStats {
     pub integrate_latency: BTreeMap<LocationName, f64>,
     /// The position last acknowledged to the source.
     pub acknowledged: Option<String>,
+    /// The same position as a value (every target has stored the changes committed before it).
+    #[serde(skip)]
+    pub durable_position: Option<Position>,
     /// Per table: changes captured, and applied per target.
     pub tables: BTreeMap<TableName, TableStats>,
     /// Columns added to targets since the run started, as `target.table.column`.
@@ -139,6 +142,9 @@ pub(crate) struct Replications(Mutex<HashMap<(HubName, ChannelName), Running>>);
 struct Running {
     cancel: CancellationToken,
     stats: Arc<Mutex<ReplicationStats>>,
+    /// The position last acknowledged (every target durable up to it), for waiters in this
+    /// process.
+    durable: Arc<watch::Sender<Option<Position>>>,
 }
 
 impl Replications {
@@ -165,6 +171,16 @@ impl Replications {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(hub.clone(), channel.clone()));
+    }
+
+    /// What a waiter in this process watches: the run's durable position; `None` when the
+    /// channel does not replicate here.
+    pub(crate) fn durable(
+        &self,
+        hub: &HubName,
+        channel: &ChannelName,
+    ) -> Option<watch::Receiver<Option<Position>>> {
+        self.get(hub, channel).map(|r| r.durable.subscribe())
     }
 
     fn all(&self) -> Vec<(ChannelKey, SharedStats)> {
@@ -313,7 +329,7 @@ impl HubService {
         })
     }
 
-    fn capture_connector(&self, location: &Location) -> Result<Arc<dyn Connector>> {
+    pub(crate) fn capture_connector(&self, location: &Location) -> Result<Arc<dyn Connector>> {
         let c = self
             .connect(location)
             .map_err(|e| ServiceError::connector(format!("location {}", location.name), e))?;
@@ -1052,6 +1068,7 @@ impl HubService {
                 started_at: Some(Utc::now()),
                 ..Default::default()
             })),
+            durable: Arc::new(watch::channel(None).0),
         };
         if !self
             .inner
@@ -1351,6 +1368,7 @@ impl HubService {
             runs.iter().map(|r| (r.job.clone(), r.event)).collect(),
             events_rx,
             running.stats.clone(),
+            running.durable.clone(),
         ));
         let publisher = publish_rx.map(|rx| {
             tokio::spawn(self.clone().publish_changes(
@@ -1377,6 +1395,7 @@ impl HubService {
         runs: Vec<(JobName, EventId)>,
         mut rx: mpsc::UnboundedReceiver<ReplicationEvent>,
         stats: Arc<Mutex<ReplicationStats>>,
+        durable: Arc<watch::Sender<Option<Position>>>,
     ) {
         let mut tick = tokio::time::interval(RESULTS_EVERY);
         let mut dirty = false;
@@ -1384,6 +1403,9 @@ impl HubService {
             tokio::select! {
                 next = rx.recv() => {
                     let Some(event) = next else { break };
+                    if let ReplicationEvent::Acknowledged { position } = &event {
+                        durable.send_replace(Some(position.clone()));
+                    }
                     let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
                     absorb(&mut s, event);
                     dirty = true;
@@ -1434,6 +1456,11 @@ impl HubService {
                 ));
                 if let Some(l) = s.capture_latency {
                     results.push(result(None, ResultName::CaptureLatency, format!("{l:.3}")));
+                }
+                if let Some(p) = &s.durable_position
+                    && let Ok(json) = serde_json::to_string(p)
+                {
+                    results.push(result(None, ResultName::DurablePosition, json));
                 }
             } else if let Some(loc) = job.locations().first() {
                 for (table, t) in &s.tables {
@@ -1725,7 +1752,10 @@ fn absorb(s: &mut ReplicationStats, event: ReplicationEvent) {
                 s.integrate_latency.insert(target, seconds(t, committed_at));
             }
         }
-        ReplicationEvent::Acknowledged { position } => s.acknowledged = Some(position.to_string()),
+        ReplicationEvent::Acknowledged { position } => {
+            s.acknowledged = Some(position.to_string());
+            s.durable_position = Some(position);
+        }
         ReplicationEvent::ColumnAdded {
             target,
             table,
