@@ -6,6 +6,7 @@
 //! are stored exactly and `write.rs` for how each strategy stays atomic.
 #![deny(missing_docs)]
 
+mod capture;
 pub mod config;
 mod connect;
 mod error;
@@ -17,12 +18,14 @@ mod write;
 
 use async_trait::async_trait;
 use sluice_connector::{
-    BatchWriter, Capabilities, Connector, ConnectorError, Introspector, PlannedStatement,
-    ReadRequest, Result, Snapshot, SnapshotReader, TableWriter, TestReport, WriteRequest,
+    BatchWriter, Capabilities, CaptureLag, CaptureRequest, CaptureStart, ChangeReader,
+    ChangeStream, Connector, ConnectorError, Introspector, PlannedStatement, ReadRequest, Result,
+    SharedSnapshot, Snapshot, SnapshotReader, TableWriter, TestReport, WriteRequest,
 };
 use sluice_model::definition::LocationClass;
-use sluice_model::{ColumnDef, Condition, SchemaName, TableRef, TableSchema, Value};
+use sluice_model::{ColumnDef, Condition, Position, SchemaName, TableRef, TableSchema, Value};
 
+pub use capture::{SqliteChangeStream, SqliteSnapshot, parse_image};
 pub use config::{PROPERTIES, SqliteConfig};
 
 /// A connector to one SQLite database file.
@@ -66,7 +69,7 @@ impl Connector for SqliteConnector {
             batch_write: true,
             staging_swap: true,
             upsert: true,
-            capture: false,
+            capture: true,
             integrate: true,
         }
     }
@@ -132,6 +135,55 @@ impl Connector for SqliteConnector {
 
     fn change_writer(&self) -> Option<&dyn sluice_connector::ChangeWriter> {
         Some(self)
+    }
+
+    fn change_reader(&self) -> Option<&dyn ChangeReader> {
+        Some(self)
+    }
+}
+
+/// Trigger-based capture; see `capture.rs` for what it makes in the file and how transactions
+/// and schema changes are handled.
+#[async_trait]
+impl ChangeReader for SqliteConnector {
+    async fn check_capture(&self, request: &CaptureRequest) -> Result<()> {
+        let request = request.clone();
+        self.blocking(move |config| capture::check(config, &request))
+            .await
+    }
+
+    async fn create_capture(&self, request: &CaptureRequest) -> Result<CaptureStart> {
+        let request = request.clone();
+        self.blocking(move |config| capture::create(config, &request))
+            .await
+    }
+
+    async fn drop_capture(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.blocking(move |config| capture::drop(config, &name))
+            .await
+    }
+
+    async fn capture_exists(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.blocking(move |config| capture::exists(config, &name))
+            .await
+    }
+
+    async fn open_capture(&self, request: &CaptureRequest) -> Result<Box<dyn ChangeStream>> {
+        Ok(Box::new(
+            capture::open(self.config.clone(), request.clone()).await?,
+        ))
+    }
+
+    async fn capture_lag(&self, name: &str) -> Result<Option<CaptureLag>> {
+        let name = name.to_owned();
+        self.blocking(move |config| capture::lag(config, &name))
+            .await
+    }
+
+    async fn current_position(&self) -> Result<Position> {
+        self.blocking(capture::current_position).await
     }
 }
 
@@ -199,6 +251,22 @@ impl SnapshotReader for SqliteConnector {
         let (table, column, filter) = (table.clone(), column.clone(), filter.cloned());
         self.blocking(move |config| snapshot::max_value(config, &table, &column, filter.as_ref()))
             .await
+    }
+
+    /// A read transaction held open on a connection of its own (the file must be in WAL mode for
+    /// writers to go on meanwhile); reads in it take turns on that connection.
+    async fn share_snapshot(&self) -> Result<Option<Box<dyn SharedSnapshot>>> {
+        let snapshot = self.blocking(capture::share).await?;
+        Ok(Some(Box::new(snapshot)))
+    }
+
+    async fn read_shared(
+        &self,
+        request: ReadRequest,
+        snapshot: &dyn SharedSnapshot,
+    ) -> Result<Snapshot> {
+        let conn = capture::held_connection(&self.config, snapshot.id())?;
+        snapshot::read_in(snapshot::ReadIn::Held(conn), request).await
     }
 }
 

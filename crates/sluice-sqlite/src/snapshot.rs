@@ -1,5 +1,9 @@
 //! Snapshot reads: one read transaction per table, rows decoded into batches on a blocking thread
-//! and handed over a channel of two batches (so memory is bounded by the batch size).
+//! and handed over a channel of two batches (so memory is bounded by the batch size). A shared
+//! snapshot is one connection holding a read transaction open (WAL mode keeps its view while
+//! writers commit); reads in it run on that connection one after another.
+
+use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 use sluice_connector::{ConnectorError, PlannedStatement, ReadRequest, Result, Snapshot};
@@ -114,14 +118,43 @@ pub(crate) fn check_source(
     Ok(())
 }
 
+/// Where a read runs: on a connection of its own in a read transaction of its own, or on a
+/// connection that holds a shared snapshot open (its read transaction already begun; reads on it
+/// take turns).
+pub(crate) enum ReadIn {
+    /// A fresh connection to the file.
+    Own(SqliteConfig),
+    /// The connection of a shared snapshot.
+    Held(Arc<Mutex<Connection>>),
+}
+
 /// Starts a read on a blocking thread; setup errors (missing table or column) are returned here,
 /// errors while reading end the stream.
 pub(crate) async fn read(config: SqliteConfig, request: ReadRequest) -> Result<Snapshot> {
+    read_in(ReadIn::Own(config), request).await
+}
+
+/// [`read`] on the connection `source` names.
+pub(crate) async fn read_in(source: ReadIn, request: ReadRequest) -> Result<Snapshot> {
     let (batches_tx, batches_rx) = mpsc::channel::<Result<RowBatch>>(CHANNEL_BATCHES);
     let (ready_tx, ready_rx) = oneshot::channel::<Result<()>>();
     tokio::task::spawn_blocking(move || {
         let mut ready = Some(ready_tx);
-        let outcome = read_on_thread(&config, &request, &batches_tx, &mut ready);
+        let outcome = match &source {
+            ReadIn::Own(config) => open_read(config).and_then(|conn| {
+                conn.execute_batch("BEGIN")
+                    .map_err(|e| sqlite_error(e, "begin the read transaction"))?;
+                read_on_thread(&conn, &request, &batches_tx, &mut ready)?;
+                conn.execute_batch("COMMIT")
+                    .map_err(|e| sqlite_error(e, "end the read transaction"))
+            }),
+            ReadIn::Held(conn) => match conn.lock() {
+                Ok(conn) => read_on_thread(&conn, &request, &batches_tx, &mut ready),
+                Err(_) => Err(ConnectorError::internal(
+                    "a read in the shared snapshot failed before; the snapshot is unusable",
+                )),
+            },
+        };
         if let Err(error) = outcome {
             match ready.take() {
                 Some(ready) => {
@@ -143,16 +176,13 @@ pub(crate) async fn read(config: SqliteConfig, request: ReadRequest) -> Result<S
 }
 
 fn read_on_thread(
-    config: &SqliteConfig,
+    conn: &Connection,
     request: &ReadRequest,
     out: &mpsc::Sender<Result<RowBatch>>,
     ready: &mut Option<oneshot::Sender<Result<()>>>,
 ) -> Result<()> {
     let table = &request.table;
-    let conn = open_read(config)?;
-    conn.execute_batch("BEGIN")
-        .map_err(|e| sqlite_error(e, "begin the read transaction"))?;
-    check_source(&conn, table, &request.columns)?;
+    check_source(conn, table, &request.columns)?;
     let sql = select_sql(request)?;
     let mut stmt = conn
         .prepare(&sql)
@@ -225,10 +255,6 @@ fn read_on_thread(
     if !batch.is_empty() {
         let _ = out.blocking_send(Ok(batch));
     }
-    drop(rows);
-    drop(stmt);
-    conn.execute_batch("COMMIT")
-        .map_err(|e| sqlite_error(e, "end the read transaction"))?;
     Ok(())
 }
 
