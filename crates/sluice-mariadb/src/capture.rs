@@ -415,12 +415,7 @@ async fn store(
 }
 
 /// Moves `name`'s stored position (never re-creates a dropped capture).
-async fn update(
-    conn: &mut Conn,
-    config: &MariadbConfig,
-    name: &str,
-    acked: &Acked,
-) -> Result<()> {
+async fn update(conn: &mut Conn, config: &MariadbConfig, name: &str, acked: &Acked) -> Result<()> {
     conn.exec_drop(
         format!(
             "UPDATE {} SET file = ?, pos = ?, gtid = COALESCE(?, gtid), \

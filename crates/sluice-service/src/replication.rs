@@ -306,10 +306,13 @@ impl HubService {
             );
         }
         let source = targets[0].source.clone();
-        let capture_class_ok = source.class == LocationClass::Postgresql;
+        let capture_class_ok = matches!(
+            source.class,
+            LocationClass::Postgresql | LocationClass::Mariadb
+        );
         if !capture_class_ok {
             return Err(ServiceError::invalid(format!(
-                "location {} is of class {}: sluice captures changes from PostgreSQL so far (MariaDB and SQLite capture come next)",
+                "location {} is of class {}: sluice captures changes from PostgreSQL and MariaDB so far (SQLite capture comes next)",
                 source.name, source.class
             )));
         }

@@ -93,6 +93,11 @@ pub async fn wait_job(svc: &HubService, hub: &HubName, job: &str, state: JobStat
 
 /// Compares row by row until identical (changes may be in flight), at most 90 s.
 pub async fn wait_identical(svc: &HubService, hub: &HubName, what: &str) {
+    wait_identical_at(svc, hub, None, what).await
+}
+
+/// [`wait_identical`] against one of several targets.
+pub async fn wait_identical_at(svc: &HubService, hub: &HubName, target: Option<&str>, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let running = svc
@@ -101,7 +106,7 @@ pub async fn wait_identical(svc: &HubService, hub: &HubName, what: &str) {
                 hub: hub.clone(),
                 channel: ChannelName::new("c").unwrap(),
                 source: None,
-                target: None,
+                target: target.map(|t| t.parse().unwrap()),
                 tables: vec![],
                 granularity: Granularity::Rowwise,
                 max_listed: 5,
