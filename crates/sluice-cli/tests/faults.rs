@@ -1,12 +1,13 @@
 //! The fault test of change capture: `sluice serve` killed with SIGKILL at random moments while a
-//! writer keeps changing a PostgreSQL source, during the initial load of `activate` and then
-//! while changes stream, and restarted each time; the PostgreSQL target is also made unreachable
+//! writer keeps changing a PostgreSQL or a MariaDB source, during the initial load of `activate`
+//! and then while changes stream, and restarted each time; the PostgreSQL target is also made unreachable
 //! for a while now and then. In the end the target holds exactly the source's rows, and an audit
 //! trigger on the target shows that no change was applied twice: every row the writer inserted
 //! after the audit began was inserted once, and updated no more often than the writer updated it.
 //!
 //! `SLUICE_FAULT_KILLS` sets the number of kills while streaming (default 20). Real PostgreSQL at
-//! 127.0.0.1:5432 (user postgres, as `scripts/services` starts it); unreachable, the test fails.
+//! 127.0.0.1:5432 (user postgres) and MariaDB at 127.0.0.1:3306 (root), as `scripts/services`
+//! starts them; unreachable, the test fails.
 
 #![allow(clippy::unwrap_used)]
 
@@ -53,6 +54,29 @@ fn psql(db: &str, sql: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// Runs `sql` in MariaDB database `db` (empty: none); its output, tab-separated, no headers.
+fn mariadb(db: &str, sql: &str) -> String {
+    let mut cmd = std::process::Command::new("mariadb");
+    cmd.args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-N", "-B"]);
+    if !db.is_empty() {
+        cmd.args(["-D", db]);
+    }
+    let out = cmd.args(["-e", sql]).output().expect("mariadb runs");
+    assert!(
+        out.status.success(),
+        "MariaDB is needed at 127.0.0.1:3306 (this test never skips): {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The engine of the source the writer changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Postgresql,
+    Mariadb,
+}
+
 /// A small random source (xorshift), seeded from a fresh uuid; the seed is printed so a failing
 /// run's kill moments can be told.
 struct Dice(u64);
@@ -84,6 +108,7 @@ impl Dice {
 /// The source and target databases (fresh, random names) and what the test leaves in them;
 /// everything is removed on drop, also when the test fails.
 struct World {
+    engine: Engine,
     source: String,
     target: String,
     hub: String,
@@ -91,24 +116,39 @@ struct World {
 }
 
 impl World {
-    fn new() -> World {
+    fn new(engine: Engine) -> World {
         let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
         let world = World {
+            engine,
             source: format!("sluice_fault_src_{tag}"),
             target: format!("sluice_fault_tgt_{tag}"),
             hub: format!("fault{tag}"),
             dir: tempfile::tempdir().unwrap(),
         };
-        psql("postgres", &format!("CREATE DATABASE {}", world.source));
+        match engine {
+            Engine::Postgresql => {
+                psql("postgres", &format!("CREATE DATABASE {}", world.source));
+                psql(
+                    &world.source,
+                    &format!(
+                        "CREATE SCHEMA src;
+                         CREATE TABLE src.items (id bigint PRIMARY KEY, v integer NOT NULL, pad text NOT NULL);
+                         INSERT INTO src.items SELECT i, 0, 'seed ' || i FROM generate_series(1, {SEED_ROWS}) i;"
+                    ),
+                );
+            }
+            Engine::Mariadb => {
+                mariadb("", &format!("CREATE DATABASE {}", world.source));
+                mariadb(
+                    &world.source,
+                    &format!(
+                        "CREATE TABLE items (id BIGINT PRIMARY KEY, v INT NOT NULL, pad TEXT NOT NULL);
+                         INSERT INTO items SELECT seq, 0, CONCAT('seed ', seq) FROM seq_1_to_{SEED_ROWS};"
+                    ),
+                );
+            }
+        }
         psql("postgres", &format!("CREATE DATABASE {}", world.target));
-        psql(
-            &world.source,
-            &format!(
-                "CREATE SCHEMA src;
-                 CREATE TABLE src.items (id bigint PRIMARY KEY, v integer NOT NULL, pad text NOT NULL);
-                 INSERT INTO src.items SELECT i, 0, 'seed ' || i FROM generate_series(1, {SEED_ROWS}) i;"
-            ),
-        );
         // The audit: a change applied twice shows as a second row for the same id.
         psql(
             &world.target,
@@ -131,8 +171,20 @@ impl World {
         self.dir.path().join("serve.log")
     }
 
-    /// The source's replication slots and publications (what `deactivate` must remove).
+    /// The source's replication slots and publications (what `deactivate` must remove); for
+    /// MariaDB, the `sluice_capture` tables and rows.
     fn capture_leftovers(&self) -> (String, String) {
+        if self.engine == Engine::Mariadb {
+            let tables = mariadb(
+                "",
+                &format!(
+                    "SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{}' \
+                     AND TABLE_NAME = 'sluice_capture'",
+                    self.source
+                ),
+            );
+            return (tables, "0".to_owned());
+        }
         (
             psql(
                 "postgres",
@@ -168,6 +220,15 @@ impl World {
 
     /// The rows of `items` (`id:v:pad`, by id) in the source and in the target, hashed.
     fn digests(&self) -> (String, String) {
+        let source = match self.engine {
+            Engine::Postgresql => None,
+            Engine::Mariadb => Some(mariadb(
+                &self.source,
+                "SET SESSION group_concat_max_len = 1073741824; \
+                 SELECT CONCAT(count(*), '/', COALESCE(MD5(GROUP_CONCAT(CONCAT(id, ':', v, ':', pad) \
+                 ORDER BY id SEPARATOR ',')), '')) FROM items",
+            )),
+        };
         let digest = |db: &str, schema: &str| {
             psql(
                 db,
@@ -177,7 +238,10 @@ impl World {
                 ),
             )
         };
-        (digest(&self.source, "src"), digest(&self.target, "dst"))
+        (
+            source.unwrap_or_else(|| digest(&self.source, "src")),
+            digest(&self.target, "dst"),
+        )
     }
 
     /// The first ids whose rows differ between source and target (for a failure's message).
@@ -192,7 +256,18 @@ impl World {
             .map(|(id, rest)| (id.to_owned(), rest.to_owned()))
             .collect()
         };
-        let (source, target) = (rows(&self.source, "src"), rows(&self.target, "dst"));
+        let source = match self.engine {
+            Engine::Postgresql => rows(&self.source, "src"),
+            Engine::Mariadb => mariadb(
+                &self.source,
+                "SELECT id, CONCAT(v, ':', pad) FROM items ORDER BY id",
+            )
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(id, rest)| (id.to_owned(), rest.to_owned()))
+            .collect(),
+        };
+        let target = rows(&self.target, "dst");
         let mut differences = Vec::new();
         for (id, row) in &source {
             match target.get(id) {
@@ -248,6 +323,12 @@ impl Drop for World {
                 break;
             }
             std::thread::sleep(Duration::from_millis(250));
+        }
+        if self.engine == Engine::Mariadb {
+            let _ = std::process::Command::new("mariadb")
+                .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e"])
+                .arg(format!("DROP DATABASE IF EXISTS {}", self.source))
+                .output();
         }
         for db in [&self.source, &self.target] {
             quiet(
@@ -370,16 +451,24 @@ impl Server {
         }
     }
 
-    /// The hub, its PostgreSQL locations `src` and `tgt` and channel `c` of `items`.
+    /// The hub, its locations `src` (of the world's engine) and `tgt` (PostgreSQL) and channel
+    /// `c` of `items`.
     async fn define(&self, world: &World) {
         self.ok("POST", "/hubs", Some(json!({"hub": world.hub})))
             .await;
         for (loc, db, schema) in [("src", &world.source, "src"), ("tgt", &world.target, "dst")] {
-            let props = json!({
-                "Class": "postgresql", "Database_Host": "127.0.0.1", "Database_Port": 5432,
-                "Database_Name": db, "Database_User": "postgres",
-                "Database_Schema": schema, "Database_Sslmode": "disable",
-            });
+            let props = if loc == "src" && world.engine == Engine::Mariadb {
+                json!({
+                    "Class": "mariadb", "Database_Host": "127.0.0.1", "Database_Port": 3306,
+                    "Database_Name": db, "Database_User": "root",
+                })
+            } else {
+                json!({
+                    "Class": "postgresql", "Database_Host": "127.0.0.1", "Database_Port": 5432,
+                    "Database_Name": db, "Database_User": "postgres",
+                    "Database_Schema": schema, "Database_Sslmode": "disable",
+                })
+            };
             self.ok(
                 "POST",
                 "/hubs/{hub}/definition/locs",
@@ -482,53 +571,92 @@ struct Written {
     deleted: bool,
 }
 
-/// Inserts, updates and deletes rows of `src.items` in small transactions until `stop`, and
-/// records what each committed transaction did. Ids from `SEED_ROWS + 1` up.
+/// A connection to the source the writer commits its transactions on.
+enum SourceConn {
+    Postgresql(tokio_postgres::Client),
+    Mariadb(mysql_async::Conn),
+}
+
+impl SourceConn {
+    async fn open(engine: Engine, source: &str) -> SourceConn {
+        match engine {
+            Engine::Postgresql => {
+                let (client, conn) = tokio_postgres::connect(
+                    &format!("host=127.0.0.1 port=5432 user=postgres dbname={source}"),
+                    tokio_postgres::NoTls,
+                )
+                .await
+                .unwrap();
+                tokio::spawn(conn);
+                SourceConn::Postgresql(client)
+            }
+            Engine::Mariadb => {
+                let opts = mysql_async::OptsBuilder::default()
+                    .ip_or_hostname("127.0.0.1")
+                    .tcp_port(3306)
+                    .user(Some("root"))
+                    .db_name(Some(source))
+                    .prefer_socket(false);
+                SourceConn::Mariadb(mysql_async::Conn::new(opts).await.unwrap())
+            }
+        }
+    }
+
+    /// Runs the statements in one transaction.
+    async fn transaction(&mut self, statements: &[String]) {
+        match self {
+            SourceConn::Postgresql(client) => {
+                let sql = format!("BEGIN; {}; COMMIT;", statements.join("; "));
+                client.batch_execute(&sql).await.unwrap();
+            }
+            SourceConn::Mariadb(conn) => {
+                use mysql_async::prelude::Queryable;
+                let sql = format!("START TRANSACTION; {}; COMMIT", statements.join("; "));
+                conn.query_drop(sql).await.unwrap();
+            }
+        }
+    }
+}
+
+/// Inserts, updates and deletes rows of the source's `items` in small transactions until `stop`,
+/// and records what each committed transaction did. Ids from `SEED_ROWS + 1` up.
 async fn writer(
+    engine: Engine,
     source: String,
     stop: Arc<AtomicBool>,
     next_id: Arc<AtomicI64>,
     ledger: Arc<Mutex<BTreeMap<i64, Written>>>,
 ) -> u64 {
-    let (mut client, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port=5432 user=postgres dbname={source}"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut conn = SourceConn::open(engine, &source).await;
+    let table = match engine {
+        Engine::Postgresql => "src.items",
+        Engine::Mariadb => "items",
+    };
     let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
     let mut live: Vec<i64> = Vec::new();
     let mut transactions = 0u64;
     while !stop.load(Ordering::SeqCst) {
         let first = next_id.fetch_add(3, Ordering::SeqCst);
-        let tx = client.transaction().await.unwrap();
+        let mut statements = Vec::new();
         for id in first..first + 3 {
-            tx.execute(
-                "INSERT INTO src.items (id, v, pad) VALUES ($1, 0, $2)",
-                &[&id, &format!("row {id}")],
-            )
-            .await
-            .unwrap();
+            statements.push(format!(
+                "INSERT INTO {table} (id, v, pad) VALUES ({id}, 0, 'row {id}')"
+            ));
         }
         let mut updated = Vec::new();
         for _ in 0..2 {
             if !live.is_empty() && dice.next().is_multiple_of(2) {
                 let id = live[(dice.next() % live.len() as u64) as usize];
-                tx.execute("UPDATE src.items SET v = v + 1 WHERE id = $1", &[&id])
-                    .await
-                    .unwrap();
+                statements.push(format!("UPDATE {table} SET v = v + 1 WHERE id = {id}"));
                 updated.push(id);
             }
         }
         let deleted = (!live.is_empty() && dice.next().is_multiple_of(5))
             .then(|| live.swap_remove((dice.next() % live.len() as u64) as usize));
         if let Some(id) = deleted {
-            tx.execute("DELETE FROM src.items WHERE id = $1", &[&id])
-                .await
-                .unwrap();
+            statements.push(format!("DELETE FROM {table} WHERE id = {id}"));
         }
-        tx.commit().await.unwrap();
+        conn.transaction(&statements).await;
         transactions += 1;
         {
             let mut ledger = ledger.lock().unwrap();
@@ -569,13 +697,23 @@ fn kills() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_and_restarted_hub_loses_and_repeats_no_change() {
+    killed_and_restarted(Engine::Postgresql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_restarted_hub_loses_and_repeats_no_change_from_mariadb() {
+    killed_and_restarted(Engine::Mariadb).await;
+}
+
+async fn killed_and_restarted(engine: Engine) {
     let test_started = Instant::now();
-    let world = World::new();
+    let world = World::new(engine);
     let mut dice = Dice::new();
     let stop = Arc::new(AtomicBool::new(false));
     let next_id = Arc::new(AtomicI64::new(SEED_ROWS + 1));
     let ledger = Arc::new(Mutex::new(BTreeMap::new()));
     let writing = tokio::spawn(writer(
+        engine,
         world.source.clone(),
         stop.clone(),
         next_id.clone(),
@@ -735,7 +873,7 @@ async fn killed_and_restarted_hub_loses_and_repeats_no_change() {
     let mean = resumes.iter().sum::<Duration>().as_secs_f64() / resumes.len().max(1) as f64;
     let slowest = resumes.iter().max().copied().unwrap_or_default();
     eprintln!(
-        "fault test: {load_kills} kills during the load, {} while streaming ({outages} with the target down); \
+        "fault test ({engine:?} source): {load_kills} kills during the load, {} while streaming ({outages} with the target down); \
          capture resumed after a kill in {mean:.2} s on average, {:.2} s at most; {transactions} writer \
          transactions, {audited} rows audited; caught up {:.1} s after the writer stopped; {:.1} s in all",
         resumes.len(),
