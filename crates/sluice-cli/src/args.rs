@@ -116,6 +116,11 @@ pub struct CompareArgs {
     /// Keys listed per kind of difference and table.
     #[arg(long, default_value_t = 20)]
     pub max_listed: usize,
+    /// Compare an activated channel while it replicates (row-wise): rows found different are
+    /// read again after replication caught up, and only rows that stay different are reported;
+    /// rows still changing are reported as in flight.
+    #[arg(long)]
+    pub online: bool,
     /// Print every statement that would run, per table, and run none.
     #[arg(long)]
     pub dry_run: bool,

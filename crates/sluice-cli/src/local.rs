@@ -87,12 +87,13 @@ impl Local {
             source: args.source.clone(),
             target: args.target.clone(),
             tables: args.tables.clone(),
-            granularity: if args.rowwise {
+            granularity: if args.rowwise || args.online {
                 Granularity::Rowwise
             } else {
                 Granularity::Bulk
             },
             max_listed: args.max_listed,
+            online: args.online.then(Default::default),
         }
     }
 
@@ -861,6 +862,29 @@ pub fn print_compare(summary: &CompareSummary, g: &Global) -> Result<()> {
                 String::new()
             };
             say!("{} {label}: {list}{suffix}", t.table);
+        }
+        if let Some(o) = &t.online
+            && o.suspects > 0
+        {
+            let keys = o
+                .in_flight_keys
+                .iter()
+                .map(|k| format!("({})", key_text(k)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            say!(
+                "{} online: {} found different, {} were changes in flight, {} still changing after {} round(s){}",
+                t.table,
+                thousands(o.suspects),
+                thousands(o.settled),
+                thousands(o.in_flight),
+                o.rounds,
+                if keys.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {keys}")
+                }
+            );
         }
     }
     say!("{} (event {})", summary.response, summary.event);

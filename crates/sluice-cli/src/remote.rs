@@ -394,11 +394,12 @@ async fn compare_request(r: &Remote, args: &CompareArgs) -> Result<CompareReques
         source_loc,
         target_loc,
         tables: args.tables.iter().map(ToString::to_string).collect(),
-        granularity: Some(match args.rowwise {
+        granularity: Some(match args.rowwise || args.online {
             true => Granularity::Rowwise,
             false => Granularity::Bulk,
         }),
         start_immediate: Some(true),
+        online_compare: args.online.then(|| "diff_cap".to_owned()),
         dry_run: false,
     })
 }

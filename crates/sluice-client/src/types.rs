@@ -350,6 +350,10 @@ pub struct CompareRequest {
     /// Start at once (the server's default when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_immediate: Option<bool>,
+    /// HVR's `online_compare` (`diff_diff` or `diff_cap`): compare an activated channel while
+    /// it replicates, settling the differences whose changes are in flight. Row-wise only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online_compare: Option<String>,
     /// sluice: plan only; the answer is the plan and nothing runs.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,

@@ -196,7 +196,7 @@ pub async fn run_compare(
     reports
 }
 
-async fn open(
+pub(crate) async fn open(
     c: &dyn Connector,
     request: &ReadRequest,
     side: &str,
@@ -209,7 +209,7 @@ async fn open(
 }
 
 /// The target's rows with values converted to the source's column types where the two differ.
-async fn open_target(
+pub(crate) async fn open_target(
     c: &dyn Connector,
     plan: &CompareTablePlan,
 ) -> Result<BoxStream<'static, Result<RowBatch>>> {

@@ -14,6 +14,7 @@
 pub mod compare;
 pub mod map;
 mod merge;
+pub mod online;
 pub mod plan;
 pub mod progress;
 pub mod refresh;
@@ -23,6 +24,7 @@ use sluice_connector::{ConnectorError, ErrorKind};
 use sluice_model::TableName;
 
 pub use compare::{CompareOptions, CompareReport, CompareState, RowDiff, run_compare};
+pub use online::{KeyRows, OnlineOptions, Settled, read_keys, settle, sort_keys};
 pub use plan::{
     CompareTablePlan, Granularity, RefreshOptions, RefreshTablePlan, Slices, TableSpec,
     plan_compare, plan_refresh,

@@ -815,3 +815,80 @@ async fn a_failed_rowwise_refresh_leaves_the_target_as_it_was() {
     assert_eq!(reports[0].state, RefreshState::Failed);
     assert_eq!(target.rows(&table("orders")).unwrap(), rows(500, "old"));
 }
+
+#[tokio::test]
+async fn online_compare_reads_the_suspect_keys_and_settles_what_replication_applies() {
+    let (source, target) = (MemoryConnector::new(), MemoryConnector::new());
+    source.put_table(orders_schema("t", DataType::Int64), rows(30, "n"));
+    let mut stale = rows(30, "n");
+    stale[4][1] = Value::Text("old".into());
+    stale[9][1] = Value::Text("changed at the target".into());
+    stale.remove(20);
+    target.put_table(orders_schema("t", DataType::Int64), stale);
+    let plans = plan_compare(
+        &[spec("t")],
+        &source,
+        &target,
+        Granularity::Rowwise,
+        BatchLimits::rows(7),
+    )
+    .await
+    .unwrap();
+    let plan = plans.into_iter().next().unwrap();
+    let first = compare(&source, &target, Granularity::Rowwise, 100).await;
+    let diff = first.diff.unwrap();
+    let mut suspects = [diff.differ_keys, diff.only_on_source_keys].concat();
+    sluice_engine::sort_keys(&mut suspects);
+    assert_eq!(suspects.len(), 3);
+
+    // Reading keys: absent ones are None on that side; keys past the end are found too.
+    let mut asked = suspects.clone();
+    asked.push(vec![Value::Int64(99)]);
+    let read = sluice_engine::read_keys(&source, &target, &plan, &asked, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 4);
+    assert_eq!(
+        read[0].target.as_ref().unwrap()[1],
+        Value::Text("old".into())
+    );
+    assert_eq!(read[2].target, None);
+    assert!(read[2].source.is_some());
+    assert_eq!(
+        (read[3].source.clone(), read[3].target.clone()),
+        (None, None)
+    );
+
+    // "Replication" applies the in-flight changes of rows 4 and 20 at the first wait; row 9 was
+    // changed only at the target.
+    let applier = target.clone();
+    let mut waited = 0;
+    let (s, t, p) = (source.clone(), target.clone(), plan.clone());
+    let settled = sluice_engine::settle(
+        suspects,
+        sluice_engine::OnlineOptions::default(),
+        10,
+        move || {
+            waited += 1;
+            if waited == 1 {
+                let mut fixed = rows(30, "n");
+                fixed[9][1] = Value::Text("changed at the target".into());
+                applier.put_table(orders_schema("t", DataType::Int64), fixed);
+            }
+            Box::pin(async { Ok(()) })
+        },
+        move |keys| {
+            let (s, t, p) = (s.clone(), t.clone(), p.clone());
+            Box::pin(async move {
+                sluice_engine::read_keys(&s, &t, &p, &keys, &CancellationToken::new()).await
+            })
+        },
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(settled.settled, 2);
+    assert_eq!(settled.confirmed.differ_keys, vec![vec![Value::Int64(9)]]);
+    assert_eq!(settled.in_flight, 0);
+    assert_eq!(settled.rounds, 2);
+}

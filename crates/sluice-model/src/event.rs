@@ -237,6 +237,9 @@ wire_enum!(
         RowsOnlyOnTarget => "Rows_Only_On_Target",
         /// Rows present on both sides with different values.
         RowsWhichDiffer => "Rows_Which_Differ",
+        /// Of an online compare: rows found different whose source row kept changing through
+        /// every round (changes in flight, not differences).
+        RowsInFlight => "Rows_In_Flight",
         /// The error that failed the table.
         TableError => "Table_Error",
         /// Of an event: its subtasks (sluice: one per table) finished so far.

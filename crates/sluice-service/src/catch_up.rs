@@ -40,14 +40,21 @@ pub struct CaughtUp {
 }
 
 /// What the activation record of a channel says, for waiting.
-struct Activated {
-    source: LocationName,
-    targets: Vec<LocationName>,
-    state: String,
+pub(crate) struct Activated {
+    /// The capture location.
+    pub(crate) source: LocationName,
+    /// The integrate locations.
+    pub(crate) targets: Vec<LocationName>,
+    /// `loading` or `active`.
+    pub(crate) state: String,
 }
 
 impl HubService {
-    async fn activated(&self, hub: &HubName, channel: &ChannelName) -> Result<Activated> {
+    pub(crate) async fn activation(
+        &self,
+        hub: &HubName,
+        channel: &ChannelName,
+    ) -> Result<Activated> {
         let bag = PropBag::Activation(hub.clone(), channel.to_string());
         let record = self.props_store().props(&bag).await?.ok_or_else(|| {
             ServiceError::new(
@@ -77,7 +84,7 @@ impl HubService {
     /// The log position of the capture location of activated `channel` now: every transaction
     /// committed at the source before this call is at or before it.
     pub async fn source_position(&self, hub: &HubName, channel: &ChannelName) -> Result<Position> {
-        let activated = self.activated(hub, channel).await?;
+        let activated = self.activation(hub, channel).await?;
         let location = self.location(hub, &activated.source).await?;
         let connector = self.capture_connector(&location)?;
         let reader = connector.change_reader().ok_or_else(|| {
@@ -104,7 +111,7 @@ impl HubService {
         {
             return Ok(Some(p));
         }
-        let activated = self.activated(hub, channel).await?;
+        let activated = self.activation(hub, channel).await?;
         self.recorded_durable(hub, channel, &activated.source).await
     }
 
@@ -140,8 +147,12 @@ impl HubService {
     /// Why activated `channel` is not replicating and will not by itself: a job suspended or
     /// failed, or the activation still loading; `None` while it runs (or will run again: a job
     /// waiting to retry, or not yet started by a supervisor).
-    async fn held(&self, hub: &HubName, channel: &ChannelName) -> Result<Option<String>> {
-        let activated = self.activated(hub, channel).await?;
+    pub(crate) async fn replication_held(
+        &self,
+        hub: &HubName,
+        channel: &ChannelName,
+    ) -> Result<Option<String>> {
+        let activated = self.activation(hub, channel).await?;
         if activated.state != "active" && activated.state != "loading" {
             return Ok(Some(format!(
                 "channel {channel}'s activation is {}",
@@ -183,9 +194,9 @@ impl HubService {
     ) -> Result<CaughtUp> {
         let started = Instant::now();
         let deadline = started + timeout;
-        let activated = self.activated(hub, channel).await?;
+        let activated = self.activation(hub, channel).await?;
         let mut last_check = Instant::now();
-        if let Some(why) = self.held(hub, channel).await? {
+        if let Some(why) = self.replication_held(hub, channel).await? {
             return Err(not_replicating(channel, &why));
         }
         loop {
@@ -231,7 +242,7 @@ impl HubService {
             }
             if now.duration_since(last_check) >= Duration::from_secs(1) {
                 last_check = now;
-                if let Some(why) = self.held(hub, channel).await? {
+                if let Some(why) = self.replication_held(hub, channel).await? {
                     return Err(not_replicating(channel, &why));
                 }
             }

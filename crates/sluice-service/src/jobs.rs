@@ -148,6 +148,11 @@ pub struct CompareCommand {
     /// Tables compared in slices (HVR's `slicing`).
     #[serde(default)]
     pub slicing: std::collections::BTreeMap<TableName, crate::slicing::Slicing>,
+    /// Compare online (HVR's `online_compare`): the channel is activated and replicating, and
+    /// differences whose changes are in flight are settled rather than reported
+    /// ([`crate::online`]). Row-wise only.
+    #[serde(default)]
+    pub online: Option<crate::online::OnlineCompare>,
 }
 
 /// One table of a plan (what a dry run shows).
@@ -250,6 +255,9 @@ pub struct CompareTableResult {
     pub diff: Option<RowDiff>,
     /// Why it failed.
     pub error: Option<String>,
+    /// Of an online compare: what became of the differences found first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online: Option<crate::online::OnlineTableResult>,
 }
 
 /// The outcome of a compare.
@@ -1369,6 +1377,20 @@ impl HubService {
             )
             .await?;
         let sliced = self.sliced(&r, &cmd.slicing, false).await?;
+        if cmd.online.is_some() {
+            if cmd.granularity != Granularity::Rowwise {
+                return Err(ServiceError::invalid(
+                    "online compare is row-wise: it needs granularity \"rowwise\"",
+                ));
+            }
+            if !cmd.slicing.is_empty() {
+                return Err(ServiceError::invalid(
+                    "online compare does not read tables in slices",
+                ));
+            }
+            self.check_online_compare(&cmd.hub, &r.channel.name, &r.source.name, &r.target.name)
+                .await?;
+        }
         let job = JobName::compare(&r.channel.name, &r.source.name, &r.target.name);
         let body = serde_json::json!({
             "source_loc": r.source.name,
@@ -1401,15 +1423,25 @@ impl HubService {
         }
         let options = CompareOptions {
             granularity: cmd.granularity,
-            max_listed: cmd.max_listed,
+            // An online compare keeps the keys of the differences it settles.
+            max_listed: if cmd.online.is_some() {
+                crate::online::MAX_SUSPECTS.max(cmd.max_listed)
+            } else {
+                cmd.max_listed
+            },
         };
+        let online = cmd.online.map(|o| Online {
+            channel: r.channel.name.clone(),
+            options: o,
+            max_listed: cmd.max_listed,
+        });
         Ok(Submitted::Running(self.spawn(
             &r,
             job,
             claimed,
             move |service, run| async move {
                 service
-                    .run_compare_tables(&run, plans, sliced, options)
+                    .run_compare_tables(&run, plans, sliced, options, online)
                     .await
             },
         )))
@@ -1421,6 +1453,7 @@ impl HubService {
         plans: Vec<std::result::Result<CompareTablePlan, EngineError>>,
         sliced: std::collections::BTreeMap<TableName, Vec<crate::slicing::SliceFilter>>,
         options: CompareOptions,
+        online: Option<Online>,
     ) -> Result<CompareSummary> {
         let JobRun {
             hub,
@@ -1450,6 +1483,7 @@ impl HubService {
                 &[result(&name, ResultName::TableState, table_state::BUSY)],
             )
             .await?;
+            let online_plan = online.as_ref().map(|_| plan.clone());
             // A sliced table is compared slice by slice, and reported as one table.
             let slices: Vec<CompareTablePlan> = match sliced.get(&name) {
                 None => vec![plan],
@@ -1481,7 +1515,51 @@ impl HubService {
                     .count();
                 (parts.len(), done)
             });
-            let report = merge_compare_reports(parts, options.max_listed);
+            let mut report = merge_compare_reports(parts, options.max_listed);
+            let mut online_result = None;
+            if let (Some(o), Some(plan)) = (&online, &online_plan) {
+                let started = Instant::now();
+                if report.state == CompareState::Different
+                    && let Some(first) = report.diff.take()
+                {
+                    match self
+                        .settle_table(
+                            hub,
+                            &o.channel,
+                            source.clone(),
+                            target.clone(),
+                            plan,
+                            &first,
+                            o.options,
+                            o.max_listed,
+                            cancel,
+                        )
+                        .await
+                    {
+                        Ok((diff, r)) => {
+                            report.state = if diff.is_empty() {
+                                CompareState::Identical
+                            } else {
+                                CompareState::Different
+                            };
+                            report.diff = Some(diff);
+                            online_result = Some(r);
+                        }
+                        Err(e) => {
+                            report.state = if e.kind() == sluice_connector::ErrorKind::Cancelled {
+                                CompareState::Canceled
+                            } else {
+                                CompareState::Failed
+                            };
+                            report.diff = Some(truncated(first, o.max_listed));
+                            report.error = Some(EngineError::table(&name, e));
+                        }
+                    }
+                } else {
+                    online_result = Some(crate::online::OnlineTableResult::default());
+                }
+                report.duration += started.elapsed();
+            }
             let seconds = report.duration.as_secs_f64();
             let error = report.error.as_ref().map(|e| chain(e));
             let state_text = match report.state {
@@ -1521,6 +1599,13 @@ impl HubService {
                     &diff.differ.to_string(),
                 ));
             }
+            if let Some(o) = &online_result {
+                results.push(result(
+                    &name,
+                    ResultName::RowsInFlight,
+                    &o.in_flight.to_string(),
+                ));
+            }
             if let Some(error) = &error {
                 results.push(result(&name, ResultName::TableError, error));
             }
@@ -1552,7 +1637,24 @@ impl HubService {
                     state_text, report.source_rows, report.target_rows
                 ),
             };
-            repo.append_log(event, &[line]).await?;
+            let mut lines = vec![line];
+            if let Some(o) = &online_result
+                && o.suspects > 0
+            {
+                lines.push(format!(
+                    "table {name}: online: of {} rows found different, {} were changes in flight, {} still changing after {} round(s) (in flight, not differences){}",
+                    o.suspects,
+                    o.settled,
+                    o.in_flight,
+                    o.rounds,
+                    if o.unexamined > 0 {
+                        format!("; {} more differences reported unexamined", o.unexamined)
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+            repo.append_log(event, &lines).await?;
             tables.push(CompareTableResult {
                 table: name,
                 state: report.state,
@@ -1562,6 +1664,7 @@ impl HubService {
                 checksums: report.checksums,
                 diff: report.diff,
                 error,
+                online: online_result,
             });
         }
         let elapsed = started.elapsed().as_secs_f64();
@@ -1648,8 +1751,25 @@ impl HubService {
             checksums: None,
             diff: None,
             error: Some(error),
+            online: None,
         })
     }
+}
+
+/// What an online compare needs besides the compare's options.
+struct Online {
+    channel: ChannelName,
+    options: crate::online::OnlineCompare,
+    /// Keys listed per kind as the request asked (the first compare keeps more).
+    max_listed: usize,
+}
+
+/// `diff` with at most `max_listed` keys of each kind.
+fn truncated(mut diff: RowDiff, max_listed: usize) -> RowDiff {
+    diff.only_on_source_keys.truncate(max_listed);
+    diff.only_on_target_keys.truncate(max_listed);
+    diff.differ_keys.truncate(max_listed);
+    diff
 }
 
 /// One table's compare from the compares of its slices: rows and differences add up, the table

@@ -22,6 +22,7 @@ pub mod hub_server;
 mod job_system;
 mod jobs;
 mod log_file;
+pub mod online;
 mod password;
 pub mod policy;
 pub mod publish;

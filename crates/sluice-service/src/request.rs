@@ -72,8 +72,11 @@ pub struct CompareRequest {
     pub tables: Vec<String>,
     /// `granularity`: `bulk` (the default) or `rowwise`.
     pub granularity: Option<String>,
-    /// `online_compare` (refused: not supported yet).
+    /// `online_compare`: `diff_diff` or `diff_cap` (sluice settles differences the same way
+    /// for both, see [`crate::online`]); needs granularity `rowwise`.
     pub online_compare: Option<String>,
+    /// `online_compare_sleep`: seconds to let pass before each round of an online compare.
+    pub online_compare_sleep: Option<u64>,
     /// `max_listed`: keys listed per kind of difference; default 100.
     pub max_listed: Option<usize>,
     /// `slicing`: per table, how it is compared in slices.
@@ -199,12 +202,28 @@ impl TryFrom<&CompareRequest> for CompareCommand {
 
     fn try_from(r: &CompareRequest) -> Result<Self, ServiceError> {
         let granularity = granularity(r.granularity.as_deref())?;
-        if r.online_compare.is_some() {
-            if granularity != Granularity::Rowwise {
-                return Err(invalid("online_compare requires granularity \"rowwise\""));
+        let online = match r.online_compare.as_deref() {
+            None => {
+                if r.online_compare_sleep.is_some() {
+                    return Err(invalid("online_compare_sleep needs online_compare"));
+                }
+                None
             }
-            return Err(invalid("online_compare is not supported by sluice yet"));
-        }
+            Some(mode) => {
+                if granularity != Granularity::Rowwise {
+                    return Err(invalid("online_compare requires granularity \"rowwise\""));
+                }
+                if !matches!(mode, "diff_diff" | "diff_cap") {
+                    return Err(invalid(format!(
+                        "online_compare: expected \"diff_diff\" or \"diff_cap\", got {mode:?}"
+                    )));
+                }
+                Some(crate::online::OnlineCompare {
+                    sleep_seconds: r.online_compare_sleep.unwrap_or(0),
+                    ..Default::default()
+                })
+            }
+        };
         Ok(CompareCommand {
             slicing: parse_slicing(&r.slicing)?,
             hub: hub_name(&r.hub)?,
@@ -214,6 +233,7 @@ impl TryFrom<&CompareRequest> for CompareCommand {
             tables: table_names(&r.tables)?,
             granularity,
             max_listed: r.max_listed.unwrap_or(DEFAULT_MAX_LISTED),
+            online,
         })
     }
 }
@@ -418,7 +438,28 @@ mod tests {
         );
         assert_eq!(
             message(request(Some("rowwise"), Some("diff_cdc"))),
-            "online_compare is not supported by sluice yet"
+            "online_compare: expected \"diff_diff\" or \"diff_cap\", got \"diff_cdc\""
+        );
+        for mode in ["diff_diff", "diff_cap"] {
+            let cmd = CompareCommand::try_from(&CompareRequest {
+                online_compare_sleep: Some(2),
+                ..request(Some("rowwise"), Some(mode))
+            })
+            .unwrap();
+            assert_eq!(
+                cmd.online,
+                Some(crate::online::OnlineCompare {
+                    rounds: 3,
+                    sleep_seconds: 2
+                })
+            );
+        }
+        assert_eq!(
+            message(CompareRequest {
+                online_compare_sleep: Some(2),
+                ..request(Some("rowwise"), None)
+            }),
+            "online_compare_sleep needs online_compare"
         );
     }
 }

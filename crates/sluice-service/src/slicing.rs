@@ -365,7 +365,7 @@ fn literal_of(value: &Value) -> Option<Literal> {
 }
 
 /// An identifier quoted for `dialect`.
-fn ident(name: &str, dialect: SqlDialect) -> String {
+pub(crate) fn ident(name: &str, dialect: SqlDialect) -> String {
     match dialect {
         SqlDialect::Mariadb => format!("`{}`", name.replace('`', "``")),
         _ => format!("\"{}\"", name.replace('"', "\"\"")),

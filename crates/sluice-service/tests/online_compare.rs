@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::{psql, wait_event, wait_job};
 use sluice_model::{ChannelName, EventState, HubName, JobState, Position};
+use sluice_service::online::OnlineCompare;
 use sluice_service::replication::ActivateCommand;
-use sluice_service::{HubService, ServiceErrorKind};
+use sluice_service::{CompareCommand, CompareSummary, Granularity, HubService, ServiceErrorKind};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -140,7 +141,8 @@ fn channel() -> ChannelName {
     ChannelName::new("c").unwrap()
 }
 
-/// Updates and inserts in small transactions until `stop`; the number of transactions.
+/// Updates (of ids up to 1,900) and inserts in small transactions until `stop`; the number of
+/// transactions.
 async fn writer(client: tokio_postgres::Client, stop: Arc<AtomicBool>) -> u64 {
     let mut i: i64 = 0;
     while !stop.load(Ordering::SeqCst) {
@@ -148,7 +150,7 @@ async fn writer(client: tokio_postgres::Client, stop: Arc<AtomicBool>) -> u64 {
         let sql = format!(
             "BEGIN; UPDATE src.items SET n = n + 1 WHERE id = {k}; \
              INSERT INTO src.items VALUES ({new}, 0, 'new') ON CONFLICT (id) DO NOTHING; COMMIT;",
-            k = (i * 37) % 2000 + 1,
+            k = (i * 37) % 1900 + 1,
             new = 100_000 + i,
         );
         client.batch_execute(&sql).await.unwrap();
@@ -285,4 +287,162 @@ async fn caught_up_during_steady_writes() {
     );
     eprintln!("catch up under {transactions} writer transactions: {waits:?}");
     world.deactivate(&svc).await;
+}
+
+fn compare_command(hub: &HubName, online: bool) -> CompareCommand {
+    CompareCommand {
+        slicing: Default::default(),
+        hub: hub.clone(),
+        channel: channel(),
+        source: None,
+        target: None,
+        tables: vec![],
+        granularity: Granularity::Rowwise,
+        max_listed: 20,
+        online: online.then(OnlineCompare::default),
+    }
+}
+
+async fn compare(svc: &HubService, hub: &HubName, online: bool) -> CompareSummary {
+    let running = svc.compare(compare_command(hub, online)).await.unwrap();
+    running.done.await.unwrap().unwrap()
+}
+
+fn ids(keys: &[Vec<sluice_model::Value>]) -> Vec<String> {
+    keys.iter().map(|k| k[0].to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_compare_during_steady_replication_reports_identical() {
+    let world = World::new();
+    let hub = world.hub();
+    let svc = world.activated().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = tokio::spawn(writer(world.source().await, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..3 {
+        // A plain compare meanwhile may or may not see changes in flight.
+        let plain = compare(&svc, &hub, false).await;
+        let d = plain.tables[0].diff.clone().unwrap_or_default();
+        eprintln!(
+            "plain compare under writes: {} (only on source {}, only on target {}, differ {})",
+            plain.tables[0].state.as_str(),
+            d.only_on_source,
+            d.only_on_target,
+            d.differ
+        );
+        let started = Instant::now();
+        let online = compare(&svc, &hub, true).await;
+        let t = &online.tables[0];
+        let o = t.online.clone().unwrap();
+        eprintln!(
+            "online compare under writes: {} in {:?}: {} suspects, {} settled, {} in flight, {} rounds",
+            t.state.as_str(),
+            started.elapsed(),
+            o.suspects,
+            o.settled,
+            o.in_flight,
+            o.rounds
+        );
+        assert!(online.identical, "{:#?}", online.tables);
+        assert_eq!(online.state, EventState::Done);
+        assert!(t.diff.as_ref().unwrap().is_empty(), "{t:#?}");
+        assert_eq!(o.settled + o.in_flight, o.suspects);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let transactions = writing.await.unwrap();
+    assert!(
+        transactions > 50,
+        "the writer made only {transactions} transactions"
+    );
+    world.deactivate(&svc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_compare_reports_exactly_the_rows_changed_only_in_the_target() {
+    let world = World::new();
+    let hub = world.hub();
+    let svc = world.activated().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = tokio::spawn(writer(world.source().await, stop.clone()));
+    // Rows the writer does not touch, changed at the target only: one altered, one added.
+    svc.catch_up(&hub, &channel(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    psql(
+        &world.name,
+        "UPDATE dst.items SET name = 'tampered' WHERE id = 1950;          INSERT INTO dst.items VALUES (900000, 0, 'only here');",
+    );
+    let online = compare(&svc, &hub, true).await;
+    stop.store(true, Ordering::SeqCst);
+    writing.await.unwrap();
+    let t = &online.tables[0];
+    assert!(!online.identical);
+    assert_eq!(t.state.as_str(), "DIFFERENT", "{t:#?}");
+    let d = t.diff.clone().unwrap();
+    assert_eq!(ids(&d.differ_keys), vec!["1950"], "{t:#?}");
+    assert_eq!(ids(&d.only_on_target_keys), vec!["900000"], "{t:#?}");
+    assert_eq!(
+        (d.differ, d.only_on_target, d.only_on_source),
+        (1, 1, 0),
+        "{t:#?}"
+    );
+    let o = t.online.clone().unwrap();
+    assert!(o.rounds >= 2, "{o:?}");
+    assert_eq!(o.unexamined, 0);
+    // The event's results say the same, with the rows in flight.
+    let events = svc
+        .events(&sluice_service::EventFilter {
+            hub: Some(hub.clone()),
+            ids: vec![online.event],
+            fetch_results: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        events[0]
+            .results
+            .iter()
+            .find(|r| r.name.as_str() == name)
+            .map(|r| r.value.clone())
+    };
+    assert_eq!(value("Rows_Which_Differ").as_deref(), Some("1"));
+    assert_eq!(value("Rows_Only_On_Target").as_deref(), Some("1"));
+    assert_eq!(value("Rows_In_Flight"), Some(o.in_flight.to_string()));
+
+    // Online compare refuses a channel whose replication is suspended, and one not activated,
+    // before it posts anything.
+    svc.suspend_jobs(&hub, &["c-integ-dst".parse().unwrap()])
+        .await
+        .unwrap();
+    wait_job(&svc, &hub, "c-integ-dst", JobState::Suspend).await;
+    let error = svc
+        .compare(compare_command(&hub, true))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(error.kind(), ServiceErrorKind::Conflict);
+    assert!(
+        error
+            .to_string()
+            .contains("channel c is not replicating: job c-integ-dst is suspended"),
+        "{error}"
+    );
+    world.deactivate(&svc).await;
+    let error = svc
+        .compare(compare_command(&hub, true))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(error.kind(), ServiceErrorKind::Conflict);
+    assert!(
+        error
+            .to_string()
+            .starts_with("online compare needs channel c activated"),
+        "{error}"
+    );
+    // A plain compare is still possible.
+    let plain = compare(&svc, &hub, false).await;
+    assert_eq!(plain.tables[0].online, None);
 }

@@ -224,7 +224,7 @@ pub(crate) struct CompareBody {
     // Accepted and ignored.
     parallel_sessions: Option<u32>,
     quota_run: Option<Json>,
-    online_compare_sleep: Option<Json>,
+    online_compare_sleep: Option<u64>,
     save_diff_file: Option<Json>,
     prereader_intermediate_files: Option<Json>,
     task: Option<Json>,
@@ -242,7 +242,6 @@ impl CompareBody {
         let _ = (
             self.parallel_sessions,
             self.quota_run,
-            self.online_compare_sleep,
             self.save_diff_file,
             self.prereader_intermediate_files,
             self.task,
@@ -255,6 +254,7 @@ impl CompareBody {
             tables: self.tables.unwrap_or_default(),
             granularity: self.granularity,
             online_compare: self.online_compare,
+            online_compare_sleep: self.online_compare_sleep,
             max_listed: self.max_listed,
             slicing: slicing_requests(self.slicing)?,
         })
