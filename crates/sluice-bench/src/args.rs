@@ -53,9 +53,13 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub sessions: u32,
     /// Suite cdc: the cases to run, of `native` (PostgreSQL's own logical replication PG→PG, the
-    /// reference), `postgresql`, `mariadb`, `sqlite` (sluice into that engine).
-    #[arg(long, value_delimiter = ',', default_value = "native,postgresql,mariadb,sqlite",
-          value_parser = ["native", "postgresql", "mariadb", "sqlite"])]
+    /// reference), `postgresql`, `mariadb`, `sqlite` (sluice from PostgreSQL into that engine),
+    /// `mariadb-postgresql`, `mariadb-mariadb` (sluice from MariaDB into that engine, against
+    /// `mariadb-binlog` decoding the same binary log).
+    #[arg(long, value_delimiter = ',',
+          default_value = "native,postgresql,mariadb,sqlite,mariadb-postgresql,mariadb-mariadb",
+          value_parser = ["native", "postgresql", "mariadb", "sqlite", "mariadb-postgresql",
+                          "mariadb-mariadb"])]
     pub targets: Vec<String>,
     /// Suite api: the hub server's repository, `postgres://USER@HOST:PORT` to use a fresh database
     /// on that PostgreSQL server (dropped afterwards); default a fresh SQLite file in a temp dir.

@@ -89,6 +89,29 @@ const SOURCE_TABLES: &str = "CREATE TABLE cdc_rows (
 );
 CREATE TABLE cdc_probe (id integer PRIMARY KEY, seq bigint NOT NULL, committed timestamptz NOT NULL);";
 
+const MARIA_SOURCE_TABLES: &str = "CREATE TABLE cdc_rows (
+    id BIGINT PRIMARY KEY,
+    n INT NOT NULL,
+    name VARCHAR(64) NOT NULL,
+    amount DECIMAL(12,2) NOT NULL,
+    created TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    note TEXT
+);
+CREATE TABLE cdc_probe (id INT PRIMARY KEY, seq BIGINT NOT NULL,
+    committed TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6));";
+
+/// The seed rows and the probe row of a MariaDB source (the same values as [`seed_sql`]).
+fn maria_seed_sql(rows: i64) -> String {
+    format!(
+        "INSERT INTO cdc_rows SELECT i, x % 1000000, CONCAT('name-', LPAD(LOWER(HEX(x)), 8, '0')),
+           CAST(CONCAT(x % 10000000, '.', LPAD(x % 100, 2, '0')) AS DECIMAL(12,2)),
+           TIMESTAMP'2024-01-01 00:00:00' + INTERVAL (x % 31536000) SECOND,
+           IF(x % 10 = 0, NULL, CONCAT('note for row ', LPAD(i, 10, ' '), ': some text to make the row longer'))
+         FROM (SELECT seq AS i, (seq * 2654435761) % 4294967296 AS x FROM seq_1_to_{rows}) AS s;
+         INSERT INTO cdc_probe VALUES (1, 0, NOW(6));"
+    )
+}
+
 /// The seed rows and the probe row at `seq` 0 (the same on both sides of the native reference).
 fn seed_sql(rows: i64) -> String {
     format!(
@@ -185,8 +208,13 @@ struct CaseFigures {
     backlog_changes: u64,
     drain_seconds: Option<f64>,
     changes_per_second: Option<f64>,
-    /// Changes/s relative to the native reference's of the same run.
+    /// Changes/s relative to the native reference's of the same run (PostgreSQL sources).
     vs_native: Option<f64>,
+    /// MariaDB sources: changes/s at which `mariadb-binlog` reads and decodes the backlog's
+    /// binary log range from the server into /dev/null.
+    reference_changes_per_second: Option<f64>,
+    /// Changes/s relative to `reference_changes_per_second`.
+    vs_reference: Option<f64>,
     lag: Option<LagFigures>,
     peak_rss_mb: Option<f64>,
     /// The target equalled the source (rows, sum of `n`) after each phase.
@@ -203,6 +231,8 @@ impl CaseFigures {
             drain_seconds: None,
             changes_per_second: None,
             vs_native: None,
+            reference_changes_per_second: None,
+            vs_reference: None,
             lag: None,
             peak_rss_mb: None,
             verified: false,
@@ -221,10 +251,21 @@ enum Case {
     Postgres,
     MariaDb,
     Sqlite,
+    /// A MariaDB source into PostgreSQL.
+    MariaToPostgres,
+    /// A MariaDB source into another MariaDB database.
+    MariaToMariaDb,
 }
 
 impl Case {
-    const ALL: [Case; 4] = [Case::Native, Case::Postgres, Case::MariaDb, Case::Sqlite];
+    const ALL: [Case; 6] = [
+        Case::Native,
+        Case::Postgres,
+        Case::MariaDb,
+        Case::Sqlite,
+        Case::MariaToPostgres,
+        Case::MariaToMariaDb,
+    ];
 
     fn key(self) -> &'static str {
         match self {
@@ -232,6 +273,8 @@ impl Case {
             Case::Postgres => "postgresql",
             Case::MariaDb => "mariadb",
             Case::Sqlite => "sqlite",
+            Case::MariaToPostgres => "mariadb-postgresql",
+            Case::MariaToMariaDb => "mariadb-mariadb",
         }
     }
 
@@ -241,7 +284,14 @@ impl Case {
             Case::Postgres => "sluice PG→PG",
             Case::MariaDb => "sluice PG→MariaDB",
             Case::Sqlite => "sluice PG→SQLite",
+            Case::MariaToPostgres => "sluice MariaDB→PG",
+            Case::MariaToMariaDb => "sluice MariaDB→MariaDB",
         }
+    }
+
+    /// Whether the source is MariaDB (else PostgreSQL).
+    fn maria_source(self) -> bool {
+        matches!(self, Case::MariaToPostgres | Case::MariaToMariaDb)
     }
 }
 
@@ -326,7 +376,7 @@ fn database_name(case: Case, role: &str) -> String {
         .unwrap_or_default();
     format!(
         "sluice_cdc_{}_{role}_{}_{stamp}",
-        case.key(),
+        case.key().replace('-', "_"),
         std::process::id()
     )
 }
@@ -488,7 +538,7 @@ impl Keys {
     /// One transaction of `changes` changes as one SQL text (60 % inserts, 30 % updates, 10 %
     /// deletes; an update or delete when no key is left becomes an insert; a key changes at most
     /// once per transaction). Updates the keys as if it committed.
-    fn transaction(&mut self, changes: u64) -> (String, Mix) {
+    fn transaction(&mut self, changes: u64, maria: bool) -> (String, Mix) {
         let mut mix = Mix::default();
         let mut inserts = Vec::new();
         let mut updates = Vec::new();
@@ -517,7 +567,11 @@ impl Keys {
             }
         }
         let version = self.rng.next();
-        let mut sql = String::from("BEGIN;");
+        let mut sql = String::from(if maria {
+            "START TRANSACTION;"
+        } else {
+            "BEGIN;"
+        });
         if !inserts.is_empty() {
             sql.push_str("INSERT INTO cdc_rows (id, n, name, amount, created, note) VALUES ");
             for (j, id) in inserts.iter().enumerate() {
@@ -525,14 +579,35 @@ impl Keys {
                     sql.push(',');
                 }
                 let v = row_values(*id, version);
+                // MariaDB takes no zone in a literal (sessions run in UTC).
+                let created = if maria {
+                    v.created.trim_end_matches("+00")
+                } else {
+                    v.created.as_str()
+                };
                 sql.push_str(&format!(
-                    "({id},{},'{}',{},'{}',{})",
-                    v.n, v.name, v.amount, v.created, v.note
+                    "({id},{},'{}',{},'{created}',{})",
+                    v.n, v.name, v.amount, v.note
                 ));
             }
             sql.push(';');
         }
-        if !updates.is_empty() {
+        if !updates.is_empty() && maria {
+            sql.push_str("UPDATE cdc_rows AS t JOIN (");
+            for (j, id) in updates.iter().enumerate() {
+                if j > 0 {
+                    sql.push_str(" UNION ALL ");
+                }
+                let v = row_values(*id, version.wrapping_add(j as u64));
+                sql.push_str(&format!(
+                    "SELECT {id} AS id, {} AS n, {} AS amount, {} AS note",
+                    v.n, v.amount, v.note
+                ));
+            }
+            sql.push_str(
+                ") AS v ON t.id = v.id SET t.n = v.n, t.amount = v.amount, t.note = v.note;",
+            );
+        } else if !updates.is_empty() {
             sql.push_str(
                 "UPDATE cdc_rows AS t SET n = v.n, amount = v.amount, note = v.note FROM (VALUES ",
             );
@@ -606,9 +681,38 @@ enum Pace {
     Rate(f64, Instant),
 }
 
+/// A connection to the source database.
+enum SourceClient {
+    Postgres(tokio_postgres::Client),
+    MariaDb(mysql_async::Conn),
+}
+
+impl SourceClient {
+    async fn connect(s: &Servers, source: &TargetDb) -> Result<SourceClient> {
+        Ok(match source {
+            TargetDb::MariaDb(db) => {
+                let mut conn = s.my(db).await?;
+                conn.query_drop("SET time_zone = '+00:00'")
+                    .await
+                    .context("cannot set up a source session")?;
+                SourceClient::MariaDb(conn)
+            }
+            TargetDb::Postgres(db) => SourceClient::Postgres(s.pg(db).await?),
+            TargetDb::Sqlite(_) => bail!("a SQLite source is not measured"),
+        })
+    }
+
+    async fn batch(&mut self, sql: &str) -> Result<()> {
+        match self {
+            SourceClient::Postgres(c) => c.batch_execute(sql).await.map_err(anyhow::Error::from),
+            SourceClient::MariaDb(c) => c.query_drop(sql).await.map_err(anyhow::Error::from),
+        }
+    }
+}
+
 /// One writing session: its connection and keys.
 struct Session {
-    client: tokio_postgres::Client,
+    client: SourceClient,
     keys: Keys,
 }
 
@@ -625,9 +729,10 @@ impl Session {
                 Pace::Rate(_, until) if Instant::now() >= until => return Ok(done),
                 Pace::Rate(..) => size,
             };
-            let (sql, mix) = self.keys.transaction(size);
+            let maria = matches!(self.client, SourceClient::MariaDb(_));
+            let (sql, mix) = self.keys.transaction(size, maria);
             self.client
-                .batch_execute(&sql)
+                .batch(&sql)
                 .await
                 .context("the source refused a load transaction")?;
             done += mix.total();
@@ -645,15 +750,17 @@ struct Load {
 }
 
 impl Load {
-    async fn connect(s: &Servers, db: &str, sessions: u32) -> Result<Load> {
+    async fn connect(s: &Servers, source: &TargetDb, sessions: u32) -> Result<Load> {
         let mut out = Vec::new();
         for i in 0..sessions {
-            let client = s.pg(db).await?;
-            // The load measures the replicator, not the source's fsync.
-            client
-                .batch_execute("SET synchronous_commit = off")
-                .await
-                .context("cannot set up a load session")?;
+            let mut client = SourceClient::connect(s, source).await?;
+            if let SourceClient::Postgres(client) = &mut client {
+                // The load measures the replicator, not the source's fsync.
+                client
+                    .batch_execute("SET synchronous_commit = off")
+                    .await
+                    .context("cannot set up a load session")?;
+            }
             out.push(Session {
                 client,
                 keys: Keys::new(i, sessions, SEED_ROWS),
@@ -685,18 +792,24 @@ impl Load {
 
 /// Commits probe rows on its own connection and notes when each commit returned.
 struct Prober {
-    client: tokio_postgres::Client,
-    bump: tokio_postgres::Statement,
+    client: SourceClient,
+    bump: Option<tokio_postgres::Statement>,
     seq: i64,
 }
 
 impl Prober {
-    async fn connect(s: &Servers, db: &str) -> Result<Prober> {
-        let client = s.pg(db).await?;
-        let bump = client
-            .prepare("UPDATE cdc_probe SET seq = $1, committed = clock_timestamp() WHERE id = 1")
-            .await
-            .context("cannot prepare the probe")?;
+    async fn connect(s: &Servers, source: &TargetDb) -> Result<Prober> {
+        let client = SourceClient::connect(s, source).await?;
+        let bump = match &client {
+            SourceClient::Postgres(c) => Some(
+                c.prepare(
+                    "UPDATE cdc_probe SET seq = $1, committed = clock_timestamp() WHERE id = 1",
+                )
+                .await
+                .context("cannot prepare the probe")?,
+            ),
+            SourceClient::MariaDb(_) => None,
+        };
         Ok(Prober {
             client,
             bump,
@@ -707,10 +820,21 @@ impl Prober {
     /// Commits `seq` + 1; returns it and the instant the commit returned.
     async fn commit(&mut self) -> Result<(i64, Instant)> {
         let seq = self.seq + 1;
-        self.client
-            .execute(&self.bump, &[&seq])
-            .await
-            .context("the source refused the probe")?;
+        match (&mut self.client, &self.bump) {
+            (SourceClient::Postgres(c), Some(bump)) => c
+                .execute(bump, &[&seq])
+                .await
+                .map(drop)
+                .context("the source refused the probe")?,
+            (SourceClient::MariaDb(c), _) => c
+                .exec_drop(
+                    "UPDATE cdc_probe SET seq = ?, committed = NOW(6) WHERE id = 1",
+                    (seq,),
+                )
+                .await
+                .context("the source refused the probe")?,
+            (SourceClient::Postgres(_), None) => bail!("the probe is not prepared"),
+        }
         self.seq = seq;
         Ok((seq, Instant::now()))
     }
@@ -1239,7 +1363,7 @@ impl HubApi {
     }
 
     /// Hub, locations `src` and `tgt`, channel `cdc` with Capture and Integrate.
-    async fn define(&self, s: &Servers, source_db: &str, target: &TargetDb) -> Result<()> {
+    async fn define(&self, s: &Servers, source: &TargetDb, target: &TargetDb) -> Result<()> {
         self.post(
             "/api/latest/hubs",
             json!({"hub": HUB, "props": {"Description": "sluice bench --suite cdc"}}),
@@ -1250,7 +1374,7 @@ impl HubApi {
                    "Database_Name": db, "Database_User": "postgres", "Database_Schema": "public",
                    "Database_Sslmode": "disable"})
         };
-        let target_props = match target {
+        let props = |db: &TargetDb| match db {
             TargetDb::Postgres(db) => pg(db),
             TargetDb::MariaDb(db) => json!({"Class": "mariadb", "Database_Host": s.my.0,
                 "Database_Port": s.my.1, "Database_Name": db, "Database_User": "root"}),
@@ -1258,7 +1382,7 @@ impl HubApi {
                 json!({"Class": "sqlite", "Database_Name": path.display().to_string()})
             }
         };
-        for (loc, props) in [("src", pg(source_db)), ("tgt", target_props)] {
+        for (loc, props) in [("src", props(source)), ("tgt", props(target))] {
             self.post(
                 &format!("/api/latest/hubs/{HUB}/definition/locs"),
                 json!({"loc": loc, "props": props}),
@@ -1378,13 +1502,12 @@ struct Options {
 async fn measure(
     s: &Servers,
     o: &Options,
-    source_db: &str,
+    source_db: &TargetDb,
     target: &TargetDb,
     control: &Control,
     figures: &mut CaseFigures,
     g: &Printing,
 ) -> Result<()> {
-    let source = s.pg(source_db).await?;
     let mut load = Load::connect(s, source_db, o.sessions).await?;
     let mut prober = Prober::connect(s, source_db).await?;
     let mut poller = Poller::start(s, target).await?;
@@ -1396,7 +1519,7 @@ async fn measure(
             .await
             .context("changes do not arrive at the target")?;
         let verify = async |phase: &str| -> Result<()> {
-            let (a, b) = (source_totals(&source).await?, target.totals(s).await?);
+            let (a, b) = (source_db.totals(s).await?, target.totals(s).await?);
             if a != b {
                 bail!(
                     "after the {phase} the target differs from the source: {} rows (sum of n {}) against {} ({})",
@@ -1453,8 +1576,16 @@ async fn measure(
                 thousands(o.backlog)
             );
         }
+        let binlog_from = match source_db {
+            TargetDb::MariaDb(_) => Some(binlog_position(s).await?),
+            _ => None,
+        };
         let written = load.backlog(o.backlog).await?;
         let (last, _) = prober.commit().await?;
+        let binlog_range = match binlog_from {
+            Some(from) => Some((from, binlog_position(s).await?)),
+            None => None,
+        };
         if poller.latest() >= last {
             bail!("replication was not paused: the target applied the backlog while paused");
         }
@@ -1472,7 +1603,19 @@ async fn measure(
         if !g.json {
             note!("  drained in {drain:.2} s");
         }
-        verify("drain").await
+        verify("drain").await?;
+        if let Some((from, to)) = binlog_range {
+            let seconds = mariadb_binlog_seconds(s, &from, &to).await?;
+            figures.reference_changes_per_second = Some(written as f64 / seconds);
+            figures.vs_reference = ratio(
+                figures.changes_per_second,
+                figures.reference_changes_per_second,
+            );
+            if !g.json {
+                note!("  mariadb-binlog decoded the same binary log range in {seconds:.2} s");
+            }
+        }
+        Ok(())
 
     }
     .await;
@@ -1495,15 +1638,90 @@ async fn measure(
 }
 
 /// Creates the source database: tables and seed rows.
-async fn make_source(s: &Servers, made: &mut Made, case: Case) -> Result<String> {
+async fn make_source(s: &Servers, made: &mut Made, case: Case) -> Result<TargetDb> {
     let db = database_name(case, "src");
+    if case.maria_source() {
+        s.my_exec(&format!("CREATE DATABASE `{db}`")).await?;
+        made.my_databases.push(db.clone());
+        let mut conn = s.my(&db).await?;
+        for sql in [MARIA_SOURCE_TABLES.to_owned(), maria_seed_sql(SEED_ROWS)] {
+            conn.query_drop(&sql)
+                .await
+                .with_context(|| format!("MariaDB refused {sql:?}"))?;
+        }
+        let _ = conn.disconnect().await;
+        return Ok(TargetDb::MariaDb(db));
+    }
     s.pg_exec("postgres", &format!("CREATE DATABASE {db}"))
         .await?;
     made.pg_databases.push(db.clone());
     s.pg_exec(&db, SOURCE_TABLES).await?;
     s.pg_exec(&db, &seed_sql(SEED_ROWS)).await?;
     s.pg_exec(&db, "VACUUM ANALYZE cdc_rows").await?;
-    Ok(db)
+    Ok(TargetDb::Postgres(db))
+}
+
+/// `SHOW MASTER STATUS` of the MariaDB server: file and offset.
+async fn binlog_position(s: &Servers) -> Result<(String, u64)> {
+    let mut conn = s.my("").await?;
+    let row: Option<mysql_async::Row> = conn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .context("cannot read the binary log position")?;
+    let _ = conn.disconnect().await;
+    row.and_then(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)))
+        .context("the MariaDB server writes no binary log (log_bin is off)")
+}
+
+/// How long `mariadb-binlog --read-from-remote-server --verbose` takes to read and decode the
+/// binary log from `from` to `to` into /dev/null (the reference of the MariaDB cases).
+async fn mariadb_binlog_seconds(
+    s: &Servers,
+    from: &(String, u64),
+    to: &(String, u64),
+) -> Result<f64> {
+    let mut conn = s.my("").await?;
+    let logs: Vec<mysql_async::Row> = conn
+        .query("SHOW BINARY LOGS")
+        .await
+        .context("cannot list the binary logs")?;
+    let _ = conn.disconnect().await;
+    let names: Vec<String> = logs.iter().filter_map(|r| r.get::<String, _>(0)).collect();
+    let first = names.iter().position(|n| *n == from.0);
+    let last = names.iter().position(|n| *n == to.0);
+    let (Some(first), Some(last)) = (first, last) else {
+        bail!(
+            "the binary logs of the backlog ({} to {}) are gone",
+            from.0,
+            to.0
+        );
+    };
+    let files = names[first..=last].to_vec();
+    let (host, port) = (s.my.0.clone(), s.my.1);
+    let (start, stop) = (from.1, to.1);
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let status = Command::new("mariadb-binlog")
+            .args([
+                "--read-from-remote-server",
+                &format!("--host={host}"),
+                &format!("--port={port}"),
+                "--user=root",
+                "--verbose",
+                &format!("--start-position={start}"),
+                &format!("--stop-position={stop}"),
+            ])
+            .args(&files)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("cannot run mariadb-binlog (apt-get install mariadb-client)")?;
+        if !status.success() {
+            bail!("mariadb-binlog failed ({status})");
+        }
+        Ok(started.elapsed().as_secs_f64())
+    })
+    .await?
 }
 
 /// The native reference: publication, slot, subscription, then [`measure`].
@@ -1514,7 +1732,10 @@ async fn native(
     figures: &mut CaseFigures,
     g: &Printing,
 ) -> Result<()> {
-    let source_db = make_source(s, made, Case::Native).await?;
+    let source = make_source(s, made, Case::Native).await?;
+    let TargetDb::Postgres(source_db) = source.clone() else {
+        bail!("the native reference reads a PostgreSQL source");
+    };
     let target_db = database_name(Case::Native, "tgt");
     s.pg_exec("postgres", &format!("CREATE DATABASE {target_db}"))
         .await?;
@@ -1554,7 +1775,7 @@ async fn native(
     measure(
         s,
         o,
-        &source_db,
+        &source,
         &TargetDb::Postgres(target_db),
         &control,
         figures,
@@ -1575,7 +1796,7 @@ async fn sluice(
     let source_db = make_source(s, made, case).await?;
     let serve = ServeProcess::start()?;
     let target = match case {
-        Case::MariaDb => {
+        Case::MariaDb | Case::MariaToMariaDb => {
             let db = database_name(case, "tgt");
             s.my_exec(&format!("CREATE DATABASE `{db}`")).await?;
             made.my_databases.push(db.clone());
@@ -1583,7 +1804,7 @@ async fn sluice(
         }
         // The hub server keeps SQLite files in its data directory.
         Case::Sqlite => TargetDb::Sqlite(serve.home.path().join("data").join("cdc-target.db")),
-        Case::Postgres | Case::Native => {
+        Case::Postgres | Case::Native | Case::MariaToPostgres => {
             let db = database_name(case, "tgt");
             s.pg_exec("postgres", &format!("CREATE DATABASE {db}"))
                 .await?;
@@ -1721,7 +1942,9 @@ async fn measure_all(s: &Servers, o: &Options, targets: &[String], g: &Printing)
         .find(|c| c.target == Case::Native.key())
         .and_then(|c| c.changes_per_second);
     for c in &mut cases {
-        c.vs_native = ratio(c.changes_per_second, native);
+        if !c.target.starts_with("mariadb-") {
+            c.vs_native = ratio(c.changes_per_second, native);
+        }
     }
     Report {
         backlog_changes: o.backlog,
@@ -1745,6 +1968,8 @@ fn print_report(r: &Report, markdown: bool) {
         "drain s",
         "changes/s",
         "× native",
+        "mariadb-binlog changes/s",
+        "× mariadb-binlog",
         "rate achieved",
         "lag p50 ms",
         "lag p99 ms",
@@ -1765,6 +1990,9 @@ fn print_report(r: &Report, markdown: bool) {
                 c.changes_per_second
                     .map_or_else(|| "-".to_owned(), |v| thousands(v.round() as u64)),
                 opt(c.vs_native, 2),
+                c.reference_changes_per_second
+                    .map_or_else(|| "-".to_owned(), |v| thousands(v.round() as u64)),
+                opt(c.vs_reference, 2),
                 lag.map_or_else(
                     || "-".to_owned(),
                     |l| thousands(l.rate_achieved.round() as u64),
@@ -1832,6 +2060,26 @@ fn print_report(r: &Report, markdown: bool) {
             met(pg.peak_rss_mb.is_some_and(|v| v < TARGET_RSS_MB)),
         );
     }
+    if let Some(my) = r
+        .cases
+        .iter()
+        .find(|c| c.target == Case::MariaToPostgres.key())
+    {
+        let met = |ok: bool| if ok { "met" } else { "MISSED" };
+        let lag_p99 = my.lag.as_ref().and_then(|l| l.p99_ms);
+        say!(
+            "targets (MariaDB→PG): ≥ {} changes/s {}; p99 lag < {:.0} ms at {} changes/s {}; peak RSS < {:.0} MB {}",
+            thousands(TARGET_CHANGES_PER_SECOND as u64),
+            met(my
+                .changes_per_second
+                .is_some_and(|v| v >= TARGET_CHANGES_PER_SECOND)),
+            TARGET_P99_MS,
+            thousands(u64::from(r.rate)),
+            met(lag_p99.is_some_and(|v| v < TARGET_P99_MS)),
+            TARGET_RSS_MB,
+            met(my.peak_rss_mb.is_some_and(|v| v < TARGET_RSS_MB)),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -1881,10 +2129,22 @@ mod tests {
         assert!(keys.live.iter().all(|id| id % 4 == 1));
         assert_eq!(keys.next_id, 101);
         let mut total = Mix::default();
-        for _ in 0..200 {
-            let (sql, mix) = keys.transaction(50);
+        for i in 0..200 {
+            let maria = i % 2 == 1;
+            let (sql, mix) = keys.transaction(50, maria);
             assert_eq!(mix.total(), 50);
-            assert!(sql.starts_with("BEGIN;") && sql.ends_with("COMMIT;"));
+            let begin = if maria {
+                "START TRANSACTION;"
+            } else {
+                "BEGIN;"
+            };
+            assert!(sql.starts_with(begin) && sql.ends_with("COMMIT;"), "{sql}");
+            if maria {
+                assert!(
+                    !sql.contains("+00'"),
+                    "MariaDB literals carry no zone: {sql}"
+                );
+            }
             total.inserts += mix.inserts;
             total.updates += mix.updates;
             total.deletes += mix.deletes;
