@@ -841,7 +841,7 @@ async fn bad_input(pg: bool) {
         ("POST", "/api/latest/hubs/hub1/channels/ch1/refresh", json!({"source_loc": "src", "target_loc": "tgt", "bogus": 1}).to_string(), "unknown field"),
         ("POST", "/api/latest/hubs/hub1/channels/ch1/refresh", json!({"source_loc": "src", "target_loc": "tgt", "start_immediate": "maybe"}).to_string(), "boolean"),
         ("POST", "/api/latest/hubs/hub1/channels/ch1/compare", json!({"source_loc": "src", "target_loc": "tgt", "online_compare": "diff_cap"}).to_string(), "rowwise"),
-        ("POST", "/api/latest/hubs/hub1/channels/ch1/activate", "{}".into(), "captures changes from PostgreSQL"),
+        ("POST", "/api/latest/hubs/hub1/channels/ch1/activate", json!({"tables": ["orders"]}).to_string(), "as a whole"),
         ("POST", "/api/latest/hubs/hub1/definition/locs", json!({"loc": "l2", "props": {"Class": "oracle"}}).to_string(), "oracle"),
         ("POST", "/api/latest/hubs/hub1/definition/locs", json!({"loc": "l2", "props": {"Class": "sqlite"}}).to_string(), "Database_Name"),
         ("POST", "/api/latest/hubs/hub1/definition/import", json!({"changes": [{"add_loc": {"loc": "l3", "props": {"Class": "sqlite", "Database_Name": "/tmp/x.db"}}}, {"add_channel": {"channel": "ch1"}}]}).to_string(), "F_JR171C"),

@@ -308,11 +308,11 @@ impl HubService {
         let source = targets[0].source.clone();
         let capture_class_ok = matches!(
             source.class,
-            LocationClass::Postgresql | LocationClass::Mariadb
+            LocationClass::Postgresql | LocationClass::Mariadb | LocationClass::Sqlite
         );
         if !capture_class_ok {
             return Err(ServiceError::invalid(format!(
-                "location {} is of class {}: sluice captures changes from PostgreSQL and MariaDB so far (SQLite capture comes next)",
+                "location {} is of class {}: sluice captures changes from PostgreSQL, MariaDB and SQLite",
                 source.name, source.class
             )));
         }
