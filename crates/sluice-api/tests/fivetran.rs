@@ -974,3 +974,268 @@ async fn setup_tests_fill_setup_tests_and_state() {
     assert!(failed["succeeded_at"].is_null(), "{failed}");
     assert_eq!(failed["status"]["sync_state"], "scheduled");
 }
+
+/// A `/v1` connector whose channel is activated (PostgreSQL source and target, replicated by the
+/// hub server's own supervisor): a sync applies captured changes instead of copying. It ends
+/// once every change committed before it began is at the target, moves `succeeded_at`, reports
+/// no rows copied (where a copying sync reports every source row), and a suspended replication
+/// fails it with why; a historical resync still copies in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_of_an_activated_connector_applies_changes_and_copies_nothing() {
+    use sluice_model::{ChannelName, EventState, EventType, HubName};
+    use sluice_service::replication::ActivateCommand;
+
+    let db = sluice_test_support::TestDatabase::create("sluice_ft_cdc_").await;
+    let (source, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    source
+        .batch_execute(
+            "CREATE SCHEMA src; CREATE SCHEMA dst;
+             CREATE TABLE src.items (id bigint PRIMARY KEY, name text NOT NULL);
+             INSERT INTO src.items SELECT i, 'item ' || i FROM generate_series(1, 1000) i;",
+        )
+        .await
+        .unwrap();
+    let repository = TestRepository::sqlite();
+    let dir = repository.dir().to_path_buf();
+    let loc = |schema: &str| {
+        format!(
+            "{{class: postgresql, props: {{Database_Host: 127.0.0.1, Database_Port: 5432, Database_Name: {}, \
+             Database_User: postgres, Database_Schema: {schema}, Database_Sslmode: disable}}}}",
+            db.name
+        )
+    };
+    let hub_name = format!("h{}", &db.name[db.name.len() - 8..]);
+    std::fs::write(
+        dir.join("defs.yaml"),
+        format!(
+            "hub: {hub_name}\nlocations:\n  src: {}\n  dst: {}\nchannels:\n  c:\n    loc_groups: {{SOURCE: [src], TARGET: [dst]}}\n    \
+             tables: {{items: {{}}}}\n    actions: [{{type: Capture, loc_scope: SOURCE}}, {{type: Integrate, loc_scope: TARGET}}]\n",
+            loc("src"),
+            loc("dst")
+        ),
+    )
+    .unwrap();
+    let config = TestHub::config(&repository);
+    let hub = TestHub::serve(repository, config).await;
+    let service = hub.service().clone();
+    service
+        .apply_file(&dir.join("defs.yaml"), None)
+        .await
+        .unwrap();
+    let (k, secret) = service
+        .create_api_key(AccessLevel::SysAdmin, "test")
+        .await
+        .unwrap();
+    let s = Server {
+        hub,
+        dir,
+        http: reqwest::Client::new(),
+        keys: vec![(AccessLevel::SysAdmin, k.key, secret)],
+    };
+    let h = HubName::new(&hub_name).unwrap();
+    let c = ChannelName::new("c").unwrap();
+    let id = format!("{hub_name}.c");
+    let count = || async {
+        source
+            .query_one("SELECT count(*) FROM dst.items", &[])
+            .await
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(-1)
+    };
+    let sync_events = || async {
+        service
+            .events(&sluice_service::EventFilter {
+                hub: Some(h.clone()),
+                types: vec![EventType::Refresh],
+                fetch_results: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    };
+    let copied = |e: &sluice_service::EventRecord| -> i64 {
+        e.results
+            .iter()
+            .filter(|r| r.name.as_str() == "Source_Rows_Used")
+            .map(|r| r.value.parse::<i64>().unwrap())
+            .sum()
+    };
+
+    // Before activation a sync copies: every source row is reported.
+    s.call(
+        "POST",
+        &format!("/v1/connectors/{id}/sync"),
+        Some(json!({})),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let first = s.wait_synced(&id, &Value::Null).await;
+    assert!(first["succeeded_at"].is_string(), "{first}");
+    assert_eq!(copied(&sync_events().await[0]), 1000);
+
+    let posted = service
+        .activate(ActivateCommand {
+            hub: h.clone(),
+            channel: c.clone(),
+            refresh: false,
+            refresh_events: vec![],
+            start: true,
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let e = service
+            .events(&sluice_service::EventFilter {
+                hub: Some(h.clone()),
+                ids: vec![posted.event],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if e[0].state != EventState::Active {
+            assert_eq!(e[0].state, EventState::Done, "{:?}", e[0].response);
+            break;
+        }
+        assert!(Instant::now() < deadline, "activation still running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The hub server's supervisor runs the replication.
+    service
+        .wait_caught_up(
+            &h,
+            &c,
+            &service.source_position(&h, &c).await.unwrap(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+
+    // Changes at the source, then a sync: it ends once they are at the target.
+    source
+        .batch_execute(
+            "INSERT INTO src.items SELECT i, 'new ' || i FROM generate_series(1001, 1500) i;
+             DELETE FROM src.items WHERE id <= 10;",
+        )
+        .await
+        .unwrap();
+    let before = Server::last_end(&first);
+    let started = Instant::now();
+    s.call(
+        "POST",
+        &format!("/v1/connectors/{id}/sync"),
+        Some(json!({})),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let during = s.connector(&id).await;
+    let done = s.wait_synced(&id, &before).await;
+    let took = started.elapsed();
+    eprintln!("sync by change capture took {took:?}");
+    assert!(
+        done["succeeded_at"].as_str() > before.as_str(),
+        "{done} (during: {during})"
+    );
+    assert_eq!(done["status"]["sync_state"], "scheduled");
+    assert_eq!(
+        count().await,
+        1490,
+        "the changes before the sync are at the target"
+    );
+    let events = sync_events().await;
+    let cdc = &events[0];
+    assert_eq!(cdc.state, EventState::Done, "{:?}", cdc.response);
+    assert_eq!(cdc.body["connector"]["change_capture"], true);
+    assert_eq!(copied(cdc), 0, "nothing copied: {:?}", cdc.results);
+    assert!(
+        cdc.response
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no rows copied"),
+        "{:?}",
+        cdc.response
+    );
+
+    // Another sync moves succeeded_at again.
+    let before = Server::last_end(&done);
+    s.call(
+        "POST",
+        &format!("/v1/connectors/{id}/sync"),
+        Some(json!({})),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let again = s.wait_synced(&id, &before).await;
+    assert!(again["succeeded_at"].as_str() > before.as_str(), "{again}");
+
+    // A suspended replication fails the sync, saying why.
+    service
+        .suspend_jobs(&h, &["c-integ-dst".parse().unwrap()])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !service
+        .jobs(&h)
+        .await
+        .unwrap()
+        .iter()
+        .any(|j| j.name.as_str() == "c-integ-dst" && j.state == sluice_model::JobState::Suspend)
+    {
+        assert!(Instant::now() < deadline, "c-integ-dst not suspended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = Server::last_end(&again);
+    s.call(
+        "POST",
+        &format!("/v1/connectors/{id}/sync"),
+        Some(json!({})),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let failed = s.wait_synced(&id, &before).await;
+    assert!(failed["failed_at"].as_str() > before.as_str(), "{failed}");
+    assert_eq!(failed["succeeded_at"], again["succeeded_at"]);
+    let events = sync_events().await;
+    assert_eq!(events[0].state, EventState::Failed);
+    assert!(
+        events[0]
+            .response
+            .as_deref()
+            .unwrap_or_default()
+            .contains("job c-integ-dst is suspended"),
+        "{:?}",
+        events[0].response
+    );
+
+    let posted = service.deactivate(&h, &c).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let e = service
+            .events(&sluice_service::EventFilter {
+                hub: Some(h.clone()),
+                ids: vec![posted.event],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if e[0].state != EventState::Active {
+            break;
+        }
+        assert!(Instant::now() < deadline, "deactivation still running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Not activated any more: a sync copies again.
+    let before = Server::last_end(&failed);
+    s.call(
+        "POST",
+        &format!("/v1/connectors/{id}/sync"),
+        Some(json!({})),
+    )
+    .await
+    .expect(StatusCode::OK);
+    s.wait_synced(&id, &before).await;
+    assert_eq!(copied(&sync_events().await[0]), 1490);
+}

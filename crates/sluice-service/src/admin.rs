@@ -766,7 +766,7 @@ pub fn redact_location(loc: &Location) -> Location {
 }
 
 /// Lets a submitted job run to its end in the background, draining its progress.
-fn detach<R: Send + 'static>(submitted: Submitted<R>) {
+pub(crate) fn detach<R: Send + 'static>(submitted: Submitted<R>) {
     if let Submitted::Running(RunningJob {
         mut progress,
         done,

@@ -535,13 +535,17 @@ impl HubService {
                     .is_some_and(|m| m.mode == Some(RefreshModeKind::FullReplace))
                 && e.body.pointer("/connector/historical") == Some(&Json::Bool(true))
         });
+        let change_capture_run = events.first().is_some_and(|e| {
+            e.body.pointer("/connector/change_capture") == Some(&Json::Bool(true))
+        });
         Ok(Connector {
             id: r.id,
             source: r.source,
             target: r.target,
             job,
             last_sync_start: events.first().map(|e| e.start),
-            is_historical_sync: historical_run || (running.is_some() && succeeded_at.is_none()),
+            is_historical_sync: historical_run
+                || (running.is_some() && succeeded_at.is_none() && !change_capture_run),
             settings,
             succeeded_at,
             failed_at,
@@ -841,11 +845,18 @@ impl HubService {
             .job(&id.hub, &job)
             .await?
             .and_then(|j| j.last_event);
+        // A normal sync of an activated channel applies captured changes instead of copying; a
+        // resync (historical or of tables) still copies in full.
+        let by_change_capture =
+            scope == SyncScope::Normal && self.is_activated(&id.hub, &id.channel).await?;
         // A cancelled run lets go of its job at its next cancel check; wait for that.
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match self.submit_sync(cmd.clone(), historical).await {
+            match self
+                .submit_sync(cmd.clone(), historical, by_change_capture)
+                .await
+            {
                 Ok(event) => {
                     return Ok(SyncOutcome {
                         started: true,
@@ -899,10 +910,19 @@ impl HubService {
         }
     }
 
-    async fn submit_sync(&self, cmd: RefreshCommand, historical: bool) -> Result<EventId> {
-        let posted = self
-            .submit_refresh_tagged(cmd, serde_json::json!({ "historical": historical }))
-            .await?;
+    async fn submit_sync(
+        &self,
+        cmd: RefreshCommand,
+        historical: bool,
+        by_change_capture: bool,
+    ) -> Result<EventId> {
+        let tag =
+            serde_json::json!({ "historical": historical, "change_capture": by_change_capture });
+        let posted = if by_change_capture {
+            self.submit_change_sync(cmd, tag).await?
+        } else {
+            self.submit_refresh_tagged(cmd, tag).await?
+        };
         Ok(posted.event)
     }
 

@@ -336,7 +336,7 @@ impl<R> Submitted<R> {
 }
 
 /// A claimed job with its connectors, before it runs.
-struct Claimed {
+pub(crate) struct Claimed {
     event: EventId,
     /// Pending events of the job this run replaced.
     canceled: Vec<EventId>,
@@ -349,14 +349,14 @@ struct Claimed {
 }
 
 /// What a running job works with.
-struct JobRun {
-    hub: HubName,
-    job: JobName,
-    event: EventId,
-    source: Arc<dyn Connector>,
-    target: Arc<dyn Connector>,
-    progress: ProgressSink,
-    cancel: CancellationToken,
+pub(crate) struct JobRun {
+    pub(crate) hub: HubName,
+    pub(crate) job: JobName,
+    pub(crate) event: EventId,
+    pub(crate) source: Arc<dyn Connector>,
+    pub(crate) target: Arc<dyn Connector>,
+    pub(crate) progress: ProgressSink,
+    pub(crate) cancel: CancellationToken,
 }
 
 /// A channel resolved for one source and target.
@@ -681,7 +681,7 @@ impl HubService {
     /// event), then opens both connectors. A heartbeat keeps the claim until the returned run's
     /// `stop` fires. A failure after the claim ends the event as FAILED. For [`Start::Pending`] the
     /// event is only posted, and `Ok(Err(submitted))` comes back.
-    async fn claim(
+    pub(crate) async fn claim(
         &self,
         r: &Resolved,
         event_type: EventType,
@@ -843,7 +843,7 @@ impl HubService {
     }
 
     /// Runs a claimed, planned job in the background; its heartbeat stops when it ends.
-    fn spawn<R, F>(
+    pub(crate) fn spawn<R, F>(
         &self,
         r: &Resolved,
         job: JobName,

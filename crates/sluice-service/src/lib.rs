@@ -13,6 +13,7 @@ pub mod alert;
 pub mod auth;
 pub mod browse;
 pub mod catch_up;
+mod change_sync;
 pub mod connectors;
 pub mod context;
 pub mod definition;
