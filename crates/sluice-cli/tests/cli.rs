@@ -147,6 +147,15 @@ fn refresh_compare_status_and_events_work_end_to_end() {
         .assert()
         .success();
 
+    // An online compare needs the channel activated: refused, saying so.
+    env.sluice()
+        .args(["compare", "shop", "--online"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "online compare needs channel shop activated",
+        ));
+
     // A change at the target: compare exits 3 and names the key.
     env.sql("tgt.db", "UPDATE lines SET qty = 99 WHERE order_id = 1 AND line = 2; DELETE FROM orders WHERE id = 3;");
     env.sluice()
