@@ -1,5 +1,5 @@
 //! The fault test of change capture: `sluice serve` killed with SIGKILL at random moments while a
-//! writer keeps changing a PostgreSQL or a MariaDB source, during the initial load of `activate`
+//! writer keeps changing a PostgreSQL, a MariaDB or a SQLite source, during the initial load of `activate`
 //! and then while changes stream, and restarted each time; the PostgreSQL target is also made unreachable
 //! for a while now and then. In the end the target holds exactly the source's rows, and an audit
 //! trigger on the target shows that no change was applied twice: every row the writer inserted
@@ -75,6 +75,14 @@ fn mariadb(db: &str, sql: &str) -> String {
 enum Engine {
     Postgresql,
     Mariadb,
+    Sqlite,
+}
+
+/// Opens the SQLite source file (waiting up to 20 s for its lock).
+fn sqlite(path: &str) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_secs(20)).unwrap();
+    conn
 }
 
 /// A small random source (xorshift), seeded from a fresh uuid; the seed is printed so a failing
@@ -118,12 +126,22 @@ struct World {
 impl World {
     fn new(engine: Engine) -> World {
         let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
+        let dir = tempfile::tempdir().unwrap();
+        let source = match engine {
+            // Inside the hub server's data directory, where it takes SQLite files from.
+            Engine::Sqlite => {
+                let data = dir.path().join(".sluice").join("data");
+                std::fs::create_dir_all(&data).unwrap();
+                data.join("src.db").display().to_string()
+            }
+            _ => format!("sluice_fault_src_{tag}"),
+        };
         let world = World {
             engine,
-            source: format!("sluice_fault_src_{tag}"),
+            source,
             target: format!("sluice_fault_tgt_{tag}"),
             hub: format!("fault{tag}"),
-            dir: tempfile::tempdir().unwrap(),
+            dir,
         };
         match engine {
             Engine::Postgresql => {
@@ -136,6 +154,16 @@ impl World {
                          INSERT INTO src.items SELECT i, 0, 'seed ' || i FROM generate_series(1, {SEED_ROWS}) i;"
                     ),
                 );
+            }
+            Engine::Sqlite => {
+                sqlite(&world.source)
+                    .execute_batch(&format!(
+                        "PRAGMA journal_mode = WAL;
+                         CREATE TABLE items (id INTEGER PRIMARY KEY, v INTEGER NOT NULL, pad TEXT NOT NULL);
+                         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {SEED_ROWS})
+                         INSERT INTO items SELECT i, 0, 'seed ' || i FROM s;"
+                    ))
+                    .unwrap();
             }
             Engine::Mariadb => {
                 mariadb("", &format!("CREATE DATABASE {}", world.source));
@@ -174,6 +202,17 @@ impl World {
     /// The source's replication slots and publications (what `deactivate` must remove); for
     /// MariaDB, the `sluice_capture` tables and rows.
     fn capture_leftovers(&self) -> (String, String) {
+        if self.engine == Engine::Sqlite {
+            // The change table, its bookkeeping tables and the triggers.
+            let left: i64 = sqlite(&self.source)
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name LIKE 'sluice%'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            return (left.to_string(), "0".to_owned());
+        }
         if self.engine == Engine::Mariadb {
             let tables = mariadb(
                 "",
@@ -220,8 +259,25 @@ impl World {
 
     /// The rows of `items` (`id:v:pad`, by id) in the source and in the target, hashed.
     fn digests(&self) -> (String, String) {
+        if self.engine == Engine::Sqlite {
+            // The rows themselves (SQLite has no md5): count and every row, in id order.
+            let source: String = sqlite(&self.source)
+                .query_row(
+                    "SELECT count(*) || '/' || coalesce(group_concat(id || ':' || v || ':' || pad, ',' ORDER BY id), '') \
+                     FROM items",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let target = psql(
+                &self.target,
+                "SELECT count(*) || '/' || coalesce(string_agg(id || ':' || v || ':' || pad, ',' ORDER BY id), '') \
+                 FROM dst.items",
+            );
+            return (source, target);
+        }
         let source = match self.engine {
-            Engine::Postgresql => None,
+            Engine::Postgresql | Engine::Sqlite => None,
             Engine::Mariadb => Some(mariadb(
                 &self.source,
                 "SET SESSION group_concat_max_len = 1073741824; \
@@ -258,6 +314,18 @@ impl World {
         };
         let source = match self.engine {
             Engine::Postgresql => rows(&self.source, "src"),
+            Engine::Sqlite => {
+                let conn = sqlite(&self.source);
+                let mut stmt = conn
+                    .prepare("SELECT id, v || ':' || pad FROM items ORDER BY id")
+                    .unwrap();
+                stmt.query_map([], |r| {
+                    Ok((r.get::<_, i64>(0)?.to_string(), r.get::<_, String>(1)?))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+            }
             Engine::Mariadb => mariadb(
                 &self.source,
                 "SELECT id, CONCAT(v, ':', pad) FROM items ORDER BY id",
@@ -462,6 +530,8 @@ impl Server {
                     "Class": "mariadb", "Database_Host": "127.0.0.1", "Database_Port": 3306,
                     "Database_Name": db, "Database_User": "root",
                 })
+            } else if loc == "src" && world.engine == Engine::Sqlite {
+                json!({"Class": "sqlite", "Database_Name": db})
             } else {
                 json!({
                     "Class": "postgresql", "Database_Host": "127.0.0.1", "Database_Port": 5432,
@@ -575,6 +645,7 @@ struct Written {
 enum SourceConn {
     Postgresql(tokio_postgres::Client),
     Mariadb(mysql_async::Conn),
+    Sqlite(rusqlite::Connection),
 }
 
 impl SourceConn {
@@ -590,6 +661,7 @@ impl SourceConn {
                 tokio::spawn(conn);
                 SourceConn::Postgresql(client)
             }
+            Engine::Sqlite => SourceConn::Sqlite(sqlite(source)),
             Engine::Mariadb => {
                 let opts = mysql_async::OptsBuilder::default()
                     .ip_or_hostname("127.0.0.1")
@@ -608,6 +680,10 @@ impl SourceConn {
             SourceConn::Postgresql(client) => {
                 let sql = format!("BEGIN; {}; COMMIT;", statements.join("; "));
                 client.batch_execute(&sql).await.unwrap();
+            }
+            SourceConn::Sqlite(conn) => {
+                let sql = format!("BEGIN IMMEDIATE; {}; COMMIT;", statements.join("; "));
+                tokio::task::block_in_place(|| conn.execute_batch(&sql)).unwrap();
             }
             SourceConn::Mariadb(conn) => {
                 use mysql_async::prelude::Queryable;
@@ -630,7 +706,7 @@ async fn writer(
     let mut conn = SourceConn::open(engine, &source).await;
     let table = match engine {
         Engine::Postgresql => "src.items",
-        Engine::Mariadb => "items",
+        Engine::Mariadb | Engine::Sqlite => "items",
     };
     let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
     let mut live: Vec<i64> = Vec::new();
@@ -703,6 +779,11 @@ async fn killed_and_restarted_hub_loses_and_repeats_no_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_and_restarted_hub_loses_and_repeats_no_change_from_mariadb() {
     killed_and_restarted(Engine::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_restarted_hub_loses_and_repeats_no_change_from_sqlite() {
+    killed_and_restarted(Engine::Sqlite).await;
 }
 
 async fn killed_and_restarted(engine: Engine) {
