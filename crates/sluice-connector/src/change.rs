@@ -87,8 +87,9 @@ pub trait ChangeReader: Send + Sync {
 
     /// The source's log position now: every transaction committed before the call commits at or
     /// before it (by [`Position::cmp_same`]), so a capture whose stream has been acknowledged up
-    /// to this position has passed all of them. Changes nothing. Used to wait for a channel to
-    /// catch up (online compare, CDC-backed syncs).
+    /// to this position has passed all of them. Changes no data; it may write a marker to the log
+    /// after the position (PostgreSQL: a heartbeat message) so that an idle capture passes it at
+    /// once. Used to wait for a channel to catch up (online compare, CDC-backed syncs).
     async fn current_position(&self) -> Result<Position>;
 }
 

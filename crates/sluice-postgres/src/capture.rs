@@ -485,7 +485,9 @@ pub(crate) async fn lag(config: &PostgresConfig, name: &str) -> Result<Option<Ca
 }
 
 /// The server's current write-ahead log position (`pg_current_wal_lsn()`): every transaction
-/// committed before this call ends at or before it.
+/// committed before this call ends at or before it. Then a heartbeat message is written to the
+/// log after it, so that a capture of this database with nothing else to read reaches a position
+/// past it at once (it sends `Idle` on a message) rather than at its next idle interval.
 pub(crate) async fn current_position(config: &PostgresConfig) -> Result<Position> {
     let client = connect(config).await?;
     let row = client
@@ -497,6 +499,16 @@ pub(crate) async fn current_position(config: &PostgresConfig) -> Result<Position
         .map_err(|e| pg_error(e, format_args!("read the current log position")))?;
     let lsn = u64::try_from(row.get::<_, i64>(0))
         .map_err(|_| ConnectorError::data("the server reported a negative log position"))?;
+    // Only a shortcut: a server that refuses it (no logical decoding) still has the position.
+    if let Err(error) = client
+        .execute(
+            "SELECT pg_catalog.pg_logical_emit_message(false, $1, '')",
+            &[&HEARTBEAT_PREFIX],
+        )
+        .await
+    {
+        tracing::debug!(error = %error, "no heartbeat after reading the log position");
+    }
     Ok(Position::Lsn { lsn })
 }
 
