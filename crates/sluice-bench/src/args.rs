@@ -55,11 +55,12 @@ pub struct BenchArgs {
     /// Suite cdc: the cases to run, of `native` (PostgreSQL's own logical replication PG→PG, the
     /// reference), `postgresql`, `mariadb`, `sqlite` (sluice from PostgreSQL into that engine),
     /// `mariadb-postgresql`, `mariadb-mariadb` (sluice from MariaDB into that engine, against
-    /// `mariadb-binlog` decoding the same binary log).
+    /// `mariadb-binlog` decoding the same binary log), `sqlite-postgresql` (sluice from a SQLite
+    /// file, trigger capture, into PostgreSQL).
     #[arg(long, value_delimiter = ',',
-          default_value = "native,postgresql,mariadb,sqlite,mariadb-postgresql,mariadb-mariadb",
+          default_value = "native,postgresql,mariadb,sqlite,mariadb-postgresql,mariadb-mariadb,sqlite-postgresql",
           value_parser = ["native", "postgresql", "mariadb", "sqlite", "mariadb-postgresql",
-                          "mariadb-mariadb"])]
+                          "mariadb-mariadb", "sqlite-postgresql"])]
     pub targets: Vec<String>,
     /// Suite api: the hub server's repository, `postgres://USER@HOST:PORT` to use a fresh database
     /// on that PostgreSQL server (dropped afterwards); default a fresh SQLite file in a temp dir.

@@ -1,5 +1,6 @@
 //! `sluice bench --suite cdc`: change capture from PostgreSQL into each engine, against
-//! PostgreSQL's own logical replication (issue 16's benchmark).
+//! PostgreSQL's own logical replication (issue 16's benchmark); from MariaDB and from a SQLite file
+//! (trigger capture, source in the hub server's data directory) too.
 //!
 //! Each case gets a fresh source database on the `--postgres` server with two tables: `cdc_rows`
 //! (bigint key, int, varchar(64), numeric(12,2), timestamptz, text with some NULLs; 10,000 rows
@@ -99,6 +100,30 @@ const MARIA_SOURCE_TABLES: &str = "CREATE TABLE cdc_rows (
 );
 CREATE TABLE cdc_probe (id INT PRIMARY KEY, seq BIGINT NOT NULL,
     committed TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6));";
+
+const SQLITE_SOURCE_TABLES: &str = "PRAGMA journal_mode = WAL;
+CREATE TABLE cdc_rows (
+    id INTEGER PRIMARY KEY,
+    n INT NOT NULL,
+    name VARCHAR(64) NOT NULL,
+    amount DECIMAL(12,2) NOT NULL,
+    created TIMESTAMPTZ NOT NULL,
+    note TEXT
+);
+CREATE TABLE cdc_probe (id INT PRIMARY KEY, seq INTEGER NOT NULL, committed TIMESTAMPTZ NOT NULL);";
+
+/// The seed rows and the probe row of a SQLite source (the same values as [`seed_sql`]).
+fn sqlite_seed_sql(rows: i64) -> String {
+    format!(
+        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {rows})
+         INSERT INTO cdc_rows SELECT i, x % 1000000, 'name-' || printf('%08x', x),
+           printf('%d.%02d', x % 10000000, x % 100),
+           strftime('%Y-%m-%d %H:%M:%S', 1704067200 + x % 31536000, 'unixepoch') || '+00:00',
+           CASE WHEN x % 10 = 0 THEN NULL ELSE 'note for row ' || printf('%10d', i) || ': some text to make the row longer' END
+         FROM (SELECT i, (i * 2654435761) % 4294967296 AS x FROM s);
+         INSERT INTO cdc_probe VALUES (1, 0, strftime('%Y-%m-%d %H:%M:%f+00:00', 'now'));"
+    )
+}
 
 /// The seed rows and the probe row of a MariaDB source (the same values as [`seed_sql`]).
 fn maria_seed_sql(rows: i64) -> String {
@@ -255,16 +280,19 @@ enum Case {
     MariaToPostgres,
     /// A MariaDB source into another MariaDB database.
     MariaToMariaDb,
+    /// A SQLite source (trigger capture) into PostgreSQL.
+    SqliteToPostgres,
 }
 
 impl Case {
-    const ALL: [Case; 6] = [
+    const ALL: [Case; 7] = [
         Case::Native,
         Case::Postgres,
         Case::MariaDb,
         Case::Sqlite,
         Case::MariaToPostgres,
         Case::MariaToMariaDb,
+        Case::SqliteToPostgres,
     ];
 
     fn key(self) -> &'static str {
@@ -275,6 +303,7 @@ impl Case {
             Case::Sqlite => "sqlite",
             Case::MariaToPostgres => "mariadb-postgresql",
             Case::MariaToMariaDb => "mariadb-mariadb",
+            Case::SqliteToPostgres => "sqlite-postgresql",
         }
     }
 
@@ -286,6 +315,7 @@ impl Case {
             Case::Sqlite => "sluice PG→SQLite",
             Case::MariaToPostgres => "sluice MariaDB→PG",
             Case::MariaToMariaDb => "sluice MariaDB→MariaDB",
+            Case::SqliteToPostgres => "sluice SQLite→PG",
         }
     }
 
@@ -538,7 +568,9 @@ impl Keys {
     /// One transaction of `changes` changes as one SQL text (60 % inserts, 30 % updates, 10 %
     /// deletes; an update or delete when no key is left becomes an insert; a key changes at most
     /// once per transaction). Updates the keys as if it committed.
-    fn transaction(&mut self, changes: u64, maria: bool) -> (String, Mix) {
+    fn transaction(&mut self, changes: u64, dialect: Dialect) -> (String, Mix) {
+        let maria = dialect == Dialect::Maria;
+        let lite = dialect == Dialect::Sqlite;
         let mut mix = Mix::default();
         let mut inserts = Vec::new();
         let mut updates = Vec::new();
@@ -567,10 +599,11 @@ impl Keys {
             }
         }
         let version = self.rng.next();
-        let mut sql = String::from(if maria {
-            "START TRANSACTION;"
-        } else {
-            "BEGIN;"
+        let mut sql = String::from(match dialect {
+            Dialect::Maria => "START TRANSACTION;",
+            // Take the write lock at once rather than upgrading into a busy error.
+            Dialect::Sqlite => "BEGIN IMMEDIATE;",
+            Dialect::Postgres => "BEGIN;",
         });
         if !inserts.is_empty() {
             sql.push_str("INSERT INTO cdc_rows (id, n, name, amount, created, note) VALUES ");
@@ -581,9 +614,12 @@ impl Keys {
                 let v = row_values(*id, version);
                 // MariaDB takes no zone in a literal (sessions run in UTC).
                 let created = if maria {
-                    v.created.trim_end_matches("+00")
+                    v.created.trim_end_matches("+00").to_owned()
+                } else if lite {
+                    // As sluice writes zoned timestamps into SQLite.
+                    format!("{}:00", v.created)
                 } else {
-                    v.created.as_str()
+                    v.created.clone()
                 };
                 sql.push_str(&format!(
                     "({id},{},'{}',{},'{created}',{})",
@@ -607,6 +643,16 @@ impl Keys {
             sql.push_str(
                 ") AS v ON t.id = v.id SET t.n = v.n, t.amount = v.amount, t.note = v.note;",
             );
+        } else if !updates.is_empty() && lite {
+            sql.push_str("UPDATE cdc_rows SET n = v.column2, amount = v.column3, note = v.column4 FROM (VALUES ");
+            for (j, id) in updates.iter().enumerate() {
+                if j > 0 {
+                    sql.push(',');
+                }
+                let v = row_values(*id, version.wrapping_add(j as u64));
+                sql.push_str(&format!("({id},{},{},{})", v.n, v.amount, v.note));
+            }
+            sql.push_str(") AS v WHERE cdc_rows.id = v.column1;");
         } else if !updates.is_empty() {
             sql.push_str(
                 "UPDATE cdc_rows AS t SET n = v.n, amount = v.amount, note = v.note FROM (VALUES ",
@@ -639,6 +685,14 @@ impl Keys {
         self.live.extend(inserts);
         (sql, mix)
     }
+}
+
+/// The SQL dialect of a source's load transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Postgres,
+    Maria,
+    Sqlite,
 }
 
 /// SQL literals of a row's values (generated, never user text: no quoting needed).
@@ -685,6 +739,8 @@ enum Pace {
 enum SourceClient {
     Postgres(tokio_postgres::Client),
     MariaDb(mysql_async::Conn),
+    /// A connection of its own to the SQLite file, used on blocking threads.
+    Sqlite(Arc<Mutex<rusqlite::Connection>>),
 }
 
 impl SourceClient {
@@ -698,14 +754,37 @@ impl SourceClient {
                 SourceClient::MariaDb(conn)
             }
             TargetDb::Postgres(db) => SourceClient::Postgres(s.pg(db).await?),
-            TargetDb::Sqlite(_) => bail!("a SQLite source is not measured"),
+            TargetDb::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                conn.busy_timeout(Duration::from_secs(60))?;
+                // The load measures the replicator, not the source's fsync (WAL: still atomic).
+                conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+                SourceClient::Sqlite(Arc::new(Mutex::new(conn)))
+            }
         })
+    }
+
+    fn dialect(&self) -> Dialect {
+        match self {
+            SourceClient::Postgres(_) => Dialect::Postgres,
+            SourceClient::MariaDb(_) => Dialect::Maria,
+            SourceClient::Sqlite(_) => Dialect::Sqlite,
+        }
     }
 
     async fn batch(&mut self, sql: &str) -> Result<()> {
         match self {
             SourceClient::Postgres(c) => c.batch_execute(sql).await.map_err(anyhow::Error::from),
             SourceClient::MariaDb(c) => c.query_drop(sql).await.map_err(anyhow::Error::from),
+            SourceClient::Sqlite(c) => {
+                let (conn, sql) = (c.clone(), sql.to_owned());
+                tokio::task::spawn_blocking(move || {
+                    let conn = conn.lock().map_err(|_| anyhow!("a load session failed"))?;
+                    conn.execute_batch(&sql).map_err(anyhow::Error::from)
+                })
+                .await?
+            }
         }
     }
 }
@@ -729,8 +808,7 @@ impl Session {
                 Pace::Rate(_, until) if Instant::now() >= until => return Ok(done),
                 Pace::Rate(..) => size,
             };
-            let maria = matches!(self.client, SourceClient::MariaDb(_));
-            let (sql, mix) = self.keys.transaction(size, maria);
+            let (sql, mix) = self.keys.transaction(size, self.client.dialect());
             self.client
                 .batch(&sql)
                 .await
@@ -808,7 +886,7 @@ impl Prober {
                 .await
                 .context("cannot prepare the probe")?,
             ),
-            SourceClient::MariaDb(_) => None,
+            SourceClient::MariaDb(_) | SourceClient::Sqlite(_) => None,
         };
         Ok(Prober {
             client,
@@ -833,6 +911,22 @@ impl Prober {
                 )
                 .await
                 .context("the source refused the probe")?,
+            (SourceClient::Sqlite(c), _) => {
+                let conn = c.clone();
+                tokio::task::spawn_blocking(move || {
+                    let conn = conn
+                        .lock()
+                        .map_err(|_| anyhow!("the probe session failed"))?;
+                    conn.execute(
+                        "UPDATE cdc_probe SET seq = ?1, \
+                         committed = strftime('%Y-%m-%d %H:%M:%f+00:00', 'now') WHERE id = 1",
+                        [seq],
+                    )
+                    .map(drop)
+                    .context("the source refused the probe")
+                })
+                .await??
+            }
             (SourceClient::Postgres(_), None) => bail!("the probe is not prepared"),
         }
         self.seq = seq;
@@ -1638,8 +1732,22 @@ async fn measure(
 }
 
 /// Creates the source database: tables and seed rows.
-async fn make_source(s: &Servers, made: &mut Made, case: Case) -> Result<TargetDb> {
+async fn make_source(s: &Servers, made: &mut Made, case: Case, data: &Path) -> Result<TargetDb> {
     let db = database_name(case, "src");
+    if case == Case::SqliteToPostgres {
+        // In the hub server's data directory, where it takes SQLite files from.
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("cannot create {}", data.display()))?;
+        let path = data.join("cdc-source.db");
+        let script = format!("{SQLITE_SOURCE_TABLES}\n{}", sqlite_seed_sql(SEED_ROWS));
+        let file = path.clone();
+        tokio::task::spawn_blocking(move || {
+            rusqlite::Connection::open(&file)?.execute_batch(&script)
+        })
+        .await?
+        .with_context(|| format!("cannot make the SQLite source {}", path.display()))?;
+        return Ok(TargetDb::Sqlite(path));
+    }
     if case.maria_source() {
         s.my_exec(&format!("CREATE DATABASE `{db}`")).await?;
         made.my_databases.push(db.clone());
@@ -1732,7 +1840,7 @@ async fn native(
     figures: &mut CaseFigures,
     g: &Printing,
 ) -> Result<()> {
-    let source = make_source(s, made, Case::Native).await?;
+    let source = make_source(s, made, Case::Native, Path::new("")).await?;
     let TargetDb::Postgres(source_db) = source.clone() else {
         bail!("the native reference reads a PostgreSQL source");
     };
@@ -1793,8 +1901,8 @@ async fn sluice(
     figures: &mut CaseFigures,
     g: &Printing,
 ) -> Result<()> {
-    let source_db = make_source(s, made, case).await?;
     let serve = ServeProcess::start()?;
+    let source_db = make_source(s, made, case, &serve.home.path().join("data")).await?;
     let target = match case {
         Case::MariaDb | Case::MariaToMariaDb => {
             let db = database_name(case, "tgt");
@@ -1804,7 +1912,7 @@ async fn sluice(
         }
         // The hub server keeps SQLite files in its data directory.
         Case::Sqlite => TargetDb::Sqlite(serve.home.path().join("data").join("cdc-target.db")),
-        Case::Postgres | Case::Native | Case::MariaToPostgres => {
+        Case::Postgres | Case::Native | Case::MariaToPostgres | Case::SqliteToPostgres => {
             let db = database_name(case, "tgt");
             s.pg_exec("postgres", &format!("CREATE DATABASE {db}"))
                 .await?;
@@ -2130,13 +2238,14 @@ mod tests {
         assert_eq!(keys.next_id, 101);
         let mut total = Mix::default();
         for i in 0..200 {
-            let maria = i % 2 == 1;
-            let (sql, mix) = keys.transaction(50, maria);
+            let dialect = [Dialect::Postgres, Dialect::Maria, Dialect::Sqlite][i % 3];
+            let maria = dialect == Dialect::Maria;
+            let (sql, mix) = keys.transaction(50, dialect);
             assert_eq!(mix.total(), 50);
-            let begin = if maria {
-                "START TRANSACTION;"
-            } else {
-                "BEGIN;"
+            let begin = match dialect {
+                Dialect::Maria => "START TRANSACTION;",
+                Dialect::Sqlite => "BEGIN IMMEDIATE;",
+                Dialect::Postgres => "BEGIN;",
             };
             assert!(sql.starts_with(begin) && sql.ends_with("COMMIT;"), "{sql}");
             if maria {
