@@ -1056,8 +1056,16 @@ impl MariadbChangeStream {
             return Ok(());
         }
         self.standalone = false;
-        // DDL: a later table map reads the columns again.
-        self.states.clear();
+        // DDL that may concern a captured table (run in its database, or naming it): a later
+        // table map reads the columns again. DDL of other databases changes nothing here.
+        let lower = query.to_ascii_lowercase();
+        if self
+            .tables
+            .keys()
+            .any(|(db, table)| db == schema || lower.contains(table.as_str()))
+        {
+            self.states.clear();
+        }
         if let Some((db, name)) = truncated_table(query) {
             let db = db.unwrap_or_else(|| schema.to_owned());
             if let Some(&index) = self.tables.get(&(db, name.to_ascii_lowercase())) {
