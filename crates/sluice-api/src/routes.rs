@@ -796,19 +796,34 @@ fn operations(doc: &mut Doc) {
             "Compare",
         )
         .body(compare, false)
-        .json(201, "the job was posted", posted)
+        .json(201, "the job was posted", posted.clone())
         .json(200, "dry_run: what the compare would do", plan)
         .errors(Face::Hvr, HVR_ERRORS),
     );
-    for verb in ["activate", "deactivate"] {
+    let activate = doc.schema::<hvr_ops::ActivateBody>();
+    let deactivate = doc.schema::<hvr_ops::DeactivateBody>();
+    for (verb, body, summary) in [
+        (
+            "activate",
+            activate,
+            "Activate: set up capture and integrate (optionally load the targets first) and start their jobs",
+        ),
+        (
+            "deactivate",
+            deactivate,
+            "Deactivate: stop the capture and integrate jobs and remove what activation created",
+        ),
+    ] {
         doc.add(
             Op::new(
                 HttpMethod::Post,
                 &format!("{C}/{verb}"),
                 tag,
                 Auth::Bearer("ReadWrite"),
-                "Not available until change capture exists",
+                summary,
             )
+            .body(body, false)
+            .json(201, "the job was posted", posted.clone())
             .errors(Face::Hvr, HVR_ERRORS),
         );
     }

@@ -197,6 +197,9 @@ impl TryFrom<&RefreshRequest> for RefreshCommand {
     }
 }
 
+/// The longest pause before each round of an online compare (`online_compare_sleep`): an hour.
+const MAX_ONLINE_COMPARE_SLEEP: u64 = 3600;
+
 impl TryFrom<&CompareRequest> for CompareCommand {
     type Error = ServiceError;
 
@@ -218,8 +221,14 @@ impl TryFrom<&CompareRequest> for CompareCommand {
                         "online_compare: expected \"diff_diff\" or \"diff_cap\", got {mode:?}"
                     )));
                 }
+                let sleep_seconds = r.online_compare_sleep.unwrap_or(0);
+                if sleep_seconds > MAX_ONLINE_COMPARE_SLEEP {
+                    return Err(invalid(format!(
+                        "online_compare_sleep: at most {MAX_ONLINE_COMPARE_SLEEP} seconds, got {sleep_seconds}"
+                    )));
+                }
                 Some(crate::online::OnlineCompare {
-                    sleep_seconds: r.online_compare_sleep.unwrap_or(0),
+                    sleep_seconds,
                     ..Default::default()
                 })
             }
@@ -460,6 +469,16 @@ mod tests {
                 ..request(Some("rowwise"), None)
             }),
             "online_compare_sleep needs online_compare"
+        );
+        assert_eq!(
+            message(CompareRequest {
+                online_compare_sleep: Some(u64::MAX),
+                ..request(Some("rowwise"), Some("diff_diff"))
+            }),
+            format!(
+                "online_compare_sleep: at most 3600 seconds, got {}",
+                u64::MAX
+            )
         );
     }
 }

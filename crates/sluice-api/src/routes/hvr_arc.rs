@@ -51,7 +51,7 @@ pub(crate) struct ChannelContexts {
     context_variables: Vec<String>,
 }
 
-/// Open transactions of a capture location (none: sluice does not capture yet).
+/// Open transactions of a capture location (none: sluice does not report them yet).
 #[derive(ToSchema)]
 pub(crate) struct CaptureOpenTx {
     request_time: String,
@@ -66,7 +66,7 @@ pub(crate) struct IntegratePointOfLoc {
     integ_hvr_tx_seq: String,
 }
 
-/// By capture location, where integration stands (empty: sluice does not capture yet).
+/// By capture location, where integration stands (empty: sluice does not report it here yet).
 #[derive(ToSchema)]
 pub(crate) struct IntegratePoint(BTreeMap<String, IntegratePointOfLoc>);
 
@@ -86,7 +86,7 @@ pub(super) fn document(doc: &mut Doc) {
             read,
             "Activation state of channels",
         )
-        .description("sluice does not capture changes yet: every location is not activated")
+        .description("per channel and location, whether capture and integrate are set up and their jobs' states")
         .query_list("channels", "only these channels")
         .query_list("locs", "only these locations")
         .json(200, "by channel, by location", hub_activation)
@@ -185,7 +185,9 @@ pub(super) fn document(doc: &mut Doc) {
             read,
             "Open transactions of a capture location",
         )
-        .description("sluice does not capture changes yet: no capture holds a transaction open")
+        .description(
+            "sluice does not report a capture's open transactions yet: the answer counts none",
+        )
         .json(200, "open transactions", open_tx)
         .errors(Face::Hvr, HVR_ERRORS),
     );
@@ -198,7 +200,7 @@ pub(super) fn document(doc: &mut Doc) {
             read,
             "Integrate point",
         )
-        .description("sluice does not capture changes yet: nothing has been integrated")
+        .description("sluice does not report integrate points here yet (the integrate job's events carry its figures): the answer is empty")
         .query("orig_channel", string(), "the channel changes came from")
         .query(
             "orig_integ_loc",
