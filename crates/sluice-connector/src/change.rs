@@ -8,7 +8,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sluice_model::{CaptureMessage, Checkpoint, ColumnDef, Position, RowBatch, TableRef, Value};
+use sluice_model::{
+    CaptureMessage, Checkpoint, ColumnDef, Position, RowBatch, RowChange, TableRef, TransactionId,
+    Value,
+};
 
 use crate::{ConnectorError, Result, SharedSnapshot};
 
@@ -106,6 +109,67 @@ pub trait ChangeStream: Send {
 
     /// Stops the stream cleanly.
     async fn close(self: Box<Self>) -> Result<()>;
+}
+
+/// A transaction being read from a source's log, handed on in [`CaptureMessage::Changes`] parts
+/// of at most `max_changes` changes or about `max_bytes` bytes, as every [`ChangeStream`] sends
+/// them.
+#[derive(Debug)]
+pub struct OpenTransaction {
+    /// The transaction.
+    pub id: TransactionId,
+    /// Changes so far.
+    pub count: u64,
+    part: Vec<RowChange>,
+    part_first: u64,
+    part_bytes: usize,
+}
+
+impl OpenTransaction {
+    /// A transaction with no changes yet.
+    pub fn new(id: TransactionId) -> OpenTransaction {
+        OpenTransaction {
+            id,
+            count: 0,
+            part: Vec::new(),
+            part_first: 0,
+            part_bytes: 0,
+        }
+    }
+
+    /// Adds `change`; returns the part it filled, when it reached `max_changes` (at least one)
+    /// or `max_bytes`.
+    pub fn push(
+        &mut self,
+        change: RowChange,
+        max_changes: usize,
+        max_bytes: usize,
+    ) -> Option<CaptureMessage> {
+        self.part_bytes += change.byte_size();
+        self.part.push(change);
+        self.count += 1;
+        if self.part.len() >= max_changes.max(1) || self.part_bytes >= max_bytes {
+            self.take_part()
+        } else {
+            None
+        }
+    }
+
+    /// The changes added since the last part, as the next part; `None` when there are none.
+    pub fn take_part(&mut self) -> Option<CaptureMessage> {
+        if self.part.is_empty() {
+            return None;
+        }
+        let changes = std::mem::take(&mut self.part);
+        let first_index = self.part_first;
+        self.part_first = self.count;
+        self.part_bytes = 0;
+        Some(CaptureMessage::Changes {
+            transaction: self.id.clone(),
+            first_index,
+            changes,
+        })
+    }
 }
 
 /// What an integrate writes into: its name and its target tables.

@@ -39,7 +39,7 @@ use sluice_model::{
 pub use change::{
     ApplySummary, CaptureLag, CaptureRequest, CaptureStart, CaptureTable, ChangeApplier,
     ChangeReader, ChangeStream, ChangeWriter, IntegrateBatch, IntegrateRequest, IntegrateTable,
-    PartialUpdate, TableChanges, checkpoint_from_stored, stored_checkpoint,
+    OpenTransaction, PartialUpdate, TableChanges, checkpoint_from_stored, stored_checkpoint,
 };
 pub use error::{ConnectorError, ErrorKind, Result};
 

@@ -35,7 +35,8 @@ use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 use sluice_connector::{
-    CaptureLag, CaptureRequest, CaptureStart, ChangeStream, ConnectorError, ErrorKind, Result,
+    CaptureLag, CaptureRequest, CaptureStart, ChangeStream, ConnectorError, ErrorKind,
+    OpenTransaction, Result,
 };
 use sluice_model::{
     CaptureMessage, ChangeOp, ColumnDef, ColumnName, Position, RowChange, TableRef, TransactionId,
@@ -755,15 +756,6 @@ struct TableState {
     logged: usize,
 }
 
-/// The transaction being read.
-struct Open {
-    id: TransactionId,
-    count: u64,
-    part: Vec<RowChange>,
-    part_first: u64,
-    part_bytes: usize,
-}
-
 /// A running capture: reads the binary log, decodes, and hands on [`CaptureMessage`]s.
 pub struct MariadbChangeStream {
     binlog: BinlogStream,
@@ -780,7 +772,7 @@ pub struct MariadbChangeStream {
     /// The last Relation sent per request table.
     sent: HashMap<usize, (Vec<ColumnDef>, Vec<usize>)>,
     out: VecDeque<CaptureMessage>,
-    transaction: Option<Open>,
+    transaction: Option<OpenTransaction>,
     /// A GTID event announced one statement outside a transaction (DDL).
     standalone: bool,
     /// Whether the log's format description arrived (checksums are known from then on).
@@ -924,17 +916,12 @@ impl MariadbChangeStream {
     }
 
     fn flush_part(&mut self) {
-        if let Some(open) = &mut self.transaction
-            && !open.part.is_empty()
+        if let Some(part) = self
+            .transaction
+            .as_mut()
+            .and_then(OpenTransaction::take_part)
         {
-            let changes = std::mem::take(&mut open.part);
-            self.out.push_back(CaptureMessage::Changes {
-                transaction: open.id.clone(),
-                first_index: open.part_first,
-                changes,
-            });
-            open.part_first = open.count;
-            open.part_bytes = 0;
+            self.out.push_back(part);
         }
     }
 
@@ -942,13 +929,8 @@ impl MariadbChangeStream {
         let open = self.transaction.as_mut().ok_or_else(|| {
             ConnectorError::internal("the binary log has a row change outside a transaction")
         })?;
-        open.part_bytes += change.byte_size();
-        open.part.push(change);
-        open.count += 1;
-        if open.part.len() >= self.options.part_changes.max(1)
-            || open.part_bytes >= self.options.part_bytes
-        {
-            self.flush_part();
+        if let Some(part) = open.push(change, self.options.part_changes, self.options.part_bytes) {
+            self.out.push_back(part);
         }
         Ok(())
     }
@@ -966,19 +948,13 @@ impl MariadbChangeStream {
     }
 
     fn begin(&mut self, start: u64, at: DateTime<Utc>) {
-        self.transaction = Some(Open {
-            id: TransactionId {
-                commit: Position::Binlog {
-                    file: self.file.clone(),
-                    offset: start,
-                },
-                commit_time: at,
+        self.transaction = Some(OpenTransaction::new(TransactionId {
+            commit: Position::Binlog {
+                file: self.file.clone(),
+                offset: start,
             },
-            count: 0,
-            part: Vec::new(),
-            part_first: 0,
-            part_bytes: 0,
-        });
+            commit_time: at,
+        }));
     }
 
     /// Remembers that the event group with the current GTID ends at `end`.

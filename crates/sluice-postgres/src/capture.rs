@@ -27,8 +27,8 @@ use pgwire_replication::{
     Lsn, PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig,
 };
 use sluice_connector::{
-    CaptureLag, CaptureRequest, CaptureStart, ChangeStream, ConnectorError, ErrorKind, Result,
-    SharedSnapshot,
+    CaptureLag, CaptureRequest, CaptureStart, ChangeStream, ConnectorError, ErrorKind,
+    OpenTransaction, Result, SharedSnapshot,
 };
 use sluice_model::{
     CaptureMessage, ChangeOp, ColumnDef, ColumnName, Position, RowChange, TableRef, TransactionId,
@@ -648,17 +648,6 @@ struct RelationState {
     decoders: Vec<ReadColumn>,
 }
 
-/// The transaction being read.
-struct Open {
-    id: TransactionId,
-    /// Changes so far.
-    count: u64,
-    /// The part being filled and the index of its first change.
-    part: Vec<RowChange>,
-    part_first: u64,
-    part_bytes: usize,
-}
-
 /// A running capture: reads the slot, decodes, and hands on [`CaptureMessage`]s.
 pub struct PgChangeStream {
     session: ReplicationClient,
@@ -674,7 +663,7 @@ pub struct PgChangeStream {
     /// `format_type` by (type oid, modifier), domains resolved to their base type.
     type_names: HashMap<(u32, i32), String>,
     out: VecDeque<CaptureMessage>,
-    transaction: Option<Open>,
+    transaction: Option<OpenTransaction>,
     /// The log position everything received so far is complete up to (between transactions).
     position: u64,
     server_time: Option<DateTime<Utc>>,
@@ -888,30 +877,20 @@ impl PgChangeStream {
         let open = self.transaction.as_mut().ok_or_else(|| {
             ConnectorError::internal("the server sent a change outside a transaction")
         })?;
-        open.part_bytes += change.byte_size();
-        open.part.push(change);
-        open.count += 1;
-        if open.part.len() >= self.options.part_changes.max(1)
-            || open.part_bytes >= self.options.part_bytes
-        {
-            self.flush_part();
+        if let Some(part) = open.push(change, self.options.part_changes, self.options.part_bytes) {
+            self.out.push_back(part);
         }
         Ok(())
     }
 
     /// Hands on the changes collected so far, if any.
     fn flush_part(&mut self) {
-        if let Some(open) = &mut self.transaction
-            && !open.part.is_empty()
+        if let Some(part) = self
+            .transaction
+            .as_mut()
+            .and_then(OpenTransaction::take_part)
         {
-            let changes = std::mem::take(&mut open.part);
-            self.out.push_back(CaptureMessage::Changes {
-                transaction: open.id.clone(),
-                first_index: open.part_first,
-                changes,
-            });
-            open.part_first = open.count;
-            open.part_bytes = 0;
+            self.out.push_back(part);
         }
     }
 
@@ -933,16 +912,10 @@ impl PgChangeStream {
         let commit_time = decode_timestamp(commit_time).map_err(|reason| {
             ConnectorError::data(format!("a transaction's commit time: {reason}"))
         })?;
-        self.transaction = Some(Open {
-            id: TransactionId {
-                commit: Position::Lsn { lsn: final_lsn },
-                commit_time,
-            },
-            count: 0,
-            part: Vec::new(),
-            part_first: 0,
-            part_bytes: 0,
-        });
+        self.transaction = Some(OpenTransaction::new(TransactionId {
+            commit: Position::Lsn { lsn: final_lsn },
+            commit_time,
+        }));
         Ok(())
     }
 
