@@ -980,6 +980,38 @@ async fn setup_tests_fill_setup_tests_and_state() {
 /// once every change committed before it began is at the target, moves `succeeded_at`, reports
 /// no rows copied (where a copying sync reports every source row), and a suspended replication
 /// fails it with why; a historical resync still copies in full.
+
+/// Waits up to 60 s for `event` to end, and asserts it ended DONE.
+async fn wait_done(
+    service: &sluice_service::HubService,
+    hub: &sluice_model::HubName,
+    event: sluice_model::EventId,
+    what: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let e = service
+            .events(&sluice_service::EventFilter {
+                hub: Some(hub.clone()),
+                ids: vec![event],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if e[0].state != sluice_model::EventState::Active {
+            assert_eq!(
+                e[0].state,
+                sluice_model::EventState::Done,
+                "{what}: {:?}",
+                e[0].response
+            );
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} still running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_of_an_activated_connector_applies_changes_and_copies_nothing() {
     use sluice_model::{ChannelName, EventState, EventType, HubName};
@@ -1086,23 +1118,7 @@ async fn a_sync_of_an_activated_connector_applies_changes_and_copies_nothing() {
         })
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let e = service
-            .events(&sluice_service::EventFilter {
-                hub: Some(h.clone()),
-                ids: vec![posted.event],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        if e[0].state != EventState::Active {
-            assert_eq!(e[0].state, EventState::Done, "{:?}", e[0].response);
-            break;
-        }
-        assert!(Instant::now() < deadline, "activation still running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_done(&service, &h, posted.event, "activation").await;
     // The hub server's supervisor runs the replication.
     service
         .wait_caught_up(
@@ -1211,22 +1227,7 @@ async fn a_sync_of_an_activated_connector_applies_changes_and_copies_nothing() {
     );
 
     let posted = service.deactivate(&h, &c).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let e = service
-            .events(&sluice_service::EventFilter {
-                hub: Some(h.clone()),
-                ids: vec![posted.event],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        if e[0].state != EventState::Active {
-            break;
-        }
-        assert!(Instant::now() < deadline, "deactivation still running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_done(&service, &h, posted.event, "deactivation").await;
     // Not activated any more: a sync copies again.
     let before = Server::last_end(&failed);
     s.call(
