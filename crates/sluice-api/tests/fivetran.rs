@@ -975,12 +975,6 @@ async fn setup_tests_fill_setup_tests_and_state() {
     assert_eq!(failed["status"]["sync_state"], "scheduled");
 }
 
-/// A `/v1` connector whose channel is activated (PostgreSQL source and target, replicated by the
-/// hub server's own supervisor): a sync applies captured changes instead of copying. It ends
-/// once every change committed before it began is at the target, moves `succeeded_at`, reports
-/// no rows copied (where a copying sync reports every source row), and a suspended replication
-/// fails it with why; a historical resync still copies in full.
-
 /// Waits up to 60 s for `event` to end, and asserts it ended DONE.
 async fn wait_done(
     service: &sluice_service::HubService,
@@ -1012,6 +1006,11 @@ async fn wait_done(
     }
 }
 
+/// A `/v1` connector whose channel is activated (PostgreSQL source and target, replicated by the
+/// hub server's own supervisor): a sync applies captured changes instead of copying. It ends
+/// once every change committed before it began is at the target, moves `succeeded_at`, reports
+/// no rows copied (where a copying sync reports every source row), and a suspended replication
+/// fails it with why; a historical resync still copies in full.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_of_an_activated_connector_applies_changes_and_copies_nothing() {
     use sluice_model::{ChannelName, EventState, EventType, HubName};
