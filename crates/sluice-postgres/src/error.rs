@@ -54,7 +54,17 @@ pub(crate) fn pg_error(error: tokio_postgres::Error, what: impl fmt::Display) ->
 /// A connection that could not be made: the server refused the login (`Auth`), the database does
 /// not exist (`NotFound`), or it could not be reached (`Connection`).
 pub(crate) fn connect_error(error: tokio_postgres::Error, target: &str) -> ConnectorError {
-    if error.as_db_error().is_some() {
+    if let Some(db) = error.as_db_error() {
+        // At connection start, 55000 is "database … is not currently accepting connections"
+        // (ALLOW_CONNECTIONS false): the database refuses for now, as a server that is down.
+        if db.code() == &SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE {
+            let reason = db.message().to_owned();
+            return ConnectorError::new(
+                ErrorKind::Connection,
+                format!("connect to {target}: {reason}"),
+            )
+            .with_source(error);
+        }
         return pg_error(error, format_args!("connect to {target}"));
     }
     // The driver reports a missing or refused password before any server error exists.
