@@ -38,6 +38,10 @@ pub enum PropBag {
     /// An activated channel: its capture and integrate set-up (`activate` writes it,
     /// `deactivate` removes it).
     Activation(HubName, String),
+    /// What the last `sluice apply` of a definitions file stored in a hub: the definitions
+    /// version it made, when, by whom, from which file, and a digest of each object it left, so a
+    /// later plan can tell objects changed outside the file since.
+    LastApply(HubName),
 }
 
 /// The kinds of [`PropBag`], to list the bags of one kind.
@@ -73,6 +77,8 @@ pub enum PropBagKind {
     LocActions,
     /// [`PropBag::Activation`].
     Activation,
+    /// [`PropBag::LastApply`].
+    LastApply,
 }
 
 impl PropBagKind {
@@ -94,6 +100,7 @@ impl PropBagKind {
             PropBagKind::HubActions => "hub_actions",
             PropBagKind::LocActions => "loc_actions",
             PropBagKind::Activation => "activation",
+            PropBagKind::LastApply => "last_apply",
         }
     }
 }
@@ -117,6 +124,7 @@ impl PropBag {
             PropBag::HubActions(_) => PropBagKind::HubActions,
             PropBag::LocActions(..) => PropBagKind::LocActions,
             PropBag::Activation(..) => PropBagKind::Activation,
+            PropBag::LastApply(_) => PropBagKind::LastApply,
         }
     }
 
@@ -133,9 +141,10 @@ impl PropBag {
             | PropBag::Alert(h, u)
             | PropBag::LocActions(h, u)
             | PropBag::Activation(h, u) => (h.as_str().to_owned(), u.clone()),
-            PropBag::JobSystemAttributes(h) | PropBag::JobSystemEnv(h) | PropBag::HubActions(h) => {
-                (h.as_str().to_owned(), String::new())
-            }
+            PropBag::JobSystemAttributes(h)
+            | PropBag::JobSystemEnv(h)
+            | PropBag::HubActions(h)
+            | PropBag::LastApply(h) => (h.as_str().to_owned(), String::new()),
             PropBag::JobAttributes(h, j) | PropBag::JobEnv(h, j) => {
                 (h.as_str().to_owned(), j.as_str().to_owned())
             }
@@ -163,6 +172,7 @@ impl PropBag {
             "hub_actions" => PropBag::HubActions(hub_name()?),
             "loc_actions" => PropBag::LocActions(hub_name()?, owner.to_owned()),
             "activation" => PropBag::Activation(hub_name()?, owner.to_owned()),
+            "last_apply" => PropBag::LastApply(hub_name()?),
             _ => return None,
         })
     }

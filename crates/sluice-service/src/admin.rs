@@ -378,25 +378,40 @@ impl HubService {
         old: &Definitions,
         new: &mut Definitions,
     ) -> Result<Vec<String>> {
-        let policy = self.location_policy();
-        let mut problems = Vec::new();
         let mut notes = Vec::new();
         for (name, location) in new.locations.iter_mut() {
-            let before = old.locations.get(name);
-            if before == Some(&*location) {
-                continue;
-            }
-            if let Some(before) = before
+            if let Some(before) = old.locations.get(name)
+                && before != &*location
                 && let Some(note) = drop_redirected_password(before, location)
             {
                 notes.push(note);
+            }
+        }
+        self.check_location_policy(Some(old), new)?;
+        Ok(notes)
+    }
+
+    /// Checks the locations `new` adds or changes against `old` (`None`: every location is new)
+    /// against the location policy: what they may reference and which files they may open.
+    /// Refuses with every problem when one breaks it.
+    pub(crate) fn check_location_policy(
+        &self,
+        old: Option<&Definitions>,
+        new: &Definitions,
+    ) -> Result<()> {
+        let policy = self.location_policy();
+        let mut problems = Vec::new();
+        for (name, location) in &new.locations {
+            let before = old.and_then(|o| o.locations.get(name));
+            if before == Some(location) {
+                continue;
             }
             for (prop, reason) in policy.check_api_location(location, before) {
                 problems.push(format!("locations.{name}.props.{prop}: {reason}"));
             }
         }
         match problems.len() {
-            0 => Ok(notes),
+            0 => Ok(()),
             n => Err(ServiceError::invalid(format!(
                 "{}{}; nothing was changed",
                 problems[0],
@@ -409,7 +424,7 @@ impl HubService {
         }
     }
 
-    fn seal_secrets(&self, defs: &mut Definitions) -> Result<()> {
+    pub(crate) fn seal_secrets(&self, defs: &mut Definitions) -> Result<()> {
         for loc in defs.locations.values_mut() {
             for (name, value) in loc.props.iter_mut() {
                 let text = value.to_text();
