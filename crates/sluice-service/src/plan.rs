@@ -340,6 +340,15 @@ impl HubService {
                 }
             });
         }
+        // Location actions live apart from the definitions: a removed location's go with it.
+        for change in &plan.changes {
+            if change.kind == ObjectKind::Location
+                && change.action == ChangeAction::Remove
+                && let Ok(loc) = LocationName::new(&change.name)
+            {
+                self.forget_loc_actions(&hub, &loc).await?;
+            }
+        }
         let (stored, version) = self.definitions(&hub).await?;
         let record = LastApplyRecord {
             last: LastApply {
@@ -485,6 +494,15 @@ impl HubService {
             }
         }
         self.check_location_policy(current.as_ref(), &target)?;
+        if let Some(cur) = &current {
+            for name in cur.channels.keys() {
+                if !target.channels.contains_key(name) && self.is_activated(&hub, name).await? {
+                    return Err(ServiceError::invalid(format!(
+                        "channel {name} is activated: deactivate it before removing it (or keep it in the document); nothing was planned"
+                    )));
+                }
+            }
+        }
         let before = current.as_ref().map(definition::to_document);
         let after = definition::to_document(&target);
         let changes = diff_documents(before.as_ref(), &after);
