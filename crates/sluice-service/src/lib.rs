@@ -23,6 +23,7 @@ mod health;
 pub mod hub_server;
 mod job_system;
 mod jobs;
+pub mod lineage;
 mod log_file;
 pub mod online;
 mod password;

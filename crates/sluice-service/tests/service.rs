@@ -336,3 +336,168 @@ mod connectors {
         assert!(svc.authenticate_api_key(&key.key, &secret).await.is_err());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Lineage across hubs.
+
+mod lineage {
+    use super::*;
+    use sluice_model::AccessLevel;
+    use sluice_service::access::AccessEntry;
+    use sluice_service::lineage::{FlowState, Lineage, RunKind};
+
+    /// Hub `a` refreshes x.db → y.db, hub `b` y.db → z.db (y.db spelled another way), both
+    /// channel table `t`.
+    fn setup(dir: &std::path::Path) -> HubService {
+        let x = rusqlite::Connection::open(dir.join("x.db")).unwrap();
+        x.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'one');",
+        )
+        .unwrap();
+        rusqlite::Connection::open(dir.join("y.db")).unwrap();
+        // z.db refuses the row hub b's refresh brings.
+        rusqlite::Connection::open(dir.join("z.db"))
+            .unwrap()
+            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT CHECK (v <> 'one'));")
+            .unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        std::fs::write(
+            dir.join("a.yaml"),
+            "hub: a\nlocations:\n  ax: {class: sqlite, props: {Database_Name: x.db}}\n  ay: {class: sqlite, props: {Database_Name: y.db}}\n\
+             channels:\n  ca:\n    loc_groups: {SOURCE: [ax], TARGET: [ay]}\n    tables: {t: {}}\n\
+             \x20   actions: [{type: Capture, loc_scope: SOURCE}, {type: Integrate, loc_scope: TARGET}]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("b.yaml"),
+            "hub: b\nlocations:\n  by: {class: sqlite, props: {Database_Name: sub/../y.db}}\n  bz: {class: sqlite, props: {Database_Name: z.db}}\n\
+             channels:\n  cb:\n    loc_groups: {SOURCE: [by], TARGET: [bz]}\n    tables: {t: {}}\n\
+             \x20   actions: [{type: Capture, loc_scope: SOURCE}, {type: Integrate, loc_scope: TARGET}]\n",
+        )
+        .unwrap();
+        HubService::open_local(&dir.join(".sluice"), "tester").unwrap()
+    }
+
+    async fn refresh(svc: &HubService, hub: &str, channel: &str) -> EventState {
+        let running = svc
+            .refresh(RefreshCommand {
+                slicing: Default::default(),
+                hub: HubName::new(hub).unwrap(),
+                channel: ChannelName::new(channel).unwrap(),
+                source: None,
+                target: None,
+                tables: vec![],
+                strategy: None,
+                batch_rows: None,
+                count_first: false,
+                mode: Default::default(),
+                parallel: None,
+            })
+            .await
+            .unwrap();
+        match running.done.await.unwrap() {
+            Ok(summary) => summary.state,
+            Err(_) => EventState::Failed,
+        }
+    }
+
+    fn node<'a>(l: &'a Lineage, file: &str) -> &'a sluice_service::lineage::LineageNode {
+        l.nodes
+            .iter()
+            .find(|n| n.database.ends_with(file))
+            .unwrap_or_else(|| panic!("no node of {file} in {l:#?}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chain_across_hubs_with_states_and_access() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = setup(dir.path());
+        for file in ["a.yaml", "b.yaml"] {
+            svc.apply_file(&dir.path().join(file), None).await.unwrap();
+        }
+        let before = svc.lineage("tester", AccessLevel::SysAdmin).await.unwrap();
+        assert_eq!(before.edges.len(), 2);
+        assert!(before.edges.iter().all(|e| e.state == FlowState::Never));
+        assert!(before.edges.iter().all(|e| e.last_run.is_none()));
+
+        // Hub a's refresh fills y.db; hub b's then fails at z.db.
+        assert_eq!(refresh(&svc, "a", "ca").await, EventState::Done);
+        assert_eq!(refresh(&svc, "b", "cb").await, EventState::Failed);
+
+        let l = svc.lineage("tester", AccessLevel::SysAdmin).await.unwrap();
+        let (x, y, z) = (node(&l, "/x.db"), node(&l, "/y.db"), node(&l, "/z.db"));
+        assert_eq!(l.nodes.len(), 3, "{l:#?}");
+        assert_eq!((x.depth, y.depth, z.depth), (0, 1, 2));
+        assert_eq!(y.table, "t");
+        assert_eq!(
+            y.locations
+                .iter()
+                .map(|n| format!("{}/{}", n.hub, n.location))
+                .collect::<Vec<_>>(),
+            ["a/ay", "b/by"]
+        );
+        assert_eq!(y.label, "ay, by: t");
+        assert!(y.database.starts_with("sqlite:///"), "{}", y.database);
+        let edge = |channel: &str| {
+            l.edges
+                .iter()
+                .find(|e| e.channel.as_str() == channel)
+                .unwrap()
+        };
+        let (ca, cb) = (edge("ca"), edge("cb"));
+        assert_eq!(
+            (ca.source.as_str(), ca.target.as_str()),
+            (x.id.as_str(), y.id.as_str())
+        );
+        assert_eq!(
+            (cb.source.as_str(), cb.target.as_str()),
+            (y.id.as_str(), z.id.as_str())
+        );
+        assert_eq!(ca.state, FlowState::Done);
+        let run = ca.last_run.as_ref().unwrap();
+        assert_eq!((run.kind, run.state), (RunKind::Refresh, EventState::Done));
+        assert_eq!(cb.state, FlowState::Failed);
+        assert_eq!(cb.last_run.as_ref().unwrap().state, EventState::Failed);
+        assert!(ca.replication.is_none());
+
+        // The JSON round-trips (the CLI reads a hub server's answer this way).
+        let json = serde_json::to_value(&l).unwrap();
+        assert_eq!(json["edges"][0]["state"], "done");
+        assert_eq!(serde_json::from_value::<Lineage>(json).unwrap(), l);
+
+        // Every node and edge is in the DOT text, ids quoted.
+        let dot = l.to_dot();
+        assert!(dot.starts_with("digraph lineage {\n") && dot.ends_with("}\n"));
+        assert!(dot.contains(&format!("\"{}\" -> \"{}\"", x.id, y.id)));
+        assert!(dot.contains(&format!("\"{}\" -> \"{}\"", y.id, z.id)));
+
+        // Nobody but named users may read hub b; ann (ReadOnly) sees hub a only.
+        svc.set_hub_access_list(
+            &HubName::new("b").unwrap(),
+            &[AccessEntry {
+                user: None,
+                level: AccessLevel::None,
+            }],
+        )
+        .await
+        .unwrap();
+        let ann = svc.lineage("ann", AccessLevel::ReadOnly).await.unwrap();
+        assert_eq!(ann.edges.len(), 1);
+        assert_eq!(ann.edges[0].hub.as_str(), "a");
+        assert_eq!(ann.nodes.len(), 2);
+        assert!(
+            ann.nodes
+                .iter()
+                .all(|n| n.locations.iter().all(|l| l.hub.as_str() == "a"))
+        );
+        // A SysAdmin still sees both.
+        assert_eq!(
+            svc.lineage("root", AccessLevel::SysAdmin)
+                .await
+                .unwrap()
+                .edges
+                .len(),
+            2
+        );
+    }
+}
