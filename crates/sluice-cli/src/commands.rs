@@ -395,15 +395,30 @@ pub async fn event_log(b: &impl Backend, g: &Global, event: EventId) -> Result<O
 
 // ---- the local repository only ----
 
-pub async fn validate(g: &Global, file: &Path) -> Result<Outcome> {
-    // Check against the repository's locations when there is one; never create one to validate.
-    let compiled = if g.home.join("hub.db").exists() {
-        local::service(g)?
-            .validate_file(file, g.hub_name.as_ref())
-            .await?
-    } else {
-        sluice_service::definition::compile_file(file, Default::default(), g.hub_name.as_ref())
+pub async fn validate(g: &Global, file: &Path, env: Option<&str>) -> Result<Outcome> {
+    let parsed = match env {
+        Some(env) => sluice_service::environment::render(file, Some(env)),
+        None => sluice_service::definition::parse_file(file),
     };
+    // Check against the repository's locations when there is one; never create one to validate.
+    let mut known = std::collections::BTreeSet::new();
+    if g.home.join("hub.db").exists()
+        && let Some(hub) = parsed
+            .as_ref()
+            .ok()
+            .and_then(sluice_service::definition::hub_of)
+            .or_else(|| g.hub_name.clone())
+    {
+        known = local::service(g)?
+            .locations(&hub)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+    }
+    let compiled =
+        sluice_service::definition::compile_parsed(file, parsed, known, g.hub_name.as_ref());
     let errors = compiled.errors().count();
     if g.json {
         json(&serde_json::json!({ "valid": errors == 0, "diagnostics": compiled.diagnostics }))?;
@@ -434,56 +449,6 @@ pub async fn validate(g: &Global, file: &Path) -> Result<Outcome> {
         );
     }
     Ok(Outcome::Ok)
-}
-
-pub async fn apply(g: &Global, file: &Path) -> Result<Outcome> {
-    let svc = local::service(g)?;
-    let (summary, warnings) = svc.apply_file(file, g.hub_name.as_ref()).await?;
-    if g.json {
-        json(&serde_json::json!({ "applied": summary, "warnings": warnings }))?;
-        return Ok(Outcome::Ok);
-    }
-    for w in &warnings {
-        say!("warning: {w}");
-    }
-    say!(
-        "applied {}{}",
-        file.display(),
-        if summary.hub_created {
-            " (hub created)"
-        } else {
-            ""
-        }
-    );
-    say!(
-        "  locations added:    {}",
-        name_list(&summary.locations_added)
-    );
-    say!(
-        "  locations replaced: {}",
-        name_list(&summary.locations_replaced)
-    );
-    say!(
-        "  channels added:     {}",
-        name_list(&summary.channels_added)
-    );
-    say!(
-        "  channels replaced:  {}",
-        name_list(&summary.channels_replaced)
-    );
-    Ok(Outcome::Ok)
-}
-
-/// `a, b, c`, or `-` for none.
-fn name_list(names: &[impl ToString]) -> String {
-    if names.is_empty() {
-        return "-".into();
-    }
-    names
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 pub async fn status(g: &Global, channel: Option<&ChannelName>) -> Result<Outcome> {

@@ -30,6 +30,7 @@ mod args;
 mod backend;
 mod commands;
 mod credentials;
+mod definitions;
 mod local;
 mod output;
 mod progress;
@@ -68,12 +69,20 @@ enum Command {
     Validate {
         /// The definitions file.
         file: PathBuf,
+        /// The environment: its overlay `envs/NAME.yaml` (next to the file) is applied first.
+        #[arg(long)]
+        env: Option<String>,
     },
-    /// Store the hub, locations and channels of a definitions file in the repository.
-    Apply {
-        /// The definitions file.
-        file: PathBuf,
-    },
+    /// Print a definitions file merged with an environment's overlay.
+    Render(definitions::RenderArgs),
+    /// Show what `apply` would change in the hub, object by object, and what changed outside the
+    /// file since its last apply; exit 0 when nothing would change, 3 when changes are planned.
+    Plan(definitions::PlanArgs),
+    /// Show the plan of a definitions file and apply it in one transaction (all or nothing);
+    /// refused when the hub changed since the plan was made.
+    Apply(definitions::ApplyArgs),
+    /// Print the hub's definitions in the definitions file schema (secrets only as ${VAR}).
+    Export(definitions::ExportArgs),
     /// Log in to a hub server and remember the session (for `--hub`).
     Login(remote::LoginArgs),
     /// Log out of a hub server and forget the session.
@@ -232,7 +241,6 @@ fn serves(command: &Command) -> bool {
             | Command::Job(_)
             | Command::Event(_)
             | Command::Status { .. }
-            | Command::Apply { .. }
     )
 }
 
@@ -241,6 +249,9 @@ async fn run(cli: Cli) -> Result<Outcome> {
     let g = cli.global;
     match cli.command {
         Command::Login(args) => remote::login(&g, args).await,
+        Command::Plan(args) => definitions::plan(&g, args).await,
+        Command::Apply(args) => definitions::apply(&g, args).await,
+        Command::Export(args) => definitions::export(&g, args).await,
         Command::Logout => remote::logout(&g).await,
         command if g.hub.is_some() && serves(&command) => {
             let url = g.hub.clone().unwrap_or_default();
@@ -259,9 +270,6 @@ async fn run_remote(g: &Global, command: Command) -> Result<Outcome> {
             "`sluice status` has no --hub variant yet: use `sluice hub status` and \
              `sluice event list`, or run it on the hub's machine without --hub"
         ),
-        Command::Apply { .. } => bail!(
-            "`sluice apply` has no --hub variant yet: run it on the hub's machine without --hub"
-        ),
         Command::Event(EventCommand::Tail {
             topic,
             pattern,
@@ -278,8 +286,8 @@ async fn run_remote(g: &Global, command: Command) -> Result<Outcome> {
 async fn run_local(g: &Global, command: Command) -> Result<Outcome> {
     match command {
         Command::Quickstart(args) => quickstart::run(args, g).await,
-        Command::Validate { file } => commands::validate(g, &file).await,
-        Command::Apply { file } => commands::apply(g, &file).await,
+        Command::Validate { file, env } => commands::validate(g, &file, env.as_deref()).await,
+        Command::Render(args) => definitions::render(g, args).await,
         Command::Status { channel } => commands::status(g, channel.as_ref()).await,
         Command::Event(EventCommand::Tail { .. }) => bail!(
             "`sluice event tail` follows the event hub of a running hub server: pass --hub URL (or set SLUICE_HUB) after `sluice login`"

@@ -207,6 +207,11 @@ impl Remote {
         Ok((client, url))
     }
 
+    /// The client of the session.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub async fn connect(g: &Global) -> Result<Remote> {
         let (client, url) = Self::session(g)?;
         let hub = match &g.hub_name {

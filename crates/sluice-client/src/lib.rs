@@ -378,6 +378,31 @@ impl Client {
             .await
     }
 
+    /// What applying a definitions document would change (`POST /hubs/{hub}/definition/plan`,
+    /// a sluice extension): `body` is `{"document": …, "prune": bool, "source": "file.yaml"}`.
+    pub async fn plan_definitions(&self, hub: &str, body: &Value) -> Result<Value> {
+        let url = self.api(&["hubs", hub, "definition", "plan"]);
+        self.json(Call::new(Method::POST, url).json(body)).await
+    }
+
+    /// Applies a definitions document against the version its plan was made on
+    /// (`POST /hubs/{hub}/definition/apply`, a sluice extension): `body` as
+    /// [`Client::plan_definitions`] takes it plus `"base_version"`.
+    pub async fn apply_definitions(&self, hub: &str, body: &Value) -> Result<Value> {
+        let url = self.api(&["hubs", hub, "definition", "apply"]);
+        self.json(Call::new(Method::POST, url).json(body)).await
+    }
+
+    /// The hub's definitions in the definitions file schema (`GET /hubs/{hub}/definition/file`,
+    /// a sluice extension), only the channels matching `channels` when given.
+    pub async fn definitions_file(&self, hub: &str, channels: Option<&str>) -> Result<Value> {
+        let mut url = self.api(&["hubs", hub, "definition", "file"]);
+        if let Some(pattern) = channels {
+            url.query_pairs_mut().append_pair("channels", pattern);
+        }
+        self.get(url).await
+    }
+
     // ---- refresh and compare ----
 
     /// Posts a refresh (`POST /hubs/{hub}/channels/{ch}/refresh`); it runs on the server.

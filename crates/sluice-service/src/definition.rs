@@ -119,6 +119,15 @@ pub fn parse_text(text: &str, json: bool) -> Result<Json, Vec<Diagnostic>> {
     })
 }
 
+/// Writes a document as definitions text: YAML, or pretty JSON when `json`.
+pub fn write_text(doc: &Json, json: bool) -> Result<String, String> {
+    if json {
+        serde_json::to_string_pretty(doc).map_err(|e| e.to_string())
+    } else {
+        serde_saphyr::to_string(doc).map_err(|e| e.to_string())
+    }
+}
+
 /// Parses JSON like `serde_json::from_str`, but a key repeated in one object is an error (serde_json
 /// keeps the last one silently; YAML files already refuse duplicates).
 fn strict_json(text: &str) -> Result<Json, serde_json::Error> {

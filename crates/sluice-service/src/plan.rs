@@ -458,11 +458,15 @@ impl HubService {
             .collect();
         let Some(file) = compiled.definitions.clone() else {
             let errors: Vec<Diagnostic> = compiled.errors().cloned().collect();
-            let mut error = ServiceError::invalid(format!(
-                "the definitions have {} error(s); nothing was planned: {}",
-                errors.len(),
-                errors.first().map(|d| d.to_string()).unwrap_or_default()
-            ));
+            // One error is named in the message; several are listed with it (CLI and API).
+            let mut error = ServiceError::invalid(match errors.as_slice() {
+                [one] => format!("{} has 1 error; nothing was applied: {one}", req.source),
+                _ => format!(
+                    "{} has {} error(s); nothing was applied",
+                    req.source,
+                    errors.len()
+                ),
+            });
             error.diagnostics = errors;
             return Err(error);
         };

@@ -817,3 +817,25 @@ pub(crate) struct LocationTest {
     /// Properties the connection reported (`Database_Version`, `Table_Count`, …).
     discovered_props: BTreeMap<String, Json>,
 }
+
+/// `POST …/definition/plan` and `POST …/definition/apply` (sluice extensions: definitions as
+/// code).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DefinitionPlanBody {
+    /// The definitions document in the file schema (`hub`, `locations`, `channels`), an
+    /// environment's overlay already rendered.
+    document: BTreeMap<String, Json>,
+    /// Remove the hub's locations and channels the document does not have.
+    #[serde(default)]
+    #[schema(nullable = false)]
+    prune: Option<bool>,
+    /// Where the document came from (a file name), for the audit event.
+    #[serde(default)]
+    #[schema(nullable = false)]
+    source: Option<String>,
+    /// `apply` only, and required there: the definitions version the plan being applied was made
+    /// against (`null` when the hub did not exist). A hub at another version refuses the apply.
+    #[serde(default)]
+    base_version: Option<i64>,
+}

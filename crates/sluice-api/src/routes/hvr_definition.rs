@@ -56,6 +56,84 @@ pub(super) fn document(doc: &mut Doc) {
         .errors(Face::Hvr, HVR_ERRORS),
     );
 
+    let plan_body = doc.schema::<hvr::DefinitionPlanBody>();
+    let free = |what: &str| -> RefOr<Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Object)
+            .description(Some(what))
+            .into()
+    };
+    doc.add(
+        Op::new(
+            HttpMethod::Post,
+            &format!("{D}/plan"),
+            tag,
+            read,
+            "Plan a definitions document: what applying it would change (sluice)",
+        )
+        .description(
+            "Compares the document (the definitions file schema) with the hub, object by object \
+             with field-level differences, without changing anything; also lists the hub's \
+             objects the document lacks (removed with `prune`) and what changed outside the file \
+             since its last apply (drift). ReadOnly on the hub; SysAdmin when the hub does not \
+             exist yet. Secret values never appear (sealed or literal ones read `(secret)`).",
+        )
+        .body(plan_body.clone(), false)
+        .json(
+            200,
+            "the plan: hub, hub_exists, base_version, prune, changes [{kind, name, action, fields [{path, before, after}]}], unmanaged, drift, notes, warnings",
+            free("a plan"),
+        )
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(
+            HttpMethod::Post,
+            &format!("{D}/apply"),
+            tag,
+            write,
+            "Apply a definitions document in one transaction (sluice)",
+        )
+        .description(
+            "Applies what `plan` shows, all or nothing, when the hub is still at `base_version` \
+             (the plan's); a hub changed since is refused with F_JA0409 and nothing changes. \
+             ReadWrite on the hub; HubOwner when the hub's description changes; SysAdmin to \
+             create the hub. Literal secrets are sealed; a sealed secret the document leaves out \
+             is kept unless the location now points elsewhere.",
+        )
+        .body(plan_body, false)
+        .json(
+            200,
+            "applied: hub, version (after), ev_id, changes, notes",
+            free("what was applied"),
+        )
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+    doc.add(
+        Op::new(
+            HttpMethod::Get,
+            &format!("{D}/file"),
+            tag,
+            read,
+            "Export definitions in the definitions file schema (sluice)",
+        )
+        .description(
+            "The document `sluice validate/plan/apply` read. Secrets appear only as `${VAR}` \
+             references: sealed ones are left out and listed in `left_out`.",
+        )
+        .query(
+            "channels",
+            string(),
+            "only the channels matching this pattern (`sales_*`) and the locations they use",
+        )
+        .json(
+            200,
+            "{document, left_out}",
+            free("the document and what was left out"),
+        )
+        .errors(Face::Hvr, HVR_ERRORS),
+    );
+
     let channels = doc.schema::<hvr::Channels>();
     let channel = doc.schema::<hvr::Channel>();
     let new_channel = doc.schema::<hvr::NewChannel>();

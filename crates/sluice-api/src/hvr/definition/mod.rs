@@ -27,6 +27,7 @@ use crate::extract::{Caller, JsonBody, QueryList};
 
 mod actions;
 mod channels;
+mod code;
 mod import;
 mod loc_groups;
 mod locs;
@@ -50,6 +51,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(&format!("{D}/change/events"), get(change_events))
         .route(&format!("{D}/import"), post(import))
         .route(&format!("{D}/import/analyze"), post(analyze))
+        .route(&format!("{D}/plan"), post(code::plan))
+        .route(&format!("{D}/apply"), post(code::apply))
+        .route(&format!("{D}/file"), get(code::file))
         .route(&format!("{D}/action_modify"), post(action_modify))
         .route(&format!("{D}/action_replace"), post(action_replace))
         .route(
