@@ -679,6 +679,25 @@ fn hubs(doc: &mut Doc) {
         .json(200, "hubs by name", hubs)
         .errors(Face::Hvr, HVR_ERRORS),
     );
+    let lineage = doc.schema::<shapes::Lineage>();
+    doc.add(
+        Op::new(
+            HttpMethod::Get,
+            "/api/latest/lineage",
+            "hubs",
+            Auth::Bearer("ReadOnly on each hub shown"),
+            "Lineage of every hub the caller may read (sluice)",
+        )
+        .description(
+            "Tables at databases (a database known by class, host, port and name as stored, or \
+             the SQLite file's canonical path, so locations of several hubs reaching one database \
+             share a node) and the flows between them: per channel, table, source and target \
+             location, the state of the newest refresh or compare and of the replication jobs. \
+             Hubs where the caller has less than ReadOnly are left out; no secret is shown.",
+        )
+        .json(200, "nodes and edges", lineage)
+        .errors(Face::Hvr, &[401]),
+    );
     doc.add(
         Op::new(
             HttpMethod::Post,

@@ -266,3 +266,104 @@ pub(crate) struct HistoryPage {
 pub(crate) struct EventList {
     items: Vec<StoredEvent>,
 }
+
+/// `GET /api/latest/lineage` (sluice): tables at databases and the flows between them, over
+/// every hub the caller may read.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Lineage {
+    /// Tables at databases, by depth, then id.
+    nodes: Vec<LineageNode>,
+    /// One per channel, table, source location and target location.
+    edges: Vec<LineageEdge>,
+}
+
+/// A table at a database, however many locations (of however many hubs) reach it.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LineageNode {
+    /// The database's identity and the table: `postgresql://127.0.0.1:5432/shop#public.orders`.
+    id: String,
+    /// `postgresql://host:port/database`, `mariadb://host:port/database` or
+    /// `sqlite:///canonical/path`; property values as stored (a `${VAR}` stays a reference).
+    database: String,
+    /// The table's physical name there (`schema.base` when a schema applies).
+    table: String,
+    locations: Vec<LineageLocation>,
+    /// Location names and table: `src, stage: public.orders`.
+    label: String,
+    /// The longest chain of flows leading here (0: nothing flows in).
+    depth: u64,
+}
+
+/// A location of a hub.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LineageLocation {
+    hub: String,
+    location: String,
+}
+
+/// One table of one channel from a source location to a target location.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LineageEdge {
+    hub: String,
+    channel: String,
+    /// The channel's name for the table.
+    table: String,
+    /// The source node's id.
+    source: String,
+    /// The target node's id.
+    target: String,
+    source_location: String,
+    target_location: String,
+    state: LineageState,
+    /// The newest refresh or compare between the two locations; `null`: none yet.
+    last_run: Option<LineageRun>,
+    /// The capture and integrate jobs' states when the channel is activated, else `null`.
+    replication: Option<LineageReplication>,
+}
+
+/// A flow's state: the last run's (for its table), a failed or running replication first.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub(crate) enum LineageState {
+    Done,
+    Failed,
+    Running,
+    Never,
+}
+
+/// Refresh or compare.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub(crate) enum LineageRunKind {
+    Refresh,
+    Compare,
+}
+
+/// The newest refresh or compare of a flow.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LineageRun {
+    kind: LineageRunKind,
+    /// Its event.
+    event: Timestamp,
+    state: crate::hvr::shapes::EventState,
+    /// When it finished, else when it started (RFC 3339).
+    #[schema(format = DateTime)]
+    time: String,
+    /// The table's `Table_State` in that event; `null` when the event did not reach it.
+    table_state: Option<String>,
+}
+
+/// The replication jobs of a flow's activated channel.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LineageReplication {
+    /// The capture job at the source; `null` when it does not exist.
+    capture: Option<crate::hvr::shapes::JobState>,
+    /// The integrate job at the target; `null` when it does not exist.
+    integrate: Option<crate::hvr::shapes::JobState>,
+}

@@ -958,3 +958,166 @@ async fn browser_login_sync_live_freeze_and_refusal() {
         webdriver::screenshot_dir().display()
     );
 }
+
+/// Waits for event `ev` of `hub` to end; its state.
+async fn event_end(s: &Server, hub: &str, ev: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let a: Value = s
+            .http
+            .get(format!(
+                "{}/api/latest/hubs/{hub}/events?ev_id={ev}",
+                s.base
+            ))
+            .bearer_auth(&s.admin_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let state = a[ev]["state"].as_str().unwrap_or_default().to_owned();
+        if state != "ACTIVE" && !state.is_empty() {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "event {ev} did not end: {a}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The `<g class="flow …">` elements of a lineage page with `attr="value"`.
+fn flows_with(page: &str, attrs: &[(&str, &str)]) -> usize {
+    page.split(r#"<g class="flow "#)
+        .skip(1)
+        .map(|g| g.split_once('>').map_or("", |(head, _)| head))
+        .filter(|head| {
+            attrs
+                .iter()
+                .all(|(k, v)| head.contains(&format!(r#"{k}="{v}""#)))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lineage_page_draws_flows_across_hubs_with_their_states() {
+    let s = start().await;
+    let dir = s.hub.dir();
+    // hub2 reads hub1's target (tgt.db) as `stg` and refreshes it into far.db, whose orders
+    // refuses customer 0; only named users may read hub2 (there are none).
+    let far = dir.join("far.db");
+    rusqlite::Connection::open(&far)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT NOT NULL CHECK (customer <> 'customer 0'), total NUMERIC(12,2));",
+        )
+        .unwrap();
+    api(
+        &s,
+        "POST",
+        "/api/latest/hubs",
+        json!({"hub": "hub2", "props": {"Access_List": [{"level": "None"}]}}),
+    )
+    .await;
+    for (loc, path) in [("stg", dir.join("tgt.db")), ("far", far)] {
+        api(
+            &s,
+            "POST",
+            "/api/latest/hubs/hub2/definition/locs",
+            json!({"loc": loc, "props": {"Class": "sqlite", "Database_Name": path.display().to_string()}}),
+        )
+        .await;
+    }
+    api(
+        &s,
+        "POST",
+        "/api/latest/hubs/hub2/definition/channels",
+        json!({
+            "channel": "ch2",
+            "loc_groups": {"SOURCE": {"members": ["stg"]}, "TARGET": {"members": ["far"]}},
+            "tables": {"orders": {}},
+            "actions": [
+                {"loc_scope": "SOURCE", "table_scope": "*", "type": "Capture"},
+                {"loc_scope": "TARGET", "table_scope": "*", "type": "Integrate"}
+            ]
+        }),
+    )
+    .await;
+
+    let mut admin = Session::login(&s, "admin", ADMIN_PASSWORD).await;
+    let page = admin.get("/ui/lineage").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert!(page.text.contains(r#"<a href="/ui/lineage">Lineage</a>"#));
+    assert!(
+        page.text.contains(r#"<svg class="lineage""#),
+        "{}",
+        page.text
+    );
+    // orders and customers at src and tgt, orders at far; tgt.db is one node for both hubs.
+    assert_eq!(page.text.matches(r#"<g class="node""#).count(), 5);
+    assert!(page.text.contains("stg, tgt: orders"), "{}", page.text);
+    assert_eq!(flows_with(&page.text, &[]), 3);
+    assert_eq!(flows_with(&page.text, &[("data-state", "never")]), 3);
+
+    let ev = api(
+        &s,
+        "POST",
+        "/api/latest/hubs/hub1/channels/ch1/refresh",
+        json!({"source_loc": "src", "target_loc": "tgt"}),
+    )
+    .await["posted_ev_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(event_end(&s, "hub1", &ev).await, "DONE");
+    let ev = api(
+        &s,
+        "POST",
+        "/api/latest/hubs/hub2/channels/ch2/refresh",
+        json!({"source_loc": "stg", "target_loc": "far"}),
+    )
+    .await["posted_ev_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(event_end(&s, "hub2", &ev).await, "FAILED");
+
+    let page = admin.get("/ui/lineage").await;
+    let done = [
+        ("data-hub", "hub1"),
+        ("data-channel", "ch1"),
+        ("data-state", "done"),
+    ];
+    assert_eq!(flows_with(&page.text, &done), 2, "{}", page.text);
+    let failed = [
+        ("data-hub", "hub2"),
+        ("data-table", "orders"),
+        ("data-state", "failed"),
+    ];
+    assert_eq!(flows_with(&page.text, &failed), 1, "{}", page.text);
+    assert!(
+        page.text
+            .contains(r#"<span class="flow-state f-failed">failed</span>"#)
+    );
+
+    // The JSON of the same graph.
+    let lineage: Value = s
+        .http
+        .get(format!("{}/api/latest/lineage", s.base))
+        .bearer_auth(&s.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(lineage["nodes"].as_array().unwrap().len(), 5, "{lineage}");
+    assert_eq!(lineage["edges"].as_array().unwrap().len(), 3, "{lineage}");
+
+    // The viewer may not read hub2: neither its flow nor far.db shows.
+    let mut viewer = Session::login(&s, "viewer", VIEWER_PASSWORD).await;
+    let page = viewer.get("/ui/lineage").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(flows_with(&page.text, &[]), 2, "{}", page.text);
+    assert_eq!(flows_with(&page.text, &[("data-hub", "hub2")]), 0);
+    assert!(!page.text.contains("far.db") && !page.text.contains("stg"));
+}

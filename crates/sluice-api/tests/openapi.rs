@@ -756,6 +756,18 @@ async fn answers_match_the_documented_schemas() {
         s,
     )
     .await;
+    // After a refresh and the activation: a flow with a last run and replication jobs.
+    let lineage = f
+        .check("GET", "/api/latest/lineage", "/api/latest/lineage", None, s)
+        .await
+        .json();
+    let edge = &lineage["edges"][0];
+    assert_eq!(
+        (edge["hub"].as_str(), edge["channel"].as_str()),
+        (Some("h1"), Some("ch1")),
+        "{lineage}"
+    );
+    assert!(edge["last_run"].is_object(), "{lineage}");
     f.check(
         "GET",
         &format!("{C}/refresh/tables_results_ids"),

@@ -78,6 +78,15 @@ pub(crate) async fn list(caller: Caller) -> ApiResult<Out<Json>> {
     Ok(Out(Json::Object(map)))
 }
 
+/// `GET /api/latest/lineage` (sluice): the lineage of every hub the caller may read.
+pub(crate) async fn lineage(caller: Caller) -> ApiResult<Out<sluice_service::lineage::Lineage>> {
+    let lineage = caller
+        .service
+        .lineage(&caller.identity.user, caller.identity.level)
+        .await?;
+    Ok(Out(lineage))
+}
+
 pub(crate) async fn get_one(caller: Caller, Path(hub): Path<String>) -> ApiResult<Out<Json>> {
     let hub = hub_name(&hub)?;
     caller.require_on(&hub, AccessLevel::ReadOnly).await?;

@@ -52,6 +52,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api", get(auth::versions))
         .route("/api/latest/hubserver/clock", get(hubs::clock))
         .route("/api/latest/hubs", get(hubs::list).post(hubs::create))
+        .route("/api/latest/lineage", get(hubs::lineage))
         .route(H, get(hubs::get_one).delete(hubs::delete_one))
         .route(&format!("{H}/freeze"), post(hubs::freeze))
         .route(&format!("{H}/unfreeze"), post(hubs::unfreeze))

@@ -9,6 +9,7 @@
 
 mod actions;
 mod chart;
+mod graph;
 mod lag;
 mod live;
 mod pages;
@@ -94,6 +95,7 @@ pub(crate) fn routes(app: AppState) -> Router<AppState> {
         .route("/ui/channels", get(pages::channels))
         .route("/ui/channels/action", post(actions::channel_action))
         .route("/ui/live", get(live::live))
+        .route("/ui/lineage", get(pages::lineage))
         .route("/ui/hubs", get(pages::hubs))
         .route("/ui/hubs/{hub}", get(pages::hub))
         .route("/ui/hubs/{hub}/freeze", post(actions::freeze))

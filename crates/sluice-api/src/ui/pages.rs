@@ -13,12 +13,13 @@ use sluice_service::{ChannelOverview, RefreshRun, TableStatus};
 
 use super::UiState;
 use super::chart::{self, Bar, Line};
+use super::graph;
 use super::lag::Sample;
 use super::session::Viewer;
 use super::view::{
-    ChannelPage, ChannelRow, ChannelsPage, Chrome, ConnectorBox, EventPage, EventRow, HubPage,
-    JobRow, JobsPage, LocationRow, LoginPage, ReplicationBox, ReplicationJobRow, ResultRow, RunRow,
-    SchemaRow, TableRow, count, seconds, when,
+    ChannelPage, ChannelRow, ChannelsPage, Chrome, ConnectorBox, EventPage, EventRow, FlowRow,
+    HubPage, JobRow, JobsPage, LineagePage, LocationRow, LoginPage, ReplicationBox,
+    ReplicationJobRow, ResultRow, RunRow, SchemaRow, TableRow, count, seconds, when,
 };
 use crate::error::dashboard::Refusal;
 use crate::extract::QueryList;
@@ -575,5 +576,51 @@ pub(crate) async fn hub(
                 class: l.class.to_string(),
             })
             .collect(),
+    })
+}
+
+/// `GET /ui/lineage`: the flows of every hub the viewer may read, drawn and listed.
+pub(crate) async fn lineage(Extension(viewer): Extension<Viewer>) -> Page<LineagePage> {
+    let lineage = viewer
+        .service
+        .lineage(&viewer.identity.user, viewer.identity.level)
+        .await?;
+    let label: BTreeMap<&str, &str> = lineage
+        .nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.label.as_str()))
+        .collect();
+    let flows = lineage
+        .edges
+        .iter()
+        .map(|e| FlowRow {
+            source: label.get(e.source.as_str()).unwrap_or(&"").to_string(),
+            target: label.get(e.target.as_str()).unwrap_or(&"").to_string(),
+            hub: e.hub.to_string(),
+            channel: e.channel.to_string(),
+            table: e.table.to_string(),
+            state: e.state.as_str().to_owned(),
+            last_run: e
+                .last_run
+                .as_ref()
+                .map(|r| format!("{:?} {}", r.kind, r.state).to_lowercase())
+                .unwrap_or_default(),
+            when: when(e.last_run.as_ref().map(|r| r.time)),
+            replication: e
+                .replication
+                .as_ref()
+                .map(|r| {
+                    let s = |j: Option<sluice_model::JobState>| {
+                        j.map_or("–".to_owned(), |j| j.to_string())
+                    };
+                    format!("capture {}, integrate {}", s(r.capture), s(r.integrate))
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    Ok(LineagePage {
+        chrome: Chrome::new(&viewer, "Lineage"),
+        graph: graph::lineage_svg(&lineage),
+        flows,
     })
 }

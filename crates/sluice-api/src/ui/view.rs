@@ -254,3 +254,26 @@ pub(crate) struct HubPage {
     pub created: String,
     pub locations: Vec<LocationRow>,
 }
+
+/// One flow of the lineage page's table.
+pub(crate) struct FlowRow {
+    pub source: String,
+    pub target: String,
+    pub hub: String,
+    pub channel: String,
+    pub table: String,
+    pub state: String,
+    pub last_run: String,
+    pub when: String,
+    pub replication: String,
+}
+
+/// Lineage: the graph of every readable hub's flows, and the flows as a table.
+#[derive(Template, WebTemplate)]
+#[template(path = "lineage.html")]
+pub(crate) struct LineagePage {
+    pub chrome: Chrome,
+    /// The graph, an inline SVG built with every text escaped.
+    pub graph: String,
+    pub flows: Vec<FlowRow>,
+}
