@@ -846,6 +846,30 @@ fn operations(doc: &mut Doc) {
             .errors(Face::Hvr, HVR_ERRORS),
         );
     }
+    // sluice extension: one operation per channel matching a pattern.
+    let batch = doc.schema::<hvr_ops::BatchBody>();
+    let batch_posted = doc.schema::<hvr::BatchPosted>();
+    for (verb, level) in [
+        ("refresh", "ReadExecRefresh"),
+        ("compare", "ReadExec"),
+        ("activate", "ReadWrite"),
+        ("deactivate", "ReadWrite"),
+    ] {
+        doc.add(
+            Op::new(
+                HttpMethod::Post,
+                &format!("/api/latest/hubs/{{hub}}/batch/{verb}"),
+                tag,
+                Auth::Bearer(level),
+                &format!(
+                    "Batch {verb} (sluice): one {verb} per channel matching a pattern, at most `parallel` jobs running at once; a pattern matching no channel posts nothing (400)"
+                ),
+            )
+            .body(batch.clone(), false)
+            .json(201, "one event per channel was posted (or the channel's error is listed)", batch_posted.clone())
+            .errors(Face::Hvr, HVR_ERRORS),
+        );
+    }
 }
 
 fn event_hub(doc: &mut Doc) {

@@ -11,6 +11,7 @@ pub mod action_list;
 pub mod admin;
 pub mod alert;
 pub mod auth;
+pub mod batch;
 pub mod browse;
 pub mod catch_up;
 mod change_sync;
@@ -60,6 +61,7 @@ pub use sluice_repo::{PropBag, PropBagKind, PropWrite};
 use tokio_util::sync::CancellationToken;
 
 pub use admin::{JobStart, StartOptions};
+pub use batch::{BatchCommand, BatchEntry, BatchFailure, BatchOperation, BatchOutcome, BatchVerb};
 pub use definition::{CompileContext, Compiled, Diagnostic, Severity};
 pub use event_query::{EventFacet, MAX_COUNTED_EVENTS};
 pub use health::HubGauge;
@@ -70,7 +72,7 @@ pub use jobs::{
 };
 pub use log_file::LogFile;
 pub use registry::EnvLookup;
-pub use request::{CompareRequest, DifferenceFilter, RefreshRequest};
+pub use request::{BatchRequest, CompareRequest, DifferenceFilter, RefreshRequest};
 pub use slicing::{Slicing, SlicingRequest};
 pub use sluice_engine::plan::{RefreshMode, RowwiseApply};
 pub use sluice_engine::{Granularity, Progress};

@@ -45,9 +45,10 @@ use sluice_repo::{
     EventFilter, EventResult, NewEvent, PropBag, PropBagKind, PropWrite, RepoErrorKind,
 };
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::jobs::{ModeOverride, Posted, RefreshCommand, Resolved, chain};
+use crate::jobs::{ModeOverride, Posted, RefreshCommand, Resolved, Start, chain};
 use crate::{HubService, Result, STALE_AFTER, ServiceError};
 
 /// Per-job-type seconds to wait before a replication that failed on a passing error (a broken
@@ -436,6 +437,17 @@ impl HubService {
     /// Activates a channel (HVR's `activate`): posts an `Activate` event and returns at once;
     /// the set-up (and the initial load) runs in the background and ends the event.
     pub async fn activate(&self, cmd: ActivateCommand) -> Result<Posted> {
+        Ok(self.submit_activate(cmd, Start::Now).await?.0)
+    }
+
+    /// [`HubService::activate`], or only its event posted ([`Start::Pending`]), or the job's
+    /// pending event run ([`Start::Claim`]). Also returns the task that ends the event, when it
+    /// runs.
+    pub(crate) async fn submit_activate(
+        &self,
+        cmd: ActivateCommand,
+        start: Start,
+    ) -> Result<(Posted, Option<JoinHandle<()>>)> {
         self.ensure_live(&cmd.hub).await?;
         let setup = self.replication_setup(&cmd.hub, &cmd.channel).await?;
         // Refuse early what is certain to fail.
@@ -449,32 +461,39 @@ impl HubService {
             "start_next_ev_ids": cmd.refresh_events.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
             "start_immediate": cmd.start,
         });
-        let (event, canceled) = self
-            .start_run(
-                &cmd.hub,
-                EventType::Activate,
-                &job,
-                &setup.channel.name,
-                Some(&setup.source.name),
-                None,
-                format!(
-                    "Activate channel {} (capture at {}, integrate at {})",
-                    cmd.channel,
-                    setup.source.name,
-                    setup
-                        .targets
-                        .iter()
-                        .map(|r| r.target.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                body,
-            )
-            .await?;
+        let new_event = self.run_event(
+            &cmd.hub,
+            EventType::Activate,
+            &job,
+            &setup.channel.name,
+            Some(&setup.source.name),
+            None,
+            format!(
+                "Activate channel {} (capture at {}, integrate at {})",
+                cmd.channel,
+                setup.source.name,
+                setup
+                    .targets
+                    .iter()
+                    .map(|r| r.target.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            body,
+        );
+        let (event, canceled) = self.post_run(new_event, start).await?;
+        let posted = Posted {
+            event,
+            job: job.clone(),
+            canceled,
+        };
+        if start == Start::Pending {
+            return Ok((posted, None));
+        }
         let (stop, cancel) = self.watch_claim(&cmd.hub, &job, event);
         let service = self.clone();
         let job_name = job.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let hub = cmd.hub.clone();
             let outcome = tokio::select! {
                 r = service.run_activation(&setup, &cmd, event) => r,
@@ -499,11 +518,7 @@ impl HubService {
                 tracing::error!(job = %job_name, error = %e, "could not end the activation's event");
             }
         });
-        Ok(Posted {
-            event,
-            job,
-            canceled,
-        })
+        Ok((posted, Some(task)))
     }
 
     /// Posts a job run's event and claims the job for this process.
@@ -519,7 +534,24 @@ impl HubService {
         description: String,
         body: Json,
     ) -> Result<(EventId, Vec<EventId>)> {
-        let new_event = NewEvent {
+        let new_event = self.run_event(hub, event_type, job, channel, loc, loc2, description, body);
+        self.post_run(new_event, Start::Now).await
+    }
+
+    /// The `ACTIVE` event of a job run, by this service's user.
+    #[allow(clippy::too_many_arguments)]
+    fn run_event(
+        &self,
+        hub: &HubName,
+        event_type: EventType,
+        job: &JobName,
+        channel: &ChannelName,
+        loc: Option<&LocationName>,
+        loc2: Option<&LocationName>,
+        description: String,
+        body: Json,
+    ) -> NewEvent {
+        NewEvent {
             hub: hub.clone(),
             event_type,
             user: self.user().to_owned(),
@@ -530,15 +562,45 @@ impl HubService {
             job: Some(job.clone()),
             state: EventState::Active,
             body,
+        }
+    }
+
+    /// Posts `new_event` and claims its job for this process ([`Start::Now`]), or only posts it
+    /// and leaves the job suspended ([`Start::Pending`]), or claims the job's pending event
+    /// instead of posting one ([`Start::Claim`]). Returns the event and the pending events of the
+    /// job it replaced.
+    async fn post_run(&self, new_event: NewEvent, start: Start) -> Result<(EventId, Vec<EventId>)> {
+        let (hub, job) = (
+            new_event.hub.clone(),
+            new_event
+                .job
+                .clone()
+                .expect("a job run's event names its job"),
+        );
+        let (event, canceled, taken_over) = match start {
+            Start::Now => {
+                let s = self
+                    .job_store()
+                    .submit_job(new_event, Some((&self.inner.owner, STALE_AFTER)))
+                    .await?;
+                (s.event, s.canceled, s.taken_over)
+            }
+            Start::Pending => {
+                let s = self.job_store().submit_job(new_event, None).await?;
+                (s.event, s.canceled, Vec::new())
+            }
+            Start::Claim => {
+                let (event, taken_over) = self
+                    .job_store()
+                    .claim_job(&hub, &job, &self.inner.owner, STALE_AFTER)
+                    .await?;
+                (event, Vec::new(), taken_over)
+            }
         };
-        let s = self
-            .job_store()
-            .submit_job(new_event, Some((&self.inner.owner, STALE_AFTER)))
-            .await?;
-        for abandoned in &s.taken_over {
+        for abandoned in &taken_over {
             tracing::warn!(job = %job, event = %abandoned, "took over a job whose process had stopped");
         }
-        Ok((s.event, s.canceled))
+        Ok((event, canceled))
     }
 
     async fn log(&self, event: EventId, line: String) {
@@ -838,6 +900,18 @@ impl HubService {
     /// Deactivates a channel (HVR's `deactivate`): stops its replication and removes what
     /// activation made (the capture at the source, the checkpoints at the targets, the jobs).
     pub async fn deactivate(&self, hub: &HubName, channel: &ChannelName) -> Result<Posted> {
+        Ok(self.submit_deactivate(hub, channel, Start::Now).await?.0)
+    }
+
+    /// [`HubService::deactivate`], or only its event posted ([`Start::Pending`]), or the job's
+    /// pending event run ([`Start::Claim`]). Also returns the task that ends the event, when it
+    /// runs.
+    pub(crate) async fn submit_deactivate(
+        &self,
+        hub: &HubName,
+        channel: &ChannelName,
+        start: Start,
+    ) -> Result<(Posted, Option<JoinHandle<()>>)> {
         let bag = PropBag::Activation(hub.clone(), channel.to_string());
         let record = self.props_store().props(&bag).await?;
         let setup = self.replication_setup(hub, channel).await;
@@ -847,22 +921,29 @@ impl HubService {
             )));
         }
         let job = job_of(channel, JobType::Deactivate);
-        let (event, canceled) = self
-            .start_run(
-                hub,
-                EventType::Deactivate,
-                &job,
-                channel,
-                None,
-                None,
-                format!("Deactivate channel {channel}"),
-                json!({}),
-            )
-            .await?;
+        let new_event = self.run_event(
+            hub,
+            EventType::Deactivate,
+            &job,
+            channel,
+            None,
+            None,
+            format!("Deactivate channel {channel}"),
+            json!({}),
+        );
+        let (event, canceled) = self.post_run(new_event, start).await?;
+        let posted = Posted {
+            event,
+            job: job.clone(),
+            canceled,
+        };
+        if start == Start::Pending {
+            return Ok((posted, None));
+        }
         let (stop, _cancel) = self.watch_claim(hub, &job, event);
         let service = self.clone();
         let (hub, channel, job_name) = (hub.clone(), channel.clone(), job.clone());
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let outcome = service
                 .run_deactivation(&hub, &channel, record, setup.ok(), event)
                 .await;
@@ -882,11 +963,7 @@ impl HubService {
                 tracing::error!(job = %job_name, error = %e, "could not end the deactivation's event");
             }
         });
-        Ok(Posted {
-            event,
-            job,
-            canceled,
-        })
+        Ok((posted, Some(task)))
     }
 
     async fn run_deactivation(

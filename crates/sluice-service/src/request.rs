@@ -247,6 +247,104 @@ impl TryFrom<&CompareRequest> for CompareCommand {
     }
 }
 
+/// A batch as requested (`POST /api/latest/hubs/{hub}/batch/{verb}`), not yet checked: the
+/// options that do not apply to the verb are refused.
+#[derive(Debug, Clone, Default)]
+pub struct BatchRequest {
+    /// The hub.
+    pub hub: String,
+    /// `refresh`, `compare`, `activate` or `deactivate`.
+    pub verb: String,
+    /// `channels`: a channel name or pattern.
+    pub channels: String,
+    /// `parallel`: jobs of the batch run at once.
+    pub parallel: Option<usize>,
+    /// `tables` (refresh, compare); empty means all.
+    pub tables: Vec<String>,
+    /// `mode` (refresh).
+    pub mode: Option<String>,
+    /// `strategy` (refresh).
+    pub strategy: Option<String>,
+    /// `granularity` (compare): `bulk` or `rowwise`.
+    pub granularity: Option<String>,
+    /// `max_listed` (compare).
+    pub max_listed: Option<usize>,
+    /// `refresh` (activate).
+    pub refresh: Option<bool>,
+}
+
+impl TryFrom<&BatchRequest> for crate::batch::BatchCommand {
+    type Error = ServiceError;
+
+    fn try_from(r: &BatchRequest) -> Result<Self, ServiceError> {
+        use crate::batch::{BatchOperation, BatchVerb};
+        let verb: BatchVerb = r.verb.parse()?;
+        let given = [
+            (
+                "tables",
+                !r.tables.is_empty(),
+                &[BatchVerb::Refresh, BatchVerb::Compare][..],
+            ),
+            ("mode", r.mode.is_some(), &[BatchVerb::Refresh][..]),
+            ("strategy", r.strategy.is_some(), &[BatchVerb::Refresh][..]),
+            (
+                "granularity",
+                r.granularity.is_some(),
+                &[BatchVerb::Compare][..],
+            ),
+            (
+                "max_listed",
+                r.max_listed.is_some(),
+                &[BatchVerb::Compare][..],
+            ),
+            ("refresh", r.refresh.is_some(), &[BatchVerb::Activate][..]),
+        ];
+        if let Some((field, _, _)) = given
+            .iter()
+            .find(|(_, set, verbs)| *set && !verbs.contains(&verb))
+        {
+            return Err(invalid(format!("{field} does not apply to a batch {verb}")));
+        }
+        let operation = match verb {
+            BatchVerb::Refresh => BatchOperation::Refresh {
+                tables: table_names(&r.tables)?,
+                mode: ModeOverride {
+                    mode: r
+                        .mode
+                        .as_deref()
+                        .map(str::parse::<RefreshModeKind>)
+                        .transpose()
+                        .map_err(|e| invalid(format!("mode: {e}")))?,
+                    ..ModeOverride::default()
+                },
+                strategy: r
+                    .strategy
+                    .as_deref()
+                    .map(|s| {
+                        s.parse::<WriteStrategy>()
+                            .map_err(|e| invalid(format!("strategy: {e}")))
+                    })
+                    .transpose()?,
+            },
+            BatchVerb::Compare => BatchOperation::Compare {
+                tables: table_names(&r.tables)?,
+                granularity: granularity(r.granularity.as_deref())?,
+                max_listed: r.max_listed.unwrap_or(DEFAULT_MAX_LISTED),
+            },
+            BatchVerb::Activate => BatchOperation::Activate {
+                refresh: r.refresh.unwrap_or(false),
+            },
+            BatchVerb::Deactivate => BatchOperation::Deactivate,
+        };
+        Ok(crate::batch::BatchCommand {
+            hub: hub_name(&r.hub)?,
+            channels: r.channels.clone(),
+            operation,
+            parallel: r.parallel,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

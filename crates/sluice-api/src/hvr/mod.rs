@@ -83,4 +83,11 @@ pub(crate) fn routes() -> Router<AppState> {
             &format!("{H}/channels/{{channel}}/deactivate"),
             post(ops::deactivate),
         )
+        .route(&format!("{H}/batch/refresh"), post(ops::batch_refresh))
+        .route(&format!("{H}/batch/compare"), post(ops::batch_compare))
+        .route(&format!("{H}/batch/activate"), post(ops::batch_activate))
+        .route(
+            &format!("{H}/batch/deactivate"),
+            post(ops::batch_deactivate),
+        )
 }

@@ -380,6 +380,100 @@ pub(crate) async fn deactivate(
     Ok((StatusCode::CREATED, Out(posted_json(&posted))).into_response())
 }
 
+/// `POST /api/latest/hubs/{hub}/batch/{verb}` (a sluice extension): one operation per channel
+/// matching `channels`; the options of the verb's single-channel operation that fit many
+/// channels.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchBody {
+    /// A channel name or a pattern: `*` any run of characters, `?` one, `[…]` one of a set.
+    channels: String,
+    /// Jobs of the batch run at once (1 to 32, default 4).
+    parallel: Option<usize>,
+    /// refresh, compare: only these tables (each must be in every chosen channel).
+    tables: Option<Vec<String>>,
+    /// refresh: `full_replace`, `incremental`, `smart_sync` or `rowwise`.
+    mode: Option<String>,
+    /// refresh: `truncate_load` or `staging_swap`.
+    strategy: Option<String>,
+    /// compare: `bulk` or `rowwise`.
+    granularity: Option<String>,
+    /// compare: keys listed per kind of difference.
+    max_listed: Option<usize>,
+    /// activate: load the targets from the snapshot capture starts at.
+    refresh: Option<Flag>,
+}
+
+fn kind_word(kind: sluice_service::ServiceErrorKind) -> &'static str {
+    use sluice_service::ServiceErrorKind as K;
+    match kind {
+        K::Invalid => "invalid",
+        K::NotFound => "not_found",
+        K::Conflict => "conflict",
+        K::Repository => "repository",
+        K::Forbidden => "forbidden",
+        _ => "failed",
+    }
+}
+
+async fn batch(
+    caller: Caller,
+    hub: String,
+    verb: sluice_service::BatchVerb,
+    body: BatchBody,
+) -> ApiResult<Response> {
+    caller.require_on_name(&hub, verb.access_level()).await?;
+    let request = sluice_service::BatchRequest {
+        hub,
+        verb: verb.as_str().to_owned(),
+        channels: body.channels,
+        parallel: body.parallel,
+        tables: body.tables.unwrap_or_default(),
+        mode: body.mode,
+        strategy: body.strategy,
+        granularity: body.granularity,
+        max_listed: body.max_listed,
+        refresh: body.refresh.map(|f| f.0),
+    };
+    let outcome = caller.service.batch((&request).try_into()?).await?;
+    let channels: Vec<Json> = outcome
+        .entries
+        .iter()
+        .map(|e| match &e.outcome {
+            Ok(p) => json!({
+                "channel": e.channel,
+                "ev_id": p.event.to_string(),
+                "job": p.job,
+                "canceled_ev_ids": p.canceled.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            }),
+            Err(f) => json!({
+                "channel": e.channel,
+                "error": f.message,
+                "kind": kind_word(f.kind),
+            }),
+        })
+        .collect();
+    let answer = json!({"parallel": outcome.parallel, "channels": channels});
+    Ok((StatusCode::CREATED, Out(answer)).into_response())
+}
+
+macro_rules! batch_handler {
+    ($name:ident, $verb:ident) => {
+        pub(crate) async fn $name(
+            caller: Caller,
+            Path(hub): Path<String>,
+            JsonBody(body): JsonBody<BatchBody>,
+        ) -> ApiResult<Response> {
+            batch(caller, hub, sluice_service::BatchVerb::$verb, body).await
+        }
+    };
+}
+
+batch_handler!(batch_refresh, Refresh);
+batch_handler!(batch_compare, Compare);
+batch_handler!(batch_activate, Activate);
+batch_handler!(batch_deactivate, Deactivate);
+
 /// An instant from a query: ISO-8601 or epoch seconds.
 pub(crate) fn parse_time(s: &str) -> ApiResult<chrono::DateTime<chrono::Utc>> {
     if let Ok(secs) = s.parse::<i64>() {

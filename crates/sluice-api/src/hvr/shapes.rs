@@ -647,6 +647,44 @@ pub(crate) struct Posted {
     canceled_ev_ids: Vec<Timestamp>,
 }
 
+/// `POST …/batch/{verb}` (a sluice extension): what was posted per chosen channel.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchPosted {
+    /// At most this many of the batch's jobs run at once; the others wait, posted.
+    parallel: u32,
+    /// Per channel matching the pattern, in the hub's order.
+    channels: Vec<BatchChannel>,
+}
+
+/// One channel of a batch: its event and job, or why it was not posted.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchChannel {
+    channel: String,
+    /// The channel's event (posted).
+    #[serde(default)]
+    #[schema(nullable = false)]
+    ev_id: Option<Timestamp>,
+    /// The channel's job (posted).
+    #[serde(default)]
+    #[schema(nullable = false)]
+    job: Option<String>,
+    /// Pending events of the same job this one replaced (posted).
+    #[serde(default)]
+    #[schema(nullable = false)]
+    canceled_ev_ids: Option<Vec<Timestamp>>,
+    /// Why the channel was not posted.
+    #[serde(default)]
+    #[schema(nullable = false)]
+    error: Option<String>,
+    /// The kind of that error: `invalid`, `not_found`, `conflict` (its job already runs),
+    /// `failed`, …
+    #[serde(default)]
+    #[schema(nullable = false)]
+    kind: Option<String>,
+}
+
 /// How often a planned statement runs.
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
