@@ -1073,3 +1073,105 @@ async fn f12_health_shows_no_repository_error_text() {
     assert!(body.get("error").is_none(), "{body}");
     assert!(!a.text.contains(&name), "{}", a.text);
 }
+
+/// Definitions as code: a whole document planned or applied over the API is held to the same
+/// location policy as every other definition change, and plans never show secret values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f02_definition_documents_obey_the_location_policy_and_hide_secrets() {
+    let s = start().await;
+    s.create_hub().await;
+    let rw = s.user("mallory", "ReadWrite").await;
+    let plan_of = |doc: Value| json!({"document": doc});
+    let doc = |loc: Value| json!({"hub": "h", "locations": {"evil": loc}});
+    let repo = s.hub.dir().join("hub.db").display().to_string();
+    for (what, loc) in [
+        (
+            "a file outside the data directory",
+            json!({"class": "sqlite", "props": {"Database_Name": "/etc/passwd"}}),
+        ),
+        (
+            "the repository",
+            json!({"class": "sqlite", "props": {"Database_Name": repo}}),
+        ),
+        (
+            "a reserved variable",
+            json!({"class": "postgresql", "props": {"Database_Host": "attacker.example",
+                "Database_Name": "x", "Database_User": "u",
+                "Database_Password": "${SLUICE_ADMIN_PASSWORD}"}}),
+        ),
+        (
+            "a variable the operator did not allow",
+            json!({"class": "postgresql", "props": {"Database_Host": "${HOME}",
+                "Database_Name": "x", "Database_User": "u"}}),
+        ),
+    ] {
+        let a = s
+            .call(
+                "POST",
+                "/api/latest/hubs/h/definition/plan",
+                Some(&rw),
+                Some(plan_of(doc(loc.clone()))),
+            )
+            .await
+            .expect(StatusCode::BAD_REQUEST);
+        assert!(a.text.contains("locations.evil"), "{what}: {}", a.text);
+        let mut body = plan_of(doc(loc));
+        body["base_version"] = json!(0);
+        s.call(
+            "POST",
+            "/api/latest/hubs/h/definition/apply",
+            Some(&rw),
+            Some(body),
+        )
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    }
+    let file = s
+        .call("GET", "/api/latest/hubs/h/definition/file", Some(&rw), None)
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        file["document"]["locations"],
+        json!({}),
+        "nothing was stored"
+    );
+
+    // A literal password is sealed when applied and never shown: not in the plan, not in the
+    // answer, not in the export.
+    let pg = doc(
+        json!({"class": "postgresql", "props": {"Database_Host": "db.example",
+        "Database_Name": "x", "Database_User": "u", "Database_Password": "hunter2-literal"}}),
+    );
+    let plan = s
+        .call(
+            "POST",
+            "/api/latest/hubs/h/definition/plan",
+            Some(&rw),
+            Some(plan_of(pg.clone())),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert!(!plan.text.contains("hunter2"), "{}", plan.text);
+    let version = plan.json()["base_version"].clone();
+    let applied = s
+        .call(
+            "POST",
+            "/api/latest/hubs/h/definition/apply",
+            Some(&rw),
+            Some(json!({"document": pg, "base_version": version})),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert!(!applied.text.contains("hunter2"), "{}", applied.text);
+    let file = s
+        .call("GET", "/api/latest/hubs/h/definition/file", Some(&rw), None)
+        .await
+        .expect(StatusCode::OK);
+    assert!(!file.text.contains("hunter2"), "{}", file.text);
+    assert!(
+        file.json()["left_out"] == json!(["locations.evil.props.Database_Password"]),
+        "{}",
+        file.text
+    );
+}

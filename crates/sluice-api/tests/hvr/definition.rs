@@ -561,3 +561,143 @@ async fn import_analyze_counts_without_changing() {
     .await
     .expect(403);
 }
+
+/// The definitions-as-code routes: who may plan and apply what, and that a refusal changes
+/// nothing.
+#[tokio::test]
+async fn plan_and_apply_check_levels_versions_and_hostile_documents() {
+    let api = Api::start(false).await;
+    api.define(1).await;
+    let file = api
+        .call("GET", &format!("{D}/file"), None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(file["left_out"], json!([]));
+    let mut doc = file["document"].clone();
+    doc["channels"]["ch2"] = doc["channels"]["ch1"].clone();
+    let plan = api
+        .call(
+            "POST",
+            &format!("{D}/plan"),
+            Some(json!({"document": doc, "source": "defs.yaml"})),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 1, "{plan:#}");
+    assert_eq!(plan["changes"][0]["name"], "ch2");
+    let version = plan["base_version"].clone();
+
+    // ReadOnly plans but does not apply; nothing changes.
+    let ro = api.user("viewer", "ReadOnly").await;
+    api.call_as(
+        Some(&ro),
+        "POST",
+        &format!("{D}/plan"),
+        Some(json!({"document": doc})),
+    )
+    .await
+    .expect(200);
+    api.call_as(
+        Some(&ro),
+        "POST",
+        &format!("{D}/apply"),
+        Some(json!({"document": doc, "base_version": version})),
+    )
+    .await
+    .expect(403);
+    // ReadWrite applies channel changes, but not the hub's description, nor a new hub.
+    let rw = api.user("writer", "ReadWrite").await;
+    let mut described = doc.clone();
+    described["hub"] = json!({"name": "hub1", "description": "taken over"});
+    api.call_as(
+        Some(&rw),
+        "POST",
+        &format!("{D}/apply"),
+        Some(json!({"document": described, "base_version": version})),
+    )
+    .await
+    .expect(403);
+    let mut other = doc.clone();
+    other["hub"] = json!("hub9");
+    api.call_as(
+        Some(&rw),
+        "POST",
+        "/api/latest/hubs/hub9/definition/plan",
+        Some(json!({"document": other})),
+    )
+    .await
+    .expect(403);
+    // A document naming another hub than the path is refused.
+    api.call(
+        "POST",
+        &format!("{D}/plan"),
+        Some(json!({"document": other})),
+    )
+    .await
+    .expect(400);
+    // Without base_version an apply is refused; a plan may not carry one.
+    api.call_as(
+        Some(&rw),
+        "POST",
+        &format!("{D}/apply"),
+        Some(json!({"document": doc})),
+    )
+    .await
+    .expect(400);
+    api.call(
+        "POST",
+        &format!("{D}/plan"),
+        Some(json!({"document": doc, "base_version": 1})),
+    )
+    .await
+    .expect(400);
+    // None of that changed the hub.
+    let after = api
+        .call("GET", &format!("{D}/file"), None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(after, file);
+
+    // ReadWrite applies the plan; applying it again at the old version is refused.
+    let applied = api
+        .call_as(
+            Some(&rw),
+            "POST",
+            &format!("{D}/apply"),
+            Some(json!({"document": doc, "base_version": version, "source": "defs.yaml"})),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(applied["changes"][0]["action"], "add");
+    let stale = api
+        .call_as(
+            Some(&rw),
+            "POST",
+            &format!("{D}/apply"),
+            Some(json!({"document": doc, "base_version": version})),
+        )
+        .await
+        .expect(400);
+    assert!(
+        stale.text.contains("changed since the plan"),
+        "{}",
+        stale.text
+    );
+    let channels = api
+        .call("GET", &format!("{D}/file?channels=ch*"), None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        channels["document"]["channels"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["ch1", "ch2"]
+    );
+}
