@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use sluice_model::event::table_state;
 use sluice_model::{ChannelName, EventId, JobName, JobType, LocationName, ResultName};
@@ -644,4 +644,75 @@ fn print_replication(r: &Replication) {
         })
         .collect();
     say!("{}", table(&["job", "state", "rows", "latency (s)"], rows));
+}
+
+/// `sluice lineage [--json|--dot]`: the flows of every hub the user may read, from the local
+/// repository (as its operator: every hub) or from the hub server of `--hub` (as the logged-in
+/// user).
+pub async fn lineage(g: &Global, dot: bool) -> Result<Outcome> {
+    let lineage = match &g.hub {
+        Some(_) => {
+            let (client, _) = crate::remote::Remote::session(g)?;
+            serde_json::from_value(client.lineage().await?)
+                .context("the hub server answered a lineage this sluice cannot read")?
+        }
+        None => {
+            local::service(g)?
+                .lineage(&crate::args::user(), sluice_model::AccessLevel::SysAdmin)
+                .await?
+        }
+    };
+    if dot {
+        say!("{}", lineage.to_dot().trim_end());
+        return Ok(Outcome::Ok);
+    }
+    if g.json {
+        json(&lineage)?;
+        return Ok(Outcome::Ok);
+    }
+    if lineage.edges.is_empty() {
+        say!("no flow: no channel has a source and a target location yet");
+        return Ok(Outcome::Ok);
+    }
+    let label = |id: &str| {
+        lineage
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map_or_else(|| id.to_owned(), |n| n.label.clone())
+    };
+    let rows = lineage
+        .edges
+        .iter()
+        .map(|e| {
+            let mut state = e.state.as_str().to_owned();
+            if let Some(r) = &e.replication {
+                let s =
+                    |j: Option<sluice_model::JobState>| j.map_or("-".to_owned(), |j| j.to_string());
+                state.push_str(&format!(
+                    " (capture {}, integrate {})",
+                    s(r.capture),
+                    s(r.integrate)
+                ));
+            }
+            vec![
+                format!("{} → {}", label(&e.source), label(&e.target)),
+                e.channel.to_string(),
+                e.hub.to_string(),
+                state,
+                e.last_run
+                    .as_ref()
+                    .map(|r| format!("{} {} {}", r.kind.as_str(), r.state, when(Some(r.time))))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    say!(
+        "{}",
+        table(
+            &["source → target", "channel", "hub", "state", "last run"],
+            rows
+        )
+    );
+    Ok(Outcome::Ok)
 }

@@ -110,6 +110,13 @@ enum Command {
         /// Only this channel.
         channel: Option<sluice_model::ChannelName>,
     },
+    /// Which table flows from which database to which, through which channel of which hub,
+    /// with the last refresh, compare or replication state: every hub you may read.
+    Lineage {
+        /// Print Graphviz DOT (`sluice lineage --dot | dot -Tsvg > lineage.svg`).
+        #[arg(long, conflicts_with = "json")]
+        dot: bool,
+    },
     /// Events: what every operation did.
     #[command(subcommand)]
     Event(EventCommand),
@@ -249,6 +256,7 @@ async fn run(cli: Cli) -> Result<Outcome> {
     let g = cli.global;
     match cli.command {
         Command::Login(args) => remote::login(&g, args).await,
+        Command::Lineage { dot } => commands::lineage(&g, dot).await,
         Command::Plan(args) => definitions::plan(&g, args).await,
         Command::Apply(args) => definitions::apply(&g, args).await,
         Command::Export(args) => definitions::export(&g, args).await,

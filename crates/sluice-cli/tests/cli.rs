@@ -2043,3 +2043,179 @@ async fn activate_and_deactivate_on_a_hub_server_wait_for_their_events() {
     assert_eq!(slots.count(), "0");
     drop(server);
 }
+
+/// Hub `a` refreshes x.db → y.db, hub `b` y.db (spelled `./y.db`) → z.db.
+fn lineage_hubs(env: &Env) {
+    env.sql(
+        "x.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a');",
+    );
+    env.sql("y.db", "");
+    env.sql("z.db", "");
+    let defs = |hub: &str, channel: &str, (s, sdb): (&str, &str), (t, tdb): (&str, &str)| {
+        format!(
+            "hub: {hub}\nlocations:\n  {s}: {{class: sqlite, props: {{Database_Name: {sdb}}}}}\n  {t}: {{class: sqlite, props: {{Database_Name: {tdb}}}}}\n\
+             channels:\n  {channel}:\n    loc_groups: {{SOURCE: [{s}], TARGET: [{t}]}}\n    tables: {{t: {{}}}}\n\
+             \x20   actions: [{{type: Capture, loc_scope: SOURCE}}, {{type: Integrate, loc_scope: TARGET}}]\n"
+        )
+    };
+    env.write("a.yaml", &defs("a", "ca", ("ax", "x.db"), ("ay", "y.db")));
+    env.write("b.yaml", &defs("b", "cb", ("by", "./y.db"), ("bz", "z.db")));
+    for file in ["a.yaml", "b.yaml"] {
+        env.sluice().args(["apply", file]).assert().success();
+    }
+    env.sluice()
+        .args(["refresh", "ca", "--hub-name", "a"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn lineage_shows_a_chain_across_hubs_as_a_table_json_and_dot() {
+    let env = Env::new();
+    lineage_hubs(&env);
+
+    let out = env.sluice().arg("lineage").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |channel: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!(" {channel} ")))
+            .unwrap_or_else(|| panic!("no row of {channel} in {text}"))
+            .to_owned()
+    };
+    let (ca, cb) = (line("ca"), line("cb"));
+    assert!(
+        ca.contains("ax: t → ay, by: t") && ca.contains(" done ") && ca.contains("refresh DONE"),
+        "{ca}"
+    );
+    assert!(
+        cb.contains("ay, by: t → bz: t") && cb.contains(" never "),
+        "{cb}"
+    );
+
+    let value = json(
+        &env.sluice()
+            .args(["lineage", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let nodes = value["nodes"].as_array().unwrap();
+    let edges = value["edges"].as_array().unwrap();
+    assert_eq!((nodes.len(), edges.len()), (3, 2), "{value}");
+    let y = &nodes[1];
+    assert_eq!(y["depth"], 1);
+    assert_eq!(y["label"], "ay, by: t");
+    assert_eq!(
+        y["locations"][1],
+        serde_json::json!({"hub": "b", "location": "by"})
+    );
+    assert!(y["database"].as_str().unwrap().starts_with("sqlite:///"));
+    let ca = edges.iter().find(|e| e["channel"] == "ca").unwrap();
+    assert_eq!(ca["target"], y["id"]);
+    assert_eq!(ca["state"], "done");
+    assert_eq!(ca["last_run"]["kind"], "refresh");
+    assert_eq!(ca["last_run"]["state"], "DONE");
+    let cb = edges.iter().find(|e| e["channel"] == "cb").unwrap();
+    assert_eq!(cb["source"], y["id"]);
+    assert_eq!(cb["state"], "never");
+    assert!(cb["last_run"].is_null());
+
+    // DOT: one statement per line, every id a quoted string that names a declared node.
+    let out = env.sluice().args(["lineage", "--dot"]).output().unwrap();
+    assert!(out.status.success());
+    let dot = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = dot.lines().collect();
+    assert_eq!(lines.first(), Some(&"digraph lineage {"));
+    assert_eq!(lines.last(), Some(&"}"));
+    let quoted = |s: &str| -> Vec<String> {
+        // The quoted strings of a statement, unescaped.
+        let mut out = Vec::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            if c == '"' {
+                let mut text = String::new();
+                loop {
+                    match chars.next().expect("an unterminated string") {
+                        '\\' => text.push(chars.next().unwrap()),
+                        '"' => break,
+                        c => text.push(c),
+                    }
+                }
+                out.push(text);
+            }
+        }
+        out
+    };
+    let declared: Vec<String> = lines
+        .iter()
+        .filter(|l| l.contains(" [label=") && !l.contains(" -> "))
+        .map(|l| quoted(l)[0].clone())
+        .collect();
+    assert_eq!(declared.len(), 3);
+    let arrows: Vec<&&str> = lines.iter().filter(|l| l.contains(" -> ")).collect();
+    assert_eq!(arrows.len(), 2);
+    for arrow in arrows {
+        assert!(
+            arrow.trim_start().starts_with('"') && arrow.ends_with("];"),
+            "{arrow}"
+        );
+        let q = quoted(arrow);
+        assert!(
+            declared.contains(&q[0]) && declared.contains(&q[1]),
+            "{arrow}"
+        );
+    }
+    assert!(dot.contains(r#"label="a/ca""#) && dot.contains(r#"label="b/cb""#));
+
+    // --json and --dot together is a usage error.
+    env.sluice()
+        .args(["lineage", "--json", "--dot"])
+        .assert()
+        .code(2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lineage_of_a_hub_server_is_the_same_graph() {
+    let env = Env::new();
+    lineage_hubs(&env);
+    let local = json(
+        &env.sluice()
+            .args(["lineage", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let repo = format!("sqlite:{}", env.path(".sluice").join("hub.db").display());
+    let server = serve(&env.path(".sluice"), &repo).await;
+    env.sluice()
+        .args([
+            "login",
+            "--hub",
+            &server.url,
+            "--user",
+            "admin",
+            "--password-stdin",
+        ])
+        .write_stdin(format!("{ADMIN_PASSWORD}\n"))
+        .assert()
+        .success();
+    let out = env
+        .sluice()
+        .args(["lineage", "--json", "--hub", &server.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out.stdout), local);
+    let out = env
+        .sluice()
+        .args(["lineage", "--dot", "--hub", &server.url])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r#"label="b/cb""#));
+}

@@ -274,6 +274,14 @@ impl Client {
         self.get(self.api(&["hubs", hub, "query", "status"])).await
     }
 
+    // ---- lineage ----
+
+    /// Tables at databases and the flows between them, over every hub the user may read
+    /// (`GET /api/latest/lineage`, a sluice extension): `{"nodes": […], "edges": […]}`.
+    pub async fn lineage(&self) -> Result<Value> {
+        self.get(self.api(&["lineage"])).await
+    }
+
     // ---- definitions ----
 
     /// Every channel with its tables, columns, location groups and actions, by name

@@ -127,6 +127,16 @@ pub enum RunKind {
     Compare,
 }
 
+impl RunKind {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Refresh => "refresh",
+            RunKind::Compare => "compare",
+        }
+    }
+}
+
 /// The newest refresh or compare of a flow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowRun {

@@ -603,7 +603,7 @@ pub(crate) async fn lineage(Extension(viewer): Extension<Viewer>) -> Page<Lineag
             last_run: e
                 .last_run
                 .as_ref()
-                .map(|r| format!("{:?} {}", r.kind, r.state).to_lowercase())
+                .map(|r| format!("{} {}", r.kind.as_str(), r.state))
                 .unwrap_or_default(),
             when: when(e.last_run.as_ref().map(|r| r.time)),
             replication: e
