@@ -1120,4 +1120,29 @@ async fn lineage_page_draws_flows_across_hubs_with_their_states() {
     assert_eq!(flows_with(&page.text, &[]), 2, "{}", page.text);
     assert_eq!(flows_with(&page.text, &[("data-hub", "hub2")]), 0);
     assert!(!page.text.contains("far.db") && !page.text.contains("stg"));
+    // Nor in the API's answer to the viewer's token.
+    let login: Value = s
+        .http
+        .post(format!("{}/auth/v1/password", s.base))
+        .json(&json!({"username": "viewer", "password": VIEWER_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let lineage: Value = s
+        .http
+        .get(format!("{}/api/latest/lineage", s.base))
+        .bearer_auth(login["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let edges = lineage["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 2, "{lineage}");
+    assert!(edges.iter().all(|e| e["hub"] == "hub1"), "{lineage}");
+    assert!(!lineage.to_string().contains("far.db"), "{lineage}");
 }

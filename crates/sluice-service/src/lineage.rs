@@ -579,6 +579,61 @@ mod tests {
     }
 
     #[test]
+    fn a_flow_state_comes_from_replication_first_then_the_run_for_its_table() {
+        let run = |state: EventState, table_state: Option<&str>| FlowRun {
+            kind: RunKind::Refresh,
+            event: EventId::now(),
+            state,
+            time: Utc::now(),
+            table_state: table_state.map(str::to_owned),
+        };
+        let replication = |capture, integrate| FlowReplication {
+            capture: Some(capture),
+            integrate: Some(integrate),
+        };
+        assert_eq!(flow_state(None, None), FlowState::Never);
+        assert_eq!(
+            flow_state(Some(&run(EventState::Active, None)), None),
+            FlowState::Running
+        );
+        assert_eq!(
+            flow_state(Some(&run(EventState::Done, None)), None),
+            FlowState::Done
+        );
+        assert_eq!(
+            flow_state(Some(&run(EventState::Canceled, None)), None),
+            FlowState::Never
+        );
+        // One table failed in a run that failed: only its flow is red.
+        let failed = run(EventState::Failed, Some("FAILED"));
+        let other = run(EventState::Failed, Some("DONE"));
+        assert_eq!(flow_state(Some(&failed), None), FlowState::Failed);
+        assert_eq!(flow_state(Some(&other), None), FlowState::Done);
+        let done = run(EventState::Done, Some("DONE"));
+        assert_eq!(
+            flow_state(
+                Some(&done),
+                Some(&replication(JobState::Running, JobState::Retry))
+            ),
+            FlowState::Failed
+        );
+        assert_eq!(
+            flow_state(
+                Some(&done),
+                Some(&replication(JobState::Running, JobState::Running))
+            ),
+            FlowState::Running
+        );
+        assert_eq!(
+            flow_state(
+                None,
+                Some(&replication(JobState::Suspend, JobState::Suspend))
+            ),
+            FlowState::Never
+        );
+    }
+
+    #[test]
     fn dot_strings_are_quoted() {
         assert_eq!(dot_quoted(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(dot_quoted("x\ny"), r#""x\ny""#);
