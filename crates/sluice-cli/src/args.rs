@@ -8,6 +8,7 @@ use sluice_connector::WriteStrategy;
 use sluice_model::{
     ChannelName, ColumnName, EventState, EventType, HubName, LocationName, TableName,
 };
+use sluice_service::{BatchVerb, ServiceError};
 
 /// Options every command takes.
 #[derive(Args, Debug, Clone)]
@@ -42,8 +43,19 @@ pub enum Outcome {
 /// Options of `sluice refresh`.
 #[derive(Args, Debug)]
 pub struct RefreshArgs {
-    /// The channel.
-    pub channel: ChannelName,
+    /// The channel (or --channels).
+    #[arg(required_unless_present = "channels")]
+    pub channel: Option<ChannelName>,
+    /// Refresh every channel matching this pattern (`'sales_*'`, `?`, `[…]`), one event and job
+    /// each, from each channel's own source to its own target.
+    #[arg(long, value_name = "GLOB", conflicts_with_all = [
+        "channel", "source", "target", "batch_rows", "incremental_column", "date_buffer_days",
+        "no_deletes", "only_deletes", "parallel", "dry_run",
+    ])]
+    pub channels: Option<String>,
+    /// With --channels: at most N of the channels' jobs run at once (default 4).
+    #[arg(long, value_name = "N", requires = "channels", value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub channel_parallel: Option<u16>,
     /// Source location (default: the channel's Capture location).
     #[arg(long)]
     pub source: Option<LocationName>,
@@ -99,8 +111,15 @@ fn parse_strategy(s: &str) -> Result<WriteStrategy, String> {
 /// Options of `sluice compare`.
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// The channel.
-    pub channel: ChannelName,
+    /// The channel (or --channels).
+    #[arg(required_unless_present = "channels")]
+    pub channel: Option<ChannelName>,
+    /// Compare every channel matching this pattern (`'sales_*'`), one event and job each.
+    #[arg(long, value_name = "GLOB", conflicts_with_all = ["channel", "source", "target", "online", "dry_run"])]
+    pub channels: Option<String>,
+    /// With --channels: at most N of the channels' jobs run at once (default 4).
+    #[arg(long, visible_alias = "parallel", value_name = "N", requires = "channels", value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub channel_parallel: Option<u16>,
     /// Source location (default: the channel's Capture location).
     #[arg(long)]
     pub source: Option<LocationName>,
@@ -133,8 +152,15 @@ pub struct CompareArgs {
 /// Options of `sluice activate`.
 #[derive(Args, Debug)]
 pub struct ActivateArgs {
-    /// The channel.
-    pub channel: ChannelName,
+    /// The channel (or --channels).
+    #[arg(required_unless_present = "channels")]
+    pub channel: Option<ChannelName>,
+    /// Activate every channel matching this pattern (`'sales_*'`), one event and job each.
+    #[arg(long, value_name = "GLOB", conflicts_with_all = ["channel", "no_start", "follow"])]
+    pub channels: Option<String>,
+    /// With --channels: at most N of the channels' jobs run at once (default 4).
+    #[arg(long, visible_alias = "parallel", value_name = "N", requires = "channels", value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub channel_parallel: Option<u16>,
     /// Load the targets from the snapshot capture starts at (nothing missed or applied twice
     /// while the source keeps taking writes); without it the targets are taken to be in sync.
     #[arg(long)]
@@ -154,11 +180,200 @@ pub struct ActivateArgs {
 /// Options of `sluice deactivate`.
 #[derive(Args, Debug)]
 pub struct DeactivateArgs {
-    /// The channel.
-    pub channel: ChannelName,
+    /// The channel (or --channels).
+    #[arg(required_unless_present = "channels")]
+    pub channel: Option<ChannelName>,
+    /// Deactivate every channel matching this pattern (`'sales_*'`), one event and job each.
+    #[arg(long, value_name = "GLOB", conflicts_with = "channel")]
+    pub channels: Option<String>,
+    /// With --channels: at most N of the channels' jobs run at once (default 4).
+    #[arg(long, visible_alias = "parallel", value_name = "N", requires = "channels", value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub channel_parallel: Option<u16>,
     /// With --hub: wait for the deactivation to end (without --hub it always runs to its end).
     #[arg(long)]
     pub wait: bool,
+}
+
+/// A batch: `--channels GLOB` on refresh, compare, activate or deactivate, with the options of
+/// the single operation that apply to many channels.
+#[derive(Debug, Clone)]
+pub struct BatchArgs {
+    /// What is done to each channel.
+    pub verb: BatchVerb,
+    /// The pattern.
+    pub channels: String,
+    /// Jobs run at once.
+    pub parallel: Option<usize>,
+    /// refresh, compare: only these tables.
+    pub tables: Vec<TableName>,
+    /// refresh: the refresh mode.
+    pub mode: Option<String>,
+    /// refresh: how the targets are replaced.
+    pub strategy: Option<WriteStrategy>,
+    /// compare: row by row.
+    pub rowwise: bool,
+    /// compare: keys listed per kind of difference.
+    pub max_listed: Option<usize>,
+    /// activate: load the targets first.
+    pub refresh: bool,
+    /// With --hub: wait for every channel's job to end.
+    pub wait: bool,
+}
+
+impl BatchArgs {
+    fn new(verb: BatchVerb, channels: &str, parallel: Option<u16>, wait: bool) -> BatchArgs {
+        BatchArgs {
+            verb,
+            channels: channels.to_owned(),
+            parallel: parallel.map(usize::from),
+            tables: Vec::new(),
+            mode: None,
+            strategy: None,
+            rowwise: false,
+            max_listed: None,
+            refresh: false,
+            wait,
+        }
+    }
+}
+
+impl BatchArgs {
+    /// The request, as the service and the hub server take it: each option only for the verb it
+    /// applies to.
+    pub fn request(&self, hub: &str) -> sluice_service::BatchRequest {
+        let (refresh, compare, activate) = (
+            self.verb == BatchVerb::Refresh,
+            self.verb == BatchVerb::Compare,
+            self.verb == BatchVerb::Activate,
+        );
+        sluice_service::BatchRequest {
+            hub: hub.to_owned(),
+            verb: self.verb.as_str().to_owned(),
+            channels: self.channels.clone(),
+            parallel: self.parallel,
+            tables: self.tables.iter().map(ToString::to_string).collect(),
+            mode: self.mode.clone().filter(|_| refresh),
+            strategy: self
+                .strategy
+                .filter(|_| refresh)
+                .map(|s| s.as_str().to_owned()),
+            granularity: compare.then(|| if self.rowwise { "rowwise" } else { "bulk" }.to_owned()),
+            max_listed: self.max_listed.filter(|_| compare),
+            refresh: activate.then_some(self.refresh),
+        }
+    }
+}
+
+/// The pattern of `--channels`; `--channel-parallel` needs it.
+fn batch_pattern(
+    channels: Option<&str>,
+    parallel: Option<u16>,
+) -> Result<Option<&str>, ServiceError> {
+    match (channels, parallel) {
+        (None, Some(_)) => Err(ServiceError::invalid(
+            "--channel-parallel applies to a batch: give --channels GLOB instead of CHANNEL",
+        )),
+        (pattern, _) => Ok(pattern),
+    }
+}
+
+/// The one channel of a command that takes a CHANNEL or `--channels`; clap requires one of
+/// them, so without `--channels` there is a channel.
+fn single(channel: Option<&ChannelName>) -> &ChannelName {
+    channel.expect("clap requires CHANNEL when --channels is absent")
+}
+
+impl RefreshArgs {
+    /// The batch, with `--channels`; `--channel-parallel` without it is invalid.
+    pub fn batch(&self) -> Result<Option<BatchArgs>, ServiceError> {
+        let Some(pattern) = batch_pattern(self.channels.as_deref(), self.channel_parallel)? else {
+            return Ok(None);
+        };
+        Ok(Some(BatchArgs {
+            tables: self.tables.clone(),
+            mode: self.mode.clone(),
+            strategy: self.strategy,
+            ..BatchArgs::new(
+                BatchVerb::Refresh,
+                pattern,
+                self.channel_parallel,
+                self.wait,
+            )
+        }))
+    }
+
+    /// The channel, without `--channels`.
+    pub fn channel(&self) -> &ChannelName {
+        single(self.channel.as_ref())
+    }
+}
+
+impl CompareArgs {
+    /// The batch, with `--channels`; `--channel-parallel` without it is invalid.
+    pub fn batch(&self) -> Result<Option<BatchArgs>, ServiceError> {
+        let Some(pattern) = batch_pattern(self.channels.as_deref(), self.channel_parallel)? else {
+            return Ok(None);
+        };
+        Ok(Some(BatchArgs {
+            tables: self.tables.clone(),
+            rowwise: self.rowwise,
+            max_listed: Some(self.max_listed),
+            ..BatchArgs::new(
+                BatchVerb::Compare,
+                pattern,
+                self.channel_parallel,
+                self.wait,
+            )
+        }))
+    }
+
+    /// The channel, without `--channels`.
+    pub fn channel(&self) -> &ChannelName {
+        single(self.channel.as_ref())
+    }
+}
+
+impl ActivateArgs {
+    /// The batch, with `--channels`; `--channel-parallel` without it is invalid.
+    pub fn batch(&self) -> Result<Option<BatchArgs>, ServiceError> {
+        let Some(pattern) = batch_pattern(self.channels.as_deref(), self.channel_parallel)? else {
+            return Ok(None);
+        };
+        Ok(Some(BatchArgs {
+            refresh: self.refresh,
+            ..BatchArgs::new(
+                BatchVerb::Activate,
+                pattern,
+                self.channel_parallel,
+                self.wait,
+            )
+        }))
+    }
+
+    /// The channel, without `--channels`.
+    pub fn channel(&self) -> &ChannelName {
+        single(self.channel.as_ref())
+    }
+}
+
+impl DeactivateArgs {
+    /// The batch, with `--channels`; `--channel-parallel` without it is invalid.
+    pub fn batch(&self) -> Result<Option<BatchArgs>, ServiceError> {
+        let Some(pattern) = batch_pattern(self.channels.as_deref(), self.channel_parallel)? else {
+            return Ok(None);
+        };
+        Ok(Some(BatchArgs::new(
+            BatchVerb::Deactivate,
+            pattern,
+            self.channel_parallel,
+            self.wait,
+        )))
+    }
+
+    /// The channel, without `--channels`.
+    pub fn channel(&self) -> &ChannelName {
+        single(self.channel.as_ref())
+    }
 }
 
 /// Options of `sluice event list`.

@@ -12,7 +12,8 @@ use serde_json::Value;
 use sluice_model::{ChannelName, EventId, JobName, LocationName};
 
 use crate::args::{
-    ActivateArgs, CompareArgs, DeactivateArgs, EventListArgs, Global, Outcome, RefreshArgs,
+    ActivateArgs, BatchArgs, CompareArgs, DeactivateArgs, EventListArgs, Global, Outcome,
+    RefreshArgs,
 };
 
 /// Which side answers.
@@ -205,6 +206,31 @@ pub struct EventView {
     pub results: Vec<[String; 3]>,
 }
 
+/// One channel of a batch.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BatchRow {
+    /// The channel.
+    pub channel: String,
+    /// Its event, when posted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ev_id: Option<String>,
+    /// Its job, when posted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// The event's state (`ACTIVE` while it waits or runs), or `ERROR` when it was not posted.
+    pub state: String,
+    /// The event's response, or why it was not posted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+}
+
+impl BatchRow {
+    /// Whether the channel failed: not posted, or its event ended other than `DONE`.
+    pub fn failed(&self) -> bool {
+        !matches!(self.state.as_str(), "DONE" | "ACTIVE")
+    }
+}
+
 /// The use cases of the commands that work on both sides, one method each.
 pub trait Backend {
     /// Which side answers.
@@ -241,6 +267,9 @@ pub trait Backend {
     async fn activate(&self, args: ActivateArgs, g: &Global) -> Result<Outcome>;
     /// Deactivates a channel, as [`Backend::activate`] does.
     async fn deactivate(&self, args: DeactivateArgs, g: &Global) -> Result<Outcome>;
+    /// Runs one operation per channel matching a pattern: locally to the end of every job; on a
+    /// hub server: posts them, and with `--wait` follows them to their end.
+    async fn batch(&self, args: &BatchArgs) -> Result<Vec<BatchRow>>;
     /// The hub's jobs.
     async fn jobs(&self) -> Result<Shown<Vec<JobRow>>>;
     /// Suspends (`true`) or resumes a job.

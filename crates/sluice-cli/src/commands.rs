@@ -12,7 +12,7 @@ use sluice_model::event::table_state;
 use sluice_model::{ChannelName, EventId, JobName, JobType, LocationName, ResultName};
 use sluice_service::{EventFilter, Severity, TableStatus};
 
-use crate::args::{CompareArgs, EventListArgs, Global, Outcome, RefreshArgs};
+use crate::args::{BatchArgs, CompareArgs, EventListArgs, Global, Outcome, RefreshArgs};
 use crate::backend::{Backend, Groups, Plan, Shown, Side};
 use crate::local;
 use crate::output::{json, table, thousands, when};
@@ -251,6 +251,41 @@ pub async fn refresh(b: &impl Backend, g: &Global, args: RefreshArgs) -> Result<
         return Ok(Outcome::Ok);
     }
     b.refresh(args, g).await
+}
+
+/// `sluice refresh|compare|activate|deactivate --channels GLOB`: a table of channel, event and
+/// state (final ones locally and with `--wait`); an error (exit 1) when a channel was not posted
+/// or its job did not end `DONE`.
+pub async fn batch(b: &impl Backend, g: &Global, args: BatchArgs) -> Result<Outcome> {
+    let rows = b.batch(&args).await?;
+    if g.json {
+        json(&serde_json::json!({ "channels": rows }))?;
+    } else {
+        let shown = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.channel.clone(),
+                    r.ev_id.clone().unwrap_or_default(),
+                    r.state.clone(),
+                    r.response.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        say!(
+            "{}",
+            table(&["channel", "event", "state", "response"], shown)
+        );
+    }
+    let failed = rows.iter().filter(|r| r.failed()).count();
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} channel(s) of the batch {} failed",
+            rows.len(),
+            args.verb
+        );
+    }
+    Ok(Outcome::Ok)
 }
 
 /// `sluice compare`.

@@ -15,10 +15,11 @@ use sluice_service::{
 };
 
 use crate::args::{
-    ActivateArgs, CompareArgs, DeactivateArgs, EventListArgs, Global, Outcome, RefreshArgs, user,
+    ActivateArgs, BatchArgs, CompareArgs, DeactivateArgs, EventListArgs, Global, Outcome,
+    RefreshArgs, user,
 };
 use crate::backend::{
-    ActionView, Backend, ChannelRow, ChannelView, EventRow, EventView, HubState, JobRow,
+    ActionView, Backend, BatchRow, ChannelRow, ChannelView, EventRow, EventView, HubState, JobRow,
     LocationRow, Plan, PlannedTable, Shown, Side, TableView,
 };
 use crate::output::{Interrupted, JobFailed, json, rate, table, thousands};
@@ -53,7 +54,7 @@ impl Local {
         Ok(RefreshCommand {
             slicing: Default::default(),
             hub: self.hub.clone(),
-            channel: args.channel.clone(),
+            channel: args.channel().clone(),
             source: args.source.clone(),
             target: args.target.clone(),
             tables: args.tables.clone(),
@@ -83,7 +84,7 @@ impl Local {
         CompareCommand {
             slicing: Default::default(),
             hub: self.hub.clone(),
-            channel: args.channel.clone(),
+            channel: args.channel().clone(),
             source: args.source.clone(),
             target: args.target.clone(),
             tables: args.tables.clone(),
@@ -507,7 +508,7 @@ impl Backend for Local {
             .svc
             .activate(ActivateCommand {
                 hub: self.hub.clone(),
-                channel: args.channel.clone(),
+                channel: args.channel().clone(),
                 refresh: args.refresh,
                 refresh_events: Vec::new(),
                 start: !args.no_start,
@@ -526,7 +527,7 @@ impl Backend for Local {
         if !g.json {
             let jobs = match self
                 .svc
-                .replication_status(&self.hub, &args.channel)
+                .replication_status(&self.hub, args.channel())
                 .await?
             {
                 Some(status) => texts(&status.jobs.iter().map(|(j, _)| j).collect::<Vec<_>>()),
@@ -549,12 +550,73 @@ impl Backend for Local {
     }
 
     async fn deactivate(&self, args: DeactivateArgs, g: &Global) -> Result<Outcome> {
-        let posted = self.svc.deactivate(&self.hub, &args.channel).await?;
+        let posted = self.svc.deactivate(&self.hub, args.channel()).await?;
         let event = self.run_to_end(posted, g, "deactivation").await?;
         match event.state {
             EventState::Done => Ok(Outcome::Ok),
             _ => Err(JobFailed(event.response.unwrap_or_default()).into()),
         }
+    }
+
+    async fn batch(&self, args: &BatchArgs) -> Result<Vec<BatchRow>> {
+        let request = args.request(self.hub.as_str());
+        let outcome = self.svc.batch((&request).try_into()?).await?;
+        let ids = outcome.events();
+        if !ids.is_empty() {
+            note!(
+                "{} posted for {} channel(s), at most {} running at once",
+                outcome.verb,
+                ids.len(),
+                outcome.parallel
+            );
+        }
+        // Every job runs in this process: wait for the batch to end (Ctrl-C cancels the rest).
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        let mut finished = outcome.finished;
+        tokio::select! {
+            joined = &mut finished => joined.context("the batch's runner failed")?,
+            _ = &mut ctrl_c => {
+                note!("\ninterrupted: cancelling the batch's events…");
+                self.svc.cancel_events(&self.hub, &ids).await?;
+                let _ = finished.await;
+                return Err(Interrupted.into());
+            }
+        }
+        let events: std::collections::HashMap<EventId, EventRecord> = self
+            .svc
+            .events(&EventFilter {
+                hub: Some(self.hub.clone()),
+                ids: ids.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_iter()
+            .map(|e| (e.id, e))
+            .collect();
+        Ok(outcome
+            .entries
+            .into_iter()
+            .map(|entry| match entry.outcome {
+                Ok(posted) => {
+                    let event = events.get(&posted.event);
+                    BatchRow {
+                        channel: entry.channel.to_string(),
+                        ev_id: Some(posted.event.to_string()),
+                        job: Some(posted.job.to_string()),
+                        state: event.map_or_else(|| "ACTIVE".to_owned(), |e| e.state.to_string()),
+                        response: event.and_then(|e| e.response.clone()),
+                    }
+                }
+                Err(failure) => BatchRow {
+                    channel: entry.channel.to_string(),
+                    ev_id: None,
+                    job: None,
+                    state: "ERROR".to_owned(),
+                    response: Some(failure.message),
+                },
+            })
+            .collect())
     }
 
     async fn jobs(&self) -> Result<Shown<Vec<JobRow>>> {

@@ -333,10 +333,22 @@ async fn on_hub(b: &impl Backend, g: &Global, command: Command) -> Result<Outcom
         Command::Channel(ChannelCommand::Delete { channel }) => {
             commands::delete_channel(b, &channel).await
         }
-        Command::Refresh(args) => commands::refresh(b, g, args).await,
-        Command::Compare(args) => commands::compare(b, g, args).await,
-        Command::Activate(args) => b.activate(args, g).await,
-        Command::Deactivate(args) => b.deactivate(args, g).await,
+        Command::Refresh(args) => match args.batch()? {
+            Some(batch) => commands::batch(b, g, batch).await,
+            None => commands::refresh(b, g, args).await,
+        },
+        Command::Compare(args) => match args.batch()? {
+            Some(batch) => commands::batch(b, g, batch).await,
+            None => commands::compare(b, g, args).await,
+        },
+        Command::Activate(args) => match args.batch()? {
+            Some(batch) => commands::batch(b, g, batch).await,
+            None => b.activate(args, g).await,
+        },
+        Command::Deactivate(args) => match args.batch()? {
+            Some(batch) => commands::batch(b, g, batch).await,
+            None => b.deactivate(args, g).await,
+        },
         Command::Job(JobCommand::List) => commands::jobs(b, g).await,
         Command::Job(JobCommand::Suspend { job }) => commands::suspend_job(b, &job, true).await,
         Command::Job(JobCommand::Resume { job }) => commands::suspend_job(b, &job, false).await,

@@ -9,19 +9,20 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use serde_json::{Map, Value, json as value};
 use sluice_client::{
-    ActivateRequest, Client, CompareRequest, DifferenceFilter, ErrorKind, EventInfo, EventQuery,
-    Granularity, JobQuery, PostedJob, RefreshRequest, Strategy, event_state,
+    ActivateRequest, BatchRequest, Client, CompareRequest, DifferenceFilter, ErrorKind, EventInfo,
+    EventQuery, Granularity, JobQuery, PostedJob, RefreshRequest, Strategy, event_state,
 };
 use sluice_connector::WriteStrategy;
 use sluice_model::event::table_state;
 use sluice_model::{ChannelName, EventId, JobName, LocationName};
 
 use crate::args::{
-    ActivateArgs, CompareArgs, DeactivateArgs, EventListArgs, Global, Outcome, RefreshArgs,
+    ActivateArgs, BatchArgs, CompareArgs, DeactivateArgs, EventListArgs, Global, Outcome,
+    RefreshArgs,
 };
 use crate::backend::{
-    ActionView, Backend, ChannelRow, ChannelView, EventRow, EventView, Groups, HubState, JobRow,
-    LocationRow, Plan, PlannedTable, Shown, Side, TableView,
+    ActionView, Backend, BatchRow, ChannelRow, ChannelView, EventRow, EventView, Groups, HubState,
+    JobRow, LocationRow, Plan, PlannedTable, Shown, Side, TableView,
 };
 use crate::credentials::{self, Credentials, Session};
 use crate::output::{JobFailed, StoppedWaiting, json, table, thousands};
@@ -353,8 +354,13 @@ async fn endpoints(
 
 /// The request of a refresh.
 async fn refresh_request(r: &Remote, args: &RefreshArgs) -> Result<RefreshRequest> {
-    let (source_loc, target_loc) =
-        endpoints(r, &args.channel, args.source.as_ref(), args.target.as_ref()).await?;
+    let (source_loc, target_loc) = endpoints(
+        r,
+        args.channel(),
+        args.source.as_ref(),
+        args.target.as_ref(),
+    )
+    .await?;
     Ok(RefreshRequest {
         source_loc,
         target_loc,
@@ -393,8 +399,13 @@ async fn refresh_request(r: &Remote, args: &RefreshArgs) -> Result<RefreshReques
 
 /// The request of a compare.
 async fn compare_request(r: &Remote, args: &CompareArgs) -> Result<CompareRequest> {
-    let (source_loc, target_loc) =
-        endpoints(r, &args.channel, args.source.as_ref(), args.target.as_ref()).await?;
+    let (source_loc, target_loc) = endpoints(
+        r,
+        args.channel(),
+        args.source.as_ref(),
+        args.target.as_ref(),
+    )
+    .await?;
     Ok(CompareRequest {
         source_loc,
         target_loc,
@@ -616,7 +627,7 @@ impl Backend for Remote {
         let request = refresh_request(self, args).await?;
         let plan = self
             .client
-            .plan_refresh(&self.hub, args.channel.as_str(), &request)
+            .plan_refresh(&self.hub, args.channel().as_str(), &request)
             .await?;
         Ok(plan_view(plan))
     }
@@ -625,7 +636,7 @@ impl Backend for Remote {
         let request = refresh_request(self, &args).await?;
         let posted = self
             .client
-            .refresh(&self.hub, args.channel.as_str(), &request)
+            .refresh(&self.hub, args.channel().as_str(), &request)
             .await?;
         finish(self, g, posted, Verb::Refresh, args.wait).await
     }
@@ -634,7 +645,7 @@ impl Backend for Remote {
         let request = compare_request(self, args).await?;
         let plan = self
             .client
-            .plan_compare(&self.hub, args.channel.as_str(), &request)
+            .plan_compare(&self.hub, args.channel().as_str(), &request)
             .await?;
         Ok(plan_view(plan))
     }
@@ -643,7 +654,7 @@ impl Backend for Remote {
         let request = compare_request(self, &args).await?;
         let posted = self
             .client
-            .compare(&self.hub, args.channel.as_str(), &request)
+            .compare(&self.hub, args.channel().as_str(), &request)
             .await?;
         finish(self, g, posted, Verb::Compare, args.wait).await
     }
@@ -661,14 +672,14 @@ impl Backend for Remote {
         };
         let posted = self
             .client
-            .activate(&self.hub, args.channel.as_str(), &request)
+            .activate(&self.hub, args.channel().as_str(), &request)
             .await?;
         let outcome = finish(self, g, posted, Verb::Activate, args.wait).await?;
         if args.wait && !g.json {
             say!(
                 "the capture and integrate jobs of {} run on the hub server: `sluice status` on its \
                  machine, or `sluice job list --hub {}`, shows them",
-                args.channel,
+                args.channel(),
                 self.url
             );
         }
@@ -678,9 +689,91 @@ impl Backend for Remote {
     async fn deactivate(&self, args: DeactivateArgs, g: &Global) -> Result<Outcome> {
         let posted = self
             .client
-            .deactivate(&self.hub, args.channel.as_str())
+            .deactivate(&self.hub, args.channel().as_str())
             .await?;
         finish(self, g, posted, Verb::Deactivate, args.wait).await
+    }
+
+    async fn batch(&self, args: &BatchArgs) -> Result<Vec<BatchRow>> {
+        let r = args.request(&self.hub);
+        let request = BatchRequest {
+            channels: r.channels,
+            parallel: r.parallel,
+            tables: r.tables,
+            mode: r.mode,
+            strategy: args
+                .strategy
+                .filter(|_| r.verb == "refresh")
+                .map(|s| match s {
+                    WriteStrategy::StagingSwap => Ok(Strategy::StagingSwap),
+                    WriteStrategy::TruncateLoad => Ok(Strategy::TruncateLoad),
+                    other => Err(anyhow!(
+                        "strategy {} does not apply to a refresh",
+                        other.as_str()
+                    )),
+                })
+                .transpose()?,
+            granularity: r.granularity.map(|g| match g.as_str() {
+                "rowwise" => Granularity::Rowwise,
+                _ => Granularity::Bulk,
+            }),
+            max_listed: r.max_listed,
+            refresh: r.refresh,
+        };
+        let posted = self
+            .client
+            .batch(&self.hub, args.verb.as_str(), &request)
+            .await?;
+        let mut rows: Vec<BatchRow> = posted
+            .channels
+            .into_iter()
+            .map(|c| BatchRow {
+                state: if c.ev_id.is_some() { "ACTIVE" } else { "ERROR" }.to_owned(),
+                channel: c.channel,
+                ev_id: c.ev_id,
+                job: c.job,
+                response: c.error,
+            })
+            .collect();
+        let ids: Vec<String> = rows.iter().filter_map(|r| r.ev_id.clone()).collect();
+        if !args.wait || ids.is_empty() {
+            return Ok(rows);
+        }
+        note!(
+            "{} posted for {} channel(s), at most {} running at once; waiting for them to end",
+            args.verb,
+            ids.len(),
+            posted.parallel
+        );
+        let query = EventQuery {
+            ev_ids: ids,
+            ..Default::default()
+        };
+        let mut failures = 0;
+        loop {
+            let events = match self.client.events(&self.hub, &query).await {
+                Ok(events) => events,
+                // A blip: the jobs go on on the server; ask again, a few times.
+                Err(e) if e.kind() == ErrorKind::Connect && failures < POLL_RETRIES => {
+                    failures += 1;
+                    note!("warning: {e:#}; retrying");
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            failures = 0;
+            for row in rows.iter_mut() {
+                if let Some(e) = events.iter().find(|e| Some(&e.ev_id) == row.ev_id.as_ref()) {
+                    row.state = e.state.clone();
+                    row.response = e.response.clone();
+                }
+            }
+            if rows.iter().all(|r| r.state != "ACTIVE") {
+                return Ok(rows);
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     async fn jobs(&self) -> Result<Shown<Vec<JobRow>>> {

@@ -525,6 +525,146 @@ fn a_target_that_cannot_be_written_is_an_error_and_stays_unchanged() {
     assert!(text.contains("not a usable SQLite database"), "{text}");
 }
 
+/// Channels `sales_a`, `sales_b`, `sales_c` (targets `a.db`, `b.db`, `c.db`), `sales_x` (its
+/// target `junk.db` is not a database), `stock` (target `s.db`), all reading `orders` of `src.db`.
+fn batch_setup(env: &Env) {
+    env.setup("tgt.db");
+    env.write(
+        "junk.db",
+        "this is not a database file, it is just text that is long enough to have a header",
+    );
+    let mut yaml = String::from("hub: test\nlocations:\n");
+    let targets = [
+        ("sales_a", "a"),
+        ("sales_b", "b"),
+        ("sales_c", "c"),
+        ("sales_x", "junk"),
+        ("stock", "s"),
+    ];
+    for (_, db) in targets {
+        yaml.push_str(&format!(
+            "  t_{db}: {{class: sqlite, props: {{Database_Name: {db}.db}}}}\n"
+        ));
+    }
+    yaml.push_str("channels:\n");
+    for (channel, db) in targets {
+        yaml.push_str(&format!(
+            "  {channel}:\n    loc_groups: {{SOURCE: [src], TARGET: [t_{db}]}}\n    tables: {{orders: {{}}}}\n    actions:\n      - {{type: Capture, loc_scope: SOURCE}}\n      - {{type: Integrate, loc_scope: TARGET}}\n"
+        ));
+    }
+    env.write("batch.yaml", &yaml);
+    env.sluice()
+        .args(["apply", "batch.yaml"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn refresh_channels_runs_one_job_per_matching_channel() {
+    let env = Env::new();
+    batch_setup(&env);
+
+    let out = env
+        .sluice()
+        .args([
+            "refresh",
+            "--channels",
+            "sales_[abc]",
+            "--channel-parallel",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer = json(&out.stdout);
+    let channels = answer["channels"].as_array().unwrap();
+    let names: Vec<&str> = channels
+        .iter()
+        .map(|c| c["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sales_a", "sales_b", "sales_c"], "{answer}");
+    for c in channels {
+        assert_eq!(c["state"], "DONE", "{c}");
+        assert!(c["ev_id"].is_string() && c["job"].is_string(), "{c}");
+    }
+    for db in ["a.db", "b.db", "c.db"] {
+        assert_eq!(
+            env.rows(db, "SELECT item FROM orders WHERE id = 1"),
+            vec!["tea"],
+            "{db}"
+        );
+    }
+    assert!(!env.path("s.db").exists(), "stock was refreshed");
+
+    // One channel failing makes the command fail, after every channel ran; the table shows each.
+    let out = env
+        .sluice()
+        .args(["refresh", "--channels", "sales_*"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in ["sales_a", "sales_b", "sales_c"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(line) && l.contains("DONE")),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("sales_x") && l.contains("FAILED")),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("1 of 4 channel(s) of the batch refresh failed"),
+        "{stderr}"
+    );
+
+    // A pattern matching nothing posts nothing; CHANNEL and --channels exclude each other, and
+    // one of them is needed.
+    let events = |env: &Env| {
+        let out = env
+            .sluice()
+            .args(["event", "list", "--json", "--limit", "1000"])
+            .output()
+            .unwrap();
+        json(&out.stdout).as_array().unwrap().len()
+    };
+    let before = events(&env);
+    let out = env
+        .sluice()
+        .args(["refresh", "--channels", "hr_*"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no channel matches"));
+    for args in [
+        &["refresh", "sales_a", "--channels", "sales_*"][..],
+        &["refresh"][..],
+        &["refresh", "sales_a", "--channel-parallel", "2"][..],
+        &[
+            "refresh",
+            "--channels",
+            "sales_*",
+            "--channel-parallel",
+            "0",
+        ][..],
+        &["compare", "--channels", "sales_*", "--online"][..],
+    ] {
+        env.sluice().args(args).assert().failure().code(2);
+    }
+    assert_eq!(events(&env), before, "something was posted");
+}
+
 /// Makes `orders` big enough that a refresh of it is still running a second later.
 fn grow_orders(env: &Env) {
     env.sql(

@@ -37,9 +37,10 @@ use serde_json::{Map, Value};
 pub use error::{ApiError, Error, ErrorKind, Result};
 pub use events::TailItem;
 pub use types::{
-    Access, ActivateRequest, CompareRequest, DifferenceFilter, EventInfo, EventQuery, EventResult,
-    Granularity, HubInfo, HubProps, HubStatus, JobInfo, JobQuery, PostedJob, RefreshRequest,
-    Strategy, Tokens, UserChange, UserInfo, event_state,
+    Access, ActivateRequest, BatchChannel, BatchPosted, BatchRequest, CompareRequest,
+    DifferenceFilter, EventInfo, EventQuery, EventResult, Granularity, HubInfo, HubProps,
+    HubStatus, JobInfo, JobQuery, PostedJob, RefreshRequest, Strategy, Tokens, UserChange,
+    UserInfo, event_state,
 };
 
 /// A token that expires within this margin is renewed before a call.
@@ -473,6 +474,20 @@ impl Client {
         };
         let url = self.api(&["hubs", hub, "channels", channel, "compare"]);
         self.json(Call::new(Method::POST, url).json(&request)).await
+    }
+
+    // ---- batches ----
+
+    /// Posts one `verb` (`refresh`, `compare`, `activate`, `deactivate`) per channel matching
+    /// `request.channels` (`POST /hubs/{hub}/batch/{verb}`, sluice); they run on the server.
+    pub async fn batch(
+        &self,
+        hub: &str,
+        verb: &str,
+        request: &BatchRequest,
+    ) -> Result<BatchPosted> {
+        let url = self.api(&["hubs", hub, "batch", verb]);
+        self.json(Call::new(Method::POST, url).json(request)).await
     }
 
     // ---- activate and deactivate ----

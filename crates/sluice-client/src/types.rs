@@ -334,6 +334,63 @@ pub struct ActivateRequest {
     pub refresh: bool,
 }
 
+/// The body of `POST /hubs/{hub}/batch/{verb}` (sluice): one operation per channel matching
+/// `channels`; each option only with the verbs it applies to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BatchRequest {
+    /// A channel name or pattern (`sales_*`).
+    pub channels: String,
+    /// Jobs of the batch run at once (1 to 32; the server's default 4 when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<usize>,
+    /// refresh, compare: only these tables.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
+    /// refresh: the refresh mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// refresh: `truncate_load` or `staging_swap`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// compare: bulk or row-wise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub granularity: Option<Granularity>,
+    /// compare: keys listed per kind of difference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_listed: Option<usize>,
+    /// activate: load the targets from the snapshot capture starts at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<bool>,
+}
+
+/// The answer of `POST /hubs/{hub}/batch/{verb}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchPosted {
+    /// At most this many of the batch's jobs run at once.
+    pub parallel: usize,
+    /// Per channel matching the pattern.
+    pub channels: Vec<BatchChannel>,
+}
+
+/// One channel of a batch: its event and job, or why it was not posted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchChannel {
+    /// The channel.
+    pub channel: String,
+    /// Its event, when posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ev_id: Option<String>,
+    /// Its job, when posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Why it was not posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The kind of that error (`invalid`, `not_found`, `conflict`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
 /// The body of `POST /hubs/{hub}/channels/{ch}/compare`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CompareRequest {

@@ -539,6 +539,26 @@ impl HubService {
                 let cmd: CompareCommand = serde_json::from_value(command).map_err(bad)?;
                 detach(runner.submit_compare(cmd, Start::Claim).await?);
             }
+            kind @ (JobType::Activate | JobType::Deactivate) => {
+                // Posted pending by a batch; the channel's current definition is set up.
+                let channel = record.channel.clone().ok_or_else(|| {
+                    ServiceError::invalid(format!("event {event} names no channel"))
+                })?;
+                if kind == JobType::Activate {
+                    let cmd = crate::replication::ActivateCommand {
+                        hub: hub.clone(),
+                        channel,
+                        refresh: record.body.get("refresh").and_then(Json::as_bool) == Some(true),
+                        refresh_events: Vec::new(),
+                        start: true,
+                    };
+                    runner.submit_activate(cmd, Start::Claim).await?;
+                } else {
+                    runner
+                        .submit_deactivate(hub, &channel, Start::Claim)
+                        .await?;
+                }
+            }
             other => {
                 return Err(ServiceError::invalid(format!(
                     "job {job}: {other:?} jobs are not supported yet"
