@@ -285,3 +285,88 @@ async fn batch_refuses_bad_requests_and_posts_nothing() {
         assert_ne!(e.state, EventState::Active);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_activates_and_deactivates_channels() {
+    let api = Api::start(false).await;
+    define_sales(&api, 2, 10).await;
+    let answer = api
+        .call(
+            "POST",
+            "/api/latest/hubs/bh/batch/activate",
+            Some(json!({"channels": "sales_0?", "refresh": true, "parallel": 1})),
+        )
+        .await
+        .expect(201)
+        .json();
+    let ids = ev_ids(&answer);
+    assert_eq!(ids.len(), 2, "{answer}");
+    for e in wait_all(&api, &ids).await {
+        assert_eq!(e.event_type, EventType::Activate);
+        assert_eq!(e.state, EventState::Done, "{e:?}");
+    }
+    // The initial load ran for each.
+    for db in ["t00.db", "t01.db"] {
+        let conn = rusqlite::Connection::open(api.hub.dir().join(db)).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM orders", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 10, "{db}");
+    }
+    let answer = api
+        .call(
+            "POST",
+            "/api/latest/hubs/bh/batch/deactivate",
+            Some(json!({"channels": "sales_0?"})),
+        )
+        .await
+        .expect(201)
+        .json();
+    let ids = ev_ids(&answer);
+    assert_eq!(ids.len(), 2, "{answer}");
+    for e in wait_all(&api, &ids).await {
+        assert_eq!(e.event_type, EventType::Deactivate);
+        assert_eq!(e.state, EventState::Done, "{e:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_whose_job_runs_is_listed_as_a_conflict_and_the_others_go_on() {
+    let api = Api::start(false).await;
+    define_sales(&api, 3, 100_000).await;
+    // sales_00's refresh is running when the batch comes.
+    let running = api
+        .hub
+        .service()
+        .submit_refresh_detached(
+            sluice_service::RefreshCommand::try_from(&sluice_service::RefreshRequest {
+                hub: "bh".into(),
+                channel: "sales_00".into(),
+                ..Default::default()
+            })
+            .unwrap(),
+            true,
+        )
+        .await
+        .unwrap();
+    let answer = api
+        .call(
+            "POST",
+            "/api/latest/hubs/bh/batch/refresh",
+            Some(json!({"channels": "sales_0?"})),
+        )
+        .await
+        .expect(201)
+        .json();
+    let channels = answer["channels"].as_array().unwrap();
+    assert_eq!(channels.len(), 3, "{answer}");
+    assert_eq!(channels[0]["channel"], "sales_00");
+    assert_eq!(channels[0]["kind"], "conflict", "{answer}");
+    let ids = ev_ids(&answer);
+    assert_eq!(ids.len(), 2, "{answer}");
+    let mut all = ids.clone();
+    all.push(running.event);
+    for e in wait_all(&api, &all).await {
+        assert_eq!(e.state, EventState::Done, "{e:?}");
+    }
+}
