@@ -2184,6 +2184,95 @@ async fn activate_and_deactivate_on_a_hub_server_wait_for_their_events() {
     drop(server);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_channels_on_a_hub_server_posts_and_waits_for_every_channel() {
+    let env = Env::new();
+    batch_setup(&env);
+    let repo = format!("sqlite:{}", env.path(".sluice").join("hub.db").display());
+    let server = serve(&env.path(".sluice"), &repo).await;
+    let url = server.url.clone();
+    env.sluice()
+        .args([
+            "login",
+            "--hub",
+            &url,
+            "--user",
+            "admin",
+            "--password-stdin",
+        ])
+        .write_stdin(format!("{ADMIN_PASSWORD}\n"))
+        .assert()
+        .success();
+
+    let out = env
+        .sluice()
+        .args([
+            "refresh",
+            "--channels",
+            "sales_[ab]",
+            "--wait",
+            "--json",
+            "--hub",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer = json(&out.stdout);
+    let channels = answer["channels"].as_array().unwrap();
+    assert_eq!(channels.len(), 2, "{answer}");
+    for c in channels {
+        assert_eq!(c["state"], "DONE", "{c}");
+    }
+    for db in ["a.db", "b.db"] {
+        assert_eq!(
+            env.rows(db, "SELECT item FROM orders WHERE id = 1"),
+            vec!["tea"],
+            "{db}"
+        );
+    }
+    // With --wait a channel that fails makes the command fail.
+    let out = env
+        .sluice()
+        .args([
+            "compare",
+            "--channels",
+            "sales_*",
+            "--parallel",
+            "1",
+            "--wait",
+            "--hub",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("sales_x") && l.contains("FAILED")),
+        "{stdout}"
+    );
+    // A pattern matching nothing is invalid input.
+    env.sluice()
+        .args(["refresh", "--channels", "hr_*", "--hub", &url])
+        .assert()
+        .failure()
+        .code(2)
+        .stderr(predicate::str::contains("no channel matches"));
+    drop(server);
+}
+
 /// Hub `a` refreshes x.db → y.db, hub `b` y.db (spelled `./y.db`) → z.db.
 fn lineage_hubs(env: &Env) {
     env.sql(
