@@ -210,6 +210,10 @@ impl HubService {
         let parallel = parallel_of(cmd.parallel)?;
         let selection = ChannelSelection::parse(&cmd.channels)?;
         let hub = self.resolve_hub(Some(&cmd.hub)).await?;
+        if cmd.operation.verb() != BatchVerb::Deactivate {
+            // No job starts on a frozen hub: refuse before posting anything.
+            self.ensure_live(&hub).await?;
+        }
         let names: Vec<ChannelName> = self
             .channels(&hub)
             .await?
@@ -307,14 +311,14 @@ impl HubService {
         posted: &Posted,
     ) {
         let started = match batch_submission(hub, channel, op) {
-            Submission::Refresh(cmd) => match self.submit_refresh(cmd, Start::Claim).await {
-                Ok(submitted) => Ok(finish_submitted(submitted).await),
-                Err(e) => Err(e),
-            },
-            Submission::Compare(cmd) => match self.submit_compare(cmd, Start::Claim).await {
-                Ok(submitted) => Ok(finish_submitted(submitted).await),
-                Err(e) => Err(e),
-            },
+            Submission::Refresh(cmd) => self
+                .submit_refresh(cmd, Start::Claim)
+                .await
+                .map(|submitted| Some(tokio::spawn(run_to_end(submitted)))),
+            Submission::Compare(cmd) => self
+                .submit_compare(cmd, Start::Claim)
+                .await
+                .map(|submitted| Some(tokio::spawn(run_to_end(submitted)))),
             Submission::Activate(cmd) => self
                 .submit_activate(cmd, Start::Claim)
                 .await
@@ -419,9 +423,8 @@ fn batch_submission(hub: &HubName, channel: &ChannelName, op: &BatchOperation) -
     }
 }
 
-/// Waits for a claimed refresh or compare to end, draining its progress; nothing more to wait
-/// for once it has.
-async fn finish_submitted<R>(submitted: Submitted<R>) -> Option<JoinHandle<()>> {
+/// Waits for a claimed refresh or compare to end, draining its progress.
+async fn run_to_end<R>(submitted: Submitted<R>) {
     if let Submitted::Running(mut running) = submitted {
         let drain = async { while running.progress.recv().await.is_some() {} };
         let (_, result) = tokio::join!(drain, running.done);
@@ -433,7 +436,6 @@ async fn finish_submitted<R>(submitted: Submitted<R>) -> Option<JoinHandle<()>> 
             Err(e) => tracing::error!(job = %running.job, error = %e, "batch job task failed"),
         }
     }
-    None
 }
 
 #[cfg(test)]

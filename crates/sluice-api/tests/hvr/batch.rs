@@ -264,6 +264,18 @@ async fn batch_refuses_bad_requests_and_posts_nothing() {
             .await
             .expect(400);
     }
+    // A frozen hub starts no job: the batch is refused as a whole.
+    api.call("POST", "/api/latest/hubs/bh/freeze", None)
+        .await
+        .expect(204);
+    let a = api
+        .call("POST", refresh, Some(json!({"channels": "sales_*"})))
+        .await
+        .expect(400);
+    assert!(a.text.contains("FROZEN"), "{}", a.text);
+    api.call("POST", "/api/latest/hubs/bh/unfreeze", None)
+        .await
+        .expect(204);
     assert!(job_events(&api).await.is_empty(), "something was posted");
     assert!(api.hub.service().jobs(&bh()).await.unwrap().is_empty());
 
