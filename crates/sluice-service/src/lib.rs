@@ -11,6 +11,7 @@ pub mod action_list;
 pub mod admin;
 pub mod alert;
 pub mod auth;
+pub mod backup;
 pub mod batch;
 pub mod browse;
 pub mod catch_up;
