@@ -1150,8 +1150,11 @@ async fn every_body_has_a_schema() {
     for (path, item) in f.doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             if let Some(body) = op.get("requestBody") {
+                // JSON, or an archive (`POST /api/latest/restore` takes application/gzip).
                 assert!(
-                    body["content"]["application/json"]["schema"].is_object(),
+                    body["content"].as_object().is_some_and(
+                        |c| !c.is_empty() && c.values().all(|m| m["schema"].is_object())
+                    ),
                     "{method} {path}"
                 );
                 bodies += 1;

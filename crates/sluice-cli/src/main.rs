@@ -28,6 +28,7 @@ macro_rules! say {
 
 mod args;
 mod backend;
+mod backup;
 mod commands;
 mod credentials;
 mod definitions;
@@ -125,6 +126,10 @@ enum Command {
     Job(JobCommand),
     /// Run the hub server: the REST API, the scheduler and the job runners.
     Serve(server::ServeArgs),
+    /// Write a checksummed archive of the hubs' definitions and settings.
+    Backup(backup::BackupArgs),
+    /// Restore a backup archive: verify it, show the plan, confirm, restore.
+    Restore(backup::RestoreArgs),
     /// Users of the hub server.
     #[command(subcommand)]
     User(server::UserCommand),
@@ -261,6 +266,8 @@ async fn run(cli: Cli) -> Result<Outcome> {
         Command::Apply(args) => definitions::apply(&g, args).await,
         Command::Export(args) => definitions::export(&g, args).await,
         Command::Logout => remote::logout(&g).await,
+        Command::Backup(args) => backup::backup(args, &g).await,
+        Command::Restore(args) => backup::restore(args, &g).await,
         command if g.hub.is_some() && serves(&command) => {
             let url = g.hub.clone().unwrap_or_default();
             run_remote(&g, command)

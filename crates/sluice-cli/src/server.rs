@@ -30,7 +30,8 @@ pub struct RepoArg {
 }
 
 impl RepoArg {
-    fn spec(&self, g: &Global) -> String {
+    /// The repository spec: `--repo`, else the SQLite file in `--home`.
+    pub(crate) fn spec(&self, g: &Global) -> String {
         self.repo
             .clone()
             .unwrap_or_else(|| format!("sqlite:{}", g.home.join("hub.db").display()))
@@ -62,6 +63,16 @@ pub struct ServeArgs {
     /// over the API with a setup-mode token (`POST /auth/v1/setup`, HVR's first-run set-up).
     #[arg(long, env = "SLUICE_SETUP_MODE")]
     setup_mode: bool,
+    /// Write a backup (every hub, the server settings, the users) this often: e.g. 24h, 30m, 7d
+    /// (default: none). The first is written at start when none is due later.
+    #[arg(long, value_parser = crate::backup::parse_every, value_name = "DURATION")]
+    backup_every: Option<std::time::Duration>,
+    /// How many rolling backups to keep: the oldest beyond are deleted.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    backup_keep: u32,
+    /// Where rolling backups go (default: `$SLUICE_HOME/backups`).
+    #[arg(long, value_name = "DIR")]
+    backup_dir: Option<std::path::PathBuf>,
 }
 
 impl RepoArg {
@@ -152,7 +163,8 @@ pub enum UserCommand {
     },
 }
 
-async fn open(spec: &str) -> Result<Arc<dyn Repository>> {
+/// Opens the repository `spec` names.
+pub(crate) async fn open(spec: &str) -> Result<Arc<dyn Repository>> {
     open_in(spec, &open_database(spec)?).await
 }
 
@@ -227,6 +239,27 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
         eprintln!("shutting down: no new requests; running jobs stop at their next table");
         signal.cancel();
     });
+    if let Some(every) = args.backup_every {
+        let rolling = sluice_service::backup::RollingBackups {
+            every,
+            keep: args.backup_keep as usize,
+            dir: args
+                .backup_dir
+                .clone()
+                .unwrap_or_else(|| g.home.join("backups")),
+        };
+        eprintln!(
+            "rolling backups every {}s into {}, keeping {}",
+            every.as_secs(),
+            rolling.dir.display(),
+            rolling.keep
+        );
+        tokio::spawn(
+            hub.service()
+                .as_user("sluice-backup")
+                .run_rolling_backups(rolling, shutdown.clone()),
+        );
+    }
     hub.serve(listener, shutdown)
         .await
         .context("the server stopped")?;

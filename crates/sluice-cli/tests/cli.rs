@@ -2448,3 +2448,136 @@ async fn lineage_of_a_hub_server_is_the_same_graph() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(r#"label="b/cb""#));
 }
+
+/// The archives `sluice backup` and rolling backups wrote into `dir`, by name.
+fn backups_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.starts_with("sluice-backup-") && n.ends_with(".tar.gz"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn backup_then_restore_shows_the_plan_asks_and_brings_the_hub_back() {
+    let env = Env::new();
+    env.setup("tgt.db");
+    let out = env
+        .sluice()
+        .args(["backup", "--dir", "bk"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = env
+        .dir
+        .path()
+        .join(String::from_utf8_lossy(&out.stdout).trim())
+        .display()
+        .to_string();
+    assert_eq!(backups_in(&env.path("bk")).len(), 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{path}");
+    }
+    let before = env
+        .sluice()
+        .args(["--json", "channel", "export"])
+        .output()
+        .unwrap();
+    env.sluice()
+        .args(["channel", "delete", "shop"])
+        .assert()
+        .success();
+
+    // A damaged archive is refused; nothing changes.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 10);
+    env.write("bad.tar.gz", "");
+    std::fs::write(env.path("bad.tar.gz"), &bytes).unwrap();
+    env.sluice()
+        .args(["restore", "bad.tar.gz", "--auto-approve"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("corrupted or truncated"));
+    // Without a terminal and without --auto-approve: the plan, then a refusal.
+    env.sluice()
+        .args(["restore", &path])
+        .write_stdin("yes\n")
+        .assert()
+        .failure()
+        .stdout(predicate::str::contains("+ channel shop"))
+        .stderr(predicate::str::contains("--auto-approve"));
+    env.sluice()
+        .args(["channel", "show", "shop"])
+        .assert()
+        .failure();
+
+    env.sluice()
+        .args(["restore", &path, "--auto-approve"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("+ channel shop"));
+    let after = env
+        .sluice()
+        .args(["--json", "channel", "export"])
+        .output()
+        .unwrap();
+    assert_eq!(json(&after.stdout), json(&before.stdout));
+    // Again: nothing to restore.
+    env.sluice()
+        .args(["restore", &path])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("nothing to restore"));
+}
+
+#[test]
+fn serve_keeps_the_newest_rolling_backups_and_leaves_other_files() {
+    let env = Env::new();
+    env.setup("tgt.db");
+    let dir = env.path("rolling");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--backup-every", "1s"])
+        .args(["--backup-keep", "2", "--backup-dir"])
+        .arg(&dir)
+        .env("SLUICE_HOME", env.path(".sluice"))
+        .env("SLUICE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Three or more written (a second apart), two kept.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 4 && std::time::Instant::now() < deadline {
+        seen.extend(backups_in(&dir));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let kept = backups_in(&dir);
+    seen.extend(kept.iter().cloned());
+    assert!(seen.len() >= 4, "rolling backups were written: {seen:?}");
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(
+        kept,
+        seen.iter().rev().take(2).rev().cloned().collect::<Vec<_>>(),
+        "the newest are kept"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "mine"
+    );
+}

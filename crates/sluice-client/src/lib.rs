@@ -85,6 +85,8 @@ struct Call {
     method: Method,
     url: Url,
     body: Option<Vec<u8>>,
+    /// The body's content type.
+    body_type: &'static str,
     streaming: bool,
 }
 
@@ -94,6 +96,7 @@ impl Call {
             method,
             url,
             body: None,
+            body_type: "application/json",
             streaming: false,
         }
     }
@@ -646,6 +649,52 @@ impl Client {
             .await
     }
 
+    /// `GET /api/latest/backup`: a backup archive of `hubs` (every hub when empty), with the users
+    /// when `with_users`; its file name (as the server named it) and bytes.
+    pub async fn backup(&self, hubs: &[String], with_users: bool) -> Result<(String, Vec<u8>)> {
+        let mut url = self.api(&["backup"]);
+        add_query(
+            &mut url,
+            repeated("hub", hubs).chain(with_users.then(|| ("with_users", "true".to_owned()))),
+        );
+        let response = self.authorized(Call::new(Method::GET, url.clone())).await?;
+        let name = response
+            .headers()
+            .get(reqwest::header::CONTENT_DISPOSITION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split("filename=\"").nth(1))
+            .and_then(|v| v.split('"').next())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = response.bytes().await.map_err(|source| Error::Connect {
+            url: url.to_string(),
+            source,
+        })?;
+        Ok((name, bytes.to_vec()))
+    }
+
+    /// `POST /api/latest/restore`: restores `archive` (with `plan`, only answers what it would
+    /// change). `query` holds the other query pairs (`with_users`, `with_server`, `expect`).
+    pub async fn restore(
+        &self,
+        archive: &[u8],
+        plan: bool,
+        query: &[(&'static str, String)],
+    ) -> Result<Value> {
+        let mut url = self.api(&["restore"]);
+        add_query(
+            &mut url,
+            query
+                .iter()
+                .cloned()
+                .chain(plan.then(|| ("plan", "true".to_owned()))),
+        );
+        let mut call = Call::new(Method::POST, url);
+        call.body = Some(archive.to_vec());
+        call.body_type = "application/gzip";
+        self.json(call).await
+    }
+
     // ---- plumbing ----
 
     /// `base/seg/seg…`, each segment percent-encoded as needed.
@@ -685,7 +734,7 @@ impl Client {
         }
         if let Some(body) = &call.body {
             request = request
-                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_TYPE, call.body_type)
                 .body(body.clone());
         }
         request.send().await.map_err(|source| Error::Connect {

@@ -1206,6 +1206,107 @@ pub fn prune_backups(
     Ok(deleted)
 }
 
+/// When the rolling backups of `dir` are next due: the newest archive's time plus `every`
+/// (now when there is none, or it is overdue).
+pub fn next_backup_due(
+    dir: &std::path::Path,
+    every: std::time::Duration,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let newest = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| is_backup_file_name(n))
+        .max();
+    let Some(name) = newest else {
+        return now;
+    };
+    let stamp = &name[FILE_PREFIX.len()..name.len() - FILE_SUFFIX.len()];
+    match (
+        chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ"),
+        chrono::Duration::from_std(every),
+    ) {
+        (Ok(at), Ok(every)) => (at.and_utc() + every).clamp(now, now + every),
+        _ => now,
+    }
+}
+
+/// Rolling backups: what `sluice serve --backup-every` runs.
+#[derive(Debug, Clone)]
+pub struct RollingBackups {
+    /// How often.
+    pub every: std::time::Duration,
+    /// How many archives to keep (the oldest beyond are deleted).
+    pub keep: usize,
+    /// Where.
+    pub dir: std::path::PathBuf,
+}
+
+impl HubService {
+    /// Writes a whole backup (every hub, the server settings, the users) into `dir` and deletes
+    /// the oldest archives beyond `keep`; answers the archive's path.
+    pub async fn write_rolling_backup(
+        &self,
+        rolling: &RollingBackups,
+    ) -> Result<std::path::PathBuf> {
+        let made = self
+            .backup(&BackupRequest {
+                hubs: Vec::new(),
+                with_users: true,
+                with_server: true,
+            })
+            .await?;
+        let RollingBackups { keep, dir, .. } = rolling.clone();
+        let failed = |e: std::io::Error| {
+            ServiceError::new(
+                ServiceErrorKind::Failed,
+                format!("cannot write the backup into {}", dir.display()),
+            )
+            .with_source(e)
+        };
+        let dir2 = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let path = write_file_atomically(&dir2, &made.file_name, &made.bytes)?;
+            prune_backups(&dir2, keep.max(1))?;
+            Ok(path)
+        })
+        .await
+        .map_err(|e| {
+            ServiceError::new(ServiceErrorKind::Failed, "the backup task failed").with_source(e)
+        })?
+        .map_err(failed)
+    }
+
+    /// Writes a rolling backup whenever one is due (see [`next_backup_due`]) until `shutdown`
+    /// fires. A failed backup is logged and tried again at the next interval.
+    pub async fn run_rolling_backups(
+        self,
+        rolling: RollingBackups,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let due = next_backup_due(&rolling.dir, rolling.every, Utc::now());
+            let wait = (due - Utc::now()).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            match self.write_rolling_backup(&rolling).await {
+                Ok(path) => tracing::info!(path = %path.display(), "wrote a backup"),
+                Err(error) => {
+                    tracing::error!(error = %error, dir = %rolling.dir.display(), "backup failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(rolling.every) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1303,6 +1404,26 @@ mod tests {
         )
         .expect("written");
         assert!(read_backup(&extra).is_err());
+    }
+
+    #[test]
+    fn the_next_backup_is_due_an_interval_after_the_newest() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let now = DateTime::parse_from_rfc3339("2026-12-06T12:00:00Z")
+            .expect("a valid time")
+            .with_timezone(&Utc);
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(next_backup_due(dir.path(), day, now), now, "none yet: now");
+        write_file_atomically(dir.path(), "sluice-backup-20261206T060000Z.tar.gz", b"x")
+            .expect("written");
+        assert_eq!(
+            next_backup_due(dir.path(), day, now).to_rfc3339(),
+            "2026-12-07T06:00:00+00:00"
+        );
+        write_file_atomically(dir.path(), "sluice-backup-20261101T060000Z.tar.gz", b"x")
+            .expect("written");
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(next_backup_due(dir.path(), hour, now), now, "overdue: now");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub(crate) mod admin;
 pub(crate) mod arc;
 mod auth;
+pub(crate) mod backup;
 pub(crate) mod browse;
 mod definition;
 pub(crate) mod hubs;
@@ -66,6 +67,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(&format!("{H}/query/status"), get(hubs::status))
         .merge(definition::routes())
         .merge(admin::routes())
+        .merge(backup::routes())
         .merge(browse::routes())
         .merge(arc::routes())
         .merge(monitor::routes())

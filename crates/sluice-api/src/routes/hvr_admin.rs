@@ -3,7 +3,9 @@
 
 use utoipa::openapi::RefOr;
 use utoipa::openapi::path::HttpMethod;
-use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
+};
 
 use super::{Auth, Doc, Face, HVR_ERRORS, Op, count, string};
 use crate::hvr::admin::{
@@ -38,6 +40,7 @@ pub(super) fn document(doc: &mut Doc) {
     wallet(doc);
     hub_props(doc);
     snapshots(doc);
+    backups(doc);
 }
 
 fn hub_server(doc: &mut Doc) {
@@ -578,4 +581,92 @@ fn snapshots(doc: &mut Doc) {
         )
         .errors(Face::Hvr, HVR_ERRORS),
     );
+}
+
+/// `GET /api/latest/backup` and `POST /api/latest/restore`.
+fn backups(doc: &mut Doc) {
+    let archive = || {
+        RefOr::from(Schema::from(
+            string()
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+                .build(),
+        ))
+    };
+    let hub_param = "a hub to back up or restore (repeat for several; none: every hub)";
+    let backup = Op::new(
+        HttpMethod::Get,
+        &format!("{API}/backup"),
+        "backup",
+        Auth::Bearer("HubOwner"),
+        "A backup archive of hubs' definitions and settings",
+    )
+    .description(
+        "A gzip'd tar (`sluice-backup-<YYYYmmddTHHMMSSZ>.tar.gz`) holding manifest.json (format, \
+         creation time, sluice version, backend, hubs, SHA-256 and size of every other member), \
+         hubs/<hub>/definitions.json (secrets as stored: sealed or ${VAR}), \
+         hubs/<hub>/settings.json, and optionally server.json (server props, wallet settings and \
+         wrapped keys) and identity.json (users and API keys, hashes as stored). HubOwner on each \
+         hub named; SysAdmin for every hub (no `hub`), `with_users` or `with_server`.",
+    )
+    .query_list("hub", hub_param)
+    .query(
+        "with_users",
+        bool_schema(),
+        "also the users and API keys (SysAdmin)",
+    )
+    .query(
+        "with_server",
+        bool_schema(),
+        "also the server settings and wallet keys (SysAdmin; default: true when no hub is named)",
+    )
+    .reply(200, "the archive", "application/gzip", archive())
+    .errors(Face::Hvr, HVR_ERRORS);
+    doc.add(backup);
+    let mut restore = Op::new(
+        HttpMethod::Post,
+        &format!("{API}/restore"),
+        "backup",
+        Auth::Bearer("HubOwner"),
+        "Restore a backup archive (or, with plan=true, show what it would change)",
+    )
+    .description(
+        "The body is an archive from GET /api/latest/backup. Its manifest and every checksum are \
+         verified first: a corrupted or truncated archive is refused (400) and nothing changes. \
+         Each hub's definitions are applied with prune (the hub becomes what the archive holds; \
+         a missing hub is created, which needs SysAdmin), then its settings, then (with_users) \
+         the users and API keys. HubOwner on each existing hub restored; SysAdmin for \
+         with_users, with_server or a hub that does not exist.",
+    )
+    .query_list("hub", hub_param)
+    .query("with_users", bool_schema(), "also restore the users and API keys (SysAdmin)")
+    .query(
+        "with_server",
+        bool_schema(),
+        "also restore the server settings and wallet keys (SysAdmin)",
+    )
+    .query("plan", bool_schema(), "only answer what restoring would change")
+    .query_list(
+        "expect",
+        "HUB:VERSION (or HUB:new) as the plan found each hub: a hub changed since refuses the restore, changing nothing",
+    )
+    .json(
+        200,
+        "the plan (plan=true: manifest, hubs, settings, identity, server) or what was restored (hubs, notes)",
+        object().additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(true))).build().into(),
+    )
+    .errors(Face::Hvr, &[400, 401, 403, 404, 413]);
+    restore.builder = restore.builder.request_body(Some(
+        utoipa::openapi::request_body::RequestBodyBuilder::new()
+            .content(
+                "application/gzip",
+                utoipa::openapi::Content::new(Some(archive())),
+            )
+            .required(Some(utoipa::openapi::Required::True))
+            .build(),
+    ));
+    doc.add(restore);
+}
+
+fn bool_schema() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::Boolean)
 }

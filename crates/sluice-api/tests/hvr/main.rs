@@ -17,6 +17,7 @@ use sluice_test_support::{ADMIN_PASSWORD, TestHub, TestRepository};
 mod admin;
 mod arc;
 mod arc_slicing;
+mod backup;
 mod batch;
 mod browse;
 mod conformance;
