@@ -15,7 +15,6 @@ use sluice_service::backup::{
     self, BackupContents, BackupRequest, RestorePlan, RestoreRequest, Restored,
 };
 use sluice_service::hub_server::RepositoryFacts;
-use sluice_service::plan::ChangeAction;
 
 use crate::args::{self, Global, Outcome};
 use crate::remote::Remote;
@@ -248,39 +247,10 @@ fn print_plan(plan: &RestorePlan, g: &Global) -> Result<()> {
         m.backend
     );
     for hub in &plan.hubs {
-        let (added, changed, removed) = hub.counts();
-        let state = match hub.base_version {
-            Some(v) => format!("at version {v}"),
-            None => "new: it is created".to_owned(),
-        };
-        say!(
-            "hub {} ({state}): {added} to add, {changed} to change, {removed} to remove",
-            hub.hub
-        );
-        for change in &hub.changes {
-            let sign = match change.action {
-                ChangeAction::Add => "+",
-                ChangeAction::Change => "~",
-                ChangeAction::Remove => "-",
-            };
-            say!("  {sign} {} {}", change.kind.as_str(), change.name);
-            if change.action == ChangeAction::Change {
-                for field in &change.fields {
-                    let show = |v: &Option<serde_json::Value>| {
-                        v.as_ref().map_or("(none)".to_owned(), |v| v.to_string())
-                    };
-                    say!(
-                        "      {}: {} → {}",
-                        field.path,
-                        show(&field.before),
-                        show(&field.after)
-                    );
-                }
-            }
-        }
-        for note in &hub.notes {
-            say!("  note: {note}");
-        }
+        crate::definitions::print_plan(hub, "the archive", None);
+    }
+    if !(plan.settings.is_empty() && plan.server.is_empty() && plan.identity.is_empty()) {
+        say!("\nsettings:");
     }
     for line in plan
         .settings

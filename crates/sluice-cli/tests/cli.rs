@@ -2515,7 +2515,7 @@ fn backup_then_restore_shows_the_plan_asks_and_brings_the_hub_back() {
         .write_stdin("yes\n")
         .assert()
         .failure()
-        .stdout(predicate::str::contains("+ channel shop"))
+        .stdout(predicate::str::contains("+ add channel shop"))
         .stderr(predicate::str::contains("--auto-approve"));
     env.sluice()
         .args(["channel", "show", "shop"])
@@ -2526,7 +2526,7 @@ fn backup_then_restore_shows_the_plan_asks_and_brings_the_hub_back() {
         .args(["restore", &path, "--auto-approve"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("+ channel shop"));
+        .stdout(predicate::str::contains("+ add channel shop"));
     let after = env
         .sluice()
         .args(["--json", "channel", "export"])
