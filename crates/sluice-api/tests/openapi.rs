@@ -748,6 +748,28 @@ async fn answers_match_the_documented_schemas() {
         s,
     )
     .await;
+    // A batch: one compare per matching channel (or its error), and a pattern matching none.
+    let batch = f
+        .check(
+            "POST",
+            "/api/latest/hubs/{hub}/batch/compare",
+            "/api/latest/hubs/h1/batch/compare",
+            Some(json!({"channels": "ch?", "parallel": 1})),
+            s,
+        )
+        .await
+        .json();
+    assert_eq!(batch["channels"][0]["channel"], "ch1", "{batch}");
+    let a = f
+        .check(
+            "POST",
+            "/api/latest/hubs/{hub}/batch/refresh",
+            "/api/latest/hubs/h1/batch/refresh",
+            Some(json!({"channels": "nothing_*"})),
+            s,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
     f.check(
         "POST",
         &format!("{C}/activate"),
