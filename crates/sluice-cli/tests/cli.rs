@@ -2581,3 +2581,71 @@ fn serve_keeps_the_newest_rolling_backups_and_leaves_other_files() {
         "mine"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_through_a_hub_server() {
+    let env = Env::new();
+    // Locations inside the server's data directory, so the server's location policy accepts them
+    // when the archive's definitions come back over the API.
+    let data = env.path(".sluice").join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    env.sql(
+        ".sluice/data/src.db",
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT);",
+    );
+    env.sql(".sluice/data/tgt.db", "");
+    env.write(
+        "defs.yaml",
+        &format!(
+            "hub: test\nlocations:\n  src: {{class: sqlite, props: {{Database_Name: \"{}\"}}}}\n  \
+             tgt: {{class: sqlite, props: {{Database_Name: \"{}\"}}}}\nchannels:\n  shop:\n    \
+             loc_groups: {{SOURCE: [src], TARGET: [tgt]}}\n    tables: {{orders: {{}}}}\n    \
+             actions:\n      - {{type: Capture, loc_scope: SOURCE}}\n      - {{type: Integrate, loc_scope: TARGET}}\n",
+            data.join("src.db").display(),
+            data.join("tgt.db").display()
+        ),
+    );
+    env.sluice().args(["apply", "defs.yaml"]).assert().success();
+    let repo = format!("sqlite:{}", env.path(".sluice").join("hub.db").display());
+    let server = serve(&env.path(".sluice"), &repo).await;
+    let url = server.url.clone();
+    env.sluice()
+        .args([
+            "login",
+            "--hub",
+            &url,
+            "--user",
+            "admin",
+            "--password-stdin",
+        ])
+        .write_stdin(format!("{ADMIN_PASSWORD}\n"))
+        .assert()
+        .success();
+    let out = env
+        .sluice()
+        .args(["--hub", &url, "backup", "--dir", "bk", "--with-users"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = backups_in(&env.path("bk"));
+    assert_eq!(names.len(), 1, "{names:?}");
+    let path = env.path("bk").join(&names[0]).display().to_string();
+    env.sluice()
+        .args(["--hub", &url, "channel", "delete", "shop"])
+        .assert()
+        .success();
+    env.sluice()
+        .args(["--hub", &url, "restore", &path, "--auto-approve"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("+ add channel shop"));
+    env.sluice()
+        .args(["--hub", &url, "channel", "show", "shop"])
+        .assert()
+        .success();
+    drop(server);
+}

@@ -189,7 +189,7 @@ fn entry_level(stored: &Props) -> Option<AccessLevel> {
 }
 
 /// Checks a write of props: names, values, and (for hub props) the access level.
-fn check_changes(changes: &BTreeMap<String, Option<Json>>, hub: bool) -> Result<()> {
+pub(crate) fn check_changes(changes: &BTreeMap<String, Option<Json>>, hub: bool) -> Result<()> {
     if changes.len() > MAX_PROPS {
         return Err(ServiceError::invalid(format!(
             "too many properties: at most {MAX_PROPS}"

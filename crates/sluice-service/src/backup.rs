@@ -623,12 +623,25 @@ impl HubService {
                 }
             }
             for bag in &part.settings.bags {
-                hub_bag(hub, bag)?;
+                // What the access-list API accepts, and nothing else (an archive may be tampered).
+                if let PropBag::HubUser(..) = hub_bag(hub, bag)? {
+                    crate::access::check_changes(&some(&bag.props), true).map_err(|e| {
+                        ServiceError::invalid(format!(
+                            "hub {hub}: {}: {e}; nothing was restored",
+                            describe_bag(&bag.kind, &bag.owner)
+                        ))
+                    })?;
+                }
             }
             planned.push((*hub, part, plan_req, plan.base_version));
         }
         if let Some(server) = server {
             self.check_wallet_keys(server).await?;
+        }
+        for user in identity.map(|i| i.users.as_slice()).unwrap_or_default() {
+            crate::access::check_changes(&some(&user.props), false).map_err(|e| {
+                ServiceError::invalid(format!("user {}: {e}; nothing was restored", user.name))
+            })?;
         }
         let mut notes = Vec::new();
         if let Some(server) = server {

@@ -324,4 +324,18 @@ async fn a_corrupted_or_truncated_archive_is_refused_and_nothing_changes() {
     let error = svc.restore(&contents, &restore_all()).await.unwrap_err();
     assert!(error.to_string().contains("plaintext"), "{error}");
     assert!(svc.resolve_hub(None).await.is_err(), "nothing was restored");
+
+    // An access entry the access-list API would refuse (SysAdmin on one hub): refused too.
+    let mut contents = backup::read_backup(&made.bytes).unwrap();
+    let part = contents.hubs.get_mut(&hub()).unwrap();
+    let entry = part
+        .settings
+        .bags
+        .iter_mut()
+        .find(|b| b.kind == "hub_user" && b.owner == "ann")
+        .unwrap();
+    entry.props.insert("Access_Level".into(), json!("SysAdmin"));
+    let error = svc.restore(&contents, &restore_all()).await.unwrap_err();
+    assert!(error.to_string().contains("SysAdmin"), "{error}");
+    assert!(svc.resolve_hub(None).await.is_err(), "nothing was restored");
 }
