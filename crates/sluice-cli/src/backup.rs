@@ -167,10 +167,16 @@ pub async fn restore(a: RestoreArgs, g: &Global) -> Result<Outcome> {
         && plan.identity.is_empty()
         && plan.server.is_empty();
     if unchanged {
+        if g.json {
+            say!("{}", serde_json::json!({"plan": plan, "restored": null}));
+        }
         note!("nothing to restore: the repository already holds what the archive holds");
         return Ok(Outcome::Ok);
     }
     if !a.auto_approve && !confirm()? {
+        if g.json {
+            say!("{}", serde_json::json!({"plan": plan, "restored": null}));
+        }
         note!("nothing was restored");
         return Ok(Outcome::Ok);
     }
@@ -198,7 +204,10 @@ pub async fn restore(a: RestoreArgs, g: &Global) -> Result<Outcome> {
         (None, None) => unreachable!("one side is chosen"),
     };
     if g.json {
-        say!("{}", serde_json::to_string_pretty(&restored)?);
+        say!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"plan": plan, "restored": restored}))?
+        );
     }
     for note in &restored.notes {
         note!("{note}");
@@ -228,10 +237,9 @@ fn confirm() -> Result<bool> {
     Ok(line.trim() == "yes")
 }
 
-/// The restore plan for people (or as JSON with `--json`).
+/// The restore plan for people (with `--json`, the plan is printed once, with the outcome).
 fn print_plan(plan: &RestorePlan, g: &Global) -> Result<()> {
     if g.json {
-        say!("{}", serde_json::to_string_pretty(plan)?);
         return Ok(());
     }
     let m = &plan.manifest;

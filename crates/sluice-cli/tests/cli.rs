@@ -2533,12 +2533,20 @@ fn backup_then_restore_shows_the_plan_asks_and_brings_the_hub_back() {
         .output()
         .unwrap();
     assert_eq!(json(&after.stdout), json(&before.stdout));
-    // Again: nothing to restore.
+    // Again: nothing to restore (with --json: one document, the plan and no outcome).
     env.sluice()
         .args(["restore", &path])
         .assert()
         .success()
         .stderr(predicate::str::contains("nothing to restore"));
+    let out = env
+        .sluice()
+        .args(["--json", "restore", &path])
+        .output()
+        .unwrap();
+    let answer = json(&out.stdout);
+    assert_eq!(answer["plan"]["hubs"][0]["hub"], "test", "{answer}");
+    assert!(answer["restored"].is_null(), "{answer}");
 }
 
 #[test]
