@@ -1172,7 +1172,7 @@ async fn every_body_has_a_schema() {
     for (path, item) in f.doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             if let Some(body) = op.get("requestBody") {
-                // JSON, or an archive (`POST /api/latest/restore` takes application/gzip).
+                // JSON, or an archive (`POST /api/latest/restore` takes the archive as raw bytes).
                 assert!(
                     body["content"].as_object().is_some_and(
                         |c| !c.is_empty() && c.values().all(|m| m["schema"].is_object())

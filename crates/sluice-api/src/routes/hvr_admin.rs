@@ -630,7 +630,8 @@ fn backups(doc: &mut Doc) {
         "Restore a backup archive (or, with plan=true, show what it would change)",
     )
     .description(
-        "The body is an archive from GET /api/latest/backup. Its manifest and every checksum are \
+        "The body is an archive from GET /api/latest/backup, as raw bytes (Content-Type \
+         application/octet-stream or application/gzip). Its manifest and every checksum are \
          verified first: a corrupted or truncated archive is refused (400) and nothing changes. \
          Each hub's definitions are applied with prune (the hub becomes what the archive holds; \
          a missing hub is created, which needs SysAdmin), then its settings, then (with_users) \
@@ -657,8 +658,11 @@ fn backups(doc: &mut Doc) {
     .errors(Face::Hvr, &[400, 401, 403, 404, 413]);
     restore.builder = restore.builder.request_body(Some(
         utoipa::openapi::request_body::RequestBodyBuilder::new()
+            // Sent as raw bytes: the handler reads the body whatever its content type
+            // (sluice's client says application/gzip); octet-stream is what generic clients
+            // and API fuzzers know how to send.
             .content(
-                "application/gzip",
+                "application/octet-stream",
                 utoipa::openapi::Content::new(Some(archive())),
             )
             .required(Some(utoipa::openapi::Required::True))
