@@ -11,6 +11,8 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use rusqlite::Connection;
 
+mod common;
+
 struct Env {
     dir: tempfile::TempDir,
 }
@@ -1394,71 +1396,12 @@ impl Drop for PgDb {
     }
 }
 
-/// A `sluice serve` process; killed (SIGKILL) when dropped.
-struct Hub {
-    child: std::process::Child,
-    url: String,
-    http: reqwest::Client,
-    token: String,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A `sluice serve` process, logged in as admin; killed (SIGKILL) when dropped.
+type Hub = common::Served;
 
 /// Starts `sluice serve` on `repo` with `home` as its `SLUICE_HOME` and logs in as admin.
 async fn serve(home: &Path, repo: &str) -> Hub {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sluice"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--repo", repo])
-        .env("SLUICE_HOME", home)
-        .env("SLUICE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        // Keep draining stderr so the server never blocks on a full pipe.
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-            let Ok(line) = line else { break };
-            if !sent && let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-                sent = true;
-            }
-        }
-    });
-    let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
-        .await
-        .unwrap()
-        .expect("sluice serve starts listening");
-    let http = reqwest::Client::new();
-    let login: serde_json::Value = http
-        .post(format!("{url}/auth/v1/password"))
-        .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_owned();
-    Hub {
-        child,
-        url,
-        http,
-        token,
-    }
+    common::serve(home, &["--repo", repo], ADMIN_PASSWORD, None).await
 }
 
 impl Hub {
@@ -2131,18 +2074,7 @@ async fn activate_and_deactivate_on_a_hub_server_wait_for_their_events() {
     let repo = format!("sqlite:{}", env.path(".sluice").join("hub.db").display());
     let server = serve(&env.path(".sluice"), &repo).await;
     let url = server.url.clone();
-    env.sluice()
-        .args([
-            "login",
-            "--hub",
-            &url,
-            "--user",
-            "admin",
-            "--password-stdin",
-        ])
-        .write_stdin(format!("{ADMIN_PASSWORD}\n"))
-        .assert()
-        .success();
+    common::cli_login(env.sluice(), &url, ADMIN_PASSWORD);
     let target_rows = || {
         Connection::open(&target)
             .and_then(|c| c.query_row("SELECT count(*) FROM items", [], |r| r.get::<_, i64>(0)))
@@ -2191,18 +2123,7 @@ async fn refresh_channels_on_a_hub_server_posts_and_waits_for_every_channel() {
     let repo = format!("sqlite:{}", env.path(".sluice").join("hub.db").display());
     let server = serve(&env.path(".sluice"), &repo).await;
     let url = server.url.clone();
-    env.sluice()
-        .args([
-            "login",
-            "--hub",
-            &url,
-            "--user",
-            "admin",
-            "--password-stdin",
-        ])
-        .write_stdin(format!("{ADMIN_PASSWORD}\n"))
-        .assert()
-        .success();
+    common::cli_login(env.sluice(), &url, ADMIN_PASSWORD);
 
     let out = env
         .sluice()
@@ -2418,18 +2339,7 @@ async fn lineage_of_a_hub_server_is_the_same_graph() {
     );
     let repo = format!("sqlite:{}", env.path(".sluice").join("hub.db").display());
     let server = serve(&env.path(".sluice"), &repo).await;
-    env.sluice()
-        .args([
-            "login",
-            "--hub",
-            &server.url,
-            "--user",
-            "admin",
-            "--password-stdin",
-        ])
-        .write_stdin(format!("{ADMIN_PASSWORD}\n"))
-        .assert()
-        .success();
+    common::cli_login(env.sluice(), &server.url, ADMIN_PASSWORD);
     let out = env
         .sluice()
         .args(["lineage", "--json", "--hub", &server.url])
@@ -2617,18 +2527,7 @@ async fn backup_and_restore_through_a_hub_server() {
     let repo = format!("sqlite:{}", env.path(".sluice").join("hub.db").display());
     let server = serve(&env.path(".sluice"), &repo).await;
     let url = server.url.clone();
-    env.sluice()
-        .args([
-            "login",
-            "--hub",
-            &url,
-            "--user",
-            "admin",
-            "--password-stdin",
-        ])
-        .write_stdin(format!("{ADMIN_PASSWORD}\n"))
-        .assert()
-        .success();
+    common::cli_login(env.sluice(), &url, ADMIN_PASSWORD);
     let out = env
         .sluice()
         .args(["--hub", &url, "backup", "--dir", "bk", "--with-users"])

@@ -5,12 +5,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
 use sluice_test_support::TestDatabase;
+
+mod common;
 
 const ADMIN_PASSWORD: &str = "defs-test-password";
 
@@ -70,18 +71,7 @@ impl Env {
     }
 
     fn login(&self, hub: &Hub) {
-        self.sluice()
-            .args([
-                "login",
-                "--hub",
-                &hub.url,
-                "--user",
-                "admin",
-                "--password-stdin",
-            ])
-            .write_stdin(format!("{ADMIN_PASSWORD}\n"))
-            .assert()
-            .success();
+        common::cli_login(self.sluice(), &hub.url, ADMIN_PASSWORD);
     }
 
     /// The hub's definitions as `sluice export --json` prints them (the document).
@@ -137,74 +127,13 @@ channels:
       - {type: Restrict, loc_scope: SOURCE, table_scope: orders, params: {RefreshCondition: "id > 0"}}
 "#;
 
-/// A `sluice serve` process; killed when dropped.
-struct Hub {
-    child: std::process::Child,
-    url: String,
-    http: reqwest::Client,
-    token: String,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A `sluice serve` process, logged in as admin; killed when dropped.
+type Hub = common::Served;
 
 /// Starts `sluice serve` on `repo` (`None`: the SQLite repository in `home`) and logs in.
 async fn serve(home: &Path, repo: Option<&str>) -> Hub {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
-    if let Some(repo) = repo {
-        args.extend(["--repo", repo]);
-    }
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sluice"))
-        .args(&args)
-        .env("SLUICE_HOME", home)
-        .env("SLUICE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-            let Ok(line) = line else { break };
-            if !sent && let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-                sent = true;
-            }
-        }
-    });
-    let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
-        .await
-        .unwrap()
-        .expect("sluice serve starts listening");
-    let http = reqwest::Client::new();
-    let login: Value = http
-        .post(format!("{url}/auth/v1/password"))
-        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_owned();
-    Hub {
-        child,
-        url,
-        http,
-        token,
-    }
+    let args: Vec<&str> = repo.map(|r| vec!["--repo", r]).unwrap_or_default();
+    common::serve(home, &args, ADMIN_PASSWORD, None).await
 }
 
 impl Hub {

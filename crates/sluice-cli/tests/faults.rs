@@ -12,14 +12,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
+
+mod common;
 
 const ADMIN_PASSWORD: &str = "fault-test-password";
 /// Rows in the source table before activation (the initial load).
@@ -409,96 +409,47 @@ impl Drop for World {
 
 /// A `sluice serve` process, logged in as admin; killed (SIGKILL) when dropped.
 struct Server {
-    child: std::process::Child,
-    url: String,
-    http: reqwest::Client,
-    token: String,
+    served: common::Served,
     hub: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
     /// Starts `sluice serve` on the world's repository, its log appended to `serve.log`.
     async fn start(world: &World) -> Server {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sluice"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--repo", &world.repo()])
-            .env("SLUICE_HOME", world.dir.path().join(".sluice"))
-            .env("SLUICE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut log = std::fs::OpenOptions::new()
+        let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(world.log())
             .unwrap();
-        let _ = writeln!(log, "---- sluice serve pid {}", child.id());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            // Keep draining stderr so the server never blocks on a full pipe.
-            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-                let Ok(line) = line else { break };
-                let _ = writeln!(log, "{line}");
-                if !sent && let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
-                    sent = true;
-                }
-            }
-        });
-        let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
-            .await
-            .unwrap()
-            .expect("sluice serve starts listening");
-        let http = reqwest::Client::new();
-        let login: Json = http
-            .post(format!("{url}/auth/v1/password"))
-            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["access_token"].as_str().unwrap().to_owned();
+        let served = common::serve(
+            &world.dir.path().join(".sluice"),
+            &["--repo", &world.repo()],
+            ADMIN_PASSWORD,
+            Some(log),
+        )
+        .await;
         Server {
-            child,
-            url,
-            http,
-            token,
+            served,
             hub: world.hub.clone(),
         }
     }
 
     /// SIGKILL, and waits for the process to be gone.
     fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.served.child.kill().unwrap();
+        self.served.child.wait().unwrap();
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Json>) -> (u16, String) {
         let path = path.replace("{hub}", &self.hub);
         let mut request = self
+            .served
             .http
             .request(
                 method.parse().unwrap(),
-                format!("{}/api/latest{path}", self.url),
+                format!("{}/api/latest{path}", self.served.url),
             )
-            .bearer_auth(&self.token);
+            .bearer_auth(&self.served.token);
         if let Some(body) = body {
             request = request.json(&body);
         }
