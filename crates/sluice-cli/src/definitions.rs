@@ -12,7 +12,7 @@ use serde_json::Value;
 use sluice_model::HubName;
 use sluice_service::definition::{Diagnostic, Severity};
 use sluice_service::plan::{
-    Applied, ChangeAction, DriftKind, Export, FieldChange, Plan, PlanRequest,
+    Applied, ChangeAction, DriftKind, Export, FieldChange, Plan, PlanRequest, change_counts,
 };
 use sluice_service::selection::ChannelSelection;
 use sluice_service::{ServiceError, ServiceErrorKind, environment};
@@ -384,7 +384,7 @@ pub async fn apply(g: &Global, args: ApplyArgs) -> Result<Outcome> {
             applied.version
         );
     } else {
-        let (a, c, r) = count(&applied.changes);
+        let (a, c, r) = change_counts(&applied.changes);
         say!(
             "\napplied to hub {}: {a} added, {c} changed, {r} removed (version {}, event {})",
             applied.hub,
@@ -424,15 +424,6 @@ pub async fn export(g: &Global, args: ExportArgs) -> Result<Outcome> {
     }
     write_document(&export.document, args.format)?;
     Ok(Outcome::Ok)
-}
-
-fn count(changes: &[sluice_service::plan::ObjectChange]) -> (usize, usize, usize) {
-    let n = |a: ChangeAction| changes.iter().filter(|c| c.action == a).count();
-    (
-        n(ChangeAction::Add),
-        n(ChangeAction::Change),
-        n(ChangeAction::Remove),
-    )
 }
 
 fn value(v: &Option<Value>) -> String {

@@ -19,20 +19,28 @@ use crate::definition::{self, CompileContext};
 use crate::jobs::{CompareCommand, RefreshCommand, Start, Submitted};
 use crate::{HubService, Posted, Result, RunningJob, ServiceError, secrets};
 
-/// Removes the stored passwords of `after` (sealed values, or `${VAR}` references) that `before`
-/// already held, when `after` changes where credentials are sent (its class or an endpoint
-/// property): an edit that redirects a location must supply the password again. Returns a note
-/// naming what was dropped.
-pub(crate) fn drop_redirected_password(before: &Location, after: &mut Location) -> Option<String> {
+/// What makes `after` send credentials somewhere else than `before` does: `Class`, or the
+/// endpoint properties (host, port, database…) that differ, comma-separated; `None` when it
+/// points where it did.
+pub(crate) fn redirection(before: &Location, after: &Location) -> Option<String> {
+    if before.class != after.class {
+        return Some("Class".to_owned());
+    }
     let specs = crate::registry::property_specs(after.class).unwrap_or_default();
     let changed: Vec<&str> = specs
         .iter()
         .filter(|s| s.endpoint && before.prop(s.name) != after.prop(s.name))
         .map(|s| s.name)
         .collect();
-    if before.class == after.class && changed.is_empty() {
-        return None;
-    }
+    (!changed.is_empty()).then(|| changed.join(", "))
+}
+
+/// Removes the stored passwords of `after` (sealed values, or `${VAR}` references) that `before`
+/// already held, when `after` changes where credentials are sent (its class or an endpoint
+/// property): an edit that redirects a location must supply the password again. Returns a note
+/// naming what was dropped.
+pub(crate) fn drop_redirected_password(before: &Location, after: &mut Location) -> Option<String> {
+    let why = redirection(before, after)?;
     let stale: Vec<String> = after
         .props
         .iter()
@@ -50,11 +58,6 @@ pub(crate) fn drop_redirected_password(before: &Location, after: &mut Location) 
     for name in &stale {
         after.props.remove(name);
     }
-    let why = if before.class != after.class {
-        "Class".to_owned()
-    } else {
-        changed.join(", ")
-    };
     Some(format!(
         "location {}: the stored {} was dropped because {why} changed; supply it again",
         after.name,

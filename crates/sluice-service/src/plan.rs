@@ -197,18 +197,23 @@ impl Plan {
 
     /// How many objects are added, changed and removed.
     pub fn counts(&self) -> (usize, usize, usize) {
-        let count = |a: ChangeAction| self.changes.iter().filter(|c| c.action == a).count();
-        (
-            count(ChangeAction::Add),
-            count(ChangeAction::Change),
-            count(ChangeAction::Remove),
-        )
+        change_counts(&self.changes)
     }
 
     /// Whether the hub's own fields (its description) change or the hub is created.
     pub fn touches_hub(&self) -> bool {
         !self.hub_exists || self.changes.iter().any(|c| c.kind == ObjectKind::Hub)
     }
+}
+
+/// How many of `changes` add, change and remove an object.
+pub fn change_counts(changes: &[ObjectChange]) -> (usize, usize, usize) {
+    let count = |a: ChangeAction| changes.iter().filter(|c| c.action == a).count();
+    (
+        count(ChangeAction::Add),
+        count(ChangeAction::Change),
+        count(ChangeAction::Remove),
+    )
 }
 
 /// What an apply did.
@@ -639,23 +644,12 @@ fn keep_sealed_secrets(before: &Location, after: &mut Location) -> Option<String
     if sealed.is_empty() {
         return None;
     }
-    let specs = crate::registry::property_specs(after.class).unwrap_or_default();
-    let moved: Vec<&str> = specs
-        .iter()
-        .filter(|s| s.endpoint && before.prop(s.name) != after.prop(s.name))
-        .map(|s| s.name)
-        .collect();
     let names: Vec<&str> = sealed.iter().map(|(n, _)| n.as_str()).collect();
-    if before.class == after.class && moved.is_empty() {
+    let Some(why) = crate::admin::redirection(before, after) else {
         for (name, value) in sealed {
             after.props.insert(name.clone(), value.clone());
         }
         return None;
-    }
-    let why = if before.class != after.class {
-        "Class".to_owned()
-    } else {
-        moved.join(", ")
     };
     Some(format!(
         "location {}: the stored (sealed) {} is dropped because {why} changes; give it as ${{VAR}} to keep one",
