@@ -999,6 +999,54 @@ mod tests {
     }
 
     #[test]
+    fn a_sealed_secret_left_out_is_kept_unless_the_location_moves() {
+        use sluice_model::definition::{LocationClass, PropValue};
+        let loc = |host: &str, password: Option<&str>| {
+            let mut props: BTreeMap<String, PropValue> = [
+                ("Database_Host", host),
+                ("Database_Name", "shop"),
+                ("Database_User", "app"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), PropValue::Text(v.to_owned())))
+            .collect();
+            if let Some(p) = password {
+                props.insert("Database_Password".into(), PropValue::Text(p.into()));
+            }
+            Location {
+                name: LocationName::new("pg").unwrap(),
+                class: LocationClass::Postgresql,
+                description: String::new(),
+                props,
+            }
+        };
+        let stored = loc("db1", Some("enc:v1:c2VhbGVk"));
+        let mut same = loc("db1", None);
+        assert_eq!(keep_sealed_secrets(&stored, &mut same), None);
+        assert_eq!(same, stored, "kept as sealed");
+        let mut moved = loc("db2", None);
+        let note = keep_sealed_secrets(&stored, &mut moved).unwrap();
+        assert!(
+            note.contains("Database_Password") && note.contains("Database_Host"),
+            "{note}"
+        );
+        assert!(!moved.props.contains_key("Database_Password"));
+        let mut given = loc("db2", Some("${PG_PASSWORD}"));
+        assert_eq!(
+            keep_sealed_secrets(&stored, &mut given),
+            None,
+            "the file gives its own"
+        );
+        assert_eq!(
+            given
+                .prop("Database_Password")
+                .map(|p| p.to_text())
+                .as_deref(),
+            Some("${PG_PASSWORD}")
+        );
+    }
+
+    #[test]
     fn file_documents_leave_empty_descriptions_out() {
         let d = file_document(&doc(
             json!({"x": {"class": "sqlite", "description": "", "props": {}}}),
