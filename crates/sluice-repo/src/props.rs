@@ -128,6 +128,13 @@ impl PropBag {
         }
     }
 
+    /// For a bag of a hub, its owner within the hub (a user, an alert, a location, a job, a
+    /// channel; `""` for the hub's own bags); `None` for a bag of no hub.
+    pub fn hub_owner(&self) -> Option<String> {
+        let (_, hub, owner) = self.key();
+        (!hub.is_empty()).then_some(owner)
+    }
+
     /// The stored key: kind, hub (`""` for none), owner (`""` for a singleton).
     pub(crate) fn key(&self) -> (&'static str, String, String) {
         let kind = self.kind().as_str();

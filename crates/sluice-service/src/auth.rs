@@ -393,7 +393,12 @@ static DECOY_HASH: std::sync::LazyLock<String> =
 
 /// Hex SHA-256 of a token: what the repository keeps.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
+    sha256_hex(token.as_bytes())
+}
+
+/// Lowercase hex of the SHA-256 of `bytes`.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()

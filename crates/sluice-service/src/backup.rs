@@ -25,7 +25,6 @@ use std::io::{Read, Write};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 use sluice_model::definition::{HubState, is_secret_prop, is_single_env_ref};
 use sluice_model::{AccessLevel, ChannelName, HubName, JobName};
 use sluice_repo::{ApiKeyRecord, ConnectorRecord, PropBag, PropBagKind, PropWrite, UserRecord};
@@ -286,13 +285,6 @@ pub fn is_backup_file_name(name: &str) -> bool {
         .is_some_and(|stamp| chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").is_ok())
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn corrupt(why: impl std::fmt::Display) -> ServiceError {
     ServiceError::invalid(format!(
         "the backup archive is corrupted or truncated: {why}; nothing was restored"
@@ -303,10 +295,6 @@ fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec_pretty(value).map_err(|e| {
         ServiceError::new(ServiceErrorKind::Failed, "cannot write a backup part").with_source(e)
     })
-}
-
-fn bag_kind(kind: PropBagKind) -> &'static str {
-    kind.as_str()
 }
 
 /// The hub bag kinds a backup holds, and how to name a bag of one from its owner.
@@ -320,22 +308,6 @@ const HUB_BAG_KINDS: [PropBagKind; 8] = [
     PropBagKind::JobAttributes,
     PropBagKind::JobEnv,
 ];
-
-/// The owner of a hub's bag (empty for the hub's own).
-fn bag_owner(bag: &PropBag) -> Option<String> {
-    Some(match bag {
-        PropBag::HubUser(_, o)
-        | PropBag::Alert(_, o)
-        | PropBag::LocActions(_, o)
-        | PropBag::Activation(_, o) => o.clone(),
-        PropBag::JobAttributes(_, j) | PropBag::JobEnv(_, j) => j.to_string(),
-        PropBag::HubActions(_)
-        | PropBag::JobSystemAttributes(_)
-        | PropBag::JobSystemEnv(_)
-        | PropBag::LastApply(_) => String::new(),
-        _ => return None,
-    })
-}
 
 /// The bag of `hub` a [`StoredBag`] names, or why it names none.
 fn hub_bag(hub: &HubName, stored: &StoredBag) -> Result<PropBag> {
@@ -384,9 +356,9 @@ impl HubService {
         let mut bags = Vec::new();
         for kind in HUB_BAG_KINDS {
             for (bag, props) in self.props_store().bags(kind, Some(hub)).await? {
-                if let Some(owner) = bag_owner(&bag) {
+                if let Some(owner) = bag.hub_owner() {
                     bags.push(StoredBag {
-                        kind: bag_kind(kind).to_owned(),
+                        kind: kind.as_str().to_owned(),
                         owner,
                         props,
                     });
@@ -542,7 +514,7 @@ impl HubService {
                     (
                         path.clone(),
                         MemberDigest {
-                            sha256: hex_sha256(bytes),
+                            sha256: crate::auth::sha256_hex(bytes),
                             size: bytes.len() as u64,
                         },
                     )
@@ -1095,7 +1067,7 @@ pub fn read_backup(bytes: &[u8]) -> Result<BackupContents> {
         let data = members
             .get(path)
             .ok_or_else(|| corrupt(format!("{path} is missing")))?;
-        if data.len() as u64 != digest.size || hex_sha256(data) != digest.sha256 {
+        if data.len() as u64 != digest.size || crate::auth::sha256_hex(data) != digest.sha256 {
             return Err(corrupt(format!("{path} does not match its checksum")));
         }
     }
@@ -1373,7 +1345,7 @@ mod tests {
             members: BTreeMap::from([(
                 IDENTITY.to_owned(),
                 MemberDigest {
-                    sha256: hex_sha256(&identity),
+                    sha256: crate::auth::sha256_hex(&identity),
                     size: identity.len() as u64,
                 },
             )]),

@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
-use sha2::{Digest, Sha256};
 use sluice_model::definition::{Definitions, Location, is_secret_prop, is_single_env_ref};
 use sluice_model::{EventId, EventState, EventType, HubName, LocationName};
 use sluice_repo::{EventFilter, NewEvent, PropBag, PropWrite};
@@ -700,14 +699,7 @@ fn split_key(key: &str) -> (ObjectKind, String) {
 /// Each object of a document (the hub's description, each location, each channel) → a digest of
 /// its document form.
 fn object_digests(doc: &Json) -> BTreeMap<String, String> {
-    let digest = |v: &Json| {
-        let mut h = Sha256::new();
-        h.update(v.to_string().as_bytes());
-        h.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let digest = |v: &Json| crate::auth::sha256_hex(v.to_string().as_bytes());
     let mut out = BTreeMap::new();
     let hub_name = definition::hub_of(doc)
         .map(|h| h.to_string())
