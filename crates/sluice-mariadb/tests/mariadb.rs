@@ -609,9 +609,13 @@ async fn plans_show_exactly_the_statements_run() {
             "LOAD DATA LOCAL INFILE 'sluice' INTO TABLE {q} CHARACTER SET binary \
              FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' (`id`, `at`)"
         );
+        // An unfiltered truncate_load takes the staging swap's lock (it swaps when the table
+        // exists and allows it).
+        assert!(create[0].sql.starts_with("SELECT GET_LOCK('sluice:"), "{create:?}");
+        assert!(create[create.len() - 1].sql.starts_with("SELECT RELEASE_LOCK('sluice:"));
         assert_eq!(
-            create,
-            vec![
+            create[1..create.len() - 1],
+            [
                 PlannedStatement::once(format!(
                     "CREATE TABLE {q} (`id` BIGINT NOT NULL, `at` DATETIME(6) NULL COMMENT \
                      'sluice:timestamptz', PRIMARY KEY (`id`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 \
@@ -629,14 +633,42 @@ async fn plans_show_exactly_the_statements_run() {
             BatchLimits::DEFAULT,
         )
         .await;
-        let mut request = write_request(t.clone(), columns.clone(), WriteStrategy::StagingSwap);
-        request.filter = Some(sluice_model::Condition::new("`id` > 10").unwrap());
-        let swap = writer.plan_write(&request).await.unwrap();
-        let sql: Vec<&str> = swap.iter().map(|s| s.sql.as_str()).collect();
         let stage = format!("`{name}`.`planned__sluice_stage`");
         let new = format!("`{name}`.`planned__sluice_new`");
         let old = format!("`{name}`.`planned__sluice_old`");
         let stage_load = load.replace(&q, &stage);
+        // The whole existing table: truncate_load swaps in a loaded copy.
+        let whole = writer
+            .plan_write(&write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad))
+            .await
+            .unwrap();
+        let sql: Vec<&str> = whole.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(sql[1..], [
+            format!("CREATE TABLE {new} LIKE {q}").as_str(),
+            &format!("ALTER TABLE {new} COMMENT = 'sluice:stage', RENAME TO {stage}"),
+            "START TRANSACTION",
+            &stage_load,
+            "COMMIT",
+            &format!("ALTER TABLE {stage} COMMENT = '', RENAME TO {new}"),
+            &format!("RENAME TABLE {q} TO {old}, {new} TO {q}"),
+            &format!("DROP TABLE {old}"),
+            sql[sql.len() - 1],
+        ]);
+        // With a filter it deletes the matching rows and loads.
+        let mut request = write_request(t.clone(), columns.clone(), WriteStrategy::TruncateLoad);
+        request.filter = Some(sluice_model::Condition::new("`id` > 10").unwrap());
+        let part = writer.plan_write(&request).await.unwrap();
+        let sql: Vec<&str> = part.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(sql, [
+            "START TRANSACTION",
+            &format!("DELETE FROM {q} WHERE (`id` > 10)"),
+            &load,
+            "COMMIT",
+        ]);
+        let mut request = write_request(t.clone(), columns.clone(), WriteStrategy::StagingSwap);
+        request.filter = Some(sluice_model::Condition::new("`id` > 10").unwrap());
+        let swap = writer.plan_write(&request).await.unwrap();
+        let sql: Vec<&str> = swap.iter().map(|s| s.sql.as_str()).collect();
         assert_eq!(sql[1..], [
             format!("CREATE TABLE {new} LIKE {q}").as_str(),
             &format!("ALTER TABLE {new} COMMENT = 'sluice:stage', RENAME TO {stage}"),
@@ -1427,6 +1459,229 @@ async fn integrate_refusals_by_the_server_show_no_row_values() {
             ]
         );
         let _ = conn.disconnect().await;
+    })
+    .await;
+}
+
+/// Rows `from..=to` of version `version` for [`swap_columns`].
+fn numbered(from: i64, to: i64, version: i64) -> Vec<Vec<Value>> {
+    (from..=to)
+        .map(|i| vec![Value::Int64(i), Value::Int64(version)])
+        .collect()
+}
+
+/// `SHOW CREATE TABLE` of `table` in `db`.
+async fn show_create(conn: &mut mysql_async::Conn, db: &str, table: &str) -> String {
+    let row: (String, String) = conn
+        .query_first(format!("SHOW CREATE TABLE `{db}`.`{table}`"))
+        .await
+        .unwrap()
+        .unwrap();
+    row.1
+}
+
+/// Whether the plan of an unfiltered truncate_load of `t` swaps in a loaded copy.
+async fn plans_a_swap(connector: &MariadbConnector, t: &sluice_model::TableRef) -> bool {
+    let plan = connector
+        .batch_writer()
+        .unwrap()
+        .plan_write(&write_request(
+            t.clone(),
+            swap_columns(),
+            WriteStrategy::TruncateLoad,
+        ))
+        .await
+        .unwrap();
+    let swaps = plan.iter().any(|s| s.sql.contains(" LIKE "));
+    let deletes = plan.iter().any(|s| s.sql.starts_with("DELETE FROM"));
+    assert_ne!(swaps, deletes, "{plan:?}");
+    swaps
+}
+
+/// Opens an unfiltered truncate_load of `t`, writes `rows`, commits: the commit's outcome.
+async fn truncate_load(
+    connector: &MariadbConnector,
+    t: &sluice_model::TableRef,
+    batches: &[Vec<Vec<Value>>],
+) -> sluice_connector::Result<()> {
+    let mut w = connector
+        .batch_writer()
+        .unwrap()
+        .open(write_request(
+            t.clone(),
+            swap_columns(),
+            WriteStrategy::TruncateLoad,
+        ))
+        .await?;
+    for rows in batches {
+        let mut batch = RowBatch::new(2, BatchLimits::DEFAULT);
+        for row in rows {
+            batch.push_row(row.clone()).unwrap();
+        }
+        w.write_batch(batch).await?;
+    }
+    w.commit().await.map(drop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_table_truncate_load_swaps_in_a_copy_that_keeps_the_table() {
+    support::with_database(|connector, name| async move {
+        let mut conn = db_conn(&name).await;
+        conn.query_drop(
+            "CREATE TABLE kept (id BIGINT NOT NULL AUTO_INCREMENT, version BIGINT NOT NULL, \
+             note VARCHAR(20) NULL DEFAULT 'n', PRIMARY KEY (id), KEY by_version (version)) \
+             ENGINE=InnoDB COMMENT='kept comment' \
+             PARTITION BY KEY (id) PARTITIONS 2",
+        )
+        .await
+        .unwrap();
+        // The counter runs ahead of the rows: a swap must not start it over.
+        conn.query_drop("INSERT INTO kept (id, version) VALUES (5000, 0)")
+            .await
+            .unwrap();
+        conn.query_drop("DELETE FROM kept").await.unwrap();
+        let before = show_create(&mut conn, &name, "kept").await;
+        assert!(before.contains("AUTO_INCREMENT=5001"), "{before}");
+        let t = table("kept");
+        assert!(plans_a_swap(&connector, &t).await);
+        // Keys from 1: a 0 would draw from the counter.
+        let rows = numbered(1, 1000, 1);
+        truncate_load(
+            &connector,
+            &t,
+            &[rows[..500].to_vec(), rows[500..].to_vec()],
+        )
+        .await
+        .unwrap();
+        assert_eq!(versions(&mut conn, "kept").await, (1000, 1, 1));
+        assert_eq!(show_create(&mut conn, &name, "kept").await, before);
+        // The swap really replaced the table, so the next id is the kept counter.
+        conn.query_drop("INSERT INTO kept (version) VALUES (7)")
+            .await
+            .unwrap();
+        let next: Option<i64> = conn
+            .query_first("SELECT id FROM kept WHERE version = 7")
+            .await
+            .unwrap();
+        assert_eq!(next, Some(5001));
+        assert_eq!(
+            catalog(&mut conn, &name).await,
+            [("kept".to_owned(), "kept comment".to_owned())]
+        );
+        // A counter behind the loaded keys moves past them, as after DELETE and a load.
+        truncate_load(&connector, &t, &[numbered(1, 9999, 9)])
+            .await
+            .unwrap();
+        let after = show_create(&mut conn, &name, "kept").await;
+        assert!(after.contains("AUTO_INCREMENT=10000"), "{after}");
+        assert_eq!(versions(&mut conn, "kept").await, (9999, 9, 9));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_swapping_truncate_load_leaves_the_old_rows() {
+    support::with_database(|connector, name| async move {
+        let mut conn = db_conn(&name).await;
+        let t = table("atomic");
+        write_rows(
+            &connector,
+            write_request(t.clone(), swap_columns(), WriteStrategy::TruncateLoad),
+            &swap_rows(0),
+            BatchLimits::DEFAULT,
+        )
+        .await;
+        assert!(plans_a_swap(&connector, &t).await);
+        let before = show_create(&mut conn, &name, "atomic").await;
+        let good = swap_rows(1);
+        // A duplicate key in the last batch: the server skips the row with a warning, which the
+        // load's count check turns into a failure at commit.
+        let mut duplicate = good[900..].to_vec();
+        duplicate.push(vec![Value::Int64(3), Value::Int64(1)]);
+        let error = truncate_load(&connector, &t, &[good[..900].to_vec(), duplicate])
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Data, "{error}");
+        assert!(error.to_string().contains("nothing was written"), "{error}");
+        assert_eq!(versions(&mut conn, "atomic").await, (1000, 0, 0));
+        // A value the target cannot hold in the last batch fails before it is sent.
+        let mut bad = good[900..].to_vec();
+        bad.push(vec![Value::Int64(5000), Value::Null]);
+        truncate_load(&connector, &t, &[good[..900].to_vec(), bad])
+            .await
+            .unwrap_err();
+        assert_eq!(versions(&mut conn, "atomic").await, (1000, 0, 0));
+        // Nothing is left next to the target, which is unchanged.
+        assert_eq!(
+            catalog(&mut conn, &name).await,
+            [("atomic".to_owned(), String::new())]
+        );
+        assert_eq!(show_create(&mut conn, &name, "atomic").await, before);
+        // Duplicate keys within one batch, and across batches, are refused too.
+        for batches in [
+            vec![vec![
+                vec![Value::Int64(1), Value::Int64(2)],
+                vec![Value::Int64(1), Value::Int64(2)],
+            ]],
+            vec![
+                vec![vec![Value::Int64(1), Value::Int64(2)]],
+                vec![vec![Value::Int64(1), Value::Int64(2)]],
+            ],
+        ] {
+            let error = truncate_load(&connector, &t, &batches).await.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Data, "{error}");
+            assert_eq!(versions(&mut conn, "atomic").await, (1000, 0, 0));
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_load_deletes_and_reloads_tables_a_swap_would_change() {
+    support::with_database(|connector, name| async move {
+        let mut conn = db_conn(&name).await;
+        for sql in [
+            "CREATE TABLE with_trigger (id BIGINT PRIMARY KEY, version BIGINT NOT NULL)",
+            "CREATE TABLE audit (n BIGINT NOT NULL)",
+            "CREATE TRIGGER counted AFTER INSERT ON with_trigger FOR EACH ROW INSERT INTO audit VALUES (NEW.id)",
+            "CREATE TABLE parent (id BIGINT PRIMARY KEY, version BIGINT NOT NULL)",
+            "CREATE TABLE child (id BIGINT PRIMARY KEY, version BIGINT NOT NULL, \
+             FOREIGN KEY (version) REFERENCES parent (id) ON DELETE CASCADE)",
+            "CREATE TABLE referrer (id BIGINT PRIMARY KEY, p BIGINT, \
+             FOREIGN KEY (p) REFERENCES child (id))",
+            "CREATE TABLE myisam (id BIGINT PRIMARY KEY, version BIGINT NOT NULL) ENGINE=Aria",
+        ] {
+            conn.query_drop(sql).await.unwrap();
+        }
+        // The parent rows the child's keys point to.
+        write_rows(
+            &connector,
+            write_request(table("parent"), swap_columns(), WriteStrategy::TruncateLoad),
+            &swap_rows(0),
+            BatchLimits::DEFAULT,
+        )
+        .await;
+        for name in ["with_trigger", "parent", "child", "myisam"] {
+            let t = table(name);
+            assert!(!plans_a_swap(&connector, &t).await, "{name}");
+            truncate_load(&connector, &t, &[swap_rows(1)]).await.unwrap();
+        }
+        // The trigger fired for every row and still exists; the foreign keys are still there.
+        let audited: Option<i64> = conn.query_first("SELECT count(*) FROM audit").await.unwrap();
+        assert_eq!(audited, Some(1001));
+        assert!(show_create(&mut conn, &name, "child").await.contains("FOREIGN KEY"));
+        assert!(show_create(&mut conn, &name, "referrer").await.contains("REFERENCES `child`"));
+        let triggers: Option<i64> = conn
+            .exec_first(
+                "SELECT count(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?",
+                (&name,),
+            )
+            .await
+            .unwrap();
+        assert_eq!(triggers, Some(1));
+        // A table with none of these swaps.
+        conn.query_drop("DROP TRIGGER counted").await.unwrap();
+        assert!(plans_a_swap(&connector, &table("with_trigger")).await);
     })
     .await;
 }
