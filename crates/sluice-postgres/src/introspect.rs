@@ -240,6 +240,73 @@ pub(crate) struct IndexDef {
     pub using: String,
 }
 
+/// An index a `truncate_load` drops after its `TRUNCATE` and builds again after the load: one
+/// sorted build is cheaper than maintaining the index row by row, and the rebuilt index is the
+/// same (a key constraint is added back under its own name, which names its index too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeferredIndex {
+    /// The index's name (for a constraint's index, also the constraint's name).
+    pub name: String,
+    /// `pg_get_constraintdef` when the index belongs to a primary key, unique or exclusion
+    /// constraint.
+    pub constraint: Option<String>,
+    /// `pg_get_indexdef`: the whole `CREATE INDEX` of a plain index.
+    pub definition: String,
+    /// Whether the index is the table's replica identity.
+    pub replica_identity: bool,
+    /// Whether the table is marked clustered on the index.
+    pub clustered: bool,
+}
+
+/// The indexes of the table with `oid` that a `truncate_load` may drop and rebuild, in creation
+/// order; `None` when rebuilding could lose something, so the load keeps them: an index that is
+/// not valid, lives in a tablespace of its own, carries a comment (itself or its constraint),
+/// has per-column statistics targets, or is referenced by a foreign key.
+pub(crate) async fn deferrable_indexes(
+    client: &Client,
+    oid: u32,
+) -> Result<Option<Vec<DeferredIndex>>> {
+    let rows = client
+        .query(
+            "SELECT ic.relname::text, \
+                    con.oid IS NOT NULL, \
+                    CASE WHEN con.oid IS NOT NULL THEN pg_catalog.pg_get_constraintdef(con.oid) END, \
+                    pg_catalog.pg_get_indexdef(i.indexrelid), \
+                    i.indisreplident, i.indisclustered, \
+                    (NOT i.indisvalid OR NOT i.indisready OR ic.reltablespace <> 0 \
+                     OR pg_catalog.obj_description(i.indexrelid, 'pg_class') IS NOT NULL \
+                     OR (con.oid IS NOT NULL AND pg_catalog.obj_description(con.oid, 'pg_constraint') IS NOT NULL) \
+                     OR (con.oid IS NOT NULL AND con.contype NOT IN ('p', 'u', 'x')) \
+                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+                                 WHERE a.attrelid = i.indexrelid AND a.attstattarget >= 0) \
+                     OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f \
+                                 WHERE f.contype = 'f' AND f.conindid = i.indexrelid)) \
+             FROM pg_catalog.pg_index i \
+             JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+             LEFT JOIN pg_catalog.pg_constraint con \
+               ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype <> 'f' \
+             WHERE i.indrelid = $1 ORDER BY i.indexrelid",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| pg_error(e, "read the indexes of a table"))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        if r.get::<_, bool>(6) {
+            return Ok(None);
+        }
+        let is_constraint: bool = r.get(1);
+        out.push(DeferredIndex {
+            name: r.get(0),
+            constraint: if is_constraint { r.get(2) } else { None },
+            definition: r.get(3),
+            replica_identity: r.get(4),
+            clustered: r.get(5),
+        });
+    }
+    Ok(Some(out))
+}
+
 /// What a staging swap must rebuild or carry over, and what keeps it from running.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SwapCatalog {

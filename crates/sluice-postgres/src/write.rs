@@ -7,7 +7,15 @@
 //!
 //! * `truncate_load`: `TRUNCATE t` (or `DELETE FROM t WHERE (filter)`), then the COPY
 //!   (`FREEZE` after a truncate or create: the rows are written already frozen, as pgcopydb does).
-//!   The truncate locks the table until commit, so readers wait rather than see it empty.
+//!   The truncate locks the table until commit, so readers wait rather than see it empty. After a
+//!   `TRUNCATE` the table's indexes are dropped and built again after the COPY, in the same
+//!   transaction: one sorted build costs less than maintaining every index row by row (key
+//!   constraints come back under their own names with `ADD CONSTRAINT`, plain indexes with their
+//!   own `CREATE INDEX`, replica identity and `CLUSTER` marks restored). Indexes whose rebuild
+//!   could lose something (a comment, a tablespace of their own, statistics targets, a foreign key
+//!   referencing them, an invalid index) keep every index in place. A table sluice creates gets
+//!   its primary key after the load for the same reason. A duplicate key fails the key's build at
+//!   commit, and the whole write rolls back.
 //! * `staging_swap`: `CREATE TABLE t__sluice_stage (LIKE t INCLUDING ALL EXCLUDING INDEXES)`, the
 //!   identity counters carried on, the rows a target filter keeps copied over, the COPY (`FREEZE`),
 //!   then at commit the target's indexes and constraints built on the loaded table (faster than
@@ -40,8 +48,8 @@ use crate::connect::connect;
 use crate::copy::{WriteColumn, accepts, encode_row, write_header, write_trailer};
 use crate::error::pg_error;
 use crate::introspect::{
-    CatalogColumn, Relation, SwapCatalog, columns, find_relation, name_taken, swap_catalog,
-    unique_keys,
+    CatalogColumn, DeferredIndex, Relation, SwapCatalog, columns, deferrable_indexes,
+    find_relation, name_taken, swap_catalog, unique_keys,
 };
 use crate::types::{
     ddl_type, filter_sql, pg_type, quote_ident, quote_literal, quote_table, raw_format_name,
@@ -82,6 +90,8 @@ pub(crate) struct Target {
     swap: SwapCatalog,
     stage_taken: bool,
     old_taken: bool,
+    /// The indexes a whole-table `truncate_load` drops and rebuilds (`None`: keep them).
+    deferred: Option<Vec<DeferredIndex>>,
 }
 
 /// Reads what [`build_script`] needs about the target of `request`.
@@ -107,6 +117,9 @@ pub(crate) async fn inspect(
             let name = table.name.as_str();
             target.stage_taken = name_taken(client, schema, &suffixed(name, STAGE_SUFFIX)).await?;
             target.old_taken = name_taken(client, schema, &suffixed(name, OLD_SUFFIX)).await?;
+        }
+        WriteStrategy::TruncateLoad if request.filter.is_none() && relation.kind == b'r' => {
+            target.deferred = deferrable_indexes(client, relation.oid).await?;
         }
         _ => {}
     }
@@ -163,6 +176,47 @@ fn column_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
         .map(quote_ident)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `ALTER TABLE … ADD PRIMARY KEY` for `key`.
+fn add_key_sql(table: &str, columns: &[ColumnDef], key: &[usize]) -> String {
+    format!(
+        "ALTER TABLE {table} ADD PRIMARY KEY ({})",
+        column_list(key.iter().map(|&k| columns[k].name.as_str()))
+    )
+}
+
+/// The statements that drop `indexes` of `table` before a load, and those that build them again
+/// after it.
+fn rebuild_indexes(
+    table: &str,
+    schema: &str,
+    indexes: &[DeferredIndex],
+) -> (Vec<String>, Vec<String>) {
+    let mut drop = Vec::new();
+    let mut build = Vec::new();
+    for index in indexes {
+        let name = quote_ident(&index.name);
+        match &index.constraint {
+            Some(def) => {
+                drop.push(format!("ALTER TABLE {table} DROP CONSTRAINT {name}"));
+                build.push(format!("ALTER TABLE {table} ADD CONSTRAINT {name} {def}"));
+            }
+            None => {
+                drop.push(format!("DROP INDEX {schema}.{name}"));
+                build.push(index.definition.clone());
+            }
+        }
+        if index.replica_identity {
+            build.push(format!(
+                "ALTER TABLE {table} REPLICA IDENTITY USING INDEX {name}"
+            ));
+        }
+        if index.clustered {
+            build.push(format!("ALTER TABLE {table} CLUSTER ON {name}"));
+        }
+    }
+    (drop, build)
 }
 
 /// `CREATE TABLE` for `columns` with `key` as primary key.
@@ -365,7 +419,11 @@ pub(crate) fn build_script(
     let copy = match request.strategy {
         WriteStrategy::TruncateLoad => {
             let freeze = if creates {
-                setup.push(create());
+                // The key is built after the load (one sorted build instead of row by row).
+                setup.push(create_table_sql(&qualified, &request.columns, &[]));
+                if !request.key.is_empty() {
+                    finish.push(add_key_sql(&qualified, &request.columns, &request.key));
+                }
                 true
             } else if let Some(filter) = &request.filter {
                 setup.push(format!(
@@ -375,6 +433,12 @@ pub(crate) fn build_script(
                 false
             } else {
                 setup.push(format!("TRUNCATE {qualified}"));
+                if let Some(indexes) = &target.deferred {
+                    let schema = quote_ident(schema_of(table, default_schema));
+                    let (drop, build) = rebuild_indexes(&qualified, &schema, indexes);
+                    setup.extend(drop);
+                    finish.extend(build);
+                }
                 plain_table
             };
             copy_in_sql(&qualified, &names, freeze)

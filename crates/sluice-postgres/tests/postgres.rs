@@ -666,6 +666,149 @@ async fn staging_swap_keeps_indexes_constraints_sequences_and_grants() {
     assert!(err.to_string().contains("views"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_load_rebuilds_indexes_after_the_load_and_keeps_them_equal() {
+    let fresh = common::fresh().await;
+    let c = &fresh.connector;
+    let admin = common::admin().await;
+    let t = fresh.qualified("rebuilt");
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {t} (
+                 id integer PRIMARY KEY,
+                 code text NOT NULL,
+                 qty integer,
+                 CONSTRAINT rebuilt_code_qty UNIQUE (code, qty) DEFERRABLE INITIALLY DEFERRED);
+             CREATE UNIQUE INDEX rebuilt_code_idx ON {t} (code);
+             CREATE INDEX rebuilt_qty_idx ON {t} (qty) WITH (fillfactor = 70) WHERE qty > 10;
+             CREATE INDEX rebuilt_lower_idx ON {t} (lower(code));
+             ALTER TABLE {t} REPLICA IDENTITY USING INDEX rebuilt_code_idx;
+             ALTER TABLE {t} CLUSTER ON rebuilt_lower_idx;
+             INSERT INTO {t} SELECT g, 'c' || g, g FROM generate_series(1, 5) g;"
+        ))
+        .await
+        .unwrap();
+    let catalog = "SELECT string_agg(c.relname || ':' || pg_get_indexdef(i.indexrelid) || ':' \
+                   || i.indisreplident || i.indisclustered || i.indisvalid, ' | ' ORDER BY c.relname) \
+                   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1::text::regclass";
+    let constraints = "SELECT string_agg(conname || ':' || pg_get_constraintdef(oid), ' | ' ORDER BY conname) \
+                       FROM pg_constraint WHERE conrelid = $1::text::regclass";
+    let describe = |sql: &'static str| {
+        let admin = &admin;
+        let t = t.clone();
+        async move {
+            admin
+                .query_one(sql, &[&t])
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    let before = (describe(catalog).await, describe(constraints).await);
+    let columns = vec![
+        col("id", DataType::Int32, false),
+        col("code", DataType::Text, false),
+        col("qty", DataType::Int32, true),
+    ];
+    let request = || {
+        write_request(
+            table("rebuilt"),
+            columns.clone(),
+            WriteStrategy::TruncateLoad,
+        )
+    };
+    let plan = c
+        .batch_writer()
+        .unwrap()
+        .plan_write(&request())
+        .await
+        .unwrap();
+    let plan = sqls(&plan);
+    let copy_at = plan.iter().position(|s| s.starts_with("COPY")).unwrap();
+    assert_eq!(
+        plan[..copy_at]
+            .iter()
+            .filter(|s| s.contains("DROP"))
+            .count(),
+        5,
+        "every index is dropped before the COPY: {plan:#?}"
+    );
+    assert!(
+        plan[copy_at..]
+            .iter()
+            .any(|s| s.contains("REPLICA IDENTITY USING INDEX \"rebuilt_code_idx\""))
+            && plan[copy_at..]
+                .iter()
+                .any(|s| s.contains("CLUSTER ON \"rebuilt_lower_idx\"")),
+        "{plan:#?}"
+    );
+    let rows: Vec<Vec<Value>> = (1..=300)
+        .map(|i| {
+            vec![
+                Value::Int32(i),
+                Value::Text(format!("n{i}")),
+                Value::Int32(i % 50),
+            ]
+        })
+        .collect();
+    write_rows(c, request(), &rows, BatchLimits::DEFAULT).await;
+    assert_eq!(
+        (describe(catalog).await, describe(constraints).await),
+        before
+    );
+    let count: i64 = admin
+        .query_one(&format!("SELECT count(*) FROM {t} WHERE code = 'n7'"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1, "the rebuilt index finds the row");
+
+    // A duplicate key fails the key's build at commit; the old rows and every index stay.
+    let mut dup = rows.clone();
+    dup.push(vec![
+        Value::Int32(7),
+        Value::Text("other".into()),
+        Value::Int32(1),
+    ]);
+    let mut w = c.batch_writer().unwrap().open(request()).await.unwrap();
+    w.write_batch(batch_of(3, &dup)).await.unwrap();
+    let err = w.commit().await.expect_err("a duplicate key committed");
+    assert!(
+        err.to_string().contains("duplicate") || err.to_string().contains("unique"),
+        "{err}"
+    );
+    assert_eq!(
+        (describe(catalog).await, describe(constraints).await),
+        before
+    );
+    let kept: i64 = admin
+        .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 300);
+
+    // An index whose rebuild would lose its comment keeps every index in place.
+    admin
+        .batch_execute(&format!(
+            "COMMENT ON INDEX \"{}\".rebuilt_lower_idx IS 'kept as it is'",
+            fresh.schema
+        ))
+        .await
+        .unwrap();
+    let plan = c
+        .batch_writer()
+        .unwrap()
+        .plan_write(&request())
+        .await
+        .unwrap();
+    assert!(
+        !sqls(&plan).iter().any(|s| s.contains("DROP")),
+        "{:#?}",
+        sqls(&plan)
+    );
+}
+
 fn sqls(plan: &[PlannedStatement]) -> Vec<&str> {
     plan.iter().map(|s| s.sql.as_str()).collect()
 }
@@ -695,11 +838,12 @@ async fn plans_show_the_exact_statements() {
         vec![
             "BEGIN ISOLATION LEVEL READ COMMITTED".to_owned(),
             format!(
-                "CREATE TABLE {s}.\"planned\" (\"id\" bigint NOT NULL, \"name\" character varying(20), \"day\" date, PRIMARY KEY (\"id\"))"
+                "CREATE TABLE {s}.\"planned\" (\"id\" bigint NOT NULL, \"name\" character varying(20), \"day\" date)"
             ),
             format!(
                 "COPY {s}.\"planned\" (\"id\", \"name\", \"day\") FROM STDIN (FORMAT binary, FREEZE)"
             ),
+            format!("ALTER TABLE {s}.\"planned\" ADD PRIMARY KEY (\"id\")"),
             "COMMIT".to_owned(),
         ]
     );
@@ -723,9 +867,11 @@ async fn plans_show_the_exact_statements() {
         vec![
             "BEGIN ISOLATION LEVEL READ COMMITTED".to_owned(),
             format!("TRUNCATE {s}.\"planned\""),
+            format!("ALTER TABLE {s}.\"planned\" DROP CONSTRAINT \"planned_pkey\""),
             format!(
                 "COPY {s}.\"planned\" (\"id\", \"name\", \"day\") FROM STDIN (FORMAT binary, FREEZE)"
             ),
+            format!("ALTER TABLE {s}.\"planned\" ADD CONSTRAINT \"planned_pkey\" PRIMARY KEY (id)"),
             "COMMIT".to_owned(),
         ]
     );
