@@ -412,6 +412,11 @@ impl EventHub {
         self.inner.broker.name()
     }
 
+    /// Where the broker connects, without any password (`None` for the in-process broker).
+    pub fn broker_target(&self) -> Option<String> {
+        self.inner.broker.target()
+    }
+
     /// Counters for metrics.
     pub fn counters(&self) -> &HubCounters {
         &self.inner.counters

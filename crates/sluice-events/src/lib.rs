@@ -7,7 +7,7 @@
 //! * [`topic`]: topic names, specs, grants, retention, schema versions.
 //! * [`event`]: events as published, stored and delivered.
 //! * [`store`]: the persistence contract ([`EventStore`]) and its SQLite and PostgreSQL stores.
-//! * [`broker`]: live delivery between nodes ([`Broker`]): in-process (default) or NATS JetStream.
+//! * [`broker`]: live delivery between nodes ([`Broker`]): in-process (default), NATS JetStream or RabbitMQ.
 //! * [`hub`]: [`EventHub`], publish with group commit and backpressure, subscriptions.
 #![deny(missing_docs)]
 
@@ -19,7 +19,7 @@ pub mod routing;
 pub mod store;
 pub mod topic;
 
-pub use broker::{Broker, InProcessBroker, NatsBroker, NatsOptions, NatsStorage};
+pub use broker::{AmqpBroker, Broker, InProcessBroker, NatsBroker, NatsOptions, NatsStorage};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{NewEvent, Published, StoredEvent};
 pub use hub::{Actor, Delivery, EventHub, HubConfig, Subscription};

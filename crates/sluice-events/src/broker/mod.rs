@@ -8,7 +8,9 @@
 //!
 //! * [`InProcessBroker`]: one hub process (the default).
 //! * [`NatsBroker`]: several hub nodes over a NATS JetStream stream.
+//! * [`AmqpBroker`]: several hub nodes over a RabbitMQ topic exchange.
 
+pub mod amqp;
 pub mod nats;
 
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use futures::stream::BoxStream;
 use crate::error::Result;
 use crate::event::StoredEvent;
 
+pub use amqp::AmqpBroker;
 pub use nats::{NatsBroker, NatsOptions, NatsStorage};
 
 /// Events announced by other nodes, as they arrive.
@@ -27,8 +30,13 @@ pub type RemoteEvents = BoxStream<'static, Vec<StoredEvent>>;
 /// Carries stored events to the other hub nodes.
 #[async_trait]
 pub trait Broker: Send + Sync {
-    /// A short name for logs and `/health` (`in-process`, `nats`).
+    /// A short name for logs and `/health` (`in-process`, `nats`, `amqp`).
     fn name(&self) -> &'static str;
+
+    /// Where the broker connects, fit for logs: never a password.
+    fn target(&self) -> Option<String> {
+        None
+    }
 
     /// Whether other nodes may store events on the same topics (subscribers then also look at
     /// the store when idle).
