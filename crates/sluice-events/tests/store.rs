@@ -503,6 +503,13 @@ async fn a_missing_topic_stores_nothing(fx: Fixture) {
         .await
         .unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::NotFound);
+    // And a plain append to one missing topic (no client ids, no separate lock query).
+    let refused = fx
+        .append(vec![ev("ghost", "k", json!(1))], Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::NotFound);
+    assert!(refused.to_string().contains("ghost"), "{refused}");
     let out = append(&*fx, vec![ev("a", "k", json!(3))]).await;
     assert_eq!(out[0].event.seq, 1, "the failed call took no numbers");
 }
