@@ -135,6 +135,10 @@ pub struct CompareArgs {
     /// Keys listed per kind of difference and table.
     #[arg(long, default_value_t = 20)]
     pub max_listed: usize,
+    /// Read every row instead of first narrowing the compare with checksums computed in the
+    /// databases over key ranges (the default where both locations can).
+    #[arg(long)]
+    pub no_pushdown: bool,
     /// Compare an activated channel while it replicates (row-wise): rows found different are
     /// read again after replication caught up, and only rows that stay different are reported;
     /// rows still changing are reported as in flight.

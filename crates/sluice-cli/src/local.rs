@@ -94,6 +94,7 @@ impl Local {
                 Granularity::Bulk
             },
             max_listed: args.max_listed,
+            pushdown: !args.no_pushdown,
             online: args.online.then(Default::default),
         }
     }

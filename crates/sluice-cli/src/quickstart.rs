@@ -463,6 +463,7 @@ pub async fn run(args: QuickstartArgs, g: &Global) -> Result<Outcome> {
         tables: Vec::new(),
         granularity,
         max_listed: 5,
+        pushdown: true,
         online: None,
     };
 

@@ -417,6 +417,7 @@ async fn compare_request(r: &Remote, args: &CompareArgs) -> Result<CompareReques
         start_immediate: Some(true),
         online_compare: args.online.then(|| "diff_cap".to_owned()),
         dry_run: false,
+        pushdown: args.no_pushdown.then_some(false),
     })
 }
 

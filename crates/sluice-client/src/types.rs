@@ -414,6 +414,10 @@ pub struct CompareRequest {
     /// sluice: plan only; the answer is the plan and nothing runs.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// sluice: `false` reads every row instead of first narrowing the compare with checksums
+    /// computed in the databases (the server's default, true, when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushdown: Option<bool>,
 }
 
 /// Filters of `GET /hubs/{hub}/events`; lists become repeated query keys.

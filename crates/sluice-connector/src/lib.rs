@@ -162,6 +162,9 @@ pub struct ReadRequest {
     pub filter: Option<Condition>,
     /// Only rows whose column is beyond a value (incremental refresh), in addition to `filter`.
     pub lower_bound: Option<LowerBound>,
+    /// Only rows whose key lies in this range, in addition to `filter`. Only readers that name a
+    /// [`SnapshotReader::checksum_dialect`] for the request honour it; the others refuse it.
+    pub key_range: Option<KeyRange>,
     /// Size of the batches to deliver.
     pub limits: BatchLimits,
 }
@@ -178,6 +181,56 @@ pub struct LowerBound {
     pub value: Value,
     /// `>=` when true, `>` when false.
     pub inclusive: bool,
+}
+
+/// A range of keys: the rows whose key (the request's key columns, compared in
+/// [`Value::cmp_key`](sluice_model::Value::cmp_key) order, column by column) is greater than
+/// `after` and at most `through`; `None` leaves that end open.
+///
+/// The connector renders the bounds as typed literals or parameters with its own quoting; they
+/// are values read from the database, never user SQL.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyRange {
+    /// The greatest key below the range (exclusive), one value per key column.
+    pub after: Option<Vec<Value>>,
+    /// The greatest key in the range (inclusive), one value per key column.
+    pub through: Option<Vec<Value>>,
+}
+
+impl KeyRange {
+    /// Every key.
+    pub fn all() -> Self {
+        KeyRange::default()
+    }
+
+    /// The parts of this range cut at each of `cuts` (ascending keys inside the range): the
+    /// first ends at `cuts[0]`, the last starts after the last cut.
+    pub fn split_at(&self, cuts: &[Vec<Value>]) -> Vec<KeyRange> {
+        let mut parts = Vec::with_capacity(cuts.len() + 1);
+        let mut after = self.after.clone();
+        for cut in cuts {
+            parts.push(KeyRange {
+                after,
+                through: Some(cut.clone()),
+            });
+            after = Some(cut.clone());
+        }
+        parts.push(KeyRange {
+            after,
+            through: self.through.clone(),
+        });
+        parts
+    }
+}
+
+/// The row count and the checksum of the rows of one key range, computed in the database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RangeChecksum {
+    /// Rows in the range.
+    pub rows: u64,
+    /// The sum of a 64-bit hash of every row's canonical form (order-independent); only
+    /// comparable with a checksum of the same [`SnapshotReader::checksum_dialect`].
+    pub checksum: i128,
 }
 
 /// A raw encoded row stream, for copying between two databases of the same family without decoding.
@@ -241,6 +294,51 @@ pub trait SnapshotReader: Send + Sync {
     async fn read_raw(&self, request: ReadRequest) -> Result<RawSnapshot> {
         let _ = request;
         Err(ConnectorError::unsupported("this location has no raw read"))
+    }
+
+    /// The checksum dialect of `request`'s rows, when this reader can checksum key ranges in the
+    /// database ([`SnapshotReader::checksum_ranges`]); `None` when it cannot (no key, a key
+    /// column that may be NULL or whose type has no exact order, a column type it cannot put in
+    /// canonical form).
+    ///
+    /// The string names the hash, the canonical form of every column (so it includes each
+    /// column's native type) and the order of keys. Two readers' checksums are compared only when
+    /// they name exactly the same dialect: then equal rows checksum equal. Unequal rows checksum
+    /// unequal except for hash collisions (64 bits per row); a caller that finds two ranges'
+    /// checksums different reads their rows to tell how.
+    fn checksum_dialect(&self, request: &ReadRequest) -> Option<String> {
+        let _ = request;
+        None
+    }
+
+    /// Row count and checksum of each part of `range` cut at `cuts` (ascending keys inside the
+    /// range), among the rows `request` reads (its filter and key range apply too): one
+    /// [`RangeChecksum`] per [`KeyRange::split_at`] part, in order. One consistent snapshot.
+    async fn checksum_ranges(
+        &self,
+        request: &ReadRequest,
+        range: &KeyRange,
+        cuts: &[Vec<Value>],
+    ) -> Result<Vec<RangeChecksum>> {
+        let _ = (request, range, cuts);
+        Err(ConnectorError::unsupported(
+            "this location cannot checksum key ranges",
+        ))
+    }
+
+    /// Up to `parts - 1` ascending keys inside `range` that cut the rows `request` reads there
+    /// into about `parts` parts of similar size (for an integer key: evenly between its least and
+    /// greatest value); fewer, or none, when the range holds too few keys to cut.
+    async fn split_range(
+        &self,
+        request: &ReadRequest,
+        range: &KeyRange,
+        parts: usize,
+    ) -> Result<Vec<Vec<Value>>> {
+        let _ = (request, range, parts);
+        Err(ConnectorError::unsupported(
+            "this location cannot split key ranges",
+        ))
     }
 
     /// Takes a snapshot of the whole database that several reads can share

@@ -7,6 +7,14 @@
 //!   only on the target, or on both with equal or differing values. Counts are exact; the keys listed
 //!   are capped. Each side must arrive in strictly increasing key order; anything else (a collation
 //!   that sorts differently, a duplicate key) fails the compare rather than reporting wrong rows.
+//!
+//! With [`CompareOptions::pushdown`] (the default), when both locations checksum key ranges in
+//! the same dialect, either granularity first narrows the table to the key ranges whose row
+//! counts or checksums differ, computed in the databases ([`crate::checksum`]), and merges only
+//! those ranges' rows by key as row-wise does: identical tables move no rows, and the counts and
+//! keys of a row-wise diff are the same as reading every row. A bulk compare reports the
+//! databases' counts and the sums of their checksums, and is identical when the narrowed ranges
+//! hold no difference.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -104,6 +112,9 @@ pub struct CompareOptions {
     pub granularity: Granularity,
     /// How many keys of each kind a row-wise diff lists.
     pub max_listed: usize,
+    /// Narrow the compare with checksums computed in the databases when both sides can
+    /// ([`crate::checksum`]); `false` reads every row.
+    pub pushdown: bool,
 }
 
 impl Default for CompareOptions {
@@ -111,6 +122,7 @@ impl Default for CompareOptions {
         CompareOptions {
             granularity: Granularity::Bulk,
             max_listed: 100,
+            pushdown: true,
         }
     }
 }
@@ -142,7 +154,23 @@ pub async fn run_compare(
             diff: None,
             error: None,
         };
+        let pushdown = options
+            .pushdown
+            .then(|| crate::checksum::shared_dialect(source.as_ref(), target.as_ref(), &plan))
+            .flatten();
         let outcome = match options.granularity {
+            _ if pushdown.is_some() => {
+                narrowed(
+                    source.as_ref(),
+                    target.as_ref(),
+                    &plan,
+                    &options,
+                    &progress,
+                    &cancel,
+                    &mut report,
+                )
+                .await
+            }
             Granularity::Bulk => {
                 bulk(
                     source.as_ref(),
@@ -212,8 +240,9 @@ pub(crate) async fn open(
 pub(crate) async fn open_target(
     c: &dyn Connector,
     plan: &CompareTablePlan,
+    read: &ReadRequest,
 ) -> Result<BoxStream<'static, Result<RowBatch>>> {
-    let batches = open(c, &plan.target_read, "target").await?;
+    let batches = open(c, read, "target").await?;
     if plan.target_as_source.iter().all(Option::is_none) {
         return Ok(batches);
     }
@@ -290,7 +319,7 @@ async fn bulk(
     report: &mut CompareReport,
 ) -> Result<bool> {
     let s = open(source, &plan.source_read, "source").await?;
-    let t = open_target(target, plan).await?;
+    let t = open_target(target, plan, &plan.target_read).await?;
     let (s, t) = tokio::try_join!(
         digest(s, "source", Some((progress, &plan.name)), cancel),
         digest(t, "target", None, cancel)
@@ -311,18 +340,119 @@ async fn rowwise(
     cancel: &CancellationToken,
     report: &mut CompareReport,
 ) -> Result<bool> {
-    let key = plan.source_read.key.clone();
+    let mut diff = RowDiff::default();
+    let merged = merge(
+        source,
+        target,
+        plan,
+        &plan.source_read,
+        &plan.target_read,
+        options,
+        progress,
+        cancel,
+        &mut diff,
+    )
+    .await?;
+    report.source_rows = merged.source_rows;
+    report.target_rows = merged.target_rows;
+    report.bytes = merged.bytes;
+    let identical = diff.is_empty();
+    report.diff = Some(diff);
+    Ok(identical)
+}
+
+/// Narrows the table with the databases' checksums, then merges the rows of the ranges that
+/// differ. A bulk compare reports the databases' counts and checksum sums; a row-wise one the
+/// exact differences.
+async fn narrowed(
+    source: &dyn Connector,
+    target: &dyn Connector,
+    plan: &CompareTablePlan,
+    options: &CompareOptions,
+    progress: &ProgressSink,
+    cancel: &CancellationToken,
+    report: &mut CompareReport,
+) -> Result<bool> {
+    let narrowed = crate::checksum::narrow(source, target, plan, cancel).await?;
+    progress.send(Progress::Advanced {
+        table: plan.name.clone(),
+        rows: narrowed.source_rows,
+        bytes: 0,
+    });
+    let mut diff = RowDiff::default();
+    let mut bytes = 0;
+    for range in &narrowed.differing {
+        let mut source_read = plan.source_read.clone();
+        let mut target_read = plan.target_read.clone();
+        for read in [&mut source_read, &mut target_read] {
+            read.ordered = true;
+            read.key_range = Some(range.clone());
+        }
+        let merged = merge(
+            source,
+            target,
+            plan,
+            &source_read,
+            &target_read,
+            options,
+            &ProgressSink::none(),
+            cancel,
+            &mut diff,
+        )
+        .await?;
+        bytes += merged.bytes;
+    }
+    report.source_rows = narrowed.source_rows;
+    report.target_rows = narrowed.target_rows;
+    report.bytes = bytes;
+    let identical = diff.is_empty();
+    match options.granularity {
+        Granularity::Bulk => {
+            report.checksums = Some((
+                format!("{:032x}", narrowed.source_sum as u128),
+                format!("{:032x}", narrowed.target_sum as u128),
+            ));
+        }
+        Granularity::Rowwise => report.diff = Some(diff),
+    }
+    Ok(identical)
+}
+
+/// What merging two reads passed.
+struct Merged {
+    source_rows: u64,
+    target_rows: u64,
+    bytes: u64,
+}
+
+/// Merges the rows of two key-ordered reads, adding what differs to `diff`.
+#[allow(clippy::too_many_arguments)]
+async fn merge(
+    source: &dyn Connector,
+    target: &dyn Connector,
+    plan: &CompareTablePlan,
+    source_read: &ReadRequest,
+    target_read: &ReadRequest,
+    options: &CompareOptions,
+    progress: &ProgressSink,
+    cancel: &CancellationToken,
+    diff: &mut RowDiff,
+) -> Result<Merged> {
+    let key = source_read.key.clone();
     let mut s = KeyedRows::new(
-        open(source, &plan.source_read, "source").await?,
+        open(source, source_read, "source").await?,
         key.clone(),
         "source",
     );
-    let mut t = KeyedRows::new(open_target(target, plan).await?, key.clone(), "target");
+    let mut t = KeyedRows::new(
+        open_target(target, plan, target_read).await?,
+        key.clone(),
+        "target",
+    );
     let key_of = |row: &[Value]| key.iter().map(|&k| row[k].clone()).collect::<Vec<_>>();
-    let mut diff = RowDiff::default();
     let mut scratch = (Vec::new(), Vec::new());
-    s.advance(cancel, &plan.source_read.columns).await?;
-    t.advance(cancel, &plan.target_read.columns).await?;
+    s.advance(cancel, &source_read.columns).await?;
+    t.advance(cancel, &target_read.columns).await?;
     let mut since_progress = 0u64;
     loop {
         let order = match (s.row(), t.row()) {
@@ -339,7 +469,7 @@ async fn rowwise(
                 {
                     diff.only_on_source_keys.push(key_of(row));
                 }
-                s.advance(cancel, &plan.source_read.columns).await?;
+                s.advance(cancel, &source_read.columns).await?;
             }
             Ordering::Greater => {
                 diff.only_on_target += 1;
@@ -348,7 +478,7 @@ async fn rowwise(
                 {
                     diff.only_on_target_keys.push(key_of(row));
                 }
-                t.advance(cancel, &plan.target_read.columns).await?;
+                t.advance(cancel, &target_read.columns).await?;
             }
             Ordering::Equal => {
                 if let (Some(a), Some(b)) = (s.row(), t.row())
@@ -359,8 +489,8 @@ async fn rowwise(
                         diff.differ_keys.push(key_of(a));
                     }
                 }
-                s.advance(cancel, &plan.source_read.columns).await?;
-                t.advance(cancel, &plan.target_read.columns).await?;
+                s.advance(cancel, &source_read.columns).await?;
+                t.advance(cancel, &target_read.columns).await?;
             }
         }
         since_progress += 1;
@@ -373,10 +503,9 @@ async fn rowwise(
             });
         }
     }
-    report.source_rows = s.rows;
-    report.target_rows = t.rows;
-    report.bytes = s.bytes + t.bytes;
-    let identical = diff.is_empty();
-    report.diff = Some(diff);
-    Ok(identical)
+    Ok(Merged {
+        source_rows: s.rows,
+        target_rows: t.rows,
+        bytes: s.bytes + t.bytes,
+    })
 }

@@ -11,6 +11,7 @@
 //!    engine ([`map`]) → target connector in bounded batches; each table's write is atomic.
 #![deny(missing_docs)]
 
+mod checksum;
 pub mod compare;
 pub mod map;
 mod merge;

@@ -141,7 +141,7 @@ pub async fn read_keys(
     )
     .await?;
     let mut t = KeyedRows::new(
-        open_target(target, plan).await?,
+        open_target(target, plan, &plan.target_read).await?,
         key_columns.clone(),
         "target",
     );

@@ -380,6 +380,7 @@ pub async fn plan_refresh_table(
         ordered: false,
         filter: spec.source_filter.clone(),
         lower_bound: None,
+        key_range: None,
         limits: options.limits,
     };
     // Written columns: channel columns not absent at the target, typed as the target has them.
@@ -478,6 +479,7 @@ pub async fn plan_refresh_table(
                     ordered: true,
                     filter: spec.target_filter.clone(),
                     lower_bound: None,
+                    key_range: None,
                     limits: options.limits,
                 };
                 description = format!(
@@ -684,6 +686,9 @@ pub struct CompareTablePlan {
     pub source_statements: Vec<PlannedStatement>,
     /// The statements the target runs.
     pub target_statements: Vec<PlannedStatement>,
+    /// Whether `source_read.key` is the table's whole key (no key column is left out of the
+    /// compare), so that keys are unique on both sides.
+    pub whole_key: bool,
 }
 
 /// Resolves one table of a compare: the channel columns present on both sides.
@@ -735,6 +740,7 @@ pub async fn plan_compare_table(
             "a row-wise compare needs a key: the table has no primary key and no key columns are declared",
         )));
     }
+    let whole_key = !key.is_empty() && key.len() == resolved.key.len();
     let ordered = granularity == Granularity::Rowwise;
     let source_read = ReadRequest {
         table: spec.source.clone(),
@@ -743,6 +749,7 @@ pub async fn plan_compare_table(
         ordered,
         filter: spec.source_filter.clone(),
         lower_bound: None,
+        key_range: None,
         limits,
     };
     let target_read = ReadRequest {
@@ -752,6 +759,7 @@ pub async fn plan_compare_table(
         ordered,
         filter: spec.target_filter.clone(),
         lower_bound: None,
+        key_range: None,
         limits,
     };
     let target_as_source = source_read
@@ -762,6 +770,7 @@ pub async fn plan_compare_table(
         .collect();
     Ok(CompareTablePlan {
         name: spec.name.clone(),
+        whole_key,
         target_as_source,
         source_statements: reader(source)
             .map_err(err)?

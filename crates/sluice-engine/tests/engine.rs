@@ -408,6 +408,7 @@ async fn compare(
         CompareOptions {
             granularity,
             max_listed,
+            pushdown: true,
         },
         ProgressSink::none(),
         CancellationToken::new(),
@@ -891,4 +892,266 @@ async fn online_compare_reads_the_suspect_keys_and_settles_what_replication_appl
     assert_eq!(settled.confirmed.differ_keys, vec![vec![Value::Int64(9)]]);
     assert_eq!(settled.in_flight, 0);
     assert_eq!(settled.rounds, 2);
+}
+
+// ---- compare pushdown on real PostgreSQL ----
+
+/// A fresh database on the test server (`SLUICE_TEST_PG`, dropped afterwards) and a connector to
+/// it; an unreachable server fails the test.
+async fn pg_fresh() -> (
+    sluice_test_support::TestDatabase,
+    tokio_postgres::Client,
+    sluice_postgres::PostgresConnector,
+) {
+    let db = sluice_test_support::TestDatabase::create("sluice_pushdown_test_").await;
+    let config: tokio_postgres::Config = db.url.parse().unwrap();
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        #[allow(unreachable_patterns)]
+        _ => "127.0.0.1".to_owned(),
+    };
+    let mut props = BTreeMap::new();
+    props.insert("Database_Host".to_owned(), host);
+    props.insert(
+        "Database_Port".to_owned(),
+        config
+            .get_ports()
+            .first()
+            .copied()
+            .unwrap_or(5432)
+            .to_string(),
+    );
+    props.insert(
+        "Database_User".to_owned(),
+        config.get_user().unwrap_or("postgres").to_owned(),
+    );
+    if let Some(password) = config.get_password() {
+        props.insert(
+            "Database_Password".to_owned(),
+            String::from_utf8_lossy(password).into_owned(),
+        );
+    }
+    props.insert("Database_Name".to_owned(), db.name.clone());
+    let connector = sluice_postgres::PostgresConnector::new(
+        sluice_postgres::PostgresConfig::from_props(&props).unwrap(),
+    );
+    (db, client, connector)
+}
+
+async fn pg_compare(
+    c: &sluice_postgres::PostgresConnector,
+    source: &str,
+    target: &str,
+    granularity: Granularity,
+    pushdown: bool,
+) -> sluice_engine::CompareReport {
+    let spec = TableSpec::new(TableName::new("t").unwrap(), table(source), table(target));
+    let plans = plan_compare(&[spec], c, c, granularity, BatchLimits::rows(500))
+        .await
+        .unwrap();
+    let report = run_compare(
+        Arc::new(c.clone()),
+        Arc::new(c.clone()),
+        plans,
+        CompareOptions {
+            granularity,
+            max_listed: 1000,
+            pushdown,
+        },
+        ProgressSink::none(),
+        CancellationToken::new(),
+    )
+    .await
+    .remove(0);
+    assert!(report.error.is_none(), "{:?}", report.error);
+    report
+}
+
+/// The row-wise reports of both paths, which must be the same; and the bulk verdicts.
+async fn both_paths(
+    c: &sluice_postgres::PostgresConnector,
+    source: &str,
+    target: &str,
+) -> sluice_engine::RowDiff {
+    let full = pg_compare(c, source, target, Granularity::Rowwise, false).await;
+    let pushed = pg_compare(c, source, target, Granularity::Rowwise, true).await;
+    assert_eq!(
+        pushed.diff, full.diff,
+        "{source} vs {target}: same row-wise report"
+    );
+    assert_eq!(
+        (pushed.source_rows, pushed.target_rows, pushed.state),
+        (full.source_rows, full.target_rows, full.state)
+    );
+    let bulk_full = pg_compare(c, source, target, Granularity::Bulk, false).await;
+    let bulk_pushed = pg_compare(c, source, target, Granularity::Bulk, true).await;
+    assert_eq!(
+        bulk_pushed.state, bulk_full.state,
+        "{source} vs {target}: same bulk verdict"
+    );
+    assert_eq!(
+        (bulk_pushed.source_rows, bulk_pushed.target_rows),
+        (bulk_full.source_rows, bulk_full.target_rows)
+    );
+    assert_eq!(bulk_pushed.state, full.state);
+    full.diff.unwrap()
+}
+
+fn int_of(v: &Value) -> i64 {
+    match v {
+        Value::Int16(i) => i64::from(*i),
+        Value::Int32(i) => i64::from(*i),
+        Value::Int64(i) => *i,
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+fn int_keys(keys: &[Vec<Value>]) -> Vec<i64> {
+    keys.iter().map(|k| int_of(&k[0])).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushdown_finds_the_same_differences_as_reading_every_row() {
+    let (_db, admin, c) = pg_fresh().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE src (id bigint PRIMARY KEY, name varchar(64) NOT NULL, \
+               amount numeric(12,2) NOT NULL, created timestamptz NOT NULL, flag boolean NOT NULL, \
+               doc jsonb NOT NULL, note text);
+             INSERT INTO src SELECT i, 'name-' || i, (i * 7) / 100.0, \
+               timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second', i % 3 = 0, \
+               jsonb_build_object('id', i, 'ok', i % 2 = 0), \
+               CASE WHEN i % 10 = 0 THEN NULL ELSE 'note ' || i END \
+             FROM generate_series(1, 200000) AS i;
+             CREATE TABLE same (LIKE src INCLUDING ALL); INSERT INTO same SELECT * FROM src;
+             CREATE TABLE tgt (LIKE src INCLUDING ALL); INSERT INTO tgt SELECT * FROM src;
+             UPDATE tgt SET name = 'changed' WHERE id IN (1, 6250, 6251, 123456, 200000);
+             UPDATE tgt SET amount = amount + 0.01 WHERE id = 3001;
+             UPDATE tgt SET created = created + interval '1 microsecond' WHERE id = 4444;
+             UPDATE tgt SET doc = jsonb_build_object('id', id, 'ok', true) WHERE id = 15001;
+             UPDATE tgt SET note = '' WHERE id = 9000;
+             DELETE FROM tgt WHERE id IN (70000, 199999);
+             INSERT INTO tgt SELECT id + 200000, name, amount, created, flag, doc, note FROM src WHERE id = 1;
+             INSERT INTO tgt SELECT 0, name, amount, created, flag, doc, note FROM src WHERE id = 2;",
+        )
+        .await
+        .unwrap();
+
+    // Identical tables: no rows move.
+    for granularity in [Granularity::Bulk, Granularity::Rowwise] {
+        let r = pg_compare(&c, "src", "same", granularity, true).await;
+        assert_eq!(r.state, CompareState::Identical);
+        assert_eq!((r.source_rows, r.target_rows), (200_000, 200_000));
+        assert_eq!(r.bytes, 0, "{granularity:?}: identical tables move no rows");
+        let full = pg_compare(&c, "src", "same", granularity, false).await;
+        assert_eq!(full.state, CompareState::Identical);
+        assert!(full.bytes > 0);
+    }
+    let diff = both_paths(&c, "src", "same").await;
+    assert!(diff.is_empty());
+
+    let diff = both_paths(&c, "src", "tgt").await;
+    assert_eq!(
+        int_keys(&diff.differ_keys),
+        vec![1, 3001, 4444, 6250, 6251, 9000, 15001, 123456, 200000]
+    );
+    assert_eq!(int_keys(&diff.only_on_source_keys), vec![70000, 199999]);
+    assert_eq!(int_keys(&diff.only_on_target_keys), vec![0, 200001]);
+    let r = pg_compare(&c, "src", "tgt", Granularity::Bulk, true).await;
+    assert_eq!(r.state, CompareState::Different);
+    assert!(
+        r.bytes > 0 && r.bytes < 2_000_000,
+        "only the differing ranges are read: {} bytes",
+        r.bytes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushdown_with_composite_text_keys_in_a_collation_and_a_filter() {
+    let (_db, admin, c) = pg_fresh().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE src (region text COLLATE \"en-x-icu\" NOT NULL, n integer NOT NULL, \
+               v text, PRIMARY KEY (region, n));
+             INSERT INTO src SELECT r, n, 'v ' || r || n \
+               FROM unnest(ARRAY['a', 'B', 'b', 'Z', 'z', 'é', 'e', 'E', 'ab', 'A b', '']) AS r, \
+                    generate_series(1, 9000) AS n;
+             CREATE TABLE same (LIKE src INCLUDING ALL); INSERT INTO same SELECT * FROM src;
+             CREATE TABLE tgt (LIKE src INCLUDING ALL); INSERT INTO tgt SELECT * FROM src;
+             UPDATE tgt SET v = NULL WHERE (region, n) IN (('B', 1), ('é', 900), ('', 450));
+             UPDATE tgt SET v = '' WHERE (region, n) = ('z', 1);
+             DELETE FROM tgt WHERE (region, n) IN (('a', 1), ('A b', 900));
+             INSERT INTO tgt VALUES ('é', 9001, 'extra'), ('zz', 1, 'extra');",
+        )
+        .await
+        .unwrap();
+    let r = pg_compare(&c, "src", "same", Granularity::Rowwise, true).await;
+    assert_eq!((r.state, r.bytes), (CompareState::Identical, 0));
+    let diff = both_paths(&c, "src", "tgt").await;
+    assert_eq!(
+        (diff.only_on_source, diff.only_on_target, diff.differ),
+        (2, 2, 4)
+    );
+    let text_keys = |keys: &[Vec<Value>]| -> Vec<(String, i64)> {
+        keys.iter()
+            .map(|k| match &k[0] {
+                Value::Text(s) => (s.clone(), int_of(&k[1])),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    // Bytewise key order, whatever the column's collation.
+    assert_eq!(
+        text_keys(&diff.differ_keys),
+        vec![
+            (String::new(), 450),
+            ("B".into(), 1),
+            ("z".into(), 1),
+            ("é".into(), 900)
+        ]
+    );
+    assert_eq!(
+        text_keys(&diff.only_on_target_keys),
+        vec![("zz".into(), 1), ("é".into(), 9001)]
+    );
+
+    // A compare with a condition pushes the filter down too.
+    let mut spec = TableSpec::new(TableName::new("t").unwrap(), table("src"), table("tgt"));
+    let condition = sluice_model::Condition::new("n <= 450").unwrap();
+    spec.source_filter = Some(condition.clone());
+    spec.target_filter = Some(condition);
+    let plans = plan_compare(
+        &[spec],
+        &c,
+        &c,
+        Granularity::Rowwise,
+        BatchLimits::rows(500),
+    )
+    .await
+    .unwrap();
+    let report = run_compare(
+        Arc::new(c.clone()),
+        Arc::new(c.clone()),
+        plans,
+        CompareOptions {
+            granularity: Granularity::Rowwise,
+            max_listed: 100,
+            pushdown: true,
+        },
+        ProgressSink::none(),
+        CancellationToken::new(),
+    )
+    .await
+    .remove(0);
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let diff = report.diff.unwrap();
+    assert_eq!(
+        text_keys(&diff.differ_keys),
+        vec![(String::new(), 450), ("B".into(), 1), ("z".into(), 1)]
+    );
+    assert_eq!(text_keys(&diff.only_on_source_keys), vec![("a".into(), 1)]);
+    assert_eq!(text_keys(&diff.only_on_target_keys), vec![("zz".into(), 1)]);
+    assert_eq!(report.source_rows, 11 * 450);
 }

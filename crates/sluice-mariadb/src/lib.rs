@@ -23,8 +23,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool};
 use sluice_connector::{
     BatchWriter, Capabilities, CaptureLag, CaptureRequest, CaptureStart, ChangeReader,
-    ChangeStream, Connector, Introspector, PlannedStatement, ReadRequest, Result, SharedSnapshot,
-    Snapshot, SnapshotReader, TableWriter, TestReport, WriteRequest,
+    ChangeStream, Connector, Introspector, KeyRange, PlannedStatement, RangeChecksum, ReadRequest,
+    Result, SharedSnapshot, Snapshot, SnapshotReader, TableWriter, TestReport, WriteRequest,
 };
 use sluice_model::definition::LocationClass;
 use sluice_model::{ColumnDef, Condition, Position, SchemaName, TableRef, TableSchema, Value};
@@ -210,6 +210,28 @@ impl SnapshotReader for MariadbConnector {
     ) -> Result<Option<Value>> {
         let mut conn = self.conn().await?;
         snapshot::max_value(&mut conn, &self.config.database, table, column, filter).await
+    }
+
+    fn checksum_dialect(&self, request: &ReadRequest) -> Option<String> {
+        snapshot::checksum_dialect(request)
+    }
+
+    async fn checksum_ranges(
+        &self,
+        request: &ReadRequest,
+        range: &KeyRange,
+        cuts: &[Vec<Value>],
+    ) -> Result<Vec<RangeChecksum>> {
+        snapshot::checksum_ranges(&self.config, request, range, cuts).await
+    }
+
+    async fn split_range(
+        &self,
+        request: &ReadRequest,
+        range: &KeyRange,
+        parts: usize,
+    ) -> Result<Vec<Vec<Value>>> {
+        snapshot::split_range(&self.config, request, range, parts).await
     }
 
     /// Reads in a snapshot held by this process (the one a capture's creation hands out for its

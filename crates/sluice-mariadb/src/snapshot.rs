@@ -10,7 +10,8 @@ use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use sluice_connector::{
-    ConnectorError, LowerBound, PlannedStatement, ReadRequest, Result, Snapshot,
+    ConnectorError, KeyRange, LowerBound, PlannedStatement, RangeChecksum, ReadRequest, Result,
+    Snapshot,
 };
 use sluice_model::{ColumnDef, Condition, DataType, RowBatch, TableRef, Value, describe_key};
 use std::collections::HashMap;
@@ -23,7 +24,10 @@ use crate::config::MariadbConfig;
 use crate::connect::connect;
 use crate::error::mysql_error;
 use crate::introspect::table_info;
-use crate::types::{MAX_DECIMAL, decode, filter_sql, quote_ident, quote_table};
+use crate::types::{
+    CHECKSUM_NAME, CHECKSUM_SETTINGS, MAX_DECIMAL, decode, filter_sql, quote_ident, quote_table,
+    row_hash_sql,
+};
 
 /// Batches in flight between the reading task and the consumer.
 const CHANNEL_BATCHES: usize = 2;
@@ -116,11 +120,356 @@ fn where_clause(request: &ReadRequest) -> Result<String> {
         };
         parts.push(format!("{expr} {op} ?"));
     }
+    if let Some(range) = &request.key_range {
+        parts.extend(range_conditions(request, range)?);
+    }
     if parts.is_empty() {
         Ok(String::new())
     } else {
         Ok(format!(" WHERE {}", parts.join(" AND ")))
     }
+}
+
+/// The parameters of [`where_clause`], in order: the lower bound's, then the key range's.
+fn where_params(request: &ReadRequest) -> Result<Vec<mysql_async::Value>> {
+    let mut params = Vec::new();
+    if let Some(bound) = &request.lower_bound {
+        let column = request.columns.get(bound.column).ok_or_else(|| {
+            ConnectorError::internal(format!(
+                "the lower bound names column {} of {}",
+                bound.column,
+                request.columns.len()
+            ))
+        })?;
+        params.push(bound_param(bound, column, &request.table)?);
+    }
+    if let Some(range) = &request.key_range {
+        params.extend(range_params(request, range)?);
+    }
+    Ok(params)
+}
+
+/// The expression a key column compares by in a key range (its one order term).
+fn key_term(column: &ColumnDef) -> String {
+    order_terms(column)
+        .into_iter()
+        .next()
+        .map(|(t, _)| t)
+        .unwrap_or_else(|| quote_ident(column.name.as_str()))
+}
+
+/// `key > after` (`greater`) or `key <= through` over the key's columns in order, with `?` for
+/// the bound's values (see [`range_params`] for their order).
+fn key_compare(request: &ReadRequest, greater: bool) -> String {
+    let terms: Vec<String> = request
+        .key
+        .iter()
+        .map(|&k| key_term(&request.columns[k]))
+        .collect();
+    let strict = if greater { ">" } else { "<" };
+    let mut alternatives = Vec::new();
+    for i in 0..terms.len() {
+        let mut all: Vec<String> = terms[..i].iter().map(|t| format!("{t} = ?")).collect();
+        all.push(format!("{} {strict} ?", terms[i]));
+        alternatives.push(format!("({})", all.join(" AND ")));
+    }
+    if !greater {
+        let all: Vec<String> = terms.iter().map(|t| format!("{t} = ?")).collect();
+        alternatives.push(format!("({})", all.join(" AND ")));
+    }
+    format!("({})", alternatives.join(" OR "))
+}
+
+/// The conditions that keep a read to the keys of `range`.
+fn range_conditions(request: &ReadRequest, range: &KeyRange) -> Result<Vec<String>> {
+    if checksum_dialect(request).is_none() {
+        return Err(ConnectorError::unsupported(format!(
+            "table {}: a key range needs a key of NOT NULL columns with an exact order",
+            request.table
+        )));
+    }
+    let mut out = Vec::new();
+    if range.after.is_some() {
+        out.push(key_compare(request, true));
+    }
+    if range.through.is_some() {
+        out.push(key_compare(request, false));
+    }
+    Ok(out)
+}
+
+/// The parameters of [`range_conditions`], in order.
+fn range_params(request: &ReadRequest, range: &KeyRange) -> Result<Vec<mysql_async::Value>> {
+    let mut params = Vec::new();
+    for (bound, greater) in [(&range.after, true), (&range.through, false)] {
+        let Some(values) = bound else { continue };
+        if values.len() != request.key.len() {
+            return Err(ConnectorError::internal(format!(
+                "a key bound of {} values for a key of {} columns",
+                values.len(),
+                request.key.len()
+            )));
+        }
+        let one =
+            |i: usize| key_param(&values[i], &request.columns[request.key[i]], &request.table);
+        let n = values.len();
+        for i in 0..n {
+            for j in 0..=i {
+                params.push(one(j)?);
+            }
+        }
+        if !greater {
+            for j in 0..n {
+                params.push(one(j)?);
+            }
+        }
+    }
+    Ok(params)
+}
+
+/// The checksum dialect of `request` (see [`sluice_connector::SnapshotReader::checksum_dialect`]):
+/// the row hash, the native type of every column and the key's columns; `None` without a key, with
+/// a key column that may be NULL or has no exact one-term order, or with a column whose text form
+/// may lose digits (floats) or whose native type is unknown.
+pub(crate) fn checksum_dialect(request: &ReadRequest) -> Option<String> {
+    if request.key.is_empty() {
+        return None;
+    }
+    for &k in &request.key {
+        let column = request.columns.get(k)?;
+        if column.nullable
+            || matches!(
+                column.data_type,
+                DataType::Float32 | DataType::Float64 | DataType::Json
+            )
+            || order_terms(column).len() != 1
+        {
+            return None;
+        }
+    }
+    let mut natives = Vec::with_capacity(request.columns.len());
+    for column in &request.columns {
+        if matches!(column.data_type, DataType::Float32 | DataType::Float64) {
+            return None;
+        }
+        natives.push(format!(
+            "{}:{}",
+            column.native_type.as_deref()?,
+            column.data_type
+        ));
+    }
+    let key: Vec<String> = request.key.iter().map(|k| k.to_string()).collect();
+    Some(format!(
+        "{CHECKSUM_NAME};columns={};key={}",
+        natives.join(","),
+        key.join(",")
+    ))
+}
+
+/// The statement that counts and checksums each part of `range` cut at `cuts` (one group per
+/// part, numbered from 0), and its parameters.
+pub(crate) fn checksum_sql(
+    request: &ReadRequest,
+    range: &KeyRange,
+    cuts: &[Vec<Value>],
+    default_db: &str,
+) -> Result<(String, Vec<mysql_async::Value>)> {
+    let columns: Vec<String> = request
+        .columns
+        .iter()
+        .map(|c| quote_ident(c.name.as_str()))
+        .collect();
+    let mut params = Vec::new();
+    let part = if cuts.is_empty() {
+        "0".to_owned()
+    } else {
+        let mut case = String::from("CASE");
+        let through = key_compare(request, false);
+        for (i, cut) in cuts.iter().enumerate() {
+            case.push_str(&format!(" WHEN {through} THEN {i}"));
+            params.extend(range_params(
+                request,
+                &KeyRange {
+                    after: None,
+                    through: Some(cut.clone()),
+                },
+            )?);
+        }
+        case.push_str(&format!(" ELSE {} END", cuts.len()));
+        case
+    };
+    let mut scoped = request.clone();
+    scoped.key_range = Some(match &request.key_range {
+        None => range.clone(),
+        Some(_) => {
+            return Err(ConnectorError::internal(
+                "a checksum of a read that already has a key range",
+            ));
+        }
+    });
+    params.extend(where_params(&scoped)?);
+    Ok((
+        format!(
+            "SELECT part, count(*), CAST(SUM(h) AS CHAR) FROM (SELECT {part} AS part, {} AS h \
+             FROM {}{}) AS r GROUP BY part",
+            row_hash_sql(&columns),
+            quote_table(&request.table, default_db),
+            where_clause(&scoped)?
+        ),
+        params,
+    ))
+}
+
+/// Counts and checksums each part of `range` cut at `cuts`, in one statement.
+pub(crate) async fn checksum_ranges(
+    config: &MariadbConfig,
+    request: &ReadRequest,
+    range: &KeyRange,
+    cuts: &[Vec<Value>],
+) -> Result<Vec<RangeChecksum>> {
+    let table = &request.table;
+    let (sql, params) = checksum_sql(request, range, cuts, &config.database)?;
+    let mut conn = connect(config).await?;
+    run(
+        &mut conn,
+        CHECKSUM_SETTINGS,
+        format!("begin the checksum of {table}"),
+    )
+    .await?;
+    check_source(&mut conn, &config.database, table, &request.columns).await?;
+    let rows: Vec<(i64, i64, Option<String>)> = conn
+        .exec(sql, positional(params))
+        .await
+        .map_err(|e| mysql_error(e, format!("checksum the rows of {table}")))?;
+    let mut out = vec![RangeChecksum::default(); cuts.len() + 1];
+    for (part, count, sum) in rows {
+        let slot = usize::try_from(part)
+            .ok()
+            .and_then(|p| out.get_mut(p))
+            .ok_or_else(|| {
+                ConnectorError::internal(format!("checksum part {part} out of range"))
+            })?;
+        slot.rows = count as u64;
+        slot.checksum = sum.as_deref().unwrap_or("0").parse().map_err(|_| {
+            ConnectorError::internal(format!("checksum of {table} is not an integer"))
+        })?;
+    }
+    let _ = conn.disconnect().await;
+    Ok(out)
+}
+
+fn positional(params: Vec<mysql_async::Value>) -> mysql_async::Params {
+    if params.is_empty() {
+        mysql_async::Params::Empty
+    } else {
+        mysql_async::Params::Positional(params)
+    }
+}
+
+/// Keys that cut `range` into about `parts` parts: evenly between the least and greatest value of
+/// a one-column integer key, else every n-th key in key order.
+pub(crate) async fn split_range(
+    config: &MariadbConfig,
+    request: &ReadRequest,
+    range: &KeyRange,
+    parts: usize,
+) -> Result<Vec<Vec<Value>>> {
+    let table = &request.table;
+    if parts < 2 {
+        return Ok(Vec::new());
+    }
+    let mut scoped = request.clone();
+    if scoped.key_range.is_some() {
+        return Err(ConnectorError::internal(
+            "a split of a read that already has a key range",
+        ));
+    }
+    scoped.key_range = Some(range.clone());
+    scoped.lower_bound = None;
+    let from = format!(
+        " FROM {}{}",
+        quote_table(table, &config.database),
+        where_clause(&scoped)?
+    );
+    let params = where_params(&scoped)?;
+    let mut conn = connect(config).await?;
+    check_source(&mut conn, &config.database, table, &request.columns).await?;
+    if let [k] = request.key[..]
+        && let ty @ (DataType::Int16 | DataType::Int32 | DataType::Int64) =
+            request.columns[k].data_type
+    {
+        let c = quote_ident(request.columns[k].name.as_str());
+        let row: Option<(Option<i64>, Option<i64>)> = conn
+            .exec_first(
+                format!("SELECT MIN({c}), MAX({c}){from}"),
+                positional(params),
+            )
+            .await
+            .map_err(|e| mysql_error(e, format!("find the key range of {table}")))?;
+        let Some((Some(low), Some(high))) = row else {
+            return Ok(Vec::new());
+        };
+        let mut cuts: Vec<i64> = (1..parts as i128)
+            .map(|i| (low as i128 + (high as i128 - low as i128) * i / parts as i128) as i64)
+            .filter(|&cut| cut >= low && cut < high)
+            .collect();
+        cuts.dedup();
+        return cuts
+            .into_iter()
+            .map(|cut| {
+                let value = match ty {
+                    DataType::Int16 => i16::try_from(cut).map(Value::Int16).ok(),
+                    DataType::Int32 => i32::try_from(cut).map(Value::Int32).ok(),
+                    _ => Some(Value::Int64(cut)),
+                };
+                value.map(|v| vec![v]).ok_or_else(|| {
+                    ConnectorError::internal(format!("key cut {cut} out of its type's range"))
+                })
+            })
+            .collect();
+    }
+    let names: Vec<String> = request
+        .key
+        .iter()
+        .map(|&k| quote_ident(request.columns[k].name.as_str()))
+        .collect();
+    let order: Vec<String> = request
+        .key
+        .iter()
+        .map(|&k| key_term(&request.columns[k]))
+        .collect();
+    let sql = format!(
+        "SELECT {names} FROM (SELECT {names}, ROW_NUMBER() OVER (ORDER BY {order}) AS sluice_rn, \
+         COUNT(*) OVER () AS sluice_n{from}) AS k \
+         WHERE sluice_rn % GREATEST((sluice_n + {parts} - 1) DIV {parts}, 1) = 0 \
+         AND sluice_rn < sluice_n ORDER BY sluice_rn",
+        names = names.join(", "),
+        order = order.join(", "),
+    );
+    let rows: Vec<mysql_async::Row> = conn
+        .exec(sql, positional(params))
+        .await
+        .map_err(|e| mysql_error(e, format!("split the keys of {table}")))?;
+    let _ = conn.disconnect().await;
+    rows.into_iter()
+        .map(|row| {
+            row.unwrap_raw()
+                .into_iter()
+                .zip(&request.key)
+                .map(|(raw, &k)| {
+                    let column = &request.columns[k];
+                    decode(raw.unwrap_or(mysql_async::Value::NULL), column.data_type).map_err(
+                        |reason| {
+                            ConnectorError::data(format!(
+                                "table {table} column {}: key {reason}",
+                                column.name
+                            ))
+                        },
+                    )
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The `SELECT` a read runs.
@@ -164,6 +513,11 @@ fn bound_param(
     column: &ColumnDef,
     table: &TableRef,
 ) -> Result<mysql_async::Value> {
+    key_param(&bound.value, column, table)
+}
+
+/// A key value (a lower bound, a key range's end) as a statement parameter.
+fn key_param(value: &Value, column: &ColumnDef, table: &TableRef) -> Result<mysql_async::Value> {
     use mysql_async::Value as M;
     let unsupported = || {
         ConnectorError::unsupported(format!(
@@ -179,7 +533,7 @@ fn bound_param(
         return Err(unsupported());
     }
     let date = |d: chrono::NaiveDateTime| crate::types::to_param(crate::types::Field::DateTime(d));
-    Ok(match &bound.value {
+    Ok(match value {
         Value::Null => {
             return Err(ConnectorError::data(format!(
                 "table {table} column {}: a lower bound cannot be NULL",
@@ -336,19 +690,7 @@ async fn read_in(
 ) -> Result<Snapshot> {
     let table = request.table.clone();
     check_source(&mut conn, &config.database, &table, &request.columns).await?;
-    let params = match &request.lower_bound {
-        Some(bound) => {
-            let column = request.columns.get(bound.column).ok_or_else(|| {
-                ConnectorError::internal(format!(
-                    "the lower bound names column {} of {}",
-                    bound.column,
-                    request.columns.len()
-                ))
-            })?;
-            vec![bound_param(bound, column, &table)?]
-        }
-        None => Vec::new(),
-    };
+    let params = where_params(&request)?;
     let sql = select_sql(&request, &config.database)?;
     let (tx, mut rx) = mpsc::channel::<Result<RowBatch>>(CHANNEL_BATCHES);
     tokio::spawn(async move {

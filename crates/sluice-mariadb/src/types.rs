@@ -1162,3 +1162,21 @@ mod flavor_tests {
         assert_eq!(super::flavor("8.0.36"), "mysql");
     }
 }
+
+/// The session settings of a checksum: timestamps in UTC, so a `TIMESTAMP` column's text form
+/// depends on the value alone.
+pub const CHECKSUM_SETTINGS: &str = "SET time_zone = '+00:00'";
+
+/// The name of the row checksum, part of every checksum dialect: the sum of the first 64 bits of
+/// `MD5(CONCAT_WS(',', QUOTE(column)…))` over the rows. `QUOTE` spells NULL as `NULL` and every
+/// value as a quoted literal (so NULL, `''` and `'NULL'` all differ), keeping a decimal's scale.
+pub const CHECKSUM_NAME: &str = "mariadb/md5(concat_ws(quote))/v1";
+
+/// The per-row hash of `columns` (already quoted), an unsigned 64-bit integer.
+pub fn row_hash_sql(columns: &[String]) -> String {
+    let quoted: Vec<String> = columns.iter().map(|c| format!("QUOTE({c})")).collect();
+    format!(
+        "CAST(CONV(LEFT(MD5(CONCAT_WS(',', {})), 16), 16, 10) AS UNSIGNED)",
+        quoted.join(", ")
+    )
+}

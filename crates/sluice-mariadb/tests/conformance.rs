@@ -58,3 +58,11 @@ integrate!(
     integrate_concurrent_open,
     integrate_abandoned_apply,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checksums_find_differences() {
+    support::with_database(|connector, _| async move {
+        kit::checksum::checksums_find_differences(&connector).await;
+    })
+    .await;
+}

@@ -109,6 +109,7 @@ async fn read_all(c: &MariadbConnector, t: &str) -> Vec<Vec<Value>> {
         ordered: true,
         filter: None,
         lower_bound: None,
+        key_range: None,
         limits: BatchLimits::default(),
     };
     sluice_connector::kit::read_rows(c, request).await.0
@@ -141,6 +142,7 @@ async fn captured_values_equal_a_snapshot_read_and_transactions_keep_their_bound
             ordered: true,
             filter: None,
             lower_bound: None,
+            key_range: None,
             limits: BatchLimits::default(),
         };
         let mut held = c.read_shared(read, snapshot.as_ref()).await.unwrap();

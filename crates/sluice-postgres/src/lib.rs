@@ -24,9 +24,9 @@ mod write;
 use async_trait::async_trait;
 use sluice_connector::{
     BatchWriter, Capabilities, CaptureLag, CaptureRequest, CaptureStart, ChangeReader,
-    ChangeStream, ChangeWriter, Connector, ConnectorError, Introspector, PlannedStatement,
-    RawSnapshot, ReadRequest, Result, SharedSnapshot, Snapshot, SnapshotReader, TableWriter,
-    TestReport, WriteRequest,
+    ChangeStream, ChangeWriter, Connector, ConnectorError, Introspector, KeyRange,
+    PlannedStatement, RangeChecksum, RawSnapshot, ReadRequest, Result, SharedSnapshot, Snapshot,
+    SnapshotReader, TableWriter, TestReport, WriteRequest,
 };
 use sluice_model::definition::LocationClass;
 use sluice_model::{ColumnDef, Condition, Position, SchemaName, TableRef, TableSchema, Value};
@@ -222,6 +222,28 @@ impl SnapshotReader for PostgresConnector {
 
     fn raw_format(&self, request: &ReadRequest) -> Option<String> {
         snapshot::raw_format(request)
+    }
+
+    fn checksum_dialect(&self, request: &ReadRequest) -> Option<String> {
+        snapshot::checksum_dialect(request)
+    }
+
+    async fn checksum_ranges(
+        &self,
+        request: &ReadRequest,
+        range: &KeyRange,
+        cuts: &[Vec<Value>],
+    ) -> Result<Vec<RangeChecksum>> {
+        snapshot::checksum_ranges(&self.config, request, range, cuts).await
+    }
+
+    async fn split_range(
+        &self,
+        request: &ReadRequest,
+        range: &KeyRange,
+        parts: usize,
+    ) -> Result<Vec<Vec<Value>>> {
+        snapshot::split_range(&self.config, request, range, parts).await
     }
 
     async fn read_raw(&self, request: ReadRequest) -> Result<RawSnapshot> {

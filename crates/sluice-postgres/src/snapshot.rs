@@ -8,7 +8,8 @@
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use sluice_connector::{
-    ConnectorError, PlannedStatement, RawSnapshot, ReadRequest, Result, Snapshot,
+    ConnectorError, KeyRange, PlannedStatement, RangeChecksum, RawSnapshot, ReadRequest, Result,
+    Snapshot,
 };
 use sluice_model::{ColumnDef, Condition, RowBatch, SchemaName, TableRef, Value, describe_key};
 use tokio::sync::mpsc;
@@ -20,7 +21,8 @@ use crate::copy::{Frame, ReadColumn, parse_header, parse_row};
 use crate::error::pg_error;
 use crate::introspect::{CatalogColumn, columns, find_relation};
 use crate::types::{
-    Wire, filter_sql, literal, pg_type, quote_ident, quote_table, raw_format_name, schema_of,
+    CHECKSUM_NAME, CHECKSUM_SETTINGS, Wire, filter_sql, literal, orderable_key, pg_type,
+    quote_ident, quote_table, raw_format_name, row_hash_sql, schema_of,
 };
 
 /// Batches in flight between the decoding task and the consumer.
@@ -76,6 +78,9 @@ pub(crate) fn select_sql(request: &ReadRequest, default_schema: &SchemaName) -> 
             if bound.inclusive { ">=" } else { ">" },
             literal(&bound.value, column.data_type)
         ));
+    }
+    if let Some(range) = &request.key_range {
+        conditions.extend(range_conditions(request, range)?);
     }
     if !conditions.is_empty() {
         sql.push_str(" WHERE ");
@@ -469,6 +474,7 @@ pub(crate) async fn max_value(
         ordered: false,
         filter: filter.cloned(),
         lower_bound: None,
+        key_range: None,
         limits: sluice_model::BatchLimits::rows(1),
     };
     let (client, request, decoders) = start(config, request, None).await?;
@@ -500,6 +506,304 @@ pub(crate) async fn max_value(
         Some(Err(e)) => Err(e),
         _ => Ok(None),
     }
+}
+
+/// The request's key as one SQL term in key order: the column for a one-column key, else a row
+/// constructor (compared column by column, each with its own collation).
+fn key_term(request: &ReadRequest) -> String {
+    let terms: Vec<String> = request
+        .key
+        .iter()
+        .map(|&k| key_expr(&request.columns[k]))
+        .collect();
+    if terms.len() == 1 {
+        terms[0].clone()
+    } else {
+        format!("ROW({})", terms.join(", "))
+    }
+}
+
+/// A key as a literal of the shape [`key_term`] compares with.
+fn key_literal(request: &ReadRequest, key: &[Value]) -> Result<String> {
+    if key.len() != request.key.len() {
+        return Err(ConnectorError::internal(format!(
+            "a key bound of {} values for a key of {} columns",
+            key.len(),
+            request.key.len()
+        )));
+    }
+    let values: Vec<String> = request
+        .key
+        .iter()
+        .zip(key)
+        .map(|(&k, v)| {
+            if v.is_null() {
+                Err(ConnectorError::data(format!(
+                    "table {}: a key bound cannot be NULL",
+                    request.table
+                )))
+            } else {
+                Ok(literal(v, request.columns[k].data_type))
+            }
+        })
+        .collect::<Result<_>>()?;
+    Ok(if values.len() == 1 {
+        values[0].clone()
+    } else {
+        format!("ROW({})", values.join(", "))
+    })
+}
+
+/// The conditions that keep a read to the keys of `range`.
+fn range_conditions(request: &ReadRequest, range: &KeyRange) -> Result<Vec<String>> {
+    if checksum_dialect(request).is_none() {
+        return Err(ConnectorError::unsupported(format!(
+            "table {}: a key range needs a key of NOT NULL columns with an exact order",
+            request.table
+        )));
+    }
+    let term = key_term(request);
+    let mut out = Vec::new();
+    if let Some(after) = &range.after {
+        out.push(format!("{term} > {}", key_literal(request, after)?));
+    }
+    if let Some(through) = &range.through {
+        out.push(format!("{term} <= {}", key_literal(request, through)?));
+    }
+    Ok(out)
+}
+
+/// The checksum dialect of `request` (see [`sluice_connector::SnapshotReader::checksum_dialect`]):
+/// the row hash, the native type of every column and the key's columns; `None` without a key, with
+/// a key column that may be NULL or has no exact order, or with a column of unknown native type.
+pub(crate) fn checksum_dialect(request: &ReadRequest) -> Option<String> {
+    if request.key.is_empty() {
+        return None;
+    }
+    for &k in &request.key {
+        let column = request.columns.get(k)?;
+        if column.nullable || !orderable_key(column.data_type) {
+            return None;
+        }
+    }
+    let mut natives = Vec::with_capacity(request.columns.len());
+    for column in &request.columns {
+        let native = column.native_type.as_deref()?;
+        pg_type(native)?;
+        natives.push(format!("{native}:{}", column.data_type));
+    }
+    let key: Vec<String> = request.key.iter().map(|k| k.to_string()).collect();
+    Some(format!(
+        "{CHECKSUM_NAME};columns={};key={}",
+        natives.join(","),
+        key.join(",")
+    ))
+}
+
+/// The `FROM … WHERE …` of a checksum or split over `range` of the rows `request` reads.
+fn range_from(request: &ReadRequest, range: &KeyRange, schema: &SchemaName) -> Result<String> {
+    let mut conditions = Vec::new();
+    if let Some(filter) = &request.filter {
+        conditions.push(format!("({})", filter_sql(filter)?));
+    }
+    for r in request.key_range.iter().chain(std::iter::once(range)) {
+        conditions.extend(range_conditions(request, r)?);
+    }
+    let mut sql = format!(" FROM {}", quote_table(&request.table, schema));
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    Ok(sql)
+}
+
+/// The statement that counts and checksums each part of `range` cut at `cuts`: one group per
+/// part, numbered from 0.
+pub(crate) fn checksum_sql(
+    request: &ReadRequest,
+    range: &KeyRange,
+    cuts: &[Vec<Value>],
+    schema: &SchemaName,
+) -> Result<String> {
+    let columns: Vec<String> = request
+        .columns
+        .iter()
+        .map(|c| quote_ident(c.name.as_str()))
+        .collect();
+    let term = key_term(request);
+    let part = if cuts.is_empty() {
+        "0".to_owned()
+    } else {
+        let mut case = String::from("CASE");
+        for (i, cut) in cuts.iter().enumerate() {
+            case.push_str(&format!(
+                " WHEN {term} <= {} THEN {i}",
+                key_literal(request, cut)?
+            ));
+        }
+        case.push_str(&format!(" ELSE {} END", cuts.len()));
+        case
+    };
+    Ok(format!(
+        "SELECT part, count(*), sum(h)::text FROM (SELECT {part} AS part, {} AS h{}) AS rows \
+         GROUP BY part",
+        row_hash_sql(&columns),
+        range_from(request, range, schema)?
+    ))
+}
+
+/// Opens a read-only transaction for a checksum or split, with the checksum settings.
+async fn begin_checksum(config: &PostgresConfig, table: &TableRef) -> Result<Client> {
+    let client = connect(config).await?;
+    client
+        .batch_execute(&format!("{CHECKSUM_SETTINGS}; {BEGIN_READ}"))
+        .await
+        .map_err(|e| pg_error(e, format_args!("begin the checksum of {table}")))?;
+    existing(&client, config, table).await?;
+    Ok(client)
+}
+
+/// Counts and checksums each part of `range` cut at `cuts`, in one statement.
+pub(crate) async fn checksum_ranges(
+    config: &PostgresConfig,
+    request: &ReadRequest,
+    range: &KeyRange,
+    cuts: &[Vec<Value>],
+) -> Result<Vec<RangeChecksum>> {
+    let table = &request.table;
+    let sql = checksum_sql(request, range, cuts, &config.schema)?;
+    let client = begin_checksum(config, table).await?;
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .map_err(|e| pg_error(e, format_args!("checksum the rows of {table}")))?;
+    let mut out = vec![RangeChecksum::default(); cuts.len() + 1];
+    for row in rows {
+        let part: i32 = row.get(0);
+        let count: i64 = row.get(1);
+        let sum: Option<String> = row.get(2);
+        let slot = usize::try_from(part)
+            .ok()
+            .and_then(|p| out.get_mut(p))
+            .ok_or_else(|| {
+                ConnectorError::internal(format!("checksum part {part} out of range"))
+            })?;
+        slot.rows = count as u64;
+        slot.checksum = sum.as_deref().unwrap_or("0").parse().map_err(|_| {
+            ConnectorError::internal(format!("checksum of {table} is not an integer"))
+        })?;
+    }
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|e| pg_error(e, format_args!("end the checksum of {table}")))?;
+    Ok(out)
+}
+
+/// Keys that cut `range` into about `parts` parts: evenly between the least and greatest value of
+/// a one-column integer key, else every n-th key in key order.
+pub(crate) async fn split_range(
+    config: &PostgresConfig,
+    request: &ReadRequest,
+    range: &KeyRange,
+    parts: usize,
+) -> Result<Vec<Vec<Value>>> {
+    let table = &request.table;
+    if parts < 2 {
+        return Ok(Vec::new());
+    }
+    let from = range_from(request, range, &config.schema)?;
+    if let [k] = request.key[..]
+        && let ty @ (sluice_model::DataType::Int16
+        | sluice_model::DataType::Int32
+        | sluice_model::DataType::Int64) = request.columns[k].data_type
+    {
+        let c = quote_ident(request.columns[k].name.as_str());
+        let client = begin_checksum(config, table).await?;
+        let row = client
+            .query_one(
+                &format!("SELECT min({c})::bigint, max({c})::bigint{from}"),
+                &[],
+            )
+            .await
+            .map_err(|e| pg_error(e, format_args!("find the key range of {table}")))?;
+        let (Some(low), Some(high)) = (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
+        else {
+            return Ok(Vec::new());
+        };
+        let mut cuts: Vec<i64> = (1..parts as i128)
+            .map(|i| (low as i128 + (high as i128 - low as i128) * i / parts as i128) as i64)
+            .filter(|&cut| cut >= low && cut < high)
+            .collect();
+        cuts.dedup();
+        return cuts
+            .into_iter()
+            .map(|cut| {
+                let value = match ty {
+                    sluice_model::DataType::Int16 => i16::try_from(cut).map(Value::Int16).ok(),
+                    sluice_model::DataType::Int32 => i32::try_from(cut).map(Value::Int32).ok(),
+                    _ => Some(Value::Int64(cut)),
+                };
+                value.map(|v| vec![v]).ok_or_else(|| {
+                    ConnectorError::internal(format!("key cut {cut} out of its type's range"))
+                })
+            })
+            .collect();
+    }
+    let keys = ReadRequest {
+        table: table.clone(),
+        columns: request
+            .key
+            .iter()
+            .map(|&k| request.columns[k].clone())
+            .collect(),
+        key: (0..request.key.len()).collect(),
+        ordered: false,
+        filter: None,
+        lower_bound: None,
+        key_range: None,
+        limits: sluice_model::BatchLimits::DEFAULT,
+    };
+    let names: Vec<String> = keys
+        .columns
+        .iter()
+        .map(|c| quote_ident(c.name.as_str()))
+        .collect();
+    let order: Vec<String> = request
+        .key
+        .iter()
+        .map(|&k| key_expr(&request.columns[k]))
+        .collect();
+    let sql = format!(
+        "COPY (SELECT {names} FROM (SELECT {names}, row_number() OVER (ORDER BY {order}) AS sluice_rn, \
+         count(*) OVER () AS sluice_n{from}) AS keys \
+         WHERE sluice_rn % greatest((sluice_n + {parts} - 1) / {parts}, 1) = 0 \
+         AND sluice_rn < sluice_n ORDER BY sluice_rn) TO STDOUT (FORMAT binary)",
+        names = names.join(", "),
+        order = order.join(", "),
+    );
+    let (client, keys, decoders) = start(config, keys, None).await?;
+    let stream = client
+        .copy_out(&sql)
+        .await
+        .map_err(|e| pg_error(e, format_args!("split the keys of {table}")))?;
+    let (tx, mut rx) = mpsc::channel::<Result<RowBatch>>(64);
+    let collect = async {
+        let mut cuts = Vec::new();
+        while let Some(batch) = rx.recv().await {
+            let batch = batch?;
+            cuts.extend(batch.rows().map(|r| r.to_vec()));
+        }
+        Ok::<_, ConnectorError>(cuts)
+    };
+    let decode = async {
+        let outcome = decode_stream(&client, stream, &keys, &decoders, &tx).await;
+        drop(tx);
+        outcome
+    };
+    let (decoded, cuts) = tokio::join!(decode, collect);
+    decoded?;
+    cuts
 }
 
 /// `SET TRANSACTION SNAPSHOT` for an id `pg_export_snapshot()` answered (hex digits and dashes;

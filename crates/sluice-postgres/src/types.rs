@@ -283,6 +283,29 @@ fn number(negative: bool, v: &impl std::fmt::Display, cast: &str) -> String {
     }
 }
 
+/// The settings a checksum session runs with, so that every column's text form (the canonical
+/// form a row checksum hashes) depends on the value alone: timestamps with time zone in UTC, ISO
+/// dates and intervals, shortest exact floats, hex bytea.
+pub const CHECKSUM_SETTINGS: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; \
+     SET IntervalStyle = 'iso_8601'; SET extra_float_digits = 1; SET bytea_output = 'hex'";
+
+/// The name of the row checksum, part of every checksum dialect: the sum of
+/// `hashtextextended(ROW(columns…)::text, 0)` (the hash PostgreSQL's hash partitioning keeps
+/// stable across versions) over the rows. The record's text form keeps NULL (nothing) apart
+/// from the empty string (`""`), a numeric's scale, and json as stored.
+pub const CHECKSUM_NAME: &str = "postgresql/hashtextextended(record_out)/v1";
+
+/// The per-row hash of `columns` (already quoted).
+pub fn row_hash_sql(columns: &[String]) -> String {
+    format!("hashtextextended(ROW({})::text, 0)", columns.join(", "))
+}
+
+/// Whether PostgreSQL orders keys of this type the way [`Value::cmp_key`] does (text with
+/// `COLLATE "C"`), so that a key range means the same rows to both.
+pub fn orderable_key(ty: DataType) -> bool {
+    !matches!(ty, DataType::Float32 | DataType::Float64 | DataType::Json)
+}
+
 /// A typed SQL literal of `value` (of data type `ty`), for statements that take no parameters.
 /// Never built from user SQL; text is quoted by [`quote_literal`].
 /// Text and decimals are cast to `text` and `numeric`, never to a length or precision that would

@@ -54,3 +54,9 @@ integrate!(
     integrate_concurrent_open,
     integrate_abandoned_apply,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checksums_find_differences() {
+    let fresh = common::fresh().await;
+    kit::checksum::checksums_find_differences(&fresh.connector).await;
+}

@@ -409,6 +409,7 @@ fn batch_submission(hub: &HubName, channel: &ChannelName, op: &BatchOperation) -
             tables: tables.clone(),
             granularity: *granularity,
             max_listed: *max_listed,
+            pushdown: true,
             slicing: Default::default(),
             online: None,
         }),

@@ -145,6 +145,10 @@ pub struct CompareCommand {
     pub granularity: Granularity,
     /// Keys listed per kind of difference.
     pub max_listed: usize,
+    /// Narrow the compare with checksums computed in the databases where both locations can
+    /// (sluice's `pushdown`, default on); `false` reads every row.
+    #[serde(default = "pushdown_default")]
+    pub pushdown: bool,
     /// Tables compared in slices (HVR's `slicing`).
     #[serde(default)]
     pub slicing: std::collections::BTreeMap<TableName, crate::slicing::Slicing>,
@@ -153,6 +157,10 @@ pub struct CompareCommand {
     /// ([`crate::online`]). Row-wise only.
     #[serde(default)]
     pub online: Option<crate::online::OnlineCompare>,
+}
+
+fn pushdown_default() -> bool {
+    true
 }
 
 /// One table of a plan (what a dry run shows).
@@ -1423,6 +1431,7 @@ impl HubService {
         }
         let options = CompareOptions {
             granularity: cmd.granularity,
+            pushdown: cmd.pushdown,
             // An online compare keeps the keys of the differences it settles.
             max_listed: if cmd.online.is_some() {
                 crate::online::MAX_SUSPECTS.max(cmd.max_listed)

@@ -79,6 +79,9 @@ pub struct CompareRequest {
     pub online_compare_sleep: Option<u64>,
     /// `max_listed`: keys listed per kind of difference; default 100.
     pub max_listed: Option<usize>,
+    /// `pushdown` (a sluice extension): narrow the compare with checksums computed in the
+    /// databases where both locations can; default true, `false` reads every row.
+    pub pushdown: Option<bool>,
     /// `slicing`: per table, how it is compared in slices.
     pub slicing: Vec<(String, SlicingRequest)>,
 }
@@ -242,6 +245,7 @@ impl TryFrom<&CompareRequest> for CompareCommand {
             tables: table_names(&r.tables)?,
             granularity,
             max_listed: r.max_listed.unwrap_or(DEFAULT_MAX_LISTED),
+            pushdown: r.pushdown.unwrap_or(true),
             online,
         })
     }

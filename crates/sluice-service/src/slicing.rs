@@ -624,6 +624,7 @@ impl HubService {
             ordered: true,
             filter: spec.source_filter.clone(),
             lower_bound: None,
+            key_range: None,
             limits: BatchLimits::DEFAULT,
         };
         let mut batches = reader.read(request).await.map_err(err)?.batches;

@@ -326,6 +326,7 @@ async fn compare(svc: &HubService, granularity: Granularity) -> CompareSummary {
             tables: vec![],
             granularity,
             max_listed: 10,
+            pushdown: true,
             online: None,
         })
         .await

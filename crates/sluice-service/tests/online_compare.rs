@@ -299,6 +299,7 @@ fn compare_command(hub: &HubName, online: bool) -> CompareCommand {
         tables: vec![],
         granularity: Granularity::Rowwise,
         max_listed: 20,
+        pushdown: true,
         online: online.then(OnlineCompare::default),
     }
 }

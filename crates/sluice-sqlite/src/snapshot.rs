@@ -37,6 +37,11 @@ pub(crate) fn select_sql(request: &ReadRequest) -> Result<String> {
         columns.join(", "),
         quote_table(&request.table)
     );
+    if request.key_range.is_some() {
+        return Err(ConnectorError::unsupported(
+            "sqlite locations cannot read a key range",
+        ));
+    }
     let mut conditions = Vec::new();
     if let Some(filter) = &request.filter {
         conditions.push(format!("({})", filter_sql(filter)?));

@@ -121,6 +121,7 @@ async fn snapshot_rows(connector: &SqliteConnector, name: &str) -> Vec<Vec<Value
             ordered: true,
             filter: None,
             lower_bound: None,
+            key_range: None,
             limits: BatchLimits::DEFAULT,
         })
         .await
@@ -423,6 +424,7 @@ async fn the_initial_snapshot_and_the_stream_meet_exactly_while_another_process_
                 ordered: true,
                 filter: None,
                 lower_bound: None,
+                key_range: None,
                 limits: BatchLimits::DEFAULT,
             },
             snapshot.as_ref(),

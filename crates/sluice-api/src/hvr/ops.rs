@@ -231,6 +231,10 @@ pub(crate) struct CompareBody {
     // sluice extensions.
     max_listed: Option<usize>,
     dry_run: Option<Flag>,
+    /// sluice: narrow the compare with per-key-range row counts and checksums computed in the
+    /// databases, reading only the rows of ranges that differ, where both locations checksum in
+    /// the same dialect (default true); false reads every row.
+    pushdown: Option<Flag>,
 }
 
 impl CompareBody {
@@ -256,6 +260,7 @@ impl CompareBody {
             online_compare: self.online_compare,
             online_compare_sleep: self.online_compare_sleep,
             max_listed: self.max_listed,
+            pushdown: self.pushdown.map(|p| p.0),
             slicing: slicing_requests(self.slicing)?,
         })
     }

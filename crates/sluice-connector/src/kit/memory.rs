@@ -185,6 +185,11 @@ impl SnapshotReader for MemoryConnector {
                 }
             }
         }
+        if request.key_range.is_some() {
+            return Err(ConnectorError::unsupported(
+                "memory locations cannot read a key range",
+            ));
+        }
         if let Some(bound) = &request.lower_bound {
             projected.retain(|row| {
                 let value = &row[bound.column];

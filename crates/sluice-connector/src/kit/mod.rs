@@ -5,6 +5,7 @@
 //! naming the table, column and row when the connector breaks its contract. Checks create their own
 //! tables, prefixed `kit_`.
 
+pub mod checksum;
 pub mod integrate;
 pub mod memory;
 pub mod samples;
@@ -67,6 +68,7 @@ pub fn read_request(table: TableRef, columns: Vec<ColumnDef>, limits: BatchLimit
         ordered: true,
         filter: None,
         lower_bound: None,
+        key_range: None,
         limits,
     }
 }

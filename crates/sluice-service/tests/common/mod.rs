@@ -110,6 +110,7 @@ pub async fn wait_identical_at(svc: &HubService, hub: &HubName, target: Option<&
                 tables: vec![],
                 granularity: Granularity::Rowwise,
                 max_listed: 5,
+                pushdown: true,
                 online: None,
             })
             .await
