@@ -1,28 +1,28 @@
-//! `sluice bench --suite api`: a loopback load check of the hub server.
+//! `sluice bench --suite api`: a loopback load check of the hub server, every part its own
+//! process.
 //!
-//! It starts, in this process, a real hub server (`sluice serve`'s parts: repository,
-//! [`HubService`], scheduler, [`sluice_api::serve`]) on a random loopback port with a fresh
+//! It starts a `sluice serve` child process of this binary on a random loopback port with a fresh
 //! repository (a SQLite file in a temp dir, or with `--repo postgres://…` a fresh database on that
-//! server, dropped afterwards), then over HTTP with a real client (reqwest) logs in, defines hub
-//! `bench` with two SQLite locations and channel `ch1` (the bench table of `--rows` rows, with its
-//! columns declared), starts a refresh and, while it runs, drives
+//! server, dropped afterwards) and `--data-dir` the bench directory, then over HTTP with a real
+//! client (reqwest) logs in, defines hub `bench` with two SQLite locations and channel `ch1` (the
+//! bench table of `--rows` rows, with its columns declared), starts a refresh and, while it runs,
+//! has `wrk` (another process) drive
 //! `GET …/definition/channels/ch1?fetch=tables&fetch=cols&fetch=loc_groups&fetch=members&fetch=channel_actions`
-//! from `--concurrency` connections for `--seconds` after a 2 s warm-up. Each request's latency
-//! (send to last body byte) goes into an HDR histogram; a response counts as an error unless it is
-//! a 200 whose body is the expected channel. A keeper polls the refresh's event and starts another
-//! refresh when one ends, so a refresh runs all along; the events' start and finish times then show
-//! how much of the measured window had a refresh running.
-//!
-//! The server runs on its own Tokio runtime (2 worker threads, as `sluice serve` has on a 2-core
-//! machine) and the load generator on the command's runtime: both share the machine's cores.
+//! from `--concurrency` connections on 2 threads for `--seconds` after a 2 s warm-up run of wrk.
+//! wrk's own figures (requests, latency percentiles from its histogram, errors, answers other than
+//! 2xx/3xx) come from a Lua `done` hook as one JSON line. Every 100 ms of the measured window this
+//! process also sends the GET itself and checks that the answer is a 200 whose body is the
+//! expected channel. A keeper polls the refresh's event and starts another refresh when one ends,
+//! so a refresh runs all along; the events' start and finish times then show how much of the
+//! measured window had a refresh running. The server's CPU time over the window is read from
+//! `/proc`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
-use hdrhistogram::Histogram;
 use rusqlite::Connection;
 use serde::de::IgnoredAny;
 use serde_json::{Value, json};
@@ -30,19 +30,24 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::{BenchArgs, Printing};
 use crate::report::{json as print_json, table, thousands};
-use crate::server::{HubServer, SERVER_THREADS};
+use crate::server::ServeProcess;
 use crate::source::build_source;
 
 /// Default rows of the source table: enough that one refresh outlasts warm-up and measurement.
 const DEFAULT_ROWS: i64 = 3_000_000;
-/// Warm-up before the measured window.
+/// Warm-up before the measured window (a wrk run of its own).
 const WARM_UP: Duration = Duration::from_secs(2);
 /// How often the keeper looks at the refresh's event.
 const KEEPER_POLL: Duration = Duration::from_millis(50);
-/// Worker threads of the server's runtime (what `sluice serve` gets on a 2-core machine).
+/// How often the checker sends the GET itself and checks the answer.
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// Threads of wrk (at most the connections).
+const WRK_THREADS: u32 = 2;
 /// Targets the figures are reported against.
 const TARGET_RPS: f64 = 5_000.0;
 const TARGET_P99_MS: f64 = 20.0;
+/// The line prefix of the figures the Lua `done` hook prints.
+const WRK_FIGURES: &str = "sluice-wrk-figures ";
 
 const HUB: &str = "bench";
 const ADMIN_PASSWORD: &str = "bench-admin-password";
@@ -357,83 +362,182 @@ async fn keep_refreshing(api: Api, first: String, stop: CancellationToken) -> Re
     }
 }
 
-/// One connection's requests.
-struct WorkerStats {
-    histogram: Histogram<u64>,
+/// The wrk script: the bearer token on every request, and a `done` hook that prints wrk's
+/// figures as one JSON line (latencies in microseconds, from wrk's own histogram).
+fn wrk_script(token: &str) -> Result<String> {
+    // The token goes into a Lua string literal: only a JWT's characters may.
+    if token.is_empty()
+        || !token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        bail!("the access token has characters a JWT does not have");
+    }
+    Ok(format!(
+        r#"wrk.headers["Authorization"] = "Bearer {token}"
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{WRK_FIGURES}{{"requests":%.0f,"duration_us":%.0f,"bytes":%.0f,' ..
+    '"connect_errors":%.0f,"read_errors":%.0f,"write_errors":%.0f,"status_errors":%.0f,"timeouts":%.0f,' ..
+    '"p50_us":%.0f,"p90_us":%.0f,"p99_us":%.0f,"p999_us":%.0f,"max_us":%.0f,"mean_us":%.1f}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, latency.mean))
+end
+"#
+    ))
+}
+
+/// wrk's figures of one run, as its `done` hook prints them.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+struct WrkFigures {
     requests: u64,
-    errors: u64,
-    first_error: Option<String>,
+    duration_us: f64,
+    bytes: u64,
+    connect_errors: u64,
+    read_errors: u64,
+    write_errors: u64,
+    /// Answers other than 2xx/3xx.
+    status_errors: u64,
+    timeouts: u64,
+    p50_us: f64,
+    p90_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    max_us: f64,
+    mean_us: f64,
 }
 
-fn new_histogram() -> Result<Histogram<u64>> {
-    // Microseconds, 1 µs to 60 s, 3 significant digits.
-    Histogram::new_with_bounds(1, 60_000_000, 3).context("cannot create a histogram")
+impl WrkFigures {
+    fn errors(&self) -> u64 {
+        self.connect_errors
+            + self.read_errors
+            + self.write_errors
+            + self.status_errors
+            + self.timeouts
+    }
 }
 
-/// Sends the GET back to back on one keep-alive connection until `end`; records the requests
-/// started from `measure_from` on.
-async fn drive(
-    http: reqwest::Client,
-    url: reqwest::Url,
-    token: String,
-    measure_from: Instant,
-    end: Instant,
-) -> Result<WorkerStats> {
-    let mut stats = WorkerStats {
-        histogram: new_histogram()?,
-        requests: 0,
-        errors: 0,
-        first_error: None,
+/// Reads the `done` hook's line out of wrk's output.
+fn parse_wrk(stdout: &str) -> Result<WrkFigures> {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(WRK_FIGURES))
+        .with_context(|| format!("wrk printed no figures; its output:\n{stdout}"))?;
+    serde_json::from_str(line).with_context(|| format!("wrk's figures do not parse: {line}"))
+}
+
+/// The command line of a wrk run (for the report).
+fn wrk_command(connections: u32, seconds: u64) -> String {
+    format!(
+        "wrk -t{} -c{connections} -d{seconds}s --latency -s <script: bearer token, JSON figures> URL",
+        WRK_THREADS.min(connections)
+    )
+}
+
+/// Runs wrk against `url` for `duration` with the script at `script`.
+async fn run_wrk(
+    url: &str,
+    script: &Path,
+    connections: u32,
+    duration: Duration,
+) -> Result<WrkFigures> {
+    let threads = WRK_THREADS.min(connections).to_string();
+    let args = vec![
+        "-t".to_owned(),
+        threads,
+        "-c".to_owned(),
+        connections.to_string(),
+        "-d".to_owned(),
+        format!("{}s", duration.as_secs()),
+        "--latency".to_owned(),
+        "-s".to_owned(),
+        script.display().to_string(),
+        url.to_owned(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("wrk")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+    })
+    .await
+    .context("the wrk runner failed")?;
+    let out = match out {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "wrk is not installed: the api suite generates its load with wrk in a process of its \
+             own (install it with `apt-get install wrk`)"
+        ),
+        Err(e) => return Err(e).context("cannot run wrk"),
     };
-    let auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-        .context("the access token is not a header value")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "wrk failed ({}): {}{}",
+            out.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    parse_wrk(&stdout)
+}
+
+/// What the checker saw: its own GETs during the measured window.
+#[derive(Debug, Default, serde::Serialize)]
+struct Checked {
+    requests: u64,
+    failures: u64,
+    first_failure: Option<String>,
+}
+
+/// Sends the GET every [`CHECK_EVERY`] until `stop`; each answer must be a 200 whose body is
+/// the expected channel.
+async fn check_answers(api: Api, stop: CancellationToken) -> Checked {
+    let mut checked = Checked::default();
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    let url = format!("{}{}", api.base, channel_path());
     loop {
-        let sent = Instant::now();
-        if sent >= end {
-            return Ok(stats);
+        tokio::select! {
+            _ = stop.cancelled() => return checked,
+            _ = tick.tick() => {}
         }
-        let answer = match http
-            .get(url.clone())
-            .header(reqwest::header::AUTHORIZATION, auth.clone())
-            .send()
-            .await
-        {
+        let answer = api.http.get(&url).bearer_auth(&api.token).send().await;
+        let problem = match answer {
             Ok(resp) => {
                 let status = resp.status();
-                resp.bytes()
-                    .await
-                    .map(|b| (status, b))
-                    .map_err(|e| e.to_string())
+                match resp.bytes().await {
+                    Ok(_) if status != reqwest::StatusCode::OK => Some(format!("status {status}")),
+                    Ok(body) if !is_expected_channel(&body) => Some(format!(
+                        "unexpected body: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(200)])
+                    )),
+                    Ok(_) => None,
+                    Err(e) => Some(e.to_string()),
+                }
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Some(e.to_string()),
         };
-        let latency = sent.elapsed();
-        let problem = match &answer {
-            Ok((status, _)) if *status != reqwest::StatusCode::OK => {
-                Some(format!("status {status}"))
-            }
-            Ok((_, body)) if !is_expected_channel(body) => Some(format!(
-                "unexpected body: {}",
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-            )),
-            Ok(_) => None,
-            Err(e) => Some(e.clone()),
-        };
-        if sent < measure_from {
-            continue;
-        }
-        stats.requests += 1;
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        stats.histogram.saturating_record(micros.max(1));
+        checked.requests += 1;
         if let Some(p) = problem {
-            stats.errors += 1;
-            stats.first_error.get_or_insert(p);
-        }
-        if answer.is_err() {
-            // Do not spin on a refused connection.
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            checked.failures += 1;
+            checked.first_failure.get_or_insert(p);
         }
     }
+}
+
+/// A process's CPU time (user + system) so far, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold blanks) in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(ticks / 100.0)
 }
 
 /// The refresh events' coverage of the measured window.
@@ -513,6 +617,7 @@ struct Report {
     repository: String,
     rows: i64,
     concurrency: u32,
+    load_generator: String,
     warm_up_seconds: f64,
     seconds: f64,
     requests: u64,
@@ -520,13 +625,20 @@ struct Report {
     p50_ms: f64,
     p90_ms: f64,
     p99_ms: f64,
+    p999_ms: f64,
     max_ms: f64,
+    /// wrk's connect, read, write and timeout errors and answers other than 2xx/3xx.
     errors: u64,
-    first_error: Option<String>,
+    wrk: WrkFigures,
+    /// This process's own GETs, each checked for a 200 and the expected channel.
+    checked: Checked,
     /// None with `--no-refresh`.
     refresh: Option<RefreshCoverage>,
+    /// The server process's CPU time over the measured window, in cores (1.0 = one core busy).
+    server_cores: Option<f64>,
+    /// Extra options the server was started with (`--server-arg`).
+    server_args: Vec<String>,
     cores: usize,
-    server_threads: usize,
     meets_targets: bool,
     note: String,
 }
@@ -556,11 +668,13 @@ pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
         })
         .await??;
     }
+    // The target lives in the bench directory too: the server's --data-dir, where it lets
+    // SQLite locations be.
+    let target = dir.join(format!("api-target-{}.db", std::process::id()));
     let work = tempfile::Builder::new()
         .prefix("sluice-bench-api")
         .tempdir()
         .context("cannot create a temp dir")?;
-    let target = work.path().join("target.db");
     let pg = match &args.repo {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             Some(PgDatabase::create(url, "sluice_bench_api").await?)
@@ -578,14 +692,22 @@ pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
             "SQLite (fresh file in a temp dir)".to_owned(),
         ),
     };
-    let outcome = match HubServer::start(&spec, ADMIN_PASSWORD, "sluice bench api").await {
-        Ok(server) => {
-            let measured = measure(&server.base, &args, &source, &target, rows, g).await;
-            server.stop().await;
-            measured
+    let data_dir = dir.display().to_string();
+    let mut server_args = vec!["--repo", spec.as_str(), "--data-dir", data_dir.as_str()];
+    server_args.extend(args.server_arg.iter().map(String::as_str));
+    let outcome = match ServeProcess::start(&server_args, ADMIN_PASSWORD, "sluice-bench-api") {
+        Ok(mut server) => {
+            let measured =
+                measure(&mut server, &args, &source, &target, rows, work.path(), g).await;
+            let stopped = server.check_running();
+            drop(server);
+            measured.and_then(|m| stopped.map(|()| m))
         }
         Err(e) => Err(e),
     };
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", target.display()));
+    }
     if let Some(db) = &pg
         && let Err(e) = db.drop_db().await
     {
@@ -596,6 +718,7 @@ pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
     }
     let mut report = outcome?;
     report.repository = repository;
+    report.server_args = args.server_arg.clone();
     if g.json {
         print_json(&report)?;
     } else {
@@ -605,15 +728,34 @@ pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
 }
 
 async fn measure(
-    base: &str,
+    server: &mut ServeProcess,
     args: &BenchArgs,
     source: &Path,
     target: &Path,
     rows: i64,
+    work: &Path,
     g: &Printing,
 ) -> Result<Report> {
-    let api = Api::login(base).await?;
+    let base = server.url.clone();
+    let api = Api::login(&base).await?;
     api.define(source, target).await?;
+    let expected = api
+        .http
+        .get(format!("{base}{}", channel_path()))
+        .bearer_auth(&api.token)
+        .send()
+        .await?;
+    let status = expected.status();
+    let body = expected.bytes().await?;
+    if status != reqwest::StatusCode::OK || !is_expected_channel(&body) {
+        bail!(
+            "the channel's GET does not answer the channel: {status} {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        );
+    }
+    let script: PathBuf = work.join("bench.lua");
+    std::fs::write(&script, wrk_script(&api.token)?).context("cannot write the wrk script")?;
+
     let stop_keeper = CancellationToken::new();
     let keeper = if args.no_refresh {
         None
@@ -630,7 +772,8 @@ async fn measure(
     let seconds = Duration::from_secs(u64::from(args.seconds.unwrap_or(10)));
     if !g.json {
         note!(
-            "hub server at {base}; {}; {concurrency} connections: {} s warm-up, {} s measured …",
+            "sluice serve at {base} (pid {}); {}; wrk, {concurrency} connections: {} s warm-up, {} s measured …",
+            server.pid(),
             if args.no_refresh {
                 "no refresh (--no-refresh)".to_owned()
             } else {
@@ -640,42 +783,26 @@ async fn measure(
             seconds.as_secs()
         );
     }
-    let url = reqwest::Url::parse(&format!("{base}{}", channel_path()))?;
-    let measure_from = Instant::now() + WARM_UP;
-    let end = measure_from + seconds;
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        // One client per connection: each worker keeps exactly one keep-alive connection.
-        let http = reqwest::Client::builder()
-            .http1_only()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(1)
-            .tcp_nodelay(true)
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        workers.push(tokio::spawn(drive(
-            http,
-            url.clone(),
-            api.token.clone(),
-            measure_from,
-            end,
-        )));
+    let url = format!("{base}{}", channel_path());
+    let measured = async {
+        run_wrk(&url, &script, concurrency, WARM_UP)
+            .await
+            .context("the warm-up run of wrk")?;
+        let stop_checker = CancellationToken::new();
+        let checker = tokio::spawn(check_answers(api.clone(), stop_checker.clone()));
+        let cpu_from = cpu_seconds(server.pid());
+        let window_from = Utc::now();
+        let started = Instant::now();
+        let figures = run_wrk(&url, &script, concurrency, seconds).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let window_to = Utc::now();
+        let cpu_to = cpu_seconds(server.pid());
+        stop_checker.cancel();
+        let checked = checker.await.context("the answer checker failed")?;
+        let server_cores = cpu_from.zip(cpu_to).map(|(from, to)| (to - from) / elapsed);
+        Ok::<_, anyhow::Error>((figures?, checked, window_from, window_to, server_cores))
     }
-    tokio::time::sleep_until(measure_from.into()).await;
-    let window_from = Utc::now();
-    tokio::time::sleep_until(end.into()).await;
-    let window_to = Utc::now();
-    let mut histogram = new_histogram()?;
-    let (mut requests, mut errors, mut first_error) = (0, 0, None);
-    for w in workers {
-        let s = w.await.context("a load worker failed")??;
-        histogram.add(&s.histogram).context("merge histograms")?;
-        requests += s.requests;
-        errors += s.errors;
-        if first_error.is_none() {
-            first_error = s.first_error;
-        }
-    }
+    .await;
     stop_keeper.cancel();
     let kept = match keeper {
         Some(k) => k.await.context("the refresh keeper failed")??,
@@ -686,8 +813,7 @@ async fn measure(
     } else {
         api.events(&kept.events).await?
     };
-    let refresh = coverage(&events, &kept, window_from, window_to);
-    // Stop what still runs, so the server shuts down promptly.
+    // Stop what still runs, so the server stops promptly.
     let active: Vec<&String> = kept
         .events
         .iter()
@@ -710,33 +836,49 @@ async fn measure(
             }
         }
     }
+    let (wrk, checked, window_from, window_to, server_cores) = measured?;
+    let refresh = coverage(&events, &kept, window_from, window_to);
 
-    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
-    let measured = seconds.as_secs_f64();
-    let rps = requests as f64 / measured;
-    let p99 = ms(0.99);
+    let ms = |us: f64| us / 1000.0;
+    let measured_seconds = wrk.duration_us / 1e6;
+    let rps = if measured_seconds > 0.0 {
+        wrk.requests as f64 / measured_seconds
+    } else {
+        0.0
+    };
+    let p99 = ms(wrk.p99_us);
+    let errors = wrk.errors();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let refresh_ok = args.no_refresh || refresh.running_throughout;
     Ok(Report {
         repository: String::new(),
         rows,
         concurrency,
+        load_generator: wrk_command(concurrency, seconds.as_secs()),
         warm_up_seconds: WARM_UP.as_secs_f64(),
-        seconds: measured,
-        requests,
+        seconds: measured_seconds,
+        requests: wrk.requests,
         requests_per_second: rps,
-        p50_ms: ms(0.50),
-        p90_ms: ms(0.90),
+        p50_ms: ms(wrk.p50_us),
+        p90_ms: ms(wrk.p90_us),
         p99_ms: p99,
-        max_ms: histogram.max() as f64 / 1000.0,
+        p999_ms: ms(wrk.p999_us),
+        max_ms: ms(wrk.max_us),
         errors,
-        first_error,
+        meets_targets: errors == 0
+            && checked.failures == 0
+            && refresh_ok
+            && rps >= TARGET_RPS
+            && p99 < TARGET_P99_MS,
+        wrk,
+        checked,
         refresh: (!args.no_refresh).then_some(refresh),
+        server_cores,
+        server_args: Vec::new(),
         cores,
-        server_threads: SERVER_THREADS,
-        meets_targets: errors == 0 && rps >= TARGET_RPS && p99 < TARGET_P99_MS,
         note: format!(
-            "load generator and hub server run in this one process and share the machine's {cores} core(s): \
-             the server on its own runtime of {SERVER_THREADS} worker threads, the load generator on the command's"
+            "sluice serve, wrk and this process (set-up, refresh keeper, answer checks) are separate \
+             processes sharing the machine's {cores} core(s)"
         ),
     })
 }
@@ -786,18 +928,38 @@ fn print_report(r: &Report) {
             format!("{:.2}", r.p99_ms),
             format!("< {TARGET_P99_MS:.0} {}", met(r.p99_ms < TARGET_P99_MS)),
         ],
+        vec![
+            "p99.9 ms".into(),
+            format!("{:.2}", r.p999_ms),
+            String::new(),
+        ],
         vec!["max ms".into(), format!("{:.2}", r.max_ms), String::new()],
         vec![
-            "errors".into(),
+            "errors (wrk)".into(),
             thousands(r.errors),
             format!("0 {}", met(r.errors == 0)),
+        ],
+        vec![
+            "answers checked / wrong".into(),
+            format!(
+                "{} / {}",
+                thousands(r.checked.requests),
+                thousands(r.checked.failures)
+            ),
+            format!("0 wrong {}", met(r.checked.failures == 0)),
+        ],
+        vec![
+            "server CPU (cores)".into(),
+            r.server_cores
+                .map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
+            String::new(),
         ],
         vec!["refresh running throughout".into(), refresh, String::new()],
     ];
     say!(
-        "GET {} — {} connections, {:.0} s after a {:.0} s warm-up, repository {}, {}",
+        "GET {} — {}, {:.1} s after a {:.0} s warm-up, repository {}, {}{}",
         channel_path(),
-        r.concurrency,
+        r.load_generator,
         r.seconds,
         r.warm_up_seconds,
         r.repository,
@@ -808,6 +970,11 @@ fn print_report(r: &Report) {
             )
         } else {
             "no refresh".to_owned()
+        },
+        if r.server_args.is_empty() {
+            String::new()
+        } else {
+            format!(", server options {}", r.server_args.join(" "))
         }
     );
     say!("{}", table(&["measure", "value", "target"], rows));
@@ -821,8 +988,8 @@ fn print_report(r: &Report) {
             .collect();
         say!("refreshes that finished took {} s", secs.join(", "));
     }
-    if let Some(e) = &r.first_error {
-        say!("first error: {e}");
+    if let Some(e) = &r.checked.first_failure {
+        say!("first wrong answer: {e}");
     }
     say!("note: {}", r.note);
 }
@@ -897,5 +1064,28 @@ mod tests {
         bad["loc_groups"]["SOURCE"]["members"] = json!([]);
         assert!(!is_expected_channel(bad.to_string().as_bytes()));
         assert!(!is_expected_channel(b"F_JW054F: no token"));
+    }
+
+    #[test]
+    fn wrk_figures_come_from_the_done_hook_line() {
+        let out = "Running 10s test @ http://127.0.0.1:1/x\n  2 threads and 32 connections\n\
+            sluice-wrk-figures {\"requests\":51234,\"duration_us\":10001234,\"bytes\":99,\
+            \"connect_errors\":0,\"read_errors\":1,\"write_errors\":0,\"status_errors\":2,\
+            \"timeouts\":0,\"p50_us\":2100,\"p90_us\":4000,\"p99_us\":9000,\"p999_us\":15000,\
+            \"max_us\":30000,\"mean_us\":2500.5}\n";
+        let f = parse_wrk(out).expect("parsed");
+        assert_eq!(f.requests, 51_234);
+        assert_eq!(f.errors(), 3);
+        assert!((f.p99_us - 9000.0).abs() < 1e-9);
+        assert!(parse_wrk("no figures here").is_err());
+    }
+
+    #[test]
+    fn only_a_jwt_goes_into_the_wrk_script() {
+        let script = wrk_script("eyJh.eyJz-_x.sig").expect("a JWT");
+        assert!(script.contains(r#""Bearer eyJh.eyJz-_x.sig""#));
+        assert!(script.contains(WRK_FIGURES));
+        assert!(wrk_script(r#"a" os.execute("x")"#).is_err());
+        assert!(wrk_script("").is_err());
     }
 }

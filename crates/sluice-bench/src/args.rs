@@ -9,7 +9,7 @@ use clap::Args;
 pub struct BenchArgs {
     /// `engines`: every pair of PostgreSQL, MariaDB and SQLite against PostgreSQL's own COPY pipe;
     /// `sqlite`: the SQLite data path against SQLite's own copy;
-    /// `api`: a loopback load check of the hub server while a refresh runs;
+    /// `api`: a loopback load check of a `sluice serve` process with wrk while a refresh runs;
     /// `events`: the event hub's publish throughput and publish→delivery latency over HTTP, on a
     /// SQLite and a PostgreSQL repository ($SLUICE_TEST_PG), against NATS JetStream
     /// ($SLUICE_TEST_NATS) as the reference;
@@ -69,6 +69,10 @@ pub struct BenchArgs {
     /// Suite api: no refresh during the measurement (the request path alone, for comparison).
     #[arg(long)]
     pub no_refresh: bool,
+    /// Suite api: an option of `sluice serve` for the bench server (repeat for more), e.g.
+    /// `--server-arg=--job-threads=1`.
+    #[arg(long, value_name = "OPTION", allow_hyphen_values = true)]
+    pub server_arg: Vec<String>,
 }
 
 /// How the results are printed: tables for people (progress notes on stderr), or JSON.

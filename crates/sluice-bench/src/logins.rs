@@ -12,76 +12,24 @@
 //! Target: p99 < 100 ms for both probes under a flood. Every login is a wrong one: the server must
 //! check or refuse each, and logins are counted as checked (403) or refused before a check (429).
 
-use std::io::BufRead as _;
 use std::net::IpAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
 use crate::args::{BenchArgs, Printing};
 use crate::report::{json as print_json, table, thousands};
+use crate::server::ServeProcess;
 
 const ADMIN_PASSWORD: &str = "bench-logins-admin-pw";
 const FLOOD_CLIENTS: usize = 200;
 const PROBE_EVERY: Duration = Duration::from_millis(10);
 /// p99 target for the probes under a flood, in milliseconds.
 const TARGET_P99_MS: f64 = 100.0;
-
-struct ServerProcess {
-    child: Child,
-    url: String,
-    _home: tempfile::TempDir,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server() -> Result<ServerProcess> {
-    let home = tempfile::Builder::new()
-        .prefix("sluice-bench-logins")
-        .tempdir()
-        .context("cannot create a temp dir")?;
-    let exe = std::env::current_exe().context("cannot find the sluice binary")?;
-    let mut child = Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("SLUICE_HOME", home.path())
-        .env("SLUICE_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env_remove("SLUICE_REPO")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start sluice serve")?;
-    let stderr = child.stderr.take().context("no stderr")?;
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    let url = loop {
-        let Some(line) = lines.next() else {
-            bail!("sluice serve stopped before listening");
-        };
-        let line = line?;
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .context("no address")?
-                .to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Ok(ServerProcess {
-        child,
-        url,
-        _home: home,
-    })
-}
 
 fn client(from: Option<IpAddr>) -> Result<reqwest::Client> {
     reqwest::Client::builder()
@@ -285,7 +233,7 @@ async fn phase(
 /// Runs the suite.
 pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let server = start_server()?;
+    let server = ServeProcess::start(&[], ADMIN_PASSWORD, "sluice-bench-logins")?;
     let http = client(None)?;
     let answer: Value = http
         .post(format!("{}/auth/v1/password", server.url))
@@ -299,7 +247,7 @@ pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
         .context("the admin login failed")?
         .to_owned();
     let seconds = u64::from(args.runs.max(1)) * 10;
-    let pid = server.child.id();
+    let pid = server.pid();
     if !g.json {
         note!(
             "sluice serve at {}: {seconds} s idle, then {seconds} s per flood of {FLOOD_CLIENTS} login clients …",

@@ -61,3 +61,111 @@ impl HubServer {
         self.runtime.shutdown_background();
     }
 }
+
+/// A `sluice serve` child process of this binary on a random loopback port, with its own
+/// `SLUICE_HOME` (a temp dir); killed when dropped.
+pub(crate) struct ServeProcess {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) url: String,
+    /// The server's last lines on stderr, for a failure's message.
+    tail: Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+    _home: tempfile::TempDir,
+}
+
+/// Lines of the server's stderr kept for a failure's message.
+const TAIL_LINES: usize = 20;
+
+impl ServeProcess {
+    /// Starts `sluice serve --listen 127.0.0.1:0 EXTRA…` whose `admin` has `admin_password`;
+    /// returns once it listens.
+    pub(crate) fn start(
+        extra: &[&str],
+        admin_password: &str,
+        prefix: &str,
+    ) -> Result<ServeProcess> {
+        use std::io::BufRead as _;
+        use std::process::{Command, Stdio};
+        let home = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .context("cannot create a temp dir")?;
+        let exe = std::env::current_exe().context("cannot find the sluice binary")?;
+        let mut child = Command::new(exe)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("SLUICE_HOME", home.path())
+            .env("SLUICE_ADMIN_PASSWORD", admin_password)
+            .env_remove("SLUICE_REPO")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start sluice serve")?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let mut seen = Vec::new();
+        let url = loop {
+            let Some(line) = lines.next() else {
+                let _ = child.wait();
+                anyhow::bail!(
+                    "sluice serve stopped before listening:\n{}",
+                    seen.join("\n")
+                );
+            };
+            let line = line?;
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .context("no address")?
+                    .to_owned();
+            }
+            seen.push(line);
+        };
+        let tail = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let kept = tail.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut tail = kept.lock().unwrap_or_else(|p| p.into_inner());
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        });
+        Ok(ServeProcess {
+            child,
+            url,
+            tail,
+            _home: home,
+        })
+    }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails, with the server's last lines, when the server has stopped.
+    pub(crate) fn check_running(&mut self) -> Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => {
+                let tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+                anyhow::bail!(
+                    "sluice serve stopped ({status}); its last lines:\n{}",
+                    tail.iter().cloned().collect::<Vec<_>>().join("\n")
+                )
+            }
+            Err(e) => Err(e).context("cannot check the sluice serve process"),
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
