@@ -12,7 +12,8 @@
 //! request checks the token against the user's current state: the user exists, their level *now*
 //! (a demotion applies to tokens already issued), and the session is still open; logging out
 //! (revoke), a password change and deleting the user close sessions. A check is remembered for at
-//! most [`REVALIDATE`].
+//! most [`REVALIDATE`], and forgotten at once by every write to users or tokens in this process
+//! (see [`AuthCache`]); another process's writes are seen within [`REVALIDATE`].
 //!
 //! Logins are limited so that they can neither be used to guess passwords nor be turned against a
 //! user or the server: every attempt is counted *before* its password is checked, against a global
@@ -344,25 +345,144 @@ fn busy() -> ServiceError {
 }
 
 /// Token checks remembered for [`REVALIDATE`], by the token's `jti`.
+///
+/// Every write to users or tokens in this process goes through [`RevokingIdentityStore`], which
+/// forgets every remembered check ([`AuthCache::forget_all`]): a logout, a deleted user, a
+/// changed level or password takes effect at the next request, not a second later. A check that
+/// read the repository before such a write and finishes after it is not remembered (the
+/// generation it started at is gone). Writes by another process (the `sluice user` commands, a
+/// second hub node) are seen within [`REVALIDATE`].
 #[derive(Default)]
 pub(crate) struct AuthCache {
-    entries: Mutex<HashMap<String, (Identity, Instant)>>,
+    entries: Mutex<AuthEntries>,
+}
+
+#[derive(Default)]
+struct AuthEntries {
+    /// Bumped by every identity write of this process.
+    generation: u64,
+    checks: HashMap<String, (Identity, Instant)>,
 }
 
 impl AuthCache {
-    fn get(&self, jti: &str) -> Option<Identity> {
-        let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(jti)
-            .filter(|(_, at)| at.elapsed() < REVALIDATE)
-            .map(|(identity, _)| identity.clone())
+    fn lock(&self) -> std::sync::MutexGuard<'_, AuthEntries> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn put(&self, jti: String, identity: Identity) {
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, (_, at)| at.elapsed() < REVALIDATE);
+    /// The remembered check of `jti`, and the generation a new check starts at.
+    fn get(&self, jti: &str) -> (Option<Identity>, u64) {
+        let entries = self.lock();
+        let hit = entries
+            .checks
+            .get(jti)
+            .filter(|(_, at)| at.elapsed() < REVALIDATE)
+            .map(|(identity, _)| identity.clone());
+        (hit, entries.generation)
+    }
+
+    /// Remembers a check that started at `generation`, unless an identity write came since.
+    fn put(&self, jti: String, identity: Identity, generation: u64) {
+        let mut entries = self.lock();
+        if entries.generation != generation {
+            return;
         }
-        map.insert(jti, (identity, Instant::now()));
+        if entries.checks.len() > 10_000 {
+            entries
+                .checks
+                .retain(|_, (_, at)| at.elapsed() < REVALIDATE);
+        }
+        entries.checks.insert(jti, (identity, Instant::now()));
+    }
+
+    /// Forgets every check (a user or token changed).
+    pub(crate) fn forget_all(&self) {
+        let mut entries = self.lock();
+        entries.generation = entries.generation.wrapping_add(1);
+        entries.checks.clear();
+    }
+}
+
+/// The identity store as the service uses it: every write (users, tokens, API keys) makes the
+/// token checks remembered in [`AuthCache`] be forgotten, after the write and also when it
+/// fails (a failed write may still have changed something).
+pub(crate) struct RevokingIdentityStore {
+    pub(crate) store: std::sync::Arc<dyn sluice_repo::IdentityStore>,
+    pub(crate) cache: std::sync::Arc<AuthCache>,
+}
+
+impl RevokingIdentityStore {
+    fn forgetting<T>(&self, result: sluice_repo::Result<T>) -> sluice_repo::Result<T> {
+        self.cache.forget_all();
+        result
+    }
+}
+
+#[async_trait::async_trait]
+impl sluice_repo::IdentityStore for RevokingIdentityStore {
+    async fn users(&self) -> sluice_repo::Result<Vec<UserRecord>> {
+        self.store.users().await
+    }
+
+    async fn user(&self, name: &str) -> sluice_repo::Result<Option<UserRecord>> {
+        self.store.user(name).await
+    }
+
+    async fn create_user(&self, user: &UserRecord) -> sluice_repo::Result<()> {
+        self.forgetting(self.store.create_user(user).await)
+    }
+
+    async fn update_user(
+        &self,
+        name: &str,
+        level: Option<AccessLevel>,
+        password_hash: Option<&str>,
+    ) -> sluice_repo::Result<()> {
+        self.forgetting(self.store.update_user(name, level, password_hash).await)
+    }
+
+    async fn delete_user(&self, name: &str) -> sluice_repo::Result<()> {
+        self.forgetting(self.store.delete_user(name).await)
+    }
+
+    async fn put_token(&self, token: &TokenRecord) -> sluice_repo::Result<()> {
+        // A new token ends nothing: remembered checks stay true.
+        self.store.put_token(token).await
+    }
+
+    async fn take_token(&self, hash: &str) -> sluice_repo::Result<Option<TokenRecord>> {
+        self.forgetting(self.store.take_token(hash).await)
+    }
+
+    async fn token(&self, hash: &str) -> sluice_repo::Result<Option<TokenRecord>> {
+        self.store.token(hash).await
+    }
+
+    async fn tokens(
+        &self,
+        kind: &str,
+        user: Option<&str>,
+    ) -> sluice_repo::Result<Vec<TokenRecord>> {
+        self.store.tokens(kind, user).await
+    }
+
+    async fn delete_token(&self, hash: &str) -> sluice_repo::Result<()> {
+        self.forgetting(self.store.delete_token(hash).await)
+    }
+
+    async fn create_api_key(&self, key: &sluice_repo::ApiKeyRecord) -> sluice_repo::Result<()> {
+        self.store.create_api_key(key).await
+    }
+
+    async fn api_keys(&self) -> sluice_repo::Result<Vec<sluice_repo::ApiKeyRecord>> {
+        self.store.api_keys().await
+    }
+
+    async fn api_key(&self, key: &str) -> sluice_repo::Result<Option<sluice_repo::ApiKeyRecord>> {
+        self.store.api_key(key).await
+    }
+
+    async fn delete_api_key(&self, key: &str) -> sluice_repo::Result<()> {
+        self.forgetting(self.store.delete_api_key(key).await)
     }
 }
 
@@ -787,7 +907,8 @@ impl HubService {
                  log in with POST /auth/v1/password",
             ));
         }
-        if let Some(identity) = self.inner.auth_cache.get(&claims.jti) {
+        let (remembered, generation) = self.inner.auth_cache.get(&claims.jti);
+        if let Some(identity) = remembered {
             return Ok(identity);
         }
         let user = self
@@ -817,7 +938,9 @@ impl HubService {
             level: user.level,
             expires: claims.exp,
         };
-        self.inner.auth_cache.put(claims.jti, identity.clone());
+        self.inner
+            .auth_cache
+            .put(claims.jti, identity.clone(), generation);
         Ok(identity)
     }
 }

@@ -23,6 +23,7 @@ pub mod environment;
 mod event_query;
 mod health;
 pub mod hub_server;
+pub mod job_runtime;
 mod job_system;
 mod jobs;
 pub mod lineage;
@@ -221,8 +222,8 @@ struct Inner {
     /// The token signing key, read from (or first stored in) the repository.
     jwt_key: tokio::sync::OnceCell<Vec<u8>>,
     limiter: auth::LoginLimiter,
-    /// Token checks remembered for a second.
-    auth_cache: auth::AuthCache,
+    /// Token checks remembered for a second (forgotten by every identity write).
+    auth_cache: Arc<auth::AuthCache>,
     /// The event hub, in a hub server.
     events: Option<sluice_events::EventHub>,
     /// What location definitions may reach (variables, files).
@@ -231,6 +232,8 @@ struct Inner {
     server: std::sync::RwLock<hub_server::ServerFacts>,
     /// Redacted definition documents by hub, with the (creation time, version) they show.
     #[allow(clippy::type_complexity)]
+    /// Where jobs run, when not on the caller's runtime ([`HubService::set_job_runtime`]).
+    job_runtime: std::sync::OnceLock<job_runtime::JobRuntime>,
     doc_cache: std::sync::Mutex<
         std::collections::HashMap<
             HubName,
@@ -325,6 +328,14 @@ impl HubService {
         events: Option<sluice_events::EventHub>,
         user: impl Into<String>,
     ) -> Self {
+        let auth_cache = Arc::new(auth::AuthCache::default());
+        let stores = Stores {
+            identity: Arc::new(auth::RevokingIdentityStore {
+                store: stores.identity,
+                cache: auth_cache.clone(),
+            }),
+            ..stores
+        };
         HubService {
             inner: Arc::new(Inner {
                 events,
@@ -337,9 +348,10 @@ impl HubService {
                 replications: Default::default(),
                 jwt_key: tokio::sync::OnceCell::new(),
                 limiter: auth::LoginLimiter::default(),
-                auth_cache: auth::AuthCache::default(),
+                auth_cache,
                 policy: std::sync::RwLock::new(Arc::new(policy::LocationPolicy::default())),
                 server: Default::default(),
+                job_runtime: std::sync::OnceLock::new(),
                 doc_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
             user: Arc::from(user.into()),
@@ -358,6 +370,33 @@ impl HubService {
     /// start-up; the default is the operator's own: any variable but `SLUICE_*`, any file).
     pub fn set_location_policy(&self, policy: policy::LocationPolicy) {
         *self.inner.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+    }
+
+    /// Runs this service's jobs (refresh, compare, activation, replication) on `jobs` from now
+    /// on, instead of on the runtime that asks for them. Set once, at start-up: a second call
+    /// changes nothing and returns `false`.
+    pub fn set_job_runtime(&self, jobs: job_runtime::JobRuntime) -> bool {
+        self.inner.job_runtime.set(jobs).is_ok()
+    }
+
+    /// The job runtime's worker threads and CPU priority, when jobs have one.
+    pub fn job_runtime(&self) -> Option<(usize, i32)> {
+        self.inner
+            .job_runtime
+            .get()
+            .map(|jobs| (jobs.threads(), jobs.nice()))
+    }
+
+    /// Runs a job's `work` where jobs run.
+    pub(crate) fn spawn_job<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self.inner.job_runtime.get() {
+            Some(jobs) => jobs.spawn(work),
+            None => tokio::spawn(work),
+        }
     }
 
     /// What location definitions may reach.
