@@ -49,6 +49,12 @@ pub struct HubConfig {
     pub metrics_access: MetricsAccess,
     /// How often the scheduler looks for due jobs.
     pub scheduler_tick: Duration,
+    /// Jobs (refresh, compare, activation, replication) run on a runtime of their own with this
+    /// many worker threads at CPU priority [`HubConfig::job_nice`], so that they take the CPU
+    /// requests leave; `None`: on the server's runtime, beside the requests.
+    pub job_threads: Option<usize>,
+    /// The `nice` of the job threads (0 to 19).
+    pub job_nice: i32,
 }
 
 impl HubConfig {
@@ -66,6 +72,8 @@ impl HubConfig {
             setup_mode: false,
             metrics_access: MetricsAccess::default(),
             scheduler_tick: Duration::from_secs(1),
+            job_threads: None,
+            job_nice: sluice_service::job_runtime::DEFAULT_JOB_NICE,
         }
     }
 }
@@ -107,6 +115,9 @@ pub enum HubOpenError {
     /// The first user could not be created.
     #[error("cannot create the first user")]
     Admin(#[source] sluice_service::ServiceError),
+    /// The job runtime did not start.
+    #[error("cannot start the job runtime")]
+    JobRuntime(#[source] std::io::Error),
 }
 
 /// An assembled hub server, ready to serve.
@@ -155,6 +166,11 @@ impl Hub {
         );
         if let Some(policy) = config.location_policy {
             service.set_location_policy(policy);
+        }
+        if let Some(threads) = config.job_threads {
+            let jobs = sluice_service::job_runtime::JobRuntime::new(threads, config.job_nice)
+                .map_err(HubOpenError::JobRuntime)?;
+            service.set_job_runtime(jobs);
         }
         let facts = sluice_service::hub_server::RepositoryFacts::from_spec(&config.repository);
         service.set_server_facts(|f| f.repository = facts);

@@ -18,8 +18,13 @@ struct Server {
     http: reqwest::Client,
 }
 
+/// A hub server that runs its jobs as `sluice serve` does: on a job runtime of their own, at a
+/// lower CPU priority.
 async fn start(repository: &Arc<TestRepository>) -> Server {
-    let config = TestHub::config(repository);
+    let config = sluice_api::HubConfig {
+        job_threads: Some(1),
+        ..TestHub::config(repository)
+    };
     Server {
         hub: TestHub::serve(repository.clone(), config).await,
         http: reqwest::Client::new(),

@@ -73,6 +73,17 @@ pub struct ServeArgs {
     /// Where rolling backups go (default: `$SLUICE_HOME/backups`).
     #[arg(long, value_name = "DIR")]
     backup_dir: Option<std::path::PathBuf>,
+    /// Worker threads of the job runtime: jobs (refresh, compare, activation, replication) run
+    /// there at a lower CPU priority than the requests (default: one per core); 0 runs jobs on
+    /// the request threads.
+    #[arg(long, env = "SLUICE_JOB_THREADS", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(0..=256))]
+    job_threads: Option<u16>,
+    /// CPU priority (nice, 0 to 19) of the job runtime's threads.
+    #[arg(long, env = "SLUICE_JOB_NICE", value_name = "NICE",
+          default_value_t = sluice_service::job_runtime::DEFAULT_JOB_NICE,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    job_nice: i32,
 }
 
 impl RepoArg {
@@ -204,6 +215,12 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
     config.metrics_access = sluice_api::MetricsAccess::from_env()
         .map_err(anyhow::Error::msg)
         .context("invalid metrics settings")?;
+    config.job_threads = match args.job_threads {
+        Some(0) => None,
+        Some(n) => Some(usize::from(n)),
+        None => Some(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    };
+    config.job_nice = args.job_nice;
     let hub = Hub::open(config).await?;
     if let Some(generated) = hub.generated_admin_password() {
         eprintln!(
@@ -228,9 +245,13 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     eprintln!(
-        "sluice hub server listening on http://{addr} (repository {}, event broker {})",
+        "sluice hub server listening on http://{addr} (repository {}, event broker {}, {})",
         hub.repository(),
-        hub.events().broker_name()
+        hub.events().broker_name(),
+        match hub.service().job_runtime() {
+            Some((threads, nice)) => format!("jobs on {threads} thread(s) at nice {nice}"),
+            None => "jobs on the request threads".to_owned(),
+        }
     );
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();

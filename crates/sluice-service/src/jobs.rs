@@ -884,7 +884,7 @@ impl HubService {
         let work = work(self.clone(), run);
         let (service, hub) = (self.clone(), r.hub.clone());
         let job_name = job.clone();
-        let done = tokio::spawn(async move {
+        let done = self.spawn_job(async move {
             let result = work.await;
             stop.cancel();
             service.inner.untrack(event);

@@ -493,7 +493,7 @@ impl HubService {
         let (stop, cancel) = self.watch_claim(&cmd.hub, &job, event);
         let service = self.clone();
         let job_name = job.clone();
-        let task = tokio::spawn(async move {
+        let task = self.spawn_job(async move {
             let hub = cmd.hub.clone();
             let outcome = tokio::select! {
                 r = service.run_activation(&setup, &cmd, event) => r,
@@ -943,7 +943,7 @@ impl HubService {
         let (stop, _cancel) = self.watch_claim(hub, &job, event);
         let service = self.clone();
         let (hub, channel, job_name) = (hub.clone(), channel.clone(), job.clone());
-        let task = tokio::spawn(async move {
+        let task = self.spawn_job(async move {
             let outcome = service
                 .run_deactivation(&hub, &channel, record, setup.ok(), event)
                 .await;
@@ -1160,7 +1160,7 @@ impl HubService {
         match self.claim_replication(&setup, &running).await {
             Ok(Some(runs)) => {
                 let service = self.clone();
-                tokio::spawn(async move {
+                self.spawn_job(async move {
                     service.run_pipeline(setup, runs, running).await;
                 });
                 Ok(true)
