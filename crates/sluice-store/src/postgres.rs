@@ -103,6 +103,51 @@ pub async fn begin(client: &mut Object) -> Result<Transaction<'_>, tokio_postgre
         .await
 }
 
+/// Opens the pool's connections on the runtime that set the pool up (a hub server's request
+/// runtime), whichever runtime asks for one: a connection's socket and the task that drives it
+/// stay there, so a connection a job opened on the job runtime (whose threads run at a lower
+/// priority and may be busy with batches) does not delay the requests that use it later.
+struct OwnerConnect {
+    owner: Option<tokio::runtime::Handle>,
+}
+
+type Connected = std::result::Result<
+    (tokio_postgres::Client, tokio::task::JoinHandle<()>),
+    tokio_postgres::Error,
+>;
+
+/// Connects, and drives the connection in a task of the current runtime.
+async fn connect_here(config: tokio_postgres::Config) -> Connected {
+    let (client, connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(async move {
+        // The pool sees a closed connection and replaces it; the error itself is only logged
+        // by the client calls that fail on it.
+        let _ = connection.await;
+    });
+    Ok((client, driver))
+}
+
+impl deadpool_postgres::Connect for OwnerConnect {
+    fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Connected> + Send + '_>> {
+        let config = config.clone();
+        let owner = self.owner.clone();
+        Box::pin(async move {
+            if let Some(owner) = owner {
+                match owner.spawn(connect_here(config.clone())).await {
+                    Ok(connected) => return connected,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // The owner runtime has shut down: connect on this one.
+                    Err(_) => {}
+                }
+            }
+            connect_here(config).await
+        })
+    }
+}
+
 impl PgDatabase {
     /// Sets up the pool on the database at `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`).
     /// Connects lazily: the first [`PgDatabase::client`] (normally a store's migration) does.
@@ -113,9 +158,11 @@ impl PgDatabase {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         let target = describe(&config);
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             config,
-            NoTls,
+            OwnerConnect {
+                owner: tokio::runtime::Handle::try_current().ok(),
+            },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
