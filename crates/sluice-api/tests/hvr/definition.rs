@@ -701,3 +701,106 @@ async fn plan_and_apply_check_levels_versions_and_hostile_documents() {
         ["ch1", "ch2"]
     );
 }
+
+/// Two hub servers sharing one repository, each logged in as the admin.
+async fn two_nodes(pg: bool) -> (Api, Api) {
+    let repository = Arc::new(TestRepository::new(pg).await);
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let config = TestHub::config(&repository);
+        let hub = TestHub::serve(repository.clone(), config).await;
+        let mut api = Api {
+            hub,
+            http: reqwest::Client::new(),
+            token: String::new(),
+        };
+        api.token = api.login("admin", ADMIN_PASSWORD).await;
+        nodes.push(api);
+    }
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    (a, b)
+}
+
+/// The channel's GET is served from a cached document: right after every change (on this node or
+/// on another sharing the repository) it shows the change, never the document it had cached.
+#[tokio::test]
+async fn a_channel_read_right_after_a_change_shows_the_change() {
+    const CH: &str = "/api/latest/hubs/hub1/definition/channels/ch1";
+    for pg in [false, true] {
+        let (a, b) = two_nodes(pg).await;
+        a.define(1).await;
+        for node in [&a, &b] {
+            let ch = node.call("GET", CH, None).await.expect(200).json();
+            assert_eq!(ch["description"], "orders");
+        }
+        // A change on a, read on a and on b at once (both had the old document cached).
+        a.call("PATCH", CH, Some(json!({"description": "changed on a"})))
+            .await
+            .expect(204);
+        for node in [&a, &b] {
+            let ch = node.call("GET", CH, None).await.expect(200).json();
+            assert_eq!(ch["description"], "changed on a", "pg {pg}");
+        }
+        // A change on b, read on both.
+        b.call("PATCH", CH, Some(json!({"description": "changed on b"})))
+            .await
+            .expect(204);
+        for node in [&a, &b] {
+            let ch = node.call("GET", CH, None).await.expect(200).json();
+            assert_eq!(ch["description"], "changed on b", "pg {pg}");
+        }
+        // Other write paths: a table added, a member removed, an import, a rename, a delete.
+        a.call(
+            "POST",
+            &format!("{CH}/tables"),
+            Some(json!({"table": "items"})),
+        )
+        .await
+        .expect(201);
+        let ch = b
+            .call("GET", &format!("{CH}?fetch=tables"), None)
+            .await
+            .expect(200)
+            .json();
+        assert!(ch["tables"].get("items").is_some(), "pg {pg}: {ch}");
+        b.call(
+            "DELETE",
+            &format!("{CH}/loc_groups/TARGET/members/tgt"),
+            None,
+        )
+        .await
+        .expect(204);
+        let ch = a
+            .call("GET", &format!("{CH}?fetch=loc_groups&fetch=members"), None)
+            .await
+            .expect(200)
+            .json();
+        assert_eq!(ch["loc_groups"]["TARGET"]["members"], json!([]), "pg {pg}");
+        a.call(
+            "POST",
+            &format!("{CH}/rename"),
+            Some(json!({"new_name": "ch2"})),
+        )
+        .await
+        .expect(201);
+        for node in [&a, &b] {
+            node.call("GET", CH, None).await.expect(404);
+            node.call("GET", "/api/latest/hubs/hub1/definition/channels/ch2", None)
+                .await
+                .expect(200);
+        }
+        b.call(
+            "DELETE",
+            "/api/latest/hubs/hub1/definition/channels/ch2",
+            None,
+        )
+        .await
+        .expect(204);
+        for node in [&a, &b] {
+            node.call("GET", "/api/latest/hubs/hub1/definition/channels/ch2", None)
+                .await
+                .expect(404);
+        }
+    }
+}
