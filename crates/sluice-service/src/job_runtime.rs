@@ -81,33 +81,20 @@ impl Drop for JobRuntime {
 /// it was: the jobs still run, only without the lower priority.
 fn lower_priority(nice: i32) {
     #[cfg(target_os = "linux")]
+    if let Err(error) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
     {
-        // SAFETY: gettid has no preconditions; setpriority only reads its arguments.
-        let done = unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
-        };
-        if done != 0 {
-            tracing::warn!(
-                error = %std::io::Error::last_os_error(),
-                nice,
-                "cannot lower a job thread's priority"
-            );
-        }
+        tracing::warn!(%error, nice, "cannot lower a job thread's priority");
     }
     #[cfg(not(target_os = "linux"))]
     let _ = nice;
 }
 
-/// The current thread's CPU priority (Linux; 0 elsewhere).
+/// The current thread's CPU priority (Linux; 0 elsewhere or when it cannot be read).
 pub fn current_nice() -> i32 {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: as in lower_priority; errno is cleared first since -1 is also a priority.
-        unsafe {
-            *libc::__errno_location() = 0;
-            libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t)
-        }
+        rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(0)
     }
     #[cfg(not(target_os = "linux"))]
     0
