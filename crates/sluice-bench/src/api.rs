@@ -446,7 +446,7 @@ async fn run_wrk(
     duration: Duration,
 ) -> Result<WrkFigures> {
     let threads = WRK_THREADS.min(connections).to_string();
-    let args = vec![
+    let args = [
         "-t".to_owned(),
         threads,
         "-c".to_owned(),

@@ -81,9 +81,7 @@ impl Drop for JobRuntime {
 /// it was: the jobs still run, only without the lower priority.
 fn lower_priority(nice: i32) {
     #[cfg(target_os = "linux")]
-    if let Err(error) =
-        rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
-    {
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
         tracing::warn!(%error, nice, "cannot lower a job thread's priority");
     }
     #[cfg(not(target_os = "linux"))]
@@ -112,7 +110,7 @@ mod tests {
             .runtime
             .as_ref()
             .expect("own runtime")
-            .block_on(tokio::task::spawn_blocking(current_nice))
+            .block_on(async { tokio::task::spawn_blocking(current_nice).await })
             .expect("blocking task");
         let worker = jobs
             .runtime
