@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_events::{Broker, EventHub, InProcessBroker, NatsBroker, NatsOptions};
+use sluice_events::{AmqpBroker, Broker, EventHub, InProcessBroker, NatsBroker, NatsOptions};
 use sluice_repo::{ReapedJob, Repository};
 use sluice_service::HubService;
 use sluice_service::policy::LocationPolicy;
@@ -275,41 +275,62 @@ impl Hub {
     }
 }
 
-/// The broker `name` names. Nodes share a NATS stream and subjects only with nodes of the same
-/// repository: the names carry an id stored in the repository, so several hubs can use one NATS
-/// server without mixing events.
+/// The broker `name` names. Nodes share a NATS stream and subjects, or a RabbitMQ exchange, only
+/// with nodes of the same repository: the names carry an id stored in the repository, so several
+/// hubs can use one NATS or RabbitMQ server without mixing events.
 async fn broker(name: &str, repo: &dyn Repository) -> Result<Arc<dyn Broker>, HubOpenError> {
-    match name.trim() {
-        "" | "in-process" => Ok(Arc::new(InProcessBroker)),
-        url if url.starts_with("nats://") => {
-            let fresh = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-            let id = repo
-                .setting_or_insert("event_cluster_id", &fresh)
-                .await
-                .map_err(|e| HubOpenError::Broker {
-                    message: "cannot read the repository's event cluster id".into(),
-                    source: Some(Box::new(e)),
-                })?;
-            let options = NatsOptions {
-                stream: format!("SLUICE_EVENTS_{id}"),
-                subject_prefix: format!("sluice.events.{id}"),
-                ..NatsOptions::default()
-            };
-            let broker =
-                NatsBroker::connect(url, options)
-                    .await
-                    .map_err(|e| HubOpenError::Broker {
-                        message: format!("cannot use the NATS broker at {url}"),
-                        source: Some(Box::new(e)),
-                    })?;
-            Ok(Arc::new(broker))
-        }
-        other => Err(HubOpenError::Broker {
-            message: format!(
-                "unknown event broker {other:?}: expected in-process or nats://HOST:PORT"
-            ),
-            source: None,
-        }),
+    let url = name.trim();
+    if url.is_empty() || url == "in-process" {
+        return Ok(Arc::new(InProcessBroker));
+    }
+    let remote = |what: &str| HubOpenError::Broker {
+        message: format!(
+            "unknown event broker {what:?}: expected in-process, nats://HOST:PORT or amqp://USER:PASSWORD@HOST:PORT/VHOST"
+        ),
+        source: None,
+    };
+    let scheme = url.split_once("://").map(|(s, _)| s);
+    if !matches!(scheme, Some("nats" | "amqp" | "amqps")) {
+        return Err(remote(&shown_broker(url)));
+    }
+    let fresh = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let id = repo
+        .setting_or_insert("event_cluster_id", &fresh)
+        .await
+        .map_err(|e| HubOpenError::Broker {
+            message: "cannot read the repository's event cluster id".into(),
+            source: Some(Box::new(e)),
+        })?;
+    if scheme == Some("nats") {
+        let options = NatsOptions {
+            stream: format!("SLUICE_EVENTS_{id}"),
+            subject_prefix: format!("sluice.events.{id}"),
+            ..NatsOptions::default()
+        };
+        let broker = NatsBroker::connect(url, options)
+            .await
+            .map_err(|e| HubOpenError::Broker {
+                message: format!("cannot use the NATS broker at {}", redact(url)),
+                source: Some(Box::new(e)),
+            })?;
+        return Ok(Arc::new(broker));
+    }
+    let broker = AmqpBroker::connect(url, &format!("sluice.events.{id}"))
+        .await
+        .map_err(|e| HubOpenError::Broker {
+            message: format!("cannot use the RabbitMQ broker at {}", redact(url)),
+            source: Some(Box::new(e)),
+        })?;
+    Ok(Arc::new(broker))
+}
+
+/// An unknown `--broker` value as messages may show it: never what might be a password.
+fn shown_broker(value: &str) -> String {
+    let shown = redact(value);
+    if shown.contains('@') && !shown.contains(":***@") {
+        "(a value with credentials)".to_owned()
+    } else {
+        shown
     }
 }
 
@@ -330,6 +351,18 @@ pub fn redact(spec: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::redact;
+
+    #[test]
+    fn unknown_brokers_are_shown_without_passwords() {
+        use super::shown_broker;
+        assert_eq!(shown_broker("in-proces"), "in-proces");
+        assert_eq!(
+            shown_broker("rabbit://u:hunter2@h:5672/"),
+            "rabbit://u:***@h:5672/"
+        );
+        assert!(!shown_broker("u:hunter2@h").contains("hunter2"));
+        assert!(!shown_broker("hunter2@h").contains("hunter2"));
+    }
 
     #[test]
     fn passwords_leave_repository_specs() {

@@ -47,7 +47,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     repo: RepoArg,
     /// How hub nodes sharing a PostgreSQL repository tell each other about new events:
-    /// `in-process` (one node, the default) or a NATS JetStream URL (`nats://127.0.0.1:4222`).
+    /// `in-process` (one node, the default), a NATS JetStream URL (`nats://127.0.0.1:4222`) or a
+    /// RabbitMQ URL (`amqp://USER:PASSWORD@HOST:5672/%2f`, `amqps://` for TLS).
     #[arg(long, env = "SLUICE_BROKER", default_value = "in-process")]
     broker: String,
     /// Where SQLite locations defined over the API live (default: `$SLUICE_HOME/data`); a
@@ -244,10 +245,13 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let broker = match hub.events().broker_target() {
+        Some(target) => format!("{} at {target}", hub.events().broker_name()),
+        None => hub.events().broker_name().to_owned(),
+    };
     eprintln!(
-        "sluice hub server listening on http://{addr} (repository {}, event broker {}, {})",
+        "sluice hub server listening on http://{addr} (repository {}, event broker {broker}, {})",
         hub.repository(),
-        hub.events().broker_name(),
         match hub.service().job_runtime() {
             Some((threads, nice)) => format!("jobs on {threads} thread(s) at nice {nice}"),
             None => "jobs on the request threads".to_owned(),

@@ -1,7 +1,9 @@
-//! Two `sluice serve` processes sharing one PostgreSQL repository and NATS JetStream: an event
-//! published to one node is streamed live by the other, and `sluice event tail` follows it.
-//! Needs PostgreSQL (`$SLUICE_TEST_PG`, default `postgres://postgres@127.0.0.1:5432`) and NATS
-//! (`$SLUICE_TEST_NATS`, default `nats://127.0.0.1:4222`); unreachable → the test fails.
+//! Two `sluice serve` processes sharing one PostgreSQL repository and a broker (NATS JetStream,
+//! then RabbitMQ): an event published to one node is streamed live by the other, and `sluice
+//! event tail` follows it. Needs PostgreSQL (`$SLUICE_TEST_PG`, default
+//! `postgres://postgres@127.0.0.1:5432`), NATS (`$SLUICE_TEST_NATS`, default
+//! `nats://127.0.0.1:4222`) and RabbitMQ (`$SLUICE_TEST_AMQP`, default
+//! `amqp://guest:guest@127.0.0.1:5672/%2f`); unreachable → the test fails.
 
 #![allow(clippy::unwrap_used)]
 
@@ -19,6 +21,11 @@ fn pg_server() -> String {
 
 fn nats() -> String {
     std::env::var("SLUICE_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+fn amqp() -> String {
+    std::env::var("SLUICE_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 fn psql(sql: &str) {
@@ -43,6 +50,8 @@ fn psql(sql: &str) {
 struct Node {
     child: Child,
     url: String,
+    /// The line announcing where the server listens.
+    started: String,
 }
 
 impl Drop for Node {
@@ -52,8 +61,8 @@ impl Drop for Node {
     }
 }
 
-/// Starts `sluice serve` and waits for its address.
-fn node(repo: &str, home: &std::path::Path) -> Node {
+/// Starts `sluice serve` with `broker` and waits for its address.
+fn node(repo: &str, home: &std::path::Path, broker: &str) -> Node {
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("sluice"))
         .args([
             "serve",
@@ -62,7 +71,7 @@ fn node(repo: &str, home: &std::path::Path) -> Node {
             "--repo",
             repo,
             "--broker",
-            &nats(),
+            broker,
         ])
         .env("SLUICE_HOME", home)
         .env("SLUICE_ADMIN_PASSWORD", PASSWORD)
@@ -74,19 +83,23 @@ fn node(repo: &str, home: &std::path::Path) -> Node {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufReader::new(stderr).lines();
-    let url = loop {
+    let (url, started) = loop {
         let line = lines
             .next()
             .unwrap_or_else(|| panic!("sluice serve stopped before listening"))
             .unwrap();
         if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
+            break (rest.split_whitespace().next().unwrap().to_owned(), line);
         }
         assert!(!line.contains("error"), "sluice serve failed: {line}");
     };
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Node { child, url }
+    Node {
+        child,
+        url,
+        started,
+    }
 }
 
 async fn login(http: &reqwest::Client, url: &str) -> String {
@@ -129,14 +142,31 @@ async fn read_events(resp: &mut reqwest::Response, n: usize, timeout: Duration) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_published_on_one_node_streams_from_the_other() {
+    two_nodes(&nats()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_published_on_one_node_streams_from_the_other_over_rabbitmq() {
+    let (a, b) = two_nodes(&amqp()).await;
+    for started in [a, b] {
+        assert!(
+            started.contains("event broker amqp at amqp://guest:***@127.0.0.1:5672/"),
+            "{started}"
+        );
+        assert!(!started.contains("guest:guest"), "{started}");
+    }
+}
+
+/// The two-node scenario over `broker`; the start-up lines of both nodes.
+async fn two_nodes(broker: &str) -> (String, String) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = format!("sluice_nodes_{}", uuid::Uuid::new_v4().simple());
     psql(&format!("CREATE DATABASE {db}"));
     let repo = format!("{}/{db}", pg_server());
     let home_a = tempfile::tempdir().unwrap();
     let home_b = tempfile::tempdir().unwrap();
-    let a = node(&repo, home_a.path());
-    let b = node(&repo, home_b.path());
+    let a = node(&repo, home_a.path(), broker);
+    let b = node(&repo, home_b.path(), broker);
     let http = reqwest::Client::new();
     let token_a = login(&http, &a.url).await;
     let token_b = login(&http, &b.url).await;
@@ -264,7 +294,9 @@ async fn an_event_published_on_one_node_streams_from_the_other() {
 
     drop(stream_a);
     drop(stream_b);
+    let started = (a.started.clone(), b.started.clone());
     drop(a);
     drop(b);
     psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    started
 }
