@@ -230,10 +230,10 @@ struct Inner {
     policy: std::sync::RwLock<Arc<policy::LocationPolicy>>,
     /// What `sluice serve`'s configuration says of the hub server.
     server: std::sync::RwLock<hub_server::ServerFacts>,
-    /// Redacted definition documents by hub, with the (creation time, version) they show.
-    #[allow(clippy::type_complexity)]
     /// Where jobs run, when not on the caller's runtime ([`HubService::set_job_runtime`]).
     job_runtime: std::sync::OnceLock<job_runtime::JobRuntime>,
+    /// Redacted definition documents by hub, with the (creation time, version) they show.
+    #[allow(clippy::type_complexity)]
     doc_cache: std::sync::Mutex<
         std::collections::HashMap<
             HubName,
