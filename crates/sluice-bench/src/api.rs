@@ -194,14 +194,14 @@ impl PgDatabase {
 
 /// A logged-in HTTP client of the bench server (for set-up and the refresh keeper).
 #[derive(Clone)]
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     token: String,
 }
 
 impl Api {
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -231,15 +231,20 @@ impl Api {
         serde_json::from_str(&text).with_context(|| format!("{method} {path}: not JSON: {text}"))
     }
 
-    async fn post(&self, path: &str, body: Value) -> Result<Value> {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Result<Value> {
         self.send(reqwest::Method::POST, path, Some(body)).await
     }
 
-    async fn get(&self, path: &str) -> Result<Value> {
+    pub(crate) async fn get(&self, path: &str) -> Result<Value> {
         self.send(reqwest::Method::GET, path, None).await
     }
 
     async fn login(base: &str) -> Result<Api> {
+        Api::login_as(base, ADMIN_PASSWORD).await
+    }
+
+    /// Logs in as `admin` with `password` at the server `base`.
+    pub(crate) async fn login_as(base: &str, password: &str) -> Result<Api> {
         let mut api = Api {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -250,7 +255,7 @@ impl Api {
         let answer = api
             .post(
                 "/auth/v1/password",
-                json!({"username": "admin", "password": ADMIN_PASSWORD}),
+                json!({"username": "admin", "password": password}),
             )
             .await?;
         api.token = answer["access_token"]

@@ -17,8 +17,10 @@ pub struct BenchArgs {
     /// logins with random names hits it (10 s per phase and run);
     /// `cdc`: change capture from PostgreSQL into each engine (drain throughput of a backlog,
     /// end-to-end lag at a fixed rate, the hub's peak RSS) against PostgreSQL's own logical
-    /// replication.
-    #[arg(long, default_value = "engines", value_parser = ["engines", "sqlite", "api", "events", "logins", "cdc"])]
+    /// replication;
+    /// `hub`: refresh and compare through a `sluice serve` process's HTTP API, in interleaved
+    /// rounds beside the databases' own client pipelines and sling (`--cases`).
+    #[arg(long, default_value = "engines", value_parser = ["engines", "sqlite", "api", "events", "logins", "cdc", "hub"])]
     pub suite: String,
     /// Working directory (SQLite files and the bench hub's repository).
     #[arg(long, default_value = "sluice-bench")]
@@ -33,9 +35,9 @@ pub struct BenchArgs {
     /// MariaDB server of the engines suite (user root; databases sluice_bench_* are replaced).
     #[arg(long, default_value = "127.0.0.1:3306")]
     pub mariadb: String,
-    /// Runs of each case; the median time is reported.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
-    pub runs: u32,
+    /// Runs of each case (default 3; suite hub: rounds, default 5); the median time is reported.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub runs: Option<u32>,
     /// Print the results as Markdown tables (for docs/benchmarks.md).
     #[arg(long)]
     pub markdown: bool,
@@ -62,6 +64,14 @@ pub struct BenchArgs {
           value_parser = ["native", "postgresql", "mariadb", "sqlite", "mariadb-postgresql",
                           "mariadb-mariadb", "sqlite-postgresql"])]
     pub targets: Vec<String>,
+    /// Suite hub: the cases to run, of `pg-pg`, `mariadb-pg`, `pg-mariadb` (refresh against the
+    /// client programs' pipe), `compare` (two identical PostgreSQL tables), `incremental` (after
+    /// 1 % new rows, against sling) and `scale` (refresh and compare of every engine pair at
+    /// `--rows` and at 2,000,000 rows, for linearity; not in the default set).
+    #[arg(long, value_delimiter = ',',
+          default_value = "pg-pg,mariadb-pg,pg-mariadb,compare,incremental",
+          value_parser = ["pg-pg", "mariadb-pg", "pg-mariadb", "compare", "incremental", "scale"])]
+    pub cases: Vec<String>,
     /// Suite api: the hub server's repository, `postgres://USER@HOST:PORT` to use a fresh database
     /// on that PostgreSQL server (dropped afterwards); default a fresh SQLite file in a temp dir.
     #[arg(long, value_name = "URL")]
@@ -73,6 +83,13 @@ pub struct BenchArgs {
     /// `--server-arg=--job-threads=1`.
     #[arg(long, value_name = "OPTION", allow_hyphen_values = true)]
     pub server_arg: Vec<String>,
+}
+
+impl BenchArgs {
+    /// `--runs`, or the suite's `default`.
+    pub fn runs_or(&self, default: u32) -> u32 {
+        self.runs.unwrap_or(default)
+    }
 }
 
 /// How the results are printed: tables for people (progress notes on stderr), or JSON.

@@ -23,20 +23,20 @@ const MY_SRC: &str = "sluice_bench_src";
 const MY_DST: &str = "sluice_bench_dst";
 
 /// Host and port of `HOST:PORT`.
-fn host_port(addr: &str) -> Result<(String, String)> {
+pub(crate) fn host_port(addr: &str) -> Result<(String, String)> {
     let (host, port) = addr
         .rsplit_once(':')
         .with_context(|| format!("{addr:?} is not HOST:PORT"))?;
     Ok((host.to_owned(), port.to_owned()))
 }
 
-struct Servers {
-    pg: (String, String),
-    my: (String, String),
+pub(crate) struct Servers {
+    pub(crate) pg: (String, String),
+    pub(crate) my: (String, String),
 }
 
 impl Servers {
-    fn psql(&self, db: &str) -> Command {
+    pub(crate) fn psql(&self, db: &str) -> Command {
         let mut c = Command::new("psql");
         c.args([
             "-h", &self.pg.0, "-p", &self.pg.1, "-U", "postgres", "-d", db,
@@ -45,11 +45,11 @@ impl Servers {
         c
     }
 
-    fn pg(&self, db: &str, sql: &str) -> Result<String> {
+    pub(crate) fn pg(&self, db: &str, sql: &str) -> Result<String> {
         output(self.psql(db).arg("-c").arg(sql), "psql")
     }
 
-    fn my(&self, sql: &str) -> Result<String> {
+    pub(crate) fn my(&self, sql: &str) -> Result<String> {
         output(
             Command::new("mariadb")
                 .args([
@@ -61,7 +61,7 @@ impl Servers {
     }
 }
 
-fn output(cmd: &mut Command, what: &str) -> Result<String> {
+pub(crate) fn output(cmd: &mut Command, what: &str) -> Result<String> {
     let out = cmd
         .output()
         .with_context(|| format!("run {what} (is it installed?)"))?;
@@ -74,7 +74,7 @@ fn output(cmd: &mut Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-const TABLE: &str = "CREATE TABLE bench_rows (
+pub(crate) const TABLE: &str = "CREATE TABLE bench_rows (
     id bigint PRIMARY KEY,
     n integer NOT NULL,
     name varchar(64) NOT NULL,
@@ -87,7 +87,7 @@ const TABLE: &str = "CREATE TABLE bench_rows (
 )";
 
 /// Rows `from..=to` of the bench table, as one `INSERT … SELECT` over `generate_series`.
-fn generate(table: &str, from: i64, to: i64) -> String {
+pub(crate) fn generate(table: &str, from: i64, to: i64) -> String {
     format!(
         "INSERT INTO {table} SELECT i, (x % 1000000)::int, 'name-' || lpad(to_hex(x), 8, '0'),
            ((x % 10000000) || '.' || lpad((x % 100)::text, 2, '0'))::numeric(12,2),
@@ -233,7 +233,7 @@ pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
     );
     measure(
         "reference: psql COPY TO STDOUT piped into psql COPY FROM STDIN (binary, PG→PG)",
-        args.runs,
+        args.runs_or(3),
         &|| s.pg(PG_DB, "TRUNCATE reference.bench_rows").map(drop),
         &|| {
             let started = Instant::now();
@@ -243,7 +243,7 @@ pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
     )?;
     let pg_to_pg = measure(
         "sluice refresh PG→PG (raw COPY pipe)",
-        args.runs,
+        args.runs_or(3),
         &|| {
             s.pg(
                 PG_DB,
@@ -255,31 +255,31 @@ pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
     )?;
     measure(
         "sluice refresh PG→MariaDB",
-        args.runs,
+        args.runs_or(3),
         &nothing,
         &refresh("pg", "my"),
     )?;
     measure(
         "sluice refresh PG→SQLite",
-        args.runs,
+        args.runs_or(3),
         &nothing,
         &refresh("pg", "lite"),
     )?;
     measure(
         "sluice refresh MariaDB→PG",
-        args.runs,
+        args.runs_or(3),
         &nothing,
         &refresh("my", "pg_from_my"),
     )?;
     measure(
         "sluice refresh SQLite→PG",
-        args.runs,
+        args.runs_or(3),
         &nothing,
         &refresh("lite", "pg_from_lite"),
     )?;
     measure(
         "sluice refresh MariaDB→MariaDB",
-        args.runs,
+        args.runs_or(3),
         &nothing,
         &refresh("my", "my_dst"),
     )?;
@@ -341,7 +341,7 @@ pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
              × reference: rows/s relative to the psql COPY pipe\n",
             thousands(rows as u64),
             mb,
-            args.runs
+            args.runs_or(3)
         ),
         args.markdown,
     );

@@ -7,7 +7,8 @@
 //! refresh runs; `events` measures the event hub against NATS JetStream; `logins` probes a `sluice
 //! serve` process during a login flood; `cdc` measures change capture from PostgreSQL into each
 //! engine (drain throughput, end-to-end lag, peak RSS) against PostgreSQL's own logical
-//! replication.
+//! replication; `hub` times refresh and compare through a `sluice serve` process's HTTP API
+//! beside the client programs' own pipelines and sling, in interleaved rounds.
 //!
 //! The `sqlite` suite builds a table of `--rows` rows (bigint key, int, varchar(64),
 //! numeric(12,2), timestamptz, date, bool, a ~100-byte JSON document, ~60 bytes of text with some
@@ -37,6 +38,7 @@ mod cdc;
 mod child;
 mod engines;
 mod events;
+mod hub;
 mod logins;
 mod report;
 mod server;
@@ -56,6 +58,7 @@ pub async fn run(args: BenchArgs, printing: Printing) -> anyhow::Result<()> {
         "events" => events::run(args, g).await,
         "logins" => logins::run(args, g).await,
         "cdc" => cdc::run(args, g).await,
+        "hub" => hub::run(args, g).await,
         _ => sqlite::run(args, g).await,
     }
 }

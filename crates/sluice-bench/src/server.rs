@@ -142,6 +142,11 @@ impl ServeProcess {
         })
     }
 
+    /// The server's `SLUICE_HOME` (its data directory is `data/` there).
+    pub(crate) fn home(&self) -> &std::path::Path {
+        self._home.path()
+    }
+
     /// The server's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()

@@ -99,12 +99,12 @@ pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
     let mut reference_rate = None;
     for (name, child_args, fresh_target) in cases {
         if !g.json {
-            note!("{name} ({} runs) …", args.runs);
+            note!("{name} ({} runs) …", args.runs_or(3));
         }
         let refs: Vec<&str> = child_args.iter().map(String::as_str).collect();
         let mut times = Vec::new();
         let mut rss_kb = 0;
-        for _ in 0..args.runs {
+        for _ in 0..args.runs_or(3) {
             if fresh_target {
                 let _ = std::fs::remove_file(&target);
             }
@@ -138,7 +138,7 @@ pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
             "{} rows, source file {:.0} MB; seconds: median wall time of {} runs of the whole child process\n",
             thousands(rows as u64),
             mb,
-            args.runs
+            args.runs_or(3)
         ),
         args.markdown,
     );
