@@ -246,7 +246,7 @@ pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
         .as_str()
         .context("the admin login failed")?
         .to_owned();
-    let seconds = u64::from(args.runs.max(1)) * 10;
+    let seconds = u64::from(args.runs_or(3).max(1)) * 10;
     let pid = server.pid();
     if !g.json {
         note!(
