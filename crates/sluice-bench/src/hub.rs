@@ -100,14 +100,10 @@ impl Engine {
     }
 }
 
-/// The location in engine `target` receiving rows from `source`.
+/// The location in engine `target` receiving rows from `source` (`pg_my`: PostgreSQL, rows from
+/// MariaDB); location names have at most 12 characters.
 fn target_loc(source: Engine, target: Engine) -> String {
-    let engine = match target {
-        Engine::Pg => "pg",
-        Engine::My => "my",
-        Engine::Lite => "lite",
-    };
-    format!("{engine}_{}", source.from())
+    format!("{}_{}", target.source_loc(), source.source_loc())
 }
 
 /// The tools and servers of a run.
@@ -688,7 +684,7 @@ async fn run_cases(
             b.servers.pg(PG_DB, "TRUNCATE reference.bench_rows")?;
             refs.push(timed_pipe(&script, "the psql pipe")?);
             check_count(b, "pg_reference", rows)?;
-            ours.push(b.refresh("pg", "pg_from_pg", json!({}), rows).await?);
+            ours.push(b.refresh("pg", "pg_pg", json!({}), rows).await?);
         }
         cases.push(CaseResult::new(
             "PG→PG (target created by sluice, truncate_load)",
@@ -713,7 +709,7 @@ async fn run_cases(
             b.servers.pg(PG_DB, "TRUNCATE reference.bench_rows")?;
             refs.push(timed_pipe(&script, "the mariadb | psql pipe")?);
             check_count(b, "pg_reference", rows)?;
-            ours.push(b.refresh("my", "pg_from_mariadb", json!({}), rows).await?);
+            ours.push(b.refresh("my", "pg_my", json!({}), rows).await?);
         }
         // The reference loaded the same rows: the same values as sluice's copy, column by column.
         let differing = b.servers.pg(
@@ -754,7 +750,7 @@ async fn run_cases(
                 .my(&format!("TRUNCATE TABLE {MY_PREFIX}_ref.bench_rows"))?;
             refs.push(timed_pipe(&script, "the psql | mariadb LOAD DATA pipe")?);
             check_count(b, "my_ref", rows)?;
-            ours.push(b.refresh("pg", "my_from_pg", json!({}), rows).await?);
+            ours.push(b.refresh("pg", "my_pg", json!({}), rows).await?);
         }
         cases.push(CaseResult::new(
             "PG→MariaDB",
@@ -768,13 +764,13 @@ async fn run_cases(
 
     if wants("compare") {
         if !wants("pg-pg") {
-            b.refresh("pg", "pg_from_pg", json!({}), rows).await?;
+            b.refresh("pg", "pg_pg", json!({}), rows).await?;
         }
         b.note(&format!("compare: {runs} rounds …"));
         let rss = PeakRss::start(b.pid);
         let mut ours = Vec::new();
         for _ in 0..runs {
-            ours.push(b.compare("pg", "pg_from_pg", json!({})).await?);
+            ours.push(b.compare("pg", "pg_pg", json!({})).await?);
         }
         cases.push(CaseResult::new(
             "compare PG↔PG, identical (default path)",
@@ -1106,7 +1102,7 @@ mod tests {
 
     #[test]
     fn targets_are_named_by_engine_and_source() {
-        assert_eq!(target_loc(Engine::My, Engine::Pg), "pg_from_mariadb");
-        assert_eq!(target_loc(Engine::Lite, Engine::Lite), "lite_from_sqlite");
+        assert_eq!(target_loc(Engine::My, Engine::Pg), "pg_my");
+        assert_eq!(target_loc(Engine::Lite, Engine::Lite), "lite_lite");
     }
 }
