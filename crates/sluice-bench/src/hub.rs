@@ -93,17 +93,17 @@ impl Engine {
     /// The suffix naming a target of rows from this engine.
     fn from(self) -> &'static str {
         match self {
-            Engine::Pg => "from_pg",
-            Engine::My => "from_mariadb",
-            Engine::Lite => "from_sqlite",
+            Engine::Pg => "f_pg",
+            Engine::My => "f_my",
+            Engine::Lite => "f_lite",
         }
     }
 }
 
-/// The location in engine `target` receiving rows from `source` (`pg_my`: PostgreSQL, rows from
-/// MariaDB); location names have at most 12 characters.
+/// The location in engine `target` receiving rows from `source` (`pg_f_my`: PostgreSQL, rows
+/// from MariaDB); location names have at most 12 characters.
 fn target_loc(source: Engine, target: Engine) -> String {
-    format!("{}_{}", target.source_loc(), source.source_loc())
+    format!("{}_{}", target.source_loc(), source.from())
 }
 
 /// The tools and servers of a run.
@@ -597,12 +597,12 @@ pub async fn run(args: BenchArgs, g: &Printing) -> Result<()> {
         PG_DB,
         &format!(
             "CREATE SCHEMA reference; CREATE SCHEMA inc; CREATE SCHEMA sling; \
-             CREATE SCHEMA from_pg; CREATE SCHEMA from_mariadb; CREATE SCHEMA from_sqlite; \
+             CREATE SCHEMA f_pg; CREATE SCHEMA f_my; CREATE SCHEMA f_lite; \
              {TABLE}; CREATE TABLE reference.bench_rows (LIKE public.bench_rows INCLUDING ALL);"
         ),
     )?;
     let mut my_setup = String::new();
-    for db in ["src", "ref", "from_pg", "from_mariadb", "from_sqlite"] {
+    for db in ["src", "ref", "f_pg", "f_my", "f_lite"] {
         my_setup.push_str(&format!(
             "DROP DATABASE IF EXISTS {MY_PREFIX}_{db}; CREATE DATABASE {MY_PREFIX}_{db}; "
         ));
@@ -684,7 +684,7 @@ async fn run_cases(
             b.servers.pg(PG_DB, "TRUNCATE reference.bench_rows")?;
             refs.push(timed_pipe(&script, "the psql pipe")?);
             check_count(b, "pg_reference", rows)?;
-            ours.push(b.refresh("pg", "pg_pg", json!({}), rows).await?);
+            ours.push(b.refresh("pg", "pg_f_pg", json!({}), rows).await?);
         }
         cases.push(CaseResult::new(
             "PG→PG (target created by sluice, truncate_load)",
@@ -709,7 +709,7 @@ async fn run_cases(
             b.servers.pg(PG_DB, "TRUNCATE reference.bench_rows")?;
             refs.push(timed_pipe(&script, "the mariadb | psql pipe")?);
             check_count(b, "pg_reference", rows)?;
-            ours.push(b.refresh("my", "pg_my", json!({}), rows).await?);
+            ours.push(b.refresh("my", "pg_f_my", json!({}), rows).await?);
         }
         // The reference loaded the same rows: the same values as sluice's copy, column by column.
         let differing = b.servers.pg(
@@ -750,7 +750,7 @@ async fn run_cases(
                 .my(&format!("TRUNCATE TABLE {MY_PREFIX}_ref.bench_rows"))?;
             refs.push(timed_pipe(&script, "the psql | mariadb LOAD DATA pipe")?);
             check_count(b, "my_ref", rows)?;
-            ours.push(b.refresh("pg", "my_pg", json!({}), rows).await?);
+            ours.push(b.refresh("pg", "my_f_pg", json!({}), rows).await?);
         }
         cases.push(CaseResult::new(
             "PG→MariaDB",
@@ -764,13 +764,13 @@ async fn run_cases(
 
     if wants("compare") {
         if !wants("pg-pg") {
-            b.refresh("pg", "pg_pg", json!({}), rows).await?;
+            b.refresh("pg", "pg_f_pg", json!({}), rows).await?;
         }
         b.note(&format!("compare: {runs} rounds …"));
         let rss = PeakRss::start(b.pid);
         let mut ours = Vec::new();
         for _ in 0..runs {
-            ours.push(b.compare("pg", "pg_pg", json!({})).await?);
+            ours.push(b.compare("pg", "pg_f_pg", json!({})).await?);
         }
         cases.push(CaseResult::new(
             "compare PG↔PG, identical (default path)",
@@ -1102,7 +1102,7 @@ mod tests {
 
     #[test]
     fn targets_are_named_by_engine_and_source() {
-        assert_eq!(target_loc(Engine::My, Engine::Pg), "pg_my");
-        assert_eq!(target_loc(Engine::Lite, Engine::Lite), "lite_lite");
+        assert_eq!(target_loc(Engine::My, Engine::Pg), "pg_f_my");
+        assert_eq!(target_loc(Engine::Lite, Engine::Lite), "lite_f_lite");
     }
 }

@@ -1168,13 +1168,18 @@ mod flavor_tests {
 pub const CHECKSUM_SETTINGS: &str = "SET time_zone = '+00:00'";
 
 /// The name of the row checksum, part of every checksum dialect: the sum of the first 64 bits of
-/// `MD5(CONCAT_WS(',', QUOTE(column)…))` over the rows. `QUOTE` spells NULL as `NULL` and every
-/// value as a quoted literal (so NULL, `''` and `'NULL'` all differ), keeping a decimal's scale.
-pub const CHECKSUM_NAME: &str = "mariadb/md5(concat_ws(quote))/v1";
+/// `MD5(CONCAT_WS(',', CAST(QUOTE(column) AS BINARY)…))` over the rows. `QUOTE` spells NULL as
+/// `NULL` and every value as a quoted literal (so NULL, `''` and `'NULL'` all differ), keeping a
+/// decimal's scale; the binary cast joins columns of different collations (which `CONCAT_WS`
+/// refuses to mix) as their bytes.
+pub const CHECKSUM_NAME: &str = "mariadb/md5(concat_ws(quote))/v2";
 
 /// The per-row hash of `columns` (already quoted), an unsigned 64-bit integer.
 pub fn row_hash_sql(columns: &[String]) -> String {
-    let quoted: Vec<String> = columns.iter().map(|c| format!("QUOTE({c})")).collect();
+    let quoted: Vec<String> = columns
+        .iter()
+        .map(|c| format!("CAST(QUOTE({c}) AS BINARY)"))
+        .collect();
     format!(
         "CAST(CONV(LEFT(MD5(CONCAT_WS(',', {})), 16), 16, 10) AS UNSIGNED)",
         quoted.join(", ")
