@@ -59,6 +59,10 @@ pub async fn wait_event(svc: &HubService, hub: &HubName, id: EventId) -> EventSt
             .unwrap();
         let e = &events[0];
         if e.state != EventState::Active {
+            if e.state == EventState::Failed {
+                // The event's results say why; a failing assertion on the state alone would not.
+                eprintln!("event {id} FAILED: {e:?}");
+            }
             return e.state;
         }
         assert!(
