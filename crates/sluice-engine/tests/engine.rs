@@ -1068,6 +1068,43 @@ async fn pushdown_finds_the_same_differences_as_reading_every_row() {
     );
 }
 
+/// Values a type's own hash calls equal while sluice's compare does not (text in a
+/// case-insensitive collation, jsonb numbers of another scale), and values both call equal
+/// (numerics of another scale, -0 and 0, json with other blanks): pushdown reports exactly what
+/// reading every row reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushdown_tells_apart_what_reading_rows_tells_apart() {
+    let (_db, admin, c) = pg_fresh().await;
+    admin
+        .batch_execute(
+            "CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+             CREATE TABLE src (id integer PRIMARY KEY, t text COLLATE ci, j jsonb, n numeric, \
+               f double precision, js json, ts timestamptz);
+             INSERT INTO src SELECT i, 'abc ' || i, '{\"a\": 1.0}', 1.0, 0, '{\"a\":1}', \
+               timestamptz '2024-01-01 00:00:00+00' + i * interval '1 minute' \
+             FROM generate_series(1, 5000) AS i;
+             CREATE TABLE tgt (LIKE src INCLUDING ALL); INSERT INTO tgt SELECT * FROM src;
+             UPDATE tgt SET t = upper(t) WHERE id = 10;
+             UPDATE tgt SET j = '{\"a\": 1.00}' WHERE id = 20;
+             UPDATE tgt SET n = 1.00 WHERE id = 30;
+             UPDATE tgt SET f = '-0' WHERE id = 40;
+             UPDATE tgt SET js = '{\"a\": 1}' WHERE id = 50;
+             UPDATE tgt SET t = NULL WHERE id = 60;
+             UPDATE src SET t = '' WHERE id = 60;",
+        )
+        .await
+        .unwrap();
+    let diff = both_paths(&c, "src", "tgt").await;
+    let differ = int_keys(&diff.differ_keys);
+    assert!(
+        differ.contains(&10) && differ.contains(&60),
+        "a case change and NULL against '' are differences: {differ:?}"
+    );
+    for equal in [30, 40, 50] {
+        assert!(!differ.contains(&equal), "{equal} is equal: {differ:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushdown_with_composite_text_keys_in_a_collation_and_a_filter() {
     let (_db, admin, c) = pg_fresh().await;

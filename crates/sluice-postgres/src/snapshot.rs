@@ -22,7 +22,7 @@ use crate::error::pg_error;
 use crate::introspect::{CatalogColumn, columns, find_relation};
 use crate::types::{
     CHECKSUM_NAME, CHECKSUM_SETTINGS, Wire, filter_sql, literal, orderable_key, pg_type,
-    quote_ident, quote_table, raw_format_name, row_hash_sql, schema_of,
+    quote_ident, quote_table, raw_format_name, row_hash_sql, row_hash_term, schema_of,
 };
 
 /// Batches in flight between the decoding task and the consumer.
@@ -625,14 +625,23 @@ pub(crate) fn checksum_sql(
     cuts: &[Vec<Value>],
     schema: &SchemaName,
 ) -> Result<String> {
-    let columns: Vec<String> = request
+    let terms: Vec<String> = request
         .columns
         .iter()
-        .map(|c| quote_ident(c.name.as_str()))
+        .map(|c| {
+            row_hash_term(
+                &quote_ident(c.name.as_str()),
+                c.native_type.as_deref().unwrap_or_default(),
+                c.data_type,
+            )
+        })
         .collect();
     let term = key_term(request);
     let part = if cuts.is_empty() {
         "0".to_owned()
+    } else if let Some(bounds) = integer_bounds(request, cuts) {
+        // One binary search per row instead of a CASE testing every cut in turn.
+        format!("width_bucket({term}::bigint, ARRAY[{bounds}]::bigint[]) ")
     } else {
         let mut case = String::from("CASE");
         for (i, cut) in cuts.iter().enumerate() {
@@ -647,9 +656,49 @@ pub(crate) fn checksum_sql(
     Ok(format!(
         "SELECT part, count(*), sum(h)::text FROM (SELECT {part} AS part, {} AS h{}) AS rows \
          GROUP BY part",
-        row_hash_sql(&columns),
+        row_hash_sql(&terms),
         range_from(request, range, schema)?
     ))
+}
+
+/// For a one-column integer key cut at increasing keys, the lower bounds of the parts after the
+/// first (each cut plus one), as `width_bucket` takes them: part `i` holds the keys up to cut `i`.
+fn integer_bounds(request: &ReadRequest, cuts: &[Vec<Value>]) -> Option<String> {
+    let [k] = request.key[..] else {
+        return None;
+    };
+    if !matches!(
+        request.columns[k].data_type,
+        sluice_model::DataType::Int16
+            | sluice_model::DataType::Int32
+            | sluice_model::DataType::Int64
+    ) {
+        return None;
+    }
+    let mut bounds = Vec::with_capacity(cuts.len());
+    for cut in cuts {
+        let [value] = &cut[..] else {
+            return None;
+        };
+        let value = match value {
+            Value::Int16(v) => i64::from(*v),
+            Value::Int32(v) => i64::from(*v),
+            Value::Int64(v) => *v,
+            _ => return None,
+        };
+        let bound = value.checked_add(1)?;
+        if bounds.last().is_some_and(|&last| last >= bound) {
+            return None;
+        }
+        bounds.push(bound);
+    }
+    Some(
+        bounds
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 /// Opens a read-only transaction for a checksum or split, with the checksum settings.
