@@ -29,6 +29,13 @@
 //!   A failure before the rename drops the stage and leaves `t` untouched. Triggers and foreign
 //!   keys would not survive the swap, so a target with either is refused. The stage gets `t`'s
 //!   `AUTO_INCREMENT` counter (which `LIKE` starts over).
+//!   With `LOAD DATA` and `Database_Load_Sessions` above 1 (the default is 2), the rows of a
+//!   staging swap load in that many sessions side by side, 1 MiB chunks dealt out in turn, so the
+//!   server parses and inserts on as many cores. Each session's load commits on its own (no
+//!   `START TRANSACTION`): the stage is invisible until the rename, so the swap stays atomic, and
+//!   without one transaction holding the first session's rows no session waits on another's
+//!   uncommitted key. Every session's stored row count and warnings are checked before the swap;
+//!   a failure in any drops the stage.
 //! * `append`: `START TRANSACTION`, the load, `COMMIT`.
 //! * `upsert`: rows load into a temporary copy of `t`, deleted keys into another; at commit, in one
 //!   transaction, the deletes join away target rows and the rows go in with `INSERT … SELECT … ON
@@ -186,6 +193,8 @@ pub(crate) struct WriteScript {
     method: Method,
     /// Whether the target is created.
     creates: bool,
+    /// Sessions loading the rows side by side (more than one only into a staging table).
+    sessions: usize,
 }
 
 impl WriteScript {
@@ -747,6 +756,7 @@ pub(crate) async fn build_script(
     let mut lock = None;
     let mut deletes = None;
     let mut merge = None;
+    let mut sessions = 1;
     if creates && request.strategy != WriteStrategy::StagingSwap {
         create = Some(create_table_sql(&target, request, None)?);
     }
@@ -772,6 +782,9 @@ pub(crate) async fn build_script(
     let rows = match strategy {
         WriteStrategy::StagingSwap => {
             lock = Some(lock_name(db, table));
+            if method == Method::Load {
+                sessions = usize::from(config.load_sessions.max(1));
+            }
             let steps = staging_swap(
                 conn,
                 request,
@@ -780,6 +793,7 @@ pub(crate) async fn build_script(
                 existing.as_ref(),
                 leftovers,
                 filter.as_deref(),
+                sessions == 1,
             )
             .await?;
             setup.extend(steps.setup);
@@ -922,6 +936,7 @@ pub(crate) async fn build_script(
         codecs,
         method,
         creates,
+        sessions,
     })
 }
 
@@ -934,9 +949,11 @@ struct SwapSteps {
 }
 
 /// The steps of a staging swap of `request`'s table (`inspected`: the table that becomes the
-/// target, `existing`: what it is, `None` when the swap creates it). Fails, changing nothing, when
+/// target, `existing`: what it is, `None` when the swap creates it; `one_transaction`: the copy
+/// and the load in one transaction, as when one session loads). Fails, changing nothing, when
 /// a table that is not sluice's takes one of the swap's names, or the target has triggers or
 /// foreign keys.
+#[allow(clippy::too_many_arguments)]
 async fn staging_swap(
     conn: &mut Conn,
     request: &WriteRequest,
@@ -945,6 +962,7 @@ async fn staging_swap(
     existing: Option<&TableInfo>,
     leftovers: &Leftovers,
     filter: Option<&str>,
+    one_transaction: bool,
 ) -> Result<SwapSteps> {
     let table = &request.table;
     let db = database_of(table, default_db);
@@ -982,7 +1000,9 @@ async fn staging_swap(
                 "ALTER TABLE {new_table} COMMENT = {}{counter}, RENAME TO {stage_table}",
                 quote_literal(STAGE_MARKER)
             ));
-            setup.push("START TRANSACTION".into());
+            if one_transaction {
+                setup.push("START TRANSACTION".into());
+            }
             if let Some(filter) = filter {
                 let all: Vec<String> = info
                     .columns
@@ -995,7 +1015,9 @@ async fn staging_swap(
                     all.join(", ")
                 ));
             }
-            commit.push("COMMIT".into());
+            if one_transaction {
+                commit.push("COMMIT".into());
+            }
             commit.push(format!(
                 "ALTER TABLE {stage_table} COMMENT = {}, RENAME TO {new_table}",
                 quote_literal(&info.comment)
@@ -1007,8 +1029,10 @@ async fn staging_swap(
         }
         None => {
             setup.push(create_table_sql(&stage_table, request, Some(STAGE_MARKER))?);
-            setup.push("START TRANSACTION".into());
-            commit.push("COMMIT".into());
+            if one_transaction {
+                setup.push("START TRANSACTION".into());
+                commit.push("COMMIT".into());
+            }
             commit.push(format!(
                 "ALTER TABLE {stage_table} COMMENT = '', RENAME TO {target}"
             ));
@@ -1219,6 +1243,9 @@ pub(crate) async fn open(
         params: Vec::new(),
         param_rows: 0,
         param_bytes: 0,
+        helpers: Vec::new(),
+        turn: 0,
+        chunk_lines: 0,
     };
     let create = writer.script.create.clone();
     let setup = writer.script.setup.clone();
@@ -1230,6 +1257,22 @@ pub(crate) async fn open(
         }
         if i == 0 && create.is_some() {
             writer.created = true;
+        }
+    }
+    for _ in 1..writer.script.sessions {
+        // One session fewer only costs speed: go on with those that connect.
+        match connect(&writer.config).await {
+            Ok(conn) => writer.helpers.push(Helper {
+                id: conn.id(),
+                conn: Some(conn),
+                chunks: None,
+                task: None,
+                lines: 0,
+            }),
+            Err(error) => {
+                tracing::debug!(table = %table, error = %error, "an extra load session did not connect");
+                break;
+            }
         }
     }
     Ok(Box::new(writer))
@@ -1298,6 +1341,63 @@ struct ActiveLoad {
     chunks: mpsc::Sender<Bytes>,
     task: JoinHandle<LoadOutcome>,
     lines: u64,
+}
+
+/// Another session loading its share of the rows into a staging table: every other chunk (of
+/// `sessions`) goes to it. Its load commits on its own; the swap makes the rows visible.
+struct Helper {
+    /// The server's id of the session.
+    id: u32,
+    /// The connection, when no load holds it.
+    conn: Option<Conn>,
+    /// The running load's feed; `None` once closed (or before the first chunk).
+    chunks: Option<mpsc::Sender<Bytes>>,
+    /// The running load.
+    task: Option<JoinHandle<LoadOutcome>>,
+    /// Lines sent to the running load.
+    lines: u64,
+}
+
+/// Waits for a load whose feed is closed, watching its session `id`, and checks that the server
+/// stored the `lines` it was sent with no warning. `Err` when the session is lost or the task
+/// failed (no connection comes back); else the connection and the check.
+async fn finish_load(
+    config: &MariadbConfig,
+    id: u32,
+    task: &mut JoinHandle<LoadOutcome>,
+    lines: u64,
+    table: &TableRef,
+    target: &str,
+) -> Result<(Conn, Result<()>)> {
+    let Some(joined) = watch(config, id, &mut *task).await else {
+        task.abort();
+        return Err(lost_session(table, id));
+    };
+    let (mut conn, outcome) = joined
+        .map_err(|e| ConnectorError::internal(format!("the load task of {table} failed: {e}")))?;
+    let checked = match outcome {
+        Err(e) => Err(mysql_error(e, format!("load rows into {target}"))),
+        Ok((affected, warnings)) => {
+            if warnings > 0 || affected != lines {
+                let detail = warning_summary(&mut conn).await;
+                Err(ConnectorError::data(format!(
+                    "loading {lines} rows into {target} for {table}: MariaDB stored {affected} and \
+                     reported {warnings} warnings ({detail}); nothing was written"
+                )))
+            } else {
+                Ok(())
+            }
+        }
+    };
+    Ok((conn, checked))
+}
+
+/// The error of a load whose session `id` was killed or lost.
+fn lost_session(table: &TableRef, id: u32) -> ConnectorError {
+    ConnectorError::new(
+        ErrorKind::Connection,
+        format!("write {table}: the session loading the rows (id {id}) was killed or lost"),
+    )
 }
 
 fn start_load(mut conn: Conn, sql: String, feed: Feed) -> ActiveLoad {
@@ -1387,6 +1487,12 @@ struct MariadbTableWriter {
     params: Vec<mysql_async::Value>,
     param_rows: usize,
     param_bytes: usize,
+    /// Further sessions loading rows into the staging table.
+    helpers: Vec<Helper>,
+    /// Whose turn the next chunk of rows is: 0 the write's own session, `i` helper `i - 1`.
+    turn: usize,
+    /// Lines in `buf`.
+    chunk_lines: u64,
 }
 
 impl MariadbTableWriter {
@@ -1399,13 +1505,7 @@ impl MariadbTableWriter {
         if let Some(load) = self.load.take() {
             load.task.abort();
         }
-        ConnectorError::new(
-            ErrorKind::Connection,
-            format!(
-                "write {}: the session loading the rows (id {}) was killed or lost",
-                self.request.table, self.conn_id
-            ),
-        )
+        lost_session(&self.request.table, self.conn_id)
     }
 
     fn fail(&mut self, error: ConnectorError) -> ConnectorError {
@@ -1454,12 +1554,22 @@ impl MariadbTableWriter {
         Ok(())
     }
 
-    /// Sends the buffered rows of the running load.
+    /// Sends the buffered rows of the running load, to the session whose turn it is.
     async fn send_chunk(&mut self) -> Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
+        let turn = self.turn;
+        if self.load.as_ref().is_some_and(|l| l.feed == Feed::Rows) && !self.helpers.is_empty() {
+            self.turn = (turn + 1) % (self.helpers.len() + 1);
+        }
+        if turn > 0 {
+            return self.send_to_helper(turn - 1).await;
+        }
         let chunk = self.buf.split().freeze();
+        if let Some(load) = &mut self.load {
+            load.lines += std::mem::take(&mut self.chunk_lines);
+        }
         let sent = match &self.load {
             Some(load) => watch(&self.config, self.conn_id, load.chunks.send(chunk)).await,
             None => Some(Err(mpsc::error::SendError(chunk))),
@@ -1482,6 +1592,9 @@ impl MariadbTableWriter {
     async fn end_load(&mut self) -> Result<()> {
         if self.load.is_some() && !self.buf.is_empty() {
             let chunk = self.buf.split().freeze();
+            if let Some(load) = &mut self.load {
+                load.lines += std::mem::take(&mut self.chunk_lines);
+            }
             if let Some(load) = &self.load
                 && watch(&self.config, self.conn_id, load.chunks.send(chunk))
                     .await
@@ -1494,35 +1607,89 @@ impl MariadbTableWriter {
             return Ok(());
         };
         drop(load.chunks);
-        let Some(joined) = watch(&self.config, self.conn_id, &mut load.task).await else {
-            load.task.abort();
-            return Err(self.lost_session());
-        };
-        let (mut conn, outcome) = joined.map_err(|e| {
-            ConnectorError::internal(format!(
-                "the load task of {} failed: {e}",
-                self.request.table
-            ))
-        })?;
-        let table = self.request.table.clone();
         let target = self.feed_target(load.feed).0.table.clone();
-        let result = match outcome {
-            Err(e) => Err(mysql_error(e, format!("load rows into {target}"))),
-            Ok((affected, warnings)) => {
-                if warnings > 0 || affected != load.lines {
-                    let detail = warning_summary(&mut conn).await;
-                    Err(ConnectorError::data(format!(
-                        "loading {} rows into {target} for {table}: MariaDB stored {affected} and \
-                         reported {warnings} warnings ({detail}); nothing was written",
-                        load.lines
-                    )))
-                } else {
-                    Ok(())
-                }
-            }
-        };
+        let (conn, checked) = finish_load(
+            &self.config,
+            self.conn_id,
+            &mut load.task,
+            load.lines,
+            &self.request.table,
+            &target,
+        )
+        .await?;
         self.conn = Some(conn);
-        result
+        checked
+    }
+
+    /// Sends the buffered rows to helper `i`, starting its load with the first chunk.
+    async fn send_to_helper(&mut self, i: usize) -> Result<()> {
+        let sql = self.script.rows.load_sql();
+        let chunk = self.buf.split().freeze();
+        let lines = std::mem::take(&mut self.chunk_lines);
+        let helper = &mut self.helpers[i];
+        if helper.task.is_none() {
+            let conn = helper
+                .conn
+                .take()
+                .ok_or_else(|| ConnectorError::internal("a load session lost its connection"))?;
+            let load = start_load(conn, sql, Feed::Rows);
+            helper.chunks = Some(load.chunks);
+            helper.task = Some(load.task);
+            helper.lines = 0;
+        }
+        helper.lines += lines;
+        let Some(chunks) = &helper.chunks else {
+            return Err(ConnectorError::internal("a load session's feed is closed"));
+        };
+        let id = helper.id;
+        match watch(&self.config, id, chunks.send(chunk)).await {
+            None => Err(lost_session(&self.request.table, id)),
+            Some(Ok(())) => Ok(()),
+            // The load stopped early: its outcome says why.
+            Some(Err(_)) => Err(match self.end_helpers().await {
+                Err(error) => error,
+                Ok(()) => ConnectorError::internal("a load ended before all rows were sent"),
+            }),
+        }
+    }
+
+    /// Closes the helpers' feeds, so that each load runs to its end.
+    fn close_helper_feeds(&mut self) {
+        for helper in &mut self.helpers {
+            helper.chunks = None;
+        }
+    }
+
+    /// Ends the helpers' loads and checks each; the first failure is the answer, after all ended.
+    async fn end_helpers(&mut self) -> Result<()> {
+        self.close_helper_feeds();
+        let target = self.script.rows.table.clone();
+        let mut first = Ok(());
+        for helper in &mut self.helpers {
+            let Some(mut task) = helper.task.take() else {
+                continue;
+            };
+            let checked = match finish_load(
+                &self.config,
+                helper.id,
+                &mut task,
+                helper.lines,
+                &self.request.table,
+                &target,
+            )
+            .await
+            {
+                Ok((conn, checked)) => {
+                    helper.conn = Some(conn);
+                    checked
+                }
+                Err(error) => Err(error),
+            };
+            if first.is_ok() {
+                first = checked;
+            }
+        }
+        first
     }
 
     async fn flush_inserts(&mut self, feed: Feed) -> Result<()> {
@@ -1596,9 +1763,7 @@ impl MariadbTableWriter {
                         put_tsv(&mut self.buf, field);
                     }
                     self.buf.put_u8(b'\n');
-                    if let Some(load) = &mut self.load {
-                        load.lines += 1;
-                    }
+                    self.chunk_lines += 1;
                     if self.buf.len() >= CHUNK_BYTES {
                         self.send_chunk().await?;
                     }
@@ -1627,7 +1792,11 @@ impl MariadbTableWriter {
     }
 
     async fn commit_inner(&mut self) -> Result<WriteSummary> {
+        // Every load runs to its end before any is waited for: a load waiting on another's key
+        // finishes once that one has.
+        self.close_helper_feeds();
         self.end_load().await?;
+        self.end_helpers().await?;
         let table = self.request.table.clone();
         let conn = self.conn.as_mut().expect("no load runs at commit");
         for sql in &self.script.finish {
@@ -1662,15 +1831,15 @@ impl MariadbTableWriter {
             }
             None => {}
         }
-        let mut commit = self.script.commit.iter();
-        if let Some(first) = commit.next() {
-            // `COMMIT`: until here everything can be undone.
-            run(conn, first, &table).await?;
-        }
-        for sql in commit {
-            run(conn, sql, &table)
-                .await
-                .map_err(|e| e.context("swap in the new contents"))?;
+        for sql in &self.script.commit {
+            if sql == "COMMIT" {
+                // Until here everything can be undone.
+                run(conn, sql, &table).await?;
+            } else {
+                run(conn, sql, &table)
+                    .await
+                    .map_err(|e| e.context("swap in the new contents"))?;
+            }
         }
         for sql in &self.script.cleanup {
             if let Err(error) = run(conn, sql, &table).await {
@@ -1693,6 +1862,13 @@ impl MariadbTableWriter {
     /// Undoes everything the write did, best effort.
     async fn abandon(&mut self) {
         self.done = true;
+        // The helpers' loads end (with what they were sent) before the stage is dropped.
+        let _ = self.end_helpers().await;
+        for helper in &mut self.helpers {
+            if let Some(conn) = helper.conn.take() {
+                let _ = conn.disconnect().await;
+            }
+        }
         if let Some(mut load) = self.load.take() {
             drop(load.chunks);
             match watch(&self.config, self.conn_id, &mut load.task).await {
@@ -1798,6 +1974,11 @@ impl TableWriter for MariadbTableWriter {
                 if let Some(conn) = self.conn.take() {
                     let _ = conn.disconnect().await;
                 }
+                for helper in &mut self.helpers {
+                    if let Some(conn) = helper.conn.take() {
+                        let _ = conn.disconnect().await;
+                    }
+                }
                 Ok(summary)
             }
             Err(error) => {
@@ -1841,6 +2022,9 @@ impl Drop for MariadbTableWriter {
             params: Vec::new(),
             param_rows: 0,
             param_bytes: 0,
+            helpers: std::mem::take(&mut self.helpers),
+            turn: 0,
+            chunk_lines: 0,
         };
         self.done = true;
         handle.spawn(async move {

@@ -643,12 +643,11 @@ async fn plans_show_exactly_the_statements_run() {
             .await
             .unwrap();
         let sql: Vec<&str> = whole.iter().map(|s| s.sql.as_str()).collect();
+        // Two sessions (the default) load side by side, each committing its own share.
         assert_eq!(sql[1..], [
             format!("CREATE TABLE {new} LIKE {q}").as_str(),
             &format!("ALTER TABLE {new} COMMENT = 'sluice:stage', RENAME TO {stage}"),
-            "START TRANSACTION",
             &stage_load,
-            "COMMIT",
             &format!("ALTER TABLE {stage} COMMENT = '', RENAME TO {new}"),
             &format!("RENAME TABLE {q} TO {old}, {new} TO {q}"),
             &format!("DROP TABLE {old}"),
@@ -672,10 +671,8 @@ async fn plans_show_exactly_the_statements_run() {
         assert_eq!(sql[1..], [
             format!("CREATE TABLE {new} LIKE {q}").as_str(),
             &format!("ALTER TABLE {new} COMMENT = 'sluice:stage', RENAME TO {stage}"),
-            "START TRANSACTION",
             &format!("INSERT INTO {stage} (`id`, `at`) SELECT `id`, `at` FROM {q} WHERE (`id` > 10) IS NOT TRUE"),
             &stage_load,
-            "COMMIT",
             &format!("ALTER TABLE {stage} COMMENT = '', RENAME TO {new}"),
             &format!("RENAME TABLE {q} TO {old}, {new} TO {q}"),
             &format!("DROP TABLE {old}"),
@@ -1632,6 +1629,67 @@ async fn a_failed_swapping_truncate_load_leaves_the_old_rows() {
             assert_eq!(error.kind(), ErrorKind::Data, "{error}");
             assert_eq!(versions(&mut conn, "atomic").await, (1000, 0, 0));
         }
+    })
+    .await;
+}
+
+/// Rows of a swap spread over several sessions: each loads its share, all are checked, and the
+/// swap shows every row or, when one share fails, none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_load_in_several_sessions_and_swap_in_whole() {
+    support::with_database(|_, name| async move {
+        let mut config = support::config(&name);
+        config.load_sessions = 3;
+        let connector = MariadbConnector::new(config);
+        let mut conn = db_conn(&name).await;
+        let t = table("shared");
+        write_rows(
+            &connector,
+            write_request(t.clone(), swap_columns(), WriteStrategy::TruncateLoad),
+            &swap_rows(0),
+            BatchLimits::DEFAULT,
+        )
+        .await;
+        // About 10 bytes a line: 500,000 rows are about five 1 MiB chunks, dealt to three
+        // sessions in turn.
+        let rows = numbered(1, 500_000, 1);
+        let mut w = connector
+            .batch_writer()
+            .unwrap()
+            .open(write_request(t.clone(), swap_columns(), WriteStrategy::TruncateLoad))
+            .await
+            .unwrap();
+        for part in rows.chunks(10_000) {
+            let mut batch = RowBatch::new(2, BatchLimits::DEFAULT);
+            for row in part {
+                batch.push_row(row.clone()).unwrap();
+            }
+            w.write_batch(batch).await.unwrap();
+        }
+        let loaders: i64 = conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ? AND INFO LIKE 'LOAD DATA%'",
+                (&name,),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaders, 3, "three sessions load side by side");
+        // Nothing shows before the swap.
+        assert_eq!(versions(&mut conn, "shared").await, (1000, 0, 0));
+        w.commit().await.unwrap();
+        assert_eq!(versions(&mut conn, "shared").await, (500_000, 1, 1));
+        // A key repeated in another session's share: nothing changes.
+        let mut repeated = numbered(1, 500_000, 2);
+        repeated.push(vec![Value::Int64(7), Value::Int64(2)]);
+        let batches: Vec<Vec<Vec<Value>>> = repeated.chunks(10_000).map(<[_]>::to_vec).collect();
+        let error = truncate_load(&connector, &t, &batches).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Data, "{error}");
+        assert_eq!(versions(&mut conn, "shared").await, (500_000, 1, 1));
+        assert_eq!(
+            catalog(&mut conn, &name).await,
+            [("shared".to_owned(), String::new())]
+        );
     })
     .await;
 }
