@@ -1066,7 +1066,9 @@ fn emit(headers: &[&str], body: Vec<Vec<String>>, markdown: bool) {
         say!("| {} |", headers.join(" | "));
         say!("|{}", "---|".repeat(headers.len()));
         for r in &body {
-            say!("| {} |", r.join(" | "));
+            // A cell's own `|` (a pipeline) must not end the cell.
+            let cells: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
+            say!("| {} |", cells.join(" | "));
         }
     } else {
         say!("{}", table(headers, body));
