@@ -13,7 +13,10 @@
 //!   Indexes, checks, comments, partitioning and table options come with `LIKE`; grants are by name
 //!   and stay with `t`. Otherwise it deletes and reloads. Either way the write takes the swap's
 //!   lock. One difference remains: rows other sessions write into `t` while the load runs do not
-//!   survive the swap (with `DELETE` they wait for the commit and land on top).
+//!   survive the swap (with `DELETE` they wait for the commit and land on top). A truncate_load
+//!   that creates `t` creates and loads a marked stage and renames it to `t` (so `t` appears
+//!   whole, and loads in several sessions), when the swap's names are free and the user holds
+//!   the same privileges; else it creates `t` and loads it in one transaction.
 //!   Measured and not used: InnoDB's bulk insert into an empty table (`unique_checks=0,
 //!   foreign_key_checks=0`, MDEV-24621) cost more server time than a plain load into the fresh
 //!   table (MariaDB 10.11, 2,000,000 bench rows arriving in key order: 29.7 s of server CPU
@@ -757,17 +760,15 @@ pub(crate) async fn build_script(
     let mut deletes = None;
     let mut merge = None;
     let mut sessions = 1;
-    if creates && request.strategy != WriteStrategy::StagingSwap {
-        create = Some(create_table_sql(&target, request, None)?);
-    }
     // An unfiltered truncate_load of a table a swap copies whole swaps a loaded copy in instead
-    // of deleting every row (see the module header); it takes the swap's lock either way.
+    // of deleting every row (see the module header); it takes the swap's lock either way. One
+    // that creates the table loads a marked stage and renames it: the table appears whole.
     let strategy = match request.strategy {
         WriteStrategy::TruncateLoad if takes_swap_lock(request) => {
             lock = Some(lock_name(db, table));
             let refusal = match &existing {
                 Some(_) => swap_refusal(conn, db, &inspected, table, leftovers).await?,
-                None => Some("the write creates the table".to_owned()),
+                None => create_refusal(conn, db, table, leftovers).await?,
             };
             match refusal {
                 Some(reason) => {
@@ -779,6 +780,9 @@ pub(crate) async fn build_script(
         }
         other => other,
     };
+    if creates && strategy != WriteStrategy::StagingSwap {
+        create = Some(create_table_sql(&target, request, None)?);
+    }
     let rows = match strategy {
         WriteStrategy::StagingSwap => {
             lock = Some(lock_name(db, table));
@@ -1160,6 +1164,23 @@ async fn swap_refusal(
     } else {
         None
     })
+}
+
+/// Why an unfiltered truncate_load that creates `table` must create it in place instead of
+/// loading a stage and renaming it; `None` when it may.
+async fn create_refusal(
+    conn: &mut Conn,
+    db: &str,
+    table: &TableRef,
+    leftovers: &Leftovers,
+) -> Result<Option<String>> {
+    if let Some(reason) = names_taken(table, &SwapNames::of(table), leftovers) {
+        return Ok(Some(reason));
+    }
+    let what = format!("check the privileges a stage of {table} needs");
+    let privileges = count(conn, SWAP_PRIVILEGES_SQL, vec![db.into()], &what).await?;
+    Ok((privileges != 4)
+        .then(|| "the user may not create, alter and drop tables in the database".to_owned()))
 }
 
 /// Whether a write takes the staging swap's lock: a staging swap, and a truncate_load of the
