@@ -107,6 +107,8 @@ const LOCK_WAIT_SECS: u32 = 60;
 /// killed session can leave the socket half-closed, and a writer waiting for the server to read
 /// would otherwise wait for TCP to give up (minutes).
 const STALL_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+/// Sets how long a session loading a stage beside others waits for another's row lock.
+const LOAD_LOCK_WAIT_SQL: &str = "SET SESSION innodb_lock_wait_timeout = 2";
 /// MariaDB's identifier length limit, in characters.
 const MAX_IDENT_CHARS: usize = 64;
 
@@ -1280,9 +1282,25 @@ pub(crate) async fn open(
             writer.created = true;
         }
     }
+    if writer.script.sessions > 1 {
+        // Sessions loading one stage wait for each other's rows only on a key sent twice; a
+        // session blocked so stops reading its rows and the write would wait until commit.
+        let conn = writer.conn.as_mut().expect("no load runs during setup");
+        if let Err(error) = run(conn, LOAD_LOCK_WAIT_SQL, &table).await {
+            writer.abandon().await;
+            return Err(error.context(format!("prepare the write of {table}")));
+        }
+    }
     for _ in 1..writer.script.sessions {
         // One session fewer only costs speed: go on with those that connect.
-        match connect(&writer.config).await {
+        let connected = match connect(&writer.config).await {
+            Ok(mut conn) => match conn.query_drop(LOAD_LOCK_WAIT_SQL).await {
+                Ok(()) => Ok(conn),
+                Err(e) => Err(mysql_error(e, "set up a load session")),
+            },
+            Err(error) => Err(error),
+        };
+        match connected {
             Ok(conn) => writer.helpers.push(Helper {
                 id: conn.id(),
                 conn: Some(conn),
@@ -1397,6 +1415,14 @@ async fn finish_load(
     let (mut conn, outcome) = joined
         .map_err(|e| ConnectorError::internal(format!("the load task of {table} failed: {e}")))?;
     let checked = match outcome {
+        // Only sluice's own sessions write a marked stage: a row lock to wait for is another
+        // session's row of the same key.
+        Err(mysql_async::Error::Server(e)) if e.code == crate::error::code::LOCK_WAIT_TIMEOUT => {
+            Err(ConnectorError::data(format!(
+                "loading rows into {target} for {table}: two rows with the same key reached two \
+                 load sessions; nothing was written"
+            )))
+        }
         Err(e) => Err(mysql_error(e, format!("load rows into {target}"))),
         Ok((affected, warnings)) => {
             if warnings > 0 || affected != lines {

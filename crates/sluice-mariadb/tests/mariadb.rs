@@ -1688,6 +1688,16 @@ async fn rows_load_in_several_sessions_and_swap_in_whole() {
         let error = truncate_load(&connector, &t, &batches).await.unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Data, "{error}");
         assert_eq!(versions(&mut conn, "shared").await, (500_000, 1, 1));
+        // A key repeated early, while every session still loads: the session that meets the
+        // other's row gives up after its short lock wait, and nothing changes.
+        let mut early = numbered(1, 500_000, 3);
+        early.insert(200_000, vec![Value::Int64(9), Value::Int64(3)]);
+        let batches: Vec<Vec<Vec<Value>>> = early.chunks(10_000).map(<[_]>::to_vec).collect();
+        let started = Instant::now();
+        let error = truncate_load(&connector, &t, &batches).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Data, "{error}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+        assert_eq!(versions(&mut conn, "shared").await, (500_000, 1, 1));
         assert_eq!(
             catalog(&mut conn, &name).await,
             [("shared".to_owned(), String::new())]
