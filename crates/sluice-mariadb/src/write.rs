@@ -1700,6 +1700,15 @@ impl MariadbTableWriter {
         }
     }
 
+    /// Closes the helpers' connections (their loads have ended).
+    async fn disconnect_helpers(&mut self) {
+        for helper in &mut self.helpers {
+            if let Some(conn) = helper.conn.take() {
+                let _ = conn.disconnect().await;
+            }
+        }
+    }
+
     /// Closes the helpers' feeds, so that each load runs to its end.
     fn close_helper_feeds(&mut self) {
         for helper in &mut self.helpers {
@@ -1911,11 +1920,7 @@ impl MariadbTableWriter {
         self.done = true;
         // The helpers' loads end (with what they were sent) before the stage is dropped.
         let _ = self.end_helpers().await;
-        for helper in &mut self.helpers {
-            if let Some(conn) = helper.conn.take() {
-                let _ = conn.disconnect().await;
-            }
-        }
+        self.disconnect_helpers().await;
         if let Some(mut load) = self.load.take() {
             drop(load.chunks);
             match watch(&self.config, self.conn_id, &mut load.task).await {
@@ -2021,11 +2026,7 @@ impl TableWriter for MariadbTableWriter {
                 if let Some(conn) = self.conn.take() {
                     let _ = conn.disconnect().await;
                 }
-                for helper in &mut self.helpers {
-                    if let Some(conn) = helper.conn.take() {
-                        let _ = conn.disconnect().await;
-                    }
-                }
+                self.disconnect_helpers().await;
                 Ok(summary)
             }
             Err(error) => {
