@@ -52,6 +52,14 @@ use crate::backend::Backend;
 use crate::local::Local;
 use crate::remote::Remote;
 
+/// jemalloc rather than glibc's allocator: a long-running hub server runs jobs on threads that come
+/// and go, and glibc kept what each job had freed in per-thread arenas (the server's memory rose
+/// 35–50 MB with each job and never came down). jemalloc hands it back to the system within
+/// seconds, and the data path runs a little faster on it.
+#[cfg(unix)]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// sluice: replicate tables between databases.
 #[derive(Parser, Debug)]
 #[command(name = "sluice", version, about, long_about = None, propagate_version = true)]

@@ -39,7 +39,7 @@ use crate::types::{
     Codec, accepts, column_ddl, database_of, put_tsv, quote_ident, quote_table, to_field, to_param,
     varchar_budget,
 };
-use crate::write::{Method, method_for};
+use crate::write::{Method, infile_pieces, method_for};
 
 /// The checkpoint table's name, in the location's database.
 const CHECKPOINT_TABLE: &str = "sluice_integrate_checkpoint";
@@ -740,7 +740,11 @@ impl MariadbApplier {
                         .ok_or_else(|| {
                             mysql_async::Error::Other("infile data requested twice".into())
                         })?;
-                    Ok(futures::stream::iter(chunks).map(Ok).boxed())
+                    Ok(
+                        futures::stream::iter(chunks.into_iter().flat_map(infile_pieces))
+                            .map(Ok)
+                            .boxed(),
+                    )
                 });
                 conn.query_drop(format!(
                     "LOAD DATA LOCAL INFILE 'sluice' INTO TABLE {temp} CHARACTER SET binary \

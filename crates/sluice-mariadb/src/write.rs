@@ -97,6 +97,13 @@ const STAGE_MARKER: &str = "sluice:stage";
 const CHUNK_BYTES: usize = 1 << 20;
 /// Chunks in flight between the encoder and the connection.
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// The most bytes of a chunk handed to the driver in one write.
+///
+/// mysql_async copies every write into a buffer from its process-wide pool (up to 128 buffers,
+/// kept up to 4 MiB each) and the pool hands its buffers out in turn, so writes of whole 1 MiB
+/// chunks left every pooled buffer at 1 MiB: a hub server kept about 120 MB after its first
+/// loads into MariaDB. Pieces of 64 KiB bound what the pool keeps from loads to 8 MiB.
+const INFILE_WRITE_BYTES: usize = 64 << 10;
 /// Rows per `INSERT` of the fallback path (also bounded by bytes and placeholders).
 const INSERT_ROWS: usize = 1000;
 /// Bytes of values per `INSERT` of the fallback path.
@@ -1447,6 +1454,15 @@ fn lost_session(table: &TableRef, id: u32) -> ConnectorError {
     )
 }
 
+/// `chunk` in pieces of at most [`INFILE_WRITE_BYTES`] (slices of it, not copies), as a load
+/// hands them to the driver.
+pub(crate) fn infile_pieces(chunk: Bytes) -> impl Iterator<Item = Bytes> {
+    let len = chunk.len();
+    (0..len)
+        .step_by(INFILE_WRITE_BYTES)
+        .map(move |at| chunk.slice(at..len.min(at + INFILE_WRITE_BYTES)))
+}
+
 fn start_load(mut conn: Conn, sql: String, feed: Feed) -> ActiveLoad {
     let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
     let rx = std::sync::Mutex::new(Some(rx));
@@ -1457,6 +1473,7 @@ fn start_load(mut conn: Conn, sql: String, feed: Feed) -> ActiveLoad {
             .take()
             .ok_or_else(|| mysql_async::Error::Other("infile data requested twice".into()))?;
         Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+            .flat_map(|chunk| futures::stream::iter(infile_pieces(chunk)))
             .map(Ok)
             .boxed())
     });
@@ -2084,6 +2101,19 @@ impl Drop for MariadbTableWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn infile_pieces_cover_a_chunk_in_order_and_stay_small() {
+        let chunk: Bytes = (0..(INFILE_WRITE_BYTES * 2 + 123))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let pieces: Vec<Bytes> = infile_pieces(chunk.clone()).collect();
+        assert_eq!(pieces.len(), 3);
+        assert!(pieces.iter().all(|p| p.len() <= INFILE_WRITE_BYTES));
+        assert_eq!(pieces.concat(), chunk.to_vec());
+        assert_eq!(infile_pieces(Bytes::new()).count(), 0);
+        assert_eq!(infile_pieces(Bytes::from_static(b"a\n")).count(), 1);
+    }
 
     #[test]
     fn long_names_stay_within_the_identifier_limit() {
