@@ -11,9 +11,11 @@ use crate::config::MariadbConfig;
 use crate::error::mysql_error;
 
 /// Run on every new session (and after the pool resets one): UTC, utf8mb4 and strict SQL mode, so
-/// that nothing is converted, truncated or zero-dated silently.
+/// that nothing is converted, truncated or zero-dated silently; `NO_AUTO_VALUE_ON_ZERO` keeps a
+/// key of 0 written into an `AUTO_INCREMENT` column 0 (by default MariaDB stores the next counter
+/// value instead).
 pub const SESSION_SETUP: &str = "SET time_zone = '+00:00', NAMES utf8mb4, \
-    sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'";
+    sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO'";
 
 /// Driver options for `config`.
 pub(crate) fn opts(config: &MariadbConfig) -> Opts {

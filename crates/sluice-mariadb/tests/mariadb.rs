@@ -166,6 +166,54 @@ async fn edge_values_round_trip_through_the_insert_fallback() {
     round_trip_edges(false).await;
 }
 
+/// A key of 0 written into an existing `AUTO_INCREMENT` column stays 0 on both write paths and
+/// with every strategy: MariaDB's default would store the next counter value instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_key_in_an_auto_increment_column_stays_zero() {
+    support::with_database(|_, name| async move {
+        let columns = vec![
+            col("id", DataType::Int64, false),
+            col("v", DataType::Text, true),
+        ];
+        let rows = vec![
+            vec![Value::Int64(0), Value::Text("zero".into())],
+            vec![Value::Int64(5), Value::Text("five".into())],
+        ];
+        let mut conn = db_conn(&name).await;
+        for (local_infile, strategy) in [
+            (true, WriteStrategy::Append),
+            (true, WriteStrategy::TruncateLoad),
+            (false, WriteStrategy::Append),
+            (false, WriteStrategy::TruncateLoad),
+        ] {
+            conn.query_drop("DROP TABLE IF EXISTS auto_zero")
+                .await
+                .unwrap();
+            conn.query_drop(
+                "CREATE TABLE auto_zero (id BIGINT AUTO_INCREMENT PRIMARY KEY, v TEXT)",
+            )
+            .await
+            .unwrap();
+            let mut config = support::config(&name);
+            config.local_infile = local_infile;
+            let connector = MariadbConnector::new(config);
+            write_rows(
+                &connector,
+                write_request(table("auto_zero"), columns.clone(), strategy),
+                &rows,
+                BatchLimits::DEFAULT,
+            )
+            .await;
+            let ids: Vec<i64> = conn
+                .query("SELECT id FROM auto_zero ORDER BY id")
+                .await
+                .unwrap();
+            assert_eq!(ids, vec![0, 5], "local_infile {local_infile}, {strategy:?}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_fallback_passes_the_write_checks() {
     support::with_database(|_, name| async move {
