@@ -261,8 +261,16 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
     let signal = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("shutting down: no new requests; running jobs stop at their next table");
+        eprintln!(
+            "shutting down: no new requests; running jobs stop at their next table (send the signal again to stop now)"
+        );
         signal.cancel();
+        // A job in the middle of a large table can take minutes to reach the next one. A second
+        // signal stops at once: a table being written is left as it was (its load never
+        // committed), and the next start ends the runs this process left behind.
+        wait_for_signal().await;
+        eprintln!("stopping now: running jobs are abandoned");
+        std::process::exit(130);
     });
     if let Some(every) = args.backup_every {
         let rolling = sluice_service::backup::RollingBackups {
