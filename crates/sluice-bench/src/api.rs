@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -197,31 +198,44 @@ impl PgDatabase {
 pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
-    token: String,
+    /// The access token, renewed by logging in again when the server says the session ended
+    /// (access tokens live 15 minutes; a 20,000,000-row scale run takes longer).
+    token: Arc<std::sync::RwLock<String>>,
+    password: String,
 }
 
 impl Api {
+    /// The current access token.
+    pub(crate) fn token(&self) -> String {
+        self.token
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    fn set_token(&self, token: String) {
+        match self.token.write() {
+            Ok(mut t) => *t = token,
+            Err(e) => *e.into_inner() = token,
+        }
+    }
+
+    /// Sends a request; when the server answers 401 (the session ended), logs in again once
+    /// and repeats it.
     pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> Result<Value> {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
-        if !self.token.is_empty() {
-            req = req.bearer_auth(&self.token);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {path}"))?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
+        let (status, text) = self.send_once(&method, path, body.as_ref()).await?;
+        let (status, text) =
+            if status == reqwest::StatusCode::UNAUTHORIZED && !self.token().is_empty() {
+                self.log_in().await?;
+                self.send_once(&method, path, body.as_ref()).await?
+            } else {
+                (status, text)
+            };
         if !status.is_success() {
             bail!("{method} {path}: {status}: {text}");
         }
@@ -229,6 +243,30 @@ impl Api {
             return Ok(Value::Null);
         }
         serde_json::from_str(&text).with_context(|| format!("{method} {path}: not JSON: {text}"))
+    }
+
+    async fn send_once(
+        &self,
+        method: &reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(reqwest::StatusCode, String)> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        let token = self.token();
+        if !token.is_empty() {
+            req = req.bearer_auth(&token);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}"))?;
+        let status = resp.status();
+        Ok((status, resp.text().await.unwrap_or_default()))
     }
 
     pub(crate) async fn post(&self, path: &str, body: Value) -> Result<Value> {
@@ -245,24 +283,39 @@ impl Api {
 
     /// Logs in as `admin` with `password` at the server `base`.
     pub(crate) async fn login_as(base: &str, password: &str) -> Result<Api> {
-        let mut api = Api {
+        let api = Api {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()?,
             base: base.to_owned(),
-            token: String::new(),
+            token: Arc::default(),
+            password: password.to_owned(),
         };
-        let answer = api
-            .post(
+        api.log_in().await?;
+        Ok(api)
+    }
+
+    /// Logs in as `admin` and keeps the new access token.
+    async fn log_in(&self) -> Result<()> {
+        let (status, text) = self
+            .send_once(
+                &reqwest::Method::POST,
                 "/auth/v1/password",
-                json!({"username": "admin", "password": password}),
+                Some(&json!({"username": "admin", "password": self.password})),
             )
             .await?;
-        api.token = answer["access_token"]
-            .as_str()
-            .context("the login answer has no access_token")?
-            .to_owned();
-        Ok(api)
+        if !status.is_success() {
+            bail!("POST /auth/v1/password: {status}: {text}");
+        }
+        let answer: Value = serde_json::from_str(&text)
+            .with_context(|| format!("POST /auth/v1/password: not JSON: {text}"))?;
+        self.set_token(
+            answer["access_token"]
+                .as_str()
+                .context("the login answer has no access_token")?
+                .to_owned(),
+        );
+        Ok(())
     }
 
     async fn define(&self, source: &Path, target: &Path) -> Result<()> {
@@ -510,7 +563,7 @@ async fn check_answers(api: Api, stop: CancellationToken) -> Checked {
             _ = stop.cancelled() => return checked,
             _ = tick.tick() => {}
         }
-        let answer = api.http.get(&url).bearer_auth(&api.token).send().await;
+        let answer = api.http.get(&url).bearer_auth(api.token()).send().await;
         let problem = match answer {
             Ok(resp) => {
                 let status = resp.status();
@@ -747,7 +800,7 @@ async fn measure(
     let expected = api
         .http
         .get(format!("{base}{}", channel_path()))
-        .bearer_auth(&api.token)
+        .bearer_auth(api.token())
         .send()
         .await?;
     let status = expected.status();
@@ -759,7 +812,7 @@ async fn measure(
         );
     }
     let script: PathBuf = work.join("bench.lua");
-    std::fs::write(&script, wrk_script(&api.token)?).context("cannot write the wrk script")?;
+    std::fs::write(&script, wrk_script(&api.token())?).context("cannot write the wrk script")?;
 
     let stop_keeper = CancellationToken::new();
     let keeper = if args.no_refresh {
