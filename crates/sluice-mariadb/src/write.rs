@@ -106,8 +106,10 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 const INFILE_WRITE_BYTES: usize = 64 << 10;
 /// Rows per `INSERT` of the fallback path (also bounded by bytes and placeholders).
 const INSERT_ROWS: usize = 1000;
-/// Bytes of values per `INSERT` of the fallback path.
-const INSERT_BYTES: usize = 4 << 20;
+/// Bytes of values per `INSERT` of the fallback path. Each statement is built in a buffer of
+/// mysql_async's pool, which keeps its buffers at up to 4 MiB (see [`INFILE_WRITE_BYTES`]), so
+/// this bounds what the fallback leaves there to 128 × 256 KiB; about 1,000 rows of 250 bytes.
+const INSERT_BYTES: usize = 256 << 10;
 /// Seconds to wait for another staging swap of the same table to finish.
 const LOCK_WAIT_SECS: u32 = 60;
 /// How long a load may make no progress before sluice checks that its session still exists. A
