@@ -193,6 +193,22 @@ impl PgDatabase {
     }
 }
 
+/// The JSON of a response (`null` when empty), or an error naming the request for a failure.
+fn answer(
+    method: &reqwest::Method,
+    path: &str,
+    status: reqwest::StatusCode,
+    text: String,
+) -> Result<Value> {
+    if !status.is_success() {
+        bail!("{method} {path}: {status}: {text}");
+    }
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text).with_context(|| format!("{method} {path}: not JSON: {text}"))
+}
+
 /// A logged-in HTTP client of the bench server (for set-up and the refresh keeper).
 #[derive(Clone)]
 pub(crate) struct Api {
@@ -236,13 +252,7 @@ impl Api {
             } else {
                 (status, text)
             };
-        if !status.is_success() {
-            bail!("{method} {path}: {status}: {text}");
-        }
-        if text.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).with_context(|| format!("{method} {path}: not JSON: {text}"))
+        answer(&method, path, status, text)
     }
 
     async fn send_once(
@@ -304,11 +314,7 @@ impl Api {
                 Some(&json!({"username": "admin", "password": self.password})),
             )
             .await?;
-        if !status.is_success() {
-            bail!("POST /auth/v1/password: {status}: {text}");
-        }
-        let answer: Value = serde_json::from_str(&text)
-            .with_context(|| format!("POST /auth/v1/password: not JSON: {text}"))?;
+        let answer = answer(&reqwest::Method::POST, "/auth/v1/password", status, text)?;
         self.set_token(
             answer["access_token"]
                 .as_str()

@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::Utc;
-use futures::StreamExt;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use sluice_connector::{
@@ -39,7 +38,7 @@ use crate::types::{
     Codec, accepts, column_ddl, database_of, put_tsv, quote_ident, quote_table, to_field, to_param,
     varchar_budget,
 };
-use crate::write::{Method, infile_pieces, method_for};
+use crate::write::{Method, feed_infile, method_for};
 
 /// The checkpoint table's name, in the location's database.
 const CHECKPOINT_TABLE: &str = "sluice_integrate_checkpoint";
@@ -731,21 +730,7 @@ impl MariadbApplier {
             .map_err(|e| mysql_error(e, what()))?;
         let (stored, warnings) = match method {
             Method::Load => {
-                let feed = std::sync::Mutex::new(Some(chunks));
-                conn.set_infile_handler(async move {
-                    let chunks = feed
-                        .lock()
-                        .map_err(|_| mysql_async::Error::Other("infile data lock poisoned".into()))?
-                        .take()
-                        .ok_or_else(|| {
-                            mysql_async::Error::Other("infile data requested twice".into())
-                        })?;
-                    Ok(
-                        futures::stream::iter(chunks.into_iter().flat_map(infile_pieces))
-                            .map(Ok)
-                            .boxed(),
-                    )
-                });
+                feed_infile(conn, futures::stream::iter(chunks));
                 conn.query_drop(format!(
                     "LOAD DATA LOCAL INFILE 'sluice' INTO TABLE {temp} CHARACTER SET binary \
                      FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({column_list})"

@@ -1456,9 +1456,28 @@ fn lost_session(table: &TableRef, id: u32) -> ConnectorError {
     )
 }
 
-/// `chunk` in pieces of at most [`INFILE_WRITE_BYTES`] (slices of it, not copies), as a load
-/// hands them to the driver.
-pub(crate) fn infile_pieces(chunk: Bytes) -> impl Iterator<Item = Bytes> {
+/// Makes `data` the file of the next `LOAD DATA LOCAL INFILE` on `conn`, handed to the driver in
+/// pieces of at most [`INFILE_WRITE_BYTES`].
+pub(crate) fn feed_infile<S>(conn: &mut Conn, data: S)
+where
+    S: futures::Stream<Item = Bytes> + Send + 'static,
+{
+    let data = std::sync::Mutex::new(Some(data));
+    conn.set_infile_handler(async move {
+        let data = data
+            .lock()
+            .map_err(|_| mysql_async::Error::Other("infile data lock poisoned".into()))?
+            .take()
+            .ok_or_else(|| mysql_async::Error::Other("infile data requested twice".into()))?;
+        Ok(data
+            .flat_map(|chunk| futures::stream::iter(infile_pieces(chunk)))
+            .map(Ok)
+            .boxed())
+    });
+}
+
+/// `chunk` in pieces of at most [`INFILE_WRITE_BYTES`] (slices of it, not copies).
+fn infile_pieces(chunk: Bytes) -> impl Iterator<Item = Bytes> {
     let len = chunk.len();
     (0..len)
         .step_by(INFILE_WRITE_BYTES)
@@ -1466,19 +1485,11 @@ pub(crate) fn infile_pieces(chunk: Bytes) -> impl Iterator<Item = Bytes> {
 }
 
 fn start_load(mut conn: Conn, sql: String, feed: Feed) -> ActiveLoad {
-    let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-    let rx = std::sync::Mutex::new(Some(rx));
-    conn.set_infile_handler(async move {
-        let mut rx = rx
-            .lock()
-            .map_err(|_| mysql_async::Error::Other("infile channel lock poisoned".into()))?
-            .take()
-            .ok_or_else(|| mysql_async::Error::Other("infile data requested twice".into()))?;
-        Ok(futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-            .flat_map(|chunk| futures::stream::iter(infile_pieces(chunk)))
-            .map(Ok)
-            .boxed())
-    });
+    let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+    feed_infile(
+        &mut conn,
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx)),
+    );
     let task = tokio::spawn(async move {
         let outcome = conn
             .query_drop(sql)
