@@ -58,6 +58,12 @@ const CONFIRM_WINDOW: usize = 2048;
 /// Most events in one batch of remote events.
 const REMOTE_BATCH: usize = 1024;
 /// Pauses of the receiver after an error, doubling from the first to the second.
+/// The longest an announcement may wait for RabbitMQ (publishes and their confirms). With the
+/// RabbitMQ application stopped and its node up, the connection stays open and confirms never
+/// come: without a bound the announcer waited for ever.
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest closing a failed connection may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
 /// The topic's first word of AMQP routing keys: its name with `.` written as `:`.
@@ -361,19 +367,29 @@ impl Broker for AmqpBroker {
     }
 
     /// Publishes each event with its AMQP routing key, in order, without waiting for one
-    /// confirm before sending the next (a bounded window in flight), then awaits the rest. A
-    /// failure drops the connection; the next call connects again.
+    /// confirm before sending the next (a bounded window in flight), then awaits the rest, for at
+    /// most [`ANNOUNCE_TIMEOUT`]. A failure drops the connection; the next call connects again.
     async fn announce(&self, events: &[Arc<StoredEvent>]) -> Result<()> {
         if events.is_empty() {
             return Ok(());
         }
         let mut slot = self.publishing.lock().await;
         let link = self.publisher(&mut slot).await?;
-        let outcome = self.publish_all(link, events).await;
+        let outcome = tokio::time::timeout(ANNOUNCE_TIMEOUT, self.publish_all(link, events))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::storage(
+                    "announcing events to RabbitMQ",
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no publisher confirms within {ANNOUNCE_TIMEOUT:?}"),
+                    ),
+                ))
+            });
         if outcome.is_err()
             && let Some(link) = slot.take()
         {
-            link.close().await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, link.close()).await;
         }
         outcome
     }
