@@ -120,13 +120,31 @@ async fn load_checkpoint(
     sluice_connector::checkpoint_from_stored(name, &position, applied).map(Some)
 }
 
+/// The advisory lock that serialises creating checkpoint tables: `CREATE TABLE IF NOT EXISTS`
+/// alone is not safe when two sessions run it at once (the loser fails on the catalog's unique
+/// index of types or relations).
+const CREATE_LOCK_KEY: i64 = 0x736c_7569_6365_0c01;
+
 /// Creates the checkpoint table when missing; two sessions doing so at once both succeed.
 async fn ensure_checkpoint_table(client: &Client, schema: &SchemaName) -> Result<()> {
     let table = checkpoint_table(schema);
-    match client.batch_execute(&create_checkpoint_sql(&table)).await {
+    // One simple-query message runs as one implicit transaction, so the lock is held until the
+    // creation commits and is released with it (or with its rollback).
+    let sql = format!(
+        "SELECT pg_advisory_xact_lock({CREATE_LOCK_KEY}); {}",
+        create_checkpoint_sql(&table)
+    );
+    match client.batch_execute(&sql).await {
         Ok(()) => Ok(()),
-        // The concurrent creator won the race on the catalog; the table is there now.
-        Err(e) if matches!(e.code().map(|c| c.code()), Some("23505" | "42P07")) => Ok(()),
+        // A creator that does not take the lock (an older sluice) won the race on the catalog.
+        Err(e)
+            if matches!(
+                e.code().map(|c| c.code()),
+                Some("23505" | "42P07" | "42710")
+            ) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(pg_error(e, "create the checkpoint table")),
     }
 }
