@@ -189,6 +189,20 @@ pub enum Delivery {
     },
 }
 
+/// Where an event sits in a publish call, for its error messages: `events[3].` in a batch,
+/// nothing for a single event. Formatted only when an error needs it.
+#[derive(Clone, Copy)]
+struct At(Option<usize>);
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(i) => write!(f, "events[{i}]."),
+            None => Ok(()),
+        }
+    }
+}
+
 struct CachedTopic {
     topic: Topic,
     validator: Option<Arc<jsonschema::Validator>>,
@@ -684,13 +698,27 @@ impl EventHub {
         let single = events.len() == 1;
         let mut appends = Vec::with_capacity(events.len());
         let mut errors = Vec::new();
+        // A batch's events mostly share a topic: look it up once per run of one topic.
+        let mut topic: Option<Arc<CachedTopic>> = None;
         for (i, event) in events.into_iter().enumerate() {
-            let at = if single {
-                String::new()
-            } else {
-                format!("events[{i}].")
+            let at = At((!single).then_some(i));
+            let cached = match &topic {
+                Some(c) if c.topic.name == event.topic => Ok(c.clone()),
+                _ => self.cached(&event.topic).await,
             };
-            match self.prepare(event, actor, &at).await {
+            let cached = match cached {
+                Ok(c) => c,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    errors.push(format!("{at}topic: topic {} does not exist", event.topic));
+                    if errors.len() >= 20 {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            topic = Some(cached.clone());
+            match self.prepare(event, &cached, actor, at) {
                 Ok(a) => appends.push(a),
                 Err(e) if e.kind() == ErrorKind::Invalid => {
                     errors.push(e.to_string());
@@ -751,17 +779,13 @@ impl EventHub {
             .map_err(|_| Error::new(ErrorKind::Closed, "the event hub is shut down"))?
     }
 
-    async fn prepare(&self, event: NewEvent, actor: &Actor, at: &str) -> Result<Append> {
-        let cached = match self.cached(&event.topic).await {
-            Ok(c) => c,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(Error::invalid(format!(
-                    "{at}topic: topic {} does not exist",
-                    event.topic
-                )));
-            }
-            Err(e) => return Err(e),
-        };
+    fn prepare(
+        &self,
+        event: NewEvent,
+        cached: &CachedTopic,
+        actor: &Actor,
+        at: At,
+    ) -> Result<Append> {
         let topic = &cached.topic;
         Self::check_publish(topic, actor)?;
         if let Some(id) = &event.id {

@@ -341,6 +341,25 @@ impl AppendPlan {
         })
     }
 
+    /// The newest new event of each topic and routing key of the call, by topic and key, as
+    /// `(topic, key, back)`: its sequence number is the topic's `last_seq` after the append
+    /// minus `back` (new events take a topic's numbers in call order).
+    fn newest_per_key<'e>(&self, events: &'e [Append]) -> Vec<(&'e str, &'e str, u64)> {
+        let mut taken: HashMap<&str, u64> = HashMap::new();
+        let mut newest: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for (event, slot) in events.iter().zip(&self.slots) {
+            if matches!(slot, Slot::New) {
+                let k = taken.entry(event.topic.as_str()).or_insert(0);
+                newest.insert((event.topic.as_str(), event.routing_key.as_str()), *k);
+                *k += 1;
+            }
+        }
+        newest
+            .into_iter()
+            .map(|((topic, key), k)| (topic, key, taken[topic] - 1 - k))
+            .collect()
+    }
+
     /// The sequence number of each new event (0 for the others), given each topic's `last_seq`
     /// after the append took its numbers.
     fn number(&self, events: &[Append], heads: &BTreeMap<TopicName, Head>) -> Vec<u64> {
@@ -457,11 +476,6 @@ impl KeyFilter {
             like,
         }
     }
-
-    /// Whether every row the SQL returns matches (so a statement may stop at a row count).
-    fn exact(&self) -> bool {
-        matches!(self, KeyFilter::All | KeyFilter::Literal(_))
-    }
 }
 
 /// The bounds `[lower, upper)` of the routing keys that can match `pattern`: every key that is
@@ -502,6 +516,9 @@ struct Extent {
 struct Scan<'q> {
     query: &'q HistoryQuery,
     filter: KeyFilter,
+    /// Whether a statement may stop at a row count: every row the SQL returns matches, and the
+    /// store finds them without looking at the others (an index on the key when it is literal).
+    counted: bool,
     /// Every event up to here has been looked at.
     cursor: u64,
     /// The last sequence number the query can match.
@@ -513,7 +530,10 @@ struct Scan<'q> {
 }
 
 impl<'q> Scan<'q> {
-    fn new(query: &'q HistoryQuery, extent: Extent) -> Self {
+    /// `keys_indexed`: the store has an index to find one routing key's events by sequence
+    /// number (SQLite); without it (PostgreSQL) a literal key is narrowed over a window of
+    /// sequence numbers like a pattern, so one call's work stays bounded.
+    fn new(query: &'q HistoryQuery, extent: Extent, keys_indexed: bool) -> Self {
         let mut cursor = query.after_seq;
         let mut through = 0;
         if let Some((min, max)) = extent.seqs {
@@ -530,6 +550,11 @@ impl<'q> Scan<'q> {
         }
         Scan {
             query,
+            counted: match KeyFilter::new(&query.pattern) {
+                KeyFilter::All => true,
+                KeyFilter::Literal(_) => keys_indexed,
+                KeyFilter::Prefix { .. } | KeyFilter::Unnarrowed => false,
+            },
             filter: KeyFilter::new(&query.pattern),
             cursor,
             through,
@@ -553,7 +578,7 @@ impl<'q> Scan<'q> {
             return None;
         }
         let rows = self.budget.min(SCAN_CHUNK);
-        Some(if self.filter.exact() {
+        Some(if self.counted {
             // Every row returned matches its key: read rows, at most as many as wanted.
             Chunk {
                 after: self.cursor,
@@ -659,6 +684,33 @@ mod tests {
             }
             _ => panic!("a pattern with a literal prefix narrows by it"),
         }
+    }
+
+    #[test]
+    fn the_newest_event_of_each_key_counts_back_from_its_topics_last_number() {
+        let ev = |topic: &str, key: &str, id: &str, client_id: bool| Append {
+            topic: TopicName::new(topic).unwrap(),
+            routing_key: RoutingKey::new(key).unwrap(),
+            payload: RawValue::from_string("1".into()).unwrap(),
+            id: id.into(),
+            client_id,
+            posted_by: None,
+        };
+        let events = [
+            ev("t", "a", "1", false),
+            ev("u", "b", "2", false),
+            ev("t", "b", "3", false),
+            // The same client id twice: the second is not new and takes no number.
+            ev("t", "c", "x", true),
+            ev("t", "c", "x", true),
+            ev("t", "a", "5", false),
+        ];
+        let plan = AppendPlan::new(&events, |_| Ok(None)).unwrap();
+        // t's new events: a, b, c, a (the last takes t's last_seq); u's: b.
+        assert_eq!(
+            plan.newest_per_key(&events),
+            [("t", "a", 0), ("t", "b", 2), ("t", "c", 1), ("u", "b", 0)]
+        );
     }
 
     #[test]

@@ -93,7 +93,45 @@ CREATE INDEX ev_event_key ON ev_event (topic, routing_key, seq);
         // primary key. One B-tree fewer to maintain per stored event.
         "DROP INDEX IF EXISTS ev_event_ts;",
     ),
+    (
+        3,
+        "the newest event of each routing key in a table of its own, without a key index",
+        // The (topic, routing_key, seq) index cost each stored event more server time than the
+        // heap row and primary key together: its inserts land in the middle of the tree, one
+        // spot per key, and split pages in half. `ev_key_last` takes one row per key instead,
+        // written once per append and key (see `BUMP_SQL`), and a history read of one key scans
+        // the primary key over a bounded window of sequence numbers, as patterns always did.
+        r#"
+CREATE TABLE ev_key_last (
+    topic text COLLATE "C" NOT NULL,
+    routing_key text COLLATE "C" NOT NULL,
+    seq bigint NOT NULL,
+    PRIMARY KEY (topic, routing_key)
+);
+INSERT INTO ev_key_last (topic, routing_key, seq)
+    SELECT topic, routing_key, max(seq) FROM ev_event GROUP BY topic, routing_key;
+DROP INDEX IF EXISTS ev_event_key;
+"#,
+    ),
 ];
+
+/// Numbers an append's new events: takes each topic's next numbers (`$1` topics, `$2` counts,
+/// `$3` now) and records the newest sequence number of each routing key (`$4` topics, `$5`
+/// keys, `$6` how far below the topic's new `last_seq`: see `AppendPlan::newest_per_key`).
+/// The topic row's lock, taken by the `UPDATE`, orders concurrent appends of one topic, so the
+/// newest number always wins; keys of a topic are written only under its lock (no lock cycle).
+const BUMP_SQL: &str = "WITH b AS ( \
+       UPDATE ev_topic AS t SET last_seq = t.last_seq + d.n, \
+       last_ts = GREATEST(t.last_ts, $3) \
+       FROM unnest($1::text[], $2::int8[]) AS d(name, n) WHERE t.name = d.name \
+       RETURNING t.name, t.last_seq, t.last_ts), \
+     k AS ( \
+       INSERT INTO ev_key_last AS l (topic, routing_key, seq) \
+       SELECT k.topic, k.key, b.last_seq - k.back \
+       FROM unnest($4::text[], $5::text[], $6::int8[]) AS k(topic, key, back) \
+       JOIN b ON b.name = k.topic ORDER BY 1, 2 \
+       ON CONFLICT (topic, routing_key) DO UPDATE SET seq = EXCLUDED.seq) \
+     SELECT name, last_seq, last_ts FROM b";
 
 const TOPIC_SELECT: &str = "SELECT t.name, t.description, t.schema_version, t.retention_age, \
      t.retention_count, t.grants_json, t.builtin, t.created_at, t.updated_at, t.updated_by, \
@@ -101,6 +139,15 @@ const TOPIC_SELECT: &str = "SELECT t.name, t.description, t.schema_version, t.re
      LEFT JOIN ev_schema s ON s.topic = t.name AND s.version = t.schema_version";
 
 const EVENT_COLUMNS: &str = "seq, id, routing_key, ts, posted_by, payload";
+
+/// [`EVENT_COLUMNS`] of the table aliased `e`.
+fn event_columns_of_e() -> String {
+    EVENT_COLUMNS
+        .split(", ")
+        .map(|c| format!("e.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The event store's migrations, recorded in `ev_schema_migrations`.
 const MIGRATION_SET: PgMigrations = PgMigrations {
@@ -336,10 +383,10 @@ impl PostgresEventStore {
         let mut removed = 0;
         loop {
             let Some((min, _)) = seq_extent(&client, topic.as_str()).await? else {
-                return Ok(removed);
+                break;
             };
             if min > through {
-                return Ok(removed);
+                break;
             }
             let upto = through.min(min + DELETE_CHUNK - 1);
             let statement = client
@@ -351,9 +398,19 @@ impl PostgresEventStore {
                 .await
                 .map_err(storage("remove events"))?;
             if upto >= through {
-                return Ok(removed);
+                break;
             }
         }
+        // The keys whose newest event went: once per call, not per chunk (a stale row is
+        // harmless meanwhile, `last_per_key` joins each to its event).
+        client
+            .execute(
+                "DELETE FROM ev_key_last WHERE topic = $1 AND seq <= $2",
+                &[&topic.as_str(), &db_int(through)],
+            )
+            .await
+            .map_err(storage("remove events"))?;
+        Ok(removed)
     }
 
     /// One try of an append; see the module docs.
@@ -415,11 +472,7 @@ impl PostgresEventStore {
                     "SELECT e.topic, {} FROM ev_event e \
                      JOIN unnest($1::text[], $2::text[]) AS k(topic, id) \
                      ON e.topic = k.topic AND e.id = k.id WHERE e.client_id",
-                    EVENT_COLUMNS
-                        .split(", ")
-                        .map(|c| format!("e.{c}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    event_columns_of_e()
                 ))
                 .await
                 .map_err(storage("look up event ids"))?;
@@ -453,16 +506,18 @@ impl PostgresEventStore {
         let mut heads = BTreeMap::new();
         if !bump_topics.is_empty() {
             let bump = tx
-                .prepare_cached(
-                    "UPDATE ev_topic AS t SET last_seq = t.last_seq + d.n, \
-                     last_ts = GREATEST(t.last_ts, $3) \
-                     FROM unnest($1::text[], $2::int8[]) AS d(name, n) WHERE t.name = d.name \
-                     RETURNING t.name, t.last_seq, t.last_ts",
-                )
+                .prepare_cached(BUMP_SQL)
                 .await
                 .map_err(storage("number events"))?;
+            let newest = plan.newest_per_key(events);
+            let key_topics: Vec<&str> = newest.iter().map(|k| k.0).collect();
+            let keys: Vec<&str> = newest.iter().map(|k| k.1).collect();
+            let backs: Vec<i64> = newest.iter().map(|k| db_int(k.2)).collect();
             for row in tx
-                .query(&bump, &[&bump_topics, &bump_counts, &now])
+                .query(
+                    &bump,
+                    &[&bump_topics, &bump_counts, &now, &key_topics, &keys, &backs],
+                )
                 .await
                 .map_err(storage("number events"))?
             {
@@ -680,6 +735,7 @@ impl EventStore for PostgresEventStore {
         }
         for sql in [
             "DELETE FROM ev_event WHERE topic = $1",
+            "DELETE FROM ev_key_last WHERE topic = $1",
             "DELETE FROM ev_schema WHERE topic = $1",
             "DELETE FROM ev_topic WHERE name = $1",
         ] {
@@ -748,7 +804,7 @@ impl EventStore for PostgresEventStore {
             first_at_start,
             first_at_end,
         };
-        let mut scan = Scan::new(query, extent);
+        let mut scan = Scan::new(query, extent, false);
         while let Some(chunk) = scan.next_chunk() {
             let rows = read_chunk(&client, &query.topic, scan.filter(), chunk).await?;
             scan.take(chunk, rows);
@@ -758,56 +814,26 @@ impl EventStore for PostgresEventStore {
 
     async fn last_per_key(&self, topic: &TopicName, pattern: &Pattern) -> Result<Vec<StoredEvent>> {
         let client = self.client().await?;
-        let keys: Vec<String> = match pattern.literal() {
-            Some(key) => vec![key.to_owned()],
-            None => {
-                // Distinct keys by skipping through the (topic, routing_key, seq) index: one
-                // index seek per key, however many events each key has.
-                let (lower, upper) = key_range(pattern);
-                let statement = client
-                    .prepare_cached(
-                        "WITH RECURSIVE k(key) AS ( \
-                           SELECT (SELECT min(routing_key) FROM ev_event \
-                                   WHERE topic = $1 AND routing_key >= $2 AND routing_key < $3) \
-                           UNION ALL \
-                           SELECT (SELECT min(e.routing_key) FROM ev_event e \
-                                   WHERE e.topic = $1 AND e.routing_key > k.key AND e.routing_key < $3) \
-                           FROM k WHERE k.key IS NOT NULL) \
-                         SELECT key FROM k WHERE key IS NOT NULL",
-                    )
-                    .await
-                    .map_err(storage("read routing keys"))?;
-                let mut keys = Vec::new();
-                for row in client
-                    .query(&statement, &[&topic.as_str(), &lower, &upper])
-                    .await
-                    .map_err(storage("read routing keys"))?
-                {
-                    let key: String = col(&row, 0)?;
-                    if pattern.matches_str(&key) {
-                        keys.push(key);
-                    }
-                }
-                keys
-            }
-        };
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
+        // Every key that can match, then the pattern decides. The join skips a key whose newest
+        // event retention has removed (then all its events are gone: only prefixes go).
+        let (lower, upper) = key_range(pattern);
         let statement = client
             .prepare_cached(&format!(
-                "SELECT e.* FROM unnest($2::text[]) AS k(key) CROSS JOIN LATERAL ( \
-                   SELECT {EVENT_COLUMNS} FROM ev_event \
-                   WHERE topic = $1 AND routing_key = k.key ORDER BY seq DESC LIMIT 1) e \
-                 ORDER BY e.routing_key"
+                "SELECT {} FROM ev_key_last k JOIN ev_event e \
+                 ON e.topic = k.topic AND e.seq = k.seq AND e.routing_key = k.routing_key \
+                 WHERE k.topic = $1 AND k.routing_key >= $2 AND k.routing_key < $3 \
+                 ORDER BY k.routing_key",
+                event_columns_of_e()
             ))
             .await
             .map_err(storage("read events"))?;
         let rows = client
-            .query(&statement, &[&topic.as_str(), &keys])
+            .query(&statement, &[&topic.as_str(), &lower, &upper])
             .await
             .map_err(storage("read events"))?;
-        events(&rows, topic)
+        let mut found = events(&rows, topic)?;
+        found.retain(|e| pattern.matches(&e.routing_key));
+        Ok(found)
     }
 
     async fn event_count(&self, topic: &TopicName) -> Result<u64> {

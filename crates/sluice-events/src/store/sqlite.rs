@@ -706,7 +706,7 @@ impl EventStore for SqliteEventStore {
                 first_at_start: query.start.map(|t| first_at(conn, topic, t)).transpose()?,
                 first_at_end: query.end.map(|t| first_at(conn, topic, t)).transpose()?,
             };
-            let mut scan = Scan::new(&query, extent);
+            let mut scan = Scan::new(&query, extent, true);
             while let Some(chunk) = scan.next_chunk() {
                 let rows = read_chunk(conn, &query.topic, scan.filter(), chunk)?;
                 scan.take(chunk, rows);
