@@ -287,22 +287,38 @@ impl Api {
         self.send(reqwest::Method::GET, path, None).await
     }
 
-    async fn login(base: &str) -> Result<Api> {
+    /// Logs in as `admin` at the bench server `base`.
+    pub(crate) async fn login(base: &str) -> Result<Api> {
         Api::login_as(base, ADMIN_PASSWORD).await
     }
 
     /// Logs in as `admin` with `password` at the server `base`.
     pub(crate) async fn login_as(base: &str, password: &str) -> Result<Api> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Api::login_with(http, base, password).await
+    }
+
+    /// Logs in as `admin` with `password` at the server `base`, sending through `http`.
+    pub(crate) async fn login_with(
+        http: reqwest::Client,
+        base: &str,
+        password: &str,
+    ) -> Result<Api> {
         let api = Api {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()?,
+            http,
             base: base.to_owned(),
             token: Arc::default(),
             password: password.to_owned(),
         };
         api.log_in().await?;
         Ok(api)
+    }
+
+    /// The server's base URL.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
     }
 
     /// Logs in as `admin` and keeps the new access token.

@@ -1388,72 +1388,23 @@ impl Drop for ServeProcess {
     }
 }
 
-/// A logged-in client of the hub's REST API.
+/// A logged-in client of the hub's REST API, with the change-capture case's calls.
 #[derive(Clone)]
-struct HubApi {
-    http: reqwest::Client,
-    base: String,
-    token: String,
+struct HubApi(crate::api::Api);
+
+impl std::ops::Deref for HubApi {
+    type Target = crate::api::Api;
+
+    fn deref(&self) -> &crate::api::Api {
+        &self.0
+    }
 }
 
 impl HubApi {
     async fn login(base: &str) -> Result<HubApi> {
-        let mut api = HubApi {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()?,
-            base: base.to_owned(),
-            token: String::new(),
-        };
-        let answer = api
-            .post(
-                "/auth/v1/password",
-                json!({"username": "admin", "password": ADMIN_PASSWORD}),
-            )
-            .await?;
-        api.token = answer["access_token"]
-            .as_str()
-            .context("the login answer has no access_token")?
-            .to_owned();
-        Ok(api)
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value> {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
-        if !self.token.is_empty() {
-            req = req.bearer_auth(&self.token);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {path}"))?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("{method} {path}: {status}: {}", text.trim());
-        }
-        if text.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).with_context(|| format!("{method} {path}: not JSON: {text}"))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Result<Value> {
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn get(&self, path: &str) -> Result<Value> {
-        self.send(reqwest::Method::GET, path, None).await
+        Ok(HubApi(
+            crate::api::Api::login_as(base, ADMIN_PASSWORD).await?,
+        ))
     }
 
     /// Hub, locations `src` and `tgt`, channel `cdc` with Capture and Integrate.

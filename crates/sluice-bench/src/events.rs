@@ -172,48 +172,26 @@ fn one_connection() -> Result<reqwest::Client> {
 }
 
 /// A logged-in client of the bench server (set-up, and the paced publisher's pool).
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
+struct Api(crate::api::Api);
+
+impl std::ops::Deref for Api {
+    type Target = crate::api::Api;
+
+    fn deref(&self) -> &crate::api::Api {
+        &self.0
+    }
 }
 
 impl Api {
-    async fn post(&self, path: &str, body: Value) -> Result<Value> {
-        let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
-        if !self.token.is_empty() {
-            req = req.bearer_auth(&self.token);
-        }
-        let resp = req.send().await.with_context(|| format!("POST {path}"))?;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("POST {path}: {status}: {text}");
-        }
-        serde_json::from_str(&text).with_context(|| format!("POST {path}: not JSON: {text}"))
-    }
-
     async fn login(base: &str) -> Result<Api> {
-        let mut api = Api {
-            http: reqwest::Client::builder()
-                .http1_only()
-                .tcp_nodelay(true)
-                .timeout(Duration::from_secs(30))
-                .build()?,
-            base: base.to_owned(),
-            token: String::new(),
-        };
-        let answer = api
-            .post(
-                "/auth/v1/password",
-                json!({"username": "admin", "password": ADMIN_PASSWORD}),
-            )
-            .await?;
-        api.token = answer["access_token"]
-            .as_str()
-            .context("the login answer has no access_token")?
-            .to_owned();
-        Ok(api)
+        let http = reqwest::Client::builder()
+            .http1_only()
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Api(
+            crate::api::Api::login_with(http, base, ADMIN_PASSWORD).await?
+        ))
     }
 
     async fn create_topic(&self, name: &str) -> Result<()> {
@@ -226,7 +204,7 @@ impl Api {
     }
 
     fn events_url(&self) -> String {
-        format!("{}/events", self.base)
+        format!("{}/events", self.base())
     }
 }
 
@@ -659,9 +637,9 @@ async fn open_sse(api: &Api, topic: &str) -> Result<reqwest::Response> {
     let resp = http
         .get(format!(
             "{}/events/{topic}/stream?routing_key={PATTERN}",
-            api.base
+            api.base()
         ))
-        .bearer_auth(&api.token)
+        .bearer_auth(api.token())
         .header(reqwest::header::ACCEPT, "text/event-stream")
         .send()
         .await
@@ -899,7 +877,7 @@ async fn hub_latency(api: &Api, rate: u64, origin: Instant) -> Result<Latency> {
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let (url, token) = (api.events_url(), api.token.clone());
+    let (url, token) = (api.events_url(), api.token());
     latency(
         format!("end to end at {} events/s", thousands(rate)),
         rate,
@@ -1075,7 +1053,7 @@ async fn measure_hub(server: &HubServer, repository: &str, g: &Printing) -> Resu
         "publish, single events, {SINGLE_CONNECTIONS} connections"
     ));
     api.create_topic("bench.single").await?;
-    let (url, token) = (api.events_url(), api.token.clone());
+    let (url, token) = (api.events_url(), api.token());
     let single = throughput(
         format!("publish, single events, {SINGLE_CONNECTIONS} connections"),
         SINGLE_CONNECTIONS,
