@@ -3,11 +3,12 @@
 //! brokers ("nodes") on an exchange of its own and deletes it at the end. The tests run one at a
 //! time: one of them restarts the RabbitMQ application (`rabbitmqctl stop_app` / `start_app`).
 
+mod support;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
@@ -15,15 +16,9 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
-use serde_json::value::RawValue;
-use sluice_events::broker::RemoteEvents;
 use sluice_events::broker::amqp::{DEFAULT_URL, amqp_binding_key};
-use sluice_events::{AmqpBroker, Broker, ErrorKind, Pattern, RoutingKey, StoredEvent, TopicName};
-
-/// How long to wait for announcements that must arrive.
-const ARRIVAL: Duration = Duration::from_secs(20);
-/// How long to watch for announcements that must not arrive.
-const QUIET: Duration = Duration::from_millis(500);
+use sluice_events::{AmqpBroker, Broker, ErrorKind, Pattern, StoredEvent};
+use support::{QUIET, assert_same, chain, event, event_with_key, expect_quiet, receive, topic};
 
 /// One test at a time (the restart test takes RabbitMQ away from everyone).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -67,84 +62,6 @@ where
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-fn topic(name: &str) -> TopicName {
-    TopicName::new(name).expect("a valid topic name")
-}
-
-fn event_with_key(topic_name: &str, seq: u64, key: &str, payload: &str) -> Arc<StoredEvent> {
-    let timestamp: DateTime<Utc> =
-        DateTime::from_timestamp_micros(1_767_225_600_123_456 + seq as i64 * 1_001)
-            .expect("a timestamp in range");
-    Arc::new(StoredEvent {
-        topic: topic(topic_name),
-        seq,
-        id: format!("id-{topic_name}-{seq}"),
-        routing_key: RoutingKey::new(key).expect("a valid routing key"),
-        timestamp,
-        posted_by: seq.is_multiple_of(2).then(|| format!("user{seq}")),
-        payload: RawValue::from_string(payload.to_owned()).expect("valid JSON"),
-    })
-}
-
-fn event(topic_name: &str, seq: u64, payload: &str) -> Arc<StoredEvent> {
-    event_with_key(
-        topic_name,
-        seq,
-        &format!("hub1.chan_{}.refresh", seq % 3),
-        payload,
-    )
-}
-
-/// Reads batches from `remote` until `count` events have arrived.
-async fn receive(remote: &mut RemoteEvents, count: usize) -> Vec<StoredEvent> {
-    let mut events = Vec::with_capacity(count);
-    let deadline = tokio::time::Instant::now() + ARRIVAL;
-    while events.len() < count {
-        match tokio::time::timeout_at(deadline, remote.next()).await {
-            Ok(Some(batch)) => events.extend(batch),
-            Ok(None) => panic!("remote events ended after {} events", events.len()),
-            Err(_) => panic!(
-                "only {} of {count} events arrived within {ARRIVAL:?}",
-                events.len()
-            ),
-        }
-    }
-    events
-}
-
-/// Fails if anything arrives on `remote` within [`QUIET`].
-async fn expect_quiet(remote: &mut RemoteEvents, whose: &str) {
-    if let Ok(batch) = tokio::time::timeout(QUIET, remote.next()).await {
-        let seqs: Vec<_> = batch
-            .into_iter()
-            .flatten()
-            .map(|e| (e.topic.to_string(), e.seq))
-            .collect();
-        panic!("{whose} received unexpected events: {seqs:?}");
-    }
-}
-
-fn assert_same(got: &StoredEvent, sent: &StoredEvent) {
-    assert_eq!(got.topic, sent.topic);
-    assert_eq!(got.seq, sent.seq);
-    assert_eq!(got.id, sent.id);
-    assert_eq!(got.routing_key, sent.routing_key);
-    assert_eq!(got.timestamp, sent.timestamp);
-    assert_eq!(got.posted_by, sent.posted_by);
-    assert_eq!(got.payload.get(), sent.payload.get());
 }
 
 #[tokio::test]
@@ -290,31 +207,7 @@ async fn rabbitmq_routes_by_sluice_patterns() {
 #[tokio::test]
 async fn a_batch_of_5000_arrives_complete_and_in_order() {
     with_two_nodes("batch", |a, b| async move {
-        const COUNT: u64 = 5000;
-        let mut at_b = b.remote_events().await.expect("node b's receiver");
-        let payload = r#"{"table":"orders","rows":1234,"state":"done","note":"a payload of a typical size for a job event"}"#;
-        let sent: Vec<_> = (1..=COUNT)
-            .map(|seq| {
-                let name = if seq.is_multiple_of(2) { "sluice.job" } else { "sluice.event" };
-                event(name, seq, payload)
-            })
-            .collect();
-
-        let started = Instant::now();
-        a.announce(&sent).await.expect("announcing 5,000 events");
-        let announced = started.elapsed();
-        let got = receive(&mut at_b, sent.len()).await;
-        let received = started.elapsed();
-        eprintln!(
-            "5,000 events: announce {:.1} ms, announce to last received {:.1} ms, {:.0} events/s",
-            announced.as_secs_f64() * 1e3,
-            received.as_secs_f64() * 1e3,
-            COUNT as f64 / received.as_secs_f64()
-        );
-        for (got, sent) in got.iter().zip(&sent) {
-            assert_same(got, sent);
-        }
-        expect_quiet(&mut at_b, "node b (after the batch)").await;
+        support::a_batch_of_5000_arrives_complete_and_in_order(&*a, &*b).await;
     })
     .await;
 }
