@@ -25,6 +25,11 @@
 //! batch, then await its acks) and ordered push consumers. An unreachable PostgreSQL or NATS
 //! server is an error, found before anything is measured.
 //!
+//! The batched-publish ratio against NATS is then measured in [`ROUNDS`] interleaved rounds
+//! (SQLite hub, PostgreSQL hub, NATS, each on a fresh topic or subject, one after another) and
+//! reported as the median of the per-round ratios: on a shared machine whose speed drifts by
+//! tens of percent within a minute, only figures taken side by side compare.
+//!
 //! The hub server runs on its own Tokio runtime of [`SERVER_THREADS`] worker threads; the load
 //! generator, the subscribers and the NATS client on the command's runtime: all share the
 //! machine's cores.
@@ -61,6 +66,9 @@ const PHASE: Duration = Duration::from_secs(5);
 const SINGLE_CONNECTIONS: usize = 16;
 /// Connections publishing batches.
 const BATCH_CONNECTIONS: usize = 4;
+/// Interleaved rounds of batched publish (each hub, then NATS) whose per-round ratios give the
+/// reported ratio (their median).
+const ROUNDS: usize = 3;
 /// Events per batch of the batched case.
 const BATCH_EVENTS: usize = 1_000;
 /// Subscribers (SSE streams, or NATS consumers) of the latency cases.
@@ -1007,7 +1015,10 @@ struct NatsReport {
 #[derive(Debug, serde::Serialize)]
 struct Ratios {
     repository: String,
+    /// The median of the per-round ratios of [`Report::rounds`].
     batched_publish: f64,
+    /// Each round's ratio.
+    batched_publish_rounds: Vec<f64>,
     /// By rate.
     p99: Vec<(u64, f64)>,
 }
@@ -1017,6 +1028,8 @@ struct Ratios {
 struct Report {
     hubs: Vec<HubReport>,
     nats: NatsReport,
+    /// Interleaved rounds of batched publish, for the ratios.
+    rounds: Vec<BatchedRound>,
     ratios: Vec<Ratios>,
     targets: Targets,
     cores: usize,
@@ -1075,26 +1088,7 @@ async fn measure_hub(server: &HubServer, repository: &str, g: &Printing) -> Resu
         "publish, batches of {}, {BATCH_CONNECTIONS} connections",
         thousands(BATCH_EVENTS as u64)
     ));
-    api.create_topic("bench.batched").await?;
-    let batched = throughput(
-        format!(
-            "publish, batches of {}, {BATCH_CONNECTIONS} connections",
-            thousands(BATCH_EVENTS as u64)
-        ),
-        BATCH_CONNECTIONS,
-        BATCH_EVENTS,
-        |c, window| {
-            post_events(
-                url.clone(),
-                token.clone(),
-                "bench.batched".into(),
-                c,
-                BATCH_EVENTS,
-                window,
-            )
-        },
-    )
-    .await?;
+    let batched = hub_batched(&api, "bench.batched").await?;
 
     let mut latencies = Vec::new();
     for rate in RATES {
@@ -1110,6 +1104,102 @@ async fn measure_hub(server: &HubServer, repository: &str, g: &Printing) -> Resu
         batched,
         latency: latencies,
     })
+}
+
+/// The batched publish case on a hub, into a new topic `topic`.
+async fn hub_batched(api: &Api, topic: &str) -> Result<Throughput> {
+    api.create_topic(topic).await?;
+    let (url, token) = (api.events_url(), api.token());
+    throughput(
+        format!(
+            "publish, batches of {}, {BATCH_CONNECTIONS} connections",
+            thousands(BATCH_EVENTS as u64)
+        ),
+        BATCH_CONNECTIONS,
+        BATCH_EVENTS,
+        |c, window| {
+            post_events(
+                url.clone(),
+                token.clone(),
+                topic.into(),
+                c,
+                BATCH_EVENTS,
+                window,
+            )
+        },
+    )
+    .await
+}
+
+/// The batched publish case on NATS, on the subjects of `case`.
+async fn nats_batched(nats: &Nats, case: &str) -> Result<Throughput> {
+    let subjects: Vec<String> = (0..ROUTING_KEYS).map(|k| nats.subject(case, k)).collect();
+    throughput(
+        format!(
+            "publish, batches of {} (publish, then await the acks), {BATCH_CONNECTIONS} tasks",
+            thousands(BATCH_EVENTS as u64)
+        ),
+        BATCH_CONNECTIONS,
+        BATCH_EVENTS,
+        |c, window| nats_batches(nats.jetstream.clone(), subjects.clone(), c, window),
+    )
+    .await
+}
+
+/// One round of the batched publish case on each hub and on NATS, back to back.
+#[derive(Debug, serde::Serialize)]
+struct BatchedRound {
+    /// Events/s per repository, in the order of the report's hubs.
+    hubs: Vec<(String, f64)>,
+    nats: f64,
+}
+
+/// [`ROUNDS`] rounds of batched publish, each on every hub (`(spec, repository)`) then on
+/// NATS, so the machine's drift hits both sides of a ratio alike.
+async fn batched_rounds(
+    hubs: &[(&str, &str)],
+    nats: &Nats,
+    g: &Printing,
+) -> Result<Vec<BatchedRound>> {
+    let mut rounds = Vec::with_capacity(ROUNDS);
+    for round in 1..=ROUNDS {
+        if !g.json {
+            note!(
+                "batched publish, round {round} of {ROUNDS}: {} and NATS …",
+                hubs.iter().map(|h| h.1).collect::<Vec<_>>().join(", ")
+            );
+        }
+        let mut figures = Vec::with_capacity(hubs.len());
+        for (spec, repository) in hubs {
+            let server = HubServer::start(spec, ADMIN_PASSWORD, "sluice bench events").await?;
+            let measured = async {
+                let api = Api::login(&server.base).await?;
+                hub_batched(&api, &format!("bench.round{round}")).await
+            }
+            .await;
+            server.stop().await;
+            let t = measured
+                .with_context(|| format!("batched publish on {repository}, round {round}"))?;
+            figures.push(((*repository).to_owned(), t.events_per_second));
+        }
+        let n = nats_batched(nats, &format!("round{round}")).await?;
+        rounds.push(BatchedRound {
+            hubs: figures,
+            nats: n.events_per_second,
+        });
+    }
+    Ok(rounds)
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 /// Runs the cases on NATS.
@@ -1128,19 +1218,7 @@ async fn measure_nats(nats: &Nats, g: &Printing) -> Result<NatsReport> {
         "publish, batches of {}, {BATCH_CONNECTIONS} connections",
         thousands(BATCH_EVENTS as u64)
     ));
-    let subjects: Vec<String> = (0..ROUTING_KEYS)
-        .map(|k| nats.subject("batched", k))
-        .collect();
-    let batched = throughput(
-        format!(
-            "publish, batches of {} (publish, then await the acks), {BATCH_CONNECTIONS} tasks",
-            thousands(BATCH_EVENTS as u64)
-        ),
-        BATCH_CONNECTIONS,
-        BATCH_EVENTS,
-        |c, window| nats_batches(nats.jetstream.clone(), subjects.clone(), c, window),
-    )
-    .await?;
+    let batched = nats_batched(nats, "batched").await?;
     let mut latencies = Vec::new();
     for rate in RATES {
         progress(&format!(
@@ -1201,7 +1279,7 @@ async fn drop_pg(pg: &PgDatabase) {
     }
 }
 
-async fn measure_all(pg: &PgDatabase, nats: &Nats, g: &Printing) -> Result<Report> {
+async fn measure_all(pg: &PgDatabase, nats_server: &Nats, g: &Printing) -> Result<Report> {
     let work = tempfile::Builder::new()
         .prefix("sluice-bench-events")
         .tempdir()
@@ -1209,14 +1287,26 @@ async fn measure_all(pg: &PgDatabase, nats: &Nats, g: &Printing) -> Result<Repor
     let sqlite_spec = format!("sqlite:{}", work.path().join("hub.db").display());
     let sqlite = run_hub(&sqlite_spec, "SQLite", g).await?;
     let postgres = run_hub(&pg.spec, "PostgreSQL", g).await?;
-    let nats = measure_nats(nats, g).await?;
+    let nats = measure_nats(nats_server, g).await?;
+    let rounds = batched_rounds(
+        &[(&sqlite_spec, "SQLite"), (&pg.spec, "PostgreSQL")],
+        nats_server,
+        g,
+    )
+    .await?;
 
     let hubs = vec![sqlite, postgres];
     let ratios = hubs
         .iter()
-        .map(|h| Ratios {
+        .enumerate()
+        .map(|(i, h)| {
+            let per_round: Vec<f64> = rounds.iter().map(|r| r.hubs[i].1 / r.nats).collect();
+            (h, per_round)
+        })
+        .map(|(h, per_round)| Ratios {
             repository: h.repository.clone(),
-            batched_publish: h.batched.events_per_second / nats.batched.events_per_second,
+            batched_publish: median(&mut per_round.clone()),
+            batched_publish_rounds: per_round,
             p99: h
                 .latency
                 .iter()
@@ -1253,6 +1343,7 @@ async fn measure_all(pg: &PgDatabase, nats: &Nats, g: &Printing) -> Result<Repor
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     Ok(Report {
         hubs,
+        rounds,
         nats,
         ratios,
         targets,
@@ -1405,16 +1496,36 @@ fn print_report(r: &Report, markdown: bool) {
         "publish rows: p50/p99/max of the request (a batch: all its events stored and answered); end-to-end rows: publish → delivery of every event to every subscriber (send instant to the subscriber's receipt), events sent in the first {:.0} s left out",
         r.warm_up_seconds
     );
+    for (i, round) in r.rounds.iter().enumerate() {
+        let hubs: Vec<String> = round
+            .hubs
+            .iter()
+            .map(|(repo, eps)| format!("{repo} {}", thousands(eps.round() as u64)))
+            .collect();
+        say!(
+            "batched publish round {} (events/s): {}, NATS {}",
+            i + 1,
+            hubs.join(", "),
+            thousands(round.nats.round() as u64)
+        );
+    }
     for q in &r.ratios {
         let p99: Vec<String> = q
             .p99
             .iter()
             .map(|(rate, x)| format!("{x:.2}× at {} events/s", thousands(*rate)))
             .collect();
+        let rounds: Vec<String> = q
+            .batched_publish_rounds
+            .iter()
+            .map(|x| format!("{x:.2}"))
+            .collect();
         say!(
-            "{}: batched publish {:.2}× NATS's; p99 {}",
+            "{}: batched publish {:.2}× NATS's (median of {} interleaved rounds: {}); p99 {}",
             q.repository,
             q.batched_publish,
+            rounds.len(),
+            rounds.join(", "),
             p99.join(", ")
         );
     }
