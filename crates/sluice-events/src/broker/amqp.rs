@@ -57,13 +57,13 @@ const MAX_AMQP_KEY: usize = 255;
 const CONFIRM_WINDOW: usize = 2048;
 /// Most events in one batch of remote events.
 const REMOTE_BATCH: usize = 1024;
-/// Pauses of the receiver after an error, doubling from the first to the second.
 /// The longest an announcement may wait for RabbitMQ (publishes and their confirms). With the
 /// RabbitMQ application stopped and its node up, the connection stays open and confirms never
 /// come: without a bound the announcer waited for ever.
 const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest closing a failed connection may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pauses of the receiver after an error, doubling from the first to the second.
 const RETRY_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
 /// The topic's first word of AMQP routing keys: its name with `.` written as `:`.

@@ -548,14 +548,15 @@ impl<'q> Scan<'q> {
         if let Some(Some(first)) = extent.first_at_end {
             through = through.min(first.saturating_sub(1));
         }
+        let filter = KeyFilter::new(&query.pattern);
         Scan {
             query,
-            counted: match KeyFilter::new(&query.pattern) {
+            counted: match filter {
                 KeyFilter::All => true,
                 KeyFilter::Literal(_) => keys_indexed,
                 KeyFilter::Prefix { .. } | KeyFilter::Unnarrowed => false,
             },
-            filter: KeyFilter::new(&query.pattern),
+            filter,
             cursor,
             through,
             budget: query.scan_limit.max(1),
