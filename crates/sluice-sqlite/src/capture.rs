@@ -303,16 +303,36 @@ fn high_seq(conn: &Connection, names: &Names) -> Result<u64> {
 }
 
 /// Switches the file to WAL mode when it is not; fails when another connection keeps it from.
-fn ensure_wal(conn: &Connection) -> Result<()> {
+///
+/// The switch needs the file to itself for a moment. While other connections write it in
+/// rollback-journal mode, SQLite answers "database is locked" at once instead of waiting out the
+/// busy timeout (waiting there could deadlock), so the switch is tried again after short pauses
+/// until the busy timeout has passed.
+fn ensure_wal(conn: &Connection, busy_timeout: Duration) -> Result<()> {
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |row| row.get(0))
         .map_err(|e| sqlite_error(e, "read the journal mode"))?;
     if mode.eq_ignore_ascii_case("wal") {
         return Ok(());
     }
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(|e| sqlite_error(e, "switch the database to WAL mode"))?;
+    let deadline = Instant::now() + busy_timeout;
+    let mut pause = Duration::from_millis(1);
+    let mode: String = loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && Instant::now() + pause < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(4));
+            }
+            answer => {
+                break answer.map_err(|e| sqlite_error(e, "switch the database to WAL mode"))?;
+            }
+        }
+    };
     if mode.eq_ignore_ascii_case("wal") {
         tracing::info!("database switched to WAL mode for capture");
         Ok(())
@@ -330,7 +350,7 @@ pub(crate) fn create(config: &SqliteConfig, request: &CaptureRequest) -> Result<
     check(config, request)?;
     let names = names(&request.name)?;
     let mut conn = open_write(config)?;
-    ensure_wal(&conn)?;
+    ensure_wal(&conn, config.busy_timeout)?;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| sqlite_error(e, "begin the capture's creation"))?;

@@ -513,3 +513,55 @@ async fn check_refuses_everything_at_once_and_drop_removes_everything() {
     connector.drop_capture("gone").await.unwrap();
     assert_eq!(connector.capture_lag("gone").await.unwrap(), None);
 }
+
+/// A file in rollback-journal mode that other connections keep writing: switching it to WAL
+/// needs a moment with no other lock, which SQLite does not wait for (it answers "database is
+/// locked" at once rather than risk a deadlock), so creation keeps trying until one comes.
+/// Eight files in turn: without the retry about one creation in five failed here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creation_switches_to_wal_while_other_connections_write() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..8 {
+        let path = dir.path().join(format!("busy{round}.db"));
+        let connector = SqliteConnector::new(SqliteConfig::new(&path));
+        sql(
+            &path,
+            "PRAGMA journal_mode = DELETE; CREATE TABLE busy (id INTEGER PRIMARY KEY, v TEXT);",
+        );
+        let req = request(&connector, "busy", &["busy"]).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let (path, stop) = (path.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let conn = rusqlite::Connection::open(&path).unwrap();
+                    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                    let mut i = 0_i64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        conn.execute(
+                            "INSERT INTO busy (id, v) VALUES (?1, 'x')",
+                            [w * 1_000_000 + i],
+                        )
+                        .unwrap();
+                        i += 1;
+                        // About a thousand transactions a second from each writer: a busy
+                        // application, which still leaves moments with no lock held.
+                        std::thread::sleep(Duration::from_micros(500));
+                    }
+                    i
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        let created = connector.create_capture(&req).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let written: i64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+        created.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(written > 0, "the writers wrote while the capture was made");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+}
