@@ -285,6 +285,142 @@ async fn read_limited(request: axum::extract::Request, limit: usize) -> ApiResul
         })
 }
 
+/// The events of a publish body (one event, an array, or `{"events": [...]}`), each envelope
+/// read in one pass over the body with its payload left unparsed, and whether it was one event.
+/// An error in an envelope names its place (`events[3]: …`); more than `max_batch` events are
+/// counted, not read.
+fn parse_publish_body(text: &str, max_batch: usize) -> ApiResult<(Vec<Envelope<'_>>, bool)> {
+    match text.as_bytes().first() {
+        Some(b'[') => Ok((read_batch(text, max_batch)?, false)),
+        Some(b'{') => {
+            #[derive(Deserialize)]
+            struct Wrapped<'a> {
+                #[serde(borrow)]
+                events: Option<&'a serde_json::value::RawValue>,
+            }
+            let wrapped: Wrapped<'_> = serde_json::from_str(text).map_err(|e| {
+                if e.is_syntax() || e.is_eof() {
+                    ApiError::invalid(format!("malformed JSON: {e}"))
+                } else {
+                    ApiError::invalid(format!("invalid request body: {e}"))
+                }
+            })?;
+            match wrapped.events {
+                Some(list) if list.get().starts_with('[') => {
+                    Ok((read_batch(list.get(), max_batch)?, false))
+                }
+                Some(_) => Err(ApiError::invalid(
+                    "invalid request body: \"events\" must be an array of events",
+                )),
+                None => {
+                    let one =
+                        serde_json::from_str(text).map_err(|e| ApiError::invalid(e.to_string()))?;
+                    Ok((vec![one], true))
+                }
+            }
+        }
+        _ => Err(ApiError::invalid(
+            "invalid request body: expected an event object or an array of events",
+        )),
+    }
+}
+
+/// The envelopes of a JSON array of events, refused when it holds more than `max_batch`.
+fn read_batch(json: &str, max_batch: usize) -> ApiResult<Vec<Envelope<'_>>> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let read = serde::de::DeserializeSeed::deserialize(Batch { max_batch }, &mut de)
+        .and_then(|read| de.end().map(|()| read))
+        .map_err(|e| {
+            if e.is_syntax() || e.is_eof() {
+                ApiError::invalid(format!("malformed JSON: {e}"))
+            } else {
+                ApiError::invalid(e.to_string())
+            }
+        })?;
+    if read.count > max_batch {
+        return Err(ApiError::invalid(format!(
+            "{} events in one call; the limit is {max_batch}",
+            read.count
+        )));
+    }
+    Ok(read.envelopes)
+}
+
+/// `message` without the ` at line L column C` serde_json ends it with.
+fn without_position(message: &str) -> &str {
+    match message.rsplit_once(" at line ") {
+        Some((head, tail))
+            if tail.split_once(" column ").is_some_and(|(l, c)| {
+                [l, c]
+                    .iter()
+                    .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            }) =>
+        {
+            head
+        }
+        _ => message,
+    }
+}
+
+/// Reads an array of envelopes, keeping at most `max_batch` and counting the rest.
+struct Batch {
+    max_batch: usize,
+}
+
+/// What [`Batch`] read: the envelopes kept and how many events the array held.
+struct BatchRead<'a> {
+    envelopes: Vec<Envelope<'a>>,
+    count: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Batch {
+    type Value = BatchRead<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Batch {
+    type Value = BatchRead<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of events")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut envelopes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max_batch));
+        let mut count = 0;
+        loop {
+            if count >= self.max_batch {
+                // Past the limit: count what follows without reading it into envelopes.
+                match seq.next_element::<serde::de::IgnoredAny>()? {
+                    Some(_) => count += 1,
+                    None => break,
+                }
+                continue;
+            }
+            match seq.next_element::<Envelope<'de>>() {
+                Ok(Some(envelope)) => {
+                    envelopes.push(envelope);
+                    count += 1;
+                }
+                Ok(None) => break,
+                // The position is added once, for the whole body, by the outer error.
+                Err(e) => {
+                    let text = e.to_string();
+                    return Err(A::Error::custom(format_args!(
+                        "events[{count}]: {}",
+                        without_position(&text)
+                    )));
+                }
+            }
+        }
+        Ok(BatchRead { envelopes, count })
+    }
+}
+
 /// Publishes one event (`{topic, routing_key, payload, id?}`) or a batch (an array, or
 /// `{"events": [...]}`). The body is read within the hub's size limit, the batch counted and the
 /// caller's publish grant checked on every topic named before any payload is parsed.
@@ -298,62 +434,8 @@ async fn publish(
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::invalid("the request body is not UTF-8"))?
         .trim();
-    let malformed = |e: serde_json::Error| ApiError::invalid(format!("malformed JSON: {e}"));
-    let (raw_events, single): (Vec<&serde_json::value::RawValue>, bool) =
-        match text.as_bytes().first() {
-            Some(b'[') => (serde_json::from_str(text).map_err(malformed)?, false),
-            Some(b'{') => {
-                #[derive(Deserialize)]
-                struct Wrapped<'a> {
-                    #[serde(borrow)]
-                    events: Option<&'a serde_json::value::RawValue>,
-                }
-                let wrapped: Wrapped<'_> = serde_json::from_str(text).map_err(|e| {
-                    if e.is_syntax() || e.is_eof() {
-                        malformed(e)
-                    } else {
-                        ApiError::invalid(format!("invalid request body: {e}"))
-                    }
-                })?;
-                match wrapped.events {
-                    Some(list) => (
-                        serde_json::from_str(list.get()).map_err(|_| {
-                            ApiError::invalid(
-                                "invalid request body: \"events\" must be an array of events",
-                            )
-                        })?,
-                        false,
-                    ),
-                    None => (vec![serde_json::from_str(text).map_err(malformed)?], true),
-                }
-            }
-            _ => {
-                return Err(ApiError::invalid(
-                    "invalid request body: expected an event object or an array of events",
-                ));
-            }
-        };
     let max_batch = hub.config().max_batch;
-    if raw_events.len() > max_batch {
-        return Err(ApiError::invalid(format!(
-            "{} events in one call; the limit is {max_batch}",
-            raw_events.len()
-        )));
-    }
-    let envelopes = raw_events
-        .iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            serde_json::from_str::<Envelope<'_>>(raw.get()).map_err(|e| {
-                let at = if single {
-                    String::new()
-                } else {
-                    format!("events[{i}]: ")
-                };
-                ApiError::invalid(format!("{at}{e}"))
-            })
-        })
-        .collect::<ApiResult<Vec<_>>>()?;
+    let (envelopes, single) = parse_publish_body(text, max_batch)?;
     let actor = actor(&caller);
     let mut checked: Vec<&TopicName> = Vec::new();
     for envelope in &envelopes {

@@ -384,6 +384,34 @@ async fn topics_schemas_grants_history(pg: bool) {
     let (st, text) = s.publish(&writer, Value::Array(batch.clone())).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(text.contains("events[40].payload/temp"), "{text}");
+    // A bad envelope is named by its place, in either batch form; a batch that is not an
+    // array, and trailing text after one, are refused.
+    let mut bad = batch.clone();
+    bad[2]["colour"] = json!("red");
+    for body in [Value::Array(bad.clone()), json!({ "events": bad })] {
+        let (st, text) = s.publish(&writer, body).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert!(text.contains("events[2]: unknown field `colour`"), "{text}");
+    }
+    let (st, text) = s.publish(&writer, json!({ "events": batch[0] })).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(text.contains("\"events\" must be an array"), "{text}");
+    let trailing = format!("{} x", Value::Array(batch.clone()));
+    let resp = s
+        .http
+        .post(format!("{}/events", s.hub.base()))
+        .header("Authorization", format!("Bearer {writer}"))
+        .header("Content-Type", "application/json")
+        .body(trailing)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("malformed JSON: trailing characters"),
+        "{text}"
+    );
     assert_eq!(s.walk(&reader, "plant.temps", "", 100).await.len(), 1);
     batch[40]["payload"]["temp"] = json!(40);
     let stored = s
