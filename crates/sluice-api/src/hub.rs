@@ -127,7 +127,7 @@ pub struct Hub {
     state: AppState,
     scheduler_tick: Duration,
     repository: String,
-    generated_admin_password: Option<String>,
+    admin: sluice_service::AdminSetup,
     reaped: Result<Vec<ReapedJob>, sluice_service::ServiceError>,
 }
 
@@ -174,8 +174,8 @@ impl Hub {
         }
         let facts = sluice_service::hub_server::RepositoryFacts::from_spec(&config.repository);
         service.set_server_facts(|f| f.repository = facts);
-        let generated_admin_password = if config.setup_mode {
-            None
+        let admin = if config.setup_mode {
+            sluice_service::AdminSetup::default()
         } else {
             service
                 .ensure_admin(config.admin_password.as_deref())
@@ -193,7 +193,7 @@ impl Hub {
             state,
             scheduler_tick: config.scheduler_tick,
             repository,
-            generated_admin_password,
+            admin,
             reaped,
         })
     }
@@ -220,7 +220,13 @@ impl Hub {
 
     /// The password [`Hub::open`] generated for `admin`, when it created that user without one.
     pub fn generated_admin_password(&self) -> Option<&str> {
-        self.generated_admin_password.as_deref()
+        self.admin.generated.as_deref()
+    }
+
+    /// Whether the configured admin password was given but not used: the hub had users, and
+    /// user admin's password is another one (or there is no user admin).
+    pub fn admin_password_unused(&self) -> bool {
+        self.admin.given_password_unused
     }
 
     /// The runs of stopped processes that [`Hub::open`] ended, or why it could not look.

@@ -111,6 +111,11 @@ pub struct RequestedPath(pub String);
 /// The router, without the version rewrite (see [`app`]).
 pub fn router(state: AppState) -> Router {
     Router::new()
+        // A browser pointed at the server lands on the dashboard.
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::temporary("/ui") }),
+        )
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(routes::openapi))

@@ -487,7 +487,7 @@ pub async fn validate(g: &Global, file: &Path, env: Option<&str>) -> Result<Outc
 }
 
 pub async fn status(g: &Global, channel: Option<&ChannelName>) -> Result<Outcome> {
-    let svc = local::service(g)?;
+    let svc = local::existing_service(g)?;
     let hub = svc.resolve_hub(g.hub_name.as_ref()).await?;
     let channels = match channel {
         Some(c) => vec![svc.channel(&hub, c).await?.name],
@@ -692,7 +692,7 @@ pub async fn lineage(g: &Global, dot: bool) -> Result<Outcome> {
                 .context("the hub server answered a lineage this sluice cannot read")?
         }
         None => {
-            local::service(g)?
+            local::existing_service(g)?
                 .lineage(&crate::args::user(), sluice_model::AccessLevel::SysAdmin)
                 .await?
         }

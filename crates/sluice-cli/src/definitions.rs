@@ -412,7 +412,7 @@ pub async fn export(g: &Global, args: ExportArgs) -> Result<Outcome> {
             serde_json::from_value(answer).context("the hub server's export is not readable")?
         }
         None => {
-            let svc = crate::local::service(g)?;
+            let svc = crate::local::existing_service(g)?;
             let hub: HubName = svc.resolve_hub(g.hub_name.as_ref()).await?;
             svc.export_definitions(&hub, selection.as_ref()).await?
         }

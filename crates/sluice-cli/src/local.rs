@@ -31,6 +31,24 @@ pub fn service(global: &Global) -> Result<HubService> {
         .with_context(|| format!("cannot open the repository in {}", global.home.display()))
 }
 
+/// Opens the local repository for a command that works on what it holds. Where there is none it
+/// creates nothing: the error says where it looked and what to do.
+pub fn existing_service(global: &Global) -> Result<HubService> {
+    let db = global.home.join("hub.db");
+    if !db.exists() {
+        let db = std::path::absolute(&db).unwrap_or(db);
+        return Err(ServiceError::not_found(format!(
+            "no sluice repository here: {} does not exist. Run the command in the directory that \
+             holds `.sluice`, pass --home DIR (or set SLUICE_HOME), define a hub with \
+             `sluice apply FILE` (or try `sluice quickstart`), or work on a hub server with \
+             --hub URL after `sluice login --hub URL`",
+            db.display()
+        ))
+        .into());
+    }
+    service(global)
+}
+
 /// The local repository and the hub the commands work on.
 pub struct Local {
     svc: HubService,
@@ -41,7 +59,7 @@ pub struct Local {
 impl Local {
     /// Opens the repository of `--home` and resolves the hub of `--hub-name`.
     pub async fn open(g: &Global) -> Result<Local> {
-        let svc = service(g)?;
+        let svc = existing_service(g)?;
         let hub = svc.resolve_hub(g.hub_name.as_ref()).await?;
         Ok(Local {
             svc,

@@ -543,13 +543,59 @@ pub async fn run(args: QuickstartArgs, g: &Global) -> Result<Outcome> {
         .ok()
         .and_then(|cwd| dir.strip_prefix(&cwd).ok().map(Path::to_path_buf));
     say!("  cd {}", cd.unwrap_or(dir).display());
-    say!("  sluice status                          # rows at both ends, last refresh and compare");
-    say!("  sluice compare sales --rowwise         # row by row, listing differing keys");
-    say!("  sluice refresh sales --dry-run         # every statement a refresh would run");
-    say!("  sluice refresh sales --tables orders --strategy staging_swap");
-    say!("  sluice event list                      # what each operation did");
-    say!("  sluice channel show sales");
+    let program = program();
+    let hints = [
+        ("status", "rows at both ends, last refresh and compare"),
+        (
+            "compare sales --rowwise",
+            "row by row, listing differing keys",
+        ),
+        (
+            "refresh sales --dry-run",
+            "every statement a refresh would run",
+        ),
+        ("refresh sales --tables orders --strategy staging_swap", ""),
+        ("event list", "what each operation did"),
+        ("channel show sales", ""),
+    ];
+    let width = hints
+        .iter()
+        .filter(|(_, why)| !why.is_empty())
+        .map(|(command, _)| program.len() + 1 + command.len())
+        .max()
+        .unwrap_or(0);
+    for (command, why) in hints {
+        let line = format!("{program} {command}");
+        if why.is_empty() {
+            say!("  {line}");
+        } else {
+            say!("  {line:width$}  # {why}");
+        }
+    }
+    if program != "sluice" {
+        say!(
+            "(`sluice` on your PATH is not this binary; to put it there: \
+             cargo install --path crates/sluice-cli --locked)"
+        );
+    }
     Ok(Outcome::Ok)
+}
+
+/// How to run this binary again: `sluice` when that name on the PATH is this binary, else its
+/// absolute path (a quickstart run with `cargo run` is not on the PATH).
+fn program() -> String {
+    let me = std::env::current_exe().and_then(|p| p.canonicalize());
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("sluice"))
+            .find(|p| p.is_file())
+            .and_then(|p| p.canonicalize().ok())
+    });
+    match (me, on_path) {
+        (Ok(me), Some(found)) if me == found => "sluice".to_owned(),
+        (Ok(me), _) => me.display().to_string(),
+        (Err(_), _) => "sluice".to_owned(),
+    }
 }
 
 #[cfg(test)]

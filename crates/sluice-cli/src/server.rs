@@ -228,6 +228,13 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
             "created user admin (SysAdmin) with password {generated}\n  (shown once; set SLUICE_ADMIN_PASSWORD to choose it, change it with `sluice user set admin --password-stdin`)"
         );
     }
+    if hub.admin_password_unused() {
+        eprintln!(
+            "warning: SLUICE_ADMIN_PASSWORD is not the password of user admin, and was not used: it only \
+             chooses the password of the admin a hub creates on its first start. Log in with the \
+             admin's password, or change it with `sluice user set admin --password-stdin`"
+        );
+    }
     match hub.reaped() {
         Ok(reaped) if !reaped.is_empty() => eprintln!(
             "ended {} job run(s) whose process had stopped: {}",
@@ -257,6 +264,18 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
             None => "jobs on the request threads".to_owned(),
         }
     );
+    // A wildcard address is reached on the loopback of its family from this machine.
+    let dashboard = if addr.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        std::net::SocketAddr::new(loopback, addr.port())
+    } else {
+        addr
+    };
+    eprintln!("dashboard: http://{dashboard}/ui (log in with a hub user)");
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {

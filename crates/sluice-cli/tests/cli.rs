@@ -865,6 +865,39 @@ fn quickstart(dir: &Path) -> std::process::Output {
 }
 
 #[test]
+fn commands_that_read_create_no_repository_and_say_where_they_looked() {
+    let env = Env::new();
+    for args in [
+        &["status"][..],
+        &["channel", "list"],
+        &["location", "list"],
+        &["hub", "status"],
+        &["job", "list"],
+        &["event", "list"],
+        &["export"],
+        &["lineage"],
+    ] {
+        let out = env.sluice().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        for part in [
+            "no sluice repository here",
+            ".sluice/hub.db",
+            "sluice apply FILE",
+        ] {
+            assert!(stderr.contains(part), "{args:?}: {part:?} in {stderr}");
+        }
+        assert!(
+            !env.path(".sluice").exists(),
+            "{args:?} created a repository"
+        );
+    }
+    // Defining a hub is what makes one.
+    env.setup("tgt.db");
+    env.sluice().args(["status"]).assert().success();
+}
+
+#[test]
 fn quickstart_runs_and_can_run_again() {
     let dir = tempfile::tempdir().unwrap();
     for run in 1..=2 {
@@ -887,6 +920,15 @@ fn quickstart_runs_and_can_run_again() {
                 "run {run}: missing {expected:?} in {stdout}"
             );
         }
+        // The hints name the binary that ran (not on the PATH here) so they can be pasted.
+        let me = assert_cmd::cargo::cargo_bin("sluice")
+            .canonicalize()
+            .unwrap();
+        assert!(
+            stdout.contains(&format!("  {} status ", me.display())),
+            "run {run}: the hints name {}: {stdout}",
+            me.display()
+        );
     }
     let qs = dir.path().join("sluice-quickstart");
     assert!(
@@ -2555,4 +2597,86 @@ async fn backup_and_restore_through_a_hub_server() {
         .assert()
         .success();
     drop(server);
+}
+
+/// The lines `sluice serve` writes up to its dashboard line, started on `home` with `password`
+/// as `SLUICE_ADMIN_PASSWORD`; the process is killed afterwards.
+fn startup_lines(home: &Path, password: &str) -> Vec<String> {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SLUICE_HOME", home)
+        .env("SLUICE_ADMIN_PASSWORD", password)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        let last = line.starts_with("dashboard: ");
+        lines.push(line);
+        if last {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+/// The start-up lines name the dashboard, `/` leads to it, and a restart with another
+/// `SLUICE_ADMIN_PASSWORD` says that it was not used (the admin keeps its password).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_announces_its_dashboard_and_warns_of_an_unused_admin_password() {
+    let env = Env::new();
+    let home = env.path(".sluice");
+    let lines = startup_lines(&home, ADMIN_PASSWORD);
+    let url = lines
+        .iter()
+        .find_map(|l| l.split("listening on ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("a listening line in {lines:?}"))
+        .to_owned();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some(format!("dashboard: {url}/ui (log in with a hub user)").as_str()),
+        "{lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("SLUICE_ADMIN_PASSWORD is not")),
+        "{lines:?}"
+    );
+
+    let hub = common::serve(&home, &[], ADMIN_PASSWORD, None).await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let root = plain.get(format!("{}/", hub.url)).send().await.unwrap();
+    assert_eq!(root.status().as_u16(), 307);
+    assert_eq!(root.headers()["location"], "/ui");
+    drop(hub);
+
+    let lines = startup_lines(&home, "another-password-456");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l
+                .starts_with("warning: SLUICE_ADMIN_PASSWORD is not the password of user admin")),
+        "{lines:?}"
+    );
+    // The admin's password is still the first one.
+    let hub = common::serve(&home, &[], ADMIN_PASSWORD, None).await;
+    assert!(!hub.token.is_empty());
 }

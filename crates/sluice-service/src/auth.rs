@@ -495,6 +495,16 @@ pub fn hash_password(password: &str) -> Result<String> {
         .map_err(|e| ServiceError::invalid(format!("cannot hash the password: {e}")))
 }
 
+/// What [`HubService::ensure_admin`] did.
+#[derive(Debug, Default)]
+pub struct AdminSetup {
+    /// The random password of the admin it just created without a given one, to show once.
+    pub generated: Option<String>,
+    /// A password was given, the hub had users already, and it is not user admin's password
+    /// (or there is no user admin): it was not used.
+    pub given_password_unused: bool,
+}
+
 /// The library's own check (the tests hold the password threads' check to it).
 #[cfg(test)]
 fn verify_password(hash: &str, password: &str) -> bool {
@@ -606,12 +616,30 @@ impl HubService {
     }
 
     /// Creates user `admin` (SysAdmin) when the repository has no user: with `password` when
-    /// given, else a random one, which is returned so it can be shown once.
-    pub async fn ensure_admin(&self, password: Option<&str>) -> Result<Option<String>> {
+    /// given, else a random one, which is returned so it can be shown once. When there are users
+    /// already, a given `password` changes nothing; the answer says whether it is not admin's.
+    pub async fn ensure_admin(&self, password: Option<&str>) -> Result<AdminSetup> {
+        let password = password.filter(|p| !p.is_empty());
         if !self.identity_store().users().await?.is_empty() {
-            return Ok(None);
+            let given_password_unused = match password {
+                None => false,
+                Some(p) => match self.identity_store().user("admin").await? {
+                    Some(admin) => {
+                        !self
+                            .inner
+                            .limiter
+                            .verify(&admin.password_hash, p, true)
+                            .await?
+                    }
+                    None => true,
+                },
+            };
+            return Ok(AdminSetup {
+                generated: None,
+                given_password_unused,
+            });
         }
-        let (password, generated) = match password.filter(|p| !p.is_empty()) {
+        let (password, generated) = match password {
             Some(p) => (p.to_owned(), false),
             None => (new_token(""), true),
         };
@@ -624,9 +652,12 @@ impl HubService {
             creator: "sluice".into(),
         };
         match self.identity_store().create_user(&record).await {
-            Ok(()) => Ok(generated.then_some(password)),
+            Ok(()) => Ok(AdminSetup {
+                generated: generated.then_some(password),
+                given_password_unused: false,
+            }),
             // Another hub process created it first.
-            Err(e) if e.kind() == RepoErrorKind::Conflict => Ok(None),
+            Err(e) if e.kind() == RepoErrorKind::Conflict => Ok(AdminSetup::default()),
             Err(e) => Err(e.into()),
         }
     }
