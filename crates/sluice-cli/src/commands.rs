@@ -486,6 +486,9 @@ pub async fn validate(g: &Global, file: &Path, env: Option<&str>) -> Result<Outc
     Ok(Outcome::Ok)
 }
 
+/// A channel's tables as `sluice status` shows them, or why they cannot be shown.
+type ChannelTables = Result<Vec<TableStatus>, String>;
+
 pub async fn status(g: &Global, channel: Option<&ChannelName>) -> Result<Outcome> {
     let svc = local::existing_service(g)?;
     let hub = svc.resolve_hub(g.hub_name.as_ref()).await?;
@@ -498,21 +501,43 @@ pub async fn status(g: &Global, channel: Option<&ChannelName>) -> Result<Outcome
             .map(|c| c.name)
             .collect(),
     };
-    let mut all: Vec<(ChannelName, Vec<TableStatus>, Option<Replication>)> = Vec::new();
+    // Listing every channel, one whose definitions leave its tables unresolved (say, no Capture
+    // action to choose its source) shows why instead of ending the whole listing.
+    let mut all: Vec<(ChannelName, ChannelTables, Option<Replication>)> = Vec::new();
     for c in channels {
-        let tables = svc.status(&hub, &c, None, None).await?;
+        let tables = match svc.status(&hub, &c, None, None).await {
+            Ok(tables) => Ok(tables),
+            Err(e)
+                if channel.is_none() && e.kind() == sluice_service::ServiceErrorKind::Invalid =>
+            {
+                Err(e.to_string())
+            }
+            Err(e) => return Err(e.into()),
+        };
         let replication = replication(&svc, &hub, &c).await?;
         all.push((c, tables, replication));
     }
     if g.json {
         let value: Vec<_> = all
             .iter()
-            .map(|(c, t, r)| serde_json::json!({ "channel": c, "tables": t, "replication": r }))
+            .map(|(c, t, r)| match t {
+                Ok(t) => serde_json::json!({ "channel": c, "tables": t, "replication": r }),
+                Err(e) => serde_json::json!({
+                    "channel": c, "tables": [], "replication": r, "error": e,
+                }),
+            })
             .collect();
         json(&value)?;
         return Ok(Outcome::Ok);
     }
     for (c, tables, replication) in &all {
+        let tables = match tables {
+            Ok(tables) => tables,
+            Err(e) => {
+                say!("channel {c}: its tables cannot be shown: {e}");
+                continue;
+            }
+        };
         let (src, tgt) = tables
             .first()
             .map(|t| (t.source.to_string(), t.target.to_string()))

@@ -898,6 +898,44 @@ fn commands_that_read_create_no_repository_and_say_where_they_looked() {
 }
 
 #[test]
+fn status_shows_every_channel_when_one_cannot_resolve_its_tables() {
+    let env = Env::new();
+    env.setup("tgt.db");
+    let both = definitions("tgt.db")
+        + "  nocap:\n    loc_groups: {SOURCE: [src], TARGET: [tgt]}\n    tables:\n      orders: {}\n";
+    env.write("defs.yaml", &both);
+    env.sluice()
+        .args(["apply", "defs.yaml", "--auto-approve"])
+        .assert()
+        .success();
+    env.sluice()
+        .args(["status"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("channel shop (src → tgt)"))
+        .stdout(predicate::str::contains(
+            "channel nocap: its tables cannot be shown: channel nocap has no Capture action",
+        ));
+    let out = env.sluice().args(["status", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let listed = json(&out.stdout);
+    let nocap = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "nocap")
+        .unwrap();
+    assert!(
+        nocap["error"]
+            .as_str()
+            .unwrap()
+            .contains("no Capture action")
+    );
+    // Asked for by name, the channel's problem is the command's error.
+    env.sluice().args(["status", "nocap"]).assert().code(2);
+}
+
+#[test]
 fn quickstart_runs_and_can_run_again() {
     let dir = tempfile::tempdir().unwrap();
     for run in 1..=2 {
