@@ -2640,24 +2640,7 @@ async fn backup_and_restore_through_a_hub_server() {
 /// The lines `sluice serve` writes up to its dashboard line, started on `home` with `password`
 /// as `SLUICE_ADMIN_PASSWORD`; the process is killed afterwards.
 fn startup_lines(home: &Path, password: &str) -> Vec<String> {
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sluice"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("SLUICE_HOME", home)
-        .env("SLUICE_ADMIN_PASSWORD", password)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = common::spawn_serve(home, &[], password, None);
     let mut lines = Vec::new();
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
         let last = line.starts_with("dashboard: ");

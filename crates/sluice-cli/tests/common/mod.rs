@@ -27,15 +27,14 @@ impl Drop for Served {
 }
 
 /// Starts `sluice serve --listen 127.0.0.1:0 ARGS` with `home` as its `SLUICE_HOME` and
-/// `password` as the admin's, waits for its listening line and logs in as admin. Its stderr is
-/// drained (so it never blocks on a full pipe) into `log` when given.
-pub async fn serve(
+/// `password` as `SLUICE_ADMIN_PASSWORD`. Its stderr is drained (so it never blocks on a full
+/// pipe) into `log` when given, and every line is sent on the returned channel.
+pub fn spawn_serve(
     home: &Path,
     args: &[&str],
     password: &str,
     mut log: Option<std::fs::File>,
-) -> Served {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sluice"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
@@ -51,27 +50,43 @@ pub async fn serve(
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut sent = false;
         for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
             let Ok(line) = line else { break };
             if let Some(log) = &mut log {
                 let _ = writeln!(log, "{line}");
             }
-            if !sent && let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = tx.send(
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// Starts `sluice serve` as [`spawn_serve`] does, waits for its listening line and logs in as
+/// admin with `password`.
+pub async fn serve(
+    home: &Path,
+    args: &[&str],
+    password: &str,
+    log: Option<std::fs::File>,
+) -> Served {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (child, lines) = spawn_serve(home, args, password, log);
+    let url = tokio::task::spawn_blocking(move || {
+        loop {
+            let line = lines.recv_timeout(Duration::from_secs(60))?;
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break Ok::<_, std::sync::mpsc::RecvTimeoutError>(
                     rest.split_whitespace()
                         .next()
                         .unwrap_or_default()
                         .to_owned(),
                 );
-                sent = true;
             }
         }
-    });
-    let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
-        .await
-        .unwrap()
-        .expect("sluice serve starts listening");
+    })
+    .await
+    .unwrap()
+    .expect("sluice serve starts listening");
     let http = reqwest::Client::new();
     let login: serde_json::Value = http
         .post(format!("{url}/auth/v1/password"))
