@@ -325,16 +325,20 @@ fn parse_publish_body(text: &str, max_batch: usize) -> ApiResult<(Vec<Envelope<'
     }
 }
 
-/// The envelopes of a JSON array of events, refused when it holds more than `max_batch`.
+/// The envelopes of a JSON array of events, refused when it holds more than `max_batch`. A
+/// syntax error is "malformed JSON" as anywhere else; an envelope that is well-formed JSON but
+/// not an event names its place (`events[3]: unknown field …`). Positions count from the start
+/// of `json` (for `{"events": [...]}`, from the array).
 fn read_batch(json: &str, max_batch: usize) -> ApiResult<Vec<Envelope<'_>>> {
+    let at = std::cell::Cell::new(0);
     let mut de = serde_json::Deserializer::from_str(json);
-    let read = serde::de::DeserializeSeed::deserialize(Batch { max_batch }, &mut de)
+    let read = serde::de::DeserializeSeed::deserialize(Batch { max_batch, at: &at }, &mut de)
         .and_then(|read| de.end().map(|()| read))
         .map_err(|e| {
             if e.is_syntax() || e.is_eof() {
                 ApiError::invalid(format!("malformed JSON: {e}"))
             } else {
-                ApiError::invalid(e.to_string())
+                ApiError::invalid(format!("events[{}]: {e}", at.get()))
             }
         })?;
     if read.count > max_batch {
@@ -346,25 +350,11 @@ fn read_batch(json: &str, max_batch: usize) -> ApiResult<Vec<Envelope<'_>>> {
     Ok(read.envelopes)
 }
 
-/// `message` without the ` at line L column C` serde_json ends it with.
-fn without_position(message: &str) -> &str {
-    match message.rsplit_once(" at line ") {
-        Some((head, tail))
-            if tail.split_once(" column ").is_some_and(|(l, c)| {
-                [l, c]
-                    .iter()
-                    .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            }) =>
-        {
-            head
-        }
-        _ => message,
-    }
-}
-
-/// Reads an array of envelopes, keeping at most `max_batch` and counting the rest.
-struct Batch {
+/// Reads an array of envelopes, keeping at most `max_batch` and counting the rest; `at` holds
+/// the index of the element being read (the one an error is in).
+struct Batch<'c> {
     max_batch: usize,
+    at: &'c std::cell::Cell<usize>,
 }
 
 /// What [`Batch`] read: the envelopes kept and how many events the array held.
@@ -373,7 +363,7 @@ struct BatchRead<'a> {
     count: usize,
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for Batch {
+impl<'de> serde::de::DeserializeSeed<'de> for Batch<'_> {
     type Value = BatchRead<'de>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
@@ -381,7 +371,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for Batch {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for Batch {
+impl<'de> serde::de::Visitor<'de> for Batch<'_> {
     type Value = BatchRead<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -389,32 +379,24 @@ impl<'de> serde::de::Visitor<'de> for Batch {
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        use serde::de::Error as _;
         let mut envelopes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max_batch));
         let mut count = 0;
         loop {
+            self.at.set(count);
             if count >= self.max_batch {
-                // Past the limit: count what follows without reading it into envelopes.
+                // Past the limit: count what follows without keeping it.
                 match seq.next_element::<serde::de::IgnoredAny>()? {
                     Some(_) => count += 1,
                     None => break,
                 }
                 continue;
             }
-            match seq.next_element::<Envelope<'de>>() {
-                Ok(Some(envelope)) => {
+            match seq.next_element::<Envelope<'de>>()? {
+                Some(envelope) => {
                     envelopes.push(envelope);
                     count += 1;
                 }
-                Ok(None) => break,
-                // The position is added once, for the whole body, by the outer error.
-                Err(e) => {
-                    let text = e.to_string();
-                    return Err(A::Error::custom(format_args!(
-                        "events[{count}]: {}",
-                        without_position(&text)
-                    )));
-                }
+                None => break,
             }
         }
         Ok(BatchRead { envelopes, count })

@@ -223,10 +223,10 @@ impl Hub {
         self.admin.generated.as_deref()
     }
 
-    /// Whether the configured admin password was given but not used: the hub had users, and
-    /// user admin's password is another one (or there is no user admin).
-    pub fn admin_password_unused(&self) -> bool {
-        self.admin.given_password_unused
+    /// Why the configured admin password was given but not used, if it was: the hub had users,
+    /// and user admin's password is another one, or there is no user admin.
+    pub fn admin_password_unused(&self) -> Option<sluice_service::UnusedPassword> {
+        self.admin.unused_password
     }
 
     /// The runs of stopped processes that [`Hub::open`] ended, or why it could not look.

@@ -412,6 +412,20 @@ async fn topics_schemas_grants_history(pg: bool) {
         text.contains("malformed JSON: trailing characters"),
         "{text}"
     );
+    // A body cut off inside an event is malformed JSON, not a bad event.
+    let whole = Value::Array(batch.clone()).to_string();
+    let resp = s
+        .http
+        .post(format!("{}/events", s.hub.base()))
+        .header("Authorization", format!("Bearer {writer}"))
+        .header("Content-Type", "application/json")
+        .body(whole[..whole.len() / 2].to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("malformed JSON: EOF while parsing"), "{text}");
     assert_eq!(s.walk(&reader, "plant.temps", "", 100).await.len(), 1);
     batch[40]["payload"]["temp"] = json!(40);
     let stored = s

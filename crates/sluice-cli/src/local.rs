@@ -35,7 +35,10 @@ pub fn service(global: &Global) -> Result<HubService> {
 /// creates nothing: the error says where it looked and what to do.
 pub fn existing_service(global: &Global) -> Result<HubService> {
     let db = global.home.join("hub.db");
-    if !db.exists() {
+    let exists = db
+        .try_exists()
+        .with_context(|| format!("cannot look for the repository {}", db.display()))?;
+    if !exists {
         let db = std::path::absolute(&db).unwrap_or(db);
         return Err(ServiceError::not_found(format!(
             "no sluice repository here: {} does not exist. Run the command in the directory that \

@@ -574,33 +574,63 @@ pub async fn run(args: QuickstartArgs, g: &Global) -> Result<Outcome> {
     }
     if program != "sluice" {
         say!(
-            "(`sluice` on your PATH is not this binary; to put it there: \
-             cargo install --path crates/sluice-cli --locked)"
+            "(`sluice` on your PATH is not this binary; to put it there, run \
+             `cargo install --path crates/sluice-cli --locked` in sluice's source checkout)"
         );
     }
     Ok(Outcome::Ok)
 }
 
-/// How to run this binary again: `sluice` when that name on the PATH is this binary, else its
-/// absolute path (a quickstart run with `cargo run` is not on the PATH).
+/// How to run this binary again: `sluice` when that name on the PATH (the first executable
+/// file of that name, as a shell finds it) is this binary, else its absolute path, quoted for a
+/// shell when it needs to be (a quickstart run with `cargo run` is not on the PATH).
 fn program() -> String {
+    use std::os::unix::fs::PermissionsExt;
     let me = std::env::current_exe().and_then(|p| p.canonicalize());
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("sluice"))
-            .find(|p| p.is_file())
+            .find(|p| {
+                std::fs::metadata(p)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
             .and_then(|p| p.canonicalize().ok())
     });
     match (me, on_path) {
         (Ok(me), Some(found)) if me == found => "sluice".to_owned(),
-        (Ok(me), _) => me.display().to_string(),
+        (Ok(me), _) => shell_word(&me.display().to_string()),
         (Err(_), _) => "sluice".to_owned(),
+    }
+}
+
+/// `word` as one shell word: as it is when it holds only characters no shell treats specially,
+/// else in single quotes.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_quoted_for_a_shell_when_they_need_to_be() {
+        assert_eq!(
+            shell_word("/opt/sluice/bin/sluice"),
+            "/opt/sluice/bin/sluice"
+        );
+        assert_eq!(shell_word("/home/a b/sluice"), "'/home/a b/sluice'");
+        assert_eq!(shell_word("/tmp/it's/sluice"), "'/tmp/it'\\''s/sluice'");
+        assert_eq!(shell_word("/x/$HOME/sluice"), "'/x/$HOME/sluice'");
+    }
 
     #[test]
     fn the_generator_is_deterministic() {

@@ -228,12 +228,18 @@ pub async fn serve(args: ServeArgs, g: &Global) -> Result<Outcome> {
             "created user admin (SysAdmin) with password {generated}\n  (shown once; set SLUICE_ADMIN_PASSWORD to choose it, change it with `sluice user set admin --password-stdin`)"
         );
     }
-    if hub.admin_password_unused() {
-        eprintln!(
+    match hub.admin_password_unused() {
+        Some(sluice_service::UnusedPassword::NotAdmins) => eprintln!(
             "warning: SLUICE_ADMIN_PASSWORD is not the password of user admin, and was not used: it only \
              chooses the password of the admin a hub creates on its first start. Log in with the \
              admin's password, or change it with `sluice user set admin --password-stdin`"
-        );
+        ),
+        Some(sluice_service::UnusedPassword::NoAdmin) => eprintln!(
+            "warning: SLUICE_ADMIN_PASSWORD was not used: this hub has users but none named admin, and \
+             the variable only chooses the password of the admin a hub creates on its first start. \
+             Log in as one of the hub's SysAdmin users"
+        ),
+        None => {}
     }
     match hub.reaped() {
         Ok(reaped) if !reaped.is_empty() => eprintln!(

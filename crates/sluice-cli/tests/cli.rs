@@ -2678,6 +2678,18 @@ async fn the_server_announces_its_dashboard_and_warns_of_an_unused_admin_passwor
             .any(|l| l.contains("SLUICE_ADMIN_PASSWORD is not")),
         "{lines:?}"
     );
+    // Started again with the admin's own password: nothing to warn about.
+    let lines = startup_lines(&home, ADMIN_PASSWORD);
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("dashboard: ")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("warning: SLUICE_ADMIN_PASSWORD")),
+        "{lines:?}"
+    );
 
     let hub = common::serve(&home, &[], ADMIN_PASSWORD, None).await;
     let plain = reqwest::Client::builder()

@@ -495,14 +495,32 @@ pub fn hash_password(password: &str) -> Result<String> {
         .map_err(|e| ServiceError::invalid(format!("cannot hash the password: {e}")))
 }
 
-/// What [`HubService::ensure_admin`] did.
-#[derive(Debug, Default)]
+/// What [`HubService::ensure_admin`] did. Its `Debug` leaves out the generated password.
+#[derive(Default)]
 pub struct AdminSetup {
     /// The random password of the admin it just created without a given one, to show once.
     pub generated: Option<String>,
-    /// A password was given, the hub had users already, and it is not user admin's password
-    /// (or there is no user admin): it was not used.
-    pub given_password_unused: bool,
+    /// Why a given password was not used, when the hub had users already and it is not the
+    /// password of user admin.
+    pub unused_password: Option<UnusedPassword>,
+}
+
+impl std::fmt::Debug for AdminSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSetup")
+            .field("generated", &self.generated.as_ref().map(|_| "…"))
+            .field("unused_password", &self.unused_password)
+            .finish()
+    }
+}
+
+/// Why the configured admin password was not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnusedPassword {
+    /// User admin exists with another password.
+    NotAdmins,
+    /// The hub has users, none of them named admin.
+    NoAdmin,
 }
 
 /// The library's own check (the tests hold the password threads' check to it).
@@ -621,22 +639,31 @@ impl HubService {
     pub async fn ensure_admin(&self, password: Option<&str>) -> Result<AdminSetup> {
         let password = password.filter(|p| !p.is_empty());
         if !self.identity_store().users().await?.is_empty() {
-            let given_password_unused = match password {
-                None => false,
+            let unused_password = match password {
+                None => None,
                 Some(p) => match self.identity_store().user("admin").await? {
+                    // Only a warning depends on it: a check that cannot run says nothing.
                     Some(admin) => {
-                        !self
+                        match self
                             .inner
                             .limiter
                             .verify(&admin.password_hash, p, true)
-                            .await?
+                            .await
+                        {
+                            Ok(true) => None,
+                            Ok(false) => Some(UnusedPassword::NotAdmins),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not compare SLUICE_ADMIN_PASSWORD with the admin's password");
+                                None
+                            }
+                        }
                     }
-                    None => true,
+                    None => Some(UnusedPassword::NoAdmin),
                 },
             };
             return Ok(AdminSetup {
                 generated: None,
-                given_password_unused,
+                unused_password,
             });
         }
         let (password, generated) = match password {
@@ -654,7 +681,7 @@ impl HubService {
         match self.identity_store().create_user(&record).await {
             Ok(()) => Ok(AdminSetup {
                 generated: generated.then_some(password),
-                given_password_unused: false,
+                unused_password: None,
             }),
             // Another hub process created it first.
             Err(e) if e.kind() == RepoErrorKind::Conflict => Ok(AdminSetup::default()),

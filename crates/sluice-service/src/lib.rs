@@ -63,7 +63,7 @@ pub use sluice_repo::{PropBag, PropBagKind, PropWrite};
 use tokio_util::sync::CancellationToken;
 
 pub use admin::{JobStart, StartOptions};
-pub use auth::AdminSetup;
+pub use auth::{AdminSetup, UnusedPassword};
 pub use batch::{BatchCommand, BatchEntry, BatchFailure, BatchOperation, BatchOutcome, BatchVerb};
 pub use definition::{CompileContext, Compiled, Diagnostic, Severity};
 pub use event_query::{EventFacet, MAX_COUNTED_EVENTS};
