@@ -29,7 +29,7 @@ use sluice_events::{
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, codes};
-use crate::extract::{Caller, JsonBody, QueryList, bearer, parse_json};
+use crate::extract::{Caller, JsonBody, QueryList, bearer, body_error, parse_json};
 
 /// How often an idle stream sends a keep-alive.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -298,13 +298,7 @@ fn parse_publish_body(text: &str, max_batch: usize) -> ApiResult<(Vec<Envelope<'
                 #[serde(borrow)]
                 events: Option<&'a serde_json::value::RawValue>,
             }
-            let wrapped: Wrapped<'_> = serde_json::from_str(text).map_err(|e| {
-                if e.is_syntax() || e.is_eof() {
-                    ApiError::invalid(format!("malformed JSON: {e}"))
-                } else {
-                    ApiError::invalid(format!("invalid request body: {e}"))
-                }
-            })?;
+            let wrapped: Wrapped<'_> = serde_json::from_str(text).map_err(body_error)?;
             match wrapped.events {
                 Some(list) if list.get().starts_with('[') => {
                     Ok((read_batch(list.get(), max_batch)?, false))
@@ -336,7 +330,7 @@ fn read_batch(json: &str, max_batch: usize) -> ApiResult<Vec<Envelope<'_>>> {
         .and_then(|read| de.end().map(|()| read))
         .map_err(|e| {
             if e.is_syntax() || e.is_eof() {
-                ApiError::invalid(format!("malformed JSON: {e}"))
+                body_error(e)
             } else {
                 ApiError::invalid(format!("events[{}]: {e}", at.get()))
             }

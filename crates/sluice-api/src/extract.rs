@@ -164,14 +164,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     } else {
         trimmed
     };
-    serde_json::from_str(text).map_err(|e| {
-        let what = if e.is_syntax() || e.is_eof() {
-            "malformed JSON"
-        } else {
-            "invalid request body"
-        };
-        ApiError::invalid(format!("{what}: {e}"))
-    })
+    serde_json::from_str(text).map_err(body_error)
+}
+
+/// A request body that serde_json could not read: "malformed JSON" when it is not JSON at all,
+/// else "invalid request body" (JSON, but not the shape asked for).
+pub fn body_error(e: serde_json::Error) -> ApiError {
+    let what = if e.is_syntax() || e.is_eof() {
+        "malformed JSON"
+    } else {
+        "invalid request body"
+    };
+    ApiError::invalid(format!("{what}: {e}"))
 }
 
 /// A query string as `(key, value)` pairs, keeping repeated keys.
