@@ -87,7 +87,7 @@ pub struct RefreshArgs {
     /// Rowwise: apply deletes only.
     #[arg(long)]
     pub only_deletes: bool,
-    /// Tables refreshed at the same time.
+    /// Tables refreshed at the same time (into SQLite one at a time: one writer per file).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,
     /// Print every statement that would run, per table, and run none.

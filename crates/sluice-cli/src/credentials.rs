@@ -58,6 +58,10 @@ pub struct Credentials {
     /// Sessions by hub server URL.
     #[serde(default)]
     pub hubs: BTreeMap<String, Session>,
+    /// The hub server commands work on without `--hub`: the last one logged in to, until
+    /// `sluice logout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
 }
 
 /// The directory of the credentials file.
@@ -118,11 +122,22 @@ impl Credentials {
     }
 }
 
-/// Stores `session` in the file at `path`, keeping the sessions of other servers.
-pub fn store(path: &Path, session: Session) -> Result<()> {
+/// Stores `session` in the file at `path`, keeping the sessions of other servers; a login
+/// (`default`) also makes its server the one commands work on without `--hub`.
+pub fn store(path: &Path, session: Session, default: bool) -> Result<()> {
     let mut creds = Credentials::load(path)?;
+    if default {
+        creds.default = Some(session.url.clone());
+    }
     creds.hubs.insert(session.url.clone(), session);
     creds.save(path)
+}
+
+/// The hub server commands work on without `--hub`: the last one logged in to whose session is
+/// still stored.
+pub fn default_hub() -> Result<Option<String>> {
+    let creds = Credentials::load(&path()?)?;
+    Ok(creds.default.filter(|url| creds.hubs.contains_key(url)))
 }
 
 #[cfg(unix)]
@@ -233,13 +248,15 @@ mod tests {
     fn storing_a_session_replaces_only_that_servers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE);
-        store(&path, session("http://a:1", "a-old")).unwrap();
-        store(&path, session("http://b:2", "b")).unwrap();
-        store(&path, session("http://a:1", "a-new")).unwrap();
+        store(&path, session("http://a:1", "a-old"), true).unwrap();
+        store(&path, session("http://b:2", "b"), true).unwrap();
+        // A renewal keeps the default: the last login's server.
+        store(&path, session("http://a:1", "a-new"), false).unwrap();
         let loaded = Credentials::load(&path).unwrap();
         assert_eq!(loaded.hubs.len(), 2);
         assert_eq!(loaded.hubs["http://a:1"].access_token, "a-new");
         assert_eq!(loaded.hubs["http://b:2"].access_token, "b");
+        assert_eq!(loaded.default.as_deref(), Some("http://b:2"));
     }
 
     #[test]

@@ -111,6 +111,12 @@ struct SavedPlan {
 /// Where plans are made: the local repository or a hub server.
 enum Hub {
     Local(sluice_service::HubService),
+    /// There is no local repository yet: `plan` compares with an empty one, thrown away after.
+    Empty {
+        svc: sluice_service::HubService,
+        /// Kept until the plan is made: dropping it removes the scratch repository.
+        _scratch: tempfile::TempDir,
+    },
     Remote(sluice_client::Client),
 }
 
@@ -122,9 +128,31 @@ impl Hub {
         })
     }
 
+    /// Where `plan` compares: as [`Hub::open`], but without a local repository it creates none.
+    fn open_to_plan(g: &Global) -> Result<Hub> {
+        let db = g.home.join("hub.db");
+        let exists = db
+            .try_exists()
+            .with_context(|| format!("cannot look for the repository {}", db.display()))?;
+        if g.hub.is_some() || exists {
+            return Hub::open(g);
+        }
+        let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
+        let svc = sluice_service::HubService::open_local(scratch.path(), crate::args::user())?;
+        note!(
+            "note: {} does not exist yet: this plan is against an empty hub (`sluice apply` \
+             creates the repository)",
+            std::path::absolute(&db).unwrap_or(db).display()
+        );
+        Ok(Hub::Empty {
+            svc,
+            _scratch: scratch,
+        })
+    }
+
     async fn plan(&self, req: &PlanRequest) -> Result<Plan> {
         match self {
-            Hub::Local(svc) => Ok(svc.plan_definitions(req).await?),
+            Hub::Local(svc) | Hub::Empty { svc, .. } => Ok(svc.plan_definitions(req).await?),
             Hub::Remote(client) => {
                 let hub = req.hub.as_ref().expect("requests name their hub");
                 let body = serde_json::json!({
@@ -138,7 +166,9 @@ impl Hub {
 
     async fn apply(&self, req: &PlanRequest, base_version: Option<i64>) -> Result<Applied> {
         match self {
-            Hub::Local(svc) => Ok(svc.apply_definitions_plan(req, base_version).await?),
+            Hub::Local(svc) | Hub::Empty { svc, .. } => {
+                Ok(svc.apply_definitions_plan(req, base_version).await?)
+            }
             Hub::Remote(client) => {
                 let hub = req.hub.as_ref().expect("requests name their hub");
                 let body = serde_json::json!({
@@ -255,7 +285,7 @@ fn request(
         hub: Some(hub_name),
         source: source_of(file),
         base_dir: match hub {
-            Hub::Local(_) => base_dir(file),
+            Hub::Local(_) | Hub::Empty { .. } => base_dir(file),
             Hub::Remote(_) => None,
         },
     })
@@ -263,7 +293,7 @@ fn request(
 
 /// `sluice plan FILE`: exit 0 when nothing would change, 3 when changes are planned.
 pub async fn plan(g: &Global, args: PlanArgs) -> Result<Outcome> {
-    let hub = Hub::open(g)?;
+    let hub = Hub::open_to_plan(g)?;
     let req = request(g, &hub, &args.file, args.env.as_deref(), args.prune)?;
     let plan = hub.plan(&req).await?;
     if let Some(out) = &args.out {
@@ -347,7 +377,7 @@ pub async fn apply(g: &Global, args: ApplyArgs) -> Result<Outcome> {
                 prune: saved.prune,
                 source: saved.source,
                 base_dir: match hub {
-                    Hub::Local(_) => saved.base_dir,
+                    Hub::Local(_) | Hub::Empty { .. } => saved.base_dir,
                     Hub::Remote(_) => None,
                 },
             };

@@ -43,8 +43,8 @@ pub fn existing_service(global: &Global) -> Result<HubService> {
         return Err(ServiceError::not_found(format!(
             "no sluice repository here: {} does not exist. Run the command in the directory that \
              holds `.sluice`, pass --home DIR (or set SLUICE_HOME), define a hub with \
-             `sluice apply FILE` (or try `sluice quickstart`), or work on a hub server with \
-             --hub URL after `sluice login --hub URL`",
+             `sluice apply FILE` (or try `sluice quickstart`), or work on a hub server: \
+             `sluice login --hub URL` (the commands that follow go there until `sluice logout`)",
             db.display()
         ))
         .into());

@@ -1,11 +1,15 @@
 //! `sluice`: the command line of the sluice replication hub.
 //!
-//! Without `--hub` the commands work on the local repository (`--home`); with `--hub URL` (or
-//! `SLUICE_HUB`) they are requests to that hub server, with the session `sluice login` stored.
+//! With `--hub URL` (or `SLUICE_HUB`) the commands are requests to that hub server, with the
+//! session `sluice login` stored. Without it they go to the hub server last logged in to, until
+//! `sluice logout`, unless `--home` (or `SLUICE_HOME`) names a local repository; else they work on
+//! the local repository (`./.sluice`).
 //!
-//! Exit codes: 0 success; 1 the work failed (a database refused, a value did not fit, the
-//! repository could not be used, the hub server could not be reached or refused the session);
-//! 2 invalid input (bad definitions, unknown names, bad usage); 3 a compare found differences;
+//! Exit codes: 0 success; 1 the work was attempted and failed (a database refused, a value did
+//! not fit, the repository could not be used, the hub server could not be reached or refused the
+//! session); 2 invalid input, found before any row moved (bad definitions, bad usage, a name that
+//! does not exist: in the hub, or a database, table or column at a location); 3 a compare found
+//! differences;
 //! 4 the job is already running; 130 interrupted (Ctrl-C), with every table not yet committed left
 //! as it was (with `--hub`: stopped waiting, the job goes on on the server).
 
@@ -43,7 +47,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::args::{
     ActivateArgs, CompareArgs, DeactivateArgs, EventListArgs, Global, Outcome, RefreshArgs,
@@ -264,9 +269,51 @@ fn serves(command: &Command) -> bool {
     )
 }
 
-/// Runs the command: against the hub server with `--hub`, else on the local repository.
-async fn run(cli: Cli) -> Result<Outcome> {
-    let g = cli.global;
+/// Whether the command goes to the hub server logged in to when neither `--hub` nor `--home`
+/// says where to work: the commands with a remote variant, and those that take `--hub` themselves.
+/// `status` (no remote variant yet) stays local.
+fn follows_login(command: &Command) -> bool {
+    !matches!(command, Command::Status { .. })
+        && (serves(command)
+            || matches!(
+                command,
+                Command::Login(_)
+                    | Command::Lineage { .. }
+                    | Command::Plan(_)
+                    | Command::Apply(_)
+                    | Command::Export(_)
+                    | Command::Backup(_)
+                    | Command::Restore(_)
+            ))
+}
+
+/// The hub server a command without `--hub` or `--home` works on: the one logged in to, if any.
+/// A credentials file that cannot be read leaves the command local, with a warning.
+fn logged_in_hub(g: &Global) -> Option<String> {
+    let url = match credentials::default_hub() {
+        Ok(url) => url?,
+        Err(e) => {
+            note!("warning: working locally: {e:#}");
+            return None;
+        }
+    };
+    if g.home.join("hub.db").exists() {
+        note!(
+            "note: working on the hub server {url} (logged in); pass --home {} for the local \
+             repository here, or run `sluice logout`",
+            g.home.display()
+        );
+    }
+    Some(url)
+}
+
+/// Runs the command: against the hub server with `--hub` (or the one logged in to), else on the
+/// local repository.
+async fn run(cli: Cli, home_given: bool) -> Result<Outcome> {
+    let mut g = cli.global;
+    if g.hub.is_none() && !home_given && follows_login(&cli.command) {
+        g.hub = logged_in_hub(&g);
+    }
     match cli.command {
         Command::Login(args) => remote::login(&g, args).await,
         Command::Lineage { dot } => commands::lineage(&g, dot).await,
@@ -391,7 +438,12 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let home_given = matches!(
+        matches.value_source("home"),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    );
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.global.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -403,7 +455,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli, home_given)) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Different) => ExitCode::from(3),
         Err(error) => ExitCode::from(output::report_error(&error)),

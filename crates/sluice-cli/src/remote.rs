@@ -81,7 +81,7 @@ pub async fn login(g: &Global, args: LoginArgs) -> Result<Outcome> {
         .await
         .with_context(|| format!("cannot log in to {url} as {user}"))?;
     let path = credentials::path()?;
-    credentials::store(&path, Session::new(&url, &user, &tokens))?;
+    credentials::store(&path, Session::new(&url, &user, &tokens), true)?;
     // Show what the session reaches; the login itself already succeeded.
     let hubs = client.hubs().await.ok();
     if g.json {
@@ -94,6 +94,7 @@ pub async fn login(g: &Global, args: LoginArgs) -> Result<Outcome> {
             say!("  hubs: {}", list_or_dash(&names));
         }
         say!("  session stored in {}", path.display());
+        say!("  commands without --hub now work on this server, until `sluice logout`");
     }
     Ok(Outcome::Ok)
 }
@@ -144,9 +145,10 @@ fn prompt_password(user: &str, url: &str) -> Result<String> {
 pub async fn logout(g: &Global) -> Result<Outcome> {
     let path = credentials::path()?;
     let mut creds = Credentials::load(&path)?;
-    let url = match &g.hub {
-        Some(_) => server(g, "logout")?.1,
-        None => match creds.hubs.keys().collect::<Vec<_>>().as_slice() {
+    let url = match (&g.hub, &creds.default) {
+        (Some(_), _) => server(g, "logout")?.1,
+        (None, Some(default)) if creds.hubs.contains_key(default) => default.clone(),
+        (None, _) => match creds.hubs.keys().collect::<Vec<_>>().as_slice() {
             [one] => (*one).clone(),
             [] => {
                 say!("not logged in to any hub server");
@@ -165,6 +167,10 @@ pub async fn logout(g: &Global) -> Result<Outcome> {
         say!("not logged in to {url}");
         return Ok(Outcome::Ok);
     };
+    let was_default = creds.default.as_ref() == Some(&url);
+    if was_default {
+        creds.default = None;
+    }
     // Forget the session first: a server that cannot be reached must not keep it stored.
     creds.save(&path)?;
     let revoked = Client::new(&url)?
@@ -175,6 +181,9 @@ pub async fn logout(g: &Global) -> Result<Outcome> {
         note!("warning: the server did not revoke the session: {e:#}");
     }
     say!("logged out of {url}");
+    if was_default {
+        say!("  commands without --hub work on the local repository again");
+    }
     Ok(Outcome::Ok)
 }
 
@@ -200,7 +209,8 @@ impl Remote {
             let (url, user) = (url.clone(), session.user.clone());
             move |tokens| {
                 // The server expired the old refresh token: the new pair must be kept.
-                if let Err(e) = credentials::store(&path, Session::new(&url, &user, tokens)) {
+                if let Err(e) = credentials::store(&path, Session::new(&url, &user, tokens), false)
+                {
                     note!("warning: cannot store the renewed session: {e:#}");
                 }
             }

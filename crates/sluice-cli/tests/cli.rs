@@ -387,6 +387,64 @@ fn invalid_yaml_is_one_clear_error() {
         .stdout(predicate::str::contains("cannot read missing.yaml"));
 }
 
+/// SQLite has one writer per file: `--parallel 4` into a SQLite target refreshes its tables
+/// one after another instead of failing them on "database is locked" (a row-wise table reads the
+/// target while another table waits to commit).
+#[test]
+fn rowwise_parallel_refresh_into_sqlite_writes_one_table_at_a_time() {
+    let env = Env::new();
+    let tables = ["t1", "t2", "t3", "t4"];
+    let mut script = String::new();
+    for t in tables {
+        script += &format!(
+            "CREATE TABLE {t} (id INTEGER PRIMARY KEY, v TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 60000)
+             INSERT INTO {t} SELECT i, 'value ' || i FROM n;"
+        );
+    }
+    env.sql("src.db", &script);
+    // The target holds an older version of every table: each row-wise table reads it whole.
+    env.sql("tgt.db", &script);
+    let mut changes = String::new();
+    for t in tables {
+        changes += &format!(
+            "UPDATE {t} SET v = 'old' WHERE id % 7 = 0; DELETE FROM {t} WHERE id % 11 = 0;"
+        );
+    }
+    env.sql("tgt.db", &changes);
+    env.write(
+        "defs.yaml",
+        r#"hub: test
+locations:
+  src: {class: sqlite, props: {Database_Name: src.db}}
+  tgt: {class: sqlite, props: {Database_Name: tgt.db}}
+channels:
+  shop:
+    loc_groups: {SOURCE: [src], TARGET: [tgt]}
+    tables: {t1: {}, t2: {}, t3: {}, t4: {}}
+    actions:
+      - {type: Capture, loc_scope: SOURCE}
+      - {type: Integrate, loc_scope: TARGET}
+"#,
+    );
+    env.sluice().args(["apply", "defs.yaml"]).assert().success();
+    let out = env
+        .sluice()
+        .args(["refresh", "shop", "--mode", "rowwise", "--parallel", "4"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.sluice()
+        .args(["compare", "shop", "--rowwise"])
+        .assert()
+        .success();
+}
+
 #[test]
 fn unknown_names_are_one_line_errors_that_change_nothing() {
     let env = Env::new();
@@ -864,6 +922,86 @@ fn quickstart(dir: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// The README's exit codes, one case per class: 2 when the command or the definitions name what
+/// is malformed or does not exist (a channel, a database, a column: found before any row moves),
+/// 1 when the work was attempted and failed (a database that cannot be reached), 3 when a
+/// compare finds differences.
+#[test]
+fn exit_codes_follow_one_rule() {
+    let env = Env::new();
+    env.sql(
+        "src.db",
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT); INSERT INTO orders VALUES (1, 'tea');",
+    );
+    let missing = format!(
+        "sluice_cli_missing_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    env.write(
+        "defs.yaml",
+        &format!(
+            r#"hub: codes
+locations:
+  src: {{class: sqlite, props: {{Database_Name: src.db}}}}
+  tgt: {{class: sqlite, props: {{Database_Name: tgt.db}}}}
+  missing: {{class: postgresql, props: {{Database_Host: 127.0.0.1, Database_Port: 5432, Database_Name: {missing}, Database_User: postgres, Database_Sslmode: disable}}}}
+  dead: {{class: postgresql, props: {{Database_Host: 127.0.0.1, Database_Port: 1, Database_Name: postgres, Database_User: postgres, Database_Sslmode: disable}}}}
+channels:
+  shop:
+    loc_groups: {{SOURCE: [src], TARGET: [tgt, missing, dead]}}
+    tables: {{orders: {{}}}}
+    actions:
+      - {{type: Capture, loc_scope: SOURCE}}
+      - {{type: Integrate, loc_scope: TARGET}}
+"#
+        ),
+    );
+    env.sluice().args(["apply", "defs.yaml"]).assert().success();
+    let code = |args: &[&str], expected: i32, says: &str| {
+        let out = env.sluice().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(expected), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    };
+    // 2: usage, and names that do not exist, in the hub or at a database.
+    code(
+        &["refresh", "shop", "--mode", "sideways"],
+        2,
+        "invalid value",
+    );
+    code(&["refresh", "nosuch"], 2, "nosuch");
+    code(
+        &["refresh", "shop", "--target", "missing"],
+        2,
+        &format!("\"{missing}\" does not exist"),
+    );
+    code(
+        &[
+            "refresh",
+            "shop",
+            "--target",
+            "tgt",
+            "--mode",
+            "incremental",
+            "--incremental-column",
+            "placed",
+        ],
+        2,
+        "incremental column placed is not among the columns read",
+    );
+    // 1: the work was attempted and a database could not do it.
+    code(
+        &["refresh", "shop", "--target", "dead"],
+        1,
+        "cannot be reached",
+    );
+    code(&["location", "test", "dead"], 1, "cannot be reached");
+    // 3: a compare that finds differences (the target has no table yet).
+    code(&["refresh", "shop", "--target", "tgt"], 0, "");
+    env.sql("tgt.db", "DELETE FROM orders");
+    code(&["compare", "shop", "--target", "tgt"], 3, "");
+}
+
 #[test]
 fn commands_that_read_create_no_repository_and_say_where_they_looked() {
     let env = Env::new();
@@ -892,6 +1030,17 @@ fn commands_that_read_create_no_repository_and_say_where_they_looked() {
             "{args:?} created a repository"
         );
     }
+    // A plan compares with an empty hub and creates nothing either.
+    env.write("defs.yaml", &definitions("tgt.db"));
+    env.sluice()
+        .args(["plan", "defs.yaml"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("+ add channel shop"))
+        .stderr(predicate::str::contains(
+            "does not exist yet: this plan is against an empty hub",
+        ));
+    assert!(!env.path(".sluice").exists(), "plan created a repository");
     // Defining a hub is what makes one.
     env.setup("tgt.db");
     env.sluice().args(["status"]).assert().success();
@@ -2193,6 +2342,93 @@ async fn activate_and_deactivate_on_a_hub_server_wait_for_their_events() {
         .success()
         .stdout(predicate::str::contains("Channel shop deactivated"));
     assert_eq!(slots.count(), "0");
+    drop(server);
+}
+
+/// After `sluice login` the commands without --hub work on that hub server, until `sluice
+/// logout`; --home (or SLUICE_HOME) still names a local repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_makes_its_hub_server_the_default_until_logout() {
+    let env = Env::new();
+    env.setup("tgt.db");
+    let repo = format!("sqlite:{}", env.path(".sluice").join("hub.db").display());
+    let server = serve(&env.path(".sluice"), &repo).await;
+    let url = server.url.clone();
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let there = || {
+        let mut cmd = env.sluice();
+        cmd.env_remove("SLUICE_HOME").current_dir(&elsewhere);
+        cmd
+    };
+    let out = there()
+        .args([
+            "login",
+            "--hub",
+            &url,
+            "--user",
+            "admin",
+            "--password-stdin",
+        ])
+        .write_stdin(format!("{ADMIN_PASSWORD}\n"))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("until `sluice logout`"),
+        "{out:?}"
+    );
+    // Reading, running and exporting go to the server; nothing is created here.
+    there()
+        .args(["channel", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("shop"));
+    there()
+        .args(["refresh", "shop", "--wait"])
+        .assert()
+        .success();
+    assert_eq!(
+        env.rows("tgt.db", "SELECT item FROM orders WHERE id = 1"),
+        vec!["tea"]
+    );
+    there()
+        .args(["export"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("hub: test"));
+    assert!(!elsewhere.join(".sluice").exists());
+    // --home names a local repository: the command works there.
+    there()
+        .args(["channel", "list", "--home", ".sluice"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no sluice repository here"));
+    // With a local repository here, the server still wins, and the command says so.
+    env.write("elsewhere/defs.yaml", &definitions("tgt2.db"));
+    there()
+        .args(["apply", "defs.yaml", "--home", ".sluice"])
+        .assert()
+        .success();
+    there()
+        .args(["channel", "list"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!(
+            "note: working on the hub server {url} (logged in)"
+        )));
+    // After logout the commands work locally again.
+    there()
+        .args(["logout"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("local repository again"));
+    there()
+        .args(["channel", "list"])
+        .assert()
+        .success()
+        .stderr("");
     drop(server);
 }
 

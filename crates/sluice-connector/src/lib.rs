@@ -75,6 +75,11 @@ pub struct Capabilities {
     pub capture: bool,
     /// Applies captured changes ([`ChangeWriter`]).
     pub integrate: bool,
+    /// One write transaction at a time per database (SQLite: one writer per file). A run
+    /// writes such a target's tables one after another: a second writer would wait for the first
+    /// only as long as the busy timeout, and a row-wise table's read of the target would block
+    /// the other table's commit.
+    pub single_writer: bool,
 }
 
 /// What `Connector::test` found out about the database.

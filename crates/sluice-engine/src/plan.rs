@@ -583,7 +583,7 @@ async fn incremental_bound(
 ) -> Result<Option<LowerBound>, ConnectorError> {
     let same = |c: &ColumnDef| c.name.as_str().eq_ignore_ascii_case(column.as_str());
     let read_index = read.columns.iter().position(same).ok_or_else(|| {
-        ConnectorError::schema(format!(
+        ConnectorError::not_found(format!(
             "incremental column {column} is not among the columns read from the source"
         ))
     })?;

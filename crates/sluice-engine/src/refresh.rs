@@ -117,7 +117,7 @@ pub async fn run_refresh_gated(
     cancel: CancellationToken,
     gate: Option<Arc<dyn CommitGate>>,
 ) -> Vec<RefreshReport> {
-    let parallel = options.parallel.max(1);
+    let parallel = tables_at_once(target.as_ref(), options.parallel);
     let tables = plans.into_iter().map(|plan| {
         let (source, target) = (Arc::clone(&source), Arc::clone(&target));
         let (progress, cancel) = (progress.clone(), cancel.clone());
@@ -149,6 +149,17 @@ pub async fn run_refresh_gated(
         .buffered(parallel)
         .collect()
         .await
+}
+
+/// How many tables of a run are refreshed at once into `target`: `parallel`, but one at a time
+/// into a database that has one writer ([`Capabilities::single_writer`]).
+///
+/// [`Capabilities::single_writer`]: sluice_connector::Capabilities::single_writer
+pub fn tables_at_once(target: &dyn Connector, parallel: usize) -> usize {
+    match target.capabilities().single_writer {
+        true => 1,
+        false => parallel.max(1),
+    }
 }
 
 /// When a table must stop: its run's cancel token, and the gate asked around its commit.

@@ -77,6 +77,7 @@ impl Connector for MariadbConnector {
             upsert: true,
             capture: true,
             integrate: true,
+            single_writer: false,
         }
     }
 

@@ -70,6 +70,7 @@ impl Connector for PostgresConnector {
             upsert: true,
             capture: true,
             integrate: true,
+            single_writer: false,
         }
     }
 

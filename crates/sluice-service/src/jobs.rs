@@ -632,7 +632,7 @@ impl HubService {
             &refresh_options(cmd),
         )
         .await
-        .map_err(|e| ServiceError::connector(format!("table {}", e.table), e.source))?;
+        .map_err(ServiceError::planning)?;
         let mut tables = self.planned_tables(
             &r.specs,
             plans
@@ -671,7 +671,7 @@ impl HubService {
             BatchLimits::DEFAULT,
         )
         .await
-        .map_err(|e| ServiceError::connector(format!("table {}", e.table), e.source))?;
+        .map_err(ServiceError::planning)?;
         Ok(JobPlan {
             job: JobName::compare(&r.channel.name, &r.source.name, &r.target.name),
             source: r.source.name.clone(),
@@ -844,7 +844,7 @@ impl HubService {
             Ok(plan) => Ok(plan),
             Err(e) => {
                 claimed.stop.cancel();
-                let error = ServiceError::connector(format!("table {}", e.table), e.source);
+                let error = ServiceError::planning(e);
                 Err(self.fail_start(&r.hub, job, claimed.event, error).await)
             }
         }
@@ -1300,9 +1300,10 @@ impl HubService {
         let started = Instant::now();
         let repo = self.job_store();
         // Up to `parallel` tables at once, each atomic on its own; results keep the plan order.
+        let at_once = sluice_engine::tables_at_once(run.target.as_ref(), options.parallel);
         let tables: Vec<RefreshTableResult> = futures::stream::iter(plans)
             .map(|plan| self.refresh_table(run, plan, options))
-            .buffered(options.parallel.max(1))
+            .buffered(at_once)
             .try_collect()
             .await?;
         let elapsed = started.elapsed().as_secs_f64();

@@ -173,6 +173,19 @@ impl ServiceError {
         };
         Self::new(kind, context).with_source(error)
     }
+
+    /// A table's plan that could not be made, before any row moved. What the databases answered
+    /// about the request itself (a table, column or database that does not exist, columns that do
+    /// not suit the operation) makes the request invalid (exit 2 at the command line); a database
+    /// that could not be reached or failed makes the work failed (exit 1).
+    pub(crate) fn planning(error: sluice_engine::EngineError) -> Self {
+        let kind = match error.source.kind() {
+            ErrorKind::NotFound => ServiceErrorKind::NotFound,
+            ErrorKind::Schema | ErrorKind::Unsupported => ServiceErrorKind::Invalid,
+            _ => ServiceErrorKind::Failed,
+        };
+        Self::new(kind, format!("table {}", error.table)).with_source(error.source)
+    }
 }
 
 impl From<RepoError> for ServiceError {

@@ -71,6 +71,7 @@ impl Connector for SqliteConnector {
             upsert: true,
             capture: true,
             integrate: true,
+            single_writer: true,
         }
     }
 

@@ -87,6 +87,7 @@ impl Connector for MemoryConnector {
             upsert: true,
             capture: false,
             integrate: false,
+            single_writer: false,
         }
     }
 
