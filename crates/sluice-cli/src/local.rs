@@ -22,7 +22,7 @@ use crate::backend::{
     ActionView, Backend, BatchRow, ChannelRow, ChannelView, EventRow, EventView, HubState, JobRow,
     LocationRow, Plan, PlannedTable, Shown, Side, TableView,
 };
-use crate::output::{Interrupted, JobFailed, json, rate, table, thousands};
+use crate::output::{Interrupted, JobFailed, changes, json, rate, table, thousands};
 use crate::progress::{Display, follow};
 
 /// Opens the local repository (creating it on first use).
@@ -848,6 +848,7 @@ pub fn print_refresh(summary: &RefreshSummary, g: &Global) -> Result<()> {
                 t.table.to_string(),
                 t.state.as_str().to_owned(),
                 thousands(t.rows),
+                changes(t.changes.as_ref()),
                 format!("{:.2}", t.seconds),
                 rate(t.rows, t.seconds),
                 t.error.clone().unwrap_or_default(),
@@ -857,7 +858,15 @@ pub fn print_refresh(summary: &RefreshSummary, g: &Global) -> Result<()> {
     say!(
         "{}",
         table(
-            &["table", "state", "rows", "seconds", "rows/s", "error"],
+            &[
+                "table",
+                "state",
+                "rows read",
+                "changes",
+                "seconds",
+                "rows/s",
+                "error"
+            ],
             rows
         )
     );

@@ -94,6 +94,21 @@ pub fn rate(rows: u64, seconds: f64) -> String {
     thousands((rows as f64 / seconds).round() as u64)
 }
 
+/// What a refresh did to the target's rows: `12 inserted, 3 updated, 0 deleted`, or
+/// `16 upserted` (an incremental refresh); empty for a table replaced whole.
+pub fn changes(c: Option<&sluice_service::RowChanges>) -> String {
+    match c {
+        None => String::new(),
+        Some(c) if c.upserted > 0 => format!("{} upserted", thousands(c.upserted)),
+        Some(c) => format!(
+            "{} inserted, {} updated, {} deleted",
+            thousands(c.inserted),
+            thousands(c.updated),
+            thousands(c.deleted)
+        ),
+    }
+}
+
 /// A time in the local time zone, `2024-05-01 10:11:12`; empty for none.
 pub fn when(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.map(|t| {

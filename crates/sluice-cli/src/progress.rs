@@ -57,6 +57,12 @@ pub async fn follow(mut progress: UnboundedReceiver<Progress>, display: Display,
     )
     .expect("the template is valid")
     .with_key("rate", rate_key);
+    // A table that failed or was cancelled keeps its bar where it stopped, marked so: never
+    // drawn as complete.
+    let style_stopped = ProgressStyle::with_template(
+        "{prefix:>20.bold} stopped after {human_pos} rows {elapsed:>4}",
+    )
+    .expect("the template is valid");
     let mut bars: HashMap<String, ProgressBar> = HashMap::new();
     let mut last_line: HashMap<String, (Instant, Instant)> = HashMap::new();
     while let Some(p) = progress.recv().await {
@@ -88,10 +94,13 @@ pub async fn follow(mut progress: UnboundedReceiver<Progress>, display: Display,
             ) => {
                 if let Some(bar) = bars.get(table.as_str()) {
                     bar.set_position(rows);
-                    if bar.length().is_none() || !ok {
+                    if ok {
                         bar.set_length(rows);
+                        bar.finish();
+                    } else {
+                        bar.set_style(style_stopped.clone());
+                        bar.abandon();
                     }
-                    bar.finish();
                 }
             }
             (Display::Lines, Progress::Started { table, total_rows }) => {
@@ -132,8 +141,10 @@ pub async fn follow(mut progress: UnboundedReceiver<Progress>, display: Display,
             }
         }
     }
+    // The job ended without finishing these (interrupted).
     for bar in bars.values() {
         if !bar.is_finished() {
+            bar.set_style(style_stopped.clone());
             bar.abandon();
         }
     }

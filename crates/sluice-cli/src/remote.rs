@@ -1088,6 +1088,26 @@ fn differs(event: &EventInfo) -> bool {
     })
 }
 
+/// What a refresh did to a table's rows, from the event's results; `None` when it replaced the
+/// table whole (no such result).
+fn row_changes(event: &EventInfo, table: &str) -> Option<sluice_service::RowChanges> {
+    let n = |r: &str| count(event, table, r);
+    let any = [
+        "Rows_Inserted",
+        "Rows_Updated",
+        "Rows_Deleted",
+        "Rows_Upserted",
+    ]
+    .iter()
+    .any(|r| n(r).is_some());
+    any.then(|| sluice_service::RowChanges {
+        inserted: n("Rows_Inserted").unwrap_or(0),
+        updated: n("Rows_Updated").unwrap_or(0),
+        deleted: n("Rows_Deleted").unwrap_or(0),
+        upserted: n("Rows_Upserted").unwrap_or(0),
+    })
+}
+
 fn print_outcome(event: &EventInfo, g: &Global, verb: Verb) -> Result<()> {
     if g.json {
         return json(event);
@@ -1117,6 +1137,7 @@ fn print_outcome(event: &EventInfo, g: &Global, verb: Verb) -> Result<()> {
                         n => n,
                     };
                     row.push(rows);
+                    row.push(crate::output::changes(row_changes(event, t).as_ref()));
                 }
                 Verb::Compare => row.extend([
                     number(t, "Source_Rows_Used"),
@@ -1133,7 +1154,7 @@ fn print_outcome(event: &EventInfo, g: &Global, verb: Verb) -> Result<()> {
         .collect();
     let headers: &[&str] = match verb {
         Verb::Refresh | Verb::Activate | Verb::Deactivate => {
-            &["table", "state", "rows", "seconds", "error"]
+            &["table", "state", "rows", "changes", "seconds", "error"]
         }
         Verb::Compare => &[
             "table",

@@ -408,7 +408,8 @@ fn rowwise_parallel_refresh_into_sqlite_writes_one_table_at_a_time() {
     let mut changes = String::new();
     for t in tables {
         changes += &format!(
-            "UPDATE {t} SET v = 'old' WHERE id % 7 = 0; DELETE FROM {t} WHERE id % 11 = 0;"
+            "UPDATE {t} SET v = 'old' WHERE id % 7 = 0; DELETE FROM {t} WHERE id % 11 = 0;
+             INSERT INTO {t} VALUES (70000, 'only here'), (70001, 'only here');"
         );
     }
     env.sql("tgt.db", &changes);
@@ -430,7 +431,15 @@ channels:
     env.sluice().args(["apply", "defs.yaml"]).assert().success();
     let out = env
         .sluice()
-        .args(["refresh", "shop", "--mode", "rowwise", "--parallel", "4"])
+        .args([
+            "refresh",
+            "shop",
+            "--mode",
+            "rowwise",
+            "--parallel",
+            "4",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -439,10 +448,66 @@ channels:
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // Each table says what it did: 60,000 / 11 rows back, multiples of 7 (not of 77) updated,
+    // the two rows only in the target deleted.
+    let summary = json(&out.stdout);
+    for t in summary["tables"].as_array().unwrap() {
+        assert_eq!(
+            t["changes"],
+            serde_json::json!({"inserted": 5454, "updated": 7792, "deleted": 2, "upserted": 0}),
+            "{t}"
+        );
+    }
+    let event = summary["event"].as_str().unwrap();
+    env.sluice()
+        .args(["event", "show", event])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Rows_Inserted"));
     env.sluice()
         .args(["compare", "shop", "--rowwise"])
         .assert()
         .success();
+}
+
+/// An incremental refresh reports the rows it upserted, and its progress counts only the rows
+/// past the target's greatest value, not the whole source table.
+#[test]
+fn incremental_refresh_reports_its_upserts() {
+    let env = Env::new();
+    env.setup("tgt.db");
+    env.sluice().args(["refresh", "shop"]).assert().success();
+    env.sql(
+        "src.db",
+        "WITH RECURSIVE n(i) AS (SELECT 10 UNION ALL SELECT i + 1 FROM n WHERE i < 25)
+         INSERT INTO orders SELECT i, 'new', '1.00', NULL FROM n;",
+    );
+    let args = [
+        "refresh",
+        "shop",
+        "--tables",
+        "orders",
+        "--mode",
+        "incremental",
+        "--incremental-column",
+        "id",
+    ];
+    let out = env.sluice().args(args).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("16 upserted"), "{stdout}");
+    // Progress: no total for an incremental read (the count would be of the whole table).
+    assert!(stderr.contains("orders: refresh started\n"), "{stderr}");
+    assert_eq!(
+        env.rows(
+            "tgt.db",
+            "SELECT CAST(count(*) AS TEXT) FROM orders WHERE item = 'new'"
+        ),
+        vec!["16"]
+    );
 }
 
 #[test]

@@ -32,8 +32,8 @@ pub use plan::{
 };
 pub use progress::{Progress, ProgressSink};
 pub use refresh::{
-    CommitGate, RefreshReport, RefreshState, SliceReport, run_refresh, run_refresh_gated,
-    tables_at_once,
+    CommitGate, RefreshReport, RefreshState, RowChanges, SliceReport, run_refresh,
+    run_refresh_gated, tables_at_once,
 };
 pub use replicate::{
     ApplyLimits, CapturedChanges, OpCounts, ReplicatedTable, ReplicationError, ReplicationEvent,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
-use sluice_connector::{Connector, ConnectorError, ErrorKind, TableWriter};
+use sluice_connector::{Connector, ConnectorError, ErrorKind, TableWriter, WriteStrategy};
 use sluice_model::{Condition, RowBatch, TableName, describe_key};
 use tokio_util::sync::CancellationToken;
 
@@ -60,10 +60,29 @@ pub struct RefreshReport {
     pub duration: Duration,
     /// Whether the target table was created.
     pub created: bool,
+    /// What the rows written did to the target, for a refresh that changes rows in place
+    /// (row-wise, incremental); `None` when the table was replaced whole.
+    pub changes: Option<RowChanges>,
     /// Why it failed.
     pub error: Option<EngineError>,
     /// Per slice of a sliced read, in slice order; empty when the table was read whole.
     pub slices: Vec<SliceReport>,
+}
+
+/// What a refresh that changes rows in place did to the target table. A row-wise refresh knows
+/// each row's fate from the merge; an incremental one writes by upsert, which inserts or updates
+/// by key, so it knows only how many rows it upserted (telling the two apart would mean reading
+/// the target's keys).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RowChanges {
+    /// Rows only in the source, inserted.
+    pub inserted: u64,
+    /// Rows in both whose values differed, updated.
+    pub updated: u64,
+    /// Rows only in the target, deleted.
+    pub deleted: u64,
+    /// Rows written by upsert (inserted or updated).
+    pub upserted: u64,
 }
 
 /// What one slice of a table's read did.
@@ -197,6 +216,7 @@ struct Moved {
     bytes: u64,
     written: u64,
     created: bool,
+    changes: Option<RowChanges>,
     slices: Vec<SliceReport>,
 }
 
@@ -209,7 +229,9 @@ async fn refresh_table(
     stop: &Stop<'_>,
 ) -> RefreshReport {
     let started = Instant::now();
-    let total_rows = if options.count_first {
+    // An incremental read's bound is not a filter the count could take: its total stays unknown
+    // rather than counting the whole table.
+    let total_rows = if options.count_first && plan.read.lower_bound.is_none() {
         match reader(source) {
             Ok(r) => r
                 .count_rows(&plan.read.table, plan.read.filter.as_ref())
@@ -229,6 +251,7 @@ async fn refresh_table(
         bytes: 0,
         written: 0,
         created: false,
+        changes: None,
         slices: Vec::new(),
     };
     let outcome = match &plan.apply {
@@ -247,6 +270,15 @@ async fn refresh_table(
             .await
         }
     };
+    if outcome.is_ok()
+        && matches!(plan.apply, PlannedApply::Load)
+        && plan.write.strategy == WriteStrategy::Upsert
+    {
+        moved.changes = Some(RowChanges {
+            upserted: moved.written,
+            ..RowChanges::default()
+        });
+    }
     let (state, error) = match outcome {
         Ok(()) => (RefreshState::Done, None),
         Err(error) if error.kind() == ErrorKind::Cancelled => (
@@ -266,6 +298,7 @@ async fn refresh_table(
         bytes: moved.bytes,
         duration: started.elapsed(),
         created: moved.created,
+        changes: moved.changes,
         error,
         slices: moved.slices,
     }
@@ -587,6 +620,7 @@ async fn rowwise_merge(
     s.advance(cancel, &plan.write.columns).await?;
     t.advance(cancel, &target_read.columns).await?;
     let mut since_progress = 0u64;
+    let mut changes = RowChanges::default();
     loop {
         let order = match (s.row(), t.row()) {
             (Some(a), Some(b)) => compare_keys(&key, a, b),
@@ -598,6 +632,7 @@ async fn rowwise_merge(
             Ordering::Less => {
                 if apply.puts() {
                     put(&mut puts, s.row(), write, moved).await?;
+                    changes.inserted += 1;
                 }
                 s.advance(cancel, &plan.write.columns).await?;
             }
@@ -611,6 +646,7 @@ async fn rowwise_merge(
                     deletes
                         .push_row(key.iter().map(|&k| row[k].clone()))
                         .map_err(|e| ConnectorError::internal(e.to_string()))?;
+                    changes.deleted += 1;
                 }
                 t.advance(cancel, &target_read.columns).await?;
             }
@@ -621,6 +657,7 @@ async fn rowwise_merge(
                 };
                 if !same && apply.puts() {
                     put(&mut puts, s.row(), write, moved).await?;
+                    changes.updated += 1;
                 }
                 s.advance(cancel, &plan.write.columns).await?;
                 t.advance(cancel, &target_read.columns).await?;
@@ -644,6 +681,7 @@ async fn rowwise_merge(
     if !deletes.is_empty() {
         write.delete_batch(deletes).await?;
     }
+    moved.changes = Some(changes);
     moved.rows = s.rows;
     moved.bytes = s.bytes + t.bytes;
     Ok(())

@@ -231,6 +231,14 @@ wire_enum!(
         TargetRowsUsed => "Target_Rows_Used",
         /// Bytes of row data moved or compared.
         BytesUsed => "Bytes_Used",
+        /// Of a refresh that changes rows in place: rows inserted (row-wise: only in the source).
+        RowsInserted => "Rows_Inserted",
+        /// Of a row-wise refresh: rows in both whose values differed, updated.
+        RowsUpdated => "Rows_Updated",
+        /// Of a row-wise refresh: rows only in the target, deleted.
+        RowsDeleted => "Rows_Deleted",
+        /// Of an incremental refresh: rows written by upsert (inserted or updated by key).
+        RowsUpserted => "Rows_Upserted",
         /// Rows present only in the source.
         RowsOnlyOnSource => "Rows_Only_On_Source",
         /// Rows present only in the target.

@@ -158,6 +158,7 @@ impl HubService {
                     bytes: 0,
                     seconds: elapsed,
                     created: false,
+                    changes: None,
                     error: error.clone(),
                 })
                 .collect(),

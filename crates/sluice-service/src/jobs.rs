@@ -28,8 +28,8 @@ use sluice_connector::{Connector, PlannedStatement, WriteStrategy};
 use sluice_engine::plan::{RefreshMode, RowwiseApply, Slices, plan_compare_table};
 use sluice_engine::{
     CommitGate, CompareOptions, CompareState, CompareTablePlan, EngineError, Granularity, Progress,
-    ProgressSink, RefreshOptions, RefreshState, RefreshTablePlan, RowDiff, TableSpec, plan_compare,
-    plan_refresh, run_compare, run_refresh_gated,
+    ProgressSink, RefreshOptions, RefreshState, RefreshTablePlan, RowChanges, RowDiff, TableSpec,
+    plan_compare, plan_refresh, run_compare, run_refresh_gated,
 };
 use sluice_model::condition::SqlDialect;
 use sluice_model::definition::{
@@ -225,6 +225,9 @@ pub struct RefreshTableResult {
     pub seconds: f64,
     /// Whether the target table was created.
     pub created: bool,
+    /// What it did to the target's rows, for a refresh that changes rows in place (row-wise,
+    /// incremental).
+    pub changes: Option<RowChanges>,
     /// Why it failed.
     pub error: Option<String>,
 }
@@ -1229,6 +1232,22 @@ impl HubService {
                 ResultName::TargetRowsUsed,
                 &report.target_rows.to_string(),
             ));
+            if let Some(c) = &report.changes {
+                let counts = match c.upserted {
+                    0 => [
+                        (ResultName::RowsInserted, c.inserted),
+                        (ResultName::RowsUpdated, c.updated),
+                        (ResultName::RowsDeleted, c.deleted),
+                    ]
+                    .to_vec(),
+                    n => vec![(ResultName::RowsUpserted, n)],
+                };
+                results.extend(
+                    counts
+                        .into_iter()
+                        .map(|(what, n)| result(&name, what, &n.to_string())),
+                );
+            }
         }
         if let Some(error) = &error {
             results.push(result(&name, ResultName::TableError, error));
@@ -1264,9 +1283,17 @@ impl HubService {
         }
         let line = match &error {
             None => format!(
-                "table {name}: {} rows in {seconds:.2} s ({:.0} rows/s){}",
+                "table {name}: {} rows in {seconds:.2} s ({:.0} rows/s){}{}",
                 report.source_rows,
                 report.source_rows as f64 / seconds.max(1e-9),
+                match &report.changes {
+                    Some(c) if c.upserted > 0 => format!(", {} upserted", c.upserted),
+                    Some(c) => format!(
+                        ", {} inserted, {} updated, {} deleted",
+                        c.inserted, c.updated, c.deleted
+                    ),
+                    None => String::new(),
+                },
                 if report.created {
                     ", target table created"
                 } else {
@@ -1286,6 +1313,7 @@ impl HubService {
             bytes: report.bytes,
             seconds,
             created: report.created,
+            changes: report.changes,
             error,
         })
     }

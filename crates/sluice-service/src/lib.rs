@@ -77,6 +77,7 @@ pub use log_file::LogFile;
 pub use registry::EnvLookup;
 pub use request::{BatchRequest, CompareRequest, DifferenceFilter, RefreshRequest};
 pub use slicing::{Slicing, SlicingRequest};
+pub use sluice_engine::RowChanges;
 pub use sluice_engine::plan::{RefreshMode, RowwiseApply};
 pub use sluice_engine::{Granularity, Progress};
 pub use sluice_model::refresh::RefreshModeKind;
