@@ -715,3 +715,17 @@ async fn rolled_back(write: Box<dyn TableWriter>, error: ConnectorError) -> Conn
     let _ = write.rollback().await;
     error
 }
+
+#[cfg(test)]
+mod at_once_tests {
+    use super::tables_at_once;
+    use sluice_connector::kit::memory::MemoryConnector;
+
+    #[test]
+    fn tables_run_in_parallel_unless_the_target_has_one_writer() {
+        let memory = MemoryConnector::new();
+        assert_eq!(tables_at_once(&memory, 4), 4);
+        assert_eq!(tables_at_once(&memory, 0), 1);
+        // SQLite's single writer is checked in the service's and the CLI's tests, on real files.
+    }
+}

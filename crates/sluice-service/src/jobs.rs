@@ -1676,6 +1676,26 @@ impl HubService {
                 ),
             };
             let mut lines = vec![line];
+            // The differing keys the compare listed, so the event says which rows differ.
+            if let Some(d) = &report.diff {
+                for (what, keys) in [
+                    ("only on source", &d.only_on_source_keys),
+                    ("only on target", &d.only_on_target_keys),
+                    ("differ", &d.differ_keys),
+                ] {
+                    if !keys.is_empty() {
+                        let listed: Vec<String> = keys
+                            .iter()
+                            .take(50)
+                            .map(|k| {
+                                let parts: Vec<String> = k.iter().map(|v| v.to_string()).collect();
+                                format!("({})", parts.join(", "))
+                            })
+                            .collect();
+                        lines.push(format!("table {name}: keys {what}: {}", listed.join(" ")));
+                    }
+                }
+            }
             if let Some(o) = &online_result
                 && o.suspects > 0
             {

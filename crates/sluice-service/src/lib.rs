@@ -82,7 +82,9 @@ pub use sluice_engine::plan::{RefreshMode, RowwiseApply};
 pub use sluice_engine::{Granularity, Progress};
 pub use sluice_model::refresh::RefreshModeKind;
 pub use statistics::{METRICS, MetricValues, MetricsQuery, SCOPES, TIME_GRANULARITIES};
-pub use status::{ChannelDetail, ChannelOverview, HubOverview, LastRun, RefreshRun, TableStatus};
+pub use status::{
+    ChannelDetail, ChannelHealth, ChannelOverview, HubOverview, LastRun, RefreshRun, TableStatus,
+};
 
 /// What kind of failure a use case met; decides exit codes and (later) HTTP statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

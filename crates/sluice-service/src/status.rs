@@ -230,6 +230,82 @@ impl RefreshRun {
     }
 }
 
+/// How a channel is doing, in one word, the same on every page of the dashboard. When several
+/// hold, the first of this order wins: frozen, running, failed, paused, differs, healthy, new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelHealth {
+    /// Its hub is frozen: no job runs.
+    Frozen,
+    /// A refresh (sync) is running.
+    Running,
+    /// Its newest refresh failed.
+    Failed,
+    /// Paused: scheduled syncs do not run.
+    Paused,
+    /// Its newest compare, after its newest refresh, found differences.
+    Differs,
+    /// Its newest refresh succeeded.
+    Healthy,
+    /// Never refreshed yet.
+    New,
+}
+
+impl ChannelHealth {
+    /// Decides the state from the facts, in the order of the variants.
+    pub fn of(
+        frozen: bool,
+        running: bool,
+        paused: bool,
+        last_refresh: Option<EventState>,
+        differs: bool,
+    ) -> Self {
+        if frozen {
+            ChannelHealth::Frozen
+        } else if running || last_refresh == Some(EventState::Active) {
+            ChannelHealth::Running
+        } else if last_refresh == Some(EventState::Failed) {
+            ChannelHealth::Failed
+        } else if paused {
+            ChannelHealth::Paused
+        } else if differs {
+            ChannelHealth::Differs
+        } else if last_refresh.is_some() {
+            ChannelHealth::Healthy
+        } else {
+            ChannelHealth::New
+        }
+    }
+
+    /// The word shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelHealth::Frozen => "frozen",
+            ChannelHealth::Running => "running",
+            ChannelHealth::Failed => "failed",
+            ChannelHealth::Paused => "paused",
+            ChannelHealth::Differs => "differs",
+            ChannelHealth::Healthy => "healthy",
+            ChannelHealth::New => "new",
+        }
+    }
+
+    /// What the word means, for a tooltip.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ChannelHealth::Frozen => "the hub is frozen: no job runs until it is unfrozen",
+            ChannelHealth::Running => "a sync is running now",
+            ChannelHealth::Failed => "the newest sync failed",
+            ChannelHealth::Paused => "paused: scheduled syncs do not run",
+            ChannelHealth::Differs => {
+                "the newest compare found differences between source and target"
+            }
+            ChannelHealth::Healthy => "the newest sync succeeded",
+            ChannelHealth::New => "not synced yet",
+        }
+    }
+}
+
 /// A channel with what happened to it lately: the dashboard's channel list.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChannelOverview {
@@ -257,6 +333,8 @@ pub struct ChannelOverview {
     pub rows_moved: Option<u64>,
     /// The channel as a connector (paused, schedule, setup and sync state), when it is one.
     pub connector: Option<crate::connectors::Connector>,
+    /// How it is doing.
+    pub health: ChannelHealth,
 }
 
 /// A channel's tables now and its recent refreshes: the dashboard's channel page.
@@ -333,14 +411,26 @@ impl HubService {
     /// Every channel of `hub` (or of every hub) with its latest refreshes and job state.
     pub async fn channel_overview(&self, hub: Option<&HubName>) -> Result<Vec<ChannelOverview>> {
         let hubs = match hub {
-            Some(h) => vec![self.hub(h).await?.hub.name],
-            None => self.hubs().await?.into_iter().map(|h| h.hub.name).collect(),
+            Some(h) => vec![self.hub(h).await?],
+            None => self.hubs().await?,
         };
         let mut out = Vec::new();
-        for hub in hubs {
+        for record in hubs {
+            let hub = record.hub.name;
+            let frozen = record.state == sluice_model::definition::HubState::Frozen;
             let channels = self.channels(&hub).await?;
             let jobs = self.jobs(&hub).await?;
             let events = self.recent_refreshes(&hub, Vec::new()).await?;
+            let compares = self
+                .job_store()
+                .events(&sluice_repo::EventFilter {
+                    hub: Some(hub.clone()),
+                    types: vec![EventType::Compare],
+                    fetch_results: true,
+                    max_events: Some(RECENT_REFRESHES),
+                    ..Default::default()
+                })
+                .await?;
             let mut connectors = self.list_connectors(Some(&hub)).await?;
             for c in channels {
                 let mine: Vec<_> = events
@@ -356,6 +446,33 @@ impl HubService {
                         .map(|(_, m)| m.clone())
                         .unwrap_or_default()
                 };
+                let job_state = jobs
+                    .iter()
+                    .filter(|j| j.name.channel() == &c.name)
+                    .max_by_key(|j| j.run_begin)
+                    .map(|j| j.state.to_string());
+                let connector = connectors
+                    .iter()
+                    .position(|k| k.id.channel == c.name)
+                    .map(|i| connectors.swap_remove(i));
+                // Differences count while no refresh started after the compare.
+                let differs = compares
+                    .iter()
+                    .find(|e| e.channel.as_ref() == Some(&c.name) && e.state == EventState::Done)
+                    .is_some_and(|e| {
+                        mine.first().is_none_or(|r| r.start < e.start)
+                            && e.results.iter().any(|r| {
+                                r.name == ResultName::TableState
+                                    && r.value == sluice_model::event::table_state::DONE_DIFFERENT
+                            })
+                    });
+                let health = ChannelHealth::of(
+                    frozen,
+                    job_state.as_deref() == Some("RUNNING"),
+                    connector.as_ref().is_some_and(|k| k.settings.paused),
+                    mine.first().map(|e| e.state),
+                    differs,
+                );
                 out.push(ChannelOverview {
                     hub: hub.clone(),
                     channel: c.name.clone(),
@@ -363,19 +480,13 @@ impl HubService {
                     sources: group("SOURCE"),
                     targets: group("TARGET"),
                     table_count: c.tables.len(),
-                    job_state: jobs
-                        .iter()
-                        .filter(|j| j.name.channel() == &c.name)
-                        .max_by_key(|j| j.run_begin)
-                        .map(|j| j.state.to_string()),
+                    job_state,
                     last_refresh: mine.first().map(|e| refresh_run(e)),
                     last_success: success.and_then(|e| e.finish),
                     last_failure: failure.map(|e| (e.finish.unwrap_or(e.start), failure_text(e))),
                     rows_moved: success.map(|e| refresh_run(e).rows),
-                    connector: connectors
-                        .iter()
-                        .position(|k| k.id.channel == c.name)
-                        .map(|i| connectors.swap_remove(i)),
+                    connector,
+                    health,
                 });
             }
         }
