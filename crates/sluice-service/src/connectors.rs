@@ -938,9 +938,12 @@ impl HubService {
                 Ok(report) => SetupTest {
                     title,
                     status: "PASSED".into(),
+                    // Class_Version says which version; the server's whole banner
+                    // (Server_Version, compiler and all) stays in the location test's answer.
                     message: report
                         .discovered_props
                         .iter()
+                        .filter(|(k, _)| k.as_str() != "Server_Version")
                         .map(|(k, v)| format!("{k}={v}"))
                         .collect::<Vec<_>>()
                         .join(", "),
