@@ -34,6 +34,10 @@ document.addEventListener("submit", async (ev) => {
       return;
     }
     const answer = await response.json();
+    if (answer.go && !answer.error) {
+      window.location.href = answer.go;
+      return;
+    }
     notice(answer.text, answer.error);
     await refreshParts();
   } catch (e) {
@@ -70,6 +74,7 @@ async function refreshParts() {
     if (next) part.innerHTML = next.innerHTML;
   });
   document.querySelectorAll("input.sel").forEach((c) => (c.checked = checked.has(c.value)));
+  relativeTimes();
 }
 
 function updateBulkBar() {
@@ -88,6 +93,27 @@ document.addEventListener("change", (ev) => {
   updateBulkBar();
 });
 
+// Times are shown relative ("5 min ago"), the absolute time (UTC) on hover.
+function relativeTimes() {
+  const now = Date.now();
+  document.querySelectorAll("td.t, .t[data-abs]").forEach((cell) => {
+    const text = cell.textContent.trim();
+    const abs = /^\d{4}-\d\d-\d\d[ T]\d\d:\d\d/.test(text) ? text : cell.dataset.abs;
+    if (!abs) return;
+    const at = Date.parse(abs.replace(" ", "T") + (/Z|[+-]\d\d:?\d\d$/.test(abs) ? "" : "Z"));
+    if (isNaN(at)) return;
+    cell.dataset.abs = abs;
+    cell.title = abs + " UTC";
+    const s = Math.round((now - at) / 1000);
+    let rel;
+    if (s < 45) rel = "just now";
+    else if (s < 90 * 60) rel = Math.round(s / 60) + " min ago";
+    else if (s < 36 * 3600) rel = Math.round(s / 3600) + " h ago";
+    else rel = Math.round(s / 86400) + " days ago";
+    cell.textContent = rel;
+  });
+}
+
 function setField(row, field, text, state) {
   const cell = row.querySelector('[data-field="' + field + '"]');
   if (!cell) return;
@@ -99,6 +125,7 @@ function setField(row, field, text, state) {
     cell.appendChild(span);
   } else {
     cell.textContent = text;
+    if (cell.classList.contains("t")) relativeTimes();
   }
 }
 
@@ -171,6 +198,8 @@ function startLive() {
     setField(row, "job_state", data.state, true);
     if (data.state === "RUNNING") setField(row, "sync_state", "syncing", true);
     changed(row);
+    // The health word is the server's verdict over every fact: read the rows again.
+    refreshSoon();
   });
   source.addEventListener("refresh", (ev) => {
     const data = JSON.parse(ev.data);
@@ -182,17 +211,18 @@ function startLive() {
     if (data.state === "ACTIVE") {
       setField(row, "sync_state", "syncing", true);
     } else if (row.querySelector('[data-field="sync_state"]').textContent !== "") {
-      setField(row, "sync_state", row.dataset.paused === "true" ? "paused" : "scheduled", true);
+      setField(row, "sync_state", row.dataset.paused === "true" ? "paused" : row.dataset.manual === "true" ? "idle" : "scheduled", true);
     }
     if (data.state === "DONE") {
       setField(row, "last_success", data.finish);
-      setField(row, "rows_moved", String(data.rows));
+      setField(row, "rows_moved", Number(data.rows).toLocaleString("en-US"));
     } else if (data.state === "FAILED") {
       setField(row, "last_failure", data.finish);
       const cell = row.querySelector('[data-field="last_failure"]');
       if (cell) cell.title = data.response || "";
     }
     changed(row);
+    refreshSoon();
   });
   source.addEventListener("cutoff", () => {
     if (dot) dot.classList.remove("on");
@@ -202,5 +232,7 @@ function startLive() {
 
 document.addEventListener("DOMContentLoaded", () => {
   updateBulkBar();
+  relativeTimes();
+  setInterval(relativeTimes, 30000);
   startLive();
 });

@@ -20,6 +20,19 @@ use sluice_test_support::{ADMIN_PASSWORD, TestHub};
 const VIEWER_PASSWORD: &str = "viewer-password-1";
 const ROWS: usize = 2500;
 
+/// A count as the dashboard shows it: `2,500`.
+fn sep(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A hub server with the event hub, hub `hub1`, locations `src`/`tgt` and channel `ch1`.
 struct Server {
     hub: TestHub,
@@ -270,7 +283,8 @@ async fn wait_job_done(session: &mut Session<'_>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let page = session.get("/ui/hubs/hub1/jobs").await;
-        if page.text.contains("s-DONE") && !page.text.contains(">ACTIVE<") {
+        // The state spans of the lists (the state filter offers ACTIVE too).
+        if page.text.contains("s-DONE") && !page.text.contains(r#"s-ACTIVE">ACTIVE<"#) {
             return;
         }
         assert!(
@@ -280,6 +294,322 @@ async fn wait_job_done(session: &mut Session<'_>) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A newcomer's first hour in the browser, on a hub server with no hub yet: open `/`, log in,
+/// create a hub, two SQLite locations (each tested before it is saved), a channel with two
+/// tables discovered at the source (one row-wise), sync it and see it healthy; break the source
+/// and see it failed, the same word on the channel list; at 900 px the list does not scroll
+/// sideways. Screenshots `new-*.png` of each step go to `<target>/ui-screenshots`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_new_user_creates_locations_and_a_channel_and_sees_its_health() {
+    let driver = webdriver::Driver::start().await;
+    let hub = TestHub::start().await;
+    let dir = hub.dir().to_owned();
+    let src = dir.join("shop.db");
+    rusqlite::Connection::open(&src)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT NOT NULL);
+             INSERT INTO orders VALUES (1, 'tea'), (2, 'cake'), (3, 'jam');
+             CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+             INSERT INTO customers VALUES (1, 'ann'), (2, 'bob');",
+        )
+        .unwrap();
+    let tgt = dir.join("warehouse.db");
+    let base = hub.base().to_owned();
+    let b = driver.session().await;
+
+    // `/` leads to the dashboard, which asks for a login.
+    b.goto(&format!("{base}/")).await;
+    b.find("#username").await;
+    b.send_keys(&b.find("#username").await, "admin").await;
+    b.send_keys(&b.find("#password").await, ADMIN_PASSWORD)
+        .await;
+    b.click_on("#login").await;
+    let welcome = b.wait_text("#first-steps", 10, |t| !t.is_empty()).await;
+    assert!(welcome.contains("create a hub"), "{welcome}");
+    b.screenshot("new-01-empty-hub").await;
+
+    // A hub.
+    b.click_on("#first-steps a").await;
+    b.send_keys(&b.find("#hub-name").await, "shop").await;
+    b.send_keys(&b.find("#hub-description").await, "my first hub")
+        .await;
+    b.click_on("#create-hub").await;
+    let next = b.wait_text("#next-step", 10, |t| !t.is_empty()).await;
+    assert!(next.contains("add the databases"), "{next}");
+
+    // Two locations, each tested before it is saved.
+    for (name, path) in [("src", &src), ("tgt", &tgt)] {
+        b.click_on("#new-location").await;
+        b.click_on(r#"#class option[value="sqlite"]"#).await;
+        b.wait_script(
+            "return document.querySelector('#location-form input[name=class]').value",
+            10,
+            |v| v == "sqlite",
+        )
+        .await;
+        b.send_keys(&b.find("#loc-name").await, name).await;
+        b.send_keys(
+            &b.find("#prop-Database_Name").await,
+            &path.display().to_string(),
+        )
+        .await;
+        b.click_on("#test-location").await;
+        let tested = b
+            .wait_text("#notice", 20, |t| t.contains("test passed"))
+            .await;
+        assert!(tested.contains("Class_Version"), "{tested}");
+        if name == "src" {
+            b.screenshot("new-02-location-tested").await;
+        }
+        b.click_on("#save-location").await;
+        b.wait_text("#notice", 10, |t| {
+            t.contains(&format!("location {name} added"))
+        })
+        .await;
+        b.find(&format!(r#"#locations tr[data-loc="{name}"]"#))
+            .await;
+    }
+
+    // A channel from the tables found at the source, customers row-wise.
+    b.click_on("#new-channel").await;
+    b.click_on(r#"#source option[value="src"]"#).await;
+    b.click_on(r#"#target option[value="tgt"]"#).await;
+    b.click_on("#find-tables").await;
+    b.find(r#"#found-tables tr[data-table="orders"]"#).await;
+    b.send_keys(&b.find("#channel-name").await, "sales").await;
+    for t in ["orders", "customers"] {
+        b.click_on(&format!(r#"tr[data-table="{t}"] input.pick"#))
+            .await;
+    }
+    b.click_on(r#"tr[data-table="customers"] option[value="rowwise"]"#)
+        .await;
+    b.screenshot("new-03-create-channel").await;
+    b.click_on("#create-channel").await;
+    b.wait_text("#health", 10, |t| t == "new").await;
+
+    // Sync: healthy.
+    b.click_on(r#"button[value="sync"]"#).await;
+    b.wait_text("#health", 60, |t| t == "healthy").await;
+    let rows = rusqlite::Connection::open(&tgt)
+        .unwrap()
+        .query_row("SELECT count(*) FROM orders", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    assert_eq!(rows, 3);
+    b.screenshot("new-04-channel-healthy").await;
+
+    // The source breaks: the next sync fails and the channel says so, on every page.
+    rusqlite::Connection::open(&src)
+        .unwrap()
+        .execute_batch("ALTER TABLE orders RENAME TO orders_gone")
+        .unwrap();
+    b.click_on(r#"button[value="sync"]"#).await;
+    b.wait_text("#health", 60, |t| t == "failed").await;
+    b.screenshot("new-05-channel-failed").await;
+    b.goto(&format!("{base}/ui/channels")).await;
+    let row = r#"tr[data-key="shop/sales"]"#;
+    assert_eq!(b.text_of(&format!("{row} .health")).await, "failed");
+    b.screenshot("new-06-channel-list").await;
+
+    // 900 px: the list fits, nothing scrolls sideways, the health word stays.
+    b.window_size(900, 900).await;
+    b.wait_script(
+        "return document.documentElement.scrollWidth <= window.innerWidth",
+        10,
+        |v| v == true,
+    )
+    .await;
+    assert_eq!(b.text_of(&format!("{row} .health")).await, "failed");
+    b.screenshot("new-07-channel-list-900px").await;
+    b.quit().await;
+}
+
+/// The first-step forms check what the API checks: levels (a ReadOnly user creates nothing),
+/// names, classes, properties the class does not have, a second location of the same name; the
+/// password is sealed when stored, never shown in the edit form, and an edit that leaves it
+/// empty keeps it. Each refusal is a notice and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn location_and_channel_forms_check_like_the_api_and_seal_the_password() {
+    let s = start().await;
+    let defs = || async {
+        let mut d = api(
+            &s,
+            "GET",
+            "/api/latest/hubs/hub1/definition/locs?fetch=loc_props",
+            json!({}),
+        )
+        .await;
+        d.as_object_mut().unwrap().remove("src");
+        d
+    };
+    let mut viewer = Session::login(&s, "viewer", VIEWER_PASSWORD).await;
+    for path in [
+        "/ui/hubs/hub1/locations",
+        "/ui/hubs/hub1/new-channel",
+        "/ui/hubs",
+    ] {
+        let (status, v) = viewer
+            .action(path, &[("loc", "x"), ("hub", "x"), ("do", "save")])
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {v}");
+        assert!(v["text"].as_str().unwrap().contains("needs"), "{path}: {v}");
+    }
+    assert_eq!(
+        viewer.get("/ui/hubs/hub1/new-location").await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let mut admin = Session::login(&s, "admin", ADMIN_PASSWORD).await;
+    let before = defs().await;
+    let pg = |name: &'static str, password: &'static str| {
+        vec![
+            ("do", "save"),
+            ("class", "postgresql"),
+            ("loc", name),
+            ("prop.Database_Host", "127.0.0.1"),
+            ("prop.Database_Port", "1"),
+            ("prop.Database_Name", "shop"),
+            ("prop.Database_User", "app"),
+            ("prop.Database_Password", password),
+            ("prop.Not_A_Property", "ignored"),
+        ]
+    };
+    // Refusals: a bad name, a class sluice does not have, an existing name.
+    let (_, v) = admin
+        .action("/ui/hubs/hub1/locations", &pg("1bad", "pw"))
+        .await;
+    assert_eq!(v["error"], true, "{v}");
+    let mut form = pg("pgx", "pw");
+    form[1] = ("class", "oracle");
+    let (status, v) = admin.action("/ui/hubs/hub1/locations", &form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (_, v) = admin
+        .action("/ui/hubs/hub1/locations", &pg("tgt", "pw"))
+        .await;
+    assert!(
+        v["text"].as_str().unwrap().contains("already exists"),
+        "{v}"
+    );
+    assert_eq!(defs().await, before, "refusals change nothing");
+
+    // A new location: its password is sealed, never shown again, kept by an edit that leaves it out.
+    let (_, v) = admin
+        .action("/ui/hubs/hub1/locations", &pg("pgx", "s3cret-pw"))
+        .await;
+    assert_eq!(v["error"], false, "{v}");
+    assert_eq!(v["go"], "/ui/hubs/hub1", "{v}");
+    let stored = s
+        .hub
+        .service()
+        .location(
+            &sluice_model::HubName::new("hub1").unwrap(),
+            &sluice_model::LocationName::new("pgx").unwrap(),
+        )
+        .await
+        .unwrap();
+    let sealed = stored.props["Database_Password"].to_text();
+    assert!(sluice_service::secrets::is_sealed(&sealed), "{sealed}");
+    assert!(!stored.props.contains_key("Not_A_Property"));
+    let page = admin.get("/ui/hubs/hub1/locs/pgx/edit").await.text;
+    assert!(
+        !page.contains("s3cret-pw") && !page.contains(&sealed),
+        "{page}"
+    );
+    assert!(page.contains("stored and sealed"), "{page}");
+    let mut edit = pg("pgx", "");
+    edit.push(("editing", "pgx"));
+    let (_, v) = admin.action("/ui/hubs/hub1/locations", &edit).await;
+    assert_eq!(v["error"], false, "{v}");
+    let kept = s
+        .hub
+        .service()
+        .location(
+            &sluice_model::HubName::new("hub1").unwrap(),
+            &sluice_model::LocationName::new("pgx").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.props["Database_Password"].to_text(), sealed);
+    // Test tries the form's location without storing it: port 1 does not answer.
+    let mut test = pg("pgy", "pw");
+    test[0] = ("do", "test");
+    let (_, v) = admin.action("/ui/hubs/hub1/locations", &test).await;
+    assert_eq!(v["error"], true, "{v}");
+    assert!(!defs().await.as_object().unwrap().contains_key("pgy"));
+
+    // Channels: the tables must be ticked, the ends different, the mode one of the listed.
+    let channel = |extra: &[(&'static str, &'static str)]| {
+        let mut f = vec![("channel", "c2"), ("source", "src"), ("target", "tgt")];
+        f.extend_from_slice(extra);
+        f
+    };
+    for (form, says) in [
+        (channel(&[]), "tick at least one table"),
+        (
+            channel(&[("table", "orders"), ("mode.orders", "sideways")]),
+            "is not one of the listed",
+        ),
+        (
+            channel(&[("table", "orders"), ("mode.orders", "incremental")]),
+            "needs its column",
+        ),
+        (
+            vec![
+                ("channel", "c2"),
+                ("source", "src"),
+                ("target", "src"),
+                ("table", "orders"),
+            ],
+            "must be different",
+        ),
+        (
+            vec![
+                ("channel", "ch1"),
+                ("source", "src"),
+                ("target", "tgt"),
+                ("table", "orders"),
+            ],
+            "already exists",
+        ),
+    ] {
+        let (_, v) = admin.action("/ui/hubs/hub1/new-channel", &form).await;
+        assert_eq!(v["error"], true, "{form:?}: {v}");
+        assert!(v["text"].as_str().unwrap().contains(says), "{form:?}: {v}");
+    }
+    let (_, v) = admin
+        .action(
+            "/ui/hubs/hub1/new-channel",
+            &channel(&[
+                ("table", "orders"),
+                ("mode.orders", "incremental"),
+                ("column.orders", "id"),
+                ("table", "customers"),
+            ]),
+        )
+        .await;
+    assert_eq!(v["go"], "/ui/hubs/hub1/channels/c2", "{v}");
+    let c2 = api(
+        &s,
+        "GET",
+        "/api/latest/hubs/hub1/definition/channels/c2",
+        json!({}),
+    )
+    .await;
+    assert!(
+        c2["tables"]["orders"].is_object() && c2["tables"]["customers"].is_object(),
+        "{c2}"
+    );
+    let refresh: Vec<&Value> = c2["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["type"] == "Refresh")
+        .collect();
+    assert_eq!(refresh.len(), 1, "{c2}");
+    assert_eq!(refresh[0]["params"]["Mode"], "incremental", "{c2}");
+    assert_eq!(refresh[0]["params"]["IncrementalColumn"], "id", "{c2}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -568,7 +898,7 @@ async fn sync_streams_live_and_pages_show_tables_jobs_events_and_charts() {
     wait_job_done(&mut session).await;
     let list = session.get("/ui/channels?hub=hub1&q=orders").await;
     assert!(
-        list.text.contains(&format!(">{}<", ROWS + 2)),
+        list.text.contains(&format!(">{}<", sep(ROWS + 2))),
         "rows moved: {}",
         list.text
     );
@@ -585,11 +915,11 @@ async fn sync_streams_live_and_pages_show_tables_jobs_events_and_charts() {
     let t = &detail.text;
     assert!(t.contains(r#"data-table="orders""#) && t.contains(r#"data-table="customers""#));
     assert!(
-        t.contains(&format!(r#"data-field="source_rows">{ROWS}<"#)),
+        t.contains(&format!(r#"data-field="source_rows">{}<"#, sep(ROWS))),
         "{t}"
     );
     assert!(
-        t.contains(&format!(r#"data-field="target_rows">{ROWS}<"#)),
+        t.contains(&format!(r#"data-field="target_rows">{}<"#, sep(ROWS))),
         "{t}"
     );
     // The greatest incremental value of orders (by id) at the target.
@@ -616,6 +946,44 @@ async fn sync_streams_live_and_pages_show_tables_jobs_events_and_charts() {
     let event = session.get(&format!("/ui/hubs/hub1/events/{ev}")).await;
     assert_eq!(event.status, StatusCode::OK);
     assert!(event.text.contains("id=\"event-log\""));
+
+    // The jobs page's filters: query parameters, so a link keeps them.
+    let failed = session.get("/ui/hubs/hub1/jobs?state=FAILED").await;
+    assert_eq!(failed.status, StatusCode::OK, "{}", failed.text);
+    let events = failed.text.split(r#"id="events""#).nth(1).unwrap();
+    assert!(
+        !events.contains(r#"<span class="state s-DONE">DONE</span>"#),
+        "{events}"
+    );
+    assert!(failed.text.contains(r#"<option value="FAILED" selected>"#));
+    let refreshes = session
+        .get("/ui/hubs/hub1/jobs?state=done&type=Refresh&channel=ch1")
+        .await;
+    assert_eq!(refreshes.status, StatusCode::OK, "{}", refreshes.text);
+    let listed = refreshes.text.matches("<tr data-event=").count();
+    assert!(listed >= 1, "{}", refreshes.text);
+    assert_eq!(
+        refreshes.text.matches("<td>Refresh</td>").count(),
+        listed,
+        "{}",
+        refreshes.text
+    );
+    assert!(refreshes.text.contains(r#"<option value="ch1" selected>"#));
+    let none = session.get("/ui/hubs/hub1/jobs?channel=other").await;
+    assert!(!none.text.contains("<tr data-event="), "{}", none.text);
+    assert!(none.text.contains("no event matches the filters"));
+    // Unknown or hostile values are refused with a reason, never a failure.
+    for bad in ["state=SLEEPING", "type=%3Cscript%3E", "channel=a%3Bdrop"] {
+        let answer = session.get(&format!("/ui/hubs/hub1/jobs?{bad}")).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            answer.text
+        );
+        assert!(answer.text.contains("filter"), "{bad}: {}", answer.text);
+        assert!(!answer.text.contains("<script>"), "{bad}: {}", answer.text);
+    }
 
     // Location test: the result comes back as the notice.
     let (_, v) = session.action("/ui/hubs/hub1/locs/src/test", &[]).await;
@@ -658,7 +1026,8 @@ async fn connector_pause_resume_resync_and_table_toggles() {
     let list = session.get("/ui/channels").await.text;
     assert!(list.contains(r#"data-paused="false""#), "{list}");
     assert!(
-        list.contains(">scheduled<") && list.contains(">connected<"),
+        // A manual schedule's connector is idle between syncs (the /v1 API says "scheduled").
+        list.contains(">idle<") && list.contains(">connected<"),
         "{list}"
     );
 
@@ -719,7 +1088,7 @@ async fn connector_pause_resume_resync_and_table_toggles() {
     wait_job_done(&mut session).await;
     let list = session.get("/ui/channels").await.text;
     assert!(
-        list.contains(&format!(">{ROWS}<")),
+        list.contains(&format!(">{}<", sep(ROWS))),
         "only orders moved: {list}"
     );
     // Per-table resync of the enabled table.
@@ -788,7 +1157,7 @@ async fn browser_login_sync_live_freeze_and_refusal() {
     b.wait_text("#notice", 10, |t| t.contains("hub1.ch1: resumed"))
         .await;
     b.wait_text(&format!(r#"{row} [data-field="sync_state"]"#), 10, |t| {
-        t == "scheduled"
+        t == "idle"
     })
     .await;
     // The selection survived the rows being re-read; clear it for the sync below.
@@ -810,7 +1179,7 @@ async fn browser_login_sync_live_freeze_and_refusal() {
     })
     .await;
     b.wait_text(&format!(r#"{row} [data-field="rows_moved"]"#), 10, |t| {
-        t == (ROWS + 2).to_string()
+        t == sep(ROWS + 2)
     })
     .await;
     assert!(
@@ -862,7 +1231,7 @@ async fn browser_login_sync_live_freeze_and_refusal() {
     b.wait_text(
         r#"tr[data-table="orders"] [data-field="target_rows"]"#,
         10,
-        |t| t == ROWS.to_string(),
+        |t| t == sep(ROWS),
     )
     .await;
     assert_eq!(

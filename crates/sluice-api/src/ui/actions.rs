@@ -39,7 +39,7 @@ impl Form {
             .map(|(_, v)| v.as_str())
     }
 
-    fn all(&self, key: &str) -> impl Iterator<Item = &str> {
+    pub(crate) fn all(&self, key: &str) -> impl Iterator<Item = &str> {
         self.0
             .iter()
             .filter(move |(k, _)| k == key)
@@ -217,6 +217,7 @@ pub(crate) async fn test_location(
             let props: Vec<String> = report
                 .discovered_props
                 .iter()
+                .filter(|(k, _)| k.as_str() != "Server_Version")
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             redirect_with(

@@ -9,6 +9,7 @@
 
 mod actions;
 mod chart;
+mod forms;
 mod graph;
 mod lag;
 mod live;
@@ -52,6 +53,7 @@ pub(crate) fn channel_name(s: &str) -> Result<ChannelName, Refusal> {
 
 const CSS: &str = include_str!("../../static/ui.css");
 const JS: &str = include_str!("../../static/ui.js");
+const ICON: &str = include_str!("../../static/favicon.svg");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     let mut response = body.into_response();
@@ -70,6 +72,10 @@ async fn css() -> Response {
 
 async fn js() -> Response {
     asset(JS, "text/javascript; charset=utf-8")
+}
+
+async fn icon() -> Response {
+    asset(ICON, "image/svg+xml")
 }
 
 /// `GET /ui/login?next=`.
@@ -96,7 +102,14 @@ pub(crate) fn routes(app: AppState) -> Router<AppState> {
         .route("/ui/channels/action", post(actions::channel_action))
         .route("/ui/live", get(live::live))
         .route("/ui/lineage", get(pages::lineage))
-        .route("/ui/hubs", get(pages::hubs))
+        .route("/ui/hubs", get(forms::hubs).post(forms::create_hub))
+        .route("/ui/hubs/{hub}/new-location", get(forms::new_location))
+        .route("/ui/hubs/{hub}/locations", post(forms::save_location))
+        .route("/ui/hubs/{hub}/locs/{loc}/edit", get(forms::edit_location))
+        .route(
+            "/ui/hubs/{hub}/new-channel",
+            get(forms::new_channel).post(forms::create_channel),
+        )
         .route("/ui/hubs/{hub}", get(pages::hub))
         .route("/ui/hubs/{hub}/freeze", post(actions::freeze))
         .route("/ui/hubs/{hub}/unfreeze", post(actions::unfreeze))
@@ -141,6 +154,7 @@ pub(crate) fn routes(app: AppState) -> Router<AppState> {
         .route("/ui/logout", post(actions::logout))
         .route("/ui/static/ui.css", get(css))
         .route("/ui/static/ui.js", get(js))
+        .route("/ui/static/favicon.svg", get(icon))
         .merge(private)
         .with_state(state)
 }

@@ -14,12 +14,12 @@ use sluice_service::{ChannelOverview, RefreshRun, TableStatus};
 use super::UiState;
 use super::chart::{self, Bar, Line};
 use super::graph;
-use super::lag::Sample;
 use super::session::Viewer;
 use super::view::{
-    ChannelPage, ChannelRow, ChannelsPage, Chrome, ConnectorBox, EventPage, EventRow, FlowRow,
-    HubPage, JobRow, JobsPage, LineagePage, LocationRow, LoginPage, ReplicationBox,
-    ReplicationJobRow, ResultRow, RunRow, SchemaRow, TableRow, count, seconds, when,
+    ChannelPage, ChannelRow, ChannelsPage, Chrome, ConnectorBox, EventPage, EventRow, FilterChoice,
+    FlowRow, HubPage, JobRow, JobsFilterForm, JobsPage, LineagePage, LocationRow, LoginPage,
+    ReplicationBox, ReplicationJobRow, ResultRow, RunRow, SchemaRow, TableRow, count, seconds,
+    when,
 };
 use crate::error::dashboard::Refusal;
 use crate::extract::QueryList;
@@ -54,6 +54,12 @@ fn channel_row(c: ChannelOverview) -> ChannelRow {
         .last_failure
         .map(|(t, why)| (when(Some(t)), why))
         .unwrap_or_default();
+    let health_text = match c.health {
+        sluice_service::ChannelHealth::Failed if !failure_text.is_empty() => {
+            format!("{}: {failure_text}", c.health.meaning())
+        }
+        h => h.meaning().to_owned(),
+    };
     ChannelRow {
         hub: c.hub.to_string(),
         channel: c.channel.to_string(),
@@ -83,12 +89,14 @@ fn channel_row(c: ChannelOverview) -> ChannelRow {
             .as_ref()
             .map(|k| k.settings.setup_state.clone())
             .unwrap_or_default(),
-        sync_state: c
+        sync_state: c.connector.as_ref().map(sync_label).unwrap_or_default(),
+        manual: c
             .connector
             .as_ref()
-            .map(|k| k.sync_state.as_str().to_owned())
-            .unwrap_or_default(),
+            .is_some_and(|k| k.settings.schedule_type == "manual"),
         schedule: c.connector.as_ref().map(schedule).unwrap_or_default(),
+        health: c.health.as_str().to_owned(),
+        health_text,
     }
 }
 
@@ -98,6 +106,15 @@ fn schedule(c: &Connector) -> String {
         format!("every {} min", s.sync_frequency)
     } else {
         s.schedule_type.clone()
+    }
+}
+
+/// The connector's sync state as the dashboard words it: `scheduled` (the `/v1` API's word for
+/// "not syncing now") is `idle` when nothing is scheduled (a manual schedule).
+fn sync_label(c: &Connector) -> String {
+    match c.sync_state.as_str() {
+        "scheduled" if c.settings.schedule_type == "manual" => "idle".to_owned(),
+        other => other.to_owned(),
     }
 }
 
@@ -113,7 +130,7 @@ fn connector_box(c: &Connector) -> ConnectorBox {
         paused: c.settings.paused,
         setup_state: c.settings.setup_state.clone(),
         setup_tests: tests.join("\n"),
-        sync_state: c.sync_state.as_str().to_owned(),
+        sync_state: sync_label(c),
         schedule: schedule(c),
         succeeded: when(c.succeeded_at),
         failed: when(c.failed_at),
@@ -158,6 +175,13 @@ pub(crate) async fn channels(
         .collect();
     let mut hubs: Vec<String> = all.iter().map(|c| c.hub.to_string()).collect();
     hubs.dedup();
+    // Where a newcomer adds a channel: the filtered hub, else the only hub there is.
+    let all_hubs = viewer.service.hubs().await?;
+    let add_to = match (hub.is_empty(), all_hubs.as_slice()) {
+        (false, _) => hub.clone(),
+        (true, [only]) => only.hub.name.to_string(),
+        _ => String::new(),
+    };
     let needle = q.to_lowercase();
     let rows = all
         .into_iter()
@@ -175,6 +199,8 @@ pub(crate) async fn channels(
         hub,
         q,
         rows,
+        add_to,
+        no_hub: all_hubs.is_empty(),
     })
 }
 
@@ -198,6 +224,8 @@ fn table_row(schema: &str, table: &str, enabled: bool, t: Option<TableStatus>) -
             refresh_error: String::new(),
             compare_state: String::new(),
             compare_finished: String::new(),
+            compare_differs: false,
+            compare_event: String::new(),
             errors: String::new(),
         },
     }
@@ -247,6 +275,15 @@ fn status_row(t: TableStatus) -> TableRow {
             })
             .unwrap_or_default(),
         compare_finished: when(t.last_compare.as_ref().and_then(|r| r.finished)),
+        compare_differs: t
+            .last_compare
+            .as_ref()
+            .is_some_and(|r| r.table_state == sluice_model::event::table_state::DONE_DIFFERENT),
+        compare_event: t
+            .last_compare
+            .as_ref()
+            .map(|r| r.event.to_string())
+            .unwrap_or_default(),
         errors: errors.join("; "),
     }
 }
@@ -278,6 +315,14 @@ pub(crate) async fn channel(
     let name = super::channel_name(&channel)?;
     let detail = viewer.service.channel_detail(&hub, &name).await?;
     let replication = replication_box(&ui, &viewer, &hub, &name).await?;
+    // The same verdict as the channel list's.
+    let overview = viewer
+        .service
+        .channel_overview(Some(&hub))
+        .await?
+        .into_iter()
+        .find(|c| c.channel == name)
+        .map(channel_row);
     let can_activate = viewer
         .service
         .level_on(&viewer.identity.user, viewer.identity.level, &hub)
@@ -286,7 +331,7 @@ pub(crate) async fn channel(
     let finished: Vec<&RefreshRun> = detail.runs.iter().filter(|r| r.seconds.is_some()).collect();
     let bar = |r: &&RefreshRun, value: f64| Bar {
         value,
-        label: when(Some(r.start)),
+        at: r.start,
         failed: r.state != sluice_model::EventState::Done,
     };
     let rate: Vec<Bar> = finished
@@ -352,6 +397,11 @@ pub(crate) async fn channel(
         duration_chart: chart::bars("duration of each refresh", "s", &duration),
         replication,
         can_activate,
+        health: overview
+            .as_ref()
+            .map(|o| o.health.clone())
+            .unwrap_or_default(),
+        health_text: overview.map(|o| o.health_text).unwrap_or_default(),
     })
 }
 
@@ -412,15 +462,11 @@ async fn replication_box(
         });
     }
     let samples = ui.lag.samples(hub, channel);
-    let time = |s: Option<&Sample>| {
-        s.map(|s| s.at.format("%H:%M:%S").to_string())
-            .unwrap_or_default()
-    };
+    let times: Vec<_> = samples.iter().map(|s| s.at).collect();
     let lag_chart = chart::lines(
         "capture and integrate latency",
         "s",
-        &time(samples.first()),
-        &time(samples.last()),
+        &times,
         &[
             Line {
                 class: "capture",
@@ -471,21 +517,36 @@ fn event_row(e: &EventRecord) -> EventRow {
     }
 }
 
-/// `GET /ui/hubs/{hub}/jobs`: the hub's jobs and its newest events.
+/// `GET /ui/hubs/{hub}/jobs?state=&type=&channel=`: the hub's jobs and its newest events,
+/// narrowed by the filters asked for: events to those states, types and channels, jobs to those
+/// channels. Each key may repeat or list values with commas; an empty value is no filter, and a
+/// value that is no state, type or channel name is refused (400).
 pub(crate) async fn jobs(
     Extension(viewer): Extension<Viewer>,
     Path(hub): Path<String>,
+    query: QueryList,
 ) -> Page<JobsPage> {
     viewer
         .require_on(&hub, AccessLevel::ReadOnly, "jobs and events")
         .await?;
     let hub = hub_name(&hub)?;
-    let (jobs, events) = viewer.service.jobs_and_events(&hub, EVENT_PAGE).await?;
+    let filter = sluice_repo::EventFilter {
+        hub: Some(hub.clone()),
+        states: chosen(&query, "state", sluice_model::EventState::ALL)?,
+        types: chosen(&query, "type", sluice_model::EventType::ALL)?,
+        channels: chosen_channels(&query)?,
+        max_events: Some(EVENT_PAGE),
+        ..Default::default()
+    };
+    let jobs = viewer.service.jobs(&hub).await?;
+    let events = viewer.service.events(&filter).await?;
+    let channels = viewer.service.channels(&hub).await?;
     Ok(JobsPage {
         chrome: Chrome::new(&viewer, format!("Jobs and events of {hub}")),
         hub: hub.to_string(),
         jobs: jobs
             .iter()
+            .filter(|j| filter.channels.is_empty() || filter.channels.contains(j.name.channel()))
             .map(|j| JobRow {
                 name: j.name.to_string(),
                 state: j.state.to_string(),
@@ -496,7 +557,98 @@ pub(crate) async fn jobs(
             })
             .collect(),
         events: events.iter().map(event_row).collect(),
+        form: filter_form(&filter, channels.into_iter().map(|c| c.name)),
     })
+}
+
+/// The values of `key` in `query`, each one of `all` in any case (`failed` is `FAILED`), each
+/// once; the first that is none of them is refused.
+fn chosen<T: Copy + PartialEq + std::fmt::Display>(
+    query: &QueryList,
+    key: &str,
+    all: &[T],
+) -> Result<Vec<T>, Refusal> {
+    let mut chosen = Vec::new();
+    for v in query.all(key) {
+        let t = all
+            .iter()
+            .copied()
+            .find(|t| t.to_string().eq_ignore_ascii_case(&v))
+            .ok_or_else(|| {
+                let expected: Vec<String> = all.iter().map(ToString::to_string).collect();
+                bad_filter(key, &v, &format!("expected one of {}", expected.join(", ")))
+            })?;
+        if !chosen.contains(&t) {
+            chosen.push(t);
+        }
+    }
+    Ok(chosen)
+}
+
+/// The most channels the jobs page filters by at once.
+const MAX_CHANNEL_FILTER: usize = 50;
+
+/// The channels of the `channel` values in `query`, each once; a value that is no channel name
+/// is refused, and so are more than [`MAX_CHANNEL_FILTER`] channels.
+fn chosen_channels(query: &QueryList) -> Result<Vec<ChannelName>, Refusal> {
+    let mut chosen: Vec<ChannelName> = Vec::new();
+    for v in query.all("channel") {
+        let name = ChannelName::new(&v).map_err(|e| bad_filter("channel", &v, &e.to_string()))?;
+        if !chosen.contains(&name) {
+            chosen.push(name);
+        }
+        if chosen.len() > MAX_CHANNEL_FILTER {
+            return Err(bad_filter(
+                "channel",
+                &v,
+                &format!("at most {MAX_CHANNEL_FILTER} channels at once"),
+            ));
+        }
+    }
+    Ok(chosen)
+}
+
+/// A filter value refused: 400, naming the key and (the start of) the value.
+fn bad_filter(key: &str, value: &str, why: &str) -> Refusal {
+    let shown: String = value.chars().take(40).collect();
+    Refusal::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        format!("the {key} filter {shown:?} is not valid: {why}"),
+    )
+}
+
+/// The jobs page's filter form for `filter`, offering every state and type and the hub's
+/// `channels` (with a chosen channel the hub no longer has, so its old events stay reachable).
+fn filter_form(
+    filter: &sluice_repo::EventFilter,
+    channels: impl IntoIterator<Item = ChannelName>,
+) -> JobsFilterForm {
+    fn options<T: PartialEq + std::fmt::Display>(
+        all: impl IntoIterator<Item = T>,
+        chosen: &[T],
+    ) -> Vec<FilterChoice> {
+        all.into_iter()
+            .map(|v| FilterChoice {
+                value: v.to_string(),
+                selected: chosen.contains(&v),
+            })
+            .collect()
+    }
+    let mut names: Vec<ChannelName> = channels.into_iter().collect();
+    names.extend(filter.channels.iter().cloned());
+    names.sort();
+    names.dedup();
+    JobsFilterForm {
+        states: options(
+            sluice_model::EventState::ALL.iter().copied(),
+            &filter.states,
+        ),
+        types: options(sluice_model::EventType::ALL.iter().copied(), &filter.types),
+        channels: options(names, &filter.channels),
+        active: !(filter.states.is_empty()
+            && filter.types.is_empty()
+            && filter.channels.is_empty()),
+    }
 }
 
 /// `GET /ui/hubs/{hub}/events/{ev}`: one event, its per-table results and its log.
@@ -534,18 +686,6 @@ pub(crate) async fn event(
             .collect::<Vec<_>>()
             .join("\n"),
     })
-}
-
-/// `GET /ui/hubs`: the first hub's page (or the list when there is none).
-pub(crate) async fn hubs(Extension(viewer): Extension<Viewer>) -> Result<Response, Refusal> {
-    let hubs = viewer.service.hubs().await?;
-    match hubs.first() {
-        Some(h) => Ok(Redirect::to(&format!("/ui/hubs/{}", h.hub.name)).into_response()),
-        None => Err(Refusal::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "the repository has no hub yet",
-        )),
-    }
 }
 
 /// `GET /ui/hubs/{hub}`: state, freeze and unfreeze, locations with their test.

@@ -208,6 +208,18 @@ pub(crate) fn redirect_with(to: &str, flash: Flash) -> Response {
     response
 }
 
+/// Marks an action's redirect as where the page should go next: the script's JSON answer
+/// carries it as `go` (a form posted without the script follows the redirect anyway).
+#[derive(Debug, Clone)]
+struct Navigate(String);
+
+/// As [`redirect_with`], and the script goes there too (a form that created something).
+pub(crate) fn navigate_with(to: &str, flash: Flash) -> Response {
+    let mut response = redirect_with(to, flash);
+    response.extensions_mut().insert(Navigate(to.to_owned()));
+    response
+}
+
 /// The header the dashboard's script sends with actions it posts itself: it wants the notice
 /// as JSON `{error, text}` instead of a redirect.
 pub(crate) const FETCH_HEADER: &str = "x-sluice-fetch";
@@ -227,14 +239,16 @@ fn answer_fetch(mut response: Response) -> Response {
     } else {
         return response;
     };
-    let mut json = (
-        status,
-        axum::Json(serde_json::json!({"error": flash.error, "text": flash.text})),
-    )
-        .into_response();
-    // Keep the session cookies a renewal set; drop the notice cookie.
+    let mut answer = serde_json::json!({"error": flash.error, "text": flash.text});
+    let navigate = response.extensions_mut().remove::<Navigate>();
+    if let Some(Navigate(to)) = &navigate {
+        answer["go"] = serde_json::json!(to);
+    }
+    let mut json = (status, axum::Json(answer)).into_response();
+    // Keep the session cookies a renewal set; drop the notice cookie unless the script goes on
+    // to the next page, which shows it.
     for v in response.headers().get_all(header::SET_COOKIE) {
-        if !v.as_bytes().starts_with(FLASH_COOKIE.as_bytes()) {
+        if navigate.is_some() || !v.as_bytes().starts_with(FLASH_COOKIE.as_bytes()) {
             json.headers_mut().append(header::SET_COOKIE, v.clone());
         }
     }

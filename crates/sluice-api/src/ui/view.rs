@@ -13,9 +13,18 @@ pub(crate) fn when(t: Option<DateTime<Utc>>) -> String {
         .unwrap_or_default()
 }
 
-/// A count; empty for none.
+/// A count with thousands separators (`1,234,567`); empty for none.
 pub(crate) fn count(n: Option<u64>) -> String {
-    n.map(|n| n.to_string()).unwrap_or_default()
+    let Some(n) = n else { return String::new() };
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Seconds with a sensible precision; empty for none.
@@ -80,7 +89,13 @@ pub(crate) struct ChannelRow {
     pub paused: bool,
     pub setup_state: String,
     pub sync_state: String,
+    /// Whether its schedule is manual (no sync is ever scheduled).
+    pub manual: bool,
     pub schedule: String,
+    /// One word for how it is doing (healthy, running, failed, paused, frozen, differs, new).
+    pub health: String,
+    /// What that means, with the last failure's reason when it failed.
+    pub health_text: String,
 }
 
 /// The channel (connector) list.
@@ -92,6 +107,10 @@ pub(crate) struct ChannelsPage {
     pub hub: String,
     pub q: String,
     pub rows: Vec<ChannelRow>,
+    /// The hub to add a channel to when there is none (the only or the filtered hub), or empty.
+    pub add_to: String,
+    /// Whether the repository has no hub at all.
+    pub no_hub: bool,
 }
 
 /// One table of a channel (of a connector's schema, when the channel is a connector).
@@ -110,6 +129,10 @@ pub(crate) struct TableRow {
     pub refresh_error: String,
     pub compare_state: String,
     pub compare_finished: String,
+    /// Whether the last compare found differences (its keys are in its event's log).
+    pub compare_differs: bool,
+    /// The last compare's event.
+    pub compare_event: String,
     pub errors: String,
 }
 
@@ -160,6 +183,9 @@ pub(crate) struct ChannelPage {
     pub replication: Option<ReplicationBox>,
     /// Whether the viewer may activate and deactivate it (ReadWrite on the hub).
     pub can_activate: bool,
+    /// One word for how it is doing, as on the channel list, and what it means.
+    pub health: String,
+    pub health_text: String,
 }
 
 /// An activated channel's capture and integrate jobs, with a lag chart.
@@ -214,6 +240,23 @@ pub(crate) struct JobsPage {
     pub hub: String,
     pub jobs: Vec<JobRow>,
     pub events: Vec<EventRow>,
+    /// The filters, as the form shows them.
+    pub form: JobsFilterForm,
+}
+
+/// One option of a filter's select.
+pub(crate) struct FilterChoice {
+    pub value: String,
+    pub selected: bool,
+}
+
+/// The filter form of the jobs page: each select's options, marked when chosen.
+pub(crate) struct JobsFilterForm {
+    pub states: Vec<FilterChoice>,
+    pub types: Vec<FilterChoice>,
+    pub channels: Vec<FilterChoice>,
+    /// Whether anything is chosen.
+    pub active: bool,
 }
 
 /// One per-table result of an event.

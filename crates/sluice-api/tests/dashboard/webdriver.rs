@@ -311,6 +311,16 @@ impl Browser {
         path
     }
 
+    /// Resizes the window to `width` × `height` CSS pixels.
+    pub async fn window_size(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+    }
+
     /// Ends the session (closes Chromium).
     pub async fn quit(self) {
         let _ = self.http.delete(&self.session).send().await;

@@ -31,6 +31,8 @@ mod code;
 mod import;
 mod loc_groups;
 mod locs;
+
+pub(crate) use locs::keep_sealed;
 mod tables;
 
 use actions::*;
