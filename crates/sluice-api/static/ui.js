@@ -34,7 +34,7 @@ document.addEventListener("submit", async (ev) => {
       return;
     }
     const answer = await response.json();
-    if (answer.go && !answer.error) {
+    if (answer.go) {
       window.location.href = answer.go;
       return;
     }

@@ -517,7 +517,7 @@ async fn location_and_channel_forms_check_like_the_api_and_seal_the_password() {
         !page.contains("s3cret-pw") && !page.contains(&sealed),
         "{page}"
     );
-    assert!(page.contains("stored and sealed"), "{page}");
+    assert!(page.contains("stored: leave empty to keep it"), "{page}");
     let mut edit = pg("pgx", "");
     edit.push(("editing", "pgx"));
     let (_, v) = admin.action("/ui/hubs/hub1/locations", &edit).await;
@@ -532,6 +532,30 @@ async fn location_and_channel_forms_check_like_the_api_and_seal_the_password() {
         .await
         .unwrap();
     assert_eq!(kept.props["Database_Password"].to_text(), sealed);
+    // Pointing it elsewhere without the password again drops the stored one, and says so.
+    let mut moved = pg("pgx", "");
+    moved.push(("editing", "pgx"));
+    moved[3] = ("prop.Database_Host", "192.0.2.1");
+    let (_, v) = admin.action("/ui/hubs/hub1/locations", &moved).await;
+    assert!(
+        v["text"].as_str().unwrap().contains("without its password"),
+        "{v}"
+    );
+    assert_eq!(v["go"], "/ui/hubs/hub1", "{v}");
+    let dropped = s
+        .hub
+        .service()
+        .location(
+            &sluice_model::HubName::new("hub1").unwrap(),
+            &sluice_model::LocationName::new("pgx").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !dropped.props.contains_key("Database_Password"),
+        "{dropped:?}"
+    );
+    assert_eq!(dropped.props["Database_Host"].to_text(), "192.0.2.1");
     // Test tries the form's location without storing it: port 1 does not answer.
     let mut test = pg("pgy", "pw");
     test[0] = ("do", "test");

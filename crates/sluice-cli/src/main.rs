@@ -290,6 +290,8 @@ fn follows_login(command: &Command) -> bool {
 /// The hub server a command without `--hub` or `--home` works on: the one logged in to, if any.
 /// A credentials file that cannot be read leaves the command local, with a warning.
 fn logged_in_hub(g: &Global) -> Option<String> {
+    // No place for credentials (no HOME): nobody logged in here.
+    credentials::config_dir().ok()?;
     let url = match credentials::default_hub() {
         Ok(url) => url?,
         Err(e) => {

@@ -97,14 +97,19 @@ pub fn rate(rows: u64, seconds: f64) -> String {
 /// What a refresh did to the target's rows: `12 inserted, 3 updated, 0 deleted`, or
 /// `16 upserted` (an incremental refresh); empty for a table replaced whole.
 pub fn changes(c: Option<&sluice_service::RowChanges>) -> String {
+    use sluice_service::RowChanges;
     match c {
         None => String::new(),
-        Some(c) if c.upserted > 0 => format!("{} upserted", thousands(c.upserted)),
-        Some(c) => format!(
+        Some(RowChanges::Upserted { upserted }) => format!("{} upserted", thousands(*upserted)),
+        Some(RowChanges::Merged {
+            inserted,
+            updated,
+            deleted,
+        }) => format!(
             "{} inserted, {} updated, {} deleted",
-            thousands(c.inserted),
-            thousands(c.updated),
-            thousands(c.deleted)
+            thousands(*inserted),
+            thousands(*updated),
+            thousands(*deleted)
         ),
     }
 }

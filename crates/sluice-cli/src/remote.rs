@@ -1092,19 +1092,16 @@ fn differs(event: &EventInfo) -> bool {
 /// table whole (no such result).
 fn row_changes(event: &EventInfo, table: &str) -> Option<sluice_service::RowChanges> {
     let n = |r: &str| count(event, table, r);
-    let any = [
-        "Rows_Inserted",
-        "Rows_Updated",
-        "Rows_Deleted",
-        "Rows_Upserted",
-    ]
-    .iter()
-    .any(|r| n(r).is_some());
-    any.then(|| sluice_service::RowChanges {
+    if let Some(upserted) = n("Rows_Upserted") {
+        return Some(sluice_service::RowChanges::Upserted { upserted });
+    }
+    let any = ["Rows_Inserted", "Rows_Updated", "Rows_Deleted"]
+        .iter()
+        .any(|r| n(r).is_some());
+    any.then(|| sluice_service::RowChanges::Merged {
         inserted: n("Rows_Inserted").unwrap_or(0),
         updated: n("Rows_Updated").unwrap_or(0),
         deleted: n("Rows_Deleted").unwrap_or(0),
-        upserted: n("Rows_Upserted").unwrap_or(0),
     })
 }
 

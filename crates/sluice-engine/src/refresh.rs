@@ -69,20 +69,25 @@ pub struct RefreshReport {
     pub slices: Vec<SliceReport>,
 }
 
-/// What a refresh that changes rows in place did to the target table. A row-wise refresh knows
-/// each row's fate from the merge; an incremental one writes by upsert, which inserts or updates
-/// by key, so it knows only how many rows it upserted (telling the two apart would mean reading
-/// the target's keys).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct RowChanges {
-    /// Rows only in the source, inserted.
-    pub inserted: u64,
-    /// Rows in both whose values differed, updated.
-    pub updated: u64,
-    /// Rows only in the target, deleted.
-    pub deleted: u64,
-    /// Rows written by upsert (inserted or updated).
-    pub upserted: u64,
+/// What a refresh that changes rows in place did to the target table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum RowChanges {
+    /// A row-wise refresh: each row's fate, from the merge.
+    Merged {
+        /// Rows only in the source, inserted.
+        inserted: u64,
+        /// Rows in both whose values differed, updated.
+        updated: u64,
+        /// Rows only in the target, deleted.
+        deleted: u64,
+    },
+    /// An incremental refresh: rows written by upsert, which inserts or updates by key (telling
+    /// the two apart would mean reading the target's keys).
+    Upserted {
+        /// Rows upserted.
+        upserted: u64,
+    },
 }
 
 /// What one slice of a table's read did.
@@ -274,9 +279,8 @@ async fn refresh_table(
         && matches!(plan.apply, PlannedApply::Load)
         && plan.write.strategy == WriteStrategy::Upsert
     {
-        moved.changes = Some(RowChanges {
+        moved.changes = Some(RowChanges::Upserted {
             upserted: moved.written,
-            ..RowChanges::default()
         });
     }
     let (state, error) = match outcome {
@@ -298,7 +302,8 @@ async fn refresh_table(
         bytes: moved.bytes,
         duration: started.elapsed(),
         created: moved.created,
-        changes: moved.changes,
+        // A table that did not commit changed nothing.
+        changes: moved.changes.filter(|_| state == RefreshState::Done),
         error,
         slices: moved.slices,
     }
@@ -620,7 +625,7 @@ async fn rowwise_merge(
     s.advance(cancel, &plan.write.columns).await?;
     t.advance(cancel, &target_read.columns).await?;
     let mut since_progress = 0u64;
-    let mut changes = RowChanges::default();
+    let (mut inserted, mut updated, mut deleted) = (0u64, 0u64, 0u64);
     loop {
         let order = match (s.row(), t.row()) {
             (Some(a), Some(b)) => compare_keys(&key, a, b),
@@ -632,7 +637,7 @@ async fn rowwise_merge(
             Ordering::Less => {
                 if apply.puts() {
                     put(&mut puts, s.row(), write, moved).await?;
-                    changes.inserted += 1;
+                    inserted += 1;
                 }
                 s.advance(cancel, &plan.write.columns).await?;
             }
@@ -646,7 +651,7 @@ async fn rowwise_merge(
                     deletes
                         .push_row(key.iter().map(|&k| row[k].clone()))
                         .map_err(|e| ConnectorError::internal(e.to_string()))?;
-                    changes.deleted += 1;
+                    deleted += 1;
                 }
                 t.advance(cancel, &target_read.columns).await?;
             }
@@ -657,7 +662,7 @@ async fn rowwise_merge(
                 };
                 if !same && apply.puts() {
                     put(&mut puts, s.row(), write, moved).await?;
-                    changes.updated += 1;
+                    updated += 1;
                 }
                 s.advance(cancel, &plan.write.columns).await?;
                 t.advance(cancel, &target_read.columns).await?;
@@ -681,7 +686,11 @@ async fn rowwise_merge(
     if !deletes.is_empty() {
         write.delete_batch(deletes).await?;
     }
-    moved.changes = Some(changes);
+    moved.changes = Some(RowChanges::Merged {
+        inserted,
+        updated,
+        deleted,
+    });
     moved.rows = s.rows;
     moved.bytes = s.bytes + t.bytes;
     Ok(())

@@ -1233,14 +1233,17 @@ impl HubService {
                 &report.target_rows.to_string(),
             ));
             if let Some(c) = &report.changes {
-                let counts = match c.upserted {
-                    0 => [
-                        (ResultName::RowsInserted, c.inserted),
-                        (ResultName::RowsUpdated, c.updated),
-                        (ResultName::RowsDeleted, c.deleted),
-                    ]
-                    .to_vec(),
-                    n => vec![(ResultName::RowsUpserted, n)],
+                let counts = match *c {
+                    RowChanges::Merged {
+                        inserted,
+                        updated,
+                        deleted,
+                    } => vec![
+                        (ResultName::RowsInserted, inserted),
+                        (ResultName::RowsUpdated, updated),
+                        (ResultName::RowsDeleted, deleted),
+                    ],
+                    RowChanges::Upserted { upserted } => vec![(ResultName::RowsUpserted, upserted)],
                 };
                 results.extend(
                     counts
@@ -1286,12 +1289,13 @@ impl HubService {
                 "table {name}: {} rows in {seconds:.2} s ({:.0} rows/s){}{}",
                 report.source_rows,
                 report.source_rows as f64 / seconds.max(1e-9),
-                match &report.changes {
-                    Some(c) if c.upserted > 0 => format!(", {} upserted", c.upserted),
-                    Some(c) => format!(
-                        ", {} inserted, {} updated, {} deleted",
-                        c.inserted, c.updated, c.deleted
-                    ),
+                match report.changes {
+                    Some(RowChanges::Upserted { upserted }) => format!(", {upserted} upserted"),
+                    Some(RowChanges::Merged {
+                        inserted,
+                        updated,
+                        deleted,
+                    }) => format!(", {inserted} inserted, {updated} updated, {deleted} deleted"),
                     None => String::new(),
                 },
                 if report.created {

@@ -111,11 +111,16 @@ fn resolve_props(
                 format!("location {} property {name}: {e}", location.name),
             )
         };
-        let vars = env_refs(&raw).map_err(|e| bad(&e))?;
+        // A secret's text is never repeated in a message, malformed or not.
+        let malformed = |e: &dyn std::fmt::Display| match is_secret_prop(name) {
+            true => bad(&"malformed ${…} reference (the value is not shown)"),
+            false => bad(e),
+        };
+        let vars = env_refs(&raw).map_err(|e| malformed(&e))?;
         if let Some(var) = vars.iter().find(|v| !policy.env_allowed(v)) {
             return Err(bad(&policy.env_refusal(var)));
         }
-        let text = resolve_env_refs(&raw, |var| env(var)).map_err(|e| bad(&e))?;
+        let text = resolve_env_refs(&raw, |var| env(var)).map_err(|e| malformed(&e))?;
         for var in &vars {
             if let Some(value) = env(var) {
                 redactor.add(&value, format!("${{{var}}}"));

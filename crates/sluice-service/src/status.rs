@@ -252,12 +252,14 @@ pub enum ChannelHealth {
 }
 
 impl ChannelHealth {
-    /// Decides the state from the facts, in the order of the variants.
+    /// Decides the state from the facts, in the order of the variants. `last_refresh` is the
+    /// newest refresh's state; a cancelled one leaves the verdict to `ever_succeeded`.
     pub fn of(
         frozen: bool,
         running: bool,
         paused: bool,
         last_refresh: Option<EventState>,
+        ever_succeeded: bool,
         differs: bool,
     ) -> Self {
         if frozen {
@@ -270,7 +272,7 @@ impl ChannelHealth {
             ChannelHealth::Paused
         } else if differs {
             ChannelHealth::Differs
-        } else if last_refresh.is_some() {
+        } else if last_refresh == Some(EventState::Done) || ever_succeeded {
             ChannelHealth::Healthy
         } else {
             ChannelHealth::New
@@ -451,6 +453,12 @@ impl HubService {
                     .filter(|j| j.name.channel() == &c.name)
                     .max_by_key(|j| j.run_begin)
                     .map(|j| j.state.to_string());
+                // A sync is a refresh: capture, integrate and compare jobs do not count.
+                let syncing = jobs.iter().any(|j| {
+                    j.name.channel() == &c.name
+                        && j.name.job_type() == sluice_model::JobType::Refresh
+                        && j.state == sluice_model::JobState::Running
+                });
                 let connector = connectors
                     .iter()
                     .position(|k| k.id.channel == c.name)
@@ -468,9 +476,10 @@ impl HubService {
                     });
                 let health = ChannelHealth::of(
                     frozen,
-                    job_state.as_deref() == Some("RUNNING"),
+                    syncing,
                     connector.as_ref().is_some_and(|k| k.settings.paused),
                     mine.first().map(|e| e.state),
+                    success.is_some(),
                     differs,
                 );
                 out.push(ChannelOverview {
@@ -599,5 +608,61 @@ impl HubService {
             })?;
         let log = self.event_log(event).await?;
         Ok((record, log))
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::ChannelHealth::{self, *};
+    use sluice_model::EventState;
+
+    #[test]
+    fn the_first_state_that_holds_wins() {
+        let of = ChannelHealth::of;
+        assert_eq!(
+            of(true, true, true, Some(EventState::Failed), true, true),
+            Frozen
+        );
+        assert_eq!(
+            of(false, true, false, Some(EventState::Failed), true, false),
+            Running
+        );
+        assert_eq!(
+            of(false, false, false, Some(EventState::Active), true, false),
+            Running
+        );
+        assert_eq!(
+            of(false, false, true, Some(EventState::Failed), true, true),
+            Failed
+        );
+        assert_eq!(
+            of(false, false, true, Some(EventState::Done), true, true),
+            Paused
+        );
+        assert_eq!(
+            of(false, false, false, Some(EventState::Done), true, true),
+            Differs
+        );
+        assert_eq!(
+            of(false, false, false, Some(EventState::Done), true, false),
+            Healthy
+        );
+        assert_eq!(of(false, false, false, None, false, false), New);
+        // A cancelled refresh is neither a success nor a failure: the runs before it decide.
+        assert_eq!(
+            of(false, false, false, Some(EventState::Canceled), true, false),
+            Healthy
+        );
+        assert_eq!(
+            of(
+                false,
+                false,
+                false,
+                Some(EventState::Canceled),
+                false,
+                false
+            ),
+            New
+        );
     }
 }

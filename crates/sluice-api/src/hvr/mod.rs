@@ -14,8 +14,6 @@ pub(crate) mod shapes;
 pub(crate) mod users;
 pub(crate) mod wire;
 
-pub(crate) use definition::keep_sealed;
-
 use axum::Router;
 use axum::routing::{get, post};
 use sluice_model::HubName;

@@ -233,26 +233,28 @@ fn location_name(text: &str) -> Result<LocationName, Refusal> {
     LocationName::new(text).map_err(|e| Refusal::new(StatusCode::NOT_FOUND, e.to_string()))
 }
 
-/// The location a form describes, in the API's wire form (`{"props": {"Class": …, …}}`): the
-/// class's known properties only, empty ones left out (an empty password keeps the stored one).
-fn location_body(form: &Form, class: LocationClass) -> Json {
-    let mut props = Map::new();
-    props.insert("Class".into(), json!(class.as_str()));
-    for spec in sluice_service::registry::property_specs(class).unwrap_or_default() {
-        let value = form
-            .one(&format!("prop.{}", spec.name))
-            .unwrap_or("")
-            .trim();
-        if !value.is_empty() {
-            props.insert(spec.name.to_owned(), json!(value));
-        }
-    }
-    json!({ "props": props })
+/// The class's properties as the form filled them in: `(name, value, secret)`, values trimmed,
+/// empty when left empty. Properties the class does not have are never taken from a form.
+fn form_props(form: &Form, class: LocationClass) -> Vec<(&'static str, String, bool)> {
+    sluice_service::registry::property_specs(class)
+        .unwrap_or_default()
+        .iter()
+        .map(|spec| {
+            let value = form
+                .one(&format!("prop.{}", spec.name))
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            (spec.name, value, is_secret_prop(spec.name))
+        })
+        .collect()
 }
 
 /// `POST /ui/hubs/{hub}/locations`: `do=test` tests the form's location without storing it
 /// (ReadWrite, as `POST …/locs/test`); `do=save` stores it (ReadWrite, as `POST` or `PUT
-/// …/definition/locs`), a new one when `editing` is empty.
+/// …/definition/locs`), a new one when `editing` is empty. An edit changes only the fields the
+/// form shows: a field emptied removes that property, an empty password keeps the stored one
+/// (sealed or a `${VAR}` reference), and the description and other properties stay.
 pub(crate) async fn save_location(
     Extension(viewer): Extension<Viewer>,
     Path(hub): Path<String>,
@@ -271,17 +273,31 @@ pub(crate) async fn save_location(
         "" => None,
         name => Some(location_name(name)?),
     };
-    let back = match &editing {
-        Some(loc) => format!("/ui/hubs/{hub}/locs/{loc}/edit"),
-        None => format!("/ui/hubs/{hub}/new-location"),
+    let stored = match &editing {
+        Some(loc) => Some(viewer.service.location(&hub, loc).await?),
+        None => None,
     };
-    let class = match &editing {
-        Some(loc) => viewer.service.location(&hub, loc).await?.class,
+    let class = match &stored {
+        Some(l) => l.class,
         None => class_of(form.one("class"))?,
     };
-    let wire_body = location_body(&form, class);
+    let back = match &editing {
+        Some(loc) => format!("/ui/hubs/{hub}/locs/{loc}/edit"),
+        None => format!("/ui/hubs/{hub}/new-location?class={}", class.as_str()),
+    };
+    let entries = form_props(&form, class);
     if form.one("do") == Some("test") {
-        let doc = json!({ "class": class.as_str(), "props": without_class(&wire_body) });
+        // Laid over the stored location when editing: an emptied field removes its property
+        // (null), an empty password keeps the stored one.
+        let mut props = Map::new();
+        for (name, value, secret) in &entries {
+            if !value.is_empty() {
+                props.insert((*name).to_owned(), json!(value));
+            } else if editing.is_some() && !secret {
+                props.insert((*name).to_owned(), Json::Null);
+            }
+        }
+        let doc = json!({ "class": class.as_str(), "props": props });
         return Ok(
             match viewer
                 .service
@@ -303,57 +319,98 @@ pub(crate) async fn save_location(
     }
     let name = match &editing {
         Some(loc) => loc.to_string(),
+        None => match LocationName::new(form.one("loc").unwrap_or("").trim()) {
+            Ok(n) => n.to_string(),
+            Err(e) => return Ok(redirect_with(&back, invalid(format!("name: {e}")))),
+        },
+    };
+    let new = match &stored {
+        Some(_) => None,
         None => {
-            let text = form.one("loc").unwrap_or("").trim();
-            match LocationName::new(text) {
-                Ok(n) => n.to_string(),
-                Err(e) => {
-                    return Ok(redirect_with(&back, invalid(format!("name: {e}"))));
+            let mut props = Map::new();
+            props.insert("Class".into(), json!(class.as_str()));
+            for (name, value, _) in &entries {
+                if !value.is_empty() {
+                    props.insert((*name).to_owned(), json!(value));
                 }
+            }
+            match wire::location_in(&json!({ "props": props }), &format!("location {name}")) {
+                Ok(new) => Some(new),
+                Err(e) => return Ok(redirect_with(&back, error_flash(e))),
             }
         }
     };
-    let new = match wire::location_in(&wire_body, &format!("location {name}")) {
-        Ok(new) => new,
-        Err(e) => return Ok(redirect_with(&back, error_flash(e))),
-    };
-    let creating = editing.is_none();
-    let description = match creating {
-        true => format!("add_loc {name}"),
-        false => format!("replace_loc {name}"),
+    // An edit that changes where the password would be sent, without giving it again, loses
+    // the stored one (the service drops it): say so rather than "saved".
+    let endpoint_moved = stored.as_ref().is_some_and(|l| {
+        let specs = sluice_service::registry::property_specs(class).unwrap_or_default();
+        let has_secret = entries
+            .iter()
+            .any(|(n, v, secret)| *secret && v.is_empty() && l.props.contains_key(*n));
+        has_secret
+            && entries.iter().any(|(n, v, _)| {
+                specs.iter().any(|s| s.name == *n && s.endpoint)
+                    && l.props.get(*n).map(|p| p.to_text()).unwrap_or_default() != *v
+            })
+    });
+    let description = match &stored {
+        None => format!("add_loc {name}"),
+        Some(_) => format!("replace_loc {name}"),
     };
     let saved = viewer
         .service
         .edit_definitions(&hub, EventType::DefinitionChange, &description, |doc| {
             let locs = section(doc, "locations");
-            if creating && locs.contains_key(&name) {
-                return Err(ServiceError::new(
-                    ServiceErrorKind::Conflict,
-                    format!("location {name} already exists"),
-                ));
+            match &new {
+                Some(new) => {
+                    if locs.contains_key(&name) {
+                        return Err(ServiceError::new(
+                            ServiceErrorKind::Conflict,
+                            format!("location {name} already exists"),
+                        ));
+                    }
+                    locs.insert(name.clone(), new.clone());
+                }
+                None => {
+                    let loc = locs
+                        .get_mut(&name)
+                        .and_then(Json::as_object_mut)
+                        .ok_or_else(|| {
+                            ServiceError::not_found(format!("location {name} does not exist"))
+                        })?;
+                    if !loc.get("props").is_some_and(Json::is_object) {
+                        loc.insert("props".into(), json!({}));
+                    }
+                    let props = loc["props"].as_object_mut().expect("just made an object");
+                    for (prop, value, secret) in &entries {
+                        if !value.is_empty() {
+                            props.insert((*prop).to_owned(), json!(value));
+                        } else if !secret {
+                            props.remove(*prop);
+                        }
+                    }
+                }
             }
-            let mut new = new.clone();
-            crate::hvr::keep_sealed(locs.get(&name), &mut new);
-            locs.insert(name.clone(), new);
             Ok(())
         })
         .await;
     Ok(match saved {
+        Ok(_) if endpoint_moved => navigate_with(
+            &format!("/ui/hubs/{hub}"),
+            invalid(format!(
+                "location {name} saved, without its password: it now points elsewhere, so the \
+                 stored password was dropped; edit it again and type the password"
+            )),
+        ),
         Ok(_) => navigate_with(
             &format!("/ui/hubs/{hub}"),
             ok(format!(
                 "location {name} {}",
-                if creating { "added" } else { "saved" }
+                if stored.is_none() { "added" } else { "saved" }
             )),
         ),
         Err(e) => redirect_with(&back, error_flash(e)),
     })
-}
-
-fn without_class(body: &Json) -> Json {
-    let mut props = body["props"].as_object().cloned().unwrap_or_default();
-    props.remove("Class");
-    Json::Object(props)
 }
 
 fn section<'a>(doc: &'a mut Json, key: &str) -> &'a mut Map<String, Json> {

@@ -177,9 +177,21 @@ pub(crate) async fn channels(
     hubs.dedup();
     // Where a newcomer adds a channel: the filtered hub, else the only hub there is.
     let all_hubs = viewer.service.hubs().await?;
-    let add_to = match (hub.is_empty(), all_hubs.as_slice()) {
-        (false, _) => hub.clone(),
-        (true, [only]) => only.hub.name.to_string(),
+    let readable: Vec<String> = all_hubs
+        .iter()
+        .map(|h| &h.hub.name)
+        .filter(|h| {
+            levels
+                .get(*h)
+                .copied()
+                .unwrap_or(viewer.identity.level)
+                .allows(AccessLevel::ReadOnly)
+        })
+        .map(|h| h.to_string())
+        .collect();
+    let add_to = match (hub.is_empty(), readable.as_slice()) {
+        (false, _) if readable.contains(&hub) => hub.clone(),
+        (true, [only]) => only.clone(),
         _ => String::new(),
     };
     let needle = q.to_lowercase();

@@ -74,7 +74,7 @@ pub(super) async fn add_loc(
 
 /// Keeps stored (sealed) secrets a replacement leaves out: GETs never show them, so a client's
 /// GET-modify-PUT must not erase them.
-pub(crate) fn keep_sealed(old: Option<&Json>, new: &mut Json) {
+pub(super) fn keep_sealed(old: Option<&Json>, new: &mut Json) {
     let Some(old_props) = old.and_then(|o| o.get("props")).and_then(Json::as_object) else {
         return;
     };

@@ -31,8 +31,6 @@ mod code;
 mod import;
 mod loc_groups;
 mod locs;
-
-pub(crate) use locs::keep_sealed;
 mod tables;
 
 use actions::*;
