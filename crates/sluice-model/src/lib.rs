@@ -22,6 +22,7 @@ pub mod name;
 pub mod position;
 pub mod refresh;
 pub mod schema;
+pub mod text;
 pub mod value;
 
 pub use access::AccessLevel;

@@ -213,23 +213,27 @@ pub(crate) async fn test_location(
     let loc = sluice_model::LocationName::new(&loc)
         .map_err(|e| Refusal::new(axum::http::StatusCode::NOT_FOUND, e.to_string()))?;
     Ok(match viewer.service.test_location(&hub, &loc).await {
-        Ok(report) => {
-            let props: Vec<String> = report
-                .discovered_props
-                .iter()
-                .filter(|(k, _)| k.as_str() != "Server_Version")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            redirect_with(
-                &to,
-                ok(format!(
-                    "location {loc}: test passed ({})",
-                    props.join(", ")
-                )),
-            )
-        }
+        Ok(report) => redirect_with(
+            &to,
+            ok(format!(
+                "location {loc}: test passed ({})",
+                discovered(&report)
+            )),
+        ),
         Err(e) => redirect_with(&to, error_flash(e)),
     })
+}
+
+/// What a location test found, for a notice: `Class_Version=15.4, …` (the server's whole
+/// version banner left out: Class_Version says which version).
+pub(crate) fn discovered(report: &sluice_connector::TestReport) -> String {
+    report
+        .discovered_props
+        .iter()
+        .filter(|(k, _)| k.as_str() != "Server_Version")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `POST /ui/hubs/{hub}/events/{ev}/cancel` (ReadExec).

@@ -304,15 +304,13 @@ pub(crate) async fn save_location(
                 .test_location_document(&hub, &doc, editing.as_ref())
                 .await
             {
-                Ok(report) => {
-                    let props: Vec<String> = report
-                        .discovered_props
-                        .iter()
-                        .filter(|(k, _)| k.as_str() != "Server_Version")
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect();
-                    redirect_with(&back, ok(format!("test passed ({})", props.join(", "))))
-                }
+                Ok(report) => redirect_with(
+                    &back,
+                    ok(format!(
+                        "test passed ({})",
+                        super::actions::discovered(&report)
+                    )),
+                ),
                 Err(e) => redirect_with(&back, error_flash(e)),
             },
         );

@@ -15,16 +15,7 @@ pub(crate) fn when(t: Option<DateTime<Utc>>) -> String {
 
 /// A count with thousands separators (`1,234,567`); empty for none.
 pub(crate) fn count(n: Option<u64>) -> String {
-    let Some(n) = n else { return String::new() };
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    n.map(sluice_model::text::thousands).unwrap_or_default()
 }
 
 /// Seconds with a sensible precision; empty for none.
