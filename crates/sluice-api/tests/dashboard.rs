@@ -22,15 +22,7 @@ const ROWS: usize = 2500;
 
 /// A count as the dashboard shows it: `2,500`.
 fn sep(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    sluice_model::text::thousands(n as u64)
 }
 
 /// A hub server with the event hub, hub `hub1`, locations `src`/`tgt` and channel `ch1`.
@@ -463,6 +455,17 @@ async fn location_and_channel_forms_check_like_the_api_and_seal_the_password() {
 
     let mut admin = Session::login(&s, "admin", ADMIN_PASSWORD).await;
     let before = defs().await;
+    // Location pgx as stored (sealed secrets and all).
+    let pgx = || async {
+        s.hub
+            .service()
+            .location(
+                &sluice_model::HubName::new("hub1").unwrap(),
+                &sluice_model::LocationName::new("pgx").unwrap(),
+            )
+            .await
+            .unwrap()
+    };
     let pg = |name: &'static str, password: &'static str| {
         vec![
             ("do", "save"),
@@ -500,15 +503,7 @@ async fn location_and_channel_forms_check_like_the_api_and_seal_the_password() {
         .await;
     assert_eq!(v["error"], false, "{v}");
     assert_eq!(v["go"], "/ui/hubs/hub1", "{v}");
-    let stored = s
-        .hub
-        .service()
-        .location(
-            &sluice_model::HubName::new("hub1").unwrap(),
-            &sluice_model::LocationName::new("pgx").unwrap(),
-        )
-        .await
-        .unwrap();
+    let stored = pgx().await;
     let sealed = stored.props["Database_Password"].to_text();
     assert!(sluice_service::secrets::is_sealed(&sealed), "{sealed}");
     assert!(!stored.props.contains_key("Not_A_Property"));
@@ -522,15 +517,7 @@ async fn location_and_channel_forms_check_like_the_api_and_seal_the_password() {
     edit.push(("editing", "pgx"));
     let (_, v) = admin.action("/ui/hubs/hub1/locations", &edit).await;
     assert_eq!(v["error"], false, "{v}");
-    let kept = s
-        .hub
-        .service()
-        .location(
-            &sluice_model::HubName::new("hub1").unwrap(),
-            &sluice_model::LocationName::new("pgx").unwrap(),
-        )
-        .await
-        .unwrap();
+    let kept = pgx().await;
     assert_eq!(kept.props["Database_Password"].to_text(), sealed);
     // Pointing it elsewhere without the password again drops the stored one, and says so.
     let mut moved = pg("pgx", "");
@@ -542,15 +529,7 @@ async fn location_and_channel_forms_check_like_the_api_and_seal_the_password() {
         "{v}"
     );
     assert_eq!(v["go"], "/ui/hubs/hub1", "{v}");
-    let dropped = s
-        .hub
-        .service()
-        .location(
-            &sluice_model::HubName::new("hub1").unwrap(),
-            &sluice_model::LocationName::new("pgx").unwrap(),
-        )
-        .await
-        .unwrap();
+    let dropped = pgx().await;
     assert!(
         !dropped.props.contains_key("Database_Password"),
         "{dropped:?}"

@@ -14,6 +14,8 @@ pub(crate) mod shapes;
 pub(crate) mod users;
 pub(crate) mod wire;
 
+pub(crate) use definition::section;
+
 use axum::Router;
 use axum::routing::{get, post};
 use sluice_model::HubName;

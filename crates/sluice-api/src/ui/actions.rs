@@ -55,7 +55,7 @@ fn back(form: &Form, fallback: &str) -> String {
         .to_owned()
 }
 
-fn ok(text: impl Into<String>) -> Flash {
+pub(crate) fn ok(text: impl Into<String>) -> Flash {
     Flash {
         error: false,
         text: text.into(),
@@ -210,8 +210,7 @@ pub(crate) async fn test_location(
         .await?;
     let hub = hub_name(&hub)?;
     let to = format!("/ui/hubs/{hub}");
-    let loc = sluice_model::LocationName::new(&loc)
-        .map_err(|e| Refusal::new(axum::http::StatusCode::NOT_FOUND, e.to_string()))?;
+    let loc = super::location_name(&loc)?;
     Ok(match viewer.service.test_location(&hub, &loc).await {
         Ok(report) => redirect_with(
             &to,

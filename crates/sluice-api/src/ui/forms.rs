@@ -18,13 +18,13 @@ use sluice_model::{AccessLevel, EventType, LocationName, TableName};
 use sluice_service::browse::LocRef;
 use sluice_service::{ServiceError, ServiceErrorKind};
 
-use super::actions::Form;
+use super::actions::{Form, ok};
+use super::location_name;
 use super::session::{Flash, Viewer, error_flash, navigate_with, redirect_with};
 use super::view::Chrome;
 use crate::error::dashboard::Refusal;
 use crate::extract::QueryList;
-use crate::hvr::hub_name;
-use crate::hvr::wire;
+use crate::hvr::{hub_name, section, wire};
 
 type Page<T> = Result<T, Refusal>;
 type Done = Result<Response, Refusal>;
@@ -45,13 +45,6 @@ const MODES: [(&str, &str); 3] = [
         "incremental (rows past the target's greatest column value)",
     ),
 ];
-
-fn ok(text: impl Into<String>) -> Flash {
-    Flash {
-        error: false,
-        text: text.into(),
-    }
-}
 
 fn invalid(text: impl Into<String>) -> Flash {
     Flash {
@@ -79,22 +72,13 @@ pub(crate) struct HubsPage {
 
 pub(crate) async fn hubs(Extension(viewer): Extension<Viewer>) -> Page<HubsPage> {
     viewer.require(AccessLevel::ReadOnly, "the hub list")?;
-    let levels = viewer
-        .service
-        .hub_levels(&viewer.identity.user, viewer.identity.level)
-        .await?;
+    let readable = viewer.readable().await?;
     let hubs = viewer
         .service
         .hubs()
         .await?
         .into_iter()
-        .filter(|h| {
-            levels
-                .get(&h.hub.name)
-                .copied()
-                .unwrap_or(viewer.identity.level)
-                .allows(AccessLevel::ReadOnly)
-        })
+        .filter(|h| readable(&h.hub.name))
         .map(|h| HubRow {
             name: h.hub.name.to_string(),
             description: h.hub.description.clone(),
@@ -227,10 +211,6 @@ pub(crate) async fn edit_location(
         classes: vec![stored.class.as_str().to_owned()],
         fields: fields(stored.class, Some(&stored)),
     })
-}
-
-fn location_name(text: &str) -> Result<LocationName, Refusal> {
-    LocationName::new(text).map_err(|e| Refusal::new(StatusCode::NOT_FOUND, e.to_string()))
 }
 
 /// The class's properties as the form filled them in: `(name, value, secret)`, values trimmed,
@@ -409,13 +389,6 @@ pub(crate) async fn save_location(
         ),
         Err(e) => redirect_with(&back, error_flash(e)),
     })
-}
-
-fn section<'a>(doc: &'a mut Json, key: &str) -> &'a mut Map<String, Json> {
-    if !doc.get(key).is_some_and(Json::is_object) {
-        doc[key] = json!({});
-    }
-    doc[key].as_object_mut().expect("just made an object")
 }
 
 /// A table discovered at the chosen source.

@@ -51,6 +51,12 @@ pub(crate) fn channel_name(s: &str) -> Result<ChannelName, Refusal> {
     })
 }
 
+/// A location name from a path or a form (an invalid one names no location: 404).
+pub(crate) fn location_name(s: &str) -> Result<sluice_model::LocationName, Refusal> {
+    sluice_model::LocationName::new(s)
+        .map_err(|e| Refusal::new(StatusCode::NOT_FOUND, e.to_string()))
+}
+
 const CSS: &str = include_str!("../../static/ui.css");
 const JS: &str = include_str!("../../static/ui.js");
 const ICON: &str = include_str!("../../static/favicon.svg");

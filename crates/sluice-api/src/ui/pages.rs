@@ -155,23 +155,14 @@ pub(crate) async fn channels(
     viewer.require(AccessLevel::ReadOnly, "the channel list")?;
     let hub = query.one("hub").unwrap_or("").to_owned();
     let q = query.one("q").unwrap_or("").trim().to_owned();
-    // Only channels of hubs the viewer may read (their access entry there, else their level).
-    let levels = viewer
-        .service
-        .hub_levels(&viewer.identity.user, viewer.identity.level)
-        .await?;
+    // Only channels of hubs the viewer may read.
+    let readable = viewer.readable().await?;
     let all: Vec<_> = viewer
         .service
         .channel_overview(None)
         .await?
         .into_iter()
-        .filter(|c| {
-            levels
-                .get(&c.hub)
-                .copied()
-                .unwrap_or(viewer.identity.level)
-                .allows(AccessLevel::ReadOnly)
-        })
+        .filter(|c| readable(&c.hub))
         .collect();
     let mut hubs: Vec<String> = all.iter().map(|c| c.hub.to_string()).collect();
     hubs.dedup();
@@ -180,13 +171,7 @@ pub(crate) async fn channels(
     let readable: Vec<String> = all_hubs
         .iter()
         .map(|h| &h.hub.name)
-        .filter(|h| {
-            levels
-                .get(*h)
-                .copied()
-                .unwrap_or(viewer.identity.level)
-                .allows(AccessLevel::ReadOnly)
-        })
+        .filter(|h| readable(h))
         .map(|h| h.to_string())
         .collect();
     let add_to = match (hub.is_empty(), readable.as_slice()) {

@@ -63,6 +63,24 @@ impl Viewer {
         }
     }
 
+    /// Which hubs the user may read: ReadOnly there, by their access entry, else their level.
+    pub async fn readable(
+        &self,
+    ) -> Result<impl Fn(&sluice_model::HubName) -> bool + use<>, sluice_service::ServiceError> {
+        let levels = self
+            .service
+            .hub_levels(&self.identity.user, self.identity.level)
+            .await?;
+        let level = self.identity.level;
+        Ok(move |hub: &sluice_model::HubName| {
+            levels
+                .get(hub)
+                .copied()
+                .unwrap_or(level)
+                .allows(AccessLevel::ReadOnly)
+        })
+    }
+
     /// Refuses (403, with the reason) unless the user has at least `level` on `hub` (their
     /// access entry there, else their server-wide level; read from the repository every time)
     /// for `what`. A name that is no hub's is checked against the server-wide level (the page

@@ -138,7 +138,7 @@ fn missing(message: impl Into<String>) -> ServiceError {
 }
 
 /// The document's channels, locations, … maps (created when absent).
-fn section<'a>(doc: &'a mut Json, key: &str) -> &'a mut Map<String, Json> {
+pub(crate) fn section<'a>(doc: &'a mut Json, key: &str) -> &'a mut Map<String, Json> {
     if !doc.get(key).is_some_and(Json::is_object) {
         doc[key] = json!({});
     }
